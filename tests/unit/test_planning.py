@@ -1,0 +1,63 @@
+from datetime import UTC, datetime, timedelta
+
+from certbotless.model import CertSpec, KeyType, Route
+from certbotless.reconcile import edge_references, plan_certificates, renewal_due
+from certbotless.store import latest_per_name
+from tests.unit.factories import stored_cert
+
+SPEC = CertSpec("app.example.test", ("app.example.test",))
+ISSUED = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_new_certificate_is_planned() -> None:
+    plan = plan_certificates([SPEC], [], ISSUED)
+    assert plan.to_issue == (SPEC,)
+    assert plan.reasons == {"app.example.test": "new"}
+
+
+def test_valid_certificate_is_left_alone_until_a_third_of_its_life_remains() -> None:
+    cert = stored_cert(issued=ISSUED, lifetime=timedelta(days=90))
+    assert not renewal_due(cert, ISSUED + timedelta(days=59))
+    assert renewal_due(cert, ISSUED + timedelta(days=60))
+    assert plan_certificates([SPEC], [cert], ISSUED + timedelta(days=59)).to_issue == ()
+    assert plan_certificates([SPEC], [cert], ISSUED + timedelta(days=61)).to_issue == (SPEC,)
+
+
+def test_short_lived_certificates_renew_on_the_same_fraction() -> None:
+    cert = stored_cert(issued=ISSUED, lifetime=timedelta(minutes=3))
+    assert not renewal_due(cert, ISSUED + timedelta(seconds=119))
+    assert renewal_due(cert, ISSUED + timedelta(seconds=120))
+
+
+def test_changed_domains_or_key_type_or_force_reissue() -> None:
+    cert = stored_cert(issued=ISSUED)
+    now = ISSUED + timedelta(days=1)
+    wider = CertSpec("app.example.test", ("app.example.test", "www.example.test"))
+    rsa = CertSpec("app.example.test", ("app.example.test",), KeyType.RSA2048)
+    assert plan_certificates([wider], [cert], now).reasons["app.example.test"] == "domains changed"
+    assert plan_certificates([rsa], [cert], now).reasons["app.example.test"] == "key type changed"
+    forced = plan_certificates([SPEC], [cert], now, forced={"app.example.test"})
+    assert forced.to_issue == (SPEC,)
+
+
+def test_latest_version_wins() -> None:
+    old = stored_cert(issued=ISSUED, version="1")
+    new = stored_cert(issued=ISSUED + timedelta(days=30), version="2")
+    assert latest_per_name([new, old])["app.example.test"] is new
+
+
+def test_edge_mounts_conf_and_only_routed_certificates() -> None:
+    routed = stored_cert()
+    unrouted = stored_cert(name="other.example.test", domains=("other.example.test",))
+    route = Route("demo_app", ("app.example.test",), 8000)
+    refs = edge_references(
+        [route],
+        {c.name: c for c in (routed, unrouted)},
+        ("cbl-nginx-x", "confid"),
+        "/etc/nginx/certs",
+    )
+    assert [(r.kind, r.target, oct(r.mode)) for r in refs] == [
+        ("config", "/etc/nginx/nginx.conf", "0o444"),
+        ("config", "/etc/nginx/certs/app.example.test/fullchain.pem", "0o444"),
+        ("secret", "/etc/nginx/certs/app.example.test/privkey.pem", "0o400"),
+    ]
