@@ -73,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for noisy in ("urllib3", "docker", "apscheduler", "acme"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     swarm = Swarm()
     store = CertStore(swarm)
     tokens = TokenStore(settings.challenge_dir)

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from certbotless.acme.challenges import EdgeSelfCheck
 from certbotless.acme.orders import AcmeIssuer, IssuanceError
 from certbotless.discovery import discover, find_edge_service
 from certbotless.edge import (
@@ -133,13 +134,15 @@ class Reconciler:
             plan = plan_certificates(
                 wanted_specs.values(), self.store.inventory(), datetime.now(UTC), forced
             )
+            edge = self.settings.nginx_service or find_edge_service(services)
+            self_check = EdgeSelfCheck(f"tasks.{edge}") if self.settings.self_check else None
             current = dict(plan.current)
             issued: list[str] = []
             failed: dict[str, str] = {}
             for spec in plan.to_issue:
                 progress(f"{spec.name}: {plan.reasons[spec.name]}")
                 try:
-                    stored = self.store.save(self.issuer.issue(spec, progress))
+                    stored = self.store.save(self.issuer.issue(spec, progress, self_check))
                 except IssuanceError as error:
                     log.error("%s", error)
                     failed[spec.name] = str(error)
@@ -152,7 +155,6 @@ class Reconciler:
                 issued.append(spec.name)
             rolled = False
             if roll:
-                edge = self.settings.nginx_service or find_edge_service(services)
                 rolled = self._deploy_edge(edge, found.routes, current, progress).changed
             return PassReport(
                 issued=tuple(issued), failed=failed, problems=found.problems, rolled=rolled

@@ -18,6 +18,8 @@ from certbotless.swarm import Swarm
 log = logging.getLogger(__name__)
 
 EVENT_DEBOUNCE = timedelta(seconds=2)
+# Let's Encrypt allows 5 failed validations per name per hour.
+RETRY_AFTER_FAILURE = timedelta(minutes=15)
 SCHEDULE_JITTER_SECONDS = 300
 _PASS_JOB = "reconcile-soon"
 
@@ -45,15 +47,22 @@ class Daemon:
         self.scheduler.start()
 
     def trigger(self, reason: str, delay: timedelta = EVENT_DEBOUNCE) -> None:
-        """Debounced: every trigger moves the one pending pass to `delay` from now."""
+        """Debounced: one pending pass, moved to `delay` from now unless one is due sooner.
+
+        Two instances may exist: one running and one waiting for the pass lock, so a change
+        seen during a pass is always followed by another pass.
+        """
         log.debug("pass requested: %s", reason)
+        when = datetime.now(UTC) + delay
+        pending = self.scheduler.get_job(_PASS_JOB)
+        if pending is not None and pending.next_run_time is not None:
+            when = min(when, pending.next_run_time)
         self.scheduler.add_job(
             self._pass,
             id=_PASS_JOB,
             replace_existing=True,
-            next_run_time=datetime.now(UTC) + delay,
-            max_instances=1,
-            coalesce=True,
+            next_run_time=when,
+            max_instances=2,
             misfire_grace_time=None,
         )
 
@@ -63,7 +72,10 @@ class Daemon:
             report = self.reconciler.run_pass()
         except Exception:
             log.exception("reconcile pass failed")
+            self.trigger("retry after a failed pass", RETRY_AFTER_FAILURE)
             return
+        if not report.ok:
+            self.trigger("retry failed certificates", RETRY_AFTER_FAILURE)
         log.info(
             "pass done in %.1f s: issued %d, failed %d, label problems %d, rolled %s",
             time.monotonic() - started,

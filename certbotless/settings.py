@@ -35,6 +35,7 @@ class Settings:
     lock_file: Path = Path("/run/certbotless/pass.lock")
     certs_dir: str = "/etc/nginx/certs"
     rollout_timeout: float = 120.0
+    self_check: bool = True
     log_level: str = "INFO"
 
     @classmethod
@@ -79,6 +80,7 @@ class Settings:
             lock_file=_path(get("LOCK_FILE")) or defaults.lock_file,
             certs_dir=get("CERTS_DIR") or defaults.certs_dir,
             rollout_timeout=float(_positive_int(get("ROLLOUT_TIMEOUT"), "ROLLOUT_TIMEOUT", 120)),
+            self_check=_flag(get("SELF_CHECK"), "SELF_CHECK", defaults.self_check),
             log_level=(get("LOG_LEVEL") or defaults.log_level).upper(),
         )
 
@@ -96,6 +98,16 @@ def _existing_file(value: str | None, name: str) -> Path | None:
             f"{PREFIX}{name}={value!r}: no such file; mount it or unset the variable"
         )
     return path
+
+
+def _flag(value: str | None, name: str, default: bool) -> bool:
+    if value is None:
+        return default
+    if value.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if value.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{PREFIX}{name}={value!r} must be true or false")
 
 
 def _positive_int(value: str | None, name: str, default: int) -> int:

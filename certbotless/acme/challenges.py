@@ -6,10 +6,13 @@ is answered by the daemon's responder in the same container.
 
 from __future__ import annotations
 
+import http.client
 import logging
 import os
 import re
+import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -101,3 +104,55 @@ def _make_handler(tokens: TokenStore) -> type[BaseHTTPRequestHandler]:
             log.debug("responder: " + format, *args)
 
     return Handler
+
+
+class ChallengeNotServed(Exception):
+    """The edge does not hand our token back; telling the CA now would only burn its limits."""
+
+
+class EdgeSelfCheck:
+    """Fetches each token through every edge task, as the CA will, before the CA is told to look.
+
+    `edge_dns_name` is `tasks.<edge service>`: Docker's DNS answers it with every task's address
+    on the shared overlay network.
+    """
+
+    def __init__(self, edge_dns_name: str, timeout: float = 60.0, port: int = 80) -> None:
+        self.edge_dns_name = edge_dns_name
+        self.timeout = timeout
+        self.port = port
+
+    def wait_until_served(self, domain: str, token: str, key_authorization: str) -> None:
+        deadline = time.monotonic() + self.timeout
+        problem = "no attempt"
+        while time.monotonic() < deadline:
+            problem = self._problem(domain, token, key_authorization)
+            if not problem:
+                return
+            time.sleep(0.25)
+        raise ChallengeNotServed(
+            f"{domain}: the edge ({self.edge_dns_name}:{self.port}) does not serve the HTTP-01 "
+            f"token after {self.timeout:.0f} s ({problem}); check that nginx forwards "
+            f"{CHALLENGE_PREFIX} to certbotless"
+        )
+
+    def _problem(self, domain: str, token: str, key_authorization: str) -> str:
+        try:
+            addresses = sorted(
+                {a[4][0] for a in socket.getaddrinfo(self.edge_dns_name, self.port, socket.AF_INET)}
+            )
+        except OSError as error:
+            return f"cannot resolve: {error}"
+        for address in addresses:
+            connection = http.client.HTTPConnection(str(address), self.port, timeout=3)
+            try:
+                connection.request("GET", CHALLENGE_PREFIX + token, headers={"Host": domain})
+                response = connection.getresponse()
+                body = response.read(4096).decode(errors="replace")
+            except (OSError, http.client.HTTPException) as error:
+                return f"{address}: {error}"
+            finally:
+                connection.close()
+            if response.status != 200 or body.strip() != key_authorization:
+                return f"{address}: HTTP {response.status}"
+        return ""

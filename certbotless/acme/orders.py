@@ -13,7 +13,7 @@ from josepy.jwa import ES256, RS256
 from josepy.jwk import JWK, JWKEC
 
 from certbotless import __version__
-from certbotless.acme.challenges import TokenStore
+from certbotless.acme.challenges import ChallengeNotServed, EdgeSelfCheck, TokenStore
 from certbotless.acme.keys import generate_private_key, private_key_pem
 from certbotless.model import CertSpec, IssuedCert
 
@@ -44,14 +44,21 @@ class AcmeIssuer:
             account_key, alg=alg, user_agent=f"certbotless/{__version__}"
         )
         if ca_bundle is not None:
-            self.net.session.verify = str(ca_bundle)
-        self.acme = client.ClientV2(
-            client.ClientV2.get_directory(directory_url, self.net), self.net
-        )
+            # ClientNetwork passes verify_ssl to requests as `verify`, which takes a bundle path.
+            self.net.verify_ssl = str(ca_bundle)  # type: ignore[assignment]
+        self.directory_url = directory_url
         self.tokens = tokens
         self.email = email
         self.order_timeout = order_timeout
+        self._acme: client.ClientV2 | None = None
         self._account: messages.RegistrationResource | None = None
+
+    @property
+    def acme(self) -> client.ClientV2:
+        if self._acme is None:
+            directory = client.ClientV2.get_directory(self.directory_url, self.net)
+            self._acme = client.ClientV2(directory, self.net)
+        return self._acme
 
     def ensure_account(self) -> messages.RegistrationResource:
         if self._account is None:
@@ -67,16 +74,22 @@ class AcmeIssuer:
                 self.net.account = self._account
         return self._account
 
-    def issue(self, spec: CertSpec, progress: Progress = log.info) -> IssuedCert:
-        self.ensure_account()
+    def issue(
+        self,
+        spec: CertSpec,
+        progress: Progress = log.info,
+        self_check: EdgeSelfCheck | None = None,
+    ) -> IssuedCert:
         deadline = time.monotonic() + self.order_timeout
         key_pem = private_key_pem(generate_private_key(spec.key_type))
         csr_pem = crypto_util.make_csr(key_pem, list(spec.domains))
         progress(f"{spec.name}: ordering {', '.join(spec.domains)}")
         try:
+            self.ensure_account()
             order = self.acme.new_order(csr_pem, profile=spec.profile)
-            tokens = self._answer_challenges(order, progress)
+            tokens: list[str] = []
             try:
+                self._answer_challenges(order, tokens, progress, self_check)
                 self._wait_for_authorizations(order, deadline)
             finally:
                 for token in tokens:
@@ -85,28 +98,41 @@ class AcmeIssuer:
             order = self._finalize(order, deadline)
         except messages.Error as problem:
             raise IssuanceError(f"{spec.name}: the CA refused: {_describe(problem)}") from problem
-        except (errors.Error, requests.RequestException) as failure:
+        except (errors.Error, requests.RequestException, ChallengeNotServed) as failure:
             raise IssuanceError(f"{spec.name}: {failure}") from failure
         assert order.fullchain_pem is not None
         return IssuedCert(spec=spec, fullchain_pem=order.fullchain_pem.encode(), key_pem=key_pem)
 
-    def _answer_challenges(self, order: messages.OrderResource, progress: Progress) -> list[str]:
-        tokens = []
+    def _answer_challenges(
+        self,
+        order: messages.OrderResource,
+        tokens: list[str],
+        progress: Progress,
+        self_check: EdgeSelfCheck | None,
+    ) -> None:
+        """Publish every token (recorded in `tokens` for cleanup), check the edge serves each,
+        and only then ask the CA to validate."""
+        pending = []
         for authz in order.authorizations:
             if authz.body.status == messages.STATUS_VALID:
                 continue
             http01 = next(
                 (c for c in authz.body.challenges if isinstance(c.chall, challenges.HTTP01)), None
             )
+            domain = authz.body.identifier.value
             if http01 is None:
-                raise IssuanceError(f"{authz.body.identifier.value}: the CA offers no HTTP-01")
+                raise IssuanceError(f"{domain}: the CA offers no HTTP-01 challenge")
             response, validation = http01.response_and_validation(self.net.key)
             token = http01.chall.encode("token")
             self.tokens.put(token, validation)
             tokens.append(token)
-            progress(f"{authz.body.identifier.value}: answering HTTP-01 challenge")
+            pending.append((domain, token, validation, http01, response))
+        for domain, token, validation, http01, response in pending:
+            if self_check is not None:
+                progress(f"{domain}: checking the edge serves the challenge")
+                self_check.wait_until_served(domain, token, validation)
+            progress(f"{domain}: asking the CA to validate")
             self.acme.answer_challenge(http01, response)
-        return tokens
 
     def _wait_for_authorizations(self, order: messages.OrderResource, deadline: float) -> None:
         for authz in order.authorizations:

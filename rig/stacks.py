@@ -1,0 +1,182 @@
+"""Deploy the edge and demo stacks on the rig's swarm, and check HTTPS through the edge.
+
+Shared by the demo (`python -m rig demo`) and the swarm tests. Stdlib only; talks to Docker
+through the `docker` CLI so it has no dependency on the package under test.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+STACKS = REPO / "stacks"
+EDGE_NETWORK = "certbotless-edge"
+EDGE_STACK = "certbotless-demo"
+DEMO_STACK = "demo"
+DEMO_HOST = "app.example.test"
+MANAGED_LABEL = "certbotless.managed"
+
+Say = Callable[[str], None]
+
+
+def docker(*args: str, env: Mapping[str, str] | None = None, check: bool = True) -> str:
+    result = subprocess.run(
+        ["docker", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    if check and result.returncode != 0:
+        raise RuntimeError(f"docker {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def ensure_edge_network() -> None:
+    if subprocess.run(
+        ["docker", "network", "inspect", EDGE_NETWORK], capture_output=True
+    ).returncode:
+        docker("network", "create", "--driver", "overlay", "--attachable", EDGE_NETWORK)
+
+
+def deploy_stack(name: str, files: Sequence[str], env: Mapping[str, str]) -> None:
+    args = ["stack", "deploy"]
+    for file in files:
+        args += ["-c", str(STACKS / file)]
+    docker(*args, name, env=env)
+
+
+def deploy_edge(rig_env: Mapping[str, str]) -> None:
+    ensure_edge_network()
+    deploy_stack(EDGE_STACK, ["edge.yml", "test-pebble.yml"], rig_env)
+
+
+def deploy_demo_app() -> None:
+    deploy_stack(DEMO_STACK, ["demo.yml"], {})
+
+
+def remove_stacks(names: Sequence[str], timeout: float = 90) -> None:
+    """Remove stacks and wait until their containers are gone, so their secrets can go too."""
+    present = set(docker("stack", "ls", "--format", "{{.Name}}").split())
+    doomed = [n for n in names if n in present]
+    if not doomed:
+        return
+    docker("stack", "rm", *doomed)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = [
+            c
+            for n in doomed
+            for c in docker(
+                "ps", "-aq", "--filter", f"label=com.docker.stack.namespace={n}"
+            ).split()
+        ]
+        services = [
+            s
+            for n in doomed
+            for s in docker(
+                "service", "ls", "-q", "--filter", f"label=com.docker.stack.namespace={n}"
+            ).split()
+        ]
+        if not left and not services:
+            return
+        time.sleep(1)
+    raise RuntimeError(f"stacks {doomed} still have containers after {timeout:.0f} s")
+
+
+def purge_managed_objects() -> int:
+    """Remove every certbotless-made secret and config (the rig's CA changes on each start)."""
+    removed = 0
+    for kind in ("config", "secret"):
+        ids = docker(kind, "ls", "-q", "--filter", f"label={MANAGED_LABEL}").split()
+        if ids:
+            docker(kind, "rm", *ids)
+            removed += len(ids)
+    return removed
+
+
+@dataclass(frozen=True)
+class HttpsAnswer:
+    status: int
+    body: str
+    peer: dict[str, object]
+    der: bytes
+
+    @property
+    def serial(self) -> str:
+        return str(self.peer["serialNumber"]).lower().lstrip("0")
+
+    def describe(self) -> str:
+        def name(field: str) -> str:
+            parts = self.peer.get(field, ())
+            assert isinstance(parts, tuple)
+            return ", ".join(f"{k}={v}" for rdn in parts for k, v in rdn)
+
+        return (
+            f"subject: {name('subject') or '(empty)'}\n"
+            f"issuer:  {name('issuer')}\n"
+            f"expires: {self.peer.get('notAfter')}\n"
+            f"serial:  {self.serial}"
+        )
+
+
+def https_get(host: str, cafile: str, path: str = "/", address: str = "127.0.0.1") -> HttpsAnswer:
+    """GET https://host/path from the edge at `address`, verifying against `cafile` only."""
+    context = ssl.create_default_context(cafile=cafile)
+    with (
+        socket.create_connection((address, 443), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        response = http.client.HTTPResponse(tls)
+        response.begin()
+        body = response.read().decode(errors="replace")
+        return HttpsAnswer(
+            status=response.status,
+            body=body,
+            peer=dict(tls.getpeercert() or {}),
+            der=tls.getpeercert(binary_form=True) or b"",
+        )
+
+
+def wait_for_https(
+    host: str, cafile: str, timeout: float, say: Say = print, every: float = 5.0
+) -> HttpsAnswer:
+    deadline = time.monotonic() + timeout
+    last_said = 0.0
+    last_error = "no attempt"
+    while time.monotonic() < deadline:
+        try:
+            answer = https_get(host, cafile)
+            if answer.status == 200:
+                return answer
+            last_error = f"HTTP {answer.status}"
+        except (OSError, ssl.SSLError, http.client.HTTPException) as error:
+            last_error = str(error) or type(error).__name__
+        if time.monotonic() - last_said >= every:
+            say(f"  waiting for https://{host}/ … ({last_error})")
+            last_said = time.monotonic()
+        time.sleep(0.2)
+    raise TimeoutError(f"https://{host}/ did not answer within {timeout:.0f} s: {last_error}")
+
+
+def sidecar_logs(tail: int = 60) -> str:
+    return docker(
+        "service", "logs", "--raw", "--tail", str(tail), f"{EDGE_STACK}_certbotless", check=False
+    )
+
+
+def stored_chain_labels() -> list[dict[str, str]]:
+    ids = docker("config", "ls", "-q", "--filter", "label=certbotless.kind=chain").split()
+    if not ids:
+        return []
+    return [c["Spec"]["Labels"] for c in json.loads(docker("config", "inspect", *ids))]
