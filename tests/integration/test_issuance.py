@@ -6,20 +6,25 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    load_pem_private_key,
+)
 
 from certbotless.acme.challenges import ChallengeResponder, TokenStore
 from certbotless.acme.keys import load_account_key
 from certbotless.acme.orders import AcmeIssuer, IssuanceError
 from certbotless.model import CertSpec, KeyType
-from tests.integration.pebble import PebbleForTests
+from rig.pebble import PebbleServer
 
 pytestmark = pytest.mark.rig
 
 
 @pytest.fixture(scope="module")
-def issuer(pebble_for_acme: PebbleForTests, tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[AcmeIssuer]:
+def issuer(
+    pebble_for_acme: PebbleServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AcmeIssuer]:
     tokens = TokenStore(tmp_path_factory.mktemp("challenges"))
     responder = ChallengeResponder(tokens, "127.0.0.1", pebble_for_acme.http_port)
     responder.start()
@@ -47,13 +52,14 @@ def test_issues_a_certificate_for_all_names(
     assert sorted(names.get_values_for_type(x509.DNSName)) == sorted(spec.domains)
     key = load_pem_private_key(issued.key_pem, password=None)
     assert isinstance(key, key_class)
-    assert key.public_key().public_numbers() == leaf.public_key().public_numbers()
+    spki = (Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    assert key.public_key().public_bytes(*spki) == leaf.public_key().public_bytes(*spki)
     assert issued.fullchain_pem.count(b"BEGIN CERTIFICATE") >= 2
     assert not any(issuer.tokens.directory.iterdir()), "tokens must be cleaned up"
 
 
 def test_unreachable_challenge_fails_with_the_cas_words(
-    pebble_for_acme: PebbleForTests, tmp_path: Path
+    pebble_for_acme: PebbleServer, tmp_path: Path
 ) -> None:
     # Nothing answers HTTP-01 for this issuer's tokens: its store is not the responder's.
     lonely = AcmeIssuer(

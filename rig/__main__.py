@@ -1,0 +1,85 @@
+"""`python3 -m rig install|up|images|env|down|demo`: the test rig's commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from rig.state import StartedRecord, read_env, say, write_env
+
+
+def up(record: StartedRecord) -> dict[str, str]:
+    from rig.engine import ensure_dockerd, ensure_gwbridge, ensure_swarm
+    from rig.images import BASE_IMAGE, ensure_base_image
+    from rig.pebble import PebbleServer, ensure_challtestsrv, listener_certificates
+
+    started = time.monotonic()
+    ensure_dockerd(record)
+    ensure_swarm()
+    gateway = ensure_gwbridge()
+    ensure_base_image()
+    ca_bundle = listener_certificates(["127.0.0.1", gateway])
+    ensure_challtestsrv(record)
+    pebble = PebbleServer("pebble", host=gateway, ca_bundle=ca_bundle)
+    if pebble.answers():
+        say(f"Pebble already answering at {pebble.directory_url}")
+    else:
+        say(f"starting Pebble at {pebble.directory_url}")
+        record.add("pebble", pebble.start())
+    values = {
+        "CBL_RIG_ACME_DIRECTORY": pebble.directory_url,
+        "CBL_RIG_PEBBLE_MGMT": f"https://{gateway}:{pebble.management_port}",
+        "CBL_RIG_CA_BUNDLE": str(ca_bundle),
+        "CBL_RIG_GATEWAY": gateway,
+        "CBL_RIG_BASE_IMAGE": BASE_IMAGE,
+    }
+    write_env(values)
+    say(f"up in {time.monotonic() - started:.1f} s")
+    return values
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m rig", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("install", help="apt packages and the project's .venv")
+    for name, text in (("up", "start what is missing"), ("down", "stop what `up` started")):
+        command = commands.add_parser(name, help=text)
+        command.add_argument(
+            "--record", type=Path, help="file listing the processes this invocation started"
+        )
+    commands.add_parser("images", help="build the base image and the project's images")
+    env = commands.add_parser("env", help="print the facts tests need")
+    env.add_argument("--json", action="store_true")
+    commands.add_parser("demo", help="deploy the edge and a labelled app; verify HTTPS")
+    args = parser.parse_args()
+
+    match args.command:
+        case "install":
+            from rig.install import install
+
+            install()
+        case "up":
+            up(StartedRecord(args.record))
+        case "down":
+            StartedRecord(args.record).stop_all()
+        case "images":
+            from rig.images import build_project_images
+
+            build_project_images()
+        case "env":
+            values = read_env()
+            if args.json:
+                print(json.dumps(values, indent=2))
+            else:
+                print("\n".join(f"{k}={v}" for k, v in values.items()))
+        case "demo":
+            from rig.demo import main as demo
+
+            return demo()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,193 @@
+"""Pebble, the local ACME CA, with pebble-challtestsrv as its DNS."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import subprocess
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rig.state import STATE_DIR, StartedRecord, run, say, spawn, wait_until
+
+DNS_ADDRESS = "127.0.0.1:8053"
+CHALLTESTSRV_MANAGEMENT = ("127.0.0.1", 8055)
+TLS_DIR = STATE_DIR / "pebble-tls"
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def listener_certificates(addresses: list[str]) -> Path:
+    """A CA and a listener certificate naming every address clients use; returns the CA file."""
+    TLS_DIR.mkdir(parents=True, exist_ok=True)
+    names = ["DNS:localhost", *(f"IP:{a}" for a in sorted(set(addresses)))]
+    san = "subjectAltName=" + ",".join(names)
+    ca, key, cert = TLS_DIR / "ca.pem", TLS_DIR / "listener.key", TLS_DIR / "listener.pem"
+    stamp = TLS_DIR / "san.txt"
+    if ca.exists() and cert.exists() and stamp.exists() and stamp.read_text() == san:
+        return ca
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            *ec,
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=certbotless rig CA",
+            "-keyout",
+            str(TLS_DIR / "ca.key"),
+            "-out",
+            str(ca),
+        ]
+    )
+    run(
+        [
+            "openssl",
+            "req",
+            *ec,
+            "-subj",
+            "/CN=pebble",
+            "-keyout",
+            str(key),
+            "-out",
+            str(TLS_DIR / "listener.csr"),
+        ]
+    )
+    (TLS_DIR / "ext.cnf").write_text(san + "\n")
+    run(
+        [
+            "openssl",
+            "x509",
+            "-req",
+            "-in",
+            str(TLS_DIR / "listener.csr"),
+            "-CA",
+            str(ca),
+            "-CAkey",
+            str(TLS_DIR / "ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "3650",
+            "-extfile",
+            str(TLS_DIR / "ext.cnf"),
+            "-out",
+            str(cert),
+        ]
+    )
+    stamp.write_text(san)
+    return ca
+
+
+def ensure_challtestsrv(record: StartedRecord) -> None:
+    if port_open(*CHALLTESTSRV_MANAGEMENT):
+        say("pebble-challtestsrv already running")
+        return
+    say("starting pebble-challtestsrv (every name resolves to 127.0.0.1)")
+    process = spawn(
+        "challtestsrv",
+        [
+            "pebble-challtestsrv",
+            "-defaultIPv4",
+            "127.0.0.1",
+            # No AAAA answers: the edge listens on IPv4 only.
+            "-defaultIPv6",
+            "",
+            "-dns01",
+            DNS_ADDRESS,
+            "-http01",
+            "",
+            "-https01",
+            "",
+            "-tlsalpn01",
+            "",
+            "-management",
+            "{}:{}".format(*CHALLTESTSRV_MANAGEMENT),
+        ],
+    )
+    record.add("challtestsrv", process.pid)
+    wait_until(lambda: port_open(*CHALLTESTSRV_MANAGEMENT), 30, "pebble-challtestsrv")
+
+
+@dataclass
+class PebbleServer:
+    """One Pebble process. The rig runs one on the docker_gwbridge address; tests start others."""
+
+    name: str
+    host: str
+    ca_bundle: Path
+    port: int = 14000
+    management_port: int = 15000
+    http_port: int = 80
+    validity_seconds: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def directory_url(self) -> str:
+        return f"https://{self.host}:{self.port}/dir"
+
+    def answers(self) -> bool:
+        try:
+            self._get(self.directory_url)
+        except OSError:
+            return False
+        return True
+
+    def start(self) -> int:
+        """Start it and return its PID."""
+        tls = self.ca_bundle.parent
+        config: dict[str, object] = {
+            "listenAddress": f"{self.host}:{self.port}",
+            "managementListenAddress": f"{self.host}:{self.management_port}",
+            "certificate": str(tls / "listener.pem"),
+            "privateKey": str(tls / "listener.key"),
+            "httpPort": self.http_port,
+            "tlsPort": 443,
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": False,
+        }
+        if self.validity_seconds is not None:
+            config["certificateValidityPeriod"] = self.validity_seconds
+        config_file = STATE_DIR / f"{self.name}.json"
+        config_file.write_text(json.dumps({"pebble": config}, indent=2))
+        self.process = spawn(
+            self.name,
+            ["pebble", "-config", str(config_file), "-dnsserver", DNS_ADDRESS],
+            env={"PEBBLE_VA_NOSLEEP": "1", **self.env},
+        )
+        wait_until(self.answers, 30, self.name)
+        return self.process.pid
+
+    def stop(self) -> None:
+        """Stop the process this object started (never one it merely found running)."""
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+        self.process = None
+
+    def root_pem(self) -> str:
+        """The root of the certificates this Pebble issues; new on every start."""
+        return self._get(f"https://{self.host}:{self.management_port}/roots/0")
+
+    def _get(self, url: str) -> str:
+        context = ssl.create_default_context(cafile=str(self.ca_bundle))
+        with urllib.request.urlopen(url, context=context, timeout=5) as response:
+            return str(response.read().decode())
+
+
+def current_pebble(rig_env: dict[str, str]) -> PebbleServer:
+    """The rig's running Pebble, as `rig up` described it."""
+    return PebbleServer(
+        "pebble", host=rig_env["CBL_RIG_GATEWAY"], ca_bundle=Path(rig_env["CBL_RIG_CA_BUNDLE"])
+    )

@@ -1,0 +1,58 @@
+"""Shared fixtures: the rig's facts, Pebble's root, extra Pebbles; and skip = failure in CI."""
+
+import os
+from collections.abc import Generator, Iterator
+from pathlib import Path
+
+import pytest
+
+from rig.pebble import PebbleServer, current_pebble
+from rig.state import read_env
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+@pytest.fixture(scope="session")
+def rig_env() -> dict[str, str]:
+    try:
+        return read_env()
+    except FileNotFoundError as missing:
+        if IN_CI:
+            pytest.fail(f"the test rig is not up: {missing}")
+        pytest.skip(f"the test rig is not up: {missing}")
+
+
+@pytest.fixture(scope="session")
+def pebble_root(rig_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The rig Pebble's current root (it changes on every Pebble start)."""
+    path = tmp_path_factory.mktemp("pebble") / "root.pem"
+    path.write_text(current_pebble(rig_env).root_pem())
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def pebble_for_acme(rig_env: dict[str, str]) -> Iterator[PebbleServer]:
+    """A Pebble of the tests' own on loopback, validating HTTP-01 on port 5002, so the ACME tests
+    need no edge and do not collide with the swarm tests' nginx on port 80."""
+    pebble = PebbleServer(
+        "pebble-acme-tests",
+        host="127.0.0.1",
+        ca_bundle=Path(rig_env["CBL_RIG_CA_BUNDLE"]),
+        port=14100,
+        management_port=15100,
+        http_port=5002,
+    )
+    pebble.start()
+    yield pebble
+    pebble.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if IN_CI and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, which counts as a failure: {report.longrepr}"
