@@ -65,7 +65,8 @@ def deploy_demo_app() -> None:
 
 
 def remove_stacks(names: Sequence[str], timeout: float = 90) -> None:
-    """Remove stacks and wait until their containers are gone, so their secrets can go too."""
+    """Remove stacks; wait until their services and running containers are gone, so that ports
+    80/443 are free and their secrets can be removed. (Exited task containers may linger.)"""
     present = set(docker("stack", "ls", "--format", "{{.Name}}").split())
     doomed = [n for n in names if n in present]
     if not doomed:
@@ -90,7 +91,7 @@ def remove_stacks(names: Sequence[str], timeout: float = 90) -> None:
         if not left and not services:
             return
         time.sleep(1)
-    raise RuntimeError(f"stacks {doomed} still have containers after {timeout:.0f} s")
+    raise RuntimeError(f"stacks {doomed} still have running containers after {timeout:.0f} s")
 
 
 def purge_managed_objects() -> int:

@@ -1,7 +1,7 @@
 """Shared fixtures: the rig's facts, Pebble's root, extra Pebbles; and skip = failure in CI."""
 
 import os
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +10,20 @@ from rig.pebble import PebbleServer, current_pebble
 from rig.state import read_env
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+_FIGURES: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def figure() -> Callable[[str], None]:
+    """Record a measured figure; all are printed at the end of the run."""
+    return _FIGURES.append
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _FIGURES:
+        terminalreporter.section("figures measured in this run")
+        for line in _FIGURES:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

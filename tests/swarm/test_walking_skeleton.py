@@ -5,7 +5,7 @@ Label → Pebble certificate → secret/config → nginx rolled → HTTPS.
 
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import pytest
 
@@ -35,7 +35,9 @@ def edge(rig_env: Mapping[str, str]) -> Iterator[None]:
     remove_stacks([DEMO_STACK, EDGE_STACK])
 
 
-def test_labelled_app_gets_https_with_the_stored_certificate(edge: None, pebble_root: str) -> None:
+def test_labelled_app_gets_https_with_the_stored_certificate(
+    edge: None, pebble_root: str, figure: Callable[[str], None]
+) -> None:
     started = time.monotonic()
     deploy_demo_app()
     try:
@@ -43,7 +45,7 @@ def test_labelled_app_gets_https_with_the_stored_certificate(edge: None, pebble_
     except TimeoutError:
         print(sidecar_logs())
         raise
-    print(f"\nlabelled app deployed → HTTPS answering in {time.monotonic() - started:.1f} s")
+    figure(f"labelled app deployed → HTTPS answering: {time.monotonic() - started:.1f} s")
 
     assert json.loads(answer.body)["host"] == DEMO_HOST
     assert json.loads(answer.body)["forwarded_proto"] == "https"

@@ -1,0 +1,1 @@
+"""ACME: account, orders, HTTP-01 token store and responder."""

@@ -1,0 +1,169 @@
+"""The `certbotless` command. Thin: parse, build the I/O objects once, call the modules."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from certbotless import __version__
+from certbotless.acme.challenges import ChallengeResponder, TokenStore
+from certbotless.acme.keys import load_account_key
+from certbotless.acme.orders import AcmeIssuer
+from certbotless.discovery import EdgeNotFound
+from certbotless.edge import NginxConfigError
+from certbotless.model import CertSpec, KeyType, PassReport
+from certbotless.reconcile import Reconciler
+from certbotless.rollout import RolloutError
+from certbotless.scheduler import Daemon
+from certbotless.settings import Settings, SettingsError
+from certbotless.store import CertStore, latest_per_name
+from certbotless.swarm import Swarm
+
+log = logging.getLogger("certbotless")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="certbotless",
+        description="ACME certificates for an nginx edge on Docker Swarm. "
+        "Configuration comes from CERTBOTLESS_* environment variables (see README).",
+    )
+    parser.add_argument("--version", action="version", version=f"certbotless {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser("run", help="run the daemon: scheduled and event-driven passes")
+
+    renew = commands.add_parser("renew", help="one pass, then exit (0 = all fine)")
+    renew.add_argument("--force", action="store_true", help="renew every certificate now")
+
+    issue = commands.add_parser("issue", help="get a certificate for DOMAIN… now")
+    issue.add_argument("domains", nargs="+", metavar="DOMAIN")
+    issue.add_argument(
+        "--key-type",
+        type=KeyType,
+        choices=list(KeyType),
+        default=KeyType.EC256,
+        help="private key type (default: ec256)",
+    )
+    issue.add_argument("--profile", help="ACME profile to request")
+    issue.add_argument(
+        "--no-rollout", action="store_true", help="store the certificate but do not roll nginx"
+    )
+
+    listing = commands.add_parser("list", help="stored certificates and their expiry")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+
+    commands.add_parser("render", help="print the nginx.conf a pass would deploy")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        print(f"certbotless: {error}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("urllib3", "docker", "apscheduler", "acme"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    swarm = Swarm()
+    store = CertStore(swarm)
+    tokens = TokenStore(settings.challenge_dir)
+
+    def make_issuer() -> AcmeIssuer:
+        return AcmeIssuer(
+            settings.acme_directory,
+            load_account_key(settings.account_key_file),
+            tokens,
+            email=settings.email,
+            ca_bundle=settings.ca_bundle,
+        )
+
+    reconciler = Reconciler(settings, swarm, store, make_issuer)
+    try:
+        match args.command:
+            case "run":
+                responder = ChallengeResponder(tokens, *settings.responder_listen)
+                responder.start()
+                log.info("challenge responder on port %d", responder.port)
+                Daemon(reconciler, swarm, settings.schedule).run()
+                return 0
+            case "renew":
+                return _summarize(reconciler.run_pass(force=args.force))
+            case "issue":
+                domains = tuple(d.strip().lower() for d in args.domains)
+                spec = CertSpec(domains[0], domains, args.key_type, args.profile)
+                report = reconciler.run_pass(
+                    extra_specs=[spec], roll=not args.no_rollout, progress=_say
+                )
+                return _summarize(report)
+            case "list":
+                return _list(store, args.json)
+            case "render":
+                print(reconciler.render(), end="")
+                return 0
+    except (EdgeNotFound, NginxConfigError, RolloutError) as error:
+        print(f"certbotless: {error}", file=sys.stderr)
+        return 1
+    return 2
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _summarize(report: PassReport) -> int:
+    for problem in report.problems:
+        print(f"label problem: {problem}")
+    for name, error in report.failed.items():
+        print(f"FAILED {name}: {error}")
+    print(
+        f"issued {len(report.issued)}, failed {len(report.failed)}, "
+        f"label problems {len(report.problems)}, nginx rolled: {'yes' if report.rolled else 'no'}"
+    )
+    return 0 if report.ok else 1
+
+
+def _list(store: CertStore, as_json: bool) -> int:
+    now = datetime.now(UTC)
+    current = latest_per_name(store.inventory()).values()
+    if as_json:
+        rows = [
+            {
+                "name": cert.name,
+                "domains": list(cert.domains),
+                "not_after": cert.not_after.isoformat(),
+                "days_left": round(_days_left(cert.not_after, now), 2),
+                "serial": cert.serial,
+                "key_type": cert.key_type.value,
+                "config": cert.config_name,
+                "secret": cert.secret_name,
+            }
+            for cert in current
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'NAME':<32} {'NOT AFTER (UTC)':<17} {'DAYS':>7}  {'KEY':<8} SERIAL")
+    for cert in current:
+        print(
+            f"{cert.name:<32} {cert.not_after:%Y-%m-%d %H:%M} "
+            f"{_days_left(cert.not_after, now):>7.2f}  {cert.key_type.value:<8} {cert.serial}"
+        )
+    return 0
+
+
+def _days_left(not_after: datetime, now: datetime) -> float:
+    return (not_after - now).total_seconds() / 86400
+
+
+if __name__ == "__main__":
+    sys.exit(main())

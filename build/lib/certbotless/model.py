@@ -1,0 +1,126 @@
+"""Plain data types shared by every stage. No I/O here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class KeyType(StrEnum):
+    EC256 = "ec256"
+    EC384 = "ec384"
+    RSA2048 = "rsa2048"
+    RSA3072 = "rsa3072"
+    RSA4096 = "rsa4096"
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    """What discovery needs to know about one swarm service."""
+
+    name: str
+    labels: dict[str, str]
+    network_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Route:
+    """One host+path served by the edge and proxied to a service."""
+
+    service: str
+    hosts: tuple[str, ...]
+    port: int
+    path: str = "/"
+    redirect_to_https: bool = True
+
+
+@dataclass(frozen=True)
+class CertSpec:
+    """A certificate that should exist. `name` is stable across renewals."""
+
+    name: str
+    domains: tuple[str, ...]
+    key_type: KeyType = KeyType.EC256
+    profile: str | None = None
+
+
+@dataclass(frozen=True)
+class LabelProblem:
+    """A label that could not be used, in words an operator can act on."""
+
+    service: str
+    label: str
+    value: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"service {self.service}: label {self.label}={self.value!r}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Discovery:
+    routes: tuple[Route, ...]
+    specs: tuple[CertSpec, ...]
+    problems: tuple[LabelProblem, ...]
+
+
+@dataclass(frozen=True)
+class IssuedCert:
+    """A certificate fresh from the CA, with its private key (never logged)."""
+
+    spec: CertSpec
+    fullchain_pem: bytes
+    key_pem: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class StoredCert:
+    """One stored version of a certificate: a chain config paired with a key secret."""
+
+    name: str
+    domains: tuple[str, ...]
+    serial: str
+    not_before: datetime
+    not_after: datetime
+    key_type: KeyType
+    config_name: str
+    config_id: str
+    secret_name: str
+    secret_id: str
+
+    @property
+    def lifetime_seconds(self) -> float:
+        return (self.not_after - self.not_before).total_seconds()
+
+
+@dataclass(frozen=True)
+class FileReference:
+    """A secret or config mounted into the edge service at `target`."""
+
+    kind: str  # "secret" or "config"
+    object_id: str
+    object_name: str
+    target: str
+    mode: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one reconcile pass will do about certificates."""
+
+    to_issue: tuple[CertSpec, ...]
+    reasons: dict[str, str]
+    current: dict[str, StoredCert]
+
+
+@dataclass(frozen=True)
+class PassReport:
+    issued: tuple[str, ...] = ()
+    failed: dict[str, str] = field(default_factory=dict)
+    problems: tuple[LabelProblem, ...] = ()
+    rolled: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed

@@ -1,0 +1,131 @@
+"""One immutable Settings object, built from CERTBOTLESS_* variables and validated once."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from apscheduler.triggers.cron import CronTrigger
+
+LETSENCRYPT_PRODUCTION = "https://acme-v02.api.letsencrypt.org/directory"
+LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
+DIRECTORY_SHORTCUTS = {"production": LETSENCRYPT_PRODUCTION, "staging": LETSENCRYPT_STAGING}
+
+PREFIX = "CERTBOTLESS_"
+
+
+class SettingsError(ValueError):
+    """A setting is wrong; the message names the variable and the fix."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    acme_directory: str = LETSENCRYPT_PRODUCTION
+    email: str | None = None
+    ca_bundle: Path | None = None
+    account_key_file: Path | None = None
+    nginx_service: str | None = None
+    schedule: str = "17 */6 * * *"
+    concurrency: int = 4
+    responder_listen: tuple[str, int] = ("0.0.0.0", 8402)
+    responder_upstream: str = "certbotless:8402"
+    challenge_dir: Path = Path("/run/certbotless/challenges")
+    lock_file: Path = Path("/run/certbotless/pass.lock")
+    certs_dir: str = "/etc/nginx/certs"
+    rollout_timeout: float = 120.0
+    self_check: bool = True
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        values = dict(os.environ if env is None else env)
+
+        def get(name: str) -> str | None:
+            value = values.get(PREFIX + name, "").strip()
+            return value or None
+
+        defaults = cls()
+        directory = get("ACME_DIRECTORY") or defaults.acme_directory
+        directory = DIRECTORY_SHORTCUTS.get(directory, directory)
+        if not directory.startswith("https://"):
+            raise SettingsError(
+                f"{PREFIX}ACME_DIRECTORY={directory!r} is not an https:// URL; "
+                "use a directory URL or one of: " + ", ".join(DIRECTORY_SHORTCUTS)
+            )
+
+        schedule = get("SCHEDULE") or defaults.schedule
+        try:
+            CronTrigger.from_crontab(schedule)
+        except ValueError as exc:
+            raise SettingsError(
+                f"{PREFIX}SCHEDULE={schedule!r} is not a cron expression ({exc}); "
+                "write five fields, e.g. '17 */6 * * *'"
+            ) from exc
+
+        return cls(
+            acme_directory=directory,
+            email=get("EMAIL"),
+            ca_bundle=_existing_file(get("CA_BUNDLE"), "CA_BUNDLE"),
+            account_key_file=_path(get("ACCOUNT_KEY_FILE")),
+            nginx_service=get("NGINX_SERVICE"),
+            schedule=schedule,
+            concurrency=_positive_int(get("CONCURRENCY"), "CONCURRENCY", defaults.concurrency),
+            responder_listen=_host_port(
+                get("RESPONDER_LISTEN"), "RESPONDER_LISTEN", defaults.responder_listen
+            ),
+            responder_upstream=get("RESPONDER_UPSTREAM") or defaults.responder_upstream,
+            challenge_dir=_path(get("CHALLENGE_DIR")) or defaults.challenge_dir,
+            lock_file=_path(get("LOCK_FILE")) or defaults.lock_file,
+            certs_dir=get("CERTS_DIR") or defaults.certs_dir,
+            rollout_timeout=float(_positive_int(get("ROLLOUT_TIMEOUT"), "ROLLOUT_TIMEOUT", 120)),
+            self_check=_flag(get("SELF_CHECK"), "SELF_CHECK", defaults.self_check),
+            log_level=(get("LOG_LEVEL") or defaults.log_level).upper(),
+        )
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+def _existing_file(value: str | None, name: str) -> Path | None:
+    if value is None:
+        return None
+    path = Path(value)
+    if not path.is_file():
+        raise SettingsError(
+            f"{PREFIX}{name}={value!r}: no such file; mount it or unset the variable"
+        )
+    return path
+
+
+def _flag(value: str | None, name: str, default: bool) -> bool:
+    if value is None:
+        return default
+    if value.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if value.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{PREFIX}{name}={value!r} must be true or false")
+
+
+def _positive_int(value: str | None, name: str, default: int) -> int:
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise SettingsError(f"{PREFIX}{name}={value!r} must be a whole number of at least 1")
+    return number
+
+
+def _host_port(value: str | None, name: str, default: tuple[str, int]) -> tuple[str, int]:
+    if value is None:
+        return default
+    host, _, port = value.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise SettingsError(f"{PREFIX}{name}={value!r} must look like HOST:PORT, e.g. 0.0.0.0:8402")
+    return (host or "0.0.0.0", int(port))

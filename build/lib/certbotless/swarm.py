@@ -1,0 +1,85 @@
+"""The one thin class through which certbotless talks to the Docker Engine API.
+
+Everything above it takes and returns plain dicts or `model` types, so the logic can be tested
+with a stand-in object and the real thing is exercised against a real dockerd.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from typing import Any, cast
+
+import docker
+from docker.errors import APIError, NotFound
+
+from certbotless.model import ServiceInfo
+
+Json = dict[str, Any]
+
+__all__ = ["APIError", "NotFound", "Swarm"]
+
+
+class Swarm:
+    def __init__(self, api: docker.APIClient | None = None) -> None:
+        self.api = api if api is not None else docker.from_env(timeout=60).api
+
+    # services -----------------------------------------------------------------------------
+    def services(self) -> list[ServiceInfo]:
+        infos = []
+        for service in self.api.services():
+            spec = service["Spec"]
+            networks = spec.get("TaskTemplate", {}).get("Networks") or spec.get("Networks") or []
+            infos.append(
+                ServiceInfo(
+                    name=spec["Name"],
+                    labels=dict(spec.get("Labels") or {}),
+                    network_ids=tuple(n["Target"] for n in networks),
+                )
+            )
+        return infos
+
+    def services_with_label(self, label: str) -> list[Json]:
+        return cast(list[Json], self.api.services(filters={"label": label}))
+
+    def inspect_service(self, name_or_id: str) -> Json:
+        return cast(Json, self.api.inspect_service(name_or_id))
+
+    def update_service(self, service: Json, spec: Json) -> None:
+        """Post a whole new spec; `service` is the inspect result it was derived from."""
+        self.api.update_service(
+            service["ID"],
+            service["Version"]["Index"],
+            task_template=spec["TaskTemplate"],
+            name=spec["Name"],
+            labels=spec.get("Labels"),
+            mode=spec.get("Mode"),
+            update_config=spec.get("UpdateConfig"),
+            rollback_config=spec.get("RollbackConfig"),
+            endpoint_spec=spec.get("EndpointSpec"),
+        )
+
+    def tasks(self, service_id: str) -> list[Json]:
+        return cast(list[Json], self.api.tasks(filters={"service": service_id}))
+
+    def service_events(self, since: float) -> Iterator[Json]:
+        return cast(
+            Iterator[Json],
+            self.api.events(since=since, filters={"type": "service"}, decode=True),
+        )
+
+    # secrets and configs ------------------------------------------------------------------
+    def configs(self, label: str) -> list[Json]:
+        return cast(list[Json], self.api.configs(filters={"label": label}))
+
+    def secrets(self, label: str) -> list[Json]:
+        return cast(list[Json], self.api.secrets(filters={"label": label}))
+
+    def config_data(self, config: Json) -> bytes:
+        return base64.b64decode(config["Spec"]["Data"])
+
+    def create_config(self, name: str, data: bytes, labels: dict[str, str]) -> str:
+        return cast(str, self.api.create_config(name, data, labels=labels)["ID"])
+
+    def create_secret(self, name: str, data: bytes, labels: dict[str, str]) -> str:
+        return cast(str, self.api.create_secret(name, data, labels=labels)["ID"])
