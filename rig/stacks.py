@@ -78,7 +78,7 @@ def remove_stacks(names: Sequence[str], timeout: float = 90) -> None:
             c
             for n in doomed
             for c in docker(
-                "ps", "-aq", "--filter", f"label=com.docker.stack.namespace={n}"
+                "ps", "-q", "--filter", f"label=com.docker.stack.namespace={n}"
             ).split()
         ]
         services = [
@@ -91,7 +91,11 @@ def remove_stacks(names: Sequence[str], timeout: float = 90) -> None:
         if not left and not services:
             return
         time.sleep(1)
-    raise RuntimeError(f"stacks {doomed} still have running containers after {timeout:.0f} s")
+    raise RuntimeError(
+        f"stacks {doomed} still have running containers after {timeout:.0f} s:\n"
+        + docker("ps", "--format", "{{.Names}} {{.Status}}")
+        + docker("service", "ls")
+    )
 
 
 def purge_managed_objects() -> int:
