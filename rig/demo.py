@@ -10,6 +10,7 @@ from rig.stacks import (
     DEMO_HOST,
     DEMO_STACK,
     EDGE_STACK,
+    deploy_demo_app,
     deploy_edge,
     purge_managed_objects,
     remove_stacks,
@@ -35,8 +36,9 @@ def main() -> int:
     deploy_edge(rig_env)
     say(f"deploying the labelled app (stack {DEMO_STACK}, certbotless.domains={DEMO_HOST})")
     app_deployed = time.monotonic()
+    deploy_demo_app()
     try:
-        answer = wait_for_https(DEMO_HOST, str(root), timeout=240, say=say)
+        answer = wait_for_https(DEMO_HOST, str(root), timeout=240, say=say, every=10)
     except TimeoutError as error:
         say(str(error))
         print(sidecar_logs(), file=sys.stderr)

@@ -77,9 +77,7 @@ def remove_stacks(names: Sequence[str], timeout: float = 90) -> None:
         left = [
             c
             for n in doomed
-            for c in docker(
-                "ps", "-q", "--filter", f"label=com.docker.stack.namespace={n}"
-            ).split()
+            for c in docker("ps", "-q", "--filter", f"label=com.docker.stack.namespace={n}").split()
         ]
         services = [
             s
