@@ -89,10 +89,6 @@ class StoredCert:
     secret_name: str
     secret_id: str
 
-    @property
-    def lifetime_seconds(self) -> float:
-        return (self.not_after - self.not_before).total_seconds()
-
 
 @dataclass(frozen=True)
 class FileReference:

@@ -1,1 +1,0 @@
-"""ACME: account, orders, HTTP-01 token store and responder."""
