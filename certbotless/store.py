@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from certbotless.model import IssuedCert, KeyType, StoredCert
-from certbotless.swarm import Swarm
+from certbotless.swarm import APIError, Swarm
 
 NAME_PREFIX = "cbl-"
 MAX_OBJECT_NAME = 64
@@ -95,20 +95,26 @@ class CertStore:
             )
         return sorted(stored, key=lambda c: (c.name, c.not_after, c.config_name))
 
-    def chain_pem(self, cert: StoredCert) -> bytes:
-        for config in self.swarm.configs(f"{CERT_NAME}={cert.name}"):
-            if config["ID"] == cert.config_id:
-                return self.swarm.config_data(config)
-        raise LookupError(f"config {cert.config_name} is gone")
-
     def ensure_nginx_conf(self, text: str) -> tuple[str, str]:
         """Content-addressed, so an unchanged configuration never causes a roll."""
         name = nginx_conf_name(text)
+        existing = self._nginx_conf_id(name)
+        if existing is not None:
+            return name, existing
+        labels = {MANAGED: "true", KIND: KIND_NGINX_CONF}
+        try:
+            return name, self.swarm.create_config(name, text.encode(), labels)
+        except APIError as error:
+            raced = self._nginx_conf_id(name) if error.status_code == 409 else None
+            if raced is None:
+                raise
+            return name, raced  # a concurrent pass (e.g. `docker exec … issue`) made it first
+
+    def _nginx_conf_id(self, name: str) -> str | None:
         for config in self.swarm.configs(f"{KIND}={KIND_NGINX_CONF}"):
             if config["Spec"]["Name"] == name:
-                return name, str(config["ID"])
-        labels = {MANAGED: "true", KIND: KIND_NGINX_CONF}
-        return name, self.swarm.create_config(name, text.encode(), labels)
+                return str(config["ID"])
+        return None
 
 
 def latest_per_name(stored: list[StoredCert]) -> dict[str, StoredCert]:

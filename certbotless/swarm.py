@@ -6,7 +6,6 @@ with a stand-in object and the real thing is exercised against a real dockerd.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -38,9 +37,6 @@ class Swarm:
                 )
             )
         return infos
-
-    def services_with_label(self, label: str) -> list[Json]:
-        return cast(list[Json], self.api.services(filters={"label": label}))
 
     def inspect_service(self, name_or_id: str) -> Json:
         return cast(Json, self.api.inspect_service(name_or_id))
@@ -74,9 +70,6 @@ class Swarm:
 
     def secrets(self, label: str) -> list[Json]:
         return cast(list[Json], self.api.secrets(filters={"label": label}))
-
-    def config_data(self, config: Json) -> bytes:
-        return base64.b64decode(config["Spec"]["Data"])
 
     def create_config(self, name: str, data: bytes, labels: dict[str, str]) -> str:
         return cast(str, self.api.create_config(name, data, labels=labels)["ID"])
