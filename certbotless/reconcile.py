@@ -134,8 +134,16 @@ class Reconciler:
             plan = plan_certificates(
                 wanted_specs.values(), self.store.inventory(), datetime.now(UTC), forced
             )
-            edge = self.settings.nginx_service or find_edge_service(services)
-            self_check = EdgeSelfCheck(f"tasks.{edge}") if self.settings.self_check else None
+            # The edge is needed to roll it, or to self-check challenges through it.
+            needs_edge = roll or (self.settings.self_check and bool(plan.to_issue))
+            edge = (
+                (self.settings.nginx_service or find_edge_service(services)) if needs_edge else None
+            )
+            self_check = (
+                EdgeSelfCheck(f"tasks.{edge}")
+                if edge is not None and self.settings.self_check
+                else None
+            )
             current = dict(plan.current)
             issued: list[str] = []
             failed: dict[str, str] = {}
@@ -154,7 +162,7 @@ class Reconciler:
                 current[spec.name] = stored
                 issued.append(spec.name)
             rolled = False
-            if roll:
+            if roll and edge is not None:
                 rolled = self._deploy_edge(edge, found.routes, current, progress).changed
             return PassReport(
                 issued=tuple(issued), failed=failed, problems=found.problems, rolled=rolled

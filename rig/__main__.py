@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from rig.state import StartedRecord, read_env, say, write_env
+from rig.state import RigError, StartedRecord, read_env, say, write_env
 
 
 def up(record: StartedRecord) -> dict[str, str]:
@@ -82,4 +82,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except RigError as error:
+        raise SystemExit(f"rig: {error}") from None

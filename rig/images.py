@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from rig.install import REPO, VENV
-from rig.state import CACHE_DIR, run, say
+from rig.state import CACHE_DIR, RigError, run, say
 
 BASE_IMAGE = "certbotless-test-base"
 ROOTFS_TAR = CACHE_DIR / "bookworm-rootfs.tar"
@@ -36,7 +36,7 @@ def debian_mirror() -> str:
         match = re.search(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+bookworm\s", legacy.read_text(), re.M)
         if match:
             return match.group(1)
-    raise SystemExit("rig: no bookworm mirror found in /etc/apt/sources.list{,.d}")
+    raise RigError("no bookworm mirror found in /etc/apt/sources.list{,.d}")
 
 
 def image_exists(tag: str) -> bool:
@@ -93,7 +93,7 @@ def build_project_images() -> None:
     )
     for tag, context, extra in PROJECT_IMAGES:
         started = time.monotonic()
-        result = subprocess.run(
+        run(
             [
                 "docker",
                 "build",
@@ -106,11 +106,6 @@ def build_project_images() -> None:
                 "-f",
                 str(REPO / context / "Dockerfile"),
                 str(REPO / context),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
+            ]
         )
-        if result.returncode != 0:
-            raise SystemExit(f"rig: building {tag} failed:\n{result.stdout}{result.stderr}")
         say(f"built {tag} ({time.monotonic() - started:.0f} s)")

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rig.state import run, say
+from rig.state import RigError, run, say
 
 APT_PACKAGES = [
     "docker.io",
@@ -63,6 +63,6 @@ def install_venv() -> None:
 
 def install() -> None:
     if shutil.which("apt-get") is None:
-        raise SystemExit("rig: apt-get not found; the rig needs a Debian machine")
+        raise RigError("apt-get not found; the rig needs a Debian machine")
     install_apt()
     install_venv()

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import socket
 import ssl
-import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from rig.state import run
 
 REPO = Path(__file__).resolve().parent.parent
 STACKS = REPO / "stacks"
@@ -29,22 +29,11 @@ Say = Callable[[str], None]
 
 
 def docker(*args: str, env: Mapping[str, str] | None = None, check: bool = True) -> str:
-    result = subprocess.run(
-        ["docker", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        check=False,
-    )
-    if check and result.returncode != 0:
-        raise RuntimeError(f"docker {' '.join(args)} failed: {result.stderr.strip()}")
-    return result.stdout
+    return run(["docker", *args], check=check, env=env).stdout
 
 
 def ensure_edge_network() -> None:
-    if subprocess.run(
-        ["docker", "network", "inspect", EDGE_NETWORK], capture_output=True
-    ).returncode:
+    if run(["docker", "network", "inspect", EDGE_NETWORK], check=False).returncode != 0:
         docker("network", "create", "--driver", "overlay", "--attachable", EDGE_NETWORK)
 
 

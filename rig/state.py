@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 STATE_DIR = Path(os.environ.get("CERTBOTLESS_RIG_STATE", "/var/lib/certbotless-rig"))
@@ -19,10 +19,18 @@ def say(message: str) -> None:
     print(f"rig: {message}", flush=True)
 
 
-def run(args: Sequence[str], check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(list(args), check=False, text=True, capture_output=True)
+class RigError(RuntimeError):
+    """A rig step failed; the message says which command and what it printed."""
+
+
+def run(
+    args: Sequence[str], check: bool = True, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        list(args), check=False, text=True, capture_output=True, env={**os.environ, **(env or {})}
+    )
     if check and result.returncode != 0:
-        raise SystemExit(f"rig: {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+        raise RigError(f"{' '.join(args)} failed:\n{result.stdout}{result.stderr}")
     return result
 
 
