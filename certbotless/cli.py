@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from certbotless import __version__
+from certbotless.acme.account import ExternalAccountBinding
 from certbotless.acme.challenges import ChallengeResponder, TokenStore
 from certbotless.acme.keys import load_account_key
 from certbotless.acme.orders import AcmeIssuer
@@ -80,12 +81,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     tokens = TokenStore(settings.challenge_dir)
 
     def make_issuer() -> AcmeIssuer:
+        eab = None
+        if settings.eab_kid and settings.eab_hmac_key:
+            eab = ExternalAccountBinding(settings.eab_kid, settings.eab_hmac_key)
         return AcmeIssuer(
             settings.acme_directory,
             load_account_key(settings.account_key_file),
             tokens,
             email=settings.email,
             ca_bundle=settings.ca_bundle,
+            eab=eab,
+            preferred_chain=settings.preferred_chain,
+            concurrency=settings.concurrency,
         )
 
     reconciler = Reconciler(settings, swarm, store, make_issuer)

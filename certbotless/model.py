@@ -72,6 +72,7 @@ class IssuedCert:
     spec: CertSpec
     fullchain_pem: bytes
     key_pem: bytes = field(repr=False)
+    directory_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,8 @@ class StoredCert:
     config_id: str
     secret_name: str
     secret_id: str
+    ari_id: str = ""
+    directory_url: str = ""
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import fcntl
 import logging
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from certbotless.acme.ari import lifetime_renewal_time
 from certbotless.acme.challenges import EdgeSelfCheck
-from certbotless.acme.orders import AcmeIssuer, IssuanceError
+from certbotless.acme.errors import AcmeError
+from certbotless.acme.orders import AcmeIssuer
 from certbotless.discovery import discover, find_edge_service
 from certbotless.edge import (
     NGINX_CONF_TARGET,
@@ -31,20 +33,16 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 
-RENEW_AT_REMAINING_FRACTION = 1 / 3
-
-
-def renewal_due(cert: StoredCert, now: datetime) -> bool:
-    return now >= cert.not_after - (cert.not_after - cert.not_before) * RENEW_AT_REMAINING_FRACTION
-
-
 def plan_certificates(
     specs: Iterable[CertSpec],
-    stored: Sequence[StoredCert],
+    current: Mapping[str, StoredCert],
     now: datetime,
     forced: Collection[str] = (),
+    renew_at: Mapping[str, datetime] | None = None,
 ) -> Plan:
-    current = latest_per_name(list(stored))
+    """`current`: the version in use per name; `renew_at`: the CA's (ARI) renewal time per name,
+    where it gave one (otherwise 1/3 of the lifetime left)."""
+    renew_at = renew_at or {}
     to_issue: list[CertSpec] = []
     reasons: dict[str, str] = {}
     for spec in specs:
@@ -57,13 +55,24 @@ def plan_certificates(
             reason = "key type changed"
         elif spec.name in forced:
             reason = "requested now"
-        elif renewal_due(cert, now):
+        elif now >= renew_at.get(spec.name, lifetime_renewal_time(cert.not_before, cert.not_after)):
             reason = f"due for renewal (expires {cert.not_after:%Y-%m-%d %H:%M} UTC)"
         else:
             continue
         to_issue.append(spec)
         reasons[spec.name] = reason
-    return Plan(to_issue=tuple(to_issue), reasons=reasons, current=current)
+    return Plan(to_issue=tuple(to_issue), reasons=reasons, current=dict(current))
+
+
+def replaced_certificates(plan: Plan) -> dict[str, str]:
+    """ARI `replaces`: the identifier of the version each renewal supersedes (same name, and at
+    least one name in common, as RFC 9773 requires)."""
+    replaces = {}
+    for spec in plan.to_issue:
+        old = plan.current.get(spec.name)
+        if old is not None and old.ari_id and set(old.domains) & set(spec.domains):
+            replaces[spec.name] = old.ari_id
+    return replaces
 
 
 def edge_references(
@@ -131,8 +140,16 @@ class Reconciler:
                 log.warning("%s", problem)
             wanted_specs = {spec.name: spec for spec in (*found.specs, *extra_specs)}
             forced = set(wanted_specs) if force else {spec.name for spec in extra_specs}
+            current = latest_per_name(self.store.inventory())
+            renewals = self.issuer.renewal_times(
+                [cert for name, cert in current.items() if name in wanted_specs]
+            )
             plan = plan_certificates(
-                wanted_specs.values(), self.store.inventory(), datetime.now(UTC), forced
+                wanted_specs.values(),
+                current,
+                datetime.now(UTC),
+                forced,
+                {name: renewal.renew_at for name, renewal in renewals.items()},
             )
             # The edge is needed to roll it, or to self-check challenges through it.
             needs_edge = roll or (self.settings.self_check and bool(plan.to_issue))
@@ -144,17 +161,19 @@ class Reconciler:
                 if edge is not None and self.settings.self_check
                 else None
             )
-            current = dict(plan.current)
             issued: list[str] = []
             failed: dict[str, str] = {}
             for spec in plan.to_issue:
                 progress(f"{spec.name}: {plan.reasons[spec.name]}")
-                try:
-                    stored = self.store.save(self.issuer.issue(spec, progress, self_check))
-                except IssuanceError as error:
-                    log.error("%s", error)
-                    failed[spec.name] = str(error)
+            outcomes = self.issuer.issue_many(
+                plan.to_issue, progress, self_check, replaced_certificates(plan)
+            )
+            for spec, outcome in outcomes:
+                if isinstance(outcome, AcmeError):
+                    log.error("%s", outcome)
+                    failed[spec.name] = str(outcome)
                     continue
+                stored = self.store.save(outcome)
                 progress(
                     f"{spec.name}: stored {stored.config_name} serial {stored.serial}, "
                     f"expires {stored.not_after:%Y-%m-%d %H:%M} UTC"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from apscheduler.triggers.cron import CronTrigger
@@ -28,7 +30,7 @@ class Settings:
     account_key_file: Path | None = None
     nginx_service: str | None = None
     schedule: str = "17 */6 * * *"
-    concurrency: int = 4
+    concurrency: int = 8
     responder_listen: tuple[str, int] = ("0.0.0.0", 8402)
     responder_upstream: str = "certbotless:8402"
     challenge_dir: Path = Path("/run/certbotless/challenges")
@@ -37,6 +39,9 @@ class Settings:
     rollout_timeout: float = 120.0
     self_check: bool = True
     log_level: str = "INFO"
+    eab_kid: str | None = None
+    eab_hmac_key: str | None = field(default=None, repr=False)
+    preferred_chain: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -64,6 +69,18 @@ class Settings:
                 "write five fields, e.g. '17 */6 * * *'"
             ) from exc
 
+        eab_kid, eab_hmac_key = get("EAB_KID"), get("EAB_HMAC_KEY")
+        if bool(eab_kid) != bool(eab_hmac_key):
+            raise SettingsError(
+                f"set both {PREFIX}EAB_KID and {PREFIX}EAB_HMAC_KEY (External Account Binding "
+                "from the CA's account page), or neither"
+            )
+        if eab_hmac_key and not _is_base64url(eab_hmac_key):
+            raise SettingsError(
+                f"{PREFIX}EAB_HMAC_KEY is not base64url text; paste the key exactly as the CA "
+                "shows it"
+            )
+
         return cls(
             acme_directory=directory,
             email=get("EMAIL"),
@@ -82,7 +99,18 @@ class Settings:
             rollout_timeout=float(_positive_int(get("ROLLOUT_TIMEOUT"), "ROLLOUT_TIMEOUT", 120)),
             self_check=_flag(get("SELF_CHECK"), "SELF_CHECK", defaults.self_check),
             log_level=(get("LOG_LEVEL") or defaults.log_level).upper(),
+            eab_kid=eab_kid,
+            eab_hmac_key=eab_hmac_key,
+            preferred_chain=get("PREFERRED_CHAIN"),
         )
+
+
+def _is_base64url(value: str) -> bool:
+    try:
+        base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except ValueError:
+        return False
+    return bool(re.fullmatch(r"[A-Za-z0-9_-]+=*", value))
 
 
 def _path(value: str | None) -> Path | None:

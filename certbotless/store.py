@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
+from certbotless.acme.ari import ari_cert_id
 from certbotless.model import IssuedCert, KeyType, StoredCert
 from certbotless.swarm import APIError, Swarm
 
@@ -26,6 +27,8 @@ CERT_FINGERPRINT = "certbotless.cert.sha256"
 CERT_KEY_TYPE = "certbotless.cert.key_type"
 CERT_ISSUER = "certbotless.cert.issuer"
 CERT_KEY_SECRET = "certbotless.cert.key_secret"
+CERT_ARI_ID = "certbotless.cert.ari_id"
+CERT_DIRECTORY = "certbotless.cert.acme_directory"
 
 KIND_CHAIN = "chain"
 KIND_KEY = "key"
@@ -69,6 +72,8 @@ class CertStore:
             CERT_FINGERPRINT: leaf.fingerprint(hashes.SHA256()).hex(),
             CERT_KEY_TYPE: issued.spec.key_type.value,
             CERT_ISSUER: leaf.issuer.rfc4514_string()[:200],
+            CERT_ARI_ID: ari_cert_id(leaf),
+            CERT_DIRECTORY: issued.directory_url,
         }
         secret_id = self.swarm.create_secret(name, issued.key_pem, {**labels, KIND: KIND_KEY})
         config_id = self.swarm.create_config(
@@ -140,4 +145,6 @@ def _stored_cert(
         config_id=config_id,
         secret_name=secret_name,
         secret_id=secret_id,
+        ari_id=labels.get(CERT_ARI_ID, ""),
+        directory_url=labels.get(CERT_DIRECTORY, ""),
     )

@@ -131,6 +131,7 @@ class PebbleServer:
     http_port: int = 80
     validity_seconds: int | None = None
     env: dict[str, str] = field(default_factory=dict)
+    config: dict[str, object] = field(default_factory=dict)  # extra Pebble config fields
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -159,6 +160,7 @@ class PebbleServer:
         }
         if self.validity_seconds is not None:
             config["certificateValidityPeriod"] = self.validity_seconds
+        config.update(self.config)
         config_file = STATE_DIR / f"{self.name}.json"
         config_file.write_text(json.dumps({"pebble": config}, indent=2))
         self.process = spawn(
@@ -176,9 +178,10 @@ class PebbleServer:
             self.process.wait(timeout=30)
         self.process = None
 
-    def root_pem(self) -> str:
-        """The root of the certificates this Pebble issues; new on every start."""
-        return self._get(f"https://{self.host}:{self.management_port}/roots/0")
+    def root_pem(self, index: int = 0) -> str:
+        """A root of the certificates this Pebble issues (1… with alternate roots); new on every
+        start."""
+        return self._get(f"https://{self.host}:{self.management_port}/roots/{index}")
 
     def _get(self, url: str) -> str:
         context = ssl.create_default_context(cafile=str(self.ca_bundle))

@@ -3,9 +3,11 @@
 import os
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from certbotless.acme.challenges import ChallengeResponder, TokenStore
 from rig.pebble import PebbleServer, current_pebble
 from rig.state import read_env
 
@@ -44,18 +46,37 @@ def pebble_root(rig_env: dict[str, str], tmp_path_factory: pytest.TempPathFactor
     return str(path)
 
 
-@pytest.fixture(scope="session")
-def pebble_for_acme(rig_env: dict[str, str]) -> Iterator[PebbleServer]:
-    """A Pebble of the tests' own on loopback, validating HTTP-01 on port 5002, so the ACME tests
-    need no edge and do not collide with the swarm tests' nginx on port 80."""
-    pebble = PebbleServer(
-        "pebble-acme-tests",
+ACME_TEST_HTTP_PORT = 5002
+
+
+def loopback_pebble(rig_env: dict[str, str], name: str, port: int, **options: Any) -> PebbleServer:
+    """A Pebble of the tests' own on loopback, validating HTTP-01 on ACME_TEST_HTTP_PORT, where
+    the `acme_tokens` responder answers: no edge needed, no collision with the swarm tests'
+    nginx on port 80."""
+    return PebbleServer(
+        name,
         host="127.0.0.1",
         ca_bundle=Path(rig_env["CBL_RIG_CA_BUNDLE"]),
-        port=14100,
-        management_port=15100,
-        http_port=5002,
+        port=port,
+        management_port=port + 1000,
+        http_port=ACME_TEST_HTTP_PORT,
+        **options,
     )
+
+
+@pytest.fixture(scope="session")
+def acme_tokens(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenStore]:
+    """The token store behind the one HTTP-01 responder every test Pebble validates against."""
+    tokens = TokenStore(tmp_path_factory.mktemp("challenges"))
+    responder = ChallengeResponder(tokens, "127.0.0.1", ACME_TEST_HTTP_PORT)
+    responder.start()
+    yield tokens
+    responder.stop()
+
+
+@pytest.fixture(scope="session")
+def pebble_for_acme(rig_env: dict[str, str]) -> Iterator[PebbleServer]:
+    pebble = loopback_pebble(rig_env, "pebble-acme-tests", 14100)
     pebble.start()
     yield pebble
     pebble.stop()

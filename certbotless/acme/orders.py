@@ -1,32 +1,84 @@
-"""Orders: one CertSpec in, one IssuedCert out, over HTTP-01."""
+"""The issuer: CertSpecs in, IssuedCerts out, over HTTP-01; renewal times; revocation.
+
+acme's ClientV2 builds and signs the messages; this module drives the order itself: its own
+polling (short first poll, back-off, Retry-After), a deadline per order, a worker pool, per-name
+back-off, ARI `replaces`, and preferred-chain selection.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import IntEnum
 from pathlib import Path
 
 import requests
-from acme import challenges, client, crypto_util, errors, messages
-from josepy.jwa import ES256, RS256
-from josepy.jwk import JWK, JWKEC
+from acme import challenges, client, crypto_util, messages
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from josepy.errors import DeserializationError
+from josepy.json_util import field
+from josepy.jwk import JWK
 
-from certbotless import __version__
-from certbotless.acme.challenges import ChallengeNotServed, EdgeSelfCheck, TokenStore
+from certbotless.acme.account import ExternalAccountBinding, find_or_register
+from certbotless.acme.ari import (
+    DEFAULT_ARI_RECHECK,
+    RenewalTime,
+    lifetime_renewal_time,
+    time_in_window,
+)
+from certbotless.acme.backoff import IdentifierBackoff
+from certbotless.acme.challenges import EdgeSelfCheck, TokenStore
+from certbotless.acme.errors import (
+    ACCOUNT_DOES_NOT_EXIST,
+    ALREADY_REPLACED,
+    AcmeError,
+    BadRequest,
+    CaProblem,
+    OrderTimedOut,
+    RateLimited,
+    ValidationFailed,
+    describe_problem,
+)
 from certbotless.acme.keys import generate_private_key, private_key_pem
-from certbotless.model import CertSpec, IssuedCert
+from certbotless.acme.network import AcmeNetwork, RetryPolicy, retry_after
+from certbotless.model import CertSpec, IssuedCert, StoredCert
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 
-_FIRST_POLL = 0.1
+_FIRST_POLL = 0.05
 _MAX_POLL = 2.0
+# Let's Encrypt's limit; CAs with another one reject the order with a clear problem anyway.
+DEFAULT_MAX_NAMES = 100
 
 
-class IssuanceError(Exception):
-    """An order that failed, with the CA's own words."""
+class RevocationReason(IntEnum):
+    """RFC 5280 §5.3.1 reason codes that an ACME subscriber may use."""
+
+    unspecified = 0
+    keyCompromise = 1
+    affiliationChanged = 3
+    superseded = 4
+    cessationOfOperation = 5
+
+
+class NewOrderWithReplaces(messages.NewOrder):
+    """newOrder with RFC 9773's `replaces`, which the acme library does not have."""
+
+    replaces: str | None = field("replaces", omitempty=True)
+
+
+@dataclass
+class _AriEntry:
+    window: tuple[datetime, datetime]
+    renewal: RenewalTime
 
 
 class AcmeIssuer:
@@ -37,95 +89,234 @@ class AcmeIssuer:
         tokens: TokenStore,
         email: str | None = None,
         ca_bundle: Path | None = None,
+        *,
+        eab: ExternalAccountBinding | None = None,
+        preferred_chain: str | None = None,
+        concurrency: int = 8,
         order_timeout: float = 90.0,
+        max_names: int = DEFAULT_MAX_NAMES,
+        backoff: IdentifierBackoff | None = None,
+        policy: RetryPolicy | None = None,
     ) -> None:
-        alg = ES256 if isinstance(account_key, JWKEC) else RS256
-        self.net = client.ClientNetwork(
-            account_key, alg=alg, user_agent=f"certbotless/{__version__}"
-        )
-        if ca_bundle is not None:
-            # ClientNetwork passes verify_ssl to requests as `verify`, which takes a bundle path.
-            self.net.verify_ssl = str(ca_bundle)  # type: ignore[assignment]
+        self.net = AcmeNetwork(account_key, ca_bundle, pool_size=2 * concurrency, policy=policy)
         self.directory_url = directory_url
         self.tokens = tokens
         self.email = email
+        self.eab = eab
+        self.preferred_chain = preferred_chain
+        self.concurrency = concurrency
         self.order_timeout = order_timeout
+        self.max_names = max_names
+        self.backoff = backoff or IdentifierBackoff()
         self._acme: client.ClientV2 | None = None
         self._account: messages.RegistrationResource | None = None
+        self._lock = threading.Lock()
+        self._ari: dict[str, _AriEntry] = {}
+
+    # --- directory and account ----------------------------------------------------------------
 
     @property
     def acme(self) -> client.ClientV2:
-        if self._acme is None:
-            directory = client.ClientV2.get_directory(self.directory_url, self.net)
-            self._acme = client.ClientV2(directory, self.net)
-        return self._acme
+        with self._lock:
+            if self._acme is None:
+                directory = client.ClientV2.get_directory(self.directory_url, self.net)
+                self._acme = client.ClientV2(directory, self.net)
+            return self._acme
+
+    @property
+    def renewal_info_url(self) -> str | None:
+        """The CA's ARI endpoint, if it has one."""
+        try:
+            return str(self.acme.directory["renewalInfo"]).rstrip("/")
+        except KeyError:
+            return None
+
+    def offered_profiles(self) -> dict[str, str]:
+        meta = getattr(self.acme.directory, "meta", None)
+        return dict(getattr(meta, "profiles", None) or {})
 
     def ensure_account(self) -> messages.RegistrationResource:
-        if self._account is None:
-            registration = messages.NewRegistration.from_data(
-                email=self.email, terms_of_service_agreed=True
-            )
-            try:
-                self._account = self.acme.new_account(registration)
-            except errors.ConflictError as existing:
-                self._account = self.acme.query_registration(
-                    messages.RegistrationResource(uri=existing.location)
-                )
-                self.net.account = self._account
-        return self._account
+        acme = self.acme
+        with self._lock:
+            if self._account is None:
+                self._account = find_or_register(acme, self.email, self.eab)
+            return self._account
+
+    def _forget_account(self) -> None:
+        with self._lock:
+            self._account = None
+
+    # --- issuance -----------------------------------------------------------------------------
 
     def issue(
         self,
         spec: CertSpec,
         progress: Progress = log.info,
         self_check: EdgeSelfCheck | None = None,
+        replaces: str | None = None,
+    ) -> IssuedCert:
+        """One certificate for all of `spec.domains`, with a fresh private key."""
+        try:
+            return self._issue(spec, progress, self_check, replaces)
+        except AcmeError as error:
+            error.args = (f"{spec.name}: {error}",)
+            raise
+
+    def issue_many(
+        self,
+        specs: Iterable[CertSpec],
+        progress: Progress = log.info,
+        self_check: EdgeSelfCheck | None = None,
+        replaces: Mapping[str, str] | None = None,
+    ) -> Iterator[tuple[CertSpec, IssuedCert | AcmeError]]:
+        """Issue with up to `concurrency` orders in flight; yields each outcome as it completes."""
+        replaces = replaces or {}
+        specs = list(specs)
+        if not specs:
+            return
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="acme-order") as pool:
+            futures = {
+                pool.submit(
+                    self._outcome, spec, progress, self_check, replaces.get(spec.name)
+                ): spec
+                for spec in specs
+            }
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+
+    def _outcome(
+        self,
+        spec: CertSpec,
+        progress: Progress,
+        self_check: EdgeSelfCheck | None,
+        replaces: str | None,
+    ) -> IssuedCert | AcmeError:
+        try:
+            return self.issue(spec, progress, self_check, replaces)
+        except AcmeError as error:
+            return error
+
+    def _issue(
+        self,
+        spec: CertSpec,
+        progress: Progress,
+        self_check: EdgeSelfCheck | None,
+        replaces: str | None,
     ) -> IssuedCert:
         deadline = time.monotonic() + self.order_timeout
+        self._check_request(spec)
+        self.backoff.check(spec.domains)
         key_pem = private_key_pem(generate_private_key(spec.key_type))
         csr_pem = crypto_util.make_csr(key_pem, list(spec.domains))
         progress(f"{spec.name}: ordering {', '.join(spec.domains)}")
         try:
-            self.ensure_account()
-            order = self.acme.new_order(csr_pem, profile=spec.profile)
-            tokens: list[str] = []
+            order = self._new_order(spec, csr_pem, replaces)
+            published: list[str] = []
             try:
-                self._answer_challenges(order, tokens, progress, self_check)
-                self._wait_for_authorizations(order, deadline)
+                self._answer_challenges(order, published, progress, self_check)
+                progress(f"{spec.name}: waiting for the CA to validate")
+                order = self._poll_order(order, deadline, "validation")
             finally:
-                for token in tokens:
+                for token in published:
                     self.tokens.remove(token)
+            if order.body.status != messages.STATUS_READY:
+                self._raise_validation_failure(order)
             progress(f"{spec.name}: validated, finalizing")
-            order = self._finalize(order, deadline)
-        except messages.Error as problem:
-            raise IssuanceError(f"{spec.name}: the CA refused: {_describe(problem)}") from problem
-        except (errors.Error, requests.RequestException, ChallengeNotServed) as failure:
-            raise IssuanceError(f"{spec.name}: {failure}") from failure
-        assert order.fullchain_pem is not None
-        return IssuedCert(spec=spec, fullchain_pem=order.fullchain_pem.encode(), key_pem=key_pem)
+            order = self.acme.begin_finalization(order)
+            order = self._poll_order(order, deadline, "finalization")
+            if order.body.status != messages.STATUS_VALID or not order.body.certificate:
+                raise AcmeError(
+                    f"the order ended {order.body.status}: " + describe_problem(order.body.error)
+                )
+            fullchain = self._download_chain(order.body.certificate)
+        except RateLimited as limited:
+            self.backoff.rate_limited(spec.domains, limited.retry_at)
+            raise
+        self.backoff.succeeded(spec.domains)
+        return IssuedCert(spec, fullchain.encode(), key_pem, directory_url=self.directory_url)
+
+    def _check_request(self, spec: CertSpec) -> None:
+        if len(spec.domains) > self.max_names:
+            raise BadRequest(
+                f"{len(spec.domains)} names in one certificate, but the CA allows at most "
+                f"{self.max_names}; split the domains over several certbotless.name values"
+            )
+        offered = self.offered_profiles() if spec.profile else {}
+        if spec.profile and offered and spec.profile not in offered:
+            raise BadRequest(
+                f"the CA has no profile {spec.profile!r}; it offers: "
+                + ", ".join(f"{name} ({about})" for name, about in sorted(offered.items()))
+            )
+
+    def _new_order(
+        self, spec: CertSpec, csr_pem: bytes, replaces: str | None
+    ) -> messages.OrderResource:
+        identifiers = [
+            messages.Identifier(typ=messages.IDENTIFIER_FQDN, value=name) for name in spec.domains
+        ]
+        if replaces and not self.renewal_info_url:
+            replaces = None
+        for attempt in range(3):
+            self.ensure_account()
+            request = NewOrderWithReplaces(
+                identifiers=identifiers, profile=spec.profile or None, replaces=replaces
+            )
+            try:
+                response = self.acme._post(self.acme.directory["newOrder"], request)
+                break
+            except CaProblem as problem:
+                if problem.typ == ALREADY_REPLACED and replaces:
+                    log.warning(
+                        "%s: %s was already replaced; ordering without `replaces`",
+                        spec.name,
+                        replaces,
+                    )
+                    replaces = None
+                elif problem.typ == ACCOUNT_DOES_NOT_EXIST and attempt == 0:
+                    log.warning("the CA no longer knows our account; looking it up again")
+                    self._forget_account()
+                else:
+                    raise
+        else:
+            raise AcmeError("the CA refused the order three times")
+        body = messages.Order.from_json(response.json())
+        authorizations = [
+            self.acme._authzr_from_response(self.acme._post_as_get(url), uri=url)
+            for url in body.authorizations
+        ]
+        return messages.OrderResource(
+            body=body,
+            uri=response.headers.get("Location"),
+            authorizations=authorizations,
+            csr_pem=csr_pem,
+        )
 
     def _answer_challenges(
         self,
         order: messages.OrderResource,
-        tokens: list[str],
+        published: list[str],
         progress: Progress,
         self_check: EdgeSelfCheck | None,
     ) -> None:
-        """Publish every token (recorded in `tokens` for cleanup), check the edge serves each,
+        """Publish every token (recorded in `published` for cleanup), check the edge serves each,
         and only then ask the CA to validate."""
         pending = []
         for authz in order.authorizations:
             if authz.body.status == messages.STATUS_VALID:
                 continue
+            domain = authz.body.identifier.value
             http01 = next(
                 (c for c in authz.body.challenges if isinstance(c.chall, challenges.HTTP01)), None
             )
-            domain = authz.body.identifier.value
             if http01 is None:
-                raise IssuanceError(f"{domain}: the CA offers no HTTP-01 challenge")
+                raise BadRequest(
+                    f"{domain}: the CA offers no HTTP-01 challenge for this name "
+                    "(wildcards need DNS-01, which certbotless does not do)"
+                )
             response, validation = http01.response_and_validation(self.net.key)
             token = http01.chall.encode("token")
             self.tokens.put(token, validation)
-            tokens.append(token)
+            published.append(token)
             pending.append((domain, token, validation, http01, response))
         for domain, token, validation, http01, response in pending:
             if self_check is not None:
@@ -134,53 +325,136 @@ class AcmeIssuer:
             progress(f"{domain}: asking the CA to validate")
             self.acme.answer_challenge(http01, response)
 
-    def _wait_for_authorizations(self, order: messages.OrderResource, deadline: float) -> None:
-        for authz in order.authorizations:
-            delay = _FIRST_POLL
-            while authz.body.status in (messages.STATUS_PENDING, messages.STATUS_PROCESSING):
-                _sleep_before(deadline, delay, f"{authz.body.identifier.value}: validation")
-                authz, response = self.acme.poll(authz)
-                delay = _next_delay(delay, response)
-            if authz.body.status != messages.STATUS_VALID:
-                details = [_describe(c.error) for c in authz.body.challenges if c.error]
-                raise IssuanceError(
-                    f"{authz.body.identifier.value}: validation failed: "
-                    + ("; ".join(details) or str(authz.body.status))
-                )
-
-    def _finalize(self, order: messages.OrderResource, deadline: float) -> messages.OrderResource:
-        order = self.acme.begin_finalization(order)
+    def _poll_order(
+        self, order: messages.OrderResource, deadline: float, stage: str
+    ) -> messages.OrderResource:
+        """Poll until the order leaves pending/processing: the CA updates it when the
+        authorizations are decided and again when the certificate is issued."""
+        waiting = (messages.STATUS_PENDING, messages.STATUS_PROCESSING)
         delay = _FIRST_POLL
-        while order.body.status != messages.STATUS_VALID or order.body.certificate is None:
-            if order.body.status == messages.STATUS_INVALID:
-                raise IssuanceError(f"order failed: {_describe(order.body.error)}")
-            _sleep_before(deadline, delay, "finalization")
+        while order.body.status in waiting:
+            if time.monotonic() + delay > deadline:
+                raise OrderTimedOut(
+                    f"{stage} did not finish within {self.order_timeout:.0f} s; the CA is slow "
+                    "or stuck, the next pass tries again"
+                )
+            time.sleep(delay)
             response = self.acme._post_as_get(order.uri)
             order = order.update(body=messages.Order.from_json(response.json()))
             delay = _next_delay(delay, response)
-        chain = self.acme._post_as_get(order.body.certificate)
-        finalized: messages.OrderResource = order.update(fullchain_pem=chain.text)
-        return finalized
+        return order
+
+    def _raise_validation_failure(self, order: messages.OrderResource) -> None:
+        failures = []
+        for authz in order.authorizations:
+            current, _ = self.acme.poll(authz)
+            if current.body.status == messages.STATUS_VALID:
+                continue
+            name = current.body.identifier.value
+            retry_at = self.backoff.validation_failed(name)
+            errors = [describe_problem(c.error) for c in current.body.challenges if c.error]
+            failures.append(
+                f"{name}: {'; '.join(errors) or current.body.status}"
+                f" (next attempt after {retry_at:%H:%M:%S} UTC)"
+            )
+        raise ValidationFailed("validation failed: " + " | ".join(failures or ["no details"]))
+
+    def _download_chain(self, url: str) -> str:
+        response = self.acme._post_as_get(url)
+        if not self.preferred_chain:
+            return response.text
+        chains = [response.text]
+        for alternate in self.acme._get_links(response, "alternate"):
+            chains.append(self.acme._post_as_get(alternate).text)
+        for chain in chains:
+            if _top_issuer_name(chain) == self.preferred_chain:
+                return chain
+        log.warning(
+            "no chain is issued by %r (offered: %s); using the CA's default",
+            self.preferred_chain,
+            ", ".join(repr(_top_issuer_name(c)) for c in chains),
+        )
+        return response.text
+
+    # --- renewal information and revocation ---------------------------------------------------
+
+    def renewal_times(self, certs: Iterable[StoredCert]) -> dict[str, RenewalTime]:
+        """When to renew each certificate: in the CA's ARI window if it offers one, else at 1/3
+        of the lifetime left. Answers are cached until the CA's Retry-After. Never raises: a CA
+        that cannot be asked means renewal by lifetime."""
+        certs = list(certs)
+        if not certs:
+            return {}
+        now = datetime.now(UTC)
+        times = {
+            cert.name: RenewalTime(
+                lifetime_renewal_time(cert.not_before, cert.not_after),
+                now + DEFAULT_ARI_RECHECK,
+                "lifetime",
+            )
+            for cert in certs
+        }
+        try:
+            base = self.renewal_info_url
+        except AcmeError as error:
+            log.warning("ACME directory unavailable (%s); renewing by lifetime", error)
+            return times
+        for cert in certs:
+            # RFC 9773 §4.3: never ask about an expired certificate.
+            if base and cert.ari_id and cert.not_after > now:
+                times[cert.name] = self._ari_renewal_time(base, cert, times[cert.name], now)
+        return times
+
+    def _ari_renewal_time(
+        self, base: str, cert: StoredCert, by_lifetime: RenewalTime, now: datetime
+    ) -> RenewalTime:
+        with self._lock:
+            cached = self._ari.get(cert.ari_id)
+        if cached and cached.renewal.check_again_at > now:
+            return cached.renewal
+        try:
+            response = self.net.get(f"{base}/{cert.ari_id}")
+            info = messages.RenewalInfo.from_json(response.json())
+        except (AcmeError, DeserializationError, ValueError) as error:
+            log.warning(
+                "%s: no renewal info from the CA (%s); renewing by lifetime", cert.name, error
+            )
+            return RenewalTime(by_lifetime.renew_at, now + timedelta(hours=1), "lifetime")
+        window = (info.suggested_window.start, info.suggested_window.end)
+        # Keep the moment already chosen while the window stays the same.
+        renew_at = (
+            cached.renewal.renew_at
+            if cached and cached.window == window
+            else time_in_window(*window)
+        )
+        wait = retry_after(response.headers.get("Retry-After"))
+        if wait is None:
+            wait = DEFAULT_ARI_RECHECK
+        renewal = RenewalTime(
+            renew_at,
+            now + min(wait, timedelta(days=7)),
+            "ari",
+            response.json().get("explanationURL"),
+        )
+        with self._lock:
+            self._ari[cert.ari_id] = _AriEntry(window, renewal)
+        return renewal
+
+    def revoke(
+        self, fullchain_pem: bytes, reason: RevocationReason = RevocationReason.unspecified
+    ) -> None:
+        self.ensure_account()
+        self.acme.revoke(x509.load_pem_x509_certificate(fullchain_pem), int(reason))
 
 
-def _sleep_before(deadline: float, delay: float, what: str) -> None:
-    if time.monotonic() + delay > deadline:
-        raise IssuanceError(f"{what} did not finish before the order deadline")
-    time.sleep(delay)
+def _top_issuer_name(chain_pem: str) -> str | None:
+    certificates = x509.load_pem_x509_certificates(chain_pem.encode())
+    names = certificates[-1].issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else None
 
 
 def _next_delay(delay: float, response: requests.Response) -> float:
-    retry_after = response.headers.get("Retry-After", "")
-    if retry_after.isdigit():
-        return min(float(retry_after), 30.0)
+    wait = retry_after(response.headers.get("Retry-After"))
+    if wait is not None:
+        return min(wait.total_seconds(), 30.0)
     return min(delay * 2, _MAX_POLL)
-
-
-def _describe(problem: messages.Error | None) -> str:
-    if problem is None:
-        return "no details from the CA"
-    text = f"{problem.typ}: {problem.detail}" if problem.detail else str(problem.typ)
-    subproblems = getattr(problem, "subproblems", None) or []
-    for sub in subproblems:
-        text += f"; {sub.identifier.value if sub.identifier else ''}: {sub.detail}"
-    return text

@@ -1,7 +1,8 @@
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from certbotless.model import CertSpec, KeyType, Route
-from certbotless.reconcile import edge_references, plan_certificates, renewal_due
+from certbotless.model import CertSpec, KeyType, Route, StoredCert
+from certbotless.reconcile import edge_references, plan_certificates, replaced_certificates
 from certbotless.store import latest_per_name
 from tests.unit.factories import stored_cert
 
@@ -9,34 +10,55 @@ SPEC = CertSpec("app.example.test", ("app.example.test",))
 ISSUED = datetime(2026, 1, 1, tzinfo=UTC)
 
 
+def current(*certs: StoredCert) -> dict[str, StoredCert]:
+    return latest_per_name(list(certs))
+
+
 def test_new_certificate_is_planned() -> None:
-    plan = plan_certificates([SPEC], [], ISSUED)
+    plan = plan_certificates([SPEC], {}, ISSUED)
     assert plan.to_issue == (SPEC,)
     assert plan.reasons == {"app.example.test": "new"}
 
 
 def test_valid_certificate_is_left_alone_until_a_third_of_its_life_remains() -> None:
-    cert = stored_cert(issued=ISSUED, lifetime=timedelta(days=90))
-    assert not renewal_due(cert, ISSUED + timedelta(days=59))
-    assert renewal_due(cert, ISSUED + timedelta(days=60))
-    assert plan_certificates([SPEC], [cert], ISSUED + timedelta(days=59)).to_issue == ()
-    assert plan_certificates([SPEC], [cert], ISSUED + timedelta(days=61)).to_issue == (SPEC,)
+    cert = current(stored_cert(issued=ISSUED, lifetime=timedelta(days=90)))
+    assert plan_certificates([SPEC], cert, ISSUED + timedelta(days=59, hours=23)).to_issue == ()
+    assert plan_certificates([SPEC], cert, ISSUED + timedelta(days=60)).to_issue == (SPEC,)
 
 
 def test_short_lived_certificates_renew_on_the_same_fraction() -> None:
-    cert = stored_cert(issued=ISSUED, lifetime=timedelta(minutes=3))
-    assert not renewal_due(cert, ISSUED + timedelta(seconds=119))
-    assert renewal_due(cert, ISSUED + timedelta(seconds=120))
+    cert = current(stored_cert(issued=ISSUED, lifetime=timedelta(minutes=3)))
+    assert plan_certificates([SPEC], cert, ISSUED + timedelta(seconds=119)).to_issue == ()
+    assert plan_certificates([SPEC], cert, ISSUED + timedelta(seconds=120)).to_issue == (SPEC,)
+
+
+def test_the_cas_renewal_window_overrides_the_lifetime_rule() -> None:
+    cert = current(stored_cert(issued=ISSUED, lifetime=timedelta(days=90)))
+    early = {SPEC.name: ISSUED + timedelta(days=10)}
+    now = ISSUED + timedelta(days=11)
+    plan = plan_certificates([SPEC], cert, now, renew_at=early)
+    assert plan.to_issue == (SPEC,)
+    assert plan_certificates([SPEC], cert, now).to_issue == ()
+
+
+def test_renewals_replace_the_version_in_use_by_its_ari_id() -> None:
+    old = replace(stored_cert(issued=ISSUED), ari_id="aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE")
+    moved = CertSpec("app.example.test", ("elsewhere.example.test",))
+    assert replaced_certificates(plan_certificates([SPEC], current(old), ISSUED, {SPEC.name})) == {
+        SPEC.name: old.ari_id
+    }
+    # RFC 9773: a replacement shares at least one name with what it replaces.
+    assert replaced_certificates(plan_certificates([moved], current(old), ISSUED)) == {}
 
 
 def test_changed_domains_or_key_type_or_force_reissue() -> None:
-    cert = stored_cert(issued=ISSUED)
+    cert = current(stored_cert(issued=ISSUED))
     now = ISSUED + timedelta(days=1)
     wider = CertSpec("app.example.test", ("app.example.test", "www.example.test"))
     rsa = CertSpec("app.example.test", ("app.example.test",), KeyType.RSA2048)
-    assert plan_certificates([wider], [cert], now).reasons["app.example.test"] == "domains changed"
-    assert plan_certificates([rsa], [cert], now).reasons["app.example.test"] == "key type changed"
-    forced = plan_certificates([SPEC], [cert], now, forced={"app.example.test"})
+    assert plan_certificates([wider], cert, now).reasons["app.example.test"] == "domains changed"
+    assert plan_certificates([rsa], cert, now).reasons["app.example.test"] == "key type changed"
+    forced = plan_certificates([SPEC], cert, now, forced={"app.example.test"})
     assert forced.to_issue == (SPEC,)
 
 

@@ -1,6 +1,9 @@
 """The HTTP-01 responder on a real socket: exactly the pending tokens, nothing else."""
 
+import contextlib
 import http.client
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,3 +65,112 @@ def test_hostile_paths_are_404(responder: tuple[TokenStore, int], path: str) -> 
 def test_token_store_refuses_malformed_tokens(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="malformed"):
         TokenStore(tmp_path).put("../escape", "x")
+
+
+@pytest.fixture
+def strict_responder(tmp_path: Path) -> Iterator[tuple[TokenStore, int]]:
+    tokens = TokenStore(tmp_path / "challenges")
+    server = ChallengeResponder(tokens, "127.0.0.1", 0, max_request_bytes=4096, request_seconds=1)
+    server.start()
+    yield tokens, server.port
+    server.stop()
+
+
+def raw_exchange(port: int, chunks: list[bytes], pause: float = 0.0) -> bytes:
+    """Send `chunks` (`pause` s apart), then read until the responder closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+        for chunk in chunks:
+            connection.sendall(chunk)
+            time.sleep(pause)
+        reply = b""
+        while data := connection.recv(65536):
+            reply += data
+    return reply
+
+
+def status_of(reply: bytes) -> int:
+    return int(reply.split(b" ", 2)[1])
+
+
+def test_huge_headers_are_refused_with_431(strict_responder: tuple[TokenStore, int]) -> None:
+    _, port = strict_responder
+    many = b"".join(b"X-Filler-%d: %s\r\n" % (i, b"a" * 200) for i in range(50))
+    reply = raw_exchange(port, [b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n"])
+    assert status_of(reply) == 431
+    one_long_line = b"GET /healthz HTTP/1.1\r\nX-Long: " + b"b" * 70000 + b"\r\n\r\n"
+    assert status_of(raw_exchange(port, [one_long_line])) == 431
+
+
+def test_stalled_client_gets_408_when_its_time_is_up(
+    strict_responder: tuple[TokenStore, int],
+) -> None:
+    tokens, port = strict_responder
+    tokens.put(TOKEN, "answer")
+    started = time.monotonic()
+    reply = raw_exchange(port, [b"GET /.well-kn", b"own/acme-"], pause=0.3)
+    assert status_of(reply) == 408
+    assert 1.0 <= time.monotonic() - started < 3
+
+
+def test_trickling_client_is_cut_off_at_the_deadline(
+    strict_responder: tuple[TokenStore, int],
+) -> None:
+    _, port = strict_responder
+    request = f"GET /.well-known/acme-challenge/{TOKEN} HTTP/1.1\r\nHost: x\r\n".encode()
+    # One byte every 0.1 s would take 7 s; the responder allows 1 s in all.
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+        with contextlib.suppress(OSError):
+            for byte in request:
+                connection.sendall(bytes([byte]))
+                time.sleep(0.1)
+                if connection.recv(1, socket.MSG_DONTWAIT | socket.MSG_PEEK):
+                    break
+        reply = b""
+        with contextlib.suppress(OSError):
+            reply = connection.recv(65536)
+    assert time.monotonic() - started < 3, "the responder must not wait for the whole request"
+    assert reply == b"" or status_of(reply) == 408
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "TRACE", "FOO"])
+def test_methods_other_than_get_and_head_are_405(
+    strict_responder: tuple[TokenStore, int], method: str
+) -> None:
+    _, port = strict_responder
+    reply = raw_exchange(port, [f"{method} /healthz HTTP/1.1\r\nHost: x\r\n\r\n".encode()])
+    assert status_of(reply) == 405
+
+
+def test_garbage_request_lines_are_400(strict_responder: tuple[TokenStore, int]) -> None:
+    _, port = strict_responder
+    assert status_of(raw_exchange(port, [b"\x16\x03\x01 hello tls\r\n\r\n"])) == 400
+
+
+def test_no_file_outside_the_token_store_is_ever_read(
+    responder: tuple[TokenStore, int], tmp_path: Path
+) -> None:
+    _, port = responder
+    (tmp_path / "secret.txt").write_text("root:x:0:0")
+    for path in [
+        "/.well-known/acme-challenge/../secret.txt",
+        "/.well-known/acme-challenge/..%2fsecret.txt",
+        "/.well-known/acme-challenge/" + "../" * 10 + "etc/passwd",
+        "/.well-known/acme-challenge/secret.txt",
+    ]:
+        status, body = get(port, path)
+        assert status == 404 and b"root:" not in body
+
+
+def test_responder_still_answers_after_hostile_traffic(
+    strict_responder: tuple[TokenStore, int],
+) -> None:
+    tokens, port = strict_responder
+    raw_exchange(port, [b"GET /" + b"x" * 100000 + b" HTTP/1.1\r\n\r\n"])
+    raw_exchange(port, [b"\x00\xff" * 100])
+    tokens.put(TOKEN, "still-here")
+    assert get(port, f"/.well-known/acme-challenge/{TOKEN}") == (200, b"still-here")
+    head = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    head.request("HEAD", f"/.well-known/acme-challenge/{TOKEN}")
+    response = head.getresponse()
+    assert (response.status, response.read()) == (200, b"")

@@ -6,7 +6,7 @@ from certbotless.settings import LETSENCRYPT_STAGING, Settings, SettingsError
 def test_defaults_and_shortcuts() -> None:
     settings = Settings.from_env({"CERTBOTLESS_ACME_DIRECTORY": "staging"})
     assert settings.acme_directory == LETSENCRYPT_STAGING
-    assert settings.concurrency == 4
+    assert settings.concurrency == 8
 
 
 @pytest.mark.parametrize(
@@ -17,9 +17,20 @@ def test_defaults_and_shortcuts() -> None:
         ("CONCURRENCY", "0", "at least 1"),
         ("CA_BUNDLE", "/nonexistent.pem", "no such file"),
         ("RESPONDER_LISTEN", "0.0.0.0:http", "HOST:PORT"),
+        ("EAB_KID", "kid-1", "EAB_HMAC_KEY"),
     ],
 )
 def test_bad_settings_name_the_variable(name: str, value: str, fragment: str) -> None:
     with pytest.raises(SettingsError, match=fragment) as caught:
         Settings.from_env({f"CERTBOTLESS_{name}": value})
     assert f"CERTBOTLESS_{name}" in str(caught.value)
+
+
+def test_eab_needs_both_parts_and_a_base64url_key() -> None:
+    with pytest.raises(SettingsError, match="base64url"):
+        Settings.from_env({"CERTBOTLESS_EAB_KID": "k", "CERTBOTLESS_EAB_HMAC_KEY": "not base64!"})
+    settings = Settings.from_env(
+        {"CERTBOTLESS_EAB_KID": "kid-1", "CERTBOTLESS_EAB_HMAC_KEY": "zWNDZM6eQGHWpSRTPal5eIUYFTu7"}
+    )
+    assert (settings.eab_kid, settings.eab_hmac_key) == ("kid-1", "zWNDZM6eQGHWpSRTPal5eIUYFTu7")
+    assert "zWND" not in repr(settings)

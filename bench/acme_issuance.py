@@ -1,0 +1,333 @@
+"""Issuance benchmark: certbotless against certbot and lego, all on one local Pebble.
+
+Run with `bash scripts/bench [--quick] [--concurrency N] [--consecutive N]`, which brings the rig
+up first (pebble-challtestsrv answers every name with 127.0.0.1). This module starts its own Pebble
+on 127.0.0.1:14200 with Pebble's defaults, so 5% of nonces are rejected as badNonce; Pebble
+validates HTTP-01 on 127.0.0.1:5003, where each tool in turn answers.
+
+Measured per tool: the median latency of one certificate (account already registered: one
+warm-up issuance first, not counted in the median), the wall time for 50 distinct domains, and
+the failed runs. certbotless also issues `--consecutive` certificates in a row. The exit status is
+1 when certbotless misses a target (median <= 0.5 s, 50 domains <= 3 s, no failure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.peers import Certbot, Lego, Peer
+from certbotless.acme.challenges import ChallengeResponder, TokenStore
+from certbotless.acme.errors import AcmeError
+from certbotless.acme.keys import load_account_key
+from certbotless.acme.orders import AcmeIssuer
+from certbotless.model import CertSpec, IssuedCert
+from rig.pebble import PebbleServer, port_open
+from rig.state import read_env
+
+HOST = "127.0.0.1"
+PEBBLE_PORT = 14200
+MANAGEMENT_PORT = 15200
+HTTP_PORT = 5003
+FIFTY = 50
+TARGET_MEDIAN = 0.5
+TARGET_FIFTY = 3.0
+SHOWN_ERRORS = 5
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class ToolResult:
+    """What one tool did: latencies of its successful timed runs, 50-domain wall time, failures."""
+
+    name: str
+    latencies: list[float] = field(default_factory=list)
+    fifty: float | None = None
+    fifty_estimated: bool = False
+    runs: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def record(self, ok: bool, error: str = "") -> None:
+        self.runs += 1
+        if not ok:
+            self.errors.append(error)
+
+    @property
+    def median(self) -> float | None:
+        return statistics.median(self.latencies) if self.latencies else None
+
+
+@dataclass
+class Batch:
+    """Outcome of one issue_many call."""
+
+    seconds: float
+    count: int
+    errors: list[str]
+
+
+def domain(tool: str, phase: str, index: int, tag: str) -> str:
+    return f"{tool}-{phase}{index}-{tag}.bench.test"
+
+
+def issue_one(issuer: AcmeIssuer, name: str) -> tuple[bool, float, str]:
+    started = time.perf_counter()
+    try:
+        issuer.issue(CertSpec(name, (name,)))
+    except Exception as error:  # an unexpected type is a failure to report, not a crash
+        return False, time.perf_counter() - started, f"{name}: {type(error).__name__}: {error}"
+    return True, time.perf_counter() - started, ""
+
+
+def issue_batch(issuer: AcmeIssuer, names: Sequence[str]) -> Batch:
+    specs = [CertSpec(name, (name,)) for name in names]
+    errors: list[str] = []
+    seen: set[str] = set()
+    started = time.perf_counter()
+    try:
+        for spec, outcome in issuer.issue_many(specs):
+            seen.add(spec.name)
+            if isinstance(outcome, AcmeError):
+                errors.append(f"{spec.name}: {type(outcome).__name__}: {outcome}")
+            elif not isinstance(outcome, IssuedCert) or not outcome.fullchain_pem:
+                errors.append(f"{spec.name}: unexpected outcome {outcome!r}")
+    except Exception as error:
+        errors.append(f"issue_many raised {type(error).__name__}: {error}")
+    seconds = time.perf_counter() - started
+    errors += [
+        f"{spec.name}: no outcome from issue_many" for spec in specs if spec.name not in seen
+    ]
+    return Batch(seconds, len(specs), errors)
+
+
+def bench_certbotless(
+    directory_url: str, ca_bundle: Path, workdir: Path, tag: str, args: argparse.Namespace, say: Say
+) -> tuple[ToolResult, Batch | None]:
+    result = ToolResult("certbotless")
+    tokens = TokenStore(workdir / "tokens")
+    responder = ChallengeResponder(tokens, HOST, HTTP_PORT)
+    responder.start()
+    try:
+        issuer = AcmeIssuer(
+            directory_url,
+            load_account_key(None),
+            tokens,
+            email=None,
+            ca_bundle=ca_bundle,
+            concurrency=args.concurrency,
+        )
+        ok, seconds, error = issue_one(issuer, domain("certbotless", "w", 0, tag))
+        result.record(ok, error)
+        say(f"certbotless warm-up (registers the account): {seconds:.3f} s {error or 'ok'}")
+        for i in range(args.runs):
+            ok, seconds, error = issue_one(issuer, domain("certbotless", "l", i, tag))
+            result.record(ok, error)
+            if ok:
+                result.latencies.append(seconds)
+            say(f"certbotless latency {i + 1}/{args.runs}: {seconds:.3f} s {error or 'ok'}")
+        names = [domain("certbotless", "f", i, tag) for i in range(FIFTY)]
+        batch = issue_batch(issuer, names)
+        result.fifty = batch.seconds
+        result.runs += batch.count
+        result.errors += batch.errors
+        say(
+            f"certbotless {FIFTY} domains, concurrency {args.concurrency}: {batch.seconds:.2f} s, "
+            f"{len(batch.errors)} failed"
+        )
+        consecutive = None
+        if args.consecutive > 0:
+            say(f"certbotless {args.consecutive} consecutive issuances (Pebble rejects 5% nonces)")
+            names = [domain("certbotless", "c", i, tag) for i in range(args.consecutive)]
+            consecutive = issue_batch(issuer, names)
+            say(
+                f"certbotless consecutive: {len(consecutive.errors)}/{consecutive.count} failed "
+                f"in {consecutive.seconds:.1f} s"
+            )
+    finally:
+        responder.stop()
+    return result, consecutive
+
+
+def bench_peer(peer: Peer, tag: str, args: argparse.Namespace, say: Say) -> ToolResult:
+    result = ToolResult(peer.name)
+
+    def run(phase: str, index: int) -> float:
+        outcome = peer.issue(domain(peer.name, phase, index, tag))
+        result.record(outcome.ok, outcome.error)
+        if not outcome.ok:
+            say(f"{peer.name} FAILED after {outcome.seconds:.2f} s: {outcome.error}")
+        return outcome.seconds if outcome.ok else -1.0
+
+    seconds = run("w", 0)
+    say(f"{peer.name} warm-up (registers the account): {seconds:.2f} s")
+    for i in range(args.runs):
+        seconds = run("l", i)
+        if seconds >= 0:
+            result.latencies.append(seconds)
+        say(f"{peer.name} latency {i + 1}/{args.runs}: {seconds:.2f} s")
+    median = result.median
+    if args.quick:
+        result.fifty = None if median is None else median * FIFTY
+        result.fifty_estimated = True
+        return result
+    say(f"{peer.name} {FIFTY} domains, one invocation after another")
+    started = time.perf_counter()
+    for i in range(FIFTY):
+        run("f", i)
+        if (i + 1) % 10 == 0:
+            say(f"{peer.name} {i + 1}/{FIFTY} in {time.perf_counter() - started:.1f} s")
+    result.fifty = time.perf_counter() - started
+    return result
+
+
+def ratio(peer: float | None, ours: float | None) -> str:
+    if peer is None or ours is None or ours <= 0:
+        return "-"
+    return f"{peer / ours:.1f}x"
+
+
+def table(results: Sequence[ToolResult]) -> str:
+    ours = results[0]
+    header = [
+        "tool",
+        "median 1 cert (s)",
+        f"{FIFTY} domains (s)",
+        "failures",
+        "latency peer/certbotless",
+        f"{FIFTY} domains peer/certbotless",
+    ]
+    rows = [header]
+    for r in results:
+        fifty = "-" if r.fifty is None else f"{r.fifty:.2f}"
+        if r.fifty_estimated and r.fifty is not None:
+            fifty += f" (median\u00d7{FIFTY} (estimated))"
+        peer = r is not ours
+        rows.append(
+            [
+                r.name,
+                "-" if r.median is None else f"{r.median:.3f}",
+                fifty,
+                f"{len(r.errors)}/{r.runs}",
+                ratio(r.median, ours.median) if peer else "-",
+                ratio(r.fifty, ours.fifty) if peer else "-",
+            ]
+        )
+    widths = [max(len(row[c]) for row in rows) for c in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def missed_targets(ours: ToolResult, consecutive: Batch | None) -> list[str]:
+    missed = []
+    if ours.median is None or ours.median > TARGET_MEDIAN:
+        missed.append(f"median 1 cert {ours.median} s > {TARGET_MEDIAN} s")
+    if ours.fifty is None or ours.fifty > TARGET_FIFTY:
+        missed.append(f"{FIFTY} domains {ours.fifty} s > {TARGET_FIFTY} s")
+    if ours.errors:
+        missed.append(f"{len(ours.errors)} failed runs")
+    if consecutive is not None and consecutive.errors:
+        missed.append(f"{len(consecutive.errors)}/{consecutive.count} consecutive issuances failed")
+    return missed
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.acme_issuance", description=__doc__)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"skip the peers' {FIFTY}-domain runs; report median\u00d7{FIFTY} (estimated) instead",
+    )
+    parser.add_argument("--concurrency", type=int, default=16, help="certbotless orders at once")
+    parser.add_argument(
+        "--consecutive", type=int, default=200, help="certbotless issuances in a row (0: skip)"
+    )
+    parser.add_argument("--runs", type=int, default=10, help="timed runs for the median (>= 10)")
+    args = parser.parse_args(argv)
+    if args.runs < 10:
+        parser.error("--runs must be at least 10")
+    if args.concurrency < 1:
+        parser.error("--concurrency must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
+    began = time.monotonic()
+
+    def say(message: str) -> None:
+        print(f"bench [{time.monotonic() - began:6.1f} s] {message}", flush=True)
+
+    ca_bundle = Path(read_env()["CBL_RIG_CA_BUNDLE"])
+    busy = [p for p in (PEBBLE_PORT, MANAGEMENT_PORT, HTTP_PORT) if port_open(HOST, p)]
+    if busy:
+        print(
+            f"bench: {HOST} ports {busy} are already in use; stop what holds them", file=sys.stderr
+        )
+        return 2
+    peers: list[Peer] = []
+    with tempfile.TemporaryDirectory(prefix="cbl-bench-") as tmp:
+        workdir = Path(tmp)
+        # Pebble's own defaults (5% badNonce among them) whatever this shell has set.
+        for name in [n for n in os.environ if n.startswith("PEBBLE_")]:
+            del os.environ[name]
+        pebble = PebbleServer(
+            "pebble-bench",
+            host=HOST,
+            ca_bundle=ca_bundle,
+            port=PEBBLE_PORT,
+            management_port=MANAGEMENT_PORT,
+            http_port=HTTP_PORT,
+            env={"PEBBLE_VA_NOSLEEP": "1"},
+        )
+        for cls in (Certbot, Lego):
+            peer = cls(pebble.directory_url, ca_bundle, HTTP_PORT, workdir / cls.name)
+            peer.install()
+            peers.append(peer)
+        tag = secrets.token_hex(3)
+        say(f"starting Pebble at {pebble.directory_url} (HTTP-01 on {HOST}:{HTTP_PORT}); tag {tag}")
+        pebble.start()
+        try:
+            ours, consecutive = bench_certbotless(
+                pebble.directory_url, ca_bundle, workdir, tag, args, say
+            )
+            results = [ours] + [bench_peer(peer, tag, args, say) for peer in peers]
+        finally:
+            pebble.stop()
+    say("done")
+    print()
+    print(table(results))
+    if consecutive is not None:
+        print(
+            f"\ncertbotless {consecutive.count} consecutive issuances (concurrency "
+            f"{args.concurrency}, Pebble's 5% badNonce): {len(consecutive.errors)}/"
+            f"{consecutive.count} failed, {consecutive.seconds:.1f} s"
+        )
+    for r in results:
+        for error in r.errors[:SHOWN_ERRORS]:
+            print(f"{r.name} failure: {error}")
+    if consecutive is not None:
+        for error in consecutive.errors[:SHOWN_ERRORS]:
+            print(f"certbotless consecutive failure: {error}")
+    print(f"\nwhole run: {time.monotonic() - began:.0f} s")
+    missed = missed_targets(ours, consecutive)
+    if missed:
+        print("certbotless MISSED its targets: " + "; ".join(missed))
+        return 1
+    print(
+        f"certbotless met its targets (median <= {TARGET_MEDIAN} s, {FIFTY} domains <= "
+        f"{TARGET_FIFTY} s, no failures)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""The ACME account: find the one this key already has, or register it (with EAB if required)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from acme import client, messages
+
+from certbotless.acme.errors import ACCOUNT_DOES_NOT_EXIST, BadRequest, CaProblem
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExternalAccountBinding:
+    """EAB credentials from the CA's dashboard (RFC 8555 §7.3.4). The HMAC key is base64url."""
+
+    kid: str
+    hmac_key: str = field(repr=False)
+
+
+def find_or_register(
+    acme: client.ClientV2, email: str | None, eab: ExternalAccountBinding | None
+) -> messages.RegistrationResource:
+    """Look the key's account up first (`onlyReturnExisting`) so restarts never make duplicates."""
+    acme.net.account = None
+    try:
+        response = acme._post(
+            acme.directory["newAccount"], messages.NewRegistration(only_return_existing=True)
+        )
+    except CaProblem as problem:
+        if problem.typ != ACCOUNT_DOES_NOT_EXIST:
+            raise
+        return _register(acme, email, eab)
+    account = messages.RegistrationResource(
+        body=messages.Registration.from_json(response.json()), uri=response.headers["Location"]
+    )
+    acme.net.account = account
+    log.info("using the existing ACME account %s", account.uri)
+    return account
+
+
+def _register(
+    acme: client.ClientV2, email: str | None, eab: ExternalAccountBinding | None
+) -> messages.RegistrationResource:
+    binding = None
+    key = acme.net.key
+    assert key is not None, "AcmeNetwork always has the account key"
+    if eab is not None:
+        binding = messages.ExternalAccountBinding.from_data(
+            account_public_key=key.public_key(),
+            kid=eab.kid,
+            hmac_key=eab.hmac_key,
+            directory=acme.directory,
+        )
+    elif acme.external_account_required():
+        raise BadRequest(
+            "this CA requires External Account Binding: set CERTBOTLESS_EAB_KID and "
+            "CERTBOTLESS_EAB_HMAC_KEY to the values from the CA's account page"
+        )
+    registration = messages.NewRegistration.from_data(
+        email=email, terms_of_service_agreed=True, external_account_binding=binding
+    )
+    account = acme.new_account(registration)
+    log.info("registered a new ACME account %s", account.uri)
+    return account

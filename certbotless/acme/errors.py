@@ -1,0 +1,89 @@
+"""Every way an ACME operation can fail, as a typed error that reads well in a log or an alert."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from acme import messages
+
+# Problem types (RFC 8555 §6.7, RFC 9773) that the engine treats specially.
+BAD_NONCE = "urn:ietf:params:acme:error:badNonce"
+RATE_LIMITED = "urn:ietf:params:acme:error:rateLimited"
+ACCOUNT_DOES_NOT_EXIST = "urn:ietf:params:acme:error:accountDoesNotExist"
+ALREADY_REPLACED = "urn:ietf:params:acme:error:alreadyReplaced"
+EXTERNAL_ACCOUNT_REQUIRED = "urn:ietf:params:acme:error:externalAccountRequired"
+
+_PLAIN_WORDS = {
+    "urn:ietf:params:acme:error:connection": "the CA could not connect to the challenge URL",
+    "urn:ietf:params:acme:error:unauthorized": "the challenge answer was wrong or missing",
+    "urn:ietf:params:acme:error:dns": "the CA could not resolve the domain",
+    "urn:ietf:params:acme:error:rejectedIdentifier": "the CA will not issue for this name",
+    "urn:ietf:params:acme:error:caa": "a CAA record forbids this CA",
+    RATE_LIMITED: "the CA's rate limit was hit",
+    EXTERNAL_ACCOUNT_REQUIRED: "the CA requires External Account Binding "
+    "(set CERTBOTLESS_EAB_KID and CERTBOTLESS_EAB_HMAC_KEY)",
+}
+
+
+def describe_problem(problem: messages.Error | None) -> str:
+    """A CA problem document (type, detail, subproblems) as one sentence for an operator."""
+    if problem is None:
+        return "no details from the CA"
+    kind = str(problem.typ)
+    text = _PLAIN_WORDS.get(kind, kind.rsplit(":", 1)[-1])
+    if problem.detail:
+        text += f": {problem.detail}"
+    text += f" [{kind}]"
+    for sub in getattr(problem, "subproblems", None) or []:
+        name = sub.identifier.value if sub.identifier else "?"
+        text += f"; {name}: {sub.detail}"
+    return text
+
+
+class AcmeError(Exception):
+    """An ACME operation failed. `str()` is the message an operator reads."""
+
+
+class CaProblem(AcmeError):
+    """The CA answered with a problem document."""
+
+    def __init__(self, context: str, problem: messages.Error) -> None:
+        super().__init__(f"{context}: {describe_problem(problem)}")
+        self.problem = problem
+
+    @property
+    def typ(self) -> str:
+        return str(self.problem.typ)
+
+
+class RateLimited(CaProblem):
+    """The CA said to slow down; no request for these names before `retry_at`."""
+
+    def __init__(self, context: str, problem: messages.Error, retry_at: datetime) -> None:
+        super().__init__(context, problem)
+        self.retry_at = retry_at
+        self.args = (f"{self.args[0]}; next attempt after {retry_at:%Y-%m-%d %H:%M:%S} UTC",)
+
+
+class ValidationFailed(AcmeError):
+    """The CA tried the HTTP-01 challenge and it failed."""
+
+
+class CaUnreachable(AcmeError):
+    """The CA did not answer (connection errors or 5xx) after every retry."""
+
+
+class OrderTimedOut(AcmeError):
+    """The order did not finish before its deadline."""
+
+
+class BackingOff(AcmeError):
+    """Recent failures for a name: no order until `retry_at`, to spare the CA's limits."""
+
+    def __init__(self, message: str, retry_at: datetime) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at
+
+
+class BadRequest(AcmeError):
+    """The request cannot succeed as asked (too many names, unknown profile…); fix the input."""

@@ -1,0 +1,198 @@
+"""The wire: acme's ClientNetwork made safe to share between workers and patient with the CA.
+
+badNonce is retried at once with a fresh nonce; connection errors and 5xx are retried with
+jittered exponential back-off; every other problem document becomes a typed error.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+from acme import client, errors, messages
+from josepy.jwa import ES256, ES384, RS256, JWASignature
+from josepy.jwk import JWK, JWKEC
+from requests.adapters import HTTPAdapter
+
+from certbotless import __version__
+from certbotless.acme.errors import BAD_NONCE, RATE_LIMITED, CaProblem, CaUnreachable, RateLimited
+
+log = logging.getLogger(__name__)
+
+_SERVER_INTERNAL = "urn:ietf:params:acme:error:serverInternal"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    bad_nonce_attempts: int = 20
+    transient_attempts: int = 6
+    first_delay: float = 0.25
+    max_delay: float = 8.0
+    default_rate_limit_wait: timedelta = timedelta(hours=1)
+
+    def delay(self, attempt: int) -> float:
+        """Full jitter: uniform in [0, min(cap, first·2^attempt)], so workers do not stampede."""
+        return random.uniform(0, min(self.max_delay, self.first_delay * 2**attempt))
+
+
+class ProblemReply(Exception):
+    """A problem document, with the HTTP facts acme's own error type leaves out."""
+
+    def __init__(self, problem: messages.Error, status: int, retry_after: str | None) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
+        self.status = status
+        self.retry_after = retry_after
+
+
+def signing_algorithm(key: JWK) -> JWASignature:
+    if isinstance(key, JWKEC):
+        size = key.key.curve.key_size
+        return ES384 if size == 384 else ES256
+    return RS256
+
+
+class AcmeNetwork(client.ClientNetwork):
+    def __init__(
+        self,
+        key: JWK,
+        ca_bundle: Path | None = None,
+        pool_size: int = 10,
+        policy: RetryPolicy | None = None,
+        timeout: int = 30,
+    ) -> None:
+        super().__init__(
+            key,
+            alg=signing_algorithm(key),
+            user_agent=f"certbotless/{__version__}",
+            timeout=timeout,
+        )
+        if ca_bundle is not None:
+            # ClientNetwork passes verify_ssl to requests as `verify`, which takes a bundle path.
+            self.verify_ssl = str(ca_bundle)  # type: ignore[assignment]
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(pool_size, 4))
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+        self.policy = policy or RetryPolicy()
+        self._nonce_lock = threading.Lock()
+
+    # --- acme overrides -------------------------------------------------------------------------
+
+    def _get_nonce(self, url: str, new_nonce_url: str) -> str:
+        # Workers share the nonce pool; the check-then-pop in acme races between threads.
+        while True:
+            with self._nonce_lock:
+                if self._nonces:
+                    return self._nonces.pop()
+            response = self.head(new_nonce_url or url)
+            self._add_nonce(self._check_response(response, content_type=None))
+
+    @classmethod
+    def _check_response(
+        cls, response: requests.Response, content_type: str | None = None
+    ) -> requests.Response:
+        if response.status_code == 409 and _is_problem(response):
+            # acme reads every 409 as ACMEv1's "account exists"; RFC 9773 sends alreadyReplaced.
+            raise ProblemReply(messages.Error.from_json(response.json()), 409, None)
+        try:
+            return super()._check_response(response, content_type=content_type)
+        except messages.Error as problem:
+            raise ProblemReply(
+                problem, response.status_code, response.headers.get("Retry-After")
+            ) from None
+
+    def post(self, *args: Any, **kwargs: Any) -> requests.Response:
+        url = str(args[0] if args else kwargs.get("url"))
+        return self._with_retries(f"POST {url}", lambda: self._post_once(*args, **kwargs))
+
+    def get(
+        self, url: str, content_type: str = client.ClientNetwork.JSON_CONTENT_TYPE, **kwargs: Any
+    ) -> requests.Response:
+        parent_get = super().get
+        return self._with_retries(
+            f"GET {url}", lambda: parent_get(url, content_type=content_type, **kwargs)
+        )
+
+    # --- retries ------------------------------------------------------------------------------
+
+    def _with_retries(self, what: str, send: Callable[[], requests.Response]) -> requests.Response:
+        bad_nonces = 0
+        transient = 0
+        while True:
+            try:
+                return send()
+            except ProblemReply as reply:
+                if reply.problem.typ == BAD_NONCE and bad_nonces < self.policy.bad_nonce_attempts:
+                    bad_nonces += 1
+                    continue
+                if reply.problem.typ == RATE_LIMITED:
+                    raise RateLimited(
+                        "the CA says", reply.problem, self._retry_at(reply.retry_after)
+                    ) from None
+                if not self._transient_problem(reply):
+                    raise CaProblem("the CA says", reply.problem) from None
+                failure = f"HTTP {reply.status}: {reply.problem.detail}"
+            except errors.ClientError as error:
+                status = _status_of(error)
+                if status is None or status < 500:
+                    raise CaUnreachable(f"{what}: unexpected answer: {error}") from error
+                failure = f"HTTP {status}"
+            except requests.RequestException as error:
+                failure = f"{type(error).__name__}: {error}"
+            transient += 1
+            if transient >= self.policy.transient_attempts:
+                raise CaUnreachable(
+                    f"{what} failed {transient} times, last: {failure}; "
+                    "check that the ACME directory URL is right and the CA is up"
+                )
+            delay = self.policy.delay(transient)
+            log.info("%s: %s; retrying in %.2f s", what, failure, delay)
+            time.sleep(delay)
+
+    @staticmethod
+    def _transient_problem(reply: ProblemReply) -> bool:
+        return reply.status >= 500 or reply.problem.typ == _SERVER_INTERNAL
+
+    def _retry_at(self, header: str | None) -> datetime:
+        wait = retry_after(header)
+        return datetime.now(UTC) + (self.policy.default_rate_limit_wait if wait is None else wait)
+
+
+def retry_after(header: str | None) -> timedelta | None:
+    """A Retry-After header (seconds or an HTTP date) as a wait from now; None if absent/bad."""
+    if not header or not header.strip():
+        return None
+    header = header.strip()
+    if header.isdigit():
+        return timedelta(seconds=int(header))
+    try:
+        when = parsedate_to_datetime(header)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(when - datetime.now(UTC), timedelta(0))
+
+
+def _is_problem(response: requests.Response) -> bool:
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and "type" in body
+
+
+def _status_of(error: errors.ClientError) -> int | None:
+    response = error.args[0] if error.args else None
+    if isinstance(response, tuple):
+        response = response[0]
+    return response.status_code if isinstance(response, requests.Response) else None

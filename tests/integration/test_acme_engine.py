@@ -1,0 +1,274 @@
+"""The ACME engine against real Pebbles, answering HTTP-01 from the real responder."""
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    load_pem_private_key,
+)
+from cryptography.x509.oid import NameOID
+
+from certbotless.acme.account import ExternalAccountBinding
+from certbotless.acme.challenges import TokenStore
+from certbotless.acme.errors import (
+    AcmeError,
+    BackingOff,
+    BadRequest,
+    CaProblem,
+    ValidationFailed,
+)
+from certbotless.acme.keys import load_account_key
+from certbotless.acme.orders import AcmeIssuer, RevocationReason
+from certbotless.model import CertSpec, IssuedCert, KeyType
+from rig.pebble import PebbleServer
+from tests.conftest import loopback_pebble
+
+pytestmark = pytest.mark.rig
+
+EAB_KID = "kid-1"
+EAB_HMAC = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
+
+MakeIssuer = Callable[..., AcmeIssuer]
+
+
+@pytest.fixture(scope="module")
+def make_issuer(acme_tokens: TokenStore) -> MakeIssuer:
+    def make(pebble: PebbleServer, **options: Any) -> AcmeIssuer:
+        options.setdefault("tokens", acme_tokens)
+        options.setdefault("account_key", load_account_key(None))
+        return AcmeIssuer(pebble.directory_url, ca_bundle=Path(pebble.ca_bundle), **options)
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def issuer(make_issuer: MakeIssuer, pebble_for_acme: PebbleServer) -> AcmeIssuer:
+    return make_issuer(pebble_for_acme, email="ops@example.test")
+
+
+def started_pebble(rig_env: dict[str, str], name: str, port: int, **options: Any) -> PebbleServer:
+    pebble = loopback_pebble(rig_env, name, port, **options)
+    pebble.start()
+    return pebble
+
+
+def leaf_of(issued: IssuedCert) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(issued.fullchain_pem)
+
+
+KEY_CLASSES = {
+    KeyType.EC256: (ec.EllipticCurvePrivateKey, 256),
+    KeyType.EC384: (ec.EllipticCurvePrivateKey, 384),
+    KeyType.RSA2048: (rsa.RSAPrivateKey, 2048),
+    KeyType.RSA3072: (rsa.RSAPrivateKey, 3072),
+    KeyType.RSA4096: (rsa.RSAPrivateKey, 4096),
+}
+
+
+@pytest.mark.parametrize("key_type", list(KeyType))
+def test_issues_a_certificate_for_all_names_with_a_fresh_key(
+    issuer: AcmeIssuer, key_type: KeyType
+) -> None:
+    spec = CertSpec("a.example.test", ("a.example.test", "www.a.example.test"), key_type)
+    issued = issuer.issue(spec)
+    again = issuer.issue(spec)
+    leaf = leaf_of(issued)
+    names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sorted(names.get_values_for_type(x509.DNSName)) == sorted(spec.domains)
+    key = load_pem_private_key(issued.key_pem, password=None)
+    key_class, size = KEY_CLASSES[key_type]
+    assert isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)
+    assert isinstance(key, key_class) and key.key_size == size
+    spki = (Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    assert key.public_key().public_bytes(*spki) == leaf.public_key().public_bytes(*spki)
+    assert issued.key_pem != again.key_pem, "every certificate gets its own key"
+    assert issued.fullchain_pem.count(b"BEGIN CERTIFICATE") >= 2
+    assert issued.directory_url == issuer.directory_url
+    assert not any(issuer.tokens.directory.iterdir()), "tokens must be cleaned up"
+
+
+def test_many_orders_run_concurrently(
+    make_issuer: MakeIssuer, pebble_for_acme: PebbleServer, figure: Callable[[str], None]
+) -> None:
+    issuer = make_issuer(pebble_for_acme, concurrency=10)
+    issuer.ensure_account()
+    specs = [CertSpec(f"c{i}.example.test", (f"c{i}.example.test",)) for i in range(20)]
+    started = time.monotonic()
+    outcomes = dict(issuer.issue_many(specs))
+    seconds = time.monotonic() - started
+    failures = [o for o in outcomes.values() if isinstance(o, AcmeError)]
+    assert not failures
+    assert sorted(s.name for s in outcomes) == sorted(s.name for s in specs)
+    figure(f"ACME: 20 certificates, 10 at a time, against Pebble: {seconds:.2f} s")
+
+
+def test_a_restarted_issuer_finds_its_existing_account(
+    make_issuer: MakeIssuer, pebble_for_acme: PebbleServer
+) -> None:
+    key = load_account_key(None)
+    first = make_issuer(pebble_for_acme, account_key=key).ensure_account()
+    second = make_issuer(pebble_for_acme, account_key=key).ensure_account()
+    other = make_issuer(pebble_for_acme).ensure_account()
+    assert first.uri == second.uri
+    assert other.uri != first.uri
+
+
+def test_external_account_binding(rig_env: dict[str, str], make_issuer: MakeIssuer) -> None:
+    pebble = started_pebble(
+        rig_env,
+        "pebble-eab-tests",
+        14120,
+        config={
+            "externalAccountBindingRequired": True,
+            "externalAccountMACKeys": {EAB_KID: EAB_HMAC},
+        },
+    )
+    try:
+        with pytest.raises(BadRequest, match="CERTBOTLESS_EAB_KID"):
+            make_issuer(pebble).ensure_account()
+        wrong = ExternalAccountBinding(EAB_KID, EAB_HMAC[::-1])
+        with pytest.raises(CaProblem):
+            make_issuer(pebble, eab=wrong).ensure_account()
+        bound = make_issuer(pebble, eab=ExternalAccountBinding(EAB_KID, EAB_HMAC))
+        assert bound.issue(CertSpec("eab.example.test", ("eab.example.test",))).fullchain_pem
+    finally:
+        pebble.stop()
+
+
+def test_no_failures_when_the_ca_rejects_half_of_all_nonces(
+    rig_env: dict[str, str], make_issuer: MakeIssuer, figure: Callable[[str], None]
+) -> None:
+    pebble = started_pebble(
+        rig_env, "pebble-nonce-tests", 14110, env={"PEBBLE_WFE_NONCEREJECT": "50"}
+    )
+    try:
+        issuer = make_issuer(pebble, concurrency=5)
+        specs = [CertSpec(f"n{i}.example.test", (f"n{i}.example.test",)) for i in range(25)]
+        started = time.monotonic()
+        outcomes = dict(issuer.issue_many(specs))
+        seconds = time.monotonic() - started
+    finally:
+        pebble.stop()
+    failures = {s.name: str(o) for s, o in outcomes.items() if isinstance(o, AcmeError)}
+    assert failures == {}
+    assert len(outcomes) == 25
+    figure(f"ACME: 25 certificates with 50% of nonces rejected: 0 failures, {seconds:.2f} s")
+
+
+def test_failed_validation_says_why_and_backs_the_name_off(
+    make_issuer: MakeIssuer, pebble_for_acme: PebbleServer, tmp_path: Path
+) -> None:
+    # This issuer's tokens live where no responder looks, so the CA gets a 404.
+    lonely = make_issuer(pebble_for_acme, tokens=TokenStore(tmp_path))
+    spec = CertSpec("nobody.example.test", ("nobody.example.test",))
+    with pytest.raises(ValidationFailed) as failure:
+        lonely.issue(spec)
+    message = str(failure.value)
+    assert message.startswith("nobody.example.test: validation failed: nobody.example.test:")
+    assert "urn:ietf:params:acme:error:" in message and "next attempt after" in message
+    assert lonely.backoff.blocked_until("nobody.example.test") is not None
+    started = time.monotonic()
+    with pytest.raises(BackingOff, match="1 failed validation"):
+        lonely.issue(spec)
+    assert time.monotonic() - started < 0.1, "a backed-off name must not reach the CA"
+    assert not any(tmp_path.iterdir())
+
+
+def test_more_names_than_the_ca_allows_is_a_clear_error(issuer: AcmeIssuer) -> None:
+    names = tuple(f"n{i}.many.example.test" for i in range(101))
+    with pytest.raises(BadRequest, match="101 names in one certificate, but the CA allows at most"):
+        issuer.issue(CertSpec("many.example.test", names))
+
+
+def test_profile_goes_to_a_ca_that_lists_none(issuer: AcmeIssuer) -> None:
+    # Pebble 2.4 lists no profiles; the field is sent and ignored (tests/support/ari_ca.py
+    # covers a CA that lists them).
+    assert issuer.offered_profiles() == {}
+    spec = CertSpec("p.example.test", ("p.example.test",), profile="shortlived")
+    assert issuer.issue(spec).fullchain_pem
+
+
+def test_preferred_chain_is_picked_by_issuer_name(
+    rig_env: dict[str, str], make_issuer: MakeIssuer
+) -> None:
+    pebble = started_pebble(
+        rig_env, "pebble-chain-tests", 14130, env={"PEBBLE_ALTERNATE_ROOTS": "1"}
+    )
+    try:
+        names = [
+            x509.load_pem_x509_certificate(pebble.root_pem(i).encode())
+            .subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0]
+            .value
+            for i in (0, 1)
+        ]
+        spec = CertSpec("chain.example.test", ("chain.example.test",))
+        for preferred in names:
+            chain = make_issuer(pebble, preferred_chain=preferred).issue(spec).fullchain_pem
+            top = x509.load_pem_x509_certificates(chain)[-1]
+            assert top.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == preferred
+    finally:
+        pebble.stop()
+    assert names[0] != names[1]
+
+
+def test_revoke_with_a_reason(issuer: AcmeIssuer) -> None:
+    issued = issuer.issue(CertSpec("revoke.example.test", ("revoke.example.test",)))
+    issuer.revoke(issued.fullchain_pem, RevocationReason.keyCompromise)
+    with pytest.raises(CaProblem, match="alreadyRevoked"):
+        issuer.revoke(issued.fullchain_pem, RevocationReason.keyCompromise)
+
+
+def test_ca_restarted_mid_order_fails_cleanly_then_recovers(
+    rig_env: dict[str, str], make_issuer: MakeIssuer, acme_tokens: TokenStore
+) -> None:
+    pebble = started_pebble(rig_env, "pebble-restart-tests", 14140)
+    restarted = threading.Event()
+
+    def restart_on_validate(message: str) -> None:
+        if "asking the CA to validate" in message and not restarted.is_set():
+            restarted.set()
+            pebble.stop()
+            # Back in about a second, with no memory of the account or the order.
+            threading.Timer(1.0, pebble.start).start()
+
+    try:
+        issuer = make_issuer(pebble)
+        spec = CertSpec("restart.example.test", ("restart.example.test",))
+        try:
+            outcome: IssuedCert | AcmeError = issuer.issue(spec, progress=restart_on_validate)
+        except AcmeError as error:
+            outcome = error
+        assert restarted.is_set()
+        print(f"order across a CA restart: {outcome!r}")
+        if isinstance(outcome, AcmeError):
+            assert str(outcome).startswith("restart.example.test: ")
+        assert not any(acme_tokens.directory.iterdir()), "no token left behind"
+        # The CA forgot the account; the next order registers again and succeeds.
+        assert issuer.issue(spec).fullchain_pem
+    finally:
+        time.sleep(1.5)  # let a pending restart land before stopping it
+        pebble.stop()
+
+
+@pytest.fixture
+def pebble_stopped_for_good(rig_env: dict[str, str]) -> Iterator[PebbleServer]:
+    pebble = loopback_pebble(rig_env, "pebble-gone-tests", 14150)
+    yield pebble
+    pebble.stop()
+
+
+def test_unreachable_ca_is_reported_after_bounded_retries(
+    make_issuer: MakeIssuer, pebble_stopped_for_good: PebbleServer
+) -> None:
+    started = time.monotonic()
+    with pytest.raises(AcmeError, match="check that the ACME directory URL is right"):
+        make_issuer(pebble_stopped_for_good).issue(CertSpec("x.example.test", ("x.example.test",)))
+    assert time.monotonic() - started < 30

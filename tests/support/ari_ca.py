@@ -1,0 +1,172 @@
+"""An ACME CA that speaks ARI (RFC 9773) and profiles: a TLS proxy in front of a real Pebble.
+
+Pebble 2.4 has neither, so this server adds them where they live in the protocol and forwards
+everything else. It keeps the client's Host header, so Pebble writes every URL (and checks every
+JWS `url`) against this proxy: the client only ever talks to the proxy.
+
+- The directory gains `renewalInfo` and `meta.profiles`.
+- `GET renewal-info/<id>` answers the window set in `windows` (or a default one), with
+  `Retry-After` and an `explanationURL`; each request is recorded.
+- newOrder payloads are recorded; a `replaces` naming an already replaced certificate gets the
+  `alreadyReplaced` problem; an unknown `profile` gets `invalidProfile`.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import ssl
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+RENEWAL_INFO_PATH = "/renewal-info/"
+PROFILES = {"classic": "the default 90-day certificate", "shortlived": "about six days"}
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
+
+
+@dataclass
+class AriCaState:
+    windows: dict[str, tuple[datetime, datetime]] = field(default_factory=dict)
+    retry_after_seconds: int = 120
+    renewal_info_requests: list[str] = field(default_factory=list)
+    new_orders: list[dict[str, Any]] = field(default_factory=list)
+    replaced: set[str] = field(default_factory=set)
+
+
+class AriCa:
+    def __init__(self, pebble_host: str, pebble_port: int, tls_dir: Path, port: int) -> None:
+        self.state = AriCaState()
+        self.pebble = (pebble_host, pebble_port)
+        self.upstream_tls = ssl.create_default_context(cafile=str(tls_dir / "ca.pem"))
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        self.server.daemon_threads = True
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(tls_dir / "listener.pem", tls_dir / "listener.key")
+        self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def directory_url(self) -> str:
+        return f"https://127.0.0.1:{self.server.server_address[1]}/dir"
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def forward(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        connection = http.client.HTTPSConnection(*self.pebble, context=self.upstream_tls)
+        try:
+            connection.request(method, path, body=body or None, headers=headers)
+            response = connection.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            connection.close()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        ca = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                if self.path.startswith(RENEWAL_INFO_PATH):
+                    self._renewal_info(self.path[len(RENEWAL_INFO_PATH) :])
+                elif self.path == "/dir":
+                    self._directory()
+                else:
+                    self._proxy(b"")
+
+            def do_HEAD(self) -> None:
+                self._proxy(b"")
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if self.path == "/order-plz" and self._refuse_order(body):
+                    return
+                self._proxy(body)
+
+            def _directory(self) -> None:
+                status, _, body = ca.forward("GET", "/dir", dict(self.headers), b"")
+                directory = json.loads(body)
+                directory["renewalInfo"] = f"https://{self.headers['Host']}{RENEWAL_INFO_PATH}"
+                directory.setdefault("meta", {})["profiles"] = PROFILES
+                self._send(status, {"Content-Type": "application/json"}, json.dumps(directory))
+
+            def _renewal_info(self, cert_id: str) -> None:
+                ca.state.renewal_info_requests.append(cert_id)
+                now = datetime.now(UTC)
+                start, end = ca.state.windows.get(
+                    cert_id, (now + timedelta(days=30), now + timedelta(days=32))
+                )
+                info = {
+                    "suggestedWindow": {"start": _rfc3339(start), "end": _rfc3339(end)},
+                    "explanationURL": "https://ca.example.test/why",
+                }
+                self._send(
+                    200,
+                    {
+                        "Content-Type": "application/json",
+                        "Retry-After": str(ca.state.retry_after_seconds),
+                    },
+                    json.dumps(info),
+                )
+
+            def _refuse_order(self, body: bytes) -> bool:
+                payload = json.loads(_b64url_decode(json.loads(body)["payload"]))
+                ca.state.new_orders.append(payload)
+                replaces = payload.get("replaces")
+                profile = payload.get("profile")
+                if profile and profile not in PROFILES:
+                    self._problem("invalidProfile", f"no profile {profile!r}")
+                    return True
+                if replaces and replaces in ca.state.replaced:
+                    self._problem("alreadyReplaced", f"{replaces} was already replaced")
+                    return True
+                if replaces:
+                    ca.state.replaced.add(replaces)
+                return False
+
+            def _problem(self, kind: str, detail: str) -> None:
+                problem = {"type": f"urn:ietf:params:acme:error:{kind}", "detail": detail}
+                headers = {"Content-Type": "application/problem+json"}
+                self._send(409 if kind == "alreadyReplaced" else 400, headers, json.dumps(problem))
+
+            def _proxy(self, body: bytes) -> None:
+                status, headers, reply = ca.forward(
+                    self.command, self.path, dict(self.headers), body
+                )
+                kept = {k: v for k, v in headers.items() if k.lower() not in HOP_BY_HOP}
+                self._send(status, kept, reply)
+
+            def _send(self, status: int, headers: dict[str, str], body: bytes | str) -> None:
+                data = body.encode() if isinstance(body, str) else body
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        return Handler
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
