@@ -1,5 +1,6 @@
 """The ACME engine against real Pebbles, answering HTTP-01 from the real responder."""
 
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,12 +18,13 @@ from cryptography.hazmat.primitives.serialization import (
 from cryptography.x509.oid import NameOID
 
 from certbotless.acme.account import ExternalAccountBinding
-from certbotless.acme.challenges import TokenStore
+from certbotless.acme.challenges import ChallengeNotServed, EdgeSelfCheck, TokenStore
 from certbotless.acme.errors import (
     AcmeError,
     BackingOff,
     BadRequest,
     CaProblem,
+    OrderTimedOut,
     ValidationFailed,
 )
 from certbotless.acme.keys import load_account_key
@@ -272,3 +274,25 @@ def test_unreachable_ca_is_reported_after_bounded_retries(
     with pytest.raises(AcmeError, match="check that the ACME directory URL is right"):
         make_issuer(pebble_stopped_for_good).issue(CertSpec("x.example.test", ("x.example.test",)))
     assert time.monotonic() - started < 30
+
+
+def test_an_order_past_its_deadline_stops_cleanly(
+    make_issuer: MakeIssuer, pebble_for_acme: PebbleServer, acme_tokens: TokenStore
+) -> None:
+    hasty = make_issuer(pebble_for_acme, order_timeout=0.01)
+    with pytest.raises(OrderTimedOut, match="did not finish within"):
+        hasty.issue(CertSpec("slow.example.test", ("slow.example.test",)))
+    assert not any(acme_tokens.directory.iterdir())
+
+
+def test_an_edge_that_does_not_serve_the_token_stops_before_the_ca_validates(
+    make_issuer: MakeIssuer, pebble_for_acme: PebbleServer
+) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    misrouted = EdgeSelfCheck("localhost", timeout=0.5, port=port)
+    issuer = make_issuer(pebble_for_acme)
+    with pytest.raises(ChallengeNotServed, match="does not serve the HTTP-01 token"):
+        issuer.issue(CertSpec("edge.example.test", ("edge.example.test",)), self_check=misrouted)
+    assert issuer.backoff.blocked_until("edge.example.test") is None, "no validation was burned"

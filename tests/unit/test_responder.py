@@ -3,6 +3,8 @@
 import contextlib
 import http.client
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -174,3 +176,17 @@ def test_responder_still_answers_after_hostile_traffic(
     head.request("HEAD", f"/.well-known/acme-challenge/{TOKEN}")
     response = head.getresponse()
     assert (response.status, response.read()) == (200, b"")
+
+
+def test_tokens_written_by_another_process_are_served(
+    responder: tuple[TokenStore, int],
+) -> None:
+    # The `docker exec … certbotless issue` path: a second process shares the token directory.
+    tokens, port = responder
+    writer = (
+        "import sys; from pathlib import Path; "
+        "from certbotless.acme.challenges import TokenStore; "
+        "TokenStore(Path(sys.argv[1])).put(sys.argv[2], 'from-another-process')"
+    )
+    subprocess.run([sys.executable, "-c", writer, str(tokens.directory), TOKEN], check=True)
+    assert get(port, f"/.well-known/acme-challenge/{TOKEN}") == (200, b"from-another-process")
