@@ -195,6 +195,9 @@ class AcmeIssuer:
             return self.issue(spec, progress, self_check, replaces)
         except AcmeError as error:
             return error
+        except Exception as error:  # one broken order must not sink the others
+            log.exception("%s: unexpected error while ordering", spec.name)
+            return AcmeError(f"{spec.name}: unexpected error: {error!r}")
 
     def _issue(
         self,

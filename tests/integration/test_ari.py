@@ -9,7 +9,7 @@ from cryptography import x509
 
 from certbotless.acme.ari import ari_cert_id, lifetime_renewal_time
 from certbotless.acme.challenges import TokenStore
-from certbotless.acme.errors import BadRequest
+from certbotless.acme.errors import BackingOff, BadRequest, RateLimited
 from certbotless.acme.keys import load_account_key
 from certbotless.acme.orders import AcmeIssuer
 from certbotless.model import CertSpec, IssuedCert, KeyType, StoredCert
@@ -133,3 +133,18 @@ def test_profiles_are_checked_against_the_directory(issuer: AcmeIssuer, ari_ca: 
     assert len(ari_ca.state.new_orders) == orders_before, "refused before asking the CA"
     issuer.issue(CertSpec("p.example.test", ("p.example.test",), profile="shortlived"))
     assert ari_ca.state.new_orders[-1]["profile"] == "shortlived"
+
+
+def test_rate_limited_names_are_left_alone_until_retry_after(
+    issuer: AcmeIssuer, ari_ca: AriCa
+) -> None:
+    ari_ca.state.rate_limited.add("busy.example.test")
+    spec = CertSpec("busy.example.test", ("busy.example.test", "www.busy.example.test"))
+    with pytest.raises(RateLimited, match=r"rate limit.*next attempt after") as limited:
+        issuer.issue(spec)
+    hour = datetime.now(UTC) + timedelta(hours=1)
+    assert abs((limited.value.retry_at - hour).total_seconds()) < 60
+    orders = len(ari_ca.state.new_orders)
+    with pytest.raises(BackingOff, match=r"not asking the CA again.*rate limit"):
+        issuer.issue(spec)
+    assert len(ari_ca.state.new_orders) == orders, "no request for a rate-limited name"

@@ -8,7 +8,8 @@ JWS `url`) against this proxy: the client only ever talks to the proxy.
 - `GET renewal-info/<id>` answers the window set in `windows` (or a default one), with
   `Retry-After` and an `explanationURL`; each request is recorded.
 - newOrder payloads are recorded; a `replaces` naming an already replaced certificate gets the
-  `alreadyReplaced` problem; an unknown `profile` gets `invalidProfile`.
+  `alreadyReplaced` problem; an unknown `profile` gets `invalidProfile`; an order for a name in
+  `rate_limited` gets `rateLimited` with a Retry-After of an hour.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class AriCaState:
     renewal_info_requests: list[str] = field(default_factory=list)
     new_orders: list[dict[str, Any]] = field(default_factory=list)
     replaced: set[str] = field(default_factory=set)
+    rate_limited: set[str] = field(default_factory=set)
 
 
 class AriCa:
@@ -126,6 +128,10 @@ class AriCa:
                 ca.state.new_orders.append(payload)
                 replaces = payload.get("replaces")
                 profile = payload.get("profile")
+                names = {identifier["value"] for identifier in payload["identifiers"]}
+                if names & ca.state.rate_limited:
+                    self._problem("rateLimited", "too many certificates for this name")
+                    return True
                 if profile and profile not in PROFILES:
                     self._problem("invalidProfile", f"no profile {profile!r}")
                     return True
@@ -139,7 +145,10 @@ class AriCa:
             def _problem(self, kind: str, detail: str) -> None:
                 problem = {"type": f"urn:ietf:params:acme:error:{kind}", "detail": detail}
                 headers = {"Content-Type": "application/problem+json"}
-                self._send(409 if kind == "alreadyReplaced" else 400, headers, json.dumps(problem))
+                status = {"alreadyReplaced": 409, "rateLimited": 429}.get(kind, 400)
+                if kind == "rateLimited":
+                    headers["Retry-After"] = "3600"
+                self._send(status, headers, json.dumps(problem))
 
             def _proxy(self, body: bytes) -> None:
                 status, headers, reply = ca.forward(
