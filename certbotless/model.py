@@ -91,6 +91,10 @@ class StoredCert:
     secret_id: str
     ari_id: str = ""
     directory_url: str = ""
+    fingerprint: str = ""
+    created_at: str = ""  # as Swarm reports it (RFC 3339); sorts by time
+    # Where the labels disagree with the certificate itself (the certificate wins).
+    mismatches: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,23 @@ class FileReference:
     object_name: str
     target: str
     mode: int
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """A secret or config certbotless made, as garbage collection sees it."""
+
+    kind: str  # "secret" or "config"
+    object_id: str
+    name: str
+    created_at: str
+    role: str  # "chain", "key" or "nginx-conf"
+
+
+@dataclass(frozen=True)
+class Removal:
+    target: StoredObject
+    reason: str
 
 
 @dataclass(frozen=True)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import logging
+import re
 import secrets as random_tokens
-from datetime import UTC, datetime
+from collections.abc import Collection, Iterable
+from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from certbotless.acme.ari import ari_cert_id
-from certbotless.model import IssuedCert, KeyType, StoredCert
+from certbotless.model import IssuedCert, KeyType, Removal, StoredCert, StoredObject
 from certbotless.swarm import APIError, Swarm
 
 NAME_PREFIX = "cbl-"
@@ -33,6 +38,13 @@ CERT_DIRECTORY = "certbotless.cert.acme_directory"
 KIND_CHAIN = "chain"
 KIND_KEY = "key"
 KIND_NGINX_CONF = "nginx-conf"
+KIND_ACCOUNT_KEY = "account-key"
+
+ACCOUNT_KEY_SECRET = "cbl-acme-account-key"
+# A key secret whose chain config is missing may be a save in progress elsewhere; wait this long.
+UNPAIRED_GRACE = timedelta(hours=1)
+
+log = logging.getLogger(__name__)
 
 
 def object_name(cert_name: str, now: datetime) -> str:
@@ -58,6 +70,8 @@ class CertStore:
     def __init__(self, swarm: Swarm) -> None:
         self.swarm = swarm
 
+    # --- certificates ---------------------------------------------------------------------------
+
     def save(self, issued: IssuedCert, now: datetime | None = None) -> StoredCert:
         """Key secret first, chain config second: a chain is only listed once its key exists."""
         leaf = x509.load_pem_x509_certificate(issued.fullchain_pem)
@@ -74,51 +88,101 @@ class CertStore:
             CERT_ISSUER: leaf.issuer.rfc4514_string()[:200],
             CERT_ARI_ID: ari_cert_id(leaf),
             CERT_DIRECTORY: issued.directory_url,
+            CERT_KEY_SECRET: name,
         }
         secret_id = self.swarm.create_secret(name, issued.key_pem, {**labels, KIND: KIND_KEY})
         config_id = self.swarm.create_config(
-            name, issued.fullchain_pem, {**labels, KIND: KIND_CHAIN, CERT_KEY_SECRET: name}
+            name, issued.fullchain_pem, {**labels, KIND: KIND_CHAIN}
         )
-        return _stored_cert(labels, name, config_id, name, secret_id)
+        stored = read_stored_cert(labels, name, config_id, issued.fullchain_pem, secret_id)
+        assert stored is not None
+        return stored
 
     def inventory(self) -> list[StoredCert]:
+        """Every usable stored version (chain config with its key secret), read from the configs'
+        labels and data alone; where labels and certificate disagree, the certificate wins and
+        the difference is listed in `mismatches`."""
         secret_ids = {s["Spec"]["Name"]: s["ID"] for s in self.swarm.secrets(f"{KIND}={KIND_KEY}")}
         stored = []
         for config in self.swarm.configs(f"{KIND}={KIND_CHAIN}"):
             labels = config["Spec"].get("Labels") or {}
-            secret_name = labels.get(CERT_KEY_SECRET, "")
-            if secret_name not in secret_ids:
-                continue  # its key is gone: unusable
-            stored.append(
-                _stored_cert(
-                    labels,
-                    config["Spec"]["Name"],
-                    config["ID"],
-                    secret_name,
-                    secret_ids[secret_name],
-                )
+            secret_id = secret_ids.get(labels.get(CERT_KEY_SECRET, ""))
+            if secret_id is None:
+                continue  # its key is gone (or not yet made): unusable
+            cert = read_stored_cert(
+                labels,
+                config["Spec"]["Name"],
+                config["ID"],
+                base64.b64decode(config["Spec"].get("Data", "")),
+                secret_id,
+                config.get("CreatedAt", ""),
             )
+            if cert is not None:
+                stored.append(cert)
         return sorted(stored, key=lambda c: (c.name, c.not_after, c.config_name))
+
+    # --- nginx configuration ----------------------------------------------------------------
 
     def ensure_nginx_conf(self, text: str) -> tuple[str, str]:
         """Content-addressed, so an unchanged configuration never causes a roll."""
         name = nginx_conf_name(text)
-        existing = self._nginx_conf_id(name)
-        if existing is not None:
-            return name, existing
         labels = {MANAGED: "true", KIND: KIND_NGINX_CONF}
+        return name, self._create_once("config", name, text.encode(), labels)
+
+    # --- the ACME account key -----------------------------------------------------------------
+
+    def account_key_secret(self) -> tuple[str, str] | None:
+        """(name, id) of the account key secret, if one was made."""
+        for secret in self.swarm.secrets(f"{KIND}={KIND_ACCOUNT_KEY}"):
+            if secret["Spec"]["Name"] == ACCOUNT_KEY_SECRET:
+                return ACCOUNT_KEY_SECRET, str(secret["ID"])
+        return None
+
+    def create_account_key_secret(self, key_pem: bytes) -> tuple[str, str]:
+        """Make the account key secret; if a concurrent start made it first, that one wins."""
+        labels = {MANAGED: "true", KIND: KIND_ACCOUNT_KEY}
+        return ACCOUNT_KEY_SECRET, self._create_once("secret", ACCOUNT_KEY_SECRET, key_pem, labels)
+
+    # --- garbage collection -------------------------------------------------------------------
+
+    def collectable_objects(self) -> list[StoredObject]:
+        """Every chain, key and nginx.conf object certbotless made (never the account key)."""
+        objects = []
+        for kind, listing in (("config", self.swarm.configs), ("secret", self.swarm.secrets)):
+            for item in listing(f"{MANAGED}=true"):
+                role = (item["Spec"].get("Labels") or {}).get(KIND, "")
+                if role in (KIND_CHAIN, KIND_KEY, KIND_NGINX_CONF):
+                    objects.append(
+                        StoredObject(
+                            kind, item["ID"], item["Spec"]["Name"], item.get("CreatedAt", ""), role
+                        )
+                    )
+        return objects
+
+    def remove(self, target: StoredObject) -> None:
+        if target.kind == "secret":
+            self.swarm.remove_secret(target.object_id)
+        else:
+            self.swarm.remove_config(target.object_id)
+
+    def _create_once(self, kind: str, name: str, data: bytes, labels: dict[str, str]) -> str:
+        create = self.swarm.create_secret if kind == "secret" else self.swarm.create_config
+        existing = self._find(kind, name, labels[KIND])
+        if existing is not None:
+            return existing
         try:
-            return name, self.swarm.create_config(name, text.encode(), labels)
+            return create(name, data, labels)
         except APIError as error:
-            raced = self._nginx_conf_id(name) if error.status_code == 409 else None
+            raced = self._find(kind, name, labels[KIND]) if error.status_code == 409 else None
             if raced is None:
                 raise
-            return name, raced  # a concurrent pass (e.g. `docker exec … issue`) made it first
+            return raced  # a concurrent pass (e.g. `docker exec … issue`) made it first
 
-    def _nginx_conf_id(self, name: str) -> str | None:
-        for config in self.swarm.configs(f"{KIND}={KIND_NGINX_CONF}"):
-            if config["Spec"]["Name"] == name:
-                return str(config["ID"])
+    def _find(self, kind: str, name: str, role: str) -> str | None:
+        listing = self.swarm.secrets if kind == "secret" else self.swarm.configs
+        for item in listing(f"{KIND}={role}"):
+            if item["Spec"]["Name"] == name:
+                return str(item["ID"])
         return None
 
 
@@ -131,20 +195,140 @@ def latest_per_name(stored: list[StoredCert]) -> dict[str, StoredCert]:
     return latest
 
 
-def _stored_cert(
-    labels: dict[str, str], config_name: str, config_id: str, secret_name: str, secret_id: str
-) -> StoredCert:
+def read_stored_cert(
+    labels: dict[str, str],
+    config_name: str,
+    config_id: str,
+    chain_pem: bytes,
+    secret_id: str,
+    created_at: str = "",
+) -> StoredCert | None:
+    """One stored version from its labels and its chain; the chain is the truth."""
+    name = labels.get(CERT_NAME)
+    if not name:
+        log.warning("config %s has no %s label; ignoring it", config_name, CERT_NAME)
+        return None
+    try:
+        leaf = x509.load_pem_x509_certificate(chain_pem)
+    except ValueError:
+        log.warning("config %s does not hold a PEM certificate; ignoring it", config_name)
+        return None
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    pem_domains = san.get_values_for_type(x509.DNSName)
+    label_domains = [d for d in labels.get(CERT_DOMAINS, "").split(",") if d]
+    truth = {
+        CERT_DOMAINS: ",".join(
+            label_domains if set(label_domains) == set(pem_domains) else pem_domains
+        ),
+        CERT_SERIAL: serial_hex(leaf.serial_number),
+        CERT_NOT_BEFORE: leaf.not_valid_before_utc.isoformat(),
+        CERT_NOT_AFTER: leaf.not_valid_after_utc.isoformat(),
+        CERT_FINGERPRINT: leaf.fingerprint(hashes.SHA256()).hex(),
+        CERT_KEY_TYPE: _key_type(leaf).value,
+        CERT_ARI_ID: _ari_id_or_blank(leaf),
+    }
+    mismatches = tuple(
+        f"{label}: label says {labels.get(label)!r}, certificate says {value!r}"
+        for label, value in truth.items()
+        if labels.get(label) != value
+        and not (label == CERT_DOMAINS and set(label_domains) == set(pem_domains))
+    )
+    if mismatches:
+        log.warning(
+            "%s (%s): labels disagree with the certificate: %s",
+            name,
+            config_name,
+            "; ".join(mismatches),
+        )
     return StoredCert(
-        name=labels[CERT_NAME],
-        domains=tuple(labels[CERT_DOMAINS].split(",")),
-        serial=labels[CERT_SERIAL],
-        not_before=datetime.fromisoformat(labels[CERT_NOT_BEFORE]),
-        not_after=datetime.fromisoformat(labels[CERT_NOT_AFTER]),
-        key_type=KeyType(labels[CERT_KEY_TYPE]),
+        name=name,
+        domains=tuple(truth[CERT_DOMAINS].split(",")),
+        serial=truth[CERT_SERIAL],
+        not_before=leaf.not_valid_before_utc,
+        not_after=leaf.not_valid_after_utc,
+        key_type=KeyType(truth[CERT_KEY_TYPE]),
         config_name=config_name,
         config_id=config_id,
-        secret_name=secret_name,
+        secret_name=labels.get(CERT_KEY_SECRET, ""),
         secret_id=secret_id,
-        ari_id=labels.get(CERT_ARI_ID, ""),
+        ari_id=truth[CERT_ARI_ID],
         directory_url=labels.get(CERT_DIRECTORY, ""),
+        fingerprint=truth[CERT_FINGERPRINT],
+        created_at=created_at,
+        mismatches=mismatches,
     )
+
+
+def plan_garbage(
+    stored: Iterable[StoredCert],
+    objects: Iterable[StoredObject],
+    referenced: Collection[str],
+    wanted_names: Collection[str],
+    now: datetime,
+    keep_versions: int,
+    keep_expired: timedelta,
+) -> list[Removal]:
+    """What may go: never an object that any service's current or previous spec references
+    (removing what a previous spec names breaks Swarm's rollback); of each certificate the
+    newest `keep_versions`; a certificate no label wants any more only once it has been expired
+    for `keep_expired`, so an accidental label removal loses nothing."""
+    objects = list(objects)
+    by_id = {o.object_id: o for o in objects}
+    removals: list[Removal] = []
+
+    def remove(object_id: str, reason: str) -> None:
+        if object_id in by_id and object_id not in referenced:
+            removals.append(Removal(by_id.pop(object_id), reason))
+
+    versions: dict[str, list[StoredCert]] = {}
+    for cert in stored:
+        versions.setdefault(cert.name, []).append(cert)
+    paired: set[str] = set()
+    for name, certs in versions.items():
+        certs.sort(key=lambda c: (c.not_after, c.created_at, c.config_name), reverse=True)
+        for index, cert in enumerate(certs):
+            paired.update((cert.config_id, cert.secret_id))
+            if cert.config_id in referenced or cert.secret_id in referenced:
+                continue
+            if name not in wanted_names and cert.not_after + keep_expired < now:
+                reason = f"{name} is no longer wanted and expired {cert.not_after:%Y-%m-%d}"
+            elif index >= keep_versions:
+                reason = f"{name}: older than the newest {keep_versions} versions"
+            else:
+                continue
+            remove(cert.config_id, reason)
+            remove(cert.secret_id, reason)
+
+    confs = sorted(
+        (o for o in objects if o.role == KIND_NGINX_CONF), key=lambda o: o.created_at, reverse=True
+    )
+    for conf in confs[keep_versions:]:
+        remove(conf.object_id, f"nginx.conf older than the newest {keep_versions}")
+    for leftover in list(by_id.values()):
+        if leftover.role in (KIND_CHAIN, KIND_KEY) and leftover.object_id not in paired:
+            created = _parse_time(leftover.created_at)
+            if created is not None and now - created > UNPAIRED_GRACE:
+                remove(leftover.object_id, "half of a certificate (its pair is missing)")
+    return removals
+
+
+def _key_type(leaf: x509.Certificate) -> KeyType:
+    key = leaf.public_key()
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return KeyType.EC384 if key.curve.key_size == 384 else KeyType.EC256
+    if isinstance(key, rsa.RSAPublicKey):
+        return KeyType(f"rsa{key.key_size}")
+    raise ValueError(f"unsupported certificate key {type(key).__name__}")
+
+
+def _ari_id_or_blank(leaf: x509.Certificate) -> str:
+    try:
+        return ari_cert_id(leaf)
+    except (x509.ExtensionNotFound, ValueError):
+        return ""
+
+
+def _parse_time(text: str) -> datetime | None:
+    """Swarm's CreatedAt (UTC, with nanoseconds Python cannot parse), to the second."""
+    match = re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", text)
+    return datetime.fromisoformat(match.group(0)).replace(tzinfo=UTC) if match else None

@@ -76,3 +76,19 @@ class Swarm:
 
     def create_secret(self, name: str, data: bytes, labels: dict[str, str]) -> str:
         return cast(str, self.api.create_secret(name, data, labels=labels)["ID"])
+
+    def remove_config(self, config_id: str) -> None:
+        self.api.remove_config(config_id)
+
+    def remove_secret(self, secret_id: str) -> None:
+        self.api.remove_secret(secret_id)
+
+    def referenced_object_ids(self) -> set[str]:
+        """IDs of every secret and config that any service's current or previous spec mounts."""
+        ids: set[str] = set()
+        for service in self.api.services():
+            for spec in (service.get("Spec"), service.get("PreviousSpec")):
+                container = ((spec or {}).get("TaskTemplate") or {}).get("ContainerSpec") or {}
+                ids.update(ref["SecretID"] for ref in container.get("Secrets") or [])
+                ids.update(ref["ConfigID"] for ref in container.get("Configs") or [])
+        return ids

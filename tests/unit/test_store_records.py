@@ -1,0 +1,159 @@
+"""Reading stored versions back (labels cross-checked against the PEM), and what gc may remove."""
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+
+from certbotless.model import KeyType, StoredCert, StoredObject
+from certbotless.store import (
+    CERT_DOMAINS,
+    CERT_KEY_SECRET,
+    CERT_NAME,
+    CERT_NOT_AFTER,
+    CERT_SERIAL,
+    plan_garbage,
+    read_stored_cert,
+    serial_hex,
+)
+from tests.unit.factories import stored_cert
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def chain_pem(domains: list[str], serial: int = 0xABCDEF, days: int = 90) -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test issuer")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([]))
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(serial)
+        .not_valid_before(NOW)
+        .not_valid_after(NOW + timedelta(days=days))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(d) for d in domains]), critical=False
+        )
+        .add_extension(x509.AuthorityKeyIdentifier(b"\x01" * 20, None, None), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(Encoding.PEM)
+
+
+def labels_for(domains: list[str], serial: int = 0xABCDEF, days: int = 90) -> dict[str, str]:
+    return {
+        CERT_NAME: domains[0],
+        CERT_DOMAINS: ",".join(domains),
+        CERT_SERIAL: serial_hex(serial),
+        CERT_NOT_AFTER: (NOW + timedelta(days=days)).isoformat(),
+        CERT_KEY_SECRET: "cbl-key",
+    }
+
+
+def test_labels_that_match_the_certificate_are_clean() -> None:
+    domains = ["b.example.test", "a.example.test"]
+    cert = read_stored_cert(labels_for(domains), "cbl-x", "cfg1", chain_pem(domains), "sec1")
+    assert cert is not None
+    assert cert.domains == ("b.example.test", "a.example.test")
+    assert cert.key_type is KeyType.EC256
+    assert cert.ari_id.endswith("." + "AKvN7w")
+    mismatched_only_by_missing_labels = {m.split(":")[0] for m in cert.mismatches}
+    assert CERT_DOMAINS not in mismatched_only_by_missing_labels
+    assert CERT_SERIAL not in mismatched_only_by_missing_labels
+    assert CERT_NOT_AFTER not in mismatched_only_by_missing_labels
+
+
+def test_labels_that_lie_are_flagged_and_the_certificate_wins() -> None:
+    domains = ["a.example.test"]
+    labels = labels_for(["a.example.test", "evil.example.test"], serial=0x1234, days=365)
+    cert = read_stored_cert(labels, "cbl-x", "cfg1", chain_pem(domains), "sec1")
+    assert cert is not None
+    flagged = {m.split(":")[0] for m in cert.mismatches}
+    assert {CERT_DOMAINS, CERT_SERIAL, CERT_NOT_AFTER} <= flagged
+    assert cert.domains == ("a.example.test",)
+    assert cert.serial == serial_hex(0xABCDEF)
+    assert cert.not_after == NOW + timedelta(days=90)
+
+
+def test_unreadable_versions_are_skipped() -> None:
+    labels = labels_for(["a.example.test"])
+    assert read_stored_cert(labels, "cbl-x", "cfg1", b"not a pem", "sec1") is None
+    unnamed = {k: v for k, v in labels.items() if k != CERT_NAME}
+    assert read_stored_cert(unnamed, "cbl-x", "cfg1", chain_pem(["a.example.test"]), "s") is None
+
+
+def versions(name: str, count: int, start: datetime = NOW) -> list[StoredCert]:
+    return [
+        replace(
+            stored_cert(
+                name=name, domains=(name,), issued=start + timedelta(days=i), version=f"{name}-{i}"
+            ),
+            created_at=(start + timedelta(days=i)).isoformat(),
+        )
+        for i in range(count)
+    ]
+
+
+def objects_of(certs: list[StoredCert]) -> list[StoredObject]:
+    found = []
+    for cert in certs:
+        found.append(StoredObject("config", cert.config_id, cert.config_name, "", "chain"))
+        found.append(StoredObject("secret", cert.secret_id, cert.secret_name, "", "key"))
+    return found
+
+
+def test_gc_keeps_the_newest_versions_and_everything_referenced() -> None:
+    certs = versions("a.example.test", 6)
+    oldest_in_previous_spec = certs[0].secret_id
+    removals = plan_garbage(
+        certs,
+        objects_of(certs),
+        {oldest_in_previous_spec},
+        {"a.example.test"},
+        NOW,
+        keep_versions=3,
+        keep_expired=timedelta(0),
+    )
+    removed = {r.target.object_id for r in removals}
+    assert removed == {c.config_id for c in certs[1:3]} | {c.secret_id for c in certs[1:3]}
+    assert all("older than the newest 3" in r.reason for r in removals)
+
+
+def test_gc_keeps_unwanted_certificates_until_they_expire() -> None:
+    certs = versions("gone.example.test", 1)
+    args: tuple[list[StoredCert], list[StoredObject], set[str], set[str]] = (
+        certs,
+        objects_of(certs),
+        set(),
+        set(),
+    )
+    assert plan_garbage(*args, NOW + timedelta(days=89), 3, timedelta(0)) == []
+    assert plan_garbage(*args, NOW + timedelta(days=91), 3, timedelta(days=7)) == []
+    expired = plan_garbage(*args, NOW + timedelta(days=98), 3, timedelta(days=7))
+    assert {r.target.object_id for r in expired} == {certs[0].config_id, certs[0].secret_id}
+    assert "no longer wanted" in expired[0].reason
+
+
+def test_gc_removes_half_certificates_only_after_a_grace_period() -> None:
+    lonely = StoredObject("secret", "sec-x", "cbl-x", NOW.isoformat(), "key")
+    assert (
+        plan_garbage([], [lonely], set(), set(), NOW + timedelta(minutes=5), 3, timedelta(0)) == []
+    )
+    later = plan_garbage([], [lonely], set(), set(), NOW + timedelta(hours=2), 3, timedelta(0))
+    assert [r.target for r in later] == [lonely]
+
+
+def test_gc_keeps_recent_nginx_confs_and_the_referenced_one() -> None:
+    confs = [
+        StoredObject(
+            "config", f"conf{i}", f"cbl-nginx-{i}", f"2026-11-2{i}T00:00:00Z", "nginx-conf"
+        )
+        for i in range(6)
+    ]
+    removals = plan_garbage([], confs, {"conf0"}, set(), NOW, 3, timedelta(0))
+    assert {r.target.object_id for r in removals} == {"conf1", "conf2"}
