@@ -6,18 +6,25 @@ import argparse
 import json
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+
+from josepy.jwk import JWK
 
 from certbotless import __version__
 from certbotless.acme.account import ExternalAccountBinding
 from certbotless.acme.challenges import ChallengeResponder, TokenStore
-from certbotless.acme.keys import load_account_key
 from certbotless.acme.orders import AcmeIssuer
 from certbotless.discovery import EdgeNotFound
 from certbotless.edge import NginxConfigError
 from certbotless.model import CertSpec, KeyType, PassReport
-from certbotless.reconcile import Reconciler
+from certbotless.reconcile import (
+    AccountKeyMounted,
+    AccountKeyUnavailable,
+    Reconciler,
+    resolve_account_key,
+)
 from certbotless.rollout import RolloutError
 from certbotless.scheduler import Daemon
 from certbotless.settings import Settings, SettingsError
@@ -59,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="machine-readable output")
 
     commands.add_parser("render", help="print the nginx.conf a pass would deploy")
+
+    gc = commands.add_parser(
+        "gc",
+        help="remove certificate versions and nginx.confs no service uses "
+        "(CERTBOTLESS_GC_KEEP_VERSIONS, CERTBOTLESS_GC_KEEP_EXPIRED_DAYS)",
+    )
+    gc.add_argument("--dry-run", action="store_true", help="only show what would be removed")
     return parser
 
 
@@ -80,13 +94,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     store = CertStore(swarm)
     tokens = TokenStore(settings.challenge_dir)
 
-    def make_issuer() -> AcmeIssuer:
+    def make_issuer(account_key: JWK | None = None) -> AcmeIssuer:
         eab = None
         if settings.eab_kid and settings.eab_hmac_key:
             eab = ExternalAccountBinding(settings.eab_kid, settings.eab_hmac_key)
         return AcmeIssuer(
             settings.acme_directory,
-            load_account_key(settings.account_key_file),
+            account_key
+            or resolve_account_key(settings, swarm, store, mount_into_own_service=False),
             tokens,
             email=settings.email,
             ca_bundle=settings.ca_bundle,
@@ -99,6 +114,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         match args.command:
             case "run":
+                try:
+                    account_key = resolve_account_key(
+                        settings, swarm, store, mount_into_own_service=True
+                    )
+                except AccountKeyMounted as mounted:
+                    log.info("%s", mounted)
+                    while True:  # until Swarm stops this task
+                        time.sleep(60)
+                reconciler = Reconciler(settings, swarm, store, lambda: make_issuer(account_key))
                 responder = ChallengeResponder(tokens, *settings.responder_listen)
                 responder.start()
                 log.info("challenge responder on port %d", responder.port)
@@ -118,7 +142,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             case "render":
                 print(reconciler.render(), end="")
                 return 0
-    except (EdgeNotFound, NginxConfigError, RolloutError) as error:
+            case "gc":
+                removals = reconciler.collect_garbage(dry_run=args.dry_run)
+                verb = "would remove" if args.dry_run else "removed"
+                for removal in removals:
+                    print(f"{verb} {removal.target.kind} {removal.target.name}: {removal.reason}")
+                print(f"{verb} {len(removals)} object(s)")
+                return 0
+    except (EdgeNotFound, NginxConfigError, RolloutError, AccountKeyUnavailable) as error:
         print(f"certbotless: {error}", file=sys.stderr)
         return 1
     return 2
@@ -137,6 +168,8 @@ def _summarize(report: PassReport) -> int:
         f"issued {len(report.issued)}, failed {len(report.failed)}, "
         f"label problems {len(report.problems)}, nginx rolled: {'yes' if report.rolled else 'no'}"
     )
+    if report.rollout_error:
+        print(f"ROLLOUT FAILED: {report.rollout_error}")
     return 0 if report.ok else 1
 
 

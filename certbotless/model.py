@@ -106,6 +106,8 @@ class FileReference:
     object_name: str
     target: str
     mode: int
+    # For a certificate chain: (a domain it serves, its serial), to check after a roll.
+    serves: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,9 @@ class PassReport:
     failed: dict[str, str] = field(default_factory=dict)
     problems: tuple[LabelProblem, ...] = ()
     rolled: bool = False
+    rollout_error: str | None = None
+    removed: tuple[Removal, ...] = ()
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return not self.failed and self.rollout_error is None

@@ -9,12 +9,20 @@ import fcntl
 import logging
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from josepy.jwk import JWK
 
 from certbotless.acme.ari import lifetime_renewal_time
 from certbotless.acme.challenges import EdgeSelfCheck
 from certbotless.acme.errors import AcmeError
+from certbotless.acme.keys import (
+    generate_private_key,
+    load_account_key,
+    load_account_key_pem,
+    private_key_pem,
+)
 from certbotless.acme.orders import AcmeIssuer
 from certbotless.discovery import discover, find_edge_service
 from certbotless.edge import (
@@ -23,15 +31,31 @@ from certbotless.edge import (
     render_nginx_conf,
     validate_nginx_conf,
 )
-from certbotless.model import CertSpec, FileReference, PassReport, Plan, Route, StoredCert
-from certbotless.rollout import RolloutResult, roll_service
+from certbotless.model import (
+    CertSpec,
+    FileReference,
+    KeyType,
+    PassReport,
+    Plan,
+    Removal,
+    Route,
+    StoredCert,
+)
+from certbotless.rollout import (
+    RolloutError,
+    RolloutResult,
+    ServedCertificates,
+    mount_secret,
+    roll_service,
+)
 from certbotless.settings import Settings
-from certbotless.store import CertStore, latest_per_name
+from certbotless.store import CertStore, latest_per_name, plan_garbage
 from certbotless.swarm import Swarm
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
+
 
 def plan_certificates(
     specs: Iterable[CertSpec],
@@ -86,12 +110,62 @@ def edge_references(
             continue
         files = cert_files(cert.name, certs_dir)
         wanted.append(
-            FileReference("config", cert.config_id, cert.config_name, files.fullchain, 0o444)
+            FileReference(
+                "config",
+                cert.config_id,
+                cert.config_name,
+                files.fullchain,
+                0o444,
+                serves=(cert.domains[0], cert.serial),
+            )
         )
         wanted.append(
             FileReference("secret", cert.secret_id, cert.secret_name, files.privkey, 0o400)
         )
     return wanted
+
+
+class AccountKeyMounted(Exception):
+    """certbotless updated its own service to mount the account key; Swarm now replaces it."""
+
+
+class AccountKeyUnavailable(Exception):
+    """The account key exists as a secret, but this process cannot see it."""
+
+
+def resolve_account_key(
+    settings: Settings, swarm: Swarm, store: CertStore, mount_into_own_service: bool
+) -> JWK:
+    """The ACME account key, which lives only in a Swarm secret mounted at
+    `settings.account_key_file`. The first daemon makes the secret and mounts it into its own
+    service (one self-update, once), so a restart or a move to another manager keeps the account.
+    """
+    if settings.account_key_file.is_file():
+        return load_account_key(settings.account_key_file)
+    secret = store.account_key_secret()
+    fresh_pem = None
+    if secret is None:
+        fresh_pem = private_key_pem(generate_private_key(KeyType.EC256))
+        secret = store.create_account_key_secret(fresh_pem)
+        log.info("created the ACME account key secret %s", secret[0])
+    if mount_into_own_service:
+        service = settings.own_service or swarm.own_service_name()
+        if service is not None:
+            ref = FileReference(
+                "secret", secret[1], secret[0], str(settings.account_key_file), 0o400
+            )
+            mount_secret(swarm, service, ref)
+            raise AccountKeyMounted(
+                f"mounted secret {secret[0]} into service {service} at "
+                f"{settings.account_key_file}; Swarm restarts this task with it"
+            )
+    if fresh_pem is not None:
+        return load_account_key_pem(fresh_pem)
+    raise AccountKeyUnavailable(
+        f"the ACME account key is in secret {secret[0]}, but {settings.account_key_file} does "
+        f"not exist here: mount the secret there (docker service update --secret-add "
+        f"source={secret[0]},target={settings.account_key_file},mode=0400 …)"
+    )
 
 
 @contextmanager
@@ -119,6 +193,8 @@ class Reconciler:
         self.store = store
         self._issuer_factory = issuer_factory
         self._issuer: AcmeIssuer | None = None
+        # Reference sets Swarm refused; kept in memory so a restart tries once more.
+        self._failed_rollouts: set[frozenset[str]] = set()
 
     @property
     def issuer(self) -> AcmeIssuer:
@@ -140,7 +216,8 @@ class Reconciler:
                 log.warning("%s", problem)
             wanted_specs = {spec.name: spec for spec in (*found.specs, *extra_specs)}
             forced = set(wanted_specs) if force else {spec.name for spec in extra_specs}
-            current = latest_per_name(self.store.inventory())
+            stored = self.store.inventory()
+            current = latest_per_name(stored)
             renewals = self.issuer.renewal_times(
                 [cert for name, cert in current.items() if name in wanted_specs]
             )
@@ -173,19 +250,63 @@ class Reconciler:
                     log.error("%s", outcome)
                     failed[spec.name] = str(outcome)
                     continue
-                stored = self.store.save(outcome)
+                saved = self.store.save(outcome)
                 progress(
-                    f"{spec.name}: stored {stored.config_name} serial {stored.serial}, "
-                    f"expires {stored.not_after:%Y-%m-%d %H:%M} UTC"
+                    f"{spec.name}: stored {saved.config_name} serial {saved.serial}, "
+                    f"expires {saved.not_after:%Y-%m-%d %H:%M} UTC"
                 )
-                current[spec.name] = stored
+                current[spec.name] = saved
+                stored.append(saved)
                 issued.append(spec.name)
-            rolled = False
+            rolled, rollout_error = False, None
+            removed: tuple[Removal, ...] = ()
             if roll and edge is not None:
-                rolled = self._deploy_edge(edge, found.routes, current, progress).changed
+                try:
+                    rolled = self._deploy_edge(edge, found.routes, current, progress).changed
+                except RolloutError as error:
+                    log.error("%s", error)
+                    rollout_error = str(error)
+                else:
+                    removed = tuple(self._collect_garbage(stored, set(wanted_specs), False))
             return PassReport(
-                issued=tuple(issued), failed=failed, problems=found.problems, rolled=rolled
+                issued=tuple(issued),
+                failed=failed,
+                problems=found.problems,
+                rolled=rolled,
+                rollout_error=rollout_error,
+                removed=removed,
             )
+
+    def collect_garbage(self, dry_run: bool) -> list[Removal]:
+        """What gc removes (or, with `dry_run`, would remove), under the pass lock."""
+        with pass_lock(self.settings.lock_file):
+            found = discover(self.swarm.services())
+            wanted = {spec.name for spec in found.specs}
+            return self._collect_garbage(self.store.inventory(), wanted, dry_run)
+
+    def _collect_garbage(
+        self, stored: list[StoredCert], wanted_names: set[str], dry_run: bool
+    ) -> list[Removal]:
+        removals = plan_garbage(
+            stored,
+            self.store.collectable_objects(),
+            self.swarm.referenced_object_ids(),
+            wanted_names,
+            datetime.now(UTC),
+            self.settings.gc_keep_versions,
+            timedelta(days=self.settings.gc_keep_expired_days),
+        )
+        for removal in removals:
+            if not dry_run:
+                self.store.remove(removal.target)
+            log.info(
+                "gc: %s %s %s (%s)",
+                "would remove" if dry_run else "removed",
+                removal.target.kind,
+                removal.target.name,
+                removal.reason,
+            )
+        return removals
 
     def render(self) -> str:
         found = discover(self.swarm.services())
@@ -208,9 +329,25 @@ class Reconciler:
         validate_nginx_conf(text, self.settings.certs_dir)
         conf = self.store.ensure_nginx_conf(text)
         wanted = edge_references(routes, current, conf, self.settings.certs_dir)
-        result = roll_service(
-            self.swarm, edge_service, wanted, self.settings.rollout_timeout, progress
-        )
+        attempt = frozenset(ref.object_id for ref in wanted)
+        if attempt in self._failed_rollouts:
+            raise RolloutError(
+                f"{edge_service}: not rolling again to the references that Swarm rolled back "
+                "before; `certbotless renew --force` gets fresh certificates"
+            )
+        served = ServedCertificates(f"tasks.{edge_service}") if self.settings.self_check else None
+        try:
+            result = roll_service(
+                self.swarm,
+                edge_service,
+                wanted,
+                self.settings.rollout_timeout,
+                progress,
+                served,
+            )
+        except RolloutError:
+            self._failed_rollouts.add(attempt)
+            raise
         if result.changed:
             progress(f"{edge_service}: rolled in {result.seconds:.1f} s with {conf[0]}")
         return result

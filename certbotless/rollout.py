@@ -1,13 +1,18 @@
-"""Swap the edge service's secret/config references in one update, then wait for the verdict."""
+"""Swap the edge service's secret/config references in one update, wait for Swarm's verdict,
+then check that the edge serves the new certificates."""
 
 from __future__ import annotations
 
 import copy
 import logging
+import socket
+import ssl
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from cryptography import x509
 
 from certbotless.model import FileReference
 from certbotless.store import NAME_PREFIX
@@ -72,63 +77,180 @@ def _same_references(new: list[Json], old: list[Json], kind: str) -> bool:
     return identity(new) == identity(old)
 
 
+class ServedCertificates:
+    """Asks every edge task, over TLS with SNI, which certificate it serves for a name.
+
+    `host` resolves to the task addresses: `tasks.<edge service>` on the overlay network, or an
+    address of the node when the edge publishes host-mode ports (tests, benchmarks).
+    """
+
+    def __init__(self, host: str, port: int = 443, timeout: float = 3.0) -> None:
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+        self._tls = ssl.create_default_context()
+        # Only the serial matters here; trust was the CA's business.
+        self._tls.check_hostname = False
+        self._tls.verify_mode = ssl.CERT_NONE
+
+    def serials(self, domain: str) -> dict[str, str]:
+        """Address → serial in hex (or what went wrong there)."""
+        try:
+            infos = socket.getaddrinfo(self.host, self.port, socket.AF_INET, socket.SOCK_STREAM)
+        except OSError as error:
+            return {self.host: f"cannot resolve: {error}"}
+        return {str(info[4][0]): self._serial(str(info[4][0]), domain) for info in infos}
+
+    def _serial(self, address: str, domain: str) -> str:
+        try:
+            with (
+                socket.create_connection((address, self.port), timeout=self.timeout) as raw,
+                self._tls.wrap_socket(raw, server_hostname=domain) as tls,
+            ):
+                der = tls.getpeercert(binary_form=True)
+        except OSError as error:
+            return f"no TLS answer ({error})"
+        if der is None:
+            return "no certificate"
+        return format(x509.load_der_x509_certificate(der).serial_number, "x")
+
+    def wait_until_serving(self, expected: dict[str, str], deadline: float) -> None:
+        """Until every address serves `expected[domain]` for each domain, or RolloutError."""
+        pending = dict(expected)
+        seen: dict[str, dict[str, str]] = {}
+        while pending:
+            for domain, serial in list(pending.items()):
+                seen[domain] = self.serials(domain)
+                if seen[domain] and all(s == serial for s in seen[domain].values()):
+                    del pending[domain]
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise RolloutError(
+                    "the update completed but the edge does not serve the new certificates: "
+                    + "; ".join(
+                        f"{domain} should be serial {serial}, "
+                        + ", ".join(f"{a} serves {s}" for a, s in seen[domain].items())
+                        for domain, serial in pending.items()
+                    )
+                )
+            time.sleep(0.2)
+
+
 def roll_service(
     swarm: Swarm,
     service_name: str,
     wanted: list[FileReference],
     timeout: float,
     progress: Progress = log.info,
+    served: ServedCertificates | None = None,
 ) -> RolloutResult:
+    """One `service update` with all the new references; then Swarm's verdict; then, with
+    `served`, the new serial on every edge task for each certificate that changed."""
     started = time.monotonic()
+    deadline = started + timeout
+    mounted_before: dict[str, str] = {}
+
+    def swap(spec: Json) -> bool:
+        container = spec["TaskTemplate"]["ContainerSpec"]
+        old_secrets, old_configs = container.get("Secrets") or [], container.get("Configs") or []
+        secrets = swap_references(old_secrets, wanted, "secret")
+        configs = swap_references(old_configs, wanted, "config")
+        if _same_references(secrets, old_secrets, "secret") and _same_references(
+            configs, old_configs, "config"
+        ):
+            return False
+        mounted_before.clear()
+        mounted_before.update({r["File"]["Name"]: r["ConfigID"] for r in old_configs})
+        container["Secrets"], container["Configs"] = secrets, configs
+        return True
+
+    before = _update_with_retry(swarm, service_name, swap)
+    if before is None:
+        return RolloutResult(changed=False)
+    progress(f"rolling {service_name}")
+    _wait_for_update(swarm, before, deadline, progress)
+    if served is not None:
+        expected = {
+            ref.serves[0]: ref.serves[1]
+            for ref in wanted
+            if ref.serves is not None and mounted_before.get(ref.target) != ref.object_id
+        }
+        if expected:
+            progress(f"{service_name}: checking the served certificates")
+            served.wait_until_serving(expected, deadline)
+    return RolloutResult(changed=True, seconds=time.monotonic() - started)
+
+
+def mount_secret(swarm: Swarm, service_name: str, ref: FileReference) -> bool:
+    """Add one secret reference to a service, without waiting: certbotless uses it on its own
+    service, which the update replaces. False when the secret is mounted already."""
+
+    def add(spec: Json) -> bool:
+        container = spec["TaskTemplate"]["ContainerSpec"]
+        current = container.get("Secrets") or []
+        if any(r.get("SecretID") == ref.object_id for r in current):
+            return False
+        container["Secrets"] = swap_references(current, [ref], "secret")
+        return True
+
+    return _update_with_retry(swarm, service_name, add) is not None
+
+
+def _update_with_retry(
+    swarm: Swarm, service_name: str, edit: Callable[[Json], bool]
+) -> Json | None:
+    """Post `edit`ed copies of the service's spec until one lands ("update out of sequence" means
+    someone else updated it first: reload and edit again). Returns the service as it was before
+    the update, or None when `edit` found nothing to change."""
     for attempt in range(1, _UPDATE_ATTEMPTS + 1):
         service = swarm.inspect_service(service_name)
         spec = copy.deepcopy(service["Spec"])
-        container = spec["TaskTemplate"]["ContainerSpec"]
-        secrets = swap_references(container.get("Secrets") or [], wanted, "secret")
-        configs = swap_references(container.get("Configs") or [], wanted, "config")
-        unchanged = _same_references(secrets, container.get("Secrets") or [], "secret") and (
-            _same_references(configs, container.get("Configs") or [], "config")
-        )
-        if unchanged:
-            return RolloutResult(changed=False)
-        container["Secrets"], container["Configs"] = secrets, configs
+        if not edit(spec):
+            return None
         try:
             swarm.update_service(service, spec)
-            break
+            return service
         except APIError as error:
             if "out of sequence" not in str(error) or attempt == _UPDATE_ATTEMPTS:
                 raise
             log.info("%s changed under us; reloading its spec (attempt %d)", service_name, attempt)
-    progress(f"rolling {service_name}")
-    _wait_for_update(swarm, service, timeout, progress)
-    return RolloutResult(changed=True, seconds=time.monotonic() - started)
+    return None
 
 
-def _wait_for_update(swarm: Swarm, before: Json, timeout: float, progress: Progress) -> None:
+def _wait_for_update(swarm: Swarm, before: Json, deadline: float, progress: Progress) -> None:
     """Done when Swarm reports a *new* UpdateStatus that is `completed`: the old status dict is
-    kept for comparison, so no clocks are compared."""
+    kept for comparison, so no clocks are compared. A rollback is waited out (bounded by the same
+    deadline) so that the error can say the previous certificates are serving again."""
+    name = before["Spec"]["Name"]
     previous_status = before.get("UpdateStatus")
-    deadline = time.monotonic() + timeout
     last_state = ""
+    failure = ""
     while time.monotonic() < deadline:
         service = swarm.inspect_service(before["ID"])
         status = service.get("UpdateStatus")
         if status and status != previous_status:
             state = status.get("State", "")
             if state != last_state:
-                progress(f"{service['Spec']['Name']}: update {state}")
+                progress(f"{name}: update {state}")
                 last_state = state
             if state == "completed":
                 return
-            if state in _FAILED_STATES:
+            if state in _FAILED_STATES and not failure:
+                failure = f"{name}: update {state}: {status.get('Message', '')}" + _task_errors(
+                    swarm, before["ID"]
+                )
+            if state in ("paused", "rollback_paused"):
+                raise RolloutError(failure + "\n  Swarm paused the update; fix and run a pass")
+            if state == "rollback_completed":
                 raise RolloutError(
-                    f"{service['Spec']['Name']}: update {state}: {status.get('Message', '')}"
-                    + _task_errors(swarm, before["ID"])
+                    failure + "\n  Swarm rolled back: the previous certificates serve again"
                 )
         time.sleep(0.25)
     raise RolloutError(
-        f"{before['Spec']['Name']}: no verdict within {timeout:.0f} s (last state "
-        f"{last_state or 'none'})" + _task_errors(swarm, before["ID"])
+        (failure or f"{name}: no verdict")
+        + f" within the rollout timeout (last state {last_state or 'none'})"
+        + _task_errors(swarm, before["ID"])
     )
 
 

@@ -27,7 +27,8 @@ class Settings:
     acme_directory: str = LETSENCRYPT_PRODUCTION
     email: str | None = None
     ca_bundle: Path | None = None
-    account_key_file: Path | None = None
+    account_key_file: Path = Path("/run/secrets/certbotless-account-key")
+    own_service: str | None = None
     nginx_service: str | None = None
     schedule: str = "17 */6 * * *"
     concurrency: int = 8
@@ -42,6 +43,8 @@ class Settings:
     eab_kid: str | None = None
     eab_hmac_key: str | None = field(default=None, repr=False)
     preferred_chain: str | None = None
+    gc_keep_versions: int = 3
+    gc_keep_expired_days: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -85,7 +88,8 @@ class Settings:
             acme_directory=directory,
             email=get("EMAIL"),
             ca_bundle=_existing_file(get("CA_BUNDLE"), "CA_BUNDLE"),
-            account_key_file=_path(get("ACCOUNT_KEY_FILE")),
+            account_key_file=_path(get("ACCOUNT_KEY_FILE")) or defaults.account_key_file,
+            own_service=get("SERVICE"),
             nginx_service=get("NGINX_SERVICE"),
             schedule=schedule,
             concurrency=_positive_int(get("CONCURRENCY"), "CONCURRENCY", defaults.concurrency),
@@ -102,6 +106,12 @@ class Settings:
             eab_kid=eab_kid,
             eab_hmac_key=eab_hmac_key,
             preferred_chain=get("PREFERRED_CHAIN"),
+            gc_keep_versions=_positive_int(
+                get("GC_KEEP_VERSIONS"), "GC_KEEP_VERSIONS", defaults.gc_keep_versions
+            ),
+            gc_keep_expired_days=_whole_number(
+                get("GC_KEEP_EXPIRED_DAYS"), "GC_KEEP_EXPIRED_DAYS", defaults.gc_keep_expired_days
+            ),
         )
 
 
@@ -136,6 +146,14 @@ def _flag(value: str | None, name: str, default: bool) -> bool:
     if value.lower() in {"0", "false", "no", "off"}:
         return False
     raise SettingsError(f"{PREFIX}{name}={value!r} must be true or false")
+
+
+def _whole_number(value: str | None, name: str, default: int) -> int:
+    if value is None:
+        return default
+    if not value.isdigit():
+        raise SettingsError(f"{PREFIX}{name}={value!r} must be a whole number (0 or more)")
+    return int(value)
 
 
 def _positive_int(value: str | None, name: str, default: int) -> int:

@@ -6,6 +6,7 @@ with a stand-in object and the real thing is exercised against a real dockerd.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -54,6 +55,16 @@ class Swarm:
             rollback_config=spec.get("RollbackConfig"),
             endpoint_spec=spec.get("EndpointSpec"),
         )
+
+    def own_service_name(self) -> str | None:
+        """The swarm service this process runs in, from its container's labels."""
+        try:
+            container = self.api.inspect_container(socket.gethostname())
+        except (NotFound, APIError):
+            return None
+        labels = container.get("Config", {}).get("Labels") or {}
+        name = labels.get("com.docker.swarm.service.name")
+        return str(name) if name else None
 
     def tasks(self, service_id: str) -> list[Json]:
         return cast(list[Json], self.api.tasks(filters={"service": service_id}))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -11,8 +10,6 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from josepy.jwk import JWK, JWKEC
 
 from certbotless.model import KeyType
-
-log = logging.getLogger(__name__)
 
 _RSA_BITS = {KeyType.RSA2048: 2048, KeyType.RSA3072: 3072, KeyType.RSA4096: 4096}
 _CURVES: dict[KeyType, ec.EllipticCurve] = {
@@ -36,12 +33,13 @@ def private_key_pem(key: PrivateKeyTypes) -> bytes:
 
 
 def load_account_key(path: Path | None) -> JWK:
-    """The account key from a mounted file; without one, a new key for this process only."""
+    """The account key from a PEM file (a mounted secret); without one, a key for this process
+    only (tests, benchmarks)."""
     if path is not None and path.is_file():
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        return JWK.load(private_key_pem(key))
-    log.warning(
-        "no account key file: using a new ACME account for this process; "
-        "set CERTBOTLESS_ACCOUNT_KEY_FILE to keep one account across restarts"
-    )
+        return load_account_key_pem(path.read_bytes())
     return JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
+
+
+def load_account_key_pem(pem: bytes) -> JWK:
+    key = serialization.load_pem_private_key(pem, password=None)
+    return JWK.load(private_key_pem(key))
