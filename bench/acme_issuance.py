@@ -160,20 +160,23 @@ def bench_certbotless(
 def bench_peer(peer: Peer, tag: str, args: argparse.Namespace, say: Say) -> ToolResult:
     result = ToolResult(peer.name)
 
-    def run(phase: str, index: int) -> float:
+    def run(phase: str, index: int) -> float | None:
+        """Seconds one invocation took, None if it failed."""
         outcome = peer.issue(domain(peer.name, phase, index, tag))
         result.record(outcome.ok, outcome.error)
         if not outcome.ok:
             say(f"{peer.name} FAILED after {outcome.seconds:.2f} s: {outcome.error}")
-        return outcome.seconds if outcome.ok else -1.0
+        return outcome.seconds if outcome.ok else None
 
-    seconds = run("w", 0)
-    say(f"{peer.name} warm-up (registers the account): {seconds:.2f} s")
+    def shown(seconds: float | None) -> str:
+        return "failed" if seconds is None else f"{seconds:.2f} s"
+
+    say(f"{peer.name} warm-up (registers the account): {shown(run('w', 0))}")
     for i in range(args.runs):
         seconds = run("l", i)
-        if seconds >= 0:
+        if seconds is not None:
             result.latencies.append(seconds)
-        say(f"{peer.name} latency {i + 1}/{args.runs}: {seconds:.2f} s")
+        say(f"{peer.name} latency {i + 1}/{args.runs}: {shown(seconds)}")
     median = result.median
     if args.quick:
         result.fifty = None if median is None else median * FIFTY

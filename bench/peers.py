@@ -19,6 +19,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 CERTBOT_VENV = REPO / ".venv-bench-certbot"
 RUN_TIMEOUT = 180.0
+# Words of the output lines worth quoting when an invocation fails.
+_TELLING = ("rror", "nonce", "Detail", "Type:", "fail", "unable", "Unable")
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,10 @@ class Peer(ABC):
     def env(self) -> dict[str, str]:
         """Variables added to the environment of every invocation."""
 
+    @abstractmethod
+    def certificate(self, domain: str) -> Path:
+        """Where a successful invocation leaves the certificate for `domain`."""
+
     def issue(self, domain: str) -> PeerRun:
         started = time.perf_counter()
         try:
@@ -66,10 +72,11 @@ class Peer(ABC):
         except subprocess.TimeoutExpired:
             return PeerRun(False, time.perf_counter() - started, f"timed out after {RUN_TIMEOUT} s")
         seconds = time.perf_counter() - started
-        if result.returncode == 0:
+        if result.returncode == 0 and self.certificate(domain).is_file():
             return PeerRun(True, seconds)
         lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
-        return PeerRun(False, seconds, f"exit {result.returncode}: " + " | ".join(lines[-6:]))
+        telling = [line for line in lines if any(w in line for w in _TELLING)] or lines
+        return PeerRun(False, seconds, f"exit {result.returncode}: " + " | ".join(telling[-4:]))
 
 
 class Certbot(Peer):
@@ -112,6 +119,9 @@ class Certbot(Peer):
     def env(self) -> dict[str, str]:
         return {"REQUESTS_CA_BUNDLE": str(self.ca_bundle)}
 
+    def certificate(self, domain: str) -> Path:
+        return self.workdir / "config" / "live" / domain / "fullchain.pem"
+
 
 class Lego(Peer):
     name = "lego"
@@ -148,3 +158,6 @@ class Lego(Peer):
 
     def env(self) -> dict[str, str]:
         return {"LEGO_CA_CERTIFICATES": str(self.ca_bundle)}
+
+    def certificate(self, domain: str) -> Path:
+        return self.workdir / "certificates" / f"{domain}.crt"

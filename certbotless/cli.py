@@ -15,6 +15,7 @@ from josepy.jwk import JWK
 from certbotless import __version__
 from certbotless.acme.account import ExternalAccountBinding
 from certbotless.acme.challenges import ChallengeResponder, TokenStore
+from certbotless.acme.errors import AcmeError
 from certbotless.acme.orders import AcmeIssuer
 from certbotless.discovery import EdgeNotFound
 from certbotless.edge import NginxConfigError
@@ -123,6 +124,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     while True:  # until Swarm stops this task
                         time.sleep(60)
                 reconciler = Reconciler(settings, swarm, store, lambda: make_issuer(account_key))
+                try:  # early word on the CA and the account, which a restart must find again
+                    reconciler.issuer.ensure_account()
+                except AcmeError as error:
+                    log.warning("ACME account not checked yet: %s", error)
                 responder = ChallengeResponder(tokens, *settings.responder_listen)
                 responder.start()
                 log.info("challenge responder on port %d", responder.port)

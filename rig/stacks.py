@@ -162,9 +162,12 @@ def wait_for_https(
 
 
 def sidecar_logs(tail: int = 60) -> str:
-    return docker(
-        "service", "logs", "--raw", "--tail", str(tail), f"{EDGE_STACK}_certbotless", check=False
+    """The sidecar's recent log lines (it logs to stderr, which `docker service logs` keeps)."""
+    result = run(
+        ["docker", "service", "logs", "--raw", "--tail", str(tail), f"{EDGE_STACK}_certbotless"],
+        check=False,
     )
+    return result.stdout + result.stderr
 
 
 def stored_chain_labels() -> list[dict[str, str]]:

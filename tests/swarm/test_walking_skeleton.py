@@ -4,6 +4,7 @@ Label → Pebble certificate → secret/config → nginx rolled → HTTPS.
 """
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 
@@ -75,3 +76,38 @@ def test_plain_http_redirects_with_308(edge: None, pebble_root: str) -> None:
         "http://127.0.0.1/some/path",
     )
     assert status == f"308 https://{DEMO_HOST}/some/path"
+
+
+def account_uri(logs: str) -> str | None:
+    found = re.findall(r"(?:using the existing|registered a new) ACME account (\S+)", logs)
+    return found[-1] if found else None
+
+
+def account_key_secret_id() -> str:
+    return docker("secret", "ls", "-q", "--filter", "label=certbotless.kind=account-key").strip()
+
+
+def test_a_recreated_sidecar_keeps_its_account_and_reissues_nothing(
+    edge: None, rig_env: Mapping[str, str], pebble_root: str
+) -> None:
+    wait_for_https(DEMO_HOST, pebble_root, timeout=240)
+    serials_before = sorted(labels["certbotless.cert.serial"] for labels in stored_chain_labels())
+    secret_before = account_key_secret_id()
+    account_before = account_uri(sidecar_logs(tail=1000))
+    assert secret_before and account_before, sidecar_logs()
+
+    docker("service", "rm", f"{EDGE_STACK}_certbotless")
+    deploy_edge(rig_env)
+    deadline = time.monotonic() + 120
+    logs = ""
+    while time.monotonic() < deadline:
+        logs = sidecar_logs(tail=1000)
+        if account_uri(logs) and "pass done" in logs:
+            break
+        time.sleep(1)
+    assert account_uri(logs) == account_before, logs
+    assert "using the existing ACME account" in logs
+    assert re.search(r"pass done in [\d.]+ s: issued 0, failed 0", logs), logs
+    assert account_key_secret_id() == secret_before
+    after = sorted(labels["certbotless.cert.serial"] for labels in stored_chain_labels())
+    assert after == serials_before, "a restart must not re-issue valid certificates"
