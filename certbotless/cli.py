@@ -29,7 +29,7 @@ from certbotless.reconcile import (
 from certbotless.rollout import RolloutError
 from certbotless.scheduler import Daemon
 from certbotless.settings import Settings, SettingsError
-from certbotless.store import CertStore, latest_per_name
+from certbotless.store import CertStore
 from certbotless.swarm import Swarm
 
 log = logging.getLogger("certbotless")
@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 return _summarize(report)
             case "list":
-                return _list(store, args.json)
+                return _list(reconciler, args.json)
             case "render":
                 print(reconciler.render(), end="")
                 return 0
@@ -178,30 +178,38 @@ def _summarize(report: PassReport) -> int:
     return 0 if report.ok else 1
 
 
-def _list(store: CertStore, as_json: bool) -> int:
+def _list(reconciler: Reconciler, as_json: bool) -> int:
     now = datetime.now(UTC)
-    current = latest_per_name(store.inventory()).values()
+    rows = reconciler.listing()
     if as_json:
-        rows = [
-            {
-                "name": cert.name,
-                "domains": list(cert.domains),
-                "not_after": cert.not_after.isoformat(),
-                "days_left": round(_days_left(cert.not_after, now), 2),
-                "serial": cert.serial,
-                "key_type": cert.key_type.value,
-                "config": cert.config_name,
-                "secret": cert.secret_name,
-            }
-            for cert in current
-        ]
-        print(json.dumps(rows, indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": cert.name,
+                        "domains": list(cert.domains),
+                        "not_after": cert.not_after.isoformat(),
+                        "days_left": round(_days_left(cert.not_after, now), 2),
+                        "serial": cert.serial,
+                        "key_type": cert.key_type.value,
+                        "in_use": in_use,
+                        "config": cert.config_name,
+                        "secret": cert.secret_name,
+                        "label_mismatches": list(cert.mismatches),
+                    }
+                    for cert, in_use in rows
+                ],
+                indent=2,
+            )
+        )
         return 0
-    print(f"{'NAME':<32} {'NOT AFTER (UTC)':<17} {'DAYS':>7}  {'KEY':<8} SERIAL")
-    for cert in current:
+    print(f"{'NAME':<32} {'NOT AFTER (UTC)':<17} {'DAYS':>7}  {'KEY':<8} {'IN USE':<6} SERIAL")
+    for cert, in_use in rows:
+        used = "?" if in_use is None else ("yes" if in_use else "no")
         print(
             f"{cert.name:<32} {cert.not_after:%Y-%m-%d %H:%M} "
-            f"{_days_left(cert.not_after, now):>7.2f}  {cert.key_type.value:<8} {cert.serial}"
+            f"{_days_left(cert.not_after, now):>7.2f}  {cert.key_type.value:<8} {used:<6} "
+            f"{cert.serial}"
         )
     return 0
 

@@ -24,7 +24,7 @@ from certbotless.acme.keys import (
     private_key_pem,
 )
 from certbotless.acme.orders import AcmeIssuer
-from certbotless.discovery import discover, find_edge_service
+from certbotless.discovery import EdgeNotFound, discover, find_edge_service
 from certbotless.edge import (
     NGINX_CONF_TARGET,
     cert_files,
@@ -50,7 +50,7 @@ from certbotless.rollout import (
 )
 from certbotless.settings import Settings
 from certbotless.store import CertStore, latest_per_name, plan_garbage
-from certbotless.swarm import Swarm
+from certbotless.swarm import NotFound, Swarm
 
 log = logging.getLogger(__name__)
 
@@ -307,6 +307,20 @@ class Reconciler:
                 removal.reason,
             )
         return removals
+
+    def listing(self) -> list[tuple[StoredCert, bool | None]]:
+        """The newest version of each certificate, and whether the edge's current spec mounts
+        it (None when there is no edge to ask)."""
+        current = latest_per_name(self.store.inventory())
+        try:
+            edge = self.settings.nginx_service or find_edge_service(self.swarm.services())
+            mounted: set[str] | None = self.swarm.mounted_object_ids(edge)
+        except (EdgeNotFound, NotFound):
+            mounted = None
+        return [
+            (cert, None if mounted is None else cert.config_id in mounted)
+            for cert in sorted(current.values(), key=lambda c: c.name)
+        ]
 
     def render(self) -> str:
         found = discover(self.swarm.services())

@@ -98,8 +98,16 @@ class Swarm:
         """IDs of every secret and config that any service's current or previous spec mounts."""
         ids: set[str] = set()
         for service in self.api.services():
-            for spec in (service.get("Spec"), service.get("PreviousSpec")):
-                container = ((spec or {}).get("TaskTemplate") or {}).get("ContainerSpec") or {}
-                ids.update(ref["SecretID"] for ref in container.get("Secrets") or [])
-                ids.update(ref["ConfigID"] for ref in container.get("Configs") or [])
+            ids |= _mounted_ids(service.get("Spec")) | _mounted_ids(service.get("PreviousSpec"))
         return ids
+
+    def mounted_object_ids(self, service_name: str) -> set[str]:
+        """IDs of the secrets and configs that one service's current spec mounts."""
+        return _mounted_ids(self.inspect_service(service_name).get("Spec"))
+
+
+def _mounted_ids(spec: Json | None) -> set[str]:
+    container = ((spec or {}).get("TaskTemplate") or {}).get("ContainerSpec") or {}
+    return {ref["SecretID"] for ref in container.get("Secrets") or []} | {
+        ref["ConfigID"] for ref in container.get("Configs") or []
+    }

@@ -102,10 +102,10 @@ def rolltest(store: CertStore) -> Iterator[None]:
         "--publish", "mode=host,target=80,published=8080",
         "--config", f"source={name},target=/etc/nginx/nginx.conf,mode=0444",
         "--stop-signal", "SIGQUIT",
-        "--update-order", "stop-first", "--update-delay", "0s", "--update-monitor", "2s",
+        "--update-order", "stop-first", "--update-delay", "0s", "--update-monitor", "1s",
         "--update-failure-action", "rollback", "--update-max-failure-ratio", "0",
         "--rollback-order", "stop-first", "--rollback-parallelism", "0",
-        "--rollback-monitor", "2s", "--rollback-failure-action", "pause",
+        "--rollback-monitor", "1s", "--rollback-failure-action", "pause",
         "certbotless-nginx:local",
     )  # fmt: skip
     deadline = time.monotonic() + 60

@@ -56,6 +56,14 @@ def test_labelled_app_gets_https_with_the_stored_certificate(
     assert len(stored) == 1, stored
     assert stored[0]["certbotless.cert.serial"] == answer.serial
 
+    # `list` inside the sidecar reads the swarm and the nginx spec: this version is in use.
+    sidecar = docker(
+        "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={EDGE_STACK}_certbotless"
+    ).split()[0]
+    listed = json.loads(docker("exec", sidecar, "certbotless", "list", "--json"))
+    (row,) = [r for r in listed if r["name"] == DEMO_HOST]
+    assert (row["serial"], row["in_use"], row["label_mismatches"]) == (answer.serial, True, [])
+
 
 def test_plain_http_redirects_with_308(edge: None, pebble_root: str) -> None:
     wait_for_https(DEMO_HOST, pebble_root, timeout=240)
