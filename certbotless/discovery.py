@@ -1,21 +1,47 @@
-"""Swarm services → routes and certificate specs. Pure: takes ServiceInfo, returns Discovery."""
+"""Swarm services → routes and certificate specs. Pure: takes ServiceInfo, returns Discovery.
+
+Every problem is a LabelProblem naming the service, the label, the value and the fix; a bad
+service is left out and every other one goes on.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import replace
+from urllib.parse import urlsplit
 
-from certbotless.model import CertSpec, Discovery, KeyType, LabelProblem, Route, ServiceInfo
+from certbotless.model import (
+    CertSpec,
+    Discovery,
+    ErrorPages,
+    KeyType,
+    LabelProblem,
+    Route,
+    ServiceInfo,
+)
 
 LABEL_PREFIX = "certbotless."
 DOMAINS = LABEL_PREFIX + "domains"
+NAME = LABEL_PREFIX + "name"
 PORT = LABEL_PREFIX + "port"
 PATH = LABEL_PREFIX + "path"
 REDIRECT = LABEL_PREFIX + "redirect"
+MAX_BODY_SIZE = LABEL_PREFIX + "max_body_size"
+AUTH_URL = LABEL_PREFIX + "auth_url"
+HSTS = LABEL_PREFIX + "hsts"
+ERRORS = LABEL_PREFIX + "errors"
+ERRORS_STATUS = LABEL_PREFIX + "errors_status"
 KEY_TYPE = LABEL_PREFIX + "key_type"
 PROFILE = LABEL_PREFIX + "profile"
+EDGE = LABEL_PREFIX + "edge"
+NETWORKS = "networks"  # not a label: reported when a service shares no network with the edge
 
 _LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_SIZE_RE = re.compile(r"^(\d{1,9})([kmg]?)$")
+_STATUS_RANGE_RE = re.compile(r"^(\d{3})(?:-(\d{3}))?$")
+_URL_SAFE_RE = re.compile(r"^[A-Za-z0-9._~:/?#\[\]@!&()*+,=%{}-]+$")
+_PATH_RE = re.compile(r"^/[A-Za-z0-9._~!&()*+,=:@%/-]*$")
 _TRUE = {"true", "yes", "1", "on"}
 _FALSE = {"false", "no", "0", "off"}
 
@@ -29,21 +55,79 @@ class _Invalid(Exception):
 _InvalidFactory = Callable[[str, str], _Invalid]
 
 
-def discover(services: Iterable[ServiceInfo]) -> Discovery:
+def discover(services: Iterable[ServiceInfo], edge: str | None = None) -> Discovery:
+    """Routes and certificates from the labels of `services`. With `edge` (the nginx service's
+    name), a service that shares no network with it is reported instead of routed."""
+    services = sorted(services, key=lambda s: s.name)
+    edge_info = next((s for s in services if s.name == edge), None)
     routes: list[Route] = []
-    specs: dict[tuple[str, ...], CertSpec] = {}
+    specs: dict[str, CertSpec] = {}
     problems: list[LabelProblem] = []
-    for service in sorted(services, key=lambda s: s.name):
+    for service in services:
         if DOMAINS not in service.labels:
             continue
         try:
             route, spec = _parse_service(service)
+            if edge_info is not None:
+                _check_shared_network(service, edge_info)
         except _Invalid as invalid:
             problems.append(invalid.problem)
             continue
         routes.append(route)
-        specs.setdefault(spec.domains, spec)
-    return Discovery(routes=tuple(routes), specs=tuple(specs.values()), problems=tuple(problems))
+        specs[spec.name] = _merge(specs.get(spec.name), spec)
+    routes, conflicts = _without_conflicts(routes)
+    return Discovery(
+        routes=tuple(routes), specs=tuple(specs.values()), problems=tuple(problems + conflicts)
+    )
+
+
+def _merge(existing: CertSpec | None, spec: CertSpec) -> CertSpec:
+    """Services naming the same certificate share it: the union of their domains."""
+    if existing is None:
+        return spec
+    domains = tuple(dict.fromkeys((*existing.domains, *spec.domains)))
+    return CertSpec(existing.name, domains, existing.key_type, existing.profile)
+
+
+def _without_conflicts(routes: list[Route]) -> tuple[list[Route], list[LabelProblem]]:
+    """Two services on the same host and path: neither is routed there until one moves."""
+    claims: dict[tuple[str, str], list[str]] = {}
+    for route in routes:
+        for host in route.hosts:
+            claims.setdefault((host, route.path), []).append(route.service)
+    contested = {key: names for key, names in claims.items() if len(set(names)) > 1}
+    problems = [
+        LabelProblem(
+            name,
+            DOMAINS,
+            host,
+            f"{host}{path} is also claimed by {', '.join(n for n in names if n != name)}; "
+            f"neither is routed there until one of them changes {PATH} or {DOMAINS}",
+        )
+        for (host, path), names in contested.items()
+        for name in names
+    ]
+    kept = []
+    for route in routes:
+        hosts = tuple(h for h in route.hosts if (h, route.path) not in contested)
+        if hosts:
+            kept.append(replace(route, hosts=hosts))
+    return kept, problems
+
+
+def _check_shared_network(service: ServiceInfo, edge: ServiceInfo) -> None:
+    if set(service.network_ids) & set(edge.network_ids):
+        return
+    edge_networks = ", ".join(edge.network_names or edge.network_ids) or "(none)"
+    raise _Invalid(
+        LabelProblem(
+            service.name,
+            NETWORKS,
+            ", ".join(service.network_names or service.network_ids) or "(none)",
+            f"shares no network with the edge {edge.name}, so nginx cannot reach it; attach it "
+            f"to {edge_networks} (in a stack file: an external network)",
+        )
+    )
 
 
 def _parse_service(service: ServiceInfo) -> tuple[Route, CertSpec]:
@@ -52,37 +136,89 @@ def _parse_service(service: ServiceInfo) -> tuple[Route, CertSpec]:
     def invalid(label: str, message: str) -> _Invalid:
         return _Invalid(LabelProblem(service.name, label, labels.get(label, ""), message))
 
+    def text(label: str, default: str = "") -> str:
+        return labels.get(label, default).strip()
+
     hosts = tuple(dict.fromkeys(_parse_hostname(h, invalid) for h in labels[DOMAINS].split(",")))
 
-    port_text = labels.get(PORT, "").strip()
+    port_text = text(PORT)
     if not port_text:
         raise invalid(PORT, f"missing; set {PORT} to the port the service listens on, e.g. 8000")
     if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
         raise invalid(PORT, "must be a port number from 1 to 65535")
 
-    path = labels.get(PATH, "/").strip() or "/"
-    if not path.startswith("/") or any(c.isspace() or c in "{};\"'" for c in path):
-        raise invalid(PATH, "must start with / and contain no spaces, quotes, braces or ';'")
+    path = text(PATH, "/") or "/"
+    if not _PATH_RE.match(path) or "//" in path or "/../" in f"{path}/":
+        raise invalid(PATH, "must start with / and hold only URL path characters, e.g. /api")
 
-    redirect_text = labels.get(REDIRECT, "true").strip().lower()
-    if redirect_text not in _TRUE | _FALSE:
-        raise invalid(REDIRECT, "must be true or false")
+    max_body = text(MAX_BODY_SIZE).lower() or None
+    if max_body is not None and not _SIZE_RE.match(max_body):
+        raise invalid(MAX_BODY_SIZE, "must be a size like 20m, 512k or 1g (0 means no limit)")
 
-    key_text = labels.get(KEY_TYPE, KeyType.EC256.value).strip().lower()
+    auth_url = text(AUTH_URL) or None
+    if auth_url is not None:
+        _check_url(auth_url, AUTH_URL, invalid, "http://auth:8000/check")
+
+    error_pages = None
+    if text(ERRORS):
+        url = text(ERRORS)
+        _check_url(url, ERRORS, invalid, "http://errors:80/{status}.html")
+        if "{status}" not in url:
+            raise invalid(ERRORS, "must contain {status}, e.g. http://errors:80/{status}.html")
+        error_pages = ErrorPages(url, _parse_statuses(text(ERRORS_STATUS, "400-599"), invalid))
+
+    key_text = text(KEY_TYPE, KeyType.EC256.value).lower()
     try:
         key_type = KeyType(key_text)
     except ValueError:
         raise invalid(KEY_TYPE, "must be one of " + ", ".join(k.value for k in KeyType)) from None
 
-    profile = labels.get(PROFILE, "").strip() or None
+    cert_name = text(NAME) or hosts[0]
+    if not _LABEL_RE.match(cert_name.replace(".", "-")[:63]) or len(cert_name) > 253:
+        raise invalid(NAME, "must be a short name of letters, digits, '-' and dots")
+
     route = Route(
         service=service.name,
         hosts=hosts,
         port=int(port_text),
         path=path,
-        redirect_to_https=redirect_text in _TRUE,
+        redirect_to_https=_flag(text(REDIRECT, "true"), REDIRECT, invalid),
+        max_body_size=max_body,
+        auth_url=auth_url,
+        hsts=_flag(text(HSTS, "false"), HSTS, invalid),
+        error_pages=error_pages,
     )
-    return route, CertSpec(name=hosts[0], domains=hosts, key_type=key_type, profile=profile)
+    profile = text(PROFILE) or None
+    return route, CertSpec(name=cert_name, domains=hosts, key_type=key_type, profile=profile)
+
+
+def _flag(value: str, label: str, invalid: _InvalidFactory) -> bool:
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise invalid(label, "must be true or false")
+
+
+def _check_url(url: str, label: str, invalid: _InvalidFactory, example: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise invalid(label, f"must be an http:// or https:// URL, e.g. {example}")
+    if not _URL_SAFE_RE.match(url):
+        raise invalid(label, "contains characters a URL cannot hold (spaces, quotes, ';')")
+
+
+def _parse_statuses(value: str, invalid: _InvalidFactory) -> tuple[int, ...]:
+    statuses: set[int] = set()
+    for part in value.split(","):
+        match = _STATUS_RANGE_RE.match(part.strip())
+        low = int(match.group(1)) if match else 0
+        high = int(match.group(2) or low) if match else 0
+        if not match or not 300 <= low <= high <= 599:
+            raise invalid(ERRORS_STATUS, "must be statuses or ranges from 300 to 599, e.g. 400-599")
+        statuses.update(range(low, high + 1))
+    # 499 is nginx's own "client closed the connection": nothing to show, and error_page refuses it.
+    return tuple(sorted(statuses - {499}))
 
 
 def _parse_hostname(raw: str, invalid: _InvalidFactory) -> str:
@@ -94,21 +230,26 @@ def _parse_hostname(raw: str, invalid: _InvalidFactory) -> str:
             DOMAINS,
             f"{host} is a wildcard; HTTP-01 cannot validate wildcards, list each hostname instead",
         )
+    if ":" in host or host.replace(".", "").isdigit():
+        raise invalid(DOMAINS, f"{host} is an IP address; certificates here are for hostnames")
     try:
         host = host.encode("idna").decode("ascii")
     except UnicodeError:
-        raise invalid(DOMAINS, f"{raw.strip()} is not a valid hostname") from None
+        raise invalid(
+            DOMAINS,
+            f"{raw.strip()} is not a valid hostname (letters, digits, '-', dots; labels of at "
+            "most 63 characters, 253 in all)",
+        ) from None
     labels = host.split(".")
     if len(host) > 253 or len(labels) < 2 or not all(_LABEL_RE.match(p) for p in labels):
         raise invalid(
-            DOMAINS, f"{host} is not a fully qualified hostname (letters, digits, '-', dots)"
+            DOMAINS,
+            f"{host} is not a fully qualified hostname (letters, digits, '-', dots; labels of "
+            "at most 63 characters, 253 in all)",
         )
     if labels[-1].isdigit():
         raise invalid(DOMAINS, f"{host} is an IP address; certificates here are for hostnames")
     return host
-
-
-EDGE = LABEL_PREFIX + "edge"
 
 
 class EdgeNotFound(LookupError):

@@ -114,12 +114,17 @@ def _http_server(host: str, routes: list[Route], responder_upstream: str, redire
 
 
 def _https_server(host: str, routes: list[Route], files: CertFiles) -> str:
+    hsts = (
+        '\n        add_header Strict-Transport-Security "max-age=63072000" always;'
+        if any(route.hsts for route in routes)
+        else ""
+    )
     return f"""
     server {{
         listen 443 ssl http2;
         server_name {host};
         ssl_certificate {files.fullchain};
-        ssl_certificate_key {files.privkey};
+        ssl_certificate_key {files.privkey};{hsts}
 {_proxy_locations(routes)}
     }}"""
 
@@ -130,24 +135,72 @@ _PROXY_HEADERS = """\
             proxy_set_header X-Real-IP $remote_addr;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_set_header X-Forwarded-Host $host;
+            proxy_set_header X-Forwarded-Host $host;"""
+
+_WEBSOCKET_HEADERS = """
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection $connection_upgrade;"""
 
 
 def _proxy_locations(routes: list[Route]) -> str:
+    """One location per route (longest path first), plus its auth and error-page locations.
+    Without a route at `/`, other paths get a plain 404 rather than nginx's own files."""
     blocks = []
-    for route in routes:
-        upstream = f"http://{route.service}:{route.port}"
+    for index, route in enumerate(routes):
+        extra = ""
+        if route.max_body_size is not None:
+            extra += f"\n            client_max_body_size {route.max_body_size};"
+        if route.auth_url is not None:
+            extra += f"\n            auth_request /.certbotless/auth/{index};"
+        if route.error_pages is not None:
+            codes = " ".join(str(code) for code in route.error_pages.statuses)
+            extra += (
+                "\n            proxy_intercept_errors on;"
+                f"\n            error_page {codes} @certbotless_errors_{index};"
+            )
         blocks.append(
             f"""
         location {route.path} {{
-            set $upstream {upstream};
+            set $upstream http://{route.service}:{route.port};
             proxy_pass $upstream;
-{_PROXY_HEADERS}
+{_PROXY_HEADERS}{_WEBSOCKET_HEADERS}{extra}
         }}"""
         )
+        if route.auth_url is not None:
+            blocks.append(_auth_location(index, route.auth_url))
+        if route.error_pages is not None:
+            page = route.error_pages.url.replace("{status}", "$status")
+            blocks.append(
+                f"""
+        location @certbotless_errors_{index} {{
+            set $error_page {page};
+            proxy_pass $error_page;
+            proxy_method GET;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+        }}"""
+            )
+    if not any(route.path == "/" for route in routes):
+        blocks.append("\n        location / {\n            return 404;\n        }")
     return "\n".join(blocks)
+
+
+def _auth_location(index: int, auth_url: str) -> str:
+    """Forward auth: nginx asks `auth_url` with the client's headers; 2xx lets the request
+    through, 401/403 go back to the client, anything else is a 500."""
+    return f"""
+        location = /.certbotless/auth/{index} {{
+            internal;
+            set $auth_url {auth_url};
+            proxy_pass $auth_url;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-URI $request_uri;
+            proxy_set_header X-Original-Method $request_method;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $host;
+        }}"""
 
 
 _MAIN = """\
@@ -192,6 +245,31 @@ http {{
 """
 
 
+_LINE_RE = re.compile(r"nginx\.conf:(\d+)")
+_CONTEXT_RE = re.compile(r"^\s*(server_name|location)\s+([^{;]+)")
+
+
+def explain_nginx_error(message: str, text: str) -> str:
+    """nginx's message, plus the server and location of the line it names, so the operator
+    knows which route (and so which service's labels) to look at."""
+    match = _LINE_RE.search(message)
+    if match is None:
+        return message
+    lines = text.splitlines()
+    number = int(match.group(1))
+    context: dict[str, str] = {}
+    for line in lines[: max(number, 0)]:
+        found = _CONTEXT_RE.match(line)
+        if found:
+            if found.group(1) == "server_name":
+                context = {"server": found.group(2).strip()}
+            else:
+                context["location"] = found.group(2).strip()
+    where = ", ".join(f"{key} {value}" for key, value in context.items())
+    offending = lines[number - 1].strip() if 0 < number <= len(lines) else ""
+    return f"{message}\n  at line {number}: {offending}" + (f" ({where})" if where else "")
+
+
 _CERT_PATH_RE = re.compile(r"^\s*ssl_certificate(?:_key)?\s+(\S+);", re.MULTILINE)
 
 
@@ -232,7 +310,8 @@ def validate_nginx_conf(text: str, certs_dir: str, nginx: str = "nginx") -> None
             check=False,
         )
         if result.returncode != 0:
-            raise NginxConfigError(result.stderr.strip().replace(str(root), "<scratch>"))
+            message = result.stderr.strip().replace(str(root), "<scratch>")
+            raise NginxConfigError(explain_nginx_error(message, text))
 
 
 @cache

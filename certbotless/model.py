@@ -22,6 +22,15 @@ class ServiceInfo:
     name: str
     labels: dict[str, str]
     network_ids: tuple[str, ...] = ()
+    network_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ErrorPages:
+    """Error responses replaced by pages from another service: `url` has `{status}` in it."""
+
+    url: str
+    statuses: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -33,6 +42,10 @@ class Route:
     port: int
     path: str = "/"
     redirect_to_https: bool = True
+    max_body_size: str | None = None  # nginx size syntax: 20m, 512k
+    auth_url: str | None = None  # forward auth: a 2xx from it lets the request through
+    hsts: bool = False
+    error_pages: ErrorPages | None = None
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from certbotless.acme.orders import AcmeIssuer
 from certbotless.discovery import EdgeNotFound, discover, find_edge_service
 from certbotless.edge import (
     NGINX_CONF_TARGET,
+    NginxConfigError,
     cert_files,
     render_nginx_conf,
     validate_nginx_conf,
@@ -35,17 +36,21 @@ from certbotless.model import (
     CertSpec,
     FileReference,
     KeyType,
+    LabelProblem,
     PassReport,
     Plan,
     Removal,
     Route,
+    ServiceInfo,
     StoredCert,
 )
 from certbotless.rollout import (
     RolloutError,
     RolloutResult,
     ServedCertificates,
+    check_in_edge_image,
     mount_secret,
+    needs_roll,
     roll_service,
 )
 from certbotless.settings import Settings
@@ -195,6 +200,7 @@ class Reconciler:
         self._issuer: AcmeIssuer | None = None
         # Reference sets Swarm refused; kept in memory so a restart tries once more.
         self._failed_rollouts: set[frozenset[str]] = set()
+        self._reported: set[LabelProblem] = set()
 
     @property
     def issuer(self) -> AcmeIssuer:
@@ -211,9 +217,9 @@ class Reconciler:
     ) -> PassReport:
         with pass_lock(self.settings.lock_file):
             services = self.swarm.services()
-            found = discover(services)
-            for problem in found.problems:
-                log.warning("%s", problem)
+            edge = self._edge_if_any(services)
+            found = discover(services, edge)
+            self._report_problems(found.problems)
             wanted_specs = {spec.name: spec for spec in (*found.specs, *extra_specs)}
             forced = set(wanted_specs) if force else {spec.name for spec in extra_specs}
             stored = self.store.inventory()
@@ -230,9 +236,10 @@ class Reconciler:
             )
             # The edge is needed to roll it, or to self-check challenges through it.
             needs_edge = roll or (self.settings.self_check and bool(plan.to_issue))
-            edge = (
-                (self.settings.nginx_service or find_edge_service(services)) if needs_edge else None
-            )
+            if needs_edge and edge is None:
+                edge = find_edge_service(services)  # raises, saying how to mark the edge
+            elif not needs_edge:
+                edge = None
             self_check = (
                 EdgeSelfCheck(f"tasks.{edge}")
                 if edge is not None and self.settings.self_check
@@ -263,7 +270,7 @@ class Reconciler:
             if roll and edge is not None:
                 try:
                     rolled = self._deploy_edge(edge, found.routes, current, progress).changed
-                except RolloutError as error:
+                except (RolloutError, NginxConfigError) as error:
                     log.error("%s", error)
                     rollout_error = str(error)
                 else:
@@ -276,6 +283,21 @@ class Reconciler:
                 rollout_error=rollout_error,
                 removed=removed,
             )
+
+    def _edge_if_any(self, services: Sequence[ServiceInfo]) -> str | None:
+        try:
+            return self.settings.nginx_service or find_edge_service(services)
+        except EdgeNotFound:
+            return None
+
+    def _report_problems(self, problems: Sequence[LabelProblem]) -> None:
+        """Each label problem is logged once when it appears and once when it is gone."""
+        current = set(problems)
+        for problem in sorted(current - self._reported, key=str):
+            log.warning("label problem: %s", problem)
+        for problem in sorted(self._reported - current, key=str):
+            log.info("label problem resolved: %s", problem)
+        self._reported = current
 
     def collect_garbage(self, dry_run: bool) -> list[Removal]:
         """What gc removes (or, with `dry_run`, would remove), under the pass lock."""
@@ -323,7 +345,8 @@ class Reconciler:
         ]
 
     def render(self) -> str:
-        found = discover(self.swarm.services())
+        services = self.swarm.services()
+        found = discover(services, self._edge_if_any(services))
         current = latest_per_name(self.store.inventory())
         return self._render(found.routes, current)
 
@@ -348,6 +371,11 @@ class Reconciler:
             raise RolloutError(
                 f"{edge_service}: not rolling again to the references that Swarm rolled back "
                 "before; `certbotless renew --force` gets fresh certificates"
+            )
+        if needs_roll(self.swarm, edge_service, wanted):
+            progress(f"{edge_service}: checking the new configuration with its own nginx")
+            check_in_edge_image(
+                self.swarm, edge_service, wanted, text, self.settings.rollout_timeout
             )
         served = ServedCertificates(f"tasks.{edge_service}") if self.settings.self_check else None
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import secrets
 import socket
 import ssl
 import time
@@ -14,6 +15,7 @@ from typing import Any
 
 from cryptography import x509
 
+from certbotless.edge import NginxConfigError, explain_nginx_error
 from certbotless.model import FileReference
 from certbotless.store import NAME_PREFIX
 from certbotless.swarm import APIError, Swarm
@@ -66,6 +68,19 @@ def swap_references(current: list[Json], wanted: Iterable[FileReference], kind: 
             }
         )
     return sorted(kept, key=lambda r: r["File"]["Name"])
+
+
+def needs_roll(swarm: Swarm, service_name: str, wanted: list[FileReference]) -> bool:
+    container = swarm.inspect_service(service_name)["Spec"]["TaskTemplate"]["ContainerSpec"]
+    return _references_change(container, wanted)
+
+
+def _references_change(container: Json, wanted: list[FileReference]) -> bool:
+    old_secrets, old_configs = container.get("Secrets") or [], container.get("Configs") or []
+    return not (
+        _same_references(swap_references(old_secrets, wanted, "secret"), old_secrets, "secret")
+        and _same_references(swap_references(old_configs, wanted, "config"), old_configs, "config")
+    )
 
 
 def _same_references(new: list[Json], old: list[Json], kind: str) -> bool:
@@ -153,16 +168,13 @@ def roll_service(
 
     def swap(spec: Json) -> bool:
         container = spec["TaskTemplate"]["ContainerSpec"]
-        old_secrets, old_configs = container.get("Secrets") or [], container.get("Configs") or []
-        secrets = swap_references(old_secrets, wanted, "secret")
-        configs = swap_references(old_configs, wanted, "config")
-        if _same_references(secrets, old_secrets, "secret") and _same_references(
-            configs, old_configs, "config"
-        ):
+        if not _references_change(container, wanted):
             return False
+        old_configs = container.get("Configs") or []
         mounted_before.clear()
         mounted_before.update({r["File"]["Name"]: r["ConfigID"] for r in old_configs})
-        container["Secrets"], container["Configs"] = secrets, configs
+        container["Secrets"] = swap_references(container.get("Secrets") or [], wanted, "secret")
+        container["Configs"] = swap_references(old_configs, wanted, "config")
         return True
 
     before = _update_with_retry(swarm, service_name, swap)
@@ -180,6 +192,31 @@ def roll_service(
             progress(f"{service_name}: checking the served certificates")
             served.wait_until_serving(expected, deadline)
     return RolloutResult(changed=True, seconds=time.monotonic() - started)
+
+
+def check_in_edge_image(
+    swarm: Swarm, service_name: str, wanted: list[FileReference], nginx_conf: str, timeout: float
+) -> None:
+    """`nginx -t` in the edge's own image with the references the roll would mount (the real
+    certificates and keys), as a one-off Swarm job. Raises NginxConfigError with nginx's words:
+    a configuration that fails here is never rolled."""
+    spec = swarm.inspect_service(service_name)["Spec"]
+    container = spec["TaskTemplate"]["ContainerSpec"]
+    job = {
+        "Image": container["Image"],
+        "Command": ["nginx", "-t"],
+        "Secrets": swap_references(container.get("Secrets") or [], wanted, "secret"),
+        "Configs": swap_references(container.get("Configs") or [], wanted, "config"),
+    }
+    name = f"{NAME_PREFIX}nginx-check-{secrets.token_hex(4)}"
+    ok, output = swarm.run_job(name, job, timeout, labels={"certbotless.managed": "true"})
+    if not ok:
+        raise NginxConfigError(
+            explain_nginx_error(
+                f"nginx in {container['Image']} rejects the new configuration: {output.strip()}",
+                nginx_conf,
+            )
+        )
 
 
 def mount_secret(swarm: Swarm, service_name: str, ref: FileReference) -> bool:

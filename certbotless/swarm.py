@@ -7,6 +7,7 @@ with a stand-in object and the real thing is exercised against a real dockerd.
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -27,6 +28,7 @@ class Swarm:
     # services -----------------------------------------------------------------------------
     def services(self) -> list[ServiceInfo]:
         infos = []
+        network_names = {n["Id"]: n["Name"] for n in self.api.networks()}
         for service in self.api.services():
             spec = service["Spec"]
             networks = spec.get("TaskTemplate", {}).get("Networks") or spec.get("Networks") or []
@@ -35,6 +37,9 @@ class Swarm:
                     name=spec["Name"],
                     labels=dict(spec.get("Labels") or {}),
                     network_ids=tuple(n["Target"] for n in networks),
+                    network_names=tuple(
+                        network_names.get(n["Target"], n["Target"]) for n in networks
+                    ),
                 )
             )
         return infos
@@ -55,6 +60,41 @@ class Swarm:
             rollback_config=spec.get("RollbackConfig"),
             endpoint_spec=spec.get("EndpointSpec"),
         )
+
+    def run_job(
+        self,
+        name: str,
+        container_spec: Json,
+        timeout: float,
+        labels: dict[str, str] | None = None,
+    ) -> tuple[bool, str]:
+        """Run `container_spec` once as a replicated job; (succeeded, its output). The job
+        service is removed afterwards."""
+        service = self.api.create_service(
+            {"ContainerSpec": container_spec, "RestartPolicy": {"Condition": "none"}},
+            name=name,
+            labels=labels,
+            mode={"ReplicatedJob": {"MaxConcurrent": 1, "TotalCompletions": 1}},
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            state = "new"
+            while time.monotonic() < deadline:
+                tasks = self.tasks(service["ID"])
+                state = tasks[0]["Status"]["State"] if tasks else "new"
+                if state in ("complete", "failed", "rejected"):
+                    break
+                time.sleep(0.2)
+            output = b"".join(
+                self.api.service_logs(service["ID"], stdout=True, stderr=True, follow=False)
+            ).decode(errors="replace")
+            if state not in ("complete", "failed", "rejected"):
+                return False, f"no result within {timeout:.0f} s (task {state})\n{output}"
+            if state == "rejected":
+                output += tasks[0]["Status"].get("Err", "")
+            return state == "complete", output
+        finally:
+            self.api.remove_service(service["ID"])
 
     def own_service_name(self) -> str | None:
         """The swarm service this process runs in, from its container's labels."""

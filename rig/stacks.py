@@ -6,6 +6,7 @@ through the `docker` CLI so it has no dependency on the package under test.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -121,34 +122,47 @@ class HttpsAnswer:
         )
 
 
-def https_get(host: str, cafile: str, path: str = "/", address: str = "127.0.0.1") -> HttpsAnswer:
-    """GET https://host/path from the edge at `address`, verifying against `cafile` only."""
+def https_get(
+    host: str,
+    cafile: str,
+    path: str = "/",
+    address: str = "127.0.0.1",
+    method: str = "GET",
+    body: bytes = b"",
+    headers: Mapping[str, str] | None = None,
+) -> HttpsAnswer:
+    """A request to https://host/path at the edge on `address`, verifying against `cafile`."""
     context = ssl.create_default_context(cafile=cafile)
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    if body or method == "POST":
+        lines.append(f"Content-Length: {len(body)}")
     with (
-        socket.create_connection((address, 443), timeout=5) as raw,
+        socket.create_connection((address, 443), timeout=30) as raw,
         context.wrap_socket(raw, server_hostname=host) as tls,
     ):
-        tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        tls.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        with contextlib.suppress(OSError):  # nginx may answer 413 before the body is in
+            tls.sendall(body)
         response = http.client.HTTPResponse(tls)
         response.begin()
-        body = response.read().decode(errors="replace")
         return HttpsAnswer(
             status=response.status,
-            body=body,
+            body=response.read().decode(errors="replace"),
             peer=dict(tls.getpeercert() or {}),
             der=tls.getpeercert(binary_form=True) or b"",
         )
 
 
 def wait_for_https(
-    host: str, cafile: str, timeout: float, say: Say = print, every: float = 5.0
+    host: str, cafile: str, timeout: float, say: Say = print, every: float = 5.0, path: str = "/"
 ) -> HttpsAnswer:
     deadline = time.monotonic() + timeout
     last_said = 0.0
     last_error = "no attempt"
     while time.monotonic() < deadline:
         try:
-            answer = https_get(host, cafile)
+            answer = https_get(host, cafile, path)
             if answer.status == 200:
                 return answer
             last_error = f"HTTP {answer.status}"

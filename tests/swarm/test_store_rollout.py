@@ -21,10 +21,15 @@ import pytest
 from certbotless.acme.challenges import TokenStore
 from certbotless.acme.keys import load_account_key
 from certbotless.acme.orders import AcmeIssuer
-from certbotless.edge import render_nginx_conf
+from certbotless.edge import NginxConfigError, render_nginx_conf
 from certbotless.model import CertSpec, IssuedCert, Route, StoredCert
 from certbotless.reconcile import edge_references
-from certbotless.rollout import RolloutError, ServedCertificates, roll_service
+from certbotless.rollout import (
+    RolloutError,
+    ServedCertificates,
+    check_in_edge_image,
+    roll_service,
+)
 from certbotless.store import (
     CERT_SERIAL,
     KIND,
@@ -255,3 +260,22 @@ def test_gc_keeps_what_current_and_previous_specs_reference(
             break
         time.sleep(0.5)
     assert state == "rollback_completed", json.dumps(status)
+
+
+def test_the_edge_image_checks_the_real_files_before_any_roll(
+    issuer: AcmeIssuer, store: CertStore, rolltest: None
+) -> None:
+    good = {c.name: c for c in issue_and_store(issuer, store, *HOSTS)}
+    conf = conf_for(store, good)
+    text = render_nginx_conf(ROUTES, good, "certbotless:8402", "/etc/nginx/certs")
+    check_in_edge_image(
+        Swarm(), SERVICE, edge_references(ROUTES, good, conf, "/etc/nginx/certs"), text, 60
+    )
+    a_new, b_new = (issuer.issue(CertSpec(h, (h,))) for h in HOSTS)
+    broken = store.save(IssuedCert(a_new.spec, a_new.fullchain_pem, b_new.key_pem))
+    wanted = edge_references(ROUTES, {**good, HOSTS[0]: broken}, conf, "/etc/nginx/certs")
+    before = Swarm().inspect_service(SERVICE)["Version"]["Index"]
+    with pytest.raises(NginxConfigError, match="key values mismatch"):
+        check_in_edge_image(Swarm(), SERVICE, wanted, text, 60)
+    assert Swarm().inspect_service(SERVICE)["Version"]["Index"] == before, "nothing rolled"
+    assert not docker("service", "ls", "-q", "--filter", "name=cbl-nginx-check").strip()

@@ -3,9 +3,11 @@ import pytest
 from certbotless.discovery import EdgeNotFound, discover, find_edge_service
 from certbotless.model import KeyType, ServiceInfo
 
+BASE = {"certbotless.domains": "a.example.com", "certbotless.port": "80"}
 
-def labelled(name: str, labels: dict[str, str]) -> ServiceInfo:
-    return ServiceInfo(name=name, labels=labels)
+
+def labelled(name: str, labels: dict[str, str], networks: tuple[str, ...] = ()) -> ServiceInfo:
+    return ServiceInfo(name=name, labels=labels, network_ids=networks, network_names=networks)
 
 
 def test_labelled_service_becomes_route_and_spec() -> None:
@@ -105,6 +107,40 @@ def test_services_sharing_a_host_share_one_certificate() -> None:
             "certbotless.key_type",
             "ec256",
         ),
+        *[
+            ({**BASE, label: value}, label, fragment)
+            for label, value, fragment in [
+                ("certbotless.path", "/a b", "URL path characters"),
+                ("certbotless.path", "/a/../b", "URL path characters"),
+                ("certbotless.max_body_size", "20 MB", "size like 20m"),
+                ("certbotless.max_body_size", "-1m", "size like 20m"),
+                ("certbotless.auth_url", "auth:8000/check", "http:// or https:// URL"),
+                ("certbotless.auth_url", "ftp://auth/check", "http:// or https:// URL"),
+                ("certbotless.auth_url", "http://auth/check;evil", "cannot hold"),
+                ("certbotless.hsts", "sometimes", "true or false"),
+                ("certbotless.errors", "http://errors/404.html", "must contain {status}"),
+                ("certbotless.errors", "errors/{status}.html", "http:// or https:// URL"),
+            ]
+        ],
+        (
+            {
+                **BASE,
+                "certbotless.errors": "http://e/{status}.html",
+                "certbotless.errors_status": "200-299",
+            },
+            "certbotless.errors_status",
+            "300 to 599",
+        ),
+        (
+            {"certbotless.domains": "a." + "b" * 64 + ".example.com", "certbotless.port": "80"},
+            "certbotless.domains",
+            "at most 63 characters",
+        ),
+        (
+            {"certbotless.domains": "[2001:db8::1]", "certbotless.port": "80"},
+            "certbotless.domains",
+            "IP address",
+        ),
     ],
 )
 def test_bad_label_is_reported_and_others_go_on(
@@ -133,3 +169,89 @@ def test_edge_service_is_found_by_label() -> None:
         find_edge_service([labelled("x", {})])
     with pytest.raises(EdgeNotFound, match="several"):
         find_edge_service([*services, labelled("y", {"certbotless.edge": "yes"})])
+
+
+def test_seed_labels_become_routes_with_their_options() -> None:
+    host = {"certbotless.domains": "nlp.example.test", "certbotless.port": "80"}
+    found = discover(
+        [
+            labelled(
+                "corporate",
+                {
+                    **host,
+                    "certbotless.errors": "http://errors:80/{status}.html",
+                    "certbotless.hsts": "true",
+                },
+            ),
+            labelled(
+                "backoffice",
+                {**host, "certbotless.path": "/backoffice", "certbotless.max_body_size": "20M"},
+            ),
+            labelled(
+                "sm",
+                {
+                    **host,
+                    "certbotless.path": "/en_core_web_sm",
+                    "certbotless.auth_url": "http://auth:8000/check",
+                },
+            ),
+        ]
+    )
+    assert found.problems == ()
+    by_service = {route.service: route for route in found.routes}
+    assert by_service["backoffice"].max_body_size == "20m"
+    assert by_service["sm"].auth_url == "http://auth:8000/check"
+    errors = by_service["corporate"].error_pages
+    assert errors is not None and errors.statuses == tuple(c for c in range(400, 600) if c != 499)
+    assert by_service["corporate"].hsts
+    (spec,) = found.specs
+    assert spec.domains == ("nlp.example.test",)
+
+
+def test_same_host_and_path_is_a_conflict_that_routes_neither() -> None:
+    found = discover(
+        [
+            labelled("blue", {**BASE, "certbotless.domains": "a.example.com,b.example.com"}),
+            labelled("green", BASE),
+            labelled("other", {**BASE, "certbotless.path": "/other"}),
+        ]
+    )
+    assert sorted((p.service, p.value) for p in found.problems) == [
+        ("blue", "a.example.com"),
+        ("green", "a.example.com"),
+    ]
+    assert all("neither is routed there" in p.message for p in found.problems)
+    assert "also claimed by green" in next(p for p in found.problems if p.service == "blue").message
+    assert {(r.service, r.hosts, r.path) for r in found.routes} == {
+        ("blue", ("b.example.com",), "/"),
+        ("other", ("a.example.com",), "/other"),
+    }
+
+
+def test_a_service_that_shares_no_network_with_the_edge_is_reported() -> None:
+    found = discover(
+        [
+            labelled("edge_nginx", {"certbotless.edge": "true"}, ("edge-net",)),
+            labelled("reachable", BASE, ("edge-net", "backend")),
+            labelled("isolated", {**BASE, "certbotless.path": "/x"}, ("backend",)),
+        ],
+        edge="edge_nginx",
+    )
+    (problem,) = found.problems
+    assert (problem.service, problem.label, problem.value) == ("isolated", "networks", "backend")
+    assert "attach it to edge-net" in problem.message
+    assert [r.service for r in found.routes] == ["reachable"]
+
+
+def test_services_naming_one_certificate_share_it() -> None:
+    found = discover(
+        [
+            labelled("a", {**BASE, "certbotless.name": "shop"}),
+            labelled(
+                "b",
+                {**BASE, "certbotless.domains": "www.a.example.com", "certbotless.name": "shop"},
+            ),
+        ]
+    )
+    (spec,) = found.specs
+    assert (spec.name, spec.domains) == ("shop", ("a.example.com", "www.a.example.com"))

@@ -1,7 +1,11 @@
+import os
+import re
+from pathlib import Path
+
 import pytest
 
 from certbotless.edge import NginxConfigError, render_nginx_conf, validate_nginx_conf
-from certbotless.model import Route
+from certbotless.model import ErrorPages, Route
 from tests.unit.factories import stored_cert
 
 CERTS_DIR = "/etc/nginx/certs"
@@ -48,3 +52,64 @@ def test_rendered_config_passes_nginx_t() -> None:
 def test_broken_config_is_rejected_with_nginx_words() -> None:
     with pytest.raises(NginxConfigError, match="unknown directive"):
         validate_nginx_conf(render().replace("sendfile on;", "sendfile_typo on;"), CERTS_DIR)
+
+
+GOLDEN = Path(__file__).parent / "golden"
+
+# Seed 001 on certbotless: a corporate static site with custom error pages and HSTS, a back
+# office taking 20 MB uploads, two model APIs behind forward auth, all under one host; and
+# seed 000's Flask API behind /service1 on another host.
+NLP = "nlp.example.test"
+SEED_ROUTES = [
+    Route(
+        "nlp_corporate",
+        (NLP,),
+        80,
+        hsts=True,
+        error_pages=ErrorPages(
+            "http://nlp_errors:80/{status}.html", tuple(c for c in range(400, 600) if c != 499)
+        ),
+    ),
+    Route("nlp_backoffice", (NLP,), 8000, path="/backoffice", max_body_size="20m"),
+    Route("nlp_sm", (NLP,), 8000, path="/en_core_web_sm", auth_url="http://nlp_auth:8000/check"),
+    Route("nlp_lg", (NLP,), 8000, path="/en_core_web_lg", auth_url="http://nlp_auth:8000/check"),
+    Route("nlp_auth", (NLP,), 8000, path="/auth"),
+    Route("flask_api", ("api.example.test",), 5000, path="/service1"),
+]
+
+
+def render_seeds() -> str:
+    certs = [
+        stored_cert(name=NLP, domains=(NLP,)),
+        stored_cert(name="api.example.test", domains=("api.example.test",)),
+    ]
+    return render_nginx_conf(
+        SEED_ROUTES, {c.name: c for c in certs}, "certbotless:8402", CERTS_DIR
+    )
+
+
+def test_seed_scenarios_render_as_reviewed() -> None:
+    # Reviewed by eye once; regenerate with CERTBOTLESS_UPDATE_GOLDEN=1 and review the diff.
+    golden = GOLDEN / "seeds.nginx.conf"
+    if os.environ.get("CERTBOTLESS_UPDATE_GOLDEN") == "1":
+        golden.write_text(render_seeds())
+    assert render_seeds() == golden.read_text()
+
+
+def test_seed_scenarios_pass_nginx_t() -> None:
+    validate_nginx_conf(render_seeds(), CERTS_DIR)
+
+
+def test_route_options_render_where_nginx_applies_them() -> None:
+    text = render_seeds()
+    backoffice = text[text.index("location /backoffice {") :]
+    assert "client_max_body_size 20m;" in backoffice[: backoffice.index("}")]
+    for index in re.findall(r"auth_request /\.certbotless/auth/(\d+);", text):
+        assert f"location = /.certbotless/auth/{index} {{\n            internal;" in text
+    assert text.count("auth_request /.certbotless/auth/") == 2
+    assert "set $auth_url http://nlp_auth:8000/check;" in text
+    assert re.search(r"error_page 400 401 402 .* 498 500 .* 599 @certbotless_errors_\d+;", text)
+    assert "set $error_page http://nlp_errors:80/$status.html;" in text
+    assert text.count('add_header Strict-Transport-Security "max-age=63072000" always;') == 1
+    # api.example.test has no route at /: other paths are a plain 404.
+    assert "location / {\n            return 404;" in text

@@ -1,0 +1,106 @@
+"""The seeds' Traefik scenarios, deployed on certbotless + nginx, checked over HTTPS."""
+
+import json
+import time
+from collections.abc import Callable, Iterator, Mapping
+
+import pytest
+
+from rig.stacks import (
+    DEMO_STACK,
+    EDGE_STACK,
+    deploy_edge,
+    deploy_stack,
+    docker,
+    https_get,
+    remove_stacks,
+    sidecar_logs,
+    wait_for_https,
+)
+
+pytestmark = pytest.mark.rig
+
+NLP = "nlp.example.test"
+API = "api.example.test"
+STACKS = {"flask": "seed-flask-api.yml", "nlp": "seed-nlp.yml"}
+MB = 1_000_000
+
+
+@pytest.fixture(scope="module")
+def seeds(
+    rig_env: Mapping[str, str], pebble_root: str, figure: Callable[[str], None]
+) -> Iterator[str]:
+    remove_stacks([*STACKS, DEMO_STACK, EDGE_STACK])
+    deploy_edge(rig_env)
+    started = time.monotonic()
+    for stack, file in STACKS.items():
+        deploy_stack(stack, [file], {})
+    try:
+        # The static site answers / on nlp; api has no route at / (404 is an answer too).
+        wait_for_https(NLP, pebble_root, timeout=300)
+        wait_for_https(API, pebble_root, timeout=120, path="/service1")
+    except TimeoutError:
+        print(sidecar_logs(200))
+        raise
+    figure(
+        f"seed stacks (7 services, 2 hosts) deployed → HTTPS answering: "
+        f"{time.monotonic() - started:.1f} s"
+    )
+    yield pebble_root
+    remove_stacks([*STACKS, EDGE_STACK])
+
+
+def test_routing_by_host_and_path_reaches_every_replica(seeds: str) -> None:
+    tasks = set()
+    for _ in range(15):
+        answer = https_get(API, seeds, "/service1/predict")
+        assert answer.status == 200
+        reply = json.loads(answer.body)
+        assert (reply["app"], reply["path"], reply["forwarded_proto"]) == (
+            "flask-api", "/service1/predict", "https",
+        )  # fmt: skip
+        tasks.add(reply["task"])
+    assert len(tasks) == 3, f"3 replicas behind /service1, saw {tasks}"
+    assert https_get(API, seeds, "/").status == 404, "no route at / on this host"
+    assert "<h1>corporate</h1>" in https_get(NLP, seeds, "/").body
+    assert json.loads(https_get(NLP, seeds, "/backoffice/x").body)["app"] == "backoffice"
+
+
+def test_upload_limit_is_per_route(seeds: str) -> None:
+    accepted = https_get(NLP, seeds, "/backoffice/upload", method="POST", body=b"x" * 19 * MB)
+    assert accepted.status == 200
+    assert json.loads(accepted.body)["received_bytes"] == 19 * MB
+    refused = https_get(NLP, seeds, "/backoffice/upload", method="POST", body=b"x" * 21 * MB)
+    assert refused.status == 413
+
+
+def test_forward_auth_guards_the_model_apis(seeds: str) -> None:
+    for path in ("/en_core_web_sm/ner", "/en_core_web_lg/ner"):
+        assert https_get(NLP, seeds, path).status == 401
+        wrong = https_get(NLP, seeds, path, headers={"Authorization": "Bearer guess"})
+        assert wrong.status == 401
+        granted = https_get(NLP, seeds, path, headers={"Authorization": "Bearer let-me-in"})
+        assert granted.status == 200
+        assert json.loads(granted.body)["app"] == path.split("/")[1]
+
+
+def test_errors_from_the_static_site_are_replaced_by_the_error_pages(seeds: str) -> None:
+    missing = https_get(NLP, seeds, "/no/such/page")
+    assert missing.status == 404
+    assert "custom error page 404" in missing.body
+    assert "plain 404" not in missing.body
+
+
+def test_plain_http_redirects_with_308_and_hsts_is_sent(seeds: str) -> None:
+    status = docker(
+        "run", "--rm", "--network", "host", "certbotless-test-base",
+        "curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
+        "-H", f"Host: {NLP}", "http://127.0.0.1/en_core_web_sm?q=1",
+    )  # fmt: skip
+    assert status == f"308 https://{NLP}/en_core_web_sm?q=1"
+    headers = docker(
+        "run", "--rm", "--network", "host", "-v", f"{seeds}:/root.pem:ro", "certbotless-test-base",
+        "curl", "-s", "-D", "-", "-o", "/dev/null", "--cacert", "/root.pem",
+        "--resolve", f"{NLP}:443:127.0.0.1", f"https://{NLP}/",
+    )  # fmt: skip
+    assert "strict-transport-security: max-age=63072000" in headers.lower()
