@@ -35,6 +35,7 @@ ERRORS_STATUS = LABEL_PREFIX + "errors_status"
 KEY_TYPE = LABEL_PREFIX + "key_type"
 PROFILE = LABEL_PREFIX + "profile"
 EDGE = LABEL_PREFIX + "edge"
+CERTIFICATE_PREFIX = LABEL_PREFIX + "certificate."  # certificate.<name>=<domains>: no route
 NETWORKS = "networks"  # not a label: reported when a service shares no network with the edge
 
 _LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -55,25 +56,39 @@ class _Invalid(Exception):
 _InvalidFactory = Callable[[str, str], _Invalid]
 
 
-def discover(services: Iterable[ServiceInfo], edge: str | None = None) -> Discovery:
+def discover(
+    services: Iterable[ServiceInfo], edge: str | None = None, routing: bool = True
+) -> Discovery:
     """Routes and certificates from the labels of `services`. With `edge` (the nginx service's
-    name), a service that shares no network with it is reported instead of routed."""
+    name), a service that shares no network with it is reported instead of routed. Without
+    `routing` (the operator writes nginx.conf), `certbotless.port` is not needed."""
     services = sorted(services, key=lambda s: s.name)
     edge_info = next((s for s in services if s.name == edge), None)
     routes: list[Route] = []
     specs: dict[str, CertSpec] = {}
     problems: list[LabelProblem] = []
     for service in services:
+        for label, value in sorted(service.labels.items()):
+            if label.startswith(CERTIFICATE_PREFIX):
+                try:
+                    spec = _parse_certificate_label(service, label, value)
+                except _Invalid as invalid:
+                    problems.append(invalid.problem)
+                    continue
+                specs[spec.name] = _merge(specs.get(spec.name), spec)
         if DOMAINS not in service.labels:
             continue
         try:
-            route, spec = _parse_service(service)
-            if edge_info is not None:
-                _check_shared_network(service, edge_info)
+            if not routing and PORT not in service.labels:
+                spec = _parse_spec(service)
+            else:
+                route, spec = _parse_service(service)
+                if edge_info is not None and routing:
+                    _check_shared_network(service, edge_info)
+                routes.append(route)
         except _Invalid as invalid:
             problems.append(invalid.problem)
             continue
-        routes.append(route)
         specs[spec.name] = _merge(specs.get(spec.name), spec)
     routes, conflicts = _without_conflicts(routes)
     return Discovery(
@@ -130,16 +145,57 @@ def _check_shared_network(service: ServiceInfo, edge: ServiceInfo) -> None:
     )
 
 
+def _invalid_factory(service: ServiceInfo) -> _InvalidFactory:
+    def invalid(label: str, message: str) -> _Invalid:
+        return _Invalid(LabelProblem(service.name, label, service.labels.get(label, ""), message))
+
+    return invalid
+
+
+def _parse_hosts(value: str, invalid: _InvalidFactory) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(_parse_hostname(h, invalid) for h in value.split(",")))
+
+
+def _parse_certificate_label(service: ServiceInfo, label: str, value: str) -> CertSpec:
+    invalid = _invalid_factory(service)
+    name = label[len(CERTIFICATE_PREFIX) :]
+    if not name or len(name) > 253 or not re.fullmatch(r"[a-z0-9][a-z0-9.-]*", name):
+        raise invalid(
+            label,
+            "the part after certbotless.certificate. must be a name of "
+            "lowercase letters, digits, '-' and dots, e.g. certbotless.certificate.shop",
+        )
+    return CertSpec(name, _parse_hosts(value, invalid), _parse_key_type(service, invalid))
+
+
+def _parse_spec(service: ServiceInfo) -> CertSpec:
+    """Only the certificate: for services the operator's own nginx.conf routes."""
+    invalid = _invalid_factory(service)
+    hosts = _parse_hosts(service.labels[DOMAINS], invalid)
+    return CertSpec(
+        service.labels.get(NAME, "").strip() or hosts[0],
+        hosts,
+        _parse_key_type(service, invalid),
+        service.labels.get(PROFILE, "").strip() or None,
+    )
+
+
+def _parse_key_type(service: ServiceInfo, invalid: _InvalidFactory) -> KeyType:
+    key_text = service.labels.get(KEY_TYPE, KeyType.EC256.value).strip().lower()
+    try:
+        return KeyType(key_text)
+    except ValueError:
+        raise invalid(KEY_TYPE, "must be one of " + ", ".join(k.value for k in KeyType)) from None
+
+
 def _parse_service(service: ServiceInfo) -> tuple[Route, CertSpec]:
     labels = service.labels
-
-    def invalid(label: str, message: str) -> _Invalid:
-        return _Invalid(LabelProblem(service.name, label, labels.get(label, ""), message))
+    invalid = _invalid_factory(service)
 
     def text(label: str, default: str = "") -> str:
         return labels.get(label, default).strip()
 
-    hosts = tuple(dict.fromkeys(_parse_hostname(h, invalid) for h in labels[DOMAINS].split(",")))
+    hosts = _parse_hosts(labels[DOMAINS], invalid)
 
     port_text = text(PORT)
     if not port_text:
@@ -167,12 +223,7 @@ def _parse_service(service: ServiceInfo) -> tuple[Route, CertSpec]:
             raise invalid(ERRORS, "must contain {status}, e.g. http://errors:80/{status}.html")
         error_pages = ErrorPages(url, _parse_statuses(text(ERRORS_STATUS, "400-599"), invalid))
 
-    key_text = text(KEY_TYPE, KeyType.EC256.value).lower()
-    try:
-        key_type = KeyType(key_text)
-    except ValueError:
-        raise invalid(KEY_TYPE, "must be one of " + ", ".join(k.value for k in KeyType)) from None
-
+    key_type = _parse_key_type(service, invalid)
     cert_name = text(NAME) or hosts[0]
     if not _LABEL_RE.match(cert_name.replace(".", "-")[:63]) or len(cert_name) > 253:
         raise invalid(NAME, "must be a short name of letters, digits, '-' and dots")

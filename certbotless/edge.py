@@ -71,6 +71,47 @@ def render_nginx_conf(
     return _MAIN.format(servers="\n".join(servers), ciphers=TLS_CIPHERS)
 
 
+SNIPPETS_DIR = "/etc/nginx/certbotless"
+
+
+def challenge_snippet_target() -> str:
+    return f"{SNIPPETS_DIR}/acme-challenge.conf"
+
+
+def cert_snippet_target(cert_name: str) -> str:
+    return f"{SNIPPETS_DIR}/certs/{cert_name}.conf"
+
+
+def render_snippets(
+    cert_names: Iterable[str], responder_upstream: str, certs_dir: str
+) -> dict[str, str]:
+    """For an operator's own nginx.conf: target path → snippet text. In a port-80 server,
+    `include /etc/nginx/certbotless/acme-challenge.conf;`; in a 443 server,
+    `include /etc/nginx/certbotless/certs/<certificate name>.conf;`."""
+    snippets = {
+        challenge_snippet_target(): "# Managed by certbotless: ACME HTTP-01 challenges.\n"
+        + f"""location ^~ {CHALLENGE_LOCATION} {{
+    resolver 127.0.0.11 valid=10s ipv6=off;
+    set $certbotless_responder {responder_upstream};
+    proxy_pass http://$certbotless_responder;
+    proxy_set_header Host $host;
+}}
+"""
+    }
+    for name in sorted(cert_names):
+        files = cert_files(name, certs_dir)
+        snippets[cert_snippet_target(name)] = (
+            f"# Managed by certbotless: certificate {name}.\n"
+            f"ssl_certificate {files.fullchain};\nssl_certificate_key {files.privkey};\n"
+        )
+    return snippets
+
+
+def placeholder_certificate() -> tuple[bytes, bytes]:
+    """A self-signed pair for names whose certificate is not issued yet (own nginx.conf)."""
+    return _stand_in_certificate()
+
+
 def _challenge_location(responder_upstream: str) -> str:
     return f"""
         location ^~ {CHALLENGE_LOCATION} {{

@@ -29,11 +29,14 @@ from certbotless.edge import (
     NGINX_CONF_TARGET,
     NginxConfigError,
     cert_files,
+    placeholder_certificate,
     render_nginx_conf,
+    render_snippets,
     validate_nginx_conf,
 )
 from certbotless.model import (
     CertSpec,
+    Discovery,
     FileReference,
     KeyType,
     LabelProblem,
@@ -218,7 +221,7 @@ class Reconciler:
         with pass_lock(self.settings.lock_file):
             services = self.swarm.services()
             edge = self._edge_if_any(services)
-            found = discover(services, edge)
+            found = self._discover(services, edge)
             self._report_problems(found.problems)
             wanted_specs = {spec.name: spec for spec in (*found.specs, *extra_specs)}
             forced = set(wanted_specs) if force else {spec.name for spec in extra_specs}
@@ -269,7 +272,9 @@ class Reconciler:
             removed: tuple[Removal, ...] = ()
             if roll and edge is not None:
                 try:
-                    rolled = self._deploy_edge(edge, found.routes, current, progress).changed
+                    rolled = self._deploy_edge(
+                        edge, found.routes, current, set(wanted_specs), progress
+                    ).changed
                 except (RolloutError, NginxConfigError) as error:
                     log.error("%s", error)
                     rollout_error = str(error)
@@ -283,6 +288,9 @@ class Reconciler:
                 rollout_error=rollout_error,
                 removed=removed,
             )
+
+    def _discover(self, services: Sequence[ServiceInfo], edge: str | None) -> Discovery:
+        return discover(services, edge, routing=self.settings.nginx_conf == "rendered")
 
     def _edge_if_any(self, services: Sequence[ServiceInfo]) -> str | None:
         try:
@@ -302,7 +310,7 @@ class Reconciler:
     def collect_garbage(self, dry_run: bool) -> list[Removal]:
         """What gc removes (or, with `dry_run`, would remove), under the pass lock."""
         with pass_lock(self.settings.lock_file):
-            found = discover(self.swarm.services())
+            found = self._discover(self.swarm.services(), None)
             wanted = {spec.name for spec in found.specs}
             return self._collect_garbage(self.store.inventory(), wanted, dry_run)
 
@@ -345,8 +353,16 @@ class Reconciler:
         ]
 
     def render(self) -> str:
+        """What a pass would deploy: nginx.conf, or with an own nginx.conf the snippets."""
         services = self.swarm.services()
-        found = discover(services, self._edge_if_any(services))
+        found = self._discover(services, self._edge_if_any(services))
+        if self.settings.nginx_conf == "own":
+            snippets = render_snippets(
+                [spec.name for spec in found.specs],
+                self.settings.responder_upstream,
+                self.settings.certs_dir,
+            )
+            return "".join(f"# --- {target}\n{text}" for target, text in snippets.items())
         current = latest_per_name(self.store.inventory())
         return self._render(found.routes, current)
 
@@ -360,12 +376,16 @@ class Reconciler:
         edge_service: str,
         routes: tuple[Route, ...],
         current: dict[str, StoredCert],
+        wanted_names: set[str],
         progress: Progress,
     ) -> RolloutResult:
-        text = self._render(routes, current)
-        validate_nginx_conf(text, self.settings.certs_dir)
-        conf = self.store.ensure_nginx_conf(text)
-        wanted = edge_references(routes, current, conf, self.settings.certs_dir)
+        if self.settings.nginx_conf == "own":
+            text, wanted = self._snippet_references(current, wanted_names)
+        else:
+            text = self._render(routes, current)
+            validate_nginx_conf(text, self.settings.certs_dir)
+            conf = self.store.ensure_nginx_conf(text)
+            wanted = edge_references(routes, current, conf, self.settings.certs_dir)
         attempt = frozenset(ref.object_id for ref in wanted)
         if attempt in self._failed_rollouts:
             raise RolloutError(
@@ -391,5 +411,37 @@ class Reconciler:
             self._failed_rollouts.add(attempt)
             raise
         if result.changed:
-            progress(f"{edge_service}: rolled in {result.seconds:.1f} s with {conf[0]}")
+            progress(f"{edge_service}: rolled in {result.seconds:.1f} s")
         return result
+
+    def _snippet_references(
+        self, current: dict[str, StoredCert], wanted_names: set[str]
+    ) -> tuple[str, list[FileReference]]:
+        """For an operator's own nginx.conf: the snippets it includes, and each wanted
+        certificate (or the placeholder, until it is issued) at its usual paths."""
+        certs_dir = self.settings.certs_dir
+        snippets = render_snippets(wanted_names, self.settings.responder_upstream, certs_dir)
+        wanted = []
+        for target, text in snippets.items():
+            name, config_id = self.store.ensure_nginx_conf(text)
+            wanted.append(FileReference("config", config_id, name, target, 0o444))
+        placeholder = None
+        for cert_name in sorted(wanted_names):
+            files = cert_files(cert_name, certs_dir)
+            cert = current.get(cert_name)
+            if cert is not None:
+                wanted += [
+                    FileReference("config", cert.config_id, cert.config_name, files.fullchain,
+                                  0o444, serves=(cert.domains[0], cert.serial)),
+                    FileReference("secret", cert.secret_id, cert.secret_name, files.privkey,
+                                  0o400),
+                ]  # fmt: skip
+                continue
+            if placeholder is None:
+                placeholder = self.store.ensure_placeholder(*placeholder_certificate())
+            name, config_id, secret_id = placeholder
+            wanted += [
+                FileReference("config", config_id, name, files.fullchain, 0o444),
+                FileReference("secret", secret_id, name, files.privkey, 0o400),
+            ]
+        return "".join(snippets.values()), wanted

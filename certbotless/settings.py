@@ -44,6 +44,9 @@ class Settings:
     eab_hmac_key: str | None = field(default=None, repr=False)
     preferred_chain: str | None = None
     gc_keep_versions: int = 3
+    # "rendered": certbotless writes nginx.conf from labels; "own": the operator's nginx.conf
+    # includes certbotless's snippets, and certbotless manages only certificates.
+    nginx_conf: str = "rendered"
     gc_keep_expired_days: int = 0
 
     @classmethod
@@ -84,8 +87,16 @@ class Settings:
                 "shows it"
             )
 
+        nginx_conf = (get("NGINX_CONF") or defaults.nginx_conf).lower()
+        if nginx_conf not in ("rendered", "own"):
+            raise SettingsError(
+                f"{PREFIX}NGINX_CONF={nginx_conf!r} must be 'rendered' (nginx.conf from labels) "
+                "or 'own' (your nginx.conf includes certbotless's snippets)"
+            )
+
         return cls(
             acme_directory=directory,
+            nginx_conf=nginx_conf,
             email=get("EMAIL"),
             ca_bundle=_existing_file(get("CA_BUNDLE"), "CA_BUNDLE"),
             account_key_file=_path(get("ACCOUNT_KEY_FILE")) or defaults.account_key_file,

@@ -41,6 +41,8 @@ KIND_NGINX_CONF = "nginx-conf"
 KIND_ACCOUNT_KEY = "account-key"
 
 ACCOUNT_KEY_SECRET = "cbl-acme-account-key"
+KIND_PLACEHOLDER = "placeholder"
+PLACEHOLDER_NAME = "cbl-placeholder"
 # A key secret whose chain config is missing may be a save in progress elsewhere; wait this long.
 UNPAIRED_GRACE = timedelta(hours=1)
 
@@ -128,6 +130,15 @@ class CertStore:
         name = nginx_conf_name(text)
         labels = {MANAGED: "true", KIND: KIND_NGINX_CONF}
         return name, self._create_once("config", name, text.encode(), labels)
+
+    def ensure_placeholder(self, chain_pem: bytes, key_pem: bytes) -> tuple[str, str, str]:
+        """A self-signed pair that stands in for certificates not issued yet, so an operator's
+        nginx.conf can include every snippet from the start. Made once: (name, config id,
+        secret id); later calls ignore the PEMs they are given."""
+        labels = {MANAGED: "true", KIND: KIND_PLACEHOLDER}
+        secret_id = self._create_once("secret", PLACEHOLDER_NAME, key_pem, labels)
+        config_id = self._create_once("config", PLACEHOLDER_NAME, chain_pem, labels)
+        return PLACEHOLDER_NAME, config_id, secret_id
 
     # --- the ACME account key -----------------------------------------------------------------
 

@@ -31,9 +31,7 @@ def certificate(serial: int, key_identifier: bytes) -> x509.Certificate:
         .serial_number(serial)
         .not_valid_before(NOW)
         .not_valid_after(NOW + timedelta(days=90))
-        .add_extension(
-            x509.AuthorityKeyIdentifier(key_identifier, None, None), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier(key_identifier, None, None), critical=False)
         .sign(key, hashes.SHA256())
     )
 

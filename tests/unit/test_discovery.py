@@ -255,3 +255,22 @@ def test_services_naming_one_certificate_share_it() -> None:
     )
     (spec,) = found.specs
     assert (spec.name, spec.domains) == ("shop", ("a.example.com", "www.a.example.com"))
+
+
+def test_with_an_own_nginx_conf_only_certificates_are_discovered() -> None:
+    found = discover(
+        [
+            labelled("edge", {"certbotless.domains": "shop.example.com",
+                              "certbotless.certificate.blog": "blog.example.com,www.blog.test",
+                              "certbotless.certificate.Bad!": "x.example.com"}),
+        ],
+        routing=False,
+    )  # fmt: skip
+    assert found.routes == ()
+    assert {(s.name, s.domains) for s in found.specs} == {
+        ("shop.example.com", ("shop.example.com",)),
+        ("blog", ("blog.example.com", "www.blog.test")),
+    }
+    (problem,) = found.problems
+    assert problem.label == "certbotless.certificate.Bad!"
+    assert "certbotless.certificate.shop" in problem.message

@@ -4,7 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from certbotless.edge import NginxConfigError, render_nginx_conf, validate_nginx_conf
+from certbotless.edge import (
+    NginxConfigError,
+    explain_nginx_error,
+    render_nginx_conf,
+    render_snippets,
+    validate_nginx_conf,
+)
 from certbotless.model import ErrorPages, Route
 from tests.unit.factories import stored_cert
 
@@ -83,9 +89,7 @@ def render_seeds() -> str:
         stored_cert(name=NLP, domains=(NLP,)),
         stored_cert(name="api.example.test", domains=("api.example.test",)),
     ]
-    return render_nginx_conf(
-        SEED_ROUTES, {c.name: c for c in certs}, "certbotless:8402", CERTS_DIR
-    )
+    return render_nginx_conf(SEED_ROUTES, {c.name: c for c in certs}, "certbotless:8402", CERTS_DIR)
 
 
 def test_seed_scenarios_render_as_reviewed() -> None:
@@ -113,3 +117,26 @@ def test_route_options_render_where_nginx_applies_them() -> None:
     assert text.count('add_header Strict-Transport-Security "max-age=63072000" always;') == 1
     # api.example.test has no route at /: other paths are a plain 404.
     assert "location / {\n            return 404;" in text
+
+
+def test_snippets_for_an_own_nginx_conf_pass_nginx_t_inside_it(tmp_path: Path) -> None:
+    snippets = render_snippets(["shop"], "certbotless:8402", CERTS_DIR)
+    assert set(snippets) == {
+        "/etc/nginx/certbotless/acme-challenge.conf",
+        "/etc/nginx/certbotless/certs/shop.conf",
+    }
+    challenge, certificate = snippets.values()
+    own = (
+        "events {}\nhttp {\n"
+        f"  server {{ listen 80; {challenge} }}\n"
+        f"  server {{ listen 443 ssl; {certificate} location / {{ return 200; }} }}\n}}\n"
+    )
+    validate_nginx_conf(own, CERTS_DIR)
+
+
+def test_nginx_errors_name_the_offending_line_and_route() -> None:
+    text = render_seeds()
+    line = text.splitlines().index("            client_max_body_size 20m;") + 1
+    explained = explain_nginx_error(f"[emerg] invalid value in /x/nginx.conf:{line}", text)
+    assert f"at line {line}: client_max_body_size 20m;" in explained
+    assert f"(server {NLP}, location /backoffice)" in explained
