@@ -157,6 +157,8 @@ class PassReport:
     rolled: bool = False
     rollout_error: str | None = None
     removed: tuple[Removal, ...] = ()
+    ca_unreachable: str | None = None  # the error, when the CA could not be reached at all
+    certificates: tuple[StoredCert, ...] = ()  # the version in use of each wanted certificate
 
     @property
     def ok(self) -> bool:

@@ -16,7 +16,7 @@ from josepy.jwk import JWK
 
 from certbotless.acme.ari import lifetime_renewal_time
 from certbotless.acme.challenges import EdgeSelfCheck
-from certbotless.acme.errors import AcmeError
+from certbotless.acme.errors import AcmeError, CaUnreachable
 from certbotless.acme.keys import (
     generate_private_key,
     load_account_key,
@@ -255,10 +255,13 @@ class Reconciler:
             outcomes = self.issuer.issue_many(
                 plan.to_issue, progress, self_check, replaced_certificates(plan)
             )
+            ca_unreachable = None
             for spec, outcome in outcomes:
                 if isinstance(outcome, AcmeError):
                     log.error("%s", outcome)
                     failed[spec.name] = str(outcome)
+                    if isinstance(outcome, CaUnreachable):
+                        ca_unreachable = str(outcome)
                     continue
                 saved = self.store.save(outcome)
                 progress(
@@ -287,6 +290,8 @@ class Reconciler:
                 rolled=rolled,
                 rollout_error=rollout_error,
                 removed=removed,
+                ca_unreachable=ca_unreachable,
+                certificates=tuple(c for name, c in current.items() if name in wanted_specs),
             )
 
     def _discover(self, services: Sequence[ServiceInfo], edge: str | None) -> Discovery:

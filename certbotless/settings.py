@@ -47,6 +47,10 @@ class Settings:
     # "rendered": certbotless writes nginx.conf from labels; "own": the operator's nginx.conf
     # includes certbotless's snippets, and certbotless manages only certificates.
     nginx_conf: str = "rendered"
+    alert_webhook: str | None = None
+    alert_webhook_format: str = "auto"
+    smtp_url: str | None = field(default=None, repr=False)
+    alert_email: tuple[str, ...] = ()
     gc_keep_expired_days: int = 0
 
     @classmethod
@@ -94,8 +98,31 @@ class Settings:
                 "or 'own' (your nginx.conf includes certbotless's snippets)"
             )
 
+        webhook = get("ALERT_WEBHOOK")
+        if webhook is not None and not webhook.startswith(("http://", "https://")):
+            raise SettingsError(f"{PREFIX}ALERT_WEBHOOK={webhook!r} must be an http(s):// URL")
+        webhook_format = (get("ALERT_WEBHOOK_FORMAT") or "auto").lower()
+        if webhook_format not in ("auto", "json", "slack"):
+            raise SettingsError(f"{PREFIX}ALERT_WEBHOOK_FORMAT must be auto, json or slack")
+        smtp_url = get("SMTP_URL")
+        recipients = tuple(a.strip() for a in (get("ALERT_EMAIL") or "").split(",") if a.strip())
+        if bool(smtp_url) != bool(recipients):
+            raise SettingsError(
+                f"set both {PREFIX}SMTP_URL (e.g. smtp://user:password@mail.example.com:587) "
+                f"and {PREFIX}ALERT_EMAIL (comma-separated addresses), or neither"
+            )
+        if smtp_url and not smtp_url.startswith(("smtp://", "smtps://", "smtp+insecure://")):
+            raise SettingsError(
+                f"{PREFIX}SMTP_URL must start with smtp:// (STARTTLS), smtps:// (TLS) or "
+                "smtp+insecure:// (no TLS)"
+            )
+
         return cls(
             acme_directory=directory,
+            alert_webhook=webhook,
+            alert_webhook_format=webhook_format,
+            smtp_url=smtp_url,
+            alert_email=recipients,
             nginx_conf=nginx_conf,
             email=get("EMAIL"),
             ca_bundle=_existing_file(get("CA_BUNDLE"), "CA_BUNDLE"),

@@ -95,7 +95,14 @@ class AriCa:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 if self.path == "/order-plz" and self._refuse_order(body):
                     return
-                self._proxy(body)
+                status = self._proxy(body)
+                replaces = (
+                    ca.state.new_orders[-1].get("replaces") if self.path == "/order-plz" else None
+                )
+                if status == 201 and replaces:
+                    # Only an order the CA accepted replaces anything (a badNonce retry must not
+                    # find its own first attempt recorded).
+                    ca.state.replaced.add(replaces)
 
             def _directory(self) -> None:
                 status, _, body = ca.forward("GET", "/dir", dict(self.headers), b"")
@@ -138,8 +145,6 @@ class AriCa:
                 if replaces and replaces in ca.state.replaced:
                     self._problem("alreadyReplaced", f"{replaces} was already replaced")
                     return True
-                if replaces:
-                    ca.state.replaced.add(replaces)
                 return False
 
             def _problem(self, kind: str, detail: str) -> None:
@@ -150,12 +155,13 @@ class AriCa:
                     headers["Retry-After"] = "3600"
                 self._send(status, headers, json.dumps(problem))
 
-            def _proxy(self, body: bytes) -> None:
+            def _proxy(self, body: bytes) -> int:
                 status, headers, reply = ca.forward(
                     self.command, self.path, dict(self.headers), body
                 )
                 kept = {k: v for k, v in headers.items() if k.lower() not in HOP_BY_HOP}
                 self._send(status, kept, reply)
+                return status
 
             def _send(self, status: int, headers: dict[str, str], body: bytes | str) -> None:
                 data = body.encode() if isinstance(body, str) else body

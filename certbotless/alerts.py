@@ -1,0 +1,294 @@
+"""Alerts that reach a human: what is wrong after a pass, de-duplicated, delivered in the
+background by webhook (Slack-compatible) and e-mail.
+
+`alerts_for` is pure: a pass report and the clock in, the problems that hold now out. `Alerter`
+remembers what it said: one message per problem per change, a reminder every day while it lasts,
+and a "resolved" message when it is gone. Channels deliver from a worker thread with retries, so
+a dead mail server never holds up a renewal.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import smtplib
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from typing import Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import requests
+
+from certbotless.model import PassReport, StoredCert
+
+log = logging.getLogger(__name__)
+
+# Alert when a certificate has less than this fraction of its lifetime left: renewal starts at
+# 1/3, so this is reached only when renewals keep failing (15 days of 90; 1 day of 6).
+EXPIRY_ALERT_FRACTION = 1 / 6
+REMIND_EVERY = timedelta(days=1)
+DELIVERY_ATTEMPTS = 4
+
+
+@dataclass(frozen=True)
+class Alert:
+    key: str  # what the problem is about; stays the same while it lasts
+    kind: str  # renewal_failed, expiring, rollout_failed, label_problem, ca_unreachable
+    title: str
+    detail: str  # a change here is news, and sent again
+    wait: timedelta = timedelta(0)  # how long the problem must last before anyone is told
+    note: str = ""  # sent along, but a change here is not news (e.g. the next attempt time)
+
+    @property
+    def text(self) -> str:
+        return f"{self.detail}\n{self.note}" if self.note else self.detail
+
+
+def alerts_for(
+    report: PassReport,
+    certificates: Iterable[StoredCert],
+    now: datetime,
+    next_attempt: datetime,
+    ca_unreachable_after: timedelta = timedelta(hours=1),
+) -> list[Alert]:
+    """The problems that hold after a pass."""
+    alerts = []
+    for name, error in sorted(report.failed.items()):
+        alerts.append(
+            Alert(
+                f"renewal_failed:{name}",
+                "renewal_failed",
+                f"certificate {name}: renewal failed",
+                error,
+                note=f"Next attempt around {next_attempt:%Y-%m-%d %H:%M} UTC.",
+            )
+        )
+    for cert in certificates:
+        left = cert.not_after - now
+        if left < (cert.not_after - cert.not_before) * EXPIRY_ALERT_FRACTION:
+            state = "has expired" if left.total_seconds() <= 0 else "expires soon"
+            alerts.append(
+                Alert(
+                    f"expiring:{cert.name}",
+                    "expiring",
+                    f"certificate {cert.name} {state}",
+                    f"{cert.name} ({', '.join(cert.domains)}) expires "
+                    f"{cert.not_after:%Y-%m-%d %H:%M} UTC and has not been renewed.",
+                )
+            )
+    if report.rollout_error:
+        alerts.append(
+            Alert(
+                "rollout_failed", "rollout_failed", "nginx rollout failed", report.rollout_error
+            )
+        )
+    for problem in report.problems:
+        alerts.append(
+            Alert(
+                f"label_problem:{problem.service}:{problem.label}",
+                "label_problem",
+                f"label problem on service {problem.service}",
+                str(problem),
+            )
+        )
+    if report.ca_unreachable:
+        alerts.append(
+            Alert(
+                "ca_unreachable",
+                "ca_unreachable",
+                "the ACME CA is unreachable",
+                report.ca_unreachable,
+                wait=ca_unreachable_after,
+            )
+        )
+    return alerts
+
+
+class Channel(Protocol):
+    name: str
+
+    def send(self, title: str, text: str, alert: Alert, resolved: bool) -> None: ...
+
+
+class WebhookChannel:
+    """JSON POST. `slack` (default: when the URL is a hooks.slack.com webhook) sends Slack's
+    `{"text": …}` body, which Mattermost and Rocket.Chat accept too."""
+
+    def __init__(self, url: str, slack: bool | None = None, timeout: float = 10.0) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.name = f"webhook {urlsplit(url).hostname}"
+        self.slack = urlsplit(url).hostname == "hooks.slack.com" if slack is None else slack
+
+    def send(self, title: str, text: str, alert: Alert, resolved: bool) -> None:
+        if self.slack:
+            body: dict[str, object] = {"text": f"*{title}*\n{text}"}
+        else:
+            body = {
+                "title": title,
+                "text": text,
+                "kind": alert.kind,
+                "key": alert.key,
+                "state": "resolved" if resolved else "firing",
+            }
+        response = requests.post(self.url, json=body, timeout=self.timeout)
+        response.raise_for_status()
+
+
+class EmailChannel:
+    """`smtp://host:port` (STARTTLS when offered), `smtps://host:465` (TLS from the start),
+    `smtp+insecure://` (no TLS, tests and local relays only); `user:password@` for auth;
+    `?from=certbotless@example.com` for the sender."""
+
+    def __init__(self, smtp_url: str, recipients: Sequence[str], timeout: float = 20.0) -> None:
+        parts = urlsplit(smtp_url)
+        if parts.scheme not in ("smtp", "smtps", "smtp+insecure") or not parts.hostname:
+            raise ValueError(
+                f"CERTBOTLESS_SMTP_URL={smtp_url!r}: use smtp://host:587, smtps://host:465 or "
+                "smtp+insecure://host:25, with user:password@ if the server wants a login"
+            )
+        self.scheme = parts.scheme
+        self.host = parts.hostname
+        self.port = parts.port or (465 if parts.scheme == "smtps" else 587)
+        self.user = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password) if parts.password else None
+        self.sender = parse_qs(parts.query).get("from", ["certbotless@localhost"])[0]
+        self.recipients = list(recipients)
+        self.timeout = timeout
+        self.name = f"e-mail via {self.host}"
+
+    def send(self, title: str, text: str, alert: Alert, resolved: bool) -> None:
+        message = EmailMessage()
+        message["Subject"] = f"[certbotless] {title}"
+        message["From"] = self.sender
+        message["To"] = ", ".join(self.recipients)
+        message["X-Certbotless-Alert"] = f"{alert.key}; {'resolved' if resolved else 'firing'}"
+        message.set_content(text)
+        tls = ssl.create_default_context()
+        if self.scheme == "smtps":
+            smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                self.host, self.port, timeout=self.timeout, context=tls
+            )
+        else:
+            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        with smtp:
+            if self.scheme == "smtp":
+                smtp.ehlo()
+                if smtp.has_extn("starttls"):
+                    smtp.starttls(context=tls)
+            if self.user is not None:
+                smtp.login(self.user, self.password or "")
+            smtp.send_message(message)
+
+
+@dataclass
+class _Said:
+    detail: str
+    sent_at: datetime
+
+
+@dataclass
+class _Delivery:
+    channel: Channel
+    title: str
+    text: str
+    alert: Alert
+    resolved: bool
+    attempt: int = 1
+
+
+@dataclass
+class Alerter:
+    channels: Sequence[Channel]
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    remind_every: timedelta = REMIND_EVERY
+    retry_delay: float = 5.0
+
+    def __post_init__(self) -> None:
+        self._said: dict[str, _Said] = {}
+        self._first_seen: dict[str, datetime] = {}
+        self._queue: queue.Queue[_Delivery | None] = queue.Queue()
+        self._retrying = 0
+        self._retrying_lock = threading.Lock()
+        self._worker = threading.Thread(target=self._deliver, name="alerts", daemon=True)
+        self._worker.start()
+
+    def update(self, alerts: Iterable[Alert]) -> None:
+        """Tell people about what changed since the last call; never blocks."""
+        now = self.clock()
+        current = {alert.key: alert for alert in alerts}
+        for key in list(self._first_seen):
+            if key not in current:
+                del self._first_seen[key]
+        for key, alert in current.items():
+            first_seen = self._first_seen.setdefault(key, now)
+            if now - first_seen < alert.wait:
+                continue
+            said = self._said.get(key)
+            if said is None or said.detail != alert.detail:
+                self._announce(alert, alert.title, alert.text, resolved=False)
+            elif now - said.sent_at >= self.remind_every:
+                self._announce(alert, f"still: {alert.title}", alert.text, resolved=False)
+            else:
+                continue
+            self._said[key] = _Said(alert.detail, now)
+        for key in [k for k in self._said if k not in current]:
+            gone = Alert(key, key.split(":", 1)[0], "", "")
+            self._announce(gone, f"resolved: {key.replace('_', ' ')}", "The problem is gone.",
+                           resolved=True)  # fmt: skip
+            del self._said[key]
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait until everything queued was delivered or given up (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        while (self._queue.unfinished_tasks or self._retrying) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def _announce(self, alert: Alert, title: str, text: str, resolved: bool) -> None:
+        log.warning("alert: %s: %s", title, text.splitlines()[0] if text else "")
+        for channel in self.channels:
+            self._queue.put(_Delivery(channel, title, text, alert, resolved))
+
+    def _retry(self, delivery: _Delivery) -> None:
+        self._queue.put(delivery)
+        with self._retrying_lock:
+            self._retrying -= 1
+
+    def _deliver(self) -> None:
+        while True:
+            delivery = self._queue.get()
+            if delivery is None:
+                return
+            try:
+                delivery.channel.send(
+                    delivery.title, delivery.text, delivery.alert, delivery.resolved
+                )
+            except Exception as error:  # any channel failure: log, retry later, go on
+                if delivery.attempt < DELIVERY_ATTEMPTS:
+                    log.warning(
+                        "alert channel %s failed (%s); retrying in %.0f s",
+                        delivery.channel.name,
+                        error,
+                        self.retry_delay * delivery.attempt,
+                    )
+                    delivery.attempt += 1
+                    with self._retrying_lock:
+                        self._retrying += 1
+                    threading.Timer(
+                        self.retry_delay * (delivery.attempt - 1), self._retry, [delivery]
+                    ).start()
+                else:
+                    log.error(
+                        "alert channel %s failed %d times, giving up on %r: %s",
+                        delivery.channel.name,
+                        DELIVERY_ATTEMPTS,
+                        delivery.title,
+                        error,
+                    )
+            finally:
+                self._queue.task_done()

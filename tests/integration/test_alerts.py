@@ -1,0 +1,191 @@
+"""Alerts through a real SMTP server (aiosmtpd) and a real HTTP receiver on loopback."""
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from certbotless.alerts import Alerter, EmailChannel, WebhookChannel, alerts_for
+from certbotless.model import LabelProblem, PassReport
+from tests.unit.factories import stored_cert
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+class Mailbox:
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+        self.logins: list[str] = []
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.messages.append(message_from_bytes(envelope.content))  # type: ignore[arg-type]
+        return "250 OK"
+
+    def authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
+                     data: Any) -> AuthResult:  # fmt: skip
+        assert isinstance(data, LoginPassword)
+        self.logins.append(data.login.decode())
+        return AuthResult(success=data.password == b"s3cret")
+
+    def subjects(self) -> list[str]:
+        return sorted(str(m["Subject"]) for m in self.messages)
+
+
+@pytest.fixture
+def mailbox() -> Iterator[tuple[Mailbox, int]]:
+    box = Mailbox()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(
+        box, hostname="127.0.0.1", port=port, authenticator=box.authenticate,
+        auth_require_tls=False,
+    )  # fmt: skip
+    controller.start()
+    yield box, port
+    controller.stop()
+
+
+class Receiver(ThreadingHTTPServer):
+    bodies: list[dict[str, Any]]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers["Content-Length"])
+            self.server.bodies.append(json.loads(self.rfile.read(length)))  # type: ignore[attr-defined]
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = Receiver(("127.0.0.1", 0), Handler)
+    server.bodies = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+
+
+def broken_pass() -> PassReport:
+    return PassReport(
+        failed={"a.example.test": "a.example.test: validation failed: 404"},
+        problems=(LabelProblem("shop", "certbotless.port", "http", "must be a port number"),),
+        rollout_error="edge: update rollback_completed",
+        ca_unreachable="POST /new-order failed 6 times",
+    )
+
+
+EXPIRING = stored_cert(name="old.example.test", domains=("old.example.test",),
+                       issued=NOW - timedelta(days=80))  # fmt: skip
+
+
+def test_each_alert_arrives_once_then_daily_then_resolved(
+    mailbox: tuple[Mailbox, int], receiver: Receiver
+) -> None:
+    box, port = mailbox
+    clock = [NOW]
+    alerter = Alerter(
+        [
+            WebhookChannel(f"http://127.0.0.1:{receiver.server_address[1]}/hook"),
+            EmailChannel(f"smtp+insecure://ops:s3cret@127.0.0.1:{port}?from=cbl@example.test",
+                         ["ops@example.test"]),
+        ],
+        clock=lambda: clock[0],
+    )  # fmt: skip
+
+    def run_pass(report: PassReport, certs: list[Any]) -> None:
+        alerter.update(alerts_for(report, certs, clock[0], clock[0] + timedelta(minutes=15)))
+        alerter.flush()
+
+    run_pass(broken_pass(), [EXPIRING])
+    fired = sorted(b["kind"] for b in receiver.bodies)
+    # The CA has been unreachable for less than an hour: not worth waking anyone yet.
+    assert fired == ["expiring", "label_problem", "renewal_failed", "rollout_failed"]
+    assert box.subjects() == sorted(f"[certbotless] {b['title']}" for b in receiver.bodies)
+    assert set(box.logins) == {"ops"}
+    renewal = next(b for b in receiver.bodies if b["kind"] == "renewal_failed")
+    assert "validation failed: 404" in renewal["text"] and "Next attempt around" in renewal["text"]
+
+    for _ in range(4):  # more passes, same problems: nothing new
+        clock[0] += timedelta(minutes=15)
+        run_pass(broken_pass(), [EXPIRING])
+    assert len(receiver.bodies) == 4 + 1, "only the CA alert, now an hour old, is new"
+    assert receiver.bodies[-1]["kind"] == "ca_unreachable"
+
+    clock[0] += timedelta(days=1)
+    run_pass(broken_pass(), [EXPIRING])
+    reminders = [b for b in receiver.bodies[5:] if b["title"].startswith("still: ")]
+    assert len(reminders) == 5
+
+    run_pass(PassReport(), [])
+    resolved = [b for b in receiver.bodies if b["state"] == "resolved"]
+    assert sorted(b["key"] for b in resolved) == [
+        "ca_unreachable", "expiring:old.example.test", "label_problem:shop:certbotless.port",
+        "renewal_failed:a.example.test", "rollout_failed",
+    ]  # fmt: skip
+    assert len(box.messages) == len(receiver.bodies)
+    assert all(m["To"] == "ops@example.test" for m in box.messages)
+
+
+def test_a_changed_problem_is_news(receiver: Receiver) -> None:
+    alerter = Alerter([WebhookChannel(f"http://127.0.0.1:{receiver.server_address[1]}/")])
+    first = PassReport(failed={"a.example.test": "a: validation failed"})
+    second = PassReport(failed={"a.example.test": "a: rate limited"})
+    for report in (first, first, second, second):
+        alerter.update(alerts_for(report, [], NOW, NOW))
+    alerter.flush()
+    assert [b["text"].splitlines()[0] for b in receiver.bodies] == [
+        "a: validation failed",
+        "a: rate limited",
+    ]
+
+
+def test_slack_webhooks_get_a_text_body(receiver: Receiver) -> None:
+    alerter = Alerter(
+        [WebhookChannel(f"http://127.0.0.1:{receiver.server_address[1]}/", slack=True)]
+    )
+    alerter.update(alerts_for(PassReport(rollout_error="rolled back"), [], NOW, NOW))
+    alerter.flush()
+    assert receiver.bodies == [{"text": "*nginx rollout failed*\nrolled back"}]
+
+
+def test_a_dead_channel_is_retried_and_never_blocks(
+    mailbox: tuple[Mailbox, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    box, port = mailbox
+    alerter = Alerter(
+        [
+            WebhookChannel("http://127.0.0.1:9/nobody-listens", timeout=1),
+            EmailChannel(f"smtp+insecure://127.0.0.1:{port}", ["ops@example.test"]),
+        ],
+        retry_delay=0.05,
+    )
+    started = time.monotonic()
+    alerter.update(alerts_for(PassReport(rollout_error="rolled back"), [], NOW, NOW))
+    assert time.monotonic() - started < 0.1, "update() hands delivery to a worker"
+    alerter.flush()
+    assert box.subjects() == ["[certbotless] nginx rollout failed"]
+    failures = [r.message for r in caplog.records if "webhook 127.0.0.1 failed" in r.message]
+    assert len(failures) == 4 and "giving up" in failures[-1]
+
+
+def test_expiry_alerts_are_relative_to_the_lifetime() -> None:
+    six_days = stored_cert(name="short.example.test", issued=NOW - timedelta(days=4, hours=12),
+                           lifetime=timedelta(days=6))  # fmt: skip
+    ninety = stored_cert(name="long.example.test", issued=NOW - timedelta(days=70))
+    assert alerts_for(PassReport(), [six_days, ninety], NOW, NOW) == []
+    later = NOW + timedelta(days=6)
+    kinds = {a.key for a in alerts_for(PassReport(), [six_days, ninety], later, later)}
+    assert kinds == {"expiring:short.example.test", "expiring:long.example.test"}
