@@ -83,9 +83,7 @@ def alerts_for(
             )
     if report.rollout_error:
         alerts.append(
-            Alert(
-                "rollout_failed", "rollout_failed", "nginx rollout failed", report.rollout_error
-            )
+            Alert("rollout_failed", "rollout_failed", "nginx rollout failed", report.rollout_error)
         )
     for problem in report.problems:
         alerts.append(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -16,9 +17,11 @@ from certbotless import __version__
 from certbotless.acme.account import ExternalAccountBinding
 from certbotless.acme.challenges import ChallengeResponder, TokenStore
 from certbotless.acme.errors import AcmeError
-from certbotless.acme.orders import AcmeIssuer
+from certbotless.acme.orders import AcmeIssuer, RevocationReason
+from certbotless.alerts import Alerter, Channel, EmailChannel, WebhookChannel
 from certbotless.discovery import EdgeNotFound
 from certbotless.edge import NginxConfigError
+from certbotless.metrics import serve as serve_metrics
 from certbotless.model import CertSpec, KeyType, PassReport
 from certbotless.reconcile import (
     AccountKeyMounted,
@@ -28,7 +31,12 @@ from certbotless.reconcile import (
 )
 from certbotless.rollout import RolloutError
 from certbotless.scheduler import Daemon
-from certbotless.settings import Settings, SettingsError
+from certbotless.settings import (
+    LETSENCRYPT_PRODUCTION,
+    LETSENCRYPT_STAGING,
+    Settings,
+    SettingsError,
+)
 from certbotless.store import CertStore
 from certbotless.swarm import Swarm
 
@@ -48,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     renew = commands.add_parser("renew", help="one pass, then exit (0 = all fine)")
     renew.add_argument("--force", action="store_true", help="renew every certificate now")
+    renew.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="order every certificate but store and roll nothing (Let's Encrypt production "
+        "is swapped for staging; any other CA is used as configured)",
+    )
 
     issue = commands.add_parser("issue", help="get a certificate for DOMAIN… now")
     issue.add_argument("domains", nargs="+", metavar="DOMAIN")
@@ -59,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="private key type (default: ec256)",
     )
     issue.add_argument("--profile", help="ACME profile to request")
+    issue.add_argument("--name", help="certificate name (default: the first domain)")
     issue.add_argument(
         "--no-rollout", action="store_true", help="store the certificate but do not roll nginx"
     )
@@ -74,6 +89,19 @@ def build_parser() -> argparse.ArgumentParser:
         "(CERTBOTLESS_GC_KEEP_VERSIONS, CERTBOTLESS_GC_KEEP_EXPIRED_DAYS)",
     )
     gc.add_argument("--dry-run", action="store_true", help="only show what would be removed")
+
+    revoke = commands.add_parser(
+        "revoke", help="revoke a certificate, then issue a new one if a label still wants it"
+    )
+    revoke.add_argument("name", metavar="NAME", help="certificate name, as `list` shows it")
+    revoke.add_argument(
+        "--reason",
+        choices=[reason.name for reason in RevocationReason],
+        default=RevocationReason.unspecified.name,
+        help="RFC 5280 reason (default: unspecified; keyCompromise if the key leaked)",
+    )
+
+    commands.add_parser("doctor", help="check everything certbotless needs, with fixes")
     return parser
 
 
@@ -84,11 +112,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(f"certbotless: {error}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        _JsonFormatter()
+        if settings.log_format == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
+    logging.basicConfig(level=settings.log_level, handlers=[handler])
+    if (
+        args.command == "renew"
+        and args.dry_run
+        and settings.acme_directory == LETSENCRYPT_PRODUCTION
+    ):
+        settings = dataclasses.replace(settings, acme_directory=LETSENCRYPT_STAGING)
     for noisy in ("urllib3", "docker", "apscheduler", "acme"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     swarm = Swarm()
@@ -131,13 +167,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 responder = ChallengeResponder(tokens, *settings.responder_listen)
                 responder.start()
                 log.info("challenge responder on port %d", responder.port)
-                Daemon(reconciler, swarm, settings.schedule).run()
+                if settings.metrics_listen is not None:
+                    serve_metrics(settings.metrics_listen)
+                    log.info("metrics on port %d", settings.metrics_listen[1])
+                Daemon(reconciler, swarm, settings.schedule, _alerter(settings)).run()
                 return 0
             case "renew":
-                return _summarize(reconciler.run_pass(force=args.force))
+                report = reconciler.run_pass(force=args.force, dry_run=args.dry_run)
+                return _summarize(report)
             case "issue":
                 domains = tuple(d.strip().lower() for d in args.domains)
-                spec = CertSpec(domains[0], domains, args.key_type, args.profile)
+                name = (args.name or domains[0]).strip().lower()
+                spec = CertSpec(name, domains, args.key_type, args.profile)
                 report = reconciler.run_pass(
                     extra_specs=[spec], roll=not args.no_rollout, progress=_say
                 )
@@ -147,6 +188,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             case "render":
                 print(reconciler.render(), end="")
                 return 0
+            case "revoke":
+                reason = RevocationReason[args.reason]
+                return _summarize(reconciler.revoke(args.name, reason, progress=_say))
+            case "doctor":
+                checks = reconciler.doctor()
+                for check in checks:
+                    print(f"{'ok  ' if check.ok else 'FAIL'} {check.what}: {check.detail}")
+                    if not check.ok and check.fix:
+                        print(f"     fix: {check.fix}")
+                return 0 if all(check.ok for check in checks) else 1
             case "gc":
                 removals = reconciler.collect_garbage(dry_run=args.dry_run)
                 verb = "would remove" if args.dry_run else "removed"
@@ -154,10 +205,42 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"{verb} {removal.target.kind} {removal.target.name}: {removal.reason}")
                 print(f"{verb} {len(removals)} object(s)")
                 return 0
-    except (EdgeNotFound, NginxConfigError, RolloutError, AccountKeyUnavailable) as error:
+    except (
+        EdgeNotFound,
+        NginxConfigError,
+        RolloutError,
+        AccountKeyUnavailable,
+        AcmeError,
+        LookupError,
+    ) as error:
         print(f"certbotless: {error}", file=sys.stderr)
         return 1
     return 2
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log shippers (CERTBOTLESS_LOG_FORMAT=json)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def _alerter(settings: Settings) -> Alerter | None:
+    channels: list[Channel] = []
+    if settings.alert_webhook:
+        slack = {"auto": None, "slack": True, "json": False}[settings.alert_webhook_format]
+        channels.append(WebhookChannel(settings.alert_webhook, slack=slack))
+    if settings.smtp_url:
+        channels.append(EmailChannel(settings.smtp_url, settings.alert_email))
+    return Alerter(channels) if channels else None
 
 
 def _say(message: str) -> None:

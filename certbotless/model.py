@@ -159,6 +159,7 @@ class PassReport:
     removed: tuple[Removal, ...] = ()
     ca_unreachable: str | None = None  # the error, when the CA could not be reached at all
     certificates: tuple[StoredCert, ...] = ()  # the version in use of each wanted certificate
+    next_renewal: datetime | None = None  # the earliest moment a certificate is due
 
     @property
     def ok(self) -> bool:

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import secrets
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from josepy.jwk import JWK
 
 from certbotless.acme.ari import lifetime_renewal_time
-from certbotless.acme.challenges import EdgeSelfCheck
+from certbotless.acme.challenges import ChallengeNotServed, EdgeSelfCheck
 from certbotless.acme.errors import AcmeError, CaUnreachable
 from certbotless.acme.keys import (
     generate_private_key,
@@ -23,7 +25,7 @@ from certbotless.acme.keys import (
     load_account_key_pem,
     private_key_pem,
 )
-from certbotless.acme.orders import AcmeIssuer
+from certbotless.acme.orders import AcmeIssuer, RevocationReason
 from certbotless.discovery import EdgeNotFound, discover, find_edge_service
 from certbotless.edge import (
     NGINX_CONF_TARGET,
@@ -133,6 +135,16 @@ def edge_references(
     return wanted
 
 
+@dataclass(frozen=True)
+class Check:
+    """One `certbotless doctor` finding."""
+
+    what: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
 class AccountKeyMounted(Exception):
     """certbotless updated its own service to mount the account key; Swarm now replaces it."""
 
@@ -213,18 +225,26 @@ class Reconciler:
 
     def run_pass(
         self,
-        force: bool = False,
+        force: bool | Collection[str] = False,
         extra_specs: Sequence[CertSpec] = (),
         roll: bool = True,
         progress: Progress = log.info,
+        dry_run: bool = False,
     ) -> PassReport:
+        """One pass. `force`: renew every certificate now (True) or these names. `dry_run`:
+        order every wanted certificate but store nothing and roll nothing."""
         with pass_lock(self.settings.lock_file):
             services = self.swarm.services()
             edge = self._edge_if_any(services)
             found = self._discover(services, edge)
             self._report_problems(found.problems)
             wanted_specs = {spec.name: spec for spec in (*found.specs, *extra_specs)}
-            forced = set(wanted_specs) if force else {spec.name for spec in extra_specs}
+            forced = {spec.name for spec in extra_specs}
+            if force is True or dry_run:
+                forced |= set(wanted_specs)
+            elif force:
+                forced |= set(force)
+            roll = roll and not dry_run
             stored = self.store.inventory()
             current = latest_per_name(stored)
             renewals = self.issuer.renewal_times(
@@ -263,6 +283,10 @@ class Reconciler:
                     if isinstance(outcome, CaUnreachable):
                         ca_unreachable = str(outcome)
                     continue
+                if dry_run:
+                    progress(f"{spec.name}: dry run: the CA issued it (not stored, not rolled)")
+                    issued.append(spec.name)
+                    continue
                 saved = self.store.save(outcome)
                 progress(
                     f"{spec.name}: stored {saved.config_name} serial {saved.serial}, "
@@ -292,7 +316,97 @@ class Reconciler:
                 removed=removed,
                 ca_unreachable=ca_unreachable,
                 certificates=tuple(c for name, c in current.items() if name in wanted_specs),
+                next_renewal=min(
+                    (
+                        lifetime_renewal_time(cert.not_before, cert.not_after)
+                        if name in issued or name not in renewals
+                        else renewals[name].renew_at
+                        for name, cert in current.items()
+                        if name in wanted_specs and name not in failed
+                    ),
+                    default=None,
+                ),
             )
+
+    def revoke(
+        self, name: str, reason: RevocationReason, progress: Progress = log.info
+    ) -> PassReport:
+        """Revoke the version of `name` in use, then issue and roll a new one if a label still
+        wants the name (without one, nginx keeps serving the revoked certificate)."""
+        with pass_lock(self.settings.lock_file):
+            cert = latest_per_name(self.store.inventory()).get(name)
+            if cert is None:
+                raise LookupError(
+                    f"no stored certificate is named {name!r}; see `certbotless list`"
+                )
+            self.issuer.revoke(self.swarm.config_data(cert.config_id), reason)
+            progress(f"{name}: revoked serial {cert.serial} ({reason.name})")
+            wanted = {spec.name for spec in self._discover(self.swarm.services(), None).specs}
+        if name not in wanted:
+            progress(f"{name}: no label wants it any more, so no new certificate")
+            return PassReport()
+        return self.run_pass(force={name}, progress=progress)
+
+    def doctor(self) -> list[Check]:
+        """Everything certbotless needs, checked in order, each with the fix when it fails."""
+        checks: list[Check] = []
+        try:
+            info = self.swarm.engine_info()
+        except Exception as error:
+            return [Check("Docker API", False, str(error), "mount /var/run/docker.sock")]
+        checks.append(Check("Docker API", True, f"engine {info.get('ServerVersion', '?')}"))
+        manager = bool((info.get("Swarm") or {}).get("ControlAvailable"))
+        checks.append(
+            Check("on a manager", manager, "yes" if manager else "this node is not a manager",
+                  "constrain the certbotless service to node.role == manager")
+        )  # fmt: skip
+        if not manager:
+            return checks
+        services = self.swarm.services()
+        edge = self._edge_if_any(services)
+        if edge is None:
+            try:
+                find_edge_service(services)
+            except EdgeNotFound as missing:
+                checks.append(Check("nginx service", False, str(missing)))
+        else:
+            networks = next((s.network_names for s in services if s.name == edge), ())
+            checks.append(
+                Check("nginx service", True, f"{edge} on {', '.join(networks) or 'no network'}")
+            )
+            checks.append(self._check_challenge_path(edge))
+        try:
+            directory = self.issuer.acme.directory
+        except AcmeError as error:
+            fix = "check CERTBOTLESS_ACME_DIRECTORY and CERTBOTLESS_CA_BUNDLE"
+            checks.append(Check("ACME directory", False, str(error), fix))
+            return checks
+        resources = len(directory.to_partial_json())
+        checks.append(
+            Check("ACME directory", True, f"{self.issuer.directory_url} ({resources} resources)")
+        )
+        try:
+            account = self.issuer.existing_account()
+        except AcmeError as error:
+            checks.append(Check("ACME account", False, str(error)))
+        else:
+            checks.append(
+                Check("ACME account", True, account or "none yet: registered at the first order")
+            )
+        return checks
+
+    def _check_challenge_path(self, edge: str) -> Check:
+        token = "certbotless-doctor-" + secrets.token_urlsafe(16)
+        self.issuer.tokens.put(token, token + ".check")
+        try:
+            EdgeSelfCheck(f"tasks.{edge}", timeout=10).wait_until_served(
+                "certbotless-doctor.invalid", token, token + ".check"
+            )
+        except ChallengeNotServed as error:
+            return Check("challenge path through nginx", False, str(error))
+        finally:
+            self.issuer.tokens.remove(token)
+        return Check("challenge path through nginx", True, f"every task of {edge} answers")
 
     def _discover(self, services: Sequence[ServiceInfo], edge: str | None) -> Discovery:
         return discover(services, edge, routing=self.settings.nginx_conf == "rendered")

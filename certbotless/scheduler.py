@@ -12,6 +12,9 @@ from types import FrameType
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
+from certbotless.alerts import Alerter, alerts_for
+from certbotless.metrics import observe_pass
+from certbotless.model import PassReport
 from certbotless.reconcile import Reconciler
 from certbotless.swarm import Swarm
 
@@ -25,9 +28,16 @@ _PASS_JOB = "reconcile-soon"
 
 
 class Daemon:
-    def __init__(self, reconciler: Reconciler, swarm: Swarm, schedule: str) -> None:
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        swarm: Swarm,
+        schedule: str,
+        alerter: Alerter | None = None,
+    ) -> None:
         self.reconciler = reconciler
         self.swarm = swarm
+        self.alerter = alerter
         self.scheduler = BlockingScheduler(timezone=UTC)
         self.scheduler.add_job(
             self._pass,
@@ -68,14 +78,24 @@ class Daemon:
 
     def _pass(self) -> None:
         started = time.monotonic()
+        now = datetime.now(UTC)
         try:
             report = self.reconciler.run_pass()
-        except Exception:
+        except Exception as error:
             log.exception("reconcile pass failed")
             self.trigger("retry after a failed pass", RETRY_AFTER_FAILURE)
-            return
-        if not report.ok:
-            self.trigger("retry failed certificates", RETRY_AFTER_FAILURE)
+            report = PassReport(rollout_error=f"the reconcile pass failed: {error}")
+        else:
+            if not report.ok:
+                self.trigger("retry failed certificates", RETRY_AFTER_FAILURE)
+            # Failed certificates are retried above; this is for the next one to come due.
+            if report.next_renewal is not None and report.next_renewal > now:
+                self.trigger("a certificate is due", report.next_renewal - now)
+        observe_pass(report, time.monotonic() - started)
+        if self.alerter is not None:
+            self.alerter.update(
+                alerts_for(report, report.certificates, now, now + RETRY_AFTER_FAILURE)
+            )
         log.info(
             "pass done in %.1f s: issued %d, failed %d, label problems %d, rolled %s",
             time.monotonic() - started,

@@ -40,6 +40,8 @@ class Settings:
     rollout_timeout: float = 120.0
     self_check: bool = True
     log_level: str = "INFO"
+    log_format: str = "text"
+    metrics_listen: tuple[str, int] | None = ("0.0.0.0", 9402)
     eab_kid: str | None = None
     eab_hmac_key: str | None = field(default=None, repr=False)
     preferred_chain: str | None = None
@@ -141,6 +143,10 @@ class Settings:
             rollout_timeout=float(_positive_int(get("ROLLOUT_TIMEOUT"), "ROLLOUT_TIMEOUT", 120)),
             self_check=_flag(get("SELF_CHECK"), "SELF_CHECK", defaults.self_check),
             log_level=(get("LOG_LEVEL") or defaults.log_level).upper(),
+            log_format=_choice(get("LOG_FORMAT"), "LOG_FORMAT", ("text", "json"), "text"),
+            metrics_listen=None
+            if (get("METRICS_LISTEN") or "").lower() == "off"
+            else _host_port(get("METRICS_LISTEN"), "METRICS_LISTEN", ("0.0.0.0", 9402)),
             eab_kid=eab_kid,
             eab_hmac_key=eab_hmac_key,
             preferred_chain=get("PREFERRED_CHAIN"),
@@ -184,6 +190,13 @@ def _flag(value: str | None, name: str, default: bool) -> bool:
     if value.lower() in {"0", "false", "no", "off"}:
         return False
     raise SettingsError(f"{PREFIX}{name}={value!r} must be true or false")
+
+
+def _choice(value: str | None, name: str, choices: tuple[str, ...], default: str) -> str:
+    chosen = (value or default).lower()
+    if chosen not in choices:
+        raise SettingsError(f"{PREFIX}{name}={value!r} must be one of: {', '.join(choices)}")
+    return chosen
 
 
 def _whole_number(value: str | None, name: str, default: int) -> int:

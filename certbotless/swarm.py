@@ -6,6 +6,7 @@ with a stand-in object and the real thing is exercised against a real dockerd.
 
 from __future__ import annotations
 
+import base64
 import socket
 import time
 from collections.abc import Iterator
@@ -121,6 +122,12 @@ class Swarm:
 
     def secrets(self, label: str) -> list[Json]:
         return cast(list[Json], self.api.secrets(filters={"label": label}))
+
+    def engine_info(self) -> Json:
+        return cast(Json, self.api.info())
+
+    def config_data(self, config_id: str) -> bytes:
+        return base64.b64decode(self.api.inspect_config(config_id)["Spec"]["Data"])
 
     def create_config(self, name: str, data: bytes, labels: dict[str, str]) -> str:
         return cast(str, self.api.create_config(name, data, labels=labels)["ID"])

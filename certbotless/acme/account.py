@@ -24,6 +24,15 @@ def find_or_register(
     acme: client.ClientV2, email: str | None, eab: ExternalAccountBinding | None
 ) -> messages.RegistrationResource:
     """Look the key's account up first (`onlyReturnExisting`) so restarts never make duplicates."""
+    account = find_existing(acme)
+    if account is None:
+        return _register(acme, email, eab)
+    log.info("using the existing ACME account %s", account.uri)
+    return account
+
+
+def find_existing(acme: client.ClientV2) -> messages.RegistrationResource | None:
+    """The account of this key at this CA, if it has one; never creates one."""
     acme.net.account = None
     try:
         response = acme._post(
@@ -32,12 +41,11 @@ def find_or_register(
     except CaProblem as problem:
         if problem.typ != ACCOUNT_DOES_NOT_EXIST:
             raise
-        return _register(acme, email, eab)
+        return None
     account = messages.RegistrationResource(
         body=messages.Registration.from_json(response.json()), uri=response.headers["Location"]
     )
     acme.net.account = account
-    log.info("using the existing ACME account %s", account.uri)
     return account
 
 

@@ -25,6 +25,7 @@ from requests.adapters import HTTPAdapter
 
 from certbotless import __version__
 from certbotless.acme.errors import BAD_NONCE, RATE_LIMITED, CaProblem, CaUnreachable, RateLimited
+from certbotless.metrics import ACME_REQUESTS
 
 log = logging.getLogger(__name__)
 
@@ -129,16 +130,21 @@ class AcmeNetwork(client.ClientNetwork):
         transient = 0
         while True:
             try:
-                return send()
+                response = send()
+                ACME_REQUESTS.labels("ok").inc()
+                return response
             except ProblemReply as reply:
                 if reply.problem.typ == BAD_NONCE and bad_nonces < self.policy.bad_nonce_attempts:
+                    ACME_REQUESTS.labels("bad_nonce").inc()
                     bad_nonces += 1
                     continue
                 if reply.problem.typ == RATE_LIMITED:
+                    ACME_REQUESTS.labels("rate_limited").inc()
                     raise RateLimited(
                         "the CA says", reply.problem, self._retry_at(reply.retry_after)
                     ) from None
                 if not self._transient_problem(reply):
+                    ACME_REQUESTS.labels("problem").inc()
                     raise CaProblem("the CA says", reply.problem) from None
                 failure = f"HTTP {reply.status}: {reply.problem.detail}"
             except errors.ClientError as error:
@@ -148,6 +154,7 @@ class AcmeNetwork(client.ClientNetwork):
                 failure = f"HTTP {status}"
             except requests.RequestException as error:
                 failure = f"{type(error).__name__}: {error}"
+            ACME_REQUESTS.labels("transient").inc()
             transient += 1
             if transient >= self.policy.transient_attempts:
                 raise CaUnreachable(

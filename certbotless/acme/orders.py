@@ -25,7 +25,7 @@ from josepy.errors import DeserializationError
 from josepy.json_util import field
 from josepy.jwk import JWK
 
-from certbotless.acme.account import ExternalAccountBinding, find_or_register
+from certbotless.acme.account import ExternalAccountBinding, find_existing, find_or_register
 from certbotless.acme.ari import (
     DEFAULT_ARI_RECHECK,
     RenewalTime,
@@ -141,6 +141,11 @@ class AcmeIssuer:
             if self._account is None:
                 self._account = find_or_register(acme, self.email, self.eab)
             return self._account
+
+    def existing_account(self) -> str | None:
+        """The URI of this key's account at the CA, if there is one (never registers)."""
+        account = find_existing(self.acme)
+        return None if account is None else str(account.uri)
 
     def _forget_account(self) -> None:
         with self._lock:
