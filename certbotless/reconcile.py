@@ -399,7 +399,7 @@ class Reconciler:
         token = "certbotless-doctor-" + secrets.token_urlsafe(16)
         self.issuer.tokens.put(token, token + ".check")
         try:
-            EdgeSelfCheck(f"tasks.{edge}", timeout=10).wait_until_served(
+            EdgeSelfCheck(f"tasks.{edge}", timeout=60).wait_until_served(
                 "certbotless-doctor.invalid", token, token + ".check"
             )
         except ChallengeNotServed as error:

@@ -17,12 +17,14 @@ from rig.stacks import (
     deploy_demo_app,
     deploy_edge,
     docker,
+    https_get,
     purge_managed_objects,
     remove_stacks,
     sidecar_logs,
     stored_chain_labels,
     wait_for_https,
 )
+from rig.state import run
 
 pytestmark = pytest.mark.rig
 
@@ -119,3 +121,49 @@ def test_a_recreated_sidecar_keeps_its_account_and_reissues_nothing(
     assert account_key_secret_id() == secret_before
     after = sorted(labels["certbotless.cert.serial"] for labels in stored_chain_labels())
     assert after == serials_before, "a restart must not re-issue valid certificates"
+
+
+def sidecar_container() -> str:
+    return docker(
+        "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={EDGE_STACK}_certbotless"
+    ).split()[0]
+
+
+def test_doctor_metrics_and_manual_commands_inside_the_running_sidecar(
+    edge: None, pebble_root: str
+) -> None:
+    first = wait_for_https(DEMO_HOST, pebble_root, timeout=240)
+    sidecar = sidecar_container()
+
+    doctor = run(["docker", "exec", sidecar, "certbotless", "doctor"], check=False)
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert doctor.stdout.count("ok  ") == 6, doctor.stdout
+
+    metrics = docker(
+        "exec", sidecar, "python3", "-c",
+        "import urllib.request; print(urllib.request.urlopen("
+        "'http://127.0.0.1:9402/metrics').read().decode())",
+    )  # fmt: skip
+    assert f'certbotless_certificate_days_left{{name="{DEMO_HOST}"}}' in metrics
+    assert 'certbotless_acme_requests_total{outcome="ok"}' in metrics
+
+    # `issue` through docker exec while the daemon runs: both work, one roll per change.
+    issued = run(
+        ["docker", "exec", sidecar, "certbotless", "issue", "extra.example.test",
+         "--name", "extra", "--no-rollout"],
+        check=False,
+    )  # fmt: skip
+    assert issued.returncode == 0, issued.stdout + issued.stderr
+    for step in ("ordering", "asking the CA to validate", "validated, finalizing", "stored"):
+        assert step in issued.stdout, issued.stdout
+    assert re.search(r"extra: stored cbl-extra-\S+ serial [0-9a-f]+, expires ", issued.stdout)
+
+    revoked = run(
+        ["docker", "exec", sidecar, "certbotless", "revoke", DEMO_HOST, "--reason",
+         "keyCompromise"],
+        check=False,
+    )  # fmt: skip
+    assert revoked.returncode == 0, revoked.stdout + revoked.stderr
+    assert f"{DEMO_HOST}: revoked serial {first.serial} (keyCompromise)" in revoked.stdout
+    after = https_get(DEMO_HOST, pebble_root)
+    assert after.serial != first.serial, "revoke re-issues a name a label still wants"
