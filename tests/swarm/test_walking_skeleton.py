@@ -167,3 +167,24 @@ def test_doctor_metrics_and_manual_commands_inside_the_running_sidecar(
     assert f"{DEMO_HOST}: revoked serial {first.serial} (keyCompromise)" in revoked.stdout
     after = https_get(DEMO_HOST, pebble_root)
     assert after.serial != first.serial, "revoke re-issues a name a label still wants"
+
+
+def test_a_new_labelled_service_gets_https_from_docker_events(
+    edge: None, pebble_root: str, figure: Callable[[str], None]
+) -> None:
+    wait_for_https(DEMO_HOST, pebble_root, timeout=240)  # the edge is up and settled
+    host = "events.example.test"
+    started = time.monotonic()
+    docker(
+        "service", "create", "--detach", "--name", "cbl-events-app",
+        "--network", "certbotless-edge", "--endpoint-mode", "dnsrr",
+        "--label", f"certbotless.domains={host}", "--label", "certbotless.port=8000",
+        "certbotless-demo-app:local",
+    )  # fmt: skip
+    try:
+        answer = wait_for_https(host, pebble_root, timeout=120, every=30)
+        seconds = time.monotonic() - started
+    finally:
+        docker("service", "rm", "cbl-events-app", check=False)
+    assert json.loads(answer.body)["host"] == host
+    figure(f"docker service create → HTTPS answering (edge already running): {seconds:.1f} s")
