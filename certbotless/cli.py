@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
 from josepy.jwk import JWK
@@ -173,15 +174,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 Daemon(reconciler, swarm, settings.schedule, _alerter(settings)).run()
                 return 0
             case "renew":
-                report = reconciler.run_pass(force=args.force, dry_run=args.dry_run)
+                with _responder_unless_running(tokens, settings):
+                    report = reconciler.run_pass(force=args.force, dry_run=args.dry_run)
                 return _summarize(report)
             case "issue":
                 domains = tuple(d.strip().lower() for d in args.domains)
                 name = (args.name or domains[0]).strip().lower()
                 spec = CertSpec(name, domains, args.key_type, args.profile)
-                report = reconciler.run_pass(
-                    extra_specs=[spec], roll=not args.no_rollout, progress=_say
-                )
+                with _responder_unless_running(tokens, settings):
+                    report = reconciler.run_pass(
+                        extra_specs=[spec], roll=not args.no_rollout, progress=_say
+                    )
                 return _summarize(report)
             case "list":
                 return _list(reconciler, args.json)
@@ -231,6 +234,22 @@ class _JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
         return json.dumps(entry)
+
+
+@contextlib.contextmanager
+def _responder_unless_running(tokens: TokenStore, settings: Settings) -> Iterator[None]:
+    """One-shot commands answer HTTP-01 themselves (a cron-style job has no daemon), unless a
+    daemon in this container already listens: it serves the shared token directory."""
+    try:
+        responder = ChallengeResponder(tokens, *settings.responder_listen)
+    except OSError:
+        yield
+        return
+    responder.start()
+    try:
+        yield
+    finally:
+        responder.stop()
 
 
 def _alerter(settings: Settings) -> Alerter | None:
