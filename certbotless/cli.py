@@ -291,7 +291,7 @@ def _list(reconciler: Reconciler, as_json: bool) -> int:
                         "name": cert.name,
                         "domains": list(cert.domains),
                         "not_after": cert.not_after.isoformat(),
-                        "days_left": round(_days_left(cert.not_after, now), 2),
+                        "days_left": round(_days_left(cert.not_after, now), 4),
                         "serial": cert.serial,
                         "key_type": cert.key_type.value,
                         "in_use": in_use,
