@@ -16,14 +16,21 @@ from josepy.jwk import JWK
 
 from certbotless import __version__
 from certbotless.acme.account import ExternalAccountBinding
+from certbotless.acme.ari import lifetime_renewal_time
 from certbotless.acme.challenges import ChallengeResponder, TokenStore
 from certbotless.acme.errors import AcmeError
 from certbotless.acme.orders import AcmeIssuer, RevocationReason
-from certbotless.alerts import Alerter, Channel, EmailChannel, WebhookChannel
+from certbotless.alerts import (
+    EXPIRY_ALERT_FRACTION,
+    Alerter,
+    Channel,
+    EmailChannel,
+    WebhookChannel,
+)
 from certbotless.discovery import EdgeNotFound
 from certbotless.edge import NginxConfigError
 from certbotless.metrics import serve as serve_metrics
-from certbotless.model import CertSpec, KeyType, PassReport
+from certbotless.model import CertSpec, KeyType, PassReport, StoredCert
 from certbotless.reconcile import (
     AccountKeyMounted,
     AccountKeyUnavailable,
@@ -295,6 +302,7 @@ def _list(reconciler: Reconciler, as_json: bool) -> int:
                         "serial": cert.serial,
                         "key_type": cert.key_type.value,
                         "in_use": in_use,
+                        "status": _status(cert, now),
                         "config": cert.config_name,
                         "secret": cert.secret_name,
                         "label_mismatches": list(cert.mismatches),
@@ -305,15 +313,29 @@ def _list(reconciler: Reconciler, as_json: bool) -> int:
             )
         )
         return 0
-    print(f"{'NAME':<32} {'NOT AFTER (UTC)':<17} {'DAYS':>7}  {'KEY':<8} {'IN USE':<6} SERIAL")
+    print(
+        f"{'NAME':<32} {'NOT AFTER (UTC)':<17} {'DAYS':>7}  {'KEY':<8} {'IN USE':<6} "
+        f"{'STATUS':<9} SERIAL"
+    )
     for cert, in_use in rows:
         used = "?" if in_use is None else ("yes" if in_use else "no")
         print(
             f"{cert.name:<32} {cert.not_after:%Y-%m-%d %H:%M} "
             f"{_days_left(cert.not_after, now):>7.2f}  {cert.key_type.value:<8} {used:<6} "
-            f"{cert.serial}"
+            f"{_status(cert, now):<9} {cert.serial}"
         )
     return 0
+
+
+def _status(cert: StoredCert, now: datetime) -> str:
+    """expired / expiring (renewals have been failing) / renewing (due) / ok."""
+    if cert.not_after <= now:
+        return "expired"
+    if cert.not_after - now < (cert.not_after - cert.not_before) * EXPIRY_ALERT_FRACTION:
+        return "expiring"
+    if now >= lifetime_renewal_time(cert.not_before, cert.not_after):
+        return "renewing"
+    return "ok"
 
 
 def _days_left(not_after: datetime, now: datetime) -> float:
