@@ -10,7 +10,7 @@ import logging
 import secrets
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -133,6 +133,14 @@ def edge_references(
             FileReference("secret", cert.secret_id, cert.secret_name, files.privkey, 0o400)
         )
     return wanted
+
+
+@dataclass
+class _Issuance:
+    issued: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    saved: dict[str, StoredCert] = field(default_factory=dict)
+    ca_unreachable: str | None = None
 
 
 @dataclass(frozen=True)
@@ -268,33 +276,10 @@ class Reconciler:
                 if edge is not None and self.settings.self_check
                 else None
             )
-            issued: list[str] = []
-            failed: dict[str, str] = {}
-            for spec in plan.to_issue:
-                progress(f"{spec.name}: {plan.reasons[spec.name]}")
-            outcomes = self.issuer.issue_many(
-                plan.to_issue, progress, self_check, replaced_certificates(plan)
-            )
-            ca_unreachable = None
-            for spec, outcome in outcomes:
-                if isinstance(outcome, AcmeError):
-                    log.error("%s", outcome)
-                    failed[spec.name] = str(outcome)
-                    if isinstance(outcome, CaUnreachable):
-                        ca_unreachable = str(outcome)
-                    continue
-                if dry_run:
-                    progress(f"{spec.name}: dry run: the CA issued it (not stored, not rolled)")
-                    issued.append(spec.name)
-                    continue
-                saved = self.store.save(outcome)
-                progress(
-                    f"{spec.name}: stored {saved.config_name} serial {saved.serial}, "
-                    f"expires {saved.not_after:%Y-%m-%d %H:%M} UTC"
-                )
-                current[spec.name] = saved
-                stored.append(saved)
-                issued.append(spec.name)
+            issuance = self._issue(plan, progress, self_check, store=not dry_run)
+            current.update(issuance.saved)
+            stored.extend(issuance.saved.values())
+            issued, failed = issuance.issued, issuance.failed
             rolled, rollout_error = False, None
             removed: tuple[Removal, ...] = ()
             if roll and edge is not None:
@@ -314,7 +299,7 @@ class Reconciler:
                 rolled=rolled,
                 rollout_error=rollout_error,
                 removed=removed,
-                ca_unreachable=ca_unreachable,
+                ca_unreachable=issuance.ca_unreachable,
                 certificates=tuple(c for name, c in current.items() if name in wanted_specs),
                 next_renewal=min(
                     (
@@ -327,6 +312,36 @@ class Reconciler:
                     default=None,
                 ),
             )
+
+    def _issue(
+        self, plan: Plan, progress: Progress, self_check: EdgeSelfCheck | None, store: bool
+    ) -> _Issuance:
+        """Order what the plan says, storing each certificate as it arrives (unless `store` is
+        off, for a dry run)."""
+        result = _Issuance()
+        for spec in plan.to_issue:
+            progress(f"{spec.name}: {plan.reasons[spec.name]}")
+        outcomes = self.issuer.issue_many(
+            plan.to_issue, progress, self_check, replaced_certificates(plan)
+        )
+        for spec, outcome in outcomes:
+            if isinstance(outcome, AcmeError):
+                log.error("%s", outcome)
+                result.failed[spec.name] = str(outcome)
+                if isinstance(outcome, CaUnreachable):
+                    result.ca_unreachable = str(outcome)
+                continue
+            result.issued.append(spec.name)
+            if not store:
+                progress(f"{spec.name}: dry run: the CA issued it (not stored, not rolled)")
+                continue
+            saved = self.store.save(outcome)
+            progress(
+                f"{spec.name}: stored {saved.config_name} serial {saved.serial}, "
+                f"expires {saved.not_after:%Y-%m-%d %H:%M} UTC"
+            )
+            result.saved[spec.name] = saved
+        return result
 
     def revoke(
         self, name: str, reason: RevocationReason, progress: Progress = log.info
