@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -165,6 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                 except AccountKeyMounted as mounted:
                     log.info("%s", mounted)
+                    # As PID 1 of its container, the process ignores SIGTERM unless it says
+                    # otherwise; Swarm would wait the whole stop grace period.
+                    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
                     while True:  # until Swarm stops this task
                         time.sleep(60)
                 reconciler = Reconciler(settings, swarm, store, lambda: make_issuer(account_key))
