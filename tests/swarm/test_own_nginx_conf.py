@@ -22,7 +22,14 @@ from certbotless.settings import Settings
 from certbotless.store import CertStore, latest_per_name
 from certbotless.swarm import Swarm
 from rig.pebble import PebbleServer
-from rig.stacks import EDGE_NETWORK, docker, ensure_edge_network
+from rig.stacks import (
+    DEMO_STACK,
+    EDGE_NETWORK,
+    EDGE_STACK,
+    docker,
+    ensure_edge_network,
+    remove_stacks,
+)
 
 pytestmark = pytest.mark.rig
 
@@ -57,6 +64,8 @@ http {{
 
 @pytest.fixture(scope="module")
 def own_edge() -> Iterator[str]:
+    # No other certbotless may watch this service's labels while the test drives its passes.
+    remove_stacks([DEMO_STACK, EDGE_STACK])
     docker("service", "rm", SERVICE, check=False)
     ensure_edge_network()
     conf_name = f"byo-nginx-conf-{secrets.token_hex(3)}"
