@@ -49,6 +49,10 @@ class Alert:
         return f"{self.detail}\n{self.note}" if self.note else self.detail
 
 
+def is_expiring(cert: StoredCert, now: datetime) -> bool:
+    return cert.not_after - now < (cert.not_after - cert.not_before) * EXPIRY_ALERT_FRACTION
+
+
 def alerts_for(
     report: PassReport,
     certificates: Iterable[StoredCert],
@@ -69,9 +73,8 @@ def alerts_for(
             )
         )
     for cert in certificates:
-        left = cert.not_after - now
-        if left < (cert.not_after - cert.not_before) * EXPIRY_ALERT_FRACTION:
-            state = "has expired" if left.total_seconds() <= 0 else "expires soon"
+        if is_expiring(cert, now):
+            state = "has expired" if cert.not_after <= now else "expires soon"
             alerts.append(
                 Alert(
                     f"expiring:{cert.name}",

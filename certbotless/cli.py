@@ -22,11 +22,11 @@ from certbotless.acme.challenges import ChallengeResponder, TokenStore
 from certbotless.acme.errors import AcmeError
 from certbotless.acme.orders import AcmeIssuer, RevocationReason
 from certbotless.alerts import (
-    EXPIRY_ALERT_FRACTION,
     Alerter,
     Channel,
     EmailChannel,
     WebhookChannel,
+    is_expiring,
 )
 from certbotless.discovery import EdgeNotFound
 from certbotless.edge import NginxConfigError
@@ -335,7 +335,7 @@ def _status(cert: StoredCert, now: datetime) -> str:
     """expired / expiring (renewals have been failing) / renewing (due) / ok."""
     if cert.not_after <= now:
         return "expired"
-    if cert.not_after - now < (cert.not_after - cert.not_before) * EXPIRY_ALERT_FRACTION:
+    if is_expiring(cert, now):
         return "expiring"
     if now >= lifetime_renewal_time(cert.not_before, cert.not_after):
         return "renewing"

@@ -55,7 +55,6 @@ from certbotless.rollout import (
     ServedCertificates,
     check_in_edge_image,
     mount_secret,
-    needs_roll,
     roll_service,
 )
 from certbotless.settings import Settings
@@ -526,11 +525,9 @@ class Reconciler:
                 f"{edge_service}: not rolling again to the references that Swarm rolled back "
                 "before; `certbotless renew --force` gets fresh certificates"
             )
-        if needs_roll(self.swarm, edge_service, wanted):
-            progress(f"{edge_service}: checking the new configuration with its own nginx")
-            check_in_edge_image(
-                self.swarm, edge_service, wanted, text, self.settings.rollout_timeout
-            )
+        check_in_edge_image(
+            self.swarm, edge_service, wanted, text, self.settings.rollout_timeout, progress
+        )
         served = ServedCertificates(f"tasks.{edge_service}") if self.settings.self_check else None
         try:
             result = roll_service(

@@ -70,11 +70,6 @@ def swap_references(current: list[Json], wanted: Iterable[FileReference], kind: 
     return sorted(kept, key=lambda r: r["File"]["Name"])
 
 
-def needs_roll(swarm: Swarm, service_name: str, wanted: list[FileReference]) -> bool:
-    container = swarm.inspect_service(service_name)["Spec"]["TaskTemplate"]["ContainerSpec"]
-    return _references_change(container, wanted)
-
-
 def _references_change(container: Json, wanted: list[FileReference]) -> bool:
     old_secrets, old_configs = container.get("Secrets") or [], container.get("Configs") or []
     return not (
@@ -195,13 +190,21 @@ def roll_service(
 
 
 def check_in_edge_image(
-    swarm: Swarm, service_name: str, wanted: list[FileReference], nginx_conf: str, timeout: float
+    swarm: Swarm,
+    service_name: str,
+    wanted: list[FileReference],
+    nginx_conf: str,
+    timeout: float,
+    progress: Progress = log.info,
 ) -> None:
     """`nginx -t` in the edge's own image with the references the roll would mount (the real
-    certificates and keys), as a one-off Swarm job. Raises NginxConfigError with nginx's words:
-    a configuration that fails here is never rolled."""
-    spec = swarm.inspect_service(service_name)["Spec"]
-    container = spec["TaskTemplate"]["ContainerSpec"]
+    certificates and keys), as a one-off Swarm job; nothing to do when they are mounted already.
+    Raises NginxConfigError with nginx's words: a configuration that fails here is never
+    rolled."""
+    container = swarm.inspect_service(service_name)["Spec"]["TaskTemplate"]["ContainerSpec"]
+    if not _references_change(container, wanted):
+        return
+    progress(f"{service_name}: checking the new configuration with its own nginx")
     job = {
         "Image": container["Image"],
         "Command": ["nginx", "-t"],
