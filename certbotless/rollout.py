@@ -17,7 +17,7 @@ from cryptography import x509
 
 from certbotless.edge import NginxConfigError, explain_nginx_error
 from certbotless.model import FileReference
-from certbotless.store import NAME_PREFIX
+from certbotless.store import NAME_PREFIX, serial_hex
 from certbotless.swarm import APIError, Swarm
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,10 @@ _KEYS = {"secret": ("SecretID", "SecretName"), "config": ("ConfigID", "ConfigNam
 
 class RolloutError(Exception):
     """The edge did not converge on the new references; Swarm's and the tasks' words follow."""
+
+
+class RolledBack(RolloutError):
+    """Swarm refused the update and restored the previous spec."""
 
 
 @dataclass(frozen=True)
@@ -122,9 +126,11 @@ class ServedCertificates:
             return f"no TLS answer ({error})"
         if der is None:
             return "no certificate"
-        return format(x509.load_der_x509_certificate(der).serial_number, "x")
+        return serial_hex(x509.load_der_x509_certificate(der).serial_number)
 
-    def wait_until_serving(self, expected: dict[str, str], deadline: float) -> None:
+    def wait_until_serving(
+        self, expected: dict[str, str], deadline: float, what: str = "the new certificates"
+    ) -> None:
         """Until every address serves `expected[domain]` for each domain, or RolloutError."""
         pending = dict(expected)
         seen: dict[str, dict[str, str]] = {}
@@ -137,7 +143,7 @@ class ServedCertificates:
                 return
             if time.monotonic() > deadline:
                 raise RolloutError(
-                    "the update completed but the edge does not serve the new certificates: "
+                    f"the edge does not serve {what}: "
                     + "; ".join(
                         f"{domain} should be serial {serial}, "
                         + ", ".join(f"{a} serves {s}" for a, s in seen[domain].items())
@@ -176,17 +182,37 @@ def roll_service(
     if before is None:
         return RolloutResult(changed=False)
     progress(f"rolling {service_name}")
-    _wait_for_update(swarm, before, deadline, progress)
-    if served is not None:
-        expected = {
-            ref.serves[0]: ref.serves[1]
-            for ref in wanted
-            if ref.serves is not None and mounted_before.get(ref.target) != ref.object_id
+    rotated = [
+        ref
+        for ref in wanted
+        if ref.serves is not None and mounted_before.get(ref.target) != ref.object_id
+    ]
+    try:
+        _wait_for_update(swarm, before, deadline, progress)
+    except RolledBack as refused:
+        if served is None:
+            raise
+        # Swarm's verdict comes before the restored tasks answer: wait for the old serials.
+        previous = {
+            ref.serves[0]: _serial_of(swarm.config_data(mounted_before[ref.target]))
+            for ref in rotated
+            if ref.serves is not None and ref.target in mounted_before
         }
-        if expected:
-            progress(f"{service_name}: checking the served certificates")
-            served.wait_until_serving(expected, deadline)
+        try:
+            served.wait_until_serving(previous, deadline, "the previous certificates")
+        except RolloutError as still_down:
+            raise RolledBack(f"{refused}\n  but {still_down}") from refused
+        raise RolledBack(f"{refused}: the previous certificates serve again") from refused
+    if served is not None and rotated:
+        progress(f"{service_name}: checking the served certificates")
+        served.wait_until_serving(
+            {ref.serves[0]: ref.serves[1] for ref in rotated if ref.serves is not None}, deadline
+        )
     return RolloutResult(changed=True, seconds=time.monotonic() - started)
+
+
+def _serial_of(chain_pem: bytes) -> str:
+    return serial_hex(x509.load_pem_x509_certificate(chain_pem).serial_number)
 
 
 def check_in_edge_image(
@@ -283,9 +309,7 @@ def _wait_for_update(swarm: Swarm, before: Json, deadline: float, progress: Prog
             if state in ("paused", "rollback_paused"):
                 raise RolloutError(failure + "\n  Swarm paused the update; fix and run a pass")
             if state == "rollback_completed":
-                raise RolloutError(
-                    failure + "\n  Swarm rolled back: the previous certificates serve again"
-                )
+                raise RolledBack(failure + "\n  Swarm rolled back")
         time.sleep(0.25)
     raise RolloutError(
         (failure or f"{name}: no verdict")
