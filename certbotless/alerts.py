@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import smtplib
 import ssl
 import threading
@@ -38,15 +39,35 @@ DELIVERY_ATTEMPTS = 4
 @dataclass(frozen=True)
 class Alert:
     key: str  # what the problem is about; stays the same while it lasts
-    kind: str  # renewal_failed, expiring, rollout_failed, label_problem, ca_unreachable
+    # renewal_failed, expiring, rollout_failed, label_problem, ca_unreachable, pass_failed
+    kind: str
     title: str
-    detail: str  # a change here is news, and sent again
+    detail: str  # a change here is news, and sent again (unless `fingerprint` says otherwise)
     wait: timedelta = timedelta(0)  # how long the problem must last before anyone is told
     note: str = ""  # sent along, but a change here is not news (e.g. the next attempt time)
+    fingerprint: str = ""  # what counts as news, when `detail` holds times or tokens
 
     @property
     def text(self) -> str:
         return f"{self.detail}\n{self.note}" if self.note else self.detail
+
+    @property
+    def identity(self) -> str:
+        return self.fingerprint or self.detail
+
+
+# Parts of a CA's error that change on every attempt without the problem changing.
+_CHANGING_WORDS = re.compile(
+    r"acme-challenge/[A-Za-z0-9_-]+"
+    r"|\d{4}-\d\d-\d\d"
+    r"|\d\d:\d\d(?::\d\d(?:\.\d+)?)?"
+    r"|\b(?:\d{1,3}\.){3}\d{1,3}:\d+\b"
+)
+
+
+def stable_words(error: str) -> str:
+    """`error` without the challenge tokens, times and ports that differ on each attempt."""
+    return _CHANGING_WORDS.sub("…", error)
 
 
 def is_expiring(cert: StoredCert, now: datetime) -> bool:
@@ -70,6 +91,7 @@ def alerts_for(
                 f"certificate {name}: renewal failed",
                 error,
                 note=f"Next attempt around {next_attempt:%Y-%m-%d %H:%M} UTC.",
+                fingerprint=stable_words(error),
             )
         )
     for cert in certificates:
@@ -110,6 +132,17 @@ def alerts_for(
     return alerts
 
 
+def pass_failed_alert(error: Exception) -> Alert:
+    """A pass that broke off: what it was about to find out is unknown, not resolved."""
+    return Alert(
+        "pass_failed",
+        "pass_failed",
+        "a certbotless pass failed",
+        f"{type(error).__name__}: {error}",
+        fingerprint=stable_words(f"{type(error).__name__}: {error}"),
+    )
+
+
 class Channel(Protocol):
     name: str
 
@@ -146,7 +179,13 @@ class EmailChannel:
     `smtp+insecure://` (no TLS, tests and local relays only); `user:password@` for auth;
     `?from=certbotless@example.com` for the sender."""
 
-    def __init__(self, smtp_url: str, recipients: Sequence[str], timeout: float = 20.0) -> None:
+    def __init__(
+        self,
+        smtp_url: str,
+        recipients: Sequence[str],
+        timeout: float = 20.0,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         parts = urlsplit(smtp_url)
         if parts.scheme not in ("smtp", "smtps", "smtp+insecure") or not parts.hostname:
             raise ValueError(
@@ -161,6 +200,7 @@ class EmailChannel:
         self.sender = parse_qs(parts.query).get("from", ["certbotless@localhost"])[0]
         self.recipients = list(recipients)
         self.timeout = timeout
+        self.tls = tls or ssl.create_default_context()
         self.name = f"e-mail via {self.host}"
 
     def send(self, title: str, text: str, alert: Alert, resolved: bool) -> None:
@@ -170,10 +210,9 @@ class EmailChannel:
         message["To"] = ", ".join(self.recipients)
         message["X-Certbotless-Alert"] = f"{alert.key}; {'resolved' if resolved else 'firing'}"
         message.set_content(text)
-        tls = ssl.create_default_context()
         if self.scheme == "smtps":
             smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                self.host, self.port, timeout=self.timeout, context=tls
+                self.host, self.port, timeout=self.timeout, context=self.tls
             )
         else:
             smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
@@ -181,7 +220,12 @@ class EmailChannel:
             if self.scheme == "smtp":
                 smtp.ehlo()
                 if smtp.has_extn("starttls"):
-                    smtp.starttls(context=tls)
+                    smtp.starttls(context=self.tls)
+                elif self.user is not None:
+                    raise smtplib.SMTPNotSupportedError(
+                        f"{self.host} offers no STARTTLS, so the password would go in clear; "
+                        "use smtps:// (or smtp+insecure:// on a trusted network)"
+                    )
             if self.user is not None:
                 smtp.login(self.user, self.password or "")
             smtp.send_message(message)
@@ -189,7 +233,7 @@ class EmailChannel:
 
 @dataclass
 class _Said:
-    detail: str
+    identity: str
     sent_at: datetime
 
 
@@ -205,17 +249,22 @@ class _Delivery:
 
 @dataclass
 class Alerter:
+    """What each channel was told is recorded when it took the message: a channel that is down
+    is told again at the next update, and nothing is lost in between."""
+
     channels: Sequence[Channel]
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     remind_every: timedelta = REMIND_EVERY
     retry_delay: float = 5.0
 
     def __post_init__(self) -> None:
-        self._said: dict[str, _Said] = {}
+        self._said: dict[tuple[str, str], _Said] = {}  # (channel, key) → what it took
+        # (channel, key) → what is queued or retrying for it, so as not to queue it twice.
+        self._sending: dict[tuple[str, str], str] = {}
+        self._lock = threading.Lock()
         self._first_seen: dict[str, datetime] = {}
         self._queue: queue.Queue[_Delivery | None] = queue.Queue()
         self._retrying = 0
-        self._retrying_lock = threading.Lock()
         self._worker = threading.Thread(target=self._deliver, name="alerts", daemon=True)
         self._worker.start()
 
@@ -226,23 +275,24 @@ class Alerter:
         for key in list(self._first_seen):
             if key not in current:
                 del self._first_seen[key]
-        for key, alert in current.items():
-            first_seen = self._first_seen.setdefault(key, now)
-            if now - first_seen < alert.wait:
-                continue
-            said = self._said.get(key)
-            if said is None or said.detail != alert.detail:
-                self._announce(alert, alert.title, alert.text, resolved=False)
-            elif now - said.sent_at >= self.remind_every:
-                self._announce(alert, f"still: {alert.title}", alert.text, resolved=False)
-            else:
-                continue
-            self._said[key] = _Said(alert.detail, now)
-        for key in [k for k in self._said if k not in current]:
-            gone = Alert(key, key.split(":", 1)[0], "", "")
-            self._announce(gone, f"resolved: {key.replace('_', ' ')}", "The problem is gone.",
-                           resolved=True)  # fmt: skip
-            del self._said[key]
+        due = [
+            alert
+            for key, alert in current.items()
+            if now - self._first_seen.setdefault(key, now) >= alert.wait
+        ]
+        with self._lock:
+            for alert in due:
+                for channel in self.channels:
+                    said = self._said.get((channel.name, alert.key))
+                    if said is None or said.identity != alert.identity:
+                        self._announce(channel, alert, alert.title, resolved=False)
+                    elif now - said.sent_at >= self.remind_every:
+                        self._announce(channel, alert, f"still: {alert.title}", resolved=False)
+            for channel_name, key in [k for k in self._said if k[1] not in current]:
+                channel = next(c for c in self.channels if c.name == channel_name)
+                gone = Alert(key, key.split(":", 1)[0], f"resolved: {key.replace('_', ' ')}",
+                             "The problem is gone.")  # fmt: skip
+                self._announce(channel, gone, gone.title, resolved=True)
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until everything queued was delivered or given up (tests, shutdown)."""
@@ -250,14 +300,29 @@ class Alerter:
         while (self._queue.unfinished_tasks or self._retrying) and time.monotonic() < deadline:
             time.sleep(0.05)
 
-    def _announce(self, alert: Alert, title: str, text: str, resolved: bool) -> None:
-        log.warning("alert: %s: %s", title, text.splitlines()[0] if text else "")
-        for channel in self.channels:
-            self._queue.put(_Delivery(channel, title, text, alert, resolved))
+    def _announce(self, channel: Channel, alert: Alert, title: str, resolved: bool) -> None:
+        """Queue one message (called with the lock held)."""
+        if self._sending.get((channel.name, alert.key)) == alert.identity:
+            return  # the same message is still on its way
+        log.warning("alert to %s: %s: %s", channel.name, title, alert.text.splitlines()[0])
+        self._sending[(channel.name, alert.key)] = alert.identity
+        self._queue.put(_Delivery(channel, title, alert.text, alert, resolved))
+
+    def _delivered(self, delivery: _Delivery, ok: bool) -> None:
+        key = (delivery.channel.name, delivery.alert.key)
+        with self._lock:
+            if self._sending.get(key) == delivery.alert.identity:
+                del self._sending[key]
+            if not ok:
+                return  # not recorded as said: the next update tries again
+            if delivery.resolved:
+                self._said.pop(key, None)
+            else:
+                self._said[key] = _Said(delivery.alert.identity, self.clock())
 
     def _retry(self, delivery: _Delivery) -> None:
         self._queue.put(delivery)
-        with self._retrying_lock:
+        with self._lock:
             self._retrying -= 1
 
     def _deliver(self) -> None:
@@ -278,18 +343,22 @@ class Alerter:
                         self.retry_delay * delivery.attempt,
                     )
                     delivery.attempt += 1
-                    with self._retrying_lock:
+                    with self._lock:
                         self._retrying += 1
                     threading.Timer(
                         self.retry_delay * (delivery.attempt - 1), self._retry, [delivery]
                     ).start()
                 else:
                     log.error(
-                        "alert channel %s failed %d times, giving up on %r: %s",
+                        "alert channel %s failed %d times, trying again after the next pass: "
+                        "%r: %s",
                         delivery.channel.name,
                         DELIVERY_ATTEMPTS,
                         delivery.title,
                         error,
                     )
+                    self._delivered(delivery, ok=False)
+            else:
+                self._delivered(delivery, ok=True)
             finally:
                 self._queue.task_done()

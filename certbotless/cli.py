@@ -9,6 +9,7 @@ import json
 import logging
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -16,6 +17,11 @@ from datetime import UTC, datetime
 from josepy.jwk import JWK
 
 from certbotless import __version__
+from certbotless.account_key import (
+    AccountKeyMounted,
+    AccountKeyUnavailable,
+    resolve_account_key,
+)
 from certbotless.acme.account import ExternalAccountBinding
 from certbotless.acme.ari import lifetime_renewal_time
 from certbotless.acme.challenges import ChallengeResponder, TokenStore
@@ -28,16 +34,12 @@ from certbotless.alerts import (
     WebhookChannel,
     is_expiring,
 )
-from certbotless.discovery import EdgeNotFound
+from certbotless.discovery import CERTIFICATE_NAME_RE, EdgeNotFound
+from certbotless.doctor import Doctor
 from certbotless.edge import NginxConfigError
 from certbotless.metrics import serve as serve_metrics
-from certbotless.model import CertSpec, KeyType, PassReport, StoredCert
-from certbotless.reconcile import (
-    AccountKeyMounted,
-    AccountKeyUnavailable,
-    Reconciler,
-    resolve_account_key,
-)
+from certbotless.model import CertSpec, KeyType, Listed, PassReport
+from certbotless.reconcile import Reconciler
 from certbotless.rollout import RolloutError
 from certbotless.scheduler import Daemon
 from certbotless.settings import (
@@ -47,7 +49,7 @@ from certbotless.settings import (
     SettingsError,
 )
 from certbotless.store import CertStore
-from certbotless.swarm import Swarm
+from certbotless.swarm import SWARM_ERRORS, Swarm
 
 log = logging.getLogger("certbotless")
 
@@ -139,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     swarm = Swarm()
     store = CertStore(swarm)
     tokens = TokenStore(settings.challenge_dir)
+    stopping = threading.Event()
 
     def make_issuer(account_key: JWK | None = None) -> AcmeIssuer:
         eab = None
@@ -154,9 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             eab=eab,
             preferred_chain=settings.preferred_chain,
             concurrency=settings.concurrency,
+            stop=stopping,
         )
 
-    reconciler = Reconciler(settings, swarm, store, make_issuer)
+    reconciler = Reconciler(settings, swarm, store, make_issuer, stopping)
     try:
         match args.command:
             case "run":
@@ -171,7 +175,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
                     while True:  # until Swarm stops this task
                         time.sleep(60)
-                reconciler = Reconciler(settings, swarm, store, lambda: make_issuer(account_key))
+                reconciler = Reconciler(
+                    settings, swarm, store, lambda: make_issuer(account_key), stopping
+                )
+                for orphan in swarm.remove_orphaned_jobs():
+                    log.info("removed %s, a check job a stopped certbotless left behind", orphan)
                 try:  # early word on the CA and the account, which a restart must find again
                     reconciler.issuer.ensure_account()
                 except AcmeError as error:
@@ -191,11 +199,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             case "issue":
                 domains = tuple(d.strip().lower() for d in args.domains)
                 name = (args.name or domains[0]).strip().lower()
+                if not CERTIFICATE_NAME_RE.fullmatch(name):
+                    print(f"certbotless: --name {name!r}: use lowercase letters, digits, '-' "
+                          "and dots, e.g. --name shop", file=sys.stderr)  # fmt: skip
+                    return 2
                 spec = CertSpec(name, domains, args.key_type, args.profile)
                 with _responder_unless_running(tokens, settings):
                     report = reconciler.run_pass(
                         extra_specs=[spec], roll=not args.no_rollout, progress=_say
                     )
+                for cert in report.certificates:
+                    if cert.name == name and name in report.issued:
+                        print(f"{name}: serial {cert.serial}, valid until "
+                              f"{cert.not_after:%Y-%m-%d %H:%M} UTC")  # fmt: skip
                 return _summarize(report)
             case "list":
                 return _list(reconciler, args.json)
@@ -206,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 reason = RevocationReason[args.reason]
                 return _summarize(reconciler.revoke(args.name, reason, progress=_say))
             case "doctor":
-                checks = reconciler.doctor()
+                checks = Doctor(settings, swarm, tokens, make_issuer).run()
                 for check in checks:
                     print(f"{'ok  ' if check.ok else 'FAIL'} {check.what}: {check.detail}")
                     if not check.ok and check.fix:
@@ -228,6 +244,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         LookupError,
     ) as error:
         print(f"certbotless: {error}", file=sys.stderr)
+        return 1
+    except SWARM_ERRORS as error:
+        print(f"certbotless: the Docker API failed: {error}; is /var/run/docker.sock mounted, "
+              "and is this a swarm manager?", file=sys.stderr)  # fmt: skip
         return 1
     return 2
 
@@ -295,51 +315,74 @@ def _list(reconciler: Reconciler, as_json: bool) -> int:
     now = datetime.now(UTC)
     rows = reconciler.listing()
     if as_json:
-        print(
-            json.dumps(
-                [
-                    {
-                        "name": cert.name,
-                        "domains": list(cert.domains),
-                        "not_after": cert.not_after.isoformat(),
-                        "days_left": round(_days_left(cert.not_after, now), 4),
-                        "serial": cert.serial,
-                        "key_type": cert.key_type.value,
-                        "in_use": in_use,
-                        "status": _status(cert, now),
-                        "config": cert.config_name,
-                        "secret": cert.secret_name,
-                        "label_mismatches": list(cert.mismatches),
-                    }
-                    for cert, in_use in rows
-                ],
-                indent=2,
-            )
-        )
+        print(json.dumps([_listed_json(row, now) for row in rows], indent=2))
         return 0
     print(
-        f"{'NAME':<32} {'NOT AFTER (UTC)':<17} {'DAYS':>7}  {'KEY':<8} {'IN USE':<6} "
-        f"{'STATUS':<9} SERIAL"
+        f"{'NAME':<28} {'DOMAINS':<32} {'NOT AFTER (UTC)':<16} {'DAYS':>7} {'KEY':<7} "
+        f"{'IN USE':<6} {'SERIAL':<36} STATUS"
     )
-    for cert, in_use in rows:
-        used = "?" if in_use is None else ("yes" if in_use else "no")
+    for row in rows:
+        cert = row.cert
+        used = "?" if row.in_use is None else ("yes" if row.in_use else "no")
         print(
-            f"{cert.name:<32} {cert.not_after:%Y-%m-%d %H:%M} "
-            f"{_days_left(cert.not_after, now):>7.2f}  {cert.key_type.value:<8} {used:<6} "
-            f"{_status(cert, now):<9} {cert.serial}"
+            f"{row.name:<28} {_domains(row):<32} "
+            + (
+                f"{cert.not_after:%Y-%m-%d %H:%M} {_days_left(cert.not_after, now):>7.2f} "
+                f"{cert.key_type.value:<7} {used:<6} {cert.serial:<36} "
+                if cert is not None
+                else f"{'-':<16} {'-':>7} {'-':<7} {'-':<6} {'-':<36} "
+            )
+            + _status_text(row, now)
         )
     return 0
 
 
-def _status(cert: StoredCert, now: datetime) -> str:
-    """expired / expiring (renewals have been failing) / renewing (due) / ok."""
-    if cert.not_after <= now:
+def _domains(row: Listed) -> str:
+    return ",".join(row.cert.domains) if row.cert is not None else "-"
+
+
+def _listed_json(row: Listed, now: datetime) -> dict[str, object]:
+    cert = row.cert
+    failure = row.failure
+    return {
+        "name": row.name,
+        "domains": list(cert.domains) if cert else [],
+        "not_after": cert.not_after.isoformat() if cert else None,
+        "days_left": round(_days_left(cert.not_after, now), 4) if cert else None,
+        "serial": cert.serial if cert else None,
+        "key_type": cert.key_type.value if cert else None,
+        "in_use": row.in_use,
+        "wanted": row.wanted,
+        "status": listed_status(row, now),
+        "failure": {"at": failure.at.isoformat(), "error": failure.error} if failure else None,
+        "config": cert.config_name if cert else None,
+        "secret": cert.secret_name if cert else None,
+        "label_mismatches": list(cert.mismatches) if cert else [],
+    }
+
+
+def listed_status(row: Listed, now: datetime) -> str:
+    """expired / expiring (less than 1/6 of the lifetime left) / failed (the last renewal
+    attempt failed) / renewing (due) / unwanted (no label asks for it: not renewed) / ok."""
+    cert = row.cert
+    if cert is not None and cert.not_after <= now:
         return "expired"
-    if is_expiring(cert, now):
+    if cert is not None and is_expiring(cert, now):
         return "expiring"
-    if now >= lifetime_renewal_time(cert.not_before, cert.not_after):
+    if row.failure is not None:
+        return "failed"
+    if not row.wanted:
+        return "unwanted"
+    if cert is not None and now >= lifetime_renewal_time(cert.not_before, cert.not_after):
         return "renewing"
     return "ok"
+
+
+def _status_text(row: Listed, now: datetime) -> str:
+    status = listed_status(row, now)
+    if row.failure is None:
+        return status
+    return f"{status}: {row.failure.at:%Y-%m-%d %H:%M} {row.failure.error}"
 
 
 def _days_left(not_after: datetime, now: datetime) -> float:

@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from urllib.parse import urlsplit
 
+import idna
+
 from certbotless.model import (
     CertSpec,
     Discovery,
@@ -32,17 +34,31 @@ AUTH_URL = LABEL_PREFIX + "auth_url"
 HSTS = LABEL_PREFIX + "hsts"
 ERRORS = LABEL_PREFIX + "errors"
 ERRORS_STATUS = LABEL_PREFIX + "errors_status"
+TIMEOUT = LABEL_PREFIX + "timeout"
 KEY_TYPE = LABEL_PREFIX + "key_type"
 PROFILE = LABEL_PREFIX + "profile"
 EDGE = LABEL_PREFIX + "edge"
 CERTIFICATE_PREFIX = LABEL_PREFIX + "certificate."  # certificate.<name>=<domains>: no route
 NETWORKS = "networks"  # not a label: reported when a service shares no network with the edge
 
-_LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-_SIZE_RE = re.compile(r"^(\d{1,9})([kmg]?)$")
-_STATUS_RANGE_RE = re.compile(r"^(\d{3})(?:-(\d{3}))?$")
-_URL_SAFE_RE = re.compile(r"^[A-Za-z0-9._~:/?#\[\]@!&()*+,=%{}-]+$")
-_PATH_RE = re.compile(r"^/[A-Za-z0-9._~!&()*+,=:@%/-]*$")
+# ASCII only throughout: str.isdigit() and \d accept "²" and fullwidth digits, which int() or
+# nginx refuse.
+_LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$", re.ASCII)
+# Certificate names: lowercase letters, digits, '-' and dots, like a hostname.
+CERTIFICATE_NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?", re.ASCII)
+_PORT_RE = re.compile(r"^[0-9]{1,5}$", re.ASCII)
+_SIZE_RE = re.compile(r"^[0-9]{1,9}[kmg]?$", re.ASCII)
+_TIME_RE = re.compile(r"^([0-9]{1,8})(ms|s|m|h)?$", re.ASCII)
+_STATUS_RANGE_RE = re.compile(r"^([0-9]{3})(?:-([0-9]{3}))?$", re.ASCII)
+_IP_RE = re.compile(r"^[0-9.]+$", re.ASCII)
+# No braces: nginx would read them as a block. `{status}` is replaced before nginx sees it.
+_URL_SAFE_RE = re.compile(r"^[A-Za-z0-9._~:/?#\[\]@!&()*+,=%-]+$", re.ASCII)
+_PATH_RE = re.compile(r"^/[A-Za-z0-9._~!&()*+,=:@%/-]*$", re.ASCII)
+STATUS_PLACEHOLDER = "{status}"
+# Locations the edge keeps for itself: ACME challenges and forward-auth subrequests.
+RESERVED_PATHS = ("/.well-known/acme-challenge/", "/.certbotless/")
+_TIME_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
+MAX_TIMEOUT_MS = 86_400_000  # one day
 _TRUE = {"true", "yes", "1", "on"}
 _FALSE = {"false", "no", "0", "off"}
 
@@ -92,7 +108,9 @@ def discover(
         specs[spec.name] = _merge(specs.get(spec.name), spec)
     routes, conflicts = _without_conflicts(routes)
     return Discovery(
-        routes=tuple(routes), specs=tuple(specs.values()), problems=tuple(problems + conflicts)
+        routes=tuple(routes),
+        specs=tuple(specs.values()),
+        problems=tuple(problems + conflicts + _hsts_beside_plain_http(routes)),
     )
 
 
@@ -130,6 +148,26 @@ def _without_conflicts(routes: list[Route]) -> tuple[list[Route], list[LabelProb
     return kept, problems
 
 
+def _hsts_beside_plain_http(routes: list[Route]) -> list[LabelProblem]:
+    """HSTS makes browsers refuse plain HTTP for the whole host, so a redirect=false route on the
+    same host would stop working for them. The edge then sends no HSTS for that host."""
+    problems = []
+    for hsts_route in (r for r in routes if r.hsts):
+        for plain in (r for r in routes if not r.redirect_to_https):
+            for host in sorted(set(hsts_route.hosts) & set(plain.hosts)):
+                problems.append(
+                    LabelProblem(
+                        hsts_route.service,
+                        HSTS,
+                        "true",
+                        f"{host}{plain.path} is plain HTTP ({plain.service} has {REDIRECT}=false), "
+                        f"and HSTS would make browsers refuse it; {host} gets no HSTS until one "
+                        f"of them changes",
+                    )
+                )
+    return problems
+
+
 def _check_shared_network(service: ServiceInfo, edge: ServiceInfo) -> None:
     if set(service.network_ids) & set(edge.network_ids):
         return
@@ -159,7 +197,7 @@ def _parse_hosts(value: str, invalid: _InvalidFactory) -> tuple[str, ...]:
 def _parse_certificate_label(service: ServiceInfo, label: str, value: str) -> CertSpec:
     invalid = _invalid_factory(service)
     name = label[len(CERTIFICATE_PREFIX) :]
-    if not name or len(name) > 253 or not re.fullmatch(r"[a-z0-9][a-z0-9.-]*", name):
+    if not CERTIFICATE_NAME_RE.fullmatch(name):
         raise invalid(
             label,
             "the part after certbotless.certificate. must be a name of "
@@ -168,12 +206,19 @@ def _parse_certificate_label(service: ServiceInfo, label: str, value: str) -> Ce
     return CertSpec(name, _parse_hosts(value, invalid), _parse_key_type(service, invalid))
 
 
-def _parse_spec(service: ServiceInfo) -> CertSpec:
-    """Only the certificate: for services the operator's own nginx.conf routes."""
-    invalid = _invalid_factory(service)
-    hosts = _parse_hosts(service.labels[DOMAINS], invalid)
+def _parse_spec(
+    service: ServiceInfo,
+    hosts: tuple[str, ...] | None = None,
+    invalid: _InvalidFactory | None = None,
+) -> CertSpec:
+    """The certificate a service asks for (alone: for services an own nginx.conf routes)."""
+    invalid = invalid or _invalid_factory(service)
+    hosts = hosts or _parse_hosts(service.labels[DOMAINS], invalid)
+    name = service.labels.get(NAME, "").strip() or hosts[0]
+    if not CERTIFICATE_NAME_RE.fullmatch(name):
+        raise invalid(NAME, "must be a name of lowercase letters, digits, '-' and dots")
     return CertSpec(
-        service.labels.get(NAME, "").strip() or hosts[0],
+        name,
         hosts,
         _parse_key_type(service, invalid),
         service.labels.get(PROFILE, "").strip() or None,
@@ -200,16 +245,23 @@ def _parse_service(service: ServiceInfo) -> tuple[Route, CertSpec]:
     port_text = text(PORT)
     if not port_text:
         raise invalid(PORT, f"missing; set {PORT} to the port the service listens on, e.g. 8000")
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+    if not _PORT_RE.match(port_text) or not 1 <= int(port_text) <= 65535:
         raise invalid(PORT, "must be a port number from 1 to 65535")
 
     path = text(PATH, "/") or "/"
     if not _PATH_RE.match(path) or "//" in path or "/../" in f"{path}/":
         raise invalid(PATH, "must start with / and hold only URL path characters, e.g. /api")
+    reserved = next((r for r in RESERVED_PATHS if f"{path}/".startswith(r)), None)
+    if reserved is not None:
+        raise invalid(PATH, f"{reserved} is reserved for the edge itself; choose another path")
 
     max_body = text(MAX_BODY_SIZE).lower() or None
     if max_body is not None and not _SIZE_RE.match(max_body):
         raise invalid(MAX_BODY_SIZE, "must be a size like 20m, 512k or 1g (0 means no limit)")
+
+    timeout = text(TIMEOUT) or None
+    if timeout is not None:
+        _check_timeout(timeout, invalid)
 
     auth_url = text(AUTH_URL) or None
     if auth_url is not None:
@@ -218,16 +270,12 @@ def _parse_service(service: ServiceInfo) -> tuple[Route, CertSpec]:
     error_pages = None
     if text(ERRORS):
         url = text(ERRORS)
-        _check_url(url, ERRORS, invalid, "http://errors:80/{status}.html")
-        if "{status}" not in url:
+        _check_url(url, ERRORS, invalid, "http://errors:80/{status}.html", STATUS_PLACEHOLDER)
+        if STATUS_PLACEHOLDER not in url:
             raise invalid(ERRORS, "must contain {status}, e.g. http://errors:80/{status}.html")
         error_pages = ErrorPages(url, _parse_statuses(text(ERRORS_STATUS, "400-599"), invalid))
 
-    key_type = _parse_key_type(service, invalid)
-    cert_name = text(NAME) or hosts[0]
-    if not _LABEL_RE.match(cert_name.replace(".", "-")[:63]) or len(cert_name) > 253:
-        raise invalid(NAME, "must be a short name of letters, digits, '-' and dots")
-
+    spec = _parse_spec(service, hosts, invalid)
     route = Route(
         service=service.name,
         hosts=hosts,
@@ -238,9 +286,9 @@ def _parse_service(service: ServiceInfo) -> tuple[Route, CertSpec]:
         auth_url=auth_url,
         hsts=_flag(text(HSTS, "false"), HSTS, invalid),
         error_pages=error_pages,
+        timeout=timeout,
     )
-    profile = text(PROFILE) or None
-    return route, CertSpec(name=cert_name, domains=hosts, key_type=key_type, profile=profile)
+    return route, spec
 
 
 def _flag(value: str, label: str, invalid: _InvalidFactory) -> bool:
@@ -251,12 +299,29 @@ def _flag(value: str, label: str, invalid: _InvalidFactory) -> bool:
     raise invalid(label, "must be true or false")
 
 
-def _check_url(url: str, label: str, invalid: _InvalidFactory, example: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+def _check_timeout(value: str, invalid: _InvalidFactory) -> None:
+    match = _TIME_RE.match(value)
+    milliseconds = int(match.group(1)) * _TIME_UNIT_MS[match.group(2) or "s"] if match else 0
+    if not 0 < milliseconds <= MAX_TIMEOUT_MS:
+        raise invalid(
+            TIMEOUT, "must be a duration like 300s, 5m or 1h (ms, s, m or h; at most 1 day)"
+        )
+
+
+def _check_url(
+    url: str, label: str, invalid: _InvalidFactory, example: str, placeholder: str = ""
+) -> None:
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises on a port that is not a number from 0 to 65535
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise invalid(label, f"must be an http:// or https:// URL, e.g. {example}")
-    if not _URL_SAFE_RE.match(url):
-        raise invalid(label, "contains characters a URL cannot hold (spaces, quotes, ';')")
+    if not _URL_SAFE_RE.match(url.replace(placeholder, "") if placeholder else url):
+        raise invalid(
+            label, "contains characters a URL cannot hold (spaces, quotes, ';', '{', '}')"
+        )
 
 
 def _parse_statuses(value: str, invalid: _InvalidFactory) -> tuple[int, ...]:
@@ -281,11 +346,11 @@ def _parse_hostname(raw: str, invalid: _InvalidFactory) -> str:
             DOMAINS,
             f"{host} is a wildcard; HTTP-01 cannot validate wildcards, list each hostname instead",
         )
-    if ":" in host or host.replace(".", "").isdigit():
+    if ":" in host or _IP_RE.match(host):
         raise invalid(DOMAINS, f"{host} is an IP address; certificates here are for hostnames")
     try:
-        host = host.encode("idna").decode("ascii")
-    except UnicodeError:
+        host = _to_ascii_hostname(host)
+    except UnicodeError:  # idna's errors are UnicodeErrors
         raise invalid(
             DOMAINS,
             f"{raw.strip()} is not a valid hostname (letters, digits, '-', dots; labels of at "
@@ -298,9 +363,25 @@ def _parse_hostname(raw: str, invalid: _InvalidFactory) -> str:
             f"{host} is not a fully qualified hostname (letters, digits, '-', dots; labels of "
             "at most 63 characters, 253 in all)",
         )
-    if labels[-1].isdigit():
+    if _IP_RE.match(labels[-1]):
         raise invalid(DOMAINS, f"{host} is an IP address; certificates here are for hostnames")
     return host
+
+
+def _to_ascii_hostname(host: str) -> str:
+    """IDNA 2008 with UTS #46 mapping, as browsers do: `straße` is `xn--strae-oqa`, where Python's
+    own IDNA 2003 codec would make it `strasse`. Plain ASCII labels are left to the LDH check
+    (IDNA would refuse DNS-valid names such as `ab--cd`)."""
+    mapped = idna.uts46_remap(host, std3_rules=False, transitional=False)
+    labels = mapped.split(".")
+    if "" in labels:
+        raise UnicodeError("empty label")
+    return ".".join(
+        label
+        if label.isascii() and not label.startswith("xn--")
+        else idna.alabel(label).decode("ascii")
+        for label in labels
+    )
 
 
 class EdgeNotFound(LookupError):

@@ -6,10 +6,10 @@ import datetime
 import re
 import subprocess
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -22,6 +22,16 @@ from certbotless.model import Route, StoredCert
 
 NGINX_CONF_TARGET = "/etc/nginx/nginx.conf"
 CHALLENGE_LOCATION = "/.well-known/acme-challenge/"
+INTERNAL_LOCATION = "/.certbotless/"  # forward-auth subrequests
+
+NginxVersion = tuple[int, int, int]
+# From 1.25.1 nginx wants `http2 on;` and warns about `listen ... http2`; older ones reject it.
+HTTP2_DIRECTIVE_SINCE: NginxVersion = (1, 25, 1)
+# Debian bookworm's nginx, the oldest the edge image is built on.
+DEFAULT_NGINX_VERSION: NginxVersion = (1, 22, 0)
+
+# A redirect=true route asked for over plain HTTP before its host has a certificate.
+NO_CERTIFICATE_YET_RETRY_AFTER = 60
 
 # Mozilla "intermediate" profile (ssl-config.mozilla.org, v5.7): TLS 1.2 + 1.3.
 TLS_CIPHERS = (
@@ -52,23 +62,56 @@ def render_nginx_conf(
     certs: Mapping[str, StoredCert],
     responder_upstream: str,
     certs_dir: str,
+    *,
+    nginx_version: NginxVersion = DEFAULT_NGINX_VERSION,
 ) -> str:
-    """`certs` maps certificate name → current version; a host without one gets no 443 server."""
+    """`certs` maps certificate name → current version; a host without one gets no 443 server.
+    `nginx_version` is the edge's nginx: it decides how HTTP/2 is switched on."""
     by_host: dict[str, list[Route]] = {}
     for route in routes:
         for host in route.hosts:
             by_host.setdefault(host, []).append(route)
     cert_for_host = {host: cert.name for cert in certs.values() for host in cert.domains}
+    http2_directive = nginx_version >= HTTP2_DIRECTIVE_SINCE
+    # One form on every 443 listen, the default server's included: listen options are per
+    # address, so servers sharing 443 must agree.
+    listen_443 = "listen 443 ssl" if http2_directive else "listen 443 ssl http2"
 
-    servers = [_default_servers(responder_upstream)]
+    servers = [_default_servers(responder_upstream, listen_443)]
     for host in sorted(by_host):
         host_routes = sorted(by_host[host], key=lambda r: r.path, reverse=True)
         cert_name = cert_for_host.get(host)
-        redirect = cert_name is not None and all(r.redirect_to_https for r in host_routes)
-        servers.append(_http_server(host, host_routes, responder_upstream, redirect))
+        servers.append(_http_server(host, host_routes, responder_upstream, cert_name is not None))
         if cert_name is not None:
-            servers.append(_https_server(host, host_routes, cert_files(cert_name, certs_dir)))
-    return _MAIN.format(servers="\n".join(servers), ciphers=TLS_CIPHERS)
+            files = cert_files(cert_name, certs_dir)
+            servers.append(_https_server(host, host_routes, files, listen_443))
+    return _MAIN.format(
+        servers="\n".join(servers),
+        ciphers=TLS_CIPHERS,
+        http2=_HTTP2_ON if http2_directive else "",
+    )
+
+
+_NGINX_VERSION_RE = re.compile(r"\bnginx/([0-9]+)\.([0-9]+)\.([0-9]+)", re.ASCII)
+
+
+def parse_nginx_version(text: str) -> NginxVersion:
+    """The version in `nginx -v` output: `nginx version: nginx/1.26.3`, `nginx/1.25.1 (Ubuntu)`."""
+    match = _NGINX_VERSION_RE.search(text)
+    if match is None:
+        raise ValueError(
+            f"cannot read an nginx version from {text.strip()!r}; "
+            "expected `nginx -v` output such as 'nginx version: nginx/1.26.3'"
+        )
+    major, minor, patch = (int(part) for part in match.groups())
+    return major, minor, patch
+
+
+@cache
+def local_nginx_version(nginx: str = "nginx") -> NginxVersion:
+    """The version of the nginx on this machine (`nginx -v` prints it on stderr)."""
+    result = subprocess.run([nginx, "-v"], capture_output=True, text=True, timeout=30, check=False)
+    return parse_nginx_version(result.stderr + result.stdout)
 
 
 SNIPPETS_DIR = "/etc/nginx/certbotless"
@@ -121,30 +164,38 @@ def _challenge_location(responder_upstream: str) -> str:
         }}"""
 
 
-def _default_servers(responder_upstream: str) -> str:
+def _default_servers(responder_upstream: str, listen_443: str) -> str:
+    """Unknown names: challenges still reach the sidecar; /healthz answers load balancers that
+    check each edge node by address; TLS handshakes are refused."""
     return f"""
     server {{
         listen 80 default_server;
         server_name _;
 {_challenge_location(responder_upstream)}
+        location = /healthz {{
+            access_log off;
+            default_type text/plain;
+            return 200 "ok\\n";
+        }}
         location / {{
             return 404;
         }}
     }}
 
     server {{
-        listen 443 ssl default_server;
+        {listen_443} default_server;
         server_name _;
         ssl_reject_handshake on;
     }}"""
 
 
-def _http_server(host: str, routes: list[Route], responder_upstream: str, redirect: bool) -> str:
-    body = (
-        "\n        location / {\n            return 308 https://$host$request_uri;\n        }"
-        if redirect
-        else _proxy_locations(routes)
-    )
+def _http_server(host: str, routes: list[Route], responder_upstream: str, has_cert: bool) -> str:
+    """Port 80, decided per route: redirect=false routes are proxied, every other one is sent to
+    HTTPS (or, before the certificate exists, refused) so it is never served in clear."""
+    if has_cert and all(route.redirect_to_https for route in routes):
+        body = _to_https_location("/")
+    else:
+        body = _route_locations(routes, plain_http=True, has_cert=has_cert)
     return f"""
     server {{
         listen 80;
@@ -154,95 +205,149 @@ def _http_server(host: str, routes: list[Route], responder_upstream: str, redire
     }}"""
 
 
-def _https_server(host: str, routes: list[Route], files: CertFiles) -> str:
-    hsts = (
-        '\n        add_header Strict-Transport-Security "max-age=63072000" always;'
-        if any(route.hsts for route in routes)
-        else ""
+def _https_server(host: str, routes: list[Route], files: CertFiles, listen_443: str) -> str:
+    # Never HSTS on a host that also serves a plain route: browsers would refuse that route
+    # (discovery reports the pair as a label problem).
+    hsts = any(route.hsts for route in routes) and all(r.redirect_to_https for r in routes)
+    hsts_header = (
+        '\n        add_header Strict-Transport-Security "max-age=63072000" always;' if hsts else ""
     )
     return f"""
     server {{
-        listen 443 ssl http2;
+        {listen_443};
         server_name {host};
         ssl_certificate {files.fullchain};
-        ssl_certificate_key {files.privkey};{hsts}
-{_proxy_locations(routes)}
+        ssl_certificate_key {files.privkey};{hsts_header}
+{_route_locations(routes, plain_http=False, has_cert=True)}
     }}"""
 
 
-_PROXY_HEADERS = """\
+def _to_https_location(path: str) -> str:
+    return f"""
+        location {path} {{
+            return 308 https://$host$request_uri;
+        }}"""
+
+
+def _not_yet_https_location(path: str) -> str:
+    return f"""
+        location {path} {{
+            add_header Retry-After {NO_CERTIFICATE_YET_RETRY_AFTER} always;
+            default_type text/plain;
+            return 503 "HTTPS for this site is being set up; retry in a minute\\n";
+        }}"""
+
+
+# The edge is the first hop: X-Forwarded-For is the client's address, never what it sent.
+# `Proxy` is cleared against httpoxy.
+_FORWARDED_HEADERS = """
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $host;
+            proxy_set_header Proxy "";"""
+
+_PROXY_HEADERS = (
+    """
             proxy_http_version 1.1;
             proxy_set_header Host $host;
-            proxy_set_header X-Real-IP $remote_addr;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_set_header X-Forwarded-Host $host;"""
-
-_WEBSOCKET_HEADERS = """
+            proxy_set_header X-Real-IP $remote_addr;"""
+    + _FORWARDED_HEADERS
+    + """
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection $connection_upgrade;"""
+)
 
 
-def _proxy_locations(routes: list[Route]) -> str:
+def _route_locations(routes: list[Route], plain_http: bool, has_cert: bool) -> str:
     """One location per route (longest path first), plus its auth and error-page locations.
-    Without a route at `/`, other paths get a plain 404 rather than nginx's own files."""
+    On plain HTTP, routes that want HTTPS only redirect. Without a route at `/`, other paths get
+    a plain 404 rather than nginx's own files."""
     blocks = []
+    # Indexes follow the host's route list, so both servers name a route's helpers alike.
     for index, route in enumerate(routes):
-        extra = ""
-        if route.max_body_size is not None:
-            extra += f"\n            client_max_body_size {route.max_body_size};"
-        if route.auth_url is not None:
-            extra += f"\n            auth_request /.certbotless/auth/{index};"
-        if route.error_pages is not None:
-            codes = " ".join(str(code) for code in route.error_pages.statuses)
-            extra += (
-                "\n            proxy_intercept_errors on;"
-                f"\n            error_page {codes} @certbotless_errors_{index};"
-            )
-        blocks.append(
-            f"""
-        location {route.path} {{
-            set $upstream http://{route.service}:{route.port};
-            proxy_pass $upstream;
-{_PROXY_HEADERS}{_WEBSOCKET_HEADERS}{extra}
-        }}"""
-        )
-        if route.auth_url is not None:
-            blocks.append(_auth_location(index, route.auth_url))
-        if route.error_pages is not None:
-            page = route.error_pages.url.replace("{status}", "$status")
+        if plain_http and route.redirect_to_https:
             blocks.append(
-                f"""
-        location @certbotless_errors_{index} {{
-            set $error_page {page};
-            proxy_pass $error_page;
-            proxy_method GET;
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-        }}"""
+                _to_https_location(route.path) if has_cert else _not_yet_https_location(route.path)
             )
+        else:
+            blocks.extend(_proxy_locations(index, route))
     if not any(route.path == "/" for route in routes):
         blocks.append("\n        location / {\n            return 404;\n        }")
     return "\n".join(blocks)
 
 
+def _proxy_locations(index: int, route: Route) -> list[str]:
+    extra = ""
+    if route.timeout is not None:
+        extra += (
+            f"\n            proxy_read_timeout {route.timeout};"
+            f"\n            proxy_send_timeout {route.timeout};"
+        )
+    if route.max_body_size is not None:
+        extra += f"\n            client_max_body_size {route.max_body_size};"
+    if route.auth_url is not None:
+        extra += f"\n            auth_request {INTERNAL_LOCATION}auth/{index};"
+    if route.error_pages is not None:
+        codes = " ".join(str(code) for code in route.error_pages.statuses)
+        extra += (
+            "\n            proxy_intercept_errors on;"
+            f"\n            error_page {codes} @certbotless_errors_{index};"
+        )
+    blocks = [
+        f"""
+        location {route.path} {{
+            set $upstream http://{route.service}:{route.port};
+            proxy_pass $upstream;{_PROXY_HEADERS}{extra}
+        }}"""
+    ]
+    if route.auth_url is not None:
+        blocks.append(_auth_location(index, route.auth_url))
+    if route.error_pages is not None:
+        blocks.append(_error_pages_location(index, route.error_pages.url))
+    return blocks
+
+
 def _auth_location(index: int, auth_url: str) -> str:
-    """Forward auth: nginx asks `auth_url` with the client's headers; 2xx lets the request
-    through, 401/403 go back to the client, anything else is a 500."""
+    """Forward auth: nginx asks `auth_url` with the client's headers (and the request line in
+    both the X-Original-* and Traefik's X-Forwarded-* names); 2xx lets the request through,
+    401/403 go back to the client, anything else (a timeout included) is a 500. The timeouts
+    are short because every request of the route waits for this answer."""
     return f"""
-        location = /.certbotless/auth/{index} {{
+        location = {INTERNAL_LOCATION}auth/{index} {{
             internal;
             set $auth_url {auth_url};
             proxy_pass $auth_url;
+            proxy_ssl_server_name on;
+            proxy_connect_timeout 2s;
+            proxy_send_timeout 5s;
+            proxy_read_timeout 5s;
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
             proxy_set_header X-Original-URI $request_uri;
             proxy_set_header X-Original-Method $request_method;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_set_header X-Forwarded-Host $host;
+            proxy_set_header X-Forwarded-Uri $request_uri;
+            proxy_set_header X-Forwarded-Method $request_method;{_FORWARDED_HEADERS}
         }}"""
 
+
+def _error_pages_location(index: int, url: str) -> str:
+    page = url.replace("{status}", "$status")
+    return f"""
+        location @certbotless_errors_{index} {{
+            set $error_page {page};
+            proxy_pass $error_page;
+            proxy_ssl_server_name on;
+            proxy_method GET;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header Proxy "";
+        }}"""
+
+
+_HTTP2_ON = """
+    # HTTP/2 on every 443 server (nginx >= 1.25.1 sets it here rather than on `listen`).
+    http2 on;
+"""
 
 _MAIN = """\
 # Rendered by certbotless. Do not edit: the next pass replaces it.
@@ -264,10 +369,14 @@ http {{
     # upstream is down.
     resolver 127.0.0.11 valid=10s ipv6=off;
     resolver_timeout 5s;
+    # With dnsrr, a task that is gone leaves a dead address behind for up to `valid`: fail over
+    # to the next one quickly instead of after nginx's default 60 s.
+    proxy_connect_timeout 5s;
 
     log_format certbotless '$remote_addr [$time_local] "$host" "$request" $status '
-                           '$body_bytes_sent rt=$request_time ua="$upstream_addr" '
-                           'urt=$upstream_response_time';
+                           '$body_bytes_sent req=$request_length rt=$request_time '
+                           'upstream="$upstream_addr" upstream_status=$upstream_status '
+                           'urt=$upstream_response_time agent="$http_user_agent"';
     access_log /dev/stdout certbotless;
 
     map $http_upgrade $connection_upgrade {{
@@ -281,7 +390,7 @@ http {{
     ssl_session_cache shared:certbotless:10m;
     ssl_session_timeout 1d;
     ssl_session_tickets off;
-{servers}
+{http2}{servers}
 }}
 """
 
@@ -314,45 +423,60 @@ def explain_nginx_error(message: str, text: str) -> str:
 _CERT_PATH_RE = re.compile(r"^\s*ssl_certificate(?:_key)?\s+(\S+);", re.MULTILINE)
 
 
-def validate_nginx_conf(text: str, certs_dir: str, nginx: str = "nginx") -> None:
-    """Run `nginx -t` on `text` with stand-in certificates at the paths it names.
+def validate_nginx_conf(
+    text: str,
+    certs_dir: str,
+    *,
+    command: Sequence[str] = ("nginx",),
+    root: Path = Path("/"),
+) -> tuple[str, ...]:
+    """Run `nginx -t` on `text` with stand-in certificates at the paths it names. Raises
+    NginxConfigError when nginx rejects it; returns nginx's warnings (each explained like an
+    error), which an edge would print at every start.
 
     Secrets cannot be read back from the swarm, so the certificate files are self-signed stand-ins
     with the real paths rewritten into a scratch directory; syntax, paths and TLS settings are what
     this proves.
+
+    `command` is the argv that runs nginx and `root` the directory that nginx sees as `/`: with
+    `command=("chroot", root, "nginx")` the scratch tree goes under `root`/tmp, and nginx is given
+    the paths as it sees them.
     """
-    with tempfile.TemporaryDirectory(prefix="certbotless-nginx-") as scratch:
-        root = Path(scratch)
-        local = text.replace(certs_dir + "/", f"{root}/certs/")
+    scratch_parent = None if root == Path("/") else root / "tmp"
+    with tempfile.TemporaryDirectory(prefix="certbotless-nginx-", dir=scratch_parent) as scratch:
+        seen = PurePosixPath("/") / Path(scratch).relative_to(root)  # the scratch tree to nginx
+        local = text.replace(certs_dir + "/", f"{seen}/certs/")
         chain_pem, key_pem = _stand_in_certificate()
         for path in _CERT_PATH_RE.findall(local):
-            file = Path(path)
+            file = root / PurePosixPath(path).relative_to("/")
             file.parent.mkdir(parents=True, exist_ok=True)
             file.write_bytes(key_pem if path.endswith("privkey.pem") else chain_pem)
-        conf = root / "nginx.conf"
-        conf.write_text(local)
+        (Path(scratch) / "nginx.conf").write_text(local)
         result = subprocess.run(
             [
-                nginx,
+                *command,
                 "-t",
                 "-q",
                 "-e",
                 "stderr",
                 "-p",
-                f"{root}/",
+                f"{seen}/",
                 "-c",
-                str(conf),
+                f"{seen}/nginx.conf",
                 "-g",
-                f"pid {root}/nginx.pid;",
+                f"pid {seen}/nginx.pid;",
             ],
             capture_output=True,
             text=True,
             timeout=60,
             check=False,
         )
-        if result.returncode != 0:
-            message = result.stderr.strip().replace(str(root), "<scratch>")
-            raise NginxConfigError(explain_nginx_error(message, text))
+    output = result.stderr.strip().replace(str(seen), "<scratch>")
+    if result.returncode != 0 or "[emerg]" in output:
+        raise NginxConfigError(explain_nginx_error(output, text))
+    return tuple(
+        explain_nginx_error(line, text) for line in output.splitlines() if "[warn]" in line
+    )
 
 
 @cache

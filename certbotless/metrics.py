@@ -30,6 +30,10 @@ LAST_RENEWAL = Gauge(
     "When a certificate last renewed successfully or failed to",
     ["name", "result"],
 )
+LAST_PASS = Gauge(
+    "certbotless_pass_last_timestamp_seconds",
+    "When the last reconcile pass ended (alert when it is old: the daemon is stuck or gone)",
+)
 
 
 class _CertificateExpiry(Collector):
@@ -61,14 +65,24 @@ _EXPIRY = _CertificateExpiry()
 REGISTRY.register(_EXPIRY)
 
 
+_renewal_series: set[tuple[str, str]] = set()
+
+
 def observe_pass(report: PassReport, seconds: float) -> None:
     PASS_SECONDS.observe(seconds)
     _EXPIRY.certificates = report.certificates
     now = time.time()
-    for name in report.issued:
-        LAST_RENEWAL.labels(name, "success").set(now)
-    for name in report.failed:
-        LAST_RENEWAL.labels(name, "failure").set(now)
+    LAST_PASS.set(now)
+    for name, result in [(n, "success") for n in report.issued] + [
+        (n, "failure") for n in report.failed
+    ]:
+        LAST_RENEWAL.labels(name, result).set(now)
+        _renewal_series.add((name, result))
+    # Certificates nobody wants any more leave the metrics, so a long-lived daemon stays small.
+    wanted = {cert.name for cert in report.certificates} | set(report.failed)
+    for name, result in [series for series in _renewal_series if series[0] not in wanted]:
+        LAST_RENEWAL.remove(name, result)
+        _renewal_series.discard((name, result))
     if report.rolled:
         ROLLOUTS.labels("rolled").inc()
     if report.rollout_error:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -46,6 +47,7 @@ class Route:
     auth_url: str | None = None  # forward auth: a 2xx from it lets the request through
     hsts: bool = False
     error_pages: ErrorPages | None = None
+    timeout: str | None = None  # nginx time syntax (300s, 5m): proxy read and send timeouts
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,26 @@ class StoredCert:
     created_at: str = ""  # as Swarm reports it (RFC 3339); sorts by time
     # Where the labels disagree with the certificate itself (the certificate wins).
     mismatches: tuple[str, ...] = ()
+    refused: str = ""  # why Swarm rolled back the update that mounted it, if it did
+
+
+@dataclass(frozen=True)
+class RenewalFailure:
+    """The last failed attempt at a certificate, as recorded in the swarm until one succeeds."""
+
+    at: datetime
+    error: str
+
+    def to_label(self) -> str:
+        return json.dumps({"at": self.at.isoformat(), "error": self.error[:1000]})
+
+    @classmethod
+    def from_label(cls, text: str) -> RenewalFailure | None:
+        try:
+            value = json.loads(text)
+            return cls(datetime.fromisoformat(value["at"]), str(value["error"]))
+        except (ValueError, KeyError, TypeError):
+            return None
 
 
 @dataclass(frozen=True)
@@ -119,8 +141,9 @@ class FileReference:
     object_name: str
     target: str
     mode: int
-    # For a certificate chain: (a domain it serves, its serial), to check after a roll.
-    serves: tuple[str, str] | None = None
+    # For a certificate chain: (the domains nginx serves it for, its serial), checked after a
+    # roll.
+    serves: tuple[tuple[str, ...], str] | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +170,7 @@ class Plan:
     to_issue: tuple[CertSpec, ...]
     reasons: dict[str, str]
     current: dict[str, StoredCert]
+    directory_url: str = ""  # the CA the renewals go to
 
 
 @dataclass(frozen=True)
@@ -164,3 +188,14 @@ class PassReport:
     @property
     def ok(self) -> bool:
         return not self.failed and self.rollout_error is None
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One row of `certbotless list`."""
+
+    name: str
+    cert: StoredCert | None  # the version in use; None when none was ever stored
+    in_use: bool | None  # whether the edge's spec mounts it (None: no edge to ask)
+    wanted: bool  # whether a label asks for it (manual `issue`s are not renewed otherwise)
+    failure: RenewalFailure | None

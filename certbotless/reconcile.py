@@ -7,30 +7,26 @@ from __future__ import annotations
 
 import fcntl
 import logging
-import secrets
+import threading
+from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from josepy.jwk import JWK
-
 from certbotless.acme.ari import lifetime_renewal_time
-from certbotless.acme.challenges import ChallengeNotServed, EdgeSelfCheck
-from certbotless.acme.errors import AcmeError, CaUnreachable
-from certbotless.acme.keys import (
-    generate_private_key,
-    load_account_key,
-    load_account_key_pem,
-    private_key_pem,
-)
+from certbotless.acme.challenges import EdgeSelfCheck
+from certbotless.acme.errors import AcmeError, BackingOff, CaUnreachable
 from certbotless.acme.orders import AcmeIssuer, RevocationReason
 from certbotless.discovery import EdgeNotFound, discover, find_edge_service
 from certbotless.edge import (
+    DEFAULT_NGINX_VERSION,
     NGINX_CONF_TARGET,
     NginxConfigError,
+    NginxVersion,
     cert_files,
+    local_nginx_version,
     placeholder_certificate,
     render_nginx_conf,
     render_snippets,
@@ -40,26 +36,30 @@ from certbotless.model import (
     CertSpec,
     Discovery,
     FileReference,
-    KeyType,
     LabelProblem,
+    Listed,
     PassReport,
     Plan,
     Removal,
+    RenewalFailure,
     Route,
     ServiceInfo,
     StoredCert,
 )
 from certbotless.rollout import (
+    RolledBack,
     RolloutError,
     RolloutResult,
     ServedCertificates,
     check_in_edge_image,
-    mount_secret,
+    nginx_version_in_edge_image,
+    references_change,
     roll_service,
+    stuck_update,
 )
 from certbotless.settings import Settings
 from certbotless.store import CertStore, latest_per_name, plan_garbage
-from certbotless.swarm import NotFound, Swarm
+from certbotless.swarm import SWARM_ERRORS, Json, NotFound, Swarm
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +72,11 @@ def plan_certificates(
     now: datetime,
     forced: Collection[str] = (),
     renew_at: Mapping[str, datetime] | None = None,
+    directory_url: str = "",
 ) -> Plan:
     """`current`: the version in use per name; `renew_at`: the CA's (ARI) renewal time per name,
-    where it gave one (otherwise 1/3 of the lifetime left)."""
+    where it gave one (otherwise 1/3 of the lifetime left); `directory_url`: the CA configured
+    now, so that certificates from another one (say, staging) are replaced."""
     renew_at = renew_at or {}
     to_issue: list[CertSpec] = []
     reasons: dict[str, str] = {}
@@ -86,6 +88,8 @@ def plan_certificates(
             reason = "domains changed"
         elif cert.key_type != spec.key_type:
             reason = "key type changed"
+        elif not from_ca(cert, directory_url):
+            reason = f"issued by another CA ({cert.directory_url})"
         elif spec.name in forced:
             reason = "requested now"
         elif now >= renew_at.get(spec.name, lifetime_renewal_time(cert.not_before, cert.not_after)):
@@ -94,16 +98,26 @@ def plan_certificates(
             continue
         to_issue.append(spec)
         reasons[spec.name] = reason
-    return Plan(to_issue=tuple(to_issue), reasons=reasons, current=dict(current))
+    return Plan(tuple(to_issue), reasons, dict(current), directory_url)
+
+
+def from_ca(cert: StoredCert, directory_url: str) -> bool:
+    """Whether `cert` came from the CA at `directory_url` (unknown on either side counts as yes)."""
+    return not (cert.directory_url and directory_url) or cert.directory_url == directory_url
 
 
 def replaced_certificates(plan: Plan) -> dict[str, str]:
-    """ARI `replaces`: the identifier of the version each renewal supersedes (same name, and at
-    least one name in common, as RFC 9773 requires)."""
+    """ARI `replaces`: the identifier of the version each renewal supersedes (same name, same CA,
+    and at least one name in common, as RFC 9773 requires)."""
     replaces = {}
     for spec in plan.to_issue:
         old = plan.current.get(spec.name)
-        if old is not None and old.ari_id and set(old.domains) & set(spec.domains):
+        if (
+            old is not None
+            and old.ari_id
+            and from_ca(old, plan.directory_url)
+            and set(old.domains) & set(spec.domains)
+        ):
             replaces[spec.name] = old.ari_id
     return replaces
 
@@ -115,7 +129,8 @@ def edge_references(
     routed_hosts = {host for route in routes for host in route.hosts}
     wanted = [FileReference("config", conf[1], conf[0], NGINX_CONF_TARGET, 0o444)]
     for cert in sorted(current.values(), key=lambda c: c.name):
-        if routed_hosts.isdisjoint(cert.domains):
+        served = tuple(domain for domain in cert.domains if domain in routed_hosts)
+        if not served:
             continue
         files = cert_files(cert.name, certs_dir)
         wanted.append(
@@ -125,7 +140,7 @@ def edge_references(
                 cert.config_name,
                 files.fullchain,
                 0o444,
-                serves=(cert.domains[0], cert.serial),
+                serves=(served, cert.serial),
             )
         )
         wanted.append(
@@ -137,62 +152,9 @@ def edge_references(
 @dataclass
 class _Issuance:
     issued: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, AcmeError] = field(default_factory=dict)
     saved: dict[str, StoredCert] = field(default_factory=dict)
     ca_unreachable: str | None = None
-
-
-@dataclass(frozen=True)
-class Check:
-    """One `certbotless doctor` finding."""
-
-    what: str
-    ok: bool
-    detail: str
-    fix: str = ""
-
-
-class AccountKeyMounted(Exception):
-    """certbotless updated its own service to mount the account key; Swarm now replaces it."""
-
-
-class AccountKeyUnavailable(Exception):
-    """The account key exists as a secret, but this process cannot see it."""
-
-
-def resolve_account_key(
-    settings: Settings, swarm: Swarm, store: CertStore, mount_into_own_service: bool
-) -> JWK:
-    """The ACME account key, which lives only in a Swarm secret mounted at
-    `settings.account_key_file`. The first daemon makes the secret and mounts it into its own
-    service (one self-update, once), so a restart or a move to another manager keeps the account.
-    """
-    if settings.account_key_file.is_file():
-        return load_account_key(settings.account_key_file)
-    secret = store.account_key_secret()
-    fresh_pem = None
-    if secret is None:
-        fresh_pem = private_key_pem(generate_private_key(KeyType.EC256))
-        secret = store.create_account_key_secret(fresh_pem)
-        log.info("created the ACME account key secret %s", secret[0])
-    if mount_into_own_service:
-        service = settings.own_service or swarm.own_service_name()
-        if service is not None:
-            ref = FileReference(
-                "secret", secret[1], secret[0], str(settings.account_key_file), 0o400
-            )
-            mount_secret(swarm, service, ref)
-            raise AccountKeyMounted(
-                f"mounted secret {secret[0]} into service {service} at "
-                f"{settings.account_key_file}; Swarm restarts this task with it"
-            )
-    if fresh_pem is not None:
-        return load_account_key_pem(fresh_pem)
-    raise AccountKeyUnavailable(
-        f"the ACME account key is in secret {secret[0]}, but {settings.account_key_file} does "
-        f"not exist here: mount the secret there (docker service update --secret-add "
-        f"source={secret[0]},target={settings.account_key_file},mode=0400 …)"
-    )
 
 
 @contextmanager
@@ -207,6 +169,10 @@ def pass_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+class PassAbandoned(Exception):
+    """certbotless is stopping; the pass did not start."""
+
+
 class Reconciler:
     def __init__(
         self,
@@ -214,15 +180,20 @@ class Reconciler:
         swarm: Swarm,
         store: CertStore,
         issuer_factory: Callable[[], AcmeIssuer],
+        stopping: threading.Event | None = None,
     ) -> None:
         self.settings = settings
         self.swarm = swarm
         self.store = store
         self._issuer_factory = issuer_factory
         self._issuer: AcmeIssuer | None = None
-        # Reference sets Swarm refused; kept in memory so a restart tries once more.
-        self._failed_rollouts: set[frozenset[str]] = set()
+        # Set on SIGTERM: no new pass, no new order, no roll (the next start rolls).
+        self.stopping = stopping or threading.Event()
+        # Reference sets a roll failed with, so that the same roll is not retried every pass
+        # (a restart tries once more). Only the latest few matter.
+        self._failed_rollouts: deque[frozenset[str]] = deque(maxlen=16)
         self._reported: set[LabelProblem] = set()
+        self._edge_nginx: dict[str, NginxVersion] = {}  # edge image → its nginx version
 
     @property
     def issuer(self) -> AcmeIssuer:
@@ -241,6 +212,8 @@ class Reconciler:
         """One pass. `force`: renew every certificate now (True) or these names. `dry_run`:
         order every wanted certificate but store nothing and roll nothing."""
         with pass_lock(self.settings.lock_file):
+            if self.stopping.is_set():
+                raise PassAbandoned("certbotless is stopping")
             services = self.swarm.services()
             edge = self._edge_if_any(services)
             found = self._discover(services, edge)
@@ -254,8 +227,13 @@ class Reconciler:
             roll = roll and not dry_run
             stored = self.store.inventory()
             current = latest_per_name(stored)
+            directory_url = self.issuer.directory_url
             renewals = self.issuer.renewal_times(
-                [cert for name, cert in current.items() if name in wanted_specs]
+                [
+                    cert
+                    for name, cert in current.items()
+                    if name in wanted_specs and from_ca(cert, directory_url)
+                ]
             )
             plan = plan_certificates(
                 wanted_specs.values(),
@@ -263,6 +241,7 @@ class Reconciler:
                 datetime.now(UTC),
                 forced,
                 {name: renewal.renew_at for name, renewal in renewals.items()},
+                directory_url,
             )
             # The edge is needed to roll it, or to self-check challenges through it.
             needs_edge = roll or (self.settings.self_check and bool(plan.to_issue))
@@ -278,10 +257,21 @@ class Reconciler:
             issuance = self._issue(plan, progress, self_check, store=not dry_run)
             current.update(issuance.saved)
             stored.extend(issuance.saved.values())
-            issued, failed = issuance.issued, issuance.failed
+            # Each failure in the CA's words from the last real attempt (a name in back-off was
+            # not tried again): alerts stay the same while the problem does.
+            failed = {name: str(error) for name, error in issuance.failed.items()}
+            if not dry_run:
+                recorded = self._record_failures(issuance, set(wanted_specs))
+                failed = {name: recorded[name].error for name in failed}
+            ca_unreachable = issuance.ca_unreachable
+            if ca_unreachable is None and not plan.to_issue:
+                # Nothing ordered: ask the CA anyway, so that an outage is noticed in time.
+                ca_unreachable = self.issuer.unreachable()
             rolled, rollout_error = False, None
             removed: tuple[Removal, ...] = ()
-            if roll and edge is not None:
+            if roll and edge is not None and self.stopping.is_set():
+                progress(f"stopping: {edge} is rolled at the next start")
+            elif roll and edge is not None:
                 try:
                     rolled = self._deploy_edge(
                         edge, found.routes, current, set(wanted_specs), progress
@@ -291,22 +281,23 @@ class Reconciler:
                     rollout_error = str(error)
                 else:
                     removed = tuple(self._collect_garbage(stored, set(wanted_specs), False))
+            in_use = {name: cert for name, cert in current.items() if name in wanted_specs}
             return PassReport(
-                issued=tuple(issued),
+                issued=tuple(issuance.issued),
                 failed=failed,
                 problems=found.problems,
                 rolled=rolled,
                 rollout_error=rollout_error,
                 removed=removed,
-                ca_unreachable=issuance.ca_unreachable,
-                certificates=tuple(c for name, c in current.items() if name in wanted_specs),
+                ca_unreachable=ca_unreachable,
+                certificates=tuple(in_use.values()),
                 next_renewal=min(
                     (
                         lifetime_renewal_time(cert.not_before, cert.not_after)
-                        if name in issued or name not in renewals
+                        if name in issuance.issued or name not in renewals
                         else renewals[name].renew_at
-                        for name, cert in current.items()
-                        if name in wanted_specs and name not in failed
+                        for name, cert in in_use.items()
+                        if name not in issuance.failed
                     ),
                     default=None,
                 ),
@@ -326,21 +317,47 @@ class Reconciler:
         for spec, outcome in outcomes:
             if isinstance(outcome, AcmeError):
                 log.error("%s", outcome)
-                result.failed[spec.name] = str(outcome)
+                result.failed[spec.name] = outcome
                 if isinstance(outcome, CaUnreachable):
                     result.ca_unreachable = str(outcome)
                 continue
-            result.issued.append(spec.name)
             if not store:
+                result.issued.append(spec.name)
                 progress(f"{spec.name}: dry run: the CA issued it (not stored, not rolled)")
                 continue
-            saved = self.store.save(outcome)
+            try:
+                saved = self.store.save(outcome)
+            except SWARM_ERRORS as error:
+                log.error("%s: the CA issued it, but storing it failed: %s", spec.name, error)
+                result.failed[spec.name] = AcmeError(
+                    f"{spec.name}: the CA issued it, but the swarm did not store it: {error}"
+                )
+                continue
+            result.issued.append(spec.name)
             progress(
                 f"{spec.name}: stored {saved.config_name} serial {saved.serial}, "
                 f"expires {saved.not_after:%Y-%m-%d %H:%M} UTC"
             )
             result.saved[spec.name] = saved
         return result
+
+    def _record_failures(
+        self, issuance: _Issuance, wanted_names: set[str]
+    ) -> dict[str, RenewalFailure]:
+        """Keep the swarm's record of failed renewals current: what failed now, and what failed
+        before and was not tried since (a name in back-off keeps the words of its last try)."""
+        recorded = self.store.failures()
+        now = datetime.now(UTC)
+        failures = {
+            name: failure
+            for name, failure in recorded.items()
+            if name in wanted_names and name not in issuance.issued
+        }
+        for name, error in issuance.failed.items():
+            if not (isinstance(error, BackingOff) and name in failures):
+                failures[name] = RenewalFailure(now, str(error))
+        self.store.record_failures(failures)
+        return failures
 
     def revoke(
         self, name: str, reason: RevocationReason, progress: Progress = log.info
@@ -360,67 +377,6 @@ class Reconciler:
             progress(f"{name}: no label wants it any more, so no new certificate")
             return PassReport()
         return self.run_pass(force={name}, progress=progress)
-
-    def doctor(self) -> list[Check]:
-        """Everything certbotless needs, checked in order, each with the fix when it fails."""
-        checks: list[Check] = []
-        try:
-            info = self.swarm.engine_info()
-        except Exception as error:
-            return [Check("Docker API", False, str(error), "mount /var/run/docker.sock")]
-        checks.append(Check("Docker API", True, f"engine {info.get('ServerVersion', '?')}"))
-        manager = bool((info.get("Swarm") or {}).get("ControlAvailable"))
-        checks.append(
-            Check("on a manager", manager, "yes" if manager else "this node is not a manager",
-                  "constrain the certbotless service to node.role == manager")
-        )  # fmt: skip
-        if not manager:
-            return checks
-        services = self.swarm.services()
-        edge = self._edge_if_any(services)
-        if edge is None:
-            try:
-                find_edge_service(services)
-            except EdgeNotFound as missing:
-                checks.append(Check("nginx service", False, str(missing)))
-        else:
-            networks = next((s.network_names for s in services if s.name == edge), ())
-            checks.append(
-                Check("nginx service", True, f"{edge} on {', '.join(networks) or 'no network'}")
-            )
-            checks.append(self._check_challenge_path(edge))
-        try:
-            directory = self.issuer.acme.directory
-        except AcmeError as error:
-            fix = "check CERTBOTLESS_ACME_DIRECTORY and CERTBOTLESS_CA_BUNDLE"
-            checks.append(Check("ACME directory", False, str(error), fix))
-            return checks
-        resources = len(directory.to_partial_json())
-        checks.append(
-            Check("ACME directory", True, f"{self.issuer.directory_url} ({resources} resources)")
-        )
-        try:
-            account = self.issuer.existing_account()
-        except AcmeError as error:
-            checks.append(Check("ACME account", False, str(error)))
-        else:
-            checks.append(
-                Check("ACME account", True, account or "none yet: registered at the first order")
-            )
-        return checks
-
-    def _check_challenge_path(self, edge: str) -> Check:
-        token = "certbotless-doctor-" + secrets.token_urlsafe(16)
-        self.issuer.tokens.put(token, token + ".check")
-        try:
-            EdgeSelfCheck(f"tasks.{edge}", timeout=60).wait_until_served(
-                "certbotless-doctor.invalid", token, token + ".check"
-            )
-        except ChallengeNotServed as error:
-            return Check("challenge path through nginx", False, str(error))
-        finally:
-            self.issuer.tokens.remove(token)
-        return Check("challenge path through nginx", True, f"every task of {edge} answers")
 
     def _discover(self, services: Sequence[ServiceInfo], edge: str | None) -> Discovery:
         return discover(services, edge, routing=self.settings.nginx_conf == "rendered")
@@ -471,24 +427,34 @@ class Reconciler:
             )
         return removals
 
-    def listing(self) -> list[tuple[StoredCert, bool | None]]:
-        """The newest version of each certificate, and whether the edge's current spec mounts
-        it (None when there is no edge to ask)."""
+    def listing(self) -> list[Listed]:
+        """Each certificate's version in use, or its failure if it never got one."""
+        services = self.swarm.services()
         current = latest_per_name(self.store.inventory())
+        failures = self.store.failures()
+        wanted = {spec.name for spec in self._discover(services, None).specs}
         try:
-            edge = self.settings.nginx_service or find_edge_service(self.swarm.services())
+            edge = self.settings.nginx_service or find_edge_service(services)
             mounted: set[str] | None = self.swarm.mounted_object_ids(edge)
         except (EdgeNotFound, NotFound):
             mounted = None
         return [
-            (cert, None if mounted is None else cert.config_id in mounted)
-            for cert in sorted(current.values(), key=lambda c: c.name)
-        ]
+            Listed(
+                name,
+                current.get(name),
+                None if mounted is None or name not in current
+                else current[name].config_id in mounted,
+                name in wanted,
+                failures.get(name),
+            )
+            for name in sorted(set(current) | set(failures))
+        ]  # fmt: skip
 
     def render(self) -> str:
         """What a pass would deploy: nginx.conf, or with an own nginx.conf the snippets."""
         services = self.swarm.services()
-        found = self._discover(services, self._edge_if_any(services))
+        edge = self._edge_if_any(services)
+        found = self._discover(services, edge)
         if self.settings.nginx_conf == "own":
             snippets = render_snippets(
                 [spec.name for spec in found.specs],
@@ -497,12 +463,37 @@ class Reconciler:
             )
             return "".join(f"# --- {target}\n{text}" for target, text in snippets.items())
         current = latest_per_name(self.store.inventory())
-        return self._render(found.routes, current)
+        version = DEFAULT_NGINX_VERSION
+        if edge is not None:
+            version = self._edge_nginx_version(self.swarm.inspect_service(edge))
+        return self._render(found.routes, current, version)
 
-    def _render(self, routes: Iterable[Route], current: dict[str, StoredCert]) -> str:
+    def _render(
+        self, routes: Iterable[Route], current: dict[str, StoredCert], version: NginxVersion
+    ) -> str:
         return render_nginx_conf(
-            routes, current, self.settings.responder_upstream, self.settings.certs_dir
+            routes,
+            current,
+            self.settings.responder_upstream,
+            self.settings.certs_dir,
+            nginx_version=version,
         )
+
+    def _edge_nginx_version(self, service: Json) -> NginxVersion:
+        """Asked once per edge image; if it cannot be asked, the syntax every version reads."""
+        image = service["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+        if image not in self._edge_nginx:
+            try:
+                self._edge_nginx[image] = nginx_version_in_edge_image(
+                    self.swarm, service, self.settings.rollout_timeout
+                )
+            except (RolloutError, ValueError) as error:
+                log.warning("nginx version of %s unknown (%s); rendering for %s", image, error,
+                            ".".join(map(str, DEFAULT_NGINX_VERSION)))  # fmt: skip
+                return DEFAULT_NGINX_VERSION
+            log.info("the edge image %s has nginx %s", image,
+                     ".".join(map(str, self._edge_nginx[image])))  # fmt: skip
+        return self._edge_nginx[image]
 
     def _deploy_edge(
         self,
@@ -512,35 +503,52 @@ class Reconciler:
         wanted_names: set[str],
         progress: Progress,
     ) -> RolloutResult:
+        service = self.swarm.inspect_service(edge_service)
         if self.settings.nginx_conf == "own":
             text, wanted = self._snippet_references(current, wanted_names)
         else:
-            text = self._render(routes, current)
-            validate_nginx_conf(text, self.settings.certs_dir)
+            text = self._render(routes, current, self._edge_nginx_version(service))
+            # The sidecar's own nginx first: quick, and its errors name the line and route.
+            for warning in validate_nginx_conf(
+                self._render(routes, current, local_nginx_version()), self.settings.certs_dir
+            ):
+                log.warning("nginx -t: %s", warning)
             conf = self.store.ensure_nginx_conf(text)
             wanted = edge_references(routes, current, conf, self.settings.certs_dir)
+        if not references_change(service, wanted):
+            problem = stuck_update(service)
+            if problem is not None:
+                raise RolloutError(problem)
+            self._failed_rollouts.clear()
+            return RolloutResult(changed=False)
         attempt = frozenset(ref.object_id for ref in wanted)
         if attempt in self._failed_rollouts:
             raise RolloutError(
-                f"{edge_service}: not rolling again to the references that Swarm rolled back "
-                "before; `certbotless renew --force` gets fresh certificates"
+                f"{edge_service}: not rolling again to the references that failed before; "
+                "`certbotless renew --force` gets fresh certificates"
             )
-        check_in_edge_image(
-            self.swarm, edge_service, wanted, text, self.settings.rollout_timeout, progress
-        )
-        served = ServedCertificates(f"tasks.{edge_service}") if self.settings.self_check else None
         try:
-            result = roll_service(
-                self.swarm,
-                edge_service,
-                wanted,
-                self.settings.rollout_timeout,
-                progress,
-                served,
+            for warning in check_in_edge_image(
+                self.swarm, service, wanted, text, self.settings.rollout_timeout, progress
+            ):
+                log.warning("nginx -t in the edge image: %s", warning)
+            served = (
+                ServedCertificates(f"tasks.{edge_service}") if self.settings.self_check else None
             )
-        except RolloutError:
-            self._failed_rollouts.add(attempt)
+            result = roll_service(
+                self.swarm, edge_service, wanted, self.settings.rollout_timeout, progress, served
+            )
+        except RolledBack as refused:
+            self._failed_rollouts.append(attempt)
+            reason = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC: Swarm rolled back the update"
+            for cert in current.values():
+                if cert.config_id in refused.rotated:
+                    self.store.mark_refused(cert, reason)
             raise
+        except RolloutError:
+            self._failed_rollouts.append(attempt)
+            raise
+        self._failed_rollouts.clear()
         if result.changed:
             progress(f"{edge_service}: rolled in {result.seconds:.1f} s")
         return result
@@ -563,7 +571,7 @@ class Reconciler:
             if cert is not None:
                 wanted += [
                     FileReference("config", cert.config_id, cert.config_name, files.fullchain,
-                                  0o444, serves=(cert.domains[0], cert.serial)),
+                                  0o444, serves=(cert.domains[:1], cert.serial)),
                     FileReference("secret", cert.secret_id, cert.secret_name, files.privkey,
                                   0o400),
                 ]  # fmt: skip

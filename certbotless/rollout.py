@@ -15,10 +15,15 @@ from typing import Any
 
 from cryptography import x509
 
-from certbotless.edge import NginxConfigError, explain_nginx_error
+from certbotless.edge import (
+    NginxConfigError,
+    NginxVersion,
+    explain_nginx_error,
+    parse_nginx_version,
+)
 from certbotless.model import FileReference
 from certbotless.store import NAME_PREFIX, serial_hex
-from certbotless.swarm import APIError, Swarm
+from certbotless.swarm import APIError, JobResult, Swarm
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +40,10 @@ class RolloutError(Exception):
 
 
 class RolledBack(RolloutError):
-    """Swarm refused the update and restored the previous spec."""
+    """Swarm refused the update and restored the previous spec. `rotated`: the IDs of the
+    certificate chain configs the update would have put in use."""
+
+    rotated: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -153,6 +161,23 @@ class ServedCertificates:
             time.sleep(0.2)
 
 
+def references_change(service: Json, wanted: Iterable[FileReference]) -> bool:
+    """Whether mounting `wanted` changes the service's current spec."""
+    return _references_change(service["Spec"]["TaskTemplate"]["ContainerSpec"], list(wanted))
+
+
+def stuck_update(service: Json) -> str | None:
+    """Why the service's last update is stuck half-way (Swarm paused it), if it is."""
+    status = service.get("UpdateStatus") or {}
+    if status.get("State") in ("paused", "rollback_paused"):
+        return (
+            f"{service['Spec']['Name']}: its last update is {status['State']} "
+            f"({status.get('Message', '')}); resume it with `docker service update "
+            f"--rollback {service['Spec']['Name']}` or fix what made it pause"
+        )
+    return None
+
+
 def roll_service(
     swarm: Swarm,
     service_name: str,
@@ -162,7 +187,8 @@ def roll_service(
     served: ServedCertificates | None = None,
 ) -> RolloutResult:
     """One `service update` with all the new references; then Swarm's verdict; then, with
-    `served`, the new serial on every edge task for each certificate that changed."""
+    `served`, the new serial on every edge task for each domain of each certificate that changed.
+    """
     started = time.monotonic()
     deadline = started + timeout
     mounted_before: dict[str, str] = {}
@@ -180,6 +206,9 @@ def roll_service(
 
     before = _update_with_retry(swarm, service_name, swap)
     if before is None:
+        problem = stuck_update(swarm.inspect_service(service_name))
+        if problem is not None:
+            raise RolloutError(problem)
         return RolloutResult(changed=False)
     progress(f"rolling {service_name}")
     rotated = [
@@ -190,24 +219,35 @@ def roll_service(
     try:
         _wait_for_update(swarm, before, deadline, progress)
     except RolledBack as refused:
+        refused.rotated = tuple(ref.object_id for ref in rotated)
         if served is None:
             raise
         # Swarm's verdict comes before the restored tasks answer: wait for the old serials.
         previous = {
-            ref.serves[0]: _serial_of(swarm.config_data(mounted_before[ref.target]))
+            domain: _serial_of(swarm.config_data(mounted_before[ref.target]))
             for ref in rotated
             if ref.serves is not None and ref.target in mounted_before
+            for domain in ref.serves[0]
         }
         try:
             served.wait_until_serving(previous, deadline, "the previous certificates")
         except RolloutError as still_down:
-            raise RolledBack(f"{refused}\n  but {still_down}") from refused
-        raise RolledBack(f"{refused}: the previous certificates serve again") from refused
+            refused.args = (f"{refused}\n  but {still_down}",)
+            raise refused from None
+        refused.args = (f"{refused}: the previous certificates serve again",)
+        raise
     if served is not None and rotated:
         progress(f"{service_name}: checking the served certificates")
         served.wait_until_serving(
-            {ref.serves[0]: ref.serves[1] for ref in rotated if ref.serves is not None}, deadline
+            {
+                domain: ref.serves[1]
+                for ref in rotated
+                if ref.serves is not None
+                for domain in ref.serves[0]
+            },
+            deadline,
         )
+        progress(f"{service_name}: every task serves the new certificates")
     return RolloutResult(changed=True, seconds=time.monotonic() - started)
 
 
@@ -215,37 +255,75 @@ def _serial_of(chain_pem: bytes) -> str:
     return serial_hex(x509.load_pem_x509_certificate(chain_pem).serial_number)
 
 
+def edge_job_template(service: Json, command: list[str], wanted: list[FileReference]) -> Json:
+    """A task template that runs `command` like an edge task would: same image, user, mounts,
+    networks and placement (so on a node that has the image), with `wanted` mounted."""
+    template = copy.deepcopy(service["Spec"]["TaskTemplate"])
+    container = template["ContainerSpec"]
+    container.pop("Args", None)
+    container.pop("Healthcheck", None)
+    container["Command"] = command
+    container["Secrets"] = swap_references(container.get("Secrets") or [], wanted, "secret")
+    container["Configs"] = swap_references(container.get("Configs") or [], wanted, "config")
+    # The edge's network aliases would make its name resolve to the job as well.
+    for network in template.get("Networks") or []:
+        network.pop("Aliases", None)
+    return {
+        key: template[key]
+        for key in ("ContainerSpec", "Placement", "Networks", "Resources")
+        if key in template
+    }
+
+
+def _run_in_edge_image(
+    swarm: Swarm, service: Json, command: list[str], wanted: list[FileReference], timeout: float
+) -> JobResult:
+    name = f"{NAME_PREFIX}nginx-check-{secrets.token_hex(4)}"
+    try:
+        return swarm.run_job(name, edge_job_template(service, command, wanted), timeout)
+    except APIError as error:
+        raise RolloutError(f"could not start a job in the edge image: {error}") from error
+
+
 def check_in_edge_image(
     swarm: Swarm,
-    service_name: str,
+    service: Json,
     wanted: list[FileReference],
     nginx_conf: str,
     timeout: float,
     progress: Progress = log.info,
-) -> None:
+) -> tuple[str, ...]:
     """`nginx -t` in the edge's own image with the references the roll would mount (the real
-    certificates and keys), as a one-off Swarm job; nothing to do when they are mounted already.
-    Raises NginxConfigError with nginx's words: a configuration that fails here is never
-    rolled."""
-    container = swarm.inspect_service(service_name)["Spec"]["TaskTemplate"]["ContainerSpec"]
-    if not _references_change(container, wanted):
-        return
-    progress(f"{service_name}: checking the new configuration with its own nginx")
-    job = {
-        "Image": container["Image"],
-        "Command": ["nginx", "-t"],
-        "Secrets": swap_references(container.get("Secrets") or [], wanted, "secret"),
-        "Configs": swap_references(container.get("Configs") or [], wanted, "config"),
-    }
-    name = f"{NAME_PREFIX}nginx-check-{secrets.token_hex(4)}"
-    ok, output = swarm.run_job(name, job, timeout, labels={"certbotless.managed": "true"})
-    if not ok:
+    certificates and keys), as a one-off Swarm job. Raises NginxConfigError with nginx's words
+    (a configuration that fails here is never rolled), RolloutError when the job cannot run;
+    returns nginx's warnings."""
+    image = service["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+    progress(f"{service['Spec']['Name']}: checking the new configuration with its own nginx")
+    job = _run_in_edge_image(swarm, service, ["nginx", "-t"], wanted, timeout)
+    if not job.ran:
+        raise RolloutError(
+            f"could not run `nginx -t` in {image} ({job.state}: {job.error}); nothing rolled"
+        )
+    if not job.succeeded:
         raise NginxConfigError(
             explain_nginx_error(
-                f"nginx in {container['Image']} rejects the new configuration: {output.strip()}",
+                f"nginx in {image} rejects the new configuration: {job.output.strip()}",
                 nginx_conf,
             )
         )
+    return tuple(
+        explain_nginx_error(line, nginx_conf)
+        for line in job.output.splitlines()
+        if "[warn]" in line
+    )
+
+
+def nginx_version_in_edge_image(swarm: Swarm, service: Json, timeout: float) -> NginxVersion:
+    """The version of nginx in the edge's image, which decides some of the syntax."""
+    job = _run_in_edge_image(swarm, service, ["nginx", "-v"], [], timeout)
+    if not job.succeeded:
+        raise RolloutError(f"`nginx -v` in the edge image did not run: {job.error or job.output}")
+    return parse_nginx_version(job.output)
 
 
 def mount_secret(swarm: Swarm, service_name: str, ref: FileReference) -> bool:
@@ -279,7 +357,7 @@ def _update_with_retry(
             return service
         except APIError as error:
             if "out of sequence" not in str(error) or attempt == _UPDATE_ATTEMPTS:
-                raise
+                raise RolloutError(f"{service_name}: Docker refused the update: {error}") from None
             log.info("%s changed under us; reloading its spec (attempt %d)", service_name, attempt)
     return None
 
@@ -292,11 +370,13 @@ def _wait_for_update(swarm: Swarm, before: Json, deadline: float, progress: Prog
     previous_status = before.get("UpdateStatus")
     last_state = ""
     failure = ""
+    started_at = ""
     while time.monotonic() < deadline:
         service = swarm.inspect_service(before["ID"])
         status = service.get("UpdateStatus")
         if status and status != previous_status:
             state = status.get("State", "")
+            started_at = status.get("StartedAt", started_at)
             if state != last_state:
                 progress(f"{name}: update {state}")
                 last_state = state
@@ -304,7 +384,7 @@ def _wait_for_update(swarm: Swarm, before: Json, deadline: float, progress: Prog
                 return
             if state in _FAILED_STATES and not failure:
                 failure = f"{name}: update {state}: {status.get('Message', '')}" + _task_errors(
-                    swarm, before["ID"]
+                    swarm, before["ID"], status.get("StartedAt", "")
                 )
             if state in ("paused", "rollback_paused"):
                 raise RolloutError(failure + "\n  Swarm paused the update; fix and run a pass")
@@ -314,14 +394,16 @@ def _wait_for_update(swarm: Swarm, before: Json, deadline: float, progress: Prog
     raise RolloutError(
         (failure or f"{name}: no verdict")
         + f" within the rollout timeout (last state {last_state or 'none'})"
-        + _task_errors(swarm, before["ID"])
+        + _task_errors(swarm, before["ID"], started_at)
     )
 
 
-def _task_errors(swarm: Swarm, service_id: str) -> str:
+def _task_errors(swarm: Swarm, service_id: str, since: str) -> str:
+    """What went wrong with the tasks this update made (RFC 3339 times sort as text)."""
     errors = {
         task["Status"].get("Err") or task["Status"].get("Message", "")
         for task in swarm.tasks(service_id)
         if task["Status"].get("State") in {"failed", "rejected", "pending"}
+        and task.get("CreatedAt", "") >= since
     }
     return "".join(f"\n  task: {e}" for e in sorted(errors) if e)

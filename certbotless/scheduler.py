@@ -12,19 +12,34 @@ from types import FrameType
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from certbotless.alerts import Alerter, alerts_for
+from certbotless.alerts import Alert, Alerter, alerts_for, pass_failed_alert
 from certbotless.metrics import observe_pass
-from certbotless.model import PassReport
-from certbotless.reconcile import Reconciler
+from certbotless.reconcile import PassAbandoned, Reconciler
+from certbotless.store import NAME_PREFIX
 from certbotless.swarm import Swarm
 
 log = logging.getLogger(__name__)
 
-EVENT_DEBOUNCE = timedelta(seconds=2)
+# Within the stack's stop_grace_period (stacks/edge.yml): orders are abandoned at the next step,
+# so a pass ends long before this unless a roll is being waited on.
+STOP_WAIT_SECONDS = 75
+
+# Docker events: a pass once the swarm has been quiet this long, but no later than the cap after
+# the first event of a burst (a `docker stack deploy` of many services is one burst).
+EVENT_QUIET = timedelta(seconds=2)
+EVENT_CAP = timedelta(seconds=10)
 # Let's Encrypt allows 5 failed validations per name per hour.
 RETRY_AFTER_FAILURE = timedelta(minutes=15)
 SCHEDULE_JITTER_SECONDS = 300
 _PASS_JOB = "reconcile-soon"
+_EVENTS_JOB = "reconcile-after-events"
+# Services certbotless itself creates and removes for a moment: no reason for a pass.
+_OWN_JOB_PREFIX = NAME_PREFIX + "nginx-check-"
+
+
+def debounced(now: datetime, burst_started: datetime) -> datetime:
+    """When a pass runs for a burst of events: after the quiet time, at the latest at the cap."""
+    return min(now + EVENT_QUIET, burst_started + EVENT_CAP)
 
 
 class Daemon:
@@ -47,7 +62,14 @@ class Daemon:
             max_instances=1,
             coalesce=True,
         )
-        self._stopping = threading.Event()
+        self._stopping = reconciler.stopping
+        self._burst_started: datetime | None = None
+        self._burst_lock = threading.Lock()
+        # Passes under way, so that a stop waits for them.
+        self._running = 0
+        self._idle = threading.Condition()
+        # What the last pass that ran found: a pass that fails halfway knows nothing new.
+        self._last_alerts: list[Alert] = []
 
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self._on_signal)
@@ -55,9 +77,15 @@ class Daemon:
         self.trigger(reason="start", delay=timedelta(0))
         threading.Thread(target=self._watch_events, name="docker-events", daemon=True).start()
         self.scheduler.start()
+        # Stopped: let the pass under way end (its orders are abandoned), then say what is left.
+        with self._idle:
+            self._idle.wait_for(lambda: self._running == 0, timeout=STOP_WAIT_SECONDS)
+        if self.alerter is not None:
+            self.alerter.flush(timeout=10)
+        log.info("stopped")
 
-    def trigger(self, reason: str, delay: timedelta = EVENT_DEBOUNCE) -> None:
-        """Debounced: one pending pass, moved to `delay` from now unless one is due sooner.
+    def trigger(self, reason: str, delay: timedelta = timedelta(0)) -> None:
+        """A pass `delay` from now, unless one is due sooner.
 
         Two instances may exist: one running and one waiting for the pass lock, so a change
         seen during a pass is always followed by another pass.
@@ -67,9 +95,22 @@ class Daemon:
         pending = self.scheduler.get_job(_PASS_JOB)
         if pending is not None and pending.next_run_time is not None:
             when = min(when, pending.next_run_time)
+        self._schedule(_PASS_JOB, when)
+
+    def changed(self, reason: str) -> None:
+        """A service changed: a pass once the burst of changes is over (trailing, capped)."""
+        log.debug("pass requested: %s", reason)
+        now = datetime.now(UTC)
+        with self._burst_lock:
+            if self._burst_started is None:
+                self._burst_started = now
+            when = debounced(now, self._burst_started)
+        self._schedule(_EVENTS_JOB, when)
+
+    def _schedule(self, job_id: str, when: datetime) -> None:
         self.scheduler.add_job(
             self._pass,
-            id=_PASS_JOB,
+            id=job_id,
             replace_existing=True,
             next_run_time=when,
             max_instances=2,
@@ -77,25 +118,39 @@ class Daemon:
         )
 
     def _pass(self) -> None:
+        with self._burst_lock:
+            self._burst_started = None  # changes from now on are a new burst
+        with self._idle:
+            self._running += 1
+        try:
+            self._run_pass()
+        finally:
+            with self._idle:
+                self._running -= 1
+                self._idle.notify_all()
+
+    def _run_pass(self) -> None:
         started = time.monotonic()
         now = datetime.now(UTC)
         try:
             report = self.reconciler.run_pass()
+        except PassAbandoned:
+            return
         except Exception as error:
             log.exception("reconcile pass failed")
             self.trigger("retry after a failed pass", RETRY_AFTER_FAILURE)
-            report = PassReport(rollout_error=f"the reconcile pass failed: {error}")
-        else:
-            if not report.ok:
-                self.trigger("retry failed certificates", RETRY_AFTER_FAILURE)
-            # Failed certificates are retried above; this is for the next one to come due.
-            if report.next_renewal is not None and report.next_renewal > now:
-                self.trigger("a certificate is due", report.next_renewal - now)
+            if self.alerter is not None:
+                self.alerter.update([*self._last_alerts, pass_failed_alert(error)])
+            return
+        if not report.ok:
+            self.trigger("retry failed certificates", RETRY_AFTER_FAILURE)
+        # Failed certificates are retried above; this is for the next one to come due.
+        if report.next_renewal is not None and report.next_renewal > now:
+            self.trigger("a certificate is due", report.next_renewal - now)
         observe_pass(report, time.monotonic() - started)
+        self._last_alerts = alerts_for(report, report.certificates, now, now + RETRY_AFTER_FAILURE)
         if self.alerter is not None:
-            self.alerter.update(
-                alerts_for(report, report.certificates, now, now + RETRY_AFTER_FAILURE)
-            )
+            self.alerter.update(self._last_alerts)
         log.info(
             "pass done in %.1f s: issued %d, failed %d, label problems %d, rolled %s",
             time.monotonic() - started,
@@ -112,12 +167,13 @@ class Daemon:
                 for event in self.swarm.service_events(since):
                     since = event.get("time", since)
                     name = event.get("Actor", {}).get("Attributes", {}).get("name", "?")
-                    self.trigger(reason=f"service {name} {event.get('Action')}")
+                    if not name.startswith(_OWN_JOB_PREFIX):
+                        self.changed(reason=f"service {name} {event.get('Action')}")
             except Exception as error:
                 log.warning("docker events stream broke (%s); reconnecting", error)
                 self._stopping.wait(2)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        log.info("signal %d: finishing the current pass, then stopping", signum)
+        log.info("signal %d: abandoning orders not finalized yet, then stopping", signum)
         self._stopping.set()
         self.scheduler.shutdown(wait=False)

@@ -7,7 +7,7 @@ import hashlib
 import logging
 import re
 import secrets as random_tokens
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
@@ -15,11 +15,19 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from certbotless.acme.ari import ari_cert_id
-from certbotless.model import IssuedCert, KeyType, Removal, StoredCert, StoredObject
-from certbotless.swarm import APIError, Swarm
+from certbotless.model import (
+    IssuedCert,
+    KeyType,
+    Removal,
+    RenewalFailure,
+    StoredCert,
+    StoredObject,
+)
+from certbotless.swarm import APIError, Json, Swarm
 
 NAME_PREFIX = "cbl-"
 MAX_OBJECT_NAME = 64
+_UNSAFE_NAME_CHARS = re.compile(r"[^a-zA-Z0-9_.-]")
 
 MANAGED = "certbotless.managed"
 KIND = "certbotless.kind"
@@ -34,6 +42,8 @@ CERT_ISSUER = "certbotless.cert.issuer"
 CERT_KEY_SECRET = "certbotless.cert.key_secret"
 CERT_ARI_ID = "certbotless.cert.ari_id"
 CERT_DIRECTORY = "certbotless.cert.acme_directory"
+# Set on a chain config when Swarm rolled back the update that mounted it: never current again.
+CERT_REFUSED = "certbotless.cert.refused"
 
 KIND_CHAIN = "chain"
 KIND_KEY = "key"
@@ -41,6 +51,12 @@ KIND_NGINX_CONF = "nginx-conf"
 KIND_ACCOUNT_KEY = "account-key"
 
 ACCOUNT_KEY_SECRET = "cbl-acme-account-key"
+# One config whose labels record what passes found out (renewal failures), for `list` on any
+# manager and for the next pass, wherever it runs.
+KIND_STATUS = "status"
+STATUS_CONFIG = "cbl-status"
+FAILURE_PREFIX = "certbotless.failure."
+_MAX_LABEL_TEXT = 1000
 KIND_PLACEHOLDER = "placeholder"
 PLACEHOLDER_NAME = "cbl-placeholder"
 # A key secret whose chain config is missing may be a save in progress elsewhere; wait this long.
@@ -50,11 +66,13 @@ log = logging.getLogger(__name__)
 
 
 def object_name(cert_name: str, now: datetime) -> str:
-    """A Swarm-legal, time-sortable, unique name for one version of a certificate."""
-    stamp = now.strftime("%Y%m%d%H%M%S") + random_tokens.token_hex(2)
+    """A Swarm-legal, time-sortable, unique name for one version of a certificate: characters
+    Swarm refuses become '-', and a name that had to change or be shortened keeps a hash of
+    the original, so different certificates never share a name."""
+    stamp = now.strftime("%Y%m%d%H%M%S") + random_tokens.token_hex(3)
     room = MAX_OBJECT_NAME - len(NAME_PREFIX) - 1 - len(stamp)
-    slug = cert_name
-    if len(slug) > room:
+    slug = _UNSAFE_NAME_CHARS.sub("-", cert_name)
+    if slug != cert_name or len(slug) > room:
         digest = hashlib.sha256(cert_name.encode()).hexdigest()[:8]
         slug = slug[: room - len(digest) - 1].rstrip(".-_") + "-" + digest
     return f"{NAME_PREFIX}{slug}-{stamp}"
@@ -76,22 +94,8 @@ class CertStore:
 
     def save(self, issued: IssuedCert, now: datetime | None = None) -> StoredCert:
         """Key secret first, chain config second: a chain is only listed once its key exists."""
-        leaf = x509.load_pem_x509_certificate(issued.fullchain_pem)
         name = object_name(issued.spec.name, now or datetime.now(UTC))
-        labels = {
-            MANAGED: "true",
-            CERT_NAME: issued.spec.name,
-            CERT_DOMAINS: ",".join(issued.spec.domains),
-            CERT_SERIAL: serial_hex(leaf.serial_number),
-            CERT_NOT_BEFORE: leaf.not_valid_before_utc.isoformat(),
-            CERT_NOT_AFTER: leaf.not_valid_after_utc.isoformat(),
-            CERT_FINGERPRINT: leaf.fingerprint(hashes.SHA256()).hex(),
-            CERT_KEY_TYPE: issued.spec.key_type.value,
-            CERT_ISSUER: leaf.issuer.rfc4514_string()[:200],
-            CERT_ARI_ID: ari_cert_id(leaf),
-            CERT_DIRECTORY: issued.directory_url,
-            CERT_KEY_SECRET: name,
-        }
+        labels = certificate_labels(issued, name)
         secret_id = self.swarm.create_secret(name, issued.key_pem, {**labels, KIND: KIND_KEY})
         config_id = self.swarm.create_config(
             name, issued.fullchain_pem, {**labels, KIND: KIND_CHAIN}
@@ -123,6 +127,51 @@ class CertStore:
                 stored.append(cert)
         return sorted(stored, key=lambda c: (c.name, c.not_after, c.config_name))
 
+    def mark_refused(self, cert: StoredCert, reason: str) -> None:
+        """Swarm rolled back the update that mounted this version; keep it out of use."""
+        labels = dict(self.swarm.inspect_config_labels(cert.config_id))
+        labels[CERT_REFUSED] = _label_text(reason)
+        self.swarm.update_config_labels(cert.config_id, labels)
+
+    # --- what passes found out ------------------------------------------------------------------
+
+    def failures(self) -> dict[str, RenewalFailure]:
+        """The renewal failure recorded for each certificate name that has one."""
+        status = self._status_config()
+        labels = {} if status is None else status["Spec"].get("Labels") or {}
+        found = {}
+        for label, value in labels.items():
+            if label.startswith(FAILURE_PREFIX):
+                failure = RenewalFailure.from_label(value)
+                if failure is not None:
+                    found[label[len(FAILURE_PREFIX) :]] = failure
+        return found
+
+    def record_failures(self, failures: Mapping[str, RenewalFailure]) -> None:
+        """Make `failures` the recorded set (one label per name); writes only on a change."""
+        status = self._status_config()
+        labels = {} if status is None else dict(status["Spec"].get("Labels") or {})
+        wanted = {
+            label: value
+            for label, value in labels.items()
+            if not label.startswith(FAILURE_PREFIX)
+        }
+        wanted.update(
+            {FAILURE_PREFIX + name: f.to_label() for name, f in sorted(failures.items())}
+        )
+        wanted.update({MANAGED: "true", KIND: KIND_STATUS})
+        if status is None:
+            self._create_once("config", STATUS_CONFIG, b"certbotless status: see labels\n", wanted)
+        elif wanted != labels:
+            self.swarm.update_config_labels(status["ID"], wanted)
+
+    def _status_config(self) -> Json | None:
+        return next(
+            (c for c in self.swarm.configs(f"{KIND}={KIND_STATUS}")
+             if c["Spec"]["Name"] == STATUS_CONFIG),
+            None,
+        )  # fmt: skip
+
     # --- nginx configuration ----------------------------------------------------------------
 
     def ensure_nginx_conf(self, text: str) -> tuple[str, str]:
@@ -149,10 +198,16 @@ class CertStore:
                 return ACCOUNT_KEY_SECRET, str(secret["ID"])
         return None
 
-    def create_account_key_secret(self, key_pem: bytes) -> tuple[str, str]:
-        """Make the account key secret; if a concurrent start made it first, that one wins."""
+    def create_account_key_secret(self, key_pem: bytes) -> tuple[str, str] | None:
+        """Make the account key secret: (name, id), or None when a concurrent start made it
+        first (that one wins, and `key_pem` is not stored)."""
         labels = {MANAGED: "true", KIND: KIND_ACCOUNT_KEY}
-        return ACCOUNT_KEY_SECRET, self._create_once("secret", ACCOUNT_KEY_SECRET, key_pem, labels)
+        try:
+            return ACCOUNT_KEY_SECRET, self.swarm.create_secret(ACCOUNT_KEY_SECRET, key_pem, labels)
+        except APIError as error:
+            if error.status_code == 409:
+                return None
+            raise
 
     # --- garbage collection -------------------------------------------------------------------
 
@@ -197,9 +252,31 @@ class CertStore:
         return None
 
 
-def latest_per_name(stored: list[StoredCert]) -> dict[str, StoredCert]:
+def certificate_labels(issued: IssuedCert, object_name: str) -> dict[str, str]:
+    """Everything needed to list a stored version without mounting it."""
+    leaf = x509.load_pem_x509_certificate(issued.fullchain_pem)
+    return {
+        MANAGED: "true",
+        CERT_NAME: issued.spec.name,
+        CERT_DOMAINS: ",".join(issued.spec.domains),
+        CERT_SERIAL: serial_hex(leaf.serial_number),
+        CERT_NOT_BEFORE: leaf.not_valid_before_utc.isoformat(),
+        CERT_NOT_AFTER: leaf.not_valid_after_utc.isoformat(),
+        CERT_FINGERPRINT: leaf.fingerprint(hashes.SHA256()).hex(),
+        CERT_KEY_TYPE: issued.spec.key_type.value,
+        CERT_ISSUER: leaf.issuer.rfc4514_string()[:200],
+        CERT_ARI_ID: _ari_id_or_blank(leaf),
+        CERT_DIRECTORY: issued.directory_url,
+        CERT_KEY_SECRET: object_name,
+    }
+
+
+def latest_per_name(stored: Iterable[StoredCert]) -> dict[str, StoredCert]:
+    """The version of each certificate to use: the newest that Swarm has not refused."""
     latest: dict[str, StoredCert] = {}
     for cert in stored:
+        if cert.refused:
+            continue
         best = latest.get(cert.name)
         if best is None or (cert.not_after, cert.config_name) > (best.not_after, best.config_name):
             latest[cert.name] = cert
@@ -221,10 +298,12 @@ def read_stored_cert(
         return None
     try:
         leaf = x509.load_pem_x509_certificate(chain_pem)
-    except ValueError:
-        log.warning("config %s does not hold a PEM certificate; ignoring it", config_name)
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        key_type = _key_type(leaf)
+    except (ValueError, x509.ExtensionNotFound) as error:
+        log.warning("config %s: not a certificate certbotless can use (%s); ignoring it",
+                    config_name, error)  # fmt: skip
         return None
-    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     pem_domains = san.get_values_for_type(x509.DNSName)
     label_domains = [d for d in labels.get(CERT_DOMAINS, "").split(",") if d]
     truth = {
@@ -235,7 +314,7 @@ def read_stored_cert(
         CERT_NOT_BEFORE: leaf.not_valid_before_utc.isoformat(),
         CERT_NOT_AFTER: leaf.not_valid_after_utc.isoformat(),
         CERT_FINGERPRINT: leaf.fingerprint(hashes.SHA256()).hex(),
-        CERT_KEY_TYPE: _key_type(leaf).value,
+        CERT_KEY_TYPE: key_type.value,
         CERT_ARI_ID: _ari_id_or_blank(leaf),
     }
     mismatches = tuple(
@@ -267,6 +346,7 @@ def read_stored_cert(
         fingerprint=truth[CERT_FINGERPRINT],
         created_at=created_at,
         mismatches=mismatches,
+        refused=labels.get(CERT_REFUSED, ""),
     )
 
 
@@ -324,12 +404,17 @@ def plan_garbage(
 
 
 def _key_type(leaf: x509.Certificate) -> KeyType:
+    """Raises ValueError for a key certbotless never orders."""
     key = leaf.public_key()
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return KeyType.EC384 if key.curve.key_size == 384 else KeyType.EC256
+    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.key_size in (256, 384):
+        return KeyType(f"ec{key.curve.key_size}")
     if isinstance(key, rsa.RSAPublicKey):
         return KeyType(f"rsa{key.key_size}")
     raise ValueError(f"unsupported certificate key {type(key).__name__}")
+
+
+def _label_text(text: str) -> str:
+    return text if len(text) <= _MAX_LABEL_TEXT else text[: _MAX_LABEL_TEXT - 1] + "…"
 
 
 def _ari_id_or_blank(leaf: x509.Certificate) -> str:

@@ -10,16 +10,40 @@ import base64
 import socket
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, cast
 
 import docker
-from docker.errors import APIError, NotFound
+import requests
+from docker.errors import APIError, DockerException, NotFound
 
 from certbotless.model import ServiceInfo
 
 Json = dict[str, Any]
 
-__all__ = ["APIError", "NotFound", "Swarm"]
+# What a call to the Docker API can raise.
+SWARM_ERRORS = (DockerException, requests.RequestException)
+
+JOB_LABEL = "certbotless.job"
+_JOB_ENDS = ("complete", "failed", "rejected")
+
+
+@dataclass(frozen=True)
+class JobResult:
+    state: str  # the task's last state: complete, failed, rejected, or where it was stuck
+    output: str
+    error: str = ""  # why the task could not run, from Swarm
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state == "complete"
+
+    @property
+    def ran(self) -> bool:
+        """Whether the command ran to its own end (complete or failed), rather than never."""
+        return self.state in ("complete", "failed")
+
+__all__ = ["SWARM_ERRORS", "APIError", "JobResult", "NotFound", "Swarm"]
 
 
 class Swarm:
@@ -62,40 +86,40 @@ class Swarm:
             endpoint_spec=spec.get("EndpointSpec"),
         )
 
-    def run_job(
-        self,
-        name: str,
-        container_spec: Json,
-        timeout: float,
-        labels: dict[str, str] | None = None,
-    ) -> tuple[bool, str]:
-        """Run `container_spec` once as a replicated job; (succeeded, its output). The job
-        service is removed afterwards."""
+    def run_job(self, name: str, task_template: Json, timeout: float) -> JobResult:
+        """Run `task_template` once as a replicated job and remove it afterwards. The job is
+        labelled as certbotless's, so that one orphaned by a killed process can be found."""
         service = self.api.create_service(
-            {"ContainerSpec": container_spec, "RestartPolicy": {"Condition": "none"}},
+            {**task_template, "RestartPolicy": {"Condition": "none"}},
             name=name,
-            labels=labels,
+            labels={JOB_LABEL: "true"},
             mode={"ReplicatedJob": {"MaxConcurrent": 1, "TotalCompletions": 1}},
         )
         try:
             deadline = time.monotonic() + timeout
-            state = "new"
+            state, error = "new", ""
             while time.monotonic() < deadline:
                 tasks = self.tasks(service["ID"])
-                state = tasks[0]["Status"]["State"] if tasks else "new"
-                if state in ("complete", "failed", "rejected"):
+                if tasks:
+                    state, error = tasks[0]["Status"]["State"], tasks[0]["Status"].get("Err", "")
+                if state in _JOB_ENDS:
                     break
                 time.sleep(0.2)
             output = b"".join(
                 self.api.service_logs(service["ID"], stdout=True, stderr=True, follow=False)
             ).decode(errors="replace")
-            if state not in ("complete", "failed", "rejected"):
-                return False, f"no result within {timeout:.0f} s (task {state})\n{output}"
-            if state == "rejected":
-                output += tasks[0]["Status"].get("Err", "")
-            return state == "complete", output
+            if state not in _JOB_ENDS:
+                error = f"no result within {timeout:.0f} s (task {state}) {error}".strip()
+            return JobResult(state, output, error)
         finally:
             self.api.remove_service(service["ID"])
+
+    def remove_orphaned_jobs(self) -> list[str]:
+        """Remove job services a killed certbotless left behind; their names."""
+        orphans = self.api.services(filters={"label": f"{JOB_LABEL}=true"})
+        for service in orphans:
+            self.api.remove_service(service["ID"])
+        return [service["Spec"]["Name"] for service in orphans]
 
     def own_service_name(self) -> str | None:
         """The swarm service this process runs in, from its container's labels."""
@@ -134,6 +158,21 @@ class Swarm:
 
     def create_secret(self, name: str, data: bytes, labels: dict[str, str]) -> str:
         return cast(str, self.api.create_secret(name, data, labels=labels)["ID"])
+
+    def inspect_config_labels(self, config_id: str) -> dict[str, str]:
+        return dict(self.api.inspect_config(config_id)["Spec"].get("Labels") or {})
+
+    def update_config_labels(self, config_id: str, labels: dict[str, str]) -> None:
+        """Replace a config's labels, the one thing Swarm lets change. docker-py has no call for
+        `POST /configs/{id}/update`; the spec goes back unchanged but for the labels."""
+        config = self.api.inspect_config(config_id)
+        spec = {**config["Spec"], "Labels": labels}
+        response = self.api._post_json(
+            self.api._url("/configs/{0}/update", config_id),
+            data=spec,
+            params={"version": config["Version"]["Index"]},
+        )
+        self.api._raise_for_status(response)
 
     def remove_config(self, config_id: str) -> None:
         self.api.remove_config(config_id)

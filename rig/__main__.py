@@ -12,16 +12,22 @@ from rig.state import RigError, StartedRecord, read_env, say, write_env
 
 def up(record: StartedRecord) -> dict[str, str]:
     from rig.engine import ensure_dockerd, ensure_gwbridge, ensure_swarm
-    from rig.images import BASE_IMAGE, ensure_base_image
-    from rig.pebble import PebbleServer, ensure_challtestsrv, listener_certificates
+    from rig.images import BASE_IMAGE, NEWER_NGINX_ROOT, ensure_base_images
+    from rig.pebble import (
+        PebbleServer,
+        ensure_challtestsrv,
+        ensure_container_dns,
+        listener_certificates,
+    )
 
     started = time.monotonic()
     ensure_dockerd(record)
     ensure_swarm()
     gateway = ensure_gwbridge()
-    ensure_base_image()
+    ensure_base_images()
     ca_bundle = listener_certificates(["127.0.0.1", gateway])
     ensure_challtestsrv(record)
+    ensure_container_dns(record, gateway)
     pebble = PebbleServer("pebble", host=gateway, ca_bundle=ca_bundle)
     if pebble.answers():
         say(f"Pebble already answering at {pebble.directory_url}")
@@ -34,6 +40,7 @@ def up(record: StartedRecord) -> dict[str, str]:
         "CBL_RIG_CA_BUNDLE": str(ca_bundle),
         "CBL_RIG_GATEWAY": gateway,
         "CBL_RIG_BASE_IMAGE": BASE_IMAGE,
+        "CBL_NGINX_NEW_ROOT": str(NEWER_NGINX_ROOT),
     }
     write_env(values)
     say(f"up in {time.monotonic() - started:.1f} s")

@@ -6,19 +6,41 @@ import re
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from rig.install import REPO, VENV
 from rig.state import CACHE_DIR, RigError, run, say
 
-BASE_IMAGE = "certbotless-test-base"
-ROOTFS_TAR = CACHE_DIR / "bookworm-rootfs.tar"
-BASE_PACKAGES = "python3,python3-venv,nginx-light,ca-certificates,curl"
+
+@dataclass(frozen=True)
+class DebianBase:
+    """A debootstrapped Debian release imported as an image; its rootfs is cached as a tarball."""
+
+    tag: str
+    suite: str
+    packages: str
+
+    @property
+    def rootfs_tar(self) -> Path:
+        return CACHE_DIR / f"{self.suite}-rootfs.tar"
+
+
+BOOKWORM = DebianBase(
+    "certbotless-test-base", "bookworm", "python3,python3-venv,nginx-light,ca-certificates,curl"
+)
+# nginx 1.26: the syntax of the production image (nginx:stable), where `listen … http2` is
+# deprecated in favour of `http2 on;`, which bookworm's 1.22 rejects.
+TRIXIE = DebianBase("certbotless-test-base-trixie", "trixie", "nginx-light")
+BASE_IMAGE = BOOKWORM.tag
+# Trixie's rootfs unpacked, so that tests can run its nginx with chroot.
+NEWER_NGINX_ROOT = CACHE_DIR / "trixie-root"
 PROJECT_IMAGES = [
-    # (tag, Dockerfile directory, extra build args)
-    ("certbotless:local", ".", ["--build-arg", "PIP_FIND_LINKS=/src/.build/wheels"]),
-    ("certbotless-nginx:local", "nginx", []),
-    ("certbotless-demo-app:local", "stacks/apps/hello", []),
+    # (tag, Dockerfile directory, base, extra build args)
+    ("certbotless:local", ".", BOOKWORM, ["--build-arg", "PIP_FIND_LINKS=/src/.build/wheels"]),
+    ("certbotless-nginx:local", "nginx", BOOKWORM, []),
+    ("certbotless-nginx:trixie", "nginx", TRIXIE, []),
+    ("certbotless-demo-app:local", "stacks/apps/hello", BOOKWORM, []),
 ]
 
 
@@ -29,7 +51,7 @@ def debian_mirror() -> str:
         for stanza in path.read_text().split("\n\n"):
             uris = re.search(r"^URIs:\s*(\S+)", stanza, re.MULTILINE)
             suites = re.search(r"^Suites:\s*(.+)$", stanza, re.MULTILINE)
-            if uris and suites and "bookworm" in suites.group(1).split():
+            if uris and suites and BOOKWORM.suite in suites.group(1).split():
                 return uris.group(1)
     legacy = Path("/etc/apt/sources.list")
     if legacy.exists():
@@ -43,13 +65,24 @@ def image_exists(tag: str) -> bool:
     return run(["docker", "image", "inspect", tag], check=False).returncode == 0
 
 
-def ensure_base_image() -> None:
-    if image_exists(BASE_IMAGE):
-        say(f"{BASE_IMAGE} present")
+def ensure_base_images() -> None:
+    for base in (BOOKWORM, TRIXIE):
+        ensure_base_image(base)
+    if not NEWER_NGINX_ROOT.is_dir():
+        partial = NEWER_NGINX_ROOT.with_suffix(".partial")
+        run(["rm", "-rf", str(partial)])
+        partial.mkdir(parents=True)
+        run(["tar", "-C", str(partial), "-xf", str(TRIXIE.rootfs_tar)])
+        partial.rename(NEWER_NGINX_ROOT)
+
+
+def ensure_base_image(base: DebianBase) -> None:
+    if image_exists(base.tag) and base.rootfs_tar.exists():
+        say(f"{base.tag} present")
         return
-    if not ROOTFS_TAR.exists():
+    if not base.rootfs_tar.exists():
         mirror = debian_mirror()
-        say(f"debootstrapping bookworm from {mirror} (about a minute)")
+        say(f"debootstrapping {base.suite} from {mirror} (about a minute)")
         started = time.monotonic()
         CACHE_DIR.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=CACHE_DIR) as rootfs:
@@ -57,20 +90,22 @@ def ensure_base_image() -> None:
                 [
                     "debootstrap",
                     "--variant=minbase",
-                    f"--include={BASE_PACKAGES}",
-                    "bookworm",
+                    f"--include={base.packages}",
+                    base.suite,
                     rootfs,
                     mirror,
                 ]
             )
-            partial = ROOTFS_TAR.with_suffix(".partial")
+            partial = base.rootfs_tar.with_suffix(".partial")
             run(["tar", "-C", rootfs, "-cf", str(partial), "."])
-            partial.rename(ROOTFS_TAR)
-        say(f"rootfs cached in {ROOTFS_TAR} ({time.monotonic() - started:.0f} s)")
-    say(f"importing {BASE_IMAGE}")
-    with ROOTFS_TAR.open("rb") as tar:
+            partial.rename(base.rootfs_tar)
+        say(f"rootfs cached in {base.rootfs_tar} ({time.monotonic() - started:.0f} s)")
+    if image_exists(base.tag):
+        return
+    say(f"importing {base.tag}")
+    with base.rootfs_tar.open("rb") as tar:
         subprocess.run(
-            ["docker", "import", "-", BASE_IMAGE],
+            ["docker", "import", "-", base.tag],
             stdin=tar,
             check=True,
             stdout=subprocess.DEVNULL,
@@ -78,7 +113,7 @@ def ensure_base_image() -> None:
 
 
 def build_project_images() -> None:
-    ensure_base_image()
+    ensure_base_images()
     # The host's Python matches bookworm's 3.11, so its wheels install offline in the image.
     say("building wheels for the sidecar image")
     run(
@@ -91,7 +126,7 @@ def build_project_images() -> None:
             str(REPO),
         ]
     )
-    for tag, context, extra in PROJECT_IMAGES:
+    for tag, context, base, extra in PROJECT_IMAGES:
         started = time.monotonic()
         run(
             [
@@ -99,7 +134,7 @@ def build_project_images() -> None:
                 "build",
                 "-q",
                 "--build-arg",
-                f"BASE_IMAGE={BASE_IMAGE}",
+                f"BASE_IMAGE={base.tag}",
                 *extra,
                 "-t",
                 tag,

@@ -90,21 +90,35 @@ def listener_certificates(addresses: list[str]) -> Path:
 
 
 def ensure_challtestsrv(record: StartedRecord) -> None:
-    if port_open(*CHALLTESTSRV_MANAGEMENT):
-        say("pebble-challtestsrv already running")
+    """Pebble's DNS: every name is 127.0.0.1, where nginx's host-mode port 80 answers."""
+    _ensure_fake_dns(record, "challtestsrv", "127.0.0.1", DNS_ADDRESS, CHALLTESTSRV_MANAGEMENT)
+
+
+def ensure_container_dns(record: StartedRecord, gateway: str) -> None:
+    """DNS for the sidecar's container (`dns:` in stacks/test-pebble.yml): every name is the
+    docker_gwbridge gateway, where the host's port 80 answers too. So `certbotless doctor`
+    reaches the edge from outside, by name, as the CA does in production."""
+    _ensure_fake_dns(record, "container-dns", gateway, f"{gateway}:53", (gateway, 8056))
+
+
+def _ensure_fake_dns(
+    record: StartedRecord, name: str, answer: str, listen: str, management: tuple[str, int]
+) -> None:
+    if port_open(*management):
+        say(f"{name} already running")
         return
-    say("starting pebble-challtestsrv (every name resolves to 127.0.0.1)")
+    say(f"starting {name} (every name resolves to {answer})")
     process = spawn(
-        "challtestsrv",
+        name,
         [
             "pebble-challtestsrv",
             "-defaultIPv4",
-            "127.0.0.1",
+            answer,
             # No AAAA answers: the edge listens on IPv4 only.
             "-defaultIPv6",
             "",
             "-dns01",
-            DNS_ADDRESS,
+            listen,
             "-http01",
             "",
             "-https01",
@@ -112,11 +126,11 @@ def ensure_challtestsrv(record: StartedRecord) -> None:
             "-tlsalpn01",
             "",
             "-management",
-            "{}:{}".format(*CHALLTESTSRV_MANAGEMENT),
+            "{}:{}".format(*management),
         ],
     )
-    record.add("challtestsrv", process.pid)
-    wait_until(lambda: port_open(*CHALLTESTSRV_MANAGEMENT), 30, "pebble-challtestsrv")
+    record.add(name, process.pid)
+    wait_until(lambda: port_open(*management), 30, name)
 
 
 @dataclass

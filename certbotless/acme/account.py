@@ -1,4 +1,8 @@
-"""The ACME account: find the one this key already has, or register it (with EAB if required)."""
+"""The ACME account: find the one this key already has, or register it (with EAB if required).
+
+Both sign with the bare key (no account URL), so they run on a client of their own
+(`account_client`), never on the network that order workers share.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,13 @@ from dataclasses import dataclass, field
 
 from acme import client, messages
 
-from certbotless.acme.errors import ACCOUNT_DOES_NOT_EXIST, BadRequest, CaProblem
+from certbotless.acme.errors import (
+    ACCOUNT_DOES_NOT_EXIST,
+    BadRequest,
+    CaProblem,
+    UnexpectedAnswer,
+)
+from certbotless.acme.network import AcmeNetwork
 
 log = logging.getLogger(__name__)
 
@@ -20,10 +30,17 @@ class ExternalAccountBinding:
     hmac_key: str = field(repr=False)
 
 
+def account_client(directory: messages.Directory, shared: AcmeNetwork) -> client.ClientV2:
+    """A client for account lookup and registration: same key, CA bundle and retry policy as
+    `shared`, but its own network, so that no worker signs with the bare key meanwhile."""
+    return client.ClientV2(directory, shared.sibling())
+
+
 def find_or_register(
     acme: client.ClientV2, email: str | None, eab: ExternalAccountBinding | None
 ) -> messages.RegistrationResource:
-    """Look the key's account up first (`onlyReturnExisting`) so restarts never make duplicates."""
+    """Look the key's account up first (`onlyReturnExisting`) so restarts never make duplicates.
+    `acme` is a client from `account_client`."""
     account = find_existing(acme)
     if account is None:
         return _register(acme, email, eab)
@@ -32,8 +49,8 @@ def find_or_register(
 
 
 def find_existing(acme: client.ClientV2) -> messages.RegistrationResource | None:
-    """The account of this key at this CA, if it has one; never creates one."""
-    acme.net.account = None
+    """The account of this key at this CA, if it has one; never creates one. `acme` is a client
+    from `account_client`."""
     try:
         response = acme._post(
             acme.directory["newAccount"], messages.NewRegistration(only_return_existing=True)
@@ -42,11 +59,12 @@ def find_existing(acme: client.ClientV2) -> messages.RegistrationResource | None
         if problem.typ != ACCOUNT_DOES_NOT_EXIST:
             raise
         return None
-    account = messages.RegistrationResource(
-        body=messages.Registration.from_json(response.json()), uri=response.headers["Location"]
+    location = response.headers.get("Location")
+    if not location:
+        raise UnexpectedAnswer("the CA found the account but sent no Location header (its URL)")
+    return messages.RegistrationResource(
+        body=messages.Registration.from_json(response.json()), uri=location
     )
-    acme.net.account = account
-    return account
 
 
 def _register(

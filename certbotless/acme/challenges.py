@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from certbotless.acme.errors import AcmeError
+from certbotless.acme.errors import Abandoned, AcmeError
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +35,17 @@ def is_valid_token(token: str) -> bool:
 
 class TokenStore:
     """Key authorizations as files named by the SHA-256 of their token: the file name never comes
-    from a request, and another process in the container (`docker exec … issue`) shares them."""
+    from a request, and another process in the container (`docker exec … issue`) shares them.
+
+    Concurrent orders that share a name get the same authorization, so the same token, from the
+    CA: each `put` counts a user, and the file goes only when the last of them calls `remove`.
+    """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
+        self._users: dict[str, int] = {}
+        self._lock = threading.Lock()
 
     def _path(self, token: str) -> Path:
         return self.directory / hashlib.sha256(token.encode()).hexdigest()
@@ -49,8 +55,10 @@ class TokenStore:
             raise ValueError(f"refusing malformed ACME token {token!r}")
         path = self._path(token)
         temporary = path.with_suffix(".tmp")
-        temporary.write_text(key_authorization)
-        os.replace(temporary, path)
+        with self._lock:
+            temporary.write_text(key_authorization)
+            os.replace(temporary, path)
+            self._users[token] = self._users.get(token, 0) + 1
 
     def get(self, token: str) -> str | None:
         if not is_valid_token(token):
@@ -61,7 +69,13 @@ class TokenStore:
             return None
 
     def remove(self, token: str) -> None:
-        if is_valid_token(token):
+        if not is_valid_token(token):
+            return
+        with self._lock:
+            users = self._users.pop(token, 0)
+            if users > 1:
+                self._users[token] = users - 1
+                return
             self._path(token).unlink(missing_ok=True)
 
 
@@ -237,7 +251,11 @@ def _make_handler(
             self.do_GET()
 
         def _reply(self, status: int, body: bytes) -> None:
+            # One request per connection: an idle keep-alive client would hold one of the
+            # `max_connections` slots, and the byte and time budget is per connection.
+            self.close_connection = True
             self.send_response(status)
+            self.send_header("Connection", "close")
             self.send_header("Content-Type", "text/plain")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -266,18 +284,32 @@ class EdgeSelfCheck:
         self.timeout = timeout
         self.port = port
 
-    def wait_until_served(self, domain: str, token: str, key_authorization: str) -> None:
-        deadline = time.monotonic() + self.timeout
+    def wait_until_served(
+        self,
+        domain: str,
+        token: str,
+        key_authorization: str,
+        deadline: float | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        """Wait up to `timeout`, and never past `deadline` (a `time.monotonic()` value, such as
+        the order's own deadline). Raises Abandoned as soon as `stop` is set."""
+        started = time.monotonic()
+        until = started + self.timeout
+        if deadline is not None:
+            until = min(until, deadline)
+        pause = stop or threading.Event()  # a fresh Event is never set: a plain sleep
         problem = "no attempt"
-        while time.monotonic() < deadline:
+        while time.monotonic() < until:
             problem = self._problem(domain, token, key_authorization)
             if not problem:
                 return
-            time.sleep(0.25)
+            if pause.wait(0.25):
+                raise Abandoned()
         raise ChallengeNotServed(
             f"{domain}: the edge ({self.edge_dns_name}:{self.port}) does not serve the HTTP-01 "
-            f"token after {self.timeout:.0f} s ({problem}); check that nginx forwards "
-            f"{CHALLENGE_PREFIX} to certbotless"
+            f"token after {time.monotonic() - started:.0f} s ({problem}); check that nginx "
+            f"forwards {CHALLENGE_PREFIX} to certbotless"
         )
 
     def _problem(self, domain: str, token: str, key_authorization: str) -> str:

@@ -12,6 +12,7 @@ RATE_LIMITED = "urn:ietf:params:acme:error:rateLimited"
 ACCOUNT_DOES_NOT_EXIST = "urn:ietf:params:acme:error:accountDoesNotExist"
 ALREADY_REPLACED = "urn:ietf:params:acme:error:alreadyReplaced"
 EXTERNAL_ACCOUNT_REQUIRED = "urn:ietf:params:acme:error:externalAccountRequired"
+ORDER_NOT_READY = "urn:ietf:params:acme:error:orderNotReady"
 
 _PLAIN_WORDS = {
     "urn:ietf:params:acme:error:connection": "the CA could not connect to the challenge URL",
@@ -87,3 +88,15 @@ class BackingOff(AcmeError):
 
 class BadRequest(AcmeError):
     """The request cannot succeed as asked (too many names, unknown profile…); fix the input."""
+
+
+class UnexpectedAnswer(AcmeError):
+    """The CA answered something this client cannot use (unreadable JSON, a missing header, a
+    malformed token, a reply about another resource)."""
+
+
+class Abandoned(AcmeError):
+    """certbotless is stopping, so the order was not started or was left before finalization."""
+
+    def __init__(self) -> None:
+        super().__init__("abandoned: certbotless is stopping; the next start orders it again")

@@ -1,7 +1,8 @@
 """The wire: acme's ClientNetwork made safe to share between workers and patient with the CA.
 
 badNonce is retried at once with a fresh nonce; connection errors and 5xx are retried with
-jittered exponential back-off; every other problem document becomes a typed error.
+jittered exponential back-off; a failed TLS verification fails at once; every other problem
+document becomes a typed error. The nonce of every answer is kept, errors included.
 """
 
 from __future__ import annotations
@@ -18,13 +19,21 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from acme import client, errors, messages
-from josepy.jwa import ES256, ES384, RS256, JWASignature
-from josepy.jwk import JWK, JWKEC
+from acme import client, errors, jws, messages
+from josepy.errors import DeserializationError
+from josepy.jwa import ES256, ES384, ES512, RS256, JWASignature
+from josepy.jwk import JWK, JWKEC, JWKRSA
 from requests.adapters import HTTPAdapter
 
 from certbotless import __version__
-from certbotless.acme.errors import BAD_NONCE, RATE_LIMITED, CaProblem, CaUnreachable, RateLimited
+from certbotless.acme.errors import (
+    BAD_NONCE,
+    RATE_LIMITED,
+    BadRequest,
+    CaProblem,
+    CaUnreachable,
+    RateLimited,
+)
 from certbotless.metrics import ACME_REQUESTS
 
 log = logging.getLogger(__name__)
@@ -55,11 +64,21 @@ class ProblemReply(Exception):
         self.retry_after = retry_after
 
 
+# RFC 7518 §3.4: each curve has exactly one ECDSA algorithm.
+_EC_ALGORITHMS = {"secp256r1": ES256, "secp384r1": ES384, "secp521r1": ES512}
+
+
 def signing_algorithm(key: JWK) -> JWASignature:
-    if isinstance(key, JWKEC):
-        size = key.key.curve.key_size
-        return ES384 if size == 384 else ES256
-    return RS256
+    """The JWS algorithm for the account key; a key the CA could not verify is refused here."""
+    if isinstance(key, JWKRSA):
+        return RS256
+    if isinstance(key, JWKEC) and key.key.curve.name in _EC_ALGORITHMS:
+        return _EC_ALGORITHMS[key.key.curve.name]
+    kind = f"EC {key.key.curve.name}" if isinstance(key, JWKEC) else type(key).__name__
+    raise BadRequest(
+        f"the ACME account key is {kind}, which cannot sign ACME requests; use an RSA key or "
+        "an EC key on P-256, P-384 or P-521 (CERTBOTLESS_ACCOUNT_KEY_FILE)"
+    )
 
 
 class AcmeNetwork(client.ClientNetwork):
@@ -77,6 +96,8 @@ class AcmeNetwork(client.ClientNetwork):
             user_agent=f"certbotless/{__version__}",
             timeout=timeout,
         )
+        self.ca_bundle = ca_bundle
+        self.timeout = timeout
         if ca_bundle is not None:
             # ClientNetwork passes verify_ssl to requests as `verify`, which takes a bundle path.
             self.verify_ssl = str(ca_bundle)  # type: ignore[assignment]
@@ -85,6 +106,12 @@ class AcmeNetwork(client.ClientNetwork):
         self.session.mount("http://", adapter)
         self.policy = policy or RetryPolicy()
         self._nonce_lock = threading.Lock()
+
+    def sibling(self) -> AcmeNetwork:
+        """A network of its own for the same key, CA bundle and policy, with no account set:
+        account lookup signs with the bare key, which must not change what workers sign with."""
+        assert self.key is not None, "AcmeNetwork always has the account key"
+        return AcmeNetwork(self.key, self.ca_bundle, policy=self.policy, timeout=self.timeout)
 
     # --- acme overrides -------------------------------------------------------------------------
 
@@ -96,6 +123,36 @@ class AcmeNetwork(client.ClientNetwork):
                     return self._nonces.pop()
             response = self.head(new_nonce_url or url)
             self._add_nonce(self._check_response(response, content_type=None))
+
+    def _send_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
+        response = super()._send_request(method, url, *args, **kwargs)
+        self._keep_nonce(response)
+        return response
+
+    def _keep_nonce(self, response: requests.Response) -> None:
+        """acme keeps the nonce of successful POSTs only, but error answers (badNonce above all)
+        carry a fresh one too: dropping it would cost a HEAD newNonce each time."""
+        header = response.headers.get(self.REPLAY_NONCE_HEADER)
+        if header is None:
+            return
+        try:
+            nonce = _decoded_nonce(header)
+        except DeserializationError:
+            log.debug("ignoring a malformed Replay-Nonce %r", header)
+            return
+        with self._nonce_lock:
+            self._nonces.add(nonce)
+
+    def _add_nonce(self, response: requests.Response) -> None:
+        # _send_request kept the nonce as the answer arrived: adding it again could hand one nonce
+        # to two requests if a worker popped it in between. Only acme's checks remain.
+        header = response.headers.get(self.REPLAY_NONCE_HEADER)
+        if header is None:
+            raise errors.MissingNonce(response)
+        try:
+            _decoded_nonce(header)
+        except DeserializationError as error:
+            raise errors.BadNonce(header, error) from error
 
     @classmethod
     def _check_response(
@@ -148,10 +205,27 @@ class AcmeNetwork(client.ClientNetwork):
                     raise CaProblem("the CA says", reply.problem) from None
                 failure = f"HTTP {reply.status}: {reply.problem.detail}"
             except errors.ClientError as error:
-                status = _status_of(error)
+                answer = _response_of(error)
+                status = None if answer is None else answer.status_code
+                if answer is not None and status == 429:
+                    # A rate limit even without a problem document (a proxy or load balancer).
+                    ACME_REQUESTS.labels("rate_limited").inc()
+                    raise RateLimited(
+                        "the CA says",
+                        messages.Error.from_json(
+                            {"type": RATE_LIMITED, "detail": "HTTP 429 Too Many Requests"}
+                        ),
+                        self._retry_at(answer.headers.get("Retry-After")),
+                    ) from None
                 if status is None or status < 500:
                     raise CaUnreachable(f"{what}: unexpected answer: {error}") from error
                 failure = f"HTTP {status}"
+            except requests.exceptions.SSLError as error:
+                # Retrying cannot fix a certificate the bundle does not trust.
+                raise CaUnreachable(
+                    f"{what}: TLS verification of the CA failed ({error}); for a private CA, set "
+                    "CERTBOTLESS_CA_BUNDLE to the file with its root certificate"
+                ) from error
             except requests.RequestException as error:
                 failure = f"{type(error).__name__}: {error}"
             ACME_REQUESTS.labels("transient").inc()
@@ -190,6 +264,12 @@ def retry_after(header: str | None) -> timedelta | None:
     return max(when - datetime.now(UTC), timedelta(0))
 
 
+def _decoded_nonce(header: str) -> Any:
+    """A Replay-Nonce header as acme's nonce pool holds it: base64url-decoded bytes, though
+    acme annotates the pool as set[str]."""
+    return jws.Header._fields["nonce"].decode(header)
+
+
 def _is_problem(response: requests.Response) -> bool:
     try:
         body = response.json()
@@ -198,8 +278,9 @@ def _is_problem(response: requests.Response) -> bool:
     return isinstance(body, dict) and "type" in body
 
 
-def _status_of(error: errors.ClientError) -> int | None:
+def _response_of(error: errors.ClientError) -> requests.Response | None:
+    """The HTTP answer acme packed into a ClientError (alone, or with a parse error)."""
     response = error.args[0] if error.args else None
     if isinstance(response, tuple):
         response = response[0]
-    return response.status_code if isinstance(response, requests.Response) else None
+    return response if isinstance(response, requests.Response) else None

@@ -2,15 +2,19 @@
 
 acme's ClientV2 builds and signs the messages; this module drives the order itself: its own
 polling (short first poll, back-off, Retry-After), a deadline per order, a worker pool, per-name
-back-off, ARI `replaces`, and preferred-chain selection.
+back-off, ARI `replaces`, preferred-chain selection, and a clean stop (`stopping`).
+
+Requests that the network layer retried may have reached the CA the first time: a repeated
+challenge answer or finalize that the CA refuses is followed up by reading where things stand.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,14 +22,19 @@ from enum import IntEnum
 from pathlib import Path
 
 import requests
-from acme import challenges, client, crypto_util, messages
+from acme import challenges, client, crypto_util, errors, messages
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 from josepy.errors import DeserializationError
 from josepy.json_util import field
 from josepy.jwk import JWK
 
-from certbotless.acme.account import ExternalAccountBinding, find_existing, find_or_register
+from certbotless.acme.account import (
+    ExternalAccountBinding,
+    account_client,
+    find_existing,
+    find_or_register,
+)
 from certbotless.acme.ari import (
     DEFAULT_ARI_RECHECK,
     RenewalTime,
@@ -37,11 +46,14 @@ from certbotless.acme.challenges import EdgeSelfCheck, TokenStore
 from certbotless.acme.errors import (
     ACCOUNT_DOES_NOT_EXIST,
     ALREADY_REPLACED,
+    ORDER_NOT_READY,
+    Abandoned,
     AcmeError,
     BadRequest,
     CaProblem,
     OrderTimedOut,
     RateLimited,
+    UnexpectedAnswer,
     ValidationFailed,
     describe_problem,
 )
@@ -55,6 +67,9 @@ Progress = Callable[[str], None]
 
 _FIRST_POLL = 0.05
 _MAX_POLL = 2.0
+_MAX_RETRY_AFTER_POLL = 30.0
+# What acme, josepy and requests raise for answers they cannot use.
+_UNUSABLE_ANSWER = (errors.Error, DeserializationError, requests.JSONDecodeError)
 # Let's Encrypt's limit; CAs with another one reject the order with a clear problem anyway.
 DEFAULT_MAX_NAMES = 100
 
@@ -97,6 +112,7 @@ class AcmeIssuer:
         max_names: int = DEFAULT_MAX_NAMES,
         backoff: IdentifierBackoff | None = None,
         policy: RetryPolicy | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.net = AcmeNetwork(account_key, ca_bundle, pool_size=2 * concurrency, policy=policy)
         self.directory_url = directory_url
@@ -108,6 +124,9 @@ class AcmeIssuer:
         self.order_timeout = order_timeout
         self.max_names = max_names
         self.backoff = backoff or IdentifierBackoff()
+        # Set on shutdown: orders not started are not started, and orders in flight are left
+        # before finalization (see `_unless_stopping`).
+        self.stopping = stop if stop is not None else threading.Event()
         self._acme: client.ClientV2 | None = None
         self._account: messages.RegistrationResource | None = None
         self._lock = threading.Lock()
@@ -136,16 +155,33 @@ class AcmeIssuer:
         return dict(getattr(meta, "profiles", None) or {})
 
     def ensure_account(self) -> messages.RegistrationResource:
-        acme = self.acme
-        with self._lock:
-            if self._account is None:
-                self._account = find_or_register(acme, self.email, self.eab)
-            return self._account
+        with _unusable_answers_as_acme_errors():
+            acme = self.acme
+            with self._lock:
+                if self._account is None:
+                    # Looked up on a network of its own; workers see the account only when set.
+                    account = find_or_register(
+                        account_client(acme.directory, self.net), self.email, self.eab
+                    )
+                    self.net.account = account
+                    self._account = account
+                return self._account
 
     def existing_account(self) -> str | None:
-        """The URI of this key's account at the CA, if there is one (never registers)."""
-        account = find_existing(self.acme)
+        """The URI of this key's account at the CA, if there is one (never registers, and never
+        touches the network that orders sign with)."""
+        with _unusable_answers_as_acme_errors():
+            account = find_existing(account_client(self.acme.directory, self.net))
         return None if account is None else str(account.uri)
+
+    def unreachable(self) -> str | None:
+        """Why the CA cannot be reached right now (its directory, fetched afresh), or None.
+        Passes that order nothing ask this, so an outage is noticed before renewals are due."""
+        try:
+            self.net.get(self.directory_url)
+        except AcmeError as error:
+            return str(error)
+        return None
 
     def _forget_account(self) -> None:
         with self._lock:
@@ -160,9 +196,11 @@ class AcmeIssuer:
         self_check: EdgeSelfCheck | None = None,
         replaces: str | None = None,
     ) -> IssuedCert:
-        """One certificate for all of `spec.domains`, with a fresh private key."""
+        """One certificate for all of `spec.domains`, with a fresh private key. Every failure is
+        an AcmeError whose message starts with the spec's name."""
         try:
-            return self._issue(spec, progress, self_check, replaces)
+            with _unusable_answers_as_acme_errors():
+                return self._issue(spec, progress, self_check, replaces)
         except AcmeError as error:
             error.args = (f"{spec.name}: {error}",)
             raise
@@ -173,13 +211,15 @@ class AcmeIssuer:
         progress: Progress = log.info,
         self_check: EdgeSelfCheck | None = None,
         replaces: Mapping[str, str] | None = None,
-    ) -> Iterator[tuple[CertSpec, IssuedCert | AcmeError]]:
-        """Issue with up to `concurrency` orders in flight; yields each outcome as it completes."""
+    ) -> Generator[tuple[CertSpec, IssuedCert | AcmeError], None, None]:
+        """Issue with up to `concurrency` orders in flight; yields each outcome as it completes.
+        Closing the generator early cancels the orders not started yet."""
         replaces = replaces or {}
         specs = list(specs)
         if not specs:
             return
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="acme-order") as pool:
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="acme-order")
+        try:
             futures = {
                 pool.submit(
                     self._outcome, spec, progress, self_check, replaces.get(spec.name)
@@ -188,6 +228,10 @@ class AcmeIssuer:
             }
             for future in as_completed(futures):
                 yield futures[future], future.result()
+        finally:
+            # A consumer that stopped (storing failed, say) cannot take the certificates of
+            # orders still queued: do not order them only to throw them away.
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _outcome(
         self,
@@ -212,6 +256,7 @@ class AcmeIssuer:
         replaces: str | None,
     ) -> IssuedCert:
         deadline = time.monotonic() + self.order_timeout
+        self._unless_stopping()
         self._check_request(spec)
         self.backoff.check(spec.domains)
         key_pem = private_key_pem(generate_private_key(spec.key_type))
@@ -221,16 +266,21 @@ class AcmeIssuer:
             order = self._new_order(spec, csr_pem, replaces)
             published: list[str] = []
             try:
-                self._answer_challenges(order, published, progress, self_check)
+                self._answer_challenges(order, published, progress, self_check, deadline)
                 progress(f"{spec.name}: waiting for the CA to validate")
+                # Not stoppable: the CA is fetching the tokens, and removing them now would turn
+                # a good name into a failed validation that counts against the CA's limits.
                 order = self._poll_order(order, deadline, "validation")
             finally:
                 for token in published:
                     self.tokens.remove(token)
             if order.body.status != messages.STATUS_READY:
                 self._raise_validation_failure(order)
+            # The last way out: once finalization is asked for, the CA may issue, and an issued
+            # certificate is never thrown away.
+            self._unless_stopping()
             progress(f"{spec.name}: validated, finalizing")
-            order = self.acme.begin_finalization(order)
+            order = self._begin_finalization(order)
             order = self._poll_order(order, deadline, "finalization")
             if order.body.status != messages.STATUS_VALID or not order.body.certificate:
                 raise AcmeError(
@@ -242,6 +292,10 @@ class AcmeIssuer:
             raise
         self.backoff.succeeded(spec.domains)
         return IssuedCert(spec, fullchain.encode(), key_pem, directory_url=self.directory_url)
+
+    def _unless_stopping(self) -> None:
+        if self.stopping.is_set():
+            raise Abandoned()
 
     def _check_request(self, spec: CertSpec) -> None:
         if len(spec.domains) > self.max_names:
@@ -287,16 +341,18 @@ class AcmeIssuer:
                     raise
         else:
             raise AcmeError("the CA refused the order three times")
+        location = response.headers.get("Location")
+        if not location:
+            raise UnexpectedAnswer(
+                "the CA created the order but sent no Location header, so it cannot be followed"
+            )
         body = messages.Order.from_json(response.json())
         authorizations = [
             self.acme._authzr_from_response(self.acme._post_as_get(url), uri=url)
             for url in body.authorizations
         ]
         return messages.OrderResource(
-            body=body,
-            uri=response.headers.get("Location"),
-            authorizations=authorizations,
-            csr_pem=csr_pem,
+            body=body, uri=location, authorizations=authorizations, csr_pem=csr_pem
         )
 
     def _answer_challenges(
@@ -305,9 +361,10 @@ class AcmeIssuer:
         published: list[str],
         progress: Progress,
         self_check: EdgeSelfCheck | None,
+        deadline: float,
     ) -> None:
         """Publish every token (recorded in `published` for cleanup), check the edge serves each,
-        and only then ask the CA to validate."""
+        and only then ask the CA to validate any of them."""
         pending = []
         for authz in order.authorizations:
             if authz.body.status == messages.STATUS_VALID:
@@ -323,15 +380,68 @@ class AcmeIssuer:
                 )
             response, validation = http01.response_and_validation(self.net.key)
             token = http01.chall.encode("token")
-            self.tokens.put(token, validation)
+            try:
+                self.tokens.put(token, validation)
+            except ValueError as malformed:
+                raise UnexpectedAnswer(
+                    f"{domain}: the CA sent an unusable HTTP-01 token: {malformed}"
+                ) from malformed
             published.append(token)
-            pending.append((domain, token, validation, http01, response))
-        for domain, token, validation, http01, response in pending:
-            if self_check is not None:
+            pending.append((authz, domain, token, validation, http01, response))
+        if self_check is not None:
+            for _, domain, token, validation, _, _ in pending:
                 progress(f"{domain}: checking the edge serves the challenge")
-                self_check.wait_until_served(domain, token, validation)
+                self_check.wait_until_served(domain, token, validation, deadline, self.stopping)
+        # Leave before the CA looks: once it does, the tokens must stay until it has decided.
+        self._unless_stopping()
+        for authz, domain, _, _, http01, response in pending:
             progress(f"{domain}: asking the CA to validate")
+            self._answer_challenge(authz, http01, response)
+
+    def _answer_challenge(
+        self,
+        authz: messages.AuthorizationResource,
+        http01: messages.ChallengeBody,
+        response: challenges.ChallengeResponse,
+    ) -> None:
+        try:
             self.acme.answer_challenge(http01, response)
+        except CaProblem:
+            # A retried answer whose first try reached the CA finds the challenge no longer
+            # pending; then polling decides. Any other refusal stands.
+            if not self._http01_under_way(authz):
+                raise
+
+    def _http01_under_way(self, authz: messages.AuthorizationResource) -> bool:
+        try:
+            current, _ = self.acme.poll(authz)
+        except (AcmeError, *_UNUSABLE_ANSWER):
+            return False
+        started = (messages.STATUS_PROCESSING, messages.STATUS_VALID, messages.STATUS_INVALID)
+        return any(
+            isinstance(c.chall, challenges.HTTP01) and c.status in started
+            for c in current.body.challenges
+        )
+
+    def _begin_finalization(self, order: messages.OrderResource) -> messages.OrderResource:
+        try:
+            return self.acme.begin_finalization(order)
+        except CaProblem as problem:
+            if problem.typ != ORDER_NOT_READY:
+                raise
+            # A retried finalize whose first try reached the CA: the order is processing (or
+            # done) already, so follow it. Still `ready` means the refusal was about something
+            # else.
+            current, _ = self._fetch_order(order)
+            if current.body.status == messages.STATUS_READY:
+                raise
+            return current
+
+    def _fetch_order(
+        self, order: messages.OrderResource
+    ) -> tuple[messages.OrderResource, requests.Response]:
+        response = self.acme._post_as_get(order.uri)
+        return order.update(body=messages.Order.from_json(response.json())), response
 
     def _poll_order(
         self, order: messages.OrderResource, deadline: float, stage: str
@@ -347,25 +457,38 @@ class AcmeIssuer:
                     "or stuck, the next pass tries again"
                 )
             time.sleep(delay)
-            response = self.acme._post_as_get(order.uri)
-            order = order.update(body=messages.Order.from_json(response.json()))
-            delay = _next_delay(delay, response)
+            order, response = self._fetch_order(order)
+            delay = next_poll_delay(delay, response.headers.get("Retry-After"))
         return order
 
     def _raise_validation_failure(self, order: messages.OrderResource) -> None:
+        """Say why each name failed. Only names whose authorization is `invalid` back off: a
+        pending one was never tried, so it did not count against the CA's limits."""
         failures = []
         for authz in order.authorizations:
-            current, _ = self.acme.poll(authz)
-            if current.body.status == messages.STATUS_VALID:
+            name = authz.body.identifier.value
+            try:
+                current, _ = self.acme.poll(authz)
+            except (AcmeError, *_UNUSABLE_ANSWER) as error:
+                failures.append(f"{name}: its authorization could not be read ({error})")
                 continue
-            name = current.body.identifier.value
+            status = current.body.status
+            if status == messages.STATUS_VALID:
+                continue
+            if status != messages.STATUS_INVALID:
+                failures.append(f"{name}: still {status.name}, not tried")
+                continue
             retry_at = self.backoff.validation_failed(name)
-            errors = [describe_problem(c.error) for c in current.body.challenges if c.error]
+            problems = [describe_problem(c.error) for c in current.body.challenges if c.error]
             failures.append(
-                f"{name}: {'; '.join(errors) or current.body.status}"
+                f"{name}: {'; '.join(problems) or status.name}"
                 f" (next attempt after {retry_at:%H:%M:%S} UTC)"
             )
-        raise ValidationFailed("validation failed: " + " | ".join(failures or ["no details"]))
+        if not failures:
+            failures.append(
+                f"the order is {order.body.status.name}: {describe_problem(order.body.error)}"
+            )
+        raise ValidationFailed("validation failed: " + " | ".join(failures))
 
     def _download_chain(self, url: str) -> str:
         response = self.acme._post_as_get(url)
@@ -451,18 +574,46 @@ class AcmeIssuer:
     def revoke(
         self, fullchain_pem: bytes, reason: RevocationReason = RevocationReason.unspecified
     ) -> None:
-        self.ensure_account()
-        self.acme.revoke(x509.load_pem_x509_certificate(fullchain_pem), int(reason))
+        try:
+            certificate = x509.load_pem_x509_certificate(fullchain_pem)
+        except ValueError as error:
+            raise BadRequest(f"cannot revoke: not a PEM certificate ({error})") from error
+        with _unusable_answers_as_acme_errors():
+            self.ensure_account()
+            self.acme.revoke(certificate, int(reason))
 
 
 def _top_issuer_name(chain_pem: str) -> str | None:
-    certificates = x509.load_pem_x509_certificates(chain_pem.encode())
+    try:
+        certificates = x509.load_pem_x509_certificates(chain_pem.encode())
+    except ValueError as error:
+        raise UnexpectedAnswer(
+            f"the CA sent a certificate chain that is not PEM: {error}"
+        ) from error
     names = certificates[-1].issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
     return str(names[0].value) if names else None
 
 
-def _next_delay(delay: float, response: requests.Response) -> float:
-    wait = retry_after(response.headers.get("Retry-After"))
+@contextlib.contextmanager
+def _unusable_answers_as_acme_errors() -> Iterator[None]:
+    """acme, josepy and requests have their own errors for answers they cannot use; callers of
+    this module handle AcmeError only."""
+    try:
+        yield
+    except errors.UnexpectedUpdate as error:
+        raise UnexpectedAnswer(f"the CA answered about something else: {error}") from error
+    except _UNUSABLE_ANSWER as error:
+        raise UnexpectedAnswer(
+            f"the CA's answer cannot be used ({type(error).__name__}: {error})"
+        ) from error
+
+
+def next_poll_delay(delay: float, retry_after_header: str | None) -> float:
+    """The wait before the next poll: the CA's Retry-After if it sends one (capped), else double
+    the last wait (capped). Never under the first poll's wait: `Retry-After: 0` must not spin."""
+    wait = retry_after(retry_after_header)
     if wait is not None:
-        return min(wait.total_seconds(), 30.0)
-    return min(delay * 2, _MAX_POLL)
+        proposed = min(wait.total_seconds(), _MAX_RETRY_AFTER_POLL)
+    else:
+        proposed = min(delay * 2, _MAX_POLL)
+    return max(proposed, _FIRST_POLL)

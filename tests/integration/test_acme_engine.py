@@ -1,8 +1,11 @@
 """The ACME engine against real Pebbles, answering HTTP-01 from the real responder."""
 
+import json
 import socket
+import ssl
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,14 +19,17 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 from cryptography.x509.oid import NameOID
+from josepy.jwk import JWK, JWKEC, JWKRSA
 
 from certbotless.acme.account import ExternalAccountBinding
 from certbotless.acme.challenges import ChallengeNotServed, EdgeSelfCheck, TokenStore
 from certbotless.acme.errors import (
+    Abandoned,
     AcmeError,
     BackingOff,
     BadRequest,
     CaProblem,
+    CaUnreachable,
     OrderTimedOut,
     ValidationFailed,
 )
@@ -66,6 +72,47 @@ def leaf_of(issued: IssuedCert) -> x509.Certificate:
     return x509.load_pem_x509_certificate(issued.fullchain_pem)
 
 
+def calls_to(monkeypatch: pytest.MonkeyPatch, owner: object, method: str) -> list[tuple[Any, ...]]:
+    """The arguments of every later call of `owner.method`, which still does its work."""
+    calls: list[tuple[Any, ...]] = []
+    original = getattr(owner, method)
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, method, recorded)
+    return calls
+
+
+def unused_port() -> int:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        return int(unused.getsockname()[1])
+
+
+class InFlightTokens(TokenStore):
+    """Counts tokens published at once: each single-name order has one from publishing until
+    clean-up, so the peak is a lower bound of the orders in flight."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        self._count_lock = threading.Lock()
+        self.published = 0
+        self.peak = 0
+
+    def put(self, token: str, key_authorization: str) -> None:
+        super().put(token, key_authorization)
+        with self._count_lock:
+            self.published += 1
+            self.peak = max(self.peak, self.published)
+
+    def remove(self, token: str) -> None:
+        with self._count_lock:
+            self.published -= 1
+        super().remove(token)
+
+
 KEY_CLASSES = {
     KeyType.EC256: (ec.EllipticCurvePrivateKey, 256),
     KeyType.EC384: (ec.EllipticCurvePrivateKey, 384),
@@ -98,9 +145,14 @@ def test_issues_a_certificate_for_all_names_with_a_fresh_key(
 
 
 def test_many_orders_run_concurrently(
-    make_issuer: MakeIssuer, pebble_for_acme: PebbleServer, figure: Callable[[str], None]
+    make_issuer: MakeIssuer,
+    pebble_for_acme: PebbleServer,
+    acme_tokens: TokenStore,
+    figure: Callable[[str], None],
 ) -> None:
-    issuer = make_issuer(pebble_for_acme, concurrency=10)
+    # Same directory as the responder's, so the CA's validations still succeed.
+    tokens = InFlightTokens(acme_tokens.directory)
+    issuer = make_issuer(pebble_for_acme, concurrency=10, tokens=tokens)
     issuer.ensure_account()
     specs = [CertSpec(f"c{i}.example.test", (f"c{i}.example.test",)) for i in range(20)]
     started = time.monotonic()
@@ -109,7 +161,102 @@ def test_many_orders_run_concurrently(
     failures = [o for o in outcomes.values() if isinstance(o, AcmeError)]
     assert not failures
     assert sorted(s.name for s in outcomes) == sorted(s.name for s in specs)
-    figure(f"ACME: 20 certificates, 10 at a time, against Pebble: {seconds:.2f} s")
+    assert 1 < tokens.peak <= issuer.concurrency
+    figure(
+        f"ACME: 20 certificates, 10 at a time, against Pebble: {seconds:.2f} s "
+        f"(peak {tokens.peak} orders validating at once)"
+    )
+
+
+def test_closing_issue_many_early_cancels_the_orders_not_started(
+    make_issuer: MakeIssuer, pebble_for_acme: PebbleServer, acme_tokens: TokenStore
+) -> None:
+    # What happens when storing a certificate fails and the reconcile pass gives up.
+    issuer = make_issuer(pebble_for_acme, concurrency=1)
+    issuer.ensure_account()
+    ordered: list[str] = []
+
+    def record_orders(step: str) -> None:
+        if ": ordering " in step:
+            ordered.append(step)
+
+    specs = [CertSpec(f"early{i}.example.test", (f"early{i}.example.test",)) for i in range(6)]
+    outcomes = issuer.issue_many(specs, progress=record_orders)
+    _, first = next(outcomes)
+    outcomes.close()
+    assert isinstance(first, IssuedCert)
+    assert len(ordered) <= 2, "only the order already running when the consumer left"
+    assert not any(acme_tokens.directory.iterdir())
+
+
+def test_a_stopping_issuer_abandons_orders_but_keeps_what_the_ca_issued(
+    make_issuer: MakeIssuer, pebble_for_acme: PebbleServer, acme_tokens: TokenStore
+) -> None:
+    stop = threading.Event()
+    issuer = make_issuer(pebble_for_acme, concurrency=2, stop=stop)
+    assert issuer.stopping is stop
+    issuer.ensure_account()
+    specs = [CertSpec(f"stop{i}.example.test", (f"stop{i}.example.test",)) for i in range(12)]
+    outcomes: dict[str, IssuedCert | AcmeError] = {}
+    for spec, outcome in issuer.issue_many(specs):
+        outcomes[spec.name] = outcome
+        stop.set()  # SIGTERM, after the first outcome
+    assert sorted(outcomes) == sorted(s.name for s in specs)
+    unexpected = {
+        name: repr(o) for name, o in outcomes.items() if not isinstance(o, IssuedCert | Abandoned)
+    }
+    assert unexpected == {}
+    abandoned = [o for o in outcomes.values() if isinstance(o, Abandoned)]
+    assert len(abandoned) >= len(specs) - 2 * issuer.concurrency
+    assert str(abandoned[0]).endswith(
+        ": abandoned: certbotless is stopping; the next start orders it again"
+    )
+    assert not any(acme_tokens.directory.iterdir())
+
+
+@pytest.mark.parametrize(
+    "account_key",
+    [
+        JWKEC(key=ec.generate_private_key(ec.SECP256R1())),
+        JWKEC(key=ec.generate_private_key(ec.SECP384R1())),
+        JWKEC(key=ec.generate_private_key(ec.SECP521R1())),
+        JWKRSA(key=rsa.generate_private_key(public_exponent=65537, key_size=2048)),
+    ],
+    ids=["P-256", "P-384", "P-521", "RSA-2048"],
+)
+def test_every_supported_account_key_signs_what_the_ca_accepts(
+    make_issuer: MakeIssuer, pebble_for_acme: PebbleServer, account_key: JWK
+) -> None:
+    issuer = make_issuer(pebble_for_acme, account_key=account_key)
+    assert issuer.issue(CertSpec("keys.example.test", ("keys.example.test",))).fullchain_pem
+
+
+def test_looking_the_account_up_leaves_the_network_of_the_orders_alone(
+    make_issuer: MakeIssuer, pebble_for_acme: PebbleServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The lookup signs with the bare key (no account URL); on the shared network, a worker
+    # signing meanwhile would send a request the CA refuses.
+    issuer = make_issuer(pebble_for_acme)
+    account = issuer.ensure_account()
+    shared_requests = calls_to(monkeypatch, issuer.net.session, "request")
+    assert issuer.existing_account() == account.uri
+    assert shared_requests == []
+    assert issuer.net.account is account
+    assert issuer.issue(CertSpec("lookup.example.test", ("lookup.example.test",))).fullchain_pem
+
+
+def test_a_ca_certificate_the_bundle_does_not_trust_fails_at_once(
+    pebble_for_acme: PebbleServer, acme_tokens: TokenStore, tmp_path: Path
+) -> None:
+    wrong_bundle = tmp_path / "other-ca.pem"
+    wrong_bundle.write_text(pebble_for_acme.root_pem())  # a CA, but not the listener's
+    issuer = AcmeIssuer(
+        pebble_for_acme.directory_url, load_account_key(None), acme_tokens, ca_bundle=wrong_bundle
+    )
+    started = time.monotonic()
+    with pytest.raises(CaUnreachable, match=r"TLS verification .* set CERTBOTLESS_CA_BUNDLE"):
+        issuer.issue(CertSpec("tls.example.test", ("tls.example.test",)))
+    assert time.monotonic() - started < 2, "no retries: they cannot make the certificate trusted"
 
 
 def test_a_restarted_issuer_finds_its_existing_account(
@@ -146,13 +293,17 @@ def test_external_account_binding(rig_env: dict[str, str], make_issuer: MakeIssu
 
 
 def test_no_failures_when_the_ca_rejects_half_of_all_nonces(
-    rig_env: dict[str, str], make_issuer: MakeIssuer, figure: Callable[[str], None]
+    rig_env: dict[str, str],
+    make_issuer: MakeIssuer,
+    figure: Callable[[str], None],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     pebble = started_pebble(
         rig_env, "pebble-nonce-tests", 14110, env={"PEBBLE_WFE_NONCEREJECT": "50"}
     )
     try:
         issuer = make_issuer(pebble, concurrency=5)
+        nonce_requests = calls_to(monkeypatch, issuer.net, "head")
         specs = [CertSpec(f"n{i}.example.test", (f"n{i}.example.test",)) for i in range(25)]
         started = time.monotonic()
         outcomes = dict(issuer.issue_many(specs))
@@ -162,7 +313,13 @@ def test_no_failures_when_the_ca_rejects_half_of_all_nonces(
     failures = {s.name: str(o) for s, o in outcomes.items() if isinstance(o, AcmeError)}
     assert failures == {}
     assert len(outcomes) == 25
-    figure(f"ACME: 25 certificates with 50% of nonces rejected: 0 failures, {seconds:.2f} s")
+    # Each badNonce answer carries the next nonce: only the pool's first fill asks for one
+    # (without that, every rejection, about half of some 200 requests, would cost a HEAD).
+    assert len(nonce_requests) <= 2 * issuer.concurrency
+    figure(
+        f"ACME: 25 certificates with 50% of nonces rejected: 0 failures, {seconds:.2f} s, "
+        f"{len(nonce_requests)} HEAD newNonce"
+    )
 
 
 def test_failed_validation_says_why_and_backs_the_name_off(
@@ -221,11 +378,28 @@ def test_preferred_chain_is_picked_by_issuer_name(
     assert names[0] != names[1]
 
 
-def test_revoke_with_a_reason(issuer: AcmeIssuer) -> None:
+def revocation_status(pebble: PebbleServer, certificate: x509.Certificate) -> dict[str, Any]:
+    """What the CA itself records about `certificate` (Pebble's management API)."""
+    url = (
+        f"https://{pebble.host}:{pebble.management_port}"
+        f"/cert-status-by-serial/{certificate.serial_number:x}"
+    )
+    context = ssl.create_default_context(cafile=str(pebble.ca_bundle))
+    with urllib.request.urlopen(url, context=context, timeout=5) as response:
+        status: dict[str, Any] = json.load(response)
+    return status
+
+
+def test_revoke_with_a_reason(issuer: AcmeIssuer, pebble_for_acme: PebbleServer) -> None:
     issued = issuer.issue(CertSpec("revoke.example.test", ("revoke.example.test",)))
+    assert revocation_status(pebble_for_acme, leaf_of(issued))["Status"] == "Valid"
     issuer.revoke(issued.fullchain_pem, RevocationReason.keyCompromise)
+    status = revocation_status(pebble_for_acme, leaf_of(issued))
+    assert (status["Status"], status["Reason"]) == ("Revoked", RevocationReason.keyCompromise)
     with pytest.raises(CaProblem, match="alreadyRevoked"):
         issuer.revoke(issued.fullchain_pem, RevocationReason.keyCompromise)
+    with pytest.raises(BadRequest, match="not a PEM certificate"):
+        issuer.revoke(b"not a certificate")
 
 
 def test_ca_restarted_mid_order_fails_cleanly_then_recovers(
@@ -288,11 +462,22 @@ def test_an_order_past_its_deadline_stops_cleanly(
 def test_an_edge_that_does_not_serve_the_token_stops_before_the_ca_validates(
     make_issuer: MakeIssuer, pebble_for_acme: PebbleServer
 ) -> None:
-    with socket.socket() as unused:
-        unused.bind(("127.0.0.1", 0))
-        port = unused.getsockname()[1]
-    misrouted = EdgeSelfCheck("localhost", timeout=0.5, port=port)
+    misrouted = EdgeSelfCheck("localhost", timeout=0.5, port=unused_port())
     issuer = make_issuer(pebble_for_acme)
     with pytest.raises(ChallengeNotServed, match="does not serve the HTTP-01 token"):
         issuer.issue(CertSpec("edge.example.test", ("edge.example.test",)), self_check=misrouted)
     assert issuer.backoff.blocked_until("edge.example.test") is None, "no validation was burned"
+
+
+def test_the_order_deadline_bounds_the_edge_self_check(
+    make_issuer: MakeIssuer, pebble_for_acme: PebbleServer, acme_tokens: TokenStore
+) -> None:
+    patient = EdgeSelfCheck("localhost", timeout=60, port=unused_port())
+    issuer = make_issuer(pebble_for_acme, order_timeout=2)
+    started = time.monotonic()
+    with pytest.raises(ChallengeNotServed, match="does not serve the HTTP-01 token"):
+        issuer.issue(
+            CertSpec("bounded.example.test", ("bounded.example.test",)), self_check=patient
+        )
+    assert time.monotonic() - started < 5
+    assert not any(acme_tokens.directory.iterdir())

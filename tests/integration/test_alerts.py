@@ -1,19 +1,28 @@
 """Alerts through a real SMTP server (aiosmtpd) and a real HTTP receiver on loopback."""
 
 import json
+import smtplib
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from ipaddress import ip_address
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
 
+from certbotless.acme.keys import private_key_pem
 from certbotless.alerts import Alerter, EmailChannel, WebhookChannel, alerts_for
 from certbotless.model import LabelProblem, PassReport
 from tests.unit.factories import stored_cert
@@ -178,7 +187,101 @@ def test_a_dead_channel_is_retried_and_never_blocks(
     alerter.flush()
     assert box.subjects() == ["[certbotless] nginx rollout failed"]
     failures = [r.message for r in caplog.records if "webhook 127.0.0.1 failed" in r.message]
-    assert len(failures) == 4 and "giving up" in failures[-1]
+    assert len(failures) == 4 and "trying again after the next pass" in failures[-1]
+
+
+def test_a_channel_that_was_down_is_told_at_the_next_pass(
+    mailbox: tuple[Mailbox, int], receiver: Receiver
+) -> None:
+    """Nothing is lost: what a dead channel never took is sent once it is back, and the channel
+    that took it the first time is not told twice."""
+    box, port = mailbox
+    webhook = WebhookChannel(f"http://127.0.0.1:{receiver.server_address[1]}/")
+    alive_url, webhook.url = webhook.url, "http://127.0.0.1:9/down"
+    alerter = Alerter(
+        [webhook, EmailChannel(f"smtp+insecure://127.0.0.1:{port}", ["ops@example.test"])],
+        retry_delay=0.01,
+    )
+    report = PassReport(rollout_error="rolled back")
+    alerter.update(alerts_for(report, [], NOW, NOW))
+    alerter.flush()
+    assert receiver.bodies == [] and len(box.messages) == 1
+    webhook.url = alive_url
+    alerter.update(alerts_for(report, [], NOW, NOW))
+    alerter.flush()
+    assert [b["title"] for b in receiver.bodies] == ["nginx rollout failed"]
+    assert len(box.messages) == 1
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context for 127.0.0.1 and a client context that trusts only it."""
+    folder = tmp_path_factory.mktemp("smtp-tls")
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(1)
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(datetime.now(UTC) + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ip_address("127.0.0.1"))]),
+                       critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    (folder / "cert.pem").write_bytes(cert.public_bytes(Encoding.PEM))
+    (folder / "key.pem").write_bytes(private_key_pem(key))
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(folder / "cert.pem", folder / "key.pem")
+    client = ssl.create_default_context(cafile=str(folder / "cert.pem"))
+    return server, client
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_passwords_only_go_over_tls_starttls_and_smtps(
+    tls_files: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    server_tls, client_tls = tls_files
+    alert = alerts_for(PassReport(rollout_error="rolled back"), [], NOW, NOW)
+    for scheme in ("smtp", "smtps"):
+        box = Mailbox()
+        port = free_port()
+        # smtps: TLS from the first byte (aiosmtpd does not see that, hence auth_require_tls).
+        tls: dict[str, Any] = (
+            {"tls_context": server_tls, "require_starttls": True}
+            if scheme == "smtp"
+            else {"ssl_context": server_tls, "auth_require_tls": False}
+        )
+        controller = Controller(
+            box, hostname="127.0.0.1", port=port, authenticator=box.authenticate, **tls
+        )
+        controller.start()
+        try:
+            channel = EmailChannel(f"{scheme}://ops:s3cret@127.0.0.1:{port}", ["ops@test"],
+                                   tls=client_tls)  # fmt: skip
+            channel.send("t", "x", alert[0], resolved=False)
+        finally:
+            controller.stop()
+        assert (box.logins, len(box.messages)) == (["ops"], 1), scheme
+
+    plain = Mailbox()
+    port = free_port()
+    controller = Controller(plain, hostname="127.0.0.1", port=port,
+                            authenticator=plain.authenticate, auth_require_tls=False)  # fmt: skip
+    controller.start()
+    try:
+        with pytest.raises(smtplib.SMTPNotSupportedError, match="no STARTTLS"):
+            EmailChannel(f"smtp://ops:s3cret@127.0.0.1:{port}", ["ops@test"]).send(
+                "t", "x", alert[0], resolved=False
+            )
+    finally:
+        controller.stop()
+    assert plain.logins == [], "the password never went out in clear"
 
 
 def test_expiry_alerts_are_relative_to_the_lifetime() -> None:

@@ -9,7 +9,10 @@ JWS `url`) against this proxy: the client only ever talks to the proxy.
   `Retry-After` and an `explanationURL`; each request is recorded.
 - newOrder payloads are recorded; a `replaces` naming an already replaced certificate gets the
   `alreadyReplaced` problem; an unknown `profile` gets `invalidProfile`; an order for a name in
-  `rate_limited` gets `rateLimited` with a Retry-After of an hour.
+  `rate_limited` gets `rateLimited` with a Retry-After of `RATE_LIMIT_RETRY_AFTER` seconds.
+- `faults` misbehave once each, for the next request whose path starts with theirs: answer
+  instead of Pebble (a 5xx, a bare 429, a problem), or let Pebble act and then lose or alter its
+  answer (what a client sees when a reply times out, or a CA sends what it should not).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import http.client
 import json
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,6 +32,67 @@ from typing import Any
 RENEWAL_INFO_PATH = "/renewal-info/"
 PROFILES = {"classic": "the default 90-day certificate", "shortlived": "about six days"}
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
+# Not an hour: a client that ignored the header and waited its own default would go unnoticed.
+RATE_LIMIT_RETRY_AFTER = 1234
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One misbehaviour for the next request whose path starts with `path`. `answer` makes the
+    reply from Pebble's (None unless `reaches_pebble`: then Pebble acts on the request first)."""
+
+    path: str
+    answer: Callable[[Reply | None], Reply]
+    reaches_pebble: bool = False
+
+
+def failure(
+    path: str, status: int = 503, *, reaches_pebble: bool = False, retry_after: int | None = None
+) -> Fault:
+    """A bare error page (no problem document) instead of Pebble's answer; with
+    `reaches_pebble`, the request took effect and only its answer was lost."""
+    headers = {"Content-Type": "text/html"}
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    page = Reply(status, headers, b"<html>upstream trouble</html>")
+    return Fault(path, lambda _: page, reaches_pebble)
+
+
+def problem(path: str, kind: str, detail: str, status: int = 400) -> Fault:
+    """A problem document instead of Pebble's answer."""
+    body = json.dumps({"type": f"urn:ietf:params:acme:error:{kind}", "detail": detail})
+    reply = Reply(status, {"Content-Type": "application/problem+json"}, body.encode())
+    return Fault(path, lambda _: reply)
+
+
+def edited(path: str, edit: Callable[[dict[str, Any]], None]) -> Fault:
+    """Pebble's JSON answer, changed in place by `edit`."""
+
+    def answer(reply: Reply | None) -> Reply:
+        assert reply is not None
+        document = json.loads(reply.body)
+        edit(document)
+        return Reply(reply.status, reply.headers, json.dumps(document).encode())
+
+    return Fault(path, answer, reaches_pebble=True)
+
+
+def without_header(path: str, header: str) -> Fault:
+    """Pebble's answer without `header`."""
+
+    def answer(reply: Reply | None) -> Reply:
+        assert reply is not None
+        kept = {k: v for k, v in reply.headers.items() if k.lower() != header.lower()}
+        return Reply(reply.status, kept, reply.body)
+
+    return Fault(path, answer, reaches_pebble=True)
 
 
 @dataclass
@@ -38,6 +103,16 @@ class AriCaState:
     new_orders: list[dict[str, Any]] = field(default_factory=list)
     replaced: set[str] = field(default_factory=set)
     rate_limited: set[str] = field(default_factory=set)
+    faults: list[Fault] = field(default_factory=list)
+    _faults_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take_fault(self, path: str) -> Fault | None:
+        with self._faults_lock:
+            for fault in self.faults:
+                if path.startswith(fault.path):
+                    self.faults.remove(fault)
+                    return fault
+        return None
 
 
 class AriCa:
@@ -63,14 +138,12 @@ class AriCa:
         self.server.shutdown()
         self.server.server_close()
 
-    def forward(
-        self, method: str, path: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, dict[str, str], bytes]:
+    def forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
         connection = http.client.HTTPSConnection(*self.pebble, context=self.upstream_tls)
         try:
             connection.request(method, path, body=body or None, headers=headers)
             response = connection.getresponse()
-            return response.status, dict(response.getheaders()), response.read()
+            return Reply(response.status, dict(response.getheaders()), response.read())
         finally:
             connection.close()
 
@@ -105,11 +178,13 @@ class AriCa:
                     ca.state.replaced.add(replaces)
 
             def _directory(self) -> None:
-                status, _, body = ca.forward("GET", "/dir", dict(self.headers), b"")
-                directory = json.loads(body)
+                upstream = ca.forward("GET", "/dir", dict(self.headers), b"")
+                directory = json.loads(upstream.body)
                 directory["renewalInfo"] = f"https://{self.headers['Host']}{RENEWAL_INFO_PATH}"
                 directory.setdefault("meta", {})["profiles"] = PROFILES
-                self._send(status, {"Content-Type": "application/json"}, json.dumps(directory))
+                self._send(
+                    upstream.status, {"Content-Type": "application/json"}, json.dumps(directory)
+                )
 
             def _renewal_info(self, cert_id: str) -> None:
                 ca.state.renewal_info_requests.append(cert_id)
@@ -152,16 +227,20 @@ class AriCa:
                 headers = {"Content-Type": "application/problem+json"}
                 status = {"alreadyReplaced": 409, "rateLimited": 429}.get(kind, 400)
                 if kind == "rateLimited":
-                    headers["Retry-After"] = "3600"
+                    headers["Retry-After"] = str(RATE_LIMIT_RETRY_AFTER)
                 self._send(status, headers, json.dumps(problem))
 
             def _proxy(self, body: bytes) -> int:
-                status, headers, reply = ca.forward(
-                    self.command, self.path, dict(self.headers), body
-                )
-                kept = {k: v for k, v in headers.items() if k.lower() not in HOP_BY_HOP}
-                self._send(status, kept, reply)
-                return status
+                fault = ca.state.take_fault(self.path)
+                reply = None
+                if fault is None or fault.reaches_pebble:
+                    reply = ca.forward(self.command, self.path, dict(self.headers), body)
+                if fault is not None:
+                    reply = fault.answer(reply)
+                assert reply is not None
+                kept = {k: v for k, v in reply.headers.items() if k.lower() not in HOP_BY_HOP}
+                self._send(reply.status, kept, reply.body)
+                return reply.status
 
             def _send(self, status: int, headers: dict[str, str], body: bytes | str) -> None:
                 data = body.encode() if isinstance(body, str) else body

@@ -1,6 +1,8 @@
 """The seeds' Traefik scenarios, deployed on certbotless + nginx, checked over HTTPS."""
 
 import json
+import socket
+import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping
 
@@ -20,6 +22,8 @@ from rig.stacks import (
 
 pytestmark = pytest.mark.rig
 
+TRIXIE_EDGE_IMAGE = "certbotless-nginx:trixie"
+
 NLP = "nlp.example.test"
 API = "api.example.test"
 STACKS = {"flask": "seed-flask-api.yml", "nlp": "seed-nlp.yml"}
@@ -31,7 +35,8 @@ def seeds(
     rig_env: Mapping[str, str], pebble_root: str, figure: Callable[[str], None]
 ) -> Iterator[str]:
     remove_stacks([*STACKS, DEMO_STACK, EDGE_STACK])
-    deploy_edge(rig_env)
+    # nginx 1.26 here (1.22 in the other swarm tests): the syntax of the production image.
+    deploy_edge({**rig_env, "CBL_RIG_EDGE_IMAGE": TRIXIE_EDGE_IMAGE})
     started = time.monotonic()
     for stack, file in STACKS.items():
         deploy_stack(stack, [file], {})
@@ -82,6 +87,52 @@ def test_forward_auth_guards_the_model_apis(seeds: str) -> None:
         granted = https_get(NLP, seeds, path, headers={"Authorization": "Bearer let-me-in"})
         assert granted.status == 200
         assert json.loads(granted.body)["app"] == path.split("/")[1]
+        forbidden = https_get(NLP, seeds, path, headers={"Authorization": "Bearer forbidden"})
+        assert forbidden.status == 403, "the auth service's 403 reaches the client"
+
+
+def test_clients_cannot_forge_their_forwarded_address(seeds: str) -> None:
+    forged = https_get(API, seeds, "/service1/", headers={"X-Forwarded-For": "203.0.113.9"})
+    seen = json.loads(forged.body)["forwarded_for"]
+    assert seen and "203.0.113.9" not in seen
+
+
+def test_websockets_pass_through_the_edge(seeds: str) -> None:
+    context = ssl.create_default_context(cafile=seeds)
+    with (
+        socket.create_connection(("127.0.0.1", 443), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=NLP) as tls,
+    ):
+        tls.sendall(
+            f"GET /live HTTP/1.1\r\nHost: {NLP}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += tls.recv(1)
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        assert b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head  # RFC 6455's example accept value
+        mask = b"\x01\x02\x03\x04"
+        masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(b"hello"))
+        frame = bytes([0x81, 0x80 | len(masked)]) + mask + masked  # a masked text frame
+        tls.sendall(frame)
+        echoed = b""
+        while len(echoed) < len(frame):
+            echoed += tls.recv(64)
+        assert echoed == frame
+
+
+def test_the_edge_speaks_http2_and_nginx_has_nothing_to_warn_about(seeds: str) -> None:
+    version = docker(
+        "run", "--rm", "--network", "host", "-v", f"{seeds}:/root.pem:ro", "certbotless-test-base",
+        "curl", "-s", "--http2", "-o", "/dev/null", "-w", "%{http_version}", "--cacert",
+        "/root.pem", "--resolve", f"{NLP}:443:127.0.0.1", f"https://{NLP}/",
+    )  # fmt: skip
+    assert version == "2"
+    nginx_log = docker("service", "logs", "--raw", f"{EDGE_STACK}_nginx")
+    assert "[warn]" not in nginx_log and "[emerg]" not in nginx_log, nginx_log[-3000:]
+    assert "nginx 1.26" in sidecar_logs(500), "the sidecar rendered for the edge's nginx"
 
 
 def test_errors_from_the_static_site_are_replaced_by_the_error_pages(seeds: str) -> None:

@@ -25,7 +25,7 @@ from certbotless.edge import NginxConfigError, render_nginx_conf
 from certbotless.model import CertSpec, IssuedCert, Route, StoredCert
 from certbotless.reconcile import edge_references
 from certbotless.rollout import (
-    RolloutError,
+    RolledBack,
     ServedCertificates,
     check_in_edge_image,
     roll_service,
@@ -148,7 +148,7 @@ def test_a_label_that_disagrees_with_its_certificate_is_flagged(
     api = Swarm().api
     config = api.inspect_config(good.config_id)
     labels = dict(config["Spec"]["Labels"], **{CERT_SERIAL: "1234"})
-    name = good.config_name[:-4] + "beef"
+    name = good.config_name[:-6] + "beefed"
     secret = api.create_secret(name, b"unused", labels={**labels, KIND: "key"})
     lying = api.create_config(
         name, base64.b64decode(config["Spec"]["Data"]),
@@ -215,8 +215,11 @@ def test_a_roll_swarm_refuses_is_rolled_back_and_reported(
     a_new, b_new = (issuer.issue(CertSpec(h, (h,))) for h in HOSTS)
     # A chain with someone else's key: nginx -t with stand-ins passes, the real nginx cannot start.
     broken = store.save(IssuedCert(a_new.spec, a_new.fullchain_pem, b_new.key_pem))
-    with pytest.raises(RolloutError, match="rolled back: the previous certificates serve again"):
+    with pytest.raises(
+        RolledBack, match="rolled back: the previous certificates serve again"
+    ) as refused:
         roll_to(store, {**good, HOSTS[0]: broken})
+    assert refused.value.rotated == (broken.config_id,)
     for host in HOSTS:
         assert set(served().serials(host).values()) == {serving[host]}
     kept = {c.config_id for c in store.inventory()}
@@ -268,14 +271,16 @@ def test_the_edge_image_checks_the_real_files_before_any_roll(
     good = {c.name: c for c in issue_and_store(issuer, store, *HOSTS)}
     conf = conf_for(store, good)
     text = render_nginx_conf(ROUTES, good, "certbotless:8402", "/etc/nginx/certs")
-    check_in_edge_image(
-        Swarm(), SERVICE, edge_references(ROUTES, good, conf, "/etc/nginx/certs"), text, 60
+    service = Swarm().inspect_service(SERVICE)
+    warnings = check_in_edge_image(
+        Swarm(), service, edge_references(ROUTES, good, conf, "/etc/nginx/certs"), text, 60
     )
+    assert warnings == ()
     a_new, b_new = (issuer.issue(CertSpec(h, (h,))) for h in HOSTS)
     broken = store.save(IssuedCert(a_new.spec, a_new.fullchain_pem, b_new.key_pem))
     wanted = edge_references(ROUTES, {**good, HOSTS[0]: broken}, conf, "/etc/nginx/certs")
     before = Swarm().inspect_service(SERVICE)["Version"]["Index"]
     with pytest.raises(NginxConfigError, match="key values mismatch"):
-        check_in_edge_image(Swarm(), SERVICE, wanted, text, 60)
+        check_in_edge_image(Swarm(), service, wanted, text, 60)
     assert Swarm().inspect_service(SERVICE)["Version"]["Index"] == before, "nothing rolled"
     assert not docker("service", "ls", "-q", "--filter", "name=cbl-nginx-check").strip()

@@ -1,4 +1,5 @@
-"""Pure pieces of the ACME engine: ARI identifiers and windows, retry timing, back-off, wording."""
+"""Pure pieces of the ACME engine: ARI identifiers and windows, retry and poll timing, back-off,
+wording, signing algorithms."""
 
 import json
 from datetime import UTC, datetime, timedelta
@@ -8,14 +9,16 @@ import pytest
 from acme import messages
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+from josepy.jwa import ES256, ES384, ES512, RS256, JWASignature
+from josepy.jwk import JWK, JWKEC, JWKRSA, JWKOct
 
 from certbotless.acme.ari import ari_cert_id, lifetime_renewal_time, time_in_window
 from certbotless.acme.backoff import IdentifierBackoff
-from certbotless.acme.errors import BackingOff, describe_problem
-from certbotless.acme.network import RetryPolicy, retry_after
-from certbotless.acme.orders import NewOrderWithReplaces
+from certbotless.acme.errors import BackingOff, BadRequest, describe_problem
+from certbotless.acme.network import RetryPolicy, retry_after, signing_algorithm
+from certbotless.acme.orders import NewOrderWithReplaces, next_poll_delay
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -70,6 +73,23 @@ def test_retry_after_in_http_date_form_counts_from_now() -> None:
     in_an_hour = (datetime.now(UTC) + timedelta(hours=1)).strftime("%a, %d %b %Y %H:%M:%S GMT")
     wait = retry_after(in_an_hour)
     assert wait is not None and timedelta(minutes=59) < wait <= timedelta(hours=1)
+
+
+@pytest.mark.parametrize(
+    ("last", "header", "expected"),
+    [
+        (0.05, "0", 0.05),  # Retry-After: 0 must not poll in a tight loop
+        (0.0, None, 0.05),
+        (0.05, None, 0.1),
+        (1.5, None, 2.0),
+        (0.05, "3", 3.0),
+        (0.05, "600", 30.0),
+    ],
+)
+def test_polls_wait_at_least_the_first_poll_and_at_most_the_cap(
+    last: float, header: str | None, expected: float
+) -> None:
+    assert next_poll_delay(last, header) == expected
 
 
 def test_retry_delays_are_jittered_and_capped() -> None:
@@ -141,3 +161,29 @@ def test_new_order_carries_replaces_only_when_given() -> None:
     with_replaces = json.loads(NewOrderWithReplaces(identifiers=ident, replaces="x.y").json_dumps())
     assert with_replaces["replaces"] == "x.y"
     assert "replaces" not in json.loads(NewOrderWithReplaces(identifiers=ident).json_dumps())
+
+
+@pytest.mark.parametrize(
+    ("key", "algorithm"),
+    [
+        (JWKEC(key=ec.generate_private_key(ec.SECP256R1())), ES256),
+        (JWKEC(key=ec.generate_private_key(ec.SECP384R1())), ES384),
+        (JWKEC(key=ec.generate_private_key(ec.SECP521R1())), ES512),
+        (JWKRSA(key=rsa.generate_private_key(public_exponent=65537, key_size=2048)), RS256),
+    ],
+    ids=["P-256", "P-384", "P-521", "RSA"],
+)
+def test_each_account_key_signs_with_its_own_algorithm(key: JWK, algorithm: JWASignature) -> None:
+    assert signing_algorithm(key) == algorithm
+
+
+@pytest.mark.parametrize(
+    ("key", "named"),
+    [
+        (JWKEC(key=ec.generate_private_key(ec.SECP256K1())), "EC secp256k1"),
+        (JWKOct(key=b"0123456789abcdef0123456789abcdef"), "JWKOct"),
+    ],
+)
+def test_an_account_key_acme_cannot_use_is_refused_clearly(key: JWK, named: str) -> None:
+    with pytest.raises(BadRequest, match=f"the ACME account key is {named}.*P-521"):
+        signing_algorithm(key)

@@ -4,6 +4,7 @@ from certbotless.discovery import EdgeNotFound, discover, find_edge_service
 from certbotless.model import KeyType, ServiceInfo
 
 BASE = {"certbotless.domains": "a.example.com", "certbotless.port": "80"}
+FULLWIDTH = {ord(digit): ord(digit) + 0xFEE0 for digit in "0123456789"}  # for str.translate
 
 
 def labelled(name: str, labels: dict[str, str], networks: tuple[str, ...] = ()) -> ServiceInfo:
@@ -120,6 +121,25 @@ def test_services_sharing_a_host_share_one_certificate() -> None:
                 ("certbotless.hsts", "sometimes", "true or false"),
                 ("certbotless.errors", "http://errors/404.html", "must contain {status}"),
                 ("certbotless.errors", "errors/{status}.html", "http:// or https:// URL"),
+                # Reproducers: each once crashed discover() or broke nginx -t for every service.
+                ("certbotless.port", "8²", "1 to 65535"),
+                ("certbotless.port", "80".translate(FULLWIDTH), "1 to 65535"),
+                ("certbotless.max_body_size", "20m".translate(FULLWIDTH), "size like 20m"),
+                ("certbotless.auth_url", "http://auth/{x}", "cannot hold"),
+                ("certbotless.auth_url", "http://auth/{status}", "cannot hold"),
+                ("certbotless.errors", "http://e/{status}/{x}.html", "cannot hold"),
+                ("certbotless.auth_url", "http://[auth/check", "http:// or https:// URL"),
+                ("certbotless.auth_url", "http://auth:99999/check", "http:// or https:// URL"),
+                ("certbotless.path", "/.well-known/acme-challenge", "reserved for the edge"),
+                ("certbotless.path", "/.well-known/acme-challenge/x", "reserved for the edge"),
+                ("certbotless.path", "/.certbotless", "reserved for the edge"),
+                ("certbotless.path", "/.certbotless/auth/0", "reserved for the edge"),
+                ("certbotless.timeout", "5 min", "duration like 300s"),
+                ("certbotless.timeout", "2d", "duration like 300s"),
+                ("certbotless.timeout", "25h", "at most 1 day"),
+                ("certbotless.timeout", "0s", "duration like 300s"),
+                ("certbotless.timeout", "300s".translate(FULLWIDTH), "duration like 300s"),
+                ("certbotless.domains", "10.0.0.1".translate(FULLWIDTH), "IP address"),
             ]
         ],
         (
@@ -155,11 +175,55 @@ def test_bad_label_is_reported_and_others_go_on(
     assert [r.service for r in found.routes] == ["good"]
 
 
-def test_idn_hostnames_become_punycode() -> None:
+@pytest.mark.parametrize(
+    ("name", "punycode"),
+    [
+        ("bücher.example", "xn--bcher-kva.example"),
+        # IDNA 2008 keeps ß (IDNA 2003 made it "strasse", another domain); UTS #46 maps case.
+        ("Straße.example.com", "xn--strae-oqa.example.com"),
+        ("xn--strae-oqa.example.com", "xn--strae-oqa.example.com"),
+    ],
+)
+def test_idn_hostnames_become_punycode(name: str, punycode: str) -> None:
+    found = discover([labelled("x", {"certbotless.domains": name, "certbotless.port": "80"})])
+    assert found.problems == ()
+    assert found.routes[0].hosts == (punycode,)
+
+
+def test_path_prefixes_that_only_look_reserved_are_routes() -> None:
     found = discover(
-        [labelled("x", {"certbotless.domains": "bücher.example", "certbotless.port": "80"})]
+        [
+            labelled("a", {**BASE, "certbotless.path": "/.well-known/security.txt"}),
+            labelled("b", {**BASE, "certbotless.path": "/.certbotless-docs"}),
+        ]
     )
-    assert found.routes[0].hosts == ("xn--bcher-kva.example",)
+    assert found.problems == ()
+    assert len(found.routes) == 2
+
+
+@pytest.mark.parametrize("value", ["300s", "300", "5m", "24h", "1500ms"])
+def test_timeout_sets_the_route_timeout(value: str) -> None:
+    (route,) = discover([labelled("x", {**BASE, "certbotless.timeout": value})]).routes
+    assert route.timeout == value
+
+
+def test_hsts_beside_a_plain_http_route_on_the_same_host_is_reported() -> None:
+    found = discover(
+        [
+            labelled("site", {**BASE, "certbotless.hsts": "true"}),
+            labelled("legacy", {**BASE, "certbotless.path": "/legacy",
+                                "certbotless.redirect": "no"}),
+            labelled("other", {**BASE, "certbotless.domains": "b.example.com",
+                               "certbotless.hsts": "1"}),
+        ]
+    )  # fmt: skip
+    (problem,) = found.problems
+    assert (problem.service, problem.label) == ("site", "certbotless.hsts")
+    assert "a.example.com/legacy is plain HTTP (legacy has certbotless.redirect=false)" in str(
+        problem
+    )
+    assert "gets no HSTS" in problem.message
+    assert {r.service for r in found.routes} == {"site", "legacy", "other"}
 
 
 def test_edge_service_is_found_by_label() -> None:

@@ -83,3 +83,20 @@ def test_edge_mounts_conf_and_only_routed_certificates() -> None:
         ("config", "/etc/nginx/certs/app.example.test/fullchain.pem", "0o444"),
         ("secret", "/etc/nginx/certs/app.example.test/privkey.pem", "0o400"),
     ]
+
+
+def test_certificates_from_another_ca_are_replaced_without_ari() -> None:
+    staging = replace(
+        stored_cert(issued=ISSUED),
+        directory_url="https://acme-staging-v02.api.letsencrypt.org/directory",
+        ari_id="aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE",
+    )
+    production = "https://acme-v02.api.letsencrypt.org/directory"
+    plan = plan_certificates([SPEC], current(staging), ISSUED + timedelta(days=1), (), None,
+                             production)  # fmt: skip
+    assert plan.reasons == {SPEC.name: f"issued by another CA ({staging.directory_url})"}
+    # Another CA's ARI identifier means nothing to this one.
+    assert replaced_certificates(plan) == {}
+    same_ca = plan_certificates([SPEC], current(staging), ISSUED + timedelta(days=1), (), None,
+                                staging.directory_url)  # fmt: skip
+    assert same_ca.to_issue == ()

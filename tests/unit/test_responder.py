@@ -5,6 +5,7 @@ import http.client
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,6 +70,39 @@ def test_token_store_refuses_malformed_tokens(tmp_path: Path) -> None:
         TokenStore(tmp_path).put("../escape", "x")
 
 
+def test_a_token_two_orders_share_stays_until_the_last_is_done(tmp_path: Path) -> None:
+    # Two orders for one name get the same authorization, so the same token, from the CA.
+    tokens = TokenStore(tmp_path)
+    tokens.put(TOKEN, "answer")
+    tokens.put(TOKEN, "answer")
+    tokens.remove(TOKEN)
+    assert tokens.get(TOKEN) == "answer", "the other order still waits for the CA"
+    tokens.remove(TOKEN)
+    assert tokens.get(TOKEN) is None
+    assert not any(tmp_path.iterdir())
+
+
+def test_token_users_are_counted_safely_across_threads(tmp_path: Path) -> None:
+    tokens = TokenStore(tmp_path)
+    tokens.put(TOKEN, "answer")  # held throughout by one more user
+    start = threading.Barrier(8)
+
+    def order() -> None:
+        start.wait()
+        for _ in range(200):
+            tokens.put(TOKEN, "answer")
+            tokens.remove(TOKEN)
+
+    workers = [threading.Thread(target=order) for _ in range(8)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert tokens.get(TOKEN) == "answer"
+    tokens.remove(TOKEN)
+    assert tokens.get(TOKEN) is None
+
+
 @pytest.fixture
 def strict_responder(tmp_path: Path) -> Iterator[tuple[TokenStore, int]]:
     tokens = TokenStore(tmp_path / "challenges")
@@ -92,6 +126,24 @@ def raw_exchange(port: int, chunks: list[bytes], pause: float = 0.0) -> bytes:
 
 def status_of(reply: bytes) -> int:
     return int(reply.split(b" ", 2)[1])
+
+
+def test_a_keep_alive_client_is_answered_then_disconnected(
+    strict_responder: tuple[TokenStore, int],
+) -> None:
+    # An idle keep-alive connection would hold one of the responder's few slots.
+    tokens, port = strict_responder
+    tokens.put(TOKEN, "answer")
+    request = (
+        f"GET /.well-known/acme-challenge/{TOKEN} HTTP/1.1\r\n"
+        "Host: x\r\nConnection: keep-alive\r\n\r\n"
+    ).encode()
+    started = time.monotonic()
+    reply = raw_exchange(port, [request])  # returns only once the responder has closed
+    assert time.monotonic() - started < 0.5, "closed at once, not when the time budget ran out"
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert status_of(reply) == 200 and body == b"answer"
+    assert b"\r\nConnection: close" in head
 
 
 def test_huge_headers_are_refused_with_431(strict_responder: tuple[TokenStore, int]) -> None:

@@ -9,13 +9,22 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from certbotless.model import KeyType, StoredCert, StoredObject
+from certbotless.model import (
+    CertSpec,
+    IssuedCert,
+    KeyType,
+    RenewalFailure,
+    StoredCert,
+    StoredObject,
+)
 from certbotless.store import (
     CERT_DOMAINS,
     CERT_KEY_SECRET,
     CERT_NAME,
     CERT_NOT_AFTER,
     CERT_SERIAL,
+    certificate_labels,
+    latest_per_name,
     plan_garbage,
     read_stored_cert,
     serial_hex,
@@ -57,15 +66,50 @@ def labels_for(domains: list[str], serial: int = 0xABCDEF, days: int = 90) -> di
 
 def test_labels_that_match_the_certificate_are_clean() -> None:
     domains = ["b.example.test", "a.example.test"]
-    cert = read_stored_cert(labels_for(domains), "cbl-x", "cfg1", chain_pem(domains), "sec1")
+    pem = chain_pem(domains)
+    issued = IssuedCert(CertSpec(domains[0], tuple(domains)), pem, b"key", "https://ca/dir")
+    labels = certificate_labels(issued, "cbl-x")
+    cert = read_stored_cert(labels, "cbl-x", "cfg1", pem, "sec1")
     assert cert is not None
+    assert cert.mismatches == ()
     assert cert.domains == ("b.example.test", "a.example.test")
     assert cert.key_type is KeyType.EC256
     assert cert.ari_id.endswith("." + "AKvN7w")
-    mismatched_only_by_missing_labels = {m.split(":")[0] for m in cert.mismatches}
-    assert CERT_DOMAINS not in mismatched_only_by_missing_labels
-    assert CERT_SERIAL not in mismatched_only_by_missing_labels
-    assert CERT_NOT_AFTER not in mismatched_only_by_missing_labels
+    assert (cert.directory_url, cert.secret_name, cert.refused) == ("https://ca/dir", "cbl-x", "")
+
+
+def test_certificates_certbotless_cannot_use_are_skipped_not_fatal() -> None:
+    key = ec.generate_private_key(ec.SECP521R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "odd")])
+    builder = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(1)
+        .not_valid_before(NOW).not_valid_after(NOW + timedelta(days=1))
+    )  # fmt: skip
+    no_san = builder.sign(key, hashes.SHA256()).public_bytes(Encoding.PEM)
+    p521 = (
+        builder.add_extension(x509.SubjectAlternativeName([x509.DNSName("a.test")]), False)
+        .sign(key, hashes.SHA256()).public_bytes(Encoding.PEM)
+    )  # fmt: skip
+    labels = labels_for(["a.test"])
+    assert read_stored_cert(labels, "cbl-x", "cfg1", no_san, "sec1") is None
+    assert read_stored_cert(labels, "cbl-x", "cfg1", p521, "sec1") is None
+
+
+def test_a_version_swarm_refused_is_never_current() -> None:
+    old, new = versions("a.example.test", 2)
+    assert latest_per_name([old, new])["a.example.test"] is new
+    refused = replace(new, refused="2026-11-24 10:00 UTC: Swarm rolled back the update")
+    assert latest_per_name([old, refused])["a.example.test"] is old
+    assert latest_per_name([refused]) == {}, "with no usable version, the name is issued anew"
+
+
+def test_renewal_failures_round_trip_through_a_label() -> None:
+    failure = RenewalFailure(NOW, "validation failed: " + "x" * 2000)
+    read = RenewalFailure.from_label(failure.to_label())
+    assert read is not None and read.at == NOW and read.error == failure.error[:1000]
+    assert RenewalFailure.from_label("not json") is None
+    assert RenewalFailure.from_label('{"at": "yesterday", "error": "x"}') is None
 
 
 def test_labels_that_lie_are_flagged_and_the_certificate_wins() -> None:

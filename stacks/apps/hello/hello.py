@@ -4,9 +4,13 @@
   is read and its size reported (the upload route);
 - `static`: a static site: `/` is a page, anything else is 404 (so error pages can replace it);
 - `errors`: the error-page site: `/<status>.html` is a page for that status;
-- `auth`: forward auth: 200 when `Authorization: Bearer $AUTH_TOKEN`, else 401.
+- `auth`: forward auth: 200 when `Authorization: Bearer $AUTH_TOKEN`, 403 for
+  `Bearer forbidden`, else 401;
+- `websocket`: answers a WebSocket upgrade with 101, then echoes every byte it receives.
 """
 
+import base64
+import hashlib
 import json
 import os
 import re
@@ -32,8 +36,11 @@ class Hello(BaseHTTPRequestHandler):
             else:
                 self._reply(404, "text/html", "no such error page\n")
         elif ROLE == "auth":
-            granted = self.headers.get("Authorization") == f"Bearer {TOKEN}"
-            self._reply(200 if granted else 401, "text/plain", "ok\n" if granted else "no\n")
+            given = self.headers.get("Authorization")
+            status = {f"Bearer {TOKEN}": 200, "Bearer forbidden": 403}.get(given or "", 401)
+            self._reply(status, "text/plain", f"{status}\n")
+        elif ROLE == "websocket" and self.headers.get("Upgrade", "").lower() == "websocket":
+            self._echo_websocket()
         else:
             self._reply(200, "application/json", self._describe(received=0))
 
@@ -56,9 +63,23 @@ class Hello(BaseHTTPRequestHandler):
                 "host": self.headers.get("Host"),
                 "path": self.path,
                 "forwarded_proto": self.headers.get("X-Forwarded-Proto"),
+                "forwarded_for": self.headers.get("X-Forwarded-For"),
                 "received_bytes": received,
             }
         ) + "\n"
+
+    def _echo_websocket(self) -> None:
+        key = self.headers.get("Sec-WebSocket-Key", "")
+        accept = hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", base64.b64encode(accept).decode())
+        self.end_headers()
+        self.wfile.flush()
+        self.close_connection = True
+        while chunk := self.connection.recv(4096):
+            self.connection.sendall(chunk)
 
     def _reply(self, status: int, content_type: str, text: str) -> None:
         body = text.encode()

@@ -1,0 +1,106 @@
+"""The rendered configuration on both nginx generations the edge meets: this machine's nginx
+(Debian bookworm's 1.22, which rejects `http2 on;`) and a newer one (>= 1.25.1, which warns about
+`listen ... http2`), run from a root filesystem such as Debian trixie's. Each must accept the
+configuration rendered for its version without a single warning: an edge prints them at every
+start, and operators learn to ignore its log.
+
+The newer nginx's root comes from CBL_NGINX_NEW_ROOT; without it the test skips, or fails in CI.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from certbotless.edge import (
+    HTTP2_DIRECTIVE_SINCE,
+    NginxVersion,
+    local_nginx_version,
+    parse_nginx_version,
+    render_snippets,
+    validate_nginx_conf,
+)
+from tests.unit.factories import CERTS_DIR, RESPONDER, SCENARIOS
+
+NEW_ROOT = Path(os.environ.get("CBL_NGINX_NEW_ROOT", "/tmp/trixie-probe/root"))
+IN_CI = os.environ.get("CI", "").lower() == "true"
+README = Path(__file__).parents[2] / "README.md"
+
+# nginx in NEW_ROOT as in a container: a private mount namespace gives it /proc and /dev (the
+# rendered config logs to /dev/stdout), and both mounts vanish with it.
+_IN_ROOT = (
+    'mount -t proc proc "$0/proc" && mount --rbind /dev "$0/dev" && exec chroot "$0" nginx "$@"'
+)
+
+
+@dataclass(frozen=True)
+class Nginx:
+    version: NginxVersion
+    command: tuple[str, ...]
+    root: Path
+
+    def warnings(self, text: str) -> tuple[str, ...]:
+        return validate_nginx_conf(text, CERTS_DIR, command=self.command, root=self.root)
+
+
+def _missing(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def _local_nginx() -> Nginx:
+    if shutil.which("nginx") is None:
+        _missing("nginx is not installed (apt-get install nginx-light)")
+    version = local_nginx_version()
+    assert version < HTTP2_DIRECTIVE_SINCE, f"expected bookworm's nginx 1.22 here, not {version}"
+    return Nginx(version, ("nginx",), Path("/"))
+
+
+def _new_nginx() -> Nginx:
+    if not (NEW_ROOT / "usr/sbin/nginx").is_file():
+        _missing(f"no nginx >= 1.25.1 root at {NEW_ROOT} (set CBL_NGINX_NEW_ROOT)")
+    command = ("unshare", "--mount", "--fork", "sh", "-c", _IN_ROOT, str(NEW_ROOT))
+    output = subprocess.run(
+        [*command, "-v"], capture_output=True, text=True, timeout=60, check=False
+    )
+    version = parse_nginx_version(output.stderr + output.stdout)
+    assert version >= HTTP2_DIRECTIVE_SINCE, f"{NEW_ROOT} has nginx {version}, not >= 1.25.1"
+    return Nginx(version, command, NEW_ROOT)
+
+
+@pytest.fixture(scope="module", params=["local-1.22", "new-root"])
+def nginx(request: pytest.FixtureRequest) -> Nginx:
+    return _local_nginx() if request.param == "local-1.22" else _new_nginx()
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_rendered_config_passes_without_warnings(nginx: Nginx, scenario: str) -> None:
+    assert nginx.warnings(SCENARIOS[scenario].render(nginx.version)) == ()
+
+
+def readme_own_nginx_conf(version: NginxVersion) -> str:
+    """The README's own-nginx.conf example, with certbotless's snippets in place of its includes
+    and a location in place of its `...`; for an nginx older than 1.25.1, HTTP/2 the way the
+    example's comment says."""
+    section = README.read_text().split("#### Bring your own nginx.conf", 1)[1]
+    example = section.split("```nginx\n", 1)[1].split("```", 1)[0]
+    snippets = render_snippets(["shop.example.com"], RESPONDER, CERTS_DIR)
+    for target, snippet in snippets.items():
+        assert f"include {target};" in example, f"the README no longer includes {target}"
+        example = example.replace(f"include {target};", snippet)
+    if version < HTTP2_DIRECTIVE_SINCE:
+        example, changed = re.subn(
+            r"listen 443 ssl;\n\s*http2 on;[^\n]*", "listen 443 ssl http2;", example
+        )
+        assert changed == 1
+    example = example.replace("...", "location / { return 200; }")
+    return f"events {{}}\nhttp {{\n{example}}}\n"
+
+
+def test_readme_own_nginx_conf_passes_without_warnings(nginx: Nginx) -> None:
+    assert nginx.warnings(readme_own_nginx_conf(nginx.version)) == ()
