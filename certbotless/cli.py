@@ -184,13 +184,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                     reconciler.issuer.ensure_account()
                 except AcmeError as error:
                     log.warning("ACME account not checked yet: %s", error)
-                responder = ChallengeResponder(tokens, *settings.responder_listen)
+                daemon = Daemon(reconciler, swarm, settings.schedule, _alerter(settings))
+                responder = ChallengeResponder(
+                    tokens, *settings.responder_listen, health=daemon.health
+                )
                 responder.start()
-                log.info("challenge responder on port %d", responder.port)
+                log.info("challenge responder and /healthz on port %d", responder.port)
                 if settings.metrics_listen is not None:
                     serve_metrics(settings.metrics_listen)
                     log.info("metrics on port %d", settings.metrics_listen[1])
-                Daemon(reconciler, swarm, settings.schedule, _alerter(settings)).run()
+                daemon.run()
                 return 0
             case "renew":
                 with _responder_unless_running(tokens, settings):

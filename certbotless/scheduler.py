@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 # Within the stack's stop_grace_period (stacks/edge.yml): orders are abandoned at the next step,
 # so a pass ends long before this unless a roll is being waited on.
 STOP_WAIT_SECONDS = 75
+# Orders (90 s each, 8 at a time) and a roll (120 s) fit many times over; longer means stuck.
+STUCK_PASS_SECONDS = 30 * 60
 
 # Docker events: a pass once the swarm has been quiet this long, but no later than the cap after
 # the first event of a burst (a `docker stack deploy` of many services is one burst).
@@ -65,9 +67,11 @@ class Daemon:
         self._stopping = reconciler.stopping
         self._burst_started: datetime | None = None
         self._burst_lock = threading.Lock()
-        # Passes under way, so that a stop waits for them.
-        self._running = 0
+        # When each pass under way started: a stop waits for them, a stuck one is unhealthy.
+        self._started: list[float] = []
         self._idle = threading.Condition()
+        self._events = threading.Thread(target=self._watch_events, name="docker-events",
+                                        daemon=True)  # fmt: skip
         # What the last pass that ran found: a pass that fails halfway knows nothing new.
         self._last_alerts: list[Alert] = []
 
@@ -75,14 +79,26 @@ class Daemon:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         self.trigger(reason="start", delay=timedelta(0))
-        threading.Thread(target=self._watch_events, name="docker-events", daemon=True).start()
+        self._events.start()
         self.scheduler.start()
         # Stopped: let the pass under way end (its orders are abandoned), then say what is left.
         with self._idle:
-            self._idle.wait_for(lambda: self._running == 0, timeout=STOP_WAIT_SECONDS)
+            self._idle.wait_for(lambda: not self._started, timeout=STOP_WAIT_SECONDS)
         if self.alerter is not None:
             self.alerter.flush(timeout=10)
         log.info("stopped")
+
+    def health(self) -> str | None:
+        """What Swarm's health check hears: why this daemon cannot do its job, or None."""
+        if self._stopping.is_set():
+            return "stopping"
+        if self._events.ident is not None and not self._events.is_alive():
+            return "the Docker events watcher is not running"
+        with self._idle:
+            running_for = time.monotonic() - min(self._started, default=time.monotonic())
+        if running_for > STUCK_PASS_SECONDS:
+            return f"a pass has been running for {running_for / 60:.0f} min"
+        return None
 
     def trigger(self, reason: str, delay: timedelta = timedelta(0)) -> None:
         """A pass `delay` from now, unless one is due sooner.
@@ -120,13 +136,14 @@ class Daemon:
     def _pass(self) -> None:
         with self._burst_lock:
             self._burst_started = None  # changes from now on are a new burst
+        started = time.monotonic()
         with self._idle:
-            self._running += 1
+            self._started.append(started)
         try:
             self._run_pass()
         finally:
             with self._idle:
-                self._running -= 1
+                self._started.remove(started)
                 self._idle.notify_all()
 
     def _run_pass(self) -> None:

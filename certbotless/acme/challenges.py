@@ -16,6 +16,7 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -156,8 +157,13 @@ class _BoundedServer(ThreadingHTTPServer):
         log.debug("responder: connection from %s failed", client_address, exc_info=True)
 
 
+# Why the process is unhealthy, or None: /healthz answers 503 with it.
+HealthProblem = Callable[[], str | None]
+
+
 class ChallengeResponder:
-    """Serves /.well-known/acme-challenge/<token> and /healthz; everything else is 4xx.
+    """Serves /.well-known/acme-challenge/<token> and /healthz (for Swarm's health check: 200, or
+    503 and why, as `health` says); everything else is 4xx.
 
     Requests are bounded in size (`max_request_bytes`) and in time (`request_seconds` in all,
     however slowly the client sends), and at most `max_connections` are served at once.
@@ -171,8 +177,9 @@ class ChallengeResponder:
         max_request_bytes: int = 8192,
         request_seconds: float = 10.0,
         max_connections: int = 64,
+        health: HealthProblem = lambda: None,
     ) -> None:
-        handler = _make_handler(tokens, max_request_bytes, request_seconds)
+        handler = _make_handler(tokens, max_request_bytes, request_seconds, health)
         self.server = _BoundedServer((host, port), handler, max_connections)
         self.thread = threading.Thread(
             target=self.server.serve_forever, name="challenge-responder", daemon=True
@@ -191,7 +198,7 @@ class ChallengeResponder:
 
 
 def _make_handler(
-    tokens: TokenStore, max_request_bytes: int, request_seconds: float
+    tokens: TokenStore, max_request_bytes: int, request_seconds: float, health: HealthProblem
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         timeout = request_seconds
@@ -237,7 +244,8 @@ def _make_handler(
 
         def do_GET(self) -> None:
             if self.path == "/healthz":
-                self._reply(200, b"ok\n")
+                problem = health()
+                self._reply(503 if problem else 200, f"{problem or 'ok'}\n".encode())
                 return
             answer = None
             if self.path.startswith(CHALLENGE_PREFIX):

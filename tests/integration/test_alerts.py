@@ -1,15 +1,12 @@
 """Alerts through a real SMTP server (aiosmtpd) and a real HTTP receiver on loopback."""
 
-import json
 import smtplib
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from ipaddress import ip_address
 from typing import Any
 
@@ -25,6 +22,7 @@ from cryptography.x509.oid import NameOID
 from certbotless.acme.keys import private_key_pem
 from certbotless.alerts import Alerter, EmailChannel, WebhookChannel, alerts_for
 from certbotless.model import LabelProblem, PassReport
+from tests.support.webhook import WebhookReceiver, webhook_receiver
 from tests.unit.factories import stored_cert
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -64,27 +62,10 @@ def mailbox() -> Iterator[tuple[Mailbox, int]]:
     controller.stop()
 
 
-class Receiver(ThreadingHTTPServer):
-    bodies: list[dict[str, Any]]
-
-
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers["Content-Length"])
-            self.server.bodies.append(json.loads(self.rfile.read(length)))  # type: ignore[attr-defined]
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = Receiver(("127.0.0.1", 0), Handler)
-    server.bodies = []
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
+def receiver() -> Iterator[WebhookReceiver]:
+    with webhook_receiver() as server:
+        yield server
 
 
 def broken_pass() -> PassReport:
@@ -101,13 +82,13 @@ EXPIRING = stored_cert(name="old.example.test", domains=("old.example.test",),
 
 
 def test_each_alert_arrives_once_then_daily_then_resolved(
-    mailbox: tuple[Mailbox, int], receiver: Receiver
+    mailbox: tuple[Mailbox, int], receiver: WebhookReceiver
 ) -> None:
     box, port = mailbox
     clock = [NOW]
     alerter = Alerter(
         [
-            WebhookChannel(f"http://127.0.0.1:{receiver.server_address[1]}/hook"),
+            WebhookChannel(receiver.url),
             EmailChannel(f"smtp+insecure://ops:s3cret@127.0.0.1:{port}?from=cbl@example.test",
                          ["ops@example.test"]),
         ],
@@ -148,8 +129,8 @@ def test_each_alert_arrives_once_then_daily_then_resolved(
     assert all(m["To"] == "ops@example.test" for m in box.messages)
 
 
-def test_a_changed_problem_is_news(receiver: Receiver) -> None:
-    alerter = Alerter([WebhookChannel(f"http://127.0.0.1:{receiver.server_address[1]}/")])
+def test_a_changed_problem_is_news(receiver: WebhookReceiver) -> None:
+    alerter = Alerter([WebhookChannel(receiver.url)])
     first = PassReport(failed={"a.example.test": "a: validation failed"})
     second = PassReport(failed={"a.example.test": "a: rate limited"})
     for report in (first, first, second, second):
@@ -161,9 +142,9 @@ def test_a_changed_problem_is_news(receiver: Receiver) -> None:
     ]
 
 
-def test_slack_webhooks_get_a_text_body(receiver: Receiver) -> None:
+def test_slack_webhooks_get_a_text_body(receiver: WebhookReceiver) -> None:
     alerter = Alerter(
-        [WebhookChannel(f"http://127.0.0.1:{receiver.server_address[1]}/", slack=True)]
+        [WebhookChannel(receiver.url, slack=True)]
     )
     alerter.update(alerts_for(PassReport(rollout_error="rolled back"), [], NOW, NOW))
     alerter.flush()
@@ -191,12 +172,12 @@ def test_a_dead_channel_is_retried_and_never_blocks(
 
 
 def test_a_channel_that_was_down_is_told_at_the_next_pass(
-    mailbox: tuple[Mailbox, int], receiver: Receiver
+    mailbox: tuple[Mailbox, int], receiver: WebhookReceiver
 ) -> None:
     """Nothing is lost: what a dead channel never took is sent once it is back, and the channel
     that took it the first time is not told twice."""
     box, port = mailbox
-    webhook = WebhookChannel(f"http://127.0.0.1:{receiver.server_address[1]}/")
+    webhook = WebhookChannel(receiver.url)
     alive_url, webhook.url = webhook.url, "http://127.0.0.1:9/down"
     alerter = Alerter(
         [webhook, EmailChannel(f"smtp+insecure://127.0.0.1:{port}", ["ops@example.test"])],

@@ -4,7 +4,8 @@
 configuration rendered for its version without a single warning: an edge prints them at every
 start, and operators learn to ignore its log.
 
-The newer nginx's root comes from CBL_NGINX_NEW_ROOT; without it the test skips, or fails in CI.
+The newer nginx's root is the rig's unpacked trixie (`CBL_NGINX_NEW_ROOT` in its env); without
+it the test skips, or fails in CI.
 """
 
 import os
@@ -26,7 +27,6 @@ from certbotless.edge import (
 )
 from tests.unit.factories import CERTS_DIR, RESPONDER, SCENARIOS
 
-NEW_ROOT = Path(os.environ.get("CBL_NGINX_NEW_ROOT", "/tmp/trixie-probe/root"))
 IN_CI = os.environ.get("CI", "").lower() == "true"
 README = Path(__file__).parents[2] / "README.md"
 
@@ -61,21 +61,23 @@ def _local_nginx() -> Nginx:
     return Nginx(version, ("nginx",), Path("/"))
 
 
-def _new_nginx() -> Nginx:
-    if not (NEW_ROOT / "usr/sbin/nginx").is_file():
-        _missing(f"no nginx >= 1.25.1 root at {NEW_ROOT} (set CBL_NGINX_NEW_ROOT)")
-    command = ("unshare", "--mount", "--fork", "sh", "-c", _IN_ROOT, str(NEW_ROOT))
+def _new_nginx(root: Path) -> Nginx:
+    if not (root / "usr/sbin/nginx").is_file():
+        _missing(f"no nginx >= 1.25.1 root at {root} (`python3 -m rig up` unpacks one)")
+    command = ("unshare", "--mount", "--fork", "sh", "-c", _IN_ROOT, str(root))
     output = subprocess.run(
         [*command, "-v"], capture_output=True, text=True, timeout=60, check=False
     )
     version = parse_nginx_version(output.stderr + output.stdout)
-    assert version >= HTTP2_DIRECTIVE_SINCE, f"{NEW_ROOT} has nginx {version}, not >= 1.25.1"
-    return Nginx(version, command, NEW_ROOT)
+    assert version >= HTTP2_DIRECTIVE_SINCE, f"{root} has nginx {version}, not >= 1.25.1"
+    return Nginx(version, command, root)
 
 
 @pytest.fixture(scope="module", params=["local-1.22", "new-root"])
-def nginx(request: pytest.FixtureRequest) -> Nginx:
-    return _local_nginx() if request.param == "local-1.22" else _new_nginx()
+def nginx(request: pytest.FixtureRequest, rig_env: dict[str, str]) -> Nginx:
+    if request.param == "local-1.22":
+        return _local_nginx()
+    return _new_nginx(Path(rig_env.get("CBL_NGINX_NEW_ROOT", "")))
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))

@@ -7,6 +7,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import pytest
 
@@ -14,6 +15,7 @@ from rig.stacks import (
     DEMO_HOST,
     DEMO_STACK,
     EDGE_STACK,
+    HttpsAnswer,
     deploy_demo_app,
     deploy_edge,
     docker,
@@ -25,17 +27,33 @@ from rig.stacks import (
     wait_for_https,
 )
 from rig.state import run
+from tests.support.webhook import WebhookReceiver, webhook_receiver
 
 pytestmark = pytest.mark.rig
 
 
 @pytest.fixture(scope="module")
-def edge(rig_env: Mapping[str, str]) -> Iterator[None]:
+def alerts(rig_env: Mapping[str, str]) -> Iterator[WebhookReceiver]:
+    """The sidecar's webhook, on the gateway address its container reaches."""
+    with webhook_receiver(rig_env["CBL_RIG_GATEWAY"]) as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="module")
+def edge(rig_env: Mapping[str, str], alerts: WebhookReceiver) -> Iterator[None]:
     remove_stacks([DEMO_STACK, EDGE_STACK])
     purge_managed_objects()
-    deploy_edge(rig_env)
+    deploy_edge({**rig_env, "CBL_RIG_ALERT_WEBHOOK": alerts.url})
     yield
     remove_stacks([DEMO_STACK, EDGE_STACK])
+
+
+@pytest.fixture
+def served(edge: None, pebble_root: str) -> HttpsAnswer:
+    """The demo app over HTTPS (deployed here when a test runs without the first one)."""
+    if DEMO_STACK not in docker("stack", "ls", "--format", "{{.Name}}").split():
+        deploy_demo_app()
+    return wait_for_https(DEMO_HOST, pebble_root, timeout=240)
 
 
 def test_labelled_app_gets_https_with_the_stored_certificate(
@@ -59,16 +77,12 @@ def test_labelled_app_gets_https_with_the_stored_certificate(
     assert stored[0]["certbotless.cert.serial"] == answer.serial
 
     # `list` inside the sidecar reads the swarm and the nginx spec: this version is in use.
-    sidecar = docker(
-        "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={EDGE_STACK}_certbotless"
-    ).split()[0]
-    listed = json.loads(docker("exec", sidecar, "certbotless", "list", "--json"))
+    listed = json.loads(docker("exec", sidecar_container(), "certbotless", "list", "--json"))
     (row,) = [r for r in listed if r["name"] == DEMO_HOST]
     assert (row["serial"], row["in_use"], row["label_mismatches"]) == (answer.serial, True, [])
 
 
-def test_plain_http_redirects_with_308(edge: None, pebble_root: str) -> None:
-    wait_for_https(DEMO_HOST, pebble_root, timeout=240)
+def test_plain_http_redirects_with_308(served: HttpsAnswer) -> None:
     status = docker(
         "run",
         "--rm",
@@ -98,9 +112,8 @@ def account_key_secret_id() -> str:
 
 
 def test_a_recreated_sidecar_keeps_its_account_and_reissues_nothing(
-    edge: None, rig_env: Mapping[str, str], pebble_root: str
+    served: HttpsAnswer, rig_env: Mapping[str, str]
 ) -> None:
-    wait_for_https(DEMO_HOST, pebble_root, timeout=240)
     serials_before = sorted(labels["certbotless.cert.serial"] for labels in stored_chain_labels())
     secret_before = account_key_secret_id()
     account_before = account_uri(sidecar_logs(tail=1000))
@@ -123,21 +136,29 @@ def test_a_recreated_sidecar_keeps_its_account_and_reissues_nothing(
     assert after == serials_before, "a restart must not re-issue valid certificates"
 
 
-def sidecar_container() -> str:
-    return docker(
-        "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={EDGE_STACK}_certbotless"
-    ).split()[0]
+def sidecar_container(timeout: float = 120) -> str:
+    """The running sidecar container (the newest, while Swarm replaces one)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        running = docker(
+            "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={EDGE_STACK}_certbotless"
+        ).split()
+        if running or time.monotonic() > deadline:
+            assert running, f"no sidecar container is running\n{sidecar_logs()}"
+            return running[0]
+        time.sleep(0.5)
 
 
 def test_doctor_metrics_and_manual_commands_inside_the_running_sidecar(
-    edge: None, pebble_root: str
+    served: HttpsAnswer, pebble_root: str
 ) -> None:
-    first = wait_for_https(DEMO_HOST, pebble_root, timeout=240)
+    first = served
     sidecar = sidecar_container()
 
     doctor = run(["docker", "exec", sidecar, "certbotless", "doctor"], check=False)
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
-    assert doctor.stdout.count("ok  ") == 6, doctor.stdout
+    assert doctor.stdout.count("ok  ") == 7, doctor.stdout
+    assert "challenge path from outside (DNS, port 80): 1 of 1 domains checked" in doctor.stdout
 
     metrics = docker(
         "exec", sidecar, "python3", "-c",
@@ -170,9 +191,8 @@ def test_doctor_metrics_and_manual_commands_inside_the_running_sidecar(
 
 
 def test_a_new_labelled_service_gets_https_from_docker_events(
-    edge: None, pebble_root: str, figure: Callable[[str], None]
+    served: HttpsAnswer, pebble_root: str, figure: Callable[[str], None]
 ) -> None:
-    wait_for_https(DEMO_HOST, pebble_root, timeout=240)  # the edge is up and settled
     host = "events.example.test"
     started = time.monotonic()
     docker(
@@ -188,3 +208,162 @@ def test_a_new_labelled_service_gets_https_from_docker_events(
         docker("service", "rm", "cbl-events-app", check=False)
     assert json.loads(answer.body)["host"] == host
     figure(f"docker service create → HTTPS answering (edge already running): {seconds:.1f} s")
+
+
+def container_logs(container: str, tail: str = "all") -> str:
+    result = run(["docker", "logs", "--tail", tail, container], check=False)
+    return result.stdout + result.stderr
+
+
+def served_refs() -> tuple[set[str], set[str]]:
+    """The config and secret IDs the nginx service's current and previous specs mount."""
+    service = json.loads(docker("service", "inspect", f"{EDGE_STACK}_nginx"))[0]
+
+    def ids(spec: dict[str, Any]) -> set[str]:
+        container = spec["TaskTemplate"]["ContainerSpec"]
+        return {r["ConfigID"] for r in container.get("Configs") or []} | {
+            r["SecretID"] for r in container.get("Secrets") or []
+        }
+
+    return ids(service["Spec"]), ids(service.get("PreviousSpec") or service["Spec"])
+
+
+def passes_done() -> int:
+    return sidecar_logs(tail=5000).count("pass done")
+
+
+def wait_until_settled(quiet: float = 5.0, timeout: float = 120) -> None:
+    """Until the daemon has nothing left to do: no pass and no roll for `quiet` seconds (what an
+    earlier test changed is rolled by then)."""
+    deadline = time.monotonic() + timeout
+    seen = (served_refs(), passes_done())
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = (served_refs(), passes_done())
+        if now == seen:
+            return
+        seen = now
+    raise AssertionError(f"the daemon did not settle within {timeout:.0f} s:\n{sidecar_logs()}")
+
+
+def test_issue_through_docker_exec_rolls_once_while_the_daemon_runs(
+    served: HttpsAnswer, pebble_root: str
+) -> None:
+    before = served
+    wait_until_settled()
+    mounted_before, _ = served_refs()
+    passes_before = passes_done()
+    issued = run(["docker", "exec", sidecar_container(), "certbotless", "issue", DEMO_HOST],
+                 check=False)  # fmt: skip
+    assert issued.returncode == 0, issued.stdout + issued.stderr
+    for step in ("ordering", "validated, finalizing", "stored", "rolling",
+                 "every task serves the new certificates", "nginx rolled: yes"):  # fmt: skip
+        assert step in issued.stdout, issued.stdout
+    serial = re.search(rf"{re.escape(DEMO_HOST)}: serial ([0-9a-f]+), valid until ", issued.stdout)
+    assert serial and serial.group(1) != before.serial, issued.stdout
+    assert https_get(DEMO_HOST, pebble_root).serial == serial.group(1)
+    mounted_after, previous = served_refs()
+    assert previous == mounted_before, "the issue's roll replaced what was mounted before"
+    # The roll's service events wake the daemon; its pass finds nothing left to roll.
+    deadline = time.monotonic() + 60
+    while passes_done() <= passes_before and time.monotonic() < deadline:
+        time.sleep(1)
+    assert passes_done() > passes_before, sidecar_logs()
+    assert served_refs() == (mounted_after, previous), "one roll for one change"
+
+
+def test_renew_is_a_one_shot_pass_and_its_dry_run_stores_nothing(served: HttpsAnswer) -> None:
+    wait_until_settled()
+    sidecar = sidecar_container()
+    renewed = run(["docker", "exec", sidecar, "certbotless", "renew"], check=False)
+    assert renewed.returncode == 0, renewed.stdout + renewed.stderr
+    assert "issued 0, failed 0" in renewed.stdout
+    stored = sorted(labels["certbotless.cert.serial"] for labels in stored_chain_labels())
+    dry = run(["docker", "exec", sidecar, "certbotless", "renew", "--dry-run"], check=False)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "dry run: the CA issued it (not stored, not rolled)" in dry.stderr  # the log
+    assert re.search(r"issued [1-9]\d*, failed 0", dry.stdout), dry.stdout
+    assert sorted(labels["certbotless.cert.serial"] for labels in stored_chain_labels()) == stored
+
+
+def test_failures_and_label_problems_are_listed_and_alerted_until_fixed(
+    served: HttpsAnswer, alerts: WebhookReceiver
+) -> None:
+    too_many = ",".join(f"n{i}.crowd.example.test" for i in range(101))
+    docker(
+        "service", "create", "--detach", "--name", "cbl-crowd-app",
+        "--network", "certbotless-edge", "--endpoint-mode", "dnsrr",
+        "--label", f"certbotless.domains={too_many}", "--label", "certbotless.name=crowd",
+        "--label", "certbotless.port=http",
+        "certbotless-demo-app:local",
+    )  # fmt: skip
+    try:
+        problem = alerts.wait_for(lambda b: b["kind"] == "label_problem", timeout=60)
+        assert "certbotless.port" in problem["text"] and problem["state"] == "firing"
+        docker("service", "update", "--detach", "--label-add", "certbotless.port=8000",
+               "cbl-crowd-app")  # fmt: skip
+        failed = alerts.wait_for(lambda b: b["key"] == "renewal_failed:crowd", timeout=60)
+        assert "at most 100" in failed["text"]
+        alerts.wait_for(lambda b: b["kind"] == "label_problem" and b["state"] == "resolved", 60)
+        listed = json.loads(docker("exec", sidecar_container(), "certbotless", "list", "--json"))
+        (row,) = [r for r in listed if r["name"] == "crowd"]
+        assert (row["status"], row["serial"]) == ("failed", None)
+        assert "at most 100" in row["failure"]["error"]
+
+        docker("service", "update", "--detach", "--label-add",
+               "certbotless.domains=crowd.example.test", "cbl-crowd-app")  # fmt: skip
+        alerts.wait_for(
+            lambda b: b["key"] == "renewal_failed:crowd" and b["state"] == "resolved", 90
+        )
+        listed = json.loads(docker("exec", sidecar_container(), "certbotless", "list", "--json"))
+        (row,) = [r for r in listed if r["name"] == "crowd"]
+        assert (row["status"], row["failure"], row["domains"]) == (
+            "ok", None, ["crowd.example.test"],
+        )  # fmt: skip
+        assert sum(b["key"] == "renewal_failed:crowd" and b["state"] == "firing"
+                   for b in alerts.bodies) == 1, "one message per problem"  # fmt: skip
+    finally:
+        docker("service", "rm", "cbl-crowd-app", check=False)
+
+
+def test_sigterm_abandons_orders_cleanly_and_the_next_task_finishes_the_work(
+    served: HttpsAnswer, figure: Callable[[str], None]
+) -> None:
+    names = [f"stop{i}" for i in range(24)]
+    labels = [arg for n in names
+              for arg in ("--label", f"certbotless.certificate.{n}={n}.example.test")]  # fmt: skip
+    sidecar = sidecar_container()
+    docker("service", "create", "--detach", "--name", "cbl-stop-app",
+           "--network", "certbotless-edge", *labels, "certbotless-demo-app:local")  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while "ordering stop" not in container_logs(sidecar, tail="100"):
+            assert time.monotonic() < deadline, sidecar_logs()
+            time.sleep(0.1)
+        stopped_at = time.monotonic()
+        docker("kill", "--signal", "TERM", sidecar)
+        exit_code = docker("wait", sidecar).strip()
+        seconds = time.monotonic() - stopped_at
+        assert exit_code == "0" and seconds < 60
+        logs = container_logs(sidecar)
+        assert "abandoning orders" in logs and "stopped" in logs, logs[-3000:]
+        figure(
+            f"SIGTERM during a pass of {len(names)} orders: exit 0 after {seconds:.1f} s, "
+            f"{logs.count('abandoned: certbotless is stopping')} orders abandoned"
+        )
+        # Never half stored: each key secret has its chain config, and the other way round.
+        keys = docker("secret", "ls", "--format", "{{.Name}}", "--filter",
+                      "label=certbotless.kind=key").split()  # fmt: skip
+        chains = docker("config", "ls", "--format", "{{.Name}}", "--filter",
+                        "label=certbotless.kind=chain").split()  # fmt: skip
+        assert sorted(keys) == sorted(chains)
+        # Swarm starts the next task, which orders what was abandoned.
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            stored = {labels["certbotless.cert.name"] for labels in stored_chain_labels()}
+            if set(names) <= stored:
+                break
+            time.sleep(2)
+        assert set(names) <= stored, sidecar_logs()
+    finally:
+        docker("service", "rm", "cbl-stop-app", check=False)

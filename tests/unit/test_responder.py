@@ -242,3 +242,17 @@ def test_tokens_written_by_another_process_are_served(
     )
     subprocess.run([sys.executable, "-c", writer, str(tokens.directory), TOKEN], check=True)
     assert get(port, f"/.well-known/acme-challenge/{TOKEN}") == (200, b"from-another-process")
+
+
+def test_healthz_says_why_the_daemon_is_unhealthy(tmp_path: Path) -> None:
+    problem: list[str | None] = [None]
+    server = ChallengeResponder(
+        TokenStore(tmp_path / "challenges"), "127.0.0.1", 0, health=lambda: problem[0]
+    )
+    server.start()
+    try:
+        assert get(server.port, "/healthz") == (200, b"ok\n")
+        problem[0] = "a pass has been running for 31 min"
+        assert get(server.port, "/healthz") == (503, b"a pass has been running for 31 min\n")
+    finally:
+        server.stop()
