@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from certbotless.acme.ari import lifetime_renewal_time
+from certbotless.acme.ari import RenewalTime, lifetime_renewal_time
 from certbotless.acme.challenges import EdgeSelfCheck
-from certbotless.acme.errors import AcmeError, BackingOff, CaUnreachable
+from certbotless.acme.errors import Abandoned, AcmeError, BackingOff, CaUnreachable
 from certbotless.acme.orders import AcmeIssuer, RevocationReason
 from certbotless.discovery import EdgeNotFound, discover, find_edge_service
 from certbotless.edge import (
@@ -169,6 +169,22 @@ def pass_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def earliest_renewal(
+    in_use: Mapping[str, StoredCert], renewals: Mapping[str, RenewalTime], issuance: _Issuance
+) -> datetime | None:
+    """When the next certificate comes due (failed ones are retried on their own schedule)."""
+    return min(
+        (
+            lifetime_renewal_time(cert.not_before, cert.not_after)
+            if name in issuance.issued or name not in renewals
+            else renewals[name].renew_at
+            for name, cert in in_use.items()
+            if name not in issuance.failed
+        ),
+        default=None,
+    )
+
+
 class PassAbandoned(Exception):
     """certbotless is stopping; the pass did not start."""
 
@@ -291,16 +307,7 @@ class Reconciler:
                 removed=removed,
                 ca_unreachable=ca_unreachable,
                 certificates=tuple(in_use.values()),
-                next_renewal=min(
-                    (
-                        lifetime_renewal_time(cert.not_before, cert.not_after)
-                        if name in issuance.issued or name not in renewals
-                        else renewals[name].renew_at
-                        for name, cert in in_use.items()
-                        if name not in issuance.failed
-                    ),
-                    default=None,
-                ),
+                next_renewal=earliest_renewal(in_use, renewals, issuance),
             )
 
     def _issue(
@@ -315,6 +322,9 @@ class Reconciler:
             plan.to_issue, progress, self_check, replaced_certificates(plan)
         )
         for spec, outcome in outcomes:
+            if isinstance(outcome, Abandoned):
+                progress(str(outcome))  # not a failure: the next start orders it
+                continue
             if isinstance(outcome, AcmeError):
                 log.error("%s", outcome)
                 result.failed[spec.name] = outcome
