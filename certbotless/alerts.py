@@ -9,6 +9,8 @@ a dead mail server never holds up a renewal.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import queue
 import re
@@ -16,7 +18,7 @@ import smtplib
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -231,9 +233,22 @@ class EmailChannel:
             smtp.send_message(message)
 
 
+class AlertMemory(Protocol):
+    """Where the alerter notes what it said (CertStore: labels in the swarm), so that a restart
+    or a move to another manager re-sends nothing and still sends "resolved"."""
+
+    def load_alert_memory(self) -> dict[str, str]: ...
+
+    def save_alert_memory(self, entries: Mapping[str, str]) -> None: ...
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+
+
 @dataclass
 class _Said:
-    identity: str
+    identity: str  # digest of the alert's identity
     sent_at: datetime
 
 
@@ -256,6 +271,7 @@ class Alerter:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     remind_every: timedelta = REMIND_EVERY
     retry_delay: float = 5.0
+    memory: AlertMemory | None = None
 
     def __post_init__(self) -> None:
         self._said: dict[tuple[str, str], _Said] = {}  # (channel, key) → what it took
@@ -265,6 +281,8 @@ class Alerter:
         self._first_seen: dict[str, datetime] = {}
         self._queue: queue.Queue[_Delivery | None] = queue.Queue()
         self._retrying = 0
+        self._remembered: dict[str, str] = {}
+        self._recall()
         self._worker = threading.Thread(target=self._deliver, name="alerts", daemon=True)
         self._worker.start()
 
@@ -272,27 +290,31 @@ class Alerter:
         """Tell people about what changed since the last call; never blocks."""
         now = self.clock()
         current = {alert.key: alert for alert in alerts}
-        for key in list(self._first_seen):
-            if key not in current:
-                del self._first_seen[key]
-        due = [
-            alert
-            for key, alert in current.items()
-            if now - self._first_seen.setdefault(key, now) >= alert.wait
-        ]
+        channels = {channel.name: channel for channel in self.channels}
         with self._lock:
-            for alert in due:
+            # Only problems that must last a while before anyone is told need a first sighting.
+            self._first_seen = {
+                key: self._first_seen.get(key, now)
+                for key, alert in current.items()
+                if alert.wait
+            }
+            for alert in current.values():
+                if alert.wait and now - self._first_seen[alert.key] < alert.wait:
+                    continue
                 for channel in self.channels:
                     said = self._said.get((channel.name, alert.key))
-                    if said is None or said.identity != alert.identity:
+                    if said is None or said.identity != _digest(alert.identity):
                         self._announce(channel, alert, alert.title, resolved=False)
                     elif now - said.sent_at >= self.remind_every:
                         self._announce(channel, alert, f"still: {alert.title}", resolved=False)
             for channel_name, key in [k for k in self._said if k[1] not in current]:
-                channel = next(c for c in self.channels if c.name == channel_name)
+                if channel_name not in channels:  # a channel no longer configured
+                    del self._said[(channel_name, key)]
+                    continue
                 gone = Alert(key, key.split(":", 1)[0], f"resolved: {key.replace('_', ' ')}",
                              "The problem is gone.")  # fmt: skip
-                self._announce(channel, gone, gone.title, resolved=True)
+                self._announce(channels[channel_name], gone, gone.title, resolved=True)
+            self._remember()
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait until everything queued was delivered or given up (tests, shutdown)."""
@@ -318,7 +340,53 @@ class Alerter:
             if delivery.resolved:
                 self._said.pop(key, None)
             else:
-                self._said[key] = _Said(delivery.alert.identity, self.clock())
+                self._said[key] = _Said(_digest(delivery.alert.identity), self.clock())
+            self._remember()
+
+    def _recall(self) -> None:
+        """Load what an earlier process said; entries it cannot read are forgotten."""
+        if self.memory is None:
+            return
+        try:
+            self._remembered = self.memory.load_alert_memory()
+        except Exception as error:  # the alerts must work without their memory
+            log.warning("could not read what was alerted before (%s); starting afresh", error)
+            return
+        for text in self._remembered.values():
+            try:
+                note = json.loads(text)
+                at = datetime.fromisoformat(note["at"])
+                if "channel" in note:
+                    self._said[(note["channel"], note["key"])] = _Said(note["identity"], at)
+                else:
+                    self._first_seen[note["key"]] = at
+            except (ValueError, KeyError, TypeError):
+                continue
+
+    def _remember(self) -> None:
+        """Save what was said, when it changed (called with the lock held)."""
+        if self.memory is None:
+            return
+        entries = {
+            _digest("said", channel, key): json.dumps(
+                {"channel": channel, "key": key, "identity": said.identity,
+                 "at": said.sent_at.isoformat()}
+            )
+            for (channel, key), said in self._said.items()
+        }  # fmt: skip
+        entries.update(
+            {
+                _digest("seen", key): json.dumps({"key": key, "at": at.isoformat()})
+                for key, at in self._first_seen.items()
+            }
+        )
+        if entries == self._remembered:
+            return
+        try:
+            self.memory.save_alert_memory(entries)
+            self._remembered = entries
+        except Exception as error:  # never let the memory stop an alert
+            log.warning("could not note what was alerted (%s); a restart may repeat it", error)
 
     def _retry(self, delivery: _Delivery) -> None:
         self._queue.put(delivery)

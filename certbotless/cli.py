@@ -184,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     reconciler.issuer.ensure_account()
                 except AcmeError as error:
                     log.warning("ACME account not checked yet: %s", error)
-                daemon = Daemon(reconciler, swarm, settings.schedule, _alerter(settings))
+                daemon = Daemon(reconciler, swarm, settings.schedule, _alerter(settings, store))
                 responder = ChallengeResponder(
                     tokens, *settings.responder_listen, health=daemon.health
                 )
@@ -286,14 +286,14 @@ def _responder_unless_running(tokens: TokenStore, settings: Settings) -> Iterato
         responder.stop()
 
 
-def _alerter(settings: Settings) -> Alerter | None:
+def _alerter(settings: Settings, store: CertStore) -> Alerter | None:
     channels: list[Channel] = []
     if settings.alert_webhook:
         slack = {"auto": None, "slack": True, "json": False}[settings.alert_webhook_format]
         channels.append(WebhookChannel(settings.alert_webhook, slack=slack))
     if settings.smtp_url:
         channels.append(EmailChannel(settings.smtp_url, settings.alert_email))
-    return Alerter(channels) if channels else None
+    return Alerter(channels, memory=store) if channels else None
 
 
 def _say(message: str) -> None:

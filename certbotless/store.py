@@ -7,6 +7,7 @@ import hashlib
 import logging
 import re
 import secrets as random_tokens
+import threading
 from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 
@@ -56,7 +57,9 @@ ACCOUNT_KEY_SECRET = "cbl-acme-account-key"
 KIND_STATUS = "status"
 STATUS_CONFIG = "cbl-status"
 FAILURE_PREFIX = "certbotless.failure."
+ALERT_PREFIX = "certbotless.alert."
 _MAX_LABEL_TEXT = 1000
+_STATUS_WRITE_ATTEMPTS = 5
 KIND_PLACEHOLDER = "placeholder"
 PLACEHOLDER_NAME = "cbl-placeholder"
 # A key secret whose chain config is missing may be a save in progress elsewhere; wait this long.
@@ -89,6 +92,7 @@ def serial_hex(serial: int) -> str:
 class CertStore:
     def __init__(self, swarm: Swarm) -> None:
         self.swarm = swarm
+        self._status_lock = threading.Lock()
 
     # --- certificates ---------------------------------------------------------------------------
 
@@ -137,33 +141,53 @@ class CertStore:
 
     def failures(self) -> dict[str, RenewalFailure]:
         """The renewal failure recorded for each certificate name that has one."""
-        status = self._status_config()
-        labels = {} if status is None else status["Spec"].get("Labels") or {}
         found = {}
-        for label, value in labels.items():
-            if label.startswith(FAILURE_PREFIX):
-                failure = RenewalFailure.from_label(value)
-                if failure is not None:
-                    found[label[len(FAILURE_PREFIX) :]] = failure
+        for name, value in self._notes(FAILURE_PREFIX).items():
+            failure = RenewalFailure.from_label(value)
+            if failure is not None:
+                found[name] = failure
         return found
 
     def record_failures(self, failures: Mapping[str, RenewalFailure]) -> None:
         """Make `failures` the recorded set (one label per name); writes only on a change."""
+        self._write_notes(FAILURE_PREFIX, {name: f.to_label() for name, f in failures.items()})
+
+    def load_alert_memory(self) -> dict[str, str]:
+        """What the alerter noted (its own encoding), so that a restart re-sends nothing."""
+        return self._notes(ALERT_PREFIX)
+
+    def save_alert_memory(self, entries: Mapping[str, str]) -> None:
+        self._write_notes(ALERT_PREFIX, entries)
+
+    def _notes(self, prefix: str) -> dict[str, str]:
+        """The labels under `prefix` of the status config, without the prefix."""
         status = self._status_config()
-        labels = {} if status is None else dict(status["Spec"].get("Labels") or {})
-        wanted = {
-            label: value
-            for label, value in labels.items()
-            if not label.startswith(FAILURE_PREFIX)
-        }
-        wanted.update(
-            {FAILURE_PREFIX + name: f.to_label() for name, f in sorted(failures.items())}
-        )
-        wanted.update({MANAGED: "true", KIND: KIND_STATUS})
-        if status is None:
-            self._create_once("config", STATUS_CONFIG, b"certbotless status: see labels\n", wanted)
-        elif wanted != labels:
-            self.swarm.update_config_labels(status["ID"], wanted)
+        labels = {} if status is None else status["Spec"].get("Labels") or {}
+        return {k[len(prefix) :]: v for k, v in labels.items() if k.startswith(prefix)}
+
+    def _write_notes(self, prefix: str, notes: Mapping[str, str]) -> None:
+        """Make `notes` the labels under `prefix` of the status config, leaving the others; the
+        daemon's pass and its alert worker both write, so each write reads afresh and one that
+        came second retries."""
+        with self._status_lock:
+            for attempt in range(1, _STATUS_WRITE_ATTEMPTS + 1):
+                status = self._status_config()
+                labels = {} if status is None else dict(status["Spec"].get("Labels") or {})
+                wanted = {k: v for k, v in labels.items() if not k.startswith(prefix)}
+                wanted.update({prefix + key: _label_text(v) for key, v in sorted(notes.items())})
+                wanted.update({MANAGED: "true", KIND: KIND_STATUS})
+                if status is None:
+                    data = b"certbotless status: see the labels\n"
+                    self._create_once("config", STATUS_CONFIG, data, wanted)
+                    return
+                if wanted == labels:
+                    return
+                try:
+                    self.swarm.update_config_labels(status["ID"], wanted)
+                    return
+                except APIError as error:
+                    if "out of sequence" not in str(error) or attempt == _STATUS_WRITE_ATTEMPTS:
+                        raise
 
     def _status_config(self) -> Json | None:
         return next(

@@ -514,6 +514,9 @@ class AcmeIssuer:
         of the lifetime left. Answers are cached until the CA's Retry-After. Never raises: a CA
         that cannot be asked means renewal by lifetime."""
         certs = list(certs)
+        with self._lock:  # answers about versions no longer asked about are of no more use
+            asked = {cert.ari_id for cert in certs}
+            self._ari = {ari_id: entry for ari_id, entry in self._ari.items() if ari_id in asked}
         if not certs:
             return {}
         now = datetime.now(UTC)

@@ -4,7 +4,7 @@ import smtplib
 import socket
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from ipaddress import ip_address
@@ -273,3 +273,47 @@ def test_expiry_alerts_are_relative_to_the_lifetime() -> None:
     later = NOW + timedelta(days=6)
     kinds = {a.key for a in alerts_for(PassReport(), [six_days, ninety], later, later)}
     assert kinds == {"expiring:short.example.test", "expiring:long.example.test"}
+
+
+class NotedInMemory:
+    """AlertMemory as the swarm keeps it (a dict of label suffix → text), minus the swarm."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, str] = {}
+
+    def load_alert_memory(self) -> dict[str, str]:
+        return dict(self.entries)
+
+    def save_alert_memory(self, entries: Mapping[str, str]) -> None:
+        self.entries = dict(entries)
+
+
+def test_a_restarted_alerter_repeats_nothing_and_still_resolves(receiver: WebhookReceiver) -> None:
+    memory = NotedInMemory()
+    report = broken_pass()
+    first = Alerter([WebhookChannel(receiver.url)], clock=lambda: NOW, memory=memory)
+    first.update(alerts_for(report, [], NOW, NOW))
+    first.flush()
+    said = len(receiver.bodies)
+    assert said == 3 and len(memory.entries) == 4, "3 said, and when the CA was first unreachable"
+    # A new process (a restart, another manager): same problems, nothing new to say…
+    later = NOW + timedelta(minutes=30)
+    second = Alerter([WebhookChannel(receiver.url)], clock=lambda: later, memory=memory)
+    second.update(alerts_for(report, [], later, later))
+    second.flush()
+    assert len(receiver.bodies) == said
+    # …the CA's hour counts from the first sighting before the restart…
+    hour_on = NOW + timedelta(hours=1, minutes=1)
+    third = Alerter([WebhookChannel(receiver.url)], clock=lambda: hour_on, memory=memory)
+    third.update(alerts_for(report, [], hour_on, hour_on))
+    third.flush()
+    assert [b["kind"] for b in receiver.bodies[said:]] == ["ca_unreachable"]
+    # …and what was fixed meanwhile is resolved.
+    fourth = Alerter([WebhookChannel(receiver.url)], clock=lambda: hour_on, memory=memory)
+    fourth.update(alerts_for(PassReport(), [], hour_on, hour_on))
+    fourth.flush()
+    assert sorted(b["key"] for b in receiver.bodies if b["state"] == "resolved") == [
+        "ca_unreachable", "label_problem:shop:certbotless.port",
+        "renewal_failed:a.example.test", "rollout_failed",
+    ]  # fmt: skip
+    assert memory.entries == {}

@@ -316,6 +316,17 @@ def test_failures_and_label_problems_are_listed_and_alerted_until_fixed(
         assert (row["status"], row["serial"]) == ("failed", None)
         assert "at most 100" in row["failure"]["error"]
 
+        # A restart (or a move to another manager) repeats no alert: they are noted in the swarm.
+        before = sidecar_container()
+        docker("service", "update", "--detach", "--force", f"{EDGE_STACK}_certbotless")
+        deadline = time.monotonic() + 120
+        while (restarted := sidecar_container()) == before or "pass done" not in container_logs(
+            restarted
+        ):
+            assert time.monotonic() < deadline, sidecar_logs()
+            time.sleep(1)
+        time.sleep(2)  # the alert worker sends right after the pass
+
         docker("service", "update", "--detach", "--label-add",
                "certbotless.domains=crowd.example.test", "cbl-crowd-app")  # fmt: skip
         alerts.wait_for(
