@@ -286,18 +286,21 @@ class Alerter:
         self._worker = threading.Thread(target=self._deliver, name="alerts", daemon=True)
         self._worker.start()
 
-    def update(self, alerts: Iterable[Alert]) -> None:
-        """Tell people about what changed since the last call; never blocks."""
+    def update(self, alerts: Iterable[Alert], complete: bool = True) -> None:
+        """Tell people about what changed since the last call; never blocks. `alerts` are all
+        the problems that hold now, or with `complete` off only some: what was said about the
+        others stands (no "resolved")."""
         now = self.clock()
         current = {alert.key: alert for alert in alerts}
         channels = {channel.name: channel for channel in self.channels}
         with self._lock:
             # Only problems that must last a while before anyone is told need a first sighting.
-            self._first_seen = {
+            first_seen = {
                 key: self._first_seen.get(key, now)
                 for key, alert in current.items()
                 if alert.wait
             }
+            self._first_seen = first_seen if complete else {**self._first_seen, **first_seen}
             for alert in current.values():
                 if alert.wait and now - self._first_seen[alert.key] < alert.wait:
                     continue
@@ -307,13 +310,14 @@ class Alerter:
                         self._announce(channel, alert, alert.title, resolved=False)
                     elif now - said.sent_at >= self.remind_every:
                         self._announce(channel, alert, f"still: {alert.title}", resolved=False)
-            for channel_name, key in [k for k in self._said if k[1] not in current]:
+            gone = [k for k in self._said if k[1] not in current] if complete else []
+            for channel_name, key in gone:
                 if channel_name not in channels:  # a channel no longer configured
                     del self._said[(channel_name, key)]
                     continue
-                gone = Alert(key, key.split(":", 1)[0], f"resolved: {key.replace('_', ' ')}",
-                             "The problem is gone.")  # fmt: skip
-                self._announce(channels[channel_name], gone, gone.title, resolved=True)
+                title = f"resolved: {key.replace('_', ' ')}"
+                resolved = Alert(key, key.split(":", 1)[0], title, "The problem is gone.")
+                self._announce(channels[channel_name], resolved, title, resolved=True)
             self._remember()
 
     def flush(self, timeout: float = 30.0) -> None:

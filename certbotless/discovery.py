@@ -347,7 +347,7 @@ def _parse_hostname(raw: str, invalid: _InvalidFactory) -> str:
             f"{host} is a wildcard; HTTP-01 cannot validate wildcards, list each hostname instead",
         )
     if ":" in host or _IP_RE.match(host):
-        raise invalid(DOMAINS, f"{host} is an IP address; certificates here are for hostnames")
+        raise invalid(DOMAINS, _ip_address_problem(host))
     try:
         host = _to_ascii_hostname(host)
     except UnicodeError:  # idna's errors are UnicodeErrors
@@ -364,8 +364,16 @@ def _parse_hostname(raw: str, invalid: _InvalidFactory) -> str:
             "at most 63 characters, 253 in all)",
         )
     if _IP_RE.match(labels[-1]):
-        raise invalid(DOMAINS, f"{host} is an IP address; certificates here are for hostnames")
+        raise invalid(DOMAINS, _ip_address_problem(host))
     return host
+
+
+def _ip_address_problem(host: str) -> str:
+    return (
+        f"{host} is an IP address; certbotless certifies hostnames: a CA that issues for IP "
+        "addresses (Let's Encrypt only in its shortlived profile) is reached by clients without "
+        "SNI, so an edge that serves many names cannot choose that certificate; use a hostname"
+    )
 
 
 def _to_ascii_hostname(host: str) -> str:

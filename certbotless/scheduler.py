@@ -12,7 +12,7 @@ from types import FrameType
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from certbotless.alerts import Alert, Alerter, alerts_for, pass_failed_alert
+from certbotless.alerts import Alerter, alerts_for, pass_failed_alert
 from certbotless.metrics import observe_pass
 from certbotless.reconcile import PassAbandoned, Reconciler
 from certbotless.store import NAME_PREFIX
@@ -72,8 +72,6 @@ class Daemon:
         self._idle = threading.Condition()
         self._events = threading.Thread(target=self._watch_events, name="docker-events",
                                         daemon=True)  # fmt: skip
-        # What the last pass that ran found: a pass that fails halfway knows nothing new.
-        self._last_alerts: list[Alert] = []
 
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self._on_signal)
@@ -157,7 +155,8 @@ class Daemon:
             log.exception("reconcile pass failed")
             self.trigger("retry after a failed pass", RETRY_AFTER_FAILURE)
             if self.alerter is not None:
-                self.alerter.update([*self._last_alerts, pass_failed_alert(error)])
+                # A pass that broke off found out nothing: the other problems stay as they were.
+                self.alerter.update([pass_failed_alert(error)], complete=False)
             return
         if not report.ok:
             self.trigger("retry failed certificates", RETRY_AFTER_FAILURE)
@@ -165,9 +164,10 @@ class Daemon:
         if report.next_renewal is not None and report.next_renewal > now:
             self.trigger("a certificate is due", report.next_renewal - now)
         observe_pass(report, time.monotonic() - started)
-        self._last_alerts = alerts_for(report, report.certificates, now, now + RETRY_AFTER_FAILURE)
         if self.alerter is not None:
-            self.alerter.update(self._last_alerts)
+            self.alerter.update(
+                alerts_for(report, report.certificates, now, now + RETRY_AFTER_FAILURE)
+            )
         log.info(
             "pass done in %.1f s: issued %d, failed %d, label problems %d, rolled %s",
             time.monotonic() - started,

@@ -20,7 +20,13 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from certbotless.acme.keys import private_key_pem
-from certbotless.alerts import Alerter, EmailChannel, WebhookChannel, alerts_for
+from certbotless.alerts import (
+    Alerter,
+    EmailChannel,
+    WebhookChannel,
+    alerts_for,
+    pass_failed_alert,
+)
 from certbotless.model import LabelProblem, PassReport
 from tests.support.webhook import WebhookReceiver, webhook_receiver
 from tests.unit.factories import stored_cert
@@ -317,3 +323,18 @@ def test_a_restarted_alerter_repeats_nothing_and_still_resolves(receiver: Webhoo
         "renewal_failed:a.example.test", "rollout_failed",
     ]  # fmt: skip
     assert memory.entries == {}
+
+
+def test_a_pass_that_broke_off_resolves_nothing(receiver: WebhookReceiver) -> None:
+    alerter = Alerter([WebhookChannel(receiver.url)])
+    alerter.update(alerts_for(PassReport(rollout_error="rolled back"), [], NOW, NOW))
+    alerter.update([pass_failed_alert(ConnectionError("docker.sock refused"))], complete=False)
+    alerter.flush()
+    assert [(b["kind"], b["state"]) for b in receiver.bodies] == [
+        ("rollout_failed", "firing"), ("pass_failed", "firing"),
+    ]  # fmt: skip
+    alerter.update(alerts_for(PassReport(), [], NOW, NOW))  # the next pass ran: all is well
+    alerter.flush()
+    assert sorted(b["key"] for b in receiver.bodies if b["state"] == "resolved") == [
+        "pass_failed", "rollout_failed",
+    ]  # fmt: skip
