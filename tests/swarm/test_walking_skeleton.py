@@ -5,6 +5,7 @@ Label → Pebble certificate → secret/config → nginx rolled → HTTPS.
 
 import json
 import re
+import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -350,23 +351,32 @@ def test_sigterm_abandons_orders_cleanly_and_the_next_task_finishes_the_work(
     labels = [arg for n in names
               for arg in ("--label", f"certbotless.certificate.{n}={n}.example.test")]  # fmt: skip
     sidecar = sidecar_container()
+    # Follow the sidecar's log, so SIGTERM lands right after its first order starts: 8 orders
+    # are in flight then, and 16 wait for a worker.
+    follow = subprocess.Popen(
+        ["docker", "logs", "--follow", "--since", "1s", sidecar],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
     docker("service", "create", "--detach", "--name", "cbl-stop-app",
            "--network", "certbotless-edge", *labels, "certbotless-demo-app:local")  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while "ordering stop" not in container_logs(sidecar, tail="100"):
-            assert time.monotonic() < deadline, sidecar_logs()
-            time.sleep(0.1)
+        assert follow.stdout is not None
+        for line in follow.stdout:
+            if ": ordering stop" in line:
+                break
         stopped_at = time.monotonic()
         docker("kill", "--signal", "TERM", sidecar)
+        follow.kill()
         exit_code = docker("wait", sidecar).strip()
         seconds = time.monotonic() - stopped_at
         assert exit_code == "0" and seconds < 60
         logs = container_logs(sidecar)
         assert "abandoning orders" in logs and "stopped" in logs, logs[-3000:]
+        abandoned = set(re.findall(r"(stop[0-9]+): abandoned", logs))
+        assert abandoned, "orders waiting for a worker are never started"
         figure(
             f"SIGTERM during a pass of {len(names)} orders: exit 0 after {seconds:.1f} s, "
-            f"{len(set(re.findall(r'(stop[0-9]+): abandoned', logs)))} orders abandoned"
+            f"{len(abandoned)} orders abandoned"
         )
         # Never half stored: each key secret has its chain config, and the other way round.
         keys = docker("secret", "ls", "--format", "{{.Name}}", "--filter",
@@ -383,4 +393,5 @@ def test_sigterm_abandons_orders_cleanly_and_the_next_task_finishes_the_work(
             time.sleep(2)
         assert set(names) <= stored, sidecar_logs()
     finally:
+        follow.kill()
         docker("service", "rm", "cbl-stop-app", check=False)
