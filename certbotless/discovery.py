@@ -6,6 +6,7 @@ service is left out and every other one goes on.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -21,6 +22,7 @@ from certbotless.model import (
     LabelProblem,
     Route,
     ServiceInfo,
+    is_ip_address,
 )
 
 LABEL_PREFIX = "certbotless."
@@ -107,10 +109,13 @@ def discover(
             continue
         specs[spec.name] = _merge(specs.get(spec.name), spec)
     routes, conflicts = _without_conflicts(routes)
+    routes, extra_addresses = _one_ip_address(routes)
     return Discovery(
         routes=tuple(routes),
         specs=tuple(specs.values()),
-        problems=tuple(problems + conflicts + _hsts_beside_plain_http(routes)),
+        problems=tuple(
+            problems + conflicts + extra_addresses + _hsts_beside_plain_http(routes)
+        ),
     )
 
 
@@ -190,8 +195,10 @@ def _invalid_factory(service: ServiceInfo) -> _InvalidFactory:
     return invalid
 
 
-def _parse_hosts(value: str, invalid: _InvalidFactory) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(_parse_hostname(h, invalid) for h in value.split(",")))
+def _parse_hosts(
+    value: str, invalid: _InvalidFactory, ip_allowed: bool = False
+) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(_parse_hostname(h, invalid, ip_allowed) for h in value.split(",")))
 
 
 def _parse_certificate_label(service: ServiceInfo, label: str, value: str) -> CertSpec:
@@ -213,7 +220,7 @@ def _parse_spec(
 ) -> CertSpec:
     """The certificate a service asks for (alone: for services an own nginx.conf routes)."""
     invalid = invalid or _invalid_factory(service)
-    hosts = hosts or _parse_hosts(service.labels[DOMAINS], invalid)
+    hosts = hosts or _parse_hosts(service.labels[DOMAINS], invalid, _asks_a_profile(service))
     name = service.labels.get(NAME, "").strip() or hosts[0]
     if not CERTIFICATE_NAME_RE.fullmatch(name):
         raise invalid(NAME, "must be a name of lowercase letters, digits, '-' and dots")
@@ -240,7 +247,7 @@ def _parse_service(service: ServiceInfo) -> tuple[Route, CertSpec]:
     def text(label: str, default: str = "") -> str:
         return labels.get(label, default).strip()
 
-    hosts = _parse_hosts(labels[DOMAINS], invalid)
+    hosts = _parse_hosts(labels[DOMAINS], invalid, _asks_a_profile(service))
 
     port_text = text(PORT)
     if not port_text:
@@ -337,7 +344,13 @@ def _parse_statuses(value: str, invalid: _InvalidFactory) -> tuple[int, ...]:
     return tuple(sorted(statuses - {499}))
 
 
-def _parse_hostname(raw: str, invalid: _InvalidFactory) -> str:
+def _asks_a_profile(service: ServiceInfo) -> bool:
+    return bool(service.labels.get(PROFILE, "").strip())
+
+
+def _parse_hostname(raw: str, invalid: _InvalidFactory, ip_allowed: bool = False) -> str:
+    """A hostname as the CA and nginx want it; an IPv4 address only when `ip_allowed` (the
+    service asks for a CA profile, which may issue for addresses)."""
     host = raw.strip().rstrip(".").lower()
     if not host:
         raise invalid(DOMAINS, "contains an empty name; separate hostnames with single commas")
@@ -346,8 +359,14 @@ def _parse_hostname(raw: str, invalid: _InvalidFactory) -> str:
             DOMAINS,
             f"{host} is a wildcard; HTTP-01 cannot validate wildcards, list each hostname instead",
         )
-    if ":" in host or _IP_RE.match(host):
-        raise invalid(DOMAINS, _ip_address_problem(host))
+    if ":" in host:
+        raise invalid(
+            DOMAINS,
+            f"{host} is an IPv6 address or has a port: use a hostname (of IP addresses, only "
+            f"IPv4 ones are served, with {PROFILE})",
+        )
+    if _IP_RE.match(host):
+        return _parse_ip_address(host, invalid, ip_allowed)
     try:
         host = _to_ascii_hostname(host)
     except UnicodeError:  # idna's errors are UnicodeErrors
@@ -370,10 +389,43 @@ def _parse_hostname(raw: str, invalid: _InvalidFactory) -> str:
 
 def _ip_address_problem(host: str) -> str:
     return (
-        f"{host} is an IP address; certbotless certifies hostnames: a CA that issues for IP "
-        "addresses (Let's Encrypt only in its shortlived profile) is reached by clients without "
-        "SNI, so an edge that serves many names cannot choose that certificate; use a hostname"
+        f"{host} is an IP address: set {PROFILE} to a CA profile that issues for IP addresses "
+        "(Let's Encrypt: shortlived, 6-day certificates), or use a hostname"
     )
+
+
+def _parse_ip_address(host: str, invalid: _InvalidFactory, ip_allowed: bool) -> str:
+    try:
+        address = ipaddress.IPv4Address(host)
+    except ValueError:
+        raise invalid(DOMAINS, f"{host} is neither a hostname nor an IPv4 address") from None
+    if not ip_allowed:
+        raise invalid(DOMAINS, _ip_address_problem(host))
+    return str(address)
+
+
+def _one_ip_address(routes: list[Route]) -> tuple[list[Route], list[LabelProblem]]:
+    """Clients of an IP address send no SNI, so nginx can give only its default server's
+    certificate: one IP address can be served, the lowest; routes to others are reported."""
+    addresses = sorted({h for r in routes for h in r.hosts if is_ip_address(h)},
+                       key=ipaddress.IPv4Address)  # fmt: skip
+    if len(addresses) < 2:
+        return routes, []
+    served = addresses[0]
+    problems = [
+        LabelProblem(route.service, DOMAINS, host,
+                     f"only one IP address can be served and {served} is; clients send no name "
+                     "with an address, so nginx cannot choose between their certificates")
+        for route in routes
+        for host in route.hosts
+        if is_ip_address(host) and host != served
+    ]  # fmt: skip
+    kept = []
+    for route in routes:
+        hosts = tuple(h for h in route.hosts if not is_ip_address(h) or h == served)
+        if hosts:
+            kept.append(replace(route, hosts=hosts))
+    return kept, problems
 
 
 def _to_ascii_hostname(host: str) -> str:

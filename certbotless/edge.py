@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from certbotless.acme.keys import private_key_pem
-from certbotless.model import Route, StoredCert
+from certbotless.model import Route, StoredCert, is_ip_address
 
 NGINX_CONF_TARGET = "/etc/nginx/nginx.conf"
 CHALLENGE_LOCATION = "/.well-known/acme-challenge/"
@@ -77,14 +77,21 @@ def render_nginx_conf(
     # address, so servers sharing 443 must agree.
     listen_443 = "listen 443 ssl" if http2_directive else "listen 443 ssl http2"
 
-    servers = [_default_servers(responder_upstream, listen_443)]
+    # Clients of an IP address send no SNI: its server must be the default one (discovery lets
+    # one IP address through).
+    ip_default = next(
+        (host for host in sorted(by_host) if is_ip_address(host) and host in cert_for_host), None
+    )
+    servers = [_default_servers(responder_upstream, listen_443, ip_default is None)]
     for host in sorted(by_host):
         host_routes = sorted(by_host[host], key=lambda r: r.path, reverse=True)
         cert_name = cert_for_host.get(host)
         servers.append(_http_server(host, host_routes, responder_upstream, cert_name is not None))
         if cert_name is not None:
             files = cert_files(cert_name, certs_dir)
-            servers.append(_https_server(host, host_routes, files, listen_443))
+            servers.append(
+                _https_server(host, host_routes, files, listen_443, default=host == ip_default)
+            )
     return _MAIN.format(
         servers="\n".join(servers),
         ciphers=TLS_CIPHERS,
@@ -164,9 +171,17 @@ def _challenge_location(responder_upstream: str) -> str:
         }}"""
 
 
-def _default_servers(responder_upstream: str, listen_443: str) -> str:
+def _default_servers(responder_upstream: str, listen_443: str, reject_unknown: bool) -> str:
     """Unknown names: challenges still reach the sidecar; /healthz answers load balancers that
-    check each edge node by address; TLS handshakes are refused."""
+    check each edge node by address; TLS handshakes are refused, unless an IP address has a
+    certificate: its clients send no name, so its server is the default one instead."""
+    reject = f"""
+
+    server {{
+        {listen_443} default_server;
+        server_name _;
+        ssl_reject_handshake on;
+    }}"""
     return f"""
     server {{
         listen 80 default_server;
@@ -180,13 +195,7 @@ def _default_servers(responder_upstream: str, listen_443: str) -> str:
         location / {{
             return 404;
         }}
-    }}
-
-    server {{
-        {listen_443} default_server;
-        server_name _;
-        ssl_reject_handshake on;
-    }}"""
+    }}{reject if reject_unknown else ""}"""
 
 
 def _http_server(host: str, routes: list[Route], responder_upstream: str, has_cert: bool) -> str:
@@ -205,7 +214,9 @@ def _http_server(host: str, routes: list[Route], responder_upstream: str, has_ce
     }}"""
 
 
-def _https_server(host: str, routes: list[Route], files: CertFiles, listen_443: str) -> str:
+def _https_server(
+    host: str, routes: list[Route], files: CertFiles, listen_443: str, default: bool = False
+) -> str:
     # Never HSTS on a host that also serves a plain route: browsers would refuse that route
     # (discovery reports the pair as a label problem).
     hsts = any(route.hsts for route in routes) and all(r.redirect_to_https for r in routes)
@@ -214,7 +225,7 @@ def _https_server(host: str, routes: list[Route], files: CertFiles, listen_443: 
     )
     return f"""
     server {{
-        {listen_443};
+        {listen_443}{" default_server" if default else ""};
         server_name {host};
         ssl_certificate {files.fullchain};
         ssl_certificate_key {files.privkey};{hsts_header}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,6 +15,15 @@ class KeyType(StrEnum):
     RSA2048 = "rsa2048"
     RSA3072 = "rsa3072"
     RSA4096 = "rsa4096"
+
+
+def is_ip_address(name: str) -> bool:
+    """Whether a certificate name (an ACME identifier) is an IP address rather than a host."""
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)

@@ -328,7 +328,9 @@ def read_stored_cert(
         log.warning("config %s: not a certificate certbotless can use (%s); ignoring it",
                     config_name, error)  # fmt: skip
         return None
-    pem_domains = san.get_values_for_type(x509.DNSName)
+    pem_domains = san.get_values_for_type(x509.DNSName) + [
+        str(address) for address in san.get_values_for_type(x509.IPAddress)
+    ]
     label_domains = [d for d in labels.get(CERT_DOMAINS, "").split(",") if d]
     truth = {
         CERT_DOMAINS: ",".join(

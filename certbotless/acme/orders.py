@@ -11,6 +11,7 @@ challenge answer or finalize that the CA refuses is followed up by reading where
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import threading
 import time
@@ -59,7 +60,7 @@ from certbotless.acme.errors import (
 )
 from certbotless.acme.keys import generate_private_key, private_key_pem
 from certbotless.acme.network import AcmeNetwork, RetryPolicy, retry_after
-from certbotless.model import CertSpec, IssuedCert, StoredCert
+from certbotless.model import CertSpec, IssuedCert, StoredCert, is_ip_address
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +261,11 @@ class AcmeIssuer:
         self._check_request(spec)
         self.backoff.check(spec.domains)
         key_pem = private_key_pem(generate_private_key(spec.key_type))
-        csr_pem = crypto_util.make_csr(key_pem, list(spec.domains))
+        csr_pem = crypto_util.make_csr(
+            key_pem,
+            [name for name in spec.domains if not is_ip_address(name)],
+            ipaddrs=[ipaddress.ip_address(name) for name in spec.domains if is_ip_address(name)],
+        )
         progress(f"{spec.name}: ordering {', '.join(spec.domains)}")
         try:
             order = self._new_order(spec, csr_pem, replaces)
@@ -314,7 +319,11 @@ class AcmeIssuer:
         self, spec: CertSpec, csr_pem: bytes, replaces: str | None
     ) -> messages.OrderResource:
         identifiers = [
-            messages.Identifier(typ=messages.IDENTIFIER_FQDN, value=name) for name in spec.domains
+            messages.Identifier(
+                typ=messages.IDENTIFIER_IP if is_ip_address(name) else messages.IDENTIFIER_FQDN,
+                value=name,
+            )
+            for name in spec.domains
         ]
         if replaces and not self.renewal_info_url:
             replaces = None

@@ -144,6 +144,17 @@ def test_issues_a_certificate_for_all_names_with_a_fresh_key(
     assert not any(issuer.tokens.directory.iterdir()), "tokens must be cleaned up"
 
 
+def test_ip_addresses_are_ordered_as_ip_identifiers(issuer: AcmeIssuer) -> None:
+    """RFC 8738: the CA validates the address itself (Pebble dials 127.0.0.1, where the
+    responder answers), and the certificate names it as an IP address."""
+    spec = CertSpec("mixed-ip", ("ip.example.test", "127.0.0.1"), profile="shortlived")
+    names = leaf_of(issuer.issue(spec)).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName
+    ).value
+    assert names.get_values_for_type(x509.DNSName) == ["ip.example.test"]
+    assert [str(a) for a in names.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+
+
 def test_many_orders_run_concurrently(
     make_issuer: MakeIssuer,
     pebble_for_acme: PebbleServer,

@@ -222,6 +222,27 @@ def container_logs(container: str, tail: str = "all") -> str:
     return result.stdout + result.stderr
 
 
+def test_an_ip_address_gets_its_certificate_and_is_served_without_sni(
+    served: HttpsAnswer, pebble_root: str
+) -> None:
+    docker(
+        "service", "create", "--detach", "--name", "cbl-ip-app",
+        "--network", "certbotless-edge", "--endpoint-mode", "dnsrr",
+        "--label", "certbotless.domains=127.0.0.1", "--label", "certbotless.port=8000",
+        "--label", "certbotless.profile=shortlived",
+        "certbotless-demo-app:local",
+    )  # fmt: skip
+    try:
+        # Verified against Pebble's root with the address as the name: no SNI is sent.
+        answer = wait_for_https("127.0.0.1", pebble_root, timeout=120)
+        assert json.loads(answer.body)["host"] == "127.0.0.1"
+        names = answer.peer["subjectAltName"]
+        assert isinstance(names, tuple) and ("IP Address", "127.0.0.1") in names
+        assert https_get(DEMO_HOST, pebble_root).status == 200, "named hosts still get theirs"
+    finally:
+        docker("service", "rm", "cbl-ip-app", check=False)
+
+
 def served_refs() -> tuple[set[str], set[str]]:
     """The config and secret IDs the nginx service's current and previous specs mount."""
     service = json.loads(docker("service", "inspect", f"{EDGE_STACK}_nginx"))[0]

@@ -101,9 +101,19 @@ MIXED_ROUTES = (
 MIXED_REDIRECT = EdgeScenario(MIXED_ROUTES, certs_for(MIXED))
 MIXED_REDIRECT_BEFORE_CERTIFICATE = EdgeScenario(MIXED_ROUTES, {})
 
+# An edge reached by its IP address (a CA profile that issues for addresses) beside a named host.
+IP_ADDRESS = EdgeScenario(
+    (
+        Route("by_address", ("192.0.2.10",), 8000),
+        Route("demo_app", ("app.example.test",), 8000),
+    ),
+    certs_for("192.0.2.10", "app.example.test"),
+)
+
 SCENARIOS = {
     "demo": DEMO,
     "seeds": SEEDS,
     "mixed-redirect": MIXED_REDIRECT,
     "mixed-redirect-before-certificate": MIXED_REDIRECT_BEFORE_CERTIFICATE,
+    "ip-address": IP_ADDRESS,
 }

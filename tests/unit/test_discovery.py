@@ -338,3 +338,29 @@ def test_with_an_own_nginx_conf_only_certificates_are_discovered() -> None:
     (problem,) = found.problems
     assert problem.label == "certbotless.certificate.Bad!"
     assert "certbotless.certificate.shop" in problem.message
+
+
+def test_ip_addresses_need_a_profile_and_only_one_is_served() -> None:
+    base = {"certbotless.port": "80", "certbotless.profile": "shortlived"}
+    found = discover(
+        [
+            labelled("by_address", {**base, "certbotless.domains": "192.0.2.10"}),
+            labelled(
+                "mixed",
+                {**base, "certbotless.domains": "shop.example.test,192.0.2.10",
+                 "certbotless.path": "/shop"},
+            ),
+            labelled("second", {**base, "certbotless.domains": "192.0.2.20"}),
+            labelled("no_profile", {"certbotless.port": "80", "certbotless.domains": "192.0.2.30"}),
+        ]
+    )
+    by_service = {route.service: route.hosts for route in found.routes}
+    assert by_service == {
+        "by_address": ("192.0.2.10",), "mixed": ("shop.example.test", "192.0.2.10"),
+    }  # fmt: skip
+    specs = {spec.name: spec.domains for spec in found.specs}
+    assert specs["192.0.2.10"] == ("192.0.2.10",)
+    assert specs["shop.example.test"] == ("shop.example.test", "192.0.2.10")
+    problems = {problem.service: problem.message for problem in found.problems}
+    assert "only one IP address can be served and 192.0.2.10 is" in problems["second"]
+    assert "set certbotless.profile to a CA profile that issues for IP" in problems["no_profile"]

@@ -17,12 +17,14 @@ from certbotless.model import Route
 from tests.unit.factories import (
     CERTS_DIR,
     DEMO,
+    IP_ADDRESS,
     MIXED,
     MIXED_REDIRECT,
     MIXED_REDIRECT_BEFORE_CERTIFICATE,
     NLP,
     RESPONDER,
     SEEDS,
+    EdgeScenario,
     certs_for,
 )
 
@@ -264,3 +266,16 @@ def test_a_host_without_a_route_at_root_answers_404_on_both_ports() -> None:
     text = render_nginx_conf(routes, certs_for("api.example.test"), RESPONDER, CERTS_DIR)
     for port in (80, 443):
         assert "return 404;" in location_block(server_block(text, "api.example.test", port), "/")
+
+
+def test_an_ip_address_with_a_certificate_is_the_default_tls_server() -> None:
+    """Its clients send no SNI, so nginx must pick its server without a name."""
+    text = IP_ADDRESS.render()
+    assert "ssl_reject_handshake on;" not in text
+    assert text.count("default_server;") == 2  # port 80's catch-all and the address's 443
+    address_server = text.split("server_name 192.0.2.10;")[-1]
+    assert "ssl_certificate /etc/nginx/certs/192.0.2.10/fullchain.pem;" in address_server
+    validate_nginx_conf(text, CERTS_DIR)
+    # Until the address has its certificate, unknown names are refused as always.
+    waiting = EdgeScenario(IP_ADDRESS.routes, certs_for("app.example.test")).render()
+    assert "ssl_reject_handshake on;" in waiting

@@ -2,6 +2,7 @@
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from ipaddress import ip_address
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -201,3 +202,22 @@ def test_gc_keeps_recent_nginx_confs_and_the_referenced_one() -> None:
     ]
     removals = plan_garbage([], confs, {"conf0"}, set(), NOW, 3, timedelta(0))
     assert {r.target.object_id for r in removals} == {"conf1", "conf2"}
+
+
+def test_ip_address_certificates_list_their_addresses() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([])
+    pem = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(7)
+        .not_valid_before(NOW).not_valid_after(NOW + timedelta(days=6))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName("shop.example.test"), x509.IPAddress(ip_address("192.0.2.10"))]
+        ), critical=True)
+        .sign(key, hashes.SHA256()).public_bytes(Encoding.PEM)
+    )  # fmt: skip
+    labels = {**labels_for(["shop.example.test"]), CERT_DOMAINS: "192.0.2.10,shop.example.test"}
+    cert = read_stored_cert(labels, "cbl-x", "cfg1", pem, "sec1")
+    assert cert is not None
+    assert cert.domains == ("192.0.2.10", "shop.example.test"), "the labels' order is kept"
+    assert not any(m.startswith(CERT_DOMAINS) for m in cert.mismatches)
