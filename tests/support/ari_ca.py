@@ -106,6 +106,10 @@ class AriCaState:
     faults: list[Fault] = field(default_factory=list)
     _faults_lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def put_back(self, fault: Fault) -> None:
+        with self._faults_lock:
+            self.faults.insert(0, fault)
+
     def take_fault(self, path: str) -> Fault | None:
         with self._faults_lock:
             for fault in self.faults:
@@ -235,7 +239,11 @@ class AriCa:
                 reply = None
                 if fault is None or fault.reaches_pebble:
                     reply = ca.forward(self.command, self.path, dict(self.headers), body)
-                if fault is not None:
+                if fault is not None and reply is not None and b"badNonce" in reply.body:
+                    # Pebble refused the nonce (5% of the time): the request did nothing, so the
+                    # fault waits for the client's retry.
+                    ca.state.put_back(fault)
+                elif fault is not None:
                     reply = fault.answer(reply)
                 assert reply is not None
                 kept = {k: v for k, v in reply.headers.items() if k.lower() not in HOP_BY_HOP}
