@@ -13,7 +13,14 @@ import argparse
 import re
 import time
 
-from rig.stacks import DEMO_STACK, EDGE_STACK, deploy_edge, docker, remove_stacks, sidecar_logs
+from rig.stacks import (
+    EDGE_STACK,
+    deploy_edge,
+    docker,
+    remove_leftovers,
+    remove_stacks,
+    sidecar_logs,
+)
 from rig.state import read_env
 
 APP = "cbl-bench-fifty"
@@ -27,8 +34,7 @@ def main() -> int:
     parser.add_argument("--idle", type=float, default=30.0, help="seconds idle before reading")
     args = parser.parse_args()
     env = read_env()
-    remove_stacks(["flask", "nlp", DEMO_STACK, EDGE_STACK])
-    docker("service", "rm", APP, check=False)
+    remove_leftovers()
     deploy_edge(env)
     labels = []
     for index in range(args.certificates):

@@ -296,9 +296,7 @@ class Alerter:
         with self._lock:
             # Only problems that must last a while before anyone is told need a first sighting.
             first_seen = {
-                key: self._first_seen.get(key, now)
-                for key, alert in current.items()
-                if alert.wait
+                key: self._first_seen.get(key, now) for key, alert in current.items() if alert.wait
             }
             self._first_seen = first_seen if complete else {**self._first_seen, **first_seen}
             for alert in current.values():

@@ -113,9 +113,7 @@ def discover(
     return Discovery(
         routes=tuple(routes),
         specs=tuple(specs.values()),
-        problems=tuple(
-            problems + conflicts + extra_addresses + _hsts_beside_plain_http(routes)
-        ),
+        problems=tuple(problems + conflicts + extra_addresses + _hsts_beside_plain_http(routes)),
     )
 
 
@@ -195,9 +193,7 @@ def _invalid_factory(service: ServiceInfo) -> _InvalidFactory:
     return invalid
 
 
-def _parse_hosts(
-    value: str, invalid: _InvalidFactory, ip_allowed: bool = False
-) -> tuple[str, ...]:
+def _parse_hosts(value: str, invalid: _InvalidFactory, ip_allowed: bool = False) -> tuple[str, ...]:
     return tuple(dict.fromkeys(_parse_hostname(h, invalid, ip_allowed) for h in value.split(",")))
 
 

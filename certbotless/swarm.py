@@ -43,6 +43,7 @@ class JobResult:
         """Whether the command ran to its own end (complete or failed), rather than never."""
         return self.state in ("complete", "failed")
 
+
 __all__ = ["SWARM_ERRORS", "APIError", "JobResult", "NotFound", "Swarm"]
 
 

@@ -24,6 +24,9 @@ EDGE_NETWORK = "certbotless-edge"
 EDGE_STACK = "certbotless-demo"
 DEMO_STACK = "demo"
 DEMO_HOST = "app.example.test"
+SEED_STACKS = {"flask": "seed-flask-api.yml", "nlp": "seed-nlp.yml"}
+# Every service the tests and benchmarks create outside a stack is named cbl-…
+TEST_SERVICE_PREFIX = "cbl-"
 MANAGED_LABEL = "certbotless.managed"
 
 Say = Callable[[str], None]
@@ -84,6 +87,37 @@ def remove_stacks(names: Sequence[str], timeout: float = 90) -> None:
         + docker("ps", "--format", "{{.Names}} {{.Status}}")
         + docker("service", "ls")
     )
+
+
+def remove_services(names: Sequence[str], timeout: float = 90) -> None:
+    """Remove services and wait until their running containers are gone."""
+    if not names:
+        return
+    docker("service", "rm", *names)
+    deadline = time.monotonic() + timeout
+    while any(
+        docker("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={n}").split()
+        for n in names
+    ):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"services {names} still have running containers after "
+                               f"{timeout:.0f} s:\n" + docker("ps"))  # fmt: skip
+        time.sleep(1)
+
+
+def remove_leftovers() -> list[str]:
+    """Remove what an interrupted earlier run left on the swarm: the demo and seed stacks and the
+    cbl-… services. Their labels would add domains and routes to this run's edge."""
+    stacks = [EDGE_STACK, DEMO_STACK, *SEED_STACKS]
+    present = set(docker("stack", "ls", "--format", "{{.Name}}").split())
+    services = [
+        name
+        for name in docker("service", "ls", "--format", "{{.Name}}").split()
+        if name.startswith(TEST_SERVICE_PREFIX)
+    ]
+    remove_services(services)
+    remove_stacks(stacks)
+    return sorted(present & set(stacks)) + services
 
 
 def purge_managed_objects() -> int:

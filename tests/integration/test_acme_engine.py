@@ -148,9 +148,11 @@ def test_ip_addresses_are_ordered_as_ip_identifiers(issuer: AcmeIssuer) -> None:
     """RFC 8738: the CA validates the address itself (Pebble dials 127.0.0.1, where the
     responder answers), and the certificate names it as an IP address."""
     spec = CertSpec("mixed-ip", ("ip.example.test", "127.0.0.1"), profile="shortlived")
-    names = leaf_of(issuer.issue(spec)).extensions.get_extension_for_class(
-        x509.SubjectAlternativeName
-    ).value
+    names = (
+        leaf_of(issuer.issue(spec))
+        .extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        .value
+    )
     assert names.get_values_for_type(x509.DNSName) == ["ip.example.test"]
     assert [str(a) for a in names.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
 

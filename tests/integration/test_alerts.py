@@ -149,9 +149,7 @@ def test_a_changed_problem_is_news(receiver: WebhookReceiver) -> None:
 
 
 def test_slack_webhooks_get_a_text_body(receiver: WebhookReceiver) -> None:
-    alerter = Alerter(
-        [WebhookChannel(receiver.url, slack=True)]
-    )
+    alerter = Alerter([WebhookChannel(receiver.url, slack=True)])
     alerter.update(alerts_for(PassReport(rollout_error="rolled back"), [], NOW, NOW))
     alerter.flush()
     assert receiver.bodies == [{"text": "*nginx rollout failed*\nrolled back"}]

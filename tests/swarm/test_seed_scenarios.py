@@ -11,6 +11,7 @@ import pytest
 from rig.stacks import (
     DEMO_STACK,
     EDGE_STACK,
+    SEED_STACKS,
     deploy_edge,
     deploy_stack,
     docker,
@@ -26,7 +27,6 @@ TRIXIE_EDGE_IMAGE = "certbotless-nginx:trixie"
 
 NLP = "nlp.example.test"
 API = "api.example.test"
-STACKS = {"flask": "seed-flask-api.yml", "nlp": "seed-nlp.yml"}
 MB = 1_000_000
 
 
@@ -34,11 +34,11 @@ MB = 1_000_000
 def seeds(
     rig_env: Mapping[str, str], pebble_root: str, figure: Callable[[str], None]
 ) -> Iterator[str]:
-    remove_stacks([*STACKS, DEMO_STACK, EDGE_STACK])
+    remove_stacks([*SEED_STACKS, DEMO_STACK, EDGE_STACK])
     # nginx 1.26 here (1.22 in the other swarm tests): the syntax of the production image.
     deploy_edge({**rig_env, "CBL_RIG_EDGE_IMAGE": TRIXIE_EDGE_IMAGE})
     started = time.monotonic()
-    for stack, file in STACKS.items():
+    for stack, file in SEED_STACKS.items():
         deploy_stack(stack, [file], {})
     try:
         # The static site answers / on nlp; api has no route at / (404 is an answer too).
@@ -52,7 +52,7 @@ def seeds(
         f"{time.monotonic() - started:.1f} s"
     )
     yield pebble_root
-    remove_stacks([*STACKS, EDGE_STACK])
+    remove_stacks([*SEED_STACKS, EDGE_STACK])
 
 
 def test_routing_by_host_and_path_reaches_every_replica(seeds: str) -> None:

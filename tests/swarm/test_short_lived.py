@@ -14,6 +14,7 @@ from rig.pebble import PebbleServer
 from rig.stacks import (
     DEMO_STACK,
     EDGE_STACK,
+    SEED_STACKS,
     deploy_edge,
     docker,
     https_get,
@@ -35,7 +36,7 @@ def short_lived_edge(
 ) -> Iterator[str]:
     """The edge stack pointed at a Pebble of its own (on the gateway address, like the rig's)
     whose certificates live 90 s; yields the file with that Pebble's root."""
-    remove_stacks(["flask", "nlp", DEMO_STACK, EDGE_STACK])
+    remove_stacks([*SEED_STACKS, DEMO_STACK, EDGE_STACK])
     pebble = PebbleServer(
         "pebble-short-lived",
         host=rig_env["CBL_RIG_GATEWAY"],

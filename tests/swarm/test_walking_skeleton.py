@@ -378,9 +378,9 @@ def test_sigterm_abandons_orders_cleanly_and_the_next_task_finishes_the_work(
         ["docker", "logs", "--follow", "--since", "1s", sidecar],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    docker("service", "create", "--detach", "--name", "cbl-stop-app",
-           "--network", "certbotless-edge", *labels, "certbotless-demo-app:local")  # fmt: skip
     try:
+        docker("service", "create", "--detach", "--name", "cbl-stop-app",
+               "--network", "certbotless-edge", *labels, "certbotless-demo-app:local")  # fmt: skip
         assert follow.stdout is not None
         for line in follow.stdout:
             if ": ordering stop" in line:

@@ -347,8 +347,11 @@ def test_ip_addresses_need_a_profile_and_only_one_is_served() -> None:
             labelled("by_address", {**base, "certbotless.domains": "192.0.2.10"}),
             labelled(
                 "mixed",
-                {**base, "certbotless.domains": "shop.example.test,192.0.2.10",
-                 "certbotless.path": "/shop"},
+                {
+                    **base,
+                    "certbotless.domains": "shop.example.test,192.0.2.10",
+                    "certbotless.path": "/shop",
+                },
             ),
             labelled("second", {**base, "certbotless.domains": "192.0.2.20"}),
             labelled("no_profile", {"certbotless.port": "80", "certbotless.domains": "192.0.2.30"}),

@@ -56,17 +56,20 @@ class Hello(BaseHTTPRequestHandler):
         self._reply(200, "application/json", self._describe(received))
 
     def _describe(self, received: int) -> str:
-        return json.dumps(
-            {
-                "app": NAME,
-                "task": socket.gethostname(),
-                "host": self.headers.get("Host"),
-                "path": self.path,
-                "forwarded_proto": self.headers.get("X-Forwarded-Proto"),
-                "forwarded_for": self.headers.get("X-Forwarded-For"),
-                "received_bytes": received,
-            }
-        ) + "\n"
+        return (
+            json.dumps(
+                {
+                    "app": NAME,
+                    "task": socket.gethostname(),
+                    "host": self.headers.get("Host"),
+                    "path": self.path,
+                    "forwarded_proto": self.headers.get("X-Forwarded-Proto"),
+                    "forwarded_for": self.headers.get("X-Forwarded-For"),
+                    "received_bytes": received,
+                }
+            )
+            + "\n"
+        )
 
     def _echo_websocket(self) -> None:
         key = self.headers.get("Sec-WebSocket-Key", "")
