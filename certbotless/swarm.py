@@ -106,14 +106,23 @@ class Swarm:
                 if state in _JOB_ENDS:
                     break
                 time.sleep(0.2)
-            output = b"".join(
-                self.api.service_logs(service["ID"], stdout=True, stderr=True, follow=False)
-            ).decode(errors="replace")
+            output = self._job_output(service["ID"])
             if state not in _JOB_ENDS:
                 error = f"no result within {timeout:.0f} s (task {state}) {error}".strip()
             return JobResult(state, output, error)
         finally:
             self.api.remove_service(service["ID"])
+
+    def _job_output(self, service_id: str) -> str:
+        """What the job printed. Reading service logs sometimes stalls in the engine
+        (docker/cli#4678); the client's read timeout ends that, and the task state stands."""
+        chunks: list[bytes] = []
+        try:
+            for chunk in self.api.service_logs(service_id, stdout=True, stderr=True, follow=False):
+                chunks.append(chunk)
+        except SWARM_ERRORS as error:
+            chunks.append(f"\n(the rest of the job's output could not be read: {error})".encode())
+        return b"".join(chunks).decode(errors="replace")
 
     def remove_orphaned_jobs(self) -> list[str]:
         """Remove job services a killed certbotless left behind; their names."""

@@ -209,13 +209,28 @@ def wait_for_https(
     raise TimeoutError(f"https://{host}/ did not answer within {timeout:.0f} s: {last_error}")
 
 
-def sidecar_logs(tail: int = 60) -> str:
-    """The sidecar's recent log lines (it logs to stderr, which `docker service logs` keeps)."""
-    result = run(
-        ["docker", "service", "logs", "--raw", "--tail", str(tail), f"{EDGE_STACK}_certbotless"],
-        check=False,
-    )
+def container_logs(container: str, tail: str = "all") -> str:
+    result = run(["docker", "logs", "--tail", tail, container], check=False)
     return result.stdout + result.stderr
+
+
+def service_logs(service: str, tail: int | None = None) -> str:
+    """The logs of a service's task containers on this node, oldest container first. Not
+    `docker service logs`, which now and then never returns (docker/cli#4678)."""
+    containers = docker(
+        "ps", "--all", "--quiet", "--filter", f"label=com.docker.swarm.service.name={service}"
+    ).split()
+    lines = [
+        line
+        for container in reversed(containers)  # `docker ps` lists the newest first
+        for line in container_logs(container).splitlines(keepends=True)
+    ]
+    return "".join(lines[-tail:] if tail else lines)
+
+
+def sidecar_logs(tail: int = 60) -> str:
+    """The sidecar's recent log lines (it logs to stderr)."""
+    return service_logs(f"{EDGE_STACK}_certbotless", tail)
 
 
 def stored_chain_labels() -> list[dict[str, str]]:

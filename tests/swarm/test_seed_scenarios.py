@@ -17,6 +17,7 @@ from rig.stacks import (
     docker,
     https_get,
     remove_stacks,
+    service_logs,
     sidecar_logs,
     wait_for_https,
 )
@@ -130,7 +131,7 @@ def test_the_edge_speaks_http2_and_nginx_has_nothing_to_warn_about(seeds: str) -
         "/root.pem", "--resolve", f"{NLP}:443:127.0.0.1", f"https://{NLP}/",
     )  # fmt: skip
     assert version == "2"
-    nginx_log = docker("service", "logs", "--raw", f"{EDGE_STACK}_nginx")
+    nginx_log = service_logs(f"{EDGE_STACK}_nginx")
     assert "[warn]" not in nginx_log and "[emerg]" not in nginx_log, nginx_log[-3000:]
     assert "nginx 1.26" in sidecar_logs(500), "the sidecar rendered for the edge's nginx"
 

@@ -17,6 +17,7 @@ from rig.stacks import (
     DEMO_STACK,
     EDGE_STACK,
     HttpsAnswer,
+    container_logs,
     deploy_demo_app,
     deploy_edge,
     docker,
@@ -215,11 +216,6 @@ def test_a_new_labelled_service_gets_https_from_docker_events(
         docker("service", "rm", "cbl-events-app", check=False)
     assert json.loads(answer.body)["host"] == host
     figure(f"docker service create → HTTPS answering (edge already running): {seconds:.1f} s")
-
-
-def container_logs(container: str, tail: str = "all") -> str:
-    result = run(["docker", "logs", "--tail", tail, container], check=False)
-    return result.stdout + result.stderr
 
 
 def test_an_ip_address_gets_its_certificate_and_is_served_without_sni(
