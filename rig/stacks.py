@@ -62,46 +62,33 @@ def remove_stacks(names: Sequence[str], timeout: float = 90) -> None:
     80/443 are free and their secrets can be removed. (Exited task containers may linger.)"""
     present = set(docker("stack", "ls", "--format", "{{.Name}}").split())
     doomed = [n for n in names if n in present]
-    if not doomed:
-        return
-    docker("stack", "rm", *doomed)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        left = [
-            c
-            for n in doomed
-            for c in docker("ps", "-q", "--filter", f"label=com.docker.stack.namespace={n}").split()
-        ]
-        services = [
-            s
-            for n in doomed
-            for s in docker(
-                "service", "ls", "-q", "--filter", f"label=com.docker.stack.namespace={n}"
-            ).split()
-        ]
-        if not left and not services:
-            return
-        time.sleep(1)
-    raise RuntimeError(
-        f"stacks {doomed} still have running containers after {timeout:.0f} s:\n"
-        + docker("ps", "--format", "{{.Names}} {{.Status}}")
-        + docker("service", "ls")
-    )
+    if doomed:
+        docker("stack", "rm", *doomed)
+        _wait_until_gone(f"stacks {doomed}", "com.docker.stack.namespace", doomed, timeout)
 
 
 def remove_services(names: Sequence[str], timeout: float = 90) -> None:
     """Remove services and wait until their running containers are gone."""
-    if not names:
-        return
-    docker("service", "rm", *names)
+    if names:
+        docker("service", "rm", *names)
+        _wait_until_gone(f"services {names}", "com.docker.swarm.service.name", names, timeout)
+
+
+def _wait_until_gone(what: str, label: str, values: Sequence[str], timeout: float) -> None:
+    """Until no service and no running container carries `label` with one of `values`."""
+    filters = [f"label={label}={value}" for value in values]
     deadline = time.monotonic() + timeout
     while any(
-        docker("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={n}").split()
-        for n in names
+        docker(kind, "ls", "-q", "--filter", where).split()
+        for kind in ("container", "service")
+        for where in filters
     ):
         if time.monotonic() > deadline:
-            raise RuntimeError(f"services {names} still have running containers after "
-                               f"{timeout:.0f} s:\n" + docker("ps"))  # fmt: skip
+            raise RuntimeError(
+                f"{what} still have running containers after {timeout:.0f} s:\n"
+                + docker("ps", "--format", "{{.Names}} {{.Status}}")
+                + docker("service", "ls")
+            )
         time.sleep(1)
 
 
@@ -217,8 +204,13 @@ def container_logs(container: str, tail: str = "all") -> str:
 def service_logs(service: str, tail: int | None = None) -> str:
     """The logs of a service's task containers on this node, oldest container first. Not
     `docker service logs`, which now and then never returns (docker/cli#4678)."""
+    found = run(["docker", "service", "inspect", "--format", "{{.ID}}", service], check=False)
+    if found.returncode != 0:
+        return ""
+    # By ID: containers of a removed service of the same name may still be there.
+    service_id = found.stdout.strip()
     containers = docker(
-        "ps", "--all", "--quiet", "--filter", f"label=com.docker.swarm.service.name={service}"
+        "ps", "--all", "--quiet", "--filter", f"label=com.docker.swarm.service.id={service_id}"
     ).split()
     lines = [
         line
