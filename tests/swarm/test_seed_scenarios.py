@@ -58,8 +58,11 @@ def seeds(
 
 
 def test_routing_by_host_and_path_reaches_every_replica(seeds: str) -> None:
-    tasks = set()
-    for _ in range(15):
+    # nginx re-resolves the service name every 10 s (resolver valid=10s): a replica that
+    # started after the last lookup is reached after the next one.
+    tasks: set[str] = set()
+    deadline = time.monotonic() + 60
+    while len(tasks) < 3 and time.monotonic() < deadline:
         answer = https_get(API, seeds, "/service1/predict")
         assert answer.status == 200
         reply = json.loads(answer.body)
@@ -67,6 +70,7 @@ def test_routing_by_host_and_path_reaches_every_replica(seeds: str) -> None:
             "flask-api", "/service1/predict", "https",
         )  # fmt: skip
         tasks.add(reply["task"])
+        time.sleep(0.1)
     assert len(tasks) == 3, f"3 replicas behind /service1, saw {tasks}"
     assert https_get(API, seeds, "/").status == 404, "no route at / on this host"
     assert "<h1>corporate</h1>" in https_get(NLP, seeds, "/").body
