@@ -390,7 +390,6 @@ def test_sigterm_abandons_orders_cleanly_and_the_next_task_finishes_the_work(
                 break
         stopped_at = time.monotonic()
         docker("kill", "--signal", "TERM", sidecar)
-        follow.kill()
         exit_code = docker("wait", sidecar).strip()
         seconds = time.monotonic() - stopped_at
         assert exit_code == "0" and seconds < 60
