@@ -93,8 +93,10 @@ def _wait_until_gone(what: str, label: str, values: Sequence[str], timeout: floa
 
 
 def remove_leftovers() -> list[str]:
-    """Remove what an interrupted earlier run left on the swarm: the demo and seed stacks and the
-    cbl-… services. Their labels would add domains and routes to this run's edge."""
+    """Remove what an earlier run left on the swarm: the demo and seed stacks and the cbl-…
+    services, whose labels would add domains and routes to this run's edge, then every
+    certbotless-made secret and config, whose certificates come from an earlier Pebble (same
+    directory URL, another root) and would be served as if still good."""
     stacks = [EDGE_STACK, DEMO_STACK, *SEED_STACKS]
     present = set(docker("stack", "ls", "--format", "{{.Name}}").split())
     services = [
@@ -104,7 +106,8 @@ def remove_leftovers() -> list[str]:
     ]
     remove_services(services)
     remove_stacks(stacks)
-    return sorted(present & set(stacks)) + services
+    objects = purge_managed_objects()
+    return sorted(present & set(stacks)) + services + ([f"{objects} objects"] if objects else [])
 
 
 def purge_managed_objects() -> int:
