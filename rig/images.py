@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import subprocess
 import tempfile
@@ -23,11 +24,16 @@ class DebianBase:
 
     @property
     def rootfs_tar(self) -> Path:
-        return CACHE_DIR / f"{self.suite}-rootfs.tar"
+        # Named after the package list too, so that adding a package debootstraps anew.
+        packages = hashlib.sha256(self.packages.encode()).hexdigest()[:8]
+        return CACHE_DIR / f"{self.suite}-{packages}-rootfs.tar"
 
 
+# haproxy: the rig's L4 front (the production default is the official haproxy image).
 BOOKWORM = DebianBase(
-    "certbotless-test-base", "bookworm", "python3,python3-venv,nginx-light,ca-certificates,curl"
+    "certbotless-test-base",
+    "bookworm",
+    "python3,python3-venv,nginx-light,haproxy,ca-certificates,curl",
 )
 # nginx 1.26: the syntax of the production image (nginx:stable), where `listen … http2` is
 # deprecated in favour of `http2 on;`, which bookworm's 1.22 rejects.
@@ -40,6 +46,7 @@ PROJECT_IMAGES = [
     ("certbotless:local", ".", BOOKWORM, ["--build-arg", "PIP_FIND_LINKS=/src/.build/wheels"]),
     ("certbotless-nginx:local", "nginx", BOOKWORM, []),
     ("certbotless-nginx:trixie", "nginx", TRIXIE, []),
+    ("certbotless-front:local", "haproxy", BOOKWORM, []),
     ("certbotless-demo-app:local", "stacks/apps/hello", BOOKWORM, []),
 ]
 
@@ -100,8 +107,6 @@ def ensure_base_image(base: DebianBase) -> None:
             run(["tar", "-C", rootfs, "-cf", str(partial), "."])
             partial.rename(base.rootfs_tar)
         say(f"rootfs cached in {base.rootfs_tar} ({time.monotonic() - started:.0f} s)")
-    if image_exists(base.tag):
-        return
     say(f"importing {base.tag}")
     with base.rootfs_tar.open("rb") as tar:
         subprocess.run(
