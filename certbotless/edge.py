@@ -64,9 +64,12 @@ def render_nginx_conf(
     certs_dir: str,
     *,
     nginx_version: NginxVersion = DEFAULT_NGINX_VERSION,
+    front_subnets: Sequence[str] = (),
 ) -> str:
     """`certs` maps certificate name → current version; a host without one gets no 443 server.
-    `nginx_version` is the edge's nginx: it decides how HTTP/2 is switched on."""
+    `nginx_version` is the edge's nginx: it decides how HTTP/2 is switched on. `front_subnets`:
+    the L4 front's network; with one, every listener speaks PROXY protocol and the client's
+    address is taken from it, trusted from those subnets only."""
     by_host: dict[str, list[Route]] = {}
     for route in routes:
         for host in route.hosts:
@@ -75,18 +78,22 @@ def render_nginx_conf(
     http2_directive = nginx_version >= HTTP2_DIRECTIVE_SINCE
     # One form on every 443 listen, the default server's included: listen options are per
     # address, so servers sharing 443 must agree.
-    listen_443 = "listen 443 ssl" if http2_directive else "listen 443 ssl http2"
+    proxy_protocol = " proxy_protocol" if front_subnets else ""
+    listen_80 = f"listen 80{proxy_protocol}"
+    listen_443 = ("listen 443 ssl" if http2_directive else "listen 443 ssl http2") + proxy_protocol
 
     # Clients of an IP address send no SNI: its server must be the default one (discovery lets
     # one IP address through).
     ip_default = next(
         (host for host in sorted(by_host) if is_ip_address(host) and host in cert_for_host), None
     )
-    servers = [_default_servers(responder_upstream, listen_443, ip_default is None)]
+    servers = [_default_servers(responder_upstream, listen_80, listen_443, ip_default is None)]
     for host in sorted(by_host):
         host_routes = sorted(by_host[host], key=lambda r: r.path, reverse=True)
         cert_name = cert_for_host.get(host)
-        servers.append(_http_server(host, host_routes, responder_upstream, cert_name is not None))
+        servers.append(
+            _http_server(host, host_routes, responder_upstream, listen_80, cert_name is not None)
+        )
         if cert_name is not None:
             files = cert_files(cert_name, certs_dir)
             servers.append(
@@ -96,7 +103,19 @@ def render_nginx_conf(
         servers="\n".join(servers),
         ciphers=TLS_CIPHERS,
         http2=_HTTP2_ON if http2_directive else "",
+        real_ip=_real_ip(front_subnets),
     )
+
+
+def _real_ip(front_subnets: Sequence[str]) -> str:
+    if not front_subnets:
+        return ""
+    trusted = "".join(f"\n    set_real_ip_from {subnet};" for subnet in front_subnets)
+    return f"""
+    # Behind the L4 front: the client's address is the one in its PROXY protocol header, and a
+    # header from anywhere else changes nothing.{trusted}
+    real_ip_header proxy_protocol;
+"""
 
 
 _NGINX_VERSION_RE = re.compile(r"\bnginx/([0-9]+)\.([0-9]+)\.([0-9]+)", re.ASCII)
@@ -171,7 +190,9 @@ def _challenge_location(responder_upstream: str) -> str:
         }}"""
 
 
-def _default_servers(responder_upstream: str, listen_443: str, reject_unknown: bool) -> str:
+def _default_servers(
+    responder_upstream: str, listen_80: str, listen_443: str, reject_unknown: bool
+) -> str:
     """Unknown names: challenges still reach the sidecar; /healthz answers load balancers that
     check each edge node by address; TLS handshakes are refused, unless an IP address has a
     certificate: its clients send no name, so its server is the default one instead."""
@@ -184,7 +205,7 @@ def _default_servers(responder_upstream: str, listen_443: str, reject_unknown: b
     }}"""
     return f"""
     server {{
-        listen 80 default_server;
+        {listen_80} default_server;
         server_name _;
 {_challenge_location(responder_upstream)}
         location = /healthz {{
@@ -198,7 +219,9 @@ def _default_servers(responder_upstream: str, listen_443: str, reject_unknown: b
     }}{reject if reject_unknown else ""}"""
 
 
-def _http_server(host: str, routes: list[Route], responder_upstream: str, has_cert: bool) -> str:
+def _http_server(
+    host: str, routes: list[Route], responder_upstream: str, listen_80: str, has_cert: bool
+) -> str:
     """Port 80, decided per route: redirect=false routes are proxied, every other one is sent to
     HTTPS (or, before the certificate exists, refused) so it is never served in clear."""
     if has_cert and all(route.redirect_to_https for route in routes):
@@ -207,7 +230,7 @@ def _http_server(host: str, routes: list[Route], responder_upstream: str, has_ce
         body = _route_locations(routes, plain_http=True, has_cert=has_cert)
     return f"""
     server {{
-        listen 80;
+        {listen_80};
         server_name {host};
 {_challenge_location(responder_upstream)}
 {body}
@@ -401,7 +424,7 @@ http {{
     ssl_session_cache shared:certbotless:10m;
     ssl_session_timeout 1d;
     ssl_session_tickets off;
-{http2}{servers}
+{http2}{real_ip}{servers}
 }}
 """
 

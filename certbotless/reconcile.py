@@ -266,7 +266,7 @@ class Reconciler:
             elif not needs_edge:
                 edge = None
             self_check = (
-                EdgeSelfCheck(f"tasks.{edge}")
+                EdgeSelfCheck(f"tasks.{edge}", proxy_protocol=self.settings.proxy_protocol)
                 if edge is not None and self.settings.self_check
                 else None
             )
@@ -487,6 +487,7 @@ class Reconciler:
             self.settings.responder_upstream,
             self.settings.certs_dir,
             nginx_version=version,
+            front_subnets=self.settings.front_subnets,
         )
 
     def _edge_nginx_version(self, service: Json) -> NginxVersion:
@@ -543,7 +544,11 @@ class Reconciler:
             ):
                 log.warning("nginx -t in the edge image: %s", warning)
             served = (
-                ServedCertificates(f"tasks.{edge_service}") if self.settings.self_check else None
+                ServedCertificates(
+                    f"tasks.{edge_service}", proxy_protocol=self.settings.proxy_protocol
+                )
+                if self.settings.self_check
+                else None
             )
             result = roll_service(
                 self.swarm, edge_service, wanted, self.settings.rollout_timeout, progress, served

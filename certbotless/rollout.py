@@ -22,6 +22,7 @@ from certbotless.edge import (
     parse_nginx_version,
 )
 from certbotless.model import FileReference
+from certbotless.proxy_protocol import connect_to_edge_task
 from certbotless.store import NAME_PREFIX, serial_hex
 from certbotless.swarm import APIError, JobResult, Swarm
 
@@ -106,10 +107,14 @@ class ServedCertificates:
     address of the node when the edge publishes host-mode ports (tests, benchmarks).
     """
 
-    def __init__(self, host: str, port: int = 443, timeout: float = 3.0) -> None:
+    def __init__(
+        self, host: str, port: int = 443, timeout: float = 3.0, proxy_protocol: bool = False
+    ) -> None:
         self.host = host
         self.port = port
         self.timeout = timeout
+        # Behind the L4 front, each edge task expects a PROXY protocol header first.
+        self.proxy_protocol = proxy_protocol
         self._tls = ssl.create_default_context()
         # Only the serial matters here; trust was the CA's business.
         self._tls.check_hostname = False
@@ -126,7 +131,7 @@ class ServedCertificates:
     def _serial(self, address: str, domain: str) -> str:
         try:
             with (
-                socket.create_connection((address, self.port), timeout=self.timeout) as raw,
+                connect_to_edge_task(address, self.port, self.timeout, self.proxy_protocol) as raw,
                 self._tls.wrap_socket(raw, server_hostname=domain) as tls,
             ):
                 der = tls.getpeercert(binary_form=True)

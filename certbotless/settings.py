@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -16,6 +17,8 @@ LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 DIRECTORY_SHORTCUTS = {"production": LETSENCRYPT_PRODUCTION, "staging": LETSENCRYPT_STAGING}
 
 PREFIX = "CERTBOTLESS_"
+# The subnet of the `front` network in stacks/edge.yml.
+DEFAULT_FRONT_SUBNET = "10.222.0.0/24"
 
 
 class SettingsError(ValueError):
@@ -54,6 +57,13 @@ class Settings:
     smtp_url: str | None = field(default=None, repr=False)
     alert_email: tuple[str, ...] = ()
     gc_keep_expired_days: int = 0
+    # The L4 front's network: nginx listens with PROXY protocol and takes the client's address
+    # from headers sent from there only. Empty: nginx publishes its own ports.
+    front_subnets: tuple[str, ...] = (DEFAULT_FRONT_SUBNET,)
+
+    @property
+    def proxy_protocol(self) -> bool:
+        return bool(self.front_subnets)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -156,6 +166,7 @@ class Settings:
             gc_keep_expired_days=_whole_number(
                 get("GC_KEEP_EXPIRED_DAYS"), "GC_KEEP_EXPIRED_DAYS", defaults.gc_keep_expired_days
             ),
+            front_subnets=_subnets(get("FRONT_SUBNET"), "FRONT_SUBNET", defaults.front_subnets),
         )
 
 
@@ -226,3 +237,22 @@ def _host_port(value: str | None, name: str, default: tuple[str, int]) -> tuple[
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise SettingsError(f"{PREFIX}{name}={value!r} must look like HOST:PORT, e.g. 0.0.0.0:8402")
     return (host or "0.0.0.0", int(port))
+
+
+def _subnets(value: str | None, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """Comma-separated networks, or `none`."""
+    if value is None:
+        return default
+    if value.lower() == "none":
+        return ()
+    subnets = []
+    for part in (p.strip() for p in value.split(",") if p.strip()):
+        try:
+            subnets.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            raise SettingsError(
+                f"{PREFIX}{name}={value!r}: {part!r} is not a network; give the subnet of the "
+                "L4 front's network (e.g. 10.222.0.0/24), or `none` when nginx publishes its "
+                "own ports"
+            ) from None
+    return tuple(subnets)

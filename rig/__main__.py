@@ -1,4 +1,4 @@
-"""`python3 -m rig install|up|images|env|down|demo`: the test rig's commands."""
+"""`python3 -m rig install|up|images|env|down|demo|cluster`: the test rig's commands."""
 
 from __future__ import annotations
 
@@ -47,6 +47,27 @@ def up(record: StartedRecord) -> dict[str, str]:
     return values
 
 
+def cluster_command(action: str, nodes: int, managers: int) -> int:
+    from rig.cluster import Cluster, status_lines
+
+    cluster = Cluster.load()
+    match action:
+        case "up":
+            cluster.up(nodes, managers)
+            for line in status_lines(cluster):
+                say(line)
+        case "down":
+            cluster.down()
+            say("cluster removed")
+        case "status":
+            if not cluster.nodes:
+                say("no cluster")
+                return 1
+            for line in status_lines(cluster):
+                say(line)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python3 -m rig", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -60,6 +81,10 @@ def main() -> int:
     env = commands.add_parser("env", help="print the facts tests need")
     env.add_argument("--json", action="store_true")
     commands.add_parser("demo", help="deploy the edge and a labelled app; verify HTTPS")
+    cluster = commands.add_parser("cluster", help="a multi-node swarm of Docker-in-Docker nodes")
+    cluster.add_argument("action", choices=["up", "down", "status"])
+    cluster.add_argument("--nodes", type=int, default=4, help="nodes in all (default 4)")
+    cluster.add_argument("--managers", type=int, default=3, help="of which managers (3)")
     args = parser.parse_args()
 
     match args.command:
@@ -85,6 +110,8 @@ def main() -> int:
             from rig.demo import main as demo
 
             return demo()
+        case "cluster":
+            return cluster_command(args.action, args.nodes, args.managers)
     return 0
 
 

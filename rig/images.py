@@ -39,6 +39,12 @@ BOOKWORM = DebianBase(
 # deprecated in favour of `http2 on;`, which bookworm's 1.22 rejects.
 TRIXIE = DebianBase("certbotless-test-base-trixie", "trixie", "nginx-light")
 BASE_IMAGE = BOOKWORM.tag
+# A Docker-in-Docker node of the rig's multi-node cluster (rig/cluster.py).
+NODE = DebianBase(
+    "certbotless-test-node",
+    "bookworm",
+    "docker.io,iptables,ca-certificates,curl,procps,iproute2",
+)
 # Trixie's rootfs unpacked, so that tests can run its nginx with chroot.
 NEWER_NGINX_ROOT = CACHE_DIR / "trixie-root"
 PROJECT_IMAGES = [
@@ -115,6 +121,11 @@ def ensure_base_image(base: DebianBase) -> None:
             check=True,
             stdout=subprocess.DEVNULL,
         )
+
+
+def ensure_node_image() -> None:
+    """The cluster's node image; built only when a cluster is wanted."""
+    ensure_base_image(NODE)
 
 
 def build_project_images() -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from certbotless.acme.errors import Abandoned, AcmeError
+from certbotless.proxy_protocol import connect_to_edge_task
 
 log = logging.getLogger(__name__)
 
@@ -287,10 +288,18 @@ class EdgeSelfCheck:
     on the shared overlay network.
     """
 
-    def __init__(self, edge_dns_name: str, timeout: float = 60.0, port: int = 80) -> None:
+    def __init__(
+        self,
+        edge_dns_name: str,
+        timeout: float = 60.0,
+        port: int = 80,
+        proxy_protocol: bool = False,
+    ) -> None:
         self.edge_dns_name = edge_dns_name
         self.timeout = timeout
         self.port = port
+        # Behind the L4 front, each edge task expects a PROXY protocol header first.
+        self.proxy_protocol = proxy_protocol
 
     def wait_until_served(
         self,
@@ -330,6 +339,9 @@ class EdgeSelfCheck:
         for address in addresses:
             connection = http.client.HTTPConnection(str(address), self.port, timeout=3)
             try:
+                connection.sock = connect_to_edge_task(
+                    str(address), self.port, 3, self.proxy_protocol
+                )
                 connection.request("GET", CHALLENGE_PREFIX + token, headers={"Host": domain})
                 response = connection.getresponse()
                 body = response.read(4096).decode(errors="replace")

@@ -279,3 +279,16 @@ def test_an_ip_address_with_a_certificate_is_the_default_tls_server() -> None:
     # Until the address has its certificate, unknown names are refused as always.
     waiting = EdgeScenario(IP_ADDRESS.routes, certs_for("app.example.test")).render()
     assert "ssl_reject_handshake on;" in waiting
+
+
+def test_behind_the_front_every_listener_takes_the_client_address_from_its_network_only() -> None:
+    text = render_nginx_conf(
+        DEMO.routes, DEMO.certs, RESPONDER, CERTS_DIR, front_subnets=("10.222.0.0/24",)
+    )
+    listens = re.findall(r"^\s*listen .*;$", text, re.MULTILINE)
+    assert len(listens) > 4 and all("proxy_protocol" in line for line in listens)
+    assert "set_real_ip_from 10.222.0.0/24;" in text
+    assert "real_ip_header proxy_protocol;" in text
+    assert validate_nginx_conf(text, CERTS_DIR) == ()
+    # Without a front: no PROXY protocol, and no address taken from headers.
+    assert "proxy_protocol" not in DEMO.render() and "real_ip" not in DEMO.render()

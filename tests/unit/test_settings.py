@@ -34,3 +34,14 @@ def test_eab_needs_both_parts_and_a_base64url_key() -> None:
     )
     assert (settings.eab_kid, settings.eab_hmac_key) == ("kid-1", "zWNDZM6eQGHWpSRTPal5eIUYFTu7")
     assert "zWND" not in repr(settings)
+
+
+def test_the_front_subnet_decides_proxy_protocol() -> None:
+    default = Settings.from_env({})
+    assert default.front_subnets == ("10.222.0.0/24",) and default.proxy_protocol
+    several = Settings.from_env({"CERTBOTLESS_FRONT_SUBNET": "10.9.0.7/16, fd00::/64"})
+    assert several.front_subnets == ("10.9.0.0/16", "fd00::/64")
+    direct = Settings.from_env({"CERTBOTLESS_FRONT_SUBNET": "none"})
+    assert direct.front_subnets == () and not direct.proxy_protocol
+    with pytest.raises(SettingsError, match="CERTBOTLESS_FRONT_SUBNET.*not a network"):
+        Settings.from_env({"CERTBOTLESS_FRONT_SUBNET": "front"})
