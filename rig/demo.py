@@ -43,7 +43,7 @@ def main() -> int:
         say(str(error))
         print(sidecar_logs(), file=sys.stderr)
         return 1
-    https_after = time.monotonic() - app_deployed
+    https_after = answer.answering_since - app_deployed
     say(f"https://{DEMO_HOST}/ answered, verified against Pebble's root ({root}):")
     print(answer.body.rstrip())
     print(answer.describe())

@@ -7,6 +7,7 @@ through the `docker` CLI so it has no dependency on the package under test.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import http.client
 import json
 import socket
@@ -127,6 +128,8 @@ class HttpsAnswer:
     body: str
     peer: dict[str, object]
     der: bytes
+    # wait_for_https: since when (time.monotonic()) every request has been answered.
+    answering_since: float = 0.0
 
     @property
     def serial(self) -> str:
@@ -179,19 +182,34 @@ def https_get(
 
 
 def wait_for_https(
-    host: str, cafile: str, timeout: float, say: Say = print, every: float = 5.0, path: str = "/"
+    host: str,
+    cafile: str,
+    timeout: float,
+    say: Say = print,
+    every: float = 5.0,
+    path: str = "/",
+    stable: float = 3.0,
 ) -> HttpsAnswer:
+    """Until `https://host/path` has answered 200 to every request for `stable` seconds. A new
+    host's first answer comes from the new nginx task while the old one, which does not know
+    the host yet, still takes connections for a moment (start-first)."""
     deadline = time.monotonic() + timeout
     last_said = 0.0
     last_error = "no attempt"
+    answering_since: float | None = None
     while time.monotonic() < deadline:
         try:
             answer = https_get(host, cafile, path)
             if answer.status == 200:
-                return answer
+                answering_since = answering_since or time.monotonic()
+                if time.monotonic() - answering_since >= stable:
+                    return dataclasses.replace(answer, answering_since=answering_since)
+                time.sleep(0.1)
+                continue
             last_error = f"HTTP {answer.status}"
         except (OSError, ssl.SSLError, http.client.HTTPException) as error:
             last_error = str(error) or type(error).__name__
+        answering_since = None
         if time.monotonic() - last_said >= every:
             say(f"  waiting for https://{host}/ … ({last_error})")
             last_said = time.monotonic()

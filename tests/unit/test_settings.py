@@ -43,5 +43,5 @@ def test_the_front_subnet_decides_proxy_protocol() -> None:
     assert several.front_subnets == ("10.9.0.0/16", "fd00::/64")
     direct = Settings.from_env({"CERTBOTLESS_FRONT_SUBNET": "none"})
     assert direct.front_subnets == () and not direct.proxy_protocol
-    with pytest.raises(SettingsError, match="CERTBOTLESS_FRONT_SUBNET.*not a network"):
+    with pytest.raises(SettingsError, match=r"CERTBOTLESS_FRONT_SUBNET.*not a network"):
         Settings.from_env({"CERTBOTLESS_FRONT_SUBNET": "front"})
