@@ -224,9 +224,12 @@ class Reconciler:
         roll: bool = True,
         progress: Progress = log.info,
         dry_run: bool = False,
+        defer_roll: Callable[[], bool] = lambda: False,
     ) -> PassReport:
         """One pass. `force`: renew every certificate now (True) or these names. `dry_run`:
-        order every wanted certificate but store nothing and roll nothing."""
+        order every wanted certificate but store nothing and roll nothing. `defer_roll`, asked
+        before rolling: whether another pass follows at once (more services changed meanwhile),
+        which then rolls this pass's certificates with its own, in one roll."""
         with pass_lock(self.settings.lock_file):
             if self.stopping.is_set():
                 raise PassAbandoned("certbotless is stopping")
@@ -287,6 +290,8 @@ class Reconciler:
             removed: tuple[Removal, ...] = ()
             if roll and edge is not None and self.stopping.is_set():
                 progress(f"stopping: {edge} is rolled at the next start")
+            elif roll and edge is not None and defer_roll():
+                progress(f"more services changed during this pass: the next pass rolls {edge}")
             elif roll and edge is not None:
                 try:
                     rolled = self._deploy_edge(

@@ -27,8 +27,10 @@ STOP_WAIT_SECONDS = 75
 STUCK_PASS_SECONDS = 30 * 60
 
 # Docker events: a pass once the swarm has been quiet this long, but no later than the cap after
-# the first event of a burst (a `docker stack deploy` of many services is one burst).
-EVENT_QUIET = timedelta(seconds=2)
+# the first event of a burst. A burst that goes on during a pass (a `docker stack deploy` of many
+# services) defers that pass's roll to the next pass, so the burst costs one roll; for at most
+# the cap, so that a swarm that never stops changing still gets its rolls.
+EVENT_QUIET = timedelta(seconds=0.3)
 EVENT_CAP = timedelta(seconds=10)
 # Let's Encrypt allows 5 failed validations per name per hour.
 RETRY_AFTER_FAILURE = timedelta(minutes=15)
@@ -42,6 +44,11 @@ _OWN_JOB_PREFIX = NAME_PREFIX + "nginx-check-"
 def debounced(now: datetime, burst_started: datetime) -> datetime:
     """When a pass runs for a burst of events: after the quiet time, at the latest at the cap."""
     return min(now + EVENT_QUIET, burst_started + EVENT_CAP)
+
+
+def should_defer_roll(now: datetime, deferred_since: datetime | None) -> bool:
+    """Whether a roll may wait for the next pass, given since when rolls have waited."""
+    return deferred_since is None or now - deferred_since < EVENT_CAP
 
 
 class Daemon:
@@ -67,6 +74,7 @@ class Daemon:
         self._stopping = reconciler.stopping
         self._burst_started: datetime | None = None
         self._burst_lock = threading.Lock()
+        self._roll_deferred_since: datetime | None = None
         # When each pass under way started: a stop waits for them, a stuck one is unhealthy.
         self._started: list[float] = []
         self._idle = threading.Condition()
@@ -148,7 +156,7 @@ class Daemon:
         started = time.monotonic()
         now = datetime.now(UTC)
         try:
-            report = self.reconciler.run_pass()
+            report = self.reconciler.run_pass(defer_roll=self._defer_roll)
         except PassAbandoned:
             return
         except Exception as error:
@@ -176,6 +184,18 @@ class Daemon:
             len(report.problems),
             report.rolled,
         )
+
+    def _defer_roll(self) -> bool:
+        """Asked by a pass before it rolls: yes while a burst of changes began during the pass
+        (its own pass follows), for at most EVENT_CAP in a row."""
+        now = datetime.now(UTC)
+        with self._burst_lock:
+            burst_under_way = self._burst_started is not None
+        if burst_under_way and should_defer_roll(now, self._roll_deferred_since):
+            self._roll_deferred_since = self._roll_deferred_since or now
+            return True
+        self._roll_deferred_since = None
+        return False
 
     def _watch_events(self) -> None:
         since = time.time()

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from certbotless.alerts import Alert, alerts_for, pass_failed_alert, stable_words
 from certbotless.cli import listed_status
 from certbotless.model import Listed, PassReport, RenewalFailure
-from certbotless.scheduler import EVENT_CAP, EVENT_QUIET, debounced
+from certbotless.scheduler import EVENT_CAP, EVENT_QUIET, debounced, should_defer_roll
 from tests.unit.factories import stored_cert
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -15,11 +15,17 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 def test_a_burst_of_events_is_one_pass_after_the_quiet_time_but_never_past_the_cap() -> None:
     assert debounced(NOW, NOW) == NOW + EVENT_QUIET
     # Each event pushes the pass back…
-    later = NOW + timedelta(seconds=1.5)
+    later = NOW + EVENT_QUIET / 2
     assert debounced(later, NOW) == later + EVENT_QUIET
     # …but a stack deploy that keeps changing things still gets its pass at the cap.
-    much_later = NOW + EVENT_CAP - timedelta(seconds=1)
+    much_later = NOW + EVENT_CAP - EVENT_QUIET / 2
     assert debounced(much_later, NOW) == NOW + EVENT_CAP
+
+
+def test_a_roll_waits_for_the_next_pass_while_a_burst_goes_on_but_never_past_the_cap() -> None:
+    assert should_defer_roll(NOW, None)
+    assert should_defer_roll(NOW + EVENT_CAP - timedelta(seconds=1), NOW)
+    assert not should_defer_roll(NOW + EVENT_CAP, NOW)
 
 
 def test_renewal_alerts_are_the_same_news_while_only_tokens_and_times_change() -> None:
