@@ -95,7 +95,10 @@ class Doctor:
 
     def _challenge_through_tasks(self, edge: ServiceInfo) -> Check:
         what = "challenge path through every nginx task"
-        problem = self._challenge_problem(f"tasks.{edge.name}", "certbotless-doctor.invalid")
+        # Straight to each task: with the PROXY protocol header the front would have sent.
+        problem = self._challenge_problem(
+            f"tasks.{edge.name}", "certbotless-doctor.invalid", task=True
+        )
         if problem:
             fix = (
                 "nginx must forward /.well-known/acme-challenge/ to "
@@ -125,13 +128,18 @@ class Doctor:
                          "in: the CA connects there")  # fmt: skip
         return Check(what, True, f"{checked} of {len(domains)} domains checked, all answer")
 
-    def _challenge_problem(self, address: str, domain: str, timeout: float | None = None) -> str:
+    def _challenge_problem(
+        self, address: str, domain: str, timeout: float | None = None, task: bool = False
+    ) -> str:
         token = "certbotless-doctor-" + secrets.token_urlsafe(16)
         self.tokens.put(token, token + ".check")
+        check = EdgeSelfCheck(
+            address,
+            timeout=timeout or self.challenge_timeout,
+            proxy_protocol=task and self.settings.proxy_protocol,
+        )
         try:
-            EdgeSelfCheck(address, timeout=timeout or self.challenge_timeout).wait_until_served(
-                domain, token, token + ".check"
-            )
+            check.wait_until_served(domain, token, token + ".check")
         except ChallengeNotServed as error:
             return str(error)
         finally:
