@@ -1,25 +1,50 @@
 """Rollout and inventory benchmark on the rig's real swarm.
 
-Rollout: an nginx service with host-mode ports (8443), a demo app behind it, and a request loop
-(new TLS connection per request, SNI and Host set) running all along. Each roll swaps in fresh
-certificates with `roll_service`; measured per roll: update call → new serial served, update call
-→ Swarm's `completed` plus the served check (what `roll_service` waits for), failed requests, and
-the outage (the longest stretch with no successful request). The peer, in the same run, is the
-naive roll: the same service with the engine's default update settings and stop signal.
+Rollout: an nginx service with a demo app behind it, rolled `--rolls` times to fresh certificates
+with `roll_service`, while two client loops of `rig.traffic` run all along: a new TLS connection
+for every request, and one kept-alive connection (a close between two requests is retried once,
+as browsers do, and counted apart). Three ways, in the same run:
+
+- `front`, certbotless's default (stacks/edge.yml): the repo's haproxy/haproxy.cfg in
+  certbotless-front:local publishes a host port of the benchmark's own and passes TCP with PROXY
+  protocol v2 to `tasks.nginx` on a benchmark-only overlay network, where the nginx service (no
+  published port, nginx.conf rendered with that network's subnet as `front_subnets`) has the alias
+  `nginx`; nginx rolls start-first with edge.yml's update settings and SIGQUIT;
+- `direct` (stacks/edge-direct.yml): nginx publishes its own host port and rolls stop-first;
+- `naive`: the same as `direct` with the engine's default update settings.
+
+Measured per roll: update call → a client first gets the new serial (and → the old serial was last
+seen), update call → `roll_service` returned (Swarm's `completed` plus its served check), update
+call → the old task's container is gone; for each loop, from 0.5 s before the update until 1 s
+after the old container is gone: requests, failed requests, the outage (the longest stretch with
+no successful request) and, for the kept-alive connection, the closes its one retry absorbed.
+
+The served check given to `roll_service` asks through the port clients use: for `direct` and
+`naive`, nginx's own; for `front`, HAProxy's, so that each check reaches one task that HAProxy
+picked, not every task in turn. That is enough here (one node, so one task once the old one is out
+of Swarm's DNS); inside the overlay, certbotless itself asks every task with
+`ServedCertificates("tasks.<nginx service>", proxy_protocol=True)`.
+
+The front's target: no failed request on either loop (after the one retry), in every roll.
 
 Inventory: `CertStore.inventory()` over `--inventory` stored certificates (default 1000) created
 in the swarm for the run and removed after.
+
+It waits (bounded) while a pytest run is going on (the swarm tests remove every `cbl-…` service
+when they start) and holds /tmp/cbl-bench.lock while it runs. Everything it makes is named
+`cbl-bench-…` (services, networks, the HAProxy config) or is a certificate, key or nginx.conf it
+stored itself, and exactly that is removed at the end.
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
-import socket
-import ssl
+import os
 import statistics
+import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -42,185 +67,359 @@ from certbotless.rollout import ServedCertificates, roll_service
 from certbotless.store import CertStore
 from certbotless.swarm import Swarm
 from rig.pebble import PebbleServer
-from rig.stacks import EDGE_NETWORK, docker, ensure_edge_network
-from rig.state import read_env
+from rig.stacks import docker
+from rig.state import read_env, run
+from rig.traffic import KeepAliveLoop, NewConnectionLoop, Summary, Target
 
+REPO = Path(__file__).resolve().parent.parent
 HOST = "rollout.bench.test"
-EDGE = "cbl-bench-edge"
+NGINX = "cbl-bench-nginx"
+FRONT = "cbl-bench-haproxy"
 APP = "cbl-bench-app"
-HTTPS_PORT = 8443
+EDGE_NET = "cbl-bench-edge"  # nginx and the app
+FRONT_NET = "cbl-bench-front"  # the front and nginx: PROXY protocol is trusted from its subnet
+FRONT_CONFIG = "cbl-bench-front-haproxy-cfg"
+FRONT_CONFIG_TARGET = "/usr/local/etc/haproxy/haproxy.cfg"
+FRONT_CONTAINER_PORT = 8443  # haproxy.cfg's `bind :8443`
+# Not 8443: the swarm tests' own nginx publishes that.
+FRONT_PORT, DIRECT_PORT, NAIVE_PORT = 9443, 9444, 9445
 PEBBLE_PORT = 14210
 HTTP01_PORT = 5004
+LOCK = Path("/tmp/cbl-bench.lock")
 # Short, so that a connection attempt swallowed while the port has no container (SYN dropped)
 # does not stretch the measured outage by the client's own wait.
 CONNECT_TIMEOUT = 0.2
+REQUEST_TIMEOUT = 3.0
+SETTLE = 1.0  # seconds measured after the old task's container is gone
 TARGET_CONVERGED = 6.0
 TARGET_OUTAGE = 0.5
 TARGET_INVENTORY = 2.0
 
 Say = Callable[[str], None]
 
-# The edge's settings in stacks/edge.yml, and what the engine does by default.
-TUNED = [
-    "--stop-signal", "SIGQUIT",
-    "--update-order", "stop-first", "--update-delay", "0s", "--update-monitor", "1s",
-    "--update-failure-action", "rollback", "--update-max-failure-ratio", "0",
-    "--rollback-order", "stop-first", "--rollback-parallelism", "0",
+# stacks/edge.yml's nginx service.
+EDGE_YML = [
+    "--mode", "global", "--endpoint-mode", "dnsrr",
+    "--stop-signal", "SIGQUIT", "--stop-grace-period", "10s",
+    "--update-order", "start-first", "--update-parallelism", "1", "--update-delay", "0s",
+    "--update-monitor", "1s", "--update-failure-action", "rollback",
+    "--update-max-failure-ratio", "0",
+    "--rollback-order", "start-first", "--rollback-parallelism", "1",
     "--rollback-monitor", "1s", "--rollback-failure-action", "pause",
+]  # fmt: skip
+# stacks/edge.yml with stacks/edge-direct.yml over it: stop-first, on managers.
+EDGE_DIRECT_YML = [
+    *EDGE_YML, "--update-order", "stop-first", "--rollback-order", "stop-first",
+    "--constraint", "node.role==manager",
 ]  # fmt: skip
 NAIVE: list[str] = []
 
 
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    title: str
+    settings: list[str]
+    port: int  # the host port clients use
+    behind_front: bool
+
+
+MODES = {
+    "front": Mode("front", "front (edge.yml: HAProxy, start-first)", EDGE_YML, FRONT_PORT, True),
+    "direct": Mode(
+        "direct", "direct (edge-direct.yml, stop-first)", EDGE_DIRECT_YML, DIRECT_PORT, False
+    ),
+    "naive": Mode("naive", "naive (engine defaults)", NAIVE, NAIVE_PORT, False),
+}
+
+
 @dataclass
 class RollFigures:
-    served: float  # update call → every task serves the new serial
+    served: float  # update call → first connection that got the new serial
+    old_last_seen: float  # update call → last connection that got the old serial
     converged: float  # update call → roll_service returned (Swarm completed + served check)
-    failed_requests: int
-    requests: int
-    outage: float  # longest stretch without a successful request
+    old_gone: float  # update call → the old task's container no longer runs
+    fresh: Summary  # the new-connection loop over the roll
+    kept: Summary  # the keep-alive loop over the roll
 
 
 @dataclass
-class RequestLoop:
-    """Requests against the edge in a thread: (start time, ok) for each."""
+class Created:
+    """What the run made, to remove exactly that."""
 
-    results: list[tuple[float, float, bool]] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def run(self) -> None:
-        tls = ssl.create_default_context()
-        tls.check_hostname = False
-        tls.verify_mode = ssl.CERT_NONE
-        while not self.stop.is_set():
-            started = time.monotonic()
-            ok = False
-            with (
-                suppress(OSError, http.client.HTTPException),
-                socket.create_connection(("127.0.0.1", HTTPS_PORT), timeout=CONNECT_TIMEOUT) as raw,
-                tls.wrap_socket(raw, server_hostname=HOST) as conn,
-            ):
-                request = f"GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"
-                conn.sendall(request.encode())
-                response = http.client.HTTPResponse(conn)
-                response.begin()
-                ok = response.status == 200
-            self.results.append((started, time.monotonic(), ok))
-            if not ok:
-                time.sleep(0.01)
-
-    def between(self, start: float, end: float) -> list[tuple[float, float, bool]]:
-        return [r for r in self.results if start <= r[0] <= end]
+    services: list[str] = field(default_factory=list)
+    networks: list[str] = field(default_factory=list)
+    configs: list[str] = field(default_factory=list)  # plain docker configs (HAProxy's)
+    store_configs: list[str] = field(default_factory=list)  # certificate chains, nginx.conf
+    store_secrets: list[str] = field(default_factory=list)
+    existing_configs: set[str] = field(default_factory=set)
 
 
-def outage(results: list[tuple[float, float, bool]]) -> float:
-    """Longest time between the end of one successful request and the end of the next one."""
-    longest, last_ok = 0.0, None
-    for _, ended, ok in results:
-        if ok:
-            if last_ok is not None:
-                longest = max(longest, ended - last_ok)
-            last_ok = ended
-    return longest
+class ContainerWatch:
+    """When each container of the nginx service was first and last seen running (every 0.1 s)."""
+
+    def __init__(self, swarm: Swarm) -> None:
+        self.swarm = swarm
+        self.first: dict[str, float] = {}
+        self.last: dict[str, float] = {}
+        self.latest: set[str] = set()
+        self.polled_at = 0.0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ContainerWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def running(self) -> set[str]:
+        listed = self.swarm.api.containers(
+            filters={"label": f"com.docker.swarm.service.name={NGINX}"}
+        )
+        return {str(c["Id"]) for c in listed}
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with suppress(Exception):
+                seen = self.running()
+                now = time.monotonic()
+                with self._lock:
+                    for cid in seen:
+                        self.first.setdefault(cid, now)
+                        self.last[cid] = now
+                    self.latest, self.polled_at = seen, now
+            self._stop.wait(0.1)
+
+    def gone(self, ids: set[str], since: float) -> float | None:
+        """When the last of `ids` was last seen running, once a poll after `since` saw none."""
+        with self._lock:
+            if self.polled_at <= since or not ids.isdisjoint(self.latest):
+                return None
+            return max((self.last.get(cid, since) for cid in ids), default=since)
+
+
+class SerialWatch:
+    """Asks through the clients' port, every 0.05 s, which serial a new connection gets."""
+
+    def __init__(self, port: int, old: str, new: str) -> None:
+        self.check = ServedCertificates("127.0.0.1", port, timeout=1)
+        self.old, self.new = old, new
+        self.first_new: float | None = None
+        self.last_old: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            serials = set(self.check.serials(HOST).values())
+            now = time.monotonic()
+            if self.new in serials and self.first_new is None:
+                self.first_new = now
+            if self.old in serials:
+                self.last_old = now
+            self._stop.wait(0.05)
+
+    def __enter__(self) -> SerialWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def wait_gone(service: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while docker("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={service}").strip():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{service} still has containers after {timeout:.0f} s")
+        time.sleep(0.5)
+
+
+def remove_service(created: Created, service: str) -> None:
+    if service in created.services:
+        docker("service", "rm", service, check=False)
+        wait_gone(service)
+        created.services.remove(service)
+
+
+def create_service(created: Created, name: str, *args: str) -> None:
+    if run(["docker", "service", "inspect", name], check=False).returncode == 0:
+        raise RuntimeError(f"service {name} exists already: an earlier run left it; remove it")
+    created.services.append(name)
+    docker("service", "create", "--detach", "--name", name, *args)
+
+
+def create_network(created: Created, name: str) -> str:
+    """A bench-only overlay network; returns its subnet."""
+    if run(["docker", "network", "inspect", name], check=False).returncode == 0:
+        raise RuntimeError(f"network {name} exists already: an earlier run left it; remove it")
+    docker("network", "create", "--driver", "overlay", name)
+    created.networks.append(name)
+    return docker(
+        "network", "inspect", name, "--format", "{{range .IPAM.Config}}{{.Subnet}} {{end}}"
+    ).split()[0]
+
+
+def save_cert(store: CertStore, issuer: AcmeIssuer, created: Created) -> StoredCert:
+    stored = store.save(issuer.issue(CertSpec(HOST, (HOST,))))
+    created.store_secrets.append(stored.secret_id)
+    created.store_configs.append(stored.config_id)
+    return stored
+
+
+def nginx_conf(
+    store: CertStore, cert: StoredCert, created: Created, front_subnet: str | None
+) -> tuple[str, str]:
+    routes = [Route(APP, (HOST,), 8000)]
+    text = render_nginx_conf(
+        routes,
+        {cert.name: cert},
+        "x:1",
+        "/etc/nginx/certs",
+        front_subnets=(front_subnet,) if front_subnet else (),
+    )
+    conf = store.ensure_nginx_conf(text)
+    if conf[1] not in created.existing_configs and conf[1] not in created.store_configs:
+        created.store_configs.append(conf[1])
+    return conf
 
 
 @contextmanager
-def edge_service(store: CertStore, cert: StoredCert, settings: list[str]) -> Iterator[None]:
-    docker("service", "rm", EDGE, check=False)
-    wait_gone(EDGE)
-    routes = [Route(APP, (HOST,), 8000)]
-    current = {cert.name: cert}
-    conf = store.ensure_nginx_conf(render_nginx_conf(routes, current, "x:1", "/etc/nginx/certs"))
-    refs = edge_references(routes, current, conf, "/etc/nginx/certs")
+def front_service(created: Created, say: Say) -> Iterator[str]:
+    """The front network and HAProxy on it; yields the network's subnet."""
+    subnet = create_network(created, FRONT_NET)
+    cfg = REPO / "haproxy" / "haproxy.cfg"
+    docker("config", "create", FRONT_CONFIG, str(cfg))
+    created.configs.append(FRONT_CONFIG)
+    create_service(
+        created, FRONT,
+        "--mode", "global", "--constraint", "node.role==manager",
+        "--network", FRONT_NET,
+        "--publish", f"mode=host,target={FRONT_CONTAINER_PORT},published={FRONT_PORT}",
+        "--config", f"source={FRONT_CONFIG},target={FRONT_CONFIG_TARGET}",
+        "--stop-signal", "SIGUSR1",
+        "certbotless-front:local",
+    )  # fmt: skip
+    say(f"front: HAProxy ({cfg.relative_to(REPO)}) on {FRONT_NET} ({subnet}), port {FRONT_PORT}")
+    try:
+        yield subnet
+    finally:
+        log = Path("/tmp/cbl-bench-haproxy.log")
+        with suppress(Exception):
+            logs = run(["docker", "service", "logs", "--timestamps", "--raw", FRONT], check=False)
+            log.write_text(logs.stdout + logs.stderr)
+            say(f"front: HAProxy's log is in {log}")
+        remove_service(created, FRONT)
+
+
+@contextmanager
+def edge_service(
+    store: CertStore, cert: StoredCert, mode: Mode, created: Created, front_subnet: str | None
+) -> Iterator[None]:
+    conf = nginx_conf(store, cert, created, front_subnet)
+    refs = edge_references([Route(APP, (HOST,), 8000)], {cert.name: cert}, conf, "/etc/nginx/certs")
     mounts = []
     for ref in refs:
         mounts += [
             f"--{ref.kind}",
             f"source={ref.object_name},target={ref.target},mode=0{ref.mode:o}",
         ]
-    docker(
-        "service", "create", "--detach", "--name", EDGE, "--network", EDGE_NETWORK,
-        "--publish", f"mode=host,target=443,published={HTTPS_PORT}",
-        *mounts, *settings, "certbotless-nginx:local",
-    )  # fmt: skip
+    if mode.behind_front:
+        where = ["--network", EDGE_NET, "--network", f"name={FRONT_NET},alias=nginx"]
+    else:
+        where = ["--network", EDGE_NET, "--publish", f"mode=host,target=443,published={mode.port}"]
+    create_service(created, NGINX, *where, *mounts, *mode.settings, "certbotless-nginx:local")
     try:
-        ServedCertificates("127.0.0.1", HTTPS_PORT).wait_until_serving(
-            {HOST: cert.serial}, time.monotonic() + 60
+        ServedCertificates("127.0.0.1", mode.port).wait_until_serving(
+            {HOST: cert.serial}, time.monotonic() + 90
         )
         yield
     finally:
-        docker("service", "rm", EDGE, check=False)
-        wait_gone(EDGE)
-
-
-def wait_gone(service: str) -> None:
-    deadline = time.monotonic() + 60
-    while docker("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={service}").strip():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{service} still has containers after 60 s")
-        time.sleep(0.5)
+        remove_service(created, NGINX)
 
 
 def measure_rolls(
-    store: CertStore, issuer: AcmeIssuer, settings: list[str], rolls: int, say: Say, label: str
+    store: CertStore,
+    issuer: AcmeIssuer,
+    mode: Mode,
+    rolls: int,
+    interval: float,
+    created: Created,
+    say: Say,
+    front_subnet: str | None,
 ) -> list[RollFigures]:
     figures: list[RollFigures] = []
-    spec = CertSpec(HOST, (HOST,))
-    first = store.save(issuer.issue(spec))
+    swarm = Swarm()
+    current = save_cert(store, issuer, created)
     routes = [Route(APP, (HOST,), 8000)]
-    with edge_service(store, first, settings):
-        loop = RequestLoop()
-        thread = threading.Thread(target=loop.run, daemon=True)
-        thread.start()
-        time.sleep(1)
-        try:
+    target = Target("127.0.0.1", mode.port, HOST)
+    budget = 60.0 + 120.0 * rolls
+    with edge_service(store, current, mode, created, front_subnet):
+        fresh = NewConnectionLoop(
+            target, max_requests=10_000_000, max_seconds=budget,
+            connect_timeout=CONNECT_TIMEOUT, timeout=REQUEST_TIMEOUT, interval=interval,
+        )  # fmt: skip
+        kept = KeepAliveLoop(
+            target, max_requests=10_000_000, max_seconds=budget,
+            connect_timeout=CONNECT_TIMEOUT, timeout=REQUEST_TIMEOUT, interval=interval,
+        )  # fmt: skip
+        with ContainerWatch(swarm) as containers, fresh, kept:
+            time.sleep(1)
             for index in range(rolls):
-                fresh = store.save(issuer.issue(spec))
-                current = {fresh.name: fresh}
-                conf = store.ensure_nginx_conf(
-                    render_nginx_conf(routes, current, "x:1", "/etc/nginx/certs")
+                fresh_cert = save_cert(store, issuer, created)
+                conf = nginx_conf(store, fresh_cert, created, front_subnet)
+                wanted = edge_references(
+                    routes, {fresh_cert.name: fresh_cert}, conf, "/etc/nginx/certs"
                 )
-                wanted = edge_references(routes, current, conf, "/etc/nginx/certs")
-                served_at: list[float] = []
-                watcher = threading.Thread(
-                    target=watch_serial, args=(fresh.serial, served_at), daemon=True
-                )
-                started = time.monotonic()
-                watcher.start()
-                roll_service(
-                    Swarm(), EDGE, wanted, 120, lambda _m: None,
-                    ServedCertificates("127.0.0.1", HTTPS_PORT),
-                )  # fmt: skip
-                converged = time.monotonic() - started
-                watcher.join(timeout=60)
-                time.sleep(1)  # let the loop see the settled edge
-                window = loop.between(started - 0.5, time.monotonic())
+                old_tasks = containers.running()
+                wall = datetime.now(UTC).strftime("%H:%M:%S.%f")[:-3]
+                with SerialWatch(mode.port, current.serial, fresh_cert.serial) as serials:
+                    started = time.monotonic()
+                    roll_service(
+                        swarm, NGINX, wanted, 120, lambda _m: None,
+                        ServedCertificates("127.0.0.1", mode.port),
+                    )  # fmt: skip
+                    converged = time.monotonic() - started
+                    deadline = time.monotonic() + 60
+                    gone = containers.gone(old_tasks, time.monotonic())
+                    while gone is None and time.monotonic() < deadline:
+                        time.sleep(0.1)
+                        gone = containers.gone(old_tasks, started)
+                    time.sleep(SETTLE)
+                until = time.monotonic()
                 figure = RollFigures(
-                    served=(served_at[0] - started) if served_at else float("nan"),
+                    served=(serials.first_new or float("nan")) - started,
+                    old_last_seen=(serials.last_old or started) - started,
                     converged=converged,
-                    failed_requests=sum(not ok for _, _, ok in window),
-                    requests=len(window),
-                    outage=outage(window),
+                    old_gone=(gone if gone is not None else float("nan")) - started,
+                    fresh=fresh.summary(started - 0.5, until),
+                    kept=kept.summary(started - 0.5, until),
                 )
                 figures.append(figure)
+                current = fresh_cert
                 say(
-                    f"{label} roll {index + 1}/{rolls}: served {figure.served:.2f} s, "
-                    f"converged {figure.converged:.2f} s, failed {figure.failed_requests}/"
-                    f"{figure.requests} requests, outage {figure.outage:.2f} s"
+                    f"{mode.name} roll {index + 1}/{rolls} (at {wall} UTC): served "
+                    f"{figure.served:.2f} s (old serial last seen {figure.old_last_seen:.2f} s), "
+                    f"converged {figure.converged:.2f} s, old task gone {figure.old_gone:.2f} s; "
+                    f"new connections: failed {figure.fresh.failed}/{figure.fresh.requests}, "
+                    f"outage {figure.fresh.outage:.2f} s; keep-alive: failed "
+                    f"{figure.kept.failed}/{figure.kept.requests}, closes absorbed "
+                    f"{figure.kept.closes_absorbed}, outage {figure.kept.outage:.2f} s"
                 )
-        finally:
-            loop.stop.set()
-            thread.join()
+                for loop, summary in (
+                    ("new connections", figure.fresh),
+                    ("keep-alive", figure.kept),
+                ):
+                    for error, count in sorted(summary.errors.items()):
+                        say(f"    {loop}: {count} failed: {error}")
+                    for error, count in sorted(summary.close_errors.items()):
+                        say(f"    {loop}: {count} closed, retried: {error}")
     return figures
-
-
-def watch_serial(serial: str, served_at: list[float]) -> None:
-    check = ServedCertificates("127.0.0.1", HTTPS_PORT, timeout=1)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if set(check.serials(HOST).values()) == {serial}:
-            served_at.append(time.monotonic())
-            return
-        time.sleep(0.05)
 
 
 def synthetic_chain(index: int) -> tuple[bytes, bytes]:
@@ -265,61 +464,216 @@ def measure_inventory(store: CertStore, count: int, say: Say) -> tuple[float, in
             store.swarm.remove_secret(cert.secret_id)
 
 
+def tests_running() -> bool:
+    return subprocess.run(["pgrep", "-f", "pytest"], capture_output=True).returncode == 0
+
+
+def take_lock(text: str) -> bool:
+    try:
+        descriptor = os.open(LOCK, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(descriptor, "w") as lock:
+        lock.write(text)
+    return True
+
+
+@contextmanager
+def bench_lock(wait: float, say: Say) -> Iterator[None]:
+    """Wait (at most `wait` seconds) until no pytest runs and no other benchmark holds LOCK,
+    then hold LOCK, so that the next test run waits for this one."""
+    deadline = time.monotonic() + wait
+    mine = f"bench.rollout (pid {os.getpid()}, since {datetime.now(UTC):%H:%M:%S} UTC)\n"
+    told = ""
+    while True:
+        if tests_running():
+            why = "a pytest run is going on (it removes cbl-… services)"
+        elif not take_lock(mine):
+            why = f"{LOCK} is held"
+            with suppress(OSError):
+                why = f"{LOCK} is held: {LOCK.read_text().strip()}"
+        elif tests_running():
+            LOCK.unlink()  # a test run started in between: let it finish first
+            why = "a pytest run started"
+        else:
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit(f"still waiting after {wait:.0f} s: {why}; not starting")
+        if why != told:
+            say(f"{why}: waiting")
+            told = why
+        time.sleep(5)
+    try:
+        yield
+    finally:
+        with suppress(OSError):
+            if LOCK.read_text() == mine:
+                LOCK.unlink()
+
+
+def cleanup(created: Created, store: CertStore, say: Say) -> None:
+    for service in list(reversed(created.services)):
+        with suppress(Exception):
+            remove_service(created, service)
+    for config_id in created.store_configs:
+        with suppress(Exception):
+            store.swarm.remove_config(config_id)
+    for secret_id in created.store_secrets:
+        with suppress(Exception):
+            store.swarm.remove_secret(secret_id)
+    for config in created.configs:
+        docker("config", "rm", config, check=False)
+    for network in created.networks:
+        # An overlay's endpoints linger a moment after the last container is gone.
+        for _ in range(20):
+            if run(["docker", "network", "rm", network], check=False).returncode == 0:
+                break
+            time.sleep(0.5)
+        else:
+            say(f"could not remove network {network}")
+    say(
+        f"removed {len(created.networks)} networks, {len(created.configs)} config(s), "
+        f"{len(created.store_configs)} stored configs and {len(created.store_secrets)} secrets "
+        "made by the run"
+    )
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def total(figures: list[RollFigures], loop: str, what: str) -> int:
+    return sum(int(getattr(getattr(f, loop), what)) for f in figures)
+
+
+def print_table(results: dict[str, list[RollFigures]], rolls: int) -> bool:
+    """The table; True when the front met its target."""
+    header = (
+        f"{'roll':<38} {'served':>7} {'converged':>9} {'new conn: failed':>17} {'outage':>7} "
+        f"{'keep-alive: failed':>19} {'closes':>6} {'outage':>7}"
+    )
+    print()
+    print(header)
+    for name, figures in results.items():
+        fresh_cell = f"{total(figures, 'fresh', 'failed')}/{total(figures, 'fresh', 'requests')}"
+        kept_cell = f"{total(figures, 'kept', 'failed')}/{total(figures, 'kept', 'requests')}"
+        print(
+            f"{MODES[name].title:<38} {median([f.served for f in figures]):>6.2f}s"
+            f" {median([f.converged for f in figures]):>8.2f}s {fresh_cell:>17}"
+            f" {median([f.fresh.outage for f in figures]):>6.2f}s {kept_cell:>19}"
+            f" {total(figures, 'kept', 'closes_absorbed'):>6}"
+            f" {median([f.kept.outage for f in figures]):>6.2f}s"
+        )
+    print(
+        f"served, converged, outages: medians of {rolls} rolls; failed requests and closes "
+        "(absorbed by one retry): totals over the rolls"
+    )
+    front = results.get("front")
+    if front:
+        base = median([f.converged for f in front])
+        base_outage = median([f.fresh.outage for f in front])
+        for name, figures in results.items():
+            if name == "front":
+                continue
+            outage = median([f.fresh.outage for f in figures])
+            print(
+                f"{name}/front: converged {median([f.converged for f in figures]) / base:.1f}x, "
+                f"new-connection outage {outage / base_outage:.1f}x, failed requests "
+                f"{total(figures, 'fresh', 'failed')} vs {total(front, 'fresh', 'failed')} "
+                f"(new connections), {total(figures, 'kept', 'failed')} vs "
+                f"{total(front, 'kept', 'failed')} (keep-alive)"
+            )
+        fresh_failed, kept_failed = total(front, "fresh", "failed"), total(front, "kept", "failed")
+        met = fresh_failed == 0 and kept_failed == 0
+        print(
+            "front target (0 failed requests on new connections, 0 on keep-alive after one "
+            f"retry): {'met' if met else 'MISSED'} ({fresh_failed} and {kept_failed} failed)"
+        )
+        return met
+    return True
+
+
+def summarize_errors(results: dict[str, list[RollFigures]]) -> None:
+    for name, figures in results.items():
+        for loop in ("fresh", "kept"):
+            errors: Counter[str] = Counter()
+            closes: Counter[str] = Counter()
+            for figure in figures:
+                errors.update(getattr(figure, loop).errors)
+                closes.update(getattr(figure, loop).close_errors)
+            what = "new connections" if loop == "fresh" else "keep-alive"
+            for error, count in errors.most_common():
+                print(f"  {name}, {what}: {count} failed: {error}")
+            for error, count in closes.most_common():
+                print(f"  {name}, {what}: {count} closes absorbed: {error}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rolls", type=int, default=5, help="rolls per configuration")
     parser.add_argument("--inventory", type=int, default=1000, help="certificates to list")
+    parser.add_argument(
+        "--modes", default="front,direct,naive", help="which rolls, comma-separated"
+    )
+    parser.add_argument(
+        "--interval", type=float, default=0.01, help="least seconds between a loop's requests"
+    )
+    parser.add_argument(
+        "--wait-for-tests", type=float, default=3600, help="seconds to wait for a pytest run"
+    )
     args = parser.parse_args()
+    modes = [MODES[name] for name in args.modes.split(",")]
 
     def say(message: str) -> None:
         print(message, flush=True)
 
     env = read_env()
     store = CertStore(Swarm())
-    ensure_edge_network()
-    pebble = PebbleServer(
-        "pebble-bench-rollout", host="127.0.0.1", ca_bundle=Path(env["CBL_RIG_CA_BUNDLE"]),
-        port=PEBBLE_PORT, management_port=PEBBLE_PORT + 1000, http_port=HTTP01_PORT,
-    )  # fmt: skip
-    tokens = TokenStore(Path("/tmp/cbl-bench-rollout-tokens"))
-    responder = ChallengeResponder(tokens, "127.0.0.1", HTTP01_PORT)
-    pebble.start()
-    responder.start()
-    docker("service", "rm", APP, check=False)
-    docker(
-        "service", "create", "--detach", "--name", APP, "--network", EDGE_NETWORK,
-        "--endpoint-mode", "dnsrr", "certbotless-demo-app:local",
-    )  # fmt: skip
-    try:
-        issuer = AcmeIssuer(
-            pebble.directory_url, load_account_key(None), tokens, ca_bundle=pebble.ca_bundle
-        )
-        naive = measure_rolls(store, issuer, NAIVE, args.rolls, say, "naive")
-        tuned = measure_rolls(store, issuer, TUNED, args.rolls, say, "certbotless")
-        inventory_seconds, listed = measure_inventory(store, args.inventory, say)
-    finally:
-        docker("service", "rm", APP, check=False)
-        responder.stop()
-        pebble.stop()
+    results: dict[str, list[RollFigures]] = {}
+    with bench_lock(args.wait_for_tests, say):
+        created = Created(existing_configs=set(docker("config", "ls", "-q").split()))
+        pebble = PebbleServer(
+            "pebble-bench-rollout", host="127.0.0.1", ca_bundle=Path(env["CBL_RIG_CA_BUNDLE"]),
+            port=PEBBLE_PORT, management_port=PEBBLE_PORT + 1000, http_port=HTTP01_PORT,
+        )  # fmt: skip
+        tokens = TokenStore(Path("/tmp/cbl-bench-rollout-tokens"))
+        responder = ChallengeResponder(tokens, "127.0.0.1", HTTP01_PORT)
+        pebble.start()
+        responder.start()
+        try:
+            create_network(created, EDGE_NET)
+            create_service(
+                created, APP, "--network", EDGE_NET, "--endpoint-mode", "dnsrr",
+                "certbotless-demo-app:local",
+            )  # fmt: skip
+            issuer = AcmeIssuer(
+                pebble.directory_url, load_account_key(None), tokens, ca_bundle=pebble.ca_bundle
+            )
+            for mode in modes:
+                say(f"{mode.name}: {mode.title}, {args.rolls} rolls, port {mode.port}")
+                if mode.behind_front:
+                    with front_service(created, say) as subnet:
+                        results[mode.name] = measure_rolls(
+                            store, issuer, mode, args.rolls, args.interval, created, say, subnet
+                        )
+                else:
+                    results[mode.name] = measure_rolls(
+                        store, issuer, mode, args.rolls, args.interval, created, say, None
+                    )
+            inventory_seconds, listed = measure_inventory(store, args.inventory, say)
+        finally:
+            cleanup(created, store, say)
+            responder.stop()
+            pebble.stop()
 
-    def median(figures: list[RollFigures], field_name: str) -> float:
-        return statistics.median(float(getattr(f, field_name)) for f in figures)
-
-    print()
-    print(f"{'roll':<28} {'served (s)':>10} {'converged (s)':>14} {'failed req':>10} "
-          f"{'outage (s)':>10}")  # fmt: skip
-    for label, figures in (("certbotless (edge.yml)", tuned), ("naive (engine defaults)", naive)):
-        print(
-            f"{label:<28} {median(figures, 'served'):>10.2f} {median(figures, 'converged'):>14.2f}"
-            f" {median(figures, 'failed_requests'):>10.0f} {median(figures, 'outage'):>10.2f}"
-        )
-    ratio = median(naive, "converged") / median(tuned, "converged")
-    print(f"medians of {args.rolls} rolls each; naive/certbotless convergence: {ratio:.1f}x")
+    met = print_table(results, args.rolls)
+    summarize_errors(results)
     print(f"inventory of {listed} stored certificates: {inventory_seconds:.2f} s (median of 3)")
-    missed = []
-    if median(tuned, "converged") > TARGET_CONVERGED:
+    missed = [] if met else ["front: failed requests"]
+    judged = results.get("front") or next(iter(results.values()))
+    if median([f.converged for f in judged]) > TARGET_CONVERGED:
         missed.append(f"converged > {TARGET_CONVERGED} s")
-    if median(tuned, "outage") > TARGET_OUTAGE:
+    if median([f.fresh.outage for f in judged]) > TARGET_OUTAGE:
         missed.append(f"outage > {TARGET_OUTAGE} s")
     if inventory_seconds > TARGET_INVENTORY:
         missed.append(f"inventory > {TARGET_INVENTORY} s")
