@@ -19,6 +19,7 @@ import contextlib
 import fcntl
 import json
 import re
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -45,7 +46,7 @@ INNER_BRIDGE_POOL = "10.201.0.0/16"
 INNER_OVERLAY_POOL = "10.202.0.0/16"
 NODE_PREFIX = "cbl-node-"
 DOCKER_PORT = 2375
-LABEL_KEY = "certbotless.rig"
+LABEL_KEY = "certbotless-rig"  # not "certbotless.": the sidecar's label namespace
 LABEL = f"{LABEL_KEY}=cluster"
 STATE_FILE = STATE_DIR / "cluster.json"
 LOCK_FILE = STATE_DIR / "cluster.lock"
@@ -84,6 +85,8 @@ exec dockerd --storage-driver=overlay2 --tls=false \\
 """
 
 T = TypeVar("T")
+# Nodes start in threads, each recording itself.
+_SAVING = threading.RLock()
 
 
 @dataclass
@@ -134,22 +137,26 @@ class Cluster:
         if not STATE_FILE.exists():
             return cls()
         data = json.loads(STATE_FILE.read_text())
+        records = sorted(data.get("nodes", []), key=lambda n: _index(n["name"]))
         return cls(
             network=data.get("network", ""),
-            nodes={n["name"]: NodeRecord(**n) for n in data.get("nodes", [])},
+            nodes={n["name"]: NodeRecord(**n) for n in records},
             resolved=list(data.get("resolved", [])),
         )
 
     def save(self) -> None:
-        STATE_DIR.mkdir(parents=True, exist_ok=True)
-        data = {
-            "network": self.network,
-            "nodes": [asdict(n) for n in self.nodes.values()],
-            "resolved": self.resolved,
-        }
-        partial = STATE_FILE.with_suffix(".partial")
-        partial.write_text(json.dumps(data, indent=2))
-        partial.replace(STATE_FILE)
+        with _SAVING:
+            STATE_DIR.mkdir(parents=True, exist_ok=True)
+            # Nodes start in parallel: keep them in node order.
+            self.nodes = dict(sorted(self.nodes.items(), key=lambda item: _index(item[0])))
+            data = {
+                "network": self.network,
+                "nodes": [asdict(n) for n in self.nodes.values()],
+                "resolved": self.resolved,
+            }
+            partial = STATE_FILE.with_suffix(".partial")
+            partial.write_text(json.dumps(data, indent=2))
+            partial.replace(STATE_FILE)
 
     @classmethod
     def ensure(cls, nodes: int = 4, managers: int = 3) -> tuple[Cluster, bool]:
@@ -169,7 +176,12 @@ class Cluster:
                 say(f"cluster already up: {', '.join(self.nodes)}")
                 self.load_images()
                 return False
-            self._up(nodes, managers)
+            try:
+                self._up(nodes, managers)
+            except BaseException:
+                say("removing the partly made cluster")
+                self._down()
+                raise
             return True
 
     def _up(self, count: int, managers: int) -> None:
@@ -206,9 +218,9 @@ class Cluster:
                 self.clear_resolution(domain)
         names = list(self.nodes)
         _parallel(self._remove_container, names)
-        for name in names:
-            self._remove_volume(self.nodes.pop(name).volume)
-            self.save()
+        _parallel(self._remove_volume, [self.nodes[n].volume for n in names])
+        self.nodes = {}
+        self.save()
         if self.network:
             say(f"removing network {NETWORK}")
             run(["docker", "network", "rm", self.network], check=False)
@@ -414,6 +426,7 @@ class Cluster:
             return 0.0
         # One save for all nodes; the tags share the base's layers, so it is about one base.
         run(["docker", "save", "-o", str(IMAGES_TAR), *tags])
+        saved = time.monotonic() - started
         try:
             _parallel(
                 lambda n: self.docker(n, "load", "-q", "-i", str(IMAGES_TAR)),
@@ -422,7 +435,8 @@ class Cluster:
         finally:
             IMAGES_TAR.unlink(missing_ok=True)
         took = time.monotonic() - started
-        say(f"loaded {len(tags)} images into {', '.join(stale)} in {took:.1f} s")
+        into = ", ".join(stale)
+        say(f"loaded {len(tags)} images into {into} in {took:.1f} s (save {saved:.1f} s)")
         return took
 
     def ensure_edge_network(self) -> None:
@@ -489,8 +503,9 @@ class Cluster:
         address = f"{SUBNET.rsplit('.', 1)[0]}.{FIRST_HOST + _index(name)}"
         record = NodeRecord(name=name, address=address, volume=f"{name}-docker", role=role)
         # Recorded before it exists, so that `down` removes whatever part of it got made.
-        self.nodes[name] = record
-        self.save()
+        with _SAVING:
+            self.nodes[name] = record
+            self.save()
         run(["docker", "volume", "create", "--label", LABEL, record.volume])
         run(
             ["docker", "run", "-d", "--name", name, "--hostname", name, "--label", LABEL,
