@@ -354,7 +354,7 @@ class Cluster:
             name = f"{NODE_PREFIX}{index}"
             self._start_node(name, role)
             self.load_images([name])
-            self._join([name])
+            self._join([name], timeout)
         return name
 
     def remove_node(self, node: str) -> None:
@@ -530,7 +530,7 @@ class Cluster:
             "--default-addr-pool", INNER_OVERLAY_POOL, "--default-addr-pool-mask-length", "24",
         )  # fmt: skip
 
-    def _join(self, names: Sequence[str]) -> None:
+    def _join(self, names: Sequence[str], timeout: float = 90) -> None:
         if not names:
             return
         manager = self.manager()
@@ -552,7 +552,7 @@ class Cluster:
             if self._record(name).role == "manager":
                 join(name)
         _parallel(join, [n for n in names if self._record(n).role == "worker"])
-        self.wait_ready(names)
+        self.wait_ready(names, timeout)
 
     def _other_manager(self, node: str) -> str:
         for record in self.nodes.values():
