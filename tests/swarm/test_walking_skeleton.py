@@ -8,6 +8,7 @@ import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +31,7 @@ from rig.stacks import (
     wait_for_https,
 )
 from rig.state import run
+from rig.traffic import KeepAliveLoop, NewConnectionLoop, Target
 from tests.support.webhook import WebhookReceiver, webhook_receiver
 
 pytestmark = pytest.mark.rig
@@ -489,3 +491,30 @@ with socket.create_connection((sys.argv[1], 443), timeout=10) as raw:
                            "Connection: close\\r\\n\\r\\n".encode())
         print(connection.makefile("rb").read().decode(errors="replace"))
 """
+
+
+def test_five_forced_rotations_through_the_front_drop_no_request(
+    served: HttpsAnswer, pebble_root: str, figure: Callable[[str], None]
+) -> None:
+    wait_until_settled()
+    target = Target("127.0.0.1", 443, DEMO_HOST, ca_file=Path(pebble_root))
+    serials = [served.serial]
+    with (
+        NewConnectionLoop(target, max_requests=20000, max_seconds=300, interval=0.01) as fresh,
+        KeepAliveLoop(target, max_requests=20000, max_seconds=300, interval=0.01) as kept,
+    ):
+        for _ in range(5):
+            renewed = run(["docker", "exec", sidecar_container(), "certbotless", "renew",
+                           "--force"], check=False)  # fmt: skip
+            assert renewed.returncode == 0, renewed.stdout + renewed.stderr
+            assert "nginx rolled: yes" in renewed.stdout, renewed.stdout
+            serials.append(https_get(DEMO_HOST, pebble_root).serial)
+        time.sleep(1)  # requests after the last roll, too
+    assert len(set(serials)) == 6, serials
+    for loop in (fresh, kept):
+        assert loop.requests > 100 and loop.failed == 0, (loop.failed, loop.errors)
+    figure(
+        f"5 forced rotations on one node, through the front: {fresh.failed} of {fresh.requests} "
+        f"new-connection requests failed, {kept.failed} of {kept.requests} keep-alive ones "
+        f"({kept.closes_absorbed} closes absorbed by a retry); longest gap {fresh.outage:.2f} s"
+    )

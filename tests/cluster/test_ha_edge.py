@@ -1,0 +1,289 @@
+"""The edge of stacks/edge.yml on a real multi-node swarm (3 managers, 1 worker): rolls and
+failures while clients keep asking through the front, who must see no failed request.
+
+Every scenario runs two bounded client loops against one front (a manager's address, port 443):
+a new TLS connection per request, and a keep-alive client that retries a request once when the
+server closed the reused connection between requests (as browsers do; such closes are counted
+apart). The tests share one edge stack and run in file order: the node kill comes last but one,
+the join last.
+"""
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from rig.cluster import Cluster
+from rig.stacks import EDGE_NETWORK, HttpsAnswer, deploy_stack, https_get, wait_for_https
+from rig.traffic import KeepAliveLoop, NewConnectionLoop, Target, TrafficLoop
+
+STACK = "certbotless"
+NGINX = f"{STACK}_nginx"
+SIDECAR = f"{STACK}_certbotless"
+APPS = {"cbl-ha-one": "one.ha.test", "cbl-ha-two": "two.ha.test"}
+NEW_APP, NEW_HOST = "cbl-ha-new", "new.ha.test"
+
+# Asks each nginx task, over the overlay network, which serial it serves for each domain, with
+# the PROXY protocol header the front sends (the sidecar's own served-certificate check).
+SERVED_PROBE = """
+import json, sys
+from certbotless.rollout import ServedCertificates
+check = ServedCertificates(sys.argv[1], proxy_protocol=True)
+print(json.dumps({domain: check.serials(domain) for domain in sys.argv[2:]}))
+"""
+
+
+@dataclass
+class ClusterEdge:
+    cluster: Cluster
+    pebble_root: str
+
+    @property
+    def managers(self) -> list[str]:
+        return [n.hostname for n in self.cluster.swarm_nodes() if n.role == "manager"]
+
+    def docker(self, *args: str, check: bool = True) -> str:
+        return self.cluster.docker(self.cluster.manager(), *args, check=check)
+
+    def container(self, service: str, timeout: float = 180) -> tuple[str, str]:
+        """(node, container) of the running task of `service`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for node in self.cluster.task_nodes(service):
+                found = self.cluster.docker(
+                    node, "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={service}"
+                ).split()
+                if found:
+                    return node, found[0]
+            time.sleep(1)
+        raise AssertionError(f"no running task of {service} after {timeout:.0f} s")
+
+    def logs(self, node: str, container: str) -> str:
+        return self.cluster.docker(node, "logs", container, check=False)
+
+    def sidecar(self, *command: str) -> str:
+        node, container = self.container(SIDECAR)
+        return self.cluster.docker(node, "exec", container, "certbotless", *command)
+
+    def served_by_every_task(self, *domains: str) -> dict[str, dict[str, str]]:
+        """Domain → {nginx task address → serial it serves}."""
+        out = self.docker(
+            "run", "--rm", "--network", EDGE_NETWORK, "--entrypoint", "python3",
+            "certbotless:local", "-c", SERVED_PROBE, f"tasks.{NGINX}", *domains,
+        )  # fmt: skip
+        return dict(json.loads(out))
+
+    def https(self, host: str, node: str) -> HttpsAnswer:
+        return https_get(host, self.pebble_root, address=self.cluster.address(node))
+
+    def wait_https(self, host: str, nodes: list[str], timeout: float = 180) -> list[HttpsAnswer]:
+        return [
+            wait_for_https(host, self.pebble_root, timeout, address=self.cluster.address(node))
+            for node in nodes
+        ]
+
+    def labelled_app(self, name: str, host: str) -> None:
+        self.cluster.resolve_to_nodes(host, self.managers)
+        self.docker(
+            "service", "create", "--detach", "--name", name, "--network", EDGE_NETWORK,
+            "--endpoint-mode", "dnsrr", "--replicas", "2",
+            "--label", f"certbotless.domains={host}", "--label", "certbotless.port=8000",
+            "certbotless-demo-app:local",
+        )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def edge(cluster: Cluster, rig_env: dict[str, str], pebble_root: str) -> Iterator[ClusterEdge]:
+    edge = ClusterEdge(cluster, pebble_root)
+    cluster.ensure_edge_network()
+    deploy_stack(
+        STACK, ["edge.yml", "test-pebble.yml"], {**rig_env, **cluster.env(cluster.manager())}
+    )
+    for name, host in APPS.items():
+        edge.labelled_app(name, host)
+    try:
+        for host in APPS.values():
+            edge.wait_https(host, edge.managers, timeout=300)
+    except TimeoutError:
+        print(edge.logs(*edge.container(SIDECAR)))
+        raise
+    yield edge
+    edge.docker("service", "rm", *APPS, NEW_APP, check=False)
+    edge.docker("stack", "rm", STACK, check=False)
+
+
+@contextmanager
+def clients(edge: ClusterEdge, node: str, host: str) -> Iterator[tuple[TrafficLoop, TrafficLoop]]:
+    """Both client loops through the front on `node`; asserts that no request failed."""
+    target = Target(edge.cluster.address(node), 443, host, ca_file=Path(edge.pebble_root))
+    with (
+        NewConnectionLoop(target, max_requests=50000, max_seconds=600, interval=0.02) as fresh,
+        KeepAliveLoop(target, max_requests=50000, max_seconds=600, interval=0.02) as kept,
+    ):
+        yield fresh, kept
+        time.sleep(1)
+    for loop in (fresh, kept):
+        assert loop.requests > 20, "the client loop hardly ran"
+        assert loop.failed == 0, (type(loop).__name__, loop.failed, loop.errors)
+
+
+def report(
+    figure: Callable[[str], None], what: str, loops: tuple[TrafficLoop, TrafficLoop]
+) -> None:
+    fresh, kept = loops
+    figure(
+        f"cluster, {what}: failed {fresh.failed}/{fresh.requests} new-connection and "
+        f"{kept.failed}/{kept.requests} keep-alive requests ({kept.closes_absorbed} closes "
+        f"absorbed by one retry); longest gap {fresh.outage:.2f} s"
+    )
+
+
+def serials_everywhere(edge: ClusterEdge, host: str) -> set[str]:
+    """The serials served for `host` by every front and every nginx task."""
+    through_fronts = {edge.https(host, node).serial for node in edge.managers}
+    tasks = edge.served_by_every_task(host)[host]
+    return through_fronts | set(tasks.values())
+
+
+def test_every_node_runs_nginx_and_every_front_and_task_serves_every_certificate(
+    edge: ClusterEdge,
+) -> None:
+    assert edge.cluster.task_nodes(NGINX) == sorted(edge.cluster.names)
+    assert edge.cluster.task_nodes(f"{STACK}_front") == sorted(edge.managers)
+    served = edge.served_by_every_task(*APPS.values())
+    for host in APPS.values():
+        assert len(served[host]) == len(edge.cluster.names), served
+        assert len(serials_everywhere(edge, host)) == 1, served
+
+
+def test_a_renewal_rotation_drops_no_request(
+    edge: ClusterEdge, figure: Callable[[str], None]
+) -> None:
+    host = APPS["cbl-ha-one"]
+    (before,) = serials_everywhere(edge, host)
+    with clients(edge, edge.managers[0], host) as loops:
+        renewed = edge.sidecar("renew", "--force")
+        assert "nginx rolled: yes" in renewed, renewed
+    (after,) = serials_everywhere(edge, host)
+    assert after != before
+    report(figure, "renewal rotation of 2 certificates, nginx on 4 nodes", loops)
+
+
+def test_a_new_domains_roll_drops_no_request_and_every_task_answered_its_challenge(
+    edge: ClusterEdge, figure: Callable[[str], None]
+) -> None:
+    host = APPS["cbl-ha-two"]
+    with clients(edge, edge.managers[1], host) as loops:
+        edge.labelled_app(NEW_APP, NEW_HOST)
+        edge.wait_https(NEW_HOST, edge.managers)
+    assert len(serials_everywhere(edge, NEW_HOST)) == 1
+    report(figure, "a new domain's roll", loops)
+    # The HTTP-01 self-check fetched the token from every nginx task, on every node, before the
+    # sidecar asked the CA to validate.
+    sidecar_log = edge.logs(*edge.container(SIDECAR))
+    checked = sidecar_log.index(f"{NEW_HOST}: checking the edge serves the challenge")
+    assert checked < sidecar_log.index(f"{NEW_HOST}: asking the CA to validate", checked)
+    for node in edge.cluster.task_nodes(NGINX):
+        for container in edge.cluster.docker(
+            node, "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={NGINX}"
+        ).split():
+            log = edge.logs(node, container)
+            assert re.search(rf'"{re.escape(NEW_HOST)}" "GET /\.well-known/acme-challenge/', log), (
+                f"the nginx task on {node} never served the challenge of {NEW_HOST}"
+            )
+
+
+def test_an_edge_image_swarm_rolls_back_drops_no_request(
+    edge: ClusterEdge, figure: Callable[[str], None]
+) -> None:
+    host = APPS["cbl-ha-one"]
+    (serving,) = serials_everywhere(edge, host)
+    image = edge.docker("service", "inspect", NGINX, "--format",
+                        "{{.Spec.TaskTemplate.ContainerSpec.Image}}").strip()  # fmt: skip
+    with clients(edge, edge.managers[2], host) as loops:
+        # HAProxy's image as nginx: every new task exits at once, so Swarm rolls back.
+        edge.docker("service", "update", "--detach", "--image", "certbotless-front:local", NGINX)
+        deadline = time.monotonic() + 180
+        while (state := update_state(edge)) != "rollback_completed":
+            assert time.monotonic() < deadline, f"no rollback: update {state}"
+            time.sleep(1)
+    assert image == edge.docker("service", "inspect", NGINX, "--format",
+                                "{{.Spec.TaskTemplate.ContainerSpec.Image}}").strip()  # fmt: skip
+    assert serials_everywhere(edge, host) == {serving}
+    report(figure, "a broken edge image rolled back by Swarm", loops)
+
+
+def update_state(edge: ClusterEdge) -> str:
+    return edge.docker("service", "inspect", NGINX, "--format",
+                       "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}").strip()  # fmt: skip
+
+
+def test_killing_the_sidecars_node_loses_nothing_and_the_sidecar_resumes_elsewhere(
+    edge: ClusterEdge, figure: Callable[[str], None]
+) -> None:
+    host = APPS["cbl-ha-two"]
+    doomed, container = edge.container(SIDECAR)
+    account = re.findall(r"ACME account (https://\S+)", edge.logs(doomed, container))[-1]
+    stored = stored_chains(edge)
+    client_node = next(n for n in edge.managers if n != doomed)
+    with clients(edge, client_node, host) as loops:
+        killed = time.monotonic()
+        edge.cluster.kill(doomed)
+        # Raft keeps quorum: the other managers elect a leader and answer.
+        assert edge.cluster.manager(timeout=60) != doomed
+        node, container = edge.container(SIDECAR, timeout=240)
+        assert node != doomed
+        deadline = time.monotonic() + 120
+        while "pass done" not in (log := edge.logs(node, container)):
+            assert time.monotonic() < deadline, log[-3000:]
+            time.sleep(1)
+        resumed = time.monotonic() - killed
+        for other in (n for n in edge.managers if n != doomed):
+            for name in (*APPS.values(), NEW_HOST):
+                assert edge.https(name, other).status == 200
+    report(figure, f"the sidecar's node ({doomed}) killed", loops)
+    figure(f"cluster: sidecar's node killed → sidecar's first pass done on {node}: {resumed:.1f} s")
+    assert f"using the existing ACME account {account}" in log, log[-3000:]
+    assert "ordering" not in log, "nothing may be issued again after a move"
+    assert stored_chains(edge) == stored
+    # A renewal due now happens on the new node, and every live task serves it.
+    (before,) = {edge.https(host, n).serial for n in edge.managers if n != doomed}
+    renewed = edge.sidecar("renew", "--force")
+    assert "nginx rolled: yes" in renewed, renewed
+    after = {edge.https(host, n).serial for n in edge.managers if n != doomed}
+    assert len(after) == 1 and before not in after
+    edge.cluster.start(doomed)
+    edge.cluster.wait_ready([doomed], timeout=120)
+
+
+def stored_chains(edge: ClusterEdge) -> set[str]:
+    return set(
+        edge.docker("config", "ls", "-q", "--filter", "label=certbotless.kind=chain").split()
+    )
+
+
+def test_a_node_that_joins_serves_every_certificate_with_nothing_done_by_the_sidecar(
+    edge: ClusterEdge, figure: Callable[[str], None]
+) -> None:
+    sidecar_node, container = edge.container(SIDECAR)
+    rolls_before = edge.logs(sidecar_node, container).count(f"rolling {NGINX}")
+    started = time.monotonic()
+    joined = edge.cluster.add_node("worker")
+    deadline = time.monotonic() + 120
+    while joined not in edge.cluster.task_nodes(NGINX):
+        assert time.monotonic() < deadline, "no nginx task on the new node"
+        time.sleep(1)
+    hosts = [*APPS.values(), NEW_HOST]
+    expected = {host: serials_everywhere(edge, host) for host in hosts}
+    served = edge.served_by_every_task(*hosts)
+    for host in hosts:
+        assert len(served[host]) == len(edge.cluster.task_nodes(NGINX)), served
+        assert {*served[host].values()} == expected[host], served
+    figure(f"cluster: a node joined → its nginx task serves every certificate: "
+           f"{time.monotonic() - started:.1f} s")  # fmt: skip
+    assert edge.logs(sidecar_node, container).count(f"rolling {NGINX}") == rolls_before
