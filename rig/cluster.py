@@ -75,7 +75,7 @@ NODE_RUN_FLAGS = [
 # serving an unencrypted TCP socket.
 ENTRYPOINT = f"""set -e
 mount -o remount,rw /sys
-for m in $(awk '$9 ~ /^cgroup2?$/ {{print $5}}' /proc/self/mountinfo); do
+for m in $(awk '$3 ~ /^cgroup2?$/ {{print $2}}' /proc/self/mounts); do
   mount -o remount,bind,rw "$m"
 done
 mount --make-rshared /

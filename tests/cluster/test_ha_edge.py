@@ -19,7 +19,15 @@ from pathlib import Path
 import pytest
 
 from rig.cluster import Cluster
-from rig.stacks import EDGE_NETWORK, HttpsAnswer, deploy_stack, https_get, wait_for_https
+from rig.stacks import (
+    EDGE_NETWORK,
+    MANAGED_LABEL,
+    HttpsAnswer,
+    deploy_stack,
+    https_get,
+    wait_for_https,
+)
+from rig.state import run
 from rig.traffic import KeepAliveLoop, NewConnectionLoop, Target, TrafficLoop
 
 STACK = "certbotless"
@@ -54,17 +62,22 @@ class ClusterEdge:
         """(node, container) of the running task of `service`."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for node in self.cluster.task_nodes(service):
+            # A killed node's task counts as running until the swarm sees the node down.
+            live = set(self.cluster.running())
+            for node in (n for n in self.cluster.task_nodes(service) if n in live):
                 found = self.cluster.docker(
-                    node, "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={service}"
-                ).split()
+                    node, "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={service}",
+                    check=False,
+                ).split()  # fmt: skip
                 if found:
                     return node, found[0]
             time.sleep(1)
         raise AssertionError(f"no running task of {service} after {timeout:.0f} s")
 
     def logs(self, node: str, container: str) -> str:
-        return self.cluster.docker(node, "logs", container, check=False)
+        """stdout and stderr (the sidecar logs to stderr, nginx's access log to stdout)."""
+        result = run(["docker", "logs", container], check=False, env=self.cluster.env(node))
+        return result.stdout + result.stderr
 
     def sidecar(self, *command: str) -> str:
         node, container = self.container(SIDECAR)
@@ -100,6 +113,14 @@ class ClusterEdge:
 @pytest.fixture(scope="module")
 def edge(cluster: Cluster, rig_env: dict[str, str], pebble_root: str) -> Iterator[ClusterEdge]:
     edge = ClusterEdge(cluster, pebble_root)
+    # A cluster kept from an earlier run: its certificates come from an earlier Pebble.
+    edge.docker("service", "rm", *APPS, NEW_APP, check=False)
+    edge.docker("stack", "rm", STACK, check=False)
+    wait_until_gone(edge)
+    for kind in ("config", "secret"):
+        made = edge.docker(kind, "ls", "-q", "--filter", f"label={MANAGED_LABEL}").split()
+        if made:
+            edge.docker(kind, "rm", *made)
     cluster.ensure_edge_network()
     deploy_stack(
         STACK, ["edge.yml", "test-pebble.yml"], {**rig_env, **cluster.env(cluster.manager())}
@@ -115,6 +136,21 @@ def edge(cluster: Cluster, rig_env: dict[str, str], pebble_root: str) -> Iterato
     yield edge
     edge.docker("service", "rm", *APPS, NEW_APP, check=False)
     edge.docker("stack", "rm", STACK, check=False)
+
+
+def wait_until_gone(edge: ClusterEdge, timeout: float = 120) -> None:
+    """Until no container of the edge stack or the apps runs on any node."""
+    deadline = time.monotonic() + timeout
+    while any(
+        edge.cluster.docker(
+            node, "ps", "-q", "--filter", f"label={label}={value}", check=False
+        ).strip()
+        for node in edge.cluster.running()
+        for label, value in [("com.docker.stack.namespace", STACK)]
+        + [("com.docker.swarm.service.name", name) for name in (*APPS, NEW_APP)]
+    ):
+        assert time.monotonic() < deadline, "the earlier run's edge is still running"
+        time.sleep(1)
 
 
 @contextmanager
@@ -188,14 +224,14 @@ def test_a_new_domains_roll_drops_no_request_and_every_task_answered_its_challen
     sidecar_log = edge.logs(*edge.container(SIDECAR))
     checked = sidecar_log.index(f"{NEW_HOST}: checking the edge serves the challenge")
     assert checked < sidecar_log.index(f"{NEW_HOST}: asking the CA to validate", checked)
+    challenge = re.compile(rf'"{re.escape(NEW_HOST)}" "GET /\.well-known/acme-challenge/')
     for node in edge.cluster.task_nodes(NGINX):
-        for container in edge.cluster.docker(
-            node, "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={NGINX}"
-        ).split():
-            log = edge.logs(node, container)
-            assert re.search(rf'"{re.escape(NEW_HOST)}" "GET /\.well-known/acme-challenge/', log), (
-                f"the nginx task on {node} never served the challenge of {NEW_HOST}"
-            )
+        # The tasks that answered were replaced by the roll that followed: all containers.
+        containers = edge.cluster.docker(
+            node, "ps", "-a", "-q", "--filter", f"label=com.docker.swarm.service.name={NGINX}"
+        ).split()
+        logs = "".join(edge.logs(node, container) for container in containers)
+        assert challenge.search(logs), f"no nginx task on {node} served {NEW_HOST}'s challenge"
 
 
 def test_an_edge_image_swarm_rolls_back_drops_no_request(
