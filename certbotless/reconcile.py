@@ -55,6 +55,7 @@ from certbotless.rollout import (
     nginx_version_in_edge_image,
     references_change,
     roll_service,
+    rolls_start_first_with_rollback,
     stuck_update,
 )
 from certbotless.settings import Settings
@@ -544,10 +545,15 @@ class Reconciler:
                 "`certbotless renew --force` gets fresh certificates"
             )
         try:
-            for warning in check_in_edge_image(
-                self.swarm, service, wanted, text, self.settings.rollout_timeout, progress
-            ):
-                log.warning("nginx -t in the edge image: %s", warning)
+            # A rendered configuration has passed the sidecar's `nginx -t`. Rolled start-first
+            # with rollback, a task that nginx refuses to start exits while the old ones serve,
+            # and Swarm rolls back: the edge image's own `nginx -t` (a ~1 s job) would only say
+            # so sooner. Stop-first, or an operator's own nginx.conf, still gets it.
+            if self.settings.nginx_conf == "own" or not rolls_start_first_with_rollback(service):
+                for warning in check_in_edge_image(
+                    self.swarm, service, wanted, text, self.settings.rollout_timeout, progress
+                ):
+                    log.warning("nginx -t in the edge image: %s", warning)
             served = (
                 ServedCertificates(
                     f"tasks.{edge_service}", proxy_protocol=self.settings.proxy_protocol

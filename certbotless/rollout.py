@@ -171,6 +171,13 @@ def references_change(service: Json, wanted: Iterable[FileReference]) -> bool:
     return _references_change(service["Spec"]["TaskTemplate"]["ContainerSpec"], list(wanted))
 
 
+def rolls_start_first_with_rollback(service: Json) -> bool:
+    """Whether an update starts each new task before stopping its old one, and rolls back when
+    a new task fails: then a task that cannot start never costs a request."""
+    update = service["Spec"].get("UpdateConfig") or {}
+    return update.get("Order") == "start-first" and update.get("FailureAction") == "rollback"
+
+
 def stuck_update(service: Json) -> str | None:
     """Why the service's last update is stuck half-way (Swarm paused it), if it is."""
     status = service.get("UpdateStatus") or {}

@@ -1,7 +1,12 @@
 from typing import Any
 
 from certbotless.model import FileReference
-from certbotless.rollout import edge_job_template, stuck_update, swap_references
+from certbotless.rollout import (
+    edge_job_template,
+    rolls_start_first_with_rollback,
+    stuck_update,
+    swap_references,
+)
 
 CURRENT = [
     {
@@ -96,3 +101,13 @@ def test_an_update_swarm_paused_is_reported() -> None:
     paused = {**EDGE, "UpdateStatus": {"State": "paused", "Message": "update paused"}}
     problem = stuck_update(paused)
     assert problem is not None and "paused" in problem and "--rollback edge_nginx" in problem
+
+
+def test_only_start_first_with_rollback_rolls_without_risk() -> None:
+    def service(order: str, action: str) -> dict[str, Any]:
+        return {"Spec": {"UpdateConfig": {"Order": order, "FailureAction": action}}}
+
+    assert rolls_start_first_with_rollback(service("start-first", "rollback"))
+    assert not rolls_start_first_with_rollback(service("stop-first", "rollback"))
+    assert not rolls_start_first_with_rollback(service("start-first", "pause"))
+    assert not rolls_start_first_with_rollback({"Spec": {}})
