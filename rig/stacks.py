@@ -49,9 +49,11 @@ def deploy_stack(name: str, files: Sequence[str], env: Mapping[str, str]) -> Non
     docker(*args, name, env=env)
 
 
-def deploy_edge(rig_env: Mapping[str, str]) -> None:
+def deploy_edge(rig_env: Mapping[str, str], direct: bool = False) -> None:
+    """The edge stack on the rig; `direct`: without the front (stacks/edge-direct.yml)."""
     ensure_edge_network()
-    deploy_stack(EDGE_STACK, ["edge.yml", "test-pebble.yml"], rig_env)
+    overrides = ["edge-direct.yml"] if direct else []
+    deploy_stack(EDGE_STACK, ["edge.yml", *overrides, "test-pebble.yml"], rig_env)
 
 
 def deploy_demo_app() -> None:
