@@ -244,6 +244,20 @@ def service_logs(service: str, tail: int | None = None) -> str:
     return "".join(lines[-tail:] if tail else lines)
 
 
+def sidecar_container(timeout: float = 120) -> str:
+    """The running sidecar container (the newest, while Swarm replaces one)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        running = docker(
+            "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={EDGE_STACK}_certbotless"
+        ).split()
+        if running:
+            return running[0]
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no sidecar container is running\n{sidecar_logs()}")
+        time.sleep(0.5)
+
+
 def sidecar_logs(tail: int = 60) -> str:
     """The sidecar's recent log lines (it logs to stderr)."""
     return service_logs(f"{EDGE_STACK}_certbotless", tail)

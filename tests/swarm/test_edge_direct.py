@@ -15,6 +15,7 @@ from rig.stacks import (
     docker,
     purge_managed_objects,
     remove_stacks,
+    sidecar_container,
     sidecar_logs,
     wait_for_https,
 )
@@ -49,10 +50,3 @@ def test_without_the_front_nginx_publishes_its_ports_and_serves_https(
     # The configuration it was rolled to takes no PROXY protocol header.
     rendered = docker("exec", sidecar_container(), "certbotless", "render")
     assert "proxy_protocol" not in rendered and f"server_name {DEMO_HOST};" in rendered
-
-
-def sidecar_container() -> str:
-    (container,) = docker(
-        "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={EDGE_STACK}_certbotless"
-    ).split()
-    return container

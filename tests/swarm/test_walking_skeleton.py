@@ -26,6 +26,7 @@ from rig.stacks import (
     purge_managed_objects,
     remove_stacks,
     service_logs,
+    sidecar_container,
     sidecar_logs,
     stored_chain_labels,
     wait_for_https,
@@ -158,19 +159,6 @@ def restart_sidecar(*update: str) -> str:
         assert time.monotonic() < deadline, sidecar_logs()
         time.sleep(1)
     return restarted
-
-
-def sidecar_container(timeout: float = 120) -> str:
-    """The running sidecar container (the newest, while Swarm replaces one)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        running = docker(
-            "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={EDGE_STACK}_certbotless"
-        ).split()
-        if running or time.monotonic() > deadline:
-            assert running, f"no sidecar container is running\n{sidecar_logs()}"
-            return running[0]
-        time.sleep(0.5)
 
 
 def test_doctor_metrics_and_manual_commands_inside_the_running_sidecar(
