@@ -8,6 +8,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -225,13 +226,15 @@ class Reconciler:
         roll: bool = True,
         progress: Progress = log.info,
         dry_run: bool = False,
-        defer_roll: Callable[[], bool] = lambda: False,
+        defer_roll: Callable[[float], bool] = lambda began: False,
     ) -> PassReport:
         """One pass. `force`: renew every certificate now (True) or these names. `dry_run`:
         order every wanted certificate but store nothing and roll nothing. `defer_roll`, asked
-        before rolling: whether another pass follows at once (more services changed meanwhile),
-        which then rolls this pass's certificates with its own, in one roll."""
+        before rolling with the `time.monotonic()` at which this pass began (had the lock):
+        whether another pass follows at once (services changed since), which then rolls this
+        pass's certificates with its own, in one roll."""
         with pass_lock(self.settings.lock_file):
+            began = time.monotonic()
             if self.stopping.is_set():
                 raise PassAbandoned("certbotless is stopping")
             services = self.swarm.services()
@@ -291,7 +294,7 @@ class Reconciler:
             removed: tuple[Removal, ...] = ()
             if roll and edge is not None and self.stopping.is_set():
                 progress(f"stopping: {edge} is rolled at the next start")
-            elif roll and edge is not None and defer_roll():
+            elif roll and edge is not None and defer_roll(began):
                 progress(f"more services changed during this pass: the next pass rolls {edge}")
             elif roll and edge is not None:
                 try:

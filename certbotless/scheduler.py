@@ -29,9 +29,10 @@ STUCK_PASS_SECONDS = 30 * 60
 # Docker events: a pass once the swarm has been quiet this long, but no later than the cap after
 # the first event of a burst. A burst that goes on during a pass (a `docker stack deploy` of many
 # services) defers that pass's roll to the next pass, so the burst costs one roll; for at most
-# the cap, so that a swarm that never stops changing still gets its rolls.
+# ROLL_DEFERRAL_CAP in a row, so that a swarm that never stops changing still gets its rolls.
 EVENT_QUIET = timedelta(seconds=0.3)
 EVENT_CAP = timedelta(seconds=10)
+ROLL_DEFERRAL_CAP = timedelta(seconds=30)
 # Let's Encrypt allows 5 failed validations per name per hour.
 RETRY_AFTER_FAILURE = timedelta(minutes=15)
 SCHEDULE_JITTER_SECONDS = 300
@@ -48,7 +49,7 @@ def debounced(now: datetime, burst_started: datetime) -> datetime:
 
 def should_defer_roll(now: datetime, deferred_since: datetime | None) -> bool:
     """Whether a roll may wait for the next pass, given since when rolls have waited."""
-    return deferred_since is None or now - deferred_since < EVENT_CAP
+    return deferred_since is None or now - deferred_since < ROLL_DEFERRAL_CAP
 
 
 class Daemon:
@@ -74,6 +75,7 @@ class Daemon:
         self._stopping = reconciler.stopping
         self._burst_started: datetime | None = None
         self._burst_lock = threading.Lock()
+        self._last_change = 0.0  # time.monotonic() of the last service event
         self._roll_deferred_since: datetime | None = None
         # When each pass under way started: a stop waits for them, a stuck one is unhealthy.
         self._started: list[float] = []
@@ -124,6 +126,7 @@ class Daemon:
         log.debug("pass requested: %s", reason)
         now = datetime.now(UTC)
         with self._burst_lock:
+            self._last_change = time.monotonic()
             if self._burst_started is None:
                 self._burst_started = now
             when = debounced(now, self._burst_started)
@@ -185,13 +188,15 @@ class Daemon:
             report.rolled,
         )
 
-    def _defer_roll(self) -> bool:
-        """Asked by a pass before it rolls: yes while a burst of changes began during the pass
-        (its own pass follows), for at most EVENT_CAP in a row."""
+    def _defer_roll(self, pass_began: float) -> bool:
+        """Asked by a pass before it rolls: yes when a service changed after the pass began,
+        for at most ROLL_DEFERRAL_CAP in a row. Every change schedules a pass, which starts
+        after this one (a pass waiting for the lock is such a pass: it discovers once it has
+        the lock), so the certificates are rolled by that one."""
         now = datetime.now(UTC)
         with self._burst_lock:
-            burst_under_way = self._burst_started is not None
-        if burst_under_way and should_defer_roll(now, self._roll_deferred_since):
+            changed_since = self._last_change > pass_began
+        if changed_since and should_defer_roll(now, self._roll_deferred_since):
             self._roll_deferred_since = self._roll_deferred_since or now
             return True
         self._roll_deferred_since = None

@@ -6,7 +6,13 @@ from datetime import UTC, datetime, timedelta
 from certbotless.alerts import Alert, alerts_for, pass_failed_alert, stable_words
 from certbotless.cli import listed_status
 from certbotless.model import Listed, PassReport, RenewalFailure
-from certbotless.scheduler import EVENT_CAP, EVENT_QUIET, debounced, should_defer_roll
+from certbotless.scheduler import (
+    EVENT_CAP,
+    EVENT_QUIET,
+    ROLL_DEFERRAL_CAP,
+    debounced,
+    should_defer_roll,
+)
 from tests.unit.factories import stored_cert
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -24,8 +30,8 @@ def test_a_burst_of_events_is_one_pass_after_the_quiet_time_but_never_past_the_c
 
 def test_a_roll_waits_for_the_next_pass_while_a_burst_goes_on_but_never_past_the_cap() -> None:
     assert should_defer_roll(NOW, None)
-    assert should_defer_roll(NOW + EVENT_CAP - timedelta(seconds=1), NOW)
-    assert not should_defer_roll(NOW + EVENT_CAP, NOW)
+    assert should_defer_roll(NOW + ROLL_DEFERRAL_CAP - timedelta(seconds=1), NOW)
+    assert not should_defer_roll(NOW + ROLL_DEFERRAL_CAP, NOW)
 
 
 def test_renewal_alerts_are_the_same_news_while_only_tokens_and_times_change() -> None:
