@@ -1016,7 +1016,12 @@ def missed_targets(results: Results) -> list[str]:
         )
     many = results.ours_many
     if many is not None:
-        if many.stable is None or many.stable > TARGET_MANY:
+        if many.missing:
+            missed.append(
+                f"{many.count} services: {len(many.missing)} never stable within "
+                f"{MANY_TIMEOUT:.0f} s"
+            )
+        elif many.stable is None or many.stable > TARGET_MANY:
             missed.append(f"{many.count} services: {seconds(many.stable)} > {TARGET_MANY} s")
         if many.rolls != TARGET_ROLLS:
             missed.append(f"{many.count} services: {many.rolls} nginx rolls, not {TARGET_ROLLS}")
