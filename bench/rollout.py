@@ -30,10 +30,25 @@ The front's target: no failed request on either loop (after the one retry), in e
 Inventory: `CertStore.inventory()` over `--inventory` stored certificates (default 1000) created
 in the swarm for the run and removed after.
 
+`--cluster`: the same rolls on the rig's multi-node swarm (rig/cluster.py, brought up with
+`Cluster.ensure()` unless it runs, and left up), driven through a manager's dockerd
+(`DOCKER_HOST`, and the Docker SDK at the same address for the store and `roll_service`):
+
+- `front`: HAProxy global on the managers (host port FRONT_PORT), nginx global on every node
+  publishing nothing (edge.yml's settings, so one task after the other, start-first); the client
+  loops go through one manager's front, and the served check asks every front;
+- `direct`: nginx global on the managers with its own host port (edge-direct.yml's settings,
+  stop-first); the client loops ask one manager, the served check every manager.
+
+Certificates still come from the benchmark's loopback Pebble and the host's responder: they only
+need to exist in the cluster's Raft store, not to be validated through it. `naive` is not run
+there (one replica would land on any node).
+
 It waits (bounded) while a pytest run is going on (the swarm tests remove every `cbl-…` service
-when they start) and holds /tmp/cbl-bench.lock while it runs. Everything it makes is named
-`cbl-bench-…` (services, networks, the HAProxy config) or is a certificate, key or nginx.conf it
-stored itself, and exactly that is removed at the end.
+when they start; with `--cluster`, a run of tests/cluster, which removes the certbotless-made
+configs and secrets there and may bring the cluster down) and holds /tmp/cbl-bench.lock while it
+runs. Everything it makes is named `cbl-bench-…` (services, networks, the HAProxy config) or is a
+certificate, key or nginx.conf it stored itself, and exactly that is removed at the end.
 """
 
 from __future__ import annotations
@@ -45,12 +60,13 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import docker as docker_sdk
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -86,6 +102,10 @@ FRONT_PORT, DIRECT_PORT, NAIVE_PORT = 9443, 9444, 9445
 PEBBLE_PORT = 14210
 HTTP01_PORT = 5004
 LOCK = Path("/tmp/cbl-bench.lock")
+# Test runs that touch the single-node swarm (any), or the cluster (tests/cluster, or all tests).
+TESTS_HERE = "pytest"
+TESTS_CLUSTER = "pytest.*tests(/cluster| |$)"
+CLUSTER_NODES, CLUSTER_MANAGERS = 4, 3
 # Short, so that a connection attempt swallowed while the port has no container (SYN dropped)
 # does not stretch the measured outage by the client's own wait.
 CONNECT_TIMEOUT = 0.2
@@ -122,6 +142,11 @@ class Mode:
     settings: list[str]
     port: int  # the host port clients use
     behind_front: bool
+    label: str = ""  # in the per-roll lines; the name when empty
+
+    @property
+    def called(self) -> str:
+        return self.label or self.name
 
 
 MODES = {
@@ -131,6 +156,100 @@ MODES = {
     ),
     "naive": Mode("naive", "naive (engine defaults)", NAIVE, NAIVE_PORT, False),
 }
+# The same settings on the cluster: nginx global, on every node behind the fronts on the
+# managers, or on the managers only when it publishes its own port.
+CLUSTER_MODES = {
+    "front": replace(
+        MODES["front"],
+        title="cluster front (edge.yml: HAProxy, start-first)",
+        label="cluster front",
+    ),
+    "direct": replace(
+        MODES["direct"],
+        title="cluster direct (edge-direct.yml, stop-first)",
+        label="cluster direct",
+    ),
+}
+
+
+@dataclass
+class Place:
+    """Where the rolls happen: the rig's single-node swarm, or the rig's cluster through one
+    manager."""
+
+    env: dict[str, str]  # for the docker CLI: {} here, a manager's DOCKER_HOST in the cluster
+    swarm: Swarm  # the manager's API: the store, roll_service
+    node_apis: list[docker_sdk.APIClient]  # every node's dockerd: where containers run
+    client_address: str  # where both client loops and the serial watch connect
+    published_on: list[str]  # every address a front or nginx's own port is published on
+    label: str = ""  # "cluster" on the cluster
+
+    def docker(self, *args: str, check: bool = True) -> str:
+        return docker(*args, env=self.env, check=check)
+
+    def succeeds(self, *args: str) -> bool:
+        return run(["docker", *args], check=False, env=self.env).returncode == 0
+
+    def served(self, port: int) -> ServedCertificates:
+        """The served check: every front, or every node's own nginx port."""
+        return ServedByEach(self.published_on, port)
+
+    def containers(self, service: str) -> set[str]:
+        """The running containers of `service`, on every node."""
+        found: set[str] = set()
+        for api in self.node_apis:
+            listed = api.containers(filters={"label": f"com.docker.swarm.service.name={service}"})
+            found |= {str(c["Id"]) for c in listed}
+        return found
+
+
+class ServedByEach(ServedCertificates):
+    """`ServedCertificates` over several addresses: address → serial, for each of them."""
+
+    def __init__(self, addresses: Sequence[str], port: int, timeout: float = 3.0) -> None:
+        super().__init__(addresses[0], port, timeout)
+        self.each = [ServedCertificates(address, port, timeout) for address in addresses]
+
+    def serials(self, domain: str) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for check in self.each:
+            found.update(check.serials(domain))
+        return found
+
+
+def here() -> Place:
+    swarm = Swarm()
+    return Place({}, swarm, [swarm.api], "127.0.0.1", ["127.0.0.1"])
+
+
+def on_cluster(say: Say) -> Place:
+    """The rig's cluster (brought up unless it runs; left up), driven through a manager."""
+    from rig.cluster import Cluster
+
+    cluster, made = Cluster.ensure(nodes=CLUSTER_NODES, managers=CLUSTER_MANAGERS)
+    manager = cluster.manager()
+    entries = cluster.swarm_nodes()
+    managers = sorted(n.hostname for n in entries if n.role == "manager" and n.ready)
+    ready = sorted(n.hostname for n in entries if n.ready and n.hostname in cluster.names)
+    if manager not in managers:  # pragma: no cover - the manager answered, so it is ready
+        managers.insert(0, manager)
+    say(
+        f"cluster: {'made' if made else 'reused'}; {len(ready)} nodes ({', '.join(ready)}), "
+        f"managers {', '.join(managers)}; driven through {manager} "
+        f"({cluster.env(manager)['DOCKER_HOST']}); clients ask {cluster.address(manager)}"
+    )
+
+    def api(node: str) -> docker_sdk.APIClient:
+        return docker_sdk.APIClient(base_url=cluster.env(node)["DOCKER_HOST"], timeout=60)
+
+    return Place(
+        env=cluster.env(manager),
+        swarm=Swarm(api(manager)),
+        node_apis=[api(node) for node in ready],
+        client_address=cluster.address(manager),
+        published_on=[cluster.address(node) for node in managers],
+        label="cluster",
+    )
 
 
 @dataclass
@@ -156,10 +275,11 @@ class Created:
 
 
 class ContainerWatch:
-    """When each container of the nginx service was first and last seen running (every 0.1 s)."""
+    """When each container of the nginx service was first and last seen running (every 0.1 s), on
+    every node."""
 
-    def __init__(self, swarm: Swarm) -> None:
-        self.swarm = swarm
+    def __init__(self, place: Place) -> None:
+        self.place = place
         self.first: dict[str, float] = {}
         self.last: dict[str, float] = {}
         self.latest: set[str] = set()
@@ -177,10 +297,7 @@ class ContainerWatch:
         self._thread.join()
 
     def running(self) -> set[str]:
-        listed = self.swarm.api.containers(
-            filters={"label": f"com.docker.swarm.service.name={NGINX}"}
-        )
-        return {str(c["Id"]) for c in listed}
+        return self.place.containers(NGINX)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -205,8 +322,8 @@ class ContainerWatch:
 class SerialWatch:
     """Asks through the clients' port, every 0.05 s, which serial a new connection gets."""
 
-    def __init__(self, port: int, old: str, new: str) -> None:
-        self.check = ServedCertificates("127.0.0.1", port, timeout=1)
+    def __init__(self, address: str, port: int, old: str, new: str) -> None:
+        self.check = ServedCertificates(address, port, timeout=1)
         self.old, self.new = old, new
         self.first_new: float | None = None
         self.last_old: float | None = None
@@ -232,35 +349,36 @@ class SerialWatch:
         self._thread.join()
 
 
-def wait_gone(service: str, timeout: float = 60) -> None:
+def wait_gone(place: Place, service: str, timeout: float = 60) -> None:
+    """Until no container of `service` runs on any node."""
     deadline = time.monotonic() + timeout
-    while docker("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={service}").strip():
+    while place.containers(service):
         if time.monotonic() > deadline:
             raise RuntimeError(f"{service} still has containers after {timeout:.0f} s")
         time.sleep(0.5)
 
 
-def remove_service(created: Created, service: str) -> None:
+def remove_service(place: Place, created: Created, service: str) -> None:
     if service in created.services:
-        docker("service", "rm", service, check=False)
-        wait_gone(service)
+        place.docker("service", "rm", service, check=False)
+        wait_gone(place, service)
         created.services.remove(service)
 
 
-def create_service(created: Created, name: str, *args: str) -> None:
-    if run(["docker", "service", "inspect", name], check=False).returncode == 0:
+def create_service(place: Place, created: Created, name: str, *args: str) -> None:
+    if place.succeeds("service", "inspect", name):
         raise RuntimeError(f"service {name} exists already: an earlier run left it; remove it")
     created.services.append(name)
-    docker("service", "create", "--detach", "--name", name, *args)
+    place.docker("service", "create", "--detach", "--name", name, *args)
 
 
-def create_network(created: Created, name: str) -> str:
+def create_network(place: Place, created: Created, name: str) -> str:
     """A bench-only overlay network; returns its subnet."""
-    if run(["docker", "network", "inspect", name], check=False).returncode == 0:
+    if place.succeeds("network", "inspect", name):
         raise RuntimeError(f"network {name} exists already: an earlier run left it; remove it")
-    docker("network", "create", "--driver", "overlay", name)
+    place.docker("network", "create", "--driver", "overlay", name)
     created.networks.append(name)
-    return docker(
+    return place.docker(
         "network", "inspect", name, "--format", "{{range .IPAM.Config}}{{.Subnet}} {{end}}"
     ).split()[0]
 
@@ -290,14 +408,14 @@ def nginx_conf(
 
 
 @contextmanager
-def front_service(created: Created, say: Say) -> Iterator[str]:
-    """The front network and HAProxy on it; yields the network's subnet."""
-    subnet = create_network(created, FRONT_NET)
+def front_service(place: Place, created: Created, say: Say) -> Iterator[str]:
+    """The front network and HAProxy on it (on every manager); yields the network's subnet."""
+    subnet = create_network(place, created, FRONT_NET)
     cfg = REPO / "haproxy" / "haproxy.cfg"
-    docker("config", "create", FRONT_CONFIG, str(cfg))
+    place.docker("config", "create", FRONT_CONFIG, str(cfg))
     created.configs.append(FRONT_CONFIG)
     create_service(
-        created, FRONT,
+        place, created, FRONT,
         "--mode", "global", "--constraint", "node.role==manager",
         "--network", FRONT_NET,
         "--publish", f"mode=host,target={FRONT_CONTAINER_PORT},published={FRONT_PORT}",
@@ -305,21 +423,33 @@ def front_service(created: Created, say: Say) -> Iterator[str]:
         "--stop-signal", "SIGUSR1",
         "certbotless-front:local",
     )  # fmt: skip
-    say(f"front: HAProxy ({cfg.relative_to(REPO)}) on {FRONT_NET} ({subnet}), port {FRONT_PORT}")
+    say(
+        f"front: HAProxy ({cfg.relative_to(REPO)}) on {FRONT_NET} ({subnet}), port {FRONT_PORT}"
+        + (f" on {', '.join(place.published_on)}" if place.label else "")
+    )
     try:
         yield subnet
     finally:
-        log = Path("/tmp/cbl-bench-haproxy.log")
+        log = Path(f"/tmp/cbl-bench-{place.label + '-' if place.label else ''}haproxy.log")
         with suppress(Exception):
-            logs = run(["docker", "service", "logs", "--timestamps", "--raw", FRONT], check=False)
+            logs = run(
+                ["docker", "service", "logs", "--timestamps", "--raw", FRONT],
+                check=False,
+                env=place.env,
+            )
             log.write_text(logs.stdout + logs.stderr)
             say(f"front: HAProxy's log is in {log}")
-        remove_service(created, FRONT)
+        remove_service(place, created, FRONT)
 
 
 @contextmanager
 def edge_service(
-    store: CertStore, cert: StoredCert, mode: Mode, created: Created, front_subnet: str | None
+    place: Place,
+    store: CertStore,
+    cert: StoredCert,
+    mode: Mode,
+    created: Created,
+    front_subnet: str | None,
 ) -> Iterator[None]:
     conf = nginx_conf(store, cert, created, front_subnet)
     refs = edge_references([Route(APP, (HOST,), 8000)], {cert.name: cert}, conf, "/etc/nginx/certs")
@@ -333,17 +463,20 @@ def edge_service(
         where = ["--network", EDGE_NET, "--network", f"name={FRONT_NET},alias=nginx"]
     else:
         where = ["--network", EDGE_NET, "--publish", f"mode=host,target=443,published={mode.port}"]
-    create_service(created, NGINX, *where, *mounts, *mode.settings, "certbotless-nginx:local")
+    create_service(
+        place, created, NGINX, *where, *mounts, *mode.settings, "certbotless-nginx:local"
+    )
     try:
-        ServedCertificates("127.0.0.1", mode.port).wait_until_serving(
-            {HOST: cert.serial}, time.monotonic() + 90
+        place.served(mode.port).wait_until_serving(
+            {HOST: cert.serial}, time.monotonic() + (180 if place.label else 90)
         )
         yield
     finally:
-        remove_service(created, NGINX)
+        remove_service(place, created, NGINX)
 
 
 def measure_rolls(
+    place: Place,
     store: CertStore,
     issuer: AcmeIssuer,
     mode: Mode,
@@ -354,12 +487,11 @@ def measure_rolls(
     front_subnet: str | None,
 ) -> list[RollFigures]:
     figures: list[RollFigures] = []
-    swarm = Swarm()
     current = save_cert(store, issuer, created)
     routes = [Route(APP, (HOST,), 8000)]
-    target = Target("127.0.0.1", mode.port, HOST)
+    target = Target(place.client_address, mode.port, HOST)
     budget = 60.0 + 120.0 * rolls
-    with edge_service(store, current, mode, created, front_subnet):
+    with edge_service(place, store, current, mode, created, front_subnet):
         fresh = NewConnectionLoop(
             target, max_requests=10_000_000, max_seconds=budget,
             connect_timeout=CONNECT_TIMEOUT, timeout=REQUEST_TIMEOUT, interval=interval,
@@ -368,7 +500,7 @@ def measure_rolls(
             target, max_requests=10_000_000, max_seconds=budget,
             connect_timeout=CONNECT_TIMEOUT, timeout=REQUEST_TIMEOUT, interval=interval,
         )  # fmt: skip
-        with ContainerWatch(swarm) as containers, fresh, kept:
+        with ContainerWatch(place) as containers, fresh, kept:
             time.sleep(1)
             for index in range(rolls):
                 fresh_cert = save_cert(store, issuer, created)
@@ -378,12 +510,13 @@ def measure_rolls(
                 )
                 old_tasks = containers.running()
                 wall = datetime.now(UTC).strftime("%H:%M:%S.%f")[:-3]
-                with SerialWatch(mode.port, current.serial, fresh_cert.serial) as serials:
+                with SerialWatch(
+                    place.client_address, mode.port, current.serial, fresh_cert.serial
+                ) as serials:
                     started = time.monotonic()
                     roll_service(
-                        swarm, NGINX, wanted, 120, lambda _m: None,
-                        ServedCertificates("127.0.0.1", mode.port),
-                    )  # fmt: skip
+                        place.swarm, NGINX, wanted, 120, lambda _m: None, place.served(mode.port)
+                    )
                     converged = time.monotonic() - started
                     deadline = time.monotonic() + 60
                     gone = containers.gone(old_tasks, time.monotonic())
@@ -403,7 +536,7 @@ def measure_rolls(
                 figures.append(figure)
                 current = fresh_cert
                 say(
-                    f"{mode.name} roll {index + 1}/{rolls} (at {wall} UTC): served "
+                    f"{mode.called} roll {index + 1}/{rolls} (at {wall} UTC): served "
                     f"{figure.served:.2f} s (old serial last seen {figure.old_last_seen:.2f} s), "
                     f"converged {figure.converged:.2f} s, old task gone {figure.old_gone:.2f} s; "
                     f"new connections: failed {figure.fresh.failed}/{figure.fresh.requests}, "
@@ -464,8 +597,8 @@ def measure_inventory(store: CertStore, count: int, say: Say) -> tuple[float, in
             store.swarm.remove_secret(cert.secret_id)
 
 
-def tests_running() -> bool:
-    return subprocess.run(["pgrep", "-f", "pytest"], capture_output=True).returncode == 0
+def tests_running(pattern: str = TESTS_HERE) -> bool:
+    return subprocess.run(["pgrep", "-f", pattern], capture_output=True).returncode == 0
 
 
 def take_lock(text: str) -> bool:
@@ -479,20 +612,26 @@ def take_lock(text: str) -> bool:
 
 
 @contextmanager
-def bench_lock(wait: float, say: Say) -> Iterator[None]:
-    """Wait (at most `wait` seconds) until no pytest runs and no other benchmark holds LOCK,
-    then hold LOCK, so that the next test run waits for this one."""
+def bench_lock(
+    wait: float,
+    say: Say,
+    tests: str = TESTS_HERE,
+    purpose: str = "bench.rollout",
+    poll: float = 5,
+) -> Iterator[None]:
+    """Wait (at most `wait` seconds) until no pytest run matching `tests` runs and no other
+    benchmark holds LOCK, then hold LOCK, so that the next test run waits for this one."""
     deadline = time.monotonic() + wait
-    mine = f"bench.rollout (pid {os.getpid()}, since {datetime.now(UTC):%H:%M:%S} UTC)\n"
+    mine = f"{purpose} (pid {os.getpid()}, since {datetime.now(UTC):%H:%M:%S} UTC)\n"
     told = ""
     while True:
-        if tests_running():
+        if tests_running(tests):
             why = "a pytest run is going on (it removes cbl-… services)"
         elif not take_lock(mine):
             why = f"{LOCK} is held"
             with suppress(OSError):
                 why = f"{LOCK} is held: {LOCK.read_text().strip()}"
-        elif tests_running():
+        elif tests_running(tests):
             LOCK.unlink()  # a test run started in between: let it finish first
             why = "a pytest run started"
         else:
@@ -502,7 +641,7 @@ def bench_lock(wait: float, say: Say) -> Iterator[None]:
         if why != told:
             say(f"{why}: waiting")
             told = why
-        time.sleep(5)
+        time.sleep(poll)
     try:
         yield
     finally:
@@ -511,10 +650,10 @@ def bench_lock(wait: float, say: Say) -> Iterator[None]:
                 LOCK.unlink()
 
 
-def cleanup(created: Created, store: CertStore, say: Say) -> None:
+def cleanup(place: Place, created: Created, store: CertStore, say: Say) -> None:
     for service in list(reversed(created.services)):
         with suppress(Exception):
-            remove_service(created, service)
+            remove_service(place, created, service)
     for config_id in created.store_configs:
         with suppress(Exception):
             store.swarm.remove_config(config_id)
@@ -522,11 +661,11 @@ def cleanup(created: Created, store: CertStore, say: Say) -> None:
         with suppress(Exception):
             store.swarm.remove_secret(secret_id)
     for config in created.configs:
-        docker("config", "rm", config, check=False)
+        place.docker("config", "rm", config, check=False)
     for network in created.networks:
         # An overlay's endpoints linger a moment after the last container is gone.
         for _ in range(20):
-            if run(["docker", "network", "rm", network], check=False).returncode == 0:
+            if place.succeeds("network", "rm", network):
                 break
             time.sleep(0.5)
         else:
@@ -546,10 +685,13 @@ def total(figures: list[RollFigures], loop: str, what: str) -> int:
     return sum(int(getattr(getattr(f, loop), what)) for f in figures)
 
 
-def print_table(results: dict[str, list[RollFigures]], rolls: int) -> bool:
+def print_table(
+    results: dict[str, list[RollFigures]], rolls: int, modes: dict[str, Mode] = MODES
+) -> bool:
     """The table; True when the front met its target."""
+    width = max(38, *(len(modes[name].title) for name in results))
     header = (
-        f"{'roll':<38} {'served':>7} {'converged':>9} {'new conn: failed':>17} {'outage':>7} "
+        f"{'roll':<{width}} {'served':>7} {'converged':>9} {'new conn: failed':>17} {'outage':>7} "
         f"{'keep-alive: failed':>19} {'closes':>6} {'outage':>7}"
     )
     print()
@@ -558,7 +700,7 @@ def print_table(results: dict[str, list[RollFigures]], rolls: int) -> bool:
         fresh_cell = f"{total(figures, 'fresh', 'failed')}/{total(figures, 'fresh', 'requests')}"
         kept_cell = f"{total(figures, 'kept', 'failed')}/{total(figures, 'kept', 'requests')}"
         print(
-            f"{MODES[name].title:<38} {median([f.served for f in figures]):>6.2f}s"
+            f"{modes[name].title:<{width}} {median([f.served for f in figures]):>6.2f}s"
             f" {median([f.converged for f in figures]):>8.2f}s {fresh_cell:>17}"
             f" {median([f.fresh.outage for f in figures]):>6.2f}s {kept_cell:>19}"
             f" {total(figures, 'kept', 'closes_absorbed'):>6}"
@@ -576,8 +718,9 @@ def print_table(results: dict[str, list[RollFigures]], rolls: int) -> bool:
             if name == "front":
                 continue
             outage = median([f.fresh.outage for f in figures])
+            converged = median([f.converged for f in figures])
             print(
-                f"{name}/front: converged {median([f.converged for f in figures]) / base:.1f}x, "
+                f"{modes[name].called}/{modes['front'].called}: converged {converged / base:.1f}x, "
                 f"new-connection outage {outage / base_outage:.1f}x, failed requests "
                 f"{total(figures, 'fresh', 'failed')} vs {total(front, 'fresh', 'failed')} "
                 f"(new connections), {total(figures, 'kept', 'failed')} vs "
@@ -586,15 +729,17 @@ def print_table(results: dict[str, list[RollFigures]], rolls: int) -> bool:
         fresh_failed, kept_failed = total(front, "fresh", "failed"), total(front, "kept", "failed")
         met = fresh_failed == 0 and kept_failed == 0
         print(
-            "front target (0 failed requests on new connections, 0 on keep-alive after one "
-            f"retry): {'met' if met else 'MISSED'} ({fresh_failed} and {kept_failed} failed)"
+            f"{modes['front'].called} target (0 failed requests on new connections, 0 on "
+            f"keep-alive after one retry): {'met' if met else 'MISSED'} ({fresh_failed} and "
+            f"{kept_failed} failed)"
         )
         return met
     return True
 
 
-def summarize_errors(results: dict[str, list[RollFigures]]) -> None:
+def summarize_errors(results: dict[str, list[RollFigures]], modes: dict[str, Mode] = MODES) -> None:
     for name, figures in results.items():
+        called = modes[name].called
         for loop in ("fresh", "kept"):
             errors: Counter[str] = Counter()
             closes: Counter[str] = Counter()
@@ -603,9 +748,9 @@ def summarize_errors(results: dict[str, list[RollFigures]]) -> None:
                 closes.update(getattr(figure, loop).close_errors)
             what = "new connections" if loop == "fresh" else "keep-alive"
             for error, count in errors.most_common():
-                print(f"  {name}, {what}: {count} failed: {error}")
+                print(f"  {called}, {what}: {count} failed: {error}")
             for error, count in closes.most_common():
-                print(f"  {name}, {what}: {count} closes absorbed: {error}")
+                print(f"  {called}, {what}: {count} closes absorbed: {error}")
 
 
 def main() -> int:
@@ -613,25 +758,54 @@ def main() -> int:
     parser.add_argument("--rolls", type=int, default=5, help="rolls per configuration")
     parser.add_argument("--inventory", type=int, default=1000, help="certificates to list")
     parser.add_argument(
-        "--modes", default="front,direct,naive", help="which rolls, comma-separated"
+        "--modes",
+        default=None,
+        help="which rolls, comma-separated (default front,direct,naive; front,direct with "
+        "--cluster)",
     )
     parser.add_argument(
         "--interval", type=float, default=0.01, help="least seconds between a loop's requests"
     )
     parser.add_argument(
-        "--wait-for-tests", type=float, default=3600, help="seconds to wait for a pytest run"
+        "--wait-for-tests",
+        type=float,
+        default=None,
+        help="seconds to wait for a pytest run (default 3600; 2400 with --cluster)",
+    )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help=f"roll on the rig's multi-node swarm ({CLUSTER_MANAGERS} managers, "
+        f"{CLUSTER_NODES - CLUSTER_MANAGERS} worker), not on the single-node one",
     )
     args = parser.parse_args()
-    modes = [MODES[name] for name in args.modes.split(",")]
+    known = CLUSTER_MODES if args.cluster else MODES
+    chosen = args.modes or ",".join(known)
+    unknown = [name for name in chosen.split(",") if name not in known]
+    if unknown:
+        parser.error(f"--modes: {', '.join(unknown)} not among {', '.join(known)}")
+    modes = [known[name] for name in chosen.split(",")]
 
     def say(message: str) -> None:
         print(message, flush=True)
 
     env = read_env()
-    store = CertStore(Swarm())
     results: dict[str, list[RollFigures]] = {}
-    with bench_lock(args.wait_for_tests, say):
-        created = Created(existing_configs=set(docker("config", "ls", "-q").split()))
+    if args.cluster:
+        lock = bench_lock(
+            2400 if args.wait_for_tests is None else args.wait_for_tests,
+            say,
+            tests=TESTS_CLUSTER,
+            purpose="bench.rollout --cluster: nginx rolls on the rig's cluster (cbl-bench-* "
+            "services, networks, configs and the certificates it stores there)",
+            poll=10,
+        )
+    else:
+        lock = bench_lock(3600 if args.wait_for_tests is None else args.wait_for_tests, say)
+    with lock:
+        place = on_cluster(say) if args.cluster else here()
+        store = CertStore(place.swarm)
+        created = Created(existing_configs=set(place.docker("config", "ls", "-q").split()))
         pebble = PebbleServer(
             "pebble-bench-rollout", host="127.0.0.1", ca_bundle=Path(env["CBL_RIG_CA_BUNDLE"]),
             port=PEBBLE_PORT, management_port=PEBBLE_PORT + 1000, http_port=HTTP01_PORT,
@@ -641,35 +815,42 @@ def main() -> int:
         pebble.start()
         responder.start()
         try:
-            create_network(created, EDGE_NET)
+            create_network(place, created, EDGE_NET)
             create_service(
-                created, APP, "--network", EDGE_NET, "--endpoint-mode", "dnsrr",
+                place, created, APP, "--network", EDGE_NET, "--endpoint-mode", "dnsrr",
                 "certbotless-demo-app:local",
             )  # fmt: skip
             issuer = AcmeIssuer(
                 pebble.directory_url, load_account_key(None), tokens, ca_bundle=pebble.ca_bundle
             )
             for mode in modes:
-                say(f"{mode.name}: {mode.title}, {args.rolls} rolls, port {mode.port}")
+                say(
+                    f"{mode.called}: {mode.title}, {args.rolls} rolls, port {mode.port}"
+                    + (f" on {place.client_address}" if place.label else "")
+                )
                 if mode.behind_front:
-                    with front_service(created, say) as subnet:
+                    with front_service(place, created, say) as subnet:
                         results[mode.name] = measure_rolls(
-                            store, issuer, mode, args.rolls, args.interval, created, say, subnet
-                        )
+                            place, store, issuer, mode, args.rolls, args.interval, created, say,
+                            subnet,
+                        )  # fmt: skip
                 else:
                     results[mode.name] = measure_rolls(
-                        store, issuer, mode, args.rolls, args.interval, created, say, None
+                        place, store, issuer, mode, args.rolls, args.interval, created, say, None
                     )
             inventory_seconds, listed = measure_inventory(store, args.inventory, say)
         finally:
-            cleanup(created, store, say)
+            cleanup(place, created, store, say)
             responder.stop()
             pebble.stop()
 
-    met = print_table(results, args.rolls)
-    summarize_errors(results)
-    print(f"inventory of {listed} stored certificates: {inventory_seconds:.2f} s (median of 3)")
-    missed = [] if met else ["front: failed requests"]
+    met = print_table(results, args.rolls, known)
+    summarize_errors(results, known)
+    where = " (cluster)" if place.label else ""
+    print(
+        f"inventory of {listed} stored certificates{where}: {inventory_seconds:.2f} s (median of 3)"
+    )
+    missed = [] if met else [f"{known['front'].called}: failed requests"]
     judged = results.get("front") or next(iter(results.values()))
     if median([f.converged for f in judged]) > TARGET_CONVERGED:
         missed.append(f"converged > {TARGET_CONVERGED} s")
