@@ -28,7 +28,7 @@ from rig.stacks import (
     wait_for_https,
 )
 from rig.state import run
-from rig.traffic import KeepAliveLoop, NewConnectionLoop, Target, TrafficLoop
+from rig.traffic import KeepAliveLoop, NewConnectionLoop, Request, Target, TrafficLoop
 
 STACK = "certbotless"
 NGINX = f"{STACK}_nginx"
@@ -154,8 +154,13 @@ def wait_until_gone(edge: ClusterEdge, timeout: float = 120) -> None:
 
 
 @contextmanager
-def clients(edge: ClusterEdge, node: str, host: str) -> Iterator[tuple[TrafficLoop, TrafficLoop]]:
-    """Both client loops through the front on `node`; asserts that no request failed."""
+def clients(
+    edge: ClusterEdge, node: str, host: str, node_killed: list[float] | None = None
+) -> Iterator[tuple[TrafficLoop, TrafficLoop]]:
+    """Both client loops through the front on `node`; asserts that no request failed. Except,
+    when `node_killed` holds the moment a node was killed, a request already in flight then:
+    one that the front had passed to that node's nginx dies with it, and a TCP front cannot
+    send it again (its bytes are gone)."""
     target = Target(edge.cluster.address(node), 443, host, ca_file=Path(edge.pebble_root))
     with (
         NewConnectionLoop(target, max_requests=50000, max_seconds=600, interval=0.02) as fresh,
@@ -165,7 +170,12 @@ def clients(edge: ClusterEdge, node: str, host: str) -> Iterator[tuple[TrafficLo
         time.sleep(1)
     for loop in (fresh, kept):
         assert loop.requests > 20, "the client loop hardly ran"
-        assert loop.failed == 0, (type(loop).__name__, loop.failed, loop.errors)
+        failed = [r for r in loop.records if not r.ok and not in_flight(r, node_killed or [])]
+        assert not failed, (type(loop).__name__, failed[:5])
+
+
+def in_flight(request: Request, moments: list[float]) -> bool:
+    return any(request.started <= moment <= request.ended for moment in moments)
 
 
 def report(
@@ -267,8 +277,39 @@ def test_killing_the_sidecars_node_loses_nothing_and_the_sidecar_resumes_elsewhe
     account = re.findall(r"ACME account (https://\S+)", edge.logs(doomed, container))[-1]
     stored = stored_chains(edge)
     client_node = next(n for n in edge.managers if n != doomed)
-    with clients(edge, client_node, host) as loops:
+    try:
+        node, log, resumed, loops = kill_and_resume(edge, doomed, client_node)
+        lost = sum(not r.ok for loop in loops for r in loop.records)
+        report(figure, f"the sidecar's node ({doomed}) killed; {lost} lost in flight on it", loops)
+        figure(f"cluster: sidecar's node killed → its first pass done on {node}: {resumed:.1f} s")
+        assert f"using the existing ACME account {account}" in log, log[-3000:]
+        assert "ordering" not in log, "nothing may be issued again after a move"
+        assert stored_chains(edge) == stored
+        # A renewal due now happens on the new node, and every live task serves it. The domains'
+        # DNS leaves out the dead node first, as the operator's DNS or load balancer would: the
+        # CA dials whatever address DNS gives it.
+        live = [n for n in edge.managers if n != doomed]
+        for name in (*APPS.values(), NEW_HOST):
+            edge.cluster.resolve_to_nodes(name, live)
+        (before,) = {edge.https(host, n).serial for n in live}
+        renewed = edge.sidecar("renew", "--force")
+        assert "nginx rolled: yes" in renewed, renewed
+        after = {edge.https(host, n).serial for n in live}
+        assert len(after) == 1 and before not in after
+    finally:
+        edge.cluster.start(doomed)
+        edge.cluster.wait_ready([doomed], timeout=120)
+
+
+def kill_and_resume(
+    edge: ClusterEdge, doomed: str, client_node: str
+) -> tuple[str, str, float, tuple[TrafficLoop, TrafficLoop]]:
+    """Kill `doomed` while clients ask the front on `client_node`; wait until the sidecar has
+    done its first pass elsewhere. (node, its log, seconds to that pass, the client loops)."""
+    killed_at: list[float] = []
+    with clients(edge, client_node, APPS["cbl-ha-two"], killed_at) as loops:
         killed = time.monotonic()
+        killed_at.append(killed)
         edge.cluster.kill(doomed)
         # Raft keeps quorum: the other managers elect a leader and answer.
         assert edge.cluster.manager(timeout=60) != doomed
@@ -279,27 +320,11 @@ def test_killing_the_sidecars_node_loses_nothing_and_the_sidecar_resumes_elsewhe
             assert time.monotonic() < deadline, log[-3000:]
             time.sleep(1)
         resumed = time.monotonic() - killed
+        # Every other front still serves every certificate.
         for other in (n for n in edge.managers if n != doomed):
             for name in (*APPS.values(), NEW_HOST):
                 assert edge.https(name, other).status == 200
-    report(figure, f"the sidecar's node ({doomed}) killed", loops)
-    figure(f"cluster: sidecar's node killed → sidecar's first pass done on {node}: {resumed:.1f} s")
-    assert f"using the existing ACME account {account}" in log, log[-3000:]
-    assert "ordering" not in log, "nothing may be issued again after a move"
-    assert stored_chains(edge) == stored
-    # A renewal due now happens on the new node, and every live task serves it. The domains'
-    # DNS leaves out the dead node first, as the operator's DNS or load balancer would: the CA
-    # dials whatever address DNS gives it.
-    live = [n for n in edge.managers if n != doomed]
-    for name in (*APPS.values(), NEW_HOST):
-        edge.cluster.resolve_to_nodes(name, live)
-    (before,) = {edge.https(host, n).serial for n in live}
-    renewed = edge.sidecar("renew", "--force")
-    assert "nginx rolled: yes" in renewed, renewed
-    after = {edge.https(host, n).serial for n in live}
-    assert len(after) == 1 and before not in after
-    edge.cluster.start(doomed)
-    edge.cluster.wait_ready([doomed], timeout=120)
+    return node, log, resumed, loops
 
 
 def stored_chains(edge: ClusterEdge) -> set[str]:
