@@ -220,6 +220,19 @@ def wait_for_https(
     raise TimeoutError(f"https://{host}/ did not answer within {timeout:.0f} s: {last_error}")
 
 
+def wait_for_serial(
+    host: str, cafile: str, serial: str, timeout: float = 15, address: str = "127.0.0.1"
+) -> HttpsAnswer:
+    """Until the edge at `address` serves `serial` for `host`. Right after a roll a task on its
+    way out still answers through the front for a moment, with the previous certificate."""
+    deadline = time.monotonic() + timeout
+    while (answer := https_get(host, cafile, address=address)).serial != serial:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{host} still served serial {answer.serial}, not {serial}")
+        time.sleep(0.2)
+    return answer
+
+
 def container_logs(container: str, tail: str = "all") -> str:
     result = run(["docker", "logs", "--tail", tail, container], check=False)
     return result.stdout + result.stderr

@@ -189,11 +189,17 @@ def report(
     )
 
 
-def serials_everywhere(edge: ClusterEdge, host: str) -> set[str]:
-    """The serials served for `host` by every front and every nginx task."""
-    through_fronts = {edge.https(host, node).serial for node in edge.managers}
-    tasks = edge.served_by_every_task(host)[host]
-    return through_fronts | set(tasks.values())
+def serials_everywhere(edge: ClusterEdge, host: str, nodes: list[str] | None = None) -> set[str]:
+    """The serials served for `host` by every front (on `nodes`, default every manager) and
+    every nginx task, once they agree (for up to 15 s: after a roll, a task on its way out still
+    answers through the fronts for a moment, with the previous, still valid certificate)."""
+    deadline = time.monotonic() + 15
+    while True:
+        through_fronts = {edge.https(host, node).serial for node in nodes or edge.managers}
+        seen = through_fronts | set(edge.served_by_every_task(host)[host].values())
+        if len(seen) == 1 or time.monotonic() > deadline:
+            return seen
+        time.sleep(0.5)
 
 
 def test_every_node_runs_nginx_and_every_front_and_task_serves_every_certificate(
@@ -291,10 +297,10 @@ def test_killing_the_sidecars_node_loses_nothing_and_the_sidecar_resumes_elsewhe
         live = [n for n in edge.managers if n != doomed]
         for name in (*APPS.values(), NEW_HOST):
             edge.cluster.resolve_to_nodes(name, live)
-        (before,) = {edge.https(host, n).serial for n in live}
+        (before,) = serials_everywhere(edge, host, live)
         renewed = edge.sidecar("renew", "--force")
         assert "nginx rolled: yes" in renewed, renewed
-        after = {edge.https(host, n).serial for n in live}
+        after = serials_everywhere(edge, host, live)
         assert len(after) == 1 and before not in after
     finally:
         edge.cluster.start(doomed)

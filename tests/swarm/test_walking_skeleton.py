@@ -30,6 +30,7 @@ from rig.stacks import (
     sidecar_logs,
     stored_chain_labels,
     wait_for_https,
+    wait_for_serial,
 )
 from rig.state import run
 from rig.traffic import KeepAliveLoop, NewConnectionLoop, Target
@@ -289,7 +290,7 @@ def test_issue_through_docker_exec_rolls_once_while_the_daemon_runs(
         assert step in issued.stdout, issued.stdout
     serial = re.search(rf"{re.escape(DEMO_HOST)}: serial ([0-9a-f]+), valid until ", issued.stdout)
     assert serial and serial.group(1) != before.serial, issued.stdout
-    assert https_get(DEMO_HOST, pebble_root).serial == serial.group(1)
+    wait_for_serial(DEMO_HOST, pebble_root, serial.group(1))
     mounted_after, previous = served_refs()
     assert previous == mounted_before, "the issue's roll replaced what was mounted before"
     # The roll's service events wake the daemon; its pass finds nothing left to roll.
@@ -496,7 +497,9 @@ def test_five_forced_rotations_through_the_front_drop_no_request(
                            "--force"], check=False)  # fmt: skip
             assert renewed.returncode == 0, renewed.stdout + renewed.stderr
             assert "nginx rolled: yes" in renewed.stdout, renewed.stdout
-            serials.append(https_get(DEMO_HOST, pebble_root).serial)
+            (serial,) = re.findall(rf"{re.escape(DEMO_HOST)}: stored \S+ serial ([0-9a-f]+)",
+                                   renewed.stderr)  # fmt: skip
+            serials.append(wait_for_serial(DEMO_HOST, pebble_root, serial).serial)
         time.sleep(1)  # requests after the last roll, too
     assert len(set(serials)) == 6, serials
     for loop in (fresh, kept):
