@@ -155,12 +155,12 @@ def wait_until_gone(edge: ClusterEdge, timeout: float = 120) -> None:
 
 @contextmanager
 def clients(
-    edge: ClusterEdge, node: str, host: str, node_killed: list[float] | None = None
+    edge: ClusterEdge, node: str, host: str, node_killed: list[tuple[float, float]] | None = None
 ) -> Iterator[tuple[TrafficLoop, TrafficLoop]]:
     """Both client loops through the front on `node`; asserts that no request failed. Except,
-    when `node_killed` holds the moment a node was killed, a request already in flight then:
-    one that the front had passed to that node's nginx dies with it, and a TCP front cannot
-    send it again (its bytes are gone)."""
+    when `node_killed` holds the span of `docker kill` of a node, a request in flight then: one
+    that the front had passed to that node's nginx dies with it, and a TCP front cannot send it
+    again (its bytes are gone)."""
     target = Target(edge.cluster.address(node), 443, host, ca_file=Path(edge.pebble_root))
     with (
         NewConnectionLoop(target, max_requests=50000, max_seconds=600, interval=0.02) as fresh,
@@ -174,8 +174,8 @@ def clients(
         assert not failed, (type(loop).__name__, failed[:5])
 
 
-def in_flight(request: Request, moments: list[float]) -> bool:
-    return any(request.started <= moment <= request.ended for moment in moments)
+def in_flight(request: Request, spans: list[tuple[float, float]]) -> bool:
+    return any(request.started <= end and request.ended >= start for start, end in spans)
 
 
 def report(
@@ -312,11 +312,11 @@ def kill_and_resume(
 ) -> tuple[str, str, float, tuple[TrafficLoop, TrafficLoop]]:
     """Kill `doomed` while clients ask the front on `client_node`; wait until the sidecar has
     done its first pass elsewhere. (node, its log, seconds to that pass, the client loops)."""
-    killed_at: list[float] = []
-    with clients(edge, client_node, APPS["cbl-ha-two"], killed_at) as loops:
+    killed_during: list[tuple[float, float]] = []
+    with clients(edge, client_node, APPS["cbl-ha-two"], killed_during) as loops:
         killed = time.monotonic()
-        killed_at.append(killed)
         edge.cluster.kill(doomed)
+        killed_during.append((killed, time.monotonic()))
         # Raft keeps quorum: the other managers elect a leader and answer.
         assert edge.cluster.manager(timeout=60) != doomed
         node, container = edge.container(SIDECAR, timeout=240)
