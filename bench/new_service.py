@@ -11,7 +11,7 @@ builds the images first. Measured in one run, beside Traefik 3.x (PyPI's traefik
    - certbotless: the edge stack deployed as in `python -m rig demo` (HAProxy front on 80/443 →
      nginx → sidecar, the rig's Pebble), then `docker service create` of a labelled app
      (`certbotless.domains`, `certbotless.port=8000`, network certbotless-edge, dnsrr), asked
-     through 127.0.0.1:443. The app's own container start (a 288 MB image on vfs) is in these
+     through 127.0.0.1:443. The app's own container start (a 45 MB image on vfs) is in these
      seconds, so also: the same labels added (`service update --label-add`) to an unlabelled
      service already running, which restarts no task (shown and broken down, not judged).
    - Traefik, file provider: Traefik on the host (entry points 127.0.0.1:18080 and :18443), a
@@ -29,12 +29,12 @@ builds the images first. Measured in one run, beside Traefik 3.x (PyPI's traefik
    docker_gwbridge address, which the host and containers both reach) validating on port 18080;
    it uses EC P-256 keys like certbotless, and its account is registered by a warm-up router
    before the timed runs (certbotless's by the edge's first pass).
-2. `--services` (default 50) new labelled services created at once (8 `docker service create` at
-   a time): from the last one existing until every host answers stably, and how many times the
-   sidecar rolled nginx for them (its "rolling …" log lines). Here too the apps' containers start
-   (50 copies of the image on vfs), so then, once all run, the same services get new hostnames at
-   once (`--label-add certbotless.domains=…`: new certificates and routes, no task restarted),
-   shown, not judged. Traefik: as many routers written to the file at once.
+2. `--services` (default 50) new labelled services created at once (one `docker stack deploy`):
+   from the last one existing (the deploy returned) until every host answers stably, and how
+   many times the sidecar rolled nginx for them (its "rolling …" log lines). Here too the apps'
+   containers start (50 copies of the image on vfs), so then, once all run, the same services
+   get new hostnames at once (`--label-add certbotless.domains=…`: new certificates and routes,
+   no task restarted), shown, not judged. Traefik: as many routers written to the file at once.
 3. For certbotless's single services, where the seconds go, from the sidecar's log timestamps.
 
 The exit status is 1 when certbotless misses a target: one new service stable in a median
@@ -56,6 +56,7 @@ import functools
 import http.client
 import http.server
 import itertools
+import json
 import os
 import re
 import secrets
@@ -93,6 +94,7 @@ APP_IMAGE = "certbotless-demo-app:local"
 APP_PORT = 8000
 NGINX_SERVICE = f"{EDGE_STACK}_nginx"
 SERVICE_PREFIX = "cbl-bench-ns-"
+MANY_STACK = "cbl-bench-ns-many"
 TRAEFIK_SERVICE_PREFIX = "cbl-bench-tr-"
 TRAEFIK_CONTAINER = "cbl-bench-traefik"
 LOOPBACK = "127.0.0.1"
@@ -544,13 +546,38 @@ def create_many(names: Sequence[str], labels: Sequence[dict[str, str]]) -> tuple
     return began, max(done)
 
 
+def many_names(count: int) -> list[str]:
+    return [f"{MANY_STACK}_m{i}" for i in range(count)]
+
+
+def deploy_many(hosts: Sequence[str]) -> tuple[float, float]:
+    """One `docker stack deploy` of a labelled service per host, as an operator creates many
+    services at once: (the call, when it returned: every service exists), monotonic."""
+    lines = ['version: "3.8"', "services:"]
+    for i, host in enumerate(hosts):
+        labels = "".join(
+            f"\n        {key}: {json.dumps(text)}" for key, text in certbotless_labels(host).items()
+        )
+        lines.append(
+            f"  m{i}:\n    image: {APP_IMAGE}\n    networks: [edge]\n    deploy:\n"
+            f"      endpoint_mode: dnsrr\n      labels:{labels}"
+        )
+    lines.append(f"networks:\n  edge:\n    external: true\n    name: {EDGE_NETWORK}\n")
+    with tempfile.NamedTemporaryFile("w", suffix=".yml") as compose:
+        compose.write("\n".join(lines))
+        compose.flush()
+        began = time.monotonic()
+        docker("stack", "deploy", "--detach=true", "--quiet", "-c", compose.name, MANY_STACK)
+        return began, time.monotonic()
+
+
 def bench_certbotless_many(count: int, tag: str, root: str, say: Say) -> Many:
-    """`count` new labelled services created at once."""
-    names = [f"{SERVICE_PREFIX}m{i}" for i in range(count)]
+    """`count` new labelled services created at once, by one `docker stack deploy`."""
+    names = many_names(count)
     hosts = [f"m{i}-{tag}.bench.test" for i in range(count)]
     since = time.time()
-    say(f"certbotless: creating {count} labelled services, {CREATE_THREADS} at a time")
-    began, last = create_many(names, [certbotless_labels(h) for h in hosts])
+    say(f"certbotless: creating {count} labelled services with one `docker stack deploy`")
+    began, last = deploy_many(hosts)
     say(f"certbotless: {count} services exist after {last - began:.1f} s; polling their hosts")
     many = Many(count, last - began, wait_stable(hosts, root, 443, last, MANY_TIMEOUT))
     last_wall = time.time() - (time.monotonic() - last)
@@ -564,7 +591,7 @@ def bench_certbotless_relabel(count: int, tag: str, root: str, say: Say) -> Many
     """The `count` services of bench_certbotless_many, all running, get new hostnames at once:
     the same work for certbotless (new certificates, new routes, one roll) without the apps'
     container starts."""
-    names = [f"{SERVICE_PREFIX}m{i}" for i in range(count)]
+    names = many_names(count)
     hosts = [f"r{i}-{tag}.bench.test" for i in range(count)]
     deadline = time.monotonic() + APPS_TIMEOUT
     while not all(running_task(name) for name in names) and time.monotonic() < deadline:
@@ -1173,7 +1200,7 @@ def certbotless_on_swarm(
         for i in range(1, args.runs + 1):
             results.ours_label.append(bench_certbotless_label(i, tag, root, say))
         if args.services > 0:
-            created += [f"{SERVICE_PREFIX}m{i}" for i in range(args.services)]
+            created += many_names(args.services)
             results.ours_many = bench_certbotless_many(args.services, tag, root, say)
             results.ours_relabel = bench_certbotless_relabel(args.services, tag, root, say)
     finally:

@@ -30,7 +30,7 @@ STUCK_PASS_SECONDS = 30 * 60
 # the first event of a burst. A burst that goes on during a pass (a `docker stack deploy` of many
 # services) defers that pass's roll to the next pass, so the burst costs one roll; for at most
 # ROLL_DEFERRAL_CAP in a row, so that a swarm that never stops changing still gets its rolls.
-EVENT_QUIET = timedelta(seconds=0.3)
+EVENT_QUIET = timedelta(seconds=0.15)
 EVENT_CAP = timedelta(seconds=10)
 ROLL_DEFERRAL_CAP = timedelta(seconds=30)
 # Let's Encrypt allows 5 failed validations per name per hour.
