@@ -29,8 +29,9 @@ from pathlib import Path
 from bench.peers import Certbot, Lego, Peer
 from certbotless.acme.challenges import ChallengeResponder, TokenStore
 from certbotless.acme.errors import AcmeError
+from certbotless.acme.http01 import EdgeHttp01Solver
+from certbotless.acme.issuer import AcmeIssuer, IssuerOptions
 from certbotless.acme.keys import load_account_key
-from certbotless.acme.orders import AcmeIssuer
 from certbotless.model import CertSpec, IssuedCert
 from certbotless.settings import Settings
 from rig.pebble import PebbleServer, port_open
@@ -147,7 +148,11 @@ def bench_certbotless(
 
     def issuer_at(concurrency: int) -> AcmeIssuer:
         return AcmeIssuer(
-            directory_url, account_key, tokens, ca_bundle=ca_bundle, concurrency=concurrency
+            directory_url,
+            account_key,
+            EdgeHttp01Solver(tokens),
+            ca_bundle=ca_bundle,
+            options=IssuerOptions(concurrency=concurrency),
         )
 
     try:

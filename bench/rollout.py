@@ -74,11 +74,12 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from certbotless.acme.challenges import ChallengeResponder, TokenStore
+from certbotless.acme.http01 import EdgeHttp01Solver
+from certbotless.acme.issuer import AcmeIssuer
 from certbotless.acme.keys import load_account_key, private_key_pem
-from certbotless.acme.orders import AcmeIssuer
 from certbotless.edge import render_nginx_conf
+from certbotless.edge_deploy import edge_references
 from certbotless.model import CertSpec, IssuedCert, Route, StoredCert
-from certbotless.reconcile import edge_references
 from certbotless.rollout import ServedCertificates, roll_service
 from certbotless.store import CertStore
 from certbotless.swarm import Swarm
@@ -821,7 +822,10 @@ def main() -> int:
                 "certbotless-demo-app:local",
             )  # fmt: skip
             issuer = AcmeIssuer(
-                pebble.directory_url, load_account_key(None), tokens, ca_bundle=pebble.ca_bundle
+                pebble.directory_url,
+                load_account_key(None),
+                EdgeHttp01Solver(tokens),
+                ca_bundle=pebble.ca_bundle,
             )
             for mode in modes:
                 say(

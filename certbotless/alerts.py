@@ -83,16 +83,20 @@ def alerts_for(
     next_attempt: datetime,
     ca_unreachable_after: timedelta = timedelta(hours=1),
 ) -> list[Alert]:
-    """The problems that hold after a pass."""
+    """The problems that hold after a pass. `next_attempt`: when failures are retried, unless a
+    certificate's status record says."""
     alerts = []
+    records = {record.name: record for record in report.statuses}
     for name, error in sorted(report.failed.items()):
+        record = records.get(name)
+        retry = record.next_attempt if record and record.next_attempt else next_attempt
         alerts.append(
             Alert(
                 f"renewal_failed:{name}",
                 "renewal_failed",
                 f"certificate {name}: renewal failed",
                 error,
-                note=f"Next attempt around {next_attempt:%Y-%m-%d %H:%M} UTC.",
+                note=f"Next attempt around {retry:%Y-%m-%d %H:%M} UTC.",
                 fingerprint=stable_words(error),
             )
         )

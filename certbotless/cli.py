@@ -9,12 +9,9 @@ import json
 import logging
 import signal
 import sys
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-
-from josepy.jwk import JWK
 
 from certbotless import __version__
 from certbotless.account_key import (
@@ -22,24 +19,24 @@ from certbotless.account_key import (
     AccountKeyUnavailable,
     resolve_account_key,
 )
-from certbotless.acme.account import ExternalAccountBinding
 from certbotless.acme.ari import lifetime_renewal_time
 from certbotless.acme.challenges import ChallengeResponder, TokenStore
 from certbotless.acme.errors import AcmeError
-from certbotless.acme.orders import AcmeIssuer, RevocationReason
 from certbotless.alerts import (
-    Alerter,
-    Channel,
-    EmailChannel,
-    WebhookChannel,
     is_expiring,
 )
+from certbotless.app import App
 from certbotless.discovery import CERTIFICATE_NAME_RE, EdgeNotFound
-from certbotless.doctor import Doctor
 from certbotless.edge import NginxConfigError
 from certbotless.metrics import serve as serve_metrics
-from certbotless.model import CertSpec, KeyType, Listed, PassReport
-from certbotless.reconcile import Reconciler
+from certbotless.model import (
+    CertSpec,
+    KeyType,
+    Listed,
+    PassReport,
+    PassRequest,
+    RevocationReason,
+)
 from certbotless.rollout import RolloutError
 from certbotless.scheduler import Daemon
 from certbotless.settings import (
@@ -48,8 +45,7 @@ from certbotless.settings import (
     Settings,
     SettingsError,
 )
-from certbotless.store import CertStore
-from certbotless.swarm import SWARM_ERRORS, Swarm
+from certbotless.swarm import SWARM_ERRORS
 
 log = logging.getLogger("certbotless")
 
@@ -123,121 +119,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(f"certbotless: {error}", file=sys.stderr)
         return 2
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        _JsonFormatter()
-        if settings.log_format == "json"
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
-    logging.basicConfig(level=settings.log_level, handlers=[handler])
-    if (
-        args.command == "renew"
-        and args.dry_run
-        and settings.acme_directory == LETSENCRYPT_PRODUCTION
-    ):
-        settings = dataclasses.replace(settings, acme_directory=LETSENCRYPT_STAGING)
-    for noisy in ("urllib3", "docker", "apscheduler", "acme"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    swarm = Swarm()
-    store = CertStore(swarm)
-    tokens = TokenStore(settings.challenge_dir)
-    stopping = threading.Event()
-
-    def make_issuer(account_key: JWK | None = None) -> AcmeIssuer:
-        eab = None
-        if settings.eab_kid and settings.eab_hmac_key:
-            eab = ExternalAccountBinding(settings.eab_kid, settings.eab_hmac_key)
-        return AcmeIssuer(
-            settings.acme_directory,
-            account_key
-            or resolve_account_key(settings, swarm, store, mount_into_own_service=False),
-            tokens,
-            email=settings.email,
-            ca_bundle=settings.ca_bundle,
-            eab=eab,
-            preferred_chain=settings.preferred_chain,
-            concurrency=settings.concurrency,
-            stop=stopping,
-        )
-
-    reconciler = Reconciler(settings, swarm, store, make_issuer, stopping)
+    _configure_logging(settings)
+    if args.command == "renew" and args.dry_run:
+        settings = _staging_for_dry_runs(settings)
     try:
-        match args.command:
-            case "run":
-                try:
-                    account_key = resolve_account_key(
-                        settings, swarm, store, mount_into_own_service=True
-                    )
-                except AccountKeyMounted as mounted:
-                    log.info("%s", mounted)
-                    # As PID 1 of its container, the process ignores SIGTERM unless it says
-                    # otherwise; Swarm would wait the whole stop grace period.
-                    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-                    while True:  # until Swarm stops this task
-                        time.sleep(60)
-                reconciler = Reconciler(
-                    settings, swarm, store, lambda: make_issuer(account_key), stopping
-                )
-                for orphan in swarm.remove_orphaned_jobs():
-                    log.info("removed %s, a check job a stopped certbotless left behind", orphan)
-                try:  # early word on the CA and the account, which a restart must find again
-                    reconciler.issuer.ensure_account()
-                except AcmeError as error:
-                    log.warning("ACME account not checked yet: %s", error)
-                daemon = Daemon(reconciler, swarm, settings.schedule, _alerter(settings, store))
-                responder = ChallengeResponder(
-                    tokens, *settings.responder_listen, health=daemon.health
-                )
-                responder.start()
-                log.info("challenge responder and /healthz on port %d", responder.port)
-                if settings.metrics_listen is not None:
-                    serve_metrics(settings.metrics_listen)
-                    log.info("metrics on port %d", settings.metrics_listen[1])
-                daemon.run()
-                return 0
-            case "renew":
-                with _responder_unless_running(tokens, settings):
-                    report = reconciler.run_pass(force=args.force, dry_run=args.dry_run)
-                return _summarize(report)
-            case "issue":
-                domains = tuple(d.strip().lower() for d in args.domains)
-                name = (args.name or domains[0]).strip().lower()
-                if not CERTIFICATE_NAME_RE.fullmatch(name):
-                    print(f"certbotless: --name {name!r}: use lowercase letters, digits, '-' "
-                          "and dots, e.g. --name shop", file=sys.stderr)  # fmt: skip
-                    return 2
-                spec = CertSpec(name, domains, args.key_type, args.profile)
-                with _responder_unless_running(tokens, settings):
-                    report = reconciler.run_pass(
-                        extra_specs=[spec], roll=not args.no_rollout, progress=_say
-                    )
-                for cert in report.certificates:
-                    if cert.name == name and name in report.issued:
-                        print(f"{name}: serial {cert.serial}, valid until "
-                              f"{cert.not_after:%Y-%m-%d %H:%M} UTC")  # fmt: skip
-                return _summarize(report)
-            case "list":
-                return _list(reconciler, args.json)
-            case "render":
-                print(reconciler.render(), end="")
-                return 0
-            case "revoke":
-                reason = RevocationReason[args.reason]
-                return _summarize(reconciler.revoke(args.name, reason, progress=_say))
-            case "doctor":
-                checks = Doctor(settings, swarm, tokens, make_issuer).run()
-                for check in checks:
-                    print(f"{'ok  ' if check.ok else 'FAIL'} {check.what}: {check.detail}")
-                    if not check.ok and check.fix:
-                        print(f"     fix: {check.fix}")
-                return 0 if all(check.ok for check in checks) else 1
-            case "gc":
-                removals = reconciler.collect_garbage(dry_run=args.dry_run)
-                verb = "would remove" if args.dry_run else "removed"
-                for removal in removals:
-                    print(f"{verb} {removal.target.kind} {removal.target.name}: {removal.reason}")
-                print(f"{verb} {len(removals)} object(s)")
-                return 0
+        return COMMANDS[args.command](App(settings), args)
     except (
         EdgeNotFound,
         NginxConfigError,
@@ -252,7 +138,125 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"certbotless: the Docker API failed: {error}; is /var/run/docker.sock mounted, "
               "and is this a swarm manager?", file=sys.stderr)  # fmt: skip
         return 1
-    return 2
+
+
+def _configure_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        _JsonFormatter()
+        if settings.log_format == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    logging.basicConfig(level=settings.log_level, handlers=[handler])
+    for noisy in ("urllib3", "docker", "apscheduler", "acme"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _staging_for_dry_runs(settings: Settings) -> Settings:
+    """A dry run against Let's Encrypt goes to its staging CA, whose limits are for this."""
+    if settings.acme_directory != LETSENCRYPT_PRODUCTION:
+        return settings
+    return dataclasses.replace(settings, acme_directory=LETSENCRYPT_STAGING)
+
+
+def run_daemon(app: App, args: argparse.Namespace) -> int:
+    try:
+        app.account_key = resolve_account_key(
+            app.settings, app.swarm, app.store, mount_into_own_service=True
+        )
+    except AccountKeyMounted as mounted:
+        log.info("%s", mounted)
+        # As PID 1 of its container, the process ignores SIGTERM unless it says otherwise;
+        # Swarm would wait the whole stop grace period.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        while True:  # until Swarm stops this task
+            time.sleep(60)
+    for orphan in app.swarm.remove_orphaned_jobs():
+        log.info("removed %s, a check job a stopped certbotless left behind", orphan)
+    try:  # early word on the CA and the account, which a restart must find again
+        app.issuer.ensure_account()
+    except AcmeError as error:
+        log.warning("ACME account not checked yet: %s", error)
+    daemon = Daemon(app.reconciler, app.swarm, app.settings.schedule, app.alerter())
+    responder = ChallengeResponder(app.tokens, *app.settings.responder_listen, health=daemon.health)
+    responder.start()
+    log.info("challenge responder and /healthz on port %d", responder.port)
+    if app.settings.metrics_listen is not None:
+        serve_metrics(app.settings.metrics_listen)
+        log.info("metrics on port %d", app.settings.metrics_listen[1])
+    daemon.run()
+    return 0
+
+
+def renew(app: App, args: argparse.Namespace) -> int:
+    with _responder_unless_running(app.tokens, app.settings):
+        report = app.reconciler.run_pass(
+            PassRequest(force=args.force, dry_run=args.dry_run, progress=log.info)
+        )
+    return _summarize(report)
+
+
+def issue(app: App, args: argparse.Namespace) -> int:
+    domains = tuple(d.strip().lower() for d in args.domains)
+    name = (args.name or domains[0]).strip().lower()
+    if not CERTIFICATE_NAME_RE.fullmatch(name):
+        print(f"certbotless: --name {name!r}: use lowercase letters, digits, '-' "
+              "and dots, e.g. --name shop", file=sys.stderr)  # fmt: skip
+        return 2
+    spec = CertSpec(name, domains, args.key_type, args.profile)
+    with _responder_unless_running(app.tokens, app.settings):
+        report = app.reconciler.run_pass(
+            PassRequest(extra_specs=(spec,), roll=not args.no_rollout, progress=_say)
+        )
+    for cert in report.certificates:
+        if cert.name == name and name in report.issued:
+            print(f"{name}: serial {cert.serial}, valid until "
+                  f"{cert.not_after:%Y-%m-%d %H:%M} UTC")  # fmt: skip
+    return _summarize(report)
+
+
+def list_certificates(app: App, args: argparse.Namespace) -> int:
+    return _list(app.listing(), args.json)
+
+
+def render(app: App, args: argparse.Namespace) -> int:
+    print(app.render(), end="")
+    return 0
+
+
+def revoke(app: App, args: argparse.Namespace) -> int:
+    reason = RevocationReason[args.reason]
+    return _summarize(app.reconciler.revoke(args.name, reason, progress=_say))
+
+
+def doctor(app: App, args: argparse.Namespace) -> int:
+    checks = app.doctor().run()
+    for check in checks:
+        print(f"{'ok  ' if check.ok else 'FAIL'} {check.what}: {check.detail}")
+        if not check.ok and check.fix:
+            print(f"     fix: {check.fix}")
+    return 0 if all(check.ok for check in checks) else 1
+
+
+def collect_garbage(app: App, args: argparse.Namespace) -> int:
+    removals = app.reconciler.collect_garbage(dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for removal in removals:
+        print(f"{verb} {removal.target.kind} {removal.target.name}: {removal.reason}")
+    print(f"{verb} {len(removals)} object(s)")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[App, argparse.Namespace], int]] = {
+    "run": run_daemon,
+    "renew": renew,
+    "issue": issue,
+    "list": list_certificates,
+    "render": render,
+    "revoke": revoke,
+    "doctor": doctor,
+    "gc": collect_garbage,
+}
 
 
 class _JsonFormatter(logging.Formatter):
@@ -286,16 +290,6 @@ def _responder_unless_running(tokens: TokenStore, settings: Settings) -> Iterato
         responder.stop()
 
 
-def _alerter(settings: Settings, store: CertStore) -> Alerter | None:
-    channels: list[Channel] = []
-    if settings.alert_webhook:
-        slack = {"auto": None, "slack": True, "json": False}[settings.alert_webhook_format]
-        channels.append(WebhookChannel(settings.alert_webhook, slack=slack))
-    if settings.smtp_url:
-        channels.append(EmailChannel(settings.smtp_url, settings.alert_email))
-    return Alerter(channels, memory=store) if channels else None
-
-
 def _say(message: str) -> None:
     print(message, flush=True)
 
@@ -314,9 +308,8 @@ def _summarize(report: PassReport) -> int:
     return 0 if report.ok else 1
 
 
-def _list(reconciler: Reconciler, as_json: bool) -> int:
+def _list(rows: list[Listed], as_json: bool) -> int:
     now = datetime.now(UTC)
-    rows = reconciler.listing()
     if as_json:
         print(json.dumps([_listed_json(row, now) for row in rows], indent=2))
         return 0

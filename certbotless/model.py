@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 
 
 class KeyType(StrEnum):
@@ -125,21 +126,10 @@ class StoredCert:
 
 @dataclass(frozen=True)
 class RenewalFailure:
-    """The last failed attempt at a certificate, as recorded in the swarm until one succeeds."""
+    """The last failed attempt at a certificate (from its status record)."""
 
     at: datetime
     error: str
-
-    def to_label(self) -> str:
-        return json.dumps({"at": self.at.isoformat(), "error": self.error[:1000]})
-
-    @classmethod
-    def from_label(cls, text: str) -> RenewalFailure | None:
-        try:
-            value = json.loads(text)
-            return cls(datetime.fromisoformat(value["at"]), str(value["error"]))
-        except (ValueError, KeyError, TypeError):
-            return None
 
 
 @dataclass(frozen=True)
@@ -194,6 +184,8 @@ class PassReport:
     ca_unreachable: str | None = None  # the error, when the CA could not be reached at all
     certificates: tuple[StoredCert, ...] = ()  # the version in use of each wanted certificate
     next_renewal: datetime | None = None  # the earliest moment a certificate is due
+    next_attempt: datetime | None = None  # the earliest retry of a failed certificate
+    statuses: tuple[CertificateStatus, ...] = ()  # every wanted certificate's record
 
     @property
     def ok(self) -> bool:
@@ -209,3 +201,162 @@ class Listed:
     in_use: bool | None  # whether the edge's spec mounts it (None: no edge to ask)
     wanted: bool  # whether a label asks for it (manual `issue`s are not renewed otherwise)
     failure: RenewalFailure | None
+    status: CertificateStatus | None = None
+
+
+class RevocationReason(IntEnum):
+    """RFC 5280 §5.3.1 reason codes that an ACME subscriber may use."""
+
+    unspecified = 0
+    keyCompromise = 1
+    affiliationChanged = 3
+    superseded = 4
+    cessationOfOperation = 5
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """One challenge a Solver answers: for `domain`, publish `key_authorization` under `token`."""
+
+    domain: str
+    token: str
+    key_authorization: str
+
+
+@dataclass(frozen=True)
+class RolloutResult:
+    changed: bool
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class PassRequest:
+    """What one pass is asked to do. `force`: renew every wanted certificate now (True) or
+    these names; `extra_specs`: certificates no label asks for (`certbotless issue`), ordered
+    now; `dry_run`: order every wanted certificate but store nothing and roll nothing; `roll`:
+    whether the edge may be rolled; `progress` receives a line per step."""
+
+    force: bool | frozenset[str] = False
+    extra_specs: tuple[CertSpec, ...] = ()
+    dry_run: bool = False
+    roll: bool = True
+    progress: Callable[[str], None] = print
+
+    def forced(self, wanted: frozenset[str]) -> frozenset[str]:
+        """The wanted names to order now whatever their state."""
+        if self.force is True or self.dry_run:
+            return wanted
+        extra = frozenset(spec.name for spec in self.extra_specs)
+        return extra | (self.force or frozenset())
+
+    @property
+    def rolls(self) -> bool:
+        return self.roll and not self.dry_run
+
+
+class Condition(StrEnum):
+    """A certificate's state, in cert-manager's spirit."""
+
+    READY = "Ready"  # a usable version is stored (and served, if routed)
+    ISSUING = "Issuing"  # wanted but never issued yet, or due and being renewed
+    FAILING = "Failing"  # the last attempt failed; `reason` and `message` say why
+
+
+class FailureReason(StrEnum):
+    """Why a certificate is Failing, for machines (alerts, metrics, the status page)."""
+
+    CA_UNREACHABLE = "CAUnreachable"
+    RATE_LIMITED = "RateLimited"
+    VALIDATION_FAILED = "ValidationFailed"  # the CA could not validate a challenge
+    CHALLENGE_NOT_SERVED = "ChallengeNotServed"  # our self-check failed: the CA was not asked
+    BAD_REQUEST = "BadRequest"  # the CA refused the order as asked (names, profile)
+    BACKING_OFF = "BackingOff"  # not tried: waiting after earlier failures
+    NOT_STORED = "NotStored"  # issued, but the swarm did not store it
+    ROLLED_BACK = "RolledBack"  # Swarm rolled back the roll that mounted it
+    ORDER_FAILED = "OrderFailed"  # anything else the CA or the network said
+
+
+@dataclass(frozen=True)
+class CertificateStatus:
+    """Everything certbotless knows and remembers about one certificate name. Persisted in the
+    swarm by a StatusStore; every reader (list, alerts, metrics, doctor, the status page) reads
+    it, and nothing else keeps per-certificate memory."""
+
+    name: str
+    domains: tuple[str, ...] = ()
+    key_type: KeyType = KeyType.EC256
+    profile: str | None = None
+    wanted: bool = True  # a label (or a manual issue being renewed) asks for it
+    serial: str = ""  # the version in use
+    not_after: datetime | None = None
+    condition: Condition = Condition.ISSUING
+    reason: FailureReason | None = None
+    message: str = ""  # the CA's (or Swarm's) words for the last failure
+    failures: int = 0  # consecutive failed attempts
+    last_failure: datetime | None = None
+    next_attempt: datetime | None = None  # not retried before this
+    refused: tuple[str, ...] = ()  # serials Swarm rolled back
+    renew_at: datetime | None = None  # when the version in use comes due
+    renew_source: str = ""  # "ari" (inside the CA's window) or "lifetime" (1/3 left)
+    last_roll: str = ""  # "ok at …" or the roll's error
+    updated: datetime | None = None
+
+    def to_json(self) -> str:
+        def when(value: datetime | None) -> str | None:
+            return None if value is None else value.isoformat()
+
+        return json.dumps(
+            {
+                "domains": list(self.domains),
+                "key_type": self.key_type.value,
+                "profile": self.profile,
+                "wanted": self.wanted,
+                "serial": self.serial,
+                "not_after": when(self.not_after),
+                "condition": self.condition.value,
+                "reason": None if self.reason is None else self.reason.value,
+                "message": self.message[:1000],
+                "failures": self.failures,
+                "last_failure": when(self.last_failure),
+                "next_attempt": when(self.next_attempt),
+                "refused": list(self.refused[-8:]),
+                "renew_at": when(self.renew_at),
+                "renew_source": self.renew_source,
+                "last_roll": self.last_roll[:500],
+                "updated": when(self.updated),
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, name: str, text: str) -> CertificateStatus | None:
+        """None for a record this version cannot read (it is then rebuilt from the swarm)."""
+
+        def when(value: object) -> datetime | None:
+            return None if value is None else datetime.fromisoformat(str(value))
+
+        try:
+            value = json.loads(text)
+            reason = value.get("reason")
+            return cls(
+                name=name,
+                domains=tuple(value.get("domains", ())),
+                key_type=KeyType(value.get("key_type", KeyType.EC256.value)),
+                profile=value.get("profile"),
+                wanted=bool(value.get("wanted", True)),
+                serial=str(value.get("serial", "")),
+                not_after=when(value.get("not_after")),
+                condition=Condition(value.get("condition", Condition.ISSUING.value)),
+                reason=None if reason is None else FailureReason(reason),
+                message=str(value.get("message", "")),
+                failures=int(value.get("failures", 0)),
+                last_failure=when(value.get("last_failure")),
+                next_attempt=when(value.get("next_attempt")),
+                refused=tuple(value.get("refused", ())),
+                renew_at=when(value.get("renew_at")),
+                renew_source=str(value.get("renew_source", "")),
+                last_roll=str(value.get("last_roll", "")),
+                updated=when(value.get("updated")),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None

@@ -10,7 +10,6 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
@@ -21,7 +20,7 @@ from certbotless.edge import (
     explain_nginx_error,
     parse_nginx_version,
 )
-from certbotless.model import FileReference
+from certbotless.model import FileReference, RolloutResult
 from certbotless.proxy_protocol import connect_to_edge_task
 from certbotless.store import NAME_PREFIX, serial_hex
 from certbotless.swarm import APIError, JobResult, Swarm
@@ -45,12 +44,6 @@ class RolledBack(RolloutError):
     certificate chain configs the update would have put in use."""
 
     rotated: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class RolloutResult:
-    changed: bool
-    seconds: float = 0.0
 
 
 def swap_references(current: list[Json], wanted: Iterable[FileReference], kind: str) -> list[Json]:

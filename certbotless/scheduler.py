@@ -33,6 +33,12 @@ STUCK_PASS_SECONDS = 30 * 60
 EVENT_QUIET = timedelta(seconds=0.15)
 EVENT_CAP = timedelta(seconds=10)
 ROLL_DEFERRAL_CAP = timedelta(seconds=30)
+# A deploy of several services at once can stall for seconds between creates while the node
+# starts the first ones' containers: quiet that no event rule can tell from the deploy's end.
+# So while two or more services created in the last ROLL_DEFERRAL_CAP have no running task yet,
+# the roll waits too (rechecked every STARTING_RECHECK): rolling for apps that cannot answer
+# gains nothing, and the whole deploy then costs one roll. A single new service never waits.
+STARTING_RECHECK = timedelta(seconds=0.5)
 # Let's Encrypt allows 5 failed validations per name per hour.
 RETRY_AFTER_FAILURE = timedelta(minutes=15)
 SCHEDULE_JITTER_SECONDS = 300
@@ -50,6 +56,15 @@ def debounced(now: datetime, burst_started: datetime) -> datetime:
 def should_defer_roll(now: datetime, deferred_since: datetime | None) -> bool:
     """Whether a roll may wait for the next pass, given since when rolls have waited."""
     return deferred_since is None or now - deferred_since < ROLL_DEFERRAL_CAP
+
+
+def recent_creates(created: dict[str, float], now: float) -> list[str]:
+    """The IDs of services created within ROLL_DEFERRAL_CAP of `now` (time.monotonic()); older
+    ones are forgotten."""
+    horizon = now - ROLL_DEFERRAL_CAP.total_seconds()
+    for service_id in [i for i, at in created.items() if at < horizon]:
+        del created[service_id]
+    return list(created)
 
 
 class Daemon:
@@ -76,6 +91,7 @@ class Daemon:
         self._burst_started: datetime | None = None
         self._burst_lock = threading.Lock()
         self._last_change = 0.0  # time.monotonic() of the last service event
+        self._created: dict[str, float] = {}  # service ID → time.monotonic() of its creation
         self._roll_deferred_since: datetime | None = None
         # When each pass under way started: a stop waits for them, a stuck one is unhealthy.
         self._started: list[float] = []
@@ -121,12 +137,16 @@ class Daemon:
             when = min(when, pending.next_run_time)
         self._schedule(_PASS_JOB, when)
 
-    def changed(self, reason: str) -> None:
-        """A service changed: a pass once the burst of changes is over (trailing, capped)."""
+    def changed(self, reason: str, created: str | None = None, removed: str | None = None) -> None:
+        """A service changed (`created` or `removed`: its ID): a pass once the burst of changes
+        is over (trailing, capped)."""
         log.debug("pass requested: %s", reason)
         now = datetime.now(UTC)
         with self._burst_lock:
             self._last_change = time.monotonic()
+            if created:
+                self._created[created] = self._last_change
+            self._created.pop(removed or "", None)
             if self._burst_started is None:
                 self._burst_started = now
             when = debounced(now, self._burst_started)
@@ -169,16 +189,16 @@ class Daemon:
                 # A pass that broke off found out nothing: the other problems stay as they were.
                 self.alerter.update([pass_failed_alert(error)], complete=False)
             return
+        # A failed certificate is retried when its status record says; a failed roll later.
+        retry_at = report.next_attempt or now + RETRY_AFTER_FAILURE
         if not report.ok:
-            self.trigger("retry failed certificates", RETRY_AFTER_FAILURE)
+            self.trigger("retry failed certificates", max(retry_at - now, timedelta(0)))
         # Failed certificates are retried above; this is for the next one to come due.
         if report.next_renewal is not None and report.next_renewal > now:
             self.trigger("a certificate is due", report.next_renewal - now)
         observe_pass(report, time.monotonic() - started)
         if self.alerter is not None:
-            self.alerter.update(
-                alerts_for(report, report.certificates, now, now + RETRY_AFTER_FAILURE)
-            )
+            self.alerter.update(alerts_for(report, report.certificates, now, retry_at))
         log.info(
             "pass done in %.1f s: issued %d, failed %d, label problems %d, rolled %s",
             time.monotonic() - started,
@@ -196,11 +216,22 @@ class Daemon:
         now = datetime.now(UTC)
         with self._burst_lock:
             changed_since = self._last_change > pass_began
-        if changed_since and should_defer_roll(now, self._roll_deferred_since):
+            created = recent_creates(self._created, time.monotonic())
+        if not should_defer_roll(now, self._roll_deferred_since):
+            self._roll_deferred_since = None
+            return False
+        if not changed_since and len(created) >= 2:
+            starting = self.swarm.without_running_task(created)
+            if len(starting) >= 2:
+                waiting = f"{len(starting)} services just created are still starting"
+                log.info("%s: the roll waits for them", waiting)
+                self.trigger(waiting, STARTING_RECHECK)
+                changed_since = True
+        if changed_since:
             self._roll_deferred_since = self._roll_deferred_since or now
-            return True
-        self._roll_deferred_since = None
-        return False
+        else:
+            self._roll_deferred_since = None
+        return changed_since
 
     def _watch_events(self) -> None:
         since = time.time()
@@ -208,9 +239,15 @@ class Daemon:
             try:
                 for event in self.swarm.service_events(since):
                     since = event.get("time", since)
-                    name = event.get("Actor", {}).get("Attributes", {}).get("name", "?")
+                    actor = event.get("Actor", {})
+                    name = actor.get("Attributes", {}).get("name", "?")
+                    action = event.get("Action")
                     if not name.startswith(_OWN_JOB_PREFIX):
-                        self.changed(reason=f"service {name} {event.get('Action')}")
+                        self.changed(
+                            reason=f"service {name} {action}",
+                            created=actor.get("ID") if action == "create" else None,
+                            removed=actor.get("ID") if action == "remove" else None,
+                        )
             except Exception as error:
                 log.warning("docker events stream broke (%s); reconnecting", error)
                 self._stopping.wait(2)

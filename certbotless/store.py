@@ -7,8 +7,7 @@ import hashlib
 import logging
 import re
 import secrets as random_tokens
-import threading
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
@@ -16,15 +15,15 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from certbotless.acme.ari import ari_cert_id
+from certbotless.acme.errors import AcmeError
 from certbotless.model import (
     IssuedCert,
     KeyType,
     Removal,
-    RenewalFailure,
     StoredCert,
     StoredObject,
 )
-from certbotless.swarm import APIError, Json, Swarm
+from certbotless.swarm import APIError, Swarm
 
 NAME_PREFIX = "cbl-"
 MAX_OBJECT_NAME = 64
@@ -52,20 +51,17 @@ KIND_NGINX_CONF = "nginx-conf"
 KIND_ACCOUNT_KEY = "account-key"
 
 ACCOUNT_KEY_SECRET = "cbl-acme-account-key"
-# One config whose labels record what passes found out (renewal failures), for `list` on any
-# manager and for the next pass, wherever it runs.
-KIND_STATUS = "status"
-STATUS_CONFIG = "cbl-status"
-FAILURE_PREFIX = "certbotless.failure."
-ALERT_PREFIX = "certbotless.alert."
 _MAX_LABEL_TEXT = 1000
-_STATUS_WRITE_ATTEMPTS = 5
 KIND_PLACEHOLDER = "placeholder"
 PLACEHOLDER_NAME = "cbl-placeholder"
 # A key secret whose chain config is missing may be a save in progress elsewhere; wait this long.
 UNPAIRED_GRACE = timedelta(hours=1)
 
 log = logging.getLogger(__name__)
+
+
+class NotStored(AcmeError):
+    """The CA issued a certificate, but the swarm did not store it."""
 
 
 def object_name(cert_name: str, now: datetime) -> str:
@@ -92,7 +88,6 @@ def serial_hex(serial: int) -> str:
 class CertStore:
     def __init__(self, swarm: Swarm) -> None:
         self.swarm = swarm
-        self._status_lock = threading.Lock()
 
     # --- certificates ---------------------------------------------------------------------------
 
@@ -131,70 +126,14 @@ class CertStore:
                 stored.append(cert)
         return sorted(stored, key=lambda c: (c.name, c.not_after, c.config_name))
 
+    def chain_pem(self, cert: StoredCert) -> bytes:
+        return self.swarm.config_data(cert.config_id)
+
     def mark_refused(self, cert: StoredCert, reason: str) -> None:
         """Swarm rolled back the update that mounted this version; keep it out of use."""
         labels = dict(self.swarm.inspect_config_labels(cert.config_id))
         labels[CERT_REFUSED] = _label_text(reason)
         self.swarm.update_config_labels(cert.config_id, labels)
-
-    # --- what passes found out ------------------------------------------------------------------
-
-    def failures(self) -> dict[str, RenewalFailure]:
-        """The renewal failure recorded for each certificate name that has one."""
-        found = {}
-        for name, value in self._notes(FAILURE_PREFIX).items():
-            failure = RenewalFailure.from_label(value)
-            if failure is not None:
-                found[name] = failure
-        return found
-
-    def record_failures(self, failures: Mapping[str, RenewalFailure]) -> None:
-        """Make `failures` the recorded set (one label per name); writes only on a change."""
-        self._write_notes(FAILURE_PREFIX, {name: f.to_label() for name, f in failures.items()})
-
-    def load_alert_memory(self) -> dict[str, str]:
-        """What the alerter noted (its own encoding), so that a restart re-sends nothing."""
-        return self._notes(ALERT_PREFIX)
-
-    def save_alert_memory(self, entries: Mapping[str, str]) -> None:
-        self._write_notes(ALERT_PREFIX, entries)
-
-    def _notes(self, prefix: str) -> dict[str, str]:
-        """The labels under `prefix` of the status config, without the prefix."""
-        status = self._status_config()
-        labels = {} if status is None else status["Spec"].get("Labels") or {}
-        return {k[len(prefix) :]: v for k, v in labels.items() if k.startswith(prefix)}
-
-    def _write_notes(self, prefix: str, notes: Mapping[str, str]) -> None:
-        """Make `notes` the labels under `prefix` of the status config, leaving the others; the
-        daemon's pass and its alert worker both write, so each write reads afresh and one that
-        came second retries."""
-        with self._status_lock:
-            for attempt in range(1, _STATUS_WRITE_ATTEMPTS + 1):
-                status = self._status_config()
-                labels = {} if status is None else dict(status["Spec"].get("Labels") or {})
-                wanted = {k: v for k, v in labels.items() if not k.startswith(prefix)}
-                wanted.update({prefix + key: _label_text(v) for key, v in sorted(notes.items())})
-                wanted.update({MANAGED: "true", KIND: KIND_STATUS})
-                if status is None:
-                    data = b"certbotless status: see the labels\n"
-                    self._create_once("config", STATUS_CONFIG, data, wanted)
-                    return
-                if wanted == labels:
-                    return
-                try:
-                    self.swarm.update_config_labels(status["ID"], wanted)
-                    return
-                except APIError as error:
-                    if "out of sequence" not in str(error) or attempt == _STATUS_WRITE_ATTEMPTS:
-                        raise
-
-    def _status_config(self) -> Json | None:
-        return next(
-            (c for c in self.swarm.configs(f"{KIND}={KIND_STATUS}")
-             if c["Spec"]["Name"] == STATUS_CONFIG),
-            None,
-        )  # fmt: skip
 
     # --- nginx configuration ----------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -143,6 +143,16 @@ class Swarm:
 
     def tasks(self, service_id: str) -> list[Json]:
         return cast(list[Json], self.api.tasks(filters={"service": service_id}))
+
+    def without_running_task(self, service_ids: Iterable[str]) -> set[str]:
+        """Those of `service_ids` that have no task running yet (one call, whatever their
+        number)."""
+        running = {
+            task["ServiceID"]
+            for task in self.api.tasks(filters={"desired-state": "running"})
+            if task.get("Status", {}).get("State") == "running"
+        }
+        return set(service_ids) - running
 
     def service_events(self, since: float) -> Iterator[Json]:
         return cast(

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from acme import client, messages
 
+from certbotless.acme import protocol
 from certbotless.acme.errors import (
     ACCOUNT_DOES_NOT_EXIST,
     BadRequest,
@@ -52,8 +53,8 @@ def find_existing(acme: client.ClientV2) -> messages.RegistrationResource | None
     """The account of this key at this CA, if it has one; never creates one. `acme` is a client
     from `account_client`."""
     try:
-        response = acme._post(
-            acme.directory["newAccount"], messages.NewRegistration(only_return_existing=True)
+        response = protocol.post(
+            acme, acme.directory["newAccount"], messages.NewRegistration(only_return_existing=True)
         )
     except CaProblem as problem:
         if problem.typ != ACCOUNT_DOES_NOT_EXIST:

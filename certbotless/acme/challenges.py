@@ -1,4 +1,5 @@
-"""HTTP-01: the pending key authorizations and the HTTP server that answers for them.
+"""HTTP-01: the pending key authorizations and the HTTP server that answers for them (the
+solver that publishes them, and checks the edge serves them, is `http01.py`).
 
 Tokens live as files in one directory so that a `certbotless issue` run through `docker exec`
 is answered by the daemon's responder in the same container.
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import http.client
 import io
 import logging
 import os
@@ -17,12 +17,10 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
-
-from certbotless.acme.errors import Abandoned, AcmeError
-from certbotless.proxy_protocol import connect_to_edge_task
+from typing import Any, ClassVar
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +178,7 @@ class ChallengeResponder:
         max_connections: int = 64,
         health: HealthProblem = lambda: None,
     ) -> None:
-        handler = _make_handler(tokens, max_request_bytes, request_seconds, health)
+        handler = _make_handler(_ResponderRules(tokens, max_request_bytes, request_seconds, health))
         self.server = _BoundedServer((host, port), handler, max_connections)
         self.thread = threading.Thread(
             target=self.server.serve_forever, name="challenge-responder", daemon=True
@@ -198,157 +196,93 @@ class ChallengeResponder:
         self.server.server_close()
 
 
-def _make_handler(
-    tokens: TokenStore, max_request_bytes: int, request_seconds: float, health: HealthProblem
-) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        timeout = request_seconds
-        # Error replies to malformed (HTTP/0.9-looking) requests still get a status line.
-        default_request_version = "HTTP/1.0"
-        server_version = "certbotless"
-        sys_version = ""
-
-        def setup(self) -> None:
-            super().setup()
-            assert isinstance(self.rfile, io.BufferedReader)
-            self.rfile = _GuardedReader(  # type: ignore[assignment]
-                self.rfile,
-                self.connection,
-                max_request_bytes,
-                time.monotonic() + request_seconds,
-            )
-
-        def handle_one_request(self) -> None:
-            try:
-                super().handle_one_request()
-            except _RequestTooLarge:
-                self._refuse(431, "Request Header Fields Too Large")
-            except _RequestTooSlow:
-                self._refuse(408, "Request Timeout")
-
-        def _refuse(self, status: int, reason: str) -> None:
-            # The request may have died before its first line was parsed.
-            self.close_connection = True
-            self.request_version = "HTTP/1.0"
-            self.requestline = getattr(self, "requestline", "")
-            self.command = getattr(self, "command", "")
-            with contextlib.suppress(OSError):
-                self.send_error(status, reason)
-
-        def parse_request(self) -> bool:
-            if not super().parse_request():
-                return False
-            if self.command not in ("GET", "HEAD"):
-                self.send_error(405, "Only GET and HEAD")
-                return False
-            return True
-
-        def do_GET(self) -> None:
-            if self.path == "/healthz":
-                problem = health()
-                self._reply(503 if problem else 200, f"{problem or 'ok'}\n".encode())
-                return
-            answer = None
-            if self.path.startswith(CHALLENGE_PREFIX):
-                answer = tokens.get(self.path[len(CHALLENGE_PREFIX) :])
-            if answer is None:
-                self._reply(404, b"not found\n")
-            else:
-                self._reply(200, answer.encode())
-
-        def do_HEAD(self) -> None:
-            self.do_GET()
-
-        def _reply(self, status: int, body: bytes) -> None:
-            # One request per connection: an idle keep-alive client would hold one of the
-            # `max_connections` slots, and the byte and time budget is per connection.
-            self.close_connection = True
-            self.send_response(status)
-            self.send_header("Connection", "close")
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            log.debug("responder: " + format, *args)
-
-    return Handler
+@dataclass(frozen=True)
+class _ResponderRules:
+    tokens: TokenStore
+    max_request_bytes: int
+    request_seconds: float
+    health: HealthProblem
 
 
-class ChallengeNotServed(AcmeError):
-    """The edge does not hand our token back; telling the CA now would only burn its limits."""
+class _ChallengeHandler(BaseHTTPRequestHandler):
+    """One request per connection: a token's key authorization, /healthz, or a 4xx."""
 
+    rules: ClassVar[_ResponderRules]  # set per responder by `_make_handler`
+    # Error replies to malformed (HTTP/0.9-looking) requests still get a status line.
+    default_request_version = "HTTP/1.0"
+    server_version = "certbotless"
+    sys_version = ""
 
-class EdgeSelfCheck:
-    """Fetches each token through every edge task, as the CA will, before the CA is told to look.
-
-    `edge_dns_name` is `tasks.<edge service>`: Docker's DNS answers it with every task's address
-    on the shared overlay network.
-    """
-
-    def __init__(
-        self,
-        edge_dns_name: str,
-        timeout: float = 60.0,
-        port: int = 80,
-        proxy_protocol: bool = False,
-    ) -> None:
-        self.edge_dns_name = edge_dns_name
-        self.timeout = timeout
-        self.port = port
-        # Behind the L4 front, each edge task expects a PROXY protocol header first.
-        self.proxy_protocol = proxy_protocol
-
-    def wait_until_served(
-        self,
-        domain: str,
-        token: str,
-        key_authorization: str,
-        deadline: float | None = None,
-        stop: threading.Event | None = None,
-    ) -> None:
-        """Wait up to `timeout`, and never past `deadline` (a `time.monotonic()` value, such as
-        the order's own deadline). Raises Abandoned as soon as `stop` is set."""
-        started = time.monotonic()
-        until = started + self.timeout
-        if deadline is not None:
-            until = min(until, deadline)
-        pause = stop or threading.Event()  # a fresh Event is never set: a plain sleep
-        problem = "no attempt"
-        while time.monotonic() < until:
-            problem = self._problem(domain, token, key_authorization)
-            if not problem:
-                return
-            if pause.wait(0.25):
-                raise Abandoned()
-        raise ChallengeNotServed(
-            f"{domain}: the edge ({self.edge_dns_name}:{self.port}) does not serve the HTTP-01 "
-            f"token after {time.monotonic() - started:.0f} s ({problem}); check that nginx "
-            f"forwards {CHALLENGE_PREFIX} to certbotless"
+    def setup(self) -> None:
+        super().setup()
+        assert isinstance(self.rfile, io.BufferedReader)
+        self.rfile = _GuardedReader(  # type: ignore[assignment]
+            self.rfile,
+            self.connection,
+            self.rules.max_request_bytes,
+            time.monotonic() + self.rules.request_seconds,
         )
 
-    def _problem(self, domain: str, token: str, key_authorization: str) -> str:
+    def handle_one_request(self) -> None:
         try:
-            addresses = sorted(
-                {a[4][0] for a in socket.getaddrinfo(self.edge_dns_name, self.port, socket.AF_INET)}
-            )
-        except OSError as error:
-            return f"cannot resolve: {error}"
-        for address in addresses:
-            connection = http.client.HTTPConnection(str(address), self.port, timeout=3)
-            try:
-                connection.sock = connect_to_edge_task(
-                    str(address), self.port, 3, self.proxy_protocol
-                )
-                connection.request("GET", CHALLENGE_PREFIX + token, headers={"Host": domain})
-                response = connection.getresponse()
-                body = response.read(4096).decode(errors="replace")
-            except (OSError, http.client.HTTPException) as error:
-                return f"{address}: {error}"
-            finally:
-                connection.close()
-            if response.status != 200 or body.strip() != key_authorization:
-                return f"{address}: HTTP {response.status}"
-        return ""
+            super().handle_one_request()
+        except _RequestTooLarge:
+            self._refuse(431, "Request Header Fields Too Large")
+        except _RequestTooSlow:
+            self._refuse(408, "Request Timeout")
+
+    def _refuse(self, status: int, reason: str) -> None:
+        # The request may have died before its first line was parsed.
+        self.close_connection = True
+        self.request_version = "HTTP/1.0"
+        self.requestline = getattr(self, "requestline", "")
+        self.command = getattr(self, "command", "")
+        with contextlib.suppress(OSError):
+            self.send_error(status, reason)
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        if self.command not in ("GET", "HEAD"):
+            self.send_error(405, "Only GET and HEAD")
+            return False
+        return True
+
+    def do_GET(self) -> None:
+        if self.path == "/healthz":
+            problem = self.rules.health()
+            self._reply(503 if problem else 200, f"{problem or 'ok'}\n".encode())
+            return
+        answer = None
+        if self.path.startswith(CHALLENGE_PREFIX):
+            answer = self.rules.tokens.get(self.path[len(CHALLENGE_PREFIX) :])
+        if answer is None:
+            self._reply(404, b"not found\n")
+        else:
+            self._reply(200, answer.encode())
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def _reply(self, status: int, body: bytes) -> None:
+        # One request per connection: an idle keep-alive client would hold one of the
+        # `max_connections` slots, and the byte and time budget is per connection.
+        self.close_connection = True
+        self.send_response(status)
+        self.send_header("Connection", "close")
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        log.debug("responder: " + format, *args)
+
+
+def _make_handler(rules: _ResponderRules) -> type[_ChallengeHandler]:
+    class Handler(_ChallengeHandler):
+        timeout = rules.request_seconds
+
+    Handler.rules = rules
+    return Handler

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from datetime import datetime
 
-from acme import messages
+import requests
+from acme import errors, messages
+from josepy.errors import DeserializationError
 
 # Problem types (RFC 8555 §6.7, RFC 9773) that the engine treats specially.
 BAD_NONCE = "urn:ietf:params:acme:error:badNonce"
@@ -67,7 +71,7 @@ class RateLimited(CaProblem):
 
 
 class ValidationFailed(AcmeError):
-    """The CA tried the HTTP-01 challenge and it failed."""
+    """The CA tried the challenge and it failed."""
 
 
 class CaUnreachable(AcmeError):
@@ -100,3 +104,21 @@ class Abandoned(AcmeError):
 
     def __init__(self) -> None:
         super().__init__("abandoned: certbotless is stopping; the next start orders it again")
+
+
+# What acme, josepy and requests raise for answers they cannot use.
+UNUSABLE_ANSWER = (errors.Error, DeserializationError, requests.JSONDecodeError)
+
+
+@contextlib.contextmanager
+def unusable_answers_as_acme_errors() -> Iterator[None]:
+    """acme, josepy and requests have their own errors for answers they cannot use; callers of
+    the engine handle AcmeError only."""
+    try:
+        yield
+    except errors.UnexpectedUpdate as error:
+        raise UnexpectedAnswer(f"the CA answered about something else: {error}") from error
+    except UNUSABLE_ANSWER as error:
+        raise UnexpectedAnswer(
+            f"the CA's answer cannot be used ({type(error).__name__}: {error})"
+        ) from error

@@ -3,6 +3,8 @@
 badNonce is retried at once with a fresh nonce; connection errors and 5xx are retried with
 jittered exponential back-off; a failed TLS verification fails at once; every other problem
 document becomes a typed error. The nonce of every answer is kept, errors included.
+
+This subclass overrides private hooks of acme's ClientNetwork; `protocol.py` lists them.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from acme import client, errors, jws, messages
+from acme import client, errors, messages
 from josepy.errors import DeserializationError
 from josepy.jwa import ES256, ES384, ES512, RS256, JWASignature
 from josepy.jwk import JWK, JWKEC, JWKRSA
@@ -34,6 +36,7 @@ from certbotless.acme.errors import (
     CaUnreachable,
     RateLimited,
 )
+from certbotless.acme.protocol import decoded_nonce
 from certbotless.metrics import ACME_REQUESTS
 
 log = logging.getLogger(__name__)
@@ -136,7 +139,7 @@ class AcmeNetwork(client.ClientNetwork):
         if header is None:
             return
         try:
-            nonce = _decoded_nonce(header)
+            nonce = decoded_nonce(header)
         except DeserializationError:
             log.debug("ignoring a malformed Replay-Nonce %r", header)
             return
@@ -150,7 +153,7 @@ class AcmeNetwork(client.ClientNetwork):
         if header is None:
             raise errors.MissingNonce(response)
         try:
-            _decoded_nonce(header)
+            decoded_nonce(header)
         except DeserializationError as error:
             raise errors.BadNonce(header, error) from error
 
@@ -262,12 +265,6 @@ def retry_after(header: str | None) -> timedelta | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(when - datetime.now(UTC), timedelta(0))
-
-
-def _decoded_nonce(header: str) -> Any:
-    """A Replay-Nonce header as acme's nonce pool holds it: base64url-decoded bytes, though
-    acme annotates the pool as set[str]."""
-    return jws.Header._fields["nonce"].decode(header)
 
 
 def _is_problem(response: requests.Response) -> bool:

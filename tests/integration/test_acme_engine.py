@@ -22,7 +22,7 @@ from cryptography.x509.oid import NameOID
 from josepy.jwk import JWK, JWKEC, JWKRSA
 
 from certbotless.acme.account import ExternalAccountBinding
-from certbotless.acme.challenges import ChallengeNotServed, EdgeSelfCheck, TokenStore
+from certbotless.acme.challenges import TokenStore
 from certbotless.acme.errors import (
     Abandoned,
     AcmeError,
@@ -33,9 +33,11 @@ from certbotless.acme.errors import (
     OrderTimedOut,
     ValidationFailed,
 )
+from certbotless.acme.http01 import ChallengeNotServed, EdgeHttp01Solver, EdgeSelfCheck
+from certbotless.acme.issuer import AcmeIssuer, IssuerOptions
 from certbotless.acme.keys import load_account_key
-from certbotless.acme.orders import AcmeIssuer, RevocationReason
-from certbotless.model import CertSpec, IssuedCert, KeyType
+from certbotless.model import CertSpec, IssuedCert, KeyType, RevocationReason
+from certbotless.seams import Issuer
 from rig.pebble import PebbleServer
 from tests.conftest import loopback_pebble
 
@@ -50,7 +52,7 @@ MakeIssuer = Callable[..., AcmeIssuer]
 @pytest.fixture(scope="module")
 def make_issuer(acme_tokens: TokenStore) -> MakeIssuer:
     def make(pebble: PebbleServer, **options: Any) -> AcmeIssuer:
-        options.setdefault("tokens", acme_tokens)
+        options.setdefault("solver", EdgeHttp01Solver(acme_tokens))
         options.setdefault("account_key", load_account_key(None))
         return AcmeIssuer(pebble.directory_url, ca_bundle=Path(pebble.ca_bundle), **options)
 
@@ -124,7 +126,7 @@ KEY_CLASSES = {
 
 @pytest.mark.parametrize("key_type", list(KeyType))
 def test_issues_a_certificate_for_all_names_with_a_fresh_key(
-    issuer: AcmeIssuer, key_type: KeyType
+    issuer: AcmeIssuer, acme_tokens: TokenStore, key_type: KeyType
 ) -> None:
     spec = CertSpec("a.example.test", ("a.example.test", "www.a.example.test"), key_type)
     issued = issuer.issue(spec)
@@ -141,7 +143,7 @@ def test_issues_a_certificate_for_all_names_with_a_fresh_key(
     assert issued.key_pem != again.key_pem, "every certificate gets its own key"
     assert issued.fullchain_pem.count(b"BEGIN CERTIFICATE") >= 2
     assert issued.directory_url == issuer.directory_url
-    assert not any(issuer.tokens.directory.iterdir()), "tokens must be cleaned up"
+    assert not any(acme_tokens.directory.iterdir()), "tokens must be cleaned up"
 
 
 def test_ip_addresses_are_ordered_as_ip_identifiers(issuer: AcmeIssuer) -> None:
@@ -165,7 +167,9 @@ def test_many_orders_run_concurrently(
 ) -> None:
     # Same directory as the responder's, so the CA's validations still succeed.
     tokens = InFlightTokens(acme_tokens.directory)
-    issuer = make_issuer(pebble_for_acme, concurrency=10, tokens=tokens)
+    issuer = make_issuer(
+        pebble_for_acme, solver=EdgeHttp01Solver(tokens), options=IssuerOptions(concurrency=10)
+    )
     issuer.ensure_account()
     specs = [CertSpec(f"c{i}.example.test", (f"c{i}.example.test",)) for i in range(20)]
     started = time.monotonic()
@@ -174,7 +178,7 @@ def test_many_orders_run_concurrently(
     failures = [o for o in outcomes.values() if isinstance(o, AcmeError)]
     assert not failures
     assert sorted(s.name for s in outcomes) == sorted(s.name for s in specs)
-    assert 1 < tokens.peak <= issuer.concurrency
+    assert 1 < tokens.peak <= issuer.options.concurrency
     figure(
         f"ACME: 20 certificates, 10 at a time, against Pebble: {seconds:.2f} s "
         f"(peak {tokens.peak} orders validating at once)"
@@ -185,7 +189,7 @@ def test_closing_issue_many_early_cancels_the_orders_not_started(
     make_issuer: MakeIssuer, pebble_for_acme: PebbleServer, acme_tokens: TokenStore
 ) -> None:
     # What happens when storing a certificate fails and the reconcile pass gives up.
-    issuer = make_issuer(pebble_for_acme, concurrency=1)
+    issuer = make_issuer(pebble_for_acme, options=IssuerOptions(concurrency=1))
     issuer.ensure_account()
     ordered: list[str] = []
 
@@ -206,7 +210,7 @@ def test_a_stopping_issuer_abandons_orders_but_keeps_what_the_ca_issued(
     make_issuer: MakeIssuer, pebble_for_acme: PebbleServer, acme_tokens: TokenStore
 ) -> None:
     stop = threading.Event()
-    issuer = make_issuer(pebble_for_acme, concurrency=2, stop=stop)
+    issuer = make_issuer(pebble_for_acme, options=IssuerOptions(concurrency=2), stop=stop)
     assert issuer.stopping is stop
     issuer.ensure_account()
     specs = [CertSpec(f"stop{i}.example.test", (f"stop{i}.example.test",)) for i in range(12)]
@@ -220,7 +224,7 @@ def test_a_stopping_issuer_abandons_orders_but_keeps_what_the_ca_issued(
     }
     assert unexpected == {}
     abandoned = [o for o in outcomes.values() if isinstance(o, Abandoned)]
-    assert len(abandoned) >= len(specs) - 2 * issuer.concurrency
+    assert len(abandoned) >= len(specs) - 2 * issuer.options.concurrency
     assert str(abandoned[0]).endswith(
         ": abandoned: certbotless is stopping; the next start orders it again"
     )
@@ -264,7 +268,10 @@ def test_a_ca_certificate_the_bundle_does_not_trust_fails_at_once(
     wrong_bundle = tmp_path / "other-ca.pem"
     wrong_bundle.write_text(pebble_for_acme.root_pem())  # a CA, but not the listener's
     issuer = AcmeIssuer(
-        pebble_for_acme.directory_url, load_account_key(None), acme_tokens, ca_bundle=wrong_bundle
+        pebble_for_acme.directory_url,
+        load_account_key(None),
+        EdgeHttp01Solver(acme_tokens),
+        ca_bundle=wrong_bundle,
     )
     started = time.monotonic()
     with pytest.raises(CaUnreachable, match=r"TLS verification .* set CERTBOTLESS_CA_BUNDLE"):
@@ -298,8 +305,9 @@ def test_external_account_binding(rig_env: dict[str, str], make_issuer: MakeIssu
             make_issuer(pebble).ensure_account()
         wrong = ExternalAccountBinding(EAB_KID, EAB_HMAC[::-1])
         with pytest.raises(CaProblem):
-            make_issuer(pebble, eab=wrong).ensure_account()
-        bound = make_issuer(pebble, eab=ExternalAccountBinding(EAB_KID, EAB_HMAC))
+            make_issuer(pebble, options=IssuerOptions(eab=wrong)).ensure_account()
+        binding = ExternalAccountBinding(EAB_KID, EAB_HMAC)
+        bound = make_issuer(pebble, options=IssuerOptions(eab=binding))
         assert bound.issue(CertSpec("eab.example.test", ("eab.example.test",))).fullchain_pem
     finally:
         pebble.stop()
@@ -315,7 +323,7 @@ def test_no_failures_when_the_ca_rejects_half_of_all_nonces(
         rig_env, "pebble-nonce-tests", 14110, env={"PEBBLE_WFE_NONCEREJECT": "50"}
     )
     try:
-        issuer = make_issuer(pebble, concurrency=5)
+        issuer = make_issuer(pebble, options=IssuerOptions(concurrency=5))
         nonce_requests = calls_to(monkeypatch, issuer.net, "head")
         specs = [CertSpec(f"n{i}.example.test", (f"n{i}.example.test",)) for i in range(25)]
         started = time.monotonic()
@@ -328,7 +336,7 @@ def test_no_failures_when_the_ca_rejects_half_of_all_nonces(
     assert len(outcomes) == 25
     # Each badNonce answer carries the next nonce: only the pool's first fill asks for one
     # (without that, every rejection, about half of some 200 requests, would cost a HEAD).
-    assert len(nonce_requests) <= 2 * issuer.concurrency
+    assert len(nonce_requests) <= 2 * issuer.options.concurrency
     figure(
         f"ACME: 25 certificates with 50% of nonces rejected: 0 failures, {seconds:.2f} s, "
         f"{len(nonce_requests)} HEAD newNonce"
@@ -339,7 +347,7 @@ def test_failed_validation_says_why_and_backs_the_name_off(
     make_issuer: MakeIssuer, pebble_for_acme: PebbleServer, tmp_path: Path
 ) -> None:
     # This issuer's tokens live where no responder looks, so the CA gets a 404.
-    lonely = make_issuer(pebble_for_acme, tokens=TokenStore(tmp_path))
+    lonely = make_issuer(pebble_for_acme, solver=EdgeHttp01Solver(TokenStore(tmp_path)))
     spec = CertSpec("nobody.example.test", ("nobody.example.test",))
     with pytest.raises(ValidationFailed) as failure:
         lonely.issue(spec)
@@ -383,7 +391,8 @@ def test_preferred_chain_is_picked_by_issuer_name(
         ]
         spec = CertSpec("chain.example.test", ("chain.example.test",))
         for preferred in names:
-            chain = make_issuer(pebble, preferred_chain=preferred).issue(spec).fullchain_pem
+            chain_options = IssuerOptions(preferred_chain=str(preferred))
+            chain = make_issuer(pebble, options=chain_options).issue(spec).fullchain_pem
             top = x509.load_pem_x509_certificates(chain)[-1]
             assert top.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == preferred
     finally:
@@ -466,19 +475,22 @@ def test_unreachable_ca_is_reported_after_bounded_retries(
 def test_an_order_past_its_deadline_stops_cleanly(
     make_issuer: MakeIssuer, pebble_for_acme: PebbleServer, acme_tokens: TokenStore
 ) -> None:
-    hasty = make_issuer(pebble_for_acme, order_timeout=0.01)
+    hasty = make_issuer(pebble_for_acme, options=IssuerOptions(order_timeout=0.01))
     with pytest.raises(OrderTimedOut, match="did not finish within"):
         hasty.issue(CertSpec("slow.example.test", ("slow.example.test",)))
     assert not any(acme_tokens.directory.iterdir())
 
 
 def test_an_edge_that_does_not_serve_the_token_stops_before_the_ca_validates(
-    make_issuer: MakeIssuer, pebble_for_acme: PebbleServer
+    make_issuer: MakeIssuer, pebble_for_acme: PebbleServer, acme_tokens: TokenStore
 ) -> None:
     misrouted = EdgeSelfCheck("localhost", timeout=0.5, port=unused_port())
     issuer = make_issuer(pebble_for_acme)
     with pytest.raises(ChallengeNotServed, match="does not serve the HTTP-01 token"):
-        issuer.issue(CertSpec("edge.example.test", ("edge.example.test",)), self_check=misrouted)
+        issuer.issue(
+            CertSpec("edge.example.test", ("edge.example.test",)),
+            solver=EdgeHttp01Solver(acme_tokens, misrouted),
+        )
     assert issuer.backoff.blocked_until("edge.example.test") is None, "no validation was burned"
 
 
@@ -486,11 +498,19 @@ def test_the_order_deadline_bounds_the_edge_self_check(
     make_issuer: MakeIssuer, pebble_for_acme: PebbleServer, acme_tokens: TokenStore
 ) -> None:
     patient = EdgeSelfCheck("localhost", timeout=60, port=unused_port())
-    issuer = make_issuer(pebble_for_acme, order_timeout=2)
+    issuer = make_issuer(pebble_for_acme, options=IssuerOptions(order_timeout=2))
     started = time.monotonic()
     with pytest.raises(ChallengeNotServed, match="does not serve the HTTP-01 token"):
         issuer.issue(
-            CertSpec("bounded.example.test", ("bounded.example.test",)), self_check=patient
+            CertSpec("bounded.example.test", ("bounded.example.test",)),
+            solver=EdgeHttp01Solver(acme_tokens, patient),
         )
     assert time.monotonic() - started < 5
     assert not any(acme_tokens.directory.iterdir())
+
+
+def test_the_acme_issuer_is_the_issuer_seam(
+    make_issuer: MakeIssuer, pebble_for_acme: PebbleServer
+) -> None:
+    issuer: Issuer = make_issuer(pebble_for_acme)  # mypy checks AcmeIssuer against the Protocol
+    assert issuer.unreachable() is None

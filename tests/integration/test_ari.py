@@ -21,10 +21,11 @@ from certbotless.acme.errors import (
     UnexpectedAnswer,
     ValidationFailed,
 )
+from certbotless.acme.http01 import EdgeHttp01Solver
+from certbotless.acme.issuer import AcmeIssuer
 from certbotless.acme.keys import load_account_key
-from certbotless.acme.orders import AcmeIssuer
 from certbotless.model import CertSpec, IssuedCert, KeyType, StoredCert
-from certbotless.reconcile import plan_certificates
+from certbotless.planning import plan_certificates
 from rig.pebble import PebbleServer
 from tests.support.ari_ca import (
     PROFILES,
@@ -52,7 +53,10 @@ def ari_ca(pebble_for_acme: PebbleServer) -> Iterator[AriCa]:
 
 def issuer_at(ari_ca: AriCa, pebble: PebbleServer, tokens: TokenStore) -> AcmeIssuer:
     return AcmeIssuer(
-        ari_ca.directory_url, load_account_key(None), tokens, ca_bundle=Path(pebble.ca_bundle)
+        ari_ca.directory_url,
+        load_account_key(None),
+        EdgeHttp01Solver(tokens),
+        ca_bundle=Path(pebble.ca_bundle),
     )
 
 
@@ -126,7 +130,7 @@ def test_without_ari_the_renewal_is_at_a_third_of_the_lifetime_left(
     plain = AcmeIssuer(
         pebble_for_acme.directory_url,
         load_account_key(None),
-        acme_tokens,
+        EdgeHttp01Solver(acme_tokens),
         ca_bundle=Path(pebble_for_acme.ca_bundle),
     )
     cert = stored(plain.issue(SPEC))

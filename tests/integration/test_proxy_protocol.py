@@ -12,12 +12,8 @@ from dataclasses import dataclass
 import pytest
 from cryptography import x509
 
-from certbotless.acme.challenges import (
-    ChallengeNotServed,
-    ChallengeResponder,
-    EdgeSelfCheck,
-    TokenStore,
-)
+from certbotless.acme.challenges import ChallengeResponder, TokenStore
+from certbotless.acme.http01 import ChallengeNotServed, EdgeSelfCheck
 from certbotless.edge import placeholder_certificate
 from certbotless.proxy_protocol import PROXY_V2_LOCAL
 from certbotless.rollout import ServedCertificates

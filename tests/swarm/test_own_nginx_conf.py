@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 
 from certbotless.acme.challenges import TokenStore
+from certbotless.acme.http01 import EdgeHttp01Solver
+from certbotless.acme.issuer import AcmeIssuer
 from certbotless.acme.keys import load_account_key
-from certbotless.acme.orders import AcmeIssuer
-from certbotless.reconcile import Reconciler
+from certbotless.app import App
+from certbotless.model import PassRequest
 from certbotless.rollout import ServedCertificates
 from certbotless.settings import Settings
 from certbotless.store import CertStore, latest_per_name
@@ -104,19 +106,21 @@ def test_own_nginx_conf_gets_snippets_certificates_and_placeholders(
     issuer = AcmeIssuer(
         pebble_for_acme.directory_url,
         load_account_key(None),
-        acme_tokens,
+        EdgeHttp01Solver(acme_tokens),
         ca_bundle=Path(pebble_for_acme.ca_bundle),
     )
     # "later" cannot be issued yet (as if rate limited), so nginx gets the placeholder for it.
     issuer.backoff.rate_limited([LATER], datetime.now(UTC) + timedelta(hours=1))
     swarm = Swarm()
-    reconciler = Reconciler(settings, swarm, CertStore(swarm), lambda: issuer)
+    app = App(settings, swarm, issuer)
+    reconciler = app.reconciler
 
-    rendered = reconciler.render()
+    rendered = app.render()
     assert "# --- /etc/nginx/certbotless/acme-challenge.conf" in rendered
     assert f"ssl_certificate /etc/nginx/certs/{HOST}/fullchain.pem;" in rendered
 
-    report = reconciler.run_pass(force=True)  # the swarm may hold one from an earlier run
+    # The swarm may hold one from an earlier run.
+    report = reconciler.run_pass(PassRequest(force=True, progress=print))
     assert HOST in report.issued and "later" in report.failed, report
     assert report.rolled and report.rollout_error is None, report
 

@@ -19,11 +19,12 @@ from typing import Any
 import pytest
 
 from certbotless.acme.challenges import TokenStore
+from certbotless.acme.http01 import EdgeHttp01Solver
+from certbotless.acme.issuer import AcmeIssuer, IssuerOptions
 from certbotless.acme.keys import load_account_key
-from certbotless.acme.orders import AcmeIssuer
 from certbotless.edge import NginxConfigError, render_nginx_conf
+from certbotless.edge_deploy import edge_references
 from certbotless.model import CertSpec, IssuedCert, Route, StoredCert
-from certbotless.reconcile import edge_references
 from certbotless.rollout import (
     RolledBack,
     ServedCertificates,
@@ -62,9 +63,9 @@ def issuer(pebble_for_acme: PebbleServer, acme_tokens: TokenStore) -> AcmeIssuer
     return AcmeIssuer(
         pebble_for_acme.directory_url,
         load_account_key(None),
-        acme_tokens,
+        EdgeHttp01Solver(acme_tokens),
         ca_bundle=Path(pebble_for_acme.ca_bundle),
-        concurrency=4,
+        options=IssuerOptions(concurrency=4),
     )
 
 

@@ -10,7 +10,9 @@ from certbotless.scheduler import (
     EVENT_CAP,
     EVENT_QUIET,
     ROLL_DEFERRAL_CAP,
+    Daemon,
     debounced,
+    recent_creates,
     should_defer_roll,
 )
 from tests.unit.factories import stored_cert
@@ -32,6 +34,48 @@ def test_a_roll_waits_for_the_next_pass_while_a_burst_goes_on_but_never_past_the
     assert should_defer_roll(NOW, None)
     assert should_defer_roll(NOW + ROLL_DEFERRAL_CAP - timedelta(seconds=1), NOW)
     assert not should_defer_roll(NOW + ROLL_DEFERRAL_CAP, NOW)
+
+
+def test_services_created_long_ago_are_forgotten() -> None:
+    created = {"old": 100.0, "new": 100.0 + ROLL_DEFERRAL_CAP.total_seconds()}
+    assert recent_creates(created, 101.0 + ROLL_DEFERRAL_CAP.total_seconds()) == ["new"]
+    assert created == {"new": 100.0 + ROLL_DEFERRAL_CAP.total_seconds()}
+
+
+class StartingSwarm:
+    """The one question the roll deferral asks the swarm, with a fixed answer."""
+
+    def __init__(self, starting: set[str]) -> None:
+        self.starting = starting
+
+    def without_running_task(self, service_ids: list[str]) -> set[str]:
+        return self.starting & set(service_ids)
+
+
+class Stub:
+    stopping = None
+
+
+def daemon_with(starting: set[str]) -> Daemon:
+    return Daemon(Stub(), StartingSwarm(starting), "0 */6 * * *")  # type: ignore[arg-type]
+
+
+def test_a_roll_waits_while_several_services_just_created_are_still_starting() -> None:
+    daemon = daemon_with({"a", "b"})
+    for service_id in ("a", "b", "c"):
+        daemon.changed("created", created=service_id)
+    pass_began = daemon._last_change + 1  # no change during the pass itself
+    assert daemon._defer_roll(pass_began)
+    daemon.swarm = StartingSwarm({"b"})  # type: ignore[assignment]
+    assert not daemon._defer_roll(pass_began)
+
+
+def test_a_single_new_service_never_delays_the_roll() -> None:
+    daemon = daemon_with({"a"})
+    daemon.changed("created", created="a")
+    assert not daemon._defer_roll(daemon._last_change + 1)
+    daemon.changed("removed", removed="a")
+    assert daemon._created == {}
 
 
 def test_renewal_alerts_are_the_same_news_while_only_tokens_and_times_change() -> None:

@@ -1,8 +1,9 @@
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from certbotless.edge_deploy import edge_references
 from certbotless.model import CertSpec, KeyType, Route, StoredCert
-from certbotless.reconcile import edge_references, plan_certificates, replaced_certificates
+from certbotless.planning import plan_certificates, replaced_certificates
 from certbotless.store import latest_per_name
 from tests.unit.factories import stored_cert
 

@@ -11,10 +11,12 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from certbotless.model import (
+    CertificateStatus,
     CertSpec,
+    Condition,
+    FailureReason,
     IssuedCert,
     KeyType,
-    RenewalFailure,
     StoredCert,
     StoredObject,
 )
@@ -105,12 +107,18 @@ def test_a_version_swarm_refused_is_never_current() -> None:
     assert latest_per_name([refused]) == {}, "with no usable version, the name is issued anew"
 
 
-def test_renewal_failures_round_trip_through_a_label() -> None:
-    failure = RenewalFailure(NOW, "validation failed: " + "x" * 2000)
-    read = RenewalFailure.from_label(failure.to_label())
-    assert read is not None and read.at == NOW and read.error == failure.error[:1000]
-    assert RenewalFailure.from_label("not json") is None
-    assert RenewalFailure.from_label('{"at": "yesterday", "error": "x"}') is None
+def test_status_records_round_trip_through_a_label() -> None:
+    record = CertificateStatus(
+        "a.example.test", ("a.example.test",), condition=Condition.FAILING,
+        reason=FailureReason.RATE_LIMITED, message="validation failed: " + "x" * 2000,
+        failures=3, last_failure=NOW, next_attempt=NOW + timedelta(minutes=20),
+        refused=("ab1",), renew_at=NOW, renew_source="ari",
+    )  # fmt: skip
+    read = CertificateStatus.from_json("a.example.test", record.to_json())
+    assert read == replace(record, message=record.message[:1000])
+    assert CertificateStatus.from_json("a", "not json") is None
+    assert CertificateStatus.from_json("a", '{"last_failure": "yesterday"}') is None
+    assert CertificateStatus.from_json("a", '{"condition": "Sleeping"}') is None
 
 
 def test_labels_that_lie_are_flagged_and_the_certificate_wins() -> None:

@@ -1,0 +1,109 @@
+"""The application: every real implementation of the seams, built once from Settings."""
+
+from __future__ import annotations
+
+import threading
+
+from josepy.jwk import JWK
+
+from certbotless.account_key import resolve_account_key
+from certbotless.acme.account import ExternalAccountBinding
+from certbotless.acme.challenges import TokenStore
+from certbotless.acme.http01 import EdgeHttp01Solver, EdgeSelfCheck
+from certbotless.acme.issuer import AcmeIssuer, IssuerOptions
+from certbotless.alerts import Alerter, Channel, EmailChannel, WebhookChannel
+from certbotless.doctor import Doctor
+from certbotless.edge_deploy import SwarmEdgeDeployer
+from certbotless.locks import FilePassLock
+from certbotless.model import Listed
+from certbotless.reconcile import Reconciler
+from certbotless.seams import PassParts, Progress
+from certbotless.settings import Settings
+from certbotless.status import StatusConfig, SwarmAlertMemory, SwarmStatusStore
+from certbotless.store import CertStore
+from certbotless.swarm import Swarm
+from certbotless.views import listing, rendered
+
+
+class App:
+    def __init__(
+        self, settings: Settings, swarm: Swarm | None = None, issuer: AcmeIssuer | None = None
+    ) -> None:
+        self.settings = settings
+        self.swarm = swarm or Swarm()
+        self.store = CertStore(self.swarm)
+        status_config = StatusConfig(self.swarm)
+        self.statuses = SwarmStatusStore(status_config)
+        self.alert_memory = SwarmAlertMemory(status_config)
+        self.edge = SwarmEdgeDeployer(settings, self.swarm, self.store)
+        self.tokens = TokenStore(settings.challenge_dir)
+        # Set on SIGTERM: no new pass, no new order, no roll.
+        self.stopping = threading.Event()
+        # The daemon resolves it itself (it may mount the key into its own service first);
+        # other commands read it on first use.
+        self.account_key: JWK | None = None
+        self._issuer = issuer
+        parts = PassParts(
+            services=self.swarm,
+            store=self.store,
+            statuses=self.statuses,
+            edge=self.edge,
+            lock=FilePassLock(settings.lock_file),
+            issuer=lambda: self.issuer,
+            solver_for=self.solver_for,
+        )
+        self.reconciler = Reconciler(settings, parts, self.stopping)
+
+    @property
+    def issuer(self) -> AcmeIssuer:
+        if self._issuer is None:
+            self._issuer = self.make_issuer()
+        return self._issuer
+
+    def make_issuer(self) -> AcmeIssuer:
+        settings = self.settings
+        eab = None
+        if settings.eab_kid and settings.eab_hmac_key:
+            eab = ExternalAccountBinding(settings.eab_kid, settings.eab_hmac_key)
+        account_key = self.account_key or resolve_account_key(
+            settings, self.swarm, self.store, mount_into_own_service=False
+        )
+        return AcmeIssuer(
+            settings.acme_directory,
+            account_key,
+            EdgeHttp01Solver(self.tokens),
+            email=settings.email,
+            ca_bundle=settings.ca_bundle,
+            options=IssuerOptions(
+                eab=eab,
+                preferred_chain=settings.preferred_chain,
+                concurrency=settings.concurrency,
+            ),
+            stop=self.stopping,
+        )
+
+    def solver_for(self, edge: str | None, progress: Progress) -> EdgeHttp01Solver:
+        """HTTP-01 through the edge, checked through each of its tasks before the CA looks."""
+        check = None
+        if edge is not None and self.settings.self_check:
+            check = EdgeSelfCheck(f"tasks.{edge}", proxy_protocol=self.settings.proxy_protocol)
+        return EdgeHttp01Solver(self.tokens, check, progress)
+
+    def listing(self) -> list[Listed]:
+        return listing(self.settings, self.swarm, self.store, self.statuses, self.edge)
+
+    def render(self) -> str:
+        return rendered(self.settings, self.swarm, self.store, self.edge)
+
+    def doctor(self) -> Doctor:
+        return Doctor(self.settings, self.swarm, self.tokens, self.make_issuer)
+
+    def alerter(self) -> Alerter | None:
+        settings = self.settings
+        channels: list[Channel] = []
+        if settings.alert_webhook:
+            slack = {"auto": None, "slack": True, "json": False}[settings.alert_webhook_format]
+            channels.append(WebhookChannel(settings.alert_webhook, slack=slack))
+        if settings.smtp_url:
+            channels.append(EmailChannel(settings.smtp_url, settings.alert_email))
+        return Alerter(channels, memory=self.alert_memory) if channels else None

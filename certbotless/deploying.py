@@ -1,0 +1,57 @@
+"""The deploy step: roll the edge onto the certificates in use, and what came of it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from certbotless.edge import NginxConfigError
+from certbotless.model import Route, StoredCert
+from certbotless.rollout import RolledBack, RolloutError
+from certbotless.seams import CertificateStore, EdgeDeployer, Progress
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """`done` when the edge is as wanted (rolled now, or already so)."""
+
+    done: bool = False
+    rolled: bool = False
+    error: str | None = None
+    refused: dict[str, str] = field(default_factory=dict)  # name → serial Swarm rolled back
+
+    @property
+    def outcome(self) -> str:
+        """For the status records: the roll's error, "ok", or "" when nothing rolled."""
+        return self.error or ("ok" if self.rolled else "")
+
+
+def deploy_edge(
+    deployer: EdgeDeployer,
+    store: CertificateStore,
+    edge: str,
+    routes: Sequence[Route],
+    current: Mapping[str, StoredCert],
+    wanted_names: Iterable[str],
+    progress: Progress,
+) -> Deployed:
+    """A version in a roll that Swarm rolled back is marked refused: never current again."""
+    try:
+        result = deployer.deploy(edge, routes, current, wanted_names, progress)
+    except RolledBack as refused:
+        log.error("%s", refused)
+        reason = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC: Swarm rolled back the update"
+        names = {}
+        for cert in current.values():
+            if cert.config_id in refused.rotated:
+                store.mark_refused(cert, reason)
+                names[cert.name] = cert.serial
+        return Deployed(error=str(refused), refused=names)
+    except (RolloutError, NginxConfigError) as error:
+        log.error("%s", error)
+        return Deployed(error=str(error))
+    return Deployed(done=True, rolled=result.changed)

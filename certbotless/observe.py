@@ -1,0 +1,80 @@
+"""The observe step: what the labels want, what the swarm holds, what passes remembered."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from certbotless.discovery import EdgeNotFound, discover, find_edge_service
+from certbotless.model import (
+    CertificateStatus,
+    CertSpec,
+    Discovery,
+    LabelProblem,
+    ServiceInfo,
+    StoredCert,
+)
+from certbotless.seams import CertificateStore, StatusStore
+from certbotless.settings import Settings
+from certbotless.store import latest_per_name
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Observation:
+    services: tuple[ServiceInfo, ...]
+    edge: str | None  # the edge service, when one is configured or labelled
+    found: Discovery
+    wanted: dict[str, CertSpec]  # the labels' certificates and those asked for now
+    stored: tuple[StoredCert, ...]
+    current: dict[str, StoredCert]  # the version in use of each name
+    statuses: dict[str, CertificateStatus]
+
+
+def edge_if_any(settings: Settings, services: Sequence[ServiceInfo]) -> str | None:
+    try:
+        return settings.nginx_service or find_edge_service(services)
+    except EdgeNotFound:
+        return None
+
+
+def discovered(settings: Settings, services: Sequence[ServiceInfo], edge: str | None) -> Discovery:
+    return discover(services, edge, routing=settings.nginx_conf == "rendered")
+
+
+def observe(
+    settings: Settings,
+    services: Sequence[ServiceInfo],
+    store: CertificateStore,
+    statuses: StatusStore,
+    extra_specs: Sequence[CertSpec] = (),
+) -> Observation:
+    edge = edge_if_any(settings, services)
+    found = discovered(settings, services, edge)
+    stored = tuple(store.inventory())
+    return Observation(
+        services=tuple(services),
+        edge=edge,
+        found=found,
+        wanted={spec.name: spec for spec in (*found.specs, *extra_specs)},
+        stored=stored,
+        current=latest_per_name(stored),
+        statuses=statuses.load(),
+    )
+
+
+class ProblemLog:
+    """Each label problem is logged once when it appears and once when it is gone."""
+
+    def __init__(self) -> None:
+        self._reported: set[LabelProblem] = set()
+
+    def log(self, problems: Sequence[LabelProblem]) -> None:
+        current = set(problems)
+        for problem in sorted(current - self._reported, key=str):
+            log.warning("label problem: %s", problem)
+        for problem in sorted(self._reported - current, key=str):
+            log.info("label problem resolved: %s", problem)
+        self._reported = current

@@ -1,0 +1,159 @@
+"""The seams of a pass: what the pass needs from the world, as Protocols.
+
+Each has a real implementation (named in its docstring) passed in by `app.py`, and an in-memory
+fake in `tests/unit/fakes.py` with which the whole pass runs without Docker or a CA. Only types
+from `model` cross a seam.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+from certbotless.acme.ari import RenewalTime
+from certbotless.acme.errors import AcmeError
+from certbotless.model import (
+    CertificateStatus,
+    CertSpec,
+    Challenge,
+    IssuedCert,
+    RevocationReason,
+    RolloutResult,
+    Route,
+    ServiceInfo,
+    StoredCert,
+    StoredObject,
+)
+
+Progress = Callable[[str], None]
+
+
+class ServiceSource(Protocol):
+    """The swarm's services as discovery sees them (`swarm.Swarm`)."""
+
+    def services(self) -> list[ServiceInfo]: ...
+
+
+class Solver(Protocol):
+    """Proves control of a name for one challenge type. HTTP-01 through the edge
+    (`acme.http01.EdgeHttp01Solver`) is the first; it owns the self-check through the edge."""
+
+    challenge_type: str  # the ACME challenge type it answers, e.g. "http-01"
+
+    def present(self, challenge: Challenge) -> None:
+        """Publish what the CA will look for."""
+
+    def wait_until_visible(
+        self, challenge: Challenge, deadline: float, stop: threading.Event
+    ) -> None:
+        """Return once the CA would see it; raise AcmeError (ChallengeNotServed) when it is
+        still not visible at `deadline` (time.monotonic()), Abandoned when `stop` is set."""
+
+    def clean_up(self, challenge: Challenge) -> None:
+        """Withdraw it (never before the CA has decided)."""
+
+
+class Issuer(Protocol):
+    """Orders certificates from one CA (`acme.issuer.AcmeIssuer`)."""
+
+    directory_url: str
+
+    def issue_many(
+        self,
+        specs: Iterable[CertSpec],
+        progress: Progress,
+        solver: Solver | None = None,
+        replaces: Mapping[str, str] | None = None,
+    ) -> Iterator[tuple[CertSpec, IssuedCert | AcmeError]]:
+        """Each spec's outcome as it completes; closing early cancels orders not started.
+        `solver` None: the issuer's own. `replaces`: spec name → ARI id of the certificate
+        each order renews."""
+
+    def renewal_times(self, certs: Iterable[StoredCert]) -> dict[str, RenewalTime]:
+        """The CA's renewal window per name, where it gives one (ARI)."""
+
+    def unreachable(self) -> str | None:
+        """Why the CA cannot be reached right now, or None."""
+
+    def revoke(self, chain_pem: bytes, reason: RevocationReason) -> None: ...
+
+
+class CertificateStore(Protocol):
+    """Certificate versions kept in the swarm (`store.CertStore`): a chain config and a key
+    secret each."""
+
+    def inventory(self) -> list[StoredCert]: ...
+
+    def save(self, issued: IssuedCert) -> StoredCert: ...
+
+    def mark_refused(self, cert: StoredCert, reason: str) -> None:
+        """Swarm rolled back the update that mounted this version."""
+
+    def collectable_objects(self) -> list[StoredObject]: ...
+
+    def remove(self, target: StoredObject) -> None: ...
+
+    def chain_pem(self, cert: StoredCert) -> bytes: ...
+
+
+class EdgeDeployer(Protocol):
+    """Everything about the nginx edge (`edge_deploy.SwarmEdgeDeployer`): rendered or the
+    operator's own nginx.conf, the references it mounts, `nginx -t`, the roll and the check
+    that every task serves what was rolled."""
+
+    def deploy(
+        self,
+        edge: str,
+        routes: Sequence[Route],
+        current: Mapping[str, StoredCert],
+        wanted_names: Iterable[str],
+        progress: Progress,
+    ) -> RolloutResult:
+        """Roll `edge` onto these routes and certificates if its spec differs. Raises
+        RolloutError (RolledBack when Swarm rolled it back) or NginxConfigError."""
+
+    def render(
+        self, edge: str | None, routes: Sequence[Route], current: Mapping[str, StoredCert],
+        wanted_names: Iterable[str],
+    ) -> str:  # fmt: skip
+        """What `deploy` would mount as configuration, as text."""
+
+    def mounted_object_ids(self, edge: str) -> set[str] | None:
+        """The secrets and configs the edge's spec mounts (None: no such service)."""
+
+    def referenced_object_ids(self) -> set[str]:
+        """Every object any service's current or previous spec names (gc keeps them)."""
+
+
+class StatusStore(Protocol):
+    """One status record per certificate name, kept in the swarm (`status.SwarmStatusStore`)."""
+
+    def load(self) -> dict[str, CertificateStatus]: ...
+
+    def save(self, records: Mapping[str, CertificateStatus]) -> None:
+        """Make `records` the whole set (writes only what changed)."""
+
+
+class PassLock(Protocol):
+    """One pass at a time (`locks.FilePassLock`: per container; the hardening issue makes it
+    swarm-wide)."""
+
+    def hold(self) -> AbstractContextManager[None]: ...
+
+
+@dataclass(frozen=True)
+class PassParts:
+    """The seams a pass works through, built once (app.py) and faked in unit tests."""
+
+    services: ServiceSource
+    store: CertificateStore
+    statuses: StatusStore
+    edge: EdgeDeployer
+    lock: PassLock
+    issuer: Callable[[], Issuer]  # called once, on first use: it needs the account key
+    # The challenge solver for a pass, checking through this edge (None: no self-check) and
+    # telling the pass's progress what it does.
+    solver_for: Callable[[str | None, Progress], Solver]

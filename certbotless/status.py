@@ -1,0 +1,296 @@
+"""The status record of every certificate: how a pass's outcome changes it, and where it is kept.
+
+Carrier (chosen by `bench/status_carrier.py`, figures in ARCHITECTURE.md): one label per
+certificate on the `cbl-status` config, beside the alerter's memory. A pass reads the records
+with one inspect and writes them, when one changed, with one update, whatever their number.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from certbotless.acme.ari import RenewalTime, lifetime_renewal_time
+from certbotless.acme.errors import (
+    AcmeError,
+    BackingOff,
+    BadRequest,
+    CaUnreachable,
+    RateLimited,
+    ValidationFailed,
+)
+from certbotless.acme.http01 import ChallengeNotServed
+from certbotless.model import (
+    CertificateStatus,
+    CertSpec,
+    Condition,
+    FailureReason,
+    StoredCert,
+)
+from certbotless.store import KIND, MANAGED, NotStored
+from certbotless.swarm import APIError, Json, Swarm
+
+KIND_STATUS = "status"
+STATUS_CONFIG = "cbl-status"
+STATUS_PREFIX = "certbotless.status."
+ALERT_PREFIX = "certbotless.alert."
+# Where renewal failures were kept before the status records: cleared on the first save.
+LEGACY_FAILURE_PREFIX = "certbotless.failure."
+_WRITE_ATTEMPTS = 5
+_STATUS_DATA = b"certbotless status: see the labels\n"
+
+# After consecutive failures: 5, 10, 20, 40, then every 60 minutes. Let's Encrypt allows 5 failed
+# validations per name per hour, so a broken name stays at 4 or fewer in any hour.
+FIRST_RETRY = timedelta(minutes=5)
+LONGEST_RETRY = timedelta(hours=1)
+
+
+def retry_delay(failures: int) -> timedelta:
+    doublings = min(max(failures - 1, 0), 10)
+    return min(FIRST_RETRY * (1 << doublings), LONGEST_RETRY)
+
+
+def failure_reason(error: AcmeError) -> FailureReason:
+    """The machine-readable reason for an ordering failure."""
+    for kind, reason in (
+        (BackingOff, FailureReason.BACKING_OFF),
+        (RateLimited, FailureReason.RATE_LIMITED),
+        (CaUnreachable, FailureReason.CA_UNREACHABLE),
+        (ChallengeNotServed, FailureReason.CHALLENGE_NOT_SERVED),
+        (ValidationFailed, FailureReason.VALIDATION_FAILED),
+        (BadRequest, FailureReason.BAD_REQUEST),
+        (NotStored, FailureReason.NOT_STORED),
+    ):
+        if isinstance(error, kind):
+            return reason
+    return FailureReason.ORDER_FAILED
+
+
+def after_failure(
+    previous: CertificateStatus, error: AcmeError, now: datetime
+) -> CertificateStatus:
+    """One more failed attempt. A name that was not tried (backing off) keeps its record."""
+    if isinstance(error, BackingOff) and previous.condition is Condition.FAILING:
+        return previous
+    failures = previous.failures + 1
+    next_attempt = now + retry_delay(failures)
+    if isinstance(error, RateLimited):
+        next_attempt = max(next_attempt, error.retry_at)
+    return replace(
+        previous,
+        condition=Condition.FAILING,
+        reason=failure_reason(error),
+        message=str(error),
+        failures=failures,
+        last_failure=now,
+        next_attempt=next_attempt,
+        updated=now,
+    )
+
+
+def after_issuance(previous: CertificateStatus, now: datetime) -> CertificateStatus:
+    return replace(
+        previous,
+        condition=Condition.READY,
+        reason=None,
+        message="",
+        failures=0,
+        next_attempt=None,
+        updated=now,
+    )
+
+
+def after_rollback(
+    previous: CertificateStatus, serial: str, reason: str, now: datetime
+) -> CertificateStatus:
+    """Swarm rolled back the roll that mounted `serial`: a failure like any other, backed off."""
+    failures = previous.failures + 1
+    return replace(
+        previous,
+        condition=Condition.FAILING,
+        reason=FailureReason.ROLLED_BACK,
+        message=reason,
+        failures=failures,
+        last_failure=now,
+        next_attempt=now + retry_delay(failures),
+        refused=(*previous.refused, serial)[-8:],
+        updated=now,
+    )
+
+
+def described(
+    previous: CertificateStatus | None,
+    spec: CertSpec,
+    current: StoredCert | None,
+    renewal: RenewalTime | None,
+) -> CertificateStatus:
+    """The record brought up to date with what is wanted and what is stored. A changed request
+    starts afresh: its failures were another request's."""
+    record = previous or CertificateStatus(spec.name)
+    if previous is not None and previous.domains and not same_request(previous, spec):
+        record = CertificateStatus(spec.name, refused=previous.refused)
+    condition = record.condition
+    if condition is not Condition.FAILING:
+        condition = Condition.ISSUING if current is None else Condition.READY
+    if current is not None and renewal is None:
+        renewal = RenewalTime(
+            lifetime_renewal_time(current.not_before, current.not_after), current.not_after,
+            "lifetime",
+        )  # fmt: skip
+    return replace(
+        record,
+        domains=spec.domains,
+        key_type=spec.key_type,
+        profile=spec.profile,
+        wanted=True,
+        serial="" if current is None else current.serial,
+        not_after=None if current is None else current.not_after,
+        condition=condition,
+        renew_at=None if renewal is None else renewal.renew_at,
+        renew_source="" if renewal is None else renewal.source,
+    )
+
+
+@dataclass(frozen=True)
+class PassOutcome:
+    """What a pass did, as the status records need it."""
+
+    issued: Collection[str] = ()
+    failed: Mapping[str, AcmeError] = field(default_factory=dict)
+    refused: Mapping[str, str] = field(default_factory=dict)  # name → serial rolled back
+    roll: str = ""  # "" (no roll), "ok", or the roll's error
+
+
+def collect_statuses(
+    previous: Mapping[str, CertificateStatus],
+    wanted: Iterable[CertSpec],
+    current: Mapping[str, StoredCert],
+    renewals: Mapping[str, RenewalTime],
+    outcome: PassOutcome,
+    now: datetime,
+) -> dict[str, CertificateStatus]:
+    """The collect step: every wanted certificate's record after this pass (a name no longer
+    wanted drops its record)."""
+    records = {}
+    for spec in wanted:
+        record = described(
+            previous.get(spec.name), spec, current.get(spec.name), renewals.get(spec.name)
+        )
+        if spec.name in outcome.issued:
+            record = after_issuance(record, now)
+        elif spec.name in outcome.failed:
+            record = after_failure(record, outcome.failed[spec.name], now)
+        if spec.name in outcome.refused:
+            record = after_rollback(record, outcome.refused[spec.name], outcome.roll, now)
+        elif outcome.roll and spec.name in outcome.issued:
+            record = replace(record, last_roll=f"{outcome.roll} ({now:%Y-%m-%d %H:%M} UTC)")
+        records[spec.name] = record
+    return records
+
+
+def next_attempt(records: Iterable[CertificateStatus]) -> datetime | None:
+    """The earliest retry of a failed certificate."""
+    return min(
+        (r.next_attempt for r in records
+         if r.condition is Condition.FAILING and r.next_attempt is not None),
+        default=None,
+    )  # fmt: skip
+
+
+def same_request(record: CertificateStatus, spec: CertSpec) -> bool:
+    """Whether `record` is about the certificate `spec` asks for (a failure for other names, key
+    type or profile says nothing about this request)."""
+    return (record.domains, record.key_type, record.profile) == (
+        spec.domains, spec.key_type, spec.profile,
+    )  # fmt: skip
+
+
+def waiting(record: CertificateStatus | None, spec: CertSpec, now: datetime) -> bool:
+    """Whether a failed certificate must not be ordered yet."""
+    return (
+        record is not None
+        and record.condition is Condition.FAILING
+        and record.next_attempt is not None
+        and record.next_attempt > now
+        and same_request(record, spec)
+    )
+
+
+class StatusConfig:
+    """The `cbl-status` config: its labels are notes, grouped by prefix. The daemon's pass and
+    its alert worker both write, so each write reads afresh and one that came second retries."""
+
+    def __init__(self, swarm: Swarm) -> None:
+        self.swarm = swarm
+        self._lock = threading.Lock()
+
+    def notes(self, prefix: str) -> dict[str, str]:
+        """The labels under `prefix`, without the prefix."""
+        config = self._config()
+        labels = {} if config is None else config["Spec"].get("Labels") or {}
+        return {k[len(prefix) :]: v for k, v in labels.items() if k.startswith(prefix)}
+
+    def write_notes(self, prefix: str, notes: Mapping[str, str]) -> None:
+        """Make `notes` the labels under `prefix`, leaving the others; writes only on a change."""
+        with self._lock:
+            for attempt in range(1, _WRITE_ATTEMPTS + 1):
+                config = self._config()
+                labels = {} if config is None else dict(config["Spec"].get("Labels") or {})
+                wanted = {k: v for k, v in labels.items() if not k.startswith(prefix)}
+                wanted.update({prefix + key: value for key, value in sorted(notes.items())})
+                wanted.update({MANAGED: "true", KIND: KIND_STATUS})
+                if wanted == labels:
+                    return
+                try:
+                    if config is None:
+                        self.swarm.create_config(STATUS_CONFIG, _STATUS_DATA, wanted)
+                    else:
+                        self.swarm.update_config_labels(config["ID"], wanted)
+                    return
+                except APIError as error:
+                    # Another writer came first (an update out of sequence, or the config
+                    # created meanwhile): read again and redo.
+                    raced = "out of sequence" in str(error) or error.status_code == 409
+                    if not raced or attempt == _WRITE_ATTEMPTS:
+                        raise
+
+    def _config(self) -> Json | None:
+        return next(
+            (c for c in self.swarm.configs(f"{KIND}={KIND_STATUS}")
+             if c["Spec"]["Name"] == STATUS_CONFIG),
+            None,
+        )  # fmt: skip
+
+
+class SwarmStatusStore:
+    """StatusStore: a label per certificate name on the status config."""
+
+    def __init__(self, config: StatusConfig) -> None:
+        self.config = config
+
+    def load(self) -> dict[str, CertificateStatus]:
+        records = {}
+        for name, text in self.config.notes(STATUS_PREFIX).items():
+            record = CertificateStatus.from_json(name, text)
+            if record is not None:
+                records[name] = record
+        return records
+
+    def save(self, records: Mapping[str, CertificateStatus]) -> None:
+        notes = {name: record.to_json() for name, record in records.items()}
+        self.config.write_notes(STATUS_PREFIX, notes)
+
+
+class SwarmAlertMemory:
+    """What the alerter noted (its own encoding), so that a restart re-sends nothing."""
+
+    def __init__(self, config: StatusConfig) -> None:
+        self.config = config
+
+    def load_alert_memory(self) -> dict[str, str]:
+        return self.config.notes(ALERT_PREFIX)
+
+    def save_alert_memory(self, entries: Mapping[str, str]) -> None:
+        self.config.write_notes(ALERT_PREFIX, entries)

@@ -1,0 +1,127 @@
+"""The whole pass through the fakes of every seam: no Docker, no CA."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from certbotless.acme.errors import ValidationFailed
+from certbotless.model import Condition, FailureReason, PassReport, PassRequest, ServiceInfo
+from certbotless.reconcile import Reconciler
+from certbotless.settings import Settings
+from tests.unit.fakes import World
+
+HOST = "app.example.test"
+
+
+@pytest.fixture
+def world() -> World:
+    world = World()
+    world.services.listed.append(
+        ServiceInfo("edge_nginx", {"certbotless.edge": "true"}, ("net",), ("certbotless-edge",))
+    )
+    world.label("app", HOST)
+    return world
+
+
+QUIET = PassRequest(progress=lambda line: None)
+
+
+def run(world: World, request: PassRequest = QUIET) -> PassReport:
+    return Reconciler(Settings(), world.parts()).run_pass(request)
+
+
+def test_a_new_certificate_is_ordered_stored_rolled_and_ready(world: World) -> None:
+    report = run(world)
+    assert report.issued == (HOST,) and report.rolled and report.ok
+    assert world.edge.mounted == {world.store.versions[0].config_id}
+    record = world.statuses.records[HOST]
+    assert record.condition is Condition.READY and record.serial == world.store.versions[0].serial
+    # Nothing to do the next time.
+    again = run(world)
+    assert (again.issued, again.rolled, world.issuer.ordered) == ((), False, [HOST])
+
+
+def test_a_renewal_replaces_the_version_it_supersedes(world: World) -> None:
+    run(world)
+    first = world.store.versions[0]
+    world.store.versions[0] = first.__class__(**{**first.__dict__, "ari_id": "aki.serial1"})
+    world.age(days=61)  # past 2/3 of its 90 days
+    report = run(world)
+    assert report.issued == (HOST,) and report.rolled
+    assert world.issuer.replaced == {HOST: "aki.serial1"}
+    assert world.statuses.records[HOST].serial == world.store.versions[-1].serial
+
+
+def test_a_ca_failure_is_recorded_and_backed_off_then_retried(world: World) -> None:
+    world.issuer.failing[HOST] = ValidationFailed("the CA saw a 404 for the token")
+    failed = run(world)
+    record = world.statuses.records[HOST]
+    assert failed.failed == {HOST: "the CA saw a 404 for the token"} and not failed.rolled
+    assert (record.condition, record.reason, record.failures) == (
+        Condition.FAILING, FailureReason.VALIDATION_FAILED, 1,
+    )  # fmt: skip
+    assert record.next_attempt is not None and failed.next_attempt == record.next_attempt
+    # Backing off: not ordered again, and still reported with the CA's words.
+    held = run(world)
+    assert world.issuer.ordered == [HOST]
+    assert held.failed == {HOST: "the CA saw a 404 for the token"}
+    assert world.statuses.records[HOST].failures == 1
+    # Once the next attempt is due, it is ordered again, and a success clears the record.
+    del world.issuer.failing[HOST]
+    world.statuses.records[HOST] = record.__class__(
+        **{**record.__dict__, "next_attempt": record.next_attempt - timedelta(hours=2)}
+    )
+    retried = run(world)
+    assert retried.issued == (HOST,) and world.issuer.ordered == [HOST, HOST]
+    cleared = world.statuses.records[HOST]
+    assert (cleared.condition, cleared.failures, cleared.next_attempt) == (Condition.READY, 0, None)
+
+
+def test_a_roll_that_swarm_rolls_back_refuses_the_version_and_backs_off(world: World) -> None:
+    world.edge.roll_back_next = True
+    report = run(world)
+    new = world.store.versions[0]
+    assert report.rollout_error and "rolled the update back" in report.rollout_error
+    assert world.store.refused == [new.config_id]
+    record = world.statuses.records[HOST]
+    assert (record.condition, record.reason, record.refused) == (
+        Condition.FAILING, FailureReason.ROLLED_BACK, (new.serial,),
+    )  # fmt: skip
+    # The refused version is not current any more, and the name waits before a new order.
+    run(world)
+    assert world.issuer.ordered == [HOST]
+
+
+def test_a_dry_run_orders_but_stores_rolls_and_records_nothing(world: World) -> None:
+    report = run(world, PassRequest(dry_run=True, progress=lambda line: None))
+    assert report.issued == (HOST,) and not report.rolled
+    assert world.issuer.ordered == [HOST]
+    assert (world.store.versions, world.edge.rolls, world.statuses.saves) == ([], 0, 0)
+
+
+def test_the_status_records_survive_a_new_reconciler(world: World) -> None:
+    """What a restart sees: the records come from the StatusStore, not from memory."""
+    world.issuer.failing[HOST] = ValidationFailed("404")
+    run(world)
+    world.issuer.ordered.clear()
+    run(world)  # a fresh Reconciler, as after a restart
+    assert world.issuer.ordered == []
+    assert world.statuses.records[HOST].failures == 1
+
+
+def test_a_changed_request_is_not_held_back_by_the_old_ones_failures(world: World) -> None:
+    world.issuer.failing[HOST] = ValidationFailed("404")
+    run(world)
+    del world.issuer.failing[HOST]
+    world.services.listed[-1] = ServiceInfo(
+        "app", {"certbotless.domains": f"{HOST},www.{HOST}", "certbotless.port": "8000",
+                "certbotless.name": HOST}, ("net",), ("certbotless-edge",),
+    )  # fmt: skip
+    report = run(world)
+    assert report.issued == (HOST,) and world.issuer.ordered == [HOST, HOST]
+    record = world.statuses.records[HOST]
+    assert (record.condition, record.failures, record.domains) == (
+        Condition.READY, 0, (HOST, f"www.{HOST}"),
+    )  # fmt: skip
