@@ -301,6 +301,22 @@ class CertificateStatus:
     last_roll: str = ""  # "ok at …" or the roll's error
     updated: datetime | None = None
 
+    def same_request(self, spec: CertSpec) -> bool:
+        """Whether this record is about the certificate `spec` asks for (a failure for other
+        names, key type or profile says nothing about this request)."""
+        return (self.domains, self.key_type, self.profile) == (
+            spec.domains, spec.key_type, spec.profile,
+        )  # fmt: skip
+
+    def waiting(self, spec: CertSpec, now: datetime) -> bool:
+        """Whether `spec` failed before and must not be ordered yet."""
+        return (
+            self.condition is Condition.FAILING
+            and self.next_attempt is not None
+            and self.next_attempt > now
+            and self.same_request(spec)
+        )
+
     def to_json(self) -> str:
         def when(value: datetime | None) -> str | None:
             return None if value is None else value.isoformat()

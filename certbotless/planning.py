@@ -8,7 +8,6 @@ from datetime import datetime
 
 from certbotless.acme.ari import RenewalTime, lifetime_renewal_time
 from certbotless.model import CertificateStatus, CertSpec, Plan, StoredCert
-from certbotless.status import waiting
 
 
 def plan_certificates(
@@ -54,7 +53,9 @@ def hold_back(
     held = tuple(
         spec.name
         for spec in plan.to_issue
-        if spec.name not in forced and waiting(statuses.get(spec.name), spec, now)
+        if spec.name not in forced
+        and (record := statuses.get(spec.name)) is not None
+        and record.waiting(spec, now)
     )
     kept = tuple(spec for spec in plan.to_issue if spec.name not in held)
     return replace(plan, to_issue=kept), held

@@ -129,7 +129,7 @@ def described(
     """The record brought up to date with what is wanted and what is stored. A changed request
     starts afresh: its failures were another request's."""
     record = previous or CertificateStatus(spec.name)
-    if previous is not None and previous.domains and not same_request(previous, spec):
+    if previous is not None and previous.domains and not previous.same_request(spec):
         record = CertificateStatus(spec.name, refused=previous.refused)
     condition = record.condition
     if condition is not Condition.FAILING:
@@ -197,25 +197,6 @@ def next_attempt(records: Iterable[CertificateStatus]) -> datetime | None:
          if r.condition is Condition.FAILING and r.next_attempt is not None),
         default=None,
     )  # fmt: skip
-
-
-def same_request(record: CertificateStatus, spec: CertSpec) -> bool:
-    """Whether `record` is about the certificate `spec` asks for (a failure for other names, key
-    type or profile says nothing about this request)."""
-    return (record.domains, record.key_type, record.profile) == (
-        spec.domains, spec.key_type, spec.profile,
-    )  # fmt: skip
-
-
-def waiting(record: CertificateStatus | None, spec: CertSpec, now: datetime) -> bool:
-    """Whether a failed certificate must not be ordered yet."""
-    return (
-        record is not None
-        and record.condition is Condition.FAILING
-        and record.next_attempt is not None
-        and record.next_attempt > now
-        and same_request(record, spec)
-    )
 
 
 class StatusConfig:

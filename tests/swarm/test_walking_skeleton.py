@@ -359,6 +359,49 @@ def test_failures_and_label_problems_are_listed_and_alerted_until_fixed(
         docker("service", "rm", "cbl-crowd-app", check=False)
 
 
+def status_record(name: str) -> dict[str, Any] | None:
+    """A certificate's status record, as the swarm keeps it (a label of the cbl-status config)."""
+    labels = json.loads(
+        docker("config", "inspect", "cbl-status", "--format", "{{json .Spec.Labels}}")
+    )
+    text = labels.get(f"certbotless.status.{name}")
+    return None if text is None else dict(json.loads(text))
+
+
+def test_a_restarted_sidecar_keeps_each_failures_count_and_next_attempt(
+    served: HttpsAnswer,
+) -> None:
+    """The status record lives in the swarm: a new sidecar task neither forgets a failure nor
+    retries it before its time."""
+    too_many = ",".join(f"n{i}.held.example.test" for i in range(101))
+    docker(
+        "service", "create", "--detach", "--name", "cbl-held-app",
+        "--network", "certbotless-edge", "--endpoint-mode", "dnsrr",
+        "--label", f"certbotless.domains={too_many}", "--label", "certbotless.name=held",
+        "--label", "certbotless.port=8000", "certbotless-demo-app:local",
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while (before := status_record("held")) is None or before["condition"] != "Failing":
+            assert time.monotonic() < deadline, sidecar_logs()
+            time.sleep(1)
+        assert (before["failures"], before["reason"]) == (1, "BadRequest"), before
+        assert before["next_attempt"] > before["last_failure"], before
+
+        restarted = restart_sidecar("--force")
+        # Its first pass held the name back (the next attempt is minutes away) and changed
+        # nothing in the record.
+        assert status_record("held") == before
+        listed = json.loads(docker("exec", restarted, "certbotless", "list", "--json"))
+        (row,) = [r for r in listed if r["name"] == "held"]
+        assert row["status"] == "failed" and "at most 100" in row["failure"]["error"]
+        ordered = [line for line in container_logs(restarted).splitlines()
+                   if "held: new" in line or "held: ordering" in line]  # fmt: skip
+        assert ordered == [], "a name backing off is not ordered again by a new task"
+    finally:
+        docker("service", "rm", "cbl-held-app", check=False)
+
+
 def test_sigterm_abandons_orders_cleanly_and_the_next_task_finishes_the_work(
     served: HttpsAnswer, figure: Callable[[str], None]
 ) -> None:
