@@ -20,7 +20,7 @@ from certbotless.edge import (
     explain_nginx_error,
     parse_nginx_version,
 )
-from certbotless.model import FileReference, RolloutResult
+from certbotless.model import FileReference, ObjectKind, RolloutResult
 from certbotless.proxy_protocol import connect_to_edge_task
 from certbotless.store import NAME_PREFIX, serial_hex
 from certbotless.swarm import APIError, JobResult, Swarm
@@ -32,7 +32,10 @@ Progress = Callable[[str], None]
 
 _FAILED_STATES = {"paused", "rollback_started", "rollback_paused", "rollback_completed"}
 _UPDATE_ATTEMPTS = 5
-_KEYS = {"secret": ("SecretID", "SecretName"), "config": ("ConfigID", "ConfigName")}
+_KEYS = {
+    ObjectKind.SECRET: ("SecretID", "SecretName"),
+    ObjectKind.CONFIG: ("ConfigID", "ConfigName"),
+}
 
 
 class RolloutError(Exception):
@@ -46,7 +49,9 @@ class RolledBack(RolloutError):
     rotated: tuple[str, ...] = ()
 
 
-def swap_references(current: list[Json], wanted: Iterable[FileReference], kind: str) -> list[Json]:
+def swap_references(
+    current: list[Json], wanted: Iterable[FileReference], kind: ObjectKind
+) -> list[Json]:
     """The new reference list: `wanted` replaces whatever sits at the same target (keeping its
     owner and mode), stale certbotless references are dropped, everything else stays untouched."""
     wanted = [w for w in wanted if w.kind == kind]
@@ -69,7 +74,9 @@ def swap_references(current: list[Json], wanted: Iterable[FileReference], kind: 
                     "Name": ref.target,
                     "UID": old_file.get("UID", "0"),
                     "GID": old_file.get("GID", "0"),
-                    "Mode": ref.mode if ref.kind == "secret" else old_file.get("Mode", ref.mode),
+                    "Mode": ref.mode
+                    if ref.kind == ObjectKind.SECRET
+                    else old_file.get("Mode", ref.mode),
                 },
             }
         )
@@ -79,12 +86,16 @@ def swap_references(current: list[Json], wanted: Iterable[FileReference], kind: 
 def _references_change(container: Json, wanted: list[FileReference]) -> bool:
     old_secrets, old_configs = container.get("Secrets") or [], container.get("Configs") or []
     return not (
-        _same_references(swap_references(old_secrets, wanted, "secret"), old_secrets, "secret")
-        and _same_references(swap_references(old_configs, wanted, "config"), old_configs, "config")
+        _same_references(
+            swap_references(old_secrets, wanted, ObjectKind.SECRET), old_secrets, ObjectKind.SECRET
+        )
+        and _same_references(
+            swap_references(old_configs, wanted, ObjectKind.CONFIG), old_configs, ObjectKind.CONFIG
+        )
     )
 
 
-def _same_references(new: list[Json], old: list[Json], kind: str) -> bool:
+def _same_references(new: list[Json], old: list[Json], kind: ObjectKind) -> bool:
     name_key = _KEYS[kind][1]
 
     def identity(refs: list[Json]) -> set[tuple[str, str]]:
@@ -205,8 +216,10 @@ def roll_service(
         old_configs = container.get("Configs") or []
         mounted_before.clear()
         mounted_before.update({r["File"]["Name"]: r["ConfigID"] for r in old_configs})
-        container["Secrets"] = swap_references(container.get("Secrets") or [], wanted, "secret")
-        container["Configs"] = swap_references(old_configs, wanted, "config")
+        container["Secrets"] = swap_references(
+            container.get("Secrets") or [], wanted, ObjectKind.SECRET
+        )
+        container["Configs"] = swap_references(old_configs, wanted, ObjectKind.CONFIG)
         return True
 
     before = _update_with_retry(swarm, service_name, swap)
@@ -268,8 +281,12 @@ def edge_job_template(service: Json, command: list[str], wanted: list[FileRefere
     container.pop("Args", None)
     container.pop("Healthcheck", None)
     container["Command"] = command
-    container["Secrets"] = swap_references(container.get("Secrets") or [], wanted, "secret")
-    container["Configs"] = swap_references(container.get("Configs") or [], wanted, "config")
+    container["Secrets"] = swap_references(
+        container.get("Secrets") or [], wanted, ObjectKind.SECRET
+    )
+    container["Configs"] = swap_references(
+        container.get("Configs") or [], wanted, ObjectKind.CONFIG
+    )
     # The edge's network aliases would make its name resolve to the job as well.
     for network in template.get("Networks") or []:
         network.pop("Aliases", None)
@@ -340,7 +357,7 @@ def mount_secret(swarm: Swarm, service_name: str, ref: FileReference) -> bool:
         current = container.get("Secrets") or []
         if any(r.get("SecretID") == ref.object_id for r in current):
             return False
-        container["Secrets"] = swap_references(current, [ref], "secret")
+        container["Secrets"] = swap_references(current, [ref], ObjectKind.SECRET)
         return True
 
     return _update_with_retry(swarm, service_name, add) is not None
