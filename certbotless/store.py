@@ -229,15 +229,22 @@ def certificate_labels(issued: IssuedCert, object_name: str) -> dict[str, str]:
         MANAGED: "true",
         CERT_NAME: issued.spec.name,
         CERT_DOMAINS: ",".join(issued.spec.domains),
+        **_certificate_facts(leaf, issued.spec.key_type),
+        CERT_ISSUER: leaf.issuer.rfc4514_string()[:200],
+        CERT_DIRECTORY: issued.directory_url,
+        CERT_KEY_SECRET: object_name,
+    }
+
+
+def _certificate_facts(leaf: x509.Certificate, key_type: KeyType) -> dict[str, str]:
+    """The labels whose values the certificate itself holds (all but its domains)."""
+    return {
         CERT_SERIAL: serial_hex(leaf.serial_number),
         CERT_NOT_BEFORE: leaf.not_valid_before_utc.isoformat(),
         CERT_NOT_AFTER: leaf.not_valid_after_utc.isoformat(),
         CERT_FINGERPRINT: leaf.fingerprint(hashes.SHA256()).hex(),
-        CERT_KEY_TYPE: issued.spec.key_type.value,
-        CERT_ISSUER: leaf.issuer.rfc4514_string()[:200],
+        CERT_KEY_TYPE: key_type.value,
         CERT_ARI_ID: _ari_id_or_blank(leaf),
-        CERT_DIRECTORY: issued.directory_url,
-        CERT_KEY_SECRET: object_name,
     }
 
 
@@ -268,33 +275,15 @@ def read_stored_cert(
         return None
     try:
         leaf = x509.load_pem_x509_certificate(chain_pem)
-        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        key_type = _key_type(leaf)
+        truth = {
+            CERT_DOMAINS: ",".join(_domains(labels, leaf)),
+            **_certificate_facts(leaf, _key_type(leaf)),
+        }
     except (ValueError, x509.ExtensionNotFound) as error:
         log.warning("config %s: not a certificate certbotless can use (%s); ignoring it",
                     config_name, error)  # fmt: skip
         return None
-    pem_domains = san.get_values_for_type(x509.DNSName) + [
-        str(address) for address in san.get_values_for_type(x509.IPAddress)
-    ]
-    label_domains = [d for d in labels.get(CERT_DOMAINS, "").split(",") if d]
-    truth = {
-        CERT_DOMAINS: ",".join(
-            label_domains if set(label_domains) == set(pem_domains) else pem_domains
-        ),
-        CERT_SERIAL: serial_hex(leaf.serial_number),
-        CERT_NOT_BEFORE: leaf.not_valid_before_utc.isoformat(),
-        CERT_NOT_AFTER: leaf.not_valid_after_utc.isoformat(),
-        CERT_FINGERPRINT: leaf.fingerprint(hashes.SHA256()).hex(),
-        CERT_KEY_TYPE: key_type.value,
-        CERT_ARI_ID: _ari_id_or_blank(leaf),
-    }
-    mismatches = tuple(
-        f"{label}: label says {labels.get(label)!r}, certificate says {value!r}"
-        for label, value in truth.items()
-        if labels.get(label) != value
-        and not (label == CERT_DOMAINS and set(label_domains) == set(pem_domains))
-    )
+    mismatches = _mismatches(labels, truth)
     if mismatches:
         log.warning(
             "%s (%s): labels disagree with the certificate: %s",
@@ -319,6 +308,37 @@ def read_stored_cert(
         created_at=created_at,
         mismatches=mismatches,
         refused=labels.get(CERT_REFUSED, ""),
+    )
+
+
+def _domains(labels: dict[str, str], leaf: x509.Certificate) -> list[str]:
+    """The certificate's names, in the labels' order when they name the same set (the first is
+    the one listed first). Raises ExtensionNotFound for a certificate without names."""
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    pem_domains = san.get_values_for_type(x509.DNSName) + [
+        str(address) for address in san.get_values_for_type(x509.IPAddress)
+    ]
+    label_domains = _label_domains(labels)
+    return label_domains if set(label_domains) == set(pem_domains) else pem_domains
+
+
+def _label_domains(labels: dict[str, str]) -> list[str]:
+    return _split_domains(labels.get(CERT_DOMAINS, ""))
+
+
+def _split_domains(text: str) -> list[str]:
+    return [d for d in text.split(",") if d]
+
+
+def _mismatches(labels: dict[str, str], truth: dict[str, str]) -> tuple[str, ...]:
+    """Where the labels disagree with the certificate (domains in another order agree)."""
+    return tuple(
+        f"{label}: label says {labels.get(label)!r}, certificate says {value!r}"
+        for label, value in truth.items()
+        if labels.get(label) != value
+        and not (
+            label == CERT_DOMAINS and set(_label_domains(labels)) == set(_split_domains(value))
+        )
     )
 
 
