@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from certbotless.account_key import AccountKeyUnavailable
-from certbotless.acme.challenges import TokenStore
+from certbotless.acme.challenges import CHALLENGE_PREFIX, TokenStore
 from certbotless.acme.errors import AcmeError
 from certbotless.acme.http01 import ChallengeNotServed, EdgeSelfCheck
 from certbotless.acme.issuer import AcmeIssuer
@@ -102,7 +102,7 @@ class Doctor:
         )
         if problem:
             fix = (
-                "nginx must forward /.well-known/acme-challenge/ to "
+                f"nginx must forward {CHALLENGE_PREFIX} to "
                 f"{self.settings.responder_upstream} (see `certbotless render`)"
             )
             return Check(what, False, problem, fix)

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from certbotless.edge import (
     DEFAULT_NGINX_VERSION,
     NGINX_CONF_TARGET,
+    CertFiles,
     NginxVersion,
     cert_files,
     local_nginx_version,
@@ -53,21 +54,26 @@ def edge_references(
         served = tuple(domain for domain in cert.domains if domain in routed_hosts)
         if not served:
             continue
-        files = cert_files(cert.name, certs_dir)
-        wanted.append(
-            FileReference(
-                ObjectKind.CONFIG,
-                cert.config_id,
-                cert.config_name,
-                files.fullchain,
-                0o444,
-                serves=(served, cert.serial),
-            )
-        )
-        wanted.append(
-            FileReference(ObjectKind.SECRET, cert.secret_id, cert.secret_name, files.privkey, 0o400)
-        )
+        wanted += certificate_references(cert, cert_files(cert.name, certs_dir), served)
     return wanted
+
+
+def certificate_references(
+    cert: StoredCert, files: CertFiles, served: tuple[str, ...]
+) -> list[FileReference]:
+    """One stored version mounted at `files`: its chain, which the roll checks is served for
+    `served`, and its key."""
+    return [
+        FileReference(
+            ObjectKind.CONFIG,
+            cert.config_id,
+            cert.config_name,
+            files.fullchain,
+            0o444,
+            serves=(served, cert.serial),
+        ),
+        FileReference(ObjectKind.SECRET, cert.secret_id, cert.secret_name, files.privkey, 0o400),
+    ]
 
 
 class SwarmEdgeDeployer:
@@ -226,15 +232,7 @@ class SwarmEdgeDeployer:
             files = cert_files(cert_name, certs_dir)
             cert = current.get(cert_name)
             if cert is not None:
-                wanted += [
-                    FileReference(
-                        ObjectKind.CONFIG, cert.config_id, cert.config_name, files.fullchain,
-                        0o444, serves=(cert.domains[:1], cert.serial),
-                    ),
-                    FileReference(
-                        ObjectKind.SECRET, cert.secret_id, cert.secret_name, files.privkey, 0o400
-                    ),
-                ]  # fmt: skip
+                wanted += certificate_references(cert, files, cert.domains[:1])
                 continue
             if placeholder is None:
                 placeholder = self.store.ensure_placeholder(*placeholder_certificate())

@@ -10,7 +10,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from cryptography import x509
 
@@ -22,13 +22,11 @@ from certbotless.edge import (
 )
 from certbotless.model import FileReference, ObjectKind, RolloutResult
 from certbotless.proxy_protocol import connect_to_edge_task
+from certbotless.seams import Progress
 from certbotless.store import NAME_PREFIX, serial_hex
-from certbotless.swarm import APIError, JobResult, Swarm
+from certbotless.swarm import APIError, JobResult, Json, Swarm
 
 log = logging.getLogger(__name__)
-
-Json = dict[str, Any]
-Progress = Callable[[str], None]
 
 _FAILED_STATES = {"paused", "rollback_started", "rollback_paused", "rollback_completed"}
 _UPDATE_ATTEMPTS = 5

@@ -21,6 +21,7 @@ DIRECTORY_SHORTCUTS = {"production": LETSENCRYPT_PRODUCTION, "staging": LETSENCR
 PREFIX = "CERTBOTLESS_"
 # The subnet of the `front` network in stacks/edge.yml.
 DEFAULT_FRONT_SUBNET = "10.222.0.0/24"
+DEFAULT_METRICS_LISTEN = ("0.0.0.0", 9402)
 
 
 class SettingsError(ValueError):
@@ -64,7 +65,7 @@ class Settings:
     self_check: bool = True
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.TEXT
-    metrics_listen: tuple[str, int] | None = ("0.0.0.0", 9402)
+    metrics_listen: tuple[str, int] | None = DEFAULT_METRICS_LISTEN
     eab_kid: str | None = None
     eab_hmac_key: str | None = field(default=None, repr=False)
     preferred_chain: str | None = None
@@ -119,7 +120,11 @@ class Settings:
             challenge_dir=_path(get("CHALLENGE_DIR")) or defaults.challenge_dir,
             lock_file=_path(get("LOCK_FILE")) or defaults.lock_file,
             certs_dir=get("CERTS_DIR") or defaults.certs_dir,
-            rollout_timeout=float(_positive_int(get("ROLLOUT_TIMEOUT"), "ROLLOUT_TIMEOUT", 120)),
+            rollout_timeout=float(
+                _positive_int(
+                    get("ROLLOUT_TIMEOUT"), "ROLLOUT_TIMEOUT", int(defaults.rollout_timeout)
+                )
+            ),
             self_check=_flag(get("SELF_CHECK"), "SELF_CHECK", defaults.self_check),
             log_level=(get("LOG_LEVEL") or defaults.log_level).upper(),
             log_format=_choice(get("LOG_FORMAT"), "LOG_FORMAT", defaults.log_format),
@@ -213,7 +218,7 @@ def _email_alerts(get: Variable) -> tuple[str | None, tuple[str, ...]]:
 def _metrics_listen(value: str | None) -> tuple[str, int] | None:
     if (value or "").lower() == "off":
         return None
-    return _host_port(value, "METRICS_LISTEN", ("0.0.0.0", 9402))
+    return _host_port(value, "METRICS_LISTEN", DEFAULT_METRICS_LISTEN)
 
 
 def _is_base64url(value: str) -> bool:
