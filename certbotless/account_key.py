@@ -12,7 +12,7 @@ from certbotless.acme.keys import (
     load_account_key_pem,
     private_key_pem,
 )
-from certbotless.model import FileReference, KeyType
+from certbotless.model import FileReference, KeyType, ObjectKind
 from certbotless.rollout import mount_secret
 from certbotless.settings import Settings
 from certbotless.store import CertStore
@@ -53,7 +53,7 @@ def resolve_account_key(
         service = settings.own_service or swarm.own_service_name()
         if service is not None:
             ref = FileReference(
-                "secret", secret[1], secret[0], str(settings.account_key_file), 0o400
+                ObjectKind.SECRET, secret[1], secret[0], str(settings.account_key_file), 0o400
             )
             if not mount_secret(swarm, service, ref):
                 raise AccountKeyUnavailable(

@@ -18,11 +18,14 @@ from certbotless.locks import FilePassLock
 from certbotless.model import Listed
 from certbotless.reconcile import Reconciler
 from certbotless.seams import PassParts, Progress
-from certbotless.settings import Settings
+from certbotless.settings import Settings, WebhookFormat
 from certbotless.status import StatusConfig, SwarmAlertMemory, SwarmStatusStore
 from certbotless.store import CertStore
 from certbotless.swarm import Swarm
 from certbotless.views import listing, rendered
+
+# The webhook's `slack` argument per format (None: decided by the URL).
+_SLACK_SHAPE = {WebhookFormat.AUTO: None, WebhookFormat.SLACK: True, WebhookFormat.JSON: False}
 
 
 class App:
@@ -102,7 +105,7 @@ class App:
         settings = self.settings
         channels: list[Channel] = []
         if settings.alert_webhook:
-            slack = {"auto": None, "slack": True, "json": False}[settings.alert_webhook_format]
+            slack = _SLACK_SHAPE[settings.alert_webhook_format]
             channels.append(WebhookChannel(settings.alert_webhook, slack=slack))
         if settings.smtp_url:
             channels.append(EmailChannel(settings.smtp_url, settings.alert_email))

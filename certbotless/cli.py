@@ -42,6 +42,7 @@ from certbotless.scheduler import Daemon
 from certbotless.settings import (
     LETSENCRYPT_PRODUCTION,
     LETSENCRYPT_STAGING,
+    LogFormat,
     Settings,
     SettingsError,
 )
@@ -144,7 +145,7 @@ def _configure_logging(settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         _JsonFormatter()
-        if settings.log_format == "json"
+        if settings.log_format == LogFormat.JSON
         else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
     logging.basicConfig(level=settings.log_level, handlers=[handler])

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import idna
 
+from certbotless.acme.challenges import CHALLENGE_PREFIX
 from certbotless.model import (
     CertSpec,
     Discovery,
@@ -57,8 +58,9 @@ _IP_RE = re.compile(r"^[0-9.]+$", re.ASCII)
 _URL_SAFE_RE = re.compile(r"^[A-Za-z0-9._~:/?#\[\]@!&()*+,=%-]+$", re.ASCII)
 _PATH_RE = re.compile(r"^/[A-Za-z0-9._~!&()*+,=:@%/-]*$", re.ASCII)
 STATUS_PLACEHOLDER = "{status}"
-# Locations the edge keeps for itself: ACME challenges and forward-auth subrequests.
-RESERVED_PATHS = ("/.well-known/acme-challenge/", "/.certbotless/")
+INTERNAL_LOCATION = "/.certbotless/"  # the edge's forward-auth subrequests
+# Locations the edge keeps for itself, so no route may use them.
+RESERVED_PATHS = (CHALLENGE_PREFIX, INTERNAL_LOCATION)
 _TIME_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
 MAX_TIMEOUT_MS = 86_400_000  # one day
 _TRUE = {"true", "yes", "1", "on"}

@@ -7,13 +7,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from certbotless.account_key import AccountKeyUnavailable
-from certbotless.acme.challenges import TokenStore
+from certbotless.acme.challenges import CHALLENGE_PREFIX, TokenStore
 from certbotless.acme.errors import AcmeError
 from certbotless.acme.http01 import ChallengeNotServed, EdgeSelfCheck
 from certbotless.acme.issuer import AcmeIssuer
 from certbotless.discovery import EdgeNotFound, discover, find_edge_service
 from certbotless.model import ServiceInfo
-from certbotless.settings import Settings
+from certbotless.settings import NginxConfMode, Settings
 from certbotless.swarm import SWARM_ERRORS, Swarm
 
 # Enough to show a pattern; a swarm with hundreds of names should not wait on each.
@@ -102,7 +102,7 @@ class Doctor:
         )
         if problem:
             fix = (
-                "nginx must forward /.well-known/acme-challenge/ to "
+                f"nginx must forward {CHALLENGE_PREFIX} to "
                 f"{self.settings.responder_upstream} (see `certbotless render`)"
             )
             return Check(what, False, problem, fix)
@@ -111,7 +111,7 @@ class Doctor:
     def _challenge_from_outside(self, services: list[ServiceInfo], edge: ServiceInfo) -> Check:
         """As the CA will: each wanted domain resolved by DNS, on port 80."""
         what = "challenge path from outside (DNS, port 80)"
-        routing = self.settings.nginx_conf == "rendered"
+        routing = self.settings.nginx_conf == NginxConfMode.RENDERED
         domains = sorted(
             {d for spec in discover(services, edge.name, routing).specs for d in spec.domains}
         )

@@ -17,12 +17,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
+from certbotless.acme.challenges import CHALLENGE_PREFIX
 from certbotless.acme.keys import private_key_pem
+from certbotless.discovery import INTERNAL_LOCATION
 from certbotless.model import Route, StoredCert, is_ip_address
 
 NGINX_CONF_TARGET = "/etc/nginx/nginx.conf"
-CHALLENGE_LOCATION = "/.well-known/acme-challenge/"
-INTERNAL_LOCATION = "/.certbotless/"  # forward-auth subrequests
 
 NginxVersion = tuple[int, int, int]
 # From 1.25.1 nginx wants `http2 on;` and warns about `listen ... http2`; older ones reject it.
@@ -159,7 +159,7 @@ def render_snippets(
     `include /etc/nginx/certbotless/certs/<certificate name>.conf;`."""
     snippets = {
         challenge_snippet_target(): "# Managed by certbotless: ACME HTTP-01 challenges.\n"
-        + f"""location ^~ {CHALLENGE_LOCATION} {{
+        + f"""location ^~ {CHALLENGE_PREFIX} {{
     resolver 127.0.0.11 valid=10s ipv6=off;
     set $certbotless_responder {responder_upstream};
     proxy_pass http://$certbotless_responder;
@@ -183,7 +183,7 @@ def placeholder_certificate() -> tuple[bytes, bytes]:
 
 def _challenge_location(responder_upstream: str) -> str:
     return f"""
-        location ^~ {CHALLENGE_LOCATION} {{
+        location ^~ {CHALLENGE_PREFIX} {{
             set $certbotless_responder {responder_upstream};
             proxy_pass http://$certbotless_responder;
             proxy_set_header Host $host;

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from certbotless.edge import (
     DEFAULT_NGINX_VERSION,
     NGINX_CONF_TARGET,
+    CertFiles,
     NginxVersion,
     cert_files,
     local_nginx_version,
@@ -21,7 +22,7 @@ from certbotless.edge import (
     render_snippets,
     validate_nginx_conf,
 )
-from certbotless.model import FileReference, RolloutResult, Route, StoredCert
+from certbotless.model import FileReference, ObjectKind, RolloutResult, Route, StoredCert
 from certbotless.rollout import (
     RolloutError,
     ServedCertificates,
@@ -33,7 +34,7 @@ from certbotless.rollout import (
     stuck_update,
 )
 from certbotless.seams import Progress
-from certbotless.settings import Settings
+from certbotless.settings import NginxConfMode, Settings
 from certbotless.store import CertStore
 from certbotless.swarm import Json, NotFound, Swarm
 
@@ -48,26 +49,31 @@ def edge_references(
 ) -> list[FileReference]:
     """What the edge must mount: its nginx.conf and the current version of each routed cert."""
     routed_hosts = {host for route in routes for host in route.hosts}
-    wanted = [FileReference("config", conf[1], conf[0], NGINX_CONF_TARGET, 0o444)]
+    wanted = [FileReference(ObjectKind.CONFIG, conf[1], conf[0], NGINX_CONF_TARGET, 0o444)]
     for cert in sorted(current.values(), key=lambda c: c.name):
         served = tuple(domain for domain in cert.domains if domain in routed_hosts)
         if not served:
             continue
-        files = cert_files(cert.name, certs_dir)
-        wanted.append(
-            FileReference(
-                "config",
-                cert.config_id,
-                cert.config_name,
-                files.fullchain,
-                0o444,
-                serves=(served, cert.serial),
-            )
-        )
-        wanted.append(
-            FileReference("secret", cert.secret_id, cert.secret_name, files.privkey, 0o400)
-        )
+        wanted += certificate_references(cert, cert_files(cert.name, certs_dir), served)
     return wanted
+
+
+def certificate_references(
+    cert: StoredCert, files: CertFiles, served: tuple[str, ...]
+) -> list[FileReference]:
+    """One stored version mounted at `files`: its chain, which the roll checks is served for
+    `served`, and its key."""
+    return [
+        FileReference(
+            ObjectKind.CONFIG,
+            cert.config_id,
+            cert.config_name,
+            files.fullchain,
+            0o444,
+            serves=(served, cert.serial),
+        ),
+        FileReference(ObjectKind.SECRET, cert.secret_id, cert.secret_name, files.privkey, 0o400),
+    ]
 
 
 class SwarmEdgeDeployer:
@@ -122,7 +128,7 @@ class SwarmEdgeDeployer:
         wanted_names: set[str],
     ) -> tuple[str, list[FileReference]]:
         """The configuration text and every reference the edge must mount."""
-        if self.settings.nginx_conf == "own":
+        if self.settings.nginx_conf == NginxConfMode.OWN:
             return self._snippet_references(current, wanted_names)
         text = self._render(routes, current, self._edge_nginx_version(service))
         # The sidecar's own nginx first: quick, and its errors name the line and route.
@@ -140,7 +146,9 @@ class SwarmEdgeDeployer:
         # rollback, a task that nginx refuses to start exits while the old ones serve, and Swarm
         # rolls back: the edge image's own `nginx -t` (a ~1 s job) would only say so sooner.
         # Stop-first, or an operator's own nginx.conf, still gets it.
-        if self.settings.nginx_conf == "own" or not rolls_start_first_with_rollback(service):
+        if self.settings.nginx_conf == NginxConfMode.OWN or not rolls_start_first_with_rollback(
+            service
+        ):
             for warning in check_in_edge_image(
                 self.swarm, service, wanted, text, self.settings.rollout_timeout, progress
             ):
@@ -161,7 +169,7 @@ class SwarmEdgeDeployer:
         current: Mapping[str, StoredCert],
         wanted_names: Iterable[str],
     ) -> str:
-        if self.settings.nginx_conf == "own":
+        if self.settings.nginx_conf == NginxConfMode.OWN:
             snippets = render_snippets(
                 wanted_names, self.settings.responder_upstream, self.settings.certs_dir
             )
@@ -218,24 +226,19 @@ class SwarmEdgeDeployer:
         wanted = []
         for target, text in snippets.items():
             name, config_id = self.store.ensure_nginx_conf(text)
-            wanted.append(FileReference("config", config_id, name, target, 0o444))
+            wanted.append(FileReference(ObjectKind.CONFIG, config_id, name, target, 0o444))
         placeholder = None
         for cert_name in sorted(wanted_names):
             files = cert_files(cert_name, certs_dir)
             cert = current.get(cert_name)
             if cert is not None:
-                wanted += [
-                    FileReference("config", cert.config_id, cert.config_name, files.fullchain,
-                                  0o444, serves=(cert.domains[:1], cert.serial)),
-                    FileReference("secret", cert.secret_id, cert.secret_name, files.privkey,
-                                  0o400),
-                ]  # fmt: skip
+                wanted += certificate_references(cert, files, cert.domains[:1])
                 continue
             if placeholder is None:
                 placeholder = self.store.ensure_placeholder(*placeholder_certificate())
             name, config_id, secret_id = placeholder
             wanted += [
-                FileReference("config", config_id, name, files.fullchain, 0o444),
-                FileReference("secret", secret_id, name, files.privkey, 0o400),
+                FileReference(ObjectKind.CONFIG, config_id, name, files.fullchain, 0o444),
+                FileReference(ObjectKind.SECRET, secret_id, name, files.privkey, 0o400),
             ]
         return "".join(snippets.values()), wanted

@@ -132,11 +132,30 @@ class RenewalFailure:
     error: str
 
 
+class ObjectKind(StrEnum):
+    """The two kinds of object Swarm keeps data in: a secret's data can never be read back, a
+    config's can."""
+
+    SECRET = "secret"
+    CONFIG = "config"
+
+
+class ObjectRole(StrEnum):
+    """What certbotless made a secret or config for: the value of its `certbotless.kind` label."""
+
+    CHAIN = "chain"  # a certificate chain (config)
+    KEY = "key"  # its private key (secret)
+    NGINX_CONF = "nginx-conf"  # a rendered nginx.conf (config)
+    ACCOUNT_KEY = "account-key"  # the ACME account key (secret)
+    PLACEHOLDER = "placeholder"  # the self-signed stand-in for certificates not issued yet
+    STATUS = "status"  # the certificates' status records (config)
+
+
 @dataclass(frozen=True)
 class FileReference:
     """A secret or config mounted into the edge service at `target`."""
 
-    kind: str  # "secret" or "config"
+    kind: ObjectKind
     object_id: str
     object_name: str
     target: str
@@ -150,11 +169,11 @@ class FileReference:
 class StoredObject:
     """A secret or config certbotless made, as garbage collection sees it."""
 
-    kind: str  # "secret" or "config"
+    kind: ObjectKind
     object_id: str
     name: str
     created_at: str
-    role: str  # "chain", "key" or "nginx-conf"
+    role: ObjectRole  # CHAIN, KEY or NGINX_CONF
 
 
 @dataclass(frozen=True)

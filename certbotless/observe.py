@@ -16,7 +16,7 @@ from certbotless.model import (
     StoredCert,
 )
 from certbotless.seams import CertificateStore, StatusStore
-from certbotless.settings import Settings
+from certbotless.settings import NginxConfMode, Settings
 from certbotless.store import latest_per_name
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def edge_if_any(settings: Settings, services: Sequence[ServiceInfo]) -> str | No
 
 
 def discovered(settings: Settings, services: Sequence[ServiceInfo], edge: str | None) -> Discovery:
-    return discover(services, edge, routing=settings.nginx_conf == "rendered")
+    return discover(services, edge, routing=settings.nginx_conf == NginxConfMode.RENDERED)
 
 
 def observe(

@@ -10,7 +10,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import NamedTuple
 
 from cryptography import x509
 
@@ -20,19 +20,30 @@ from certbotless.edge import (
     explain_nginx_error,
     parse_nginx_version,
 )
-from certbotless.model import FileReference, RolloutResult
+from certbotless.model import FileReference, ObjectKind, RolloutResult
 from certbotless.proxy_protocol import connect_to_edge_task
+from certbotless.seams import Progress
 from certbotless.store import NAME_PREFIX, serial_hex
-from certbotless.swarm import APIError, JobResult, Swarm
+from certbotless.swarm import APIError, JobResult, Json, Swarm
 
 log = logging.getLogger(__name__)
 
-Json = dict[str, Any]
-Progress = Callable[[str], None]
-
 _FAILED_STATES = {"paused", "rollback_started", "rollback_paused", "rollback_completed"}
 _UPDATE_ATTEMPTS = 5
-_KEYS = {"secret": ("SecretID", "SecretName"), "config": ("ConfigID", "ConfigName")}
+
+
+class _SpecKeys(NamedTuple):
+    """Where a container spec lists one kind of reference, and the keys inside each."""
+
+    listing: str
+    id: str
+    name: str
+
+
+_KEYS = {
+    ObjectKind.SECRET: _SpecKeys("Secrets", "SecretID", "SecretName"),
+    ObjectKind.CONFIG: _SpecKeys("Configs", "ConfigID", "ConfigName"),
+}
 
 
 class RolloutError(Exception):
@@ -46,11 +57,13 @@ class RolledBack(RolloutError):
     rotated: tuple[str, ...] = ()
 
 
-def swap_references(current: list[Json], wanted: Iterable[FileReference], kind: str) -> list[Json]:
+def swap_references(
+    current: list[Json], wanted: Iterable[FileReference], kind: ObjectKind
+) -> list[Json]:
     """The new reference list: `wanted` replaces whatever sits at the same target (keeping its
     owner and mode), stale certbotless references are dropped, everything else stays untouched."""
     wanted = [w for w in wanted if w.kind == kind]
-    id_key, name_key = _KEYS[kind]
+    _, id_key, name_key = _KEYS[kind]
     by_target = {ref.get("File", {}).get("Name"): ref for ref in current}
     wanted_targets = {w.target for w in wanted}
     kept = [
@@ -69,7 +82,9 @@ def swap_references(current: list[Json], wanted: Iterable[FileReference], kind: 
                     "Name": ref.target,
                     "UID": old_file.get("UID", "0"),
                     "GID": old_file.get("GID", "0"),
-                    "Mode": ref.mode if ref.kind == "secret" else old_file.get("Mode", ref.mode),
+                    "Mode": ref.mode
+                    if ref.kind == ObjectKind.SECRET
+                    else old_file.get("Mode", ref.mode),
                 },
             }
         )
@@ -77,15 +92,21 @@ def swap_references(current: list[Json], wanted: Iterable[FileReference], kind: 
 
 
 def _references_change(container: Json, wanted: list[FileReference]) -> bool:
-    old_secrets, old_configs = container.get("Secrets") or [], container.get("Configs") or []
-    return not (
-        _same_references(swap_references(old_secrets, wanted, "secret"), old_secrets, "secret")
-        and _same_references(swap_references(old_configs, wanted, "config"), old_configs, "config")
-    )
+    for kind, keys in _KEYS.items():
+        old = container.get(keys.listing) or []
+        if not _same_references(swap_references(old, wanted, kind), old, kind):
+            return True
+    return False
 
 
-def _same_references(new: list[Json], old: list[Json], kind: str) -> bool:
-    name_key = _KEYS[kind][1]
+def _mount(container: Json, wanted: list[FileReference]) -> None:
+    """Swap `wanted` into a container spec's secrets and configs (see swap_references)."""
+    for kind, keys in _KEYS.items():
+        container[keys.listing] = swap_references(container.get(keys.listing) or [], wanted, kind)
+
+
+def _same_references(new: list[Json], old: list[Json], kind: ObjectKind) -> bool:
+    name_key = _KEYS[kind].name
 
     def identity(refs: list[Json]) -> set[tuple[str, str]]:
         return {(r[name_key], r.get("File", {}).get("Name", "")) for r in refs}
@@ -196,19 +217,7 @@ def roll_service(
     """
     started = time.monotonic()
     deadline = started + timeout
-    mounted_before: dict[str, str] = {}
-
-    def swap(spec: Json) -> bool:
-        container = spec["TaskTemplate"]["ContainerSpec"]
-        if not _references_change(container, wanted):
-            return False
-        old_configs = container.get("Configs") or []
-        mounted_before.clear()
-        mounted_before.update({r["File"]["Name"]: r["ConfigID"] for r in old_configs})
-        container["Secrets"] = swap_references(container.get("Secrets") or [], wanted, "secret")
-        container["Configs"] = swap_references(old_configs, wanted, "config")
-        return True
-
+    swap = _ReferenceSwap(wanted)
     before = _update_with_retry(swarm, service_name, swap)
     if before is None:
         problem = stuck_update(swarm.inspect_service(service_name))
@@ -216,44 +225,77 @@ def roll_service(
             raise RolloutError(problem)
         return RolloutResult(changed=False)
     progress(f"rolling {service_name}")
-    rotated = [
-        ref
-        for ref in wanted
-        if ref.serves is not None and mounted_before.get(ref.target) != ref.object_id
-    ]
+    rotated = swap.rotated()
     try:
         _wait_for_update(swarm, before, deadline, progress)
     except RolledBack as refused:
         refused.rotated = tuple(ref.object_id for ref in rotated)
-        if served is None:
-            raise
-        # Swarm's verdict comes before the restored tasks answer: wait for the old serials.
-        previous = {
-            domain: _serial_of(swarm.config_data(mounted_before[ref.target]))
-            for ref in rotated
-            if ref.serves is not None and ref.target in mounted_before
-            for domain in ref.serves[0]
-        }
-        try:
-            served.wait_until_serving(previous, deadline, "the previous certificates")
-        except RolloutError as still_down:
-            refused.args = (f"{refused}\n  but {still_down}",)
-            raise refused from None
-        refused.args = (f"{refused}: the previous certificates serve again",)
+        if served is not None:
+            _wait_for_previous_serials(refused, swarm, swap, served, deadline)
         raise
     if served is not None and rotated:
         progress(f"{service_name}: checking the served certificates")
         served.wait_until_serving(
-            {
-                domain: ref.serves[1]
-                for ref in rotated
-                if ref.serves is not None
-                for domain in ref.serves[0]
-            },
-            deadline,
+            {domain: serial for ref in rotated for domain, serial in _serves(ref)}, deadline
         )
         progress(f"{service_name}: every task serves the new certificates")
     return RolloutResult(changed=True, seconds=time.monotonic() - started)
+
+
+class _ReferenceSwap:
+    """The spec edit of a roll: mount `wanted`, remembering the chain config each target held."""
+
+    def __init__(self, wanted: list[FileReference]) -> None:
+        self.wanted = wanted
+        self.mounted_before: dict[str, str] = {}  # target → config ID before the update
+
+    def __call__(self, spec: Json) -> bool:
+        container = spec["TaskTemplate"]["ContainerSpec"]
+        if not _references_change(container, self.wanted):
+            return False
+        old_configs = container.get("Configs") or []
+        self.mounted_before = {r["File"]["Name"]: r["ConfigID"] for r in old_configs}
+        _mount(container, self.wanted)
+        return True
+
+    def rotated(self) -> list[FileReference]:
+        """The certificate chains the update puts in use."""
+        return [
+            ref
+            for ref in self.wanted
+            if ref.serves is not None and self.mounted_before.get(ref.target) != ref.object_id
+        ]
+
+
+def _serves(ref: FileReference) -> list[tuple[str, str]]:
+    """(domain, serial) for each domain the edge serves this chain for."""
+    if ref.serves is None:
+        return []
+    domains, serial = ref.serves
+    return [(domain, serial) for domain in domains]
+
+
+def _wait_for_previous_serials(
+    refused: RolledBack,
+    swarm: Swarm,
+    swap: _ReferenceSwap,
+    served: ServedCertificates,
+    deadline: float,
+) -> None:
+    """Swarm's verdict comes before the restored tasks answer: wait for the old serials, and
+    say in `refused` whether they came back."""
+    previous = {
+        domain: _serial_of(swarm.config_data(swap.mounted_before[ref.target]))
+        for ref in swap.rotated()
+        if ref.target in swap.mounted_before
+        for domain, _ in _serves(ref)
+    }
+    try:
+        served.wait_until_serving(previous, deadline, "the previous certificates")
+    except RolloutError as still_down:
+        refused.args = (f"{refused}\n  but {still_down}",)
+        return
+    refused.args = (f"{refused}: the previous certificates serve again",)
 
 
 def _serial_of(chain_pem: bytes) -> str:
@@ -268,8 +310,7 @@ def edge_job_template(service: Json, command: list[str], wanted: list[FileRefere
     container.pop("Args", None)
     container.pop("Healthcheck", None)
     container["Command"] = command
-    container["Secrets"] = swap_references(container.get("Secrets") or [], wanted, "secret")
-    container["Configs"] = swap_references(container.get("Configs") or [], wanted, "config")
+    _mount(container, wanted)
     # The edge's network aliases would make its name resolve to the job as well.
     for network in template.get("Networks") or []:
         network.pop("Aliases", None)
@@ -340,7 +381,7 @@ def mount_secret(swarm: Swarm, service_name: str, ref: FileReference) -> bool:
         current = container.get("Secrets") or []
         if any(r.get("SecretID") == ref.object_id for r in current):
             return False
-        container["Secrets"] = swap_references(current, [ref], "secret")
+        container["Secrets"] = swap_references(current, [ref], ObjectKind.SECRET)
         return True
 
     return _update_with_retry(swarm, service_name, add) is not None

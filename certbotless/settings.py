@@ -6,9 +6,11 @@ import base64
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
+from typing import TypeVar
 
 from apscheduler.triggers.cron import CronTrigger
 
@@ -19,10 +21,29 @@ DIRECTORY_SHORTCUTS = {"production": LETSENCRYPT_PRODUCTION, "staging": LETSENCR
 PREFIX = "CERTBOTLESS_"
 # The subnet of the `front` network in stacks/edge.yml.
 DEFAULT_FRONT_SUBNET = "10.222.0.0/24"
+DEFAULT_METRICS_LISTEN = ("0.0.0.0", 9402)
 
 
 class SettingsError(ValueError):
     """A setting is wrong; the message names the variable and the fix."""
+
+
+class NginxConfMode(StrEnum):
+    """Who writes nginx.conf."""
+
+    RENDERED = "rendered"  # certbotless, from labels
+    OWN = "own"  # the operator, including certbotless's snippets; certbotless manages certificates
+
+
+class WebhookFormat(StrEnum):
+    AUTO = "auto"  # Slack's shape for hooks.slack.com, plain JSON elsewhere
+    JSON = "json"
+    SLACK = "slack"
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
 
 
 @dataclass(frozen=True)
@@ -43,17 +64,15 @@ class Settings:
     rollout_timeout: float = 120.0
     self_check: bool = True
     log_level: str = "INFO"
-    log_format: str = "text"
-    metrics_listen: tuple[str, int] | None = ("0.0.0.0", 9402)
+    log_format: LogFormat = LogFormat.TEXT
+    metrics_listen: tuple[str, int] | None = DEFAULT_METRICS_LISTEN
     eab_kid: str | None = None
     eab_hmac_key: str | None = field(default=None, repr=False)
     preferred_chain: str | None = None
     gc_keep_versions: int = 3
-    # "rendered": certbotless writes nginx.conf from labels; "own": the operator's nginx.conf
-    # includes certbotless's snippets, and certbotless manages only certificates.
-    nginx_conf: str = "rendered"
+    nginx_conf: NginxConfMode = NginxConfMode.RENDERED
     alert_webhook: str | None = None
-    alert_webhook_format: str = "auto"
+    alert_webhook_format: WebhookFormat = WebhookFormat.AUTO
     smtp_url: str | None = field(default=None, repr=False)
     alert_email: tuple[str, ...] = ()
     gc_keep_expired_days: int = 0
@@ -67,68 +86,19 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        values = dict(os.environ if env is None else env)
-
-        def get(name: str) -> str | None:
-            value = values.get(PREFIX + name, "").strip()
-            return value or None
-
+        get = _reader(os.environ if env is None else env)
         defaults = cls()
-        directory = get("ACME_DIRECTORY") or defaults.acme_directory
-        directory = DIRECTORY_SHORTCUTS.get(directory, directory)
-        if not directory.startswith("https://"):
-            raise SettingsError(
-                f"{PREFIX}ACME_DIRECTORY={directory!r} is not an https:// URL; "
-                "use a directory URL or one of: " + ", ".join(DIRECTORY_SHORTCUTS)
-            )
-
-        schedule = get("SCHEDULE") or defaults.schedule
-        try:
-            CronTrigger.from_crontab(schedule)
-        except ValueError as exc:
-            raise SettingsError(
-                f"{PREFIX}SCHEDULE={schedule!r} is not a cron expression ({exc}); "
-                "write five fields, e.g. '17 */6 * * *'"
-            ) from exc
-
-        eab_kid, eab_hmac_key = get("EAB_KID"), get("EAB_HMAC_KEY")
-        if bool(eab_kid) != bool(eab_hmac_key):
-            raise SettingsError(
-                f"set both {PREFIX}EAB_KID and {PREFIX}EAB_HMAC_KEY (External Account Binding "
-                "from the CA's account page), or neither"
-            )
-        if eab_hmac_key and not _is_base64url(eab_hmac_key):
-            raise SettingsError(
-                f"{PREFIX}EAB_HMAC_KEY is not base64url text; paste the key exactly as the CA "
-                "shows it"
-            )
-
-        nginx_conf = (get("NGINX_CONF") or defaults.nginx_conf).lower()
-        if nginx_conf not in ("rendered", "own"):
-            raise SettingsError(
-                f"{PREFIX}NGINX_CONF={nginx_conf!r} must be 'rendered' (nginx.conf from labels) "
-                "or 'own' (your nginx.conf includes certbotless's snippets)"
-            )
-
-        webhook = get("ALERT_WEBHOOK")
-        if webhook is not None and not webhook.startswith(("http://", "https://")):
-            raise SettingsError(f"{PREFIX}ALERT_WEBHOOK={webhook!r} must be an http(s):// URL")
-        webhook_format = (get("ALERT_WEBHOOK_FORMAT") or "auto").lower()
-        if webhook_format not in ("auto", "json", "slack"):
-            raise SettingsError(f"{PREFIX}ALERT_WEBHOOK_FORMAT must be auto, json or slack")
-        smtp_url = get("SMTP_URL")
-        recipients = tuple(a.strip() for a in (get("ALERT_EMAIL") or "").split(",") if a.strip())
-        if bool(smtp_url) != bool(recipients):
-            raise SettingsError(
-                f"set both {PREFIX}SMTP_URL (e.g. smtp://user:password@mail.example.com:587) "
-                f"and {PREFIX}ALERT_EMAIL (comma-separated addresses), or neither"
-            )
-        if smtp_url and not smtp_url.startswith(("smtp://", "smtps://", "smtp+insecure://")):
-            raise SettingsError(
-                f"{PREFIX}SMTP_URL must start with smtp:// (STARTTLS), smtps:// (TLS) or "
-                "smtp+insecure:// (no TLS)"
-            )
-
+        # Checked in this order, so that the first error named stays the same.
+        directory = _acme_directory(get("ACME_DIRECTORY") or defaults.acme_directory)
+        schedule = _schedule(get("SCHEDULE") or defaults.schedule)
+        eab_kid, eab_hmac_key = _external_account_binding(get("EAB_KID"), get("EAB_HMAC_KEY"))
+        nginx_conf = _choice(
+            get("NGINX_CONF"), "NGINX_CONF", defaults.nginx_conf,
+            "'rendered' (nginx.conf from labels) or 'own' (your nginx.conf includes "
+            "certbotless's snippets)",
+        )  # fmt: skip
+        webhook, webhook_format = _webhook(get, defaults.alert_webhook_format)
+        smtp_url, recipients = _email_alerts(get)
         return cls(
             acme_directory=directory,
             alert_webhook=webhook,
@@ -150,13 +120,15 @@ class Settings:
             challenge_dir=_path(get("CHALLENGE_DIR")) or defaults.challenge_dir,
             lock_file=_path(get("LOCK_FILE")) or defaults.lock_file,
             certs_dir=get("CERTS_DIR") or defaults.certs_dir,
-            rollout_timeout=float(_positive_int(get("ROLLOUT_TIMEOUT"), "ROLLOUT_TIMEOUT", 120)),
+            rollout_timeout=float(
+                _positive_int(
+                    get("ROLLOUT_TIMEOUT"), "ROLLOUT_TIMEOUT", int(defaults.rollout_timeout)
+                )
+            ),
             self_check=_flag(get("SELF_CHECK"), "SELF_CHECK", defaults.self_check),
             log_level=(get("LOG_LEVEL") or defaults.log_level).upper(),
-            log_format=_choice(get("LOG_FORMAT"), "LOG_FORMAT", ("text", "json"), "text"),
-            metrics_listen=None
-            if (get("METRICS_LISTEN") or "").lower() == "off"
-            else _host_port(get("METRICS_LISTEN"), "METRICS_LISTEN", ("0.0.0.0", 9402)),
+            log_format=_choice(get("LOG_FORMAT"), "LOG_FORMAT", defaults.log_format),
+            metrics_listen=_metrics_listen(get("METRICS_LISTEN")),
             eab_kid=eab_kid,
             eab_hmac_key=eab_hmac_key,
             preferred_chain=get("PREFERRED_CHAIN"),
@@ -168,6 +140,85 @@ class Settings:
             ),
             front_subnets=_subnets(get("FRONT_SUBNET"), "FRONT_SUBNET", defaults.front_subnets),
         )
+
+
+Variable = Callable[[str], str | None]
+
+
+def _reader(env: Mapping[str, str]) -> Variable:
+    """CERTBOTLESS_<name>, stripped; None when unset or blank."""
+    values = dict(env)
+
+    def get(name: str) -> str | None:
+        value = values.get(PREFIX + name, "").strip()
+        return value or None
+
+    return get
+
+
+def _acme_directory(value: str) -> str:
+    directory = DIRECTORY_SHORTCUTS.get(value, value)
+    if not directory.startswith("https://"):
+        raise SettingsError(
+            f"{PREFIX}ACME_DIRECTORY={directory!r} is not an https:// URL; "
+            "use a directory URL or one of: " + ", ".join(DIRECTORY_SHORTCUTS)
+        )
+    return directory
+
+
+def _schedule(value: str) -> str:
+    try:
+        CronTrigger.from_crontab(value)
+    except ValueError as exc:
+        raise SettingsError(
+            f"{PREFIX}SCHEDULE={value!r} is not a cron expression ({exc}); "
+            "write five fields, e.g. '17 */6 * * *'"
+        ) from exc
+    return value
+
+
+def _external_account_binding(
+    kid: str | None, hmac_key: str | None
+) -> tuple[str | None, str | None]:
+    if bool(kid) != bool(hmac_key):
+        raise SettingsError(
+            f"set both {PREFIX}EAB_KID and {PREFIX}EAB_HMAC_KEY (External Account Binding "
+            "from the CA's account page), or neither"
+        )
+    if hmac_key and not _is_base64url(hmac_key):
+        raise SettingsError(
+            f"{PREFIX}EAB_HMAC_KEY is not base64url text; paste the key exactly as the CA shows it"
+        )
+    return kid, hmac_key
+
+
+def _webhook(get: Variable, default_format: WebhookFormat) -> tuple[str | None, WebhookFormat]:
+    webhook = get("ALERT_WEBHOOK")
+    if webhook is not None and not webhook.startswith(("http://", "https://")):
+        raise SettingsError(f"{PREFIX}ALERT_WEBHOOK={webhook!r} must be an http(s):// URL")
+    return webhook, _choice(get("ALERT_WEBHOOK_FORMAT"), "ALERT_WEBHOOK_FORMAT", default_format)
+
+
+def _email_alerts(get: Variable) -> tuple[str | None, tuple[str, ...]]:
+    smtp_url = get("SMTP_URL")
+    recipients = tuple(a.strip() for a in (get("ALERT_EMAIL") or "").split(",") if a.strip())
+    if bool(smtp_url) != bool(recipients):
+        raise SettingsError(
+            f"set both {PREFIX}SMTP_URL (e.g. smtp://user:password@mail.example.com:587) "
+            f"and {PREFIX}ALERT_EMAIL (comma-separated addresses), or neither"
+        )
+    if smtp_url and not smtp_url.startswith(("smtp://", "smtps://", "smtp+insecure://")):
+        raise SettingsError(
+            f"{PREFIX}SMTP_URL must start with smtp:// (STARTTLS), smtps:// (TLS) or "
+            "smtp+insecure:// (no TLS)"
+        )
+    return smtp_url, recipients
+
+
+def _metrics_listen(value: str | None) -> tuple[str, int] | None:
+    if (value or "").lower() == "off":
+        return None
+    return _host_port(value, "METRICS_LISTEN", DEFAULT_METRICS_LISTEN)
 
 
 def _is_base64url(value: str) -> bool:
@@ -203,11 +254,17 @@ def _flag(value: str | None, name: str, default: bool) -> bool:
     raise SettingsError(f"{PREFIX}{name}={value!r} must be true or false")
 
 
-def _choice(value: str | None, name: str, choices: tuple[str, ...], default: str) -> str:
-    chosen = (value or default).lower()
-    if chosen not in choices:
-        raise SettingsError(f"{PREFIX}{name}={value!r} must be one of: {', '.join(choices)}")
-    return chosen
+Mode = TypeVar("Mode", bound=StrEnum)
+
+
+def _choice(value: str | None, name: str, default: Mode, meaning: str = "") -> Mode:
+    """One of `default`'s enum, in any case. `meaning`: what each choice does, for the error."""
+    modes = type(default)
+    try:
+        return modes((value or default).lower())
+    except ValueError:
+        choices = meaning or "one of: " + ", ".join(modes)
+        raise SettingsError(f"{PREFIX}{name}={value!r} must be {choices}") from None
 
 
 def _whole_number(value: str | None, name: str, default: int) -> int:

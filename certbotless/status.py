@@ -27,12 +27,12 @@ from certbotless.model import (
     CertSpec,
     Condition,
     FailureReason,
+    ObjectRole,
     StoredCert,
 )
 from certbotless.store import KIND, MANAGED, NotStored
 from certbotless.swarm import APIError, Json, Swarm
 
-KIND_STATUS = "status"
 STATUS_CONFIG = "cbl-status"
 STATUS_PREFIX = "certbotless.status."
 ALERT_PREFIX = "certbotless.alert."
@@ -221,7 +221,7 @@ class StatusConfig:
                 labels = {} if config is None else dict(config["Spec"].get("Labels") or {})
                 wanted = {k: v for k, v in labels.items() if not k.startswith(prefix)}
                 wanted.update({prefix + key: value for key, value in sorted(notes.items())})
-                wanted.update({MANAGED: "true", KIND: KIND_STATUS})
+                wanted.update({MANAGED: "true", KIND: ObjectRole.STATUS})
                 if wanted == labels:
                     return
                 try:
@@ -239,7 +239,7 @@ class StatusConfig:
 
     def _config(self) -> Json | None:
         return next(
-            (c for c in self.swarm.configs(f"{KIND}={KIND_STATUS}")
+            (c for c in self.swarm.configs(f"{KIND}={ObjectRole.STATUS}")
              if c["Spec"]["Name"] == STATUS_CONFIG),
             None,
         )  # fmt: skip

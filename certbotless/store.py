@@ -7,7 +7,7 @@ import hashlib
 import logging
 import re
 import secrets as random_tokens
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
@@ -19,18 +19,20 @@ from certbotless.acme.errors import AcmeError
 from certbotless.model import (
     IssuedCert,
     KeyType,
+    ObjectKind,
+    ObjectRole,
     Removal,
     StoredCert,
     StoredObject,
 )
-from certbotless.swarm import APIError, Swarm
+from certbotless.swarm import APIError, Json, Swarm
 
 NAME_PREFIX = "cbl-"
 MAX_OBJECT_NAME = 64
 _UNSAFE_NAME_CHARS = re.compile(r"[^a-zA-Z0-9_.-]")
 
 MANAGED = "certbotless.managed"
-KIND = "certbotless.kind"
+KIND = "certbotless.kind"  # its value is an ObjectRole
 CERT_NAME = "certbotless.cert.name"
 CERT_DOMAINS = "certbotless.cert.domains"
 CERT_SERIAL = "certbotless.cert.serial"
@@ -45,15 +47,11 @@ CERT_DIRECTORY = "certbotless.cert.acme_directory"
 # Set on a chain config when Swarm rolled back the update that mounted it: never current again.
 CERT_REFUSED = "certbotless.cert.refused"
 
-KIND_CHAIN = "chain"
-KIND_KEY = "key"
-KIND_NGINX_CONF = "nginx-conf"
-KIND_ACCOUNT_KEY = "account-key"
-
 ACCOUNT_KEY_SECRET = "cbl-acme-account-key"
 _MAX_LABEL_TEXT = 1000
-KIND_PLACEHOLDER = "placeholder"
 PLACEHOLDER_NAME = "cbl-placeholder"
+# What garbage collection may remove (never the account key, the placeholder or the statuses).
+_COLLECTABLE_ROLES = (ObjectRole.CHAIN, ObjectRole.KEY, ObjectRole.NGINX_CONF)
 # A key secret whose chain config is missing may be a save in progress elsewhere; wait this long.
 UNPAIRED_GRACE = timedelta(hours=1)
 
@@ -95,9 +93,9 @@ class CertStore:
         """Key secret first, chain config second: a chain is only listed once its key exists."""
         name = object_name(issued.spec.name, now or datetime.now(UTC))
         labels = certificate_labels(issued, name)
-        secret_id = self.swarm.create_secret(name, issued.key_pem, {**labels, KIND: KIND_KEY})
+        secret_id = self.swarm.create_secret(name, issued.key_pem, {**labels, KIND: ObjectRole.KEY})
         config_id = self.swarm.create_config(
-            name, issued.fullchain_pem, {**labels, KIND: KIND_CHAIN}
+            name, issued.fullchain_pem, {**labels, KIND: ObjectRole.CHAIN}
         )
         stored = read_stored_cert(labels, name, config_id, issued.fullchain_pem, secret_id)
         assert stored is not None
@@ -107,9 +105,11 @@ class CertStore:
         """Every usable stored version (chain config with its key secret), read from the configs'
         labels and data alone; where labels and certificate disagree, the certificate wins and
         the difference is listed in `mismatches`."""
-        secret_ids = {s["Spec"]["Name"]: s["ID"] for s in self.swarm.secrets(f"{KIND}={KIND_KEY}")}
+        secret_ids = {
+            s["Spec"]["Name"]: s["ID"] for s in self.swarm.secrets(f"{KIND}={ObjectRole.KEY}")
+        }
         stored = []
-        for config in self.swarm.configs(f"{KIND}={KIND_CHAIN}"):
+        for config in self.swarm.configs(f"{KIND}={ObjectRole.CHAIN}"):
             labels = config["Spec"].get("Labels") or {}
             secret_id = secret_ids.get(labels.get(CERT_KEY_SECRET, ""))
             if secret_id is None:
@@ -140,23 +140,24 @@ class CertStore:
     def ensure_nginx_conf(self, text: str) -> tuple[str, str]:
         """Content-addressed, so an unchanged configuration never causes a roll."""
         name = nginx_conf_name(text)
-        labels = {MANAGED: "true", KIND: KIND_NGINX_CONF}
-        return name, self._create_once("config", name, text.encode(), labels)
+        return name, self._create_once(
+            ObjectKind.CONFIG, ObjectRole.NGINX_CONF, name, text.encode()
+        )
 
     def ensure_placeholder(self, chain_pem: bytes, key_pem: bytes) -> tuple[str, str, str]:
         """A self-signed pair that stands in for certificates not issued yet, so an operator's
         nginx.conf can include every snippet from the start. Made once: (name, config id,
         secret id); later calls ignore the PEMs they are given."""
-        labels = {MANAGED: "true", KIND: KIND_PLACEHOLDER}
-        secret_id = self._create_once("secret", PLACEHOLDER_NAME, key_pem, labels)
-        config_id = self._create_once("config", PLACEHOLDER_NAME, chain_pem, labels)
+        role = ObjectRole.PLACEHOLDER
+        secret_id = self._create_once(ObjectKind.SECRET, role, PLACEHOLDER_NAME, key_pem)
+        config_id = self._create_once(ObjectKind.CONFIG, role, PLACEHOLDER_NAME, chain_pem)
         return PLACEHOLDER_NAME, config_id, secret_id
 
     # --- the ACME account key -----------------------------------------------------------------
 
     def account_key_secret(self) -> tuple[str, str] | None:
         """(name, id) of the account key secret, if one was made."""
-        for secret in self.swarm.secrets(f"{KIND}={KIND_ACCOUNT_KEY}"):
+        for secret in self.swarm.secrets(f"{KIND}={ObjectRole.ACCOUNT_KEY}"):
             if secret["Spec"]["Name"] == ACCOUNT_KEY_SECRET:
                 return ACCOUNT_KEY_SECRET, str(secret["ID"])
         return None
@@ -164,7 +165,7 @@ class CertStore:
     def create_account_key_secret(self, key_pem: bytes) -> tuple[str, str] | None:
         """Make the account key secret: (name, id), or None when a concurrent start made it
         first (that one wins, and `key_pem` is not stored)."""
-        labels = {MANAGED: "true", KIND: KIND_ACCOUNT_KEY}
+        labels = {MANAGED: "true", KIND: ObjectRole.ACCOUNT_KEY}
         try:
             return ACCOUNT_KEY_SECRET, self.swarm.create_secret(ACCOUNT_KEY_SECRET, key_pem, labels)
         except APIError as error:
@@ -177,42 +178,48 @@ class CertStore:
     def collectable_objects(self) -> list[StoredObject]:
         """Every chain, key and nginx.conf object certbotless made (never the account key)."""
         objects = []
-        for kind, listing in (("config", self.swarm.configs), ("secret", self.swarm.secrets)):
-            for item in listing(f"{MANAGED}=true"):
+        for kind in (ObjectKind.CONFIG, ObjectKind.SECRET):
+            for item in self._listing(kind)(f"{MANAGED}=true"):
                 role = (item["Spec"].get("Labels") or {}).get(KIND, "")
-                if role in (KIND_CHAIN, KIND_KEY, KIND_NGINX_CONF):
+                if role in _COLLECTABLE_ROLES:
                     objects.append(
                         StoredObject(
-                            kind, item["ID"], item["Spec"]["Name"], item.get("CreatedAt", ""), role
+                            kind,
+                            item["ID"],
+                            item["Spec"]["Name"],
+                            item.get("CreatedAt", ""),
+                            ObjectRole(role),
                         )
                     )
         return objects
 
     def remove(self, target: StoredObject) -> None:
-        if target.kind == "secret":
+        if target.kind == ObjectKind.SECRET:
             self.swarm.remove_secret(target.object_id)
         else:
             self.swarm.remove_config(target.object_id)
 
-    def _create_once(self, kind: str, name: str, data: bytes, labels: dict[str, str]) -> str:
-        create = self.swarm.create_secret if kind == "secret" else self.swarm.create_config
-        existing = self._find(kind, name, labels[KIND])
+    def _create_once(self, kind: ObjectKind, role: ObjectRole, name: str, data: bytes) -> str:
+        create = self.swarm.create_secret if kind == ObjectKind.SECRET else self.swarm.create_config
+        existing = self._find(kind, role, name)
         if existing is not None:
             return existing
         try:
-            return create(name, data, labels)
+            return create(name, data, {MANAGED: "true", KIND: role})
         except APIError as error:
-            raced = self._find(kind, name, labels[KIND]) if error.status_code == 409 else None
+            raced = self._find(kind, role, name) if error.status_code == 409 else None
             if raced is None:
                 raise
             return raced  # a concurrent pass (e.g. `docker exec … issue`) made it first
 
-    def _find(self, kind: str, name: str, role: str) -> str | None:
-        listing = self.swarm.secrets if kind == "secret" else self.swarm.configs
-        for item in listing(f"{KIND}={role}"):
+    def _find(self, kind: ObjectKind, role: ObjectRole, name: str) -> str | None:
+        for item in self._listing(kind)(f"{KIND}={role}"):
             if item["Spec"]["Name"] == name:
                 return str(item["ID"])
         return None
+
+    def _listing(self, kind: ObjectKind) -> Callable[[str], list[Json]]:
+        return self.swarm.secrets if kind == ObjectKind.SECRET else self.swarm.configs
 
 
 def certificate_labels(issued: IssuedCert, object_name: str) -> dict[str, str]:
@@ -222,15 +229,22 @@ def certificate_labels(issued: IssuedCert, object_name: str) -> dict[str, str]:
         MANAGED: "true",
         CERT_NAME: issued.spec.name,
         CERT_DOMAINS: ",".join(issued.spec.domains),
+        **_certificate_facts(leaf, issued.spec.key_type),
+        CERT_ISSUER: leaf.issuer.rfc4514_string()[:200],
+        CERT_DIRECTORY: issued.directory_url,
+        CERT_KEY_SECRET: object_name,
+    }
+
+
+def _certificate_facts(leaf: x509.Certificate, key_type: KeyType) -> dict[str, str]:
+    """The labels whose values the certificate itself holds (all but its domains)."""
+    return {
         CERT_SERIAL: serial_hex(leaf.serial_number),
         CERT_NOT_BEFORE: leaf.not_valid_before_utc.isoformat(),
         CERT_NOT_AFTER: leaf.not_valid_after_utc.isoformat(),
         CERT_FINGERPRINT: leaf.fingerprint(hashes.SHA256()).hex(),
-        CERT_KEY_TYPE: issued.spec.key_type.value,
-        CERT_ISSUER: leaf.issuer.rfc4514_string()[:200],
+        CERT_KEY_TYPE: key_type.value,
         CERT_ARI_ID: _ari_id_or_blank(leaf),
-        CERT_DIRECTORY: issued.directory_url,
-        CERT_KEY_SECRET: object_name,
     }
 
 
@@ -261,33 +275,15 @@ def read_stored_cert(
         return None
     try:
         leaf = x509.load_pem_x509_certificate(chain_pem)
-        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        key_type = _key_type(leaf)
+        truth = {
+            CERT_DOMAINS: ",".join(_domains(labels, leaf)),
+            **_certificate_facts(leaf, _key_type(leaf)),
+        }
     except (ValueError, x509.ExtensionNotFound) as error:
         log.warning("config %s: not a certificate certbotless can use (%s); ignoring it",
                     config_name, error)  # fmt: skip
         return None
-    pem_domains = san.get_values_for_type(x509.DNSName) + [
-        str(address) for address in san.get_values_for_type(x509.IPAddress)
-    ]
-    label_domains = [d for d in labels.get(CERT_DOMAINS, "").split(",") if d]
-    truth = {
-        CERT_DOMAINS: ",".join(
-            label_domains if set(label_domains) == set(pem_domains) else pem_domains
-        ),
-        CERT_SERIAL: serial_hex(leaf.serial_number),
-        CERT_NOT_BEFORE: leaf.not_valid_before_utc.isoformat(),
-        CERT_NOT_AFTER: leaf.not_valid_after_utc.isoformat(),
-        CERT_FINGERPRINT: leaf.fingerprint(hashes.SHA256()).hex(),
-        CERT_KEY_TYPE: key_type.value,
-        CERT_ARI_ID: _ari_id_or_blank(leaf),
-    }
-    mismatches = tuple(
-        f"{label}: label says {labels.get(label)!r}, certificate says {value!r}"
-        for label, value in truth.items()
-        if labels.get(label) != value
-        and not (label == CERT_DOMAINS and set(label_domains) == set(pem_domains))
-    )
+    mismatches = _mismatches(labels, truth)
     if mismatches:
         log.warning(
             "%s (%s): labels disagree with the certificate: %s",
@@ -312,6 +308,37 @@ def read_stored_cert(
         created_at=created_at,
         mismatches=mismatches,
         refused=labels.get(CERT_REFUSED, ""),
+    )
+
+
+def _domains(labels: dict[str, str], leaf: x509.Certificate) -> list[str]:
+    """The certificate's names, in the labels' order when they name the same set (the first is
+    the one listed first). Raises ExtensionNotFound for a certificate without names."""
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    pem_domains = san.get_values_for_type(x509.DNSName) + [
+        str(address) for address in san.get_values_for_type(x509.IPAddress)
+    ]
+    label_domains = _label_domains(labels)
+    return label_domains if set(label_domains) == set(pem_domains) else pem_domains
+
+
+def _label_domains(labels: dict[str, str]) -> list[str]:
+    return _split_domains(labels.get(CERT_DOMAINS, ""))
+
+
+def _split_domains(text: str) -> list[str]:
+    return [d for d in text.split(",") if d]
+
+
+def _mismatches(labels: dict[str, str], truth: dict[str, str]) -> tuple[str, ...]:
+    """Where the labels disagree with the certificate (domains in another order agree)."""
+    return tuple(
+        f"{label}: label says {labels.get(label)!r}, certificate says {value!r}"
+        for label, value in truth.items()
+        if labels.get(label) != value
+        and not (
+            label == CERT_DOMAINS and set(_label_domains(labels)) == set(_split_domains(value))
+        )
     )
 
 
@@ -356,12 +383,14 @@ def plan_garbage(
             remove(cert.secret_id, reason)
 
     confs = sorted(
-        (o for o in objects if o.role == KIND_NGINX_CONF), key=lambda o: o.created_at, reverse=True
+        (o for o in objects if o.role == ObjectRole.NGINX_CONF),
+        key=lambda o: o.created_at,
+        reverse=True,
     )
     for conf in confs[keep_versions:]:
         remove(conf.object_id, f"nginx.conf older than the newest {keep_versions}")
     for leftover in list(by_id.values()):
-        if leftover.role in (KIND_CHAIN, KIND_KEY) and leftover.object_id not in paired:
+        if leftover.role in (ObjectRole.CHAIN, ObjectRole.KEY) and leftover.object_id not in paired:
             created = _parse_time(leftover.created_at)
             if created is not None and now - created > UNPAIRED_GRACE:
                 remove(leftover.object_id, "half of a certificate (its pair is missing)")

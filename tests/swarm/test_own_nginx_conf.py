@@ -20,7 +20,7 @@ from certbotless.acme.keys import load_account_key
 from certbotless.app import App
 from certbotless.model import PassRequest
 from certbotless.rollout import ServedCertificates
-from certbotless.settings import Settings
+from certbotless.settings import NginxConfMode, Settings
 from certbotless.store import CertStore, latest_per_name
 from certbotless.swarm import Swarm
 from rig.pebble import PebbleServer
@@ -97,7 +97,7 @@ def test_own_nginx_conf_gets_snippets_certificates_and_placeholders(
     own_edge: str, pebble_for_acme: PebbleServer, acme_tokens: TokenStore, tmp_path: Path
 ) -> None:
     settings = Settings(
-        nginx_conf="own",
+        nginx_conf=NginxConfMode.OWN,
         nginx_service=SERVICE,
         self_check=False,
         lock_file=tmp_path / "pass.lock",

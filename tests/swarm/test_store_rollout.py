@@ -24,7 +24,7 @@ from certbotless.acme.issuer import AcmeIssuer, IssuerOptions
 from certbotless.acme.keys import load_account_key
 from certbotless.edge import NginxConfigError, render_nginx_conf
 from certbotless.edge_deploy import edge_references
-from certbotless.model import CertSpec, IssuedCert, Route, StoredCert
+from certbotless.model import CertSpec, IssuedCert, ObjectRole, Route, StoredCert
 from certbotless.rollout import (
     RolledBack,
     ServedCertificates,
@@ -34,7 +34,6 @@ from certbotless.rollout import (
 from certbotless.store import (
     CERT_SERIAL,
     KIND,
-    KIND_CHAIN,
     MAX_OBJECT_NAME,
     CertStore,
     latest_per_name,
@@ -153,7 +152,7 @@ def test_a_label_that_disagrees_with_its_certificate_is_flagged(
     secret = api.create_secret(name, b"unused", labels={**labels, KIND: "key"})
     lying = api.create_config(
         name, base64.b64decode(config["Spec"]["Data"]),
-        labels={**labels, "certbotless.cert.key_secret": name, KIND: KIND_CHAIN},
+        labels={**labels, "certbotless.cert.key_secret": name, KIND: ObjectRole.CHAIN},
     )  # fmt: skip
     try:
         (flagged,) = [c for c in store.inventory() if c.config_id == lying["ID"]]

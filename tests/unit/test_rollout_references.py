@@ -1,6 +1,6 @@
 from typing import Any
 
-from certbotless.model import FileReference
+from certbotless.model import FileReference, ObjectKind
 from certbotless.rollout import (
     edge_job_template,
     rolls_start_first_with_rollback,
@@ -40,15 +40,15 @@ CURRENT = [
 def test_swap_keeps_owner_drops_stale_and_leaves_unrelated_alone() -> None:
     wanted = [
         FileReference(
-            "secret",
+            ObjectKind.SECRET,
             "new",
             "cbl-app.example.test-2",
             "/etc/nginx/certs/app.example.test/privkey.pem",
             0o400,
         ),
-        FileReference("config", "conf", "cbl-nginx-1", "/etc/nginx/nginx.conf", 0o444),
+        FileReference(ObjectKind.CONFIG, "conf", "cbl-nginx-1", "/etc/nginx/nginx.conf", 0o444),
     ]
-    swapped = swap_references(CURRENT, wanted, "secret")
+    swapped = swap_references(CURRENT, wanted, ObjectKind.SECRET)
     assert [r["SecretName"] for r in swapped] == ["cbl-app.example.test-2", "htpasswd"]
     assert swapped[0]["File"] == {
         "Name": "/etc/nginx/certs/app.example.test/privkey.pem",
@@ -81,7 +81,7 @@ EDGE: dict[str, Any] = {
 
 
 def test_jobs_in_the_edge_image_run_where_and_as_the_edge_does() -> None:
-    key = FileReference("secret", "new", "cbl-app.example.test-2",
+    key = FileReference(ObjectKind.SECRET, "new", "cbl-app.example.test-2",
                         "/etc/nginx/certs/app.example.test/privkey.pem", 0o400)  # fmt: skip
     job = edge_job_template(EDGE, ["nginx", "-t"], [key])
     container = job["ContainerSpec"]

@@ -17,6 +17,8 @@ from certbotless.model import (
     FailureReason,
     IssuedCert,
     KeyType,
+    ObjectKind,
+    ObjectRole,
     StoredCert,
     StoredObject,
 )
@@ -155,8 +157,12 @@ def versions(name: str, count: int, start: datetime = NOW) -> list[StoredCert]:
 def objects_of(certs: list[StoredCert]) -> list[StoredObject]:
     found = []
     for cert in certs:
-        found.append(StoredObject("config", cert.config_id, cert.config_name, "", "chain"))
-        found.append(StoredObject("secret", cert.secret_id, cert.secret_name, "", "key"))
+        found.append(
+            StoredObject(ObjectKind.CONFIG, cert.config_id, cert.config_name, "", ObjectRole.CHAIN)
+        )
+        found.append(
+            StoredObject(ObjectKind.SECRET, cert.secret_id, cert.secret_name, "", ObjectRole.KEY)
+        )
     return found
 
 
@@ -193,7 +199,7 @@ def test_gc_keeps_unwanted_certificates_until_they_expire() -> None:
 
 
 def test_gc_removes_half_certificates_only_after_a_grace_period() -> None:
-    lonely = StoredObject("secret", "sec-x", "cbl-x", NOW.isoformat(), "key")
+    lonely = StoredObject(ObjectKind.SECRET, "sec-x", "cbl-x", NOW.isoformat(), ObjectRole.KEY)
     assert (
         plan_garbage([], [lonely], set(), set(), NOW + timedelta(minutes=5), 3, timedelta(0)) == []
     )
@@ -204,7 +210,11 @@ def test_gc_removes_half_certificates_only_after_a_grace_period() -> None:
 def test_gc_keeps_recent_nginx_confs_and_the_referenced_one() -> None:
     confs = [
         StoredObject(
-            "config", f"conf{i}", f"cbl-nginx-{i}", f"2026-11-2{i}T00:00:00Z", "nginx-conf"
+            ObjectKind.CONFIG,
+            f"conf{i}",
+            f"cbl-nginx-{i}",
+            f"2026-11-2{i}T00:00:00Z",
+            ObjectRole.NGINX_CONF,
         )
         for i in range(6)
     ]
