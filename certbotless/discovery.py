@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 
 import idna
 
-from certbotless.acme.challenges import CHALLENGE_PREFIX
 from certbotless.model import (
+    CHALLENGE_PREFIX,
     CertSpec,
     Discovery,
     ErrorPages,

@@ -7,12 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from certbotless.account_key import AccountKeyUnavailable
-from certbotless.acme.challenges import CHALLENGE_PREFIX, TokenStore
+from certbotless.acme.challenges import TokenStore
 from certbotless.acme.errors import AcmeError
 from certbotless.acme.http01 import ChallengeNotServed, EdgeSelfCheck
 from certbotless.acme.issuer import AcmeIssuer
 from certbotless.discovery import EdgeNotFound, discover, find_edge_service
-from certbotless.model import ServiceInfo
+from certbotless.model import CHALLENGE_PREFIX, ServiceInfo
 from certbotless.settings import NginxConfMode, Settings
 from certbotless.swarm import SWARM_ERRORS, Swarm
 

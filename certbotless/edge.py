@@ -17,10 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from certbotless.acme.challenges import CHALLENGE_PREFIX
 from certbotless.acme.keys import private_key_pem
 from certbotless.discovery import INTERNAL_LOCATION
-from certbotless.model import Route, StoredCert, is_ip_address
+from certbotless.model import CHALLENGE_PREFIX, Route, StoredCert, is_ip_address
 
 NGINX_CONF_TARGET = "/etc/nginx/nginx.conf"
 

@@ -9,6 +9,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum, StrEnum
 
+# Where the CA fetches HTTP-01 tokens (RFC 8555 §8.3): served by the responder, forwarded by nginx,
+# reserved from labelled routes.
+CHALLENGE_PREFIX = "/.well-known/acme-challenge/"
+
 
 class KeyType(StrEnum):
     EC256 = "ec256"

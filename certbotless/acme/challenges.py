@@ -22,10 +22,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
+from certbotless.model import CHALLENGE_PREFIX
+
 log = logging.getLogger(__name__)
 
-# RFC 8555 §8.3: where a CA asks for an HTTP-01 token, under every name it validates.
-CHALLENGE_PREFIX = "/.well-known/acme-challenge/"
 # RFC 8555 §8.3: base64url, at least 128 bits of entropy; 43 chars is typical.
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{22,128}$")
 

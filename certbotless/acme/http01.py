@@ -10,9 +10,9 @@ import socket
 import threading
 import time
 
-from certbotless.acme.challenges import CHALLENGE_PREFIX, TokenStore
+from certbotless.acme.challenges import TokenStore
 from certbotless.acme.errors import Abandoned, AcmeError, UnexpectedAnswer
-from certbotless.model import Challenge
+from certbotless.model import CHALLENGE_PREFIX, Challenge
 from certbotless.proxy_protocol import connect_to_edge_task
 from certbotless.seams import Progress
 
