@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import requests
 
-from certbotless.model import PassReport, StoredCert
+from certbotless.model import CertificateStatus, PassReport, StoredCert
 
 log = logging.getLogger(__name__)
 
@@ -85,21 +85,11 @@ def alerts_for(
 ) -> list[Alert]:
     """The problems that hold after a pass. `next_attempt`: when failures are retried, unless a
     certificate's status record says."""
-    alerts = []
     records = {record.name: record for record in report.statuses}
-    for name, error in sorted(report.failed.items()):
-        record = records.get(name)
-        retry = record.next_attempt if record and record.next_attempt else next_attempt
-        alerts.append(
-            Alert(
-                f"renewal_failed:{name}",
-                "renewal_failed",
-                f"certificate {name}: renewal failed",
-                error,
-                note=f"Next attempt around {retry:%Y-%m-%d %H:%M} UTC.",
-                fingerprint=stable_words(error),
-            )
-        )
+    alerts = [
+        renewal_failed_alert(name, error, records.get(name), next_attempt)
+        for name, error in sorted(report.failed.items())
+    ]
     for cert in certificates:
         if is_expiring(cert, now):
             state = "has expired" if cert.not_after <= now else "expires soon"
@@ -136,6 +126,24 @@ def alerts_for(
             )
         )
     return alerts
+
+
+def renewal_failed_alert(
+    name: str, error: str, record: CertificateStatus | None, next_attempt: datetime
+) -> Alert:
+    retry = record.next_attempt if record and record.next_attempt else next_attempt
+    note = f"Next attempt around {retry:%Y-%m-%d %H:%M} UTC."
+    if record is not None and record.abandoned:
+        note = (f"Failing since {record.failing_since:%Y-%m-%d}: abandoned, not ordered again "
+                f"until its labels change or `certbotless renew --force {name}`.")  # fmt: skip
+    return Alert(
+        f"renewal_failed:{name}",
+        "renewal_failed",
+        f"certificate {name}: renewal failed",
+        error,
+        note=note,
+        fingerprint=stable_words(error),
+    )
 
 
 def pass_failed_alert(error: Exception) -> Alert:

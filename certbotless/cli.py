@@ -62,29 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("run", help="run the daemon: scheduled and event-driven passes")
 
-    renew = commands.add_parser("renew", help="one pass, then exit (0 = all fine)")
-    renew.add_argument("--force", action="store_true", help="renew every certificate now")
-    renew.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="order every certificate but store and roll nothing (Let's Encrypt production "
-        "is swapped for staging; any other CA is used as configured)",
-    )
-
-    issue = commands.add_parser("issue", help="get a certificate for DOMAIN… now")
-    issue.add_argument("domains", nargs="+", metavar="DOMAIN")
-    issue.add_argument(
-        "--key-type",
-        type=KeyType,
-        choices=list(KeyType),
-        default=KeyType.EC256,
-        help="private key type (default: ec256)",
-    )
-    issue.add_argument("--profile", help="ACME profile to request")
-    issue.add_argument("--name", help="certificate name (default: the first domain)")
-    issue.add_argument(
-        "--no-rollout", action="store_true", help="store the certificate but do not roll nginx"
-    )
+    _add_renew(commands.add_parser("renew", help="one pass, then exit (0 = all fine)"))
+    _add_issue(commands.add_parser("issue", help="get a certificate for DOMAIN… now"))
 
     listing = commands.add_parser("list", help="stored certificates and their expiry")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
@@ -111,6 +90,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("doctor", help="check everything certbotless needs, with fixes")
     return parser
+
+
+def _add_renew(renew: argparse.ArgumentParser) -> None:
+    renew.add_argument(
+        "--force",
+        nargs="*",
+        metavar="NAME",
+        help="renew now, whatever their state or back-off: these certificates, or every one "
+        "when no NAME is given",
+    )
+    renew.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="order every certificate but store and roll nothing (Let's Encrypt production "
+        "is swapped for staging; any other CA is used as configured)",
+    )
+
+
+def _add_issue(issue: argparse.ArgumentParser) -> None:
+    issue.add_argument("domains", nargs="+", metavar="DOMAIN")
+    issue.add_argument(
+        "--key-type",
+        type=KeyType,
+        choices=list(KeyType),
+        default=KeyType.EC256,
+        help="private key type (default: ec256)",
+    )
+    issue.add_argument("--profile", help="ACME profile to request")
+    issue.add_argument("--name", help="certificate name (default: the first domain)")
+    issue.add_argument(
+        "--no-rollout", action="store_true", help="store the certificate but do not roll nginx"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -192,9 +203,16 @@ def run_daemon(app: App, args: argparse.Namespace) -> int:
 def renew(app: App, args: argparse.Namespace) -> int:
     with _responder_unless_running(app.tokens, app.settings):
         report = app.reconciler.run_pass(
-            PassRequest(force=args.force, dry_run=args.dry_run, progress=log.info)
+            PassRequest(force=_forced(args.force), dry_run=args.dry_run, progress=log.info)
         )
     return _summarize(report)
+
+
+def _forced(names: list[str] | None) -> bool | frozenset[str]:
+    """`--force` alone: every certificate; `--force a b`: these; no `--force`: none."""
+    if names is None:
+        return False
+    return frozenset(names) or True
 
 
 def issue(app: App, args: argparse.Namespace) -> int:
@@ -351,21 +369,38 @@ def _listed_json(row: Listed, now: datetime) -> dict[str, object]:
         "in_use": row.in_use,
         "wanted": row.wanted,
         "status": listed_status(row, now),
-        "failure": {"at": failure.at.isoformat(), "error": failure.error} if failure else None,
+        "failure": _failure_json(row) if failure else None,
         "config": cert.config_name if cert else None,
         "secret": cert.secret_name if cert else None,
         "label_mismatches": list(cert.mismatches) if cert else [],
     }
 
 
+def _failure_json(row: Listed) -> dict[str, object]:
+    assert row.failure is not None
+    record = row.status
+    next_attempt = record.next_attempt if record else None
+    return {
+        "at": row.failure.at.isoformat(),
+        "error": row.failure.error,
+        "reason": record.reason.value if record and record.reason else None,
+        "failures": record.failures if record else 1,
+        "next_attempt": next_attempt.isoformat() if next_attempt else None,
+        "abandoned": bool(record and record.abandoned),
+    }
+
+
 def listed_status(row: Listed, now: datetime) -> str:
-    """expired / expiring (less than 1/6 of the lifetime left) / failed (the last renewal
-    attempt failed) / renewing (due) / unwanted (no label asks for it: not renewed) / ok."""
+    """expired / expiring (less than 1/6 of the lifetime left) / abandoned (failed for 30 days:
+    not ordered again until its labels change) / failed (the last renewal attempt failed) /
+    renewing (due) / unwanted (no label asks for it: not renewed) / ok."""
     cert = row.cert
     if cert is not None and cert.not_after <= now:
         return "expired"
     if cert is not None and is_expiring(cert, now):
         return "expiring"
+    if row.failure is not None and row.status is not None and row.status.abandoned:
+        return "abandoned"
     if row.failure is not None:
         return "failed"
     if not row.wanted:
@@ -379,6 +414,12 @@ def _status_text(row: Listed, now: datetime) -> str:
     status = listed_status(row, now)
     if row.failure is None:
         return status
+    record = row.status
+    if record is not None and record.abandoned:
+        status += f" (failing since {record.failing_since:%Y-%m-%d})"
+    elif record is not None and record.next_attempt is not None:
+        status += (f" ({record.failures} in a row, next attempt "
+                   f"{record.next_attempt:%Y-%m-%d %H:%M} UTC)")  # fmt: skip
     return f"{status}: {row.failure.at:%Y-%m-%d %H:%M} {row.failure.error}"
 
 

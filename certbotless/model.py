@@ -317,7 +317,9 @@ class CertificateStatus:
     message: str = ""  # the CA's (or Swarm's) words for the last failure
     failures: int = 0  # consecutive failed attempts
     last_failure: datetime | None = None
+    failing_since: datetime | None = None  # the first failure of this run of failures
     next_attempt: datetime | None = None  # not retried before this
+    abandoned: bool = False  # failed for 30 days: not ordered again until the request changes
     refused: tuple[str, ...] = ()  # serials Swarm rolled back
     renew_at: datetime | None = None  # when the version in use comes due
     renew_source: str = ""  # "ari" (inside the CA's window) or "lifetime" (1/3 left)
@@ -333,12 +335,9 @@ class CertificateStatus:
 
     def waiting(self, spec: CertSpec, now: datetime) -> bool:
         """Whether `spec` failed before and must not be ordered yet."""
-        return (
-            self.condition is Condition.FAILING
-            and self.next_attempt is not None
-            and self.next_attempt > now
-            and self.same_request(spec)
-        )
+        if self.condition is not Condition.FAILING or not self.same_request(spec):
+            return False
+        return self.abandoned or (self.next_attempt is not None and self.next_attempt > now)
 
     def to_json(self) -> str:
         def when(value: datetime | None) -> str | None:
@@ -357,6 +356,8 @@ class CertificateStatus:
                 "message": self.message[:1000],
                 "failures": self.failures,
                 "last_failure": when(self.last_failure),
+                "failing_since": when(self.failing_since),
+                "abandoned": self.abandoned,
                 "next_attempt": when(self.next_attempt),
                 "refused": list(self.refused[-8:]),
                 "renew_at": when(self.renew_at),
@@ -390,6 +391,8 @@ class CertificateStatus:
                 message=str(value.get("message", "")),
                 failures=int(value.get("failures", 0)),
                 last_failure=when(value.get("last_failure")),
+                failing_since=when(value.get("failing_since")),
+                abandoned=bool(value.get("abandoned", False)),
                 next_attempt=when(value.get("next_attempt")),
                 refused=tuple(value.get("refused", ())),
                 renew_at=when(value.get("renew_at")),

@@ -7,6 +7,7 @@ with one inspect and writes them, when one changed, with one update, whatever th
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -41,15 +42,26 @@ LEGACY_FAILURE_PREFIX = "certbotless.failure."
 _WRITE_ATTEMPTS = 5
 _STATUS_DATA = b"certbotless status: see the labels\n"
 
-# After consecutive failures: 5, 10, 20, 40, then every 60 minutes. Let's Encrypt allows 5 failed
-# validations per name per hour, so a broken name stays at 4 or fewer in any hour.
+# After consecutive failures of a certificate, whatever the kind: 5, 10, 20, 40 minutes (within
+# Let's Encrypt's 5 failed validations per name per hour), then cert-manager's 1 h · 2^(n-5), at
+# most 32 h; each with up to 10% jitter, so that many certificates failing together (a CA outage)
+# do not come back together.
 FIRST_RETRY = timedelta(minutes=5)
-LONGEST_RETRY = timedelta(hours=1)
+HOURLY_AFTER = 4  # failures retried within the first hour
+LONGEST_RETRY = timedelta(hours=32)
+JITTER = 0.1
+# A certificate failing this long is abandoned: no more orders until its request changes.
+ABANDON_AFTER = timedelta(days=30)
 
 
-def retry_delay(failures: int) -> timedelta:
-    doublings = min(max(failures - 1, 0), 10)
-    return min(FIRST_RETRY * (1 << doublings), LONGEST_RETRY)
+def retry_delay(failures: int, jitter: float = 0.0) -> timedelta:
+    """The wait after `failures` consecutive failures; `jitter` in [0, 1) stretches it by up to
+    JITTER."""
+    if failures <= HOURLY_AFTER:
+        base = FIRST_RETRY * (1 << max(failures - 1, 0))
+    else:
+        base = min(timedelta(hours=1) * (1 << min(failures - HOURLY_AFTER - 1, 10)), LONGEST_RETRY)
+    return base * (1 + JITTER * jitter)
 
 
 def failure_reason(error: AcmeError) -> FailureReason:
@@ -74,18 +86,37 @@ def after_failure(
     """One more failed attempt. A name that was not tried (backing off) keeps its record."""
     if isinstance(error, BackingOff) and previous.condition is Condition.FAILING:
         return previous
+    retry_at = error.retry_at if isinstance(error, RateLimited) else None
+    return failed(previous, failure_reason(error), str(error), now, retry_at)
+
+
+def failed(
+    previous: CertificateStatus,
+    reason: FailureReason,
+    message: str,
+    now: datetime,
+    not_before: datetime | None = None,
+) -> CertificateStatus:
+    """The record after one more consecutive failure: backed off (never before `not_before`, a
+    CA's Retry-After), or abandoned once it has failed for ABANDON_AFTER."""
     failures = previous.failures + 1
-    next_attempt = now + retry_delay(failures)
-    if isinstance(error, RateLimited):
-        next_attempt = max(next_attempt, error.retry_at)
+    since = previous.failing_since if previous.condition is Condition.FAILING else None
+    since = since or now
+    abandoned = now - since >= ABANDON_AFTER
+    next_attempt = None
+    if not abandoned:
+        next_attempt = now + retry_delay(failures, random.random())
+        next_attempt = max(next_attempt, not_before or next_attempt)
     return replace(
         previous,
         condition=Condition.FAILING,
-        reason=failure_reason(error),
-        message=str(error),
+        reason=reason,
+        message=message,
         failures=failures,
         last_failure=now,
+        failing_since=since,
         next_attempt=next_attempt,
+        abandoned=abandoned,
         updated=now,
     )
 
@@ -97,7 +128,9 @@ def after_issuance(previous: CertificateStatus, now: datetime) -> CertificateSta
         reason=None,
         message="",
         failures=0,
+        failing_since=None,
         next_attempt=None,
+        abandoned=False,
         updated=now,
     )
 
@@ -106,18 +139,8 @@ def after_rollback(
     previous: CertificateStatus, serial: str, reason: str, now: datetime
 ) -> CertificateStatus:
     """Swarm rolled back the roll that mounted `serial`: a failure like any other, backed off."""
-    failures = previous.failures + 1
-    return replace(
-        previous,
-        condition=Condition.FAILING,
-        reason=FailureReason.ROLLED_BACK,
-        message=reason,
-        failures=failures,
-        last_failure=now,
-        next_attempt=now + retry_delay(failures),
-        refused=(*previous.refused, serial)[-8:],
-        updated=now,
-    )
+    record = failed(previous, FailureReason.ROLLED_BACK, reason, now)
+    return replace(record, refused=(*previous.refused, serial)[-8:])
 
 
 def described(

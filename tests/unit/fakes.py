@@ -210,6 +210,10 @@ class World:
             solver_for=lambda edge, progress: FakeSolver(),
         )
 
+    def edge_service(self) -> ServiceInfo:
+        return ServiceInfo("edge_nginx", {"certbotless.edge": "true"}, ("net",),
+                           ("certbotless-edge",))  # fmt: skip
+
     def label(self, service: str, host: str) -> None:
         labels = {"certbotless.domains": host, "certbotless.port": "8000"}
         self.services.listed.append(ServiceInfo(service, labels, ("net",), ("certbotless-edge",)))
