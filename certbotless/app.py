@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 
 from josepy.jwk import JWK
@@ -14,6 +16,7 @@ from certbotless.acme.issuer import AcmeIssuer, IssuerOptions
 from certbotless.alerts import Alerter, Channel, EmailChannel, WebhookChannel
 from certbotless.doctor import Doctor
 from certbotless.edge_deploy import SwarmEdgeDeployer
+from certbotless.lease import SwarmPassLock
 from certbotless.locks import FilePassLock
 from certbotless.model import Listed
 from certbotless.reconcile import Reconciler
@@ -33,12 +36,16 @@ class App:
         self, settings: Settings, swarm: Swarm | None = None, issuer: AcmeIssuer | None = None
     ) -> None:
         self.settings = settings
-        self.swarm = swarm or Swarm()
+        self.swarm = swarm or Swarm(owner=settings.own_service or "")
         self.store = CertStore(self.swarm)
         status_config = StatusConfig(self.swarm)
         self.statuses = SwarmStatusStore(status_config)
         self.alert_memory = SwarmAlertMemory(status_config)
         self.edge = SwarmEdgeDeployer(settings, self.swarm, self.store)
+        holder = (
+            f"{settings.own_service or 'certbotless'} on {socket.gethostname()} pid {os.getpid()}"
+        )
+        self.lease = SwarmPassLock(self.swarm, FilePassLock(settings.lock_file), holder)
         self.tokens = TokenStore(settings.challenge_dir)
         # Set on SIGTERM: no new pass, no new order, no roll.
         self.stopping = threading.Event()
@@ -51,7 +58,7 @@ class App:
             store=self.store,
             statuses=self.statuses,
             edge=self.edge,
-            lock=FilePassLock(settings.lock_file),
+            lock=self.lease,
             issuer=lambda: self.issuer,
             solver_for=self.solver_for,
         )
@@ -99,7 +106,7 @@ class App:
         return rendered(self.settings, self.swarm, self.store, self.edge)
 
     def doctor(self) -> Doctor:
-        return Doctor(self.settings, self.swarm, self.tokens, self.make_issuer)
+        return Doctor(self.settings, self.swarm, self.tokens, self.make_issuer, self.lease)
 
     def alerter(self) -> Alerter | None:
         settings = self.settings

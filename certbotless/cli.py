@@ -28,6 +28,7 @@ from certbotless.alerts import (
 from certbotless.app import App
 from certbotless.discovery import CERTIFICATE_NAME_RE, EdgeNotFound
 from certbotless.edge import NginxConfigError
+from certbotless.lease import LeaseBusy
 from certbotless.metrics import serve as serve_metrics
 from certbotless.model import (
     CertSpec,
@@ -142,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         RolloutError,
         AccountKeyUnavailable,
         AcmeError,
+        LeaseBusy,
         LookupError,
     ) as error:
         print(f"certbotless: {error}", file=sys.stderr)

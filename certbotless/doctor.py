@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from certbotless.account_key import AccountKeyUnavailable
 from certbotless.acme.challenges import TokenStore
@@ -12,6 +13,7 @@ from certbotless.acme.errors import AcmeError
 from certbotless.acme.http01 import ChallengeNotServed, EdgeSelfCheck
 from certbotless.acme.issuer import AcmeIssuer
 from certbotless.discovery import EdgeNotFound, discover, find_edge_service
+from certbotless.lease import LEASE_CONFIG, SwarmPassLock
 from certbotless.model import CHALLENGE_PREFIX, ServiceInfo
 from certbotless.settings import NginxConfMode, Settings
 from certbotless.swarm import SWARM_ERRORS, Swarm
@@ -37,8 +39,10 @@ class Doctor:
         swarm: Swarm,
         tokens: TokenStore,
         issuer_factory: Callable[[], AcmeIssuer],
+        lease: SwarmPassLock | None = None,
         challenge_timeout: float = 60.0,
     ) -> None:
+        self.lease = lease
         self.settings = settings
         self.swarm = swarm
         self.tokens = tokens
@@ -66,7 +70,19 @@ class Doctor:
             checks.append(self._challenge_through_tasks(edge))
             checks.append(self._challenge_from_outside(services, edge))
         checks.extend(self._acme_checks())
+        if self.lease is not None:
+            checks.append(self._lease_check())
         return checks
+
+    def _lease_check(self) -> Check:
+        assert self.lease is not None
+        state = self.lease.state()
+        now = datetime.now(UTC)
+        if not state.holder or state.expires is None or state.expires <= now:
+            return Check("pass lease", True, f"free (config {LEASE_CONFIG})")
+        left = (state.expires - now).total_seconds()
+        return Check("pass lease", True,
+                     f"held by {state.holder}, for {left:.0f} s more unless renewed")  # fmt: skip
 
     def _edge_check(self, services: list[ServiceInfo], checks: list[Check]) -> ServiceInfo | None:
         try:

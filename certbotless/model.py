@@ -153,6 +153,7 @@ class ObjectRole(StrEnum):
     ACCOUNT_KEY = "account-key"  # the ACME account key (secret)
     PLACEHOLDER = "placeholder"  # the self-signed stand-in for certificates not issued yet
     STATUS = "status"  # the certificates' status records (config)
+    PASS_LEASE = "pass-lease"  # who holds the swarm-wide pass lease, until when (config)
 
 
 @dataclass(frozen=True)

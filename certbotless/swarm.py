@@ -25,6 +25,8 @@ Json = dict[str, Any]
 SWARM_ERRORS = (DockerException, requests.RequestException)
 
 JOB_LABEL = "certbotless.job"
+# Who ran a job: only its owner removes it when orphaned (several sidecars may share a swarm).
+JOB_OWNER = "certbotless.job.owner"
 _JOB_ENDS = ("complete", "failed", "rejected")
 
 
@@ -48,8 +50,11 @@ __all__ = ["SWARM_ERRORS", "APIError", "JobResult", "NotFound", "Swarm"]
 
 
 class Swarm:
-    def __init__(self, api: docker.APIClient | None = None) -> None:
+    def __init__(self, api: docker.APIClient | None = None, owner: str = "") -> None:
         self.api = api if api is not None else docker.from_env(timeout=60).api
+        # The jobs' owner: the sidecar's service (a restarted task cleans up after the one
+        # before it), else this container.
+        self.owner = owner or socket.gethostname()
 
     # services -----------------------------------------------------------------------------
     def services(self) -> list[ServiceInfo]:
@@ -93,7 +98,7 @@ class Swarm:
         service = self.api.create_service(
             {**task_template, "RestartPolicy": {"Condition": "none"}},
             name=name,
-            labels={JOB_LABEL: "true"},
+            labels={JOB_LABEL: "true", JOB_OWNER: self.owner},
             mode={"ReplicatedJob": {"MaxConcurrent": 1, "TotalCompletions": 1}},
         )
         try:
@@ -125,8 +130,11 @@ class Swarm:
         return b"".join(chunks).decode(errors="replace")
 
     def remove_orphaned_jobs(self) -> list[str]:
-        """Remove job services a killed certbotless left behind; their names."""
-        orphans = self.api.services(filters={"label": f"{JOB_LABEL}=true"})
+        """Remove the job services a killed certbotless of the same owner left behind; their
+        names. Other sidecars' jobs, running or not, are theirs."""
+        orphans = self.api.services(
+            filters={"label": [f"{JOB_LABEL}=true", f"{JOB_OWNER}={self.owner}"]}
+        )
         for service in orphans:
             self.api.remove_service(service["ID"])
         return [service["Spec"]["Name"] for service in orphans]
@@ -182,10 +190,14 @@ class Swarm:
     def inspect_config_labels(self, config_id: str) -> dict[str, str]:
         return dict(self.api.inspect_config(config_id)["Spec"].get("Labels") or {})
 
-    def update_config_labels(self, config_id: str, labels: dict[str, str]) -> None:
+    def update_config_labels(
+        self, config_id: str, labels: dict[str, str], read: Json | None = None
+    ) -> None:
         """Replace a config's labels, the one thing Swarm lets change. docker-py has no call for
-        `POST /configs/{id}/update`; the spec goes back unchanged but for the labels."""
-        config = self.api.inspect_config(config_id)
+        `POST /configs/{id}/update`; the spec goes back unchanged but for the labels. With
+        `read` (the config as inspected before), the update fails "out of sequence" if anyone
+        changed it since: a compare-and-swap."""
+        config = read or self.api.inspect_config(config_id)
         spec = {**config["Spec"], "Labels": labels}
         response = self.api._post_json(
             self.api._url("/configs/{0}/update", config_id),
