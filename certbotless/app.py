@@ -22,7 +22,12 @@ from certbotless.model import Listed
 from certbotless.reconcile import Reconciler
 from certbotless.seams import PassParts, Progress
 from certbotless.settings import Settings, WebhookFormat
-from certbotless.status import StatusConfig, SwarmAlertMemory, SwarmStatusStore
+from certbotless.status import (
+    StatusConfig,
+    SwarmAlertMemory,
+    SwarmOrderHistory,
+    SwarmStatusStore,
+)
 from certbotless.store import CertStore
 from certbotless.swarm import Swarm
 from certbotless.views import listing, rendered
@@ -57,6 +62,7 @@ class App:
             services=self.swarm,
             store=self.store,
             statuses=self.statuses,
+            orders=SwarmOrderHistory(status_config),
             edge=self.edge,
             lock=self.lease,
             issuer=lambda: self.issuer,

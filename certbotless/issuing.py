@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from certbotless.acme.errors import Abandoned, AcmeError, CaUnreachable
-from certbotless.model import Plan, StoredCert
+from certbotless.acme.errors import Abandoned, AcmeError, BackingOff, CaUnreachable
+from certbotless.budget import KEPT_FOR
+from certbotless.model import PastOrder, Plan, StoredCert
 from certbotless.planning import replaced_certificates
 from certbotless.seams import CertificateStore, Issuer, Progress, Solver
 from certbotless.store import NotStored
@@ -74,3 +77,22 @@ def ca_unreachable(issuance: Issuance, issuer: Issuer, ordered: bool) -> str | N
     if issuance.ca_unreachable is None and not ordered:
         return issuer.unreachable()
     return issuance.ca_unreachable
+
+
+def recorded_orders(
+    history: Iterable[PastOrder],
+    plan: Plan,
+    issuance: Issuance,
+    replaces: Mapping[str, str],
+    now: datetime,
+) -> list[PastOrder]:
+    """The history with this pass's orders (every one placed: a name backing off was not), and
+    without those older than every window."""
+    placed = [
+        PastOrder(now, tuple(sorted(spec.domains)), spec.name in issuance.issued,
+                  spec.name in replaces)
+        for spec in plan.to_issue
+        if spec.name in issuance.issued
+        or (spec.name in issuance.failed and not isinstance(issuance.failed[spec.name], BackingOff))
+    ]  # fmt: skip
+    return [order for order in [*history, *placed] if order.at > now - KEPT_FOR]

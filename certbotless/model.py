@@ -228,6 +228,17 @@ class Listed:
     status: CertificateStatus | None = None
 
 
+@dataclass(frozen=True)
+class PastOrder:
+    """An order this account placed: when, for which names, whether it got a certificate, and
+    whether it was a renewal naming what it replaces (exempt from the CA's limits)."""
+
+    at: datetime
+    names: tuple[str, ...]  # sorted
+    issued: bool
+    renewal: bool = False
+
+
 class RevocationReason(IntEnum):
     """RFC 5280 §5.3.1 reason codes that an ACME subscriber may use."""
 
@@ -295,6 +306,7 @@ class FailureReason(StrEnum):
     CHALLENGE_NOT_SERVED = "ChallengeNotServed"  # our self-check failed: the CA was not asked
     BAD_REQUEST = "BadRequest"  # the CA refused the order as asked (names, profile)
     BACKING_OFF = "BackingOff"  # not tried: waiting after earlier failures
+    OVER_BUDGET = "OverBudget"  # not tried: it would exceed one of the CA's rate limits
     NOT_STORED = "NotStored"  # issued, but the swarm did not store it
     ROLLED_BACK = "RolledBack"  # Swarm rolled back the roll that mounted it
     ORDER_FAILED = "OrderFailed"  # anything else the CA or the network said

@@ -12,10 +12,11 @@ from certbotless.model import (
     CertSpec,
     Discovery,
     LabelProblem,
+    PastOrder,
     ServiceInfo,
     StoredCert,
 )
-from certbotless.seams import CertificateStore, StatusStore
+from certbotless.seams import PassParts
 from certbotless.settings import NginxConfMode, Settings
 from certbotless.store import latest_per_name
 
@@ -31,6 +32,7 @@ class Observation:
     stored: tuple[StoredCert, ...]
     current: dict[str, StoredCert]  # the version in use of each name
     statuses: dict[str, CertificateStatus]
+    orders: tuple[PastOrder, ...]  # the last week's, for the CA's rate limits
 
 
 def edge_if_any(settings: Settings, services: Sequence[ServiceInfo]) -> str | None:
@@ -45,15 +47,12 @@ def discovered(settings: Settings, services: Sequence[ServiceInfo], edge: str | 
 
 
 def observe(
-    settings: Settings,
-    services: Sequence[ServiceInfo],
-    store: CertificateStore,
-    statuses: StatusStore,
-    extra_specs: Sequence[CertSpec] = (),
+    settings: Settings, parts: PassParts, extra_specs: Sequence[CertSpec] = ()
 ) -> Observation:
+    services = parts.services.services()
     edge = edge_if_any(settings, services)
     found = discovered(settings, services, edge)
-    stored = tuple(store.inventory())
+    stored = tuple(parts.store.inventory())
     return Observation(
         services=tuple(services),
         edge=edge,
@@ -61,7 +60,8 @@ def observe(
         wanted={spec.name: spec for spec in (*found.specs, *extra_specs)},
         stored=stored,
         current=latest_per_name(stored),
-        statuses=statuses.load(),
+        statuses=parts.statuses.load(),
+        orders=tuple(parts.orders.load()),
     )
 
 

@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from certbotless.acme.ari import RenewalTime, lifetime_renewal_time
+from certbotless.budget import Deferred
 from certbotless.model import CertificateStatus, CertSpec, Plan, StoredCert
+
+
+@dataclass(frozen=True)
+class Planned:
+    """The plan step's outcome: what to order now, the CA's renewal times, the names held back
+    after failures, those deferred to stay within the CA's limits, and what each renewal
+    replaces (ARI)."""
+
+    plan: Plan
+    renewals: dict[str, RenewalTime]
+    held: tuple[str, ...]
+    deferred: dict[str, Deferred]
+    replaces: dict[str, str]
 
 
 def plan_certificates(

@@ -9,21 +9,27 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from certbotless.acme.ari import RenewalTime
+from certbotless.budget import within_budget
 from certbotless.deploying import Deployed, deploy_edge
 from certbotless.discovery import find_edge_service
 from certbotless.garbage import collect_garbage
-from certbotless.issuing import ca_unreachable, issue_planned
+from certbotless.issuing import ca_unreachable, issue_planned, recorded_orders
 from certbotless.model import (
     PassReport,
     PassRequest,
-    Plan,
     Removal,
     RevocationReason,
     StoredCert,
 )
 from certbotless.observe import Observation, ProblemLog, discovered, observe
-from certbotless.planning import earliest_renewal, from_ca, hold_back, plan_certificates
+from certbotless.planning import (
+    Planned,
+    earliest_renewal,
+    from_ca,
+    hold_back,
+    plan_certificates,
+    replaced_certificates,
+)
 from certbotless.seams import Issuer, PassParts
 from certbotless.settings import Settings
 from certbotless.status import PassOutcome, collect_statuses, next_attempt
@@ -67,20 +73,23 @@ class Reconciler:
             began = time.monotonic()
             if self.stopping.is_set():
                 raise PassAbandoned("certbotless is stopping")
-            seen = observe(self.settings, self.parts.services.services(), self.parts.store,
-                           self.parts.statuses, request.extra_specs)  # fmt: skip
+            seen = observe(self.settings, self.parts, request.extra_specs)
             self._problems.log(seen.found.problems)
             now = datetime.now(UTC)
-            plan, renewals, held = self._plan(seen, request.forced(frozenset(seen.wanted)), now)
+            planned = self._plan(seen, request.forced(frozenset(seen.wanted)), now)
+            plan, renewals = planned.plan, planned.renewals
             # The edge is needed to roll it, or to self-check challenges through it.
             edge = self._edge(seen, request.rolls or bool(plan.to_issue))
             solver = self.parts.solver_for(edge, request.progress)
             issuance = issue_planned(plan, self.issuer, solver, self.parts.store,
                                      request.progress, keep=not request.dry_run)  # fmt: skip
+            if not request.dry_run:
+                orders = recorded_orders(seen.orders, plan, issuance, planned.replaces, now)
+                self.parts.orders.save(orders)
             current = {**seen.current, **issuance.saved}
             deployed = self._deploy(edge, seen, current, request, began, defer_roll)
             outcome = PassOutcome(issuance.issued, issuance.failed, deployed.refused,
-                                  deployed.outcome)  # fmt: skip
+                                  deployed.outcome, planned.deferred)  # fmt: skip
             statuses = collect_statuses(seen.statuses, seen.wanted.values(), current, renewals,
                                         outcome, now)  # fmt: skip
             if not request.dry_run:
@@ -90,8 +99,9 @@ class Reconciler:
                 stored = [*seen.stored, *issuance.saved.values()]
                 removed = self._garbage(stored, set(seen.wanted), dry_run=False)
             failed = {name: str(error) for name, error in issuance.failed.items()}
-            if not request.dry_run:  # in the status records' words, held-back names included
-                failed = {name: statuses[name].message for name in (*failed, *held)}
+            if not request.dry_run:  # in the status records' words, names held back included
+                waiting = (*failed, *planned.held, *planned.deferred)
+                failed = {name: statuses[name].message for name in waiting}
             in_use = {name: cert for name, cert in current.items() if name in seen.wanted}
             return PassReport(
                 issued=tuple(issuance.issued),
@@ -107,10 +117,7 @@ class Reconciler:
                 statuses=tuple(statuses.values()),
             )
 
-    def _plan(
-        self, seen: Observation, forced: frozenset[str], now: datetime
-    ) -> tuple[Plan, dict[str, RenewalTime], tuple[str, ...]]:
-        """What to order now, the CA's renewal times, and the names held back after failures."""
+    def _plan(self, seen: Observation, forced: frozenset[str], now: datetime) -> Planned:
         directory_url = self.issuer.directory_url
         renewals = self.issuer.renewal_times(
             cert for name, cert in seen.current.items()
@@ -119,8 +126,10 @@ class Reconciler:
         renew_at = {name: renewal.renew_at for name, renewal in renewals.items()}
         plan = plan_certificates(seen.wanted.values(), seen.current, now, forced, renew_at,
                                  directory_url)  # fmt: skip
-        kept, held = hold_back(plan, seen.statuses, now, forced)
-        return kept, renewals, held
+        plan, held = hold_back(plan, seen.statuses, now, forced)
+        replaces = replaced_certificates(plan)
+        plan, deferred = within_budget(plan, seen.orders, replaces, now)
+        return Planned(plan, renewals, held, deferred, replaces)
 
     def _edge(self, seen: Observation, needed: bool) -> str | None:
         if not needed:

@@ -20,6 +20,7 @@ from certbotless.model import (
     CertSpec,
     Challenge,
     IssuedCert,
+    PastOrder,
     RevocationReason,
     RolloutResult,
     Route,
@@ -137,6 +138,15 @@ class StatusStore(Protocol):
         """Make `records` the whole set (writes only what changed)."""
 
 
+class OrderHistory(Protocol):
+    """The orders this account placed in the last week, for the CA's rate limits
+    (`status.SwarmOrderHistory`)."""
+
+    def load(self) -> list[PastOrder]: ...
+
+    def save(self, orders: Sequence[PastOrder]) -> None: ...
+
+
 class PassLock(Protocol):
     """One pass at a time (`locks.FilePassLock`: per container; the hardening issue makes it
     swarm-wide)."""
@@ -151,6 +161,7 @@ class PassParts:
     services: ServiceSource
     store: CertificateStore
     statuses: StatusStore
+    orders: OrderHistory
     edge: EdgeDeployer
     lock: PassLock
     issuer: Callable[[], Issuer]  # called once, on first use: it needs the account key

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -23,12 +23,14 @@ from certbotless.acme.errors import (
     ValidationFailed,
 )
 from certbotless.acme.http01 import ChallengeNotServed
+from certbotless.budget import Deferred, from_json, to_json
 from certbotless.model import (
     CertificateStatus,
     CertSpec,
     Condition,
     FailureReason,
     ObjectRole,
+    PastOrder,
     StoredCert,
 )
 from certbotless.store import KIND, MANAGED, NotStored
@@ -37,6 +39,7 @@ from certbotless.swarm import APIError, Json, Swarm
 STATUS_CONFIG = "cbl-status"
 STATUS_PREFIX = "certbotless.status."
 ALERT_PREFIX = "certbotless.alert."
+ORDERS_LABEL = "certbotless.orders"
 # Where renewal failures were kept before the status records: cleared on the first save.
 LEGACY_FAILURE_PREFIX = "certbotless.failure."
 _WRITE_ATTEMPTS = 5
@@ -135,6 +138,22 @@ def after_issuance(previous: CertificateStatus, now: datetime) -> CertificateSta
     )
 
 
+def over_budget(
+    previous: CertificateStatus, deferred: Deferred, now: datetime
+) -> CertificateStatus:
+    """Not ordered: it would exceed one of the CA's limits. Not a failure (the count stays); it
+    is shown, alerted and tried again once the order fits."""
+    return replace(
+        previous,
+        condition=Condition.FAILING,
+        reason=FailureReason.OVER_BUDGET,
+        message=f"deferred: {deferred.reason}; it fits from {deferred.until:%Y-%m-%d %H:%M} UTC",
+        last_failure=previous.last_failure or now,
+        next_attempt=deferred.until,
+        updated=now,
+    )
+
+
 def after_rollback(
     previous: CertificateStatus, serial: str, reason: str, now: datetime
 ) -> CertificateStatus:
@@ -184,6 +203,7 @@ class PassOutcome:
     failed: Mapping[str, AcmeError] = field(default_factory=dict)
     refused: Mapping[str, str] = field(default_factory=dict)  # name → serial rolled back
     roll: str = ""  # "" (no roll), "ok", or the roll's error
+    deferred: Mapping[str, Deferred] = field(default_factory=dict)  # over the CA's limits
 
 
 def collect_statuses(
@@ -205,6 +225,8 @@ def collect_statuses(
             record = after_issuance(record, now)
         elif spec.name in outcome.failed:
             record = after_failure(record, outcome.failed[spec.name], now)
+        elif spec.name in outcome.deferred:
+            record = over_budget(record, outcome.deferred[spec.name], now)
         if spec.name in outcome.refused:
             record = after_rollback(record, outcome.refused[spec.name], outcome.roll, now)
         elif outcome.roll and spec.name in outcome.issued:
@@ -285,6 +307,19 @@ class SwarmStatusStore:
     def save(self, records: Mapping[str, CertificateStatus]) -> None:
         notes = {name: record.to_json() for name, record in records.items()}
         self.config.write_notes(STATUS_PREFIX, notes)
+
+
+class SwarmOrderHistory:
+    """OrderHistory: one label on the status config, the last week's orders as JSON."""
+
+    def __init__(self, config: StatusConfig) -> None:
+        self.config = config
+
+    def load(self) -> list[PastOrder]:
+        return from_json(self.config.notes(ORDERS_LABEL).get("", "[]"))
+
+    def save(self, orders: Sequence[PastOrder]) -> None:
+        self.config.write_notes(ORDERS_LABEL, {"": to_json(orders)})
 
 
 class SwarmAlertMemory:

@@ -17,6 +17,7 @@ from certbotless.model import (
     CertSpec,
     Challenge,
     IssuedCert,
+    PastOrder,
     RevocationReason,
     RolloutResult,
     Route,
@@ -94,6 +95,17 @@ class FakeStatusStore:
     def save(self, records: Mapping[str, CertificateStatus]) -> None:
         self.saves += 1
         self.records = dict(records)
+
+
+@dataclass
+class FakeOrders:
+    orders: list[PastOrder] = field(default_factory=list)
+
+    def load(self) -> list[PastOrder]:
+        return list(self.orders)
+
+    def save(self, orders: Sequence[PastOrder]) -> None:
+        self.orders = list(orders)
 
 
 @dataclass
@@ -196,6 +208,7 @@ class World:
     services: FakeServices = field(default_factory=FakeServices)
     store: FakeStore = field(default_factory=FakeStore)
     statuses: FakeStatusStore = field(default_factory=FakeStatusStore)
+    orders: FakeOrders = field(default_factory=FakeOrders)
     edge: FakeEdge = field(default_factory=FakeEdge)
     issuer: FakeIssuer = field(default_factory=FakeIssuer)
 
@@ -204,6 +217,7 @@ class World:
             services=self.services,
             store=self.store,
             statuses=self.statuses,
+            orders=self.orders,
             edge=self.edge,
             lock=NoLock(),
             issuer=lambda: self.issuer,

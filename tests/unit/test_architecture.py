@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "certbotless"
 # earlier stages' modules, never a later stage's.
 STAGES = [
     {"discovery", "observe"},
-    {"planning", "acme.ari"},
+    {"planning", "budget", "acme.ari"},
     {"issuing"} | {f"acme.{p.stem}" for p in (PACKAGE / "acme").glob("*.py")} - {"acme.ari"},
     {"edge", "rollout", "edge_deploy", "deploying"},
     {"status", "garbage"},
