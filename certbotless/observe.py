@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from certbotless.discovery import EdgeNotFound, discover, find_edge_service
 from certbotless.model import (
@@ -59,7 +60,7 @@ def observe(
         found=found,
         wanted={spec.name: spec for spec in (*found.specs, *extra_specs)},
         stored=stored,
-        current=latest_per_name(stored),
+        current=latest_per_name(stored, datetime.now(UTC)),
         statuses=parts.statuses.load(),
         orders=tuple(parts.orders.load()),
     )

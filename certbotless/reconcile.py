@@ -164,7 +164,7 @@ class Reconciler:
         """Revoke the version of `name` in use, then issue and roll a new one if a label still
         wants the name (without one, nginx keeps serving the revoked certificate)."""
         with self.parts.lock.hold():
-            cert = latest_per_name(self.parts.store.inventory()).get(name)
+            cert = latest_per_name(self.parts.store.inventory(), datetime.now(UTC)).get(name)
             if cert is None:
                 raise LookupError(
                     f"no stored certificate is named {name!r}; see `certbotless list`"

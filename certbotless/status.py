@@ -221,15 +221,17 @@ def collect_statuses(
         record = described(
             previous.get(spec.name), spec, current.get(spec.name), renewals.get(spec.name)
         )
-        if spec.name in outcome.issued:
+        if spec.name in outcome.refused:
+            # Issued but refused is one failed attempt: the failures before it still count,
+            # so that rolls Swarm keeps refusing back off further each time.
+            record = after_rollback(record, outcome.refused[spec.name], outcome.roll, now)
+        elif spec.name in outcome.issued:
             record = after_issuance(record, now)
         elif spec.name in outcome.failed:
             record = after_failure(record, outcome.failed[spec.name], now)
         elif spec.name in outcome.deferred:
             record = over_budget(record, outcome.deferred[spec.name], now)
-        if spec.name in outcome.refused:
-            record = after_rollback(record, outcome.refused[spec.name], outcome.roll, now)
-        elif outcome.roll and spec.name in outcome.issued:
+        if outcome.roll and (spec.name in outcome.issued or spec.name in outcome.refused):
             record = replace(record, last_roll=f"{outcome.roll} ({now:%Y-%m-%d %H:%M} UTC)")
         records[spec.name] = record
     return records

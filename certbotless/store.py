@@ -7,7 +7,7 @@ import hashlib
 import logging
 import re
 import secrets as random_tokens
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
@@ -30,6 +30,7 @@ from certbotless.swarm import APIError, Json, Swarm
 NAME_PREFIX = "cbl-"
 MAX_OBJECT_NAME = 64
 _UNSAFE_NAME_CHARS = re.compile(r"[^a-zA-Z0-9_.-]")
+_CREATED_AT = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?")
 
 MANAGED = "certbotless.managed"
 KIND = "certbotless.kind"  # its value is an ObjectRole
@@ -124,7 +125,7 @@ class CertStore:
             )
             if cert is not None:
                 stored.append(cert)
-        return sorted(stored, key=lambda c: (c.name, c.not_after, c.config_name))
+        return sorted(stored, key=lambda c: (c.name, issuance_order(c)))
 
     def chain_pem(self, cert: StoredCert) -> bytes:
         return self.swarm.config_data(cert.config_id)
@@ -248,15 +249,26 @@ def _certificate_facts(leaf: x509.Certificate, key_type: KeyType) -> dict[str, s
     }
 
 
-def latest_per_name(stored: Iterable[StoredCert]) -> dict[str, StoredCert]:
-    """The version of each certificate to use: the newest that Swarm has not refused."""
+def issuance_order(cert: StoredCert) -> tuple[datetime, tuple[datetime, int], str]:
+    """Sort key of the versions of a certificate, oldest issued first: by notBefore, then by when
+    Swarm created it, then by name. Never by expiry: a renewal may be shorter-lived than the
+    version it replaces (another profile, another CA, shorter lifetimes)."""
+    return cert.not_before, _created_order(cert.created_at), cert.config_name
+
+
+def usable(cert: StoredCert, now: datetime) -> bool:
+    """Whether a version can be served: Swarm has not refused it and it has not expired (every
+    listed version has its key: `CertStore.inventory` skips a chain whose key is gone)."""
+    return not cert.refused and cert.not_after > now
+
+
+def latest_per_name(stored: Iterable[StoredCert], now: datetime) -> dict[str, StoredCert]:
+    """The version of each certificate to use: the newest issued that is usable, or, when every
+    version has expired, the newest issued that Swarm has not refused (it is due at once)."""
     latest: dict[str, StoredCert] = {}
-    for cert in stored:
-        if cert.refused:
-            continue
-        best = latest.get(cert.name)
-        if best is None or (cert.not_after, cert.config_name) > (best.not_after, best.config_name):
-            latest[cert.name] = cert
+    for cert in sorted(stored, key=lambda c: (usable(c, now), issuance_order(c))):
+        if not cert.refused:
+            latest[cert.name] = cert  # the last one sorted wins
     return latest
 
 
@@ -353,8 +365,9 @@ def plan_garbage(
 ) -> list[Removal]:
     """What may go: never an object that any service's current or previous spec references
     (removing what a previous spec names breaks Swarm's rollback); of each certificate the
-    newest `keep_versions`; a certificate no label wants any more only once it has been expired
-    for `keep_expired`, so an accidental label removal loses nothing."""
+    newest `keep_versions` usable versions (refused and expired ones do not count; the newest
+    usable one is always kept); an expired version only once it has been expired for
+    `keep_expired`, so a certificate whose label was removed by mistake loses nothing before."""
     objects = list(objects)
     by_id = {o.object_id: o for o in objects}
     removals: list[Removal] = []
@@ -366,21 +379,15 @@ def plan_garbage(
     versions: dict[str, list[StoredCert]] = {}
     for cert in stored:
         versions.setdefault(cert.name, []).append(cert)
-    paired: set[str] = set()
+    paired = {object_id for cert in stored for object_id in (cert.config_id, cert.secret_id)}
     for name, certs in versions.items():
-        certs.sort(key=lambda c: (c.not_after, c.created_at, c.config_name), reverse=True)
-        for index, cert in enumerate(certs):
-            paired.update((cert.config_id, cert.secret_id))
-            if cert.config_id in referenced or cert.secret_id in referenced:
-                continue
-            if name not in wanted_names and cert.not_after + keep_expired < now:
-                reason = f"{name} is no longer wanted and expired {cert.not_after:%Y-%m-%d}"
-            elif index >= keep_versions:
-                reason = f"{name}: older than the newest {keep_versions} versions"
-            else:
-                continue
-            remove(cert.config_id, reason)
-            remove(cert.secret_id, reason)
+        keep = max(keep_versions, 1)
+        for cert, reason in _surplus_versions(
+            name, certs, now, keep, keep_expired, name in wanted_names
+        ):
+            if cert.config_id not in referenced and cert.secret_id not in referenced:
+                remove(cert.config_id, reason)
+                remove(cert.secret_id, reason)
 
     confs = sorted(
         (o for o in objects if o.role == ObjectRole.NGINX_CONF),
@@ -395,6 +402,31 @@ def plan_garbage(
             if created is not None and now - created > UNPAIRED_GRACE:
                 remove(leftover.object_id, "half of a certificate (its pair is missing)")
     return removals
+
+
+def _surplus_versions(
+    name: str,
+    certs: list[StoredCert],
+    now: datetime,
+    keep: int,
+    keep_expired: timedelta,
+    wanted: bool,
+) -> Iterator[tuple[StoredCert, str]]:
+    """The versions of one certificate gc may remove, with why (references aside): all but the
+    newest `keep` usable ones, an expired one only once it has been expired for
+    `keep_expired`."""
+    newest_first = sorted(certs, key=issuance_order, reverse=True)
+    kept = [cert for cert in newest_first if usable(cert, now)][:keep]
+    for cert in newest_first:
+        if cert in kept:
+            continue
+        if cert.refused:
+            yield cert, f"{name}: Swarm refused it ({cert.refused})"
+        elif usable(cert, now):
+            yield cert, f"{name}: older than the newest {keep} usable versions"
+        elif cert.not_after + keep_expired < now:
+            unwanted = "" if wanted else " is no longer wanted and"
+            yield cert, f"{name}{unwanted} expired {cert.not_after:%Y-%m-%d}"
 
 
 def _key_type(leaf: x509.Certificate) -> KeyType:
@@ -416,6 +448,16 @@ def _ari_id_or_blank(leaf: x509.Certificate) -> str:
         return ari_cert_id(leaf)
     except (x509.ExtensionNotFound, ValueError):
         return ""
+
+
+def _created_order(text: str) -> tuple[datetime, int]:
+    """Swarm's CreatedAt as (second, nanoseconds); Go trims trailing zeros of the fraction, so
+    the text itself does not sort. Unknown: the earliest."""
+    match = _CREATED_AT.match(text)
+    if match is None:
+        return datetime.min.replace(tzinfo=UTC), 0
+    second = datetime.fromisoformat(match.group(1)).replace(tzinfo=UTC)
+    return second, int((match.group(2) or "").ljust(9, "0")[:9])
 
 
 def _parse_time(text: str) -> datetime | None:

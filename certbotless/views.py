@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from certbotless.model import Condition, Listed, RenewalFailure
 from certbotless.observe import discovered, edge_if_any
 from certbotless.seams import CertificateStore, EdgeDeployer, ServiceSource, StatusStore
@@ -19,7 +21,7 @@ def listing(
     """Each certificate's version in use, and its status record; a certificate that never got
     a version is listed while it is failing."""
     seen = services.services()
-    current = latest_per_name(store.inventory())
+    current = latest_per_name(store.inventory(), datetime.now(UTC))
     records = statuses.load()
     wanted = {spec.name for spec in discovered(settings, seen, None).specs}
     edge_name = edge_if_any(settings, seen)
@@ -44,5 +46,5 @@ def rendered(
     seen = services.services()
     edge_name = edge_if_any(settings, seen)
     found = discovered(settings, seen, edge_name)
-    current = latest_per_name(store.inventory())
+    current = latest_per_name(store.inventory(), datetime.now(UTC))
     return edge.render(edge_name, found.routes, current, [spec.name for spec in found.specs])

@@ -124,7 +124,7 @@ def test_own_nginx_conf_gets_snippets_certificates_and_placeholders(
     assert HOST in report.issued and "later" in report.failed, report
     assert report.rolled and report.rollout_error is None, report
 
-    issued = latest_per_name(CertStore(swarm).inventory())[HOST]
+    issued = latest_per_name(CertStore(swarm).inventory(), datetime.now(UTC))[HOST]
     served = ServedCertificates("127.0.0.1", PORT)
     served.wait_until_serving({HOST: issued.serial}, time.monotonic() + 30)
     placeholder_serial = next(iter(served.serials(LATER).values()))

@@ -210,7 +210,7 @@ def test_update_out_of_sequence_is_retried_without_losing_the_other_change(
 def test_a_roll_swarm_refuses_is_rolled_back_and_reported(
     issuer: AcmeIssuer, store: CertStore, rolltest: None
 ) -> None:
-    good = latest_per_name(store.inventory())
+    good = latest_per_name(store.inventory(), datetime.now(UTC))
     serving = {host: good[host].serial for host in HOSTS}
     a_new, b_new = (issuer.issue(CertSpec(h, (h,))) for h in HOSTS)
     # A chain with someone else's key: nginx -t with stand-ins passes, the real nginx cannot start.
@@ -263,6 +263,61 @@ def test_gc_keeps_what_current_and_previous_specs_reference(
             break
         time.sleep(0.5)
     assert state == "rollback_completed", json.dumps(status)
+
+
+def test_gc_after_refused_rolls_keeps_the_only_usable_version(
+    issuer: AcmeIssuer, store: CertStore, rolltest: None, figure: Any
+) -> None:
+    """Issue 14, item 2 (reproduced on main): two rolls Swarm refuses leave two refused versions
+    newer than the one in use. Once no spec names that one (here two updates of the edge that
+    drop certbotless's references, as `docker stack deploy` does), gc with KEEP_VERSIONS=1
+    removed it, the only usable version. Refused versions do not count: they go, it stays."""
+    swarm = Swarm()
+    good = {c.name: c for c in issue_and_store(issuer, store, *HOSTS)}
+    roll_to(store, good)
+    refused = []
+    for _ in range(2):
+        a_new, b_new = (issuer.issue(CertSpec(h, (h,))) for h in HOSTS)
+        broken = store.save(IssuedCert(a_new.spec, a_new.fullchain_pem, b_new.key_pem))
+        with pytest.raises(RolledBack):
+            roll_to(store, {**good, HOSTS[0]: broken})
+        store.mark_refused(broken, "Swarm rolled back the update (swarm test)")
+        refused.append(broken)
+    usable = good[HOSTS[0]]
+    in_use = latest_per_name(store.inventory(), datetime.now(UTC))[HOSTS[0]]
+    assert in_use.config_id == usable.config_id
+    # Neither the spec nor the previous spec names roll-a's versions any more.
+    roll_to(store, {HOSTS[1]: good[HOSTS[1]]})
+    docker("service", "update", "--detach", "--label-add", "cbl-test=dropped", SERVICE)
+    referenced = swarm.referenced_object_ids()
+    assert not {usable.config_id, usable.secret_id, *(c.config_id for c in refused)} & referenced
+    env = {**os.environ, "CERTBOTLESS_GC_KEEP_VERSIONS": "1", "CERTBOTLESS_SELF_CHECK": "false",
+           "CERTBOTLESS_LOCK_FILE": "/tmp/cbl-gc-test.lock"}  # fmt: skip
+    dry = subprocess.run(
+        [".venv/bin/certbotless", "gc", "--dry-run"], env=env, capture_output=True, text=True
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert f"would remove config {usable.config_name} " not in dry.stdout, dry.stdout
+    assert f"would remove secret {usable.secret_name} " not in dry.stdout, dry.stdout
+    for cert in refused:
+        assert f"would remove config {cert.config_name} " in dry.stdout, dry.stdout
+    refused_ids = {object_id for c in refused for object_id in (c.config_id, c.secret_id)}
+    for wanted in (set(), set(HOSTS)):  # whether or not a label still asks for roll-a
+        doomed = plan_garbage(
+            store.inventory(), store.collectable_objects(), referenced, wanted,
+            datetime.now(UTC), 1, timedelta(0),
+        )  # fmt: skip
+        removed = {r.target.object_id for r in doomed}
+        assert not {usable.config_id, usable.secret_id} & removed
+        assert refused_ids <= removed
+    for removal in doomed:
+        if removal.target.object_id in refused_ids:
+            store.remove(removal.target)
+    # What gc kept still rolls and serves.
+    roll_to(store, good)
+    assert set(served().serials(HOSTS[0]).values()) == {usable.serial}
+    figure("gc after 2 refused rolls, KEEP_VERSIONS=1, no spec naming the version in use: "
+           "the usable version kept, the 2 refused ones removed")  # fmt: skip
 
 
 def test_the_edge_image_checks_the_real_files_before_any_roll(

@@ -402,6 +402,32 @@ def test_a_restarted_sidecar_keeps_each_failures_count_and_next_attempt(
         docker("service", "rm", "cbl-held-app", check=False)
 
 
+def test_a_stack_deploy_of_the_edge_gets_its_certificates_back_within_seconds(
+    served: HttpsAnswer, edge_env: dict[str, str], pebble_root: str
+) -> None:
+    """`docker stack deploy` of the edge (to change anything in the stack file) puts back the
+    stack's nginx spec, without the certificates certbotless mounted: the sidecar sees the
+    update and re-attaches them."""
+    nginx = f"{EDGE_STACK}_nginx"
+    began = time.monotonic()
+    deploy_edge(edge_env)
+    configs = json.loads(docker("service", "inspect", nginx, "--format",
+                                "{{json .Spec.TaskTemplate.ContainerSpec.Configs}}"))  # fmt: skip
+    assert not any(c["ConfigName"].startswith("cbl-") for c in configs or []), "what a deploy does"
+    deadline = began + 60
+    while True:
+        try:
+            if https_get(DEMO_HOST, pebble_root).serial == served.serial:
+                break
+        except OSError:
+            pass  # nothing served for the host yet
+        assert time.monotonic() < deadline, sidecar_logs()
+        time.sleep(0.2)
+    took = time.monotonic() - began
+    print(f"docker stack deploy of the edge → its certificates served again: {took:.1f} s")
+    assert took < 15, took
+
+
 def test_sigterm_abandons_orders_cleanly_and_the_next_task_finishes_the_work(
     served: HttpsAnswer, figure: Callable[[str], None]
 ) -> None:

@@ -17,6 +17,8 @@ from certbotless.model import (
     CertSpec,
     Challenge,
     IssuedCert,
+    ObjectKind,
+    ObjectRole,
     PastOrder,
     RevocationReason,
     RolloutResult,
@@ -41,16 +43,20 @@ class FakeServices:
 
 @dataclass
 class FakeStore:
-    """Stores each issued certificate as a version valid 90 days from `now`."""
+    """Stores each issued certificate as a version valid `lifetime` from `now`, as a chain config
+    and a key secret. Like the real store, refused versions stay listed (marked) and only gc
+    removes objects; a version whose chain or key is gone is not listed."""
 
-    now: datetime = datetime(2026, 12, 1, tzinfo=UTC)
+    now: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
+    lifetime: timedelta = timedelta(days=90)
     versions: list[StoredCert] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # config IDs
     removed: list[str] = field(default_factory=list)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def inventory(self) -> list[StoredCert]:
-        return [cert for cert in self.versions if cert.config_id not in self.refused]
+        gone = set(self.removed)
+        return [c for c in self.versions if not {c.config_id, c.secret_id} & gone]
 
     def save(self, issued: IssuedCert) -> StoredCert:
         number = next(self._ids)
@@ -59,23 +65,36 @@ class FakeStore:
             domains=issued.spec.domains,
             serial=f"{number:04x}",
             not_before=self.now,
-            not_after=self.now + timedelta(days=90),
+            not_after=self.now + self.lifetime,
             key_type=issued.spec.key_type,
             config_name=f"cbl-{issued.spec.name}-{number}",
             config_id=f"config-{number}",
             secret_name=f"cbl-{issued.spec.name}-{number}",
             secret_id=f"secret-{number}",
             directory_url=issued.directory_url,
-            created_at=f"{self.now.isoformat()}#{number:06d}",
+            # Swarm's CreatedAt: later for each version saved, even within one second.
+            created_at=(self.now + timedelta(microseconds=number)).isoformat(),
         )
         self.versions.append(cert)
         return cert
 
     def mark_refused(self, cert: StoredCert, reason: str) -> None:
         self.refused.append(cert.config_id)
+        self.versions = [replace(c, refused=reason) if c == cert else c for c in self.versions]
 
     def collectable_objects(self) -> list[StoredObject]:
-        return []
+        gone = set(self.removed)
+        objects = []
+        for cert in self.versions:
+            for kind, object_id, role in (
+                (ObjectKind.CONFIG, cert.config_id, ObjectRole.CHAIN),
+                (ObjectKind.SECRET, cert.secret_id, ObjectRole.KEY),
+            ):
+                if object_id not in gone:
+                    objects.append(
+                        StoredObject(kind, object_id, cert.config_name, cert.created_at, role)
+                    )
+        return objects
 
     def remove(self, target: StoredObject) -> None:
         self.removed.append(target.object_id)
@@ -111,9 +130,12 @@ class FakeOrders:
 @dataclass
 class FakeEdge:
     """Rolls whenever the mounted versions change; `roll_back_next` makes the next roll one that
-    Swarm rolls back."""
+    Swarm rolls back. Like Swarm, it remembers the previous spec: after a roll the spec before
+    it, after a rollback the spec it refused."""
 
-    mounted: frozenset[str] = frozenset()
+    mounted: frozenset[str] = frozenset()  # chain config IDs
+    references: frozenset[str] = frozenset()  # chains and keys the spec names
+    previous_references: frozenset[str] = frozenset()
     rolls: int = 0
     roll_back_next: bool = False
 
@@ -125,14 +147,18 @@ class FakeEdge:
         wanted_names: Iterable[str],
         progress: object,
     ) -> RolloutResult:
-        wanted = frozenset(current[name].config_id for name in wanted_names if name in current)
+        certs = [current[name] for name in wanted_names if name in current]
+        wanted = frozenset(cert.config_id for cert in certs)
+        references = frozenset(i for cert in certs for i in (cert.config_id, cert.secret_id))
         if wanted == self.mounted:
             return RolloutResult(changed=False)
         if self.roll_back_next:
             self.roll_back_next = False
+            self.previous_references = references
             refused = RolledBack(f"{edge}: Swarm rolled the update back")
             refused.rotated = tuple(wanted - self.mounted)
             raise refused
+        self.previous_references, self.references = self.references, references
         self.mounted, self.rolls = wanted, self.rolls + 1
         return RolloutResult(changed=True, seconds=0.1)
 
@@ -141,10 +167,10 @@ class FakeEdge:
         return "".join(f"server {name}\n" for name in sorted(current))
 
     def mounted_object_ids(self, edge: str) -> set[str] | None:
-        return set(self.mounted)
+        return set(self.references)
 
     def referenced_object_ids(self) -> set[str]:
-        return set(self.mounted)
+        return set(self.references | self.previous_references)
 
 
 @dataclass
@@ -239,3 +265,15 @@ class World:
                     not_after=c.not_after - timedelta(days=days))
             for c in self.store.versions
         ]  # fmt: skip
+
+    def wait(self, delta: timedelta) -> None:
+        """`delta` passes for the status records: their failures and next attempts move back."""
+
+        def earlier(when: datetime | None) -> datetime | None:
+            return None if when is None else when - delta
+
+        self.statuses.records = {
+            name: replace(r, last_failure=earlier(r.last_failure),
+                          next_attempt=earlier(r.next_attempt))
+            for name, r in self.statuses.records.items()
+        }  # fmt: skip

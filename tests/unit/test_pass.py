@@ -10,6 +10,7 @@ from certbotless.acme.errors import ValidationFailed
 from certbotless.model import Condition, FailureReason, PassReport, PassRequest, ServiceInfo
 from certbotless.reconcile import Reconciler
 from certbotless.settings import Settings
+from certbotless.status import retry_delay
 from tests.unit.fakes import World
 
 HOST = "app.example.test"
@@ -125,3 +126,73 @@ def test_a_changed_request_is_not_held_back_by_the_old_ones_failures(world: Worl
     assert (record.condition, record.failures, record.domains) == (
         Condition.READY, 0, (HOST, f"www.{HOST}"),
     )  # fmt: skip
+
+
+def test_rolls_swarm_keeps_refusing_back_off_further_each_time(world: World) -> None:
+    """Issue 14, item 2: a refused roll is a failed attempt like any other, so its back-off
+    grows (before, each issuance reset the count, and the name was ordered every 5 minutes)."""
+    passes, minutes_apart = 10, 5
+    for _ in range(passes):
+        world.edge.roll_back_next = True
+        run(world)
+        world.wait(timedelta(minutes=minutes_apart))
+    record = world.statuses.records[HOST]
+    orders = len(world.issuer.ordered)
+    # Each failure waits retry_delay(failures), stretched by up to its jitter; count what fits
+    # into the passes' span either way.
+    spacing = timedelta(minutes=minutes_apart)
+
+    def fitting(jitter: float) -> int:
+        count, at = 0, timedelta(0)
+        while at < passes * spacing:
+            count += 1
+            at += -(-retry_delay(count, jitter) // spacing) * spacing  # the first pass after it
+        return count
+
+    assert fitting(0.999) <= orders <= fitting(0.0) and orders < passes / 2, orders
+    assert record.failures == orders
+    assert record.reason is FailureReason.ROLLED_BACK and len(record.refused) == orders
+    assert record.next_attempt is not None and record.last_failure is not None
+    waited = record.next_attempt - record.last_failure
+    assert retry_delay(orders) <= waited <= retry_delay(orders, 0.999)
+    assert world.edge.rolls == 0 and "rolled the update back" in record.last_roll
+
+
+def test_gc_after_refused_rolls_keeps_the_only_usable_version(world: World) -> None:
+    """Issue 14, item 2: refused versions do not count toward KEEP_VERSIONS, so gc keeps the
+    newest usable version even when no spec names it (here after `docker stack deploy` replaced
+    the edge's spec), and the next pass mounts it again instead of ordering anew."""
+    run(world)
+    (usable,) = world.store.versions
+    world.age(days=61)  # due for renewal
+    for _ in range(2):
+        world.edge.roll_back_next = True
+        run(world)
+        world.wait(timedelta(hours=1))
+    assert len(world.store.refused) == 2
+    world.edge.references = world.edge.previous_references = frozenset()
+    world.edge.mounted = frozenset()
+    keep_one = Settings(gc_keep_versions=1)
+    removed = Reconciler(keep_one, world.parts()).collect_garbage(dry_run=False)
+    assert {r.target.object_id for r in removed} == {
+        i for c in world.store.versions if c.refused for i in (c.config_id, c.secret_id)
+    }
+    assert [c.config_id for c in world.store.inventory()] == [usable.config_id]
+    world.issuer.failing[HOST] = ValidationFailed("the CA is down for this test")
+    report = Reconciler(keep_one, world.parts()).run_pass(QUIET)
+    assert report.rolled and world.edge.mounted == {usable.config_id}
+    assert [c.serial for c in report.certificates] == [usable.serial]
+
+
+def test_a_shorter_lived_renewal_is_current_and_not_ordered_again(world: World) -> None:
+    """Issue 14, item 1: the version in use is the newest issued, not the longest-lived. A
+    renewal with a shorter lifetime (another profile or CA) is rolled once and stays."""
+    run(world)
+    world.age(days=61)  # the 90-day version is due
+    world.store.lifetime = timedelta(days=6)  # e.g. the `shortlived` profile
+    for _ in range(5):
+        run(world)
+    short = world.store.versions[1]
+    assert world.issuer.ordered == [HOST, HOST] and world.edge.rolls == 2
+    assert world.edge.mounted == {short.config_id}
+    assert world.statuses.records[HOST].serial == short.serial

@@ -12,7 +12,7 @@ ISSUED = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def current(*certs: StoredCert) -> dict[str, StoredCert]:
-    return latest_per_name(list(certs))
+    return latest_per_name(list(certs), ISSUED)
 
 
 def test_new_certificate_is_planned() -> None:
@@ -66,7 +66,7 @@ def test_changed_domains_or_key_type_or_force_reissue() -> None:
 def test_latest_version_wins() -> None:
     old = stored_cert(issued=ISSUED, version="1")
     new = stored_cert(issued=ISSUED + timedelta(days=30), version="2")
-    assert latest_per_name([new, old])["app.example.test"] is new
+    assert latest_per_name([new, old], ISSUED)["app.example.test"] is new
 
 
 def test_edge_mounts_conf_and_only_routed_certificates() -> None:

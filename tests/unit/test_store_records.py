@@ -29,6 +29,7 @@ from certbotless.store import (
     CERT_NOT_AFTER,
     CERT_SERIAL,
     certificate_labels,
+    issuance_order,
     latest_per_name,
     plan_garbage,
     read_stored_cert,
@@ -103,10 +104,10 @@ def test_certificates_certbotless_cannot_use_are_skipped_not_fatal() -> None:
 
 def test_a_version_swarm_refused_is_never_current() -> None:
     old, new = versions("a.example.test", 2)
-    assert latest_per_name([old, new])["a.example.test"] is new
+    assert latest_per_name([old, new], NOW)["a.example.test"] is new
     refused = replace(new, refused="2026-11-24 10:00 UTC: Swarm rolled back the update")
-    assert latest_per_name([old, refused])["a.example.test"] is old
-    assert latest_per_name([refused]) == {}, "with no usable version, the name is issued anew"
+    assert latest_per_name([old, refused], NOW)["a.example.test"] is old
+    assert latest_per_name([refused], NOW) == {}, "with no usable version, the name is issued anew"
 
 
 def test_status_records_round_trip_through_a_label() -> None:
@@ -239,3 +240,81 @@ def test_ip_address_certificates_list_their_addresses() -> None:
     assert cert is not None
     assert cert.domains == ("192.0.2.10", "shop.example.test"), "the labels' order is kept"
     assert not any(m.startswith(CERT_DOMAINS) for m in cert.mismatches)
+
+
+DAY = timedelta(days=1)
+
+
+def version(issued: datetime, lifetime: timedelta, tag: str, refused: str = "") -> StoredCert:
+    cert = stored_cert(name="a.example.test", domains=("a.example.test",), issued=issued,
+                       lifetime=lifetime, version=tag)  # fmt: skip
+    return replace(cert, created_at=issued.isoformat(), refused=refused)
+
+
+def test_the_version_in_use_is_the_newest_issued_even_when_it_expires_sooner() -> None:
+    """Issue 14, item 1: a renewal shorter-lived than what it replaces is the one in use."""
+    long_lived = version(NOW, 90 * DAY, "90d")
+    short_renewal = version(NOW + 60 * DAY, 6 * DAY, "6d")
+    now = NOW + 61 * DAY
+    assert latest_per_name([short_renewal, long_lived], now)["a.example.test"] is short_renewal
+    assert sorted([short_renewal, long_lived], key=issuance_order) == [long_lived, short_renewal]
+
+
+def test_versions_issued_in_the_same_second_are_ordered_by_when_swarm_created_them() -> None:
+    """Swarm's CreatedAt has its fraction trimmed ("…00.1Z" is after "…00.12Z" as text)."""
+    first = replace(version(NOW, 90 * DAY, "zz"), created_at="2026-11-23T12:00:00.1Z")
+    second = replace(version(NOW, 90 * DAY, "aa"), created_at="2026-11-23T12:00:00.12Z")
+    assert latest_per_name([second, first], NOW)["a.example.test"] is second
+    assert latest_per_name([first, second], NOW)["a.example.test"] is second
+
+
+def test_an_expired_newest_version_gives_way_to_a_valid_older_one() -> None:
+    older = version(NOW, 90 * DAY, "old")
+    expired = version(NOW + 10 * DAY, 2 * DAY, "expired")
+    assert latest_per_name([older, expired], NOW + 20 * DAY)["a.example.test"] is older
+    # With nothing valid left, the newest issued is still the one in use (and due at once).
+    assert latest_per_name([older, expired], NOW + 100 * DAY)["a.example.test"] is expired
+
+
+def gc_of(certs: list[StoredCert], now: datetime, keep: int, wanted: bool = True) -> set[str]:
+    """The config IDs gc removes, nothing referenced."""
+    names = {"a.example.test"} if wanted else set()
+    removals = plan_garbage(certs, objects_of(certs), set(), names, now, keep, timedelta(0))
+    removed = {r.target.object_id for r in removals}
+    pairs = {i for c in certs if c.config_id in removed for i in (c.config_id, c.secret_id)}
+    assert removed == pairs, "chain and key go together"
+    return {c.config_id for c in certs if c.config_id in removed}
+
+
+def test_refused_versions_do_not_count_toward_the_versions_kept() -> None:
+    """Issue 14, item 2 (reproduced): two refused versions newer than the one in use, and
+    KEEP_VERSIONS=1, made gc remove the only usable version."""
+    usable = version(NOW, 90 * DAY, "usable")
+    refused = [
+        version(NOW + i * DAY, 90 * DAY, f"refused{i}", refused="Swarm rolled back the update")
+        for i in (60, 61)
+    ]
+    removed = gc_of([usable, *refused], NOW + 62 * DAY, keep=1)
+    assert removed == {c.config_id for c in refused}
+    removals = plan_garbage([usable, *refused], objects_of([usable, *refused]), set(),
+                            {"a.example.test"}, NOW + 62 * DAY, 1, timedelta(0))  # fmt: skip
+    assert all("Swarm refused it" in r.reason for r in removals)
+
+
+def test_gc_keeps_the_newest_issued_version_not_the_longest_lived() -> None:
+    long_lived = version(NOW, 90 * DAY, "90d")
+    renewals = [version(NOW + d * DAY, 6 * DAY, f"6d-{d}") for d in (60, 64)]
+    removed = gc_of([long_lived, *renewals], NOW + 65 * DAY, keep=1)
+    assert removed == {long_lived.config_id, renewals[0].config_id}
+
+
+def test_expired_versions_do_not_count_toward_the_versions_kept() -> None:
+    usable = version(NOW, 90 * DAY, "usable")
+    expired = [version(NOW + d * DAY, DAY, f"expired{d}") for d in (50, 52)]
+    assert gc_of([usable, *expired], NOW + 60 * DAY, keep=1) == {c.config_id for c in expired}
+
+
+def test_the_newest_usable_version_is_kept_whatever_the_setting() -> None:
+    old, new = version(NOW, 90 * DAY, "old"), version(NOW + DAY, 90 * DAY, "new")
+    assert gc_of([old, new], NOW + 2 * DAY, keep=0) == {old.config_id}
+    assert gc_of([old, new], NOW + 2 * DAY, keep=0, wanted=False) == {old.config_id}
