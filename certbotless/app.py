@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 from josepy.jwk import JWK
 
@@ -32,8 +33,11 @@ class App:
     def __init__(
         self, settings: Settings, swarm: Swarm | None = None, issuer: AcmeIssuer | None = None
     ) -> None:
-        self.settings = settings
         self.swarm = swarm or Swarm()
+        if settings.own_service is None:
+            # Its stack is where certbotless takes the `certbotless.edge` label from.
+            settings = replace(settings, own_service=self.swarm.own_service_name())
+        self.settings = settings
         self.store = CertStore(self.swarm)
         status_config = StatusConfig(self.swarm)
         self.statuses = SwarmStatusStore(status_config)

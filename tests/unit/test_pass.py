@@ -18,9 +18,11 @@ HOST = "app.example.test"
 @pytest.fixture
 def world() -> World:
     world = World()
-    world.services.listed.append(
-        ServiceInfo("edge_nginx", {"certbotless.edge": "true"}, ("net",), ("certbotless-edge",))
-    )
+    world.services.listed += [
+        ServiceInfo("edge_nginx", {"certbotless.edge": "true"}, ("net",), ("certbotless-edge",),
+                    stack="edge"),
+        ServiceInfo("edge_certbotless", {}, ("net",), ("certbotless-edge",), stack="edge"),
+    ]  # fmt: skip
     world.label("app", HOST)
     return world
 
@@ -29,7 +31,7 @@ QUIET = PassRequest(progress=lambda line: None)
 
 
 def run(world: World, request: PassRequest = QUIET) -> PassReport:
-    return Reconciler(Settings(), world.parts()).run_pass(request)
+    return Reconciler(Settings(own_service="edge_certbotless"), world.parts()).run_pass(request)
 
 
 def test_a_new_certificate_is_ordered_stored_rolled_and_ready(world: World) -> None:
