@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from dataclasses import replace
 
 from josepy.jwk import JWK
 
@@ -40,8 +41,14 @@ class App:
     def __init__(
         self, settings: Settings, swarm: Swarm | None = None, issuer: AcmeIssuer | None = None
     ) -> None:
+        self.swarm = swarm or Swarm()
+        if settings.own_service is None:
+            # Its stack is where certbotless takes the `certbotless.edge` label from.
+            settings = replace(settings, own_service=self.swarm.own_service_name())
+        # The one-off jobs' owner: the sidecar's service, so a restarted task cleans up after
+        # the one before it.
+        self.swarm.owner = settings.own_service or self.swarm.owner
         self.settings = settings
-        self.swarm = swarm or Swarm(owner=settings.own_service or "")
         self.store = CertStore(self.swarm)
         status_config = StatusConfig(self.swarm)
         self.statuses = SwarmStatusStore(status_config)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import idna
@@ -64,6 +65,7 @@ RESERVED_PATHS = (CHALLENGE_PREFIX, INTERNAL_LOCATION)
 _TIME_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
 MAX_TIMEOUT_MS = 86_400_000  # one day
 _TRUE = {"true", "yes", "1", "on"}
+_DAWN = datetime.min.replace(tzinfo=UTC)
 _FALSE = {"false", "no", "0", "off"}
 
 
@@ -76,26 +78,33 @@ class _Invalid(Exception):
 _InvalidFactory = Callable[[str, str], _Invalid]
 
 
+@dataclass(frozen=True)
+class _Claim:
+    """A certificate one service asks for, and the label that asks (for its problem)."""
+
+    service: ServiceInfo
+    label: str
+    spec: CertSpec
+
+
 def discover(
     services: Iterable[ServiceInfo], edge: str | None = None, routing: bool = True
 ) -> Discovery:
     """Routes and certificates from the labels of `services`. With `edge` (the nginx service's
     name), a service that shares no network with it is reported instead of routed. Without
-    `routing` (the operator writes nginx.conf), `certbotless.port` is not needed."""
-    services = sorted(services, key=lambda s: s.name)
+    `routing` (the operator writes nginx.conf), `certbotless.port` is not needed.
+
+    Oldest service first: a certificate name, a host+path and a host's HSTS belong to the
+    service that claimed them first, so a newer service can be refused but never changes them."""
+    services = sorted(services, key=claim_order)
     edge_info = next((s for s in services if s.name == edge), None)
     routes: list[Route] = []
-    specs: dict[str, CertSpec] = {}
+    claims: list[_Claim] = []
     problems: list[LabelProblem] = []
     for service in services:
-        for label, value in sorted(service.labels.items()):
-            if label.startswith(CERTIFICATE_PREFIX):
-                try:
-                    spec = _parse_certificate_label(service, label, value)
-                except _Invalid as invalid:
-                    problems.append(invalid.problem)
-                    continue
-                specs[spec.name] = _merge(specs.get(spec.name), spec)
+        if edge is not None and service.name != edge and labelled_edge(service):
+            problems.append(_edge_label_problem(service, edge))
+        claims += _certificate_claims(service, problems)
         if DOMAINS not in service.labels:
             continue
         try:
@@ -109,68 +118,251 @@ def discover(
         except _Invalid as invalid:
             problems.append(invalid.problem)
             continue
-        specs[spec.name] = _merge(specs.get(spec.name), spec)
-    routes, conflicts = _without_conflicts(routes)
+        claims.append(_Claim(service, DOMAINS, spec))
+    specs, refused, refusals = _settle_certificates(claims)
+    routes = [route for route in routes if route.service not in refused]
+    routes, conflicts = _first_claim_per_path(routes)
+    routes, host_options = _host_options_of_their_owner(routes, {s.name: s for s in services})
     routes, extra_addresses = _one_ip_address(routes)
     return Discovery(
         routes=tuple(routes),
-        specs=tuple(specs.values()),
-        problems=tuple(problems + conflicts + extra_addresses + _hsts_beside_plain_http(routes)),
+        specs=tuple(specs),
+        problems=tuple(problems + refusals + conflicts + host_options + extra_addresses),
     )
 
 
-def _merge(existing: CertSpec | None, spec: CertSpec) -> CertSpec:
-    """Services naming the same certificate share it: the union of their domains."""
-    if existing is None:
-        return spec
-    domains = tuple(dict.fromkeys((*existing.domains, *spec.domains)))
-    return CertSpec(existing.name, domains, existing.key_type, existing.profile)
+def claim_order(service: ServiceInfo) -> tuple[bool, datetime, str]:
+    """Oldest first by Swarm's CreatedAt; a service of unknown age after every dated one; ties
+    by name."""
+    return (service.created_at is None, service.created_at or _DAWN, service.name)
 
 
-def _without_conflicts(routes: list[Route]) -> tuple[list[Route], list[LabelProblem]]:
-    """Two services on the same host and path: neither is routed there until one moves."""
-    claims: dict[tuple[str, str], list[str]] = {}
+def _same_owner(one: ServiceInfo, other: ServiceInfo) -> bool:
+    """Services of one stack are one team's: they may share certificates and hosts."""
+    return one.name == other.name or (bool(one.stack) and one.stack == other.stack)
+
+
+def _owner_words(owner: ServiceInfo) -> str:
+    return f"{owner.name} (stack {owner.stack})" if owner.stack else owner.name
+
+
+def _edge_label_problem(service: ServiceInfo, edge: str | None) -> LabelProblem:
+    return LabelProblem(
+        service.name,
+        EDGE,
+        service.labels[EDGE],
+        f"ignored: the edge is {edge or 'not found'}, either CERTBOTLESS_NGINX_SERVICE or the "
+        "service labelled so in certbotless's own stack; remove this label",
+    )
+
+
+def _certificate_claims(service: ServiceInfo, problems: list[LabelProblem]) -> list[_Claim]:
+    claims = []
+    for label, value in sorted(service.labels.items()):
+        if label.startswith(CERTIFICATE_PREFIX):
+            try:
+                spec = _parse_certificate_label(service, label, value)
+            except _Invalid as invalid:
+                problems.append(invalid.problem)
+                continue
+            claims.append(_Claim(service, label, spec))
+    return claims
+
+
+def _settle_certificates(
+    claims: list[_Claim],
+) -> tuple[list[CertSpec], set[str], list[LabelProblem]]:
+    """Each name is its first claimant's. Its stack's later claimants add their domains when
+    they ask for the same key type and profile; another stack's only share it as it is. A
+    certificate names a host only if no other stack claimed that host first. Returns the specs,
+    the services whose own route's certificate was refused (not routed either), the refusals."""
+    host_owner: dict[str, _Claim] = {}
+    by_name: dict[str, list[_Claim]] = {}
+    for claim in claims:  # oldest first
+        for host in claim.spec.domains:
+            host_owner.setdefault(host, claim)
+        by_name.setdefault(claim.spec.name, []).append(claim)
+    specs, refused, problems = [], set(), []
+    for name_claims in by_name.values():
+        spec, refusals = _settle_name(name_claims, host_owner)
+        if spec is not None:
+            specs.append(spec)
+        for claim, problem in refusals:
+            problems.append(problem)
+            if claim.label == DOMAINS:
+                refused.add(claim.service.name)
+    return specs, refused, problems
+
+
+_Refusal = tuple[_Claim, LabelProblem]
+
+
+def _settle_name(
+    claims: list[_Claim], host_owner: dict[str, _Claim]
+) -> tuple[CertSpec | None, list[_Refusal]]:
+    owner: _Claim | None = None
+    spec: CertSpec | None = None
+    strangers: list[_Claim] = []
+    refusals: list[_Refusal] = []
+    for claim in claims:
+        if owner is not None and not _same_owner(claim.service, owner.service):
+            strangers.append(claim)
+            continue
+        problem = _host_taken(claim, host_owner) or _options_differ(claim, owner, spec)
+        if problem is not None:
+            refusals.append((claim, problem))
+        elif owner is None or spec is None:
+            owner, spec = claim, claim.spec
+        else:
+            spec = replace(spec, domains=tuple(dict.fromkeys((*spec.domains, *claim.spec.domains))))
+    for claim in strangers:
+        assert owner is not None and spec is not None
+        if not _asks_nothing_more(claim.spec, spec):
+            refusals.append((claim, _name_taken(claim, owner, spec)))
+    return spec, refusals
+
+
+def _asks_nothing_more(asked: CertSpec, spec: CertSpec) -> bool:
+    return set(asked.domains) <= set(spec.domains) and (asked.key_type, asked.profile) == (
+        spec.key_type, spec.profile,
+    )  # fmt: skip
+
+
+def _claim_problem(claim: _Claim, label: str, message: str) -> LabelProblem:
+    return LabelProblem(claim.service.name, label, claim.service.labels.get(label, ""), message)
+
+
+def _host_taken(claim: _Claim, host_owner: dict[str, _Claim]) -> LabelProblem | None:
+    for host in claim.spec.domains:
+        first = host_owner[host]
+        if _same_owner(first.service, claim.service):
+            continue
+        fix = (
+            f"to serve a path on {host}, set {NAME}={first.spec.name} to share that certificate "
+            f"as it is; or drop {host}"
+            if claim.label == DOMAINS
+            else f"drop {host} from it"
+        )
+        return _claim_problem(
+            claim,
+            claim.label,
+            f"{host} belongs to {_owner_words(first.service)}, another stack's service that "
+            f"claimed it first, so no certificate of this service may name it; {fix}",
+        )
+    return None
+
+
+def _options_differ(
+    claim: _Claim, owner: _Claim | None, spec: CertSpec | None
+) -> LabelProblem | None:
+    if owner is None or spec is None:
+        return None
+    label = KEY_TYPE if claim.spec.key_type != spec.key_type else PROFILE
+    if claim.spec.profile == spec.profile and label == PROFILE:
+        return None
+    return _claim_problem(
+        claim,
+        label,
+        f"certificate {spec.name} is {owner.service.name}'s, with {KEY_TYPE} "
+        f"{spec.key_type.value} and {PROFILE} {spec.profile or '(none)'}; services of one stack "
+        f"share a certificate only when these agree: set them alike, or choose another {NAME}",
+    )
+
+
+def _name_taken(claim: _Claim, owner: _Claim, spec: CertSpec) -> LabelProblem:
+    label = claim.label if claim.label != DOMAINS or NAME not in claim.service.labels else NAME
+    return _claim_problem(
+        claim,
+        label,
+        f"certificate {spec.name} belongs to {_owner_words(owner.service)}, another stack's "
+        f"service that claimed it first; another stack may only share it as it is "
+        f"({', '.join(spec.domains)}, {spec.key_type.value}"
+        f"{', profile ' + spec.profile if spec.profile else ''}): choose another {NAME}",
+    )
+
+
+def _first_claim_per_path(routes: list[Route]) -> tuple[list[Route], list[LabelProblem]]:
+    """A host+path is its first claimant's; a later one is not routed there."""
+    first: dict[tuple[str, str], str] = {}
+    kept, problems = [], []
+    for route in routes:  # oldest first
+        hosts = []
+        for host in route.hosts:
+            owner = first.setdefault((host, route.path), route.service)
+            if owner == route.service:
+                hosts.append(host)
+                continue
+            problems.append(
+                LabelProblem(route.service, DOMAINS, host,
+                             f"{host}{route.path} is {owner}'s, which claimed it first; this "
+                             f"service is not routed there until it changes {PATH} or {DOMAINS}")
+            )  # fmt: skip
+        if hosts:
+            kept.append(replace(route, hosts=tuple(hosts)))
+    return kept, problems
+
+
+def _host_options_of_their_owner(
+    routes: list[Route], services: dict[str, ServiceInfo]
+) -> tuple[list[Route], list[LabelProblem]]:
+    """HSTS is sent per host, so the host's first route and its stack decide it: another
+    stack's route there that would turn it on (hsts=true) or that browsers would refuse under
+    it (redirect=false) is not routed there. Within the stack, a plain-HTTP route turns HSTS off
+    for the host, and that is reported."""
+    by_host: dict[str, list[Route]] = {}
     for route in routes:
         for host in route.hosts:
-            claims.setdefault((host, route.path), []).append(route.service)
-    contested = {key: names for key, names in claims.items() if len(set(names)) > 1}
-    problems = [
-        LabelProblem(
-            name,
-            DOMAINS,
-            host,
-            f"{host}{path} is also claimed by {', '.join(n for n in names if n != name)}; "
-            f"neither is routed there until one of them changes {PATH} or {DOMAINS}",
-        )
-        for (host, path), names in contested.items()
-        for name in names
-    ]
+            by_host.setdefault(host, []).append(route)
+    refused: set[tuple[str, str]] = set()
+    problems: list[LabelProblem] = []
+    for host, host_routes in by_host.items():
+        owner = services[host_routes[0].service]
+        team = [r for r in host_routes if _same_owner(services[r.service], owner)]
+        hsts = any(r.hsts for r in team) and all(r.redirect_to_https for r in team)
+        problems += _hsts_beside_plain_http(host, team)
+        for route in host_routes:
+            problem = None if route in team else _host_option_problem(host, route, owner, hsts)
+            if problem is not None:
+                problems.append(problem)
+                refused.add((route.service, host))
     kept = []
     for route in routes:
-        hosts = tuple(h for h in route.hosts if (h, route.path) not in contested)
+        hosts = tuple(h for h in route.hosts if (route.service, h) not in refused)
         if hosts:
             kept.append(replace(route, hosts=hosts))
     return kept, problems
 
 
-def _hsts_beside_plain_http(routes: list[Route]) -> list[LabelProblem]:
+def _host_option_problem(
+    host: str, route: Route, owner: ServiceInfo, hsts: bool
+) -> LabelProblem | None:
+    owner_words = f"{host} belongs to {_owner_words(owner)}, another stack's service"
+    if route.hsts and not hsts:
+        return LabelProblem(route.service, HSTS, "true",
+                            f"{owner_words}, which sends no HSTS there; HSTS is its choice, "
+                            f"so this route is not routed on {host} until it drops {HSTS}",
+                            )  # fmt: skip
+    if hsts and not route.redirect_to_https:
+        return LabelProblem(route.service, REDIRECT, "false",
+                            f"{owner_words}, which sends HSTS there, so browsers would refuse "
+                            f"plain HTTP; this route is not routed on {host} until it drops "
+                            f"{REDIRECT}=false")  # fmt: skip
+    return None
+
+
+def _hsts_beside_plain_http(host: str, team: list[Route]) -> list[LabelProblem]:
     """HSTS makes browsers refuse plain HTTP for the whole host, so a redirect=false route on the
     same host would stop working for them. The edge then sends no HSTS for that host."""
-    problems = []
-    for hsts_route in (r for r in routes if r.hsts):
-        for plain in (r for r in routes if not r.redirect_to_https):
-            for host in sorted(set(hsts_route.hosts) & set(plain.hosts)):
-                problems.append(
-                    LabelProblem(
-                        hsts_route.service,
-                        HSTS,
-                        "true",
-                        f"{host}{plain.path} is plain HTTP ({plain.service} has {REDIRECT}=false), "
-                        f"and HSTS would make browsers refuse it; {host} gets no HSTS until one "
-                        f"of them changes",
-                    )
-                )
-    return problems
+    return [
+        LabelProblem(hsts_route.service, HSTS, "true",
+                     f"{host}{plain.path} is plain HTTP ({plain.service} has {REDIRECT}=false), "
+                     f"and HSTS would make browsers refuse it; {host} gets no HSTS until one "
+                     "of them changes")
+        for hsts_route in team
+        if hsts_route.hsts
+        for plain in team
+        if not plain.redirect_to_https
+    ]  # fmt: skip
 
 
 def _check_shared_network(service: ServiceInfo, edge: ServiceInfo) -> None:
@@ -404,9 +596,9 @@ def _parse_ip_address(host: str, invalid: _InvalidFactory, ip_allowed: bool) -> 
 
 def _one_ip_address(routes: list[Route]) -> tuple[list[Route], list[LabelProblem]]:
     """Clients of an IP address send no SNI, so nginx can give only its default server's
-    certificate: one IP address can be served, the lowest; routes to others are reported."""
-    addresses = sorted({h for r in routes for h in r.hosts if is_ip_address(h)},
-                       key=ipaddress.IPv4Address)  # fmt: skip
+    certificate: one IP address can be served, the first claimed; routes to others are reported."""
+    # The first claimed (routes come oldest first): a newer service cannot take it.
+    addresses = list(dict.fromkeys(h for r in routes for h in r.hosts if is_ip_address(h)))
     if len(addresses) < 2:
         return routes, []
     served = addresses[0]
@@ -446,17 +638,36 @@ class EdgeNotFound(LookupError):
     pass
 
 
-def find_edge_service(services: Iterable[ServiceInfo]) -> str:
-    """The nginx service is the one labelled certbotless.edge=true."""
-    edges = [s.name for s in services if s.labels.get(EDGE, "").lower() in _TRUE]
+def labelled_edge(service: ServiceInfo) -> bool:
+    return service.labels.get(EDGE, "").strip().lower() in _TRUE
+
+
+def find_edge_service(services: Iterable[ServiceInfo], own_service: str | None) -> str:
+    """The nginx service: the one labelled certbotless.edge=true in certbotless's own stack
+    (`own_service` is certbotless's own service). The label anywhere else makes no edge, so no
+    service can take every key or stop every pass with it; `discover` reports it."""
+    services = list(services)
+    own = next((s for s in services if s.name == own_service), None)
+    if own is None or not own.stack:
+        why = (
+            "does not know its own service" if own_service is None
+            else f"finds its own service {own_service} in no stack" if own is not None
+            else f"finds no service named {own_service} (its own)"
+        )  # fmt: skip
+        raise EdgeNotFound(
+            f"certbotless takes {EDGE}=true only from its own stack, and {why}; set "
+            "CERTBOTLESS_NGINX_SERVICE to the nginx service's name, or CERTBOTLESS_SERVICE to "
+            "certbotless's own service in a stack"
+        )
+    edges = [s.name for s in services if s.stack == own.stack and labelled_edge(s)]
     if len(edges) == 1:
         return edges[0]
     if not edges:
         raise EdgeNotFound(
-            f"no service is labelled {EDGE}=true; add that label to the nginx service's "
-            "deploy.labels or set CERTBOTLESS_NGINX_SERVICE"
+            f"no service of certbotless's stack {own.stack} is labelled {EDGE}=true; add that "
+            "label to the nginx service's deploy.labels or set CERTBOTLESS_NGINX_SERVICE"
         )
     raise EdgeNotFound(
-        f"several services are labelled {EDGE}=true ({', '.join(sorted(edges))}); "
-        "keep it on one or set CERTBOTLESS_NGINX_SERVICE"
+        f"several services of stack {own.stack} are labelled {EDGE}=true "
+        f"({', '.join(sorted(edges))}); keep it on one or set CERTBOTLESS_NGINX_SERVICE"
     )

@@ -85,11 +85,13 @@ class Doctor:
                      f"held by {state.holder}, for {left:.0f} s more unless renewed")  # fmt: skip
 
     def _edge_check(self, services: list[ServiceInfo], checks: list[Check]) -> ServiceInfo | None:
+        own_name = self.settings.own_service or self.swarm.own_service_name()
         try:
-            name = self.settings.nginx_service or find_edge_service(services)
+            name = self.settings.nginx_service or find_edge_service(services, own_name)
         except EdgeNotFound as missing:
             checks.append(Check("nginx service", False, str(missing),
-                                "label the nginx service certbotless.edge=true"))  # fmt: skip
+                                "label the nginx service of certbotless's stack "
+                                "certbotless.edge=true"))  # fmt: skip
             return None
         edge = next((s for s in services if s.name == name), None)
         if edge is None:
@@ -97,7 +99,6 @@ class Doctor:
             checks.append(Check("nginx service", False, f"no service is named {name}", fix))
             return None
         networks = ", ".join(edge.network_names) or "no network"
-        own_name = self.settings.own_service or self.swarm.own_service_name()
         own = next((s for s in services if s.name == own_name), None)
         if own is not None and not set(own.network_ids) & set(edge.network_ids):
             checks.append(

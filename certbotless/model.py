@@ -39,6 +39,8 @@ class ServiceInfo:
     labels: dict[str, str]
     network_ids: tuple[str, ...] = ()
     network_names: tuple[str, ...] = ()
+    stack: str = ""  # its `docker stack` (com.docker.stack.namespace); "" when in none
+    created_at: datetime | None = None  # Swarm's CreatedAt: the oldest claimant keeps a name
 
 
 @dataclass(frozen=True)

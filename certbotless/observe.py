@@ -38,7 +38,7 @@ class Observation:
 
 def edge_if_any(settings: Settings, services: Sequence[ServiceInfo]) -> str | None:
     try:
-        return settings.nginx_service or find_edge_service(services)
+        return settings.nginx_service or find_edge_service(services, settings.own_service)
     except EdgeNotFound:
         return None
 

@@ -136,7 +136,8 @@ class Reconciler:
             return None
         if seen.edge is not None:
             return seen.edge
-        return find_edge_service(seen.services)  # raises, saying how to mark the edge
+        # Raises, saying how to mark the edge.
+        return find_edge_service(seen.services, self.settings.own_service)
 
     def _deploy(
         self,

@@ -11,6 +11,7 @@ import socket
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
 import docker
@@ -27,6 +28,7 @@ SWARM_ERRORS = (DockerException, requests.RequestException)
 JOB_LABEL = "certbotless.job"
 # Who ran a job: only its owner removes it when orphaned (several sidecars may share a swarm).
 JOB_OWNER = "certbotless.job.owner"
+STACK_LABEL = "com.docker.stack.namespace"  # set by `docker stack deploy` on every service
 _JOB_ENDS = ("complete", "failed", "rejected")
 
 
@@ -71,6 +73,8 @@ class Swarm:
                     network_names=tuple(
                         network_names.get(n["Target"], n["Target"]) for n in networks
                     ),
+                    stack=(spec.get("Labels") or {}).get(STACK_LABEL, ""),
+                    created_at=_swarm_time(service.get("CreatedAt")),
                 )
             )
         return infos
@@ -143,7 +147,7 @@ class Swarm:
         """The swarm service this process runs in, from its container's labels."""
         try:
             container = self.api.inspect_container(socket.gethostname())
-        except (NotFound, APIError):
+        except SWARM_ERRORS:
             return None
         labels = container.get("Config", {}).get("Labels") or {}
         name = labels.get("com.docker.swarm.service.name")
@@ -222,6 +226,16 @@ class Swarm:
     def mounted_object_ids(self, service_name: str) -> set[str]:
         """IDs of the secrets and configs that one service's current spec mounts."""
         return _mounted_ids(self.inspect_service(service_name).get("Spec"))
+
+
+def _swarm_time(text: str | None) -> datetime | None:
+    """Swarm's RFC 3339 times have nanoseconds; Python keeps microseconds, enough to order."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 def _mounted_ids(spec: Json | None) -> set[str]:

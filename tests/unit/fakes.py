@@ -29,8 +29,11 @@ from certbotless.model import (
 )
 from certbotless.rollout import RolledBack
 from certbotless.seams import PassParts
+from certbotless.settings import Settings
 
 DIRECTORY = "https://ca.test/directory"
+# certbotless as stacks/edge.yml runs it: its own service named, in the stack `edge`.
+SETTINGS = Settings(own_service="edge_certbotless")
 
 
 @dataclass
@@ -250,9 +253,14 @@ class World:
             solver_for=lambda edge, progress: FakeSolver(),
         )
 
-    def edge_service(self) -> ServiceInfo:
-        return ServiceInfo("edge_nginx", {"certbotless.edge": "true"}, ("net",),
-                           ("certbotless-edge",))  # fmt: skip
+    def add_edge(self) -> None:
+        """nginx and certbotless in the stack `edge`, as stacks/edge.yml deploys them (run the
+        Reconciler with SETTINGS, which name certbotless's own service)."""
+        self.services.listed += [
+            ServiceInfo("edge_nginx", {"certbotless.edge": "true"}, ("net",),
+                        ("certbotless-edge",), stack="edge"),
+            ServiceInfo("edge_certbotless", {}, ("net",), ("certbotless-edge",), stack="edge"),
+        ]  # fmt: skip
 
     def label(self, service: str, host: str) -> None:
         labels = {"certbotless.domains": host, "certbotless.port": "8000"}

@@ -14,9 +14,8 @@ from certbotless.acme.http01 import ChallengeNotServed
 from certbotless.cli import _forced
 from certbotless.model import CertificateStatus, CertSpec, Condition, PassReport, PassRequest
 from certbotless.reconcile import Reconciler
-from certbotless.settings import Settings
 from certbotless.status import ABANDON_AFTER, JITTER, after_failure, retry_delay
-from tests.unit.fakes import World
+from tests.unit.fakes import SETTINGS, World
 
 HOST = "typo.example.test"
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
@@ -42,11 +41,11 @@ def test_the_waits_grow_from_minutes_to_32_hours_with_some_jitter() -> None:
 )
 def test_a_failing_name_is_ordered_once_over_ten_passes(error: AcmeError) -> None:
     world = World()
-    world.services.listed.append(world.edge_service())
+    world.add_edge()
     world.label("app", HOST)
     world.issuer.failing[HOST] = error
     for _ in range(10):
-        Reconciler(Settings(), world.parts()).run_pass(QUIET)  # a new one: as after restarts
+        Reconciler(SETTINGS, world.parts()).run_pass(QUIET)  # a new one: as after restarts
     assert world.issuer.ordered == [HOST]
     record = world.statuses.records[HOST]
     assert record.condition is Condition.FAILING and record.failures == 1
@@ -74,17 +73,17 @@ def test_thirty_days_of_failures_abandon_the_name_until_its_labels_change() -> N
 
 def test_an_abandoned_name_is_ordered_again_when_forced_by_name() -> None:
     world = World()
-    world.services.listed.append(world.edge_service())
+    world.add_edge()
     world.label("app", HOST)
     world.statuses.records[HOST] = replace(
         CertificateStatus(HOST, (HOST,)), condition=Condition.FAILING, failures=40,
         abandoned=True, failing_since=NOW - timedelta(days=31), last_failure=NOW,
         message="NXDOMAIN",
     )  # fmt: skip
-    held: PassReport = Reconciler(Settings(), world.parts()).run_pass(QUIET)
+    held: PassReport = Reconciler(SETTINGS, world.parts()).run_pass(QUIET)
     assert world.issuer.ordered == [] and held.failed == {HOST: "NXDOMAIN"}
     forced = replace(QUIET, force=_forced([HOST]))
-    assert Reconciler(Settings(), world.parts()).run_pass(forced).issued == (HOST,)
+    assert Reconciler(SETTINGS, world.parts()).run_pass(forced).issued == (HOST,)
     assert world.statuses.records[HOST].condition is Condition.READY
 
 

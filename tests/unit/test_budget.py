@@ -8,8 +8,7 @@ from datetime import UTC, datetime, timedelta
 from certbotless.budget import registered_domain, within_budget
 from certbotless.model import CertSpec, Condition, FailureReason, PassRequest, PastOrder, Plan
 from certbotless.reconcile import Reconciler
-from certbotless.settings import Settings
-from tests.unit.fakes import World
+from tests.unit.fakes import SETTINGS, World
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 QUIET = PassRequest(progress=lambda line: None)
@@ -69,10 +68,10 @@ def test_a_sixth_duplicate_in_a_week_and_the_301st_order_in_three_hours_wait() -
 
 def test_a_deferred_order_is_a_clear_status_not_a_failure_and_waits_across_passes() -> None:
     world = World()
-    world.services.listed.append(world.edge_service())
+    world.add_edge()
     for i in range(52):
         world.label(f"app{i}", f"app{i}.example.com")
-    first = Reconciler(Settings(), world.parts()).run_pass(QUIET)
+    first = Reconciler(SETTINGS, world.parts()).run_pass(QUIET)
     assert len(first.issued) == 50 and len(first.failed) == 2
     late = next(iter(first.failed))
     record = world.statuses.records[late]
@@ -81,5 +80,5 @@ def test_a_deferred_order_is_a_clear_status_not_a_failure_and_waits_across_passe
     )  # fmt: skip
     assert "50 certificates for example.com" in record.message and record.next_attempt
     assert len(world.orders.orders) == 50, "the history keeps the orders placed"
-    Reconciler(Settings(), world.parts()).run_pass(QUIET)  # as after a restart
+    Reconciler(SETTINGS, world.parts()).run_pass(QUIET)  # as after a restart
     assert len(world.issuer.ordered) == 50

@@ -1,14 +1,31 @@
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from certbotless.discovery import EdgeNotFound, discover, find_edge_service
 from certbotless.model import KeyType, ServiceInfo
 
 BASE = {"certbotless.domains": "a.example.com", "certbotless.port": "80"}
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 FULLWIDTH = {ord(digit): ord(digit) + 0xFEE0 for digit in "0123456789"}  # for str.translate
 
 
-def labelled(name: str, labels: dict[str, str], networks: tuple[str, ...] = ()) -> ServiceInfo:
-    return ServiceInfo(name=name, labels=labels, network_ids=networks, network_names=networks)
+def labelled(
+    name: str,
+    labels: dict[str, str],
+    networks: tuple[str, ...] = (),
+    stack: str = "",
+    created: int | None = None,
+) -> ServiceInfo:
+    """A service; `created` is its creation time in minutes after a fixed moment."""
+    return ServiceInfo(
+        name=name,
+        labels=labels,
+        network_ids=networks,
+        network_names=networks,
+        stack=stack,
+        created_at=None if created is None else T0 + timedelta(minutes=created),
+    )
 
 
 def test_labelled_service_becomes_route_and_spec() -> None:
@@ -210,9 +227,9 @@ def test_timeout_sets_the_route_timeout(value: str) -> None:
 def test_hsts_beside_a_plain_http_route_on_the_same_host_is_reported() -> None:
     found = discover(
         [
-            labelled("site", {**BASE, "certbotless.hsts": "true"}),
+            labelled("site", {**BASE, "certbotless.hsts": "true"}, stack="web"),
             labelled("legacy", {**BASE, "certbotless.path": "/legacy",
-                                "certbotless.redirect": "no"}),
+                                "certbotless.redirect": "no"}, stack="web"),
             labelled("other", {**BASE, "certbotless.domains": "b.example.com",
                                "certbotless.hsts": "1"}),
         ]
@@ -226,13 +243,29 @@ def test_hsts_beside_a_plain_http_route_on_the_same_host_is_reported() -> None:
     assert {r.service for r in found.routes} == {"site", "legacy", "other"}
 
 
-def test_edge_service_is_found_by_label() -> None:
-    services = [labelled("edge_nginx", {"certbotless.edge": "true"}), labelled("x", {})]
-    assert find_edge_service(services) == "edge_nginx"
-    with pytest.raises(EdgeNotFound, match="CERTBOTLESS_NGINX_SERVICE"):
-        find_edge_service([labelled("x", {})])
+def test_the_edge_is_the_labelled_service_of_certbotless_own_stack() -> None:
+    own = labelled("edge_certbotless", {}, stack="edge")
+    nginx = labelled("edge_nginx", {"certbotless.edge": "true"}, stack="edge")
+    # Another stack's service, or one in no stack, cannot make itself the edge with the label.
+    strangers = [labelled("team_x", {"certbotless.edge": "true"}, stack="team"),
+                 labelled("loose", {"certbotless.edge": "yes"})]  # fmt: skip
+    assert find_edge_service([own, nginx, *strangers], "edge_certbotless") == "edge_nginx"
+    with pytest.raises(EdgeNotFound, match="no service of certbotless's stack edge"):
+        find_edge_service([own, *strangers], "edge_certbotless")
     with pytest.raises(EdgeNotFound, match="several"):
-        find_edge_service([*services, labelled("y", {"certbotless.edge": "yes"})])
+        find_edge_service(
+            [own, nginx, labelled("edge_y", {"certbotless.edge": "on"}, stack="edge")],
+            "edge_certbotless",
+        )
+    with pytest.raises(EdgeNotFound, match="CERTBOTLESS_NGINX_SERVICE"):
+        find_edge_service([own, nginx, *strangers], None)
+    with pytest.raises(EdgeNotFound, match="in no stack"):
+        find_edge_service([labelled("loose", {"certbotless.edge": "yes"})], "loose")
+    found = discover([own, nginx, *strangers], edge="edge_nginx")
+    assert sorted((p.service, p.label) for p in found.problems) == [
+        ("loose", "certbotless.edge"), ("team_x", "certbotless.edge"),
+    ]  # fmt: skip
+    assert "ignored: the edge is edge_nginx" in found.problems[0].message
 
 
 def test_seed_labels_become_routes_with_their_options() -> None:
@@ -246,10 +279,12 @@ def test_seed_labels_become_routes_with_their_options() -> None:
                     "certbotless.errors": "http://errors:80/{status}.html",
                     "certbotless.hsts": "true",
                 },
+                stack="nlp",
             ),
             labelled(
                 "backoffice",
                 {**host, "certbotless.path": "/backoffice", "certbotless.max_body_size": "20M"},
+                stack="nlp",
             ),
             labelled(
                 "sm",
@@ -258,6 +293,7 @@ def test_seed_labels_become_routes_with_their_options() -> None:
                     "certbotless.path": "/en_core_web_sm",
                     "certbotless.auth_url": "http://auth:8000/check",
                 },
+                stack="nlp",
             ),
         ]
     )
@@ -272,22 +308,20 @@ def test_seed_labels_become_routes_with_their_options() -> None:
     assert spec.domains == ("nlp.example.test",)
 
 
-def test_same_host_and_path_is_a_conflict_that_routes_neither() -> None:
+def test_a_host_and_path_stay_with_the_service_that_claimed_them_first() -> None:
     found = discover(
         [
-            labelled("blue", {**BASE, "certbotless.domains": "a.example.com,b.example.com"}),
-            labelled("green", BASE),
-            labelled("other", {**BASE, "certbotless.path": "/other"}),
+            labelled("green", BASE, created=5),
+            labelled("blue", {**BASE, "certbotless.domains": "a.example.com,b.example.com"},
+                     created=0),
+            labelled("other", {**BASE, "certbotless.path": "/other"}, created=9),
         ]
-    )
-    assert sorted((p.service, p.value) for p in found.problems) == [
-        ("blue", "a.example.com"),
-        ("green", "a.example.com"),
-    ]
-    assert all("neither is routed there" in p.message for p in found.problems)
-    assert "also claimed by green" in next(p for p in found.problems if p.service == "blue").message
+    )  # fmt: skip
+    (problem,) = found.problems
+    assert (problem.service, problem.value) == ("green", "a.example.com")
+    assert "a.example.com/ is blue's, which claimed it first" in problem.message
     assert {(r.service, r.hosts, r.path) for r in found.routes} == {
-        ("blue", ("b.example.com",), "/"),
+        ("blue", ("a.example.com", "b.example.com"), "/"),
         ("other", ("a.example.com",), "/other"),
     }
 
@@ -310,10 +344,16 @@ def test_a_service_that_shares_no_network_with_the_edge_is_reported() -> None:
 def test_services_naming_one_certificate_share_it() -> None:
     found = discover(
         [
-            labelled("a", {**BASE, "certbotless.name": "shop"}),
+            labelled("a", {**BASE, "certbotless.name": "shop"}, stack="shop"),
             labelled(
                 "b",
-                {**BASE, "certbotless.domains": "www.a.example.com", "certbotless.name": "shop"},
+                {
+                    **BASE,
+                    "certbotless.domains": "www.a.example.com",
+                    "certbotless.name": "shop",
+                    "certbotless.path": "/b",
+                },
+                stack="shop",
             ),
         ]
     )
@@ -344,7 +384,7 @@ def test_ip_addresses_need_a_profile_and_only_one_is_served() -> None:
     base = {"certbotless.port": "80", "certbotless.profile": "shortlived"}
     found = discover(
         [
-            labelled("by_address", {**base, "certbotless.domains": "192.0.2.10"}),
+            labelled("by_address", {**base, "certbotless.domains": "192.0.2.10"}, stack="ip"),
             labelled(
                 "mixed",
                 {
@@ -352,6 +392,7 @@ def test_ip_addresses_need_a_profile_and_only_one_is_served() -> None:
                     "certbotless.domains": "shop.example.test,192.0.2.10",
                     "certbotless.path": "/shop",
                 },
+                stack="ip",
             ),
             labelled("second", {**base, "certbotless.domains": "192.0.2.20"}),
             labelled("no_profile", {"certbotless.port": "80", "certbotless.domains": "192.0.2.30"}),

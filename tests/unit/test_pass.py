@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -9,9 +10,8 @@ import pytest
 from certbotless.acme.errors import ValidationFailed
 from certbotless.model import Condition, FailureReason, PassReport, PassRequest, ServiceInfo
 from certbotless.reconcile import Reconciler
-from certbotless.settings import Settings
 from certbotless.status import retry_delay
-from tests.unit.fakes import World
+from tests.unit.fakes import SETTINGS, World
 
 HOST = "app.example.test"
 
@@ -19,9 +19,7 @@ HOST = "app.example.test"
 @pytest.fixture
 def world() -> World:
     world = World()
-    world.services.listed.append(
-        ServiceInfo("edge_nginx", {"certbotless.edge": "true"}, ("net",), ("certbotless-edge",))
-    )
+    world.add_edge()
     world.label("app", HOST)
     return world
 
@@ -30,7 +28,7 @@ QUIET = PassRequest(progress=lambda line: None)
 
 
 def run(world: World, request: PassRequest = QUIET) -> PassReport:
-    return Reconciler(Settings(), world.parts()).run_pass(request)
+    return Reconciler(SETTINGS, world.parts()).run_pass(request)
 
 
 def test_a_new_certificate_is_ordered_stored_rolled_and_ready(world: World) -> None:
@@ -172,7 +170,7 @@ def test_gc_after_refused_rolls_keeps_the_only_usable_version(world: World) -> N
     assert len(world.store.refused) == 2
     world.edge.references = world.edge.previous_references = frozenset()
     world.edge.mounted = frozenset()
-    keep_one = Settings(gc_keep_versions=1)
+    keep_one = replace(SETTINGS, gc_keep_versions=1)
     removed = Reconciler(keep_one, world.parts()).collect_garbage(dry_run=False)
     assert {r.target.object_id for r in removed} == {
         i for c in world.store.versions if c.refused for i in (c.config_id, c.secret_id)
