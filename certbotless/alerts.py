@@ -9,6 +9,7 @@ a dead mail server never holds up a renewal.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -28,6 +29,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import requests
 
 from certbotless.model import CertificateStatus, PassReport, StoredCert
+from certbotless.redaction import Redactor
+from certbotless.settings import Settings, WebhookFormat, redacted_url, url_secrets
 
 log = logging.getLogger(__name__)
 
@@ -158,20 +161,51 @@ def pass_failed_alert(error: Exception) -> Alert:
 
 
 class Channel(Protocol):
-    name: str
+    name: str  # shown in logs and `doctor`: never a secret
 
-    def send(self, title: str, text: str, alert: Alert, resolved: bool) -> None: ...
+    def send(self, title: str, text: str, alert: Alert, resolved: bool) -> None:
+        """Deliver, or raise (AlertDeliveryError: words free of the channel's secrets)."""
+
+
+class AlertDeliveryError(Exception):
+    """A channel failed; the message names it and why, with its secrets redacted."""
+
+
+# The webhook's `slack` argument per format (None: decided by the URL).
+_SLACK_SHAPE = {WebhookFormat.AUTO: None, WebhookFormat.SLACK: True, WebhookFormat.JSON: False}
+
+
+def channels_for(settings: Settings) -> list[Channel]:
+    """The channels the settings ask for (none: no alerts)."""
+    channels: list[Channel] = []
+    if settings.alert_webhook:
+        slack = _SLACK_SHAPE[settings.alert_webhook_format]
+        channels.append(WebhookChannel(settings.alert_webhook, slack=slack))
+    if settings.smtp_url:
+        channels.append(EmailChannel(settings.smtp_url, settings.alert_email))
+    return channels
 
 
 class WebhookChannel:
     """JSON POST. `slack` (default: when the URL is a hooks.slack.com webhook) sends Slack's
-    `{"text": …}` body, which Mattermost and Rocket.Chat accept too."""
+    `{"text": …}` body, which Mattermost and Rocket.Chat accept too. The URL's path and query
+    (where webhooks carry their token) never appear in its name or errors."""
 
     def __init__(self, url: str, slack: bool | None = None, timeout: float = 10.0) -> None:
         self.url = url
         self.timeout = timeout
         self.name = f"webhook {urlsplit(url).hostname}"
         self.slack = urlsplit(url).hostname == "hooks.slack.com" if slack is None else slack
+
+    @property
+    def redact(self) -> Redactor:
+        # As requests sends it, too: it may quote the path differently.
+        try:
+            prepared = requests.Request("POST", self.url).prepare()
+            sent = {prepared.path_url, *url_secrets(prepared.url or "")}
+        except requests.RequestException:  # then requests never sent it
+            sent = set()
+        return Redactor(url_secrets(self.url) | sent)
 
     def send(self, title: str, text: str, alert: Alert, resolved: bool) -> None:
         if self.slack:
@@ -184,8 +218,13 @@ class WebhookChannel:
                 "key": alert.key,
                 "state": "resolved" if resolved else "firing",
             }
-        response = requests.post(self.url, json=body, timeout=self.timeout)
-        response.raise_for_status()
+        try:
+            response = requests.post(self.url, json=body, timeout=self.timeout)
+        except requests.RequestException as error:
+            # requests' words name the URL's path; `from None`: nor may its traceback.
+            raise AlertDeliveryError(self.redact.error(error)) from None
+        if not response.ok:
+            raise AlertDeliveryError(f"answered HTTP {response.status_code} {response.reason}")
 
 
 class EmailChannel:
@@ -203,8 +242,9 @@ class EmailChannel:
         parts = urlsplit(smtp_url)
         if parts.scheme not in ("smtp", "smtps", "smtp+insecure") or not parts.hostname:
             raise ValueError(
-                f"CERTBOTLESS_SMTP_URL={smtp_url!r}: use smtp://host:587, smtps://host:465 or "
-                "smtp+insecure://host:25, with user:password@ if the server wants a login"
+                f"CERTBOTLESS_SMTP_URL={redacted_url(smtp_url)!r}: use smtp://host:587, "
+                "smtps://host:465 or smtp+insecure://host:25, with user:password@ if the server "
+                "wants a login"
             )
         self.scheme = parts.scheme
         self.host = parts.hostname
@@ -216,14 +256,27 @@ class EmailChannel:
         self.timeout = timeout
         self.tls = tls or ssl.create_default_context()
         self.name = f"e-mail via {self.host}"
+        # The password as AUTH PLAIN and LOGIN send it, should a server's reply echo it.
+        login = f"\0{self.user}\0{self.password}".encode() if self.password else b""
+        encoded = {base64.b64encode(v).decode() for v in (login, (self.password or "").encode())}
+        self.redact = Redactor(url_secrets(smtp_url) | encoded)
 
     def send(self, title: str, text: str, alert: Alert, resolved: bool) -> None:
+        try:
+            self._send(self._message(title, text, alert, resolved))
+        except (smtplib.SMTPException, OSError, ValueError) as error:
+            raise AlertDeliveryError(self.redact.error(error)) from None
+
+    def _message(self, title: str, text: str, alert: Alert, resolved: bool) -> EmailMessage:
         message = EmailMessage()
         message["Subject"] = f"[certbotless] {title}"
         message["From"] = self.sender
         message["To"] = ", ".join(self.recipients)
         message["X-Certbotless-Alert"] = f"{alert.key}; {'resolved' if resolved else 'firing'}"
         message.set_content(text)
+        return message
+
+    def _send(self, message: EmailMessage) -> None:
         if self.scheme == "smtps":
             smtp: smtplib.SMTP = smtplib.SMTP_SSL(
                 self.host, self.port, timeout=self.timeout, context=self.tls

@@ -14,7 +14,7 @@ from certbotless.acme.account import ExternalAccountBinding
 from certbotless.acme.challenges import TokenStore
 from certbotless.acme.http01 import EdgeHttp01Solver, EdgeSelfCheck
 from certbotless.acme.issuer import AcmeIssuer, IssuerOptions
-from certbotless.alerts import Alerter, Channel, EmailChannel, WebhookChannel
+from certbotless.alerts import Alerter, channels_for
 from certbotless.doctor import Doctor
 from certbotless.edge_deploy import SwarmEdgeDeployer
 from certbotless.lease import SwarmPassLock
@@ -22,7 +22,7 @@ from certbotless.locks import FilePassLock
 from certbotless.model import Listed
 from certbotless.reconcile import Reconciler
 from certbotless.seams import PassParts, Progress
-from certbotless.settings import Settings, WebhookFormat
+from certbotless.settings import Settings
 from certbotless.status import (
     StatusConfig,
     SwarmAlertMemory,
@@ -32,9 +32,6 @@ from certbotless.status import (
 from certbotless.store import CertStore
 from certbotless.swarm import Swarm
 from certbotless.views import listing, rendered
-
-# The webhook's `slack` argument per format (None: decided by the URL).
-_SLACK_SHAPE = {WebhookFormat.AUTO: None, WebhookFormat.SLACK: True, WebhookFormat.JSON: False}
 
 
 class App:
@@ -122,11 +119,5 @@ class App:
         return Doctor(self.settings, self.swarm, self.tokens, self.make_issuer, self.lease)
 
     def alerter(self) -> Alerter | None:
-        settings = self.settings
-        channels: list[Channel] = []
-        if settings.alert_webhook:
-            slack = _SLACK_SHAPE[settings.alert_webhook_format]
-            channels.append(WebhookChannel(settings.alert_webhook, slack=slack))
-        if settings.smtp_url:
-            channels.append(EmailChannel(settings.smtp_url, settings.alert_email))
+        channels = channels_for(self.settings)
         return Alerter(channels, memory=self.alert_memory) if channels else None

@@ -38,6 +38,7 @@ from certbotless.model import (
     PassRequest,
     RevocationReason,
 )
+from certbotless.redaction import Redactor, redact_logs
 from certbotless.rollout import RolloutError
 from certbotless.scheduler import Daemon
 from certbotless.settings import (
@@ -46,6 +47,7 @@ from certbotless.settings import (
     LogFormat,
     Settings,
     SettingsError,
+    unknown_variables,
 )
 from certbotless.swarm import SWARM_ERRORS
 
@@ -132,7 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(f"certbotless: {error}", file=sys.stderr)
         return 2
+    redact_logs(Redactor(settings.secrets))
     _configure_logging(settings)
+    for name in unknown_variables():
+        log.warning("%s is not a certbotless setting (a typo?); the README lists them", name)
     if args.command == "renew" and args.dry_run:
         settings = _staging_for_dry_runs(settings)
     try:
@@ -291,7 +296,8 @@ class _JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         if record.exc_info:
-            entry["error"] = self.formatException(record.exc_info)
+            # exc_text first: redaction.redact_logs leaves the traceback there, redacted.
+            entry["error"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry)
 
 

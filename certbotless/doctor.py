@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,9 +13,11 @@ from certbotless.acme.challenges import TokenStore
 from certbotless.acme.errors import AcmeError
 from certbotless.acme.http01 import ChallengeNotServed, EdgeSelfCheck
 from certbotless.acme.issuer import AcmeIssuer
+from certbotless.alerts import channels_for
 from certbotless.discovery import EdgeNotFound, discover, find_edge_service
 from certbotless.lease import LEASE_CONFIG, SwarmPassLock
 from certbotless.model import CHALLENGE_PREFIX, ServiceInfo
+from certbotless.redaction import Redactor
 from certbotless.settings import NginxConfMode, Settings
 from certbotless.swarm import SWARM_ERRORS, Swarm
 
@@ -50,6 +53,19 @@ class Doctor:
         self.challenge_timeout = challenge_timeout
 
     def run(self) -> list[Check]:
+        """Every check, then the alert channels; no secret in any of their words."""
+        redact = Redactor(self.settings.secrets)
+        return [
+            dataclasses.replace(check, detail=redact(check.detail), fix=redact(check.fix))
+            for check in [*self._swarm_and_acme_checks(), self._alerts_check()]
+        ]
+
+    def _alerts_check(self) -> Check:
+        channels = ", ".join(channel.name for channel in channels_for(self.settings))
+        return Check("alerts", True, channels or "none (CERTBOTLESS_ALERT_WEBHOOK and "
+                     "CERTBOTLESS_SMTP_URL are unset)")  # fmt: skip
+
+    def _swarm_and_acme_checks(self) -> list[Check]:
         checks: list[Check] = []
         try:
             info = self.swarm.engine_info()

@@ -1,4 +1,8 @@
-"""One immutable Settings object, built from CERTBOTLESS_* variables and validated once."""
+"""One immutable Settings object, built from CERTBOTLESS_* variables and validated once.
+
+Every variable is checked when the process starts; a bad one is one `SettingsError` naming the
+variable, its value (secrets shown redacted) and the form expected.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,14 @@ import base64
 import ipaddress
 import os
 import re
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 from apscheduler.triggers.cron import CronTrigger
 
@@ -19,13 +26,42 @@ LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 DIRECTORY_SHORTCUTS = {"production": LETSENCRYPT_PRODUCTION, "staging": LETSENCRYPT_STAGING}
 
 PREFIX = "CERTBOTLESS_"
+# Every variable `Settings.from_env` reads, without the prefix (the README's table lists them).
+VARIABLES = (
+    "ACME_DIRECTORY", "EMAIL", "CA_BUNDLE", "ACCOUNT_KEY_FILE", "SERVICE", "NGINX_SERVICE",
+    "NGINX_CONF", "SCHEDULE", "CONCURRENCY", "EAB_KID", "EAB_HMAC_KEY", "PREFERRED_CHAIN",
+    "RESPONDER_LISTEN", "RESPONDER_UPSTREAM", "CHALLENGE_DIR", "LOCK_FILE", "CERTS_DIR",
+    "SELF_CHECK", "FRONT_SUBNET", "ROLLOUT_TIMEOUT", "GC_KEEP_VERSIONS", "GC_KEEP_EXPIRED_DAYS",
+    "LOG_LEVEL", "LOG_FORMAT", "METRICS_LISTEN", "ALERT_WEBHOOK", "ALERT_WEBHOOK_FORMAT",
+    "SMTP_URL", "ALERT_EMAIL",
+)  # fmt: skip
+# Read by `docker stack deploy` from the operator's shell (stacks/edge.yml), not by certbotless.
+STACK_VARIABLES = ("IMAGE", "EDGE_IMAGE", "FRONT_IMAGE")
 # The subnet of the `front` network in stacks/edge.yml.
 DEFAULT_FRONT_SUBNET = "10.222.0.0/24"
 DEFAULT_METRICS_LISTEN = ("0.0.0.0", 9402)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# Bounds past which a number is a typo (and time or date arithmetic would overflow).
+MAX_CONCURRENCY = 256
+MAX_ROLLOUT_TIMEOUT = 86_400
+MAX_KEEP_VERSIONS = 1_000
+MAX_KEEP_EXPIRED_DAYS = 3_650
+
+_SERVICE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?")
+# A host name, or a Swarm service's (which may hold '_', e.g. edge_certbotless).
+_HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
+                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*")  # fmt: skip
+_ADDRESS = re.compile(r"[^@\s:;,<>()\[\]\\\"]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+_URL_PARTS = re.compile(
+    r"(?:(?P<scheme>[^:/?#@]*)://)?(?:(?P<user>[^:/?#@]*)(?::(?P<password>[^/?#@]*))?@)?"
+    r"(?P<host>[^/?#@]*)(?P<rest>[/?#].*)?"
+)
+# Goes into nginx.conf and into Swarm's mount targets as it is.
+_NGINX_PATH = re.compile(r"(?:/[A-Za-z0-9._-]+)+")
 
 
 class SettingsError(ValueError):
-    """A setting is wrong; the message names the variable and the fix."""
+    """A setting is wrong; the message names the variable, its value and the form expected."""
 
 
 class NginxConfMode(StrEnum):
@@ -44,6 +80,34 @@ class WebhookFormat(StrEnum):
 class LogFormat(StrEnum):
     TEXT = "text"
     JSON = "json"
+
+
+def redacted_url(url: str) -> str:
+    """`url` as it may be shown: scheme, user and host (port included); the password, path and
+    query (where webhooks carry their tokens) replaced by `…`. Parses what urlsplit refuses."""
+    parts = _URL_PARTS.fullmatch(url)
+    if parts is None:  # a newline, say
+        return "…"
+    scheme = f"{parts['scheme']}://" if parts["scheme"] is not None else ""
+    user = f"{parts['user']}{':…' if parts['password'] is not None else ''}@"
+    hidden = "/…" if (parts["rest"] or "").strip("/") else ""
+    return f"{scheme}{user if parts['user'] is not None else ''}{parts['host']}{hidden}"
+
+
+def url_secrets(url: str) -> set[str]:
+    """The parts of `url` that are secret, as they may appear in text: the whole URL, the
+    password, the path and the query (also percent-decoded), and each query value."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return {url}
+    pieces = {url, parts.query, parts.fragment, *(v for _, v in parse_qsl(parts.query))}
+    if parts.path.strip("/"):
+        pieces |= {parts.path, f"{parts.path}?{parts.query}" if parts.query else parts.path}
+    if password:
+        pieces.add(password)
+    return {text for piece in pieces if piece for text in (piece, unquote(piece))}
 
 
 @dataclass(frozen=True)
@@ -71,7 +135,8 @@ class Settings:
     preferred_chain: str | None = None
     gc_keep_versions: int = 3
     nginx_conf: NginxConfMode = NginxConfMode.RENDERED
-    alert_webhook: str | None = None
+    # Webhook URLs carry their token in the path or query: never in a repr.
+    alert_webhook: str | None = field(default=None, repr=False)
     alert_webhook_format: WebhookFormat = WebhookFormat.AUTO
     smtp_url: str | None = field(default=None, repr=False)
     alert_email: tuple[str, ...] = ()
@@ -83,6 +148,14 @@ class Settings:
     @property
     def proxy_protocol(self) -> bool:
         return bool(self.front_subnets)
+
+    @property
+    def secrets(self) -> frozenset[str]:
+        """Texts that must never be logged or shown (redaction.Redactor replaces them)."""
+        found = {self.eab_hmac_key or ""}
+        for url in (self.alert_webhook, self.smtp_url):
+            found |= url_secrets(url) if url else set()
+        return frozenset(found - {""})
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -106,40 +179,47 @@ class Settings:
             smtp_url=smtp_url,
             alert_email=recipients,
             nginx_conf=nginx_conf,
-            email=get("EMAIL"),
-            ca_bundle=_existing_file(get("CA_BUNDLE"), "CA_BUNDLE"),
-            account_key_file=_path(get("ACCOUNT_KEY_FILE")) or defaults.account_key_file,
-            own_service=get("SERVICE"),
-            nginx_service=get("NGINX_SERVICE"),
+            email=_address(get("EMAIL"), "EMAIL"),
+            ca_bundle=_ca_bundle(get("CA_BUNDLE"), "CA_BUNDLE"),
+            account_key_file=_path(get("ACCOUNT_KEY_FILE"), "ACCOUNT_KEY_FILE")
+            or defaults.account_key_file,
+            own_service=_service(get("SERVICE"), "SERVICE"),
+            nginx_service=_service(get("NGINX_SERVICE"), "NGINX_SERVICE"),
             schedule=schedule,
-            concurrency=_positive_int(get("CONCURRENCY"), "CONCURRENCY", defaults.concurrency),
-            responder_listen=_host_port(
-                get("RESPONDER_LISTEN"), "RESPONDER_LISTEN", defaults.responder_listen
+            concurrency=_number(
+                get("CONCURRENCY"), "CONCURRENCY", 1, MAX_CONCURRENCY, defaults.concurrency
             ),
-            responder_upstream=get("RESPONDER_UPSTREAM") or defaults.responder_upstream,
-            challenge_dir=_path(get("CHALLENGE_DIR")) or defaults.challenge_dir,
-            lock_file=_path(get("LOCK_FILE")) or defaults.lock_file,
-            certs_dir=get("CERTS_DIR") or defaults.certs_dir,
-            rollout_timeout=float(
-                _positive_int(
-                    get("ROLLOUT_TIMEOUT"), "ROLLOUT_TIMEOUT", int(defaults.rollout_timeout)
-                )
+            responder_listen=_listen(get("RESPONDER_LISTEN"), "RESPONDER_LISTEN")
+            or defaults.responder_listen,
+            responder_upstream=_upstream(get("RESPONDER_UPSTREAM"), "RESPONDER_UPSTREAM")
+            or defaults.responder_upstream,
+            challenge_dir=_path(get("CHALLENGE_DIR"), "CHALLENGE_DIR") or defaults.challenge_dir,
+            lock_file=_path(get("LOCK_FILE"), "LOCK_FILE") or defaults.lock_file,
+            certs_dir=_certs_dir(get("CERTS_DIR"), "CERTS_DIR") or defaults.certs_dir,
+            rollout_timeout=_number(
+                get("ROLLOUT_TIMEOUT"), "ROLLOUT_TIMEOUT", 1, MAX_ROLLOUT_TIMEOUT,
+                int(defaults.rollout_timeout),
             ),
             self_check=_flag(get("SELF_CHECK"), "SELF_CHECK", defaults.self_check),
-            log_level=(get("LOG_LEVEL") or defaults.log_level).upper(),
+            log_level=_log_level(get("LOG_LEVEL"), "LOG_LEVEL") or defaults.log_level,
             log_format=_choice(get("LOG_FORMAT"), "LOG_FORMAT", defaults.log_format),
             metrics_listen=_metrics_listen(get("METRICS_LISTEN")),
             eab_kid=eab_kid,
             eab_hmac_key=eab_hmac_key,
-            preferred_chain=get("PREFERRED_CHAIN"),
-            gc_keep_versions=_positive_int(
-                get("GC_KEEP_VERSIONS"), "GC_KEEP_VERSIONS", defaults.gc_keep_versions
-            ),
-            gc_keep_expired_days=_whole_number(
-                get("GC_KEEP_EXPIRED_DAYS"), "GC_KEEP_EXPIRED_DAYS", defaults.gc_keep_expired_days
-            ),
+            preferred_chain=_text(get("PREFERRED_CHAIN"), "PREFERRED_CHAIN"),
+            gc_keep_versions=_number(get("GC_KEEP_VERSIONS"), "GC_KEEP_VERSIONS", 1,
+                                     MAX_KEEP_VERSIONS, defaults.gc_keep_versions),
+            gc_keep_expired_days=_number(get("GC_KEEP_EXPIRED_DAYS"), "GC_KEEP_EXPIRED_DAYS", 0,
+                                         MAX_KEEP_EXPIRED_DAYS, defaults.gc_keep_expired_days),
             front_subnets=_subnets(get("FRONT_SUBNET"), "FRONT_SUBNET", defaults.front_subnets),
-        )
+        )  # fmt: skip
+
+
+def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
+    """CERTBOTLESS_* variables that certbotless does not read: typos, most likely."""
+    known = {PREFIX + name for name in (*VARIABLES, *STACK_VARIABLES)}
+    names = os.environ if env is None else env
+    return sorted(n for n in names if n.startswith(PREFIX) and n not in known)
 
 
 Variable = Callable[[str], str | None]
@@ -147,33 +227,55 @@ Variable = Callable[[str], str | None]
 
 def _reader(env: Mapping[str, str]) -> Variable:
     """CERTBOTLESS_<name>, stripped; None when unset or blank."""
-    values = dict(env)
 
     def get(name: str) -> str | None:
-        value = values.get(PREFIX + name, "").strip()
+        if name not in VARIABLES:
+            raise KeyError(f"{PREFIX}{name} is read but not in settings.VARIABLES")
+        value = env.get(PREFIX + name, "").strip()
         return value or None
 
     return get
 
 
+def _invalid(name: str, value: str, expected: str) -> SettingsError:
+    gap = "" if expected.startswith(":") else " "
+    return SettingsError(f"{PREFIX}{name}={value!r}{gap}{expected}")
+
+
 def _acme_directory(value: str) -> str:
     directory = DIRECTORY_SHORTCUTS.get(value, value)
-    if not directory.startswith("https://"):
-        raise SettingsError(
-            f"{PREFIX}ACME_DIRECTORY={directory!r} is not an https:// URL; "
-            "use a directory URL or one of: " + ", ".join(DIRECTORY_SHORTCUTS)
-        )
+    if _url(directory, ("https",)) is None:
+        raise _invalid(
+            "ACME_DIRECTORY", directory,
+            "is not an https:// URL; use a directory URL or one of: "
+            + ", ".join(DIRECTORY_SHORTCUTS),
+        )  # fmt: skip
     return directory
+
+
+def _url(value: str, schemes: tuple[str, ...]) -> SplitResult | None:
+    """`value` split, when it is a URL of one of `schemes` with a host and a valid port."""
+    if not value.isprintable() or any(c.isspace() for c in value):
+        return None
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (raises ValueError when it is not a port number)
+    except ValueError:
+        return None
+    return parts if parts.scheme in schemes and parts.hostname else None
 
 
 def _schedule(value: str) -> str:
     try:
-        CronTrigger.from_crontab(value)
+        trigger = CronTrigger.from_crontab(value, timezone=UTC)
     except ValueError as exc:
-        raise SettingsError(
-            f"{PREFIX}SCHEDULE={value!r} is not a cron expression ({exc}); "
-            "write five fields, e.g. '17 */6 * * *'"
-        ) from exc
+        raise _invalid(
+            "SCHEDULE", value, f"is not a cron expression ({exc}); "
+            "write five fields, e.g. '17 */6 * * *'",
+        ) from None  # fmt: skip
+    if trigger.get_next_fire_time(None, datetime.now(UTC)) is None:
+        raise _invalid("SCHEDULE", value, "never fires; write a cron expression that does, "
+                       "e.g. '17 */6 * * *'")  # fmt: skip
     return value
 
 
@@ -183,19 +285,25 @@ def _external_account_binding(
     if bool(kid) != bool(hmac_key):
         raise SettingsError(
             f"set both {PREFIX}EAB_KID and {PREFIX}EAB_HMAC_KEY (External Account Binding "
-            "from the CA's account page), or neither"
+            f"from the CA's account page), or neither; only {PREFIX}"
+            f"{'EAB_KID' if kid else 'EAB_HMAC_KEY'} is set"
         )
+    if kid is not None:
+        _text(kid, "EAB_KID", "must be the key id from the CA's account page, without spaces",
+              spaces=False)  # fmt: skip
     if hmac_key and not _is_base64url(hmac_key):
         raise SettingsError(
-            f"{PREFIX}EAB_HMAC_KEY is not base64url text; paste the key exactly as the CA shows it"
+            f"{PREFIX}EAB_HMAC_KEY=(hidden: a secret) is not base64url text "
+            "(A-Z, a-z, 0-9, - and _); paste the key exactly as the CA shows it"
         )
     return kid, hmac_key
 
 
 def _webhook(get: Variable, default_format: WebhookFormat) -> tuple[str | None, WebhookFormat]:
     webhook = get("ALERT_WEBHOOK")
-    if webhook is not None and not webhook.startswith(("http://", "https://")):
-        raise SettingsError(f"{PREFIX}ALERT_WEBHOOK={webhook!r} must be an http(s):// URL")
+    if webhook is not None and _url(webhook, ("http", "https")) is None:
+        raise _invalid("ALERT_WEBHOOK", redacted_url(webhook),
+                       "(path and query hidden) must be an http(s):// URL with a host")  # fmt: skip
     return webhook, _choice(get("ALERT_WEBHOOK_FORMAT"), "ALERT_WEBHOOK_FORMAT", default_format)
 
 
@@ -207,40 +315,94 @@ def _email_alerts(get: Variable) -> tuple[str | None, tuple[str, ...]]:
             f"set both {PREFIX}SMTP_URL (e.g. smtp://user:password@mail.example.com:587) "
             f"and {PREFIX}ALERT_EMAIL (comma-separated addresses), or neither"
         )
-    if smtp_url and not smtp_url.startswith(("smtp://", "smtps://", "smtp+insecure://")):
-        raise SettingsError(
-            f"{PREFIX}SMTP_URL must start with smtp:// (STARTTLS), smtps:// (TLS) or "
-            "smtp+insecure:// (no TLS)"
-        )
+    for recipient in recipients:
+        if not _ADDRESS.fullmatch(recipient):
+            raise _invalid(
+                "ALERT_EMAIL",
+                get("ALERT_EMAIL") or "",
+                f"has {recipient!r}, not an e-mail address; write "
+                "comma-separated addresses, e.g. ops@example.com,oncall@example.com",
+            )
+    if smtp_url:
+        parts = _url(smtp_url, ("smtp", "smtps", "smtp+insecure"))
+        sender = dict(parse_qsl(parts.query)).get("from") if parts else None
+        if parts is None or (sender is not None and not _ADDRESS.fullmatch(sender)):
+            raise _invalid(
+                "SMTP_URL", redacted_url(smtp_url),
+                "(password, path and query hidden) must be smtp://host:587 (STARTTLS), "
+                "smtps://host:465 (TLS) or smtp+insecure://host:25 (no TLS), with "
+                "user:password@ for a login and ?from=address for the sender",
+            )  # fmt: skip
     return smtp_url, recipients
 
 
 def _metrics_listen(value: str | None) -> tuple[str, int] | None:
     if (value or "").lower() == "off":
         return None
-    return _host_port(value, "METRICS_LISTEN", DEFAULT_METRICS_LISTEN)
+    return _listen(value, "METRICS_LISTEN", "or 'off'") or DEFAULT_METRICS_LISTEN
 
 
 def _is_base64url(value: str) -> bool:
+    if not re.fullmatch(r"[A-Za-z0-9_-]+=*", value):
+        return False
     try:
         base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
     except ValueError:
         return False
-    return bool(re.fullmatch(r"[A-Za-z0-9_-]+=*", value))
+    return True
 
 
-def _path(value: str | None) -> Path | None:
-    return Path(value) if value else None
+def _text(value: str | None, name: str, expected: str = "", spaces: bool = True) -> str | None:
+    """Free text on one line (no control characters; no spaces unless `spaces`)."""
+    if value is None:
+        return None
+    if not value.isprintable() or (not spaces and any(c.isspace() for c in value)):
+        raise _invalid(name, value, expected or "must be text on one line")
+    return value
 
 
-def _existing_file(value: str | None, name: str) -> Path | None:
+def _address(value: str | None, name: str) -> str | None:
+    if value is not None and not _ADDRESS.fullmatch(value):
+        raise _invalid(name, value, "is not an e-mail address; write e.g. ops@example.com")
+    return value
+
+
+def _service(value: str | None, name: str) -> str | None:
+    if value is not None and not _SERVICE_NAME.fullmatch(value):
+        raise _invalid(name, value, "is not a service name: up to 63 letters, digits, '-' "
+                       "and '_', as `docker service ls` shows it")  # fmt: skip
+    return value
+
+
+def _path(value: str | None, name: str) -> Path | None:
+    if value is None:
+        return None
+    if not value.startswith("/") or not value.isprintable():
+        raise _invalid(name, value, "must be an absolute path, e.g. /run/certbotless/…")
+    return Path(value)
+
+
+def _certs_dir(value: str | None, name: str) -> str | None:
+    """An absolute path nginx.conf can name unquoted (and Swarm mount under)."""
+    if value is None:
+        return None
+    if not _NGINX_PATH.fullmatch(value.rstrip("/") or "/"):
+        raise _invalid(name, value, "must be an absolute path of letters, digits, '.', '_' "
+                       "and '-' below /, e.g. /etc/nginx/certs")  # fmt: skip
+    return value.rstrip("/")
+
+
+def _ca_bundle(value: str | None, name: str) -> Path | None:
     if value is None:
         return None
     path = Path(value)
     if not path.is_file():
-        raise SettingsError(
-            f"{PREFIX}{name}={value!r}: no such file; mount it or unset the variable"
-        )
+        raise _invalid(name, value, ": no such file; mount it or unset the variable")
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except (ssl.SSLError, ValueError, OSError) as error:
+        raise _invalid(name, value, f"is not a file of PEM certificates ({error}); give the "
+                       "CA's root certificate in PEM") from None  # fmt: skip
     return path
 
 
@@ -251,7 +413,13 @@ def _flag(value: str | None, name: str, default: bool) -> bool:
         return True
     if value.lower() in {"0", "false", "no", "off"}:
         return False
-    raise SettingsError(f"{PREFIX}{name}={value!r} must be true or false")
+    raise _invalid(name, value, "must be true or false")
+
+
+def _log_level(value: str | None, name: str) -> str | None:
+    if value is not None and value.upper() not in LOG_LEVELS:
+        raise _invalid(name, value, "must be one of: " + ", ".join(LOG_LEVELS))
+    return value.upper() if value else None
 
 
 Mode = TypeVar("Mode", bound=StrEnum)
@@ -264,36 +432,54 @@ def _choice(value: str | None, name: str, default: Mode, meaning: str = "") -> M
         return modes((value or default).lower())
     except ValueError:
         choices = meaning or "one of: " + ", ".join(modes)
-        raise SettingsError(f"{PREFIX}{name}={value!r} must be {choices}") from None
+        raise _invalid(name, value or "", f"must be {choices}") from None
 
 
-def _whole_number(value: str | None, name: str, default: int) -> int:
+def _number(value: str | None, name: str, low: int, high: int, default: int) -> int:
+    """A whole number in ASCII digits (int() would take '١٢' or '1_0'; '²'.isdigit() is True
+    but int('²') fails) between `low` and `high`."""
     if value is None:
         return default
-    if not value.isdigit():
-        raise SettingsError(f"{PREFIX}{name}={value!r} must be a whole number (0 or more)")
+    if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
+        raise _invalid(name, value, f"must be a whole number from {low} to {high}")
     return int(value)
 
 
-def _positive_int(value: str | None, name: str, default: int) -> int:
-    if value is None:
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise SettingsError(f"{PREFIX}{name}={value!r} must be a whole number of at least 1")
-    return number
+def _port(value: str) -> int | None:
+    if value.isascii() and value.isdigit() and 0 < int(value) < 65536:
+        return int(value)
+    return None
 
 
-def _host_port(value: str | None, name: str, default: tuple[str, int]) -> tuple[str, int]:
+def _listen(value: str | None, name: str, alternative: str = "") -> tuple[str, int] | None:
+    """IPV4:PORT to listen on (an empty address: every interface)."""
     if value is None:
-        return default
+        return None
     host, _, port = value.rpartition(":")
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise SettingsError(f"{PREFIX}{name}={value!r} must look like HOST:PORT, e.g. 0.0.0.0:8402")
-    return (host or "0.0.0.0", int(port))
+    number = _port(port)
+    try:
+        ipaddress.IPv4Address(host or "0.0.0.0")
+    except ValueError:
+        number = None
+    if number is None:
+        raise _invalid(
+            name,
+            value,
+            "must look like IPV4:PORT, e.g. 0.0.0.0:8402 (HOST:PORT "
+            f"with an IPv4 address and a port from 1 to 65535) {alternative}".strip(),
+        )
+    return (host or "0.0.0.0", number)
+
+
+def _upstream(value: str | None, name: str) -> str | None:
+    """HOST:PORT nginx reaches the responder at (written into nginx.conf as it is)."""
+    if value is None:
+        return None
+    host, _, port = value.rpartition(":")
+    if not _HOSTNAME.fullmatch(host) or _port(port) is None:
+        raise _invalid(name, value, "must look like HOST:PORT, e.g. certbotless:8402 (a "
+                       "service or host name, and a port from 1 to 65535)")  # fmt: skip
+    return value
 
 
 def _subnets(value: str | None, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -303,13 +489,11 @@ def _subnets(value: str | None, name: str, default: tuple[str, ...]) -> tuple[st
     if value.lower() == "none":
         return ()
     subnets = []
-    for part in (p.strip() for p in value.split(",") if p.strip()):
+    expected = ("give the subnet of the L4 front's network (e.g. 10.222.0.0/24), or `none` "
+                "when nginx publishes its own ports")  # fmt: skip
+    for part in (p.strip() for p in value.split(",")):
         try:
             subnets.append(str(ipaddress.ip_network(part, strict=False)))
         except ValueError:
-            raise SettingsError(
-                f"{PREFIX}{name}={value!r}: {part!r} is not a network; give the subnet of the "
-                "L4 front's network (e.g. 10.222.0.0/24), or `none` when nginx publishes its "
-                "own ports"
-            ) from None
+            raise _invalid(name, value, f": {part!r} is not a network; {expected}") from None
     return tuple(subnets)

@@ -101,6 +101,7 @@ def test_own_nginx_conf_gets_snippets_certificates_and_placeholders(
         nginx_service=SERVICE,
         self_check=False,
         lock_file=tmp_path / "pass.lock",
+        challenge_dir=acme_tokens.directory,  # where the tests' responder serves tokens from
         acme_directory=pebble_for_acme.directory_url,
     )
     issuer = AcmeIssuer(

@@ -57,6 +57,7 @@ def test_no_stage_imports_a_later_one() -> None:
 def test_model_and_settings_import_nothing_of_certbotless() -> None:
     trees = modules()
     assert imported(trees["model"]) == set() and imported(trees["settings"]) == set()
+    assert imported(trees["redaction"]) == set()
 
 
 def test_classes_and_functions_stay_small_and_reconcile_only_sequences() -> None:

@@ -1,6 +1,27 @@
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import certifi
 import pytest
 
-from certbotless.settings import LETSENCRYPT_STAGING, Settings, SettingsError
+from certbotless.settings import (
+    LETSENCRYPT_STAGING,
+    VARIABLES,
+    Settings,
+    SettingsError,
+    redacted_url,
+    unknown_variables,
+)
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_variables() -> set[str]:
+    """The variables of the README's sidecar environment table."""
+    section = README.read_text().split("### Environment (sidecar)", 1)[1].split("\n### ", 1)[0]
+    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    return {name for row in rows for name in re.findall(r"CERTBOTLESS_([A-Z_]+)", row)}
 
 
 def test_defaults_and_shortcuts() -> None:
@@ -9,21 +30,137 @@ def test_defaults_and_shortcuts() -> None:
     assert settings.concurrency == 8
 
 
-@pytest.mark.parametrize(
-    ("name", "value", "fragment"),
-    [
-        ("ACME_DIRECTORY", "http://insecure/dir", "https://"),
-        ("SCHEDULE", "every day", "cron"),
-        ("CONCURRENCY", "0", "at least 1"),
-        ("CA_BUNDLE", "/nonexistent.pem", "no such file"),
-        ("RESPONDER_LISTEN", "0.0.0.0:http", "HOST:PORT"),
-        ("EAB_KID", "kid-1", "EAB_HMAC_KEY"),
-    ],
-)
-def test_bad_settings_name_the_variable(name: str, value: str, fragment: str) -> None:
-    with pytest.raises(SettingsError, match=fragment) as caught:
-        Settings.from_env({f"CERTBOTLESS_{name}": value})
-    assert f"CERTBOTLESS_{name}" in str(caught.value)
+def test_the_readme_lists_every_variable_the_code_reads_and_no_other() -> None:
+    assert readme_variables() == set(VARIABLES)
+
+
+class Recording(dict[str, str]):
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: set[str] = set()
+
+    def get(self, key: str, default: object = None) -> object:  # type: ignore[override]
+        self.asked.add(key)
+        return super().get(key, default)
+
+
+def test_every_declared_variable_is_read() -> None:
+    env = Recording()
+    Settings.from_env(env)
+    assert env.asked == {f"CERTBOTLESS_{name}" for name in VARIABLES}
+
+
+SECRET = "T0KEN-in-the-path"
+PASSWORD = "pa55-w0rd-secret"
+SMTP = {"CERTBOTLESS_ALERT_EMAIL": "ops@example.com"}
+WEBHOOK = {"CERTBOTLESS_ALERT_WEBHOOK": "https://hooks.example.com/x"}
+
+# Every variable of the README, each with values that must be refused: (value, other variables).
+BAD: dict[str, list[tuple[str, dict[str, str]]]] = {
+    "ACME_DIRECTORY": [("http://insecure/dir", {}), ("https://", {}), ("stagin", {}),
+                       ("https://ca.example/dir with space", {}), ("https://ca:port/dir", {})],
+    "EMAIL": [("ops", {}), ("ops@", {}), ("mailto:ops@example.com", {}), ("a@b", {}),
+              ("ops@exa mple.com", {})],
+    "CA_BUNDLE": [("/nonexistent.pem", {}), (__file__, {})],
+    "ACCOUNT_KEY_FILE": [("run/secrets/key", {})],
+    "SERVICE": [("edge certbotless", {}), ("-edge", {}), ("e" * 64, {}), ("edge.sidecar", {})],
+    "NGINX_SERVICE": [("nginx;rm", {}), ("\uff4eginx", {})],
+    "NGINX_CONF": [("yours", {})],
+    "SCHEDULE": [("every day", {}), ("0 0 31 2 *", {}), ("²", {}), ("*/0 * * * *", {})],
+    "CONCURRENCY": [("0", {}), ("²", {}), ("١٢", {}), ("1_0", {}), ("-1", {}), ("8.5", {}),
+                    ("257", {})],
+    "EAB_KID": [("kid-1", {}), ("kid 1", {"CERTBOTLESS_EAB_HMAC_KEY": "zWNDZM6eQGHW"})],
+    "EAB_HMAC_KEY": [("zWNDZM6eQGHW", {}), ("not base64!", {"CERTBOTLESS_EAB_KID": "kid-1"})],
+    "PREFERRED_CHAIN": [("ISRG\nRoot X1", {})],
+    "RESPONDER_LISTEN": [("0.0.0.0:http", {}), ("0.0.0.0:²", {}), ("0.0.0.0:0", {}),
+                         ("0.0.0.0:65536", {}), ("example.com:8402", {}), ("[::]:8402", {})],
+    "RESPONDER_UPSTREAM": [("certbotless", {}), ("certbotless:port", {}),
+                           ("cert botless:8402", {}), ("certbotless:8402;", {})],
+    "CHALLENGE_DIR": [("challenges", {})],
+    "LOCK_FILE": [("pass.lock", {})],
+    "CERTS_DIR": [("certs", {}), ("/etc/nginx/my certs", {}), ("/", {}), ("/etc/certs;", {})],
+    "SELF_CHECK": [("maybe", {}), ("\uff12", {})],
+    "FRONT_SUBNET": [("front", {}), (",", {}), ("10.0.0.0/33", {}), ("10.0.0.0/24,", {})],
+    "ROLLOUT_TIMEOUT": [("0", {}), ("²", {}), ("1e30", {}), ("100000", {})],
+    "GC_KEEP_VERSIONS": [("0", {}), ("²", {}), ("three", {})],
+    "GC_KEEP_EXPIRED_DAYS": [("²", {}), ("-1", {}), ("99999999", {}), ("1.5", {})],
+    "LOG_LEVEL": [("verbose", {}), ("TRACE", {})],
+    "LOG_FORMAT": [("yaml", {})],
+    "METRICS_LISTEN": [("on", {}), ("0.0.0.0:99999", {}), ("9402x", {})],
+    "ALERT_WEBHOOK": [(f"hooks.example.com/services/{SECRET}", {}),
+                      (f"ftp://hooks.example.com/{SECRET}", {}),
+                      (f"https:///{SECRET}", {})],
+    "ALERT_WEBHOOK_FORMAT": [("teams", WEBHOOK)],
+    "SMTP_URL": [("mail.example.com", SMTP), (f"http://ops:{PASSWORD}@mail.example.com", SMTP),
+                 (f"smtp://ops:{PASSWORD}@mail.example.com:port", SMTP),
+                 (f"smtp://ops:{PASSWORD}@:587", SMTP),
+                 (f"smtp://ops:{PASSWORD}@mail.example.com?from=nobody", SMTP),
+                 (f"smtp://ops:{PASSWORD}@mail.example.com", {})],
+    "ALERT_EMAIL": [("ops@example.com", {}),
+                    ("ops@example.com,ops", {"CERTBOTLESS_SMTP_URL": "smtp://mail.example.com"})],
+}  # fmt: skip
+# Shown redacted in errors (their value is a secret, or holds one).
+SECRET_VARIABLES = {"EAB_HMAC_KEY", "ALERT_WEBHOOK", "SMTP_URL"}
+
+
+def test_every_readme_variable_has_bad_values_below() -> None:
+    assert set(BAD) == readme_variables()
+
+
+def bad_cases() -> Iterator[tuple[str, str, dict[str, str]]]:
+    for name, cases in BAD.items():
+        for value, others in cases:
+            yield name, value, others
+
+
+@pytest.mark.parametrize(("name", "value", "others"), list(bad_cases()))
+def test_a_bad_value_is_one_error_naming_the_variable_and_the_value(
+    name: str, value: str, others: dict[str, str]
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({f"CERTBOTLESS_{name}": value, **others})
+    message = str(caught.value)
+    assert f"CERTBOTLESS_{name}" in message
+    if name in SECRET_VARIABLES:
+        assert SECRET not in message and PASSWORD not in message
+        assert "not base64!" not in message and "zWND" not in message
+    elif "set both" not in message:  # a missing partner: the value is not what is wrong
+        assert repr(value) in message or repr(value.strip()) in message
+
+
+def test_good_values_are_taken() -> None:
+    settings = Settings.from_env({
+        "CERTBOTLESS_EMAIL": "ops+certs@example.com",
+        "CERTBOTLESS_CA_BUNDLE": certifi.where(),
+        "CERTBOTLESS_SERVICE": "edge_certbotless",
+        "CERTBOTLESS_CONCURRENCY": "16",
+        "CERTBOTLESS_RESPONDER_LISTEN": ":8402",
+        "CERTBOTLESS_RESPONDER_UPSTREAM": "edge_certbotless:8402",
+        "CERTBOTLESS_CERTS_DIR": "/etc/nginx/certs/",
+        "CERTBOTLESS_ROLLOUT_TIMEOUT": "300",
+        "CERTBOTLESS_GC_KEEP_EXPIRED_DAYS": "0",
+        "CERTBOTLESS_LOG_LEVEL": "debug",
+        "CERTBOTLESS_METRICS_LISTEN": "OFF",
+        "CERTBOTLESS_SMTP_URL": "smtps://ops:p%40ss@mail.example.com:465?from=cbl@example.com",
+        "CERTBOTLESS_ALERT_EMAIL": "ops@example.com, oncall@example.com",
+    })  # fmt: skip
+    assert settings.responder_listen == ("0.0.0.0", 8402)
+    assert (settings.certs_dir, settings.rollout_timeout) == ("/etc/nginx/certs", 300)
+    assert (settings.log_level, settings.metrics_listen) == ("DEBUG", None)
+    assert settings.alert_email == ("ops@example.com", "oncall@example.com")
+
+
+def test_unknown_variables_are_named() -> None:
+    env = {"CERTBOTLESS_CONCURENCY": "4", "CERTBOTLESS_IMAGE": "x", "CERTBOTLESS_EMAIL": "a"}
+    assert unknown_variables(env) == ["CERTBOTLESS_CONCURENCY"]
+
+
+def test_redacted_urls_keep_the_host_only() -> None:
+    assert redacted_url("https://hooks.slack.com/services/T0/B0/XyZ") == "https://hooks.slack.com/…"
+    assert redacted_url("smtp://ops:pw@mail.example.com:587?from=a@b.c") == (
+        "smtp://ops:…@mail.example.com:587/…"
+    )
+    assert redacted_url("https://example.com") == "https://example.com"
 
 
 def test_eab_needs_both_parts_and_a_base64url_key() -> None:
