@@ -49,7 +49,7 @@ from certbotless.settings import (
     SettingsError,
     unknown_variables,
 )
-from certbotless.swarm import SWARM_ERRORS
+from certbotless.swarm import SWARM_ERRORS, docker_endpoint
 
 log = logging.getLogger("certbotless")
 
@@ -154,8 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"certbotless: {error}", file=sys.stderr)
         return 1
     except SWARM_ERRORS as error:
-        print(f"certbotless: the Docker API failed: {error}; is /var/run/docker.sock mounted, "
-              "and is this a swarm manager?", file=sys.stderr)  # fmt: skip
+        print(f"certbotless: the Docker API at {docker_endpoint()} failed: {error}; is it "
+              "reachable (the stack's docker-api proxy, or /var/run/docker.sock mounted), and a "
+              "swarm manager's?", file=sys.stderr)  # fmt: skip
         return 1
 
 

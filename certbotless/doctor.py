@@ -19,7 +19,7 @@ from certbotless.lease import LEASE_CONFIG, SwarmPassLock
 from certbotless.model import CHALLENGE_PREFIX, ServiceInfo
 from certbotless.redaction import Redactor
 from certbotless.settings import NginxConfMode, Settings
-from certbotless.swarm import SWARM_ERRORS, Swarm
+from certbotless.swarm import SWARM_ERRORS, Swarm, docker_endpoint
 
 # Enough to show a pattern; a swarm with hundreds of names should not wait on each.
 MAX_DOMAINS_CHECKED = 20
@@ -70,8 +70,11 @@ class Doctor:
         try:
             info = self.swarm.engine_info()
         except SWARM_ERRORS as error:
-            fix = "mount /var/run/docker.sock into the certbotless service"
-            return [Check("Docker API", False, str(error), fix)]
+            fix = (
+                "deploy the docker-api proxy of stacks/edge.yml with the sidecar (DOCKER_HOST), "
+                "or mount /var/run/docker.sock into the certbotless service"
+            )
+            return [Check(f"Docker API ({docker_endpoint()})", False, str(error), fix)]
         checks.append(Check("Docker API", True, f"engine {info.get('ServerVersion', '?')}"))
         manager = bool((info.get("Swarm") or {}).get("ControlAvailable"))
         checks.append(

@@ -7,6 +7,7 @@ with a stand-in object and the real thing is exercised against a real dockerd.
 from __future__ import annotations
 
 import base64
+import os
 import socket
 import time
 from collections.abc import Iterable, Iterator
@@ -48,7 +49,13 @@ class JobResult:
         return self.state in ("complete", "failed")
 
 
-__all__ = ["SWARM_ERRORS", "APIError", "JobResult", "NotFound", "Swarm"]
+__all__ = ["SWARM_ERRORS", "APIError", "JobResult", "NotFound", "Swarm", "docker_endpoint"]
+
+
+def docker_endpoint() -> str:
+    """Where the Docker SDK sends calls: DOCKER_HOST (stacks/edge.yml names its Docker API
+    proxy there), else the engine's socket."""
+    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 
 
 class Swarm:
@@ -144,7 +151,9 @@ class Swarm:
         return [service["Spec"]["Name"] for service in orphans]
 
     def own_service_name(self) -> str | None:
-        """The swarm service this process runs in, from its container's labels."""
+        """The swarm service this process runs in, from its container's labels. Only when
+        CERTBOTLESS_SERVICE is not set: through the Docker API proxy the engine may be another
+        manager's, which does not know this container (None then)."""
         try:
             container = self.api.inspect_container(socket.gethostname())
         except SWARM_ERRORS:

@@ -14,6 +14,8 @@ APT_PACKAGES = [
     "docker.io",
     "pebble",
     "nginx-light",
+    # Runs haproxy/docker-api-proxy.cfg in its integration test.
+    "haproxy",
     "debootstrap",
     "curl",
     "openssl",

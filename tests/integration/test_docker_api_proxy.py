@@ -1,0 +1,359 @@
+"""The sidecar's Docker API proxy (haproxy/docker-api-proxy.cfg), run by a real HAProxy on
+loopback in front of a stand-in engine on a unix socket: every call certbotless's Swarm class
+makes reaches the engine through it, and everything else is refused with a 403 that names the
+call, without the engine ever seeing it."""
+
+import http.client
+import json
+import shutil
+import socket
+import socketserver
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+from docker.errors import APIError
+
+from certbotless.model import FileReference, ObjectKind
+from certbotless.rollout import edge_job_template
+from certbotless.swarm import Swarm
+from tests.conftest import IN_CI
+
+PROXY_CONFIG = Path(__file__).resolve().parents[2] / "haproxy" / "docker-api-proxy.cfg"
+
+# The edge's service as the engine returns it: what certbotless's updates and jobs start from.
+EDGE_SERVICE: dict[str, Any] = {
+    "ID": "edgeserviceid0123456789abc",
+    "Version": {"Index": 42},
+    "Spec": {
+        "Name": "edge_nginx",
+        "Labels": {"certbotless.edge": "true", "com.docker.stack.namespace": "edge"},
+        "TaskTemplate": {
+            "ContainerSpec": {
+                "Image": "certbotless-nginx:latest@sha256:" + "0" * 64,
+                "Args": ["nginx", "-g", "daemon off;"],
+                "Env": ["NOTE=café"],
+                "StopSignal": "SIGQUIT",
+                "Mounts": [{"Type": "volume", "Source": "edge_logs", "Target": "/var/log/nginx"}],
+                "Configs": [
+                    {
+                        "File": {
+                            "Name": "/etc/nginx/nginx.conf",
+                            "UID": "0",
+                            "GID": "0",
+                            "Mode": 292,
+                        },
+                        "ConfigID": "confid0123456789abcdefghi",
+                        "ConfigName": "cbl-nginx-0123abcd",
+                    }
+                ],
+                "Secrets": [],
+            },
+            "Placement": {"Constraints": ["node.role == manager"]},
+            "Networks": [{"Target": "netid0123456789abcdefghij", "Aliases": ["nginx"]}],
+            "ForceUpdate": 0,
+        },
+        "Mode": {"Global": {}},
+        "UpdateConfig": {"Parallelism": 1, "Order": "start-first", "FailureAction": "rollback"},
+        "EndpointSpec": {"Mode": "dnsrr"},
+    },
+}
+OBJECT = {
+    "ID": "objid0123456789abcdefghijk",
+    "Version": {"Index": 7},
+    "Spec": {"Name": "cbl-status", "Labels": {"certbotless.kind": "status"}, "Data": "eA=="},
+}
+
+
+@dataclass
+class StandInEngine:
+    """Answers like dockerd, well enough for docker-py, and records every call it gets."""
+
+    socket_path: Path
+    calls: list[tuple[str, str]] = field(default_factory=list)
+
+    def answer(self, method: str, path: str) -> Any:
+        self.calls.append((method, path))
+        route = path.split("?")[0]
+        if route.endswith("/version"):
+            return {"ApiVersion": "1.41", "Version": "20.10.24", "MinAPIVersion": "1.12"}
+        if route.endswith("/_ping"):
+            return "OK"
+        if route.endswith(("/services/create", "/configs/create", "/secrets/create")):
+            return {"ID": "createdid0123456789abcdef"}
+        if route.endswith(("/services", "/tasks", "/networks", "/secrets", "/configs", "/nodes")):
+            return []
+        if route.endswith(("/events", "/logs")):
+            return ""
+        if "/services/" in route:
+            return EDGE_SERVICE
+        if route.endswith("/json"):
+            return {"Config": {"Labels": {"com.docker.swarm.service.name": "edge_certbotless"}}}
+        if route.endswith("/info"):
+            return {"ServerVersion": "20.10.24", "Swarm": {"ControlAvailable": True}}
+        return OBJECT
+
+
+def _handler(engine: StandInEngine) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def handle_one(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(length)
+            answer = engine.answer(self.command, self.path)
+            body = answer.encode() if isinstance(answer, str) else json.dumps(answer).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        do_GET = do_POST = do_DELETE = do_HEAD = handle_one
+
+        def address_string(self) -> str:  # a unix socket has no client address
+            return "engine"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+class UnixHttpServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+def unused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Proxy:
+    port: int
+    engine: StandInEngine
+
+    @property
+    def url(self) -> str:
+        return f"tcp://127.0.0.1:{self.port}"
+
+    def request(
+        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> tuple[int, str]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            connection.request(method, path, body=body or None, headers=headers or {})
+            response = connection.getresponse()
+            return response.status, response.read().decode(errors="replace")
+        finally:
+            connection.close()
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
+    if shutil.which("haproxy") is None:
+        if IN_CI:
+            pytest.fail("haproxy is not installed (apt-get install haproxy)")
+        pytest.skip("haproxy is not installed")
+    work = tmp_path_factory.mktemp("docker-api-proxy")
+    engine = StandInEngine(work / "docker.sock")
+    server = UnixHttpServer(str(engine.socket_path), _handler(engine))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = unused_port()
+    config = PROXY_CONFIG.read_text()
+    assert "    bind :2375\n" in config and "server docker /var/run/docker.sock\n" in config
+    config = config.replace("    bind :2375\n", f"    bind 127.0.0.1:{port}\n").replace(
+        "server docker /var/run/docker.sock\n", f"server docker {engine.socket_path}\n"
+    )
+    (work / "haproxy.cfg").write_text(config)
+    haproxy = subprocess.Popen(
+        ["haproxy", "-db", "-f", str(work / "haproxy.cfg")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError as refused:
+            if haproxy.poll() is not None or time.monotonic() > deadline:
+                haproxy.kill()
+                error = haproxy.communicate()[1]
+                raise RuntimeError(f"haproxy did not start: {error!r}") from refused
+            time.sleep(0.05)
+    try:
+        yield Proxy(port, engine)
+    finally:
+        haproxy.terminate()
+        haproxy.wait(timeout=10)
+        server.shutdown()
+        server.server_close()
+
+
+def _every_swarm_call() -> dict[str, Callable[[Swarm], object]]:
+    """One call of each public method of Swarm, with the arguments certbotless passes."""
+    ref = FileReference(ObjectKind.SECRET, "secretid0123456789abcdefg", "cbl-a-1", "/k.pem", 0o400)
+    return {
+        "services": lambda s: s.services(),
+        "inspect_service": lambda s: s.inspect_service("edge_nginx"),
+        "update_service": lambda s: s.update_service(EDGE_SERVICE, EDGE_SERVICE["Spec"]),
+        "run_job": lambda s: s.run_job(
+            "cbl-nginx-check-0a1b2c3d",
+            edge_job_template(EDGE_SERVICE, ["nginx", "-t"], [ref]),
+            timeout=0,
+        ),
+        "remove_orphaned_jobs": lambda s: s.remove_orphaned_jobs(),
+        "own_service_name": lambda s: s.own_service_name(),
+        "tasks": lambda s: s.tasks("edgeserviceid0123456789abc"),
+        "without_running_task": lambda s: s.without_running_task(["a"]),
+        "service_events": lambda s: list(s.service_events(since=time.time())),
+        "configs": lambda s: s.configs("certbotless.kind=chain"),
+        "secrets": lambda s: s.secrets("certbotless.kind=key"),
+        "engine_info": lambda s: s.engine_info(),
+        "config_data": lambda s: s.config_data("objid0123456789abcdefghijk"),
+        "create_config": lambda s: s.create_config("cbl-a-1", b"chain", {"certbotless.x": "1"}),
+        "create_secret": lambda s: s.create_secret("cbl-a-1", b"key", {"certbotless.x": "1"}),
+        "inspect_config_labels": lambda s: s.inspect_config_labels("objid0123456789abcdefghijk"),
+        "update_config_labels": lambda s: s.update_config_labels(
+            "objid0123456789abcdefghijk", {"certbotless.status.a": '{"reason": "é"}'}
+        ),
+        "remove_config": lambda s: s.remove_config("objid0123456789abcdefghijk"),
+        "remove_secret": lambda s: s.remove_secret("secretid0123456789abcdefg"),
+        "referenced_object_ids": lambda s: s.referenced_object_ids(),
+        "mounted_object_ids": lambda s: s.mounted_object_ids("edge_nginx"),
+    }
+
+
+def test_every_call_certbotless_makes_passes_the_proxy(
+    proxy: Proxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As in the stack: DOCKER_HOST names the proxy, and the client negotiates its version.
+    monkeypatch.setenv("DOCKER_HOST", proxy.url)
+    swarm = Swarm(owner="edge_certbotless")
+    public = {name for name in vars(Swarm) if not name.startswith("_")}
+    calls = _every_swarm_call()
+    assert public == set(calls), "a new Swarm method needs a case here (and maybe a proxy rule)"
+    for name, call in calls.items():
+        before = len(proxy.engine.calls)
+        try:
+            call(swarm)
+        except APIError as error:
+            pytest.fail(f"Swarm.{name} was refused by the proxy: {error}")
+        assert len(proxy.engine.calls) > before, f"Swarm.{name} never reached the engine"
+    assert ("GET", "/version") in proxy.engine.calls  # the version negotiation
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/v1.41/containers/create"),
+        ("POST", "/containers/create"),
+        ("POST", "/v1.41/containers/abc123/exec"),
+        ("POST", "/v1.41/exec/abc123/start"),
+        ("POST", "/v1.41/containers/abc123/attach"),
+        ("GET", "/v1.41/containers/abc123/archive"),
+        ("DELETE", "/v1.41/containers/abc123"),
+        ("GET", "/v1.41/containers/json"),
+        ("POST", "/v1.41/images/create"),
+        ("GET", "/v1.41/images/json"),
+        ("POST", "/v1.41/volumes/create"),
+        ("POST", "/v1.41/build"),
+        ("POST", "/v1.41/swarm/join"),
+        ("POST", "/v1.41/swarm/leave"),
+        ("GET", "/v1.41/swarm/unlockkey"),
+        ("GET", "/v1.41/swarm"),
+        ("POST", "/v1.41/nodes/node1/update"),
+        ("DELETE", "/v1.41/nodes/node1"),
+        ("GET", "/v1.41/plugins"),
+        ("POST", "/v1.41/plugins/pull"),
+        ("POST", "/v1.41/networks/create"),
+        ("GET", "/v1.41/secrets/../containers/json"),
+        # Paths the engine would decode and clean into another call.
+        ("DELETE", "/v1.41/services/x%2F..%2F..%2Fcontainers%2Fvictim"),
+        ("POST", "/v1.41/configs/..%2Fnodes%2Fnode1/update"),
+        ("POST", "/v1.41/services/../nodes/node1/update"),
+        ("GET", "//v1.41/containers/abc123/json/../archive"),
+    ],
+)
+def test_every_other_call_is_refused_naming_it(proxy: Proxy, method: str, path: str) -> None:
+    before = len(proxy.engine.calls)
+    status, body = proxy.request(method, path, b"{}" if method == "POST" else b"")
+    assert status == 403, body
+    message = json.loads(body)["message"]
+    assert message.startswith(f"the certbotless Docker API proxy refuses {method} {path}: ")
+    assert len(proxy.engine.calls) == before, "the engine saw a refused call"
+
+
+@pytest.mark.parametrize(
+    ("addition", "refusal"),
+    [
+        ({"Mounts": [{"Type": "bind", "Source": "/", "Target": "/host"}]}, "a bind mount"),
+        ({"Mounts": [{"type": "bind", "source": "/var/run/docker.sock", "target": "/s"}]},
+         "a bind mount"),
+        ({"Mounts": [{"Type": "volume", "Source": "root", "Target": "/host", "VolumeOptions": {
+            "DriverConfig": {"Name": "local",
+                             "Options": {"type": "none", "o": "bind", "device": "/"}}}}]},
+         "a volume device option"),
+        ({"CapabilityAdd": ["CAP_SYS_ADMIN"]}, "added capabilities"),
+        ({"Privileges": {"Seccomp": {"Mode": "unconfined"}}}, "an unconfined seccomp"),
+        ({"MOUNTS": [{"TYPE": "bind", "Source": "/", "Target": "/host"}]}, "a bind mount"),
+    ],
+)  # fmt: skip
+def test_a_service_spec_that_reaches_the_host_is_refused(
+    proxy: Proxy, addition: dict[str, Any], refusal: str
+) -> None:
+    client = docker.APIClient(base_url=proxy.url, version="1.41")
+    container = {"Image": "alpine", "Command": ["sh"], **addition}
+    before = len(proxy.engine.calls)
+    with pytest.raises(APIError, match=f"refuses POST /v1.41/services/create: .*{refusal}"):
+        client.create_service({"ContainerSpec": container}, name="cbl-evil")
+    with pytest.raises(APIError, match=f"the service spec asks for {refusal}"):
+        client.update_service(
+            EDGE_SERVICE["ID"], 42, task_template={"ContainerSpec": container}, name="edge_nginx"
+        )
+    assert len(proxy.engine.calls) == before
+
+
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        # The key `Mounts` spelled with an escape, and with Go's long s (U+017F folds to s).
+        (b'{"TaskTemplate":{"ContainerSpec":{"Mo\\u0075nts":[{"Typ\\u0065":"bind"}]}}}', {}),
+        ('{"TaskTemplate":{"ContainerSpec":{"Mount\u017f":[]}}}'.encode(), {}),
+        (b'{"TaskTemplate":{"ContainerSpec":{"Mount\\u017f":[]}}}', {}),
+        (b'{"TaskTemplate":{"Runtime":"plugin","PluginSpec":{}}}', {}),
+        (b'{"TaskTemplate":{"Networks":[{"Target":"host"}]}}', {}),
+        # A body too long for the proxy to see whole, or one it cannot measure.
+        (b'{"Name":"x","Labels":{"pad":"' + b"x" * 4_300_000 + b'"}}', {}),
+        (b"{}", {"Transfer-Encoding": "chunked"}),
+    ],
+)
+def test_a_service_spec_the_proxy_cannot_read_plainly_is_refused(
+    proxy: Proxy, body: bytes, headers: dict[str, str]
+) -> None:
+    before = len(proxy.engine.calls)
+    if headers:  # http.client frames the body itself
+        connection = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+        connection.request(
+            "POST", "/v1.41/services/create", iter([body]), headers, encode_chunked=True
+        )
+        response = connection.getresponse()
+        status, text = response.status, response.read().decode()
+        connection.close()
+    else:
+        status, text = proxy.request("POST", "/v1.41/services/create", body)
+    assert status == 403, text
+    message = json.loads(text)["message"]
+    assert message.startswith("the certbotless Docker API proxy refuses POST /v1.41/services/")
+    assert len(proxy.engine.calls) == before
