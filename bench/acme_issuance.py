@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.peers import Certbot, Lego, Peer
-from certbotless.acme.challenges import ChallengeResponder, TokenStore
+from certbotless.acme.challenges import TokenStore
 from certbotless.acme.errors import AcmeError
 from certbotless.acme.http01 import EdgeHttp01Solver
 from certbotless.acme.issuer import AcmeIssuer, IssuerOptions
 from certbotless.acme.keys import load_account_key
+from certbotless.acme.responder import ChallengeResponder
 from certbotless.model import CertSpec, IssuedCert
 from certbotless.settings import Settings
 from rig.pebble import PebbleServer, port_open

@@ -73,10 +73,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from certbotless.acme.challenges import ChallengeResponder, TokenStore
+from certbotless.acme.challenges import TokenStore
 from certbotless.acme.http01 import EdgeHttp01Solver
 from certbotless.acme.issuer import AcmeIssuer
 from certbotless.acme.keys import load_account_key, private_key_pem
+from certbotless.acme.responder import ChallengeResponder
 from certbotless.edge import render_nginx_conf
 from certbotless.edge_deploy import edge_references
 from certbotless.model import CertSpec, IssuedCert, Route, StoredCert

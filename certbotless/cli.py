@@ -20,8 +20,9 @@ from certbotless.account_key import (
     resolve_account_key,
 )
 from certbotless.acme.ari import lifetime_renewal_time
-from certbotless.acme.challenges import ChallengeResponder, TokenStore
+from certbotless.acme.challenges import TokenStore
 from certbotless.acme.errors import AcmeError
+from certbotless.acme.responder import ChallengeResponder
 from certbotless.alerts import (
     is_expiring,
 )

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from certbotless.acme.challenges import ChallengeResponder, TokenStore
+from certbotless.acme.challenges import TokenStore
+from certbotless.acme.responder import ChallengeResponder
 from rig.pebble import PebbleServer, current_pebble
 from rig.state import read_env
 

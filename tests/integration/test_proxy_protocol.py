@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import pytest
 from cryptography import x509
 
-from certbotless.acme.challenges import ChallengeResponder, TokenStore
+from certbotless.acme.challenges import TokenStore
 from certbotless.acme.http01 import ChallengeNotServed, EdgeSelfCheck
+from certbotless.acme.responder import ChallengeResponder
 from certbotless.edge import placeholder_certificate
 from certbotless.proxy_protocol import PROXY_V2_LOCAL
 from certbotless.rollout import ServedCertificates

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from certbotless.acme.challenges import ChallengeResponder, TokenStore
+from certbotless.acme.challenges import TokenStore
+from certbotless.acme.responder import ChallengeResponder, ResponderLimits
 
 TOKEN = "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA"
 
@@ -106,7 +107,9 @@ def test_token_users_are_counted_safely_across_threads(tmp_path: Path) -> None:
 @pytest.fixture
 def strict_responder(tmp_path: Path) -> Iterator[tuple[TokenStore, int]]:
     tokens = TokenStore(tmp_path / "challenges")
-    server = ChallengeResponder(tokens, "127.0.0.1", 0, max_request_bytes=4096, request_seconds=1)
+    server = ChallengeResponder(
+        tokens, "127.0.0.1", 0, ResponderLimits(max_request_bytes=4096, request_seconds=1)
+    )
     server.start()
     yield tokens, server.port
     server.stop()
