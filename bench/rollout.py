@@ -394,19 +394,21 @@ def save_cert(store: CertStore, issuer: AcmeIssuer, created: Created) -> StoredC
 
 def nginx_conf(
     store: CertStore, cert: StoredCert, created: Created, front_subnet: str | None
-) -> tuple[str, str]:
+) -> dict[str, tuple[str, str]]:
+    """The configuration's files as configs: target → (name, id)."""
     routes = [Route(APP, (HOST,), 8000)]
-    text = render_nginx_conf(
+    files = render_nginx_conf(
         routes,
         {cert.name: cert},
         "x:1",
         "/etc/nginx/certs",
         front_subnets=(front_subnet,) if front_subnet else (),
     )
-    conf = store.ensure_nginx_conf(text)
-    if conf[1] not in created.existing_configs and conf[1] not in created.store_configs:
-        created.store_configs.append(conf[1])
-    return conf
+    confs = store.ensure_nginx_confs(files)
+    for _, config_id in confs.values():
+        if config_id not in created.existing_configs and config_id not in created.store_configs:
+            created.store_configs.append(config_id)
+    return confs
 
 
 @contextmanager

@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", help="stored certificates and their expiry")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
 
-    commands.add_parser("render", help="print the nginx.conf a pass would deploy")
+    commands.add_parser("render", help="print the nginx configuration a pass would deploy")
 
     gc = commands.add_parser(
         "gc",

@@ -62,6 +62,11 @@ STATUS_PLACEHOLDER = "{status}"
 INTERNAL_LOCATION = "/.certbotless/"  # the edge's forward-auth subrequests
 # Locations the edge keeps for itself, so no route may use them.
 RESERVED_PATHS = (CHALLENGE_PREFIX, INTERNAL_LOCATION)
+# nginx reads its configuration in 4 KiB pieces and refuses a longer word ("too long
+# parameter"), which would stop every roll: paths and URLs stay well below (a browser sends at
+# most about 2,000 characters of URL anyway).
+MAX_PATH_LENGTH = 1024
+MAX_URL_LENGTH = 2048
 _TIME_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
 MAX_TIMEOUT_MS = 86_400_000  # one day
 _TRUE = {"true", "yes", "1", "on"}
@@ -446,6 +451,9 @@ def _parse_service(service: ServiceInfo) -> tuple[Route, CertSpec]:
         raise invalid(PORT, "must be a port number from 1 to 65535")
 
     path = text(PATH, "/") or "/"
+    if len(path) > MAX_PATH_LENGTH:
+        raise invalid(PATH, f"is {len(path)} characters long; nginx takes at most "
+                      f"{MAX_PATH_LENGTH} here: shorten the path prefix")  # fmt: skip
     if not _PATH_RE.match(path) or "//" in path or "/../" in f"{path}/":
         raise invalid(PATH, "must start with / and hold only URL path characters, e.g. /api")
     reserved = next((r for r in RESERVED_PATHS if f"{path}/".startswith(r)), None)
@@ -508,6 +516,9 @@ def _check_timeout(value: str, invalid: _InvalidFactory) -> None:
 def _check_url(
     url: str, label: str, invalid: _InvalidFactory, example: str, placeholder: str = ""
 ) -> None:
+    if len(url) > MAX_URL_LENGTH:
+        raise invalid(label, f"is {len(url)} characters long; nginx takes at most "
+                      f"{MAX_URL_LENGTH} here: use a shorter URL")  # fmt: skip
     try:
         parts = urlsplit(url)
         _ = parts.port  # raises on a port that is not a number from 0 to 65535

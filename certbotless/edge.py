@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import re
 import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path, PurePosixPath
 
@@ -22,6 +23,17 @@ from certbotless.discovery import INTERNAL_LOCATION
 from certbotless.model import CHALLENGE_PREFIX, Route, StoredCert, is_ip_address
 
 NGINX_CONF_TARGET = "/etc/nginx/nginx.conf"
+SNIPPETS_DIR = "/etc/nginx/certbotless"
+# The rendered configuration's server blocks, which nginx.conf includes (`hosts/*.conf`), and
+# the locations of a host too large for one file, which its servers include.
+HOSTS_DIR = f"{SNIPPETS_DIR}/hosts"
+LOCATIONS_DIR = f"{SNIPPETS_DIR}/locations"
+# Each file is one Swarm config. Docker 20.10's swarmkit refuses configs over 500 KiB (newer
+# engines 1000 KB): stay well below, whatever the engine.
+MAX_FILE_BYTES = 400 * 1024
+# Hosts share a file by the first hex digits of their name's SHA-256: a change to one host
+# changes one file, and 5,000 hosts make 256 files of about 20 hosts.
+_HOST_GROUP_DIGITS = 2
 
 NginxVersion = tuple[int, int, int]
 # From 1.25.1 nginx wants `http2 on;` and warns about `listen ... http2`; older ones reject it.
@@ -56,6 +68,9 @@ def cert_files(cert_name: str, certs_dir: str) -> CertFiles:
     )
 
 
+NginxFiles = dict[str, str]  # target path in the edge → text; nginx.conf first
+
+
 def render_nginx_conf(
     routes: Iterable[Route],
     certs: Mapping[str, StoredCert],
@@ -64,8 +79,10 @@ def render_nginx_conf(
     *,
     nginx_version: NginxVersion = DEFAULT_NGINX_VERSION,
     front_subnets: Sequence[str] = (),
-) -> str:
-    """`certs` maps certificate name → current version; a host without one gets no 443 server.
+    max_file_bytes: int = MAX_FILE_BYTES,
+) -> NginxFiles:
+    """nginx.conf and the files it includes, none over `max_file_bytes`. `certs` maps
+    certificate name → current version; a host without one gets no 443 server.
     `nginx_version` is the edge's nginx: it decides how HTTP/2 is switched on. `front_subnets`:
     the L4 front's network; with one, every listener speaks PROXY protocol and the client's
     address is taken from it, trusted from those subnets only."""
@@ -86,24 +103,131 @@ def render_nginx_conf(
     ip_default = next(
         (host for host in sorted(by_host) if is_ip_address(host) and host in cert_for_host), None
     )
-    servers = [_default_servers(responder_upstream, listen_80, listen_443, ip_default is None)]
+    servers: dict[str, list[_Server]] = {}
     for host in sorted(by_host):
         host_routes = sorted(by_host[host], key=lambda r: r.path, reverse=True)
         cert_name = cert_for_host.get(host)
-        servers.append(
+        servers[host] = [
             _http_server(host, host_routes, responder_upstream, listen_80, cert_name is not None)
-        )
+        ]
         if cert_name is not None:
             files = cert_files(cert_name, certs_dir)
-            servers.append(
+            servers[host].append(
                 _https_server(host, host_routes, files, listen_443, default=host == ip_default)
             )
-    return _MAIN.format(
-        servers="\n".join(servers),
+    main = _MAIN.format(
+        default_servers=_default_servers(
+            responder_upstream, listen_80, listen_443, ip_default is None
+        ),
+        hosts_dir=HOSTS_DIR,
         ciphers=TLS_CIPHERS,
+        hash_sizes=_server_names_hash_sizes(by_host),
         http2=_HTTP2_ON if http2_directive else "",
         real_ip=_real_ip(front_subnets),
     )
+    return {NGINX_CONF_TARGET: main, **_host_files(servers, max_file_bytes)}
+
+
+def files_listing(files: Mapping[str, str]) -> str:
+    """Every file of a configuration, each after a header naming where the edge mounts it."""
+    return "".join(f"# --- {target}\n{text}" for target, text in files.items())
+
+
+# Room nginx needs per name in a hash bucket: a pointer, the name and 2 bytes, aligned to 8.
+def _hash_entry_bytes(name: str) -> int:
+    return (8 + len(name) + 2 + 7) // 8 * 8
+
+
+def _server_names_hash_sizes(hosts: Iterable[str]) -> str:
+    """Sizes of nginx's server-name hash from the names rendered: a bucket holds at least four
+    of the longest (nginx's 128 fits one name of up to 110 characters and fails `nginx -t` on a
+    longer one; DNS allows 253), and the table has room for twice as many buckets as names,
+    so that nginx finds a layout without warning. Powers of two: nginx.conf changes rarely."""
+    names = ["_", *hosts]
+    bucket = _power_of_two_at_least(max(128, 4 * max(_hash_entry_bytes(n) for n in names)))
+    max_size = _power_of_two_at_least(max(512, 2 * len(names)))
+    return f"server_names_hash_bucket_size {bucket};\n    server_names_hash_max_size {max_size};"
+
+
+def _power_of_two_at_least(value: int) -> int:
+    return 1 << (value - 1).bit_length()
+
+
+@dataclass(frozen=True)
+class _Server:
+    """One server block: its directives before the locations, and the locations."""
+
+    port: int
+    head: str
+    locations: list[str] = field(default_factory=list)
+
+    def text(self, body: str | None = None) -> str:
+        """The block; `body` in place of the locations (includes of them elsewhere)."""
+        inside = "\n".join(self.locations) if body is None else body
+        return f"""
+    server {{
+        {self.head}
+{inside}
+    }}"""
+
+
+def _host_group(host: str) -> str:
+    return hashlib.sha256(host.encode()).hexdigest()[:_HOST_GROUP_DIGITS]
+
+
+def _host_files(servers: Mapping[str, list[_Server]], max_bytes: int) -> NginxFiles:
+    """Hosts grouped into files by the hash of their name, so a change to one host changes one
+    file and unchanged files keep their Swarm config. A group too large for one config has a
+    file per host; a host too large has its locations in further files."""
+    groups: dict[str, list[str]] = {}
+    for host in sorted(servers):
+        groups.setdefault(_host_group(host), []).append(host)
+    files: NginxFiles = {}
+    for group, hosts in sorted(groups.items()):
+        blocks = {host: "\n".join(server.text() for server in servers[host]) for host in hosts}
+        text = _file_header(f"hosts whose name hashes to {group}") + "\n".join(blocks.values())
+        if len(text.encode()) <= max_bytes:
+            files[f"{HOSTS_DIR}/{group}.conf"] = text + "\n"
+            continue
+        for host in hosts:
+            files.update(_one_host_files(host, servers[host], blocks[host], max_bytes))
+    return files
+
+
+def _one_host_files(host: str, servers: list[_Server], text: str, max_bytes: int) -> NginxFiles:
+    header = _file_header(host)
+    if len((header + text).encode()) <= max_bytes:
+        return {f"{HOSTS_DIR}/{host}.conf": header + text + "\n"}
+    files: NginxFiles = {}
+    blocks = []
+    for server in servers:
+        includes = []
+        for number, chunk in enumerate(_chunks(server.locations, max_bytes - 200), start=1):
+            target = f"{LOCATIONS_DIR}/{host}-{server.port}-{number}.conf"
+            what = f"{host}, port {server.port}, part {number}"
+            files[target] = _file_header(what) + "\n".join(chunk) + "\n"
+            includes.append(f"        include {target};")
+        blocks.append(server.text("\n".join(includes)))
+    return {f"{HOSTS_DIR}/{host}.conf": header + "\n".join(blocks) + "\n", **files}
+
+
+def _chunks(locations: list[str], max_bytes: int) -> list[list[str]]:
+    """Consecutive locations, as few to a chunk as fit (their order is kept; nginx matches
+    prefixes by length anyway)."""
+    chunks: list[list[str]] = [[]]
+    size = 0
+    for location in locations:
+        length = len(location.encode()) + 1
+        if chunks[-1] and size + length > max_bytes:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(location)
+        size += length
+    return chunks
+
+
+def _file_header(what: str) -> str:
+    return f"# Rendered by certbotless ({what}). Do not edit: the next pass replaces it.\n"
 
 
 def _real_ip(front_subnets: Sequence[str]) -> str:
@@ -137,9 +261,6 @@ def local_nginx_version(nginx: str = "nginx") -> NginxVersion:
     """The version of the nginx on this machine (`nginx -v` prints it on stderr)."""
     result = subprocess.run([nginx, "-v"], capture_output=True, text=True, timeout=30, check=False)
     return parse_nginx_version(result.stderr + result.stdout)
-
-
-SNIPPETS_DIR = "/etc/nginx/certbotless"
 
 
 def challenge_snippet_target() -> str:
@@ -220,39 +341,37 @@ def _default_servers(
 
 def _http_server(
     host: str, routes: list[Route], responder_upstream: str, listen_80: str, has_cert: bool
-) -> str:
+) -> _Server:
     """Port 80, decided per route: redirect=false routes are proxied, every other one is sent to
     HTTPS (or, before the certificate exists, refused) so it is never served in clear."""
     if has_cert and all(route.redirect_to_https for route in routes):
-        body = _to_https_location("/")
+        body = [_to_https_location("/")]
     else:
         body = _route_locations(routes, plain_http=True, has_cert=has_cert)
-    return f"""
-    server {{
-        {listen_80};
-        server_name {host};
-{_challenge_location(responder_upstream)}
-{body}
-    }}"""
+    return _Server(
+        80,
+        f"{listen_80};\n        server_name {host};",
+        [_challenge_location(responder_upstream), *body],
+    )
 
 
 def _https_server(
     host: str, routes: list[Route], files: CertFiles, listen_443: str, default: bool = False
-) -> str:
+) -> _Server:
     # Never HSTS on a host that also serves a plain route: browsers would refuse that route
     # (discovery reports the pair as a label problem).
     hsts = any(route.hsts for route in routes) and all(r.redirect_to_https for r in routes)
     hsts_header = (
         '\n        add_header Strict-Transport-Security "max-age=63072000" always;' if hsts else ""
     )
-    return f"""
-    server {{
-        {listen_443}{" default_server" if default else ""};
+    return _Server(
+        443,
+        f"""{listen_443}{" default_server" if default else ""};
         server_name {host};
         ssl_certificate {files.fullchain};
-        ssl_certificate_key {files.privkey};{hsts_header}
-{_route_locations(routes, plain_http=False, has_cert=True)}
-    }}"""
+        ssl_certificate_key {files.privkey};{hsts_header}""",
+        _route_locations(routes, plain_http=False, has_cert=True),
+    )
 
 
 def _to_https_location(path: str) -> str:
@@ -291,7 +410,7 @@ _PROXY_HEADERS = (
 )
 
 
-def _route_locations(routes: list[Route], plain_http: bool, has_cert: bool) -> str:
+def _route_locations(routes: list[Route], plain_http: bool, has_cert: bool) -> list[str]:
     """One location per route (longest path first), plus its auth and error-page locations.
     On plain HTTP, routes that want HTTPS only redirect. Without a route at `/`, other paths get
     a plain 404 rather than nginx's own files."""
@@ -306,7 +425,7 @@ def _route_locations(routes: list[Route], plain_http: bool, has_cert: bool) -> s
             blocks.extend(_proxy_locations(index, route))
     if not any(route.path == "/" for route in routes):
         blocks.append("\n        location / {\n            return 404;\n        }")
-    return "\n".join(blocks)
+    return blocks
 
 
 def _proxy_locations(index: int, route: Route) -> list[str]:
@@ -396,7 +515,7 @@ http {{
     default_type application/octet-stream;
     sendfile on;
     server_tokens off;
-    server_names_hash_bucket_size 128;
+    {hash_sizes}
 
     # Docker's embedded DNS; variables in proxy_pass make nginx re-resolve and start even when an
     # upstream is down.
@@ -423,23 +542,29 @@ http {{
     ssl_session_cache shared:certbotless:10m;
     ssl_session_timeout 1d;
     ssl_session_tickets off;
-{http2}{real_ip}{servers}
+{http2}{real_ip}{default_servers}
+
+    include {hosts_dir}/*.conf;
 }}
 """
 
 
-_LINE_RE = re.compile(r"nginx\.conf:(\d+)")
+_PLACE_RE = re.compile(r"(/[^\s:]*\.conf):([0-9]+)", re.ASCII)
 _CONTEXT_RE = re.compile(r"^\s*(server_name|location)\s+([^{;]+)")
 
 
-def explain_nginx_error(message: str, text: str) -> str:
+def explain_nginx_error(message: str, files: str | Mapping[str, str]) -> str:
     """nginx's message, plus the server and location of the line it names, so the operator
-    knows which route (and so which service's labels) to look at."""
-    match = _LINE_RE.search(message)
+    knows which route (and so which service's labels) to look at. `files`: target path → text
+    (or nginx.conf's text alone)."""
+    match = _PLACE_RE.search(message)
     if match is None:
         return message
+    path, number = match.group(1), int(match.group(2))
+    text = _file_named(path, {NGINX_CONF_TARGET: files} if isinstance(files, str) else files)
+    if text is None:
+        return message
     lines = text.splitlines()
-    number = int(match.group(1))
     context: dict[str, str] = {}
     for line in lines[: max(number, 0)]:
         found = _CONTEXT_RE.match(line)
@@ -453,63 +578,86 @@ def explain_nginx_error(message: str, text: str) -> str:
     return f"{message}\n  at line {number}: {offending}" + (f" ({where})" if where else "")
 
 
-_CERT_PATH_RE = re.compile(r"^\s*ssl_certificate(?:_key)?\s+(\S+);", re.MULTILINE)
+def _file_named(path: str, files: Mapping[str, str]) -> str | None:
+    """The file nginx names: by its path, or else by the only one of that file name."""
+    if path in files:
+        return files[path]
+    same_name = [text for target, text in files.items() if Path(target).name == Path(path).name]
+    return same_name[0] if len(same_name) == 1 else None
+
+
+_CERT_PATH_RE = re.compile(r"\bssl_certificate(_key)?\s+[^\s;]+;", re.ASCII)
 
 
 def validate_nginx_conf(
-    text: str,
-    certs_dir: str,
+    files: str | Mapping[str, str],
     *,
     command: Sequence[str] = ("nginx",),
     root: Path = Path("/"),
 ) -> tuple[str, ...]:
-    """Run `nginx -t` on `text` with stand-in certificates at the paths it names. Raises
+    """Run `nginx -t` on a configuration (target path → text, as `render_nginx_conf` gives it;
+    or nginx.conf's text alone) with stand-in certificates at the paths it names. Raises
     NginxConfigError when nginx rejects it; returns nginx's warnings (each explained like an
     error), which an edge would print at every start.
 
-    Secrets cannot be read back from the swarm, so the certificate files are self-signed stand-ins
-    with the real paths rewritten into a scratch directory; syntax, paths and TLS settings are what
-    this proves.
+    Secrets cannot be read back from the swarm, so every certificate and key is one self-signed
+    stand-in pair in a scratch directory, where the included files go too; syntax, includes and
+    TLS settings are what this proves (the edge image's check proves the real pairs).
 
     `command` is the argv that runs nginx and `root` the directory that nginx sees as `/`: with
     `command=("chroot", root, "nginx")` the scratch tree goes under `root`/tmp, and nginx is given
     the paths as it sees them.
     """
+    files = {NGINX_CONF_TARGET: files} if isinstance(files, str) else dict(files)
     scratch_parent = None if root == Path("/") else root / "tmp"
     with tempfile.TemporaryDirectory(prefix="certbotless-nginx-", dir=scratch_parent) as scratch:
         seen = PurePosixPath("/") / Path(scratch).relative_to(root)  # the scratch tree to nginx
-        local = text.replace(certs_dir + "/", f"{seen}/certs/")
-        chain_pem, key_pem = _stand_in_certificate()
-        for path in _CERT_PATH_RE.findall(local):
-            file = root / PurePosixPath(path).relative_to("/")
-            file.parent.mkdir(parents=True, exist_ok=True)
-            file.write_bytes(key_pem if path.endswith("privkey.pem") else chain_pem)
-        (Path(scratch) / "nginx.conf").write_text(local)
+        _write_scratch_tree(files, root, seen)
         result = subprocess.run(
-            [
-                *command,
-                "-t",
-                "-q",
-                "-e",
-                "stderr",
-                "-p",
-                f"{seen}/",
-                "-c",
-                f"{seen}/nginx.conf",
-                "-g",
-                f"pid {seen}/nginx.pid;",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    output = result.stderr.strip().replace(str(seen), "<scratch>")
-    if result.returncode != 0 or "[emerg]" in output:
-        raise NginxConfigError(explain_nginx_error(output, text))
-    return tuple(
-        explain_nginx_error(line, text) for line in output.splitlines() if "[warn]" in line
+            [*command, "-t", "-q", "-e", "stderr", "-p", f"{seen}/", "-c", f"{seen}/nginx.conf",
+             "-g", f"pid {seen}/nginx.pid;"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    output = (
+        result.stderr.strip()
+        .replace(f"{seen}/nginx.conf", NGINX_CONF_TARGET)
+        .replace(f"{seen}/certbotless/", f"{SNIPPETS_DIR}/")
+        .replace(str(seen), "<scratch>")
     )
+    if result.returncode != 0 or "[emerg]" in output:
+        raise NginxConfigError(explain_nginx_error(output, files))
+    return tuple(
+        explain_nginx_error(line, files) for line in output.splitlines() if "[warn]" in line
+    )
+
+
+def _write_scratch_tree(files: Mapping[str, str], root: Path, seen: PurePosixPath) -> None:
+    """The configuration under `seen` (as nginx sees it; `root` / `seen` here), its paths
+    rewritten there, and every certificate and key it names pointed at one stand-in pair
+    (lines keep their numbers, so nginx's messages still name the right ones)."""
+    stand_in = root / seen.relative_to("/") / "stand-in"
+    stand_in.mkdir()
+    chain_pem, key_pem = _stand_in_certificate()
+    (stand_in / "fullchain.pem").write_bytes(chain_pem)
+    (stand_in / "privkey.pem").write_bytes(key_pem)
+
+    def to_stand_in(match: re.Match[str]) -> str:
+        file = "privkey.pem" if match.group(1) else "fullchain.pem"
+        return f"ssl_certificate{match.group(1) or ''} {seen}/stand-in/{file};"
+
+    for target, text in files.items():
+        local = _CERT_PATH_RE.sub(to_stand_in, text).replace(
+            SNIPPETS_DIR + "/", f"{seen}/certbotless/"
+        )
+        if target == NGINX_CONF_TARGET:
+            relative = PurePosixPath("nginx.conf")
+        else:
+            relative = PurePosixPath("certbotless") / PurePosixPath(target).relative_to(
+                SNIPPETS_DIR
+            )
+        destination = root / seen.relative_to("/") / relative
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        destination.write_text(local)
 
 
 @cache

@@ -6,16 +6,18 @@ labels) and `own` (the operator's nginx.conf includes the snippets certbotless w
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 
 from certbotless.edge import (
     DEFAULT_NGINX_VERSION,
-    NGINX_CONF_TARGET,
     CertFiles,
+    NginxFiles,
     NginxVersion,
     cert_files,
+    files_listing,
     local_nginx_version,
     placeholder_certificate,
     render_nginx_conf,
@@ -36,7 +38,7 @@ from certbotless.rollout import (
 from certbotless.seams import Progress
 from certbotless.settings import NginxConfMode, Settings
 from certbotless.store import CertStore
-from certbotless.swarm import Json, NotFound, Swarm
+from certbotless.swarm import APIError, Json, NotFound, Swarm
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +46,16 @@ log = logging.getLogger(__name__)
 def edge_references(
     routes: Iterable[Route],
     current: Mapping[str, StoredCert],
-    conf: tuple[str, str],
+    confs: Mapping[str, tuple[str, str]],
     certs_dir: str,
 ) -> list[FileReference]:
-    """What the edge must mount: its nginx.conf and the current version of each routed cert."""
+    """What the edge must mount: its configuration's files (`confs`: target → config name and
+    id) and the current version of each routed certificate."""
     routed_hosts = {host for route in routes for host in route.hosts}
-    wanted = [FileReference(ObjectKind.CONFIG, conf[1], conf[0], NGINX_CONF_TARGET, 0o444)]
+    wanted = [
+        FileReference(ObjectKind.CONFIG, config_id, name, target, 0o444)
+        for target, (name, config_id) in confs.items()
+    ]
     for cert in sorted(current.values(), key=lambda c: c.name):
         served = tuple(domain for domain in cert.domains if domain in routed_hosts)
         if not served:
@@ -87,6 +93,7 @@ class SwarmEdgeDeployer:
         # (a restart tries once more). Only the latest few matter.
         self._failed: deque[frozenset[str]] = deque(maxlen=16)
         self._nginx_versions: dict[str, NginxVersion] = {}  # edge image → its nginx version
+        self._validated = ""  # digest of the configuration the sidecar's nginx last passed
 
     def deploy(
         self,
@@ -97,7 +104,7 @@ class SwarmEdgeDeployer:
         progress: Progress,
     ) -> RolloutResult:
         service = self.swarm.inspect_service(edge)
-        text, wanted = self._configuration(service, routes, current, set(wanted_names))
+        files, wanted = self._configuration(service, routes, current, set(wanted_names))
         if not references_change(service, wanted):
             problem = stuck_update(service)
             if problem is not None:
@@ -111,7 +118,7 @@ class SwarmEdgeDeployer:
                 "`certbotless renew --force` gets fresh certificates"
             )
         try:
-            result = self._roll(edge, service, wanted, text, progress)
+            result = self._roll(edge, service, wanted, files, progress)
         except RolloutError:  # RolledBack too
             self._failed.append(attempt)
             raise
@@ -126,21 +133,38 @@ class SwarmEdgeDeployer:
         routes: Sequence[Route],
         current: Mapping[str, StoredCert],
         wanted_names: set[str],
-    ) -> tuple[str, list[FileReference]]:
-        """The configuration text and every reference the edge must mount."""
+    ) -> tuple[NginxFiles, list[FileReference]]:
+        """The configuration's files and every reference the edge must mount."""
         if self.settings.nginx_conf == NginxConfMode.OWN:
             return self._snippet_references(current, wanted_names)
-        text = self._render(routes, current, self._edge_nginx_version(service))
-        # The sidecar's own nginx first: quick, and its errors name the line and route.
-        for warning in validate_nginx_conf(
-            self._render(routes, current, local_nginx_version()), self.settings.certs_dir
-        ):
+        files = self._render(routes, current, self._edge_nginx_version(service))
+        self._validate(self._render(routes, current, local_nginx_version()))
+        try:
+            confs = self.store.ensure_nginx_confs(files)
+        except APIError as error:  # a failed roll, reported; the pass (and gc) goes on
+            raise RolloutError(
+                f"{service['Spec']['Name']}: Swarm refused a file of the new configuration, "
+                f"so nothing rolled: {error}"
+            ) from None
+        return files, edge_references(routes, current, confs, self.settings.certs_dir)
+
+    def _validate(self, files: NginxFiles) -> None:
+        """The sidecar's own `nginx -t` (its errors name the file, line and route); a
+        configuration it passed before is not checked again (5,000 routes take seconds)."""
+        digest = hashlib.sha256(repr(sorted(files.items())).encode()).hexdigest()
+        if digest == self._validated:
+            return
+        for warning in validate_nginx_conf(files):
             log.warning("nginx -t: %s", warning)
-        conf = self.store.ensure_nginx_conf(text)
-        return text, edge_references(routes, current, conf, self.settings.certs_dir)
+        self._validated = digest
 
     def _roll(
-        self, edge: str, service: Json, wanted: list[FileReference], text: str, progress: Progress
+        self,
+        edge: str,
+        service: Json,
+        wanted: list[FileReference],
+        files: NginxFiles,
+        progress: Progress,
     ) -> RolloutResult:
         # A rendered configuration has passed the sidecar's `nginx -t`. Rolled start-first with
         # rollback, a task that nginx refuses to start exits while the old ones serve, and Swarm
@@ -150,7 +174,7 @@ class SwarmEdgeDeployer:
             service
         ):
             for warning in check_in_edge_image(
-                self.swarm, service, wanted, text, self.settings.rollout_timeout, progress
+                self.swarm, service, wanted, files, self.settings.rollout_timeout, progress
             ):
                 log.warning("nginx -t in the edge image: %s", warning)
         served = (
@@ -173,11 +197,11 @@ class SwarmEdgeDeployer:
             snippets = render_snippets(
                 wanted_names, self.settings.responder_upstream, self.settings.certs_dir
             )
-            return "".join(f"# --- {target}\n{text}" for target, text in snippets.items())
+            return files_listing(snippets)
         version = DEFAULT_NGINX_VERSION
         if edge is not None:
             version = self._edge_nginx_version(self.swarm.inspect_service(edge))
-        return self._render(routes, current, version)
+        return files_listing(self._render(routes, current, version))
 
     def mounted_object_ids(self, edge: str) -> set[str] | None:
         try:
@@ -190,7 +214,7 @@ class SwarmEdgeDeployer:
 
     def _render(
         self, routes: Iterable[Route], current: Mapping[str, StoredCert], version: NginxVersion
-    ) -> str:
+    ) -> NginxFiles:
         return render_nginx_conf(
             routes,
             current,
@@ -218,15 +242,15 @@ class SwarmEdgeDeployer:
 
     def _snippet_references(
         self, current: Mapping[str, StoredCert], wanted_names: set[str]
-    ) -> tuple[str, list[FileReference]]:
+    ) -> tuple[NginxFiles, list[FileReference]]:
         """For an operator's own nginx.conf: the snippets it includes, and each wanted
         certificate (or the placeholder, until it is issued) at its usual paths."""
         certs_dir = self.settings.certs_dir
         snippets = render_snippets(wanted_names, self.settings.responder_upstream, certs_dir)
-        wanted = []
-        for target, text in snippets.items():
-            name, config_id = self.store.ensure_nginx_conf(text)
-            wanted.append(FileReference(ObjectKind.CONFIG, config_id, name, target, 0o444))
+        wanted = [
+            FileReference(ObjectKind.CONFIG, config_id, name, target, 0o444)
+            for target, (name, config_id) in self.store.ensure_nginx_confs(snippets).items()
+        ]
         placeholder = None
         for cert_name in sorted(wanted_names):
             files = cert_files(cert_name, certs_dir)
@@ -241,4 +265,4 @@ class SwarmEdgeDeployer:
                 FileReference(ObjectKind.CONFIG, config_id, name, files.fullchain, 0o444),
                 FileReference(ObjectKind.SECRET, secret_id, name, files.privkey, 0o400),
             ]
-        return "".join(snippets.values()), wanted
+        return snippets, wanted

@@ -181,6 +181,9 @@ class StoredObject:
     name: str
     created_at: str
     role: ObjectRole  # CHAIN, KEY or NGINX_CONF
+    # NGINX_CONF: where the edge mounts it ("": made before configurations were split, when
+    # there was only nginx.conf).
+    nginx_target: str = ""
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import secrets
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import NamedTuple
 
 from cryptography import x509
@@ -335,7 +335,7 @@ def check_in_edge_image(
     swarm: Swarm,
     service: Json,
     wanted: list[FileReference],
-    nginx_conf: str,
+    nginx_files: Mapping[str, str],
     timeout: float,
     progress: Progress = log.info,
 ) -> tuple[str, ...]:
@@ -354,11 +354,11 @@ def check_in_edge_image(
         raise NginxConfigError(
             explain_nginx_error(
                 f"nginx in {image} rejects the new configuration: {job.output.strip()}",
-                nginx_conf,
+                nginx_files,
             )
         )
     return tuple(
-        explain_nginx_error(line, nginx_conf)
+        explain_nginx_error(line, nginx_files)
         for line in job.output.splitlines()
         if "[warn]" in line
     )

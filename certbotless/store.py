@@ -7,7 +7,7 @@ import hashlib
 import logging
 import re
 import secrets as random_tokens
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
@@ -47,6 +47,8 @@ CERT_ARI_ID = "certbotless.cert.ari_id"
 CERT_DIRECTORY = "certbotless.cert.acme_directory"
 # Set on a chain config when Swarm rolled back the update that mounted it: never current again.
 CERT_REFUSED = "certbotless.cert.refused"
+# On an nginx configuration file's config: where the edge mounts it (gc keeps versions per file).
+NGINX_TARGET = "certbotless.nginx.target"
 
 ACCOUNT_KEY_SECRET = "cbl-acme-account-key"
 _MAX_LABEL_TEXT = 1000
@@ -138,12 +140,21 @@ class CertStore:
 
     # --- nginx configuration ----------------------------------------------------------------
 
-    def ensure_nginx_conf(self, text: str) -> tuple[str, str]:
-        """Content-addressed, so an unchanged configuration never causes a roll."""
-        name = nginx_conf_name(text)
-        return name, self._create_once(
-            ObjectKind.CONFIG, ObjectRole.NGINX_CONF, name, text.encode()
-        )
+    def ensure_nginx_confs(self, files: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+        """A config per file (target path → text), content-addressed, so an unchanged file never
+        causes a roll: target → (config name, config id). One listing for all of them."""
+        role = ObjectRole.NGINX_CONF
+        existing = {
+            item["Spec"]["Name"]: str(item["ID"]) for item in self.swarm.configs(f"{KIND}={role}")
+        }
+        made = {}
+        for target, text in files.items():
+            name = nginx_conf_name(text)
+            if name not in existing:
+                labels = {MANAGED: "true", KIND: role, NGINX_TARGET: target}
+                existing[name] = self._create(ObjectKind.CONFIG, role, name, text.encode(), labels)
+            made[target] = (name, existing[name])
+        return made
 
     def ensure_placeholder(self, chain_pem: bytes, key_pem: bytes) -> tuple[str, str, str]:
         """A self-signed pair that stands in for certificates not issued yet, so an operator's
@@ -181,7 +192,8 @@ class CertStore:
         objects = []
         for kind in (ObjectKind.CONFIG, ObjectKind.SECRET):
             for item in self._listing(kind)(f"{MANAGED}=true"):
-                role = (item["Spec"].get("Labels") or {}).get(KIND, "")
+                labels = item["Spec"].get("Labels") or {}
+                role = labels.get(KIND, "")
                 if role in _COLLECTABLE_ROLES:
                     objects.append(
                         StoredObject(
@@ -190,6 +202,7 @@ class CertStore:
                             item["Spec"]["Name"],
                             item.get("CreatedAt", ""),
                             ObjectRole(role),
+                            labels.get(NGINX_TARGET, ""),
                         )
                     )
         return objects
@@ -201,12 +214,17 @@ class CertStore:
             self.swarm.remove_config(target.object_id)
 
     def _create_once(self, kind: ObjectKind, role: ObjectRole, name: str, data: bytes) -> str:
-        create = self.swarm.create_secret if kind == ObjectKind.SECRET else self.swarm.create_config
         existing = self._find(kind, role, name)
         if existing is not None:
             return existing
+        return self._create(kind, role, name, data, {MANAGED: "true", KIND: role})
+
+    def _create(
+        self, kind: ObjectKind, role: ObjectRole, name: str, data: bytes, labels: dict[str, str]
+    ) -> str:
+        create = self.swarm.create_secret if kind == ObjectKind.SECRET else self.swarm.create_config
         try:
-            return create(name, data, {MANAGED: "true", KIND: role})
+            return create(name, data, labels)
         except APIError as error:
             raced = self._find(kind, role, name) if error.status_code == 409 else None
             if raced is None:
@@ -366,8 +384,9 @@ def plan_garbage(
     """What may go: never an object that any service's current or previous spec references
     (removing what a previous spec names breaks Swarm's rollback); of each certificate the
     newest `keep_versions` usable versions (refused and expired ones do not count; the newest
-    usable one is always kept); an expired version only once it has been expired for
-    `keep_expired`, so a certificate whose label was removed by mistake loses nothing before."""
+    usable one is always kept), and of each nginx configuration file the newest
+    `keep_versions`; an expired version only once it has been expired for `keep_expired`, so a
+    certificate whose label was removed by mistake loses nothing before."""
     objects = list(objects)
     by_id = {o.object_id: o for o in objects}
     removals: list[Removal] = []
@@ -389,13 +408,8 @@ def plan_garbage(
                 remove(cert.config_id, reason)
                 remove(cert.secret_id, reason)
 
-    confs = sorted(
-        (o for o in objects if o.role == ObjectRole.NGINX_CONF),
-        key=lambda o: o.created_at,
-        reverse=True,
-    )
-    for conf in confs[keep_versions:]:
-        remove(conf.object_id, f"nginx.conf older than the newest {keep_versions}")
+    for conf, reason in _old_nginx_confs(objects, keep_versions):
+        remove(conf.object_id, reason)
     for leftover in list(by_id.values()):
         if leftover.role in (ObjectRole.CHAIN, ObjectRole.KEY) and leftover.object_id not in paired:
             created = _parse_time(leftover.created_at)
@@ -427,6 +441,22 @@ def _surplus_versions(
         elif cert.not_after + keep_expired < now:
             unwanted = "" if wanted else " is no longer wanted and"
             yield cert, f"{name}{unwanted} expired {cert.not_after:%Y-%m-%d}"
+
+
+def _old_nginx_confs(
+    objects: Iterable[StoredObject], keep_versions: int
+) -> list[tuple[StoredObject, str]]:
+    """Versions of each nginx configuration file beyond its newest `keep_versions`."""
+    by_target: dict[str, list[StoredObject]] = {}
+    for item in objects:
+        if item.role == ObjectRole.NGINX_CONF:
+            by_target.setdefault(item.nginx_target, []).append(item)
+    old = []
+    for target, confs in by_target.items():
+        confs.sort(key=lambda o: o.created_at, reverse=True)
+        reason = f"{target or 'nginx.conf'}: older than the newest {keep_versions} versions"
+        old += [(conf, reason) for conf in confs[keep_versions:]]
+    return old
 
 
 def _key_type(leaf: x509.Certificate) -> KeyType:

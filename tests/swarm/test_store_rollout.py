@@ -22,7 +22,7 @@ from certbotless.acme.challenges import TokenStore
 from certbotless.acme.http01 import EdgeHttp01Solver
 from certbotless.acme.issuer import AcmeIssuer, IssuerOptions
 from certbotless.acme.keys import load_account_key
-from certbotless.edge import NginxConfigError, render_nginx_conf
+from certbotless.edge import NGINX_CONF_TARGET, NginxConfigError, render_nginx_conf
 from certbotless.edge_deploy import edge_references
 from certbotless.model import CertSpec, IssuedCert, ObjectRole, Route, StoredCert
 from certbotless.rollout import (
@@ -76,8 +76,8 @@ def issue_and_store(issuer: AcmeIssuer, store: CertStore, *names: str) -> list[S
     return saved
 
 
-def conf_for(store: CertStore, current: dict[str, StoredCert]) -> tuple[str, str]:
-    return store.ensure_nginx_conf(
+def conf_for(store: CertStore, current: dict[str, StoredCert]) -> dict[str, tuple[str, str]]:
+    return store.ensure_nginx_confs(
         render_nginx_conf(ROUTES, current, "certbotless:8402", "/etc/nginx/certs")
     )
 
@@ -99,7 +99,7 @@ def rolltest(store: CertStore) -> Iterator[None]:
     """The test nginx service, first with no certificates (it answers nothing on 443)."""
     docker("service", "rm", SERVICE, check=False)
     ensure_edge_network()
-    name, _ = conf_for(store, {})
+    name, _ = conf_for(store, {})[NGINX_CONF_TARGET]
     docker(
         "service", "create", "--detach", "--name", SERVICE,
         "--network", EDGE_NETWORK,
@@ -325,10 +325,10 @@ def test_the_edge_image_checks_the_real_files_before_any_roll(
 ) -> None:
     good = {c.name: c for c in issue_and_store(issuer, store, *HOSTS)}
     conf = conf_for(store, good)
-    text = render_nginx_conf(ROUTES, good, "certbotless:8402", "/etc/nginx/certs")
+    files = render_nginx_conf(ROUTES, good, "certbotless:8402", "/etc/nginx/certs")
     service = Swarm().inspect_service(SERVICE)
     warnings = check_in_edge_image(
-        Swarm(), service, edge_references(ROUTES, good, conf, "/etc/nginx/certs"), text, 60
+        Swarm(), service, edge_references(ROUTES, good, conf, "/etc/nginx/certs"), files, 60
     )
     assert warnings == ()
     a_new, b_new = (issuer.issue(CertSpec(h, (h,))) for h in HOSTS)
@@ -336,6 +336,6 @@ def test_the_edge_image_checks_the_real_files_before_any_roll(
     wanted = edge_references(ROUTES, {**good, HOSTS[0]: broken}, conf, "/etc/nginx/certs")
     before = Swarm().inspect_service(SERVICE)["Version"]["Index"]
     with pytest.raises(NginxConfigError, match="key values mismatch"):
-        check_in_edge_image(Swarm(), service, wanted, text, 60)
+        check_in_edge_image(Swarm(), service, wanted, files, 60)
     assert Swarm().inspect_service(SERVICE)["Version"]["Index"] == before, "nothing rolled"
     assert not docker("service", "ls", "-q", "--filter", "name=cbl-nginx-check").strip()

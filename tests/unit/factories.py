@@ -5,7 +5,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from certbotless.edge import DEFAULT_NGINX_VERSION, NginxVersion, render_nginx_conf
+from certbotless.edge import (
+    DEFAULT_NGINX_VERSION,
+    NginxFiles,
+    NginxVersion,
+    files_listing,
+    render_nginx_conf,
+)
 from certbotless.model import ErrorPages, KeyType, Route, StoredCert
 
 CERTS_DIR = "/etc/nginx/certs"
@@ -44,10 +50,14 @@ class EdgeScenario:
     routes: tuple[Route, ...]
     certs: Mapping[str, StoredCert]
 
-    def render(self, nginx_version: NginxVersion = DEFAULT_NGINX_VERSION) -> str:
+    def files(self, nginx_version: NginxVersion = DEFAULT_NGINX_VERSION) -> NginxFiles:
         return render_nginx_conf(
             self.routes, self.certs, RESPONDER, CERTS_DIR, nginx_version=nginx_version
         )
+
+    def render(self, nginx_version: NginxVersion = DEFAULT_NGINX_VERSION) -> str:
+        """Every file, as `certbotless render` prints them."""
+        return files_listing(self.files(nginx_version))
 
 
 # The demo: an app with its certificate, two paths on a host still waiting for one, and a host

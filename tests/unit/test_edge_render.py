@@ -5,8 +5,10 @@ from pathlib import Path
 import pytest
 
 from certbotless.edge import (
+    NGINX_CONF_TARGET,
     NginxConfigError,
     explain_nginx_error,
+    files_listing,
     local_nginx_version,
     parse_nginx_version,
     render_nginx_conf,
@@ -66,18 +68,20 @@ def test_paths_route_to_their_services_through_the_resolver() -> None:
 
 
 def test_rendered_config_passes_nginx_t() -> None:
-    assert validate_nginx_conf(DEMO.render(), CERTS_DIR) == ()
+    assert validate_nginx_conf(DEMO.files()) == ()
 
 
 def test_broken_config_is_rejected_with_nginx_words() -> None:
+    files = DEMO.files()
+    files[NGINX_CONF_TARGET] = files[NGINX_CONF_TARGET].replace("sendfile on;", "sendfile_typo on;")
     with pytest.raises(NginxConfigError, match="unknown directive"):
-        validate_nginx_conf(DEMO.render().replace("sendfile on;", "sendfile_typo on;"), CERTS_DIR)
+        validate_nginx_conf(files)
 
 
 def test_nginx_warnings_are_returned_and_the_command_is_an_argv_prefix() -> None:
     twice = "types { text/html html; text/plain html; }"
     (warning,) = validate_nginx_conf(
-        f"events {{}}\nhttp {{\n{twice}\n}}\n", CERTS_DIR, command=("env", "nginx")
+        f"events {{}}\nhttp {{\n{twice}\n}}\n", command=("env", "nginx")
     )
     assert "[warn]" in warning and 'duplicate extension "html"' in warning
     assert f"at line 3: {twice}" in warning
@@ -95,7 +99,7 @@ def test_seed_scenarios_render_as_reviewed() -> None:
 
 
 def test_seed_scenarios_pass_nginx_t() -> None:
-    assert validate_nginx_conf(SEEDS.render(), CERTS_DIR) == ()
+    assert validate_nginx_conf(SEEDS.files()) == ()
 
 
 def test_route_options_render_where_nginx_applies_them() -> None:
@@ -212,7 +216,7 @@ def test_http2_is_switched_on_the_way_the_edges_nginx_wants(
 
 def test_the_default_nginx_version_keeps_the_old_syntax() -> None:
     routes, certs = DEMO.routes, DEMO.certs
-    assert render_nginx_conf(routes, certs, RESPONDER, CERTS_DIR) == DEMO.render((1, 22, 0))
+    assert render_nginx_conf(routes, certs, RESPONDER, CERTS_DIR) == DEMO.files((1, 22, 0))
 
 
 @pytest.mark.parametrize(
@@ -250,20 +254,21 @@ def test_snippets_for_an_own_nginx_conf_pass_nginx_t_inside_it(tmp_path: Path) -
         f"  server {{ listen 80; {challenge} }}\n"
         f"  server {{ listen 443 ssl; {certificate} location / {{ return 200; }} }}\n}}\n"
     )
-    assert validate_nginx_conf(own, CERTS_DIR) == ()
+    assert validate_nginx_conf(own) == ()
 
 
 def test_nginx_errors_name_the_offending_line_and_route() -> None:
-    text = SEEDS.render()
+    files = SEEDS.files()
+    target, text = next((t, text) for t, text in files.items() if "/backoffice" in text)
     line = text.splitlines().index("            client_max_body_size 20m;") + 1
-    explained = explain_nginx_error(f"[emerg] invalid value in /x/nginx.conf:{line}", text)
+    explained = explain_nginx_error(f"[emerg] invalid value in {target}:{line}", files)
     assert f"at line {line}: client_max_body_size 20m;" in explained
     assert f"(server {NLP}, location /backoffice)" in explained
 
 
 def test_a_host_without_a_route_at_root_answers_404_on_both_ports() -> None:
     routes = (Route("api", ("api.example.test",), 80, path="/v1", redirect_to_https=False),)
-    text = render_nginx_conf(routes, certs_for("api.example.test"), RESPONDER, CERTS_DIR)
+    text = EdgeScenario(routes, certs_for("api.example.test")).render()
     for port in (80, 443):
         assert "return 404;" in location_block(server_block(text, "api.example.test", port), "/")
 
@@ -275,20 +280,21 @@ def test_an_ip_address_with_a_certificate_is_the_default_tls_server() -> None:
     assert text.count("default_server;") == 2  # port 80's catch-all and the address's 443
     address_server = text.split("server_name 192.0.2.10;")[-1]
     assert "ssl_certificate /etc/nginx/certs/192.0.2.10/fullchain.pem;" in address_server
-    validate_nginx_conf(text, CERTS_DIR)
+    validate_nginx_conf(IP_ADDRESS.files())
     # Until the address has its certificate, unknown names are refused as always.
     waiting = EdgeScenario(IP_ADDRESS.routes, certs_for("app.example.test")).render()
     assert "ssl_reject_handshake on;" in waiting
 
 
 def test_behind_the_front_every_listener_takes_the_client_address_from_its_network_only() -> None:
-    text = render_nginx_conf(
+    files = render_nginx_conf(
         DEMO.routes, DEMO.certs, RESPONDER, CERTS_DIR, front_subnets=("10.222.0.0/24",)
     )
+    text = files_listing(files)
     listens = re.findall(r"^\s*listen .*;$", text, re.MULTILINE)
     assert len(listens) > 4 and all("proxy_protocol" in line for line in listens)
     assert "set_real_ip_from 10.222.0.0/24;" in text
     assert "real_ip_header proxy_protocol;" in text
-    assert validate_nginx_conf(text, CERTS_DIR) == ()
+    assert validate_nginx_conf(files) == ()
     # Without a front: no PROXY protocol, and no address taken from headers.
     assert "proxy_protocol" not in DEMO.render() and "real_ip" not in DEMO.render()

@@ -231,7 +231,7 @@ def test_any_labels_give_routes_nginx_accepts_or_problems_of_their_own(
     found = discover([*VICTIMS, hostile], edge="edge_nginx")
     certs = {s.name: stored_cert(name=s.name, domains=s.domains) for s in found.specs}
     text = render_nginx_conf(found.routes, certs, RESPONDER, CERTS_DIR)
-    validate_nginx_conf(text, CERTS_DIR)  # raises NginxConfigError when nginx -t fails
+    validate_nginx_conf(text)  # raises NginxConfigError when nginx -t fails
 
 
 class _Api:

@@ -76,11 +76,15 @@ def test_edge_mounts_conf_and_only_routed_certificates() -> None:
     refs = edge_references(
         [route],
         {c.name: c for c in (routed, unrouted)},
-        ("cbl-nginx-x", "confid"),
+        {
+            "/etc/nginx/nginx.conf": ("cbl-nginx-x", "confid"),
+            "/etc/nginx/certbotless/hosts/7f.conf": ("cbl-nginx-y", "hostsid"),
+        },
         "/etc/nginx/certs",
     )
     assert [(r.kind, r.target, oct(r.mode)) for r in refs] == [
         ("config", "/etc/nginx/nginx.conf", "0o444"),
+        ("config", "/etc/nginx/certbotless/hosts/7f.conf", "0o444"),
         ("config", "/etc/nginx/certs/app.example.test/fullchain.pem", "0o444"),
         ("secret", "/etc/nginx/certs/app.example.test/privkey.pem", "0o400"),
     ]
