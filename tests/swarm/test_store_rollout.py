@@ -297,10 +297,11 @@ def test_gc_after_refused_rolls_keeps_the_only_usable_version(
         [".venv/bin/certbotless", "gc", "--dry-run"], env=env, capture_output=True, text=True
     )
     assert dry.returncode == 0, dry.stderr
-    assert f"would remove config {usable.config_name} " not in dry.stdout, dry.stdout
-    assert f"would remove secret {usable.secret_name} " not in dry.stdout, dry.stdout
+    # `gc` prints "would remove <kind> <name>: <why>" per object.
+    assert f"would remove config {usable.config_name}:" not in dry.stdout, dry.stdout
+    assert f"would remove secret {usable.secret_name}:" not in dry.stdout, dry.stdout
     for cert in refused:
-        assert f"would remove config {cert.config_name} " in dry.stdout, dry.stdout
+        assert f"would remove config {cert.config_name}:" in dry.stdout, dry.stdout
     refused_ids = {object_id for c in refused for object_id in (c.config_id, c.secret_id)}
     for wanted in (set(), set(HOSTS)):  # whether or not a label still asks for roll-a
         doomed = plan_garbage(
