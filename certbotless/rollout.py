@@ -229,7 +229,10 @@ def roll_service(
     try:
         _wait_for_update(swarm, before, deadline, progress)
     except RolledBack as refused:
-        refused.rotated = tuple(ref.object_id for ref in rotated)
+        # Refused: only chains no spec mounted before (after a `docker stack deploy`, which
+        # drops every reference, the previous spec still names the ones that served).
+        known = _config_ids(before.get("Spec")) | _config_ids(before.get("PreviousSpec"))
+        refused.rotated = tuple(ref.object_id for ref in rotated if ref.object_id not in known)
         if served is not None:
             _wait_for_previous_serials(refused, swarm, swap, served, deadline)
         raise
@@ -265,6 +268,11 @@ class _ReferenceSwap:
             for ref in self.wanted
             if ref.serves is not None and self.mounted_before.get(ref.target) != ref.object_id
         ]
+
+
+def _config_ids(spec: Json | None) -> set[str]:
+    container = ((spec or {}).get("TaskTemplate") or {}).get("ContainerSpec") or {}
+    return {ref["ConfigID"] for ref in container.get("Configs") or []}
 
 
 def _serves(ref: FileReference) -> list[tuple[str, str]]:

@@ -1,8 +1,12 @@
 from typing import Any
 
+import pytest
+
 from certbotless.model import FileReference, ObjectKind
 from certbotless.rollout import (
+    RolledBack,
     edge_job_template,
+    roll_service,
     rolls_start_first_with_rollback,
     stuck_update,
     swap_references,
@@ -111,3 +115,50 @@ def test_only_start_first_with_rollback_rolls_without_risk() -> None:
     assert not rolls_start_first_with_rollback(service("stop-first", "rollback"))
     assert not rolls_start_first_with_rollback(service("start-first", "pause"))
     assert not rolls_start_first_with_rollback({"Spec": {}})
+
+
+class RollingBackSwarm:
+    """The three calls roll_service makes, answered as Swarm does when it rolls the update
+    back: the service right after a `docker stack deploy` (its spec names no certificate, its
+    previous spec the ones that served)."""
+
+    def __init__(self, previous_chain: str) -> None:
+        chain = {"ConfigID": previous_chain, "ConfigName": "cbl-a-1",
+                 "File": {"Name": "/etc/nginx/certs/a.example.test/fullchain.pem"}}  # fmt: skip
+        self.service: dict[str, Any] = {
+            "ID": "nginx-id",
+            "Version": {"Index": 1},
+            "Spec": {"Name": "edge_nginx", "TaskTemplate": {"ContainerSpec": {"Image": "n"}}},
+            "PreviousSpec": {"Name": "edge_nginx",
+                             "TaskTemplate": {"ContainerSpec": {"Configs": [chain]}}},
+        }  # fmt: skip
+        self.updated = False
+
+    def inspect_service(self, name: str) -> dict[str, Any]:
+        if self.updated:
+            return {**self.service, "UpdateStatus": {"State": "rollback_completed"}}
+        return self.service
+
+    def update_service(self, service: dict[str, Any], spec: dict[str, Any]) -> None:
+        self.updated = True
+
+    def tasks(self, service_id: str) -> list[dict[str, Any]]:
+        return []
+
+
+def test_a_rollback_after_a_stack_deploy_refuses_only_the_new_chains() -> None:
+    """Issue 14, item 11: `docker stack deploy` dropped every reference; Swarm then rolls back
+    the roll that mounts them again plus one new chain. Only the new chain is refused: the
+    others served under the previous spec."""
+    wanted = [
+        FileReference(ObjectKind.CONFIG, "chain-a", "cbl-a-1",
+                      "/etc/nginx/certs/a.example.test/fullchain.pem", 0o444,
+                      serves=(("a.example.test",), "aa")),
+        FileReference(ObjectKind.CONFIG, "chain-b", "cbl-b-1",
+                      "/etc/nginx/certs/b.example.test/fullchain.pem", 0o444,
+                      serves=(("b.example.test",), "bb")),
+    ]  # fmt: skip
+    swarm = RollingBackSwarm(previous_chain="chain-a")
+    with pytest.raises(RolledBack) as refused:
+        roll_service(swarm, "edge_nginx", wanted, timeout=5)  # type: ignore[arg-type]
+    assert refused.value.rotated == ("chain-b",)
