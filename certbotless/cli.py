@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -27,9 +28,11 @@ from certbotless.alerts import (
     is_expiring,
 )
 from certbotless.app import App
+from certbotless.compose import ComposeError, docker_cli, parse_stack_argument
 from certbotless.discovery import CERTIFICATE_NAME_RE, EdgeNotFound
 from certbotless.edge import NginxConfigError
 from certbotless.lease import LeaseBusy
+from certbotless.lint import lint, report_json, report_text
 from certbotless.metrics import serve as serve_metrics
 from certbotless.model import (
     CertSpec,
@@ -93,7 +96,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("doctor", help="check everything certbotless needs, with fixes")
+    _add_lint(
+        commands.add_parser(
+            "lint", help="check stacks' compose files before deploy (needs no swarm or daemon)"
+        )
+    )
     return parser
+
+
+def _add_lint(lint: argparse.ArgumentParser) -> None:
+    lint.add_argument(
+        "stacks",
+        nargs="+",
+        metavar="[NAME=]FILE[,FILE…]",
+        help="one stack per argument: its compose files, merged in order as docker stack deploy "
+        "-c does; its name defaults to the first file's name without extension. Stacks named "
+        "earlier count as deployed earlier (they own what they claim first)",
+    )
+    lint.add_argument("--json", action="store_true", help="machine-readable output")
+    lint.add_argument(
+        "--edge",
+        metavar="SERVICE",
+        help="the nginx service as deployed (default: CERTBOTLESS_NGINX_SERVICE, else edge_nginx)",
+    )
+    lint.add_argument(
+        "--no-docker-cli",
+        action="store_true",
+        help="read the files with certbotless's own reader even where the Docker CLI is present",
+    )
 
 
 def _add_renew(renew: argparse.ArgumentParser) -> None:
@@ -141,6 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.warning("%s is not a certbotless setting (a typo?); the README lists them", name)
     if args.command == "renew" and args.dry_run:
         settings = _staging_for_dry_runs(settings)
+    if args.command in OFFLINE_COMMANDS:  # no App: it would reach for Docker
+        return OFFLINE_COMMANDS[args.command](settings, args)
     try:
         return COMMANDS[args.command](App(settings), args)
     except (
@@ -274,6 +306,30 @@ def collect_garbage(app: App, args: argparse.Namespace) -> int:
     print(f"{verb} {len(removals)} object(s)")
     return 0
 
+
+def lint_stacks(settings: Settings, args: argparse.Namespace) -> int:
+    """0: clean; 1: a problem; 2: input that cannot be read."""
+    try:
+        report = lint(
+            [parse_stack_argument(argument) for argument in args.stacks],
+            settings,
+            os.environ,
+            docker=None if args.no_docker_cli else docker_cli(),
+            edge=args.edge,
+        )
+    except ComposeError as error:
+        print(f"certbotless lint: {error}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"ok": False, "error": str(error)}, indent=2))
+        return 2
+    print(report_json(report) if args.json else report_text(report), end="\n" if args.json else "")
+    return 0 if report.ok else 1
+
+
+# Commands that need no swarm: run without building the App.
+OFFLINE_COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+    "lint": lint_stacks,
+}
 
 COMMANDS: dict[str, Callable[[App, argparse.Namespace], int]] = {
     "run": run_daemon,

@@ -189,10 +189,14 @@ class Daemon:
                 # A pass that broke off found out nothing: the other problems stay as they were.
                 self.alerter.update([pass_failed_alert(error)], complete=False)
             return
-        # A failed certificate is retried when its status record says; a failed roll later.
+        # A failed certificate is retried when its status record says; a failed roll on its
+        # own timer, whatever certificates wait.
+        if report.next_attempt is not None:
+            self.trigger("a failed certificate's next attempt",
+                         max(report.next_attempt - now, timedelta(0)))  # fmt: skip
+        if report.rollout_error is not None:
+            self.trigger("retry the failed roll", RETRY_AFTER_FAILURE)
         retry_at = report.next_attempt or now + RETRY_AFTER_FAILURE
-        if not report.ok:
-            self.trigger("retry failed certificates", max(retry_at - now, timedelta(0)))
         # Failed certificates are retried above; this is for the next one to come due.
         if report.next_renewal is not None and report.next_renewal > now:
             self.trigger("a certificate is due", report.next_renewal - now)
