@@ -345,8 +345,8 @@ def describe_account(account: TraefikAccount) -> str:
 def describe_certificate(cert: TraefikCertificate) -> str:
     spec = cert.issued.spec
     return (
-        f"{spec.name} ({', '.join(spec.domains)}) from resolver {cert.resolver}: serial "
-        f"{cert.serial}, valid until {cert.not_after:%Y-%m-%d %H:%M} UTC"
+        f"{spec.name} ({', '.join(spec.domains)}) from resolver {cert.resolver}: "
+        f"{spec.key_type}, serial {cert.serial}, valid until {cert.not_after:%Y-%m-%d %H:%M} UTC"
     )
 
 
