@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from enum import StrEnum
 
 from josepy.jwk import JWK
 
@@ -42,7 +43,7 @@ def resolve_account_key(
     fresh_pem = None
     if secret is None:
         fresh_pem = private_key_pem(generate_private_key(KeyType.EC256))
-        secret = store.create_account_key_secret(fresh_pem)
+        secret = store.create_account_key_secret(fresh_pem, key_thumbprint(fresh_pem))
         if secret is None:  # a concurrent start stored its key first: that one is the account's
             fresh_pem, secret = None, store.account_key_secret()
         else:
@@ -71,3 +72,83 @@ def resolve_account_key(
         f"not exist here: mount the secret there (docker service update --secret-add "
         f"source={secret[0]},target={settings.account_key_file},mode=0400 …)"
     )
+
+
+class AccountKeyExists(Exception):
+    """certbotless has an account key already, and the import was not told to replace it."""
+
+
+class AccountKeyAction(StrEnum):
+    CREATE = "create"  # certbotless has no account key yet
+    KEEP = "keep"  # the key is certbotless's account key already
+    REPLACE = "replace"  # a newer secret version, mounted in place of the current one
+
+
+def key_thumbprint(key_pem: bytes) -> str:
+    """The key's JWK thumbprint (RFC 7638), hex: the same for the same key in any encoding."""
+    return load_account_key_pem(key_pem).thumbprint().hex()
+
+
+def plan_account_key(
+    settings: Settings, store: CertStore, key_pem: bytes, replace: bool
+) -> AccountKeyAction:
+    """What installing `key_pem` as the account key would do; AccountKeyExists when another key
+    is the account's and `replace` is not set."""
+    secret = store.account_key_secret()
+    if secret is None:
+        return AccountKeyAction.CREATE
+    thumbprint = key_thumbprint(key_pem)
+    current = store.account_key_thumbprint() or _mounted_thumbprint(settings)
+    if current == thumbprint:
+        return AccountKeyAction.KEEP
+    if not replace:
+        raise AccountKeyExists(
+            f"certbotless already has an ACME account key (secret {secret[0]}); to make the "
+            "imported account certbotless's instead, run again with --replace-account (the "
+            "current key stays in its secret, and its certificates stay valid)"
+        )
+    return AccountKeyAction.REPLACE
+
+
+def install_account_key(
+    settings: Settings, swarm: Swarm, store: CertStore, key_pem: bytes, action: AccountKeyAction
+) -> str:
+    """Store `key_pem` as the account key as `action` says and mount it into certbotless's own
+    service where that is known (Swarm then restarts it with the key). Returns what it did."""
+    if action == AccountKeyAction.KEEP:
+        return "the imported account key is certbotless's account key already"
+    thumbprint = key_thumbprint(key_pem)
+    before = store.account_key_secret()
+    if action == AccountKeyAction.CREATE:
+        secret = store.create_account_key_secret(key_pem, thumbprint)
+        if secret is None:
+            raise AccountKeyExists("another certbotless made an account key meanwhile; run again")
+    else:
+        secret = store.add_account_key_version(key_pem, thumbprint)
+    service, target = settings.own_service, str(settings.account_key_file)
+    if service is not None:
+        ref = FileReference(ObjectKind.SECRET, secret[1], secret[0], target, 0o400)
+        mount_secret(swarm, service, ref)
+        return (
+            f"stored the account key as secret {secret[0]} and mounted it into service "
+            f"{service} at {target}; Swarm restarts {service} with it"
+        )
+    if before is None:
+        return (
+            f"stored the account key as secret {secret[0]}; the certbotless service mounts it "
+            "itself when it starts"
+        )
+    return (
+        f"stored the account key as secret {secret[0]}; make the certbotless service use it: "
+        f"docker service update --secret-rm {before[0]} --secret-add "
+        f"source={secret[0]},target={target},mode=0400 <the certbotless service>"
+    )
+
+
+def _mounted_thumbprint(settings: Settings) -> str:
+    """The thumbprint of the key mounted into this container, if any (older secrets carry no
+    thumbprint label)."""
+    try:
+        return key_thumbprint(settings.account_key_file.read_bytes())
+    except (OSError, ValueError, TypeError):
+        return ""

@@ -50,6 +50,7 @@ class App:
         status_config = StatusConfig(self.swarm)
         self.statuses = SwarmStatusStore(status_config)
         self.alert_memory = SwarmAlertMemory(status_config)
+        self.orders = SwarmOrderHistory(status_config)
         self.edge = SwarmEdgeDeployer(settings, self.swarm, self.store)
         holder = (
             f"{settings.own_service or 'certbotless'} on {socket.gethostname()} pid {os.getpid()}"
@@ -66,7 +67,7 @@ class App:
             services=self.swarm,
             store=self.store,
             statuses=self.statuses,
-            orders=SwarmOrderHistory(status_config),
+            orders=self.orders,
             edge=self.edge,
             lock=self.lease,
             issuer=lambda: self.issuer,

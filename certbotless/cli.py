@@ -13,11 +13,16 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 from certbotless import __version__
 from certbotless.account_key import (
+    AccountKeyAction,
+    AccountKeyExists,
     AccountKeyMounted,
     AccountKeyUnavailable,
+    install_account_key,
+    plan_account_key,
     resolve_account_key,
 )
 from certbotless.acme.ari import lifetime_renewal_time
@@ -54,6 +59,17 @@ from certbotless.settings import (
     unknown_variables,
 )
 from certbotless.swarm import SWARM_ERRORS, docker_endpoint
+from certbotless.traefik_import import (
+    AcmeJson,
+    AcmeJsonError,
+    TraefikAccount,
+    choose_account,
+    describe_account,
+    describe_certificate,
+    import_certificates,
+    other_accounts,
+    parse_acme_json,
+)
 
 log = logging.getLogger("certbotless")
 
@@ -99,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_lint(
         commands.add_parser(
             "lint", help="check stacks' compose files before deploy (needs no swarm or daemon)"
+        )
+    )
+    _add_import_traefik(
+        commands.add_parser(
+            "import-traefik",
+            help="store the ACME account and certificates of Traefik's acme.json (no order)",
         )
     )
     return parser
@@ -155,6 +177,16 @@ def _add_issue(issue: argparse.ArgumentParser) -> None:
     issue.add_argument("--name", help="certificate name (default: the first domain)")
     issue.add_argument(
         "--no-rollout", action="store_true", help="store the certificate but do not roll nginx"
+    )
+
+
+def _add_import_traefik(command: argparse.ArgumentParser) -> None:
+    command.add_argument("acme_json", metavar="ACME_JSON", type=Path, help="Traefik's acme.json")
+    command.add_argument("--dry-run", action="store_true", help="only list what would be imported")
+    command.add_argument(
+        "--replace-account",
+        action="store_true",
+        help="make acme.json's account certbotless's even though certbotless has one already",
     )
 
 
@@ -331,6 +363,67 @@ OFFLINE_COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "lint": lint_stacks,
 }
 
+
+def import_traefik(app: App, args: argparse.Namespace) -> int:
+    now = datetime.now(UTC)
+    try:
+        parsed = parse_acme_json(args.acme_json.read_bytes(), now, app.settings.acme_directory)
+    except OSError as error:
+        print(f"certbotless: cannot read {args.acme_json}: {error.strerror}", file=sys.stderr)
+        return 2
+    except AcmeJsonError as error:
+        print(f"certbotless: {args.acme_json} {error}", file=sys.stderr)
+        return 2
+    account = choose_account(parsed, app.settings.acme_directory)
+    try:
+        action = (
+            None
+            if account is None
+            else plan_account_key(app.settings, app.store, account.key_pem, args.replace_account)
+        )
+    except AccountKeyExists as refused:
+        print(f"certbotless: {refused}", file=sys.stderr)
+        if not args.dry_run:
+            return 1
+        action = None
+    _say_import_plan(parsed, account, action, args.dry_run)
+    if args.dry_run:
+        return 1 if account is not None and action is None else 0  # the account is refused
+    imported = import_certificates(parsed.certificates, app.store, app.orders, now)
+    for cert in imported.stored:
+        print(f"imported {describe_certificate(cert)}")
+    for cert in imported.already_stored:
+        print(f"stored already: {describe_certificate(cert)}")
+    if account is not None and action is not None:  # last: mounting it restarts certbotless
+        sys.stdout.flush()
+        print(install_account_key(app.settings, app.swarm, app.store, account.key_pem, action))
+    return 1 if parsed.skipped else 0
+
+
+def _say_import_plan(
+    parsed: AcmeJson, account: TraefikAccount | None, action: AccountKeyAction | None,
+    dry_run: bool,
+) -> None:  # fmt: skip
+    if account is None:
+        print("acme.json holds no usable account: certbotless keeps its own")
+    else:
+        verb = "would become" if dry_run else "becomes"
+        outcome = {
+            AccountKeyAction.CREATE: f"{verb} certbotless's ACME account",
+            AccountKeyAction.REPLACE: f"{verb} certbotless's ACME account, replacing its key",
+            AccountKeyAction.KEEP: "is certbotless's ACME account already",
+            None: "is not imported (see above)",
+        }[action]
+        print(f"{describe_account(account)} {outcome}")
+        for other in other_accounts(parsed, account):
+            print(f"not imported: {describe_account(other)} (certbotless uses one account)")
+    if dry_run:
+        for cert in parsed.certificates:
+            print(f"would import {describe_certificate(cert)}")
+    for skipped in parsed.skipped:
+        print(f"skipped {skipped}")
+
+
 COMMANDS: dict[str, Callable[[App, argparse.Namespace], int]] = {
     "run": run_daemon,
     "renew": renew,
@@ -340,6 +433,7 @@ COMMANDS: dict[str, Callable[[App, argparse.Namespace], int]] = {
     "revoke": revoke,
     "doctor": doctor,
     "gc": collect_garbage,
+    "import-traefik": import_traefik,
 }
 
 

@@ -51,6 +51,9 @@ CERT_REFUSED = "certbotless.cert.refused"
 NGINX_TARGET = "certbotless.nginx.target"
 
 ACCOUNT_KEY_SECRET = "cbl-acme-account-key"
+# On the account key secret: its public key's JWK thumbprint, so an import can tell whether a key
+# is already the account's without reading the secret (Swarm never returns a secret's data).
+ACCOUNT_THUMBPRINT = "certbotless.account.thumbprint"
 _MAX_LABEL_TEXT = 1000
 PLACEHOLDER_NAME = "cbl-placeholder"
 # What garbage collection may remove (never the account key, the placeholder or the statuses).
@@ -168,22 +171,51 @@ class CertStore:
     # --- the ACME account key -----------------------------------------------------------------
 
     def account_key_secret(self) -> tuple[str, str] | None:
-        """(name, id) of the account key secret, if one was made."""
-        for secret in self.swarm.secrets(f"{KIND}={ObjectRole.ACCOUNT_KEY}"):
-            if secret["Spec"]["Name"] == ACCOUNT_KEY_SECRET:
-                return ACCOUNT_KEY_SECRET, str(secret["ID"])
-        return None
+        """(name, id) of the account key secret in use: the newest made (an import with
+        `--replace-account` adds a version beside the first), or None if none was made."""
+        versions = self._account_key_versions()
+        return (versions[-1]["Spec"]["Name"], str(versions[-1]["ID"])) if versions else None
 
-    def create_account_key_secret(self, key_pem: bytes) -> tuple[str, str] | None:
+    def account_key_thumbprint(self) -> str:
+        """The JWK thumbprint its label records for the account key in use ("" when unknown:
+        secrets made before the label existed)."""
+        versions = self._account_key_versions()
+        labels = (versions[-1]["Spec"].get("Labels") or {}) if versions else {}
+        return str(labels.get(ACCOUNT_THUMBPRINT, ""))
+
+    def create_account_key_secret(
+        self, key_pem: bytes, thumbprint: str = ""
+    ) -> tuple[str, str] | None:
         """Make the account key secret: (name, id), or None when a concurrent start made it
         first (that one wins, and `key_pem` is not stored)."""
-        labels = {MANAGED: "true", KIND: ObjectRole.ACCOUNT_KEY}
         try:
-            return ACCOUNT_KEY_SECRET, self.swarm.create_secret(ACCOUNT_KEY_SECRET, key_pem, labels)
+            return ACCOUNT_KEY_SECRET, self.swarm.create_secret(
+                ACCOUNT_KEY_SECRET, key_pem, _account_key_labels(thumbprint)
+            )
         except APIError as error:
             if error.status_code == 409:
                 return None
             raise
+
+    def add_account_key_version(
+        self, key_pem: bytes, thumbprint: str, now: datetime | None = None
+    ) -> tuple[str, str]:
+        """A newer account key secret beside the current one (secrets cannot change, and the one
+        in use cannot be removed): (name, id). It becomes the one `account_key_secret` names."""
+        stamp = (now or datetime.now(UTC)).strftime("%Y%m%d%H%M%S") + random_tokens.token_hex(3)
+        name = f"{ACCOUNT_KEY_SECRET}-{stamp}"
+        return name, self.swarm.create_secret(name, key_pem, _account_key_labels(thumbprint))
+
+    def _account_key_versions(self) -> list[Json]:
+        """The account key secrets, oldest first."""
+        versions = [
+            secret
+            for secret in self.swarm.secrets(f"{KIND}={ObjectRole.ACCOUNT_KEY}")
+            if secret["Spec"]["Name"] == ACCOUNT_KEY_SECRET
+            or secret["Spec"]["Name"].startswith(ACCOUNT_KEY_SECRET + "-")
+        ]
+        return sorted(versions, key=lambda s: (_created_order(s.get("CreatedAt", "")),
+                                                s["Spec"]["Name"]))  # fmt: skip
 
     # --- garbage collection -------------------------------------------------------------------
 
@@ -239,6 +271,11 @@ class CertStore:
 
     def _listing(self, kind: ObjectKind) -> Callable[[str], list[Json]]:
         return self.swarm.secrets if kind == ObjectKind.SECRET else self.swarm.configs
+
+
+def _account_key_labels(thumbprint: str) -> dict[str, str]:
+    labels = {MANAGED: "true", KIND: ObjectRole.ACCOUNT_KEY}
+    return {**labels, ACCOUNT_THUMBPRINT: thumbprint} if thumbprint else labels
 
 
 def certificate_labels(issued: IssuedCert, object_name: str) -> dict[str, str]:
@@ -307,7 +344,7 @@ def read_stored_cert(
         leaf = x509.load_pem_x509_certificate(chain_pem)
         truth = {
             CERT_DOMAINS: ",".join(_domains(labels, leaf)),
-            **_certificate_facts(leaf, _key_type(leaf)),
+            **_certificate_facts(leaf, key_type_of(leaf)),
         }
     except (ValueError, x509.ExtensionNotFound) as error:
         log.warning("config %s: not a certificate certbotless can use (%s); ignoring it",
@@ -459,7 +496,7 @@ def _old_nginx_confs(
     return old
 
 
-def _key_type(leaf: x509.Certificate) -> KeyType:
+def key_type_of(leaf: x509.Certificate) -> KeyType:
     """Raises ValueError for a key certbotless never orders."""
     key = leaf.public_key()
     if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.key_size in (256, 384):

@@ -95,7 +95,7 @@ def command_table() -> dict[str, tuple[str, str]]:
     rows = table_rows(section(README, "### Commands"))
     table = {}
     for synopsis, meaning in rows:
-        command = re.fullmatch(r"`certbotless ([a-z]+)(.*)`", synopsis)
+        command = re.fullmatch(r"`certbotless ([a-z][a-z-]*)(.*)`", synopsis)
         assert command, f"not a command synopsis: {synopsis}"
         table[command.group(1)] = (command.group(2), meaning)
     return table
