@@ -120,7 +120,9 @@ def test_each_command_has_the_options_its_synopsis_shows(command: str) -> None:
     positionals = [re.sub(r"\[[^]]*\]", "", str(a.metavar))
                    for a in parser._actions if not a.option_strings]  # fmt: skip
     assert set(re.findall(r"--[a-z-]+", synopsis)) == options
-    assert re.findall(r"\b([A-Z]+)…?(?=[ \]]|$)", re.sub(r"\[[^]]*\]", "", synopsis)) == positionals
+    assert (
+        re.findall(r"\b([A-Z_]+)…?(?=[ \]]|$)", re.sub(r"\[[^]]*\]", "", synopsis)) == positionals
+    )
 
 
 def test_the_revocation_reasons_and_key_types_are_the_codes() -> None:
