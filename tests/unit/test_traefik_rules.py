@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from certbotless.edge import render_nginx_conf, validate_nginx_conf
 from certbotless.model import ServiceInfo
 from certbotless.traefik_labels import traefik_claims
 from certbotless.traefik_rules import (
@@ -19,6 +20,7 @@ from certbotless.traefik_rules import (
     default_priority,
     parse_v1_rule,
 )
+from tests.unit.factories import CERTS_DIR, RESPONDER, certs_for
 
 
 @pytest.mark.parametrize(
@@ -104,7 +106,12 @@ def test_hostile_rules_never_raise_anything_but_a_rule_error(rule: str) -> None:
         compile_rule(rule)
 
 
-@settings(max_examples=200, deadline=None)
+# A routed service that the drawn labels then change.
+ROUTED = {"traefik.http.routers.r.rule": "Host(`a.example.com`)",
+          "traefik.http.services.s.loadbalancer.server.port": "80"}  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
 @given(st.dictionaries(
     st.sampled_from(["traefik.enable", "traefik.http.routers.r.rule",
                      "traefik.http.routers.r.middlewares", "traefik.http.routers.r.tls",
@@ -116,15 +123,22 @@ def test_hostile_rules_never_raise_anything_but_a_rule_error(rule: str) -> None:
                      "traefik.http.middlewares.m.stripprefix.prefixes",
                      "traefik.http.middlewares.m.headers.customresponseheaders.X",
                      "traefik.frontend.rule", "traefik.port"]),
-    st.text(max_size=40) | st.sampled_from(["true", "m", "80", "Host(`a.example.com`)"]),
+    st.text(max_size=40)
+    | st.sampled_from(["true", "m", "80", "Host(`a.example.com`)", "/api", "10.0.0.0/8",
+                       "u:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g="]),
 ))  # fmt: skip
-def test_hostile_labels_give_problems_never_exceptions(labels: dict[str, str]) -> None:
-    """Never an exception; and a router guarded by a basic-auth or allowlist middleware is only
-    ever served with that guard."""
+def test_hostile_labels_give_problems_never_exceptions(changes: dict[str, str]) -> None:
+    """Never an exception; a router guarded by a basic-auth or allowlist middleware is only
+    ever served with that guard; and nginx accepts whatever is served."""
+    labels = {**ROUTED, **changes}
     claims = traefik_claims([ServiceInfo("web", labels)], exposed_by_default=True)
     used = [n.strip() for n in labels.get("traefik.http.routers.r.middlewares", "").split(",")]
-    for route in claims["web"].routes if "web" in claims else ():
+    routes = claims["web"].routes if "web" in claims else ()
+    for route in routes:
         if "m" in used and "traefik.http.middlewares.m.basicauth.users" in labels:
             assert route.basic_auth is not None
         if "m" in used and "traefik.http.middlewares.m.ipallowlist.sourcerange" in labels:
             assert route.allow_from
+    if routes:  # whatever was accepted, nginx accepts
+        hosts = sorted({host for route in routes for host in route.hosts})
+        validate_nginx_conf(render_nginx_conf(routes, certs_for(*hosts), RESPONDER, CERTS_DIR))
