@@ -160,7 +160,7 @@ def _service_claims(
 ) -> DialectClaims:
     routers, unknown = _routers(service)
     problems = [_unknown_label_problem(service, label) for label in unknown]
-    routes: list[tuple[int, Route]] = []
+    routes: list[_Made] = []
     certificates: list[tuple[str, CertSpec]] = []
     for router in routers.values():
         try:
@@ -177,10 +177,11 @@ def _service_claims(
             continue
         priority, route_list, route_problems = made
         problems += route_problems
-        routes += [(priority, route) for route in route_list]
+        routes += [(priority, route, router.label("rule")) for route in route_list]
         if spec is not None:
             certificates.append((router.label("rule"), spec))
-    return DialectClaims(tuple(_one_route_per_path(routes)), tuple(certificates), tuple(problems))
+    merged, conflicts = _one_route_per_path(service, routes)
+    return DialectClaims(tuple(merged), tuple(certificates), tuple(problems + conflicts))
 
 
 def _routers(service: ServiceInfo) -> tuple[dict[str, _Router], list[str]]:
@@ -397,24 +398,46 @@ def _port(service: ServiceInfo, label: str, text: str) -> int:
     return int(text)
 
 
-def _route_key(route: Route, host: str) -> tuple[str, str, bool]:
-    return host, route.path, route.exact_path
+_Made = tuple[int, Route, str]  # priority, route, the rule's label
 
 
-def _one_route_per_path(routes: list[tuple[int, Route]]) -> list[Route]:
+def _guards(route: Route) -> tuple[object, ...]:
+    return route.basic_auth, route.allow_from, route.auth_url
+
+
+def _guard_conflict(
+    service: ServiceInfo, label: str, key: tuple[str, str, bool], first_label: str
+) -> LabelProblem:
+    return _problem(
+        service, label,
+        f"{key[0]}{key[1]} is also served by {first_label} with other access middlewares "
+        "(auth, allowlist); certbotless serves one route per host and path, so neither is "
+        "routed there: give both routers the same ones",
+    )  # fmt: skip
+
+
+def _one_route_per_path(
+    service: ServiceInfo, made: list[_Made]
+) -> tuple[list[Route], list[LabelProblem]]:
     """Routers of one service on the same host and path (an HTTP and an HTTPS router with one
     rule, or overlapping rules) make one route: the highest priority's, served over plain HTTP
-    when any of them is."""
-    chosen: dict[tuple[str, str, bool], Route] = {}
+    when any of them is. Routers there that guard access differently (Traefik could guard HTTPS
+    and leave HTTP open) are refused rather than merged open."""
+    chosen: dict[tuple[str, str, bool], tuple[Route, str]] = {}
     plain: set[tuple[str, str, bool]] = set()
-    for _, route in sorted(routes, key=lambda pair: -pair[0]):
+    conflicts: dict[tuple[str, str, bool], LabelProblem] = {}
+    for _, route, label in sorted(made, key=lambda item: -item[0]):
         for host in route.hosts:
-            key = _route_key(route, host)
-            chosen.setdefault(key, replace(route, hosts=(host,)))
+            key = (host, route.path, route.exact_path)
+            first, first_label = chosen.setdefault(key, (replace(route, hosts=(host,)), label))
+            if _guards(first) != _guards(route):
+                conflicts.setdefault(key, _guard_conflict(service, label, key, first_label))
             if not route.redirect_to_https:
                 plain.add(key)
     grouped: dict[Route, list[str]] = {}
-    for key, route in chosen.items():
-        route = replace(route, redirect_to_https=key not in plain, hosts=())
-        grouped.setdefault(route, []).append(key[0])
-    return [replace(route, hosts=tuple(hosts)) for route, hosts in grouped.items()]
+    for key, (route, _) in chosen.items():
+        if key not in conflicts:
+            route = replace(route, redirect_to_https=key not in plain, hosts=())
+            grouped.setdefault(route, []).append(key[0])
+    merged = [replace(route, hosts=tuple(hosts)) for route, hosts in grouped.items()]
+    return merged, list(conflicts.values())

@@ -531,3 +531,23 @@ def test_services_of_other_providers_are_refused() -> None:
     assert found.routes == ()
     (problem,) = found.problems
     assert "file provider" in str(problem)
+
+
+def test_an_http_router_without_the_https_routers_auth_is_not_merged_open() -> None:
+    labels = {
+        "traefik.enable": "true",
+        f"{S}a.loadbalancer.server.port": "80",
+        f"{R}plain.rule": "Host(`a.example.com`)",
+        f"{R}plain.entrypoints": "web",
+        f"{R}secure.rule": "Host(`a.example.com`)",
+        f"{R}secure.tls": "true",
+        f"{R}secure.middlewares": "auth",
+        f"{M}auth.basicauth.users": f"ops:{HASH}",
+    }
+    found = find([service("web", labels)])
+    assert found.routes == ()
+    (problem,) = found.problems
+    assert "other access middlewares" in str(problem)
+    # With the same guard on both, one route, served over both schemes, guarded.
+    (route,) = find([service("web", {**labels, f"{R}plain.middlewares": "auth"})]).routes
+    assert route.basic_auth is not None and not route.redirect_to_https
