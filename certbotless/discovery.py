@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from types import MappingProxyType
 from urllib.parse import urlsplit
 
 import idna
@@ -18,6 +19,7 @@ import idna
 from certbotless.model import (
     CHALLENGE_PREFIX,
     CertSpec,
+    DialectClaims,
     Discovery,
     ErrorPages,
     KeyType,
@@ -74,13 +76,13 @@ _DAWN = datetime.min.replace(tzinfo=UTC)
 _FALSE = {"false", "no", "0", "off"}
 
 
-class _Invalid(Exception):
+class InvalidLabel(Exception):
     def __init__(self, problem: LabelProblem) -> None:
         super().__init__(str(problem))
         self.problem = problem
 
 
-_InvalidFactory = Callable[[str, str], _Invalid]
+InvalidFactory = Callable[[str, str], InvalidLabel]
 
 
 @dataclass(frozen=True)
@@ -90,23 +92,42 @@ class _Claim:
     service: ServiceInfo
     label: str
     spec: CertSpec
+    routed: bool = False  # the service's routes use it: refused, they are not routed either
 
 
 def discover(
-    services: Iterable[ServiceInfo], edge: str | None = None, routing: bool = True
+    services: Iterable[ServiceInfo],
+    edge: str | None = None,
+    routing: bool = True,
+    *,
+    native: bool = True,
+    foreign: Mapping[str, DialectClaims] = MappingProxyType({}),
 ) -> Discovery:
     """Routes and certificates from the labels of `services`. With `edge` (the nginx service's
     name), a service that shares no network with it is reported instead of routed. Without
-    `routing` (the operator writes nginx.conf), `certbotless.port` is not needed.
+    `routing` (the operator writes nginx.conf), `certbotless.port` is not needed. `native`:
+    whether certbotless.* labels are read; `foreign`: what another dialect (Traefik's) read
+    from each service, settled together with them.
 
     Oldest service first: a certificate name, a host+path and a host's HSTS belong to the
-    service that claimed them first, so a newer service can be refused but never changes them."""
+    service that claimed them first, whatever the dialect, so a newer service can be refused
+    but never changes them."""
     services = sorted(services, key=claim_order)
     edge_info = next((s for s in services if s.name == edge), None)
     routes: list[Route] = []
     claims: list[_Claim] = []
     problems: list[LabelProblem] = []
     for service in services:
+        if service.name in foreign:
+            found = foreign[service.name]
+            problems += found.problems
+            reachable = _foreign_routes(service, found, edge_info, problems) if routing else []
+            routes += reachable
+            if not routing or reachable or not found.routes:
+                claims += [_Claim(service, label, spec, routed=bool(reachable))
+                           for label, spec in found.certificates]  # fmt: skip
+        if not native:
+            continue
         if edge is not None and service.name != edge and labelled_edge(service):
             problems.append(_edge_label_problem(service, edge))
         claims += _certificate_claims(service, problems)
@@ -120,10 +141,10 @@ def discover(
                 if edge_info is not None and routing:
                     _check_shared_network(service, edge_info)
                 routes.append(route)
-        except _Invalid as invalid:
+        except InvalidLabel as invalid:
             problems.append(invalid.problem)
             continue
-        claims.append(_Claim(service, DOMAINS, spec))
+        claims.append(_Claim(service, DOMAINS, spec, routed=routing))
     specs, refused, refusals = _settle_certificates(claims)
     routes = [route for route in routes if route.service not in refused]
     routes, conflicts = _first_claim_per_path(routes)
@@ -134,6 +155,21 @@ def discover(
         specs=tuple(specs),
         problems=tuple(problems + refusals + conflicts + host_options + extra_addresses),
     )
+
+
+def _foreign_routes(
+    service: ServiceInfo,
+    found: DialectClaims,
+    edge_info: ServiceInfo | None,
+    problems: list[LabelProblem],
+) -> list[Route]:
+    if found.routes and edge_info is not None:
+        try:
+            _check_shared_network(service, edge_info)
+        except InvalidLabel as invalid:
+            problems.append(invalid.problem)
+            return []
+    return list(found.routes)
 
 
 def claim_order(service: ServiceInfo) -> tuple[bool, datetime, str]:
@@ -167,7 +203,7 @@ def _certificate_claims(service: ServiceInfo, problems: list[LabelProblem]) -> l
         if label.startswith(CERTIFICATE_PREFIX):
             try:
                 spec = _parse_certificate_label(service, label, value)
-            except _Invalid as invalid:
+            except InvalidLabel as invalid:
                 problems.append(invalid.problem)
                 continue
             claims.append(_Claim(service, label, spec))
@@ -194,7 +230,7 @@ def _settle_certificates(
             specs.append(spec)
         for claim, problem in refusals:
             problems.append(problem)
-            if claim.label == DOMAINS:
+            if claim.routed:
                 refused.add(claim.service.name)
     return specs, refused, problems
 
@@ -288,12 +324,12 @@ def _name_taken(claim: _Claim, owner: _Claim, spec: CertSpec) -> LabelProblem:
 
 def _first_claim_per_path(routes: list[Route]) -> tuple[list[Route], list[LabelProblem]]:
     """A host+path is its first claimant's; a later one is not routed there."""
-    first: dict[tuple[str, str], str] = {}
+    first: dict[tuple[str, str, bool], str] = {}
     kept, problems = [], []
     for route in routes:  # oldest first
         hosts = []
         for host in route.hosts:
-            owner = first.setdefault((host, route.path), route.service)
+            owner = first.setdefault((host, route.path, route.exact_path), route.service)
             if owner == route.service:
                 hosts.append(host)
                 continue
@@ -374,7 +410,7 @@ def _check_shared_network(service: ServiceInfo, edge: ServiceInfo) -> None:
     if set(service.network_ids) & set(edge.network_ids):
         return
     edge_networks = ", ".join(edge.network_names or edge.network_ids) or "(none)"
-    raise _Invalid(
+    raise InvalidLabel(
         LabelProblem(
             service.name,
             NETWORKS,
@@ -385,15 +421,17 @@ def _check_shared_network(service: ServiceInfo, edge: ServiceInfo) -> None:
     )
 
 
-def _invalid_factory(service: ServiceInfo) -> _InvalidFactory:
-    def invalid(label: str, message: str) -> _Invalid:
-        return _Invalid(LabelProblem(service.name, label, service.labels.get(label, ""), message))
+def _invalid_factory(service: ServiceInfo) -> InvalidFactory:
+    def invalid(label: str, message: str) -> InvalidLabel:
+        return InvalidLabel(
+            LabelProblem(service.name, label, service.labels.get(label, ""), message)
+        )
 
     return invalid
 
 
-def _parse_hosts(value: str, invalid: _InvalidFactory, ip_allowed: bool = False) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(_parse_hostname(h, invalid, ip_allowed) for h in value.split(",")))
+def _parse_hosts(value: str, invalid: InvalidFactory, ip_allowed: bool = False) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(parse_hostname(h, invalid, ip_allowed) for h in value.split(",")))
 
 
 def _parse_certificate_label(service: ServiceInfo, label: str, value: str) -> CertSpec:
@@ -411,7 +449,7 @@ def _parse_certificate_label(service: ServiceInfo, label: str, value: str) -> Ce
 def _parse_spec(
     service: ServiceInfo,
     hosts: tuple[str, ...] | None = None,
-    invalid: _InvalidFactory | None = None,
+    invalid: InvalidFactory | None = None,
 ) -> CertSpec:
     """The certificate a service asks for (alone: for services an own nginx.conf routes)."""
     invalid = invalid or _invalid_factory(service)
@@ -427,7 +465,7 @@ def _parse_spec(
     )
 
 
-def _parse_key_type(service: ServiceInfo, invalid: _InvalidFactory) -> KeyType:
+def _parse_key_type(service: ServiceInfo, invalid: InvalidFactory) -> KeyType:
     key_text = service.labels.get(KEY_TYPE, KeyType.EC256.value).strip().lower()
     try:
         return KeyType(key_text)
@@ -451,14 +489,7 @@ def _parse_service(service: ServiceInfo) -> tuple[Route, CertSpec]:
         raise invalid(PORT, "must be a port number from 1 to 65535")
 
     path = text(PATH, "/") or "/"
-    if len(path) > MAX_PATH_LENGTH:
-        raise invalid(PATH, f"is {len(path)} characters long; nginx takes at most "
-                      f"{MAX_PATH_LENGTH} here: shorten the path prefix")  # fmt: skip
-    if not _PATH_RE.match(path) or "//" in path or "/../" in f"{path}/":
-        raise invalid(PATH, "must start with / and hold only URL path characters, e.g. /api")
-    reserved = next((r for r in RESERVED_PATHS if f"{path}/".startswith(r)), None)
-    if reserved is not None:
-        raise invalid(PATH, f"{reserved} is reserved for the edge itself; choose another path")
+    check_path(path, PATH, invalid)
 
     max_body = text(MAX_BODY_SIZE).lower() or None
     if max_body is not None and not _SIZE_RE.match(max_body):
@@ -466,19 +497,19 @@ def _parse_service(service: ServiceInfo) -> tuple[Route, CertSpec]:
 
     timeout = text(TIMEOUT) or None
     if timeout is not None:
-        _check_timeout(timeout, invalid)
+        check_timeout(timeout, invalid)
 
     auth_url = text(AUTH_URL) or None
     if auth_url is not None:
-        _check_url(auth_url, AUTH_URL, invalid, "http://auth:8000/check")
+        check_url(auth_url, AUTH_URL, invalid, "http://auth:8000/check")
 
     error_pages = None
     if text(ERRORS):
         url = text(ERRORS)
-        _check_url(url, ERRORS, invalid, "http://errors:80/{status}.html", STATUS_PLACEHOLDER)
+        check_url(url, ERRORS, invalid, "http://errors:80/{status}.html", STATUS_PLACEHOLDER)
         if STATUS_PLACEHOLDER not in url:
             raise invalid(ERRORS, "must contain {status}, e.g. http://errors:80/{status}.html")
-        error_pages = ErrorPages(url, _parse_statuses(text(ERRORS_STATUS, "400-599"), invalid))
+        error_pages = ErrorPages(url, parse_statuses(text(ERRORS_STATUS, "400-599"), invalid))
 
     spec = _parse_spec(service, hosts, invalid)
     route = Route(
@@ -496,7 +527,19 @@ def _parse_service(service: ServiceInfo) -> tuple[Route, CertSpec]:
     return route, spec
 
 
-def _flag(value: str, label: str, invalid: _InvalidFactory) -> bool:
+def check_path(path: str, label: str, invalid: InvalidFactory) -> None:
+    """A path prefix nginx can take as a location and that is not the edge's own."""
+    if len(path) > MAX_PATH_LENGTH:
+        raise invalid(label, f"is {len(path)} characters long; nginx takes at most "
+                      f"{MAX_PATH_LENGTH} here: shorten the path prefix")  # fmt: skip
+    if not _PATH_RE.match(path) or "//" in path or "/../" in f"{path}/":
+        raise invalid(label, "must start with / and hold only URL path characters, e.g. /api")
+    reserved = next((r for r in RESERVED_PATHS if f"{path}/".startswith(r)), None)
+    if reserved is not None:
+        raise invalid(label, f"{reserved} is reserved for the edge itself; choose another path")
+
+
+def _flag(value: str, label: str, invalid: InvalidFactory) -> bool:
     if value.lower() in _TRUE:
         return True
     if value.lower() in _FALSE:
@@ -504,7 +547,7 @@ def _flag(value: str, label: str, invalid: _InvalidFactory) -> bool:
     raise invalid(label, "must be true or false")
 
 
-def _check_timeout(value: str, invalid: _InvalidFactory) -> None:
+def check_timeout(value: str, invalid: InvalidFactory) -> None:
     match = _TIME_RE.match(value)
     milliseconds = int(match.group(1)) * _TIME_UNIT_MS[match.group(2) or "s"] if match else 0
     if not 0 < milliseconds <= MAX_TIMEOUT_MS:
@@ -513,8 +556,8 @@ def _check_timeout(value: str, invalid: _InvalidFactory) -> None:
         )
 
 
-def _check_url(
-    url: str, label: str, invalid: _InvalidFactory, example: str, placeholder: str = ""
+def check_url(
+    url: str, label: str, invalid: InvalidFactory, example: str, placeholder: str = ""
 ) -> None:
     if len(url) > MAX_URL_LENGTH:
         raise invalid(label, f"is {len(url)} characters long; nginx takes at most "
@@ -532,14 +575,16 @@ def _check_url(
         )
 
 
-def _parse_statuses(value: str, invalid: _InvalidFactory) -> tuple[int, ...]:
+def parse_statuses(
+    value: str, invalid: InvalidFactory, label: str = ERRORS_STATUS
+) -> tuple[int, ...]:
     statuses: set[int] = set()
     for part in value.split(","):
         match = _STATUS_RANGE_RE.match(part.strip())
         low = int(match.group(1)) if match else 0
         high = int(match.group(2) or low) if match else 0
         if not match or not 300 <= low <= high <= 599:
-            raise invalid(ERRORS_STATUS, "must be statuses or ranges from 300 to 599, e.g. 400-599")
+            raise invalid(label, "must be statuses or ranges from 300 to 599, e.g. 400-599")
         statuses.update(range(low, high + 1))
     # 499 is nginx's own "client closed the connection": nothing to show, and error_page refuses it.
     return tuple(sorted(statuses - {499}))
@@ -549,7 +594,7 @@ def _asks_a_profile(service: ServiceInfo) -> bool:
     return bool(service.labels.get(PROFILE, "").strip())
 
 
-def _parse_hostname(raw: str, invalid: _InvalidFactory, ip_allowed: bool = False) -> str:
+def parse_hostname(raw: str, invalid: InvalidFactory, ip_allowed: bool = False) -> str:
     """A hostname as the CA and nginx want it; an IPv4 address only when `ip_allowed` (the
     service asks for a CA profile, which may issue for addresses)."""
     host = raw.strip().rstrip(".").lower()
@@ -595,7 +640,7 @@ def _ip_address_problem(host: str) -> str:
     )
 
 
-def _parse_ip_address(host: str, invalid: _InvalidFactory, ip_allowed: bool) -> str:
+def _parse_ip_address(host: str, invalid: InvalidFactory, ip_allowed: bool) -> str:
     try:
         address = ipaddress.IPv4Address(host)
     except ValueError:

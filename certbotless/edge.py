@@ -28,6 +28,8 @@ SNIPPETS_DIR = "/etc/nginx/certbotless"
 # the locations of a host too large for one file, which its servers include.
 HOSTS_DIR = f"{SNIPPETS_DIR}/hosts"
 LOCATIONS_DIR = f"{SNIPPETS_DIR}/locations"
+HTPASSWD_DIR = f"{SNIPPETS_DIR}/htpasswd"  # basic-auth users, one file per set
+HSTS_VALUE = "max-age=63072000"
 # Each file is one Swarm config. Docker 20.10's swarmkit refuses configs over 500 KiB (newer
 # engines 1000 KB): stay well below, whatever the engine.
 MAX_FILE_BYTES = 400 * 1024
@@ -124,8 +126,29 @@ def render_nginx_conf(
         hash_sizes=_server_names_hash_sizes(by_host),
         http2=_HTTP2_ON if http2_directive else "",
         real_ip=_real_ip(front_subnets),
+        rate_zones=_rate_zones(by_host),
     )
-    return {NGINX_CONF_TARGET: main, **_host_files(servers, max_file_bytes)}
+    return {NGINX_CONF_TARGET: main, **_host_files(servers, max_file_bytes),
+            **_htpasswd_files(by_host)}  # fmt: skip
+
+
+def _rate_zones(by_host: Mapping[str, list[Route]]) -> str:
+    routes = {route for host_routes in by_host.values() for route in host_routes}
+    zones = sorted({
+        f"    limit_req_zone $binary_remote_addr zone={rate_zone(r)}:1m "
+        f"rate={r.rate_limit.per_minute}r/m;\n"
+        for r in routes if r.rate_limit is not None
+    })  # fmt: skip
+    return "".join(zones)
+
+
+def _htpasswd_files(by_host: Mapping[str, list[Route]]) -> NginxFiles:
+    return {
+        htpasswd_target(route): "\n".join(route.basic_auth.users) + "\n"
+        for host_routes in by_host.values()
+        for route in host_routes
+        if route.basic_auth is not None
+    }
 
 
 def files_listing(files: Mapping[str, str]) -> str:
@@ -362,7 +385,7 @@ def _https_server(
     # (discovery reports the pair as a label problem).
     hsts = any(route.hsts for route in routes) and all(r.redirect_to_https for r in routes)
     hsts_header = (
-        '\n        add_header Strict-Transport-Security "max-age=63072000" always;' if hsts else ""
+        f'\n        add_header Strict-Transport-Security "{HSTS_VALUE}" always;' if hsts else ""
     )
     return _Server(
         443,
@@ -370,7 +393,7 @@ def _https_server(
         server_name {host};
         ssl_certificate {files.fullchain};
         ssl_certificate_key {files.privkey};{hsts_header}""",
-        _route_locations(routes, plain_http=False, has_cert=True),
+        _route_locations(routes, plain_http=False, has_cert=True, hsts=hsts),
     )
 
 
@@ -410,7 +433,9 @@ _PROXY_HEADERS = (
 )
 
 
-def _route_locations(routes: list[Route], plain_http: bool, has_cert: bool) -> list[str]:
+def _route_locations(
+    routes: list[Route], plain_http: bool, has_cert: bool, hsts: bool = False
+) -> list[str]:
     """One location per route (longest path first), plus its auth and error-page locations.
     On plain HTTP, routes that want HTTPS only redirect. Without a route at `/`, other paths get
     a plain 404 rather than nginx's own files."""
@@ -418,17 +443,20 @@ def _route_locations(routes: list[Route], plain_http: bool, has_cert: bool) -> l
     # Indexes follow the host's route list, so both servers name a route's helpers alike.
     for index, route in enumerate(routes):
         if plain_http and route.redirect_to_https:
-            blocks.append(
-                _to_https_location(route.path) if has_cert else _not_yet_https_location(route.path)
-            )
+            match = _location_match(route)
+            blocks.append(_to_https_location(match) if has_cert else _not_yet_https_location(match))
         else:
-            blocks.extend(_proxy_locations(index, route))
-    if not any(route.path == "/" for route in routes):
+            blocks.extend(_proxy_locations(index, route, hsts))
+    if not any(route.path == "/" and not route.exact_path for route in routes):
         blocks.append("\n        location / {\n            return 404;\n        }")
     return blocks
 
 
-def _proxy_locations(index: int, route: Route) -> list[str]:
+def _location_match(route: Route) -> str:
+    return f"= {route.path}" if route.exact_path else route.path
+
+
+def _proxy_locations(index: int, route: Route, hsts: bool = False) -> list[str]:
     extra = ""
     if route.timeout is not None:
         extra += (
@@ -437,18 +465,21 @@ def _proxy_locations(index: int, route: Route) -> list[str]:
         )
     if route.max_body_size is not None:
         extra += f"\n            client_max_body_size {route.max_body_size};"
+    extra += _access_directives(route)
     if route.auth_url is not None:
         extra += f"\n            auth_request {INTERNAL_LOCATION}auth/{index};"
+        extra += _auth_response_headers(index, route.auth_response_headers)
     if route.error_pages is not None:
         codes = " ".join(str(code) for code in route.error_pages.statuses)
         extra += (
             "\n            proxy_intercept_errors on;"
             f"\n            error_page {codes} @certbotless_errors_{index};"
         )
+    extra += _rewrites(route) + _header_directives(route, hsts)
     blocks = [
         f"""
-        location {route.path} {{
-            set $upstream http://{route.service}:{route.port};
+        location {_location_match(route)} {{
+            set $upstream {route.upstream_scheme}://{route.service}:{route.port};
             proxy_pass $upstream;{_PROXY_HEADERS}{extra}
         }}"""
     ]
@@ -457,6 +488,82 @@ def _proxy_locations(index: int, route: Route) -> list[str]:
     if route.error_pages is not None:
         blocks.append(_error_pages_location(index, route.error_pages.url))
     return blocks
+
+
+def htpasswd_target(route: Route) -> str:
+    """Where the edge mounts a route's basic-auth users (named by their content)."""
+    assert route.basic_auth is not None
+    digest = hashlib.sha256("\n".join(route.basic_auth.users).encode()).hexdigest()[:16]
+    return f"{HTPASSWD_DIR}/{digest}"
+
+
+def rate_zone(route: Route) -> str:
+    """The shared-memory zone counting one route's requests (a zone per route: routes never
+    share a budget)."""
+    assert route.rate_limit is not None
+    key = f"{route.service}|{route.path}|{route.exact_path}|{route.rate_limit.per_minute}"
+    return "certbotless_" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def _access_directives(route: Route) -> str:
+    """Who gets in, checked before anything is proxied: address, then password, then rate."""
+    lines = [f"allow {network};" for network in route.allow_from]
+    if route.allow_from:
+        lines.append("deny all;")
+    if route.basic_auth is not None:
+        lines += [f'auth_basic "{route.basic_auth.realm}";',
+                  f"auth_basic_user_file {htpasswd_target(route)};"]  # fmt: skip
+        if route.basic_auth.remove_header:
+            lines.append('proxy_set_header Authorization "";')
+    if route.rate_limit is not None:
+        lines += [f"limit_req zone={rate_zone(route)} burst={route.rate_limit.burst} nodelay;",
+                  "limit_req_status 429;"]  # fmt: skip
+    if route.upstream_scheme == "https":
+        lines.append("proxy_ssl_server_name on;")
+    if route.compress:
+        lines += ["gzip on;", "gzip_proxied any;", f"gzip_types {_GZIP_TYPES};"]
+    return "".join(f"\n            {line}" for line in lines)
+
+
+_GZIP_TYPES = (
+    "text/plain text/css text/xml application/json application/javascript application/xml "
+    "image/svg+xml"
+)
+
+
+def _auth_response_headers(index: int, headers: tuple[str, ...]) -> str:
+    lines = []
+    for number, header in enumerate(headers):
+        variable = f"$certbotless_auth_{index}_{number}"
+        upstream = "$upstream_http_" + header.lower().replace("-", "_")
+        lines += [f"auth_request_set {variable} {upstream};",
+                  f"proxy_set_header {header} {variable};"]  # fmt: skip
+    return "".join(f"\n            {line}" for line in lines)
+
+
+def _rewrites(route: Route) -> str:
+    """Traefik's stripPrefix then addPrefix, as one rewrite (the first that matches ends)."""
+    lines = [
+        f"rewrite ^{re.escape(prefix.rstrip('/'))}/?(.*)$ {route.add_prefix}/$1 break;"
+        for prefix in route.strip_prefixes
+    ]
+    if route.add_prefix:
+        lines.append(f"rewrite ^(.*)$ {route.add_prefix}$1 break;")
+    if len(route.strip_prefixes) == 1:
+        lines.append(f"proxy_set_header X-Forwarded-Prefix {route.strip_prefixes[0]};")
+    return "".join(f"\n            {line}" for line in lines)
+
+
+def _header_directives(route: Route, hsts: bool) -> str:
+    lines = [f'proxy_set_header {name} "{value}";' for name, value in route.request_headers]
+    for name, value in route.response_headers:
+        lines.append(
+            f'add_header {name} "{value}" always;' if value else f"proxy_hide_header {name};"
+        )
+    if hsts and any(value for _, value in route.response_headers):
+        # add_header here stops the server's from being inherited: repeat HSTS.
+        lines.append(f'add_header Strict-Transport-Security "{HSTS_VALUE}" always;')
+    return "".join(f"\n            {line}" for line in lines)
 
 
 def _auth_location(index: int, auth_url: str) -> str:
@@ -542,7 +649,7 @@ http {{
     ssl_session_cache shared:certbotless:10m;
     ssl_session_timeout 1d;
     ssl_session_tickets off;
-{http2}{real_ip}{default_servers}
+{http2}{real_ip}{rate_zones}{default_servers}
 
     include {hosts_dir}/*.conf;
 }}

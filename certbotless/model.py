@@ -52,6 +52,23 @@ class ErrorPages:
 
 
 @dataclass(frozen=True)
+class BasicAuth:
+    """HTTP basic auth: `users` are htpasswd lines (`name:hash`, apr1, SHA1 or bcrypt)."""
+
+    users: tuple[str, ...]
+    realm: str = "restricted"
+    remove_header: bool = False  # the service does not see the Authorization header
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """Requests per client address: `per_minute` on average, `burst` more at once; over it, 429."""
+
+    per_minute: int
+    burst: int = 1
+
+
+@dataclass(frozen=True)
 class Route:
     """One host+path served by the edge and proxied to a service."""
 
@@ -65,6 +82,17 @@ class Route:
     hsts: bool = False
     error_pages: ErrorPages | None = None
     timeout: str | None = None  # nginx time syntax (300s, 5m): proxy read and send timeouts
+    exact_path: bool = False  # `path` alone (Traefik's Path), not every path under it
+    upstream_scheme: str = "http"  # or https
+    basic_auth: BasicAuth | None = None
+    allow_from: tuple[str, ...] = ()  # client networks (CIDR) let through; empty: everyone
+    rate_limit: RateLimit | None = None
+    strip_prefixes: tuple[str, ...] = ()  # removed from the path before it reaches the service
+    add_prefix: str = ""  # put before the path (after stripping)
+    request_headers: tuple[tuple[str, str], ...] = ()  # set on the request; "" removes it
+    response_headers: tuple[tuple[str, str], ...] = ()  # set on the answer; "" removes it
+    auth_response_headers: tuple[str, ...] = ()  # copied from the forward-auth answer
+    compress: bool = False  # gzip the answers
 
 
 @dataclass(frozen=True)
@@ -88,6 +116,16 @@ class LabelProblem:
 
     def __str__(self) -> str:
         return f"service {self.service}: label {self.label}={self.value!r}: {self.message}"
+
+
+@dataclass(frozen=True)
+class DialectClaims:
+    """What one service's labels in another dialect (Traefik's) ask for: its routes, the
+    certificates with the label that asks for each, and what could not be used."""
+
+    routes: tuple[Route, ...] = ()
+    certificates: tuple[tuple[str, CertSpec], ...] = ()
+    problems: tuple[LabelProblem, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from certbotless.model import (
 from certbotless.seams import PassParts
 from certbotless.settings import NginxConfMode, Settings
 from certbotless.store import latest_per_name
+from certbotless.traefik_labels import traefik_claims
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,20 @@ def edge_if_any(settings: Settings, services: Sequence[ServiceInfo]) -> str | No
 
 
 def discovered(settings: Settings, services: Sequence[ServiceInfo], edge: str | None) -> Discovery:
-    return discover(services, edge, routing=settings.nginx_conf == NginxConfMode.RENDERED)
+    """The routes and certificates every enabled label dialect asks for, settled together: the
+    oldest claimant of a name or host+path keeps it, whichever dialect it wrote."""
+    foreign = (
+        traefik_claims(services, settings.traefik_exposed_by_default)
+        if "traefik" in settings.label_dialects
+        else {}
+    )
+    return discover(
+        services,
+        edge,
+        routing=settings.nginx_conf == NginxConfMode.RENDERED,
+        native="certbotless" in settings.label_dialects,
+        foreign=foreign,
+    )
 
 
 def observe(

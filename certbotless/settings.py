@@ -33,8 +33,10 @@ VARIABLES = (
     "RESPONDER_LISTEN", "RESPONDER_UPSTREAM", "CHALLENGE_DIR", "LOCK_FILE", "CERTS_DIR",
     "SELF_CHECK", "FRONT_SUBNET", "ROLLOUT_TIMEOUT", "GC_KEEP_VERSIONS", "GC_KEEP_EXPIRED_DAYS",
     "LOG_LEVEL", "LOG_FORMAT", "METRICS_LISTEN", "ALERT_WEBHOOK", "ALERT_WEBHOOK_FORMAT",
-    "SMTP_URL", "ALERT_EMAIL",
+    "SMTP_URL", "ALERT_EMAIL", "LABEL_DIALECTS", "TRAEFIK_EXPOSED_BY_DEFAULT",
 )  # fmt: skip
+# Label dialects certbotless reads: its own certbotless.* labels, and Traefik's.
+LABEL_DIALECTS = ("certbotless", "traefik")
 # Read by `docker stack deploy` from the operator's shell (stacks/edge.yml), not by certbotless.
 STACK_VARIABLES = ("IMAGE", "EDGE_IMAGE", "FRONT_IMAGE")
 # The subnet of the `front` network in stacks/edge.yml.
@@ -144,6 +146,9 @@ class Settings:
     # The L4 front's network: nginx listens with PROXY protocol and takes the client's address
     # from headers sent from there only. Empty: nginx publishes its own ports.
     front_subnets: tuple[str, ...] = (DEFAULT_FRONT_SUBNET,)
+    label_dialects: frozenset[str] = frozenset(LABEL_DIALECTS)
+    # Traefik's exposedByDefault: whether services without traefik.enable=true are routed.
+    traefik_exposed_by_default: bool = False
 
     @property
     def proxy_protocol(self) -> bool:
@@ -212,6 +217,10 @@ class Settings:
             gc_keep_expired_days=_number(get("GC_KEEP_EXPIRED_DAYS"), "GC_KEEP_EXPIRED_DAYS", 0,
                                          MAX_KEEP_EXPIRED_DAYS, defaults.gc_keep_expired_days),
             front_subnets=_subnets(get("FRONT_SUBNET"), "FRONT_SUBNET", defaults.front_subnets),
+            label_dialects=_dialects(get("LABEL_DIALECTS"), "LABEL_DIALECTS"),
+            traefik_exposed_by_default=_flag(get("TRAEFIK_EXPOSED_BY_DEFAULT"),
+                                             "TRAEFIK_EXPOSED_BY_DEFAULT",
+                                             defaults.traefik_exposed_by_default),
         )  # fmt: skip
 
 
@@ -414,6 +423,17 @@ def _flag(value: str | None, name: str, default: bool) -> bool:
     if value.lower() in {"0", "false", "no", "off"}:
         return False
     raise _invalid(name, value, "must be true or false")
+
+
+def _dialects(value: str | None, name: str) -> frozenset[str]:
+    if value is None:
+        return frozenset(LABEL_DIALECTS)
+    chosen = {part.strip().lower() for part in value.split(",") if part.strip()}
+    if not chosen or not chosen <= set(LABEL_DIALECTS):
+        raise _invalid(
+            name, value, "must be a comma-separated list of " + ", ".join(LABEL_DIALECTS)
+        )
+    return frozenset(chosen)
 
 
 def _log_level(value: str | None, name: str) -> str | None:

@@ -81,6 +81,8 @@ BAD: dict[str, list[tuple[str, dict[str, str]]]] = {
     "CERTS_DIR": [("certs", {}), ("/etc/nginx/my certs", {}), ("/", {}), ("/etc/certs;", {})],
     "SELF_CHECK": [("maybe", {}), ("\uff12", {})],
     "FRONT_SUBNET": [("front", {}), (",", {}), ("10.0.0.0/33", {}), ("10.0.0.0/24,", {})],
+    "LABEL_DIALECTS": [("nginx-proxy", {}), (",", {}), ("traefik,caddy", {})],
+    "TRAEFIK_EXPOSED_BY_DEFAULT": [("maybe", {})],
     "ROLLOUT_TIMEOUT": [("0", {}), ("²", {}), ("1e30", {}), ("100000", {})],
     "GC_KEEP_VERSIONS": [("0", {}), ("²", {}), ("three", {})],
     "GC_KEEP_EXPIRED_DAYS": [("²", {}), ("-1", {}), ("99999999", {}), ("1.5", {})],

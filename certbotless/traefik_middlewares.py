@@ -1,0 +1,408 @@
+"""Traefik middlewares (defined in labels) → options of the route they are applied to.
+
+A middleware that decides who gets in (auth, allowlists) and is not fully understood refuses the
+route: it is never served open. One that only shapes requests or answers is reported and the
+route is served without it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from certbotless.discovery import (
+    STATUS_PLACEHOLDER,
+    InvalidLabel,
+    check_path,
+    check_url,
+    parse_statuses,
+)
+from certbotless.model import BasicAuth, ErrorPages, LabelProblem, RateLimit, Route, ServiceInfo
+
+# Who gets in: never served without them.
+SECURITY_KINDS = {"basicauth", "digestauth", "forwardauth", "ipallowlist", "ipwhitelist"}
+# Kinds that only shape requests or answers: when not understood, the route is served without
+# them. Any other kind (plugins included) might guard access, so it refuses the route.
+SHAPING_KINDS = {
+    "addprefix", "buffering", "circuitbreaker", "compress", "contenttype", "errors", "grpcweb",
+    "headers", "inflightreq", "ratelimit", "redirectregex", "redirectscheme", "replacepath",
+    "replacepathregex", "retry", "stripprefix", "stripprefixregex",
+}  # fmt: skip
+V1_REDIRECT = "@v1-redirect"
+V1_BASIC = "@v1-basicauth"
+MAX_CHAIN_DEPTH = 8
+_HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9-]{1,100}$", re.ASCII)
+# Printable, and nothing nginx would read as a variable or the end of a quoted string.
+_HEADER_VALUE_RE = re.compile(r"^[\x20\x21\x23\x25-\x5b\x5d-\x7e]{0,2000}$", re.ASCII)
+_HTPASSWD_RE = re.compile(r"^[^:\s]{1,64}:[A-Za-z0-9./$={}+-]{1,200}$", re.ASCII)
+_DURATION_RE = re.compile(r"^([0-9]{1,6})(ms|s|m|h)?$", re.ASCII)
+_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+
+
+@dataclass
+class Middleware:
+    """One middleware's labels on one service: `fields` maps the key after its kind
+    (lowercase, e.g. `users` or `customrequestheaders.x-a`) → (label, value)."""
+
+    name: str
+    kind: str
+    service: str
+    stack: str
+    fields: dict[str, tuple[str, str]] = field(default_factory=dict)
+    kinds: set[str] = field(default_factory=set)  # further kinds under the same name (refused)
+
+    def value(self, key: str, default: str = "") -> str:
+        found = self.fields.get(key)
+        return found[1] if found else default
+
+    def label(self, key: str = "") -> str:
+        found = self.fields.get(key)
+        if found:
+            return found[0]
+        return next(iter(self.fields.values()))[0] if self.fields else self.name
+
+
+class MiddlewareRefused(Exception):
+    """A route is not served: a middleware guarding it cannot be applied."""
+
+    def __init__(self, problems: list[LabelProblem]) -> None:
+        super().__init__("; ".join(str(p) for p in problems))
+        self.problems = problems
+
+
+class _Unsupported(Exception):
+    def __init__(self, label: str, value: str, message: str) -> None:
+        super().__init__(message)
+        self.label, self.value, self.message = label, value, message
+
+
+@dataclass(frozen=True)
+class _Context:
+    service: ServiceInfo
+    definitions: dict[str, list[Middleware]]
+    services: Sequence[ServiceInfo]
+
+
+def apply_middlewares(
+    route: Route,
+    names: list[tuple[str, str]],
+    service: ServiceInfo,
+    definitions: dict[str, list[Middleware]],
+    services: Sequence[ServiceInfo],
+) -> tuple[Route, list[LabelProblem]]:
+    """`route` with the middlewares `names` ((label, name) in order) applied, and the problems
+    of those that could not be; raises MiddlewareRefused when one guarding access cannot."""
+    context = _Context(service, definitions, services)
+    problems: list[LabelProblem] = []
+    for label, name in names:
+        route = _apply_named(route, label, name, context, problems, 0)
+    return route, problems
+
+
+def _apply_named(
+    route: Route, label: str, name: str, context: _Context, problems: list[LabelProblem],
+    depth: int,
+) -> Route:  # fmt: skip
+    try:
+        return _apply_one(route, label, name, context, problems, depth)
+    except InvalidLabel as error:
+        unsupported = _Unsupported(error.problem.label, error.problem.value, error.problem.message)
+    except _Unsupported as error:
+        unsupported = error
+    kind = "basicauth" if name == V1_BASIC else _kind_of(name, context)
+    problem = LabelProblem(context.service.name, unsupported.label, unsupported.value,
+                           f"middleware {name}: {unsupported.message}")  # fmt: skip
+    if kind not in SHAPING_KINDS:
+        raise MiddlewareRefused([_refusal(problem)])
+    problems.append(replace(problem, message=problem.message + "; the route is served "
+                            "without it"))  # fmt: skip
+    return route
+
+
+def _apply_one(
+    route: Route, label: str, name: str, context: _Context, problems: list[LabelProblem],
+    depth: int,
+) -> Route:  # fmt: skip
+    if name in (V1_REDIRECT, V1_BASIC):
+        return _v1(route, label, name, context.service)
+    middleware = _resolve(label, name, context)
+    if depth > MAX_CHAIN_DEPTH:
+        raise _Unsupported(label, name, f"chains nest deeper than {MAX_CHAIN_DEPTH}")
+    if middleware.kinds:
+        raise _Unsupported(middleware.label(), name, "defines several kinds under one name")
+    if middleware.kind == "chain":
+        for inner in middleware.value("middlewares").split(","):
+            if inner.strip():
+                route = _apply_named(route, middleware.label("middlewares"), inner.strip(),
+                                     context, problems, depth + 1)  # fmt: skip
+        return route
+    apply = _APPLY.get(middleware.kind)
+    if apply is None:
+        raise _Unsupported(middleware.label(), name,
+                           f"middleware kind {middleware.kind} is not supported")  # fmt: skip
+    return apply(route, middleware, context)
+
+
+def _refusal(problem: LabelProblem) -> LabelProblem:
+    return replace(problem, message=problem.message + "; it may guard access, so this router "
+                   "is not routed at all rather than served open")  # fmt: skip
+
+
+def _kind_of(name: str, context: _Context) -> str | None:
+    try:
+        return _resolve("", name, context).kind
+    except _Unsupported:
+        return None
+
+
+def _resolve(label: str, name: str, context: _Context) -> Middleware:
+    """The definition a name means: this service's, else its stack's, else the oldest."""
+    bare, _, provider = name.partition("@")
+    if provider not in ("", "docker", "swarm"):
+        raise _Unsupported(label, name, f"middlewares of the {provider} provider are not read "
+                           "yet; define it in labels")  # fmt: skip
+    candidates = context.definitions.get(bare, [])
+    service = context.service
+    for middleware in candidates:
+        if middleware.service == service.name:
+            return middleware
+    for middleware in candidates:
+        if service.stack and middleware.stack == service.stack:
+            return middleware
+    if candidates:
+        return candidates[0]
+    raise _Unsupported(label, name, "is defined on no service with traefik.enable=true")
+
+
+def _v1(route: Route, label: str, name: str, service: ServiceInfo) -> Route:
+    if name == V1_REDIRECT:
+        return replace(route, redirect_to_https=True)
+    users = _htpasswd_users(service.labels[label], label, name)
+    return replace(route, basic_auth=BasicAuth(users))
+
+
+def _htpasswd_users(value: str, label: str, name: str) -> tuple[str, ...]:
+    users = tuple(u.strip() for u in value.split(",") if u.strip())
+    if not users or not all(_HTPASSWD_RE.match(user) for user in users):
+        raise _Unsupported(label, value, "users must be user:hash pairs (htpasswd -nB), "
+                           "comma-separated")  # fmt: skip
+    return users
+
+
+def _known_fields(middleware: Middleware, allowed: set[str]) -> None:
+    for key in middleware.fields:
+        if key not in allowed and not any(key.startswith(a + ".") for a in allowed):
+            raise _Unsupported(middleware.label(key), middleware.value(key),
+                               f"{middleware.kind}.{key} is not supported")  # fmt: skip
+
+
+def _flag(middleware: Middleware, key: str) -> bool:
+    return middleware.value(key).strip().lower() in ("true", "1", "yes", "on")
+
+
+def _redirect_scheme(route: Route, mw: Middleware, context: _Context) -> Route:
+    _known_fields(mw, {"scheme", "permanent", "port"})
+    if mw.value("scheme").lower() != "https" or mw.value("port") not in ("", "443"):
+        raise _Unsupported(mw.label("scheme"), mw.value("scheme"), "only redirects to https "
+                           "on port 443 are supported")  # fmt: skip
+    return replace(route, redirect_to_https=True)
+
+
+def _buffering(route: Route, mw: Middleware, context: _Context) -> Route:
+    _known_fields(mw, {"maxrequestbodybytes", "memrequestbodybytes"})
+    value = mw.value("maxrequestbodybytes")
+    if not value:
+        return route
+    if not value.isascii() or not value.isdigit() or len(value) > 12:
+        raise _Unsupported(mw.label("maxrequestbodybytes"), value, "must be a number of bytes")
+    return replace(route, max_body_size=value if int(value) else "0")
+
+
+def _forward_auth(route: Route, mw: Middleware, context: _Context) -> Route:
+    _known_fields(mw, {"address", "trustforwardheader", "authresponseheaders",
+                       "authrequestheaders"})  # fmt: skip
+    address = mw.value("address")
+    invalid = _invalid(mw.label("address"), address)
+    try:
+        check_url(address, "", invalid, "http://auth:8000/check")
+    except InvalidLabel as error:
+        raise _Unsupported(mw.label("address"), address, error.problem.message) from None
+    headers = tuple(h.strip() for h in mw.value("authresponseheaders").split(",") if h.strip())
+    if not all(_HEADER_NAME_RE.match(h) for h in headers):
+        raise _Unsupported(mw.label("authresponseheaders"), mw.value("authresponseheaders"),
+                           "must be header names, comma-separated")  # fmt: skip
+    return replace(route, auth_url=address, auth_response_headers=headers)
+
+
+def _basic_auth(route: Route, mw: Middleware, context: _Context) -> Route:
+    if mw.value("usersfile"):
+        raise _Unsupported(mw.label("usersfile"), mw.value("usersfile"),
+                           "a users file from a secret is not mounted into the edge yet; put "
+                           "the users in basicauth.users")  # fmt: skip
+    _known_fields(mw, {"users", "realm", "removeheader"})
+    users = _htpasswd_users(mw.value("users"), mw.label("users"), mw.name)
+    realm = mw.value("realm", "traefik")
+    if not re.fullmatch(r"[A-Za-z0-9 ._-]{1,64}", realm):
+        raise _Unsupported(mw.label("realm"), realm, "must be letters, digits, spaces, . _ -")
+    return replace(route, basic_auth=BasicAuth(users, realm, _flag(mw, "removeheader")))
+
+
+def _ip_allowlist(route: Route, mw: Middleware, context: _Context) -> Route:
+    _known_fields(mw, {"sourcerange", "ipstrategy.depth"})
+    if mw.value("ipstrategy.depth", "0") != "0":
+        raise _Unsupported(mw.label("ipstrategy.depth"), mw.value("ipstrategy.depth"),
+                           "the edge takes the client's address from the connection (or the "
+                           "front's PROXY header), not from X-Forwarded-For")  # fmt: skip
+    networks = []
+    for part in mw.value("sourcerange").split(","):
+        try:
+            networks.append(str(ipaddress.ip_network(part.strip(), strict=False)))
+        except ValueError:
+            raise _Unsupported(
+                mw.label("sourcerange"),
+                mw.value("sourcerange"),
+                f"{part.strip()!r} is not an address or network",
+            ) from None
+    allowed = tuple(networks)
+    if route.allow_from:  # two allowlists: both must let the client through
+        allowed = tuple(n for n in allowed if n in route.allow_from) or ("127.0.0.255/32",)
+    return replace(route, allow_from=allowed)
+
+
+def _rate_limit(route: Route, mw: Middleware, context: _Context) -> Route:
+    _known_fields(mw, {"average", "period", "burst"})
+    average, burst = mw.value("average", "0"), mw.value("burst", "1")
+    period = _DURATION_RE.match(mw.value("period", "1s"))
+    if not (
+        average.isascii()
+        and average.isdigit()
+        and burst.isascii()
+        and burst.isdigit()
+        and period
+        and 0 < int(average) <= 1_000_000
+        and int(burst) <= 100_000
+    ):
+        raise _Unsupported(mw.label("average"), average, "average, burst and period must be "
+                           "whole numbers (period like 1s or 1m)")  # fmt: skip
+    seconds = int(period.group(1)) * _SECONDS[period.group(2) or "s"]
+    per_minute = max(1, round(int(average) * 60 / seconds)) if seconds else int(average) * 60
+    return replace(route, rate_limit=RateLimit(per_minute, max(int(burst), 1)))
+
+
+def _strip_prefix(route: Route, mw: Middleware, context: _Context) -> Route:
+    _known_fields(mw, {"prefixes", "forceslash"})
+    prefixes = tuple(p.strip() for p in mw.value("prefixes").split(",") if p.strip())
+    for prefix in prefixes:
+        check_path(prefix, mw.label("prefixes"), _invalid(mw.label("prefixes"), prefix))
+    return replace(route, strip_prefixes=route.strip_prefixes + prefixes)
+
+
+def _add_prefix(route: Route, mw: Middleware, context: _Context) -> Route:
+    _known_fields(mw, {"prefix"})
+    prefix = mw.value("prefix")
+    check_path(prefix, mw.label("prefix"), _invalid(mw.label("prefix"), prefix))
+    return replace(route, add_prefix=prefix.rstrip("/"))
+
+
+_HEADER_FLAGS = {
+    "framedeny": ("X-Frame-Options", "DENY"),
+    "contenttypenosniff": ("X-Content-Type-Options", "nosniff"),
+    "browserxssfilter": ("X-XSS-Protection", "1; mode=block"),
+}
+_HEADER_VALUES = {
+    "customframeoptionsvalue": "X-Frame-Options",
+    "referrerpolicy": "Referrer-Policy",
+    "contentsecuritypolicy": "Content-Security-Policy",
+    "permissionspolicy": "Permissions-Policy",
+}
+_STS = {"stsseconds", "stsincludesubdomains", "stspreload", "forcestsheader"}
+
+
+def _headers(route: Route, mw: Middleware, context: _Context) -> Route:
+    _known_fields(mw, {"customrequestheaders", "customresponseheaders", *_HEADER_FLAGS,
+                       *_HEADER_VALUES, *_STS})  # fmt: skip
+    request, response = list(route.request_headers), list(route.response_headers)
+    for key, (label, value) in sorted(mw.fields.items()):
+        kind = key.partition(".")[0]
+        header = label.rsplit(".", 1)[-1]  # as written: header names keep their case
+        if kind == "customrequestheaders":
+            request.append(_header(header, value, label))
+        elif kind == "customresponseheaders":
+            response.append(_header(header, value, label))
+        elif kind in _HEADER_FLAGS and _flag(mw, kind):
+            response.append(_HEADER_FLAGS[kind])
+        elif kind in _HEADER_VALUES:
+            response.append(_header(_HEADER_VALUES[kind], value, label))
+    hsts = route.hsts or mw.value("stsseconds", "0") not in ("", "0")
+    return replace(route, request_headers=tuple(request), response_headers=tuple(response),
+                   hsts=hsts)  # fmt: skip
+
+
+def _header(name: str, value: str, label: str) -> tuple[str, str]:
+    if not _HEADER_NAME_RE.match(name) or not _HEADER_VALUE_RE.match(value):
+        raise _Unsupported(label, value, "header names are letters, digits and '-'; values "
+                           "printable ASCII")  # fmt: skip
+    return name, value
+
+
+def _compress(route: Route, mw: Middleware, context: _Context) -> Route:
+    _known_fields(mw, {""})  # `compress=true`: no options
+    return replace(route, compress=True)
+
+
+def _errors(route: Route, mw: Middleware, context: _Context) -> Route:
+    _known_fields(mw, {"status", "service", "query"})
+    target = _error_service(mw, context)
+    query = mw.value("query", "/")
+    if not query.startswith("/") or "{url}" in query:
+        raise _Unsupported(mw.label("query"), query, "must be a path, with {status} at most")
+    url = f"http://{target}{query}"
+    invalid = _invalid(mw.label("query"), query)
+    try:
+        check_url(url, "", invalid, "/{status}.html", STATUS_PLACEHOLDER)
+        statuses = parse_statuses(mw.value("status", "400-599"), invalid)
+    except InvalidLabel as error:
+        raise _Unsupported(
+            error.problem.label, error.problem.value, error.problem.message
+        ) from None
+    if STATUS_PLACEHOLDER not in url:
+        url += "?status=" + STATUS_PLACEHOLDER
+    return replace(route, error_pages=ErrorPages(url, statuses))
+
+
+def _error_service(mw: Middleware, context: _Context) -> str:
+    """host:port of the Traefik service that serves the error pages."""
+    wanted = mw.value("service").split("@")[0]
+    for service in context.services:
+        for label, value in service.labels.items():
+            if label.lower() == f"traefik.http.services.{wanted}.loadbalancer.server.port".lower():
+                return f"{service.name}:{value.strip()}"
+    raise _Unsupported(mw.label("service"), wanted, "names no Traefik service with a port "
+                       "(traefik.http.services.<name>.loadbalancer.server.port) on any "
+                       "service")  # fmt: skip
+
+
+def _invalid(label: str, value: str) -> Callable[[str, str], InvalidLabel]:
+    def invalid(_label: str, message: str) -> InvalidLabel:
+        return InvalidLabel(LabelProblem("", label, value, message))
+
+    return invalid
+
+
+_Apply = Callable[[Route, Middleware, _Context], Route]
+_APPLY: dict[str, _Apply] = {
+    "redirectscheme": _redirect_scheme,
+    "buffering": _buffering,
+    "forwardauth": _forward_auth,
+    "basicauth": _basic_auth,
+    "ipallowlist": _ip_allowlist,
+    "ipwhitelist": _ip_allowlist,
+    "ratelimit": _rate_limit,
+    "stripprefix": _strip_prefix,
+    "addprefix": _add_prefix,
+    "headers": _headers,
+    "compress": _compress,
+    "errors": _errors,
+}
