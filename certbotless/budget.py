@@ -19,6 +19,7 @@ from functools import cache
 from publicsuffixlist import PublicSuffixList
 
 from certbotless.model import CertSpec, PastOrder, Plan, is_ip_address
+from certbotless.settings import LETSENCRYPT_PRODUCTION
 
 PER_DOMAIN = (50, timedelta(days=7))
 PER_NAME_SET = (5, timedelta(days=7))
@@ -49,7 +50,10 @@ def within_budget(
     plan: Plan, history: Sequence[PastOrder], replaces: Mapping[str, str], now: datetime
 ) -> tuple[Plan, dict[str, Deferred]]:
     """The plan without the orders that would exceed a limit (taken in plan order, each one
-    that fits counted against the next), and why each other one waits."""
+    that fits counted against the next), and why each other one waits. Only for Let's Encrypt's
+    production CA: its staging CA's limits are far higher, and other CAs' are their own."""
+    if plan.directory_url != LETSENCRYPT_PRODUCTION:
+        return plan, {}
     ledger = _Ledger(history, now)
     kept: list[CertSpec] = []
     deferred: dict[str, Deferred] = {}

@@ -8,14 +8,15 @@ from datetime import UTC, datetime, timedelta
 from certbotless.budget import registered_domain, within_budget
 from certbotless.model import CertSpec, Condition, FailureReason, PassRequest, PastOrder, Plan
 from certbotless.reconcile import Reconciler
+from certbotless.settings import LETSENCRYPT_PRODUCTION, LETSENCRYPT_STAGING
 from tests.unit.fakes import SETTINGS, World
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 QUIET = PassRequest(progress=lambda line: None)
 
 
-def plan_for(*specs: CertSpec) -> Plan:
-    return Plan(specs, {spec.name: "new" for spec in specs}, {})
+def plan_for(*specs: CertSpec, directory: str = LETSENCRYPT_PRODUCTION) -> Plan:
+    return Plan(specs, {spec.name: "new" for spec in specs}, {}, directory)
 
 
 def issued(at: datetime, *names: str, renewal: bool = False) -> PastOrder:
@@ -66,8 +67,16 @@ def test_a_sixth_duplicate_in_a_week_and_the_301st_order_in_three_hours_wait() -
     assert "300 new orders by this account in the last 3 h" in why.reason
 
 
+def test_other_cas_than_lets_encrypt_production_get_no_budget_of_ours() -> None:
+    specs = [CertSpec(f"s{i}.example.com", (f"s{i}.example.com",)) for i in range(60)]
+    for directory in (LETSENCRYPT_STAGING, "https://pebble.test/dir"):
+        plan, deferred = within_budget(plan_for(*specs, directory=directory), [], {}, NOW)
+        assert len(plan.to_issue) == 60 and deferred == {}
+
+
 def test_a_deferred_order_is_a_clear_status_not_a_failure_and_waits_across_passes() -> None:
     world = World()
+    world.issuer.directory_url = LETSENCRYPT_PRODUCTION
     world.add_edge()
     for i in range(52):
         world.label(f"app{i}", f"app{i}.example.com")
