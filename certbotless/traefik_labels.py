@@ -200,7 +200,9 @@ def _routers(service: ServiceInfo) -> tuple[dict[str, _Router], list[str]]:
         elif lowered in (V1_RULE, V1_REDIRECT, V1_BASIC_USERS):
             key = {V1_RULE: "v1.rule", V1_REDIRECT: "v1.redirect"}.get(lowered, "v1.basic")
             routers.setdefault("frontend", _Router("frontend")).keys[key] = (label, value)
-        elif not _known_elsewhere(lowered):
+        elif lowered.startswith("traefik.") and not _known_elsewhere(lowered):
+            # Only Traefik's own labels: `com.docker.stack.*`, `certbotless.*` and the
+            # operator's are none of this dialect's business.
             unknown.append(label)
     return routers, unknown
 

@@ -192,6 +192,7 @@ def wait_for_https(
     path: str = "/",
     stable: float = 3.0,
     address: str = "127.0.0.1",
+    headers: Mapping[str, str] | None = None,
 ) -> HttpsAnswer:
     """Until `https://host/path` has answered 200 to every request for `stable` seconds. A new
     host's first answer comes from the new nginx task while the old one, which does not know
@@ -202,7 +203,7 @@ def wait_for_https(
     answering_since: float | None = None
     while time.monotonic() < deadline:
         try:
-            answer = https_get(host, cafile, path, address=address)
+            answer = https_get(host, cafile, path, address=address, headers=headers)
             if answer.status == 200:
                 answering_since = answering_since or time.monotonic()
                 if time.monotonic() - answering_since >= stable:

@@ -44,19 +44,24 @@ def seeds(
     started = time.monotonic()
     deploy_stack(STACK, ["seed-traefik.yml"], {})
     try:
+        # The dashboard is behind basic auth: it answers 200 only with the password.
         answers = [
-            wait_for_https(host, pebble_root, timeout=300, path=path)
-            for host, path in ((NLP, "/"), (API, "/service1"), (SITE, "/"), (DASH, "/"))
-        ]
+            wait_for_https(host, pebble_root, timeout=300, path=path, headers=headers)
+            for host, path, headers in (
+                (NLP, "/", None), (API, "/service1", None), (SITE, "/", None),
+                (DASH, "/", basic("ops:secret")),
+            )
+        ]  # fmt: skip
+        figure(
+            f"seed stacks with Traefik labels (8 services, 4 hosts) deployed → HTTPS answering: "
+            f"{max(a.answering_since for a in answers) - started:.1f} s"
+        )
+        yield pebble_root
     except TimeoutError:
         print(sidecar_logs(200))
         raise
-    figure(
-        f"seed stacks with Traefik labels (8 services, 4 hosts) deployed → HTTPS answering: "
-        f"{max(a.answering_since for a in answers) - started:.1f} s"
-    )
-    yield pebble_root
-    remove_stacks([STACK, EDGE_STACK])
+    finally:
+        remove_stacks([STACK, EDGE_STACK])
 
 
 def test_seed_000_routes_by_host_and_path_to_every_replica(seeds: str) -> None:

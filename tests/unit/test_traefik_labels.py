@@ -551,3 +551,18 @@ def test_an_http_router_without_the_https_routers_auth_is_not_merged_open() -> N
     # With the same guard on both, one route, served over both schemes, guarded.
     (route,) = find([service("web", {**labels, f"{R}plain.middlewares": "auth"})]).routes
     assert route.basic_auth is not None and not route.redirect_to_https
+
+
+def test_labels_that_are_not_traefiks_are_none_of_the_dialects_business() -> None:
+    """`docker stack deploy` adds `com.docker.stack.image` to every service; an operator's own
+    labels sit beside Traefik's. Neither is a Traefik label "not read" (seen on the real swarm:
+    it made a problem, and an alert, for every Traefik-labelled service of a stack)."""
+    labels = {
+        "com.docker.stack.image": "certbotless-demo-app:local",
+        "com.example.team": "web",
+        "traefik.enable": "true",
+        "traefik.http.routers.app.rule": "Host(`stack.example.test`)",
+        "traefik.http.services.app.loadbalancer.server.port": "8000",
+    }
+    claims = traefik_claims([service("app", labels)], Settings())
+    assert [problem for claim in claims.values() for problem in claim.problems] == []
