@@ -564,5 +564,5 @@ def test_labels_that_are_not_traefiks_are_none_of_the_dialects_business() -> Non
         "traefik.http.routers.app.rule": "Host(`stack.example.test`)",
         "traefik.http.services.app.loadbalancer.server.port": "8000",
     }
-    claims = traefik_claims([service("app", labels)], Settings())
+    claims = traefik_claims([service("app", labels)])
     assert [problem for claim in claims.values() for problem in claim.problems] == []
