@@ -305,6 +305,10 @@ def test_killing_the_sidecars_node_loses_nothing_and_the_sidecar_resumes_elsewhe
     finally:
         edge.cluster.start(doomed)
         edge.cluster.wait_ready([doomed], timeout=120)
+        # A node Ready is not yet a front running on it: the next test asks every manager's.
+        for name in (*APPS.values(), NEW_HOST):
+            edge.cluster.resolve_to_nodes(name, edge.managers)
+        edge.wait_https(host, [doomed], timeout=180)
 
 
 def kill_and_resume(
