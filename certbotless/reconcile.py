@@ -153,11 +153,19 @@ class Reconciler:
         if self.stopping.is_set():
             request.progress(f"stopping: {edge} is rolled at the next start")
             return Deployed()
-        if defer_roll(began):
+        # An edge that mounts none of the stored certificates (a `docker stack deploy` put back
+        # its stack's spec, or it is new) serves none of them: its roll never waits.
+        if not self._serves_none(edge, seen) and defer_roll(began):
             request.progress(f"more services changed during this pass: the next pass rolls {edge}")
             return Deployed()
         return deploy_edge(self.parts.edge, self.parts.store, edge, seen.found.routes, current,
                            seen.wanted, request.progress)  # fmt: skip
+
+    def _serves_none(self, edge: str, seen: Observation) -> bool:
+        mounted = self.parts.edge.mounted_object_ids(edge) or set()
+        return bool(seen.current) and not any(
+            {cert.config_id, cert.secret_id} & mounted for cert in seen.current.values()
+        )
 
     def revoke(
         self, name: str, reason: RevocationReason, progress: Callable[[str], None] = log.info

@@ -275,7 +275,8 @@ class StatusConfig:
                     if config is None:
                         self.swarm.create_config(STATUS_CONFIG, _STATUS_DATA, wanted)
                     else:
-                        self.swarm.update_config_labels(config["ID"], wanted)
+                        # Against the version read: a write in between fails, and is redone.
+                        self.swarm.update_config_labels(config["ID"], wanted, read=config)
                     return
                 except APIError as error:
                     # Another writer came first (an update out of sequence, or the config

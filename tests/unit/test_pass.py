@@ -194,3 +194,17 @@ def test_a_shorter_lived_renewal_is_current_and_not_ordered_again(world: World) 
     assert world.issuer.ordered == [HOST, HOST] and world.edge.rolls == 2
     assert world.edge.mounted == {short.config_id}
     assert world.statuses.records[HOST].serial == short.serial
+
+
+def test_a_roll_waits_for_more_changes_unless_the_edge_serves_none_of_the_certificates(
+    world: World,
+) -> None:
+    run(world)
+    world.label("other", "other.example.test")
+    busy = Reconciler(SETTINGS, world.parts())
+    deferred = busy.run_pass(QUIET, defer_roll=lambda began: True)
+    assert deferred.issued == ("other.example.test",) and not deferred.rolled
+    # `docker stack deploy` of the edge put back a spec that mounts none of them.
+    world.edge.references, world.edge.mounted = frozenset(), set()
+    urgent = busy.run_pass(QUIET, defer_roll=lambda began: True)
+    assert urgent.rolled and world.edge.references
