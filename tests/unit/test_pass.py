@@ -205,6 +205,6 @@ def test_a_roll_waits_for_more_changes_unless_the_edge_serves_none_of_the_certif
     deferred = busy.run_pass(QUIET, defer_roll=lambda began: True)
     assert deferred.issued == ("other.example.test",) and not deferred.rolled
     # `docker stack deploy` of the edge put back a spec that mounts none of them.
-    world.edge.references, world.edge.mounted = frozenset(), set()
+    world.edge.references, world.edge.mounted = frozenset(), frozenset()
     urgent = busy.run_pass(QUIET, defer_roll=lambda began: True)
     assert urgent.rolled and world.edge.references
