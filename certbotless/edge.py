@@ -29,6 +29,9 @@ SNIPPETS_DIR = "/etc/nginx/certbotless"
 HOSTS_DIR = f"{SNIPPETS_DIR}/hosts"
 LOCATIONS_DIR = f"{SNIPPETS_DIR}/locations"
 HTPASSWD_DIR = f"{SNIPPETS_DIR}/htpasswd"  # basic-auth users, one file per set
+# Basic-auth users an operator keeps in a Swarm secret (the labels name it), mounted here by
+# its name: certbotless never reads them.
+HTPASSWD_SECRETS_DIR = f"{SNIPPETS_DIR}/htpasswd-secrets"
 HSTS_VALUE = "max-age=63072000"
 # Each file is one Swarm config. Docker 20.10's swarmkit refuses configs over 500 KiB (newer
 # engines 1000 KB): stay well below, whatever the engine.
@@ -147,8 +150,13 @@ def _htpasswd_files(by_host: Mapping[str, list[Route]]) -> NginxFiles:
         htpasswd_target(route): "\n".join(route.basic_auth.users) + "\n"
         for host_routes in by_host.values()
         for route in host_routes
-        if route.basic_auth is not None
+        if route.basic_auth is not None and not route.basic_auth.secret
     }
+
+
+def htpasswd_secrets(routes: Iterable[Route]) -> set[str]:
+    """The Swarm secrets holding the basic-auth users of `routes`."""
+    return {r.basic_auth.secret for r in routes if r.basic_auth is not None and r.basic_auth.secret}
 
 
 def files_listing(files: Mapping[str, str]) -> str:
@@ -491,10 +499,17 @@ def _proxy_locations(index: int, route: Route, hsts: bool = False) -> list[str]:
 
 
 def htpasswd_target(route: Route) -> str:
-    """Where the edge mounts a route's basic-auth users (named by their content)."""
+    """Where the edge mounts a route's basic-auth users: the secret that holds them, by its
+    name, or the users from the labels, named by their content."""
     assert route.basic_auth is not None
+    if route.basic_auth.secret:
+        return htpasswd_secret_target(route.basic_auth.secret)
     digest = hashlib.sha256("\n".join(route.basic_auth.users).encode()).hexdigest()[:16]
     return f"{HTPASSWD_DIR}/{digest}"
+
+
+def htpasswd_secret_target(secret: str) -> str:
+    return f"{HTPASSWD_SECRETS_DIR}/{secret}"
 
 
 def rate_zone(route: Route) -> str:

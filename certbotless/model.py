@@ -53,11 +53,13 @@ class ErrorPages:
 
 @dataclass(frozen=True)
 class BasicAuth:
-    """HTTP basic auth: `users` are htpasswd lines (`name:hash`, apr1, SHA1 or bcrypt)."""
+    """HTTP basic auth: `users` are htpasswd lines (`name:hash`, apr1, SHA1 or bcrypt), or
+    `secret` names the Swarm secret that holds them (the edge mounts it; nobody reads it)."""
 
-    users: tuple[str, ...]
+    users: tuple[str, ...] = ()
     realm: str = "restricted"
     remove_header: bool = False  # the service does not see the Authorization header
+    secret: str = ""
 
 
 @dataclass(frozen=True)

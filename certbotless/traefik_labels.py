@@ -86,9 +86,12 @@ def enabled(service: ServiceInfo, exposed_by_default: bool) -> bool:
 
 
 def traefik_claims(
-    services: Sequence[ServiceInfo], exposed_by_default: bool = False
+    services: Sequence[ServiceInfo],
+    exposed_by_default: bool = False,
+    secrets: frozenset[str] | None = None,
 ) -> dict[str, DialectClaims]:
-    """What each service's traefik.* labels ask for (services with none are left out)."""
+    """What each service's traefik.* labels ask for (services with none are left out).
+    `secrets`: the swarm's secret names, for `basicauth.usersFile` (None: not known)."""
     ordered = sorted(services, key=claim_order)
     taking = [s for s in ordered if _has_traefik_labels(s) and enabled(s, exposed_by_default)]
     definitions = _middleware_definitions(taking)
@@ -101,7 +104,7 @@ def traefik_claims(
         elif DOMAINS in service.labels:
             claims[service.name] = DialectClaims(problems=(_both_dialects(service),))
         else:
-            claims[service.name] = _service_claims(service, definitions, ordered)
+            claims[service.name] = _service_claims(service, definitions, ordered, secrets)
     return claims
 
 
@@ -157,6 +160,7 @@ def _service_claims(
     service: ServiceInfo,
     definitions: dict[str, list[Middleware]],
     services: Sequence[ServiceInfo],
+    secrets: frozenset[str] | None,
 ) -> DialectClaims:
     routers, unknown = _routers(service)
     problems = [_unknown_label_problem(service, label) for label in unknown]
@@ -164,7 +168,7 @@ def _service_claims(
     certificates: list[tuple[str, CertSpec]] = []
     for router in routers.values():
         try:
-            made, spec = _router_routes(service, router, definitions, services)
+            made, spec = _router_routes(service, router, definitions, services, secrets)
         except _Skip as skip:
             if skip.problem is not None:
                 problems.append(skip.problem)
@@ -234,6 +238,7 @@ def _router_routes(
     router: _Router,
     definitions: dict[str, list[Middleware]],
     services: Sequence[ServiceInfo],
+    secrets: frozenset[str] | None = None,
 ) -> tuple[tuple[int, list[Route], list[LabelProblem]], CertSpec | None]:
     v1 = router.get("v1.rule") is not None
     rule_label = router.label("v1.rule" if v1 else "rule")
@@ -258,7 +263,7 @@ def _router_routes(
     base = Route(service=service.name, hosts=(), port=port, upstream_scheme=scheme,
                  strip_prefixes=strip, redirect_to_https=not plain)  # fmt: skip
     base, problems = apply_middlewares(base, _middleware_names(router), service, definitions,
-                                       services)  # fmt: skip
+                                       services, secrets)  # fmt: skip
     routes = []
     invalid = _invalid_factory(service, rule_label)
     for alternative in alternatives:

@@ -13,6 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from certbotless.discovery import (
+    HEADER_NAME_RE,
+    HEADER_VALUE_RE,
+    SECRET_NAME_RE,
     STATUS_PLACEHOLDER,
     InvalidLabel,
     check_path,
@@ -33,9 +36,6 @@ SHAPING_KINDS = {
 V1_REDIRECT = "@v1-redirect"
 V1_BASIC = "@v1-basicauth"
 MAX_CHAIN_DEPTH = 8
-_HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9-]{1,100}$", re.ASCII)
-# Printable, and nothing nginx would read as a variable or the end of a quoted string.
-_HEADER_VALUE_RE = re.compile(r"^[\x20\x21\x23\x25-\x5b\x5d-\x7e]{0,2000}$", re.ASCII)
 _HTPASSWD_RE = re.compile(r"^[^:\s]{1,64}:[A-Za-z0-9./$={}+-]{1,200}$", re.ASCII)
 _DURATION_RE = re.compile(r"^([0-9]{1,6})(ms|s|m|h)?$", re.ASCII)
 _SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
@@ -83,6 +83,7 @@ class _Context:
     service: ServiceInfo
     definitions: dict[str, list[Middleware]]
     services: Sequence[ServiceInfo]
+    secrets: frozenset[str] | None  # the swarm's secret names (None: not known)
 
 
 def apply_middlewares(
@@ -91,10 +92,12 @@ def apply_middlewares(
     service: ServiceInfo,
     definitions: dict[str, list[Middleware]],
     services: Sequence[ServiceInfo],
+    secrets: frozenset[str] | None = None,
 ) -> tuple[Route, list[LabelProblem]]:
     """`route` with the middlewares `names` ((label, name) in order) applied, and the problems
-    of those that could not be; raises MiddlewareRefused when one guarding access cannot."""
-    context = _Context(service, definitions, services)
+    of those that could not be; raises MiddlewareRefused when one guarding access cannot.
+    `secrets`: the swarm's secret names, for `basicauth.usersfile` (None: not known)."""
+    context = _Context(service, definitions, services, secrets)
     problems: list[LabelProblem] = []
     for label, name in names:
         route = _apply_named(route, label, name, context, problems, 0)
@@ -230,23 +233,53 @@ def _forward_auth(route: Route, mw: Middleware, context: _Context) -> Route:
     except InvalidLabel as error:
         raise _Unsupported(mw.label("address"), address, error.problem.message) from None
     headers = tuple(h.strip() for h in mw.value("authresponseheaders").split(",") if h.strip())
-    if not all(_HEADER_NAME_RE.match(h) for h in headers):
+    if not all(HEADER_NAME_RE.match(h) for h in headers):
         raise _Unsupported(mw.label("authresponseheaders"), mw.value("authresponseheaders"),
                            "must be header names, comma-separated")  # fmt: skip
     return replace(route, auth_url=address, auth_response_headers=headers)
 
 
 def _basic_auth(route: Route, mw: Middleware, context: _Context) -> Route:
-    if mw.value("usersfile"):
-        raise _Unsupported(mw.label("usersfile"), mw.value("usersfile"),
-                           "a users file from a secret is not mounted into the edge yet; put "
-                           "the users in basicauth.users")  # fmt: skip
-    _known_fields(mw, {"users", "realm", "removeheader"})
-    users = _htpasswd_users(mw.value("users"), mw.label("users"), mw.name)
+    _known_fields(mw, {"users", "usersfile", "realm", "removeheader"})
     realm = mw.value("realm", "traefik")
     if not re.fullmatch(r"[A-Za-z0-9 ._-]{1,64}", realm):
         raise _Unsupported(mw.label("realm"), realm, "must be letters, digits, spaces, . _ -")
-    return replace(route, basic_auth=BasicAuth(users, realm, _flag(mw, "removeheader")))
+    remove_header = _flag(mw, "removeheader")
+    if mw.value("usersfile"):
+        if mw.value("users"):
+            raise _Unsupported(mw.label("users"), mw.value("users"), "users and usersFile "
+                               "together: Traefik merges them, certbotless takes one; keep "
+                               "one")  # fmt: skip
+        secret = _users_file_secret(mw, context)
+        return replace(route, basic_auth=BasicAuth((), realm, remove_header, secret))
+    users = _htpasswd_users(mw.value("users"), mw.label("users"), mw.name)
+    return replace(route, basic_auth=BasicAuth(users, realm, remove_header))
+
+
+SECRETS_DIR = "/run/secrets/"  # where Swarm mounts a secret given with no target
+
+
+def _users_file_secret(mw: Middleware, context: _Context) -> str:
+    """The Swarm secret behind Traefik's `usersFile=/run/secrets/<target>`: a secret named
+    <target>, else the stack's (`docker stack deploy` names it <stack>_<target>)."""
+    path = mw.value("usersfile")
+    target = path[len(SECRETS_DIR) :] if path.startswith(SECRETS_DIR) else ""
+    if not SECRET_NAME_RE.match(target):
+        raise _Unsupported(mw.label("usersfile"), path, "certbotless reads a users file only "
+                           "from a Swarm secret mounted at /run/secrets/<name> (the file the "
+                           "Traefik service mounted); put the users in basicauth.users or "
+                           "use certbotless.basic_auth_secret")  # fmt: skip
+    candidates = [target]
+    if mw.stack:
+        candidates.append(f"{mw.stack}_{target}")
+    if context.secrets is None:
+        return target
+    found = next((name for name in candidates if name in context.secrets), None)
+    if found is None:
+        raise _Unsupported(mw.label("usersfile"), path, f"no Swarm secret is named "
+                           f"{' or '.join(candidates)}; create it from the htpasswd file "
+                           f"(`docker secret create {target} FILE`)")  # fmt: skip
+    return found
 
 
 def _ip_allowlist(route: Route, mw: Middleware, context: _Context) -> Route:
@@ -341,7 +374,7 @@ def _headers(route: Route, mw: Middleware, context: _Context) -> Route:
 
 
 def _header(name: str, value: str, label: str) -> tuple[str, str]:
-    if not _HEADER_NAME_RE.match(name) or not _HEADER_VALUE_RE.match(value):
+    if not HEADER_NAME_RE.match(name) or not HEADER_VALUE_RE.match(value):
         raise _Unsupported(label, value, "header names are letters, digits and '-'; values "
                            "printable ASCII")  # fmt: skip
     return name, value

@@ -12,14 +12,15 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path, PurePosixPath
+from types import MappingProxyType
 
 import pytest
 
 from certbotless.edge import _write_scratch_tree, render_nginx_conf
-from certbotless.model import ServiceInfo
+from certbotless.model import Route, ServiceInfo
 from certbotless.traefik_labels import traefik_claims
 from tests.unit.factories import CERTS_DIR, RESPONDER
 
@@ -73,7 +74,16 @@ def _serve(labels: dict[str, str], tmp_path: Path) -> tuple[subprocess.Popen[byt
     no DNS), plain HTTP on a random port."""
     claims = traefik_claims([ServiceInfo("127.0.0.1", labels)])["127.0.0.1"]
     assert claims.problems == (), claims.problems
-    files = render_nginx_conf(claims.routes, {}, RESPONDER, CERTS_DIR, front_subnets=())
+    return serve_routes(claims.routes, tmp_path)
+
+
+def serve_routes(
+    routes: Sequence[Route], tmp_path: Path, extra: Mapping[str, str] = MappingProxyType({})
+) -> tuple[subprocess.Popen[bytes], int]:
+    """nginx serving `routes` (the rendered configuration, and `extra` files: target → text,
+    as the edge would mount them)."""
+    files = render_nginx_conf(routes, {}, RESPONDER, CERTS_DIR, front_subnets=())
+    files.update(extra)
     port, tls_port = _free_port(), _free_port()
     files = {
         target: text.replace("listen 80", f"listen 127.0.0.1:{port}")

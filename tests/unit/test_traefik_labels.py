@@ -214,8 +214,15 @@ CASES = {
             f"{M}auth.basicauth.usersfile": "/run/secrets/users",
             f"{R}admin.middlewares": "auth",
         },
-        (),
-        ("not mounted into the edge yet|not routed at all rather than served open",),
+        (
+            Route(
+                "web",
+                ("admin.example.com",),
+                9000,
+                redirect_to_https=False,
+                basic_auth=BasicAuth((), "traefik", secret="users"),
+            ),
+        ),
     ),
     "allowlist-rate-limit-prefixes-headers": Case(
         {
