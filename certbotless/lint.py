@@ -20,7 +20,6 @@ from certbotless.compose import (
     labels_mapping,
     load_stack,
 )
-from certbotless.discovery import LABEL_PREFIX
 from certbotless.model import CertSpec, Discovery, LabelProblem, Route, ServiceInfo
 from certbotless.observe import discovered
 from certbotless.settings import Settings
@@ -71,7 +70,7 @@ def lint(
     services: list[ServiceInfo] = []
     misplaced: list[LabelProblem] = []
     for order, stack in enumerate(stacks):
-        stack_services, stack_misplaced = services_of(stack, order)
+        stack_services, stack_misplaced = services_of(stack, order, settings.label_dialects)
         services += stack_services
         misplaced += stack_misplaced
     edge = edge or settings.nginx_service or DEFAULT_EDGE
@@ -79,9 +78,12 @@ def lint(
     return _report(stacks, services, edge, found, misplaced)
 
 
-def services_of(stack: Stack, order: int) -> tuple[list[ServiceInfo], list[LabelProblem]]:
+def services_of(
+    stack: Stack, order: int, dialects: frozenset[str] = frozenset({"certbotless"})
+) -> tuple[list[ServiceInfo], list[LabelProblem]]:
     """Each service as the swarm would list it once deployed (`<stack>_<name>`, its
-    `deploy.labels`, its networks' names), and certbotless labels put on its containers."""
+    `deploy.labels`, its networks' names), and labels of the `dialects` put on its
+    containers."""
     config = stack.config
     top_networks = config.get("networks") or {}
     services, misplaced = [], []
@@ -100,21 +102,25 @@ def services_of(stack: Stack, order: int) -> tuple[list[ServiceInfo], list[Label
                 created_at=_FIRST_DEPLOYED + timedelta(minutes=order),
             )
         )
-        misplaced += _container_labels(name, labels_mapping(service.get("labels")), labels)
+        prefixes = tuple(f"{dialect}." for dialect in sorted(dialects))
+        misplaced += _container_labels(
+            name, labels_mapping(service.get("labels")), labels, prefixes
+        )
     return services, misplaced
 
 
 def _container_labels(
-    service: str, container: dict[str, str], deploy: dict[str, str]
+    service: str, container: dict[str, str], deploy: dict[str, str], prefixes: tuple[str, ...]
 ) -> list[LabelProblem]:
-    """A service's own `labels:` go on its containers, where certbotless never looks."""
+    """A service's own `labels:` go on its containers, where certbotless never looks (Traefik's
+    docker provider reads them there; its swarm mode, like certbotless, does not)."""
     return [
         LabelProblem(service, label, value,
                      "is under the service's labels:, which Swarm puts on its containers; "
                      "certbotless reads only the service's deploy.labels: move it under "
                      "deploy: labels:")
         for label, value in sorted(container.items())
-        if label.startswith(LABEL_PREFIX) and deploy.get(label) != value
+        if label.startswith(prefixes) and deploy.get(label) != value
     ]  # fmt: skip
 
 
