@@ -20,6 +20,7 @@ from certbotless.model import (
 from certbotless.seams import PassParts
 from certbotless.settings import NginxConfMode, Settings
 from certbotless.store import latest_per_name
+from certbotless.traefik_dynamic import read_dynamic_config
 from certbotless.traefik_labels import traefik_claims
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,12 @@ def discovered(
     oldest claimant of a name or host+path keeps it, whichever dialect it wrote. `secrets`: the
     swarm's secret names, which basic-auth labels name (None: not known, as for `lint`)."""
     foreign = (
-        traefik_claims(services, settings.traefik_exposed_by_default, secrets)
+        traefik_claims(
+            services,
+            settings.traefik_exposed_by_default,
+            secrets,
+            read_dynamic_config(settings.traefik_dynamic_config),
+        )
         if "traefik" in settings.label_dialects
         else {}
     )

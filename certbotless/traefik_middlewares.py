@@ -64,6 +64,19 @@ class Middleware:
         return next(iter(self.fields.values()))[0] if self.fields else self.name
 
 
+@dataclass(frozen=True)
+class FileMiddlewares:
+    """The middlewares of Traefik dynamic-configuration files (`name@file`), by name; `error`
+    says why the files could not be read (then every `@file` middleware is refused)."""
+
+    definitions: dict[str, Middleware] = field(default_factory=dict)
+    sources: str = ""  # the files, for problems
+    error: str = ""
+
+
+NO_FILE_MIDDLEWARES = FileMiddlewares()
+
+
 class MiddlewareRefused(Exception):
     """A route is not served: a middleware guarding it cannot be applied."""
 
@@ -84,6 +97,7 @@ class _Context:
     definitions: dict[str, list[Middleware]]
     services: Sequence[ServiceInfo]
     secrets: frozenset[str] | None  # the swarm's secret names (None: not known)
+    files: FileMiddlewares
 
 
 def apply_middlewares(
@@ -93,11 +107,12 @@ def apply_middlewares(
     definitions: dict[str, list[Middleware]],
     services: Sequence[ServiceInfo],
     secrets: frozenset[str] | None = None,
+    files: FileMiddlewares = NO_FILE_MIDDLEWARES,
 ) -> tuple[Route, list[LabelProblem]]:
     """`route` with the middlewares `names` ((label, name) in order) applied, and the problems
     of those that could not be; raises MiddlewareRefused when one guarding access cannot.
     `secrets`: the swarm's secret names, for `basicauth.usersfile` (None: not known)."""
-    context = _Context(service, definitions, services, secrets)
+    context = _Context(service, definitions, services, secrets, files)
     problems: list[LabelProblem] = []
     for label, name in names:
         route = _apply_named(route, label, name, context, problems, 0)
@@ -137,9 +152,12 @@ def _apply_one(
         raise _Unsupported(middleware.label(), name, "defines several kinds under one name")
     if middleware.kind == "chain":
         for inner in middleware.value("middlewares").split(","):
-            if inner.strip():
-                route = _apply_named(route, middleware.label("middlewares"), inner.strip(),
-                                     context, problems, depth + 1)  # fmt: skip
+            inner = inner.strip()
+            if inner and not middleware.service and "@" not in inner:
+                inner += "@file"  # a file's chain names the file's middlewares
+            if inner:
+                route = _apply_named(route, middleware.label("middlewares"), inner, context,
+                                     problems, depth + 1)  # fmt: skip
         return route
     apply = _APPLY.get(middleware.kind)
     if apply is None:
@@ -163,9 +181,11 @@ def _kind_of(name: str, context: _Context) -> str | None:
 def _resolve(label: str, name: str, context: _Context) -> Middleware:
     """The definition a name means: this service's, else its stack's, else the oldest."""
     bare, _, provider = name.partition("@")
+    if provider == "file":
+        return _from_file(label, name, bare, context.files)
     if provider not in ("", "docker", "swarm"):
-        raise _Unsupported(label, name, f"middlewares of the {provider} provider are not read "
-                           "yet; define it in labels")  # fmt: skip
+        raise _Unsupported(label, name, f"middlewares of the {provider} provider are not read; "
+                           "define it in labels or in a file (@file)")  # fmt: skip
     candidates = context.definitions.get(bare, [])
     service = context.service
     for middleware in candidates:
@@ -177,6 +197,20 @@ def _resolve(label: str, name: str, context: _Context) -> Middleware:
     if candidates:
         return candidates[0]
     raise _Unsupported(label, name, "is defined on no service with traefik.enable=true")
+
+
+def _from_file(label: str, name: str, bare: str, files: FileMiddlewares) -> Middleware:
+    if files.error:
+        raise _Unsupported(label, name, files.error)
+    if not files.sources:
+        raise _Unsupported(label, name, "no Traefik dynamic-configuration file is given to "
+                           "certbotless: mount it as a Swarm config and name it in "
+                           "CERTBOTLESS_TRAEFIK_DYNAMIC_CONFIG")  # fmt: skip
+    found = files.definitions.get(bare)
+    if found is None:
+        raise _Unsupported(label, name, f"{files.sources} defines no middleware {bare} "
+                           "under http.middlewares")  # fmt: skip
+    return found
 
 
 def _v1(route: Route, label: str, name: str, service: ServiceInfo) -> Route:

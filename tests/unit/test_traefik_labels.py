@@ -279,7 +279,10 @@ CASES = {
             f"{R}a.middlewares": "sso@file",
         },
         (),
-        ("file provider|not routed at all",),
+        (
+            "no Traefik dynamic-configuration file is given|CERTBOTLESS_TRAEFIK_DYNAMIC_CONFIG"
+            "|not routed at all",
+        ),
     ),
     "retry-served-without": Case(
         {
