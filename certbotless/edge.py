@@ -464,8 +464,21 @@ def _location_match(route: Route) -> str:
     return f"= {route.path}" if route.exact_path else route.path
 
 
+def _match_conditions(route: Route) -> str:
+    """Traefik's Method and Header(s) matchers: a request they do not match gets 404, as in
+    Traefik when no router matches (checked before access, in nginx's rewrite phase)."""
+    lines = []
+    if route.methods:
+        lines.append(f"if ($request_method !~ ^({'|'.join(route.methods)})$) {{ return 404; }}")
+    lines += [
+        f'if ($http_{name.lower().replace("-", "_")} != "{value}") {{ return 404; }}'
+        for name, value in route.match_headers
+    ]
+    return "".join(f"\n            {line}" for line in lines)
+
+
 def _proxy_locations(index: int, route: Route, hsts: bool = False) -> list[str]:
-    extra = ""
+    extra = _match_conditions(route)
     if route.timeout is not None:
         extra += (
             f"\n            proxy_read_timeout {route.timeout};"

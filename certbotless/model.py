@@ -95,6 +95,10 @@ class Route:
     response_headers: tuple[tuple[str, str], ...] = ()  # set on the answer; "" removes it
     auth_response_headers: tuple[str, ...] = ()  # copied from the forward-auth answer
     compress: bool = False  # gzip the answers
+    # Only requests with one of these methods (any when empty) and these headers at these
+    # values (Traefik's Method and Header(s) matchers) are served; others get 404.
+    methods: tuple[str, ...] = ()
+    match_headers: tuple[tuple[str, str], ...] = ()  # (lowercase name, exact value)
 
 
 @dataclass(frozen=True)

@@ -282,7 +282,8 @@ def _router_routes(
         hosts = tuple(dict.fromkeys(_parse_hostname(h, invalid) for h in alternative.hosts))
         check_path(alternative.path, rule_label, invalid)
         routes.append(replace(base, hosts=hosts, path=alternative.path,
-                              exact_path=alternative.exact))  # fmt: skip
+                              exact_path=alternative.exact, methods=alternative.methods,
+                              match_headers=alternative.headers))  # fmt: skip
     hosts = tuple(dict.fromkeys(h for route in routes for h in route.hosts))
     priority = _priority(service, router, rule)
     return (priority, routes, problems), _spec(hosts)
@@ -438,8 +439,8 @@ def _guard_conflict(
     return _problem(
         service, label,
         f"{key[0]}{key[1]} is also served by {first_label} with other access middlewares "
-        "(auth, allowlist); certbotless serves one route per host and path, so neither is "
-        "routed there: give both routers the same ones",
+        "(auth, allowlist) or Header(s) conditions; certbotless serves one route per host and "
+        "path, so neither is routed there: give both routers the same ones",
     )  # fmt: skip
 
 
@@ -457,8 +458,13 @@ def _one_route_per_path(
         for host in route.hosts:
             key = (host, route.path, route.exact_path)
             first, first_label = chosen.setdefault(key, (replace(route, hosts=(host,)), label))
-            if _guards(first) != _guards(route):
+            if _guards(first) != _guards(route) or first.match_headers != route.match_headers:
                 conflicts.setdefault(key, _guard_conflict(service, label, key, first_label))
+            elif first.methods != route.methods:  # routers by method: one route for all of them
+                methods = () if not (first.methods and route.methods) else tuple(
+                    sorted({*first.methods, *route.methods})
+                )  # fmt: skip
+                chosen[key] = (replace(first, methods=methods), first_label)
             if not route.redirect_to_https:
                 plain.add(key)
     grouped: dict[Route, list[str]] = {}

@@ -110,12 +110,18 @@ def serve_routes(
     raise AssertionError("nginx did not listen within 5 s")
 
 
-def _get(port: int, path: str = "/", auth: str | None = None) -> tuple[int, str]:
+def _get(
+    port: int,
+    path: str = "/",
+    auth: str | None = None,
+    method: str = "GET",
+    headers: Mapping[str, str] = MappingProxyType({}),
+) -> tuple[int, str]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    headers = {"Host": HOST}
+    sent = {"Host": HOST, **headers}
     if auth is not None:
-        headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
-    connection.request("GET", path, headers=headers)
+        sent["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+    connection.request(method, path, headers=sent)
     response = connection.getresponse()
     return response.status, response.read().decode()
 
@@ -168,3 +174,18 @@ def test_strip_prefix_hides_the_prefix_from_the_service(upstream: int, serve: Se
     port = serve(_labels(upstream, {f"{M}strip.stripprefix.prefixes": "/api"}, path="/api"))
     assert _get(port, "/api/users?page=2") == (200, "/users?page=2 -")
     assert _get(port, "/api") == (200, "/ -")
+
+
+def test_method_and_header_matchers_answer_404_to_other_requests(
+    upstream: int, serve: Serve
+) -> None:
+    labels = _labels(upstream, {})
+    del labels["traefik.http.routers.r.middlewares"]
+    labels["traefik.http.routers.r.rule"] = (
+        f"Host(`{HOST}`) && Method(`GET`, `HEAD`) && Headers(`X-Api`, `v2`)"
+    )
+    port = serve(labels)
+    assert _get(port, headers={"X-Api": "v2"})[0] == 200
+    assert _get(port, headers={"X-Api": "v1"})[0] == 404
+    assert _get(port)[0] == 404
+    assert _get(port, method="POST", headers={"X-Api": "v2"})[0] == 404

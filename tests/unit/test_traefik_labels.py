@@ -349,14 +349,33 @@ CASES = {
         ),
         exposed_by_default=True,
     ),
-    "method-is-not-expressible": Case(
+    "method-and-header-narrow-the-route": Case(
         {
             "traefik.enable": "true",
-            f"{R}a.rule": "Host(`a.example.com`) && Method(`POST`)",
+            f"{R}a.rule": "Host(`a.example.com`) && Method(`POST`) && Headers(`X-Api`, `v2`)",
+            f"{R}a.tls": "true",
+            f"{R}b.rule": "Host(`a.example.com`) && Method(`PUT`) && Headers(`X-Api`, `v2`)",
+            f"{R}b.tls": "true",
+            f"{S}a.loadbalancer.server.port": "80",
+        },
+        (
+            Route(
+                "web",
+                ("a.example.com",),
+                80,
+                methods=("POST", "PUT"),
+                match_headers=(("x-api", "v2"),),
+            ),
+        ),
+    ),
+    "query-is-not-expressible": Case(
+        {
+            "traefik.enable": "true",
+            f"{R}a.rule": "Host(`a.example.com`) && Query(`v`, `2`)",
             f"{S}a.loadbalancer.server.port": "80",
         },
         (),
-        ("Method(`POST`): Method cannot be expressed",),
+        ("Query(`v`, `2`): Query cannot be expressed",),
     ),
 }
 
