@@ -141,6 +141,9 @@ def _rate_zones(by_host: Mapping[str, list[Route]]) -> str:
         f"    limit_req_zone $binary_remote_addr zone={rate_zone(r)}:1m "
         f"rate={r.rate_limit.per_minute}r/m;\n"
         for r in routes if r.rate_limit is not None
+    } | {
+        f"    limit_conn_zone $binary_remote_addr zone={connection_zone(r)}:1m;\n"
+        for r in routes if r.max_connections is not None
     })  # fmt: skip
     return "".join(zones)
 
@@ -533,6 +536,12 @@ def rate_zone(route: Route) -> str:
     return "certbotless_" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
+def connection_zone(route: Route) -> str:
+    """The shared-memory zone counting one route's requests in flight per client."""
+    key = f"{route.service}|{route.path}|{route.exact_path}|connections"
+    return "certbotless_" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
 def _access_directives(route: Route) -> str:
     """Who gets in, checked before anything is proxied: address, then password, then rate."""
     lines = [f"allow {network};" for network in route.allow_from]
@@ -546,6 +555,12 @@ def _access_directives(route: Route) -> str:
     if route.rate_limit is not None:
         lines += [f"limit_req zone={rate_zone(route)} burst={route.rate_limit.burst} nodelay;",
                   "limit_req_status 429;"]  # fmt: skip
+    if route.max_connections is not None:
+        lines += [f"limit_conn {connection_zone(route)} {route.max_connections};",
+                  "limit_conn_status 429;"]  # fmt: skip
+    if route.retries:
+        lines += ["proxy_next_upstream error timeout;",
+                  f"proxy_next_upstream_tries {route.retries + 1};"]  # fmt: skip
     if route.upstream_scheme == "https":
         lines.append("proxy_ssl_server_name on;")
     if route.compress:
@@ -570,7 +585,11 @@ def _auth_response_headers(index: int, headers: tuple[str, ...]) -> str:
 
 
 def _rewrites(route: Route) -> str:
-    """Traefik's stripPrefix then addPrefix, as one rewrite (the first that matches ends)."""
+    """Traefik's stripPrefix then addPrefix, as one rewrite (the first that matches ends);
+    or its replacePath(Regex)."""
+    if route.replace_path is not None:
+        regex, replacement = route.replace_path
+        return f'\n            rewrite "{regex}" "{replacement}" break;'
     lines = [
         f"rewrite ^{re.escape(prefix.rstrip('/'))}/?(.*)$ {route.add_prefix}/$1 break;"
         for prefix in route.strip_prefixes

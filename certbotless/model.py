@@ -99,6 +99,10 @@ class Route:
     # values (Traefik's Method and Header(s) matchers) are served; others get 404.
     methods: tuple[str, ...] = ()
     match_headers: tuple[tuple[str, str], ...] = ()  # (lowercase name, exact value)
+    max_connections: int | None = None  # requests in flight per client address; over it, 429
+    retries: int = 0  # tries on the service's other addresses after a connection error
+    # The path replaced before it reaches the service: (PCRE, replacement with $1…$9).
+    replace_path: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)

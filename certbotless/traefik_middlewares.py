@@ -360,6 +360,7 @@ def _rate_limit(route: Route, mw: Middleware, context: _Context) -> Route:
 
 def _strip_prefix(route: Route, mw: Middleware, context: _Context) -> Route:
     _known_fields(mw, {"prefixes", "forceslash"})
+    _not_after_replace(route, mw)
     prefixes = tuple(p.strip() for p in mw.value("prefixes").split(",") if p.strip())
     for prefix in prefixes:
         check_path(prefix, mw.label("prefixes"), _invalid(mw.label("prefixes"), prefix))
@@ -368,9 +369,79 @@ def _strip_prefix(route: Route, mw: Middleware, context: _Context) -> Route:
 
 def _add_prefix(route: Route, mw: Middleware, context: _Context) -> Route:
     _known_fields(mw, {"prefix"})
+    _not_after_replace(route, mw)
     prefix = mw.value("prefix")
     check_path(prefix, mw.label("prefix"), _invalid(mw.label("prefix"), prefix))
     return replace(route, add_prefix=prefix.rstrip("/"))
+
+
+def _not_after_replace(route: Route, mw: Middleware) -> None:
+    if route.replace_path is not None:
+        raise _Unsupported(mw.label(), mw.name, "after a replacePath(Regex) middleware, "
+                           "another path change is not supported: use one "
+                           "replacePathRegex")  # fmt: skip
+
+
+def _replace_path(route: Route, mw: Middleware, context: _Context) -> Route:
+    _known_fields(mw, {"path"})
+    path = mw.value("path")
+    check_path(path, mw.label("path"), _invalid(mw.label("path"), path))
+    return _with_replacement(route, mw, ("^.*$", path))
+
+
+# RE2 (Traefik's) and PCRE (nginx's) agree on these; nothing nginx's quoted strings would unescape
+# (a double backslash) and no named group (nginx makes each a variable, which could shadow its
+# own, such as $upstream).
+_REGEX_RE = re.compile(r"^[\x20\x21\x23-\x7e]{1,1024}$", re.ASCII)
+_REPLACEMENT_RE = re.compile(r"^/(?:[A-Za-z0-9._~!&()*+,=:@%/-]|\$[1-9])*$", re.ASCII)
+
+
+def _replace_path_regex(route: Route, mw: Middleware, context: _Context) -> Route:
+    _known_fields(mw, {"regex", "replacement"})
+    regex = mw.value("regex")
+    replacement = re.sub(r"\$\{([1-9])\}", r"$\1", mw.value("replacement"))
+    if not _REGEX_RE.match(regex) or "\\\\" in regex or re.search(r"\(\?P?<", regex):
+        raise _Unsupported(mw.label("regex"), regex, "must be a regular expression of printable "
+                           "ASCII without '\"', a double backslash or named groups")  # fmt: skip
+    try:
+        re.compile(regex)
+    except re.error as error:
+        raise _Unsupported(
+            mw.label("regex"), regex, f"is not a regular expression: {error}"
+        ) from None
+    if not _REPLACEMENT_RE.match(replacement):
+        raise _Unsupported(mw.label("replacement"), mw.value("replacement"), "must be a path "
+                           "with $1…$9 (or ${1}…${9}) for the groups, e.g. /api/$1")  # fmt: skip
+    return _with_replacement(route, mw, (regex, replacement))
+
+
+def _with_replacement(route: Route, mw: Middleware, replacement: tuple[str, str]) -> Route:
+    if route.strip_prefixes or route.add_prefix or route.replace_path is not None:
+        raise _Unsupported(mw.label(), mw.name, "another middleware already changes the path "
+                           "(stripPrefix, addPrefix, replacePath): use one "
+                           "replacePathRegex")  # fmt: skip
+    return replace(route, replace_path=replacement)
+
+
+def _in_flight(route: Route, mw: Middleware, context: _Context) -> Route:
+    _known_fields(mw, {"amount", "sourcecriterion.ipstrategy.depth"})
+    if mw.value("sourcecriterion.ipstrategy.depth", "0") != "0":
+        raise _Unsupported(mw.label("sourcecriterion.ipstrategy.depth"),
+                           mw.value("sourcecriterion.ipstrategy.depth"),
+                           "the edge counts by the client's address, not "
+                           "X-Forwarded-For")  # fmt: skip
+    amount = mw.value("amount")
+    if not re.fullmatch(r"[0-9]{1,6}", amount) or int(amount) < 1:
+        raise _Unsupported(mw.label("amount"), amount, "must be a whole number from 1")
+    return replace(route, max_connections=int(amount))
+
+
+def _retry(route: Route, mw: Middleware, context: _Context) -> Route:
+    _known_fields(mw, {"attempts", "initialinterval"})
+    attempts = mw.value("attempts")
+    if not re.fullmatch(r"[0-9]{1,2}", attempts) or int(attempts) < 1:
+        raise _Unsupported(mw.label("attempts"), attempts, "must be a whole number from 1 to 99")
+    return replace(route, retries=int(attempts))
 
 
 _HEADER_FLAGS = {
@@ -472,4 +543,8 @@ _APPLY: dict[str, _Apply] = {
     "headers": _headers,
     "compress": _compress,
     "errors": _errors,
+    "replacepath": _replace_path,
+    "replacepathregex": _replace_path_regex,
+    "inflightreq": _in_flight,
+    "retry": _retry,
 }

@@ -189,3 +189,15 @@ def test_method_and_header_matchers_answer_404_to_other_requests(
     assert _get(port, headers={"X-Api": "v1"})[0] == 404
     assert _get(port)[0] == 404
     assert _get(port, method="POST", headers={"X-Api": "v2"})[0] == 404
+
+
+def test_replace_path_regex_rewrites_the_path_and_keeps_the_query(
+    upstream: int, serve: Serve
+) -> None:
+    moved = {
+        f"{M}moved.replacepathregex.regex": "^/old/(.*)",
+        f"{M}moved.replacepathregex.replacement": "/new/${1}",
+    }
+    port = serve(_labels(upstream, moved))
+    assert _get(port, "/old/a/b?page=2") == (200, "/new/a/b?page=2 -")
+    assert _get(port, "/other") == (200, "/other -")

@@ -284,17 +284,74 @@ CASES = {
             "|not routed at all",
         ),
     ),
-    "retry-served-without": Case(
+    "circuit-breaker-served-without": Case(
         {
             "traefik.enable": "true",
             f"{R}a.rule": "Host(`a.example.com`)",
             f"{S}a.loadbalancer.server.port": "80",
-            f"{R}a.middlewares": "again",
-            f"{M}again.retry.attempts": "3",
+            f"{R}a.middlewares": "cb",
+            f"{M}cb.circuitbreaker.expression": "NetworkErrorRatio() > 0.5",
             f"{R}a.tls": "true",
         },
         (Route("web", ("a.example.com",), 80),),
-        ("served without it",),
+        ("circuitbreaker is not supported|served without it",),
+    ),
+    "retry-inflight-replacepathregex": Case(
+        {
+            "traefik.enable": "true",
+            f"{R}a.rule": "Host(`a.example.com`)",
+            f"{S}a.loadbalancer.server.port": "80",
+            f"{R}a.middlewares": "again,few,moved",
+            f"{M}again.retry.attempts": "3",
+            f"{M}again.retry.initialinterval": "100ms",
+            f"{M}few.inflightreq.amount": "10",
+            f"{M}moved.replacepathregex.regex": "^/old/(.*)",
+            f"{M}moved.replacepathregex.replacement": "/new/${1}",
+            f"{R}a.tls": "true",
+        },
+        (
+            Route(
+                "web",
+                ("a.example.com",),
+                80,
+                retries=3,
+                max_connections=10,
+                replace_path=("^/old/(.*)", "/new/$1"),
+            ),
+        ),
+    ),
+    "replacepath": Case(
+        {
+            "traefik.enable": "true",
+            f"{R}a.rule": "Host(`a.example.com`) && Path(`/health`)",
+            f"{S}a.loadbalancer.server.port": "80",
+            f"{R}a.middlewares": "to",
+            f"{M}to.replacepath.path": "/api/status",
+            f"{R}a.tls": "true",
+        },
+        (
+            Route(
+                "web",
+                ("a.example.com",),
+                80,
+                path="/health",
+                exact_path=True,
+                replace_path=("^.*$", "/api/status"),
+            ),
+        ),
+    ),
+    "replacepathregex-named-group-served-without": Case(
+        {
+            "traefik.enable": "true",
+            f"{R}a.rule": "Host(`a.example.com`)",
+            f"{S}a.loadbalancer.server.port": "80",
+            f"{R}a.middlewares": "moved",
+            f"{M}moved.replacepathregex.regex": "^/(?P<upstream>.*)",
+            f"{M}moved.replacepathregex.replacement": "/$1",
+            f"{R}a.tls": "true",
+        },
+        (Route("web", ("a.example.com",), 80),),
+        ("named groups|served without it",),
     ),
     # The usual pair: an HTTP router redirecting to HTTPS, and the HTTPS one.
     "redirect-pair-and-chain": Case(
