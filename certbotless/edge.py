@@ -20,7 +20,7 @@ from cryptography.x509.oid import NameOID
 
 from certbotless.acme.keys import private_key_pem
 from certbotless.discovery import INTERNAL_LOCATION
-from certbotless.model import CHALLENGE_PREFIX, Route, StoredCert, is_ip_address
+from certbotless.model import CHALLENGE_PREFIX, Cors, Route, StoredCert, is_ip_address
 
 NGINX_CONF_TARGET = "/etc/nginx/nginx.conf"
 SNIPPETS_DIR = "/etc/nginx/certbotless"
@@ -482,6 +482,8 @@ def _match_conditions(route: Route) -> str:
 
 def _proxy_locations(index: int, route: Route, hsts: bool = False) -> list[str]:
     extra = _match_conditions(route)
+    if route.cors is not None:
+        extra += _cors_checks(route.cors)
     if route.timeout is not None:
         extra += (
             f"\n            proxy_read_timeout {route.timeout};"
@@ -607,10 +609,66 @@ def _header_directives(route: Route, hsts: bool) -> str:
         lines.append(
             f'add_header {name} "{value}" always;' if value else f"proxy_hide_header {name};"
         )
-    if hsts and any(value for _, value in route.response_headers):
+    if route.cors is not None:
+        lines += _cors_headers(route.cors)
+    if hsts and (route.cors is not None or any(value for _, value in route.response_headers)):
         # add_header here stops the server's from being inherited: repeat HSTS.
         lines.append(f'add_header Strict-Transport-Security "{HSTS_VALUE}" always;')
     return "".join(f"\n            {line}" for line in lines)
+
+
+_ASKS = '"${certbotless_cors_preflight}m"'  # "o" (OPTIONS) then "m" (a method asked): "om"
+
+
+def _cors_checks(cors: Cors) -> str:
+    """Traefik's CORS, first part (nginx's rewrite phase, so before any rewrite's `break`): the
+    request's Origin kept when listed (`*` when `*` is), and preflights (OPTIONS with
+    Access-Control-Request-Method) answered 200 here with the allowed methods, headers and max
+    age. An empty variable sends no header."""
+    origin, preflight = "$certbotless_cors_origin", "$certbotless_cors_preflight"
+    lines = [f'set {origin} "";']
+    if "*" in cors.origins:
+        lines.append(f'set {origin} "*";')
+    elif cors.origins:
+        listed = "|".join(re.escape(o) for o in cors.origins)
+        lines.append(f'if ($http_origin ~ "^({listed})$") {{ set {origin} $http_origin; }}')
+    lines += [f'set {variable} "";' for variable in _CORS_ANSWERS.values()]
+    lines += [f'set {preflight} "";',
+              f'if ($request_method = OPTIONS) {{ set {preflight} "o"; }}',
+              f"if ($http_access_control_request_method) {{ set {preflight} {_ASKS}; }}",
+              f'if ({preflight} = "om") {{ '
+              + "".join(f'set {_CORS_ANSWERS[n]} "{v}"; ' for n, v in _preflight(cors) if v)
+              + "return 200; }"]  # fmt: skip
+    return "".join(f"\n            {line}" for line in lines)
+
+
+_CORS_ANSWERS = {
+    "Access-Control-Allow-Methods": "$certbotless_cors_methods",
+    "Access-Control-Allow-Headers": "$certbotless_cors_headers",
+    "Access-Control-Max-Age": "$certbotless_cors_max_age",
+}
+
+
+def _preflight(cors: Cors) -> list[tuple[str, str]]:
+    return [
+        ("Access-Control-Allow-Methods", ", ".join(cors.methods)),
+        ("Access-Control-Allow-Headers", ", ".join(cors.headers)),
+        ("Access-Control-Max-Age", "" if cors.max_age is None else str(cors.max_age)),
+    ]
+
+
+def _cors_headers(cors: Cors) -> list[str]:
+    """Traefik's CORS, second part: the answer's headers."""
+    lines = ["add_header Access-Control-Allow-Origin $certbotless_cors_origin always;"]
+    lines += [f"add_header {name} {variable} always;" for name, variable in _CORS_ANSWERS.items()]
+    if cors.credentials:
+        lines.append('add_header Access-Control-Allow-Credentials "true" always;')
+    if cors.expose_headers:
+        exposed = ", ".join(cors.expose_headers)
+        lines.append(f'add_header Access-Control-Expose-Headers "{exposed}" always;')
+    if cors.vary:
+        lines.append("add_header Vary Origin always;")
+    return lines
 
 
 def _auth_location(index: int, auth_url: str) -> str:

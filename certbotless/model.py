@@ -71,6 +71,20 @@ class RateLimit:
 
 
 @dataclass(frozen=True)
+class Cors:
+    """Cross-origin answers (Traefik's accessControl* headers): `origins` are exact origins
+    (`https://app.example.com`) or `*`; preflight requests are answered by the edge."""
+
+    origins: tuple[str, ...]
+    methods: tuple[str, ...] = ()
+    headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    credentials: bool = False
+    max_age: int | None = None  # seconds a browser may keep a preflight's answer
+    vary: bool = False  # send `Vary: Origin`
+
+
+@dataclass(frozen=True)
 class Route:
     """One host+path served by the edge and proxied to a service."""
 
@@ -103,6 +117,7 @@ class Route:
     retries: int = 0  # tries on the service's other addresses after a connection error
     # The path replaced before it reaches the service: (PCRE, replacement with $1…$9).
     replace_path: tuple[str, str] | None = None
+    cors: Cors | None = None
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,15 @@ from certbotless.discovery import (
     check_url,
     parse_statuses,
 )
-from certbotless.model import BasicAuth, ErrorPages, LabelProblem, RateLimit, Route, ServiceInfo
+from certbotless.model import (
+    BasicAuth,
+    Cors,
+    ErrorPages,
+    LabelProblem,
+    RateLimit,
+    Route,
+    ServiceInfo,
+)
 
 # Who gets in: never served without them.
 SECURITY_KINDS = {"basicauth", "digestauth", "forwardauth", "ipallowlist", "ipwhitelist"}
@@ -458,9 +466,49 @@ _HEADER_VALUES = {
 _STS = {"stsseconds", "stsincludesubdomains", "stspreload", "forcestsheader"}
 
 
+_CORS = {
+    "accesscontrolalloworiginlist", "accesscontrolallowmethods", "accesscontrolallowheaders",
+    "accesscontrolexposeheaders", "accesscontrolallowcredentials", "accesscontrolmaxage",
+    "addvaryheader",
+}  # fmt: skip
+_ORIGIN_RE = re.compile(r"^(?:\*|https?://[A-Za-z0-9.-]{1,253}(?::[0-9]{1,5})?)$", re.ASCII)
+_TOKEN_RE = re.compile(r"^(?:\*|[A-Za-z0-9-]{1,100})$", re.ASCII)
+
+
+def _cors(mw: Middleware) -> Cors | None:
+    """Traefik's accessControl* fields (accessControlAllowOriginListRegex is refused)."""
+    if not any(key in _CORS for key in mw.fields):
+        return None
+
+    def listed(key: str, pattern: re.Pattern[str], what: str) -> tuple[str, ...]:
+        items = tuple(i.strip() for i in mw.value(key).split(",") if i.strip())
+        bad = [item for item in items if not pattern.match(item)]
+        if bad:
+            raise _Unsupported(mw.label(key), mw.value(key), f"{bad[0]!r} is not {what}")
+        return items
+
+    origins = listed("accesscontrolalloworiginlist", _ORIGIN_RE,
+                     "an origin (scheme://host[:port]) or *")  # fmt: skip
+    max_age = mw.value("accesscontrolmaxage")
+    if max_age and not re.fullmatch(r"[0-9]{1,8}", max_age):
+        raise _Unsupported(mw.label("accesscontrolmaxage"), max_age, "must be seconds")
+    return Cors(
+        origins=origins,
+        methods=tuple(
+            m.upper() for m in listed("accesscontrolallowmethods", _TOKEN_RE, "a method")
+        ),
+        headers=listed("accesscontrolallowheaders", _TOKEN_RE, "a header name"),
+        expose_headers=listed("accesscontrolexposeheaders", _TOKEN_RE, "a header name"),
+        credentials=_flag(mw, "accesscontrolallowcredentials"),
+        max_age=int(max_age) if max_age else None,
+        vary=_flag(mw, "addvaryheader"),
+    )
+
+
 def _headers(route: Route, mw: Middleware, context: _Context) -> Route:
     _known_fields(mw, {"customrequestheaders", "customresponseheaders", *_HEADER_FLAGS,
-                       *_HEADER_VALUES, *_STS})  # fmt: skip
+                       *_HEADER_VALUES, *_STS, *_CORS})  # fmt: skip
+    cors = _cors(mw) or route.cors
     request, response = list(route.request_headers), list(route.response_headers)
     for key, (label, value) in sorted(mw.fields.items()):
         kind = key.partition(".")[0]
@@ -475,7 +523,7 @@ def _headers(route: Route, mw: Middleware, context: _Context) -> Route:
             response.append(_header(_HEADER_VALUES[kind], value, label))
     hsts = route.hsts or mw.value("stsseconds", "0") not in ("", "0")
     return replace(route, request_headers=tuple(request), response_headers=tuple(response),
-                   hsts=hsts)  # fmt: skip
+                   hsts=hsts, cors=cors)  # fmt: skip
 
 
 def _header(name: str, value: str, label: str) -> tuple[str, str]:

@@ -126,6 +126,15 @@ def _get(
     return response.status, response.read().decode()
 
 
+def _answer_headers(
+    port: int, method: str, path: str, headers: Mapping[str, str]
+) -> tuple[int, str, dict[str, str]]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    connection.request(method, path, headers={"Host": HOST, **headers})
+    response = connection.getresponse()
+    return response.status, response.read().decode(), dict(response.getheaders())
+
+
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Serve]:
     started: list[subprocess.Popen[bytes]] = []
@@ -201,3 +210,36 @@ def test_replace_path_regex_rewrites_the_path_and_keeps_the_query(
     port = serve(_labels(upstream, moved))
     assert _get(port, "/old/a/b?page=2") == (200, "/new/a/b?page=2 -")
     assert _get(port, "/other") == (200, "/other -")
+
+
+def test_cors_echoes_listed_origins_and_answers_preflights_itself(
+    upstream: int, serve: Serve
+) -> None:
+    cors = {
+        f"{M}cors.headers.accesscontrolalloworiginlist": "https://app.example.com",
+        f"{M}cors.headers.accesscontrolallowmethods": "GET,POST",
+        f"{M}cors.headers.accesscontrolallowheaders": "Authorization",
+        f"{M}cors.headers.accesscontrolmaxage": "600",
+        f"{M}cors.headers.accesscontrolallowcredentials": "true",
+        f"{M}cors.headers.addvaryheader": "true",
+        f"{M}strip.stripprefix.prefixes": "/api",
+    }
+    labels = _labels(upstream, cors, path="/api")
+    labels["traefik.http.routers.r.middlewares"] = "cors,strip"
+    port = serve(labels)
+    listed = {"Origin": "https://app.example.com"}
+    status, body, headers = _answer_headers(port, "GET", "/api/x", listed)
+    assert (status, body) == (200, "/x -")  # proxied, prefix stripped
+    assert headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+    assert headers["Access-Control-Allow-Credentials"] == "true"
+    assert headers["Vary"] == "Origin"
+    assert "Access-Control-Allow-Methods" not in headers  # preflights only
+    status, _, headers = _answer_headers(port, "GET", "/api/x", {"Origin": "https://evil.test"})
+    assert status == 200 and "Access-Control-Allow-Origin" not in headers
+    asked = {**listed, "Access-Control-Request-Method": "POST"}
+    status, body, headers = _answer_headers(port, "OPTIONS", "/api/x", asked)
+    assert (status, body) == (200, "")  # answered by the edge, not the service
+    assert headers["Access-Control-Allow-Methods"] == "GET, POST"
+    assert headers["Access-Control-Allow-Headers"] == "Authorization"
+    assert headers["Access-Control-Max-Age"] == "600"
+    assert headers["Access-Control-Allow-Origin"] == "https://app.example.com"

@@ -15,7 +15,7 @@ from certbotless.edge import (
     render_nginx_conf,
     validate_nginx_conf,
 )
-from certbotless.model import BasicAuth, Discovery, RateLimit, Route, ServiceInfo
+from certbotless.model import BasicAuth, Cors, Discovery, RateLimit, Route, ServiceInfo
 from certbotless.observe import discovered
 from certbotless.settings import Settings, SettingsError
 from certbotless.traefik_labels import traefik_claims
@@ -319,6 +319,47 @@ CASES = {
                 replace_path=("^/old/(.*)", "/new/$1"),
             ),
         ),
+    ),
+    "cors": Case(
+        {
+            "traefik.enable": "true",
+            f"{R}a.rule": "Host(`a.example.com`)",
+            f"{S}a.loadbalancer.server.port": "80",
+            f"{R}a.middlewares": "cors",
+            f"{M}cors.headers.accessControlAllowOriginList": "https://x.example.com,*",
+            f"{M}cors.headers.accessControlAllowMethods": "get,OPTIONS",
+            f"{M}cors.headers.accessControlExposeHeaders": "X-Total",
+            f"{M}cors.headers.accessControlMaxAge": "100",
+            f"{M}cors.headers.customResponseHeaders.X-Served-By": "edge",
+            f"{R}a.tls": "true",
+        },
+        (
+            Route(
+                "web",
+                ("a.example.com",),
+                80,
+                response_headers=(("X-Served-By", "edge"),),
+                cors=Cors(
+                    ("https://x.example.com", "*"),
+                    ("GET", "OPTIONS"),
+                    (),
+                    ("X-Total",),
+                    max_age=100,
+                ),
+            ),
+        ),
+    ),
+    "cors-origin-pattern-served-without": Case(
+        {
+            "traefik.enable": "true",
+            f"{R}a.rule": "Host(`a.example.com`)",
+            f"{S}a.loadbalancer.server.port": "80",
+            f"{R}a.middlewares": "cors",
+            f"{M}cors.headers.accessControlAllowOriginList": "https://*.example.com",
+            f"{R}a.tls": "true",
+        },
+        (Route("web", ("a.example.com",), 80),),
+        ("is not an origin|served without it",),
     ),
     "replacepath": Case(
         {
