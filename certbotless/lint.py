@@ -220,7 +220,47 @@ def _route_text(route: Route) -> str:
         options.append(f"error pages {route.error_pages.url}")
     if route.timeout:
         options.append(f"timeout {route.timeout}")
-    return f"{targets} → {'; '.join(options)}"
+    return f"{targets} → {'; '.join(options + _access_text(route) + _shaping_text(route))}"
+
+
+def _access_text(route: Route) -> list[str]:
+    """Who gets in (never the users' hashes)."""
+    options = []
+    if route.methods or route.match_headers:
+        asked = [*route.methods, *(f"{name}: {value}" for name, value in route.match_headers)]
+        options.append(f"only {', '.join(asked)} (others 404)")
+    if route.basic_auth is not None:
+        users = (f"users of secret {route.basic_auth.secret}" if route.basic_auth.secret
+                 else f"{len(route.basic_auth.users)} user(s)")  # fmt: skip
+        options.append(f"basic auth ({users})")
+    if route.allow_from:
+        options.append(f"only from {', '.join(route.allow_from)}")
+    if route.rate_limit is not None:
+        options.append(f"{route.rate_limit.per_minute} requests a minute per client, "
+                       f"{route.rate_limit.burst} more at once")  # fmt: skip
+    if route.max_connections is not None:
+        options.append(f"{route.max_connections} requests in flight per client")
+    return options
+
+
+def _shaping_text(route: Route) -> list[str]:
+    options = []
+    if route.strip_prefixes:
+        options.append(f"strips {', '.join(route.strip_prefixes)}")
+    if route.add_prefix:
+        options.append(f"adds {route.add_prefix}")
+    if route.replace_path is not None:
+        options.append(f"path {route.replace_path[0]} → {route.replace_path[1]}")
+    if route.request_headers or route.response_headers:
+        options.append(f"{len(route.request_headers)} request and "
+                       f"{len(route.response_headers)} answer header(s)")  # fmt: skip
+    if route.cors is not None:
+        options.append(f"CORS for {', '.join(route.cors.origins) or 'no origin'}")
+    if route.compress:
+        options.append("gzip")
+    if route.retries:
+        options.append(f"{route.retries} retries")
+    return options
 
 
 def _spec_text(spec: CertSpec) -> str:

@@ -166,3 +166,17 @@ def test_the_command_exits_1_on_a_seed_stack_with_problems_and_0_on_a_clean_one(
     assert "route proxy.athome.ga/ → port 8080" in capsys.readouterr().out
     assert cli.main(["lint", "--no-docker-cli", str(SEEDS / "seed001-dashboard.yml")]) == 1
     assert "api@internal" in capsys.readouterr().out
+
+
+def test_lint_shows_each_routes_access_guards(capsys: pytest.CaptureFixture[str]) -> None:
+    stacks = SEEDS.parents[2] / "stacks"
+    files = [str(stacks / "native-access.yml"), str(stacks / "seed-traefik.yml")]
+    assert cli.main(["lint", "--no-docker-cli", *files]) == 0
+    out = capsys.readouterr().out
+    assert "native.example.test/ → port 8000; HTTP redirected to HTTPS; basic auth (users of " \
+        "secret native-access_htpasswd)" in out  # fmt: skip
+    assert "tdash.example.test/internal → port 8000; HTTP redirected to HTTPS; only from " \
+        "192.0.2.0/24" in out  # fmt: skip
+    assert (
+        "tdash.example.test/ → port 8000; HTTP redirected to HTTPS; basic auth (1 user(s))" in out
+    )
