@@ -14,6 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from certbotless.discovery import discover
 from certbotless.edge import (
@@ -184,6 +186,34 @@ def test_traefik_users_file_names_the_secret_or_the_stacks_secret() -> None:
     elsewhere = {**labels, "traefik.http.middlewares.auth.basicauth.usersfile": "/etc/users"}
     refused = traefik_claims([ServiceInfo("app", elsewhere)], False, None)["app"]
     assert refused.routes == () and "/run/secrets/<name>" in refused.problems[0].message
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(
+    st.sampled_from(["certbotless.basic_auth_secret", "certbotless.basic_auth_realm",
+                     "certbotless.allow_from", "certbotless.rate_limit",
+                     "certbotless.rate_limit_burst", "certbotless.strip_prefix",
+                     "certbotless.add_prefix", "certbotless.request_header.X-A",
+                     "certbotless.response_header.X-B", "certbotless.path",
+                     "certbotless.response_header.X", "certbotless.request_header.Bad Name"]),
+    st.text(max_size=40)
+    | st.sampled_from(["ops", "10/s", "5", "/api", "10.0.0.0/8,::1", "Operators", ""]),
+))  # fmt: skip
+def test_hostile_native_labels_give_problems_never_exceptions(changes: dict[str, str]) -> None:
+    """Never an exception; a route whose access label is set is only ever served with it; and
+    nginx accepts whatever is served."""
+    found = native(changes, secrets=frozenset({"ops"}))
+    assert len(found.problems) <= 1
+    for route in found.routes:
+        if changes.get("certbotless.basic_auth_secret", "").strip():
+            assert route.basic_auth is not None
+        if changes.get("certbotless.allow_from", "").strip():
+            assert route.allow_from
+        if changes.get("certbotless.rate_limit", "").strip():
+            assert route.rate_limit is not None
+    if found.routes:
+        files = render_nginx_conf(found.routes, certs_for(HOST), RESPONDER, CERTS_DIR)
+        validate_nginx_conf(files)
 
 
 # --- render and mount --------------------------------------------------------------------------
