@@ -320,7 +320,9 @@ def _users_file_secret(mw: Middleware, context: _Context) -> str:
     if found is None:
         raise _Unsupported(mw.label("usersfile"), path, f"no Swarm secret is named "
                            f"{' or '.join(candidates)}; create it from the htpasswd file "
-                           f"(`docker secret create {target} FILE`)")  # fmt: skip
+                           f"(`docker secret create {target} FILE`: one Traefik's own stack "
+                           "made, <its stack>_<name>, is another stack's and not "
+                           "used)")  # fmt: skip
     return found
 
 
