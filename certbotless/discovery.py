@@ -18,12 +18,14 @@ import idna
 
 from certbotless.model import (
     CHALLENGE_PREFIX,
+    BasicAuth,
     CertSpec,
     DialectClaims,
     Discovery,
     ErrorPages,
     KeyType,
     LabelProblem,
+    RateLimit,
     Route,
     ServiceInfo,
     is_ip_address,
@@ -44,7 +46,25 @@ TIMEOUT = LABEL_PREFIX + "timeout"
 KEY_TYPE = LABEL_PREFIX + "key_type"
 PROFILE = LABEL_PREFIX + "profile"
 EDGE = LABEL_PREFIX + "edge"
+# Access and request shaping (what Traefik's middlewares do, in certbotless's own words).
+BASIC_AUTH_SECRET = LABEL_PREFIX + "basic_auth_secret"
+BASIC_AUTH_REALM = LABEL_PREFIX + "basic_auth_realm"
+ALLOW_FROM = LABEL_PREFIX + "allow_from"
+RATE_LIMIT = LABEL_PREFIX + "rate_limit"
+RATE_LIMIT_BURST = LABEL_PREFIX + "rate_limit_burst"
+STRIP_PREFIX = LABEL_PREFIX + "strip_prefix"
+ADD_PREFIX = LABEL_PREFIX + "add_prefix"
+REQUEST_HEADER_PREFIX = LABEL_PREFIX + "request_header."  # request_header.<Name>=<value>
+RESPONSE_HEADER_PREFIX = LABEL_PREFIX + "response_header."
 CERTIFICATE_PREFIX = LABEL_PREFIX + "certificate."  # certificate.<name>=<domains>: no route
+# Every label a routed service may carry; any other certbotless.* label on it refuses the route
+# (a misspelt access label must not leave it open).
+ROUTE_LABELS = frozenset({
+    DOMAINS, NAME, PORT, PATH, REDIRECT, MAX_BODY_SIZE, AUTH_URL, HSTS, ERRORS, ERRORS_STATUS,
+    TIMEOUT, KEY_TYPE, PROFILE, EDGE, BASIC_AUTH_SECRET, BASIC_AUTH_REALM, ALLOW_FROM,
+    RATE_LIMIT, RATE_LIMIT_BURST, STRIP_PREFIX, ADD_PREFIX,
+})  # fmt: skip
+ROUTE_LABEL_PREFIXES = (CERTIFICATE_PREFIX, REQUEST_HEADER_PREFIX, RESPONSE_HEADER_PREFIX)
 NETWORKS = "networks"  # not a label: reported when a service shares no network with the edge
 
 # ASCII only throughout: str.isdigit() and \d accept "²" and fullwidth digits, which int() or
@@ -60,6 +80,17 @@ _IP_RE = re.compile(r"^[0-9.]+$", re.ASCII)
 # No braces: nginx would read them as a block. `{status}` is replaced before nginx sees it.
 _URL_SAFE_RE = re.compile(r"^[A-Za-z0-9._~:/?#\[\]@!&()*+,=%-]+$", re.ASCII)
 _PATH_RE = re.compile(r"^/[A-Za-z0-9._~!&()*+,=:@%/-]*$", re.ASCII)
+HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9-]{1,100}$", re.ASCII)
+# Printable, and nothing nginx would read as a variable or the end of a quoted string.
+HEADER_VALUE_RE = re.compile(r"^[\x20\x21\x23\x25-\x5b\x5d-\x7e]{0,2000}$", re.ASCII)
+# Docker's own rule for secret names; nginx reads them as a path, unquoted.
+SECRET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", re.ASCII)
+_REALM_RE = re.compile(r"^[A-Za-z0-9 ._-]{1,64}$", re.ASCII)
+_RATE_RE = re.compile(r"^([0-9]{1,7})/(s|m)$", re.ASCII)
+_COUNT_RE = re.compile(r"^[0-9]{1,6}$", re.ASCII)
+MAX_RATE_PER_MINUTE = 60_000_000
+MAX_BURST = 100_000
+DEFAULT_BURST = 10
 STATUS_PLACEHOLDER = "{status}"
 INTERNAL_LOCATION = "/.certbotless/"  # the edge's forward-auth subrequests
 # Locations the edge keeps for itself, so no route may use them.
@@ -100,14 +131,14 @@ def discover(
     edge: str | None = None,
     routing: bool = True,
     *,
-    native: bool = True,
-    foreign: Mapping[str, DialectClaims] = MappingProxyType({}),
-) -> Discovery:
+    native: bool = True, foreign: Mapping[str, DialectClaims] = MappingProxyType({}),
+    secrets: frozenset[str] | None = None,
+) -> Discovery:  # fmt: skip
     """Routes and certificates from the labels of `services`. With `edge` (the nginx service's
     name), a service that shares no network with it is reported instead of routed. Without
     `routing` (the operator writes nginx.conf), `certbotless.port` is not needed. `native`:
     whether certbotless.* labels are read; `foreign`: what another dialect (Traefik's) read
-    from each service, settled together with them.
+    from each service, settled together with them; `secrets`: the swarm's secret names.
 
     Oldest service first: a certificate name, a host+path and a host's HSTS belong to the
     service that claimed them first, whatever the dialect, so a newer service can be refused
@@ -137,7 +168,7 @@ def discover(
             if not routing and PORT not in service.labels:
                 spec = _parse_spec(service)
             else:
-                route, spec = _parse_service(service)
+                route, spec = _parse_service(service, secrets)
                 if edge_info is not None and routing:
                     _check_shared_network(service, edge_info)
                 routes.append(route)
@@ -473,9 +504,12 @@ def _parse_key_type(service: ServiceInfo, invalid: InvalidFactory) -> KeyType:
         raise invalid(KEY_TYPE, "must be one of " + ", ".join(k.value for k in KeyType)) from None
 
 
-def _parse_service(service: ServiceInfo) -> tuple[Route, CertSpec]:
+def _parse_service(
+    service: ServiceInfo, secrets: frozenset[str] | None = None
+) -> tuple[Route, CertSpec]:
     labels = service.labels
     invalid = _invalid_factory(service)
+    _check_known_labels(service, invalid)
 
     def text(label: str, default: str = "") -> str:
         return labels.get(label, default).strip()
@@ -524,7 +558,122 @@ def _parse_service(service: ServiceInfo) -> tuple[Route, CertSpec]:
         error_pages=error_pages,
         timeout=timeout,
     )
-    return route, spec
+    return _with_access_labels(route, service, invalid, secrets), spec
+
+
+def _check_known_labels(service: ServiceInfo, invalid: InvalidFactory) -> None:
+    for label in sorted(service.labels):
+        if (label.startswith(LABEL_PREFIX) and label not in ROUTE_LABELS
+                and not label.startswith(ROUTE_LABEL_PREFIXES)):  # fmt: skip
+            raise invalid(label, "is not a certbotless label (see the README's label table); "
+                          "it might be meant to guard access, so the service is not routed "
+                          "until it is fixed or removed")  # fmt: skip
+
+
+def _with_access_labels(
+    route: Route, service: ServiceInfo, invalid: InvalidFactory, secrets: frozenset[str] | None
+) -> Route:
+    """The options Traefik's middlewares also give: who gets in, how often, and what the
+    request and answer look like. A value that does not parse refuses the whole route."""
+    labels = service.labels
+
+    def text(label: str) -> str:
+        return labels.get(label, "").strip()
+
+    strip = tuple(p.strip() for p in text(STRIP_PREFIX).split(",") if p.strip())
+    for prefix in strip:
+        check_path(prefix, STRIP_PREFIX, invalid)
+    add = text(ADD_PREFIX)
+    if add:
+        check_path(add, ADD_PREFIX, invalid)
+    return replace(
+        route,
+        basic_auth=parse_basic_auth_secret(service, invalid, secrets),
+        allow_from=parse_networks(text(ALLOW_FROM), ALLOW_FROM, invalid),
+        rate_limit=_parse_rate_limit(text(RATE_LIMIT), text(RATE_LIMIT_BURST), invalid),
+        strip_prefixes=strip,
+        add_prefix=add.rstrip("/"),
+        request_headers=_headers(labels, REQUEST_HEADER_PREFIX, invalid),
+        response_headers=_headers(labels, RESPONSE_HEADER_PREFIX, invalid),
+    )
+
+
+def parse_basic_auth_secret(
+    service: ServiceInfo, invalid: InvalidFactory, secrets: frozenset[str] | None
+) -> BasicAuth | None:
+    secret = service.labels.get(BASIC_AUTH_SECRET, "").strip()
+    realm = service.labels.get(BASIC_AUTH_REALM, "").strip()
+    if not secret:
+        if realm:
+            raise invalid(BASIC_AUTH_REALM, f"has no effect without {BASIC_AUTH_SECRET}")
+        return None
+    check_secret_name(secret, BASIC_AUTH_SECRET, invalid, secrets)
+    if realm and not _REALM_RE.match(realm):
+        raise invalid(BASIC_AUTH_REALM, "must be 1 to 64 letters, digits, spaces, '.', '_', '-'")
+    return BasicAuth(realm=realm or "restricted", secret=secret)
+
+
+def check_secret_name(
+    secret: str, label: str, invalid: InvalidFactory, secrets: frozenset[str] | None
+) -> None:
+    """A Swarm secret holding htpasswd lines, which must exist when the secrets are known."""
+    if not SECRET_NAME_RE.match(secret):
+        raise invalid(label, "must name a Swarm secret (letters, digits, '_', '.', '-')")
+    if secrets is not None and secret not in secrets:
+        raise invalid(
+            label,
+            f"no Swarm secret is named {secret}; create it from an htpasswd file "
+            f"(`htpasswd -nB ops | docker secret create {secret} -`); until then the service "
+            "is not routed, never served without its password",
+        )
+
+
+def parse_networks(value: str, label: str, invalid: InvalidFactory) -> tuple[str, ...]:
+    """Client addresses or networks (CIDR), comma-separated."""
+    networks = []
+    for part in (p.strip() for p in value.split(",")):
+        if not part:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            raise invalid(label, f"{part!r} is not an address or network (CIDR), e.g. "
+                          "10.0.0.0/8,192.0.2.7") from None  # fmt: skip
+    if value.strip() and not networks:
+        raise invalid(label, "names no network")
+    return tuple(dict.fromkeys(networks))
+
+
+def _parse_rate_limit(rate: str, burst: str, invalid: InvalidFactory) -> RateLimit | None:
+    if not rate:
+        if burst:
+            raise invalid(RATE_LIMIT_BURST, f"has no effect without {RATE_LIMIT}")
+        return None
+    match = _RATE_RE.match(rate)
+    per_minute = int(match.group(1)) * (60 if match.group(2) == "s" else 1) if match else 0
+    if not 0 < per_minute <= MAX_RATE_PER_MINUTE:
+        raise invalid(RATE_LIMIT, "must be requests per second or minute, e.g. 10/s or 30/m")
+    if burst and not _COUNT_RE.match(burst):
+        raise invalid(RATE_LIMIT_BURST, "must be a whole number of requests")
+    burst_count = int(burst) if burst else DEFAULT_BURST
+    if not 1 <= burst_count <= MAX_BURST:
+        raise invalid(RATE_LIMIT_BURST, f"must be from 1 to {MAX_BURST}")
+    return RateLimit(per_minute, burst_count)
+
+
+def _headers(
+    labels: Mapping[str, str], prefix: str, invalid: InvalidFactory
+) -> tuple[tuple[str, str], ...]:
+    headers = []
+    for label, value in sorted(labels.items()):
+        if label.startswith(prefix):
+            name, value = label[len(prefix) :], value.strip()
+            if not HEADER_NAME_RE.match(name) or not HEADER_VALUE_RE.match(value):
+                raise invalid(label, "header names are letters, digits and '-'; values are "
+                              "printable ASCII without '\"', '$' and '\\' (empty removes the "
+                              "header)")  # fmt: skip
+            headers.append((name, value))
+    return tuple(headers)
 
 
 def check_path(path: str, label: str, invalid: InvalidFactory) -> None:

@@ -20,7 +20,7 @@ from cryptography.x509.oid import NameOID
 
 from certbotless.acme.keys import private_key_pem
 from certbotless.discovery import INTERNAL_LOCATION
-from certbotless.model import CHALLENGE_PREFIX, Route, StoredCert, is_ip_address
+from certbotless.model import CHALLENGE_PREFIX, Cors, Route, StoredCert, is_ip_address
 
 NGINX_CONF_TARGET = "/etc/nginx/nginx.conf"
 SNIPPETS_DIR = "/etc/nginx/certbotless"
@@ -29,6 +29,9 @@ SNIPPETS_DIR = "/etc/nginx/certbotless"
 HOSTS_DIR = f"{SNIPPETS_DIR}/hosts"
 LOCATIONS_DIR = f"{SNIPPETS_DIR}/locations"
 HTPASSWD_DIR = f"{SNIPPETS_DIR}/htpasswd"  # basic-auth users, one file per set
+# Basic-auth users an operator keeps in a Swarm secret (the labels name it), mounted here by
+# its name: certbotless never reads them.
+HTPASSWD_SECRETS_DIR = f"{SNIPPETS_DIR}/htpasswd-secrets"
 HSTS_VALUE = "max-age=63072000"
 # Each file is one Swarm config. Docker 20.10's swarmkit refuses configs over 500 KiB (newer
 # engines 1000 KB): stay well below, whatever the engine.
@@ -138,6 +141,9 @@ def _rate_zones(by_host: Mapping[str, list[Route]]) -> str:
         f"    limit_req_zone $binary_remote_addr zone={rate_zone(r)}:1m "
         f"rate={r.rate_limit.per_minute}r/m;\n"
         for r in routes if r.rate_limit is not None
+    } | {
+        f"    limit_conn_zone $binary_remote_addr zone={connection_zone(r)}:1m;\n"
+        for r in routes if r.max_connections is not None
     })  # fmt: skip
     return "".join(zones)
 
@@ -147,8 +153,13 @@ def _htpasswd_files(by_host: Mapping[str, list[Route]]) -> NginxFiles:
         htpasswd_target(route): "\n".join(route.basic_auth.users) + "\n"
         for host_routes in by_host.values()
         for route in host_routes
-        if route.basic_auth is not None
+        if route.basic_auth is not None and not route.basic_auth.secret
     }
+
+
+def htpasswd_secrets(routes: Iterable[Route]) -> set[str]:
+    """The Swarm secrets holding the basic-auth users of `routes`."""
+    return {r.basic_auth.secret for r in routes if r.basic_auth is not None and r.basic_auth.secret}
 
 
 def files_listing(files: Mapping[str, str]) -> str:
@@ -456,8 +467,23 @@ def _location_match(route: Route) -> str:
     return f"= {route.path}" if route.exact_path else route.path
 
 
+def _match_conditions(route: Route) -> str:
+    """Traefik's Method and Header(s) matchers: a request they do not match gets 404, as in
+    Traefik when no router matches (checked before access, in nginx's rewrite phase)."""
+    lines = []
+    if route.methods:
+        lines.append(f"if ($request_method !~ ^({'|'.join(route.methods)})$) {{ return 404; }}")
+    lines += [
+        f'if ($http_{name.lower().replace("-", "_")} != "{value}") {{ return 404; }}'
+        for name, value in route.match_headers
+    ]
+    return "".join(f"\n            {line}" for line in lines)
+
+
 def _proxy_locations(index: int, route: Route, hsts: bool = False) -> list[str]:
-    extra = ""
+    extra = _match_conditions(route)
+    if route.cors is not None:
+        extra += _cors_checks(route.cors)
     if route.timeout is not None:
         extra += (
             f"\n            proxy_read_timeout {route.timeout};"
@@ -491,10 +517,17 @@ def _proxy_locations(index: int, route: Route, hsts: bool = False) -> list[str]:
 
 
 def htpasswd_target(route: Route) -> str:
-    """Where the edge mounts a route's basic-auth users (named by their content)."""
+    """Where the edge mounts a route's basic-auth users: the secret that holds them, by its
+    name, or the users from the labels, named by their content."""
     assert route.basic_auth is not None
+    if route.basic_auth.secret:
+        return htpasswd_secret_target(route.basic_auth.secret)
     digest = hashlib.sha256("\n".join(route.basic_auth.users).encode()).hexdigest()[:16]
     return f"{HTPASSWD_DIR}/{digest}"
+
+
+def htpasswd_secret_target(secret: str) -> str:
+    return f"{HTPASSWD_SECRETS_DIR}/{secret}"
 
 
 def rate_zone(route: Route) -> str:
@@ -502,6 +535,12 @@ def rate_zone(route: Route) -> str:
     share a budget)."""
     assert route.rate_limit is not None
     key = f"{route.service}|{route.path}|{route.exact_path}|{route.rate_limit.per_minute}"
+    return "certbotless_" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def connection_zone(route: Route) -> str:
+    """The shared-memory zone counting one route's requests in flight per client."""
+    key = f"{route.service}|{route.path}|{route.exact_path}|connections"
     return "certbotless_" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
@@ -518,6 +557,12 @@ def _access_directives(route: Route) -> str:
     if route.rate_limit is not None:
         lines += [f"limit_req zone={rate_zone(route)} burst={route.rate_limit.burst} nodelay;",
                   "limit_req_status 429;"]  # fmt: skip
+    if route.max_connections is not None:
+        lines += [f"limit_conn {connection_zone(route)} {route.max_connections};",
+                  "limit_conn_status 429;"]  # fmt: skip
+    if route.retries:
+        lines += ["proxy_next_upstream error timeout;",
+                  f"proxy_next_upstream_tries {route.retries + 1};"]  # fmt: skip
     if route.upstream_scheme == "https":
         lines.append("proxy_ssl_server_name on;")
     if route.compress:
@@ -542,7 +587,11 @@ def _auth_response_headers(index: int, headers: tuple[str, ...]) -> str:
 
 
 def _rewrites(route: Route) -> str:
-    """Traefik's stripPrefix then addPrefix, as one rewrite (the first that matches ends)."""
+    """Traefik's stripPrefix then addPrefix, as one rewrite (the first that matches ends);
+    or its replacePath(Regex)."""
+    if route.replace_path is not None:
+        regex, replacement = route.replace_path
+        return f'\n            rewrite "{regex}" "{replacement}" break;'
     lines = [
         f"rewrite ^{re.escape(prefix.rstrip('/'))}/?(.*)$ {route.add_prefix}/$1 break;"
         for prefix in route.strip_prefixes
@@ -560,10 +609,66 @@ def _header_directives(route: Route, hsts: bool) -> str:
         lines.append(
             f'add_header {name} "{value}" always;' if value else f"proxy_hide_header {name};"
         )
-    if hsts and any(value for _, value in route.response_headers):
+    if route.cors is not None:
+        lines += _cors_headers(route.cors)
+    if hsts and (route.cors is not None or any(value for _, value in route.response_headers)):
         # add_header here stops the server's from being inherited: repeat HSTS.
         lines.append(f'add_header Strict-Transport-Security "{HSTS_VALUE}" always;')
     return "".join(f"\n            {line}" for line in lines)
+
+
+_ASKS = '"${certbotless_cors_preflight}m"'  # "o" (OPTIONS) then "m" (a method asked): "om"
+
+
+def _cors_checks(cors: Cors) -> str:
+    """Traefik's CORS, first part (nginx's rewrite phase, so before any rewrite's `break`): the
+    request's Origin kept when listed (`*` when `*` is), and preflights (OPTIONS with
+    Access-Control-Request-Method) answered 200 here with the allowed methods, headers and max
+    age. An empty variable sends no header."""
+    origin, preflight = "$certbotless_cors_origin", "$certbotless_cors_preflight"
+    lines = [f'set {origin} "";']
+    if "*" in cors.origins:
+        lines.append(f'set {origin} "*";')
+    elif cors.origins:
+        listed = "|".join(re.escape(o) for o in cors.origins)
+        lines.append(f'if ($http_origin ~ "^({listed})$") {{ set {origin} $http_origin; }}')
+    lines += [f'set {variable} "";' for variable in _CORS_ANSWERS.values()]
+    lines += [f'set {preflight} "";',
+              f'if ($request_method = OPTIONS) {{ set {preflight} "o"; }}',
+              f"if ($http_access_control_request_method) {{ set {preflight} {_ASKS}; }}",
+              f'if ({preflight} = "om") {{ '
+              + "".join(f'set {_CORS_ANSWERS[n]} "{v}"; ' for n, v in _preflight(cors) if v)
+              + "return 200; }"]  # fmt: skip
+    return "".join(f"\n            {line}" for line in lines)
+
+
+_CORS_ANSWERS = {
+    "Access-Control-Allow-Methods": "$certbotless_cors_methods",
+    "Access-Control-Allow-Headers": "$certbotless_cors_headers",
+    "Access-Control-Max-Age": "$certbotless_cors_max_age",
+}
+
+
+def _preflight(cors: Cors) -> list[tuple[str, str]]:
+    return [
+        ("Access-Control-Allow-Methods", ", ".join(cors.methods)),
+        ("Access-Control-Allow-Headers", ", ".join(cors.headers)),
+        ("Access-Control-Max-Age", "" if cors.max_age is None else str(cors.max_age)),
+    ]
+
+
+def _cors_headers(cors: Cors) -> list[str]:
+    """Traefik's CORS, second part: the answer's headers."""
+    lines = ["add_header Access-Control-Allow-Origin $certbotless_cors_origin always;"]
+    lines += [f"add_header {name} {variable} always;" for name, variable in _CORS_ANSWERS.items()]
+    if cors.credentials:
+        lines.append('add_header Access-Control-Allow-Credentials "true" always;')
+    if cors.expose_headers:
+        exposed = ", ".join(cors.expose_headers)
+        lines.append(f'add_header Access-Control-Expose-Headers "{exposed}" always;')
+    if cors.vary:
+        lines.append("add_header Vary Origin always;")
+    return lines
 
 
 def _auth_location(index: int, auth_url: str) -> str:

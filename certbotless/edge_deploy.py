@@ -10,6 +10,7 @@ import hashlib
 import logging
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
+from types import MappingProxyType
 
 from certbotless.edge import (
     DEFAULT_NGINX_VERSION,
@@ -18,6 +19,8 @@ from certbotless.edge import (
     NginxVersion,
     cert_files,
     files_listing,
+    htpasswd_secret_target,
+    htpasswd_secrets,
     local_nginx_version,
     placeholder_certificate,
     render_nginx_conf,
@@ -48,14 +51,22 @@ def edge_references(
     current: Mapping[str, StoredCert],
     confs: Mapping[str, tuple[str, str]],
     certs_dir: str,
+    secret_ids: Mapping[str, str] = MappingProxyType({}),
 ) -> list[FileReference]:
     """What the edge must mount: its configuration's files (`confs`: target → config name and
-    id) and the current version of each routed certificate."""
+    id), the secrets holding basic-auth users (`secret_ids`: name → id) and the current
+    version of each routed certificate."""
+    routes = list(routes)
     routed_hosts = {host for route in routes for host in route.hosts}
     wanted = [
         FileReference(ObjectKind.CONFIG, config_id, name, target, 0o444)
         for target, (name, config_id) in confs.items()
     ]
+    wanted += [
+        FileReference(ObjectKind.SECRET, secret_ids[name], name, htpasswd_secret_target(name),
+                      0o444)  # nginx's workers read it, not only its master (root)
+        for name in sorted(htpasswd_secrets(routes))
+    ]  # fmt: skip
     for cert in sorted(current.values(), key=lambda c: c.name):
         served = tuple(domain for domain in cert.domains if domain in routed_hosts)
         if not served:
@@ -80,6 +91,23 @@ def certificate_references(
         ),
         FileReference(ObjectKind.SECRET, cert.secret_id, cert.secret_name, files.privkey, 0o400),
     ]
+
+
+def with_their_secrets(
+    swarm: Swarm, routes: Sequence[Route]
+) -> tuple[Sequence[Route], dict[str, str]]:
+    """The routes whose basic-auth secret exists (discovery checked; one removed since is left
+    out, never served without its password), and each secret's ID."""
+    names = htpasswd_secrets(routes)
+    if not names:
+        return routes, {}
+    ids = swarm.secret_ids(names)
+    missing = names - set(ids)
+    if missing:
+        log.error("basic-auth secrets %s are gone: their routes are not served",
+                  ", ".join(sorted(missing)))  # fmt: skip
+    kept = [r for r in routes if r.basic_auth is None or r.basic_auth.secret not in missing]
+    return kept, ids
 
 
 class SwarmEdgeDeployer:
@@ -137,6 +165,7 @@ class SwarmEdgeDeployer:
         """The configuration's files and every reference the edge must mount."""
         if self.settings.nginx_conf == NginxConfMode.OWN:
             return self._snippet_references(current, wanted_names)
+        routes, secret_ids = with_their_secrets(self.swarm, routes)
         files = self._render(routes, current, self._edge_nginx_version(service))
         self._validate(self._render(routes, current, local_nginx_version()))
         try:
@@ -146,7 +175,7 @@ class SwarmEdgeDeployer:
                 f"{service['Spec']['Name']}: Swarm refused a file of the new configuration, "
                 f"so nothing rolled: {error}"
             ) from None
-        return files, edge_references(routes, current, confs, self.settings.certs_dir)
+        return files, edge_references(routes, current, confs, self.settings.certs_dir, secret_ids)
 
     def _validate(self, files: NginxFiles) -> None:
         """The sidecar's own `nginx -t` (its errors name the file, line and route); a

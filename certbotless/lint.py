@@ -20,7 +20,6 @@ from certbotless.compose import (
     labels_mapping,
     load_stack,
 )
-from certbotless.discovery import LABEL_PREFIX
 from certbotless.model import CertSpec, Discovery, LabelProblem, Route, ServiceInfo
 from certbotless.observe import discovered
 from certbotless.settings import Settings
@@ -71,7 +70,7 @@ def lint(
     services: list[ServiceInfo] = []
     misplaced: list[LabelProblem] = []
     for order, stack in enumerate(stacks):
-        stack_services, stack_misplaced = services_of(stack, order)
+        stack_services, stack_misplaced = services_of(stack, order, settings.label_dialects)
         services += stack_services
         misplaced += stack_misplaced
     edge = edge or settings.nginx_service or DEFAULT_EDGE
@@ -79,9 +78,12 @@ def lint(
     return _report(stacks, services, edge, found, misplaced)
 
 
-def services_of(stack: Stack, order: int) -> tuple[list[ServiceInfo], list[LabelProblem]]:
+def services_of(
+    stack: Stack, order: int, dialects: frozenset[str] = frozenset({"certbotless"})
+) -> tuple[list[ServiceInfo], list[LabelProblem]]:
     """Each service as the swarm would list it once deployed (`<stack>_<name>`, its
-    `deploy.labels`, its networks' names), and certbotless labels put on its containers."""
+    `deploy.labels`, its networks' names), and labels of the `dialects` put on its
+    containers."""
     config = stack.config
     top_networks = config.get("networks") or {}
     services, misplaced = [], []
@@ -100,21 +102,25 @@ def services_of(stack: Stack, order: int) -> tuple[list[ServiceInfo], list[Label
                 created_at=_FIRST_DEPLOYED + timedelta(minutes=order),
             )
         )
-        misplaced += _container_labels(name, labels_mapping(service.get("labels")), labels)
+        prefixes = tuple(f"{dialect}." for dialect in sorted(dialects))
+        misplaced += _container_labels(
+            name, labels_mapping(service.get("labels")), labels, prefixes
+        )
     return services, misplaced
 
 
 def _container_labels(
-    service: str, container: dict[str, str], deploy: dict[str, str]
+    service: str, container: dict[str, str], deploy: dict[str, str], prefixes: tuple[str, ...]
 ) -> list[LabelProblem]:
-    """A service's own `labels:` go on its containers, where certbotless never looks."""
+    """A service's own `labels:` go on its containers, where certbotless never looks (Traefik's
+    docker provider reads them there; its swarm mode, like certbotless, does not)."""
     return [
         LabelProblem(service, label, value,
                      "is under the service's labels:, which Swarm puts on its containers; "
                      "certbotless reads only the service's deploy.labels: move it under "
                      "deploy: labels:")
         for label, value in sorted(container.items())
-        if label.startswith(LABEL_PREFIX) and deploy.get(label) != value
+        if label.startswith(prefixes) and deploy.get(label) != value
     ]  # fmt: skip
 
 
@@ -214,7 +220,47 @@ def _route_text(route: Route) -> str:
         options.append(f"error pages {route.error_pages.url}")
     if route.timeout:
         options.append(f"timeout {route.timeout}")
-    return f"{targets} → {'; '.join(options)}"
+    return f"{targets} → {'; '.join(options + _access_text(route) + _shaping_text(route))}"
+
+
+def _access_text(route: Route) -> list[str]:
+    """Who gets in (never the users' hashes)."""
+    options = []
+    if route.methods or route.match_headers:
+        asked = [*route.methods, *(f"{name}: {value}" for name, value in route.match_headers)]
+        options.append(f"only {', '.join(asked)} (others 404)")
+    if route.basic_auth is not None:
+        users = (f"users of secret {route.basic_auth.secret}" if route.basic_auth.secret
+                 else f"{len(route.basic_auth.users)} user(s)")  # fmt: skip
+        options.append(f"basic auth ({users})")
+    if route.allow_from:
+        options.append(f"only from {', '.join(route.allow_from)}")
+    if route.rate_limit is not None:
+        options.append(f"{route.rate_limit.per_minute} requests a minute per client, "
+                       f"{route.rate_limit.burst} more at once")  # fmt: skip
+    if route.max_connections is not None:
+        options.append(f"{route.max_connections} requests in flight per client")
+    return options
+
+
+def _shaping_text(route: Route) -> list[str]:
+    options = []
+    if route.strip_prefixes:
+        options.append(f"strips {', '.join(route.strip_prefixes)}")
+    if route.add_prefix:
+        options.append(f"adds {route.add_prefix}")
+    if route.replace_path is not None:
+        options.append(f"path {route.replace_path[0]} → {route.replace_path[1]}")
+    if route.request_headers or route.response_headers:
+        options.append(f"{len(route.request_headers)} request and "
+                       f"{len(route.response_headers)} answer header(s)")  # fmt: skip
+    if route.cors is not None:
+        options.append(f"CORS for {', '.join(route.cors.origins) or 'no origin'}")
+    if route.compress:
+        options.append("gzip")
+    if route.retries:
+        options.append(f"{route.retries} retries")
+    return options
 
 
 def _spec_text(spec: CertSpec) -> str:

@@ -53,11 +53,13 @@ class ErrorPages:
 
 @dataclass(frozen=True)
 class BasicAuth:
-    """HTTP basic auth: `users` are htpasswd lines (`name:hash`, apr1, SHA1 or bcrypt)."""
+    """HTTP basic auth: `users` are htpasswd lines (`name:hash`, apr1, SHA1 or bcrypt), or
+    `secret` names the Swarm secret that holds them (the edge mounts it; nobody reads it)."""
 
-    users: tuple[str, ...]
+    users: tuple[str, ...] = ()
     realm: str = "restricted"
     remove_header: bool = False  # the service does not see the Authorization header
+    secret: str = ""
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,20 @@ class RateLimit:
 
     per_minute: int
     burst: int = 1
+
+
+@dataclass(frozen=True)
+class Cors:
+    """Cross-origin answers (Traefik's accessControl* headers): `origins` are exact origins
+    (`https://app.example.com`) or `*`; preflight requests are answered by the edge."""
+
+    origins: tuple[str, ...]
+    methods: tuple[str, ...] = ()
+    headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    credentials: bool = False
+    max_age: int | None = None  # seconds a browser may keep a preflight's answer
+    vary: bool = False  # send `Vary: Origin`
 
 
 @dataclass(frozen=True)
@@ -93,6 +109,15 @@ class Route:
     response_headers: tuple[tuple[str, str], ...] = ()  # set on the answer; "" removes it
     auth_response_headers: tuple[str, ...] = ()  # copied from the forward-auth answer
     compress: bool = False  # gzip the answers
+    # Only requests with one of these methods (any when empty) and these headers at these
+    # values (Traefik's Method and Header(s) matchers) are served; others get 404.
+    methods: tuple[str, ...] = ()
+    match_headers: tuple[tuple[str, str], ...] = ()  # (lowercase name, exact value)
+    max_connections: int | None = None  # requests in flight per client address; over it, 429
+    retries: int = 0  # tries on the service's other addresses after a connection error
+    # The path replaced before it reaches the service: (PCRE, replacement with $1…$9).
+    replace_path: tuple[str, str] | None = None
+    cors: Cors | None = None
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from certbotless.model import (
 from certbotless.seams import PassParts
 from certbotless.settings import NginxConfMode, Settings
 from certbotless.store import latest_per_name
+from certbotless.traefik_dynamic import read_dynamic_config
 from certbotless.traefik_labels import traefik_claims
 
 log = logging.getLogger(__name__)
@@ -44,11 +45,22 @@ def edge_if_any(settings: Settings, services: Sequence[ServiceInfo]) -> str | No
         return None
 
 
-def discovered(settings: Settings, services: Sequence[ServiceInfo], edge: str | None) -> Discovery:
+def discovered(
+    settings: Settings,
+    services: Sequence[ServiceInfo],
+    edge: str | None,
+    secrets: frozenset[str] | None = None,
+) -> Discovery:
     """The routes and certificates every enabled label dialect asks for, settled together: the
-    oldest claimant of a name or host+path keeps it, whichever dialect it wrote."""
+    oldest claimant of a name or host+path keeps it, whichever dialect it wrote. `secrets`: the
+    swarm's secret names, which basic-auth labels name (None: not known, as for `lint`)."""
     foreign = (
-        traefik_claims(services, settings.traefik_exposed_by_default)
+        traefik_claims(
+            services,
+            settings.traefik_exposed_by_default,
+            secrets,
+            read_dynamic_config(settings.traefik_dynamic_config),
+        )
         if "traefik" in settings.label_dialects
         else {}
     )
@@ -58,6 +70,7 @@ def discovered(settings: Settings, services: Sequence[ServiceInfo], edge: str | 
         routing=settings.nginx_conf == NginxConfMode.RENDERED,
         native="certbotless" in settings.label_dialects,
         foreign=foreign,
+        secrets=secrets,
     )
 
 
@@ -66,7 +79,7 @@ def observe(
 ) -> Observation:
     services = parts.services.services()
     edge = edge_if_any(settings, services)
-    found = discovered(settings, services, edge)
+    found = discovered(settings, services, edge, parts.services.secret_names())
     stored = tuple(parts.store.inventory())
     return Observation(
         services=tuple(services),

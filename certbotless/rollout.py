@@ -15,6 +15,7 @@ from typing import NamedTuple
 from cryptography import x509
 
 from certbotless.edge import (
+    HTPASSWD_SECRETS_DIR,
     NginxConfigError,
     NginxVersion,
     explain_nginx_error,
@@ -61,7 +62,8 @@ def swap_references(
     current: list[Json], wanted: Iterable[FileReference], kind: ObjectKind
 ) -> list[Json]:
     """The new reference list: `wanted` replaces whatever sits at the same target (keeping its
-    owner and mode), stale certbotless references are dropped, everything else stays untouched."""
+    owner and mode), stale certbotless references are dropped (and operators' basic-auth secrets
+    that no route names any more), everything else stays untouched."""
     wanted = [w for w in wanted if w.kind == kind]
     _, id_key, name_key = _KEYS[kind]
     by_target = {ref.get("File", {}).get("Name"): ref for ref in current}
@@ -71,6 +73,7 @@ def swap_references(
         for ref in current
         if ref.get("File", {}).get("Name") not in wanted_targets
         and not str(ref.get(name_key, "")).startswith(NAME_PREFIX)
+        and not str(ref.get("File", {}).get("Name", "")).startswith(HTPASSWD_SECRETS_DIR + "/")
     ]
     for ref in wanted:
         old_file = by_target.get(ref.target, {}).get("File", {})

@@ -37,6 +37,10 @@ class ServiceSource(Protocol):
 
     def services(self) -> list[ServiceInfo]: ...
 
+    def secret_names(self) -> frozenset[str]:
+        """The names of every secret in the swarm (basic-auth labels name one)."""
+        ...
+
 
 class Solver(Protocol):
     """Proves control of a name for one challenge type. HTTP-01 through the edge

@@ -34,6 +34,7 @@ VARIABLES = (
     "SELF_CHECK", "FRONT_SUBNET", "ROLLOUT_TIMEOUT", "GC_KEEP_VERSIONS", "GC_KEEP_EXPIRED_DAYS",
     "LOG_LEVEL", "LOG_FORMAT", "METRICS_LISTEN", "ALERT_WEBHOOK", "ALERT_WEBHOOK_FORMAT",
     "SMTP_URL", "ALERT_EMAIL", "LABEL_DIALECTS", "TRAEFIK_EXPOSED_BY_DEFAULT",
+    "TRAEFIK_DYNAMIC_CONFIG",
 )  # fmt: skip
 # Label dialects certbotless reads: its own certbotless.* labels, and Traefik's.
 LABEL_DIALECTS = ("certbotless", "traefik")
@@ -149,6 +150,9 @@ class Settings:
     label_dialects: frozenset[str] = frozenset(LABEL_DIALECTS)
     # Traefik's exposedByDefault: whether services without traefik.enable=true are routed.
     traefik_exposed_by_default: bool = False
+    # Traefik dynamic-configuration files (YAML or TOML) whose http.middlewares `name@file`
+    # means; mounted into the sidecar as Swarm configs.
+    traefik_dynamic_config: tuple[Path, ...] = ()
 
     @property
     def proxy_protocol(self) -> bool:
@@ -221,6 +225,7 @@ class Settings:
             traefik_exposed_by_default=_flag(get("TRAEFIK_EXPOSED_BY_DEFAULT"),
                                              "TRAEFIK_EXPOSED_BY_DEFAULT",
                                              defaults.traefik_exposed_by_default),
+            traefik_dynamic_config=_paths(get("TRAEFIK_DYNAMIC_CONFIG"), "TRAEFIK_DYNAMIC_CONFIG"),
         )  # fmt: skip
 
 
@@ -389,6 +394,15 @@ def _path(value: str | None, name: str) -> Path | None:
     if not value.startswith("/") or not value.isprintable():
         raise _invalid(name, value, "must be an absolute path, e.g. /run/certbotless/…")
     return Path(value)
+
+
+def _paths(value: str | None, name: str) -> tuple[Path, ...]:
+    """Absolute paths, comma-separated."""
+    parts = [part.strip() for part in (value or "").split(",") if part.strip()]
+    if not all(part.startswith("/") and part.isprintable() for part in parts):
+        raise _invalid(name, value or "", "must be absolute paths, comma-separated, e.g. "
+                       "/etc/certbotless/traefik/dynamic.yml")  # fmt: skip
+    return tuple(Path(part) for part in parts)
 
 
 def _certs_dir(value: str | None, name: str) -> str | None:

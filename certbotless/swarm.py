@@ -188,6 +188,17 @@ class Swarm:
     def secrets(self, label: str) -> list[Json]:
         return cast(list[Json], self.api.secrets(filters={"label": label}))
 
+    def secret_names(self) -> frozenset[str]:
+        return frozenset(secret["Spec"]["Name"] for secret in self.api.secrets())
+
+    def secret_ids(self, names: Iterable[str]) -> dict[str, str]:
+        """Secret name → ID, for those of `names` that exist."""
+        wanted = set(names)
+        if not wanted:
+            return {}
+        return {secret["Spec"]["Name"]: secret["ID"] for secret in self.api.secrets()
+                if secret["Spec"]["Name"] in wanted}  # fmt: skip
+
     def engine_info(self) -> Json:
         return cast(Json, self.api.info())
 

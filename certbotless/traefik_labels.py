@@ -32,7 +32,13 @@ from certbotless.model import (
     Route,
     ServiceInfo,
 )
-from certbotless.traefik_middlewares import Middleware, MiddlewareRefused, apply_middlewares
+from certbotless.traefik_middlewares import (
+    NO_FILE_MIDDLEWARES,
+    FileMiddlewares,
+    Middleware,
+    MiddlewareRefused,
+    apply_middlewares,
+)
 from certbotless.traefik_rules import RuleError, compile_rule, default_priority, parse_v1_rule
 
 PREFIX = "traefik."
@@ -86,9 +92,14 @@ def enabled(service: ServiceInfo, exposed_by_default: bool) -> bool:
 
 
 def traefik_claims(
-    services: Sequence[ServiceInfo], exposed_by_default: bool = False
+    services: Sequence[ServiceInfo],
+    exposed_by_default: bool = False,
+    secrets: frozenset[str] | None = None,
+    files: FileMiddlewares = NO_FILE_MIDDLEWARES,
 ) -> dict[str, DialectClaims]:
-    """What each service's traefik.* labels ask for (services with none are left out)."""
+    """What each service's traefik.* labels ask for (services with none are left out).
+    `secrets`: the swarm's secret names, for `basicauth.usersFile` (None: not known);
+    `files`: the middlewares of Traefik dynamic-configuration files (`name@file`)."""
     ordered = sorted(services, key=claim_order)
     taking = [s for s in ordered if _has_traefik_labels(s) and enabled(s, exposed_by_default)]
     definitions = _middleware_definitions(taking)
@@ -101,7 +112,9 @@ def traefik_claims(
         elif DOMAINS in service.labels:
             claims[service.name] = DialectClaims(problems=(_both_dialects(service),))
         else:
-            claims[service.name] = _service_claims(service, definitions, ordered)
+            claims[service.name] = _service_claims(
+                service, _Known(definitions, ordered, secrets, files)
+            )
     return claims
 
 
@@ -153,18 +166,24 @@ def _middleware_definitions(services: Sequence[ServiceInfo]) -> dict[str, list[M
     return by_name
 
 
-def _service_claims(
-    service: ServiceInfo,
-    definitions: dict[str, list[Middleware]],
-    services: Sequence[ServiceInfo],
-) -> DialectClaims:
+@dataclass(frozen=True)
+class _Known:
+    """What a service's routers may refer to beyond its own labels."""
+
+    definitions: dict[str, list[Middleware]]  # middlewares in labels, by name
+    services: Sequence[ServiceInfo]
+    secrets: frozenset[str] | None
+    files: FileMiddlewares
+
+
+def _service_claims(service: ServiceInfo, known: _Known) -> DialectClaims:
     routers, unknown = _routers(service)
     problems = [_unknown_label_problem(service, label) for label in unknown]
     routes: list[_Made] = []
     certificates: list[tuple[str, CertSpec]] = []
     for router in routers.values():
         try:
-            made, spec = _router_routes(service, router, definitions, services)
+            made, spec = _router_routes(service, router, known)
         except _Skip as skip:
             if skip.problem is not None:
                 problems.append(skip.problem)
@@ -230,10 +249,7 @@ def _problem(service: ServiceInfo, label: str, message: str) -> LabelProblem:
 
 
 def _router_routes(
-    service: ServiceInfo,
-    router: _Router,
-    definitions: dict[str, list[Middleware]],
-    services: Sequence[ServiceInfo],
+    service: ServiceInfo, router: _Router, known: _Known
 ) -> tuple[tuple[int, list[Route], list[LabelProblem]], CertSpec | None]:
     v1 = router.get("v1.rule") is not None
     rule_label = router.label("v1.rule" if v1 else "rule")
@@ -252,33 +268,43 @@ def _router_routes(
         raise _Skip(_problem(service, rule_label, f"the rule {error}; this router is not "
                              "routed")) from None  # fmt: skip
     https, plain = _entrypoints(service, router, v1)
-    if not https and _redirects_only(router, definitions):
+    if not https and _redirects_only(router, known):
         raise _Skip(None)  # a redirect router: certbotless redirects plain HTTP by itself
     port, scheme = _upstream(service, router, v1)
     base = Route(service=service.name, hosts=(), port=port, upstream_scheme=scheme,
                  strip_prefixes=strip, redirect_to_https=not plain)  # fmt: skip
-    base, problems = apply_middlewares(base, _middleware_names(router), service, definitions,
-                                       services)  # fmt: skip
+    base, problems = apply_middlewares(base, _middleware_names(router), service,
+                                       known.definitions, known.services, known.secrets,
+                                       known.files)  # fmt: skip
     routes = []
     invalid = _invalid_factory(service, rule_label)
     for alternative in alternatives:
         hosts = tuple(dict.fromkeys(_parse_hostname(h, invalid) for h in alternative.hosts))
         check_path(alternative.path, rule_label, invalid)
         routes.append(replace(base, hosts=hosts, path=alternative.path,
-                              exact_path=alternative.exact))  # fmt: skip
+                              exact_path=alternative.exact, methods=alternative.methods,
+                              match_headers=alternative.headers))  # fmt: skip
     hosts = tuple(dict.fromkeys(h for route in routes for h in route.hosts))
     priority = _priority(service, router, rule)
     return (priority, routes, problems), _spec(hosts)
 
 
-def _redirects_only(router: _Router, definitions: dict[str, list[Middleware]]) -> bool:
+def _redirects_only(router: _Router, known: _Known) -> bool:
     """Whether the router only sends plain HTTP to HTTPS (its service then does not matter)."""
-    names = [name.split("@")[0] for _, name in _middleware_names(router)]
+
+    def candidates(name: str) -> Sequence[Middleware]:
+        bare, _, provider = name.partition("@")
+        if provider == "file":
+            found = known.files.definitions.get(bare)
+            return [found] if found is not None else []
+        return known.definitions.get(bare, [])
+
+    names = [name for _, name in _middleware_names(router)]
     return bool(names) and any(
         middleware.kind == "redirectscheme"
         and middleware.fields.get("scheme", ("", ""))[1].lower() == "https"
         for name in names
-        for middleware in definitions.get(name, ())
+        for middleware in candidates(name)
     )
 
 
@@ -413,8 +439,8 @@ def _guard_conflict(
     return _problem(
         service, label,
         f"{key[0]}{key[1]} is also served by {first_label} with other access middlewares "
-        "(auth, allowlist); certbotless serves one route per host and path, so neither is "
-        "routed there: give both routers the same ones",
+        "(auth, allowlist) or Header(s) conditions; certbotless serves one route per host and "
+        "path, so neither is routed there: give both routers the same ones",
     )  # fmt: skip
 
 
@@ -432,8 +458,13 @@ def _one_route_per_path(
         for host in route.hosts:
             key = (host, route.path, route.exact_path)
             first, first_label = chosen.setdefault(key, (replace(route, hosts=(host,)), label))
-            if _guards(first) != _guards(route):
+            if _guards(first) != _guards(route) or first.match_headers != route.match_headers:
                 conflicts.setdefault(key, _guard_conflict(service, label, key, first_label))
+            elif first.methods != route.methods:  # routers by method: one route for all of them
+                methods = () if not (first.methods and route.methods) else tuple(
+                    sorted({*first.methods, *route.methods})
+                )  # fmt: skip
+                chosen[key] = (replace(first, methods=methods), first_label)
             if not route.redirect_to_https:
                 plain.add(key)
     grouped: dict[Route, list[str]] = {}

@@ -13,13 +13,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from certbotless.discovery import (
+    HEADER_NAME_RE,
+    HEADER_VALUE_RE,
+    SECRET_NAME_RE,
     STATUS_PLACEHOLDER,
     InvalidLabel,
     check_path,
     check_url,
     parse_statuses,
 )
-from certbotless.model import BasicAuth, ErrorPages, LabelProblem, RateLimit, Route, ServiceInfo
+from certbotless.model import (
+    BasicAuth,
+    Cors,
+    ErrorPages,
+    LabelProblem,
+    RateLimit,
+    Route,
+    ServiceInfo,
+)
 
 # Who gets in: never served without them.
 SECURITY_KINDS = {"basicauth", "digestauth", "forwardauth", "ipallowlist", "ipwhitelist"}
@@ -33,9 +44,6 @@ SHAPING_KINDS = {
 V1_REDIRECT = "@v1-redirect"
 V1_BASIC = "@v1-basicauth"
 MAX_CHAIN_DEPTH = 8
-_HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9-]{1,100}$", re.ASCII)
-# Printable, and nothing nginx would read as a variable or the end of a quoted string.
-_HEADER_VALUE_RE = re.compile(r"^[\x20\x21\x23\x25-\x5b\x5d-\x7e]{0,2000}$", re.ASCII)
 _HTPASSWD_RE = re.compile(r"^[^:\s]{1,64}:[A-Za-z0-9./$={}+-]{1,200}$", re.ASCII)
 _DURATION_RE = re.compile(r"^([0-9]{1,6})(ms|s|m|h)?$", re.ASCII)
 _SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
@@ -64,6 +72,19 @@ class Middleware:
         return next(iter(self.fields.values()))[0] if self.fields else self.name
 
 
+@dataclass(frozen=True)
+class FileMiddlewares:
+    """The middlewares of Traefik dynamic-configuration files (`name@file`), by name; `error`
+    says why the files could not be read (then every `@file` middleware is refused)."""
+
+    definitions: dict[str, Middleware] = field(default_factory=dict)
+    sources: str = ""  # the files, for problems
+    error: str = ""
+
+
+NO_FILE_MIDDLEWARES = FileMiddlewares()
+
+
 class MiddlewareRefused(Exception):
     """A route is not served: a middleware guarding it cannot be applied."""
 
@@ -83,6 +104,8 @@ class _Context:
     service: ServiceInfo
     definitions: dict[str, list[Middleware]]
     services: Sequence[ServiceInfo]
+    secrets: frozenset[str] | None  # the swarm's secret names (None: not known)
+    files: FileMiddlewares
 
 
 def apply_middlewares(
@@ -91,10 +114,13 @@ def apply_middlewares(
     service: ServiceInfo,
     definitions: dict[str, list[Middleware]],
     services: Sequence[ServiceInfo],
+    secrets: frozenset[str] | None = None,
+    files: FileMiddlewares = NO_FILE_MIDDLEWARES,
 ) -> tuple[Route, list[LabelProblem]]:
     """`route` with the middlewares `names` ((label, name) in order) applied, and the problems
-    of those that could not be; raises MiddlewareRefused when one guarding access cannot."""
-    context = _Context(service, definitions, services)
+    of those that could not be; raises MiddlewareRefused when one guarding access cannot.
+    `secrets`: the swarm's secret names, for `basicauth.usersfile` (None: not known)."""
+    context = _Context(service, definitions, services, secrets, files)
     problems: list[LabelProblem] = []
     for label, name in names:
         route = _apply_named(route, label, name, context, problems, 0)
@@ -134,9 +160,12 @@ def _apply_one(
         raise _Unsupported(middleware.label(), name, "defines several kinds under one name")
     if middleware.kind == "chain":
         for inner in middleware.value("middlewares").split(","):
-            if inner.strip():
-                route = _apply_named(route, middleware.label("middlewares"), inner.strip(),
-                                     context, problems, depth + 1)  # fmt: skip
+            inner = inner.strip()
+            if inner and not middleware.service and "@" not in inner:
+                inner += "@file"  # a file's chain names the file's middlewares
+            if inner:
+                route = _apply_named(route, middleware.label("middlewares"), inner, context,
+                                     problems, depth + 1)  # fmt: skip
         return route
     apply = _APPLY.get(middleware.kind)
     if apply is None:
@@ -160,9 +189,11 @@ def _kind_of(name: str, context: _Context) -> str | None:
 def _resolve(label: str, name: str, context: _Context) -> Middleware:
     """The definition a name means: this service's, else its stack's, else the oldest."""
     bare, _, provider = name.partition("@")
+    if provider == "file":
+        return _from_file(label, name, bare, context.files)
     if provider not in ("", "docker", "swarm"):
-        raise _Unsupported(label, name, f"middlewares of the {provider} provider are not read "
-                           "yet; define it in labels")  # fmt: skip
+        raise _Unsupported(label, name, f"middlewares of the {provider} provider are not read; "
+                           "define it in labels or in a file (@file)")  # fmt: skip
     candidates = context.definitions.get(bare, [])
     service = context.service
     for middleware in candidates:
@@ -174,6 +205,20 @@ def _resolve(label: str, name: str, context: _Context) -> Middleware:
     if candidates:
         return candidates[0]
     raise _Unsupported(label, name, "is defined on no service with traefik.enable=true")
+
+
+def _from_file(label: str, name: str, bare: str, files: FileMiddlewares) -> Middleware:
+    if files.error:
+        raise _Unsupported(label, name, files.error)
+    if not files.sources:
+        raise _Unsupported(label, name, "no Traefik dynamic-configuration file is given to "
+                           "certbotless: mount it as a Swarm config and name it in "
+                           "CERTBOTLESS_TRAEFIK_DYNAMIC_CONFIG")  # fmt: skip
+    found = files.definitions.get(bare)
+    if found is None:
+        raise _Unsupported(label, name, f"{files.sources} defines no middleware {bare} "
+                           "under http.middlewares")  # fmt: skip
+    return found
 
 
 def _v1(route: Route, label: str, name: str, service: ServiceInfo) -> Route:
@@ -230,23 +275,55 @@ def _forward_auth(route: Route, mw: Middleware, context: _Context) -> Route:
     except InvalidLabel as error:
         raise _Unsupported(mw.label("address"), address, error.problem.message) from None
     headers = tuple(h.strip() for h in mw.value("authresponseheaders").split(",") if h.strip())
-    if not all(_HEADER_NAME_RE.match(h) for h in headers):
+    if not all(HEADER_NAME_RE.match(h) for h in headers):
         raise _Unsupported(mw.label("authresponseheaders"), mw.value("authresponseheaders"),
                            "must be header names, comma-separated")  # fmt: skip
     return replace(route, auth_url=address, auth_response_headers=headers)
 
 
 def _basic_auth(route: Route, mw: Middleware, context: _Context) -> Route:
-    if mw.value("usersfile"):
-        raise _Unsupported(mw.label("usersfile"), mw.value("usersfile"),
-                           "a users file from a secret is not mounted into the edge yet; put "
-                           "the users in basicauth.users")  # fmt: skip
-    _known_fields(mw, {"users", "realm", "removeheader"})
-    users = _htpasswd_users(mw.value("users"), mw.label("users"), mw.name)
+    _known_fields(mw, {"users", "usersfile", "realm", "removeheader"})
     realm = mw.value("realm", "traefik")
     if not re.fullmatch(r"[A-Za-z0-9 ._-]{1,64}", realm):
         raise _Unsupported(mw.label("realm"), realm, "must be letters, digits, spaces, . _ -")
-    return replace(route, basic_auth=BasicAuth(users, realm, _flag(mw, "removeheader")))
+    remove_header = _flag(mw, "removeheader")
+    if mw.value("usersfile"):
+        if mw.value("users"):
+            raise _Unsupported(mw.label("users"), mw.value("users"), "users and usersFile "
+                               "together: Traefik merges them, certbotless takes one; keep "
+                               "one")  # fmt: skip
+        secret = _users_file_secret(mw, context)
+        return replace(route, basic_auth=BasicAuth((), realm, remove_header, secret))
+    users = _htpasswd_users(mw.value("users"), mw.label("users"), mw.name)
+    return replace(route, basic_auth=BasicAuth(users, realm, remove_header))
+
+
+SECRETS_DIR = "/run/secrets/"  # where Swarm mounts a secret given with no target
+
+
+def _users_file_secret(mw: Middleware, context: _Context) -> str:
+    """The Swarm secret behind Traefik's `usersFile=/run/secrets/<target>`: a secret named
+    <target>, else the stack's (`docker stack deploy` names it <stack>_<target>)."""
+    path = mw.value("usersfile")
+    target = path[len(SECRETS_DIR) :] if path.startswith(SECRETS_DIR) else ""
+    if not SECRET_NAME_RE.match(target):
+        raise _Unsupported(mw.label("usersfile"), path, "certbotless reads a users file only "
+                           "from a Swarm secret mounted at /run/secrets/<name> (the file the "
+                           "Traefik service mounted); put the users in basicauth.users or "
+                           "use certbotless.basic_auth_secret")  # fmt: skip
+    candidates = [target]
+    if mw.stack:
+        candidates.append(f"{mw.stack}_{target}")
+    if context.secrets is None:
+        return target
+    found = next((name for name in candidates if name in context.secrets), None)
+    if found is None:
+        raise _Unsupported(mw.label("usersfile"), path, f"no Swarm secret is named "
+                           f"{' or '.join(candidates)}; create it from the htpasswd file "
+                           f"(`docker secret create {target} FILE`: one Traefik's own stack "
+                           "made, <its stack>_<name>, is another stack's and not "
+                           "used)")  # fmt: skip
+    return found
 
 
 def _ip_allowlist(route: Route, mw: Middleware, context: _Context) -> Route:
@@ -293,6 +370,7 @@ def _rate_limit(route: Route, mw: Middleware, context: _Context) -> Route:
 
 def _strip_prefix(route: Route, mw: Middleware, context: _Context) -> Route:
     _known_fields(mw, {"prefixes", "forceslash"})
+    _not_after_replace(route, mw)
     prefixes = tuple(p.strip() for p in mw.value("prefixes").split(",") if p.strip())
     for prefix in prefixes:
         check_path(prefix, mw.label("prefixes"), _invalid(mw.label("prefixes"), prefix))
@@ -301,9 +379,79 @@ def _strip_prefix(route: Route, mw: Middleware, context: _Context) -> Route:
 
 def _add_prefix(route: Route, mw: Middleware, context: _Context) -> Route:
     _known_fields(mw, {"prefix"})
+    _not_after_replace(route, mw)
     prefix = mw.value("prefix")
     check_path(prefix, mw.label("prefix"), _invalid(mw.label("prefix"), prefix))
     return replace(route, add_prefix=prefix.rstrip("/"))
+
+
+def _not_after_replace(route: Route, mw: Middleware) -> None:
+    if route.replace_path is not None:
+        raise _Unsupported(mw.label(), mw.name, "after a replacePath(Regex) middleware, "
+                           "another path change is not supported: use one "
+                           "replacePathRegex")  # fmt: skip
+
+
+def _replace_path(route: Route, mw: Middleware, context: _Context) -> Route:
+    _known_fields(mw, {"path"})
+    path = mw.value("path")
+    check_path(path, mw.label("path"), _invalid(mw.label("path"), path))
+    return _with_replacement(route, mw, ("^.*$", path))
+
+
+# RE2 (Traefik's) and PCRE (nginx's) agree on these; nothing nginx's quoted strings would unescape
+# (a double backslash) and no named group (nginx makes each a variable, which could shadow its
+# own, such as $upstream).
+_REGEX_RE = re.compile(r"^[\x20\x21\x23-\x7e]{1,1024}$", re.ASCII)
+_REPLACEMENT_RE = re.compile(r"^/(?:[A-Za-z0-9._~!&()*+,=:@%/-]|\$[1-9])*$", re.ASCII)
+
+
+def _replace_path_regex(route: Route, mw: Middleware, context: _Context) -> Route:
+    _known_fields(mw, {"regex", "replacement"})
+    regex = mw.value("regex")
+    replacement = re.sub(r"\$\{([1-9])\}", r"$\1", mw.value("replacement"))
+    if not _REGEX_RE.match(regex) or "\\\\" in regex or re.search(r"\(\?P?<", regex):
+        raise _Unsupported(mw.label("regex"), regex, "must be a regular expression of printable "
+                           "ASCII without '\"', a double backslash or named groups")  # fmt: skip
+    try:
+        re.compile(regex)
+    except re.error as error:
+        raise _Unsupported(
+            mw.label("regex"), regex, f"is not a regular expression: {error}"
+        ) from None
+    if not _REPLACEMENT_RE.match(replacement):
+        raise _Unsupported(mw.label("replacement"), mw.value("replacement"), "must be a path "
+                           "with $1…$9 (or ${1}…${9}) for the groups, e.g. /api/$1")  # fmt: skip
+    return _with_replacement(route, mw, (regex, replacement))
+
+
+def _with_replacement(route: Route, mw: Middleware, replacement: tuple[str, str]) -> Route:
+    if route.strip_prefixes or route.add_prefix or route.replace_path is not None:
+        raise _Unsupported(mw.label(), mw.name, "another middleware already changes the path "
+                           "(stripPrefix, addPrefix, replacePath): use one "
+                           "replacePathRegex")  # fmt: skip
+    return replace(route, replace_path=replacement)
+
+
+def _in_flight(route: Route, mw: Middleware, context: _Context) -> Route:
+    _known_fields(mw, {"amount", "sourcecriterion.ipstrategy.depth"})
+    if mw.value("sourcecriterion.ipstrategy.depth", "0") != "0":
+        raise _Unsupported(mw.label("sourcecriterion.ipstrategy.depth"),
+                           mw.value("sourcecriterion.ipstrategy.depth"),
+                           "the edge counts by the client's address, not "
+                           "X-Forwarded-For")  # fmt: skip
+    amount = mw.value("amount")
+    if not re.fullmatch(r"[0-9]{1,6}", amount) or int(amount) < 1:
+        raise _Unsupported(mw.label("amount"), amount, "must be a whole number from 1")
+    return replace(route, max_connections=int(amount))
+
+
+def _retry(route: Route, mw: Middleware, context: _Context) -> Route:
+    _known_fields(mw, {"attempts", "initialinterval"})
+    attempts = mw.value("attempts")
+    if not re.fullmatch(r"[0-9]{1,2}", attempts) or int(attempts) < 1:
+        raise _Unsupported(mw.label("attempts"), attempts, "must be a whole number from 1 to 99")
+    return replace(route, retries=int(attempts))
 
 
 _HEADER_FLAGS = {
@@ -320,9 +468,49 @@ _HEADER_VALUES = {
 _STS = {"stsseconds", "stsincludesubdomains", "stspreload", "forcestsheader"}
 
 
+_CORS = {
+    "accesscontrolalloworiginlist", "accesscontrolallowmethods", "accesscontrolallowheaders",
+    "accesscontrolexposeheaders", "accesscontrolallowcredentials", "accesscontrolmaxage",
+    "addvaryheader",
+}  # fmt: skip
+_ORIGIN_RE = re.compile(r"^(?:\*|https?://[A-Za-z0-9.-]{1,253}(?::[0-9]{1,5})?)$", re.ASCII)
+_TOKEN_RE = re.compile(r"^(?:\*|[A-Za-z0-9-]{1,100})$", re.ASCII)
+
+
+def _cors(mw: Middleware) -> Cors | None:
+    """Traefik's accessControl* fields (accessControlAllowOriginListRegex is refused)."""
+    if not any(key in _CORS for key in mw.fields):
+        return None
+
+    def listed(key: str, pattern: re.Pattern[str], what: str) -> tuple[str, ...]:
+        items = tuple(i.strip() for i in mw.value(key).split(",") if i.strip())
+        bad = [item for item in items if not pattern.match(item)]
+        if bad:
+            raise _Unsupported(mw.label(key), mw.value(key), f"{bad[0]!r} is not {what}")
+        return items
+
+    origins = listed("accesscontrolalloworiginlist", _ORIGIN_RE,
+                     "an origin (scheme://host[:port]) or *")  # fmt: skip
+    max_age = mw.value("accesscontrolmaxage")
+    if max_age and not re.fullmatch(r"[0-9]{1,8}", max_age):
+        raise _Unsupported(mw.label("accesscontrolmaxage"), max_age, "must be seconds")
+    return Cors(
+        origins=origins,
+        methods=tuple(
+            m.upper() for m in listed("accesscontrolallowmethods", _TOKEN_RE, "a method")
+        ),
+        headers=listed("accesscontrolallowheaders", _TOKEN_RE, "a header name"),
+        expose_headers=listed("accesscontrolexposeheaders", _TOKEN_RE, "a header name"),
+        credentials=_flag(mw, "accesscontrolallowcredentials"),
+        max_age=int(max_age) if max_age else None,
+        vary=_flag(mw, "addvaryheader"),
+    )
+
+
 def _headers(route: Route, mw: Middleware, context: _Context) -> Route:
     _known_fields(mw, {"customrequestheaders", "customresponseheaders", *_HEADER_FLAGS,
-                       *_HEADER_VALUES, *_STS})  # fmt: skip
+                       *_HEADER_VALUES, *_STS, *_CORS})  # fmt: skip
+    cors = _cors(mw) or route.cors
     request, response = list(route.request_headers), list(route.response_headers)
     for key, (label, value) in sorted(mw.fields.items()):
         kind = key.partition(".")[0]
@@ -337,11 +525,11 @@ def _headers(route: Route, mw: Middleware, context: _Context) -> Route:
             response.append(_header(_HEADER_VALUES[kind], value, label))
     hsts = route.hsts or mw.value("stsseconds", "0") not in ("", "0")
     return replace(route, request_headers=tuple(request), response_headers=tuple(response),
-                   hsts=hsts)  # fmt: skip
+                   hsts=hsts, cors=cors)  # fmt: skip
 
 
 def _header(name: str, value: str, label: str) -> tuple[str, str]:
-    if not _HEADER_NAME_RE.match(name) or not _HEADER_VALUE_RE.match(value):
+    if not HEADER_NAME_RE.match(name) or not HEADER_VALUE_RE.match(value):
         raise _Unsupported(label, value, "header names are letters, digits and '-'; values "
                            "printable ASCII")  # fmt: skip
     return name, value
@@ -405,4 +593,8 @@ _APPLY: dict[str, _Apply] = {
     "headers": _headers,
     "compress": _compress,
     "errors": _errors,
+    "replacepath": _replace_path,
+    "replacepathregex": _replace_path_regex,
+    "inflightreq": _in_flight,
+    "retry": _retry,
 }

@@ -27,6 +27,12 @@ MAX_ALTERNATIVES = 64  # conjunctions after expanding every `||`
 _HOST = {"host", "hostheader"}
 _PATHS = {"path": True, "pathprefix": False}  # → exact
 _HOST_REGEXP = "hostregexp"
+_METHOD = "method"
+_HEADER = {"headers", "header"}  # v2's Headers(`K`, `V`), v3's Header(`K`, `V`): exact value
+_METHOD_RE = re.compile(r"^[A-Z]{1,20}$", re.ASCII)
+_HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9-]{1,100}$", re.ASCII)
+# Printable, and nothing nginx would read as a variable or the end of a quoted string.
+_HEADER_VALUE_RE = re.compile(r"^[\x20\x21\x23\x25-\x5b\x5d-\x7e]{0,2000}$", re.ASCII)
 # A regexp that is one literal name: `^a\.example\.com$` (v3) or `a.example.com` (v2).
 _LITERAL_HOST_RE = re.compile(r"^\^?((?:[A-Za-z0-9-]|\\\.)+)\$?$", re.ASCII)
 
@@ -61,11 +67,14 @@ Node = Matcher | Not | All | Any
 
 @dataclass(frozen=True)
 class Alternative:
-    """Requests for one of `hosts` whose path starts with `path` (or is `path`, when `exact`)."""
+    """Requests for one of `hosts` whose path starts with `path` (or is `path`, when `exact`),
+    with one of `methods` (any when empty) and every header of `headers` at its value."""
 
     hosts: tuple[str, ...]
     path: str = "/"
     exact: bool = False
+    methods: tuple[str, ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 _TOKEN_RE = re.compile(
@@ -173,7 +182,8 @@ class _Parser:
         self.take(")")
         if not args:
             raise RuleError(f"{name}() has no value")
-        if name.lower() in _HOST or name.lower() in _PATHS:  # v2: any of several values
+        if name.lower() in _HOST or name.lower() in _PATHS or name.lower() == _METHOD:
+            # v2: any of several values
             matchers = tuple(Matcher(name, (arg,)) for arg in args)
             return matchers[0] if len(matchers) == 1 else Any(matchers)
         return Matcher(name, tuple(args))
@@ -213,23 +223,52 @@ def compile_rule(rule: str) -> tuple[Alternative, ...]:
     conjunctions = _dnf(parse_rule(rule))
     if len(conjunctions) > MAX_ALTERNATIVES:
         raise RuleError(f"expands to more than {MAX_ALTERNATIVES} alternatives; simplify it")
-    by_path: dict[tuple[str, bool], list[str]] = {}
+    by_path: dict[_Where, list[str]] = {}
     for conjunction in conjunctions:
         compiled = _conjunction(conjunction)
         if compiled is None:  # can never match (two different hosts, disjoint paths)
             continue
-        hosts, path, exact = compiled
-        by_path.setdefault((path, exact), [])
-        by_path[(path, exact)] += [h for h in hosts if h not in by_path[(path, exact)]]
+        hosts, where = compiled
+        by_path.setdefault(where, [])
+        by_path[where] += [h for h in hosts if h not in by_path[where]]
     if not by_path:
         raise RuleError("can never match (it asks for two different hosts or paths at once)")
-    return tuple(Alternative(tuple(h), p, e) for (p, e), h in by_path.items())
+    return _methods_united(tuple(Alternative(tuple(h), *where) for where, h in by_path.items()))
 
 
-def _conjunction(literals: _Conjunction) -> tuple[list[str], str, bool] | None:
+def _methods_united(alternatives: tuple[Alternative, ...]) -> tuple[Alternative, ...]:
+    """One alternative per host and path: nginx serves a host and path from one location, so
+    its methods are united (none: every method) and its headers must be the same."""
+    per_place: dict[tuple[str, str, bool], list[Alternative]] = {}
+    for alternative in alternatives:
+        for host in alternative.hosts:
+            per_place.setdefault((host, alternative.path, alternative.exact), []).append(
+                alternative
+            )
+    united: dict[_Where, list[str]] = {}
+    for (host, path, exact), found in per_place.items():
+        if len({a.headers for a in found}) > 1:
+            raise RuleError(f"{host}{path} is matched with different Header(s) conditions in "
+                            "different alternatives; nginx serves a host and path from one "
+                            "place: write one router per condition")  # fmt: skip
+        methods = set() if any(not a.methods for a in found) else {
+            m for a in found for m in a.methods
+        }  # fmt: skip
+        where = (path, exact, tuple(sorted(methods)), found[0].headers)
+        united.setdefault(where, []).append(host)
+    return tuple(Alternative(tuple(h), *where) for where, h in united.items())
+
+
+# path, exact, methods, headers
+_Where = tuple[str, bool, tuple[str, ...], tuple[tuple[str, str], ...]]
+
+
+def _conjunction(literals: _Conjunction) -> tuple[list[str], _Where] | None:
     hosts: set[str] | None = None
     order: list[str] = []
     path, exact = "/", False
+    methods: set[str] | None = None
+    headers: dict[str, str] = {}
     for negated, matcher in literals:
         kind = matcher.name.lower()
         if negated:
@@ -243,16 +282,41 @@ def _conjunction(literals: _Conjunction) -> tuple[list[str], str, bool] | None:
             if merged is None:
                 return None
             path, exact = merged
+        elif kind == _METHOD:
+            method = _method_of(matcher)
+            methods = {method} if methods is None else methods & {method}
+        elif kind in _HEADER:
+            name, value = _header_of(matcher)
+            if headers.setdefault(name.lower(), value) != value:
+                return None
         else:
             raise RuleError(f"{_shown(matcher)}: {matcher.name} cannot be expressed in nginx "
-                            "here; only Host, HostRegexp with one literal name, Path and "
-                            "PathPrefix are")  # fmt: skip
+                            "here; only Host, HostRegexp with one literal name, Path, "
+                            "PathPrefix, Method and Header(s) are")  # fmt: skip
     if hosts is None:
         raise RuleError("an alternative of the rule names no Host; certbotless serves and "
                         "certifies named hosts only: add Host(`a.example.com`)")  # fmt: skip
-    if not hosts:
+    if not hosts or methods == set():
         return None
-    return [h for h in dict.fromkeys(order) if h in hosts], path, exact
+    where = (path, exact, tuple(sorted(methods or ())), tuple(sorted(headers.items())))
+    return [h for h in dict.fromkeys(order) if h in hosts], where
+
+
+def _method_of(matcher: Matcher) -> str:
+    method = matcher.args[0].upper()
+    if not _METHOD_RE.match(method):
+        raise RuleError(f"{_shown(matcher)}: not an HTTP method")
+    return method
+
+
+def _header_of(matcher: Matcher) -> tuple[str, str]:
+    if len(matcher.args) != 2:
+        raise RuleError(f"{_shown(matcher)}: takes a header name and its value")
+    name, value = matcher.args
+    if not _HEADER_NAME_RE.match(name) or not _HEADER_VALUE_RE.match(value):
+        raise RuleError(f"{_shown(matcher)}: header names are letters, digits and '-', values "
+                        "printable ASCII without '\"', '$' and '\\'")  # fmt: skip
+    return name, value
 
 
 def _narrower(path: str, exact: bool, other: str, other_exact: bool) -> tuple[str, bool] | None:

@@ -45,6 +45,6 @@ def rendered(
     """What a pass would deploy: nginx.conf, or with an own nginx.conf the snippets."""
     seen = services.services()
     edge_name = edge_if_any(settings, seen)
-    found = discovered(settings, seen, edge_name)
+    found = discovered(settings, seen, edge_name, services.secret_names())
     current = latest_per_name(store.inventory(), datetime.now(UTC))
     return edge.render(edge_name, found.routes, current, [spec.name for spec in found.specs])

@@ -220,6 +220,8 @@ def _every_swarm_call() -> dict[str, Callable[[Swarm], object]]:
         "service_events": lambda s: list(s.service_events(since=time.time())),
         "configs": lambda s: s.configs("certbotless.kind=chain"),
         "secrets": lambda s: s.secrets("certbotless.kind=key"),
+        "secret_names": lambda s: s.secret_names(),
+        "secret_ids": lambda s: s.secret_ids(["site_htpasswd"]),
         "engine_info": lambda s: s.engine_info(),
         "config_data": lambda s: s.config_data("objid0123456789abcdefghijk"),
         "create_config": lambda s: s.create_config("cbl-a-1", b"chain", {"certbotless.x": "1"}),

@@ -39,9 +39,13 @@ SETTINGS = Settings(own_service="edge_certbotless")
 @dataclass
 class FakeServices:
     listed: list[ServiceInfo] = field(default_factory=list)
+    secrets: frozenset[str] = frozenset()
 
     def services(self) -> list[ServiceInfo]:
         return list(self.listed)
+
+    def secret_names(self) -> frozenset[str]:
+        return self.secrets
 
 
 @dataclass

@@ -83,6 +83,7 @@ BAD: dict[str, list[tuple[str, dict[str, str]]]] = {
     "FRONT_SUBNET": [("front", {}), (",", {}), ("10.0.0.0/33", {}), ("10.0.0.0/24,", {})],
     "LABEL_DIALECTS": [("nginx-proxy", {}), (",", {}), ("traefik,caddy", {})],
     "TRAEFIK_EXPOSED_BY_DEFAULT": [("maybe", {})],
+    "TRAEFIK_DYNAMIC_CONFIG": [("dynamic.yml", {}), ("/etc/a.yml,relative.toml", {})],
     "ROLLOUT_TIMEOUT": [("0", {}), ("²", {}), ("1e30", {}), ("100000", {})],
     "GC_KEEP_VERSIONS": [("0", {}), ("²", {}), ("three", {})],
     "GC_KEEP_EXPIRED_DAYS": [("²", {}), ("-1", {}), ("99999999", {}), ("1.5", {})],

@@ -12,14 +12,15 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path, PurePosixPath
+from types import MappingProxyType
 
 import pytest
 
 from certbotless.edge import _write_scratch_tree, render_nginx_conf
-from certbotless.model import ServiceInfo
+from certbotless.model import Route, ServiceInfo
 from certbotless.traefik_labels import traefik_claims
 from tests.unit.factories import CERTS_DIR, RESPONDER
 
@@ -73,7 +74,16 @@ def _serve(labels: dict[str, str], tmp_path: Path) -> tuple[subprocess.Popen[byt
     no DNS), plain HTTP on a random port."""
     claims = traefik_claims([ServiceInfo("127.0.0.1", labels)])["127.0.0.1"]
     assert claims.problems == (), claims.problems
-    files = render_nginx_conf(claims.routes, {}, RESPONDER, CERTS_DIR, front_subnets=())
+    return serve_routes(claims.routes, tmp_path)
+
+
+def serve_routes(
+    routes: Sequence[Route], tmp_path: Path, extra: Mapping[str, str] = MappingProxyType({})
+) -> tuple[subprocess.Popen[bytes], int]:
+    """nginx serving `routes` (the rendered configuration, and `extra` files: target → text,
+    as the edge would mount them)."""
+    files = render_nginx_conf(routes, {}, RESPONDER, CERTS_DIR, front_subnets=())
+    files.update(extra)
     port, tls_port = _free_port(), _free_port()
     files = {
         target: text.replace("listen 80", f"listen 127.0.0.1:{port}")
@@ -100,14 +110,29 @@ def _serve(labels: dict[str, str], tmp_path: Path) -> tuple[subprocess.Popen[byt
     raise AssertionError("nginx did not listen within 5 s")
 
 
-def _get(port: int, path: str = "/", auth: str | None = None) -> tuple[int, str]:
+def _get(
+    port: int,
+    path: str = "/",
+    auth: str | None = None,
+    method: str = "GET",
+    headers: Mapping[str, str] = MappingProxyType({}),
+) -> tuple[int, str]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    headers = {"Host": HOST}
+    sent = {"Host": HOST, **headers}
     if auth is not None:
-        headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
-    connection.request("GET", path, headers=headers)
+        sent["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+    connection.request(method, path, headers=sent)
     response = connection.getresponse()
     return response.status, response.read().decode()
+
+
+def _answer_headers(
+    port: int, method: str, path: str, headers: Mapping[str, str]
+) -> tuple[int, str, dict[str, str]]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    connection.request(method, path, headers={"Host": HOST, **headers})
+    response = connection.getresponse()
+    return response.status, response.read().decode(), dict(response.getheaders())
 
 
 @pytest.fixture
@@ -158,3 +183,63 @@ def test_strip_prefix_hides_the_prefix_from_the_service(upstream: int, serve: Se
     port = serve(_labels(upstream, {f"{M}strip.stripprefix.prefixes": "/api"}, path="/api"))
     assert _get(port, "/api/users?page=2") == (200, "/users?page=2 -")
     assert _get(port, "/api") == (200, "/ -")
+
+
+def test_method_and_header_matchers_answer_404_to_other_requests(
+    upstream: int, serve: Serve
+) -> None:
+    labels = _labels(upstream, {})
+    del labels["traefik.http.routers.r.middlewares"]
+    labels["traefik.http.routers.r.rule"] = (
+        f"Host(`{HOST}`) && Method(`GET`, `HEAD`) && Headers(`X-Api`, `v2`)"
+    )
+    port = serve(labels)
+    assert _get(port, headers={"X-Api": "v2"})[0] == 200
+    assert _get(port, headers={"X-Api": "v1"})[0] == 404
+    assert _get(port)[0] == 404
+    assert _get(port, method="POST", headers={"X-Api": "v2"})[0] == 404
+
+
+def test_replace_path_regex_rewrites_the_path_and_keeps_the_query(
+    upstream: int, serve: Serve
+) -> None:
+    moved = {
+        f"{M}moved.replacepathregex.regex": "^/old/(.*)",
+        f"{M}moved.replacepathregex.replacement": "/new/${1}",
+    }
+    port = serve(_labels(upstream, moved))
+    assert _get(port, "/old/a/b?page=2") == (200, "/new/a/b?page=2 -")
+    assert _get(port, "/other") == (200, "/other -")
+
+
+def test_cors_echoes_listed_origins_and_answers_preflights_itself(
+    upstream: int, serve: Serve
+) -> None:
+    cors = {
+        f"{M}cors.headers.accesscontrolalloworiginlist": "https://app.example.com",
+        f"{M}cors.headers.accesscontrolallowmethods": "GET,POST",
+        f"{M}cors.headers.accesscontrolallowheaders": "Authorization",
+        f"{M}cors.headers.accesscontrolmaxage": "600",
+        f"{M}cors.headers.accesscontrolallowcredentials": "true",
+        f"{M}cors.headers.addvaryheader": "true",
+        f"{M}strip.stripprefix.prefixes": "/api",
+    }
+    labels = _labels(upstream, cors, path="/api")
+    labels["traefik.http.routers.r.middlewares"] = "cors,strip"
+    port = serve(labels)
+    listed = {"Origin": "https://app.example.com"}
+    status, body, headers = _answer_headers(port, "GET", "/api/x", listed)
+    assert (status, body) == (200, "/x -")  # proxied, prefix stripped
+    assert headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+    assert headers["Access-Control-Allow-Credentials"] == "true"
+    assert headers["Vary"] == "Origin"
+    assert "Access-Control-Allow-Methods" not in headers  # preflights only
+    status, _, headers = _answer_headers(port, "GET", "/api/x", {"Origin": "https://evil.test"})
+    assert status == 200 and "Access-Control-Allow-Origin" not in headers
+    asked = {**listed, "Access-Control-Request-Method": "POST"}
+    status, body, headers = _answer_headers(port, "OPTIONS", "/api/x", asked)
+    assert (status, body) == (200, "")  # answered by the edge, not the service
+    assert headers["Access-Control-Allow-Methods"] == "GET, POST"
+    assert headers["Access-Control-Allow-Headers"] == "Authorization"
+    assert headers["Access-Control-Max-Age"] == "600"
+    assert headers["Access-Control-Allow-Origin"] == "https://app.example.com"

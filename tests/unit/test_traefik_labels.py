@@ -15,7 +15,7 @@ from certbotless.edge import (
     render_nginx_conf,
     validate_nginx_conf,
 )
-from certbotless.model import BasicAuth, Discovery, RateLimit, Route, ServiceInfo
+from certbotless.model import BasicAuth, Cors, Discovery, RateLimit, Route, ServiceInfo
 from certbotless.observe import discovered
 from certbotless.settings import Settings, SettingsError
 from certbotless.traefik_labels import traefik_claims
@@ -214,8 +214,15 @@ CASES = {
             f"{M}auth.basicauth.usersfile": "/run/secrets/users",
             f"{R}admin.middlewares": "auth",
         },
-        (),
-        ("not mounted into the edge yet|not routed at all rather than served open",),
+        (
+            Route(
+                "web",
+                ("admin.example.com",),
+                9000,
+                redirect_to_https=False,
+                basic_auth=BasicAuth((), "traefik", secret="users"),
+            ),
+        ),
     ),
     "allowlist-rate-limit-prefixes-headers": Case(
         {
@@ -272,19 +279,120 @@ CASES = {
             f"{R}a.middlewares": "sso@file",
         },
         (),
-        ("file provider|not routed at all",),
+        (
+            "no Traefik dynamic-configuration file is given|CERTBOTLESS_TRAEFIK_DYNAMIC_CONFIG"
+            "|not routed at all",
+        ),
     ),
-    "retry-served-without": Case(
+    "circuit-breaker-served-without": Case(
         {
             "traefik.enable": "true",
             f"{R}a.rule": "Host(`a.example.com`)",
             f"{S}a.loadbalancer.server.port": "80",
-            f"{R}a.middlewares": "again",
-            f"{M}again.retry.attempts": "3",
+            f"{R}a.middlewares": "cb",
+            f"{M}cb.circuitbreaker.expression": "NetworkErrorRatio() > 0.5",
             f"{R}a.tls": "true",
         },
         (Route("web", ("a.example.com",), 80),),
-        ("served without it",),
+        ("circuitbreaker is not supported|served without it",),
+    ),
+    "retry-inflight-replacepathregex": Case(
+        {
+            "traefik.enable": "true",
+            f"{R}a.rule": "Host(`a.example.com`)",
+            f"{S}a.loadbalancer.server.port": "80",
+            f"{R}a.middlewares": "again,few,moved",
+            f"{M}again.retry.attempts": "3",
+            f"{M}again.retry.initialinterval": "100ms",
+            f"{M}few.inflightreq.amount": "10",
+            f"{M}moved.replacepathregex.regex": "^/old/(.*)",
+            f"{M}moved.replacepathregex.replacement": "/new/${1}",
+            f"{R}a.tls": "true",
+        },
+        (
+            Route(
+                "web",
+                ("a.example.com",),
+                80,
+                retries=3,
+                max_connections=10,
+                replace_path=("^/old/(.*)", "/new/$1"),
+            ),
+        ),
+    ),
+    "cors": Case(
+        {
+            "traefik.enable": "true",
+            f"{R}a.rule": "Host(`a.example.com`)",
+            f"{S}a.loadbalancer.server.port": "80",
+            f"{R}a.middlewares": "cors",
+            f"{M}cors.headers.accessControlAllowOriginList": "https://x.example.com,*",
+            f"{M}cors.headers.accessControlAllowMethods": "get,OPTIONS",
+            f"{M}cors.headers.accessControlExposeHeaders": "X-Total",
+            f"{M}cors.headers.accessControlMaxAge": "100",
+            f"{M}cors.headers.customResponseHeaders.X-Served-By": "edge",
+            f"{R}a.tls": "true",
+        },
+        (
+            Route(
+                "web",
+                ("a.example.com",),
+                80,
+                response_headers=(("X-Served-By", "edge"),),
+                cors=Cors(
+                    ("https://x.example.com", "*"),
+                    ("GET", "OPTIONS"),
+                    (),
+                    ("X-Total",),
+                    max_age=100,
+                ),
+            ),
+        ),
+    ),
+    "cors-origin-pattern-served-without": Case(
+        {
+            "traefik.enable": "true",
+            f"{R}a.rule": "Host(`a.example.com`)",
+            f"{S}a.loadbalancer.server.port": "80",
+            f"{R}a.middlewares": "cors",
+            f"{M}cors.headers.accessControlAllowOriginList": "https://*.example.com",
+            f"{R}a.tls": "true",
+        },
+        (Route("web", ("a.example.com",), 80),),
+        ("is not an origin|served without it",),
+    ),
+    "replacepath": Case(
+        {
+            "traefik.enable": "true",
+            f"{R}a.rule": "Host(`a.example.com`) && Path(`/health`)",
+            f"{S}a.loadbalancer.server.port": "80",
+            f"{R}a.middlewares": "to",
+            f"{M}to.replacepath.path": "/api/status",
+            f"{R}a.tls": "true",
+        },
+        (
+            Route(
+                "web",
+                ("a.example.com",),
+                80,
+                path="/health",
+                exact_path=True,
+                replace_path=("^.*$", "/api/status"),
+            ),
+        ),
+    ),
+    "replacepathregex-named-group-served-without": Case(
+        {
+            "traefik.enable": "true",
+            f"{R}a.rule": "Host(`a.example.com`)",
+            f"{S}a.loadbalancer.server.port": "80",
+            f"{R}a.middlewares": "moved",
+            f"{M}moved.replacepathregex.regex": "^/(?P<upstream>.*)",
+            f"{M}moved.replacepathregex.replacement": "/$1",
+            f"{R}a.tls": "true",
+        },
+        (Route("web", ("a.example.com",), 80),),
+        ("named groups|served without it",),
     ),
     # The usual pair: an HTTP router redirecting to HTTPS, and the HTTPS one.
     "redirect-pair-and-chain": Case(
@@ -339,14 +447,33 @@ CASES = {
         ),
         exposed_by_default=True,
     ),
-    "method-is-not-expressible": Case(
+    "method-and-header-narrow-the-route": Case(
         {
             "traefik.enable": "true",
-            f"{R}a.rule": "Host(`a.example.com`) && Method(`POST`)",
+            f"{R}a.rule": "Host(`a.example.com`) && Method(`POST`) && Headers(`X-Api`, `v2`)",
+            f"{R}a.tls": "true",
+            f"{R}b.rule": "Host(`a.example.com`) && Method(`PUT`) && Headers(`X-Api`, `v2`)",
+            f"{R}b.tls": "true",
+            f"{S}a.loadbalancer.server.port": "80",
+        },
+        (
+            Route(
+                "web",
+                ("a.example.com",),
+                80,
+                methods=("POST", "PUT"),
+                match_headers=(("x-api", "v2"),),
+            ),
+        ),
+    ),
+    "query-is-not-expressible": Case(
+        {
+            "traefik.enable": "true",
+            f"{R}a.rule": "Host(`a.example.com`) && Query(`v`, `2`)",
             f"{S}a.loadbalancer.server.port": "80",
         },
         (),
-        ("Method(`POST`): Method cannot be expressed",),
+        ("Query(`v`, `2`): Query cannot be expressed",),
     ),
 }
 

@@ -46,6 +46,17 @@ from tests.unit.factories import CERTS_DIR, RESPONDER, certs_for
         # De Morgan: !(!a || !b) is a && b.
         ("!(!Host(`a.example.com`) || !PathPrefix(`/x`))",
          (Alternative(("a.example.com",), "/x"),)),
+        # Methods of one host and path are united (v2: several values); headers must agree.
+        ("Host(`a.example.com`) && (Method(`GET`, `head`) || Method(`POST`)) "
+         "&& Headers(`X-Api`, `1`)",
+         (Alternative(("a.example.com",), "/", False, ("GET", "HEAD", "POST"),
+                      (("x-api", "1"),)),)),
+        ("Host(`a.example.com`) && Method(`GET`) || Host(`a.example.com`)",
+         (Alternative(("a.example.com",)),)),
+        ("Host(`a.example.com`) && Method(`GET`) && Method(`POST`) || Host(`b.example.com`)",
+         (Alternative(("b.example.com",)),)),
+        ("Host(`a.example.com`) && Header(`X-A`, `1`) && Header(`x-a`, `2`)"
+         " || Host(`b.example.com`)", (Alternative(("b.example.com",)),)),
     ],
 )  # fmt: skip
 def test_rules_nginx_can_express_compile(rule: str, alternatives: tuple[Alternative, ...]) -> None:
@@ -55,8 +66,14 @@ def test_rules_nginx_can_express_compile(rule: str, alternatives: tuple[Alternat
 @pytest.mark.parametrize(
     ("rule", "words"),
     [
-        ("Host(`a.example.com`) && Method(`GET`)", "Method(`GET`)"),
-        ("Host(`a.example.com`) && Headers(`X-A`, `1`)", "Headers(`X-A`, `1`)"),
+        ("Host(`a.example.com`) && Query(`a`, `1`)", "Query(`a`, `1`)"),
+        ("Host(`a.example.com`) && ClientIP(`10.0.0.0/8`)", "ClientIP(`10.0.0.0/8`)"),
+        ("Host(`a.example.com`) && !Method(`GET`)", "!Method(`GET`)"),
+        ("Host(`a.example.com`) && Method(`GET PUT`)", "not an HTTP method"),
+        ("Host(`a.example.com`) && Headers(`X-A`)", "takes a header name and its value"),
+        ("Host(`a.example.com`) && Header(`X-A`, `$x`)", "printable ASCII without"),
+        ("Host(`a.example.com`) && (Header(`X-A`, `1`) || Header(`X-A`, `2`))",
+         "different Header(s) conditions"),
         ("Host(`a.example.com`) && !PathPrefix(`/admin`)", "!PathPrefix(`/admin`)"),
         ("HostRegexp(`{sub:[a-z]+}.example.com`)", "cannot be certified"),
         ("PathPrefix(`/api`)", "names no Host"),
