@@ -66,8 +66,13 @@ def remove_stacks(names: Sequence[str], timeout: float = 90) -> None:
     present = set(docker("stack", "ls", "--format", "{{.Name}}").split())
     doomed = [n for n in names if n in present]
     if doomed:
-        docker("stack", "rm", *doomed)
+        # A secret one stack made and another's service mounts (an htpasswd secret the edge's
+        # nginx mounts) is refused while that service lives: removed again once it is gone.
+        refused = run(["docker", "stack", "rm", *doomed], check=False).returncode != 0
         _wait_until_gone(f"stacks {doomed}", "com.docker.stack.namespace", doomed, timeout)
+        if refused:
+            docker("stack", "rm", *doomed)
+        _wait_until_no_networks(doomed, timeout)
 
 
 def remove_services(names: Sequence[str], timeout: float = 90) -> None:
@@ -93,6 +98,17 @@ def _wait_until_gone(what: str, label: str, values: Sequence[str], timeout: floa
                 + docker("service", "ls")
             )
         time.sleep(1)
+
+
+def _wait_until_no_networks(stacks: Sequence[str], timeout: float) -> None:
+    """Until the stacks' networks are gone: a deploy of the same stack meanwhile fails on a
+    network being removed ("network … not found")."""
+    deadline = time.monotonic() + timeout
+    filters = [f"label=com.docker.stack.namespace={stack}" for stack in stacks]
+    while any(docker("network", "ls", "-q", "--filter", where).split() for where in filters):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the networks of stacks {list(stacks)} outlived {timeout:.0f} s")
+        time.sleep(0.5)
 
 
 def remove_leftovers() -> list[str]:
