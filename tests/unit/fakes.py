@@ -16,6 +16,7 @@ from certbotless.model import (
     CertificateStatus,
     CertSpec,
     Challenge,
+    DnsRecord,
     IssuedCert,
     ObjectKind,
     ObjectRole,
@@ -223,6 +224,21 @@ class FakeSolver:
 
     def clean_up(self, challenge: Challenge) -> None:
         pass
+
+
+class FakeDnsLedger:
+    """DnsRecordLedger in memory; `saves` counts the writes."""
+
+    def __init__(self) -> None:
+        self.records: list[DnsRecord] = []
+        self.saves = 0
+
+    def load(self) -> list[DnsRecord]:
+        return list(self.records)
+
+    def save(self, records: Sequence[DnsRecord]) -> None:
+        self.records = list(records)
+        self.saves += 1
 
 
 class NoLock:
