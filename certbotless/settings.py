@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 from apscheduler.triggers.cron import CronTrigger
@@ -34,6 +34,8 @@ VARIABLES = (
     "SELF_CHECK", "FRONT_SUBNET", "ROLLOUT_TIMEOUT", "GC_KEEP_VERSIONS", "GC_KEEP_EXPIRED_DAYS",
     "LOG_LEVEL", "LOG_FORMAT", "METRICS_LISTEN", "ALERT_WEBHOOK", "ALERT_WEBHOOK_FORMAT",
     "SMTP_URL", "ALERT_EMAIL", "LABEL_DIALECTS", "TRAEFIK_EXPOSED_BY_DEFAULT",
+    "DNS01_PROVIDER", "DNS01_RESOLVERS", "DNS01_PROPAGATION_TIMEOUT",
+    "DNS01_PROPAGATION_INTERVAL", "SECRETS_DIR",
 )  # fmt: skip
 # Label dialects certbotless reads: its own certbotless.* labels, and Traefik's.
 LABEL_DIALECTS = ("certbotless", "traefik")
@@ -48,7 +50,11 @@ MAX_CONCURRENCY = 256
 MAX_ROLLOUT_TIMEOUT = 86_400
 MAX_KEEP_VERSIONS = 1_000
 MAX_KEEP_EXPIRED_DAYS = 3_650
+MAX_PROPAGATION_TIMEOUT = 3_600
+MAX_PROPAGATION_INTERVAL = 60
 
+# rfc2136, or a dns-lexicon provider's module name (cloudflare, route53, powerdns, …).
+_DNS_PROVIDER = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 _SERVICE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?")
 # A host name, or a Swarm service's (which may hold '_', e.g. edge_certbotless).
 _HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
@@ -149,6 +155,14 @@ class Settings:
     label_dialects: frozenset[str] = frozenset(LABEL_DIALECTS)
     # Traefik's exposedByDefault: whether services without traefik.enable=true are routed.
     traefik_exposed_by_default: bool = False
+    # DNS-01: the provider of certificates whose labels name none (None: DNS-01 needs the
+    # label); the resolvers that find zones, CNAMEs and name servers (empty: the system's);
+    # how long every authoritative server has to serve a record, and how often they are asked.
+    dns01_provider: str | None = None
+    dns01_resolvers: tuple[tuple[str, int], ...] = ()
+    dns01_propagation_timeout: int = 60
+    dns01_propagation_interval: int = 2
+    secrets_dir: Path = Path("/run/secrets")  # the DNS providers' credentials, as Swarm secrets
 
     @property
     def proxy_protocol(self) -> bool:
@@ -221,6 +235,7 @@ class Settings:
             traefik_exposed_by_default=_flag(get("TRAEFIK_EXPOSED_BY_DEFAULT"),
                                              "TRAEFIK_EXPOSED_BY_DEFAULT",
                                              defaults.traefik_exposed_by_default),
+            **_dns01(get, defaults),
         )  # fmt: skip
 
 
@@ -489,6 +504,59 @@ def _listen(value: str | None, name: str, alternative: str = "") -> tuple[str, i
             f"with an IPv4 address and a port from 1 to 65535) {alternative}".strip(),
         )
     return (host or "0.0.0.0", number)
+
+
+def _dns01(get: Variable, defaults: Settings) -> dict[str, Any]:
+    """The DNS-01 settings, as Settings' fields."""
+    return {
+        "dns01_provider": _dns_provider(get("DNS01_PROVIDER"), "DNS01_PROVIDER"),
+        "dns01_resolvers": _resolvers(get("DNS01_RESOLVERS"), "DNS01_RESOLVERS"),
+        "dns01_propagation_timeout": _number(
+            get("DNS01_PROPAGATION_TIMEOUT"), "DNS01_PROPAGATION_TIMEOUT", 1,
+            MAX_PROPAGATION_TIMEOUT, defaults.dns01_propagation_timeout,
+        ),
+        "dns01_propagation_interval": _number(
+            get("DNS01_PROPAGATION_INTERVAL"), "DNS01_PROPAGATION_INTERVAL", 1,
+            MAX_PROPAGATION_INTERVAL, defaults.dns01_propagation_interval,
+        ),
+        "secrets_dir": _path(get("SECRETS_DIR"), "SECRETS_DIR") or defaults.secrets_dir,
+    }  # fmt: skip
+
+
+def _dns_provider(value: str | None, name: str) -> str | None:
+    if value is None:
+        return None
+    if not _DNS_PROVIDER.fullmatch(value.lower()):
+        raise _invalid(
+            name, value, "must be rfc2136 or a dns-lexicon provider's name, e.g. cloudflare"
+        )
+    return value.lower()
+
+
+def _resolvers(value: str | None, name: str) -> tuple[tuple[str, int], ...]:
+    """IP[:PORT],… (port 53 unless given; an IPv6 address in brackets when with a port)."""
+    if value is None:
+        return ()
+    resolvers = []
+    for item in value.split(","):
+        text = item.strip()
+        host, port = text, "53"
+        if text.startswith("[") and "]:" in text:
+            host, _, port = text[1:].partition("]:")
+        elif text.count(":") == 1:
+            host, _, port = text.partition(":")
+        try:
+            address = str(ipaddress.ip_address(host.strip("[]")))
+        except ValueError:
+            address = ""
+        number = _port(port)
+        if not address or number is None:
+            raise _invalid(
+                name, value, "must be IP addresses with optional ports, separated by commas, "
+                "e.g. 10.0.0.53,10.0.0.54:5353 or [2001:db8::53]:53",
+            )  # fmt: skip
+        resolvers.append((address, number))
+    return tuple(resolvers)
 
 
 def _upstream(value: str | None, name: str) -> str | None:

@@ -286,12 +286,8 @@ class Dns01Solver:
 
     def _withdraw(self, challenge: Challenge) -> None:
         with self._lock:
-            record = self._records.pop(challenge, None)
-            if record is None:
-                return
-            users = self._users.pop(record, 0)
-            if users > 1:
-                self._users[record] = users - 1
+            record = self._records.get(challenge)
+            if record is None or self._still_used(challenge, record):
                 return
             try:
                 self.providers(record.provider).remove_txt(record)
@@ -303,12 +299,18 @@ class Dns01Solver:
 
     def _forget(self, challenge: Challenge) -> None:
         with self._lock:
-            record = self._records.pop(challenge)
-            users = self._users.pop(record, 0)
-            if users > 1:
-                self._users[record] = users - 1
-            else:
+            record = self._records[challenge]
+            if not self._still_used(challenge, record):
                 self._note(record, keep=False)
+
+    def _still_used(self, challenge: Challenge, record: DnsRecord) -> bool:
+        """Count one user less (under the lock); whether others still use the record."""
+        users = self._users.pop(record, 0)
+        if users > 1:
+            self._users[record] = users - 1
+            return True
+        del self._records[challenge]
+        return False
 
     def _note(self, record: DnsRecord, keep: bool) -> None:
         """Add `record` to the ledger, or take it out (under the lock)."""
