@@ -65,7 +65,9 @@ class App:
         self.lease = SwarmPassLock(self.swarm, FilePassLock(settings.lock_file), holder)
         self.tokens = TokenStore(settings.challenge_dir)
         self.dns_records = SwarmDnsRecordLedger(status_config)
-        self.dns_providers = ProvidersFromSecrets(settings.secrets_dir)
+        self.dns_providers = ProvidersFromSecrets(
+            settings.secrets_dir, settings.dns01_nameserver_port
+        )
         # Set on SIGTERM: no new pass, no new order, no roll.
         self.stopping = threading.Event()
         # The daemon resolves it itself (it may mount the key into its own service first);
@@ -132,7 +134,7 @@ class App:
         return Dns01Solver(
             self.dns_providers,
             self.dns_records,
-            DnsLookup(settings.dns01_resolvers),
+            DnsLookup(settings.dns01_resolvers, settings.dns01_nameserver_port),
             settings.dns01_provider,
             PropagationPolicy(
                 settings.dns01_propagation_timeout, settings.dns01_propagation_interval

@@ -35,7 +35,7 @@ VARIABLES = (
     "LOG_LEVEL", "LOG_FORMAT", "METRICS_LISTEN", "ALERT_WEBHOOK", "ALERT_WEBHOOK_FORMAT",
     "SMTP_URL", "ALERT_EMAIL", "LABEL_DIALECTS", "TRAEFIK_EXPOSED_BY_DEFAULT",
     "DNS01_PROVIDER", "DNS01_RESOLVERS", "DNS01_PROPAGATION_TIMEOUT",
-    "DNS01_PROPAGATION_INTERVAL", "SECRETS_DIR",
+    "DNS01_PROPAGATION_INTERVAL", "DNS01_NAMESERVER_PORT", "SECRETS_DIR",
 )  # fmt: skip
 # Label dialects certbotless reads: its own certbotless.* labels, and Traefik's.
 LABEL_DIALECTS = ("certbotless", "traefik")
@@ -162,6 +162,7 @@ class Settings:
     dns01_resolvers: tuple[tuple[str, int], ...] = ()
     dns01_propagation_timeout: int = 60
     dns01_propagation_interval: int = 2
+    dns01_nameserver_port: int = 53  # where the authoritative servers are asked
     secrets_dir: Path = Path("/run/secrets")  # the DNS providers' credentials, as Swarm secrets
 
     @property
@@ -518,6 +519,10 @@ def _dns01(get: Variable, defaults: Settings) -> dict[str, Any]:
         "dns01_propagation_interval": _number(
             get("DNS01_PROPAGATION_INTERVAL"), "DNS01_PROPAGATION_INTERVAL", 1,
             MAX_PROPAGATION_INTERVAL, defaults.dns01_propagation_interval,
+        ),
+        "dns01_nameserver_port": _number(
+            get("DNS01_NAMESERVER_PORT"), "DNS01_NAMESERVER_PORT", 1, 65535,
+            defaults.dns01_nameserver_port,
         ),
         "secrets_dir": _path(get("SECRETS_DIR"), "SECRETS_DIR") or defaults.secrets_dir,
     }  # fmt: skip

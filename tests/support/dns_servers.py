@@ -113,11 +113,12 @@ class BindServer:
     key_secret: str = field(
         default_factory=lambda: base64.b64encode(secrets.token_bytes(32)).decode()
     )
+    listen: str = BIND_ADDRESS  # the swarm test's is the gateway, which containers reach
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def address(self) -> str:
-        return f"{BIND_ADDRESS}:{self.port}"
+        return f"{self.listen}:{self.port}"
 
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -128,7 +129,7 @@ class BindServer:
         )
         (self.directory / "root.zone").write_text(
             "$TTL 60\n@ IN SOA root. hostmaster.root. 1 60 60 600 60\n@ IN NS root.\n"
-            f"root. IN A {BIND_ADDRESS}\n{delegations}"
+            f"root. IN A {self.listen}\n{delegations}"
         )
         zones = [f'zone "." {{ type primary; file "{self.directory}/root.zone"; }};']
         for zone in self.zones:
@@ -149,10 +150,10 @@ class BindServer:
     pid-file "{self.directory}/named.pid";
     session-keyfile "{self.directory}/session.key";
     managed-keys-directory "{self.directory}";
-    listen-on port {self.port} {{ {BIND_ADDRESS}; }};
+    listen-on port {self.port} {{ {self.listen}; }};
     listen-on-v6 {{ none; }};
     recursion yes;
-    allow-recursion {{ 127.0.0.0/8; }};
+    allow-recursion {{ 127.0.0.0/8; {self.listen}/32; }};
     dnssec-validation no;
     notify no;
     max-cache-ttl 1;
@@ -170,7 +171,7 @@ key "{TSIG_KEY_NAME}" {{ algorithm hmac-sha256; secret "{self.key_secret}"; }};
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-        _wait_for(self.process, BIND_ADDRESS, self.port, self.zones[0].name, log)
+        _wait_for(self.process, self.listen, self.port, self.zones[0].name, log)
 
     def stop(self) -> None:
         _stop(self.process)

@@ -19,7 +19,7 @@ from certbotless.acme.dns01 import (
     PropagationPolicy,
     txt_value,
 )
-from certbotless.acme.errors import BadRequest, DnsUpdateRefused
+from certbotless.acme.errors import BadRequest
 from certbotless.acme.keys import load_account_key
 from certbotless.acme.solvers import ChallengeSolvers
 from certbotless.discovery import discover
@@ -29,12 +29,11 @@ from certbotless.model import (
     Challenge,
     ChallengeMode,
     ChallengeType,
-    DnsRecord,
     Route,
 )
 from certbotless.seams import DnsProvider
 from tests.unit.factories import CERTS_DIR, RESPONDER, stored_cert
-from tests.unit.fakes import FakeDnsLedger, FakeSolver
+from tests.unit.fakes import FakeDnsLedger, FakeDnsProvider, FakeSolver
 from tests.unit.test_discovery import labelled
 
 DNS = ChallengeType.DNS01
@@ -113,30 +112,8 @@ def test_challenge_label_problems(labels: dict[str, str], label: str, fragment: 
 # --- the solver, with DNS in memory -----------------------------------------------------------
 
 
-class MemoryZone:
-    """A provider and its name servers: `lagging` servers never see an update."""
-
-    def __init__(self, refuse: bool = False, fail_removal: bool = False) -> None:
-        self.values: dict[str, set[str]] = {}
-        self.refuse = refuse
-        self.fail_removal = fail_removal
-        self.calls: list[str] = []
-
-    def add_txt(self, record: DnsRecord) -> None:
-        self.calls.append(f"add {record.value}")
-        if self.refuse:
-            raise DnsUpdateRefused("ns1 answered REFUSED")
-        self.values.setdefault(record.fqdn, set()).add(record.value)
-
-    def remove_txt(self, record: DnsRecord) -> None:
-        self.calls.append(f"remove {record.value}")
-        if self.fail_removal:
-            raise TimeoutError("no answer")
-        self.values.get(record.fqdn, set()).discard(record.value)
-
-
 class MemoryLookup(DnsLookup):
-    def __init__(self, zone: MemoryZone, lagging: tuple[str, ...] = ()) -> None:
+    def __init__(self, zone: FakeDnsProvider, lagging: tuple[str, ...] = ()) -> None:
         self.zone = zone
         self.lagging = lagging
 
@@ -158,7 +135,9 @@ class MemoryLookup(DnsLookup):
         return ""
 
 
-def solver(zone: MemoryZone, ledger: FakeDnsLedger, lagging: tuple[str, ...] = ()) -> Dns01Solver:
+def solver(
+    zone: FakeDnsProvider, ledger: FakeDnsLedger, lagging: tuple[str, ...] = ()
+) -> Dns01Solver:
     def providers(name: str) -> DnsProvider:
         assert name == "rfc2136"
         return zone
@@ -174,7 +153,7 @@ def challenge(key: str = "k1", provider: str | None = None) -> Challenge:
 
 
 def test_a_wildcard_and_its_domain_share_the_name_with_two_values() -> None:
-    zone, ledger = MemoryZone(), FakeDnsLedger()
+    zone, ledger = FakeDnsProvider(), FakeDnsLedger()
     dns01 = solver(zone, ledger)
     first, second = challenge("k1"), challenge("k2")
     for each in (first, second):
@@ -189,7 +168,7 @@ def test_a_wildcard_and_its_domain_share_the_name_with_two_values() -> None:
 
 
 def test_orders_sharing_a_challenge_publish_it_once_and_withdraw_it_after_the_last() -> None:
-    zone, ledger = MemoryZone(), FakeDnsLedger()
+    zone, ledger = FakeDnsProvider(), FakeDnsLedger()
     dns01 = solver(zone, ledger)
     dns01.present(challenge())
     dns01.present(challenge())
@@ -200,7 +179,7 @@ def test_orders_sharing_a_challenge_publish_it_once_and_withdraw_it_after_the_la
 
 
 def test_a_refused_update_is_a_dns_problem_and_leaves_nothing_to_withdraw() -> None:
-    zone, ledger = MemoryZone(refuse=True), FakeDnsLedger()
+    zone, ledger = FakeDnsProvider(refuse=True), FakeDnsLedger()
     with pytest.raises(DnsUpdateFailed, match=r"refused to publish TXT _acme-challenge\.example"
                        r"\.com\. in zone example\.com\.: ns1 answered REFUSED"):  # fmt: skip
         solver(zone, ledger).present(challenge())
@@ -208,7 +187,7 @@ def test_a_refused_update_is_a_dns_problem_and_leaves_nothing_to_withdraw() -> N
 
 
 def test_a_lagging_name_server_is_named_and_the_record_still_goes() -> None:
-    zone, ledger = MemoryZone(), FakeDnsLedger()
+    zone, ledger = FakeDnsProvider(), FakeDnsLedger()
     dns01 = solver(zone, ledger, lagging=("ns2.example.com.",))
     dns01.present(challenge())
     with pytest.raises(DnsRecordNotServed, match=r"^example\.com: name server ns2\.example\.com\. "
@@ -222,7 +201,7 @@ def test_a_lagging_name_server_is_named_and_the_record_still_goes() -> None:
 def test_waiting_stops_when_asked() -> None:
     from certbotless.acme.errors import Abandoned
 
-    zone, ledger = MemoryZone(), FakeDnsLedger()
+    zone, ledger = FakeDnsProvider(), FakeDnsLedger()
     dns01 = solver(zone, ledger, lagging=("ns1.example.com.",))
     dns01.present(challenge())
     stop = threading.Event()
@@ -232,7 +211,7 @@ def test_waiting_stops_when_asked() -> None:
 
 
 def test_a_record_the_provider_did_not_withdraw_stays_noted_until_a_later_pass_can() -> None:
-    zone, ledger = MemoryZone(fail_removal=True), FakeDnsLedger()
+    zone, ledger = FakeDnsProvider(fail_removal=True), FakeDnsLedger()
     first = solver(zone, ledger)
     first.present(challenge())
     first.clean_up(challenge())  # logged, not raised: the CA has decided already
@@ -246,7 +225,9 @@ def test_a_record_the_provider_did_not_withdraw_stays_noted_until_a_later_pass_c
 
 
 def test_without_a_provider_dns01_is_a_clear_bad_request() -> None:
-    dns01 = Dns01Solver(lambda name: MemoryZone(), FakeDnsLedger(), MemoryLookup(MemoryZone()))
+    dns01 = Dns01Solver(
+        lambda name: FakeDnsProvider(), FakeDnsLedger(), MemoryLookup(FakeDnsProvider())
+    )
     with pytest.raises(BadRequest, match=r"set the certbotless\.dns-provider label or "
                        r"CERTBOTLESS_DNS01_PROVIDER"):  # fmt: skip
         dns01.present(challenge())
@@ -255,7 +236,7 @@ def test_without_a_provider_dns01_is_a_clear_bad_request() -> None:
 
 
 def test_challenge_solvers_hand_each_challenge_to_its_type() -> None:
-    zone, ledger = MemoryZone(), FakeDnsLedger()
+    zone, ledger = FakeDnsProvider(), FakeDnsLedger()
     solvers = ChallengeSolvers(FakeSolver(), solver(zone, ledger))
     solvers.present(Challenge("a.example.com", "t" * 43, "k"))
     assert zone.calls == []

@@ -122,6 +122,7 @@ BAD: dict[str, list[tuple[str, dict[str, str]]]] = {
                         ("2001:db8::g", {}), ("10.0.0.53:dns", {})],
     "DNS01_PROPAGATION_TIMEOUT": [("0", {}), ("3601", {}), ("1m", {})],
     "DNS01_PROPAGATION_INTERVAL": [("0", {}), ("61", {}), ("0.5", {})],
+    "DNS01_NAMESERVER_PORT": [("0", {}), ("65536", {}), ("domain", {})],
     "SECRETS_DIR": [("run/secrets", {})],
 }  # fmt: skip
 # Shown redacted in errors (their value is a secret, or holds one).
