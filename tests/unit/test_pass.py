@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 
+from certbotless.acme.dns01 import DnsZoneNotFound
 from certbotless.acme.errors import ValidationFailed
 from certbotless.model import Condition, FailureReason, PassReport, PassRequest, ServiceInfo
 from certbotless.reconcile import Reconciler
@@ -194,3 +195,19 @@ def test_a_shorter_lived_renewal_is_current_and_not_ordered_again(world: World) 
     assert world.issuer.ordered == [HOST, HOST] and world.edge.rolls == 2
     assert world.edge.mounted == {short.config_id}
     assert world.statuses.records[HOST].serial == short.serial
+
+
+def test_a_dns01_failure_is_a_dns_problem_backed_off_like_any_other(world: World) -> None:
+    error = DnsZoneNotFound(
+        "app.example.test: no DNS zone found for _acme-challenge.app.example.test. (only the "
+        "root zone holds it)"
+    )
+    world.issuer.failing[HOST] = error
+    failed = run(world)
+    record = world.statuses.records[HOST]
+    assert (record.condition, record.reason, record.failures) == (
+        Condition.FAILING, FailureReason.DNS_PROBLEM, 1,
+    )  # fmt: skip
+    assert record.message == str(error) and record.next_attempt == failed.next_attempt
+    run(world)
+    assert world.issuer.ordered == [HOST]  # backing off: not ordered again yet
