@@ -175,6 +175,7 @@ class Settings:
         found = {self.eab_hmac_key or ""}
         for url in (self.alert_webhook, self.smtp_url):
             found |= url_secrets(url) if url else set()
+        found |= dns_provider_secrets(self.secrets_dir)
         return frozenset(found - {""})
 
     @classmethod
@@ -238,6 +239,26 @@ class Settings:
                                              defaults.traefik_exposed_by_default),
             **_dns01(get, defaults),
         )  # fmt: skip
+
+
+# DNS providers' options that are credentials (a TSIG key's secret, API tokens and passwords);
+# their names and servers are not, and replacing them in every log line would hide too much.
+_SECRET_OPTION = re.compile(r"secret|token|password|passwd|(?<!access.)key$")
+DNS_SECRET_PREFIX = "certbotless-dns-"
+
+
+def dns_provider_secrets(secrets_dir: Path) -> set[str]:
+    """The credentials among the DNS providers' secret files (`certbotless-dns-<provider>-…`),
+    as they are read: never to be logged."""
+    try:
+        files = [f for f in secrets_dir.glob(DNS_SECRET_PREFIX + "*") if f.is_file()]
+        return {
+            f.read_text().strip()
+            for f in files
+            if _SECRET_OPTION.search(f.name[len(DNS_SECRET_PREFIX) :].replace("_", "-").lower())
+        }
+    except OSError:
+        return set()
 
 
 def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:

@@ -27,9 +27,9 @@ import dns.update
 from certbotless.acme.errors import BadRequest, DnsUpdateRefused
 from certbotless.model import DnsRecord
 from certbotless.seams import DnsProvider
+from certbotless.settings import DNS_SECRET_PREFIX
 
 RFC2136 = "rfc2136"
-SECRET_PREFIX = "certbotless-dns-"
 RECORD_TTL = 60  # seconds; the record lives for minutes, and a resolver should not keep it
 UPDATE_TIMEOUT = 10.0  # seconds for one dynamic update
 # RFC 2136's options: (file suffix, needed).
@@ -159,7 +159,7 @@ class ProvidersFromSecrets:
             if missing:
                 raise BadRequest(
                     "DNS provider rfc2136 needs the secrets "
-                    + ", ".join(SECRET_PREFIX + f"rfc2136-{o}" for o in missing)
+                    + ", ".join(DNS_SECRET_PREFIX + f"rfc2136-{o}" for o in missing)
                     + f" (files in {self.secrets_dir})"
                 )
             host, _, port = options["server"].rpartition(":")
@@ -177,7 +177,7 @@ class ProvidersFromSecrets:
         return LexiconProvider(name, {k.replace("-", "_"): v for k, v in options.items()})
 
     def _options(self, name: str) -> dict[str, str]:
-        prefix = f"{SECRET_PREFIX}{name}-"
+        prefix = f"{DNS_SECRET_PREFIX}{name}-"
         try:
             files = sorted(self.secrets_dir.glob(prefix + "*"))
         except OSError:

@@ -208,3 +208,18 @@ def test_the_front_subnet_decides_proxy_protocol() -> None:
     assert direct.front_subnets == () and not direct.proxy_protocol
     with pytest.raises(SettingsError, match=r"CERTBOTLESS_FRONT_SUBNET.*not a network"):
         Settings.from_env({"CERTBOTLESS_FRONT_SUBNET": "front"})
+
+
+def test_the_dns_providers_credentials_are_secrets_and_their_names_are_not(tmp_path: Path) -> None:
+    for option, value in {
+        "rfc2136-server": "ns1.example.com",
+        "rfc2136-key-name": "certbotless",
+        "rfc2136-key-secret": "c2VjcmV0IHRzaWcga2V5",
+        "powerdns-auth_token": "pdns-api-key",
+        "ovh-auth-application-secret": "ovh-secret",
+        "route53-auth-access-key": "AKIDEXAMPLE",
+    }.items():
+        (tmp_path / f"certbotless-dns-{option}").write_text(value + "\n")
+    secrets = Settings(secrets_dir=tmp_path).secrets
+    assert {"c2VjcmV0IHRzaWcga2V5", "pdns-api-key", "ovh-secret"} <= secrets
+    assert not {"ns1.example.com", "certbotless", "AKIDEXAMPLE"} & secrets
