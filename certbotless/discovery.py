@@ -269,9 +269,15 @@ def _settle_name(
 
 
 def _asks_nothing_more(asked: CertSpec, spec: CertSpec) -> bool:
-    return set(asked.domains) <= set(spec.domains) and (asked.key_type, asked.profile) == (
-        spec.key_type, spec.profile,
-    )  # fmt: skip
+    return (
+        set(asked.domains) <= set(spec.domains)
+        and (asked.key_type, asked.profile) == (spec.key_type, spec.profile)
+        and _challenge_options(asked) == _challenge_options(spec)
+    )
+
+
+def _challenge_options(spec: CertSpec) -> tuple[ChallengeMode, str | None, str | None]:
+    return spec.challenge, spec.dns_provider, spec.dns_zone
 
 
 def _claim_problem(claim: _Claim, label: str, message: str) -> LabelProblem:
@@ -303,6 +309,17 @@ def _options_differ(
 ) -> LabelProblem | None:
     if owner is None or spec is None:
         return None
+    challenge = _challenge_options(claim.spec)
+    if challenge != _challenge_options(spec):
+        mode, provider, zone = _challenge_options(spec)
+        return _claim_problem(
+            claim,
+            CHALLENGE,
+            f"certificate {spec.name} is {owner.service.name}'s, with {CHALLENGE} {mode.value}, "
+            f"{DNS_PROVIDER} {provider or '(default)'} and {DNS_ZONE} {zone or '(found)'}; "
+            f"services of one stack share a certificate only when these agree: set them "
+            f"alike, or choose another {NAME}",
+        )
     label = KEY_TYPE if claim.spec.key_type != spec.key_type else PROFILE
     if claim.spec.profile == spec.profile and label == PROFILE:
         return None

@@ -266,3 +266,19 @@ def test_the_wildcard_certificate_serves_its_route_and_names_without_their_own()
     assert f"{CERTS_DIR}/own.example.com/fullchain.pem" in own_server
     # One label only: a.b.example.com is not covered, so it has no HTTPS server.
     assert text.count("server_name a.b.example.com;") == 1
+
+
+def test_services_of_one_stack_share_a_certificate_only_with_the_same_challenge() -> None:
+    first = {**WILD, "certbotless.challenge": "dns-01", "certbotless.name": "shared"}
+    other = {**first, "certbotless.domains": "x.example.com", "certbotless.challenge": "mixed"}
+    found = discover([
+        labelled("one", first, stack="s", created=1),
+        labelled("two", other, stack="s", created=2),
+    ])  # fmt: skip
+    (problem,) = found.problems
+    assert (problem.service, problem.label) == ("two", "certbotless.challenge")
+    assert "with certbotless.challenge dns-01, certbotless.dns-provider (default)" in (
+        problem.message
+    )
+    (spec,) = found.specs
+    assert spec.domains == ("*.example.com",)
