@@ -162,11 +162,9 @@ class ProvidersFromSecrets:
                     + ", ".join(DNS_SECRET_PREFIX + f"rfc2136-{o}" for o in missing)
                     + f" (files in {self.secrets_dir})"
                 )
-            host, _, port = options["server"].rpartition(":")
-            if not (port.isascii() and port.isdigit()):
-                host, port = options["server"], str(self.default_port)
+            host, port = _host_and_port(options["server"], self.default_port)
             return Rfc2136Provider(
-                host.strip("[]"), int(port), options["key-name"], options["key-secret"],
+                host, port, options["key-name"], options["key-secret"],
                 options.get("key-algorithm", "hmac-sha256"),
             )  # fmt: skip
         if name not in lexicon_providers():
@@ -183,3 +181,17 @@ class ProvidersFromSecrets:
         except OSError:
             files = []
         return {f.name[len(prefix) :]: f.read_text().strip() for f in files if f.is_file()}
+
+
+def _host_and_port(server: str, default_port: int) -> tuple[str, int]:
+    """HOST, HOST:PORT, an IPv6 address, or [IPv6]:PORT."""
+    if server.startswith("["):
+        host, _, rest = server[1:].partition("]")
+        port = rest.removeprefix(":")
+    elif server.count(":") == 1:
+        host, _, port = server.partition(":")
+    else:
+        host, port = server, ""
+    if port.isascii() and port.isdigit() and 0 < int(port) < 65536:
+        return host, int(port)
+    return host, default_port

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from acme import challenges
@@ -19,6 +20,7 @@ from certbotless.acme.dns01 import (
     PropagationPolicy,
     txt_value,
 )
+from certbotless.acme.dns_providers import LexiconProvider, ProvidersFromSecrets, Rfc2136Provider
 from certbotless.acme.errors import BadRequest
 from certbotless.acme.keys import load_account_key
 from certbotless.acme.solvers import ChallengeSolvers
@@ -282,3 +284,48 @@ def test_services_of_one_stack_share_a_certificate_only_with_the_same_challenge(
     )
     (spec,) = found.specs
     assert spec.domains == ("*.example.com",)
+
+
+# --- providers from secrets -------------------------------------------------------------------
+
+
+def test_providers_are_built_from_their_secret_files(tmp_path: Path) -> None:
+    for option, value in {
+        "rfc2136-server": "ns1.example.com",
+        "rfc2136-key-name": "certbotless",
+        "rfc2136-key-secret": "c2VjcmV0IHRzaWcga2V5",
+        "powerdns-auth-token": "token",
+        "powerdns-pdns-server": "http://pdns:8081",
+    }.items():
+        (tmp_path / f"certbotless-dns-{option}").write_text(value + "\n")
+    providers = ProvidersFromSecrets(tmp_path, authoritative_port=5353)
+    rfc2136 = providers("rfc2136")
+    assert isinstance(rfc2136, Rfc2136Provider)
+    assert (rfc2136.server, rfc2136.port, rfc2136.key_name) == (
+        "ns1.example.com",
+        5353,
+        "certbotless",
+    )
+    assert providers("rfc2136") is rfc2136  # built once
+    powerdns = providers("powerdns")
+    assert isinstance(powerdns, LexiconProvider)
+    assert powerdns.options == {"auth_token": "token", "pdns_server": "http://pdns:8081"}
+    for server, expected in [
+        ("[2001:db8::53]:54", ("2001:db8::53", 54)),
+        ("2001:db8::53", ("2001:db8::53", 53)),
+        ("192.0.2.53:5300", ("192.0.2.53", 5300)),
+    ]:
+        (tmp_path / "certbotless-dns-rfc2136-server").write_text(server)
+        again = ProvidersFromSecrets(tmp_path)("rfc2136")
+        assert isinstance(again, Rfc2136Provider) and (again.server, again.port) == expected
+
+
+def test_a_provider_without_its_secrets_or_unknown_is_a_clear_bad_request(tmp_path: Path) -> None:
+    (tmp_path / "certbotless-dns-rfc2136-server").write_text("ns1.example.com")
+    providers = ProvidersFromSecrets(tmp_path)
+    with pytest.raises(BadRequest, match=r"^DNS provider rfc2136 needs the secrets "
+                       r"certbotless-dns-rfc2136-key-name, certbotless-dns-rfc2136-key-secret "
+                       rf"\(files in {tmp_path}\)$"):  # fmt: skip
+        providers("rfc2136")
+    with pytest.raises(BadRequest, match=r"^unknown DNS provider 'cloudfare': use rfc2136 or "):
+        providers("cloudfare")
