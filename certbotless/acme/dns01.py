@@ -151,7 +151,7 @@ class DnsLookup:
 
 @dataclass(frozen=True)
 class PropagationPolicy:
-    timeout: float = 120.0  # seconds until every authoritative server must serve the record
+    timeout: float = 60.0  # seconds until every authoritative server must serve the record
     interval: float = 2.0  # seconds between two rounds of questions
 
 
@@ -189,6 +189,7 @@ class Dns01Solver:
                 f"{challenge.domain}: the DNS-01 solver got a {challenge.challenge_type}"
             )
         record = self._record_for(challenge)
+        provider = self.providers(record.provider)  # no secrets, unknown: nothing to note
         with self._lock:
             self._records[challenge] = record
             users = self._users.get(record, 0)
@@ -198,7 +199,7 @@ class Dns01Solver:
             self._note(record, keep=True)
         self.progress(f"{challenge.domain}: publishing TXT {record.fqdn} in zone {record.zone}")
         try:
-            self.providers(record.provider).add_txt(record)
+            provider.add_txt(record)
         except DnsUpdateRefused as error:
             self._forget(challenge)  # nothing was published: nothing to withdraw
             raise DnsUpdateFailed(

@@ -329,3 +329,13 @@ def test_a_provider_without_its_secrets_or_unknown_is_a_clear_bad_request(tmp_pa
         providers("rfc2136")
     with pytest.raises(BadRequest, match=r"^unknown DNS provider 'cloudfare': use rfc2136 or "):
         providers("cloudfare")
+
+
+def test_a_provider_that_cannot_be_built_notes_nothing(tmp_path: Path) -> None:
+    ledger = FakeDnsLedger()
+    dns01 = Dns01Solver(
+        ProvidersFromSecrets(tmp_path), ledger, MemoryLookup(FakeDnsProvider()), "rfc2136"
+    )
+    with pytest.raises(BadRequest, match="DNS provider rfc2136 needs the secrets"):
+        dns01.present(challenge())
+    assert ledger.saves == 0
