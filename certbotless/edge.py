@@ -230,19 +230,21 @@ def _host_files(servers: Mapping[str, list[_Server]], max_bytes: int) -> NginxFi
 
 def _one_host_files(host: str, servers: list[_Server], text: str, max_bytes: int) -> NginxFiles:
     header = _file_header(host)
+    # nginx's `include` reads '*' as a glob: a wildcard host's file names spell it out.
+    stem = host.replace("*", "_wildcard_")
     if len((header + text).encode()) <= max_bytes:
-        return {f"{HOSTS_DIR}/{host}.conf": header + text + "\n"}
+        return {f"{HOSTS_DIR}/{stem}.conf": header + text + "\n"}
     files: NginxFiles = {}
     blocks = []
     for server in servers:
         includes = []
         for number, chunk in enumerate(_chunks(server.locations, max_bytes - 200), start=1):
-            target = f"{LOCATIONS_DIR}/{host}-{server.port}-{number}.conf"
+            target = f"{LOCATIONS_DIR}/{stem}-{server.port}-{number}.conf"
             what = f"{host}, port {server.port}, part {number}"
             files[target] = _file_header(what) + "\n".join(chunk) + "\n"
             includes.append(f"        include {target};")
         blocks.append(server.text("\n".join(includes)))
-    return {f"{HOSTS_DIR}/{host}.conf": header + "\n".join(blocks) + "\n", **files}
+    return {f"{HOSTS_DIR}/{stem}.conf": header + "\n".join(blocks) + "\n", **files}
 
 
 def _chunks(locations: list[str], max_bytes: int) -> list[list[str]]:
