@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -12,8 +13,11 @@ from josepy.jwk import JWK
 from certbotless.account_key import resolve_account_key
 from certbotless.acme.account import ExternalAccountBinding
 from certbotless.acme.challenges import TokenStore
+from certbotless.acme.dns01 import Dns01Solver, DnsLookup, PropagationPolicy
+from certbotless.acme.dns_providers import ProvidersFromSecrets
 from certbotless.acme.http01 import EdgeHttp01Solver, EdgeSelfCheck
 from certbotless.acme.issuer import AcmeIssuer, IssuerOptions
+from certbotless.acme.solvers import ChallengeSolvers
 from certbotless.alerts import Alerter, channels_for
 from certbotless.doctor import Doctor
 from certbotless.edge_deploy import SwarmEdgeDeployer
@@ -26,12 +30,15 @@ from certbotless.settings import Settings
 from certbotless.status import (
     StatusConfig,
     SwarmAlertMemory,
+    SwarmDnsRecordLedger,
     SwarmOrderHistory,
     SwarmStatusStore,
 )
 from certbotless.store import CertStore
-from certbotless.swarm import Swarm
+from certbotless.swarm import SWARM_ERRORS, Swarm
 from certbotless.views import listing, rendered
+
+log = logging.getLogger(__name__)
 
 
 class App:
@@ -57,6 +64,10 @@ class App:
         )
         self.lease = SwarmPassLock(self.swarm, FilePassLock(settings.lock_file), holder)
         self.tokens = TokenStore(settings.challenge_dir)
+        self.dns_records = SwarmDnsRecordLedger(status_config)
+        self.dns_providers = ProvidersFromSecrets(
+            settings.secrets_dir, settings.dns01_nameserver_port
+        )
         # Set on SIGTERM: no new pass, no new order, no roll.
         self.stopping = threading.Event()
         # The daemon resolves it itself (it may mount the key into its own service first);
@@ -92,7 +103,7 @@ class App:
         return AcmeIssuer(
             settings.acme_directory,
             account_key,
-            EdgeHttp01Solver(self.tokens),
+            ChallengeSolvers(EdgeHttp01Solver(self.tokens), self.dns01_solver(log.info)),
             email=settings.email,
             ca_bundle=settings.ca_bundle,
             options=IssuerOptions(
@@ -103,12 +114,33 @@ class App:
             stop=self.stopping,
         )
 
-    def solver_for(self, edge: str | None, progress: Progress) -> EdgeHttp01Solver:
-        """HTTP-01 through the edge, checked through each of its tasks before the CA looks."""
+    def solver_for(self, edge: str | None, progress: Progress) -> ChallengeSolvers:
+        """HTTP-01 through the edge, checked through each of its tasks before the CA looks, and
+        DNS-01, which first withdraws the records an earlier pass (or process) left: the pass
+        lock is held, so no order of another pass is using them."""
         check = None
         if edge is not None and self.settings.self_check:
             check = EdgeSelfCheck(f"tasks.{edge}", proxy_protocol=self.settings.proxy_protocol)
-        return EdgeHttp01Solver(self.tokens, check, progress)
+        dns01 = self.dns01_solver(progress)
+        try:
+            for problem in dns01.withdraw_leftovers():
+                log.warning("%s", problem)
+        except SWARM_ERRORS as error:
+            log.warning("cannot read the DNS-01 records left from before: %s", error)
+        return ChallengeSolvers(EdgeHttp01Solver(self.tokens, check, progress), dns01)
+
+    def dns01_solver(self, progress: Progress) -> Dns01Solver:
+        settings = self.settings
+        return Dns01Solver(
+            self.dns_providers,
+            self.dns_records,
+            DnsLookup(settings.dns01_resolvers, settings.dns01_nameserver_port),
+            settings.dns01_provider,
+            PropagationPolicy(
+                settings.dns01_propagation_timeout, settings.dns01_propagation_interval
+            ),
+            progress,
+        )
 
     def listing(self) -> list[Listed]:
         return listing(self.settings, self.swarm, self.store, self.statuses, self.edge)

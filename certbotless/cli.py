@@ -41,6 +41,7 @@ from certbotless.lint import lint, report_json, report_text
 from certbotless.metrics import serve as serve_metrics
 from certbotless.model import (
     CertSpec,
+    ChallengeMode,
     KeyType,
     Listed,
     PassReport,
@@ -176,6 +177,17 @@ def _add_issue(issue: argparse.ArgumentParser) -> None:
     issue.add_argument("--profile", help="ACME profile to request")
     issue.add_argument("--name", help="certificate name (default: the first domain)")
     issue.add_argument(
+        "--challenge",
+        type=ChallengeMode,
+        choices=list(ChallengeMode),
+        default=ChallengeMode.HTTP01,
+        help="http-01 (default), dns-01, or mixed (wildcards by DNS-01); a wildcard needs DNS-01",
+    )
+    issue.add_argument(
+        "--dns-provider", help="DNS-01 provider (default: CERTBOTLESS_DNS01_PROVIDER)"
+    )
+    issue.add_argument("--dns-zone", help="DNS-01 zone (default: found by asking DNS)")
+    issue.add_argument(
         "--no-rollout", action="store_true", help="store the certificate but do not roll nginx"
     )
 
@@ -290,12 +302,18 @@ def _forced(names: list[str] | None) -> bool | frozenset[str]:
 
 def issue(app: App, args: argparse.Namespace) -> int:
     domains = tuple(d.strip().lower() for d in args.domains)
-    name = (args.name or domains[0]).strip().lower()
+    name = (args.name or domains[0].replace("*.", "wildcard.", 1)).strip().lower()
     if not CERTIFICATE_NAME_RE.fullmatch(name):
         print(f"certbotless: --name {name!r}: use lowercase letters, digits, '-' "
               "and dots, e.g. --name shop", file=sys.stderr)  # fmt: skip
         return 2
-    spec = CertSpec(name, domains, args.key_type, args.profile)
+    if args.challenge is ChallengeMode.HTTP01 and any(d.startswith("*.") for d in domains):
+        print("certbotless: a wildcard needs --challenge dns-01 (or mixed)", file=sys.stderr)
+        return 2
+    spec = CertSpec(
+        name, domains, args.key_type, args.profile, challenge=args.challenge,
+        dns_provider=args.dns_provider, dns_zone=args.dns_zone,
+    )  # fmt: skip
     with _responder_unless_running(app.tokens, app.settings):
         report = app.reconciler.run_pass(
             PassRequest(extra_specs=(spec,), roll=not args.no_rollout, progress=_say)

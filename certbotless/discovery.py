@@ -20,6 +20,7 @@ from certbotless.model import (
     CHALLENGE_PREFIX,
     BasicAuth,
     CertSpec,
+    ChallengeMode,
     DialectClaims,
     Discovery,
     ErrorPages,
@@ -56,19 +57,23 @@ STRIP_PREFIX = LABEL_PREFIX + "strip_prefix"
 ADD_PREFIX = LABEL_PREFIX + "add_prefix"
 REQUEST_HEADER_PREFIX = LABEL_PREFIX + "request_header."  # request_header.<Name>=<value>
 RESPONSE_HEADER_PREFIX = LABEL_PREFIX + "response_header."
+CHALLENGE = LABEL_PREFIX + "challenge"  # http-01 (default), dns-01, mixed
+DNS_PROVIDER = LABEL_PREFIX + "dns-provider"
+DNS_ZONE = LABEL_PREFIX + "dns-zone"
 CERTIFICATE_PREFIX = LABEL_PREFIX + "certificate."  # certificate.<name>=<domains>: no route
 # Every label a routed service may carry; any other certbotless.* label on it refuses the route
 # (a misspelt access label must not leave it open).
 ROUTE_LABELS = frozenset({
     DOMAINS, NAME, PORT, PATH, REDIRECT, MAX_BODY_SIZE, AUTH_URL, HSTS, ERRORS, ERRORS_STATUS,
     TIMEOUT, KEY_TYPE, PROFILE, EDGE, BASIC_AUTH_SECRET, BASIC_AUTH_REALM, ALLOW_FROM,
-    RATE_LIMIT, RATE_LIMIT_BURST, STRIP_PREFIX, ADD_PREFIX,
+    RATE_LIMIT, RATE_LIMIT_BURST, STRIP_PREFIX, ADD_PREFIX, CHALLENGE, DNS_PROVIDER, DNS_ZONE,
 })  # fmt: skip
 ROUTE_LABEL_PREFIXES = (CERTIFICATE_PREFIX, REQUEST_HEADER_PREFIX, RESPONSE_HEADER_PREFIX)
 NETWORKS = "networks"  # not a label: reported when a service shares no network with the edge
 
 # ASCII only throughout: str.isdigit() and \d accept "²" and fullwidth digits, which int() or
 # nginx refuse.
+_DNS_PROVIDER_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}", re.ASCII)
 _LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$", re.ASCII)
 # Certificate names: lowercase letters, digits, '-' and dots, like a hostname.
 CERTIFICATE_NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?", re.ASCII)
@@ -295,9 +300,15 @@ def _settle_name(
 
 
 def _asks_nothing_more(asked: CertSpec, spec: CertSpec) -> bool:
-    return set(asked.domains) <= set(spec.domains) and (asked.key_type, asked.profile) == (
-        spec.key_type, spec.profile,
-    )  # fmt: skip
+    return (
+        set(asked.domains) <= set(spec.domains)
+        and (asked.key_type, asked.profile) == (spec.key_type, spec.profile)
+        and _challenge_options(asked) == _challenge_options(spec)
+    )
+
+
+def _challenge_options(spec: CertSpec) -> tuple[ChallengeMode, str | None, str | None]:
+    return spec.challenge, spec.dns_provider, spec.dns_zone
 
 
 def _claim_problem(claim: _Claim, label: str, message: str) -> LabelProblem:
@@ -329,6 +340,17 @@ def _options_differ(
 ) -> LabelProblem | None:
     if owner is None or spec is None:
         return None
+    challenge = _challenge_options(claim.spec)
+    if challenge != _challenge_options(spec):
+        mode, provider, zone = _challenge_options(spec)
+        return _claim_problem(
+            claim,
+            CHALLENGE,
+            f"certificate {spec.name} is {owner.service.name}'s, with {CHALLENGE} {mode.value}, "
+            f"{DNS_PROVIDER} {provider or '(default)'} and {DNS_ZONE} {zone or '(found)'}; "
+            f"services of one stack share a certificate only when these agree: set them "
+            f"alike, or choose another {NAME}",
+        )
     label = KEY_TYPE if claim.spec.key_type != spec.key_type else PROFILE
     if claim.spec.profile == spec.profile and label == PROFILE:
         return None
@@ -461,8 +483,55 @@ def _invalid_factory(service: ServiceInfo) -> InvalidFactory:
     return invalid
 
 
-def _parse_hosts(value: str, invalid: InvalidFactory, ip_allowed: bool = False) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(parse_hostname(h, invalid, ip_allowed) for h in value.split(",")))
+def _parse_hosts(
+    value: str, invalid: InvalidFactory, ip_allowed: bool = False, wildcards: bool = False
+) -> tuple[str, ...]:
+    return tuple(
+        dict.fromkeys(parse_hostname(h, invalid, ip_allowed, wildcards) for h in value.split(","))
+    )
+
+
+def _asks_dns01(service: ServiceInfo) -> bool:
+    """Whether its challenge label lets wildcards in (the label itself is checked later)."""
+    value = service.labels.get(CHALLENGE, "").strip().lower()
+    return value in (ChallengeMode.DNS01, ChallengeMode.MIXED)
+
+
+def _parse_challenge(
+    service: ServiceInfo, invalid: InvalidFactory
+) -> tuple[ChallengeMode, str | None, str | None]:
+    """The challenge label, and the DNS provider and zone labels (which need DNS-01)."""
+    text = service.labels.get(CHALLENGE, ChallengeMode.HTTP01.value).strip().lower()
+    try:
+        mode = ChallengeMode(text or ChallengeMode.HTTP01.value)
+    except ValueError:
+        raise invalid(
+            CHALLENGE,
+            "must be http-01 (through the edge, the default), dns-01 (every name by a TXT "
+            "record) or mixed (wildcards by DNS-01, the other names by HTTP-01)",
+        ) from None
+    provider = service.labels.get(DNS_PROVIDER, "").strip().lower() or None
+    zone = service.labels.get(DNS_ZONE, "").strip().lower().rstrip(".") or None
+    for label, value in ((DNS_PROVIDER, provider), (DNS_ZONE, zone)):
+        if value is not None and mode is ChallengeMode.HTTP01:
+            raise invalid(label, f"needs {CHALLENGE}=dns-01 or mixed")
+    if provider is not None and not _DNS_PROVIDER_RE.fullmatch(provider):
+        raise invalid(
+            DNS_PROVIDER,
+            "must be rfc2136 or the name of a dns-lexicon provider, e.g. cloudflare",
+        )
+    if zone is not None:
+        zone = parse_hostname(zone, _relabelled(invalid, DNS_ZONE))
+    return mode, provider, zone
+
+
+def _relabelled(invalid: InvalidFactory, label: str) -> InvalidFactory:
+    """`invalid`, naming `label` whatever label the check names."""
+
+    def relabelled(_: str, message: str) -> InvalidLabel:
+        return invalid(label, message)
+
+    return relabelled
 
 
 def _parse_certificate_label(service: ServiceInfo, label: str, value: str) -> CertSpec:
@@ -474,7 +543,12 @@ def _parse_certificate_label(service: ServiceInfo, label: str, value: str) -> Ce
             "the part after certbotless.certificate. must be a name of "
             "lowercase letters, digits, '-' and dots, e.g. certbotless.certificate.shop",
         )
-    return CertSpec(name, _parse_hosts(value, invalid), _parse_key_type(service, invalid))
+    mode, provider, zone = _parse_challenge(service, invalid)
+    hosts = _parse_hosts(value, invalid, wildcards=_asks_dns01(service))
+    return CertSpec(
+        name, hosts, _parse_key_type(service, invalid), challenge=mode, dns_provider=provider,
+        dns_zone=zone,
+    )  # fmt: skip
 
 
 def _parse_spec(
@@ -484,15 +558,22 @@ def _parse_spec(
 ) -> CertSpec:
     """The certificate a service asks for (alone: for services an own nginx.conf routes)."""
     invalid = invalid or _invalid_factory(service)
-    hosts = hosts or _parse_hosts(service.labels[DOMAINS], invalid, _asks_a_profile(service))
-    name = service.labels.get(NAME, "").strip() or hosts[0]
+    hosts = hosts or _parse_hosts(
+        service.labels[DOMAINS], invalid, _asks_a_profile(service), _asks_dns01(service)
+    )
+    # A wildcard's certificate is named after its domain: `*.example.com` → wildcard.example.com
+    name = service.labels.get(NAME, "").strip() or hosts[0].replace("*.", "wildcard.", 1)
     if not CERTIFICATE_NAME_RE.fullmatch(name):
         raise invalid(NAME, "must be a name of lowercase letters, digits, '-' and dots")
+    mode, provider, zone = _parse_challenge(service, invalid)
     return CertSpec(
         name,
         hosts,
         _parse_key_type(service, invalid),
         service.labels.get(PROFILE, "").strip() or None,
+        challenge=mode,
+        dns_provider=provider,
+        dns_zone=zone,
     )
 
 
@@ -514,7 +595,8 @@ def _parse_service(
     def text(label: str, default: str = "") -> str:
         return labels.get(label, default).strip()
 
-    hosts = _parse_hosts(labels[DOMAINS], invalid, _asks_a_profile(service))
+    _parse_challenge(service, invalid)  # a wrong challenge label first: wildcards hang on it
+    hosts = _parse_hosts(labels[DOMAINS], invalid, _asks_a_profile(service), _asks_dns01(service))
 
     port_text = text(PORT)
     if not port_text:
@@ -743,17 +825,28 @@ def _asks_a_profile(service: ServiceInfo) -> bool:
     return bool(service.labels.get(PROFILE, "").strip())
 
 
-def parse_hostname(raw: str, invalid: InvalidFactory, ip_allowed: bool = False) -> str:
+def parse_hostname(
+    raw: str, invalid: InvalidFactory, ip_allowed: bool = False, wildcard_allowed: bool = False
+) -> str:
     """A hostname as the CA and nginx want it; an IPv4 address only when `ip_allowed` (the
-    service asks for a CA profile, which may issue for addresses)."""
+    service asks for a CA profile, which may issue for addresses); a wildcard (`*.` and a
+    hostname) only when `wildcard_allowed` (the service asks for DNS-01)."""
     host = raw.strip().rstrip(".").lower()
     if not host:
         raise invalid(DOMAINS, "contains an empty name; separate hostnames with single commas")
     if host.startswith("*."):
-        raise invalid(
-            DOMAINS,
-            f"{host} is a wildcard; HTTP-01 cannot validate wildcards, list each hostname instead",
-        )
+        if not wildcard_allowed:
+            raise invalid(
+                DOMAINS,
+                f"{host} is a wildcard: only DNS-01 proves wildcards; set {CHALLENGE}=dns-01 "
+                "(or mixed: wildcards by DNS-01, the other names by HTTP-01) and a DNS provider, "
+                "or list each hostname instead",
+            )
+        if "*" in host[2:]:
+            raise invalid(
+                DOMAINS, f"{host}: a wildcard stands for the leftmost label only (*.example.com)"
+            )
+        return "*." + parse_hostname(host[2:], invalid)
     if ":" in host:
         raise invalid(
             DOMAINS,

@@ -95,7 +95,7 @@ def render_nginx_conf(
     for route in routes:
         for host in route.hosts:
             by_host.setdefault(host, []).append(route)
-    cert_for_host = {host: cert.name for cert in certs.values() for host in cert.domains}
+    cert_for_host = _certificate_per_host(certs, by_host)
     http2_directive = nginx_version >= HTTP2_DIRECTIVE_SINCE
     # One form on every 443 listen, the default server's included: listen options are per
     # address, so servers sharing 443 must agree.
@@ -133,6 +133,17 @@ def render_nginx_conf(
     )
     return {NGINX_CONF_TARGET: main, **_host_files(servers, max_file_bytes),
             **_htpasswd_files(by_host)}  # fmt: skip
+
+
+def _certificate_per_host(certs: Mapping[str, StoredCert], hosts: Iterable[str]) -> dict[str, str]:
+    """Each host's certificate name: the one naming it, else a wildcard one covering it (one
+    label more), until the host has its own."""
+    named = {host: cert.name for cert in certs.values() for host in cert.domains}
+    for host in hosts:
+        wildcard = "*." + host.partition(".")[2]
+        if host not in named and wildcard in named and not host.startswith("*"):
+            named[host] = named[wildcard]
+    return named
 
 
 def _rate_zones(by_host: Mapping[str, list[Route]]) -> str:
@@ -230,19 +241,21 @@ def _host_files(servers: Mapping[str, list[_Server]], max_bytes: int) -> NginxFi
 
 def _one_host_files(host: str, servers: list[_Server], text: str, max_bytes: int) -> NginxFiles:
     header = _file_header(host)
+    # nginx's `include` reads '*' as a glob: a wildcard host's file names spell it out.
+    stem = host.replace("*", "_wildcard_")
     if len((header + text).encode()) <= max_bytes:
-        return {f"{HOSTS_DIR}/{host}.conf": header + text + "\n"}
+        return {f"{HOSTS_DIR}/{stem}.conf": header + text + "\n"}
     files: NginxFiles = {}
     blocks = []
     for server in servers:
         includes = []
         for number, chunk in enumerate(_chunks(server.locations, max_bytes - 200), start=1):
-            target = f"{LOCATIONS_DIR}/{host}-{server.port}-{number}.conf"
+            target = f"{LOCATIONS_DIR}/{stem}-{server.port}-{number}.conf"
             what = f"{host}, port {server.port}, part {number}"
             files[target] = _file_header(what) + "\n".join(chunk) + "\n"
             includes.append(f"        include {target};")
         blocks.append(server.text("\n".join(includes)))
-    return {f"{HOSTS_DIR}/{host}.conf": header + "\n".join(blocks) + "\n", **files}
+    return {f"{HOSTS_DIR}/{stem}.conf": header + "\n".join(blocks) + "\n", **files}
 
 
 def _chunks(locations: list[str], max_bytes: int) -> list[list[str]]:

@@ -14,6 +14,21 @@ from enum import IntEnum, StrEnum
 CHALLENGE_PREFIX = "/.well-known/acme-challenge/"
 
 
+class ChallengeType(StrEnum):
+    """The ACME challenge a name is proved with."""
+
+    HTTP01 = "http-01"
+    DNS01 = "dns-01"
+
+
+class ChallengeMode(StrEnum):
+    """How a certificate's names are proved (the `certbotless.challenge` label)."""
+
+    HTTP01 = "http-01"  # every name through the edge
+    DNS01 = "dns-01"  # every name by a TXT record
+    MIXED = "mixed"  # wildcards by DNS-01, the other names by HTTP-01
+
+
 class KeyType(StrEnum):
     EC256 = "ec256"
     EC384 = "ec384"
@@ -128,6 +143,17 @@ class CertSpec:
     domains: tuple[str, ...]
     key_type: KeyType = KeyType.EC256
     profile: str | None = None
+    challenge: ChallengeMode = ChallengeMode.HTTP01
+    dns_provider: str | None = None  # None: the sidecar's default provider
+    dns_zone: str | None = None  # None: found by asking DNS
+
+    def challenge_for(self, wildcard: bool) -> ChallengeType:
+        """The challenge that proves one of its names (`wildcard`: a `*.` name)."""
+        if self.challenge is ChallengeMode.DNS01 or (
+            self.challenge is ChallengeMode.MIXED and wildcard
+        ):
+            return ChallengeType.DNS01
+        return ChallengeType.HTTP01
 
 
 @dataclass(frozen=True)
@@ -324,6 +350,28 @@ class Challenge:
     domain: str
     token: str
     key_authorization: str
+    challenge_type: ChallengeType = ChallengeType.HTTP01
+    dns_provider: str | None = None  # DNS-01: the spec's provider (None: the default)
+    dns_zone: str | None = None  # DNS-01: the spec's zone (None: found by asking DNS)
+
+
+@dataclass(frozen=True)
+class DnsRecord:
+    """A TXT record certbotless published for DNS-01 and must withdraw (tracked in the swarm
+    until it is, so that a restarted sidecar withdraws what its predecessor left)."""
+
+    fqdn: str  # absolute, with the trailing dot; the CNAME target when delegated
+    value: str
+    zone: str  # absolute, with the trailing dot
+    provider: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"fqdn": self.fqdn, "value": self.value, "zone": self.zone,
+                "provider": self.provider}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: dict[str, str]) -> DnsRecord:
+        return cls(data["fqdn"], data["value"], data["zone"], data["provider"])
 
 
 @dataclass(frozen=True)
@@ -372,6 +420,7 @@ class FailureReason(StrEnum):
     RATE_LIMITED = "RateLimited"
     VALIDATION_FAILED = "ValidationFailed"  # the CA could not validate a challenge
     CHALLENGE_NOT_SERVED = "ChallengeNotServed"  # our self-check failed: the CA was not asked
+    DNS_PROBLEM = "DnsProblem"  # DNS-01: no zone, or the provider refused: the CA was not asked
     BAD_REQUEST = "BadRequest"  # the CA refused the order as asked (names, profile)
     BACKING_OFF = "BackingOff"  # not tried: waiting after earlier failures
     OVER_BUDGET = "OverBudget"  # not tried: it would exceed one of the CA's rate limits

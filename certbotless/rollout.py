@@ -149,7 +149,10 @@ class ServedCertificates:
         try:
             with (
                 connect_to_edge_task(address, self.port, self.timeout, self.proxy_protocol) as raw,
-                self._tls.wrap_socket(raw, server_hostname=domain) as tls,
+                # A wildcard's server answers for any one label in its place.
+                self._tls.wrap_socket(
+                    raw, server_hostname=domain.replace("*.", "certbotless-check.", 1)
+                ) as tls,
             ):
                 der = tls.getpeercert(binary_form=True)
         except OSError as error:

@@ -19,6 +19,7 @@ from certbotless.model import (
     CertificateStatus,
     CertSpec,
     Challenge,
+    DnsRecord,
     IssuedCert,
     PastOrder,
     RevocationReason,
@@ -43,13 +44,14 @@ class ServiceSource(Protocol):
 
 
 class Solver(Protocol):
-    """Proves control of a name for one challenge type. HTTP-01 through the edge
-    (`acme.http01.EdgeHttp01Solver`) is the first; it owns the self-check through the edge."""
-
-    challenge_type: str  # the ACME challenge type it answers, e.g. "http-01"
+    """Proves control of a name. HTTP-01 through the edge (`acme.http01.EdgeHttp01Solver`,
+    which owns the self-check through the edge), DNS-01 by TXT records (`acme.dns01.
+    Dns01Solver`), and `acme.solvers.ChallengeSolvers`, which hands each challenge to the one
+    for its `challenge_type` (the certificate's spec chooses it per name)."""
 
     def present(self, challenge: Challenge) -> None:
-        """Publish what the CA will look for."""
+        """Publish what the CA will look for; raise AcmeError (BadRequest) for a challenge
+        type it does not answer."""
 
     def wait_until_visible(
         self, challenge: Challenge, deadline: float, stop: threading.Event
@@ -149,6 +151,28 @@ class OrderHistory(Protocol):
     def load(self) -> list[PastOrder]: ...
 
     def save(self, orders: Sequence[PastOrder]) -> None: ...
+
+
+class DnsProvider(Protocol):
+    """Publishes and withdraws TXT records in one DNS service (`acme.dns_providers`: RFC 2136
+    with TSIG, or one of dns-lexicon's provider APIs). Either raises `acme.errors.
+    DnsUpdateRefused` when the service refused and changed nothing, or any error when it is
+    unknown what happened."""
+
+    def add_txt(self, record: DnsRecord) -> None:
+        """Add `record.value` to the TXT values at `record.fqdn` (others stay)."""
+
+    def remove_txt(self, record: DnsRecord) -> None:
+        """Remove that one value (nothing when it is not there)."""
+
+
+class DnsRecordLedger(Protocol):
+    """The TXT records DNS-01 published and has not withdrawn yet, kept in the swarm beside the
+    status records (`status.SwarmDnsRecordLedger`): a restarted sidecar withdraws them."""
+
+    def load(self) -> list[DnsRecord]: ...
+
+    def save(self, records: Sequence[DnsRecord]) -> None: ...
 
 
 class PassLock(Protocol):

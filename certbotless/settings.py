@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 from apscheduler.triggers.cron import CronTrigger
@@ -35,6 +35,8 @@ VARIABLES = (
     "LOG_LEVEL", "LOG_FORMAT", "METRICS_LISTEN", "ALERT_WEBHOOK", "ALERT_WEBHOOK_FORMAT",
     "SMTP_URL", "ALERT_EMAIL", "LABEL_DIALECTS", "TRAEFIK_EXPOSED_BY_DEFAULT",
     "TRAEFIK_DYNAMIC_CONFIG",
+    "DNS01_PROVIDER", "DNS01_RESOLVERS", "DNS01_PROPAGATION_TIMEOUT",
+    "DNS01_PROPAGATION_INTERVAL", "DNS01_NAMESERVER_PORT", "SECRETS_DIR",
 )  # fmt: skip
 # Label dialects certbotless reads: its own certbotless.* labels, and Traefik's.
 LABEL_DIALECTS = ("certbotless", "traefik")
@@ -49,7 +51,11 @@ MAX_CONCURRENCY = 256
 MAX_ROLLOUT_TIMEOUT = 86_400
 MAX_KEEP_VERSIONS = 1_000
 MAX_KEEP_EXPIRED_DAYS = 3_650
+MAX_PROPAGATION_TIMEOUT = 3_600
+MAX_PROPAGATION_INTERVAL = 60
 
+# rfc2136, or a dns-lexicon provider's module name (cloudflare, route53, powerdns, …).
+_DNS_PROVIDER = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 _SERVICE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?")
 # A host name, or a Swarm service's (which may hold '_', e.g. edge_certbotless).
 _HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
@@ -153,6 +159,15 @@ class Settings:
     # Traefik dynamic-configuration files (YAML or TOML) whose http.middlewares `name@file`
     # means; mounted into the sidecar as Swarm configs.
     traefik_dynamic_config: tuple[Path, ...] = ()
+    # DNS-01: the provider of certificates whose labels name none (None: DNS-01 needs the
+    # label); the resolvers that find zones, CNAMEs and name servers (empty: the system's);
+    # how long every authoritative server has to serve a record, and how often they are asked.
+    dns01_provider: str | None = None
+    dns01_resolvers: tuple[tuple[str, int], ...] = ()
+    dns01_propagation_timeout: int = 60
+    dns01_propagation_interval: int = 2
+    dns01_nameserver_port: int = 53  # where the authoritative servers are asked
+    secrets_dir: Path = Path("/run/secrets")  # the DNS providers' credentials, as Swarm secrets
 
     @property
     def proxy_protocol(self) -> bool:
@@ -164,6 +179,7 @@ class Settings:
         found = {self.eab_hmac_key or ""}
         for url in (self.alert_webhook, self.smtp_url):
             found |= url_secrets(url) if url else set()
+        found |= dns_provider_secrets(self.secrets_dir)
         return frozenset(found - {""})
 
     @classmethod
@@ -221,12 +237,29 @@ class Settings:
             gc_keep_expired_days=_number(get("GC_KEEP_EXPIRED_DAYS"), "GC_KEEP_EXPIRED_DAYS", 0,
                                          MAX_KEEP_EXPIRED_DAYS, defaults.gc_keep_expired_days),
             front_subnets=_subnets(get("FRONT_SUBNET"), "FRONT_SUBNET", defaults.front_subnets),
-            label_dialects=_dialects(get("LABEL_DIALECTS"), "LABEL_DIALECTS"),
-            traefik_exposed_by_default=_flag(get("TRAEFIK_EXPOSED_BY_DEFAULT"),
-                                             "TRAEFIK_EXPOSED_BY_DEFAULT",
-                                             defaults.traefik_exposed_by_default),
-            traefik_dynamic_config=_paths(get("TRAEFIK_DYNAMIC_CONFIG"), "TRAEFIK_DYNAMIC_CONFIG"),
+            **_dialects_settings(get, defaults),
+            **_dns01(get, defaults),
         )  # fmt: skip
+
+
+# DNS providers' options that are credentials (a TSIG key's secret, API tokens and passwords);
+# their names and servers are not, and replacing them in every log line would hide too much.
+_SECRET_OPTION = re.compile(r"secret|token|password|passwd|(?<!access.)key$")
+DNS_SECRET_PREFIX = "certbotless-dns-"
+
+
+def dns_provider_secrets(secrets_dir: Path) -> set[str]:
+    """The credentials among the DNS providers' secret files (`certbotless-dns-<provider>-…`),
+    as they are read: never to be logged."""
+    try:
+        files = [f for f in secrets_dir.glob(DNS_SECRET_PREFIX + "*") if f.is_file()]
+        return {
+            f.read_text().strip()
+            for f in files
+            if _SECRET_OPTION.search(f.name[len(DNS_SECRET_PREFIX) :].replace("_", "-").lower())
+        }
+    except OSError:
+        return set()
 
 
 def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
@@ -503,6 +536,75 @@ def _listen(value: str | None, name: str, alternative: str = "") -> tuple[str, i
             f"with an IPv4 address and a port from 1 to 65535) {alternative}".strip(),
         )
     return (host or "0.0.0.0", number)
+
+
+def _dialects_settings(get: Variable, defaults: Settings) -> dict[str, Any]:
+    """The label dialects and Traefik's settings, as Settings' fields."""
+    return {
+        "label_dialects": _dialects(get("LABEL_DIALECTS"), "LABEL_DIALECTS"),
+        "traefik_exposed_by_default": _flag(
+            get("TRAEFIK_EXPOSED_BY_DEFAULT"), "TRAEFIK_EXPOSED_BY_DEFAULT",
+            defaults.traefik_exposed_by_default,
+        ),
+        "traefik_dynamic_config": _paths(get("TRAEFIK_DYNAMIC_CONFIG"), "TRAEFIK_DYNAMIC_CONFIG"),
+    }  # fmt: skip
+
+
+def _dns01(get: Variable, defaults: Settings) -> dict[str, Any]:
+    """The DNS-01 settings, as Settings' fields."""
+    return {
+        "dns01_provider": _dns_provider(get("DNS01_PROVIDER"), "DNS01_PROVIDER"),
+        "dns01_resolvers": _resolvers(get("DNS01_RESOLVERS"), "DNS01_RESOLVERS"),
+        "dns01_propagation_timeout": _number(
+            get("DNS01_PROPAGATION_TIMEOUT"), "DNS01_PROPAGATION_TIMEOUT", 1,
+            MAX_PROPAGATION_TIMEOUT, defaults.dns01_propagation_timeout,
+        ),
+        "dns01_propagation_interval": _number(
+            get("DNS01_PROPAGATION_INTERVAL"), "DNS01_PROPAGATION_INTERVAL", 1,
+            MAX_PROPAGATION_INTERVAL, defaults.dns01_propagation_interval,
+        ),
+        "dns01_nameserver_port": _number(
+            get("DNS01_NAMESERVER_PORT"), "DNS01_NAMESERVER_PORT", 1, 65535,
+            defaults.dns01_nameserver_port,
+        ),
+        "secrets_dir": _path(get("SECRETS_DIR"), "SECRETS_DIR") or defaults.secrets_dir,
+    }  # fmt: skip
+
+
+def _dns_provider(value: str | None, name: str) -> str | None:
+    if value is None:
+        return None
+    if not _DNS_PROVIDER.fullmatch(value.lower()):
+        raise _invalid(
+            name, value, "must be rfc2136 or a dns-lexicon provider's name, e.g. cloudflare"
+        )
+    return value.lower()
+
+
+def _resolvers(value: str | None, name: str) -> tuple[tuple[str, int], ...]:
+    """IP[:PORT],… (port 53 unless given; an IPv6 address in brackets when with a port)."""
+    if value is None:
+        return ()
+    resolvers = []
+    for item in value.split(","):
+        text = item.strip()
+        host, port = text, "53"
+        if text.startswith("[") and "]:" in text:
+            host, _, port = text[1:].partition("]:")
+        elif text.count(":") == 1:
+            host, _, port = text.partition(":")
+        try:
+            address = str(ipaddress.ip_address(host.strip("[]")))
+        except ValueError:
+            address = ""
+        number = _port(port)
+        if not address or number is None:
+            raise _invalid(
+                name, value, "must be IP addresses with optional ports, separated by commas, "
+                "e.g. 10.0.0.53,10.0.0.54:5353 or [2001:db8::53]:53",
+            )  # fmt: skip
+        resolvers.append((address, number))
+    return tuple(resolvers)
 
 
 def _upstream(value: str | None, name: str) -> str | None:

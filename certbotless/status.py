@@ -7,6 +7,7 @@ with one inspect and writes them, when one changed, with one update, whatever th
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from certbotless.acme.ari import RenewalTime, lifetime_renewal_time
+from certbotless.acme.dns01 import DnsProblem
 from certbotless.acme.errors import (
     AcmeError,
     BackingOff,
@@ -28,6 +30,7 @@ from certbotless.model import (
     CertificateStatus,
     CertSpec,
     Condition,
+    DnsRecord,
     FailureReason,
     ObjectRole,
     PastOrder,
@@ -40,6 +43,7 @@ STATUS_CONFIG = "cbl-status"
 STATUS_PREFIX = "certbotless.status."
 ALERT_PREFIX = "certbotless.alert."
 ORDERS_LABEL = "certbotless.orders"
+DNS_RECORDS_LABEL = "certbotless.dns-records"
 # Where renewal failures were kept before the status records: cleared on the first save.
 LEGACY_FAILURE_PREFIX = "certbotless.failure."
 _WRITE_ATTEMPTS = 5
@@ -74,6 +78,7 @@ def failure_reason(error: AcmeError) -> FailureReason:
         (RateLimited, FailureReason.RATE_LIMITED),
         (CaUnreachable, FailureReason.CA_UNREACHABLE),
         (ChallengeNotServed, FailureReason.CHALLENGE_NOT_SERVED),
+        (DnsProblem, FailureReason.DNS_PROBLEM),
         (ValidationFailed, FailureReason.VALIDATION_FAILED),
         (BadRequest, FailureReason.BAD_REQUEST),
         (NotStored, FailureReason.NOT_STORED),
@@ -323,6 +328,24 @@ class SwarmOrderHistory:
 
     def save(self, orders: Sequence[PastOrder]) -> None:
         self.config.write_notes(ORDERS_LABEL, {"": to_json(orders)})
+
+
+class SwarmDnsRecordLedger:
+    """DnsRecordLedger: one label on the status config, the DNS-01 records not withdrawn yet."""
+
+    def __init__(self, config: StatusConfig) -> None:
+        self.config = config
+
+    def load(self) -> list[DnsRecord]:
+        text = self.config.notes(DNS_RECORDS_LABEL).get("", "[]")
+        try:
+            return [DnsRecord.from_json(entry) for entry in json.loads(text)]
+        except (ValueError, KeyError, TypeError):
+            return []  # written by another version: nothing certbotless can act on
+
+    def save(self, records: Sequence[DnsRecord]) -> None:
+        entries = json.dumps([record.to_json() for record in records], sort_keys=True)
+        self.config.write_notes(DNS_RECORDS_LABEL, {"": entries} if records else {})
 
 
 class SwarmAlertMemory:

@@ -20,6 +20,12 @@ APT_PACKAGES = [
     "curl",
     "openssl",
     "iptables",
+    # DNS-01 tests: BIND updated with TSIG, PowerDNS (SQLite) driven through dns-lexicon.
+    "bind9",
+    "bind9-utils",
+    "pdns-server",
+    "pdns-backend-sqlite3",
+    "sqlite3",
 ]
 REPO = Path(__file__).resolve().parent.parent
 VENV = REPO / ".venv"

@@ -25,13 +25,14 @@ def port_open(host: str, port: int) -> bool:
         return False
 
 
-def listener_certificates(addresses: list[str]) -> Path:
-    """A CA and a listener certificate naming every address clients use; returns the CA file."""
-    TLS_DIR.mkdir(parents=True, exist_ok=True)
+def listener_certificates(addresses: list[str], tls_dir: Path = TLS_DIR) -> Path:
+    """A CA and a listener certificate naming every address clients use, in `tls_dir` (the
+    rig's, or a test's own); returns the CA file."""
+    tls_dir.mkdir(parents=True, exist_ok=True)
     names = ["DNS:localhost", *(f"IP:{a}" for a in sorted(set(addresses)))]
     san = "subjectAltName=" + ",".join(names)
-    ca, key, cert = TLS_DIR / "ca.pem", TLS_DIR / "listener.key", TLS_DIR / "listener.pem"
-    stamp = TLS_DIR / "san.txt"
+    ca, key, cert = tls_dir / "ca.pem", tls_dir / "listener.key", tls_dir / "listener.pem"
+    stamp = tls_dir / "san.txt"
     if ca.exists() and cert.exists() and stamp.exists() and stamp.read_text() == san:
         return ca
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
@@ -46,7 +47,7 @@ def listener_certificates(addresses: list[str]) -> Path:
             "-subj",
             "/CN=certbotless rig CA",
             "-keyout",
-            str(TLS_DIR / "ca.key"),
+            str(tls_dir / "ca.key"),
             "-out",
             str(ca),
         ]
@@ -61,26 +62,26 @@ def listener_certificates(addresses: list[str]) -> Path:
             "-keyout",
             str(key),
             "-out",
-            str(TLS_DIR / "listener.csr"),
+            str(tls_dir / "listener.csr"),
         ]
     )
-    (TLS_DIR / "ext.cnf").write_text(san + "\n")
+    (tls_dir / "ext.cnf").write_text(san + "\n")
     run(
         [
             "openssl",
             "x509",
             "-req",
             "-in",
-            str(TLS_DIR / "listener.csr"),
+            str(tls_dir / "listener.csr"),
             "-CA",
             str(ca),
             "-CAkey",
-            str(TLS_DIR / "ca.key"),
+            str(tls_dir / "ca.key"),
             "-CAcreateserial",
             "-days",
             "3650",
             "-extfile",
-            str(TLS_DIR / "ext.cnf"),
+            str(tls_dir / "ext.cnf"),
             "-out",
             str(cert),
         ]
@@ -146,6 +147,9 @@ class PebbleServer:
     validity_seconds: int | None = None
     env: dict[str, str] = field(default_factory=dict)
     config: dict[str, object] = field(default_factory=dict)  # extra Pebble config fields
+    # Where it resolves names to validate (and reads DNS-01 records): challtestsrv in the rig,
+    # a test's own BIND for DNS-01.
+    dns_server: str = DNS_ADDRESS
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -179,7 +183,7 @@ class PebbleServer:
         config_file.write_text(json.dumps({"pebble": config}, indent=2))
         self.process = spawn(
             self.name,
-            ["pebble", "-config", str(config_file), "-dnsserver", DNS_ADDRESS],
+            ["pebble", "-config", str(config_file), "-dnsserver", self.dns_server],
             env={"PEBBLE_VA_NOSLEEP": "1", **self.env},
         )
         wait_until(self.answers, 30, self.name)

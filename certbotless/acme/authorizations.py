@@ -26,7 +26,7 @@ from certbotless.acme.errors import (
     describe_problem,
 )
 from certbotless.acme.session import CaSession
-from certbotless.model import Challenge
+from certbotless.model import CertSpec, Challenge
 from certbotless.seams import Progress, Solver
 
 
@@ -52,16 +52,17 @@ class ChallengeAnswers:
     def answered(
         self,
         order: messages.OrderResource,
+        spec: CertSpec,
         solver: Solver,
         progress: Progress,
         deadline: float,
     ) -> Iterator[None]:
-        """Present every pending authorization's challenge, wait until each is visible, then ask
-        the CA to validate them all. The challenges are withdrawn when the `with` block, which
-        waits for the CA's decision, ends."""
+        """Present every pending authorization's challenge (of the type `spec` chooses for the
+        name), wait until each is visible, then ask the CA to validate them all. The challenges
+        are withdrawn when the `with` block, which waits for the CA's decision, ends."""
         presented: list[Challenge] = []
         try:
-            answers = self._present(order, solver, presented)
+            answers = self._present(order, spec, solver, presented)
             for answer in answers:
                 solver.wait_until_visible(answer.challenge, deadline, self.stopping)
             # Leave before the CA looks: once it does, the challenges must stay until it has
@@ -70,14 +71,18 @@ class ChallengeAnswers:
                 raise Abandoned()
             for answer in answers:
                 progress(f"{answer.challenge.domain}: asking the CA to validate")
-                self._tell_the_ca(answer, solver.challenge_type)
+                self._tell_the_ca(answer, answer.challenge.challenge_type)
             yield
         finally:
             for challenge in presented:
                 solver.clean_up(challenge)
 
     def _present(
-        self, order: messages.OrderResource, solver: Solver, presented: list[Challenge]
+        self,
+        order: messages.OrderResource,
+        spec: CertSpec,
+        solver: Solver,
+        presented: list[Challenge],
     ) -> list[_Answer]:
         """Present each challenge, recording it in `presented` (for clean-up) as soon as it is."""
         key = self.session.net.key
@@ -86,12 +91,16 @@ class ChallengeAnswers:
         for authorization in order.authorizations:
             if authorization.body.status == messages.STATUS_VALID:
                 continue
-            offered, chall = _offered(authorization, solver.challenge_type)
+            challenge_type = spec.challenge_for(bool(authorization.body.wildcard))
+            offered, chall = _offered(authorization, challenge_type)
             response = chall.response(key)
             challenge = Challenge(
                 domain=authorization.body.identifier.value,
                 token=chall.encode("token"),
                 key_authorization=response.key_authorization,
+                challenge_type=challenge_type,
+                dns_provider=spec.dns_provider,
+                dns_zone=spec.dns_zone,
             )
             solver.present(challenge)
             presented.append(challenge)
@@ -160,6 +169,6 @@ def _offered(
     if challenge_type == challenges.HTTP01.typ:
         raise BadRequest(
             f"{domain}: the CA offers no HTTP-01 challenge for this name "
-            "(wildcards need DNS-01, which certbotless does not do)"
+            "(wildcards need DNS-01: set certbotless.challenge=dns-01 or mixed)"
         )
     raise BadRequest(f"{domain}: the CA offers no {challenge_type} challenge for this name")

@@ -122,3 +122,7 @@ def unusable_answers_as_acme_errors() -> Iterator[None]:
         raise UnexpectedAnswer(
             f"the CA's answer cannot be used ({type(error).__name__}: {error})"
         ) from error
+
+
+class DnsUpdateRefused(Exception):
+    """A DNS service refused an update and changed nothing (a DnsProvider raises it)."""

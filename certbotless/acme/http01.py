@@ -11,8 +11,8 @@ import threading
 import time
 
 from certbotless.acme.challenges import TokenStore
-from certbotless.acme.errors import Abandoned, AcmeError, UnexpectedAnswer
-from certbotless.model import CHALLENGE_PREFIX, Challenge
+from certbotless.acme.errors import Abandoned, AcmeError, BadRequest, UnexpectedAnswer
+from certbotless.model import CHALLENGE_PREFIX, Challenge, ChallengeType
 from certbotless.proxy_protocol import connect_to_edge_task
 from certbotless.seams import Progress
 
@@ -100,7 +100,7 @@ class EdgeHttp01Solver:
     """`seams.Solver` for HTTP-01 through the edge. Without a self-check, a token counts as
     visible as soon as it is in the store. `progress` hears of each self-check before it runs."""
 
-    challenge_type = "http-01"
+    challenge_type = ChallengeType.HTTP01
 
     def __init__(
         self,
@@ -113,6 +113,10 @@ class EdgeHttp01Solver:
         self.progress = progress
 
     def present(self, challenge: Challenge) -> None:
+        if challenge.challenge_type is not ChallengeType.HTTP01:
+            raise BadRequest(
+                f"{challenge.domain}: the HTTP-01 solver got a {challenge.challenge_type}"
+            )
         try:
             self.tokens.put(challenge.token, challenge.key_authorization)
         except ValueError as malformed:

@@ -56,7 +56,7 @@ class CertificateIssuance:
         progress(f"{spec.name}: ordering {', '.join(spec.domains)}")
         try:
             order = self.orders.place(spec, csr_pem, replaces)
-            with self.answers.answered(order, solver, progress, deadline):
+            with self.answers.answered(order, spec, solver, progress, deadline):
                 progress(f"{spec.name}: waiting for the CA to validate")
                 # Not stoppable: the CA is fetching the challenges, and withdrawing them now
                 # would turn a good name into a failed validation that counts against its limits.

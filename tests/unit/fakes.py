@@ -11,11 +11,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from certbotless.acme.ari import RenewalTime
-from certbotless.acme.errors import AcmeError
+from certbotless.acme.errors import AcmeError, DnsUpdateRefused
 from certbotless.model import (
     CertificateStatus,
     CertSpec,
     Challenge,
+    DnsRecord,
     IssuedCert,
     ObjectKind,
     ObjectRole,
@@ -227,6 +228,43 @@ class FakeSolver:
 
     def clean_up(self, challenge: Challenge) -> None:
         pass
+
+
+class FakeDnsProvider:
+    """DnsProvider in memory: name → TXT values; it can refuse updates, or fail removals."""
+
+    def __init__(self, refuse: bool = False, fail_removal: bool = False) -> None:
+        self.values: dict[str, set[str]] = {}
+        self.refuse = refuse
+        self.fail_removal = fail_removal
+        self.calls: list[str] = []
+
+    def add_txt(self, record: DnsRecord) -> None:
+        self.calls.append(f"add {record.value}")
+        if self.refuse:
+            raise DnsUpdateRefused("ns1 answered REFUSED")
+        self.values.setdefault(record.fqdn, set()).add(record.value)
+
+    def remove_txt(self, record: DnsRecord) -> None:
+        self.calls.append(f"remove {record.value}")
+        if self.fail_removal:
+            raise TimeoutError("no answer")
+        self.values.get(record.fqdn, set()).discard(record.value)
+
+
+class FakeDnsLedger:
+    """DnsRecordLedger in memory; `saves` counts the writes."""
+
+    def __init__(self) -> None:
+        self.records: list[DnsRecord] = []
+        self.saves = 0
+
+    def load(self) -> list[DnsRecord]:
+        return list(self.records)
+
+    def save(self, records: Sequence[DnsRecord]) -> None:
+        self.records = list(records)
+        self.saves += 1
 
 
 class NoLock:

@@ -262,3 +262,18 @@ def test_a_configuration_swarm_refuses_fails_the_roll_not_the_pass() -> None:
         deployed.error
     )
     assert swarm.updates == []
+
+
+def test_wildcard_hosts_pass_nginx_t_and_a_split_one_includes_only_its_own_files() -> None:
+    """A host too large for one file gets files named after it, which nginx's `include` would
+    read as a glob were the '*' kept: *.example.test's would take x.example.test's too."""
+    paths = [f"/p{i:04d}-{'x' * 80}" for i in range(400)]
+    hosts = ("*.example.test", "x.example.test")
+    routes = [
+        Route(f"app{i}", (host,), 8000, path=p) for host in hosts for i, p in enumerate(paths)
+    ]
+    certs = {"wildcard.example.test": stored_cert("wildcard.example.test", ("*.example.test",))}
+    files = render_nginx_conf(routes, certs, RESPONDER, CERTS_DIR, max_file_bytes=200_000)
+    assert not [target for target in files if "*" in target]
+    assert any("_wildcard_.example.test" in target for target in files)
+    assert validate_nginx_conf(files) == ()

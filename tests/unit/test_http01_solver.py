@@ -2,6 +2,7 @@
 
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from certbotless.acme.errors import BadRequest, UnexpectedAnswer
 from certbotless.acme.http01 import EdgeHttp01Solver, EdgeSelfCheck
 from certbotless.acme.keys import load_account_key
 from certbotless.acme.session import CaSession
-from certbotless.model import Challenge
+from certbotless.model import CertSpec, Challenge, ChallengeMode, ChallengeType
 from certbotless.seams import Solver
 
 TOKEN = "Tok_solver_0123456789abcdefghij"
@@ -40,7 +41,6 @@ class RecordingSelfCheck(EdgeSelfCheck):
 def test_presents_the_key_authorization_under_its_token_until_clean_up(tmp_path: Path) -> None:
     tokens = TokenStore(tmp_path)
     solver: Solver = EdgeHttp01Solver(tokens)
-    assert solver.challenge_type == "http-01"
     solver.present(CHALLENGE)
     assert tokens.get(TOKEN) == CHALLENGE.key_authorization
     solver.clean_up(CHALLENGE)
@@ -72,8 +72,6 @@ def test_the_self_check_gets_the_orders_deadline_and_stop(tmp_path: Path) -> Non
 
 
 class Dns01Solver:
-    challenge_type = "dns-01"
-
     def __init__(self) -> None:
         self.presented: list[Challenge] = []
 
@@ -106,13 +104,27 @@ def http01_only_order() -> messages.OrderResource:
     )
 
 
-def test_a_ca_without_the_solvers_challenge_type_is_a_clear_bad_request() -> None:
+def test_it_refuses_a_dns01_challenge(tmp_path: Path) -> None:
+    tokens = TokenStore(tmp_path)
+    dns_challenge = replace(CHALLENGE, challenge_type=ChallengeType.DNS01)
+    with pytest.raises(BadRequest, match=r"^a\.example\.test: the HTTP-01 solver got a dns-01$"):
+        EdgeHttp01Solver(tokens).present(dns_challenge)
+    assert tokens.get(TOKEN) is None
+
+
+def test_a_ca_without_the_specs_challenge_type_is_a_clear_bad_request() -> None:
     session = CaSession("https://ca.example.test/directory", load_account_key(None))
     answers = ChallengeAnswers(session, IdentifierBackoff(), threading.Event())
     solver = Dns01Solver()
     with (
         pytest.raises(BadRequest, match=r"^b\.example\.test: the CA offers no dns-01 challenge"),
-        answers.answered(http01_only_order(), solver, print, time.monotonic() + 60),
+        answers.answered(
+            http01_only_order(),
+            CertSpec("b", ("b.example.test",), challenge=ChallengeMode.DNS01),
+            solver,
+            print,
+            time.monotonic() + 60,
+        ),
     ):
         pass
     assert solver.presented == []

@@ -25,7 +25,12 @@ from certbotless.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 STACKS = REPO / "stacks"
-APP_STACKS = [STACKS / "demo.yml", STACKS / "seed-flask-api.yml", STACKS / "seed-nlp.yml"]
+APP_STACKS = [
+    STACKS / "demo.yml",
+    STACKS / "demo-wildcard.yml",
+    STACKS / "seed-flask-api.yml",
+    STACKS / "seed-nlp.yml",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -83,10 +88,10 @@ def test_the_repos_stacks_are_clean(capsys: pytest.CaptureFixture[str]) -> None:
     assert report.ok, report.problems
     assert report.edge_linted  # so every app's network was checked against the edge's
     assert sorted(s.name for s in report.specs) == [
-        "api.example.test", "app.example.test", "nlp.example.test",
+        "api.example.test", "app.example.test", "nlp.example.test", "wildcard.wildcard.test",
     ]  # fmt: skip
     routes = [route for service in report.services for route in service.routes]
-    assert len(routes) == 8
+    assert len(routes) == 9
     code, out, _ = run_cli(capsys, f"edge={STACKS / 'edge.yml'},{STACKS / 'edge-direct.yml'}",
                            *APP_STACKS)  # fmt: skip
     assert code == 0

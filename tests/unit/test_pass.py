@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 
+from certbotless.acme.dns01 import DnsZoneNotFound
 from certbotless.acme.errors import ValidationFailed
 from certbotless.model import Condition, FailureReason, PassReport, PassRequest, ServiceInfo
 from certbotless.reconcile import Reconciler
@@ -208,3 +209,19 @@ def test_a_roll_waits_for_more_changes_unless_the_edge_serves_none_of_the_certif
     world.edge.references, world.edge.mounted = frozenset(), frozenset()
     urgent = busy.run_pass(QUIET, defer_roll=lambda began: True)
     assert urgent.rolled and world.edge.references
+
+
+def test_a_dns01_failure_is_a_dns_problem_backed_off_like_any_other(world: World) -> None:
+    error = DnsZoneNotFound(
+        "app.example.test: no DNS zone found for _acme-challenge.app.example.test. (only the "
+        "root zone holds it)"
+    )
+    world.issuer.failing[HOST] = error
+    failed = run(world)
+    record = world.statuses.records[HOST]
+    assert (record.condition, record.reason, record.failures) == (
+        Condition.FAILING, FailureReason.DNS_PROBLEM, 1,
+    )  # fmt: skip
+    assert record.message == str(error) and record.next_attempt == failed.next_attempt
+    run(world)
+    assert world.issuer.ordered == [HOST]  # backing off: not ordered again yet

@@ -215,7 +215,7 @@ def environment_defaults() -> dict[str, str]:
     value (`…` first in its cell), not words."""
     defaults = {}
     for row in table_rows(section(README, "### Environment (sidecar)")):
-        names = re.findall(rf"`{PREFIX}([A-Z_]+)`", row[0])
+        names = re.findall(rf"`{PREFIX}([A-Z0-9_]+)`", row[0])
         if len(names) == 1 and row[1].startswith("`"):
             defaults[names[0]] = backticked(row[1])[0]
     return defaults

@@ -21,7 +21,24 @@ def readme_variables() -> set[str]:
     """The variables of the README's sidecar environment table."""
     section = README.read_text().split("### Environment (sidecar)", 1)[1].split("\n### ", 1)[0]
     rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
-    return {name for row in rows for name in re.findall(r"CERTBOTLESS_([A-Z_]+)", row)}
+    return {name for row in rows for name in re.findall(r"CERTBOTLESS_([A-Z0-9_]+)", row)}
+
+
+def test_dns01_settings() -> None:
+    settings = Settings.from_env({
+        "CERTBOTLESS_DNS01_PROVIDER": "Cloudflare",
+        "CERTBOTLESS_DNS01_RESOLVERS": "10.0.0.53, 10.0.0.54:5353,[2001:db8::53]:53,2001:db8::54",
+        "CERTBOTLESS_DNS01_PROPAGATION_TIMEOUT": "30",
+        "CERTBOTLESS_SECRETS_DIR": "/run/dns-secrets",
+    })  # fmt: skip
+    assert settings.dns01_provider == "cloudflare"
+    assert settings.dns01_resolvers == (
+        ("10.0.0.53", 53), ("10.0.0.54", 5353), ("2001:db8::53", 53), ("2001:db8::54", 53),
+    )  # fmt: skip
+    assert (settings.dns01_propagation_timeout, settings.dns01_propagation_interval) == (30, 2)
+    assert settings.secrets_dir == Path("/run/dns-secrets")
+    defaults = Settings.from_env({})
+    assert (defaults.dns01_provider, defaults.dns01_resolvers) == (None, ())
 
 
 def test_defaults_and_shortcuts() -> None:
@@ -101,6 +118,13 @@ BAD: dict[str, list[tuple[str, dict[str, str]]]] = {
                  (f"smtp://ops:{PASSWORD}@mail.example.com", {})],
     "ALERT_EMAIL": [("ops@example.com", {}),
                     ("ops@example.com,ops", {"CERTBOTLESS_SMTP_URL": "smtp://mail.example.com"})],
+    "DNS01_PROVIDER": [("cloud flare", {}), ("-bind", {}), ("route53;rm", {})],
+    "DNS01_RESOLVERS": [("ns1.example.com", {}), ("10.0.0.53:0", {}), ("10.0.0.53,", {}),
+                        ("2001:db8::g", {}), ("10.0.0.53:dns", {})],
+    "DNS01_PROPAGATION_TIMEOUT": [("0", {}), ("3601", {}), ("1m", {})],
+    "DNS01_PROPAGATION_INTERVAL": [("0", {}), ("61", {}), ("0.5", {})],
+    "DNS01_NAMESERVER_PORT": [("0", {}), ("65536", {}), ("domain", {})],
+    "SECRETS_DIR": [("run/secrets", {})],
 }  # fmt: skip
 # Shown redacted in errors (their value is a secret, or holds one).
 SECRET_VARIABLES = {"EAB_HMAC_KEY", "ALERT_WEBHOOK", "SMTP_URL"}
@@ -185,3 +209,18 @@ def test_the_front_subnet_decides_proxy_protocol() -> None:
     assert direct.front_subnets == () and not direct.proxy_protocol
     with pytest.raises(SettingsError, match=r"CERTBOTLESS_FRONT_SUBNET.*not a network"):
         Settings.from_env({"CERTBOTLESS_FRONT_SUBNET": "front"})
+
+
+def test_the_dns_providers_credentials_are_secrets_and_their_names_are_not(tmp_path: Path) -> None:
+    for option, value in {
+        "rfc2136-server": "ns1.example.com",
+        "rfc2136-key-name": "certbotless",
+        "rfc2136-key-secret": "c2VjcmV0IHRzaWcga2V5",
+        "powerdns-auth_token": "pdns-api-key",
+        "ovh-auth-application-secret": "ovh-secret",
+        "route53-auth-access-key": "AKIDEXAMPLE",
+    }.items():
+        (tmp_path / f"certbotless-dns-{option}").write_text(value + "\n")
+    secrets = Settings(secrets_dir=tmp_path).secrets
+    assert {"c2VjcmV0IHRzaWcga2V5", "pdns-api-key", "ovh-secret"} <= secrets
+    assert not {"ns1.example.com", "certbotless", "AKIDEXAMPLE"} & secrets
