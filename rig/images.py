@@ -39,6 +39,7 @@ BOOKWORM = DebianBase(
 # deprecated in favour of `http2 on;`, which bookworm's 1.22 rejects.
 TRIXIE = DebianBase("certbotless-test-base-trixie", "trixie", "nginx-light")
 BASE_IMAGE = BOOKWORM.tag
+IMAGE_PYTHON = "3.11.2"  # bookworm's python3, which runs certbotless in the sidecar image
 # A Docker-in-Docker node of the rig's multi-node cluster (rig/cluster.py).
 NODE = DebianBase(
     "certbotless-test-node",
@@ -130,18 +131,13 @@ def ensure_node_image() -> None:
 
 def build_project_images() -> None:
     ensure_base_images()
-    # The host's Python matches bookworm's 3.11, so its wheels install offline in the image.
+    # The image installs offline from these wheels. Its Python is bookworm's 3.11.2, older than
+    # the host's: the dependencies are chosen for it (some releases ask for 3.11.5 or newer).
     say("building wheels for the sidecar image")
-    run(
-        [
-            str(VENV / "bin" / "pip"),
-            "wheel",
-            "-q",
-            "--wheel-dir",
-            str(REPO / ".build/wheels"),
-            str(REPO),
-        ]
-    )
+    pip, wheels = str(VENV / "bin" / "pip"), str(REPO / ".build/wheels")
+    run([pip, "wheel", "-q", "--no-deps", "--wheel-dir", wheels, str(REPO)])
+    run([pip, "download", "-q", "--only-binary=:all:", "--python-version", IMAGE_PYTHON,
+         "--dest", wheels, str(REPO)])  # fmt: skip
     for tag, context, base, extra in PROJECT_IMAGES:
         started = time.monotonic()
         run(
