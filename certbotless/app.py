@@ -21,6 +21,7 @@ from certbotless.lease import SwarmPassLock
 from certbotless.locks import FilePassLock
 from certbotless.model import Listed
 from certbotless.reconcile import Reconciler
+from certbotless.scheduler import Daemon
 from certbotless.seams import PassParts, Progress
 from certbotless.settings import Settings
 from certbotless.status import (
@@ -32,6 +33,8 @@ from certbotless.status import (
 from certbotless.store import CertStore
 from certbotless.swarm import Swarm
 from certbotless.views import listing, rendered
+from certbotless.web.server import StatusServer
+from certbotless.web.source import AppStatusSource, DaemonActions
 
 
 class App:
@@ -118,6 +121,15 @@ class App:
 
     def doctor(self) -> Doctor:
         return Doctor(self.settings, self.swarm, self.tokens, self.make_issuer, self.lease)
+
+    def status_server(self, daemon: Daemon) -> StatusServer | None:
+        """The status page, when configured (StatusPageError when its htpasswd is unusable)."""
+        page = self.settings.status_page
+        if page is None:
+            return None
+        source = AppStatusSource(self.settings, self.swarm, self.orders, self.listing,
+                                 daemon.history)  # fmt: skip
+        return StatusServer(page, source, DaemonActions(daemon, self.reconciler))
 
     def alerter(self) -> Alerter | None:
         channels = channels_for(self.settings)

@@ -253,6 +253,7 @@ class PassReport:
     next_renewal: datetime | None = None  # the earliest moment a certificate is due
     next_attempt: datetime | None = None  # the earliest retry of a failed certificate
     statuses: tuple[CertificateStatus, ...] = ()  # every wanted certificate's record
+    roll_seconds: float = 0.0  # how long the roll took, when there was one
 
     @property
     def ok(self) -> bool:

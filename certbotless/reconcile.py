@@ -115,6 +115,7 @@ class Reconciler:
                 next_renewal=earliest_renewal(in_use, renewals, issuance.issued, failed),
                 next_attempt=next_attempt(statuses.values()),
                 statuses=tuple(statuses.values()),
+                roll_seconds=deployed.seconds,
             )
 
     def _plan(self, seen: Observation, forced: frozenset[str], now: datetime) -> Planned:
