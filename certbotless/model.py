@@ -96,6 +96,17 @@ class Route:
 
 
 @dataclass(frozen=True)
+class StatusTarget:
+    """Where the edge reaches certbotless's status page: the sidecar's service, the page's port,
+    and the page's own protections, which its route repeats at the edge."""
+
+    service: str
+    port: int
+    allow_from: tuple[str, ...] = ()
+    auth_url: str | None = None
+
+
+@dataclass(frozen=True)
 class CertSpec:
     """A certificate that should exist. `name` is stable across renewals."""
 

@@ -19,6 +19,7 @@ from certbotless.model import (
 )
 from certbotless.seams import PassParts
 from certbotless.settings import NginxConfMode, Settings
+from certbotless.status_route import merged, status_page_claims, status_target
 from certbotless.store import latest_per_name
 from certbotless.traefik_labels import traefik_claims
 
@@ -47,11 +48,14 @@ def edge_if_any(settings: Settings, services: Sequence[ServiceInfo]) -> str | No
 def discovered(settings: Settings, services: Sequence[ServiceInfo], edge: str | None) -> Discovery:
     """The routes and certificates every enabled label dialect asks for, settled together: the
     oldest claimant of a name or host+path keeps it, whichever dialect it wrote."""
-    foreign = (
-        traefik_claims(services, settings.traefik_exposed_by_default)
+    traefik = (
+        traefik_claims(
+            services, settings.traefik_exposed_by_default, status_target(settings, services)
+        )
         if "traefik" in settings.label_dialects
         else {}
     )
+    foreign = merged(traefik, status_page_claims(services, settings))
     return discover(
         services,
         edge,

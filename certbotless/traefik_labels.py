@@ -31,6 +31,7 @@ from certbotless.model import (
     LabelProblem,
     Route,
     ServiceInfo,
+    StatusTarget,
 )
 from certbotless.traefik_middlewares import Middleware, MiddlewareRefused, apply_middlewares
 from certbotless.traefik_rules import RuleError, compile_rule, default_priority, parse_v1_rule
@@ -86,9 +87,13 @@ def enabled(service: ServiceInfo, exposed_by_default: bool) -> bool:
 
 
 def traefik_claims(
-    services: Sequence[ServiceInfo], exposed_by_default: bool = False
+    services: Sequence[ServiceInfo],
+    exposed_by_default: bool = False,
+    status_page: StatusTarget | None = None,
 ) -> dict[str, DialectClaims]:
-    """What each service's traefik.* labels ask for (services with none are left out)."""
+    """What each service's traefik.* labels ask for (services with none are left out).
+    `status_page`: where `api@internal` (Traefik's dashboard) goes, certbotless's status page
+    when it is served."""
     ordered = sorted(services, key=claim_order)
     taking = [s for s in ordered if _has_traefik_labels(s) and enabled(s, exposed_by_default)]
     definitions = _middleware_definitions(taking)
@@ -101,7 +106,7 @@ def traefik_claims(
         elif DOMAINS in service.labels:
             claims[service.name] = DialectClaims(problems=(_both_dialects(service),))
         else:
-            claims[service.name] = _service_claims(service, definitions, ordered)
+            claims[service.name] = _service_claims(service, definitions, ordered, status_page)
     return claims
 
 
@@ -157,6 +162,7 @@ def _service_claims(
     service: ServiceInfo,
     definitions: dict[str, list[Middleware]],
     services: Sequence[ServiceInfo],
+    status_page: StatusTarget | None,
 ) -> DialectClaims:
     routers, unknown = _routers(service)
     problems = [_unknown_label_problem(service, label) for label in unknown]
@@ -164,7 +170,7 @@ def _service_claims(
     certificates: list[tuple[str, CertSpec]] = []
     for router in routers.values():
         try:
-            made, spec = _router_routes(service, router, definitions, services)
+            made, spec = _router_routes(service, router, definitions, services, status_page)
         except _Skip as skip:
             if skip.problem is not None:
                 problems.append(skip.problem)
@@ -234,6 +240,7 @@ def _router_routes(
     router: _Router,
     definitions: dict[str, list[Middleware]],
     services: Sequence[ServiceInfo],
+    status_page: StatusTarget | None = None,
 ) -> tuple[tuple[int, list[Route], list[LabelProblem]], CertSpec | None]:
     v1 = router.get("v1.rule") is not None
     rule_label = router.label("v1.rule" if v1 else "rule")
@@ -254,11 +261,16 @@ def _router_routes(
     https, plain = _entrypoints(service, router, v1)
     if not https and _redirects_only(router, definitions):
         raise _Skip(None)  # a redirect router: certbotless redirects plain HTTP by itself
-    port, scheme = _upstream(service, router, v1)
-    base = Route(service=service.name, hosts=(), port=port, upstream_scheme=scheme,
-                 strip_prefixes=strip, redirect_to_https=not plain)  # fmt: skip
+    target = _status_page(service, router, status_page)
+    port, scheme = (target.port, "http") if target else _upstream(service, router, v1)
+    base = Route(service=target.service if target else service.name, hosts=(), port=port,
+                 upstream_scheme=scheme, strip_prefixes=strip,
+                 redirect_to_https=not plain)  # fmt: skip
     base, problems = apply_middlewares(base, _middleware_names(router), service, definitions,
                                        services)  # fmt: skip
+    if target is not None:  # the page's own protections, at the edge too
+        base = replace(base, auth_url=base.auth_url or target.auth_url,
+                       allow_from=base.allow_from or target.allow_from)  # fmt: skip
     routes = []
     invalid = _invalid_factory(service, rule_label)
     for alternative in alternatives:
@@ -340,14 +352,29 @@ def _entrypoints(service: ServiceInfo, router: _Router, v1: bool) -> tuple[bool,
     ) and not tls_flag
 
 
+def _status_page(
+    service: ServiceInfo, router: _Router, status_page: StatusTarget | None
+) -> StatusTarget | None:
+    """For `api@internal` (Traefik's dashboard): certbotless's status page, when served."""
+    wanted, _, provider = router.value("service").partition("@")
+    if provider != "internal":
+        return None
+    if wanted.lower() != "api":
+        raise _Skip(_problem(service, router.label("service"),
+                             f"Traefik's internal service {wanted} has no counterpart here; "
+                             "this router is not routed"))  # fmt: skip
+    if status_page is None:
+        raise _Skip(_problem(service, router.label("service"),
+                             "api@internal (Traefik's dashboard) is served by certbotless's "
+                             "status page, which is off: set CERTBOTLESS_STATUS_LISTEN and one "
+                             "of its protections; this router is not routed"))  # fmt: skip
+    return status_page
+
+
 def _upstream(service: ServiceInfo, router: _Router, v1: bool) -> tuple[int, str]:
     """The port and scheme of the router's service, which must be defined on this service."""
     defined = _defined_services(service)
     wanted, _, provider = router.value("service").partition("@")
-    if provider == "internal":
-        raise _Skip(_problem(service, router.label("service"),
-                             "Traefik's own services (its dashboard, api@internal) are not "
-                             "yet served by certbotless; this router is not routed"))  # fmt: skip
     if provider not in ("", "docker", "swarm"):
         raise _Skip(_problem(service, router.label("service"),
                              f"services of the {provider} provider are not read; define the "

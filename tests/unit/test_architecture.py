@@ -10,7 +10,14 @@ PACKAGE = Path(__file__).resolve().parents[2] / "certbotless"
 # The stages of a pass, in order (ARCHITECTURE.md): a module may import its own stage's and
 # earlier stages' modules, never a later stage's.
 STAGES = [
-    {"discovery", "traefik_rules", "traefik_middlewares", "traefik_labels", "observe"},
+    {
+        "discovery",
+        "traefik_rules",
+        "traefik_middlewares",
+        "traefik_labels",
+        "status_route",
+        "observe",
+    },
     {"planning", "budget", "acme.ari"},
     {"issuing"} | {f"acme.{p.stem}" for p in (PACKAGE / "acme").glob("*.py")} - {"acme.ari"},
     {"edge", "rollout", "edge_deploy", "deploying"},
