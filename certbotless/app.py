@@ -17,10 +17,14 @@ from certbotless.acme.issuer import AcmeIssuer, IssuerOptions
 from certbotless.alerts import Alerter, channels_for
 from certbotless.doctor import Doctor
 from certbotless.edge_deploy import SwarmEdgeDeployer
+from certbotless.edge_watch import EdgeWatch
 from certbotless.lease import SwarmPassLock
 from certbotless.locks import FilePassLock
 from certbotless.model import Listed
+from certbotless.observe import edge_if_any
+from certbotless.pass_history import PassHistory
 from certbotless.reconcile import Reconciler
+from certbotless.rollout import ServedCertificates
 from certbotless.scheduler import Daemon
 from certbotless.seams import PassParts, Progress
 from certbotless.settings import Settings
@@ -77,6 +81,21 @@ class App:
             solver_for=self.solver_for,
         )
         self.reconciler = Reconciler(settings, parts, self.stopping)
+        # What each edge task serves, asked after each pass (through the edge's network, as
+        # the self-check is).
+        self.edge_watch = EdgeWatch(
+            lambda: edge_if_any(settings, self.swarm.services()),
+            self.swarm.tasks,
+            lambda edge: ServedCertificates(
+                f"tasks.{edge}", proxy_protocol=settings.proxy_protocol
+            ),
+        )
+        watching = settings.self_check
+        self.pass_history = PassHistory(
+            after_add=(lambda record: self.edge_watch.after_pass(record.report))
+            if watching
+            else None
+        )
 
     @property
     def issuer(self) -> AcmeIssuer:
@@ -128,7 +147,7 @@ class App:
         if page is None:
             return None
         source = AppStatusSource(self.settings, self.swarm, self.orders, self.listing,
-                                 daemon.history)  # fmt: skip
+                                 daemon.history, self.edge_watch)  # fmt: skip
         return StatusServer(page, source, DaemonActions(daemon, self.reconciler))
 
     def alerter(self) -> Alerter | None:

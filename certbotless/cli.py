@@ -260,7 +260,8 @@ def run_daemon(app: App, args: argparse.Namespace) -> int:
         app.issuer.ensure_account()
     except AcmeError as error:
         log.warning("ACME account not checked yet: %s", error)
-    daemon = Daemon(app.reconciler, app.swarm, app.settings.schedule, app.alerter())
+    daemon = Daemon(app.reconciler, app.swarm, app.settings.schedule, app.alerter(),
+                    app.pass_history)  # fmt: skip
     responder = ChallengeResponder(app.tokens, *app.settings.responder_listen, health=daemon.health)
     responder.start()
     log.info("challenge responder and /healthz on port %d", responder.port)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -26,13 +27,18 @@ class PassHistory:
     """The last KEPT_PASSES passes, newest first; written by the daemon's passes, read by the
     status page's threads."""
 
-    def __init__(self, kept: int = KEPT_PASSES) -> None:
+    def __init__(
+        self, kept: int = KEPT_PASSES, after_add: Callable[[PassRecord], None] | None = None
+    ) -> None:
         self._records: deque[PassRecord] = deque(maxlen=kept)
         self._lock = threading.Lock()
+        self._after_add = after_add  # told of each pass (the edge watch probes then)
 
     def add(self, record: PassRecord) -> None:
         with self._lock:
             self._records.appendleft(record)
+        if self._after_add is not None:
+            self._after_add(record)
 
     def recent(self) -> list[PassRecord]:
         with self._lock:

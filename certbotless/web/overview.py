@@ -11,6 +11,7 @@ from typing import Protocol
 
 from certbotless.alerts import Alert, alerts_for
 from certbotless.budget import DomainUse, domain_use
+from certbotless.edge_watch import EdgeServing
 from certbotless.model import Listed, PastOrder, Route
 from certbotless.pass_history import PassRecord
 from certbotless.views import listed_json, listed_status
@@ -39,6 +40,9 @@ class StatusSource(Protocol):
 
     def passes(self) -> list[PassRecord]: ...
 
+    def edge(self) -> EdgeServing | None:
+        """What each edge task served when last asked (None: not asked yet, or no edge)."""
+
 
 @dataclass(frozen=True)
 class Filter:
@@ -61,6 +65,7 @@ class Row:
     status: str  # as `certbotless list` words it
     services: tuple[str, ...]  # the services whose routes it serves
     days_left: float | None
+    stale: dict[str, str]  # edge task address → the other serial it serves
 
     def matches(self, wanted: Filter) -> bool:
         if self.status not in STATES[wanted.state]:
@@ -92,6 +97,11 @@ class Overview:
     alerts: tuple[Alert, ...]
     budget: tuple[DomainUse, ...]
     filter: Filter
+    edge: EdgeServing | None
+
+    def stale_on(self, address: str) -> int:
+        """How many certificates the edge task at `address` serves a stale version of."""
+        return sum(1 for row in self.rows if address in row.stale)
 
     def certificates_json(self) -> list[dict[str, object]]:
         return [listed_json(row.listed, self.now) for row in self.rows]
@@ -99,7 +109,8 @@ class Overview:
 
 def overview(source: StatusSource, wanted: Filter, now: datetime) -> Overview:
     routes = source.routes()
-    rows = sorted((_row(listed, routes, now) for listed in source.listing()), key=_urgency)
+    edge = source.edge()
+    rows = sorted((_row(listed, routes, edge, now) for listed in source.listing()), key=_urgency)
     passes = tuple(source.passes())
     counts = {state: sum(1 for row in rows if row.status in states)
               for state, states in STATES.items()}  # fmt: skip
@@ -117,16 +128,18 @@ def overview(source: StatusSource, wanted: Filter, now: datetime) -> Overview:
         alerts=_open_alerts(passes, now),
         budget=tuple(domain_use(source.orders(), now)),
         filter=wanted,
+        edge=edge,
     )
 
 
-def _row(listed: Listed, routes: Sequence[Route], now: datetime) -> Row:
+def _row(listed: Listed, routes: Sequence[Route], edge: EdgeServing | None, now: datetime) -> Row:
     domains = set(listed.cert.domains if listed.cert else ())
     domains |= set(listed.status.domains if listed.status else ())
     services = sorted({route.service for route in routes if domains & set(route.hosts)})
     cert = listed.cert
     days = None if cert is None else (cert.not_after - now).total_seconds() / 86400
-    return Row(listed, listed_status(listed, now), tuple(services), days)
+    stale = {} if edge is None else edge.stale(listed.name)
+    return Row(listed, listed_status(listed, now), tuple(services), days, stale)
 
 
 def _urgency(row: Row) -> tuple[int, float, str]:
@@ -156,6 +169,17 @@ def pass_json(record: PassRecord) -> dict[str, object]:
     }
 
 
+def _edge_json(view: Overview) -> dict[str, object] | None:
+    if view.edge is None:
+        return None
+    tasks = [{"address": t.address, "node": t.node, "state": t.state} for t in view.edge.tasks]
+    return {
+        "checked": view.edge.checked.isoformat(),
+        "tasks": tasks,
+        "stale": {row.listed.name: row.stale for row in view.rows if row.stale},
+    }
+
+
 def overview_json(view: Overview) -> dict[str, object]:
     """GET /api/v1/overview: everything the page shows."""
     return {
@@ -164,6 +188,7 @@ def overview_json(view: Overview) -> dict[str, object]:
         "certificates": view.certificates_json(),
         "passes": [pass_json(record) for record in view.passes],
         "alerts": [{"kind": a.kind, "title": a.title, "detail": a.text} for a in view.alerts],
+        "edge": _edge_json(view),
         "budget": [
             {
                 "registered_domain": u.domain,

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from certbotless.edge_watch import EdgeServing, EdgeWatch
 from certbotless.model import Listed, PastOrder, RevocationReason, Route
 from certbotless.observe import discovered, edge_if_any
 from certbotless.pass_history import PassHistory, PassRecord
@@ -26,7 +27,9 @@ class AppStatusSource:
         orders: OrderHistory,
         listing: Callable[[], list[Listed]],
         history: PassHistory,
+        edge_watch: EdgeWatch | None = None,
     ) -> None:
+        self.edge_watch = edge_watch
         self.settings = settings
         self.services = services
         self._orders = orders
@@ -45,6 +48,9 @@ class AppStatusSource:
 
     def passes(self) -> list[PassRecord]:
         return self.history.recent()
+
+    def edge(self) -> EdgeServing | None:
+        return None if self.edge_watch is None else self.edge_watch.latest
 
 
 class PassTrigger(Protocol):

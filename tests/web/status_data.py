@@ -10,6 +10,7 @@ from pathlib import Path
 
 import bcrypt
 
+from certbotless.edge_watch import EdgeServing, EdgeTask
 from certbotless.model import (
     CertificateStatus,
     Condition,
@@ -117,6 +118,18 @@ class FakeSource:
 
     def passes(self) -> list[PassRecord]:
         return passes()
+
+    def edge(self) -> EdgeServing:
+        """Two nginx tasks; the second still serves shop's previous serial."""
+        tasks = (EdgeTask("10.0.9.3", "node1abcdef0123456", "running"),
+                 EdgeTask("10.0.9.4", "node2abcdef0123456", "running"))  # fmt: skip
+        expected = {row.name: row.cert.serial for row in self.rows if row.cert}
+        serials = {
+            name: {task.address: serial for task in tasks} for name, serial in expected.items()
+        }
+        if "shop" in serials:
+            serials["shop"]["10.0.9.4"] = "ab0"
+        return EdgeServing(NOW - timedelta(minutes=4), tasks, serials, expected)
 
 
 @dataclass

@@ -87,6 +87,9 @@ def test_the_page_lists_the_most_urgent_first_with_the_cas_words(
     assert "12.3 s" in html and "4.2 s" in html and "nginx -t: unknown directive" in html
     assert "rollout_failed" in html and "renewal_failed" in html
     assert "6 / 50" in html and "example.test" in html
+    # the edge: a task left behind on shop's previous serial
+    assert "edge task 10.0.9.4 serves ab0" in html and "1 stale" in html
+    assert "node2abcdef0" in html
 
 
 def test_the_filter_searches_and_selects_states(page: tuple[str, RecordedActions]) -> None:
@@ -123,6 +126,9 @@ def test_the_json_api_has_the_schema_and_data_of_list_json(
     overview = requests.get(url + "/api/v1/overview", auth=(USER, PASSWORD), timeout=5).json()
     assert overview["version"] == 1
     assert [p["seconds"] for p in overview["passes"]] == [12.3, 31.0]
+    assert overview["edge"]["stale"] == {"shop": {"10.0.9.4": "ab0"}}
+    assert [t["node"] for t in overview["edge"]["tasks"]] == ["node1abcdef0123456",
+                                                             "node2abcdef0123456"]  # fmt: skip
     use = overview["budget"][0]
     assert (use["registered_domain"], use["used"], use["limit"]) == ("example.test", 6, 50)
     assert requests.get(url + "/api/v2/x", auth=(USER, PASSWORD), timeout=5).status_code == 404
