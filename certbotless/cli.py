@@ -35,6 +35,7 @@ from certbotless.edge import NginxConfigError
 from certbotless.lease import LeaseBusy
 from certbotless.lint import lint, report_json, report_text
 from certbotless.metrics import serve as serve_metrics
+from certbotless.metrics import watch_edge
 from certbotless.model import (
     CertSpec,
     KeyType,
@@ -267,6 +268,7 @@ def run_daemon(app: App, args: argparse.Namespace) -> int:
     log.info("challenge responder and /healthz on port %d", responder.port)
     if app.settings.metrics_listen is not None:
         serve_metrics(app.settings.metrics_listen)
+        watch_edge(lambda: None if (s := app.edge_watch.latest) is None else s.stale_per_task())
         log.info("metrics on port %d", app.settings.metrics_listen[1])
     try:
         status_page = app.status_server(daemon)

@@ -37,6 +37,16 @@ class EdgeServing:
     serials: dict[str, dict[str, str]] = field(default_factory=dict)
     expected: dict[str, str] = field(default_factory=dict)  # name → serial in use
 
+    def stale_per_task(self) -> dict[tuple[str, str], int]:
+        """(task address, node) → how many certificates it serves an old version of."""
+        counts = {(task.address, task.node): 0 for task in self.tasks}
+        nodes = {task.address: task.node for task in self.tasks}
+        for name in self.serials:
+            for address in self.stale(name):
+                if address in nodes:
+                    counts[(address, nodes[address])] += 1
+        return counts
+
     def stale(self, name: str) -> dict[str, str]:
         """The tasks that serve another serial than the one in use for `name`."""
         want = self.expected.get(name)

@@ -265,6 +265,7 @@ class PassReport:
     next_attempt: datetime | None = None  # the earliest retry of a failed certificate
     statuses: tuple[CertificateStatus, ...] = ()  # every wanted certificate's record
     roll_seconds: float = 0.0  # how long the roll took, when there was one
+    orders: tuple[PastOrder, ...] = ()  # the last week's, this pass's included (rate limits)
 
     @property
     def ok(self) -> bool:

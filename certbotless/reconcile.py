@@ -83,6 +83,7 @@ class Reconciler:
             solver = self.parts.solver_for(edge, request.progress)
             issuance = issue_planned(plan, self.issuer, solver, self.parts.store,
                                      request.progress, keep=not request.dry_run)  # fmt: skip
+            orders = list(seen.orders)
             if not request.dry_run:
                 orders = recorded_orders(seen.orders, plan, issuance, planned.replaces, now)
                 self.parts.orders.save(orders)
@@ -116,6 +117,7 @@ class Reconciler:
                 next_attempt=next_attempt(statuses.values()),
                 statuses=tuple(statuses.values()),
                 roll_seconds=deployed.seconds,
+                orders=tuple(orders),
             )
 
     def _plan(self, seen: Observation, forced: frozenset[str], now: datetime) -> Planned:

@@ -15,6 +15,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.wait import WebDriverWait
 
 from certbotless.settings import StatusPage
 from tests.web.status_data import CA_WORDS, PASSWORD, USER, RecordedActions, serving, write_htpasswd
@@ -129,12 +130,15 @@ def test_the_page_in_a_browser(browser: webdriver.Chrome, tmp_path: Path, figure
         search = browser.find_element(By.NAME, "q")
         search.send_keys("shop")
         browser.find_element(By.CSS_SELECTOR, "form.filter button").click()
-        assert "q=shop" in browser.current_url
+        WebDriverWait(browser, 10).until(lambda chrome: "q=shop" in chrome.current_url)
         shown = browser.find_elements(By.CSS_SELECTOR, "table.certs tbody tr")
         assert [r.get_attribute("id") for r in shown] == ["cert-shop"]
 
         browser.find_element(By.CSS_SELECTOR, "#cert-shop button.light").click()  # Renew now
-        assert "shop: renewal asked for" in browser.find_element(By.CLASS_NAME, "flash").text
+        flash = WebDriverWait(browser, 10).until(
+            lambda chrome: chrome.find_element(By.CLASS_NAME, "flash")
+        )
+        assert "shop: renewal asked for" in flash.text
         assert actions.asked == [("renew", "shop", USER)]
 
         _Evil.target = url.rstrip("/")
@@ -143,7 +147,11 @@ def test_the_page_in_a_browser(browser: webdriver.Chrome, tmp_path: Path, figure
         try:
             browser.get(f"http://127.0.0.1:{evil.server_address[1]}/")
             browser.find_element(By.ID, "win").click()
-            assert "cross-site request refused" in browser.find_element(By.TAG_NAME, "body").text
+            WebDriverWait(browser, 10).until(
+                lambda chrome: (
+                    "cross-site request refused" in chrome.find_element(By.TAG_NAME, "body").text
+                )
+            )
         finally:
             evil.shutdown()
             evil.server_close()
