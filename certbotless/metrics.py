@@ -157,9 +157,7 @@ class _Certificates(Collector):
         yield from (used, limit)
 
     def _edge(self) -> Iterator[GaugeMetricFamily]:
-        stale = self.edge_stale()
-        if stale is None:
-            return
+        stale = self.edge_stale() or {}  # None: not asked yet (no series)
         found = GaugeMetricFamily(
             "certbotless_edge_task_stale_certificates",
             "Certificates an edge task serves another serial of than the one in use",

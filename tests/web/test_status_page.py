@@ -135,7 +135,7 @@ def test_the_json_api_has_the_schema_and_data_of_list_json(
 
 
 def test_an_action_needs_the_visitors_token_from_a_same_origin_form(
-    page: tuple[str, RecordedActions],
+    page: tuple[str, RecordedActions], caplog: pytest.LogCaptureFixture
 ) -> None:
     url, actions = page
     session = requests.Session()
@@ -158,6 +158,7 @@ def test_an_action_needs_the_visitors_token_from_a_same_origin_form(
     done = post(form, Origin=url)
     assert done.status_code == 303 and done.headers["Location"].startswith("/?done=")
     assert actions.asked == [("renew", "shop", USER)]
+    assert f"status page: {USER} asked to renew shop" in caplog.text  # who asked, logged
     assert post({**form, "action": "retry", "name": "api"}).status_code == 303
     assert post({**form, "name": "no-such"}).status_code == 400
     # revoke wants the name typed
