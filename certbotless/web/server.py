@@ -108,6 +108,8 @@ class StatusServer:
             csrf=self.gate.csrf_token(visitor),
             actions=self.actions is not None,
             refresh=REFRESH_SECONDS,
+            # Refreshing keeps the filter, not the message of an action.
+            refresh_url="/?" + urlencode({"q": view.filter.q, "state": view.filter.state}),
             done=(query.get("done") or [""])[0][:300],
         )
         log.debug("status page rendered in %.1f ms", (time.perf_counter() - started) * 1000)
@@ -144,6 +146,8 @@ class _Handler(BaseHTTPRequestHandler):
     server_app: StatusServer
     server_version = "certbotless-status"
     sys_version = ""
+    # A client that stops sending loses its connection (and thread) after this long.
+    timeout = 15
 
     def log_message(self, format: str, *args: object) -> None:
         log.debug("status page: %s " + format, self.client_address[0], *args)
@@ -156,8 +160,7 @@ class _Handler(BaseHTTPRequestHandler):
         app = self.server_app
         if url.path == "/":
             self._answer(200, app.html(visitor, parse_qs(url.query)).encode(),
-                         "text/html; charset=utf-8",
-                         {"Refresh": str(REFRESH_SECONDS)})  # fmt: skip
+                         "text/html; charset=utf-8")  # fmt: skip
             return
         found = app.api(url.path)
         if found is None:

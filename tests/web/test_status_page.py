@@ -79,7 +79,7 @@ def test_the_page_lists_the_most_urgent_first_with_the_cas_words(
     assert "used by shop_web" in html and "used by api_app" in html
     assert "ARI window" in html and "profile shortlived" in html
     assert "3 failed in a row" in html
-    assert '<meta http-equiv="refresh" content="30">' in html
+    assert '<meta http-equiv="refresh" content="30; url=/?q=&amp;state=all">' in html
     assert "<script" not in html
     assert "script-src" not in answer.headers["Content-Security-Policy"]
     assert "default-src 'none'" in answer.headers["Content-Security-Policy"]
