@@ -6,6 +6,7 @@ import os
 import socket
 import threading
 from dataclasses import replace
+from datetime import UTC, datetime
 
 from josepy.jwk import JWK
 
@@ -37,6 +38,7 @@ from certbotless.status import (
 from certbotless.store import CertStore
 from certbotless.swarm import Swarm
 from certbotless.views import listing, rendered
+from certbotless.web.overview import Filter, Overview, overview
 from certbotless.web.server import StatusServer
 from certbotless.web.source import AppStatusSource, DaemonActions
 
@@ -140,6 +142,13 @@ class App:
 
     def doctor(self) -> Doctor:
         return Doctor(self.settings, self.swarm, self.tokens, self.make_issuer, self.lease)
+
+    def overview(self) -> Overview:
+        """What the status page shows, as far as a one-off command knows (no daemon: no passes
+        and no edge probe)."""
+        source = AppStatusSource(self.settings, self.swarm, self.orders, self.listing,
+                                 PassHistory())  # fmt: skip
+        return overview(source, Filter(), datetime.now(UTC))
 
     def status_server(self, daemon: Daemon) -> StatusServer | None:
         """The status page, when configured (StatusPageError when its htpasswd is unusable)."""

@@ -69,6 +69,8 @@ from certbotless.traefik_import import (
 )
 from certbotless.views import days_left, listed_json, listed_status
 from certbotless.web.access import StatusPageError
+from certbotless.web.overview import overview_json
+from certbotless.web.summary import summary_text
 
 log = logging.getLogger("certbotless")
 
@@ -89,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing = commands.add_parser("list", help="stored certificates and their expiry")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
+
+    status = commands.add_parser(
+        "status", help="the status page's summary: what needs someone, and the rate limits"
+    )
+    status.add_argument("--json", action="store_true", help="the status page's /api/v1/overview")
 
     commands.add_parser("render", help="print the nginx configuration a pass would deploy")
 
@@ -320,6 +327,13 @@ def list_certificates(app: App, args: argparse.Namespace) -> int:
     return _list(app.listing(), args.json)
 
 
+def status(app: App, args: argparse.Namespace) -> int:
+    """0: nothing needs anyone; 1: a certificate is failing, expiring or expired."""
+    view = app.overview()
+    print(json.dumps(overview_json(view), indent=2) if args.json else summary_text(view), end="")
+    return 1 if view.counts["problems"] else 0
+
+
 def render(app: App, args: argparse.Namespace) -> int:
     print(app.render(), end="")
     return 0
@@ -438,6 +452,7 @@ COMMANDS: dict[str, Callable[[App, argparse.Namespace], int]] = {
     "renew": renew,
     "issue": issue,
     "list": list_certificates,
+    "status": status,
     "render": render,
     "revoke": revoke,
     "doctor": doctor,
