@@ -25,7 +25,10 @@ _BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
 # Headers a forward-auth service decides on (Traefik's and nginx's names).
 _FORWARDED_TO_AUTH = ("Cookie", "Authorization", "User-Agent", "Accept")
 FORWARD_AUTH_TIMEOUT = 5.0
-_REMEMBERED_LOGINS = 256  # bcrypt costs ~0.1 s a check: a verified login is remembered
+_REMEMBERED_LOGINS = 256
+_UNKNOWN_USER = bcrypt.hashpw(
+    b"no such user", bcrypt.gensalt(rounds=10)
+)  # bcrypt costs ~0.1 s a check: a verified login is remembered
 
 
 class StatusPageError(Exception):
@@ -89,7 +92,9 @@ class Gate:
         # For cookie-free tokens: binds a CSRF token to a visitor and this process.
         self.secret = secrets.token_bytes(32)
 
-    def admit(self, peer: str, headers: Mapping[str, str], target: str) -> Visitor:
+    def admit(
+        self, peer: str, headers: Mapping[str, str], target: str, method: str = "GET"
+    ) -> Visitor:
         """`headers` with title-cased names (X-Forwarded-Host)."""
         who = peer
         if self.networks and not any(
@@ -99,7 +104,7 @@ class Gate:
         if self.users is not None:
             who = self._basic(headers.get("Authorization", ""))
         if self.forward_auth is not None:
-            who = self._forwarded(peer, headers, target) or who
+            who = self._forwarded(peer, headers, target, method) or who
         return Visitor(who)
 
     def csrf_token(self, visitor: Visitor) -> str:
@@ -121,8 +126,9 @@ class Gate:
         with self._lock:
             if self._verified.get(digest) == user:
                 return user
-        hashed = self.users.get(user)
-        if hashed is None or not bcrypt.checkpw(password.encode(), hashed):
+        # An unknown user costs a bcrypt check too: the time taken tells no user names.
+        hashed = self.users.get(user, _UNKNOWN_USER)
+        if not bcrypt.checkpw(password.encode(), hashed) or user not in self.users:
             raise Refused(401, "wrong user or password", basic_challenge=True)
         with self._lock:
             if len(self._verified) >= _REMEMBERED_LOGINS:
@@ -130,13 +136,15 @@ class Gate:
             self._verified[digest] = user
         return user
 
-    def _forwarded(self, peer: str, headers: Mapping[str, str], target: str) -> str | None:
+    def _forwarded(
+        self, peer: str, headers: Mapping[str, str], target: str, method: str
+    ) -> str | None:
         """Asks the forward-auth service as the edge would: 2xx lets in (its Remote-User
         names the visitor)."""
         assert self.forward_auth is not None
         sent = {name: headers[name] for name in _FORWARDED_TO_AUTH if name in headers}
         sent |= {
-            "X-Forwarded-Method": "GET",
+            "X-Forwarded-Method": method,
             "X-Forwarded-Proto": headers.get("X-Forwarded-Proto", "http"),
             "X-Forwarded-Host": headers.get("X-Forwarded-Host", headers.get("Host", "")),
             "X-Forwarded-Uri": target,

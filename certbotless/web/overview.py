@@ -104,7 +104,9 @@ class Overview:
         return sum(1 for row in self.rows if address in row.stale)
 
     def certificates_json(self) -> list[dict[str, object]]:
-        return [listed_json(row.listed, self.now) for row in self.rows]
+        """As `certbotless list --json` prints them: by name."""
+        rows = sorted(self.rows, key=lambda row: row.listed.name)
+        return [listed_json(row.listed, self.now) for row in rows]
 
 
 def overview(source: StatusSource, wanted: Filter, now: datetime) -> Overview:

@@ -203,7 +203,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _admitted(self) -> Visitor | None:
         try:
             headers = {name.title(): value for name, value in self.headers.items()}
-            return self.server_app.gate.admit(self.client_address[0], headers, self.path)
+            return self.server_app.gate.admit(self.client_address[0], headers, self.path,
+                                              self.command)  # fmt: skip
         except Refused as refused:
             self._refuse(refused)
             return None
