@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 
 
 class AppStatusSource:
+    """StatusSource: the status records and routes through the App's seams, the passes from
+    the daemon's memory, the edge from its watch."""
+
     def __init__(
         self,
         settings: Settings,
@@ -29,12 +32,12 @@ class AppStatusSource:
         history: PassHistory,
         edge_watch: EdgeWatch | None = None,
     ) -> None:
-        self.edge_watch = edge_watch
         self.settings = settings
         self.services = services
         self._orders = orders
         self._listing = listing
         self.history = history
+        self.edge_watch = edge_watch
 
     def listing(self) -> list[Listed]:
         return self._listing()
