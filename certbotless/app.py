@@ -7,6 +7,7 @@ import os
 import socket
 import threading
 from dataclasses import replace
+from datetime import UTC, datetime
 
 from josepy.jwk import JWK
 
@@ -21,10 +22,15 @@ from certbotless.acme.solvers import ChallengeSolvers
 from certbotless.alerts import Alerter, channels_for
 from certbotless.doctor import Doctor
 from certbotless.edge_deploy import SwarmEdgeDeployer
+from certbotless.edge_watch import EdgeWatch
 from certbotless.lease import SwarmPassLock
 from certbotless.locks import FilePassLock
 from certbotless.model import Listed
+from certbotless.observe import edge_if_any
+from certbotless.pass_history import PassHistory
 from certbotless.reconcile import Reconciler
+from certbotless.rollout import ServedCertificates
+from certbotless.scheduler import Daemon
 from certbotless.seams import PassParts, Progress
 from certbotless.settings import Settings
 from certbotless.status import (
@@ -37,6 +43,9 @@ from certbotless.status import (
 from certbotless.store import CertStore
 from certbotless.swarm import SWARM_ERRORS, Swarm
 from certbotless.views import listing, rendered
+from certbotless.web.overview import Filter, Overview, overview
+from certbotless.web.server import StatusServer
+from certbotless.web.source import AppStatusSource, DaemonActions
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +94,21 @@ class App:
             solver_for=self.solver_for,
         )
         self.reconciler = Reconciler(settings, parts, self.stopping)
+        # What each edge task serves, asked after each pass (through the edge's network, as
+        # the self-check is).
+        self.edge_watch = EdgeWatch(
+            lambda: edge_if_any(settings, self.swarm.services()),
+            self.swarm.tasks,
+            lambda edge: ServedCertificates(
+                f"tasks.{edge}", proxy_protocol=settings.proxy_protocol
+            ),
+        )
+        watching = settings.self_check
+        self.pass_history = PassHistory(
+            after_add=(lambda record: self.edge_watch.after_pass(record.report))
+            if watching
+            else None
+        )
 
     @property
     def issuer(self) -> AcmeIssuer:
@@ -150,6 +174,22 @@ class App:
 
     def doctor(self) -> Doctor:
         return Doctor(self.settings, self.swarm, self.tokens, self.make_issuer, self.lease)
+
+    def overview(self) -> Overview:
+        """What the status page shows, as far as a one-off command knows (no daemon: no passes
+        and no edge probe)."""
+        source = AppStatusSource(self.settings, self.swarm, self.orders, self.listing,
+                                 PassHistory())  # fmt: skip
+        return overview(source, Filter(), datetime.now(UTC))
+
+    def status_server(self, daemon: Daemon) -> StatusServer | None:
+        """The status page, when configured (StatusPageError when its htpasswd is unusable)."""
+        page = self.settings.status_page
+        if page is None:
+            return None
+        source = AppStatusSource(self.settings, self.swarm, self.orders, self.listing,
+                                 daemon.history, self.edge_watch)  # fmt: skip
+        return StatusServer(page, source, DaemonActions(daemon, self.reconciler))
 
     def alerter(self) -> Alerter | None:
         channels = channels_for(self.settings)

@@ -131,3 +131,23 @@ def from_json(text: str) -> list[PastOrder]:
         ]
     except (ValueError, TypeError):
         return []
+
+
+@dataclass(frozen=True)
+class DomainUse:
+    """How much of the per-registered-domain limit the last week's orders used."""
+
+    domain: str
+    used: int
+    limit: int
+    frees_at: datetime  # when the oldest counted order leaves the window
+
+
+def domain_use(history: Sequence[PastOrder], now: datetime) -> list[DomainUse]:
+    """Per registered domain, the new certificates counted against PER_DOMAIN, most used
+    first (renewals naming what they replace are exempt, as in `within_budget`)."""
+    ledger = _Ledger(history, now)
+    limit, window = PER_DOMAIN
+    used = [DomainUse(domain, len(times), limit, min(times) + window)
+            for domain, times in ledger.domains.items()]  # fmt: skip
+    return sorted(used, key=lambda use: (-use.used, use.domain))

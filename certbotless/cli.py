@@ -25,13 +25,9 @@ from certbotless.account_key import (
     plan_account_key,
     resolve_account_key,
 )
-from certbotless.acme.ari import lifetime_renewal_time
 from certbotless.acme.challenges import TokenStore
 from certbotless.acme.errors import AcmeError
 from certbotless.acme.responder import ChallengeResponder
-from certbotless.alerts import (
-    is_expiring,
-)
 from certbotless.app import App
 from certbotless.compose import ComposeError, docker_cli, parse_stack_argument
 from certbotless.discovery import CERTIFICATE_NAME_RE, EdgeNotFound
@@ -39,6 +35,7 @@ from certbotless.edge import NginxConfigError
 from certbotless.lease import LeaseBusy
 from certbotless.lint import lint, report_json, report_text
 from certbotless.metrics import serve as serve_metrics
+from certbotless.metrics import watch_edge
 from certbotless.model import (
     CertSpec,
     ChallengeMode,
@@ -71,6 +68,10 @@ from certbotless.traefik_import import (
     other_accounts,
     parse_acme_json,
 )
+from certbotless.views import days_left, listed_json, listed_status
+from certbotless.web.access import StatusPageError
+from certbotless.web.overview import overview_json
+from certbotless.web.summary import summary_text
 
 log = logging.getLogger("certbotless")
 
@@ -91,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing = commands.add_parser("list", help="stored certificates and their expiry")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
+
+    status = commands.add_parser(
+        "status", help="the status page's summary: what needs someone, and the rate limits"
+    )
+    status.add_argument("--json", action="store_true", help="the status page's /api/v1/overview")
 
     commands.add_parser("render", help="print the nginx configuration a pass would deploy")
 
@@ -274,13 +280,23 @@ def run_daemon(app: App, args: argparse.Namespace) -> int:
         app.issuer.ensure_account()
     except AcmeError as error:
         log.warning("ACME account not checked yet: %s", error)
-    daemon = Daemon(app.reconciler, app.swarm, app.settings.schedule, app.alerter())
+    daemon = Daemon(app.reconciler, app.swarm, app.settings.schedule, app.alerter(),
+                    app.pass_history)  # fmt: skip
     responder = ChallengeResponder(app.tokens, *app.settings.responder_listen, health=daemon.health)
     responder.start()
     log.info("challenge responder and /healthz on port %d", responder.port)
     if app.settings.metrics_listen is not None:
         serve_metrics(app.settings.metrics_listen)
+        watch_edge(lambda: None if (s := app.edge_watch.latest) is None else s.stale_per_task())
         log.info("metrics on port %d", app.settings.metrics_listen[1])
+    try:
+        status_page = app.status_server(daemon)
+    except StatusPageError as error:
+        print(f"certbotless: {error}", file=sys.stderr)
+        return 2
+    if status_page is not None:
+        status_page.start()
+        log.info("status page on port %d", status_page.port)
     daemon.run()
     return 0
 
@@ -327,6 +343,13 @@ def issue(app: App, args: argparse.Namespace) -> int:
 
 def list_certificates(app: App, args: argparse.Namespace) -> int:
     return _list(app.listing(), args.json)
+
+
+def status(app: App, args: argparse.Namespace) -> int:
+    """0: nothing needs anyone; 1: a certificate is failing, expiring or expired."""
+    view = app.overview()
+    print(json.dumps(overview_json(view), indent=2) if args.json else summary_text(view), end="")
+    return 1 if view.counts["problems"] else 0
 
 
 def render(app: App, args: argparse.Namespace) -> int:
@@ -447,6 +470,7 @@ COMMANDS: dict[str, Callable[[App, argparse.Namespace], int]] = {
     "renew": renew,
     "issue": issue,
     "list": list_certificates,
+    "status": status,
     "render": render,
     "revoke": revoke,
     "doctor": doctor,
@@ -508,7 +532,7 @@ def _summarize(report: PassReport) -> int:
 def _list(rows: list[Listed], as_json: bool) -> int:
     now = datetime.now(UTC)
     if as_json:
-        print(json.dumps([_listed_json(row, now) for row in rows], indent=2))
+        print(json.dumps([listed_json(row, now) for row in rows], indent=2))
         return 0
     print(
         f"{'NAME':<28} {'DOMAINS':<32} {'NOT AFTER (UTC)':<16} {'DAYS':>7} {'KEY':<7} "
@@ -520,7 +544,7 @@ def _list(rows: list[Listed], as_json: bool) -> int:
         print(
             f"{row.name:<28} {_domains(row):<32} "
             + (
-                f"{cert.not_after:%Y-%m-%d %H:%M} {_days_left(cert.not_after, now):>7.2f} "
+                f"{cert.not_after:%Y-%m-%d %H:%M} {days_left(cert.not_after, now):>7.2f} "
                 f"{cert.key_type.value:<7} {used:<6} {cert.serial:<36} "
                 if cert is not None
                 else f"{'-':<16} {'-':>7} {'-':<7} {'-':<6} {'-':<36} "
@@ -534,60 +558,6 @@ def _domains(row: Listed) -> str:
     return ",".join(row.cert.domains) if row.cert is not None else "-"
 
 
-def _listed_json(row: Listed, now: datetime) -> dict[str, object]:
-    cert = row.cert
-    failure = row.failure
-    return {
-        "name": row.name,
-        "domains": list(cert.domains) if cert else [],
-        "not_after": cert.not_after.isoformat() if cert else None,
-        "days_left": round(_days_left(cert.not_after, now), 4) if cert else None,
-        "serial": cert.serial if cert else None,
-        "key_type": cert.key_type.value if cert else None,
-        "in_use": row.in_use,
-        "wanted": row.wanted,
-        "status": listed_status(row, now),
-        "failure": _failure_json(row) if failure else None,
-        "config": cert.config_name if cert else None,
-        "secret": cert.secret_name if cert else None,
-        "label_mismatches": list(cert.mismatches) if cert else [],
-    }
-
-
-def _failure_json(row: Listed) -> dict[str, object]:
-    assert row.failure is not None
-    record = row.status
-    next_attempt = record.next_attempt if record else None
-    return {
-        "at": row.failure.at.isoformat(),
-        "error": row.failure.error,
-        "reason": record.reason.value if record and record.reason else None,
-        "failures": record.failures if record else 1,
-        "next_attempt": next_attempt.isoformat() if next_attempt else None,
-        "abandoned": bool(record and record.abandoned),
-    }
-
-
-def listed_status(row: Listed, now: datetime) -> str:
-    """expired / expiring (less than 1/6 of the lifetime left) / abandoned (failed for 30 days:
-    not ordered again until its labels change) / failed (the last renewal attempt failed) /
-    renewing (due) / unwanted (no label asks for it: not renewed) / ok."""
-    cert = row.cert
-    if cert is not None and cert.not_after <= now:
-        return "expired"
-    if cert is not None and is_expiring(cert, now):
-        return "expiring"
-    if row.failure is not None and row.status is not None and row.status.abandoned:
-        return "abandoned"
-    if row.failure is not None:
-        return "failed"
-    if not row.wanted:
-        return "unwanted"
-    if cert is not None and now >= lifetime_renewal_time(cert.not_before, cert.not_after):
-        return "renewing"
-    return "ok"
-
-
 def _status_text(row: Listed, now: datetime) -> str:
     status = listed_status(row, now)
     if row.failure is None:
@@ -599,10 +569,6 @@ def _status_text(row: Listed, now: datetime) -> str:
         status += (f" ({record.failures} in a row, next attempt "
                    f"{record.next_attempt:%Y-%m-%d %H:%M} UTC)")  # fmt: skip
     return f"{status}: {row.failure.at:%Y-%m-%d %H:%M} {row.failure.error}"
-
-
-def _days_left(not_after: datetime, now: datetime) -> float:
-    return (not_after - now).total_seconds() / 86400
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,11 +24,21 @@ class Deployed:
     rolled: bool = False
     error: str | None = None
     refused: dict[str, str] = field(default_factory=dict)  # name → serial Swarm rolled back
+    seconds: float = 0.0  # how long the roll took (or failed after)
 
     @property
     def outcome(self) -> str:
         """For the status records: the roll's error, "ok", or "" when nothing rolled."""
         return self.error or ("ok" if self.rolled else "")
+
+
+def serves_none(deployer: EdgeDeployer, edge: str, current: Mapping[str, StoredCert]) -> bool:
+    """Whether `edge` mounts none of the stored certificates in use (a `docker stack deploy` put
+    back its stack's spec, or it is new): its roll is then never put off."""
+    mounted = deployer.mounted_object_ids(edge) or set()
+    return bool(current) and not any(
+        {cert.config_id, cert.secret_id} & mounted for cert in current.values()
+    )
 
 
 def deploy_edge(
@@ -40,6 +51,7 @@ def deploy_edge(
     progress: Progress,
 ) -> Deployed:
     """A version in a roll that Swarm rolled back is marked refused: never current again."""
+    started = time.monotonic()
     try:
         result = deployer.deploy(edge, routes, current, wanted_names, progress)
     except RolledBack as refused:
@@ -50,8 +62,8 @@ def deploy_edge(
             if cert.config_id in refused.rotated:
                 store.mark_refused(cert, reason)
                 names[cert.name] = cert.serial
-        return Deployed(error=str(refused), refused=names)
+        return Deployed(error=str(refused), refused=names, seconds=time.monotonic() - started)
     except (RolloutError, NginxConfigError) as error:
         log.error("%s", error)
-        return Deployed(error=str(error))
-    return Deployed(done=True, rolled=result.changed)
+        return Deployed(error=str(error), seconds=time.monotonic() - started)
+    return Deployed(done=True, rolled=result.changed, seconds=result.seconds)

@@ -136,6 +136,17 @@ class Route:
 
 
 @dataclass(frozen=True)
+class StatusTarget:
+    """Where the edge reaches certbotless's status page: the sidecar's service, the page's port,
+    and the page's own protections, which its route repeats at the edge."""
+
+    service: str
+    port: int
+    allow_from: tuple[str, ...] = ()
+    auth_url: str | None = None
+
+
+@dataclass(frozen=True)
 class CertSpec:
     """A certificate that should exist. `name` is stable across renewals."""
 
@@ -304,6 +315,8 @@ class PassReport:
     next_renewal: datetime | None = None  # the earliest moment a certificate is due
     next_attempt: datetime | None = None  # the earliest retry of a failed certificate
     statuses: tuple[CertificateStatus, ...] = ()  # every wanted certificate's record
+    roll_seconds: float = 0.0  # how long the roll took, when there was one
+    orders: tuple[PastOrder, ...] = ()  # the last week's, this pass's included (rate limits)
 
     @property
     def ok(self) -> bool:

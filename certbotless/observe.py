@@ -19,6 +19,7 @@ from certbotless.model import (
 )
 from certbotless.seams import PassParts
 from certbotless.settings import NginxConfMode, Settings
+from certbotless.status_route import merged, status_page_claims, status_target
 from certbotless.store import latest_per_name
 from certbotless.traefik_dynamic import read_dynamic_config
 from certbotless.traefik_labels import traefik_claims
@@ -54,16 +55,18 @@ def discovered(
     """The routes and certificates every enabled label dialect asks for, settled together: the
     oldest claimant of a name or host+path keeps it, whichever dialect it wrote. `secrets`: the
     swarm's secret names, which basic-auth labels name (None: not known, as for `lint`)."""
-    foreign = (
+    traefik = (
         traefik_claims(
             services,
             settings.traefik_exposed_by_default,
             secrets,
             read_dynamic_config(settings.traefik_dynamic_config),
+            status_target(settings, services),
         )
         if "traefik" in settings.label_dialects
         else {}
     )
+    foreign = merged(traefik, status_page_claims(services, settings))
     return discover(
         services,
         edge,

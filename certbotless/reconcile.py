@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from certbotless.budget import within_budget
-from certbotless.deploying import Deployed, deploy_edge
+from certbotless.deploying import Deployed, deploy_edge, serves_none
 from certbotless.discovery import find_edge_service
 from certbotless.garbage import collect_garbage
 from certbotless.issuing import ca_unreachable, issue_planned, recorded_orders
@@ -83,6 +83,7 @@ class Reconciler:
             solver = self.parts.solver_for(edge, request.progress)
             issuance = issue_planned(plan, self.issuer, solver, self.parts.store,
                                      request.progress, keep=not request.dry_run)  # fmt: skip
+            orders = list(seen.orders)
             if not request.dry_run:
                 orders = recorded_orders(seen.orders, plan, issuance, planned.replaces, now)
                 self.parts.orders.save(orders)
@@ -115,6 +116,8 @@ class Reconciler:
                 next_renewal=earliest_renewal(in_use, renewals, issuance.issued, failed),
                 next_attempt=next_attempt(statuses.values()),
                 statuses=tuple(statuses.values()),
+                roll_seconds=deployed.seconds,
+                orders=tuple(orders),
             )
 
     def _plan(self, seen: Observation, forced: frozenset[str], now: datetime) -> Planned:
@@ -153,19 +156,11 @@ class Reconciler:
         if self.stopping.is_set():
             request.progress(f"stopping: {edge} is rolled at the next start")
             return Deployed()
-        # An edge that mounts none of the stored certificates (a `docker stack deploy` put back
-        # its stack's spec, or it is new) serves none of them: its roll never waits.
-        if not self._serves_none(edge, seen) and defer_roll(began):
+        if not serves_none(self.parts.edge, edge, seen.current) and defer_roll(began):
             request.progress(f"more services changed during this pass: the next pass rolls {edge}")
             return Deployed()
         return deploy_edge(self.parts.edge, self.parts.store, edge, seen.found.routes, current,
                            seen.wanted, request.progress)  # fmt: skip
-
-    def _serves_none(self, edge: str, seen: Observation) -> bool:
-        mounted = self.parts.edge.mounted_object_ids(edge) or set()
-        return bool(seen.current) and not any(
-            {cert.config_id, cert.secret_id} & mounted for cert in seen.current.values()
-        )
 
     def revoke(
         self, name: str, reason: RevocationReason, progress: Callable[[str], None] = log.info

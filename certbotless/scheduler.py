@@ -14,6 +14,8 @@ from apscheduler.triggers.cron import CronTrigger
 
 from certbotless.alerts import Alerter, alerts_for, pass_failed_alert
 from certbotless.metrics import observe_pass
+from certbotless.model import PassReport, PassRequest
+from certbotless.pass_history import PassHistory, PassRecord
 from certbotless.reconcile import PassAbandoned, Reconciler
 from certbotless.store import NAME_PREFIX
 from certbotless.swarm import Swarm
@@ -58,6 +60,17 @@ def should_defer_roll(now: datetime, deferred_since: datetime | None) -> bool:
     return deferred_since is None or now - deferred_since < ROLL_DEFERRAL_CAP
 
 
+def _log_pass(report: PassReport, seconds: float) -> None:
+    log.info(
+        "pass done in %.1f s: issued %d, failed %d, label problems %d, rolled %s",
+        seconds,
+        len(report.issued),
+        len(report.failed),
+        len(report.problems),
+        report.rolled,
+    )
+
+
 def recent_creates(created: dict[str, float], now: float) -> list[str]:
     """The IDs of services created within ROLL_DEFERRAL_CAP of `now` (time.monotonic()); older
     ones are forgotten."""
@@ -74,8 +87,12 @@ class Daemon:
         swarm: Swarm,
         schedule: str,
         alerter: Alerter | None = None,
+        history: PassHistory | None = None,
     ) -> None:
         self.reconciler = reconciler
+        self.history = history or PassHistory()
+        # Names the next pass orders whatever their state (the status page's renew and retry).
+        self._forced: set[str] = set()
         self.swarm = swarm
         self.alerter = alerter
         self.scheduler = BlockingScheduler(timezone=UTC)
@@ -137,6 +154,11 @@ class Daemon:
             when = min(when, pending.next_run_time)
         self._schedule(_PASS_JOB, when)
 
+    def force_soon(self, names: frozenset[str], reason: str) -> None:
+        with self._burst_lock:
+            self._forced |= names
+        self.trigger(reason)
+
     def changed(self, reason: str, created: str | None = None, removed: str | None = None) -> None:
         """A service changed (`created` or `removed`: its ID): a pass once the burst of changes
         is over (trailing, capped)."""
@@ -178,8 +200,12 @@ class Daemon:
     def _run_pass(self) -> None:
         started = time.monotonic()
         now = datetime.now(UTC)
+        with self._burst_lock:
+            forced, self._forced = frozenset(self._forced), set()
         try:
-            report = self.reconciler.run_pass(defer_roll=self._defer_roll)
+            report = self.reconciler.run_pass(
+                PassRequest(force=forced or False, progress=log.info), defer_roll=self._defer_roll
+            )
         except PassAbandoned:
             return
         except Exception as error:
@@ -201,16 +227,10 @@ class Daemon:
         if report.next_renewal is not None and report.next_renewal > now:
             self.trigger("a certificate is due", report.next_renewal - now)
         observe_pass(report, time.monotonic() - started)
+        self.history.add(PassRecord(datetime.now(UTC), time.monotonic() - started, report))
         if self.alerter is not None:
             self.alerter.update(alerts_for(report, report.certificates, now, retry_at))
-        log.info(
-            "pass done in %.1f s: issued %d, failed %d, label problems %d, rolled %s",
-            time.monotonic() - started,
-            len(report.issued),
-            len(report.failed),
-            len(report.problems),
-            report.rolled,
-        )
+        _log_pass(report, time.monotonic() - started)
 
     def _defer_roll(self, pass_began: float) -> bool:
         """Asked by a pass before it rolls: yes when a service changed after the pass began,

@@ -37,6 +37,8 @@ VARIABLES = (
     "TRAEFIK_DYNAMIC_CONFIG",
     "DNS01_PROVIDER", "DNS01_RESOLVERS", "DNS01_PROPAGATION_TIMEOUT",
     "DNS01_PROPAGATION_INTERVAL", "DNS01_NAMESERVER_PORT", "SECRETS_DIR",
+    "STATUS_LISTEN", "STATUS_HTPASSWD", "STATUS_ALLOW_FROM", "STATUS_FORWARD_AUTH",
+    "STATUS_ACTIONS",
 )  # fmt: skip
 # Label dialects certbotless reads: its own certbotless.* labels, and Traefik's.
 LABEL_DIALECTS = ("certbotless", "traefik")
@@ -120,6 +122,21 @@ def url_secrets(url: str) -> set[str]:
 
 
 @dataclass(frozen=True)
+class StatusPage:
+    """The status page's listener and protections (at least one; several must all pass)."""
+
+    listen: tuple[str, int]
+    htpasswd: Path | None = None  # htpasswd lines (bcrypt), e.g. a Swarm secret
+    allow_from: tuple[str, ...] = ()  # client networks let in (the TCP peer's address)
+    forward_auth: str | None = None  # an auth service asked about every request
+    actions: bool = False  # renew, retry and revoke buttons (else read-only)
+
+    @property
+    def port(self) -> int:
+        return self.listen[1]
+
+
+@dataclass(frozen=True)
 class Settings:
     acme_directory: str = LETSENCRYPT_PRODUCTION
     email: str | None = None
@@ -168,6 +185,7 @@ class Settings:
     dns01_propagation_interval: int = 2
     dns01_nameserver_port: int = 53  # where the authoritative servers are asked
     secrets_dir: Path = Path("/run/secrets")  # the DNS providers' credentials, as Swarm secrets
+    status_page: StatusPage | None = None  # not served unless configured
 
     @property
     def proxy_protocol(self) -> bool:
@@ -239,6 +257,7 @@ class Settings:
             front_subnets=_subnets(get("FRONT_SUBNET"), "FRONT_SUBNET", defaults.front_subnets),
             **_dialects_settings(get, defaults),
             **_dns01(get, defaults),
+            status_page=_status_page(get),
         )  # fmt: skip
 
 
@@ -381,6 +400,30 @@ def _email_alerts(get: Variable) -> tuple[str | None, tuple[str, ...]]:
                 "user:password@ for a login and ?from=address for the sender",
             )  # fmt: skip
     return smtp_url, recipients
+
+
+def _status_page(get: Variable) -> StatusPage | None:
+    """The status page's settings; listening with no protection is refused."""
+    listen = _listen(get("STATUS_LISTEN"), "STATUS_LISTEN", "or unset (no status page)")
+    htpasswd = _path(get("STATUS_HTPASSWD"), "STATUS_HTPASSWD")
+    allow_from = _subnets(get("STATUS_ALLOW_FROM"), "STATUS_ALLOW_FROM", ())
+    forward_auth = get("STATUS_FORWARD_AUTH")
+    if forward_auth is not None and _url(forward_auth, ("http", "https")) is None:
+        raise _invalid("STATUS_FORWARD_AUTH", forward_auth,
+                       "must be an http:// or https:// URL of a forward-auth service, e.g. "
+                       "http://authelia:9091/api/verify")  # fmt: skip
+    if listen is not None and htpasswd is None and not allow_from and forward_auth is None:
+        raise _invalid(
+            "STATUS_LISTEN", get("STATUS_LISTEN") or "",
+            "is set, but the status page would be open to anyone: protect it with "
+            "CERTBOTLESS_STATUS_HTPASSWD (an htpasswd file of bcrypt lines, e.g. a Swarm "
+            "secret), CERTBOTLESS_STATUS_ALLOW_FROM (client networks) or "
+            "CERTBOTLESS_STATUS_FORWARD_AUTH (an auth service's URL)",
+        )  # fmt: skip
+    actions = _flag(get("STATUS_ACTIONS"), "STATUS_ACTIONS", False)
+    if listen is None:
+        return None
+    return StatusPage(listen, htpasswd, allow_from, forward_auth, actions)
 
 
 def _metrics_listen(value: str | None) -> tuple[str, int] | None:

@@ -31,6 +31,7 @@ from certbotless.model import (
     LabelProblem,
     Route,
     ServiceInfo,
+    StatusTarget,
 )
 from certbotless.traefik_middlewares import (
     NO_FILE_MIDDLEWARES,
@@ -96,10 +97,13 @@ def traefik_claims(
     exposed_by_default: bool = False,
     secrets: frozenset[str] | None = None,
     files: FileMiddlewares = NO_FILE_MIDDLEWARES,
+    status_page: StatusTarget | None = None,
 ) -> dict[str, DialectClaims]:
     """What each service's traefik.* labels ask for (services with none are left out).
     `secrets`: the swarm's secret names, for `basicauth.usersFile` (None: not known);
-    `files`: the middlewares of Traefik dynamic-configuration files (`name@file`)."""
+    `files`: the middlewares of Traefik dynamic-configuration files (`name@file`);
+    `status_page`: where `api@internal` (Traefik's dashboard) goes, certbotless's status page
+    when it is served."""
     ordered = sorted(services, key=claim_order)
     taking = [s for s in ordered if _has_traefik_labels(s) and enabled(s, exposed_by_default)]
     definitions = _middleware_definitions(taking)
@@ -113,7 +117,7 @@ def traefik_claims(
             claims[service.name] = DialectClaims(problems=(_both_dialects(service),))
         else:
             claims[service.name] = _service_claims(
-                service, _Known(definitions, ordered, secrets, files)
+                service, _Known(definitions, ordered, secrets, files, status_page)
             )
     return claims
 
@@ -174,6 +178,7 @@ class _Known:
     services: Sequence[ServiceInfo]
     secrets: frozenset[str] | None
     files: FileMiddlewares
+    status_page: StatusTarget | None  # where api@internal goes, when the page is served
 
 
 def _service_claims(service: ServiceInfo, known: _Known) -> DialectClaims:
@@ -270,12 +275,17 @@ def _router_routes(
     https, plain = _entrypoints(service, router, v1)
     if not https and _redirects_only(router, known):
         raise _Skip(None)  # a redirect router: certbotless redirects plain HTTP by itself
-    port, scheme = _upstream(service, router, v1)
-    base = Route(service=service.name, hosts=(), port=port, upstream_scheme=scheme,
-                 strip_prefixes=strip, redirect_to_https=not plain)  # fmt: skip
+    target = _status_page(service, router, known.status_page)
+    port, scheme = (target.port, "http") if target else _upstream(service, router, v1)
+    base = Route(service=target.service if target else service.name, hosts=(), port=port,
+                 upstream_scheme=scheme, strip_prefixes=strip,
+                 redirect_to_https=not plain)  # fmt: skip
     base, problems = apply_middlewares(base, _middleware_names(router), service,
                                        known.definitions, known.services, known.secrets,
                                        known.files)  # fmt: skip
+    if target is not None:  # the page's own protections, at the edge too
+        base = replace(base, auth_url=base.auth_url or target.auth_url,
+                       allow_from=base.allow_from or target.allow_from)  # fmt: skip
     routes = []
     invalid = _invalid_factory(service, rule_label)
     for alternative in alternatives:
@@ -366,14 +376,29 @@ def _entrypoints(service: ServiceInfo, router: _Router, v1: bool) -> tuple[bool,
     ) and not tls_flag
 
 
+def _status_page(
+    service: ServiceInfo, router: _Router, status_page: StatusTarget | None
+) -> StatusTarget | None:
+    """For `api@internal` (Traefik's dashboard): certbotless's status page, when served."""
+    wanted, _, provider = router.value("service").partition("@")
+    if provider != "internal":
+        return None
+    if wanted.lower() != "api":
+        raise _Skip(_problem(service, router.label("service"),
+                             f"Traefik's internal service {wanted} has no counterpart here; "
+                             "this router is not routed"))  # fmt: skip
+    if status_page is None:
+        raise _Skip(_problem(service, router.label("service"),
+                             "api@internal (Traefik's dashboard) is served by certbotless's "
+                             "status page, which is off: set CERTBOTLESS_STATUS_LISTEN and one "
+                             "of its protections; this router is not routed"))  # fmt: skip
+    return status_page
+
+
 def _upstream(service: ServiceInfo, router: _Router, v1: bool) -> tuple[int, str]:
     """The port and scheme of the router's service, which must be defined on this service."""
     defined = _defined_services(service)
     wanted, _, provider = router.value("service").partition("@")
-    if provider == "internal":
-        raise _Skip(_problem(service, router.label("service"),
-                             "Traefik's own services (its dashboard, api@internal) are not "
-                             "yet served by certbotless; this router is not routed"))  # fmt: skip
     if provider not in ("", "docker", "swarm"):
         raise _Skip(_problem(service, router.label("service"),
                              f"services of the {provider} provider are not read; define the "

@@ -26,6 +26,11 @@ APT_PACKAGES = [
     "pdns-server",
     "pdns-backend-sqlite3",
     "sqlite3",
+    # The status page's browser test (Selenium drives the system browser: no download).
+    "chromium",
+    "chromium-driver",
+    # promtool, for the alerting rules' tests (observability/).
+    "prometheus",
 ]
 REPO = Path(__file__).resolve().parent.parent
 VENV = REPO / ".venv"

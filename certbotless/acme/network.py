@@ -37,7 +37,7 @@ from certbotless.acme.errors import (
     RateLimited,
 )
 from certbotless.acme.protocol import decoded_nonce
-from certbotless.metrics import ACME_REQUESTS
+from certbotless.metrics import ACME_REQUESTS, observe_acme_request
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,13 @@ class AcmeNetwork(client.ClientNetwork):
             self._add_nonce(self._check_response(response, content_type=None))
 
     def _send_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
-        response = super()._send_request(method, url, *args, **kwargs)
+        started = time.monotonic()
+        status = "error"  # no answer at all
+        try:
+            response = super()._send_request(method, url, *args, **kwargs)
+            status = str(response.status_code)
+        finally:
+            observe_acme_request(method, url, status, time.monotonic() - started)
         self._keep_nonce(response)
         return response
 

@@ -16,6 +16,7 @@ STAGES = [
         "traefik_middlewares",
         "traefik_dynamic",
         "traefik_labels",
+        "status_route",
         "observe",
     },
     {"planning", "budget", "acme.ari"},

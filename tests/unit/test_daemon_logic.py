@@ -4,7 +4,6 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from certbotless.alerts import Alert, alerts_for, pass_failed_alert, stable_words
-from certbotless.cli import listed_status
 from certbotless.model import Listed, PassReport, RenewalFailure
 from certbotless.scheduler import (
     EVENT_CAP,
@@ -15,6 +14,7 @@ from certbotless.scheduler import (
     recent_creates,
     should_defer_roll,
 )
+from certbotless.views import listed_status
 from tests.unit.factories import stored_cert
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

@@ -1,0 +1,90 @@
+"""The status page's real sources: the App's seams for the swarm's side, the daemon for its
+passes and for the actions."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from certbotless.edge_watch import EdgeServing, EdgeWatch
+from certbotless.model import Listed, PastOrder, RevocationReason, Route
+from certbotless.observe import discovered, edge_if_any
+from certbotless.pass_history import PassHistory, PassRecord
+from certbotless.reconcile import Reconciler
+from certbotless.seams import OrderHistory, ServiceSource
+from certbotless.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class AppStatusSource:
+    """StatusSource: the status records and routes through the App's seams, the passes from
+    the daemon's memory, the edge from its watch."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        services: ServiceSource,
+        orders: OrderHistory,
+        listing: Callable[[], list[Listed]],
+        history: PassHistory,
+        edge_watch: EdgeWatch | None = None,
+    ) -> None:
+        self.settings = settings
+        self.services = services
+        self._orders = orders
+        self._listing = listing
+        self.history = history
+        self.edge_watch = edge_watch
+
+    def listing(self) -> list[Listed]:
+        return self._listing()
+
+    def routes(self) -> Sequence[Route]:
+        seen = self.services.services()
+        return discovered(self.settings, seen, edge_if_any(self.settings, seen)).routes
+
+    def orders(self) -> list[PastOrder]:
+        return self._orders.load()
+
+    def passes(self) -> list[PassRecord]:
+        return self.history.recent()
+
+    def edge(self) -> EdgeServing | None:
+        return None if self.edge_watch is None else self.edge_watch.latest
+
+
+class PassTrigger(Protocol):
+    def force_soon(self, names: frozenset[str], reason: str) -> None:
+        """A pass as soon as may be that orders `names` whatever their state or back-off."""
+
+
+class DaemonActions:
+    """The page's buttons: renew and retry ask the daemon for a forced pass; revoke runs in a
+    thread of its own (it takes the pass lock, then issues anew)."""
+
+    def __init__(self, daemon: PassTrigger, reconciler: Reconciler) -> None:
+        self.daemon = daemon
+        self.reconciler = reconciler
+
+    def renew(self, name: str, who: str) -> str:
+        self.daemon.force_soon(frozenset({name}), f"renew {name}, asked by {who} on the page")
+        return f"{name}: renewal asked for; the page shows the new serial once it is issued"
+
+    def retry(self, name: str, who: str) -> str:
+        self.daemon.force_soon(frozenset({name}), f"retry {name}, asked by {who} on the page")
+        return f"{name}: retry asked for, without waiting for its back-off"
+
+    def revoke(self, name: str, who: str) -> str:
+        threading.Thread(target=self._revoke, args=(name, who), name=f"revoke-{name}",
+                         daemon=True).start()  # fmt: skip
+        return f"{name}: revocation asked for; a new certificate follows if a label wants it"
+
+    def _revoke(self, name: str, who: str) -> None:
+        try:
+            self.reconciler.revoke(name, RevocationReason.unspecified)
+            log.warning("status page: %s revoked %s", who, name)
+        except Exception:
+            log.exception("status page: revoking %s for %s failed", name, who)

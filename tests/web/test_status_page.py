@@ -1,0 +1,271 @@
+"""The status page over real HTTP: its own listener on a free port, fake data behind it."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import redirect_stdout
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+import requests
+
+from certbotless import cli
+from certbotless.model import Listed
+from certbotless.settings import Settings, SettingsError, StatusPage
+from certbotless.web.access import StatusPageError
+from certbotless.web.server import StatusServer
+from tests.unit.factories import stored_cert
+from tests.web.status_data import (
+    CA_WORDS,
+    NOW,
+    PASSWORD,
+    USER,
+    FakeSource,
+    RecordedActions,
+    serving,
+    write_htpasswd,
+)
+
+LOOPBACK = ("127.0.0.1", 0)
+
+
+@pytest.fixture
+def htpasswd(tmp_path: Path) -> Path:
+    return write_htpasswd(tmp_path)
+
+
+@pytest.fixture
+def page(htpasswd: Path) -> Iterator[tuple[str, RecordedActions]]:
+    actions = RecordedActions()
+    with serving(StatusPage(LOOPBACK, htpasswd=htpasswd, actions=True), actions=actions) as s:
+        yield f"http://127.0.0.1:{s.port}", actions
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf" value="([0-9a-f]+)"', html)
+    assert found is not None
+    return found.group(1)
+
+
+def test_no_credentials_get_401_and_wrong_ones_too(page: tuple[str, RecordedActions]) -> None:
+    url, _ = page
+    for auth in (None, (USER, "wrong"), ("nobody", PASSWORD)):
+        answer = requests.get(url, auth=auth, timeout=5)
+        assert answer.status_code == 401
+        assert answer.headers["WWW-Authenticate"].startswith('Basic realm="certbotless status"')
+        assert "shop" not in answer.text
+    assert requests.get(url + "/api/v1/certificates", timeout=5).status_code == 401
+
+
+def test_the_page_lists_the_most_urgent_first_with_the_cas_words(
+    page: tuple[str, RecordedActions],
+) -> None:
+    url, _ = page
+    answer = requests.get(url, auth=(USER, PASSWORD), timeout=5)
+    assert answer.status_code == 200
+    html = answer.text
+    order = [m.group(1) for m in re.finditer(r'<tr id="cert-([a-z]+)"', html)]
+    # expiring, failing (never issued first), ok, unwanted
+    assert order == ["old", "new", "api", "shop", "manual"]
+    assert CA_WORDS.replace("/", "/") in html.replace("&#34;", '"')
+    assert "used by shop_web" in html and "used by api_app" in html
+    assert "ARI window" in html and "profile shortlived" in html
+    assert "3 failed in a row" in html
+    assert '<meta http-equiv="refresh" content="30; url=/?q=&amp;state=all">' in html
+    assert "<script" not in html
+    assert "script-src" not in answer.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in answer.headers["Content-Security-Policy"]
+    # passes, rolls, alerts and the week's budget
+    assert "12.3 s" in html and "4.2 s" in html and "nginx -t: unknown directive" in html
+    assert "rollout_failed" in html and "renewal_failed" in html
+    assert "6 / 50" in html and "example.test" in html
+    # the edge: a task left behind on shop's previous serial
+    assert "edge task 10.0.9.4 serves ab0" in html and "1 stale" in html
+    assert "node2abcdef0" in html
+
+
+def test_the_filter_searches_and_selects_states(page: tuple[str, RecordedActions]) -> None:
+    url, _ = page
+
+    def shown(query: dict[str, str]) -> list[str]:
+        html = requests.get(url, params=query, auth=(USER, PASSWORD), timeout=5).text
+        return [m.group(1) for m in re.finditer(r'<tr id="cert-([a-z]+)"', html)]
+
+    assert shown({"state": "failing"}) == ["new", "api"]
+    assert shown({"q": "WWW.SHOP"}) == ["shop"]
+    assert shown({"q": "api_app"}) == ["api"]  # by the service using it
+    assert shown({"q": "unauthorized"}) == ["api"]  # by the CA's words
+    assert shown({"q": "nothing-like-it"}) == []
+    assert shown({"state": "bogus"}) == ["old", "new", "api", "shop", "manual"]
+
+
+def test_the_json_api_has_the_schema_and_data_of_list_json(
+    page: tuple[str, RecordedActions],
+) -> None:
+    url, _ = page
+    served = requests.get(url + "/api/v1/certificates", auth=(USER, PASSWORD), timeout=5)
+    assert served.headers["Content-Type"] == "application/json"
+    printed = io.StringIO()
+    with redirect_stdout(printed):
+        # views.listing gives `list` its rows by name
+        cli._list(sorted(FakeSource().listing(), key=lambda row: row.name), as_json=True)
+    expected = {row["name"]: row for row in json.loads(printed.getvalue())}
+    got = {row["name"]: row for row in served.json()}
+    assert list(got) == list(expected)  # in the same order too
+    for name, row in expected.items():
+        assert got[name].keys() == row.keys()
+        assert got[name]["days_left"] == pytest.approx(row["days_left"], abs=0.01)
+        assert {**got[name], "days_left": 0} == {**row, "days_left": 0}
+    overview = requests.get(url + "/api/v1/overview", auth=(USER, PASSWORD), timeout=5).json()
+    assert overview["version"] == 1
+    assert [p["seconds"] for p in overview["passes"]] == [12.3, 31.0]
+    assert overview["edge"]["stale"] == {"shop": {"10.0.9.4": "ab0"}}
+    assert [t["node"] for t in overview["edge"]["tasks"]] == ["node1abcdef0123456",
+                                                             "node2abcdef0123456"]  # fmt: skip
+    use = overview["budget"][0]
+    assert (use["registered_domain"], use["used"], use["limit"]) == ("example.test", 6, 50)
+    assert requests.get(url + "/api/v2/x", auth=(USER, PASSWORD), timeout=5).status_code == 404
+
+
+def test_an_action_needs_the_visitors_token_from_a_same_origin_form(
+    page: tuple[str, RecordedActions], caplog: pytest.LogCaptureFixture
+) -> None:
+    url, actions = page
+    session = requests.Session()
+    session.auth = (USER, PASSWORD)
+    token = _csrf(session.get(url, timeout=5).text)
+    form = {"action": "renew", "name": "shop", "csrf": token}
+
+    def post(data: dict[str, str], **headers: str) -> requests.Response:
+        return session.post(
+            url + "/actions", data=data, headers=headers, allow_redirects=False, timeout=5
+        )
+
+    assert post({**form, "csrf": ""}).status_code == 403
+    assert post({**form, "csrf": "0" * 64}).status_code == 403
+    forged = post(form, Origin="https://evil.example")  # a cross-site form with a stolen token
+    assert forged.status_code == 403 and "cross-site" in forged.text
+    assert post(form, **{"Sec-Fetch-Site": "cross-site"}).status_code == 403
+    assert post(form, Origin="null").status_code == 403
+    assert actions.asked == []
+    done = post(form, Origin=url)
+    assert done.status_code == 303 and done.headers["Location"].startswith("/?done=")
+    assert actions.asked == [("renew", "shop", USER)]
+    assert f"status page: {USER} asked to renew shop" in caplog.text  # who asked, logged
+    assert post({**form, "action": "retry", "name": "api"}).status_code == 303
+    assert post({**form, "name": "no-such"}).status_code == 400
+    # revoke wants the name typed
+    post({**form, "action": "revoke", "confirm": "sho"})
+    assert actions.asked[-1] == ("retry", "api", USER)
+    post({**form, "action": "revoke", "confirm": "shop"})
+    assert actions.asked[-1] == ("revoke", "shop", USER)
+    shown = session.get(url + done.headers["Location"], timeout=5).text
+    assert "shop: renewal asked for" in shown
+
+
+def test_read_only_unless_actions_are_enabled(htpasswd: Path) -> None:
+    actions = RecordedActions()
+    with serving(StatusPage(LOOPBACK, htpasswd=htpasswd), actions=actions) as server:
+        url = f"http://127.0.0.1:{server.port}"
+        html = requests.get(url, auth=(USER, PASSWORD), timeout=5).text
+        assert "/actions" not in html and "Renew now" not in html
+        answer = requests.post(url + "/actions", auth=(USER, PASSWORD), timeout=5,
+                               data={"action": "renew", "name": "shop", "csrf": "x"})  # fmt: skip
+        assert answer.status_code == 403
+    assert actions.asked == []
+
+
+def test_the_allowlist_is_the_clients_address() -> None:
+    with serving(StatusPage(LOOPBACK, allow_from=("10.0.0.0/8",))) as refused:
+        answer = requests.get(f"http://127.0.0.1:{refused.port}/", timeout=5)
+        assert answer.status_code == 403 and "ALLOW_FROM" in answer.text
+    with serving(StatusPage(LOOPBACK, allow_from=("127.0.0.0/8",))) as admitted:
+        answer = requests.get(f"http://127.0.0.1:{admitted.port}/", timeout=5)
+        assert answer.status_code == 200 and "127.0.0.1" in answer.text
+
+
+class _AuthService(BaseHTTPRequestHandler):
+    """A forward-auth service: a `session=good` cookie is Alice; anything else is 401."""
+
+    asked: ClassVar[list[dict[str, str]]] = []
+
+    def do_GET(self) -> None:
+        _AuthService.asked.append(dict(self.headers.items()))
+        good = "session=good" in self.headers.get("Cookie", "")
+        self.send_response(200 if good else 401)
+        if good:
+            self.send_header("Remote-User", "alice")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_forward_auth_asks_the_auth_service_about_every_request() -> None:
+    auth = ThreadingHTTPServer(LOOPBACK, _AuthService)
+    threading.Thread(target=auth.serve_forever, daemon=True).start()
+    try:
+        verify = f"http://127.0.0.1:{auth.server_address[1]}/api/verify"
+        with serving(StatusPage(LOOPBACK, forward_auth=verify)) as server:
+            url = f"http://127.0.0.1:{server.port}/?q=shop"
+            assert requests.get(url, timeout=5).status_code == 401
+            answer = requests.get(url, cookies={"session": "good"}, timeout=5)
+            assert answer.status_code == 200 and "alice" in answer.text
+            assert _AuthService.asked[-1]["X-Forwarded-Uri"] == "/?q=shop"
+    finally:
+        auth.shutdown()
+        auth.server_close()
+    with serving(StatusPage(LOOPBACK, forward_auth="http://127.0.0.1:9/")) as server:
+        answer = requests.get(f"http://127.0.0.1:{server.port}/", timeout=10)
+        assert answer.status_code == 503
+
+
+def test_a_page_without_protection_refuses_to_start() -> None:
+    with pytest.raises(SettingsError, match="open to anyone") as refused:
+        Settings.from_env({"CERTBOTLESS_STATUS_LISTEN": "0.0.0.0:8403"})
+    assert "CERTBOTLESS_STATUS_HTPASSWD" in str(refused.value)
+    assert Settings.from_env({}).status_page is None  # not served unless configured
+    env = {"CERTBOTLESS_STATUS_LISTEN": ":8403", "CERTBOTLESS_STATUS_ALLOW_FROM": "10.0.0.0/8"}
+    page = Settings.from_env(env).status_page
+    assert page == StatusPage(("0.0.0.0", 8403), allow_from=("10.0.0.0/8",))
+
+
+def test_htpasswd_lines_other_than_bcrypt_are_refused(tmp_path: Path) -> None:
+    md5 = tmp_path / "md5"
+    md5.write_text("ops:$apr1$abc$def\n")
+    with pytest.raises(StatusPageError, match="line 1 is not USER:BCRYPT-HASH"):
+        StatusServer(StatusPage(LOOPBACK, htpasswd=md5), FakeSource(), None)
+    with pytest.raises(StatusPageError, match="cannot read it"):
+        StatusServer(StatusPage(LOOPBACK, htpasswd=tmp_path / "absent"), FakeSource(), None)
+
+
+def test_a_thousand_certificates_render_within_200_ms(htpasswd: Path, figure) -> None:  # type: ignore[no-untyped-def]
+    rows: list[Listed] = []
+    for number in range(1000):
+        name = f"site{number:04d}.example.test"
+        cert = stored_cert(name, (name,), issued=NOW - timedelta(days=number % 90),
+                           version=str(number))  # fmt: skip
+        rows.append(Listed(name, cert, True, True, None, None))
+    source = FakeSource(rows)
+    with serving(StatusPage(LOOPBACK, htpasswd=htpasswd), source=source) as server:
+        url = f"http://127.0.0.1:{server.port}/"
+        requests.get(url, auth=(USER, PASSWORD), timeout=10)  # templates compiled, login kept
+        times = []
+        for _ in range(5):
+            started = time.perf_counter()
+            answer = requests.get(url, auth=(USER, PASSWORD), timeout=10)
+            times.append((time.perf_counter() - started) * 1000)
+            assert answer.status_code == 200 and answer.text.count('<tr id="cert-') == 1000
+    best = min(times)
+    figure(f"status page with 1,000 certificates: {best:.0f} ms (best of 5, over HTTP), "
+           f"{len(answer.content) / 1024:.0f} KiB")  # fmt: skip
+    assert best <= 200
