@@ -18,6 +18,7 @@ import idna
 
 from certbotless.model import (
     CHALLENGE_PREFIX,
+    OBJECT_NAME_PREFIX,
     BasicAuth,
     CertSpec,
     ChallengeMode,
@@ -142,8 +143,8 @@ def discover(
     """Routes and certificates from the labels of `services`. With `edge` (the nginx service's
     name), a service that shares no network with it is reported instead of routed. Without
     `routing` (the operator writes nginx.conf), `certbotless.port` is not needed. `native`:
-    whether certbotless.* labels are read; `foreign`: what another dialect (Traefik's) read
-    from each service, settled together with them; `secrets`: the swarm's secret names.
+    whether certbotless.* labels are read; `foreign`: what Traefik's dialect read from each
+    service, settled with them; `secrets`: the swarm's secret names.
 
     Oldest service first: a certificate name, a host+path and a host's HSTS belong to the
     service that claimed them first, whatever the dialect, so a newer service can be refused
@@ -169,17 +170,13 @@ def discover(
         claims += _certificate_claims(service, problems)
         if DOMAINS not in service.labels:
             continue
+        problems += [] if routing else _unrendered_protections(service)
         try:
-            if not routing and PORT not in service.labels:
-                spec = _parse_spec(service)
-            else:
-                route, spec = _parse_service(service, secrets)
-                if edge_info is not None and routing:
-                    _check_shared_network(service, edge_info)
-                routes.append(route)
+            route, spec = _native_route(service, routing, secrets, edge_info)
         except InvalidLabel as invalid:
             problems.append(invalid.problem)
             continue
+        routes += [route] if route is not None else []
         claims.append(_Claim(service, DOMAINS, spec, routed=routing))
     specs, refused, refusals = _settle_certificates(claims)
     routes = [route for route in routes if route.service not in refused]
@@ -191,6 +188,35 @@ def discover(
         specs=tuple(specs),
         problems=tuple(problems + refusals + conflicts + host_options + extra_addresses),
     )
+
+
+def _native_route(
+    service: ServiceInfo, routing: bool, secrets: frozenset[str] | None,
+    edge_info: ServiceInfo | None,
+) -> tuple[Route | None, CertSpec]:  # fmt: skip
+    """The route (none with an own nginx.conf and no port) and certificate that a service's
+    certbotless.* labels ask for."""
+    if not routing and PORT not in service.labels:
+        return None, _parse_spec(service)
+    route, spec = _parse_service(service, secrets)
+    if edge_info is not None and routing:
+        _check_shared_network(service, edge_info)
+    return route, spec
+
+
+# Labels that protect a route: with the operator's own nginx.conf nothing renders them.
+PROTECTIONS = (BASIC_AUTH_SECRET, ALLOW_FROM, AUTH_URL, RATE_LIMIT)
+
+
+def _unrendered_protections(service: ServiceInfo) -> list[LabelProblem]:
+    """With CERTBOTLESS_NGINX_CONF=own, a protection label would be believed and not applied:
+    each is said (the certificate is still ordered; the operator's nginx.conf routes)."""
+    words = (
+        "has no effect with CERTBOTLESS_NGINX_CONF=own: your nginx.conf routes this "
+        "service, so protect it there (auth_basic, allow/deny, auth_request, limit_req)"
+    )
+    found = [label for label in PROTECTIONS if label in service.labels]
+    return [LabelProblem(service.name, label, service.labels[label], words) for label in found]
 
 
 def _foreign_routes(
@@ -695,12 +721,23 @@ def parse_basic_auth_secret(
     return BasicAuth(realm=realm or "restricted", secret=secret)
 
 
+def refused_htpasswd_secret(secret: str) -> str | None:
+    """Why the edge may not mount `secret` as a users file, if it may not: the edge would hold
+    certbotless's own secrets (its ACME account key, certificate keys)."""
+    if secret.startswith(OBJECT_NAME_PREFIX):
+        return (f"{secret} is one of certbotless's own secrets ({OBJECT_NAME_PREFIX}…), never "
+                "an htpasswd file: name a secret made from one")  # fmt: skip
+    return None
+
+
 def check_secret_name(
     secret: str, label: str, invalid: InvalidFactory, secrets: frozenset[str] | None
 ) -> None:
     """A Swarm secret holding htpasswd lines, which must exist when the secrets are known."""
     if not SECRET_NAME_RE.match(secret):
         raise invalid(label, "must name a Swarm secret (letters, digits, '_', '.', '-')")
+    if (refused := refused_htpasswd_secret(secret)) is not None:
+        raise invalid(label, refused)
     if secrets is not None and secret not in secrets:
         raise invalid(
             label,

@@ -95,7 +95,7 @@ def render_nginx_conf(
     for route in routes:
         for host in route.hosts:
             by_host.setdefault(host, []).append(route)
-    cert_for_host = _certificate_per_host(certs, by_host)
+    cert_for_host = certificate_per_host(certs, by_host)
     http2_directive = nginx_version >= HTTP2_DIRECTIVE_SINCE
     # One form on every 443 listen, the default server's included: listen options are per
     # address, so servers sharing 443 must agree.
@@ -135,7 +135,7 @@ def render_nginx_conf(
             **_htpasswd_files(by_host)}  # fmt: skip
 
 
-def _certificate_per_host(certs: Mapping[str, StoredCert], hosts: Iterable[str]) -> dict[str, str]:
+def certificate_per_host(certs: Mapping[str, StoredCert], hosts: Iterable[str]) -> dict[str, str]:
     """Each host's certificate name: the one naming it, else a wildcard one covering it (one
     label more), until the host has its own."""
     named = {host: cert.name for cert in certs.values() for host in cert.domains}

@@ -18,6 +18,7 @@ from certbotless.edge import (
     NginxFiles,
     NginxVersion,
     cert_files,
+    certificate_per_host,
     files_listing,
     htpasswd_secret_target,
     htpasswd_secrets,
@@ -67,8 +68,12 @@ def edge_references(
                       0o444)  # nginx's workers read it, not only its master (root)
         for name in sorted(htpasswd_secrets(routes))
     ]  # fmt: skip
+    # As the rendering picks them: a host without its own certificate is served a wildcard one.
+    per_host = certificate_per_host(current, routed_hosts)
     for cert in sorted(current.values(), key=lambda c: c.name):
-        served = tuple(domain for domain in cert.domains if domain in routed_hosts)
+        own = [domain for domain in cert.domains if domain in routed_hosts]
+        covered = sorted(h for h in routed_hosts - set(own) if per_host.get(h) == cert.name)
+        served = (*own, *covered)
         if not served:
             continue
         wanted += certificate_references(cert, cert_files(cert.name, certs_dir), served)

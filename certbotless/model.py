@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum, StrEnum
 
+# Every secret and config certbotless makes is named so (its account key among them).
+OBJECT_NAME_PREFIX = "cbl-"
+
 # Where the CA fetches HTTP-01 tokens (RFC 8555 §8.3): served by the responder, forwarded by nginx,
 # reserved from labelled routes.
 CHALLENGE_PREFIX = "/.well-known/acme-challenge/"

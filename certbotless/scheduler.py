@@ -80,6 +80,23 @@ def recent_creates(created: dict[str, float], now: float) -> list[str]:
     return list(created)
 
 
+class ForcedNames:
+    """Names the next pass orders whatever their state (the status page's renew and retry)."""
+
+    def __init__(self) -> None:
+        self._names: set[str] = set()
+        self._lock = threading.Lock()
+
+    def add(self, names: frozenset[str]) -> None:
+        with self._lock:
+            self._names |= names
+
+    def take(self) -> frozenset[str]:
+        with self._lock:
+            taken, self._names = frozenset(self._names), set()
+        return taken
+
+
 class Daemon:
     def __init__(
         self,
@@ -91,8 +108,7 @@ class Daemon:
     ) -> None:
         self.reconciler = reconciler
         self.history = history or PassHistory()
-        # Names the next pass orders whatever their state (the status page's renew and retry).
-        self._forced: set[str] = set()
+        self._forced = ForcedNames()
         self.swarm = swarm
         self.alerter = alerter
         self.scheduler = BlockingScheduler(timezone=UTC)
@@ -155,8 +171,7 @@ class Daemon:
         self._schedule(_PASS_JOB, when)
 
     def force_soon(self, names: frozenset[str], reason: str) -> None:
-        with self._burst_lock:
-            self._forced |= names
+        self._forced.add(names)
         self.trigger(reason)
 
     def changed(self, reason: str, created: str | None = None, removed: str | None = None) -> None:
@@ -200,16 +215,17 @@ class Daemon:
     def _run_pass(self) -> None:
         started = time.monotonic()
         now = datetime.now(UTC)
-        with self._burst_lock:
-            forced, self._forced = frozenset(self._forced), set()
+        forced = self._forced.take()
         try:
             report = self.reconciler.run_pass(
                 PassRequest(force=forced or False, progress=log.info), defer_roll=self._defer_roll
             )
         except PassAbandoned:
+            self._forced.add(forced)  # a pass that broke off did not order them
             return
         except Exception as error:
             log.exception("reconcile pass failed")
+            self._forced.add(forced)  # a pass that broke off did not order them
             self.trigger("retry after a failed pass", RETRY_AFTER_FAILURE)
             if self.alerter is not None:
                 # A pass that broke off found out nothing: the other problems stay as they were.

@@ -421,6 +421,15 @@ def _status_page(get: Variable) -> StatusPage | None:
             "CERTBOTLESS_STATUS_FORWARD_AUTH (an auth service's URL)",
         )  # fmt: skip
     actions = _flag(get("STATUS_ACTIONS"), "STATUS_ACTIONS", False)
+    # An allowlist tells addresses apart, not people: through the edge every visitor's address
+    # is an nginx task's, which any container on the edge network shares.
+    if listen is not None and actions and htpasswd is None and forward_auth is None:
+        raise _invalid(
+            "STATUS_ACTIONS", get("STATUS_ACTIONS") or "",
+            "lets visitors renew and revoke certificates, which needs to know who they are: "
+            "set CERTBOTLESS_STATUS_HTPASSWD or CERTBOTLESS_STATUS_FORWARD_AUTH as well, or "
+            "leave the page read-only",
+        )  # fmt: skip
     if listen is None:
         return None
     return StatusPage(listen, htpasswd, allow_from, forward_auth, actions)

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from certbotless.acme.ari import ari_cert_id
 from certbotless.acme.errors import AcmeError
 from certbotless.model import (
+    OBJECT_NAME_PREFIX,
     IssuedCert,
     KeyType,
     ObjectKind,
@@ -27,7 +28,7 @@ from certbotless.model import (
 )
 from certbotless.swarm import APIError, Json, Swarm
 
-NAME_PREFIX = "cbl-"
+NAME_PREFIX = OBJECT_NAME_PREFIX
 MAX_OBJECT_NAME = 64
 _UNSAFE_NAME_CHARS = re.compile(r"[^a-zA-Z0-9_.-]")
 _CREATED_AT = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?")

@@ -283,9 +283,9 @@ def _router_routes(
     base, problems = apply_middlewares(base, _middleware_names(router), service,
                                        known.definitions, known.services, known.secrets,
                                        known.files)  # fmt: skip
-    if target is not None:  # the page's own protections, at the edge too
-        base = replace(base, auth_url=base.auth_url or target.auth_url,
-                       allow_from=base.allow_from or target.allow_from)  # fmt: skip
+    if target is not None:  # the page's own protections at the edge, whatever the router says
+        base = replace(base, auth_url=target.auth_url or base.auth_url,
+                       allow_from=target.allow_from or base.allow_from)  # fmt: skip
     routes = []
     invalid = _invalid_factory(service, rule_label)
     for alternative in alternatives:

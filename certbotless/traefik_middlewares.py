@@ -21,6 +21,7 @@ from certbotless.discovery import (
     check_path,
     check_url,
     parse_statuses,
+    refused_htpasswd_secret,
 )
 from certbotless.model import (
     BasicAuth,
@@ -311,6 +312,8 @@ def _users_file_secret(mw: Middleware, context: _Context) -> str:
                            "from a Swarm secret mounted at /run/secrets/<name> (the file the "
                            "Traefik service mounted); put the users in basicauth.users or "
                            "use certbotless.basic_auth_secret")  # fmt: skip
+    if (refused := refused_htpasswd_secret(target)) is not None:
+        raise _Unsupported(mw.label("usersfile"), path, refused)
     candidates = [target]
     if mw.stack:
         candidates.append(f"{mw.stack}_{target}")

@@ -9,6 +9,7 @@ import binascii
 import hashlib
 import hmac
 import ipaddress
+import logging
 import secrets
 import threading
 from collections.abc import Callable, Mapping
@@ -19,6 +20,8 @@ import bcrypt
 import requests
 
 from certbotless.settings import StatusPage
+
+log = logging.getLogger(__name__)
 
 REALM = "certbotless status"
 _BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
@@ -128,7 +131,11 @@ class Gate:
                 return user
         # An unknown user costs a bcrypt check too: the time taken tells no user names.
         hashed = self.users.get(user, _UNKNOWN_USER)
-        if not bcrypt.checkpw(password.encode(), hashed) or user not in self.users:
+        try:
+            matches = bcrypt.checkpw(password.encode(), hashed)
+        except ValueError:  # bcrypt 5 refuses passwords over 72 bytes: none can match
+            matches = False
+        if not matches or user not in self.users:
             raise Refused(401, "wrong user or password", basic_challenge=True)
         with self._lock:
             if len(self._verified) >= _REMEMBERED_LOGINS:
@@ -154,7 +161,9 @@ class Gate:
             answer = self._ask(self.forward_auth, headers=sent, timeout=FORWARD_AUTH_TIMEOUT,
                                allow_redirects=False)  # fmt: skip
         except requests.RequestException as error:
-            raise Refused(503, f"the forward-auth service did not answer: {error}") from None
+            # Logged, not shown: the visitor is not let in yet, and the URL may hold a token.
+            log.warning("status page: the forward-auth service did not answer: %s", error)
+            raise Refused(503, "the forward-auth service did not answer") from None
         if not 200 <= answer.status_code < 300:
             status = answer.status_code if answer.status_code in (401, 403) else 403
             raise Refused(status, "the forward-auth service refused the request")

@@ -380,6 +380,17 @@ def test_with_an_own_nginx_conf_only_certificates_are_discovered() -> None:
     assert "certbotless.certificate.shop" in problem.message
 
 
+def test_with_an_own_nginx_conf_a_protection_label_is_said_to_do_nothing() -> None:
+    labels = {"certbotless.domains": "shop.example.com", "certbotless.allow_from": "10.0.0.0/8",
+              "certbotless.basic_auth_secret": "ops"}  # fmt: skip
+    found = discover([labelled("shop", labels)], routing=False)
+    assert [s.name for s in found.specs] == ["shop.example.com"]  # still ordered
+    assert sorted(p.label for p in found.problems) == [
+        "certbotless.allow_from", "certbotless.basic_auth_secret",
+    ]  # fmt: skip
+    assert all("protect it there" in p.message for p in found.problems)
+
+
 def test_ip_addresses_need_a_profile_and_only_one_is_served() -> None:
     base = {"certbotless.port": "80", "certbotless.profile": "shortlived"}
     found = discover(

@@ -26,6 +26,7 @@ from certbotless.acme.keys import load_account_key
 from certbotless.acme.solvers import ChallengeSolvers
 from certbotless.discovery import discover
 from certbotless.edge import render_nginx_conf
+from certbotless.edge_deploy import edge_references
 from certbotless.model import (
     CertSpec,
     Challenge,
@@ -268,6 +269,20 @@ def test_the_wildcard_certificate_serves_its_route_and_names_without_their_own()
     assert f"{CERTS_DIR}/own.example.com/fullchain.pem" in own_server
     # One label only: a.b.example.com is not covered, so it has no HTTPS server.
     assert text.count("server_name a.b.example.com;") == 1
+
+
+def test_a_wildcard_certificate_serving_only_names_below_it_is_mounted() -> None:
+    """No route is on `*.example.com` itself: its certificate serves app. and shop. all the same,
+    so the edge mounts it (an unmounted file would stop nginx and the roll)."""
+    wildcard = stored_cert("wildcard.example.com", ("*.example.com",))
+    routes = [Route("app", ("app.example.com",), 80), Route("shop", ("shop.example.com",), 80)]
+    references = edge_references(routes, {wildcard.name: wildcard}, {}, CERTS_DIR)
+    assert {ref.object_id for ref in references} >= {wildcard.config_id, wildcard.secret_id}
+    text = "\n".join(render_nginx_conf(routes, {wildcard.name: wildcard}, RESPONDER,
+                                       CERTS_DIR).values())  # fmt: skip
+    mounted = {ref.target for ref in references}
+    assert f"{CERTS_DIR}/wildcard.example.com/fullchain.pem" in text
+    assert f"{CERTS_DIR}/wildcard.example.com/fullchain.pem" in mounted
 
 
 def test_services_of_one_stack_share_a_certificate_only_with_the_same_challenge() -> None:

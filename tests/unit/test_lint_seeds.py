@@ -94,7 +94,9 @@ OUTCOMES = {
     ),
     "seed001-dashboard.yml": Outcome(
         exposed=True,
-        problems=(("seed001-dashboard_traefik", f"{R}dashboard.service", "status page, which is off"),),
+        problems=(
+            ("seed001-dashboard_traefik", f"{R}dashboard.service", "status page, which is off"),
+        ),
     ),
     # Seed 002: Traefik 1.7's own labels (v1 frontend rule and port).
     "seed002-proxy.yml": Outcome(

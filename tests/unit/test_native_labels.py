@@ -161,6 +161,22 @@ def test_a_secret_that_does_not_exist_refuses_the_route_rather_than_serving_it_o
     assert only_route(native({"certbotless.basic_auth_secret": "ops"})).basic_auth is not None
 
 
+def test_certbotless_own_secrets_are_never_a_users_file() -> None:
+    key = "cbl-acme-account-key"
+    found = native({"certbotless.basic_auth_secret": key}, secrets=frozenset({key}))
+    assert found.routes == ()
+    assert "one of certbotless's own secrets" in found.problems[0].message
+    labels = {
+        "traefik.enable": "true",
+        "traefik.http.routers.r.rule": f"Host(`{HOST}`)",
+        "traefik.http.routers.r.middlewares": "auth",
+        "traefik.http.services.s.loadbalancer.server.port": "80",
+        "traefik.http.middlewares.auth.basicauth.usersfile": f"/run/secrets/{key}",
+    }
+    claims = traefik_claims([ServiceInfo("app", labels)], False, frozenset({key}))["app"]
+    assert claims.routes == () and "certbotless's own" in str(claims.problems)
+
+
 def test_traefik_users_file_names_the_secret_or_the_stacks_secret() -> None:
     labels = {
         "traefik.enable": "true",

@@ -115,6 +115,9 @@ BAD: dict[str, list[tuple[str, dict[str, str]]]] = {
                           ("everyone", {"CERTBOTLESS_STATUS_LISTEN": ":8403"})],
     "STATUS_FORWARD_AUTH": [("authelia:9091/api/verify", {"CERTBOTLESS_STATUS_LISTEN": ":8403"})],
     "STATUS_ACTIONS": [("sure", {"CERTBOTLESS_STATUS_LISTEN": ":8403",
+                                 "CERTBOTLESS_STATUS_ALLOW_FROM": "10.0.0.0/8"}),
+                       # an allowlist alone does not say who renews or revokes
+                       ("true", {"CERTBOTLESS_STATUS_LISTEN": ":8403",
                                  "CERTBOTLESS_STATUS_ALLOW_FROM": "10.0.0.0/8"})],
     "ALERT_WEBHOOK": [(f"hooks.example.com/services/{SECRET}", {}),
                       (f"ftp://hooks.example.com/{SECRET}", {}),

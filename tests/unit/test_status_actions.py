@@ -40,3 +40,23 @@ def test_renew_and_retry_force_the_next_pass_once() -> None:
     assert [r.force for r in reconciler.requests] == [frozenset({"shop", "api"}), False]
     # newest first: the second pass ordered nothing
     assert [sorted(r.report.issued) for r in history.recent()] == [[], ["api", "shop"]]
+
+
+class BrokenOnce(Reconciler):
+    def run_pass(
+        self, request: PassRequest | None = None, defer_roll: Callable[[float], bool] | None = None
+    ) -> PassReport:
+        report = super().run_pass(request, defer_roll)
+        if len(self.requests) == 1:
+            raise ConnectionError("the Docker API proxy went away")
+        return report
+
+
+def test_a_renewal_asked_for_survives_a_pass_that_broke_off() -> None:
+    reconciler = BrokenOnce()
+    daemon = Daemon(reconciler, None, "0 */6 * * *")  # type: ignore[arg-type]
+    daemon.trigger = lambda reason, delay=None: None  # type: ignore[method-assign]
+    DaemonActions(daemon, reconciler).renew("shop", "ops")  # type: ignore[arg-type]
+    daemon._run_pass()  # broke off
+    daemon._run_pass()
+    assert [r.force for r in reconciler.requests] == [frozenset({"shop"})] * 2

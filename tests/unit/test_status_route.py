@@ -71,3 +71,18 @@ def test_traefiks_dashboard_router_goes_to_the_status_page_with_its_middlewares(
     other = {**labels, "traefik.http.routers.dashboard.service": "ping@internal"}
     found = discovered(WITH_PAGE, [sidecar, service("edge_traefik_labels", other)], None)
     assert found.routes == () and "ping has no counterpart" in found.problems[0].message
+
+
+def test_a_dashboard_router_cannot_loosen_the_pages_own_protections() -> None:
+    labels = {
+        "traefik.enable": "true",
+        "traefik.http.routers.open.rule": "Host(`open.example.com`)",
+        "traefik.http.routers.open.service": "api@internal",
+        "traefik.http.routers.open.middlewares": "anyone,ownauth",
+        "traefik.http.middlewares.anyone.ipallowlist.sourcerange": "0.0.0.0/0",
+        "traefik.http.middlewares.ownauth.forwardauth.address": "http://lenient:80/",
+    }
+    found = discovered(WITH_PAGE, [service(OWN, {}), service("tenant_app", labels)], None)
+    (route,) = found.routes
+    assert route.allow_from == ("10.0.0.0/8",)
+    assert route.auth_url == "http://auth:9091/api/verify"

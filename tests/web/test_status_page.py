@@ -57,7 +57,7 @@ def _csrf(html: str) -> str:
 
 def test_no_credentials_get_401_and_wrong_ones_too(page: tuple[str, RecordedActions]) -> None:
     url, _ = page
-    for auth in (None, (USER, "wrong"), ("nobody", PASSWORD)):
+    for auth in (None, (USER, "wrong"), ("nobody", PASSWORD), (USER, "x" * 100)):  # bcrypt: 72 B
         answer = requests.get(url, auth=auth, timeout=5)
         assert answer.status_code == 401
         assert answer.headers["WWW-Authenticate"].startswith('Basic realm="certbotless status"')
