@@ -19,6 +19,7 @@ def up(record: StartedRecord) -> dict[str, str]:
         ensure_container_dns,
         listener_certificates,
     )
+    from rig.stacks import BLOCKED_HOST
 
     started = time.monotonic()
     ensure_dockerd(record)
@@ -28,7 +29,9 @@ def up(record: StartedRecord) -> dict[str, str]:
     ca_bundle = listener_certificates(["127.0.0.1", gateway])
     ensure_challtestsrv(record)
     ensure_container_dns(record, gateway)
-    pebble = PebbleServer("pebble", host=gateway, ca_bundle=ca_bundle)
+    # One name the CA refuses, for tests that need a certificate failing with the CA's words.
+    pebble = PebbleServer("pebble", host=gateway, ca_bundle=ca_bundle,
+                          config={"domainBlocklist": [BLOCKED_HOST]})  # fmt: skip
     if pebble.answers():
         say(f"Pebble already answering at {pebble.directory_url}")
     else:

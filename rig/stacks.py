@@ -25,6 +25,7 @@ EDGE_NETWORK = "certbotless-edge"
 EDGE_STACK = "certbotless-demo"
 DEMO_STACK = "demo"
 DEMO_HOST = "app.example.test"
+BLOCKED_HOST = "blocked.example.test"  # the rig's Pebble refuses to certify it
 SEED_STACKS = {"flask": "seed-flask-api.yml", "nlp": "seed-nlp.yml"}
 # Every service the tests and benchmarks create outside a stack is named cbl-…
 TEST_SERVICE_PREFIX = "cbl-"

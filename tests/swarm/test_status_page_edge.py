@@ -18,13 +18,16 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
 from rig.stacks import (
+    BLOCKED_HOST,
     DEMO_HOST,
     DEMO_STACK,
+    EDGE_NETWORK,
     EDGE_STACK,
     SEED_STACKS,
     deploy_demo_app,
@@ -49,6 +52,7 @@ pytestmark = pytest.mark.rig
 
 STATUS_HOST = "status.example.test"
 SECRET = "certbotless-status-htpasswd"
+BLOCKED_APP = "cbl-status-blocked-app"
 USER, PASSWORD = "ops", "a long status password"
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}
 
@@ -73,6 +77,10 @@ def page(
     started = time.monotonic()
     deploy_stack(EDGE_STACK, ["edge.yml", "test-pebble.yml", "status-page.yml"], env)
     deploy_demo_app()
+    # A certificate the CA refuses (the rig's Pebble blocks this name): the page shows its words.
+    docker("service", "create", "--detach", "--name", BLOCKED_APP, "--network", EDGE_NETWORK,
+           "--label", f"certbotless.domains={BLOCKED_HOST}", "--label", "certbotless.port=8000",
+           "certbotless-demo-app:local")  # fmt: skip
     try:
         answer = wait_for_https(STATUS_HOST, pebble_root, timeout=300, headers=AUTH)
         wait_for_https(DEMO_HOST, pebble_root, timeout=300)
@@ -83,6 +91,7 @@ def page(
         print(sidecar_logs(200))
         raise
     finally:
+        run(["docker", "service", "rm", BLOCKED_APP], check=False)
         remove_stacks([DEMO_STACK, EDGE_STACK])
         remove_secret()
 
@@ -169,6 +178,15 @@ def test_in_a_browser_the_page_lists_the_swarms_certificates_and_renew_now_rolls
     before = https_get(DEMO_HOST, page).serial
     row = browser.find_element(By.ID, f"cert-{DEMO_HOST}")
     assert DEMO_HOST in row.text
+    # The certificate the CA refused: failing, in the CA's own words.
+    refused = WebDriverWait(browser, 60, poll_frequency=2).until(
+        lambda chrome: listed(page).get(BLOCKED_HOST, {}).get("failure")
+    )
+    words = str(refused["error"]) if isinstance(refused, dict) else str(refused)
+    blocked = WebDriverWait(browser, 30, 1, ignored_exceptions=[NoSuchElementException]).until(
+        lambda chrome: row_after_refresh(chrome, BLOCKED_HOST)
+    )
+    assert "failed" in blocked and words[:60] in blocked, (words, blocked)
     shot = _screenshot(browser, LAPTOP, "status-page-swarm.png")
     browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     browser.get(url)
@@ -186,9 +204,9 @@ def test_in_a_browser_the_page_lists_the_swarms_certificates_and_renew_now_rolls
     figure(f"status page on the swarm in chromium: renew now → new serial {after} shown; {shot}")
 
 
-def row_after_refresh(chrome: webdriver.Chrome) -> str:
+def row_after_refresh(chrome: webdriver.Chrome, name: str = DEMO_HOST) -> str:
     chrome.refresh()
-    return str(chrome.find_element(By.ID, f"cert-{DEMO_HOST}").text)
+    return str(chrome.find_element(By.ID, f"cert-{name}").text)
 
 
 def same_serial_shown(text: str, serial: str) -> bool:
