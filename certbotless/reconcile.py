@@ -163,16 +163,20 @@ class Reconciler:
                            seen.wanted, request.progress)  # fmt: skip
 
     def revoke(
-        self, name: str, reason: RevocationReason, progress: Callable[[str], None] = log.info
-    ) -> PassReport:
-        """Revoke the version of `name` in use, then issue and roll a new one if a label still
-        wants the name (without one, nginx keeps serving the revoked certificate)."""
+        self, name: str, reason: RevocationReason, progress: Callable[[str], None] = log.info,
+        serial: str = "",
+    ) -> PassReport:  # fmt: skip
+        """Revoke the version of `name` in use (only if it is still `serial`, when given), then
+        issue and roll a new one if a label still wants the name (without one, nginx keeps
+        serving the revoked certificate)."""
         with self.parts.lock.hold():
             cert = latest_per_name(self.parts.store.inventory(), datetime.now(UTC)).get(name)
             if cert is None:
                 raise LookupError(
                     f"no stored certificate is named {name!r}; see `certbotless list`"
                 )
+            if serial and cert.serial != serial:  # a second click must not revoke the new one
+                raise LookupError(f"{name}: serial {serial} is no longer in use; nothing revoked")
             self.issuer.revoke(self.parts.store.chain_pem(cert), reason)
             progress(f"{name}: revoked serial {cert.serial} ({reason.name})")
             found = discovered(self.settings, self.parts.services.services(), None)

@@ -53,7 +53,8 @@ class Actions(Protocol):
 
     def retry(self, name: str, who: str) -> str: ...
 
-    def revoke(self, name: str, who: str) -> str: ...
+    def revoke(self, name: str, who: str, serial: str) -> str:
+        """Revoke `name` if `serial` (the one the visitor saw) is still the one in use."""
 
 
 class StatusServer:
@@ -139,6 +140,8 @@ class StatusServer:
         if action == "revoke" and field.get("confirm", "") != name:
             return f"not revoked: type the certificate's name ({name}) to confirm"
         log.warning("status page: %s asked to %s %s", visitor.name, action, name)
+        if action == "revoke":
+            return self.actions.revoke(name, visitor.name, field.get("serial", ""))
         return str(getattr(self.actions, action)(name, visitor.name))
 
 

@@ -68,6 +68,8 @@ class DaemonActions:
     def __init__(self, daemon: PassTrigger, reconciler: Reconciler) -> None:
         self.daemon = daemon
         self.reconciler = reconciler
+        self._revoking: set[str] = set()  # one revocation per name at a time
+        self._lock = threading.Lock()
 
     def renew(self, name: str, who: str) -> str:
         self.daemon.force_soon(frozenset({name}), f"renew {name}, asked by {who} on the page")
@@ -77,14 +79,21 @@ class DaemonActions:
         self.daemon.force_soon(frozenset({name}), f"retry {name}, asked by {who} on the page")
         return f"{name}: retry asked for, without waiting for its back-off"
 
-    def revoke(self, name: str, who: str) -> str:
-        threading.Thread(target=self._revoke, args=(name, who), name=f"revoke-{name}",
+    def revoke(self, name: str, who: str, serial: str) -> str:
+        with self._lock:
+            if name in self._revoking:
+                return f"{name}: already being revoked; nothing more done"
+            self._revoking.add(name)
+        threading.Thread(target=self._revoke, args=(name, who, serial), name=f"revoke-{name}",
                          daemon=True).start()  # fmt: skip
         return f"{name}: revocation asked for; a new certificate follows if a label wants it"
 
-    def _revoke(self, name: str, who: str) -> None:
+    def _revoke(self, name: str, who: str, serial: str) -> None:
         try:
-            self.reconciler.revoke(name, RevocationReason.unspecified)
-            log.warning("status page: %s revoked %s", who, name)
+            self.reconciler.revoke(name, RevocationReason.unspecified, serial=serial)
+            log.warning("status page: %s revoked %s (serial %s)", who, name, serial)
         except Exception:
             log.exception("status page: revoking %s for %s failed", name, who)
+        finally:
+            with self._lock:
+                self._revoking.discard(name)

@@ -188,6 +188,7 @@ class FakeIssuer:
     directory_url: str = DIRECTORY
     failing: dict[str, AcmeError] = field(default_factory=dict)
     ordered: list[str] = field(default_factory=list)
+    revoked: list[bytes] = field(default_factory=list)
     replaced: dict[str, str] = field(default_factory=dict)
 
     def issue_many(
@@ -212,7 +213,7 @@ class FakeIssuer:
         return None
 
     def revoke(self, chain_pem: bytes, reason: RevocationReason) -> None:
-        pass
+        self.revoked.append(chain_pem)
 
 
 class FakeSolver:

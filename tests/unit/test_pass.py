@@ -9,7 +9,14 @@ import pytest
 
 from certbotless.acme.dns01 import DnsZoneNotFound
 from certbotless.acme.errors import ValidationFailed
-from certbotless.model import Condition, FailureReason, PassReport, PassRequest, ServiceInfo
+from certbotless.model import (
+    Condition,
+    FailureReason,
+    PassReport,
+    PassRequest,
+    RevocationReason,
+    ServiceInfo,
+)
 from certbotless.reconcile import Reconciler
 from certbotless.status import retry_delay
 from tests.unit.fakes import SETTINGS, World
@@ -225,3 +232,15 @@ def test_a_dns01_failure_is_a_dns_problem_backed_off_like_any_other(world: World
     assert record.message == str(error) and record.next_attempt == failed.next_attempt
     run(world)
     assert world.issuer.ordered == [HOST]  # backing off: not ordered again yet
+
+
+def test_a_revocation_for_a_serial_no_longer_in_use_revokes_nothing(world: World) -> None:
+    """A second click on the page's Revoke names the serial it saw, which the first replaced."""
+    run(world)
+    seen = world.store.versions[0].serial
+    reconciler = Reconciler(SETTINGS, world.parts())
+    reconciler.revoke(HOST, RevocationReason.unspecified, lambda line: None, serial=seen)
+    assert len(world.issuer.revoked) == 1 and world.store.versions[-1].serial != seen
+    with pytest.raises(LookupError, match="no longer in use"):
+        reconciler.revoke(HOST, RevocationReason.unspecified, lambda line: None, serial=seen)
+    assert len(world.issuer.revoked) == 1

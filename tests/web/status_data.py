@@ -144,7 +144,7 @@ class RecordedActions:
         self.asked.append(("retry", name, who))
         return f"{name}: retry asked for"
 
-    def revoke(self, name: str, who: str) -> str:
+    def revoke(self, name: str, who: str, serial: str) -> str:
         self.asked.append(("revoke", name, who))
         return f"{name}: revocation asked for"
 
