@@ -5,6 +5,7 @@ export it for an alert."""
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,7 @@ from certbotless.swarm import Json
 log = logging.getLogger(__name__)
 
 PROBES_AT_ONCE = 16
+SERIAL = re.compile(r"[0-9a-f]+")  # what a probe that got a certificate reports
 
 
 @dataclass(frozen=True)
@@ -38,12 +40,14 @@ class EdgeServing:
     expected: dict[str, str] = field(default_factory=dict)  # name → serial in use
 
     def stale_per_task(self) -> dict[tuple[str, str], int]:
-        """(task address, node) → how many certificates it serves an old version of."""
+        """(task address, node) → how many certificates it serves an old version of (a task
+        that did not answer the probe serves nothing known, and is not counted: the probe may
+        have met it on its way out)."""
         counts = {(task.address, task.node): 0 for task in self.tasks}
         nodes = {task.address: task.node for task in self.tasks}
         for name in self.serials:
-            for address in self.stale(name):
-                if address in nodes:
+            for address, served in self.stale(name).items():
+                if address in nodes and SERIAL.fullmatch(served):
                     counts[(address, nodes[address])] += 1
         return counts
 

@@ -49,6 +49,19 @@ def test_a_task_serving_another_serial_than_the_one_in_use_is_stale() -> None:
     assert found.stale("api") == {}
 
 
+def test_a_task_that_did_not_answer_the_probe_is_not_counted_stale() -> None:
+    """A probe that met a task on its way out says so; the stale-serial alert must not fire."""
+    shop = stored_cert("shop", ("shop.example.test",), version="1")
+
+    class OneGone:
+        def serials(self, domain: str) -> dict[str, str]:
+            return {"10.0.9.3": shop.serial, "10.0.9.4": "no TLS answer (connection refused)"}
+
+    found = probe_edge(OneGone(), edge_tasks(TASKS), [shop])
+    assert found.stale_per_task() == {("10.0.9.3", "n1"): 0, ("10.0.9.4", "n2"): 0}
+    assert "10.0.9.4" in found.stale("shop")  # the page still shows what went wrong there
+
+
 def test_the_watch_probes_after_a_pass_without_holding_it_up() -> None:
     shop = stored_cert("shop", ("shop.example.test",), version="1")
     watch = EdgeWatch(lambda: "edge_nginx", lambda edge: TASKS, lambda edge: Served())
