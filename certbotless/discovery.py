@@ -32,6 +32,7 @@ from certbotless.model import (
     ServiceInfo,
     is_ip_address,
 )
+from certbotless.settings import DNS_PROVIDER_RE
 
 LABEL_PREFIX = "certbotless."
 DOMAINS = LABEL_PREFIX + "domains"
@@ -74,7 +75,6 @@ NETWORKS = "networks"  # not a label: reported when a service shares no network 
 
 # ASCII only throughout: str.isdigit() and \d accept "²" and fullwidth digits, which int() or
 # nginx refuse.
-_DNS_PROVIDER_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}", re.ASCII)
 _LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$", re.ASCII)
 # Certificate names: lowercase letters, digits, '-' and dots, like a hostname.
 CERTIFICATE_NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?", re.ASCII)
@@ -541,7 +541,7 @@ def _parse_challenge(
     for label, value in ((DNS_PROVIDER, provider), (DNS_ZONE, zone)):
         if value is not None and mode is ChallengeMode.HTTP01:
             raise invalid(label, f"needs {CHALLENGE}=dns-01 or mixed")
-    if provider is not None and not _DNS_PROVIDER_RE.fullmatch(provider):
+    if provider is not None and not DNS_PROVIDER_RE.fullmatch(provider):
         raise invalid(
             DNS_PROVIDER,
             "must be rfc2136 or the name of a dns-lexicon provider, e.g. cloudflare",

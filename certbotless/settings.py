@@ -57,7 +57,7 @@ MAX_PROPAGATION_TIMEOUT = 3_600
 MAX_PROPAGATION_INTERVAL = 60
 
 # rfc2136, or a dns-lexicon provider's module name (cloudflare, route53, powerdns, …).
-_DNS_PROVIDER = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+DNS_PROVIDER_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}", re.ASCII)
 _SERVICE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?")
 # A host name, or a Swarm service's (which may hold '_', e.g. edge_certbotless).
 _HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
@@ -626,7 +626,7 @@ def _dns01(get: Variable, defaults: Settings) -> dict[str, Any]:
 def _dns_provider(value: str | None, name: str) -> str | None:
     if value is None:
         return None
-    if not _DNS_PROVIDER.fullmatch(value.lower()):
+    if not DNS_PROVIDER_RE.fullmatch(value.lower()):
         raise _invalid(
             name, value, "must be rfc2136 or a dns-lexicon provider's name, e.g. cloudflare"
         )

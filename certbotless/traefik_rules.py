@@ -19,6 +19,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from certbotless.discovery import HEADER_NAME_RE, HEADER_VALUE_RE
+
 MAX_RULE_LENGTH = 4096
 MAX_DEPTH = 32  # nesting of parentheses and `!`
 MAX_ALTERNATIVES = 64  # conjunctions after expanding every `||`
@@ -30,9 +32,6 @@ _HOST_REGEXP = "hostregexp"
 _METHOD = "method"
 _HEADER = {"headers", "header"}  # v2's Headers(`K`, `V`), v3's Header(`K`, `V`): exact value
 _METHOD_RE = re.compile(r"^[A-Z]{1,20}$", re.ASCII)
-_HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9-]{1,100}$", re.ASCII)
-# Printable, and nothing nginx would read as a variable or the end of a quoted string.
-_HEADER_VALUE_RE = re.compile(r"^[\x20\x21\x23\x25-\x5b\x5d-\x7e]{0,2000}$", re.ASCII)
 # A regexp that is one literal name: `^a\.example\.com$` (v3) or `a.example.com` (v2).
 _LITERAL_HOST_RE = re.compile(r"^\^?((?:[A-Za-z0-9-]|\\\.)+)\$?$", re.ASCII)
 
@@ -313,7 +312,7 @@ def _header_of(matcher: Matcher) -> tuple[str, str]:
     if len(matcher.args) != 2:
         raise RuleError(f"{_shown(matcher)}: takes a header name and its value")
     name, value = matcher.args
-    if not _HEADER_NAME_RE.match(name) or not _HEADER_VALUE_RE.match(value):
+    if not HEADER_NAME_RE.match(name) or not HEADER_VALUE_RE.match(value):
         raise RuleError(f"{_shown(matcher)}: header names are letters, digits and '-', values "
                         "printable ASCII without '\"', '$' and '\\'")  # fmt: skip
     return name, value
