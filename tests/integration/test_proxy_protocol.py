@@ -8,6 +8,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -22,10 +23,16 @@ from certbotless.store import serial_hex
 from tests.conftest import IN_CI
 
 
-def unused_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def unused_ports(count: int) -> list[int]:
+    """Distinct free ports: every probe stays bound until all are chosen."""
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [int(probe.getsockname()[1]) for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
 
 
 @dataclass(frozen=True)
@@ -48,7 +55,26 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EdgeBehindF
     chain, key = placeholder_certificate()
     (work / "chain.pem").write_bytes(chain)
     (work / "key.pem").write_bytes(key)
-    http_port, https_port = unused_port(), unused_port()
+    for _attempt in range(3):  # another process may take a chosen port before nginx binds it
+        http_port, https_port = unused_ports(2)
+        nginx = start_nginx(work, http_port, https_port, responder.port)
+        if nginx is not None:
+            break
+    else:
+        raise AssertionError("nginx did not listen: " + (work / "error.log").read_text())
+    serial = serial_hex(x509.load_pem_x509_certificate(chain).serial_number)
+    try:
+        yield EdgeBehindFront(http_port, https_port, serial), tokens
+    finally:
+        nginx.terminate()
+        nginx.wait(timeout=10)
+        responder.stop()
+
+
+def start_nginx(
+    work: Path, http_port: int, https_port: int, responder_port: int
+) -> subprocess.Popen[bytes] | None:
+    """nginx listening with PROXY protocol on both ports, or None when it did not come up."""
     (work / "nginx.conf").write_text(
         f"""
 pid {work}/nginx.pid;
@@ -59,7 +85,7 @@ http {{
     server {{
         listen 127.0.0.1:{http_port} proxy_protocol;
         location /.well-known/acme-challenge/ {{
-            proxy_pass http://127.0.0.1:{responder.port};
+            proxy_pass http://127.0.0.1:{responder_port};
         }}
     }}
     server {{
@@ -75,19 +101,17 @@ http {{
         stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and nginx.poll() is None:
         try:
-            socket.create_connection(("127.0.0.1", http_port), timeout=1).close()
-            break
+            for port in (http_port, https_port):
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return nginx
         except OSError:
             time.sleep(0.05)
-    serial = serial_hex(x509.load_pem_x509_certificate(chain).serial_number)
-    try:
-        yield EdgeBehindFront(http_port, https_port, serial), tokens
-    finally:
+    if nginx.poll() is None:
         nginx.terminate()
-        nginx.wait(timeout=10)
-        responder.stop()
+    nginx.wait(timeout=10)
+    return None
 
 
 def test_the_challenge_self_check_speaks_proxy_protocol_to_each_edge_task(
