@@ -1,7 +1,6 @@
 """The ACME engine against real Pebbles, answering HTTP-01 from the real responder."""
 
 import json
-import socket
 import ssl
 import threading
 import time
@@ -40,6 +39,7 @@ from certbotless.model import CertSpec, IssuedCert, KeyType, RevocationReason
 from certbotless.seams import Issuer
 from rig.pebble import PebbleServer
 from tests.conftest import loopback_pebble
+from tests.support.ports import unused_port
 
 pytestmark = pytest.mark.rig
 
@@ -85,12 +85,6 @@ def calls_to(monkeypatch: pytest.MonkeyPatch, owner: object, method: str) -> lis
 
     monkeypatch.setattr(owner, method, recorded)
     return calls
-
-
-def unused_port() -> int:
-    with socket.socket() as unused:
-        unused.bind(("127.0.0.1", 0))
-        return int(unused.getsockname()[1])
 
 
 class InFlightTokens(TokenStore):

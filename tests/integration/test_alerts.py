@@ -1,6 +1,5 @@
 """Alerts through a real SMTP server (aiosmtpd) and a real HTTP receiver on loopback."""
 
-import socket
 import ssl
 import time
 from collections.abc import Iterator, Mapping
@@ -28,6 +27,7 @@ from certbotless.alerts import (
     pass_failed_alert,
 )
 from certbotless.model import LabelProblem, PassReport
+from tests.support.ports import unused_port
 from tests.support.webhook import WebhookReceiver, webhook_receiver
 from tests.unit.factories import stored_cert
 
@@ -56,9 +56,7 @@ class Mailbox:
 @pytest.fixture
 def mailbox() -> Iterator[tuple[Mailbox, int]]:
     box = Mailbox()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = unused_port()
     controller = Controller(
         box, hostname="127.0.0.1", port=port, authenticator=box.authenticate,
         auth_require_tls=False,
@@ -222,12 +220,6 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext,
     return server, client
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_passwords_only_go_over_tls_starttls_and_smtps(
     tls_files: tuple[ssl.SSLContext, ssl.SSLContext],
 ) -> None:
@@ -235,7 +227,7 @@ def test_passwords_only_go_over_tls_starttls_and_smtps(
     alert = alerts_for(PassReport(rollout_error="rolled back"), [], NOW, NOW)
     for scheme in ("smtp", "smtps"):
         box = Mailbox()
-        port = free_port()
+        port = unused_port()
         # smtps: TLS from the first byte (aiosmtpd does not see that, hence auth_require_tls).
         tls: dict[str, Any] = (
             {"tls_context": server_tls, "require_starttls": True}
@@ -255,7 +247,7 @@ def test_passwords_only_go_over_tls_starttls_and_smtps(
         assert (box.logins, len(box.messages)) == (["ops"], 1), scheme
 
     plain = Mailbox()
-    port = free_port()
+    port = unused_port()
     controller = Controller(plain, hostname="127.0.0.1", port=port,
                             authenticator=plain.authenticate, auth_require_tls=False)  # fmt: skip
     controller.start()

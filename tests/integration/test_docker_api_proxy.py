@@ -25,6 +25,7 @@ from certbotless.model import FileReference, ObjectKind
 from certbotless.rollout import edge_job_template
 from certbotless.swarm import Swarm
 from tests.conftest import IN_CI
+from tests.support.ports import unused_port
 
 PROXY_CONFIG = Path(__file__).resolve().parents[2] / "haproxy" / "docker-api-proxy.cfg"
 
@@ -130,12 +131,6 @@ def _handler(engine: StandInEngine) -> type[BaseHTTPRequestHandler]:
 
 class UnixHttpServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
-
-
-def unused_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass(frozen=True)

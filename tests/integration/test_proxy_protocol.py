@@ -21,18 +21,7 @@ from certbotless.proxy_protocol import PROXY_V2_LOCAL
 from certbotless.rollout import ServedCertificates
 from certbotless.store import serial_hex
 from tests.conftest import IN_CI
-
-
-def unused_ports(count: int) -> list[int]:
-    """Distinct free ports: every probe stays bound until all are chosen."""
-    probes = [socket.socket() for _ in range(count)]
-    try:
-        for probe in probes:
-            probe.bind(("127.0.0.1", 0))
-        return [int(probe.getsockname()[1]) for probe in probes]
-    finally:
-        for probe in probes:
-            probe.close()
+from tests.support.ports import unused_ports
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ data calls for fire."""
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,15 +21,10 @@ from prometheus_client import start_http_server
 from certbotless import metrics
 from certbotless.model import PassReport, PastOrder
 from tests.observability.test_dashboard import queries
+from tests.support.ports import unused_port
 from tests.web.status_data import listing
 
 SCRAPE_SECONDS = 1
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def passes_of_every_kind() -> list[PassReport]:
@@ -62,7 +56,7 @@ def prometheus(tmp_path: Path) -> Iterator[str]:
         "scrape_configs": [{"job_name": "certbotless", "static_configs": [{"targets": [target]}]}],
     }
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
+    port = unused_port()
     process = subprocess.Popen(
         [binary, f"--config.file={tmp_path / 'prometheus.yml'}",
          f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
