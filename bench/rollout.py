@@ -78,12 +78,12 @@ from certbotless.acme.http01 import EdgeHttp01Solver
 from certbotless.acme.issuer import AcmeIssuer
 from certbotless.acme.keys import load_account_key, private_key_pem
 from certbotless.acme.responder import ChallengeResponder
-from certbotless.edge import render_nginx_conf
-from certbotless.edge_deploy import edge_references
+from certbotless.edge.deployer import edge_references
+from certbotless.edge.render import render_nginx_conf
+from certbotless.edge.rollout import ServedCertificates, roll_service
 from certbotless.model import CertSpec, IssuedCert, Route, StoredCert
-from certbotless.rollout import ServedCertificates, roll_service
-from certbotless.store import CertStore
-from certbotless.swarm import Swarm
+from certbotless.swarm.api import Swarm
+from certbotless.swarm.store import CertStore
 from rig.pebble import PebbleServer
 from rig.stacks import docker
 from rig.state import read_env, run

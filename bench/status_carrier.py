@@ -29,7 +29,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from certbotless.model import CertificateStatus, Condition, FailureReason
-from certbotless.swarm import Swarm
+from certbotless.swarm.api import Swarm
 
 LABEL = "certbotless.bench.status-carrier"
 

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 
 from josepy.jwk import JWK
 
-from certbotless.account_key import resolve_account_key
 from certbotless.acme.account import ExternalAccountBinding
 from certbotless.acme.challenges import TokenStore
 from certbotless.acme.dns01 import Dns01Solver, DnsLookup, PropagationPolicy
@@ -19,30 +18,31 @@ from certbotless.acme.dns_providers import ProvidersFromSecrets
 from certbotless.acme.http01 import EdgeHttp01Solver, EdgeSelfCheck
 from certbotless.acme.issuer import AcmeIssuer, IssuerOptions
 from certbotless.acme.solvers import ChallengeSolvers
-from certbotless.alerts import Alerter, channels_for
-from certbotless.doctor import Doctor
-from certbotless.edge_deploy import SwarmEdgeDeployer
-from certbotless.edge_watch import EdgeWatch
-from certbotless.lease import SwarmPassLock
-from certbotless.locks import FilePassLock
+from certbotless.daemon.alerts import Alerter, channels_for
+from certbotless.daemon.pass_history import PassHistory
+from certbotless.daemon.scheduler import Daemon
+from certbotless.edge.deployer import SwarmEdgeDeployer
+from certbotless.edge.rollout import ServedCertificates
+from certbotless.edge.watch import EdgeWatch
 from certbotless.model import Listed
-from certbotless.observe import edge_if_any
-from certbotless.pass_history import PassHistory
-from certbotless.reconcile import Reconciler
-from certbotless.rollout import ServedCertificates
-from certbotless.scheduler import Daemon
+from certbotless.ops.account_key import resolve_account_key
+from certbotless.ops.doctor import Doctor
+from certbotless.ops.views import listing, rendered
+from certbotless.passes.observe import edge_if_any
+from certbotless.passes.reconcile import Reconciler
 from certbotless.seams import PassParts, Progress
 from certbotless.settings import Settings
-from certbotless.status import (
+from certbotless.swarm.api import SWARM_ERRORS, Swarm
+from certbotless.swarm.lease import SwarmPassLock
+from certbotless.swarm.locks import FilePassLock
+from certbotless.swarm.status import (
     StatusConfig,
     SwarmAlertMemory,
     SwarmDnsRecordLedger,
     SwarmOrderHistory,
     SwarmStatusStore,
 )
-from certbotless.store import CertStore
-from certbotless.swarm import SWARM_ERRORS, Swarm
-from certbotless.views import listing, rendered
+from certbotless.swarm.store import CertStore
 from certbotless.web.overview import Filter, Overview, overview
 from certbotless.web.server import StatusServer
 from certbotless.web.source import AppStatusSource, DaemonActions

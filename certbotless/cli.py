@@ -16,26 +16,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from certbotless import __version__
-from certbotless.account_key import (
-    AccountKeyAction,
-    AccountKeyExists,
-    AccountKeyMounted,
-    AccountKeyUnavailable,
-    install_account_key,
-    plan_account_key,
-    resolve_account_key,
-)
 from certbotless.acme.challenges import TokenStore
 from certbotless.acme.errors import AcmeError
 from certbotless.acme.responder import ChallengeResponder
 from certbotless.app import App
-from certbotless.compose import ComposeError, docker_cli, parse_stack_argument
-from certbotless.discovery import CERTIFICATE_NAME_RE, EdgeNotFound
-from certbotless.edge import NginxConfigError
-from certbotless.lease import LeaseBusy
-from certbotless.lint import lint, report_json, report_text
-from certbotless.metrics import serve as serve_metrics
-from certbotless.metrics import watch_edge
+from certbotless.daemon.metrics import serve as serve_metrics
+from certbotless.daemon.metrics import watch_edge
+from certbotless.daemon.scheduler import Daemon
+from certbotless.edge.render import NginxConfigError
+from certbotless.edge.rollout import RolloutError
+from certbotless.labels.compose import ComposeError, docker_cli, parse_stack_argument
+from certbotless.labels.lint import lint, report_json, report_text
+from certbotless.labels.settle import CERTIFICATE_NAME_RE, EdgeNotFound
 from certbotless.model import (
     CertSpec,
     ChallengeMode,
@@ -45,19 +37,16 @@ from certbotless.model import (
     PassRequest,
     RevocationReason,
 )
-from certbotless.redaction import Redactor, redact_logs
-from certbotless.rollout import RolloutError
-from certbotless.scheduler import Daemon
-from certbotless.settings import (
-    LETSENCRYPT_PRODUCTION,
-    LETSENCRYPT_STAGING,
-    LogFormat,
-    Settings,
-    SettingsError,
-    unknown_variables,
+from certbotless.ops.account_key import (
+    AccountKeyAction,
+    AccountKeyExists,
+    AccountKeyMounted,
+    AccountKeyUnavailable,
+    install_account_key,
+    plan_account_key,
+    resolve_account_key,
 )
-from certbotless.swarm import SWARM_ERRORS, docker_endpoint
-from certbotless.traefik_import import (
+from certbotless.ops.traefik_import import (
     AcmeJson,
     AcmeJsonError,
     TraefikAccount,
@@ -68,7 +57,18 @@ from certbotless.traefik_import import (
     other_accounts,
     parse_acme_json,
 )
-from certbotless.views import days_left, listed_json, listed_status
+from certbotless.ops.views import days_left, listed_json, listed_status
+from certbotless.redaction import Redactor, redact_logs
+from certbotless.settings import (
+    LETSENCRYPT_PRODUCTION,
+    LETSENCRYPT_STAGING,
+    LogFormat,
+    Settings,
+    SettingsError,
+    unknown_variables,
+)
+from certbotless.swarm.api import SWARM_ERRORS, docker_endpoint
+from certbotless.swarm.lease import LeaseBusy
 from certbotless.web.access import StatusPageError
 from certbotless.web.overview import overview_json
 from certbotless.web.summary import summary_text

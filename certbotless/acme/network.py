@@ -37,7 +37,7 @@ from certbotless.acme.errors import (
     RateLimited,
 )
 from certbotless.acme.protocol import decoded_nonce
-from certbotless.metrics import ACME_REQUESTS, observe_acme_request
+from certbotless.daemon.metrics import ACME_REQUESTS, observe_acme_request
 
 log = logging.getLogger(__name__)
 

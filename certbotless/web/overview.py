@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from certbotless.alerts import Alert, alerts_for
-from certbotless.budget import DomainUse, domain_use
-from certbotless.edge_watch import EdgeServing
+from certbotless.daemon.alerts import Alert, alerts_for
+from certbotless.daemon.pass_history import PassRecord
+from certbotless.edge.watch import EdgeServing
 from certbotless.model import Listed, PastOrder, Route
-from certbotless.pass_history import PassRecord
-from certbotless.views import listed_json, listed_status
+from certbotless.ops.views import listed_json, listed_status
+from certbotless.passes.budget import DomainUse, domain_use
 
 API_VERSION = 1
 # Most urgent first: what needs someone, then what will soon, then the rest.

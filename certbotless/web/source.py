@@ -8,11 +8,11 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from certbotless.edge_watch import EdgeServing, EdgeWatch
+from certbotless.daemon.pass_history import PassHistory, PassRecord
+from certbotless.edge.watch import EdgeServing, EdgeWatch
 from certbotless.model import Listed, PastOrder, RevocationReason, Route
-from certbotless.observe import discovered, edge_if_any
-from certbotless.pass_history import PassHistory, PassRecord
-from certbotless.reconcile import Reconciler
+from certbotless.passes.observe import discovered, edge_if_any
+from certbotless.passes.reconcile import Reconciler
 from certbotless.seams import OrderHistory, ServiceSource
 from certbotless.settings import Settings
 

@@ -40,7 +40,7 @@ NEW_APP, NEW_HOST = "cbl-ha-new", "new.ha.test"
 # the PROXY protocol header the front sends (the sidecar's own served-certificate check).
 SERVED_PROBE = """
 import json, sys
-from certbotless.rollout import ServedCertificates
+from certbotless.edge.rollout import ServedCertificates
 check = ServedCertificates(sys.argv[1], proxy_protocol=True)
 print(json.dumps({domain: check.serials(domain) for domain in sys.argv[2:]}))
 """

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from certbotless.acme.keys import private_key_pem
-from certbotless.alerts import (
+from certbotless.daemon.alerts import (
     AlertDeliveryError,
     Alerter,
     EmailChannel,
@@ -27,9 +27,9 @@ from certbotless.alerts import (
     pass_failed_alert,
 )
 from certbotless.model import LabelProblem, PassReport
+from tests.support.factories import stored_cert
 from tests.support.ports import unused_port
 from tests.support.webhook import WebhookReceiver, webhook_receiver
-from tests.unit.factories import stored_cert
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

@@ -25,7 +25,7 @@ from certbotless.acme.http01 import EdgeHttp01Solver
 from certbotless.acme.issuer import AcmeIssuer
 from certbotless.acme.keys import load_account_key
 from certbotless.model import CertSpec, IssuedCert, KeyType, StoredCert
-from certbotless.planning import plan_certificates
+from certbotless.passes.planning import plan_certificates
 from rig.pebble import PebbleServer
 from tests.support.ari_ca import (
     PROFILES,

@@ -45,7 +45,7 @@ from certbotless.model import (
     FailureReason,
     IssuedCert,
 )
-from certbotless.status import failure_reason
+from certbotless.swarm.status import failure_reason
 from rig.pebble import PebbleServer, listener_certificates
 from tests.support.dns_servers import (
     BIND_ADDRESS,
@@ -56,7 +56,7 @@ from tests.support.dns_servers import (
     Zone,
     free_port,
 )
-from tests.unit.fakes import FakeDnsLedger
+from tests.support.fakes import FakeDnsLedger
 
 SLOW = Zone(
     "slow.test",

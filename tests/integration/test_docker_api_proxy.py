@@ -21,13 +21,14 @@ import docker
 import pytest
 from docker.errors import APIError
 
+from certbotless.edge.rollout import edge_job_template
 from certbotless.model import FileReference, ObjectKind
-from certbotless.rollout import edge_job_template
-from certbotless.swarm import Swarm
+from certbotless.swarm.api import Swarm
 from tests.conftest import IN_CI
+from tests.support.paths import REPO
 from tests.support.ports import unused_port
 
-PROXY_CONFIG = Path(__file__).resolve().parents[2] / "haproxy" / "docker-api-proxy.cfg"
+PROXY_CONFIG = REPO / "haproxy" / "docker-api-proxy.cfg"
 
 # The edge's service as the engine returns it: what certbotless's updates and jobs start from.
 EDGE_SERVICE: dict[str, Any] = {

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from certbotless.edge import (
+from certbotless.edge.render import (
     HTTP2_DIRECTIVE_SINCE,
     NginxVersion,
     local_nginx_version,
@@ -26,10 +26,11 @@ from certbotless.edge import (
     render_snippets,
     validate_nginx_conf,
 )
-from tests.unit.factories import CERTS_DIR, RESPONDER, SCENARIOS
+from tests.support.factories import CERTS_DIR, RESPONDER, SCENARIOS
+from tests.support.paths import REPO
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
-README = Path(__file__).parents[2] / "README.md"
+README = REPO / "README.md"
 
 # nginx in NEW_ROOT as in a container: a private mount namespace gives it /proc and /dev (the
 # rendered config logs to /dev/stdout), and both mounts vanish with it.

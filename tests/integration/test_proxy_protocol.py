@@ -16,10 +16,10 @@ from cryptography import x509
 from certbotless.acme.challenges import TokenStore
 from certbotless.acme.http01 import ChallengeNotServed, EdgeSelfCheck
 from certbotless.acme.responder import ChallengeResponder
-from certbotless.edge import placeholder_certificate
+from certbotless.edge.render import placeholder_certificate
+from certbotless.edge.rollout import ServedCertificates
 from certbotless.proxy_protocol import PROXY_V2_LOCAL
-from certbotless.rollout import ServedCertificates
-from certbotless.store import serial_hex
+from certbotless.swarm.store import serial_hex
 from tests.conftest import IN_CI
 from tests.support.ports import unused_ports
 

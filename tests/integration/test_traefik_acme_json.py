@@ -23,7 +23,7 @@ from certbotless.acme.http01 import EdgeHttp01Solver
 from certbotless.acme.issuer import AcmeIssuer
 from certbotless.acme.keys import load_account_key_pem
 from certbotless.model import KeyType
-from certbotless.traefik_import import AcmeJson, parse_acme_json
+from certbotless.ops.traefik_import import AcmeJson, parse_acme_json
 from rig.pebble import PebbleServer
 
 pytestmark = pytest.mark.rig

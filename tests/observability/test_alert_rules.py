@@ -9,7 +9,9 @@ from pathlib import Path
 
 import yaml
 
-OBSERVABILITY = Path(__file__).resolve().parents[2] / "observability"
+from tests.support.paths import REPO
+
+OBSERVABILITY = REPO / "observability"
 ALERTS = {"CertbotlessCertificateExpiringSoon", "CertbotlessCertificateExpired",
           "CertbotlessRenewalFailing", "CertbotlessRollFailed", "CertbotlessDown",
           "CertbotlessPassesStopped", "CertbotlessEdgeTaskStale"}  # fmt: skip

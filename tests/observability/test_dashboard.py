@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 from prometheus_client import REGISTRY
 
-from certbotless import metrics  # noqa: F401  (registers every certbotless metric)
+from certbotless.daemon import metrics  # noqa: F401  (registers every certbotless metric)
 from tests.observability.test_alert_rules import OBSERVABILITY, promtool
 
 DASHBOARD = OBSERVABILITY / "grafana-dashboard.json"

@@ -18,9 +18,10 @@ import requests
 import yaml
 from prometheus_client import start_http_server
 
-from certbotless import metrics
+from certbotless.daemon import metrics
 from certbotless.model import PassReport, PastOrder
 from tests.observability.test_dashboard import queries
+from tests.support.paths import REPO
 from tests.support.ports import unused_port
 from tests.web.status_data import listing
 
@@ -52,7 +53,7 @@ def prometheus(tmp_path: Path) -> Iterator[str]:
     target = f"127.0.0.1:{server.server_address[1]}"
     config = {
         "global": {"scrape_interval": f"{SCRAPE_SECONDS}s", "evaluation_interval": "1s"},
-        "rule_files": [str(Path(__file__).resolve().parents[2] / "observability" / "alerts.yml")],
+        "rule_files": [str(REPO / "observability" / "alerts.yml")],
         "scrape_configs": [{"job_name": "certbotless", "static_configs": [{"targets": [target]}]}],
     }
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))

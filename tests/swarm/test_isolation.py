@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from certbotless.discovery import discover, find_edge_service
-from certbotless.swarm import Swarm
+from certbotless.labels.settle import discover, find_edge_service
+from certbotless.swarm.api import Swarm
 from rig.stacks import docker, remove_services
 
 pytestmark = pytest.mark.rig

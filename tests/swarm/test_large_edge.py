@@ -21,17 +21,17 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from certbotless.acme.keys import private_key_pem
-from certbotless.edge import (
+from certbotless.edge.deployer import edge_references
+from certbotless.edge.render import (
     MAX_FILE_BYTES,
     NGINX_CONF_TARGET,
     render_nginx_conf,
     validate_nginx_conf,
 )
-from certbotless.edge_deploy import edge_references
+from certbotless.edge.rollout import ServedCertificates, roll_service
 from certbotless.model import CertSpec, IssuedCert, Route, StoredCert
-from certbotless.rollout import ServedCertificates, roll_service
-from certbotless.store import CertStore
-from certbotless.swarm import Swarm
+from certbotless.swarm.api import Swarm
+from certbotless.swarm.store import CertStore
 from rig.stacks import EDGE_NETWORK, docker, ensure_edge_network
 
 pytestmark = pytest.mark.rig

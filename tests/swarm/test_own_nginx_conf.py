@@ -18,11 +18,11 @@ from certbotless.acme.http01 import EdgeHttp01Solver
 from certbotless.acme.issuer import AcmeIssuer
 from certbotless.acme.keys import load_account_key
 from certbotless.app import App
+from certbotless.edge.rollout import ServedCertificates
 from certbotless.model import PassRequest
-from certbotless.rollout import ServedCertificates
 from certbotless.settings import NginxConfMode, Settings
-from certbotless.store import CertStore, latest_per_name
-from certbotless.swarm import Swarm
+from certbotless.swarm.api import Swarm
+from certbotless.swarm.store import CertStore, latest_per_name
 from rig.pebble import PebbleServer
 from rig.stacks import (
     DEMO_STACK,

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from certbotless.lease import LeaseBusy, LeaseState, SwarmPassLock
-from certbotless.locks import FilePassLock
-from certbotless.swarm import JOB_LABEL, JOB_OWNER, Swarm
+from certbotless.swarm.api import JOB_LABEL, JOB_OWNER, Swarm
+from certbotless.swarm.lease import LeaseBusy, LeaseState, SwarmPassLock
+from certbotless.swarm.locks import FilePassLock
 
 pytestmark = pytest.mark.rig
 

@@ -22,16 +22,17 @@ from certbotless.acme.challenges import TokenStore
 from certbotless.acme.http01 import EdgeHttp01Solver
 from certbotless.acme.issuer import AcmeIssuer, IssuerOptions
 from certbotless.acme.keys import load_account_key
-from certbotless.edge import NGINX_CONF_TARGET, NginxConfigError, render_nginx_conf
-from certbotless.edge_deploy import edge_references
-from certbotless.model import CertSpec, IssuedCert, ObjectRole, Route, StoredCert
-from certbotless.rollout import (
+from certbotless.edge.deployer import edge_references
+from certbotless.edge.render import NGINX_CONF_TARGET, NginxConfigError, render_nginx_conf
+from certbotless.edge.rollout import (
     RolledBack,
     ServedCertificates,
     check_in_edge_image,
     roll_service,
 )
-from certbotless.store import (
+from certbotless.model import CertSpec, IssuedCert, ObjectRole, Route, StoredCert
+from certbotless.swarm.api import Swarm
+from certbotless.swarm.store import (
     CERT_SERIAL,
     KIND,
     MAX_OBJECT_NAME,
@@ -39,7 +40,6 @@ from certbotless.store import (
     latest_per_name,
     plan_garbage,
 )
-from certbotless.swarm import Swarm
 from rig.pebble import PebbleServer
 from rig.stacks import EDGE_NETWORK, docker, ensure_edge_network
 

@@ -13,11 +13,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from certbotless.account_key import key_thumbprint
 from certbotless.acme.keys import private_key_pem
-from certbotless.budget import from_json
-from certbotless.status import ORDERS_LABEL, STATUS_CONFIG
-from certbotless.store import ACCOUNT_KEY_SECRET, ACCOUNT_THUMBPRINT
+from certbotless.ops.account_key import key_thumbprint
+from certbotless.passes.budget import from_json
+from certbotless.swarm.status import ORDERS_LABEL, STATUS_CONFIG
+from certbotless.swarm.store import ACCOUNT_KEY_SECRET, ACCOUNT_THUMBPRINT
 from rig.stacks import (
     DEMO_STACK,
     EDGE_STACK,
@@ -30,7 +30,7 @@ from rig.stacks import (
     sidecar_logs,
 )
 from rig.state import run
-from tests.unit.traefik_fixtures import (
+from tests.support.traefik_fixtures import (
     FixtureCa,
     account_entry,
     account_key,

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[2] / "certbotless"
+from tests.support.paths import PACKAGE
 
 # The stages of a pass, in order (ARCHITECTURE.md): a module may import its own stage's and
 # earlier stages' modules, never a later stage's.

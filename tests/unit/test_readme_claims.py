@@ -14,18 +14,22 @@ from pathlib import Path
 
 import pytest
 
-from certbotless import cli, seams, views
+from certbotless import cli, seams
 from certbotless.acme.errors import AcmeError
 from certbotless.acme.issuer import IssuerOptions
 from certbotless.acme.keys import generate_private_key, private_key_pem
 from certbotless.acme.network import RetryPolicy
 from certbotless.acme.responder import PER_CLIENT_GRACE_SECONDS, ResponderLimits
-from certbotless.alerts import DELIVERY_ATTEMPTS, Alerter
-from certbotless.budget import PER_ACCOUNT, PER_DOMAIN, PER_NAME_SET
-from certbotless.discovery import MAX_PATH_LENGTH, MAX_URL_LENGTH
-from certbotless.doctor import MAX_DOMAINS_CHECKED
-from certbotless.edge import MAX_FILE_BYTES
-from certbotless.lease import LEASE_TTL, LEASE_WAIT
+from certbotless.daemon.alerts import DELIVERY_ATTEMPTS, Alerter
+from certbotless.daemon.scheduler import (
+    EVENT_CAP,
+    EVENT_QUIET,
+    ROLL_DEFERRAL_CAP,
+    SCHEDULE_JITTER_SECONDS,
+    STUCK_PASS_SECONDS,
+)
+from certbotless.edge.render import MAX_FILE_BYTES
+from certbotless.labels.settle import MAX_PATH_LENGTH, MAX_URL_LENGTH
 from certbotless.model import (
     CertSpec,
     Condition,
@@ -35,22 +39,20 @@ from certbotless.model import (
     PassRequest,
     RevocationReason,
 )
-from certbotless.reconcile import Reconciler
+from certbotless.ops import views
+from certbotless.ops.doctor import MAX_DOMAINS_CHECKED
+from certbotless.passes.budget import PER_ACCOUNT, PER_DOMAIN, PER_NAME_SET
+from certbotless.passes.reconcile import Reconciler
 from certbotless.redaction import MIN_SECRET_LENGTH
-from certbotless.scheduler import (
-    EVENT_CAP,
-    EVENT_QUIET,
-    ROLL_DEFERRAL_CAP,
-    SCHEDULE_JITTER_SECONDS,
-    STUCK_PASS_SECONDS,
-)
 from certbotless.settings import PREFIX, Settings
-from certbotless.status import ABANDON_AFTER, JITTER, retry_delay
-from certbotless.store import UNPAIRED_GRACE
-from tests.unit import fakes
-from tests.unit.fakes import SETTINGS, FakeIssuer, World
+from certbotless.swarm.lease import LEASE_TTL, LEASE_WAIT
+from certbotless.swarm.status import ABANDON_AFTER, JITTER, retry_delay
+from certbotless.swarm.store import UNPAIRED_GRACE
+from tests.support import fakes
+from tests.support.fakes import SETTINGS, FakeIssuer, World
+from tests.support.paths import REPO
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO
 README = (ROOT / "README.md").read_text()
 ARCHITECTURE = (ROOT / "ARCHITECTURE.md").read_text()
 

@@ -20,12 +20,12 @@ import requests
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Session
 
-from certbotless.alerts import Alerter, alerts_for, channels_for
-from certbotless.doctor import Doctor
+from certbotless.daemon.alerts import Alerter, alerts_for, channels_for
 from certbotless.model import PassReport
+from certbotless.ops.doctor import Doctor
 from certbotless.redaction import REDACTED, Redactor, redact_logs
 from certbotless.settings import Settings, SettingsError
-from certbotless.swarm import Swarm
+from certbotless.swarm.api import Swarm
 
 HOOK_TOKEN = "hooktoken-7f3a9c2e"
 QUERY_TOKEN = "querysecret-51d0b8"

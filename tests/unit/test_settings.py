@@ -13,8 +13,9 @@ from certbotless.settings import (
     redacted_url,
     unknown_variables,
 )
+from tests.support.paths import REPO
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = REPO / "README.md"
 
 
 def readme_variables() -> set[str]:

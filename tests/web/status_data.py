@@ -10,7 +10,8 @@ from pathlib import Path
 
 import bcrypt
 
-from certbotless.edge_watch import EdgeServing, EdgeTask
+from certbotless.daemon.pass_history import PassRecord
+from certbotless.edge.watch import EdgeServing, EdgeTask
 from certbotless.model import (
     CertificateStatus,
     Condition,
@@ -22,10 +23,9 @@ from certbotless.model import (
     RenewalFailure,
     Route,
 )
-from certbotless.pass_history import PassRecord
 from certbotless.settings import StatusPage
 from certbotless.web.server import StatusServer
-from tests.unit.factories import stored_cert
+from tests.support.factories import stored_cert
 
 # The real time: `certbotless list --json` (which the API must match) reads the clock.
 NOW = datetime.now(UTC).replace(microsecond=0)

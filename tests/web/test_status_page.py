@@ -22,7 +22,7 @@ from certbotless.model import Listed
 from certbotless.settings import Settings, SettingsError, StatusPage
 from certbotless.web.access import StatusPageError
 from certbotless.web.server import StatusServer
-from tests.unit.factories import stored_cert
+from tests.support.factories import stored_cert
 from tests.web.status_data import (
     CA_WORDS,
     NOW,

@@ -19,9 +19,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
 from certbotless.settings import StatusPage
+from tests.support.paths import REPO
 from tests.web.status_data import CA_WORDS, PASSWORD, USER, RecordedActions, serving, write_htpasswd
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / ".build" / "artifacts"
+ARTIFACTS = REPO / ".build" / "artifacts"
 LAPTOP = (1366, 860)
 PHONE = (390, 844)
 # As root in a container: no sandbox; and nothing that phones home.

@@ -1,0 +1,302 @@
+"""The nginx edge as a Swarm service: what it mounts, checking it, rolling it (an EdgeDeployer).
+
+It owns the two ways of configuring nginx: `rendered` (certbotless writes nginx.conf from the
+labels) and `own` (the operator's nginx.conf includes the snippets certbotless writes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from types import MappingProxyType
+
+from certbotless.edge.render import (
+    DEFAULT_NGINX_VERSION,
+    CertFiles,
+    NginxFiles,
+    NginxVersion,
+    cert_files,
+    certificate_per_host,
+    files_listing,
+    htpasswd_secret_target,
+    htpasswd_secrets,
+    local_nginx_version,
+    placeholder_certificate,
+    render_nginx_conf,
+    render_snippets,
+    validate_nginx_conf,
+)
+from certbotless.edge.rollout import (
+    RolloutError,
+    ServedCertificates,
+    check_in_edge_image,
+    nginx_version_in_edge_image,
+    references_change,
+    roll_service,
+    rolls_start_first_with_rollback,
+    stuck_update,
+)
+from certbotless.model import FileReference, ObjectKind, RolloutResult, Route, StoredCert
+from certbotless.seams import Progress
+from certbotless.settings import NginxConfMode, Settings
+from certbotless.swarm.api import APIError, Json, NotFound, Swarm
+from certbotless.swarm.store import CertStore
+
+log = logging.getLogger(__name__)
+
+
+def edge_references(
+    routes: Iterable[Route],
+    current: Mapping[str, StoredCert],
+    confs: Mapping[str, tuple[str, str]],
+    certs_dir: str,
+    secret_ids: Mapping[str, str] = MappingProxyType({}),
+) -> list[FileReference]:
+    """What the edge must mount: its configuration's files (`confs`: target → config name and
+    id), the secrets holding basic-auth users (`secret_ids`: name → id) and the current
+    version of each routed certificate."""
+    routes = list(routes)
+    routed_hosts = {host for route in routes for host in route.hosts}
+    wanted = [
+        FileReference(ObjectKind.CONFIG, config_id, name, target, 0o444)
+        for target, (name, config_id) in confs.items()
+    ]
+    wanted += [
+        FileReference(ObjectKind.SECRET, secret_ids[name], name, htpasswd_secret_target(name),
+                      0o444)  # nginx's workers read it, not only its master (root)
+        for name in sorted(htpasswd_secrets(routes))
+    ]  # fmt: skip
+    # As the rendering picks them: a host without its own certificate is served a wildcard one.
+    per_host = certificate_per_host(current, routed_hosts)
+    for cert in sorted(current.values(), key=lambda c: c.name):
+        own = [domain for domain in cert.domains if domain in routed_hosts]
+        covered = sorted(h for h in routed_hosts - set(own) if per_host.get(h) == cert.name)
+        served = (*own, *covered)
+        if not served:
+            continue
+        wanted += certificate_references(cert, cert_files(cert.name, certs_dir), served)
+    return wanted
+
+
+def certificate_references(
+    cert: StoredCert, files: CertFiles, served: tuple[str, ...]
+) -> list[FileReference]:
+    """One stored version mounted at `files`: its chain, which the roll checks is served for
+    `served`, and its key."""
+    return [
+        FileReference(
+            ObjectKind.CONFIG,
+            cert.config_id,
+            cert.config_name,
+            files.fullchain,
+            0o444,
+            serves=(served, cert.serial),
+        ),
+        FileReference(ObjectKind.SECRET, cert.secret_id, cert.secret_name, files.privkey, 0o400),
+    ]
+
+
+def with_their_secrets(
+    swarm: Swarm, routes: Sequence[Route]
+) -> tuple[Sequence[Route], dict[str, str]]:
+    """The routes whose basic-auth secret exists (discovery checked; one removed since is left
+    out, never served without its password), and each secret's ID."""
+    names = htpasswd_secrets(routes)
+    if not names:
+        return routes, {}
+    ids = swarm.secret_ids(names)
+    missing = names - set(ids)
+    if missing:
+        log.error("basic-auth secrets %s are gone: their routes are not served",
+                  ", ".join(sorted(missing)))  # fmt: skip
+    kept = [r for r in routes if r.basic_auth is None or r.basic_auth.secret not in missing]
+    return kept, ids
+
+
+class SwarmEdgeDeployer:
+    """EdgeDeployer for an nginx Swarm service."""
+
+    def __init__(self, settings: Settings, swarm: Swarm, store: CertStore) -> None:
+        self.settings = settings
+        self.swarm = swarm
+        self.store = store
+        # Reference sets a roll failed with, so that the same roll is not retried every pass
+        # (a restart tries once more). Only the latest few matter.
+        self._failed: deque[frozenset[str]] = deque(maxlen=16)
+        self._nginx_versions: dict[str, NginxVersion] = {}  # edge image → its nginx version
+        self._validated = ""  # digest of the configuration the sidecar's nginx last passed
+
+    def deploy(
+        self,
+        edge: str,
+        routes: Sequence[Route],
+        current: Mapping[str, StoredCert],
+        wanted_names: Iterable[str],
+        progress: Progress,
+    ) -> RolloutResult:
+        service = self.swarm.inspect_service(edge)
+        files, wanted = self._configuration(service, routes, current, set(wanted_names))
+        if not references_change(service, wanted):
+            problem = stuck_update(service)
+            if problem is not None:
+                raise RolloutError(problem)
+            self._failed.clear()
+            return RolloutResult(changed=False)
+        attempt = frozenset(ref.object_id for ref in wanted)
+        if attempt in self._failed:
+            raise RolloutError(
+                f"{edge}: not rolling again to the references that failed before; "
+                "`certbotless renew --force` gets fresh certificates"
+            )
+        try:
+            result = self._roll(edge, service, wanted, files, progress)
+        except RolloutError:  # RolledBack too
+            self._failed.append(attempt)
+            raise
+        self._failed.clear()
+        if result.changed:
+            progress(f"{edge}: rolled in {result.seconds:.1f} s")
+        return result
+
+    def _configuration(
+        self,
+        service: Json,
+        routes: Sequence[Route],
+        current: Mapping[str, StoredCert],
+        wanted_names: set[str],
+    ) -> tuple[NginxFiles, list[FileReference]]:
+        """The configuration's files and every reference the edge must mount."""
+        if self.settings.nginx_conf == NginxConfMode.OWN:
+            return self._snippet_references(current, wanted_names)
+        routes, secret_ids = with_their_secrets(self.swarm, routes)
+        files = self._render(routes, current, self._edge_nginx_version(service))
+        self._validate(self._render(routes, current, local_nginx_version()))
+        try:
+            confs = self.store.ensure_nginx_confs(files)
+        except APIError as error:  # a failed roll, reported; the pass (and gc) goes on
+            raise RolloutError(
+                f"{service['Spec']['Name']}: Swarm refused a file of the new configuration, "
+                f"so nothing rolled: {error}"
+            ) from None
+        return files, edge_references(routes, current, confs, self.settings.certs_dir, secret_ids)
+
+    def _validate(self, files: NginxFiles) -> None:
+        """The sidecar's own `nginx -t` (its errors name the file, line and route); a
+        configuration it passed before is not checked again (5,000 routes take seconds)."""
+        digest = hashlib.sha256(repr(sorted(files.items())).encode()).hexdigest()
+        if digest == self._validated:
+            return
+        for warning in validate_nginx_conf(files):
+            log.warning("nginx -t: %s", warning)
+        self._validated = digest
+
+    def _roll(
+        self,
+        edge: str,
+        service: Json,
+        wanted: list[FileReference],
+        files: NginxFiles,
+        progress: Progress,
+    ) -> RolloutResult:
+        # A rendered configuration has passed the sidecar's `nginx -t`. Rolled start-first with
+        # rollback, a task that nginx refuses to start exits while the old ones serve, and Swarm
+        # rolls back: the edge image's own `nginx -t` (a ~1 s job) would only say so sooner.
+        # Stop-first, or an operator's own nginx.conf, still gets it.
+        if self.settings.nginx_conf == NginxConfMode.OWN or not rolls_start_first_with_rollback(
+            service
+        ):
+            for warning in check_in_edge_image(
+                self.swarm, service, wanted, files, self.settings.rollout_timeout, progress
+            ):
+                log.warning("nginx -t in the edge image: %s", warning)
+        served = (
+            ServedCertificates(f"tasks.{edge}", proxy_protocol=self.settings.proxy_protocol)
+            if self.settings.self_check
+            else None
+        )
+        return roll_service(
+            self.swarm, edge, wanted, self.settings.rollout_timeout, progress, served
+        )
+
+    def render(
+        self,
+        edge: str | None,
+        routes: Sequence[Route],
+        current: Mapping[str, StoredCert],
+        wanted_names: Iterable[str],
+    ) -> str:
+        if self.settings.nginx_conf == NginxConfMode.OWN:
+            snippets = render_snippets(
+                wanted_names, self.settings.responder_upstream, self.settings.certs_dir
+            )
+            return files_listing(snippets)
+        version = DEFAULT_NGINX_VERSION
+        if edge is not None:
+            version = self._edge_nginx_version(self.swarm.inspect_service(edge))
+        return files_listing(self._render(routes, current, version))
+
+    def mounted_object_ids(self, edge: str) -> set[str] | None:
+        try:
+            return self.swarm.mounted_object_ids(edge)
+        except NotFound:
+            return None
+
+    def referenced_object_ids(self) -> set[str]:
+        return self.swarm.referenced_object_ids()
+
+    def _render(
+        self, routes: Iterable[Route], current: Mapping[str, StoredCert], version: NginxVersion
+    ) -> NginxFiles:
+        return render_nginx_conf(
+            routes,
+            current,
+            self.settings.responder_upstream,
+            self.settings.certs_dir,
+            nginx_version=version,
+            front_subnets=self.settings.front_subnets,
+        )
+
+    def _edge_nginx_version(self, service: Json) -> NginxVersion:
+        """Asked once per edge image; if it cannot be asked, the syntax every version reads."""
+        image = service["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+        if image not in self._nginx_versions:
+            try:
+                self._nginx_versions[image] = nginx_version_in_edge_image(
+                    self.swarm, service, self.settings.rollout_timeout
+                )
+            except (RolloutError, ValueError) as error:
+                log.warning("nginx version of %s unknown (%s); rendering for %s", image, error,
+                            ".".join(map(str, DEFAULT_NGINX_VERSION)))  # fmt: skip
+                return DEFAULT_NGINX_VERSION
+            log.info("the edge image %s has nginx %s", image,
+                     ".".join(map(str, self._nginx_versions[image])))  # fmt: skip
+        return self._nginx_versions[image]
+
+    def _snippet_references(
+        self, current: Mapping[str, StoredCert], wanted_names: set[str]
+    ) -> tuple[NginxFiles, list[FileReference]]:
+        """For an operator's own nginx.conf: the snippets it includes, and each wanted
+        certificate (or the placeholder, until it is issued) at its usual paths."""
+        certs_dir = self.settings.certs_dir
+        snippets = render_snippets(wanted_names, self.settings.responder_upstream, certs_dir)
+        wanted = [
+            FileReference(ObjectKind.CONFIG, config_id, name, target, 0o444)
+            for target, (name, config_id) in self.store.ensure_nginx_confs(snippets).items()
+        ]
+        placeholder = None
+        for cert_name in sorted(wanted_names):
+            files = cert_files(cert_name, certs_dir)
+            cert = current.get(cert_name)
+            if cert is not None:
+                wanted += certificate_references(cert, files, cert.domains[:1])
+                continue
+            if placeholder is None:
+                placeholder = self.store.ensure_placeholder(*placeholder_certificate())
+            name, config_id, secret_id = placeholder
+            wanted += [
+                FileReference(ObjectKind.CONFIG, config_id, name, files.fullchain, 0o444),
+                FileReference(ObjectKind.SECRET, secret_id, name, files.privkey, 0o400),
+            ]
+        return snippets, wanted

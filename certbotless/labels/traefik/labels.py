@@ -1,0 +1,506 @@
+"""Traefik's labels (v2/v3, and v1's common ones) → the Routes, CertSpecs and LabelProblems that
+certbotless.* labels give. Pure: `traefik_claims` takes every service (middlewares may be defined
+on one and used by another) and returns what each asks for; `discovery.discover` settles them
+with the native ones, oldest claimant first.
+
+Each router is its own route(s): a rule nginx cannot express, a middleware it cannot apply that
+guards access (auth, allowlist) or a service without a port is one problem and no route; a
+middleware that only shapes requests (compress, retry…) is reported and the route is served
+without it. Certificates are certbotless's: `tls.certresolver` names Traefik's resolver, which
+certbotless replaces.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from certbotless.labels.settle import (
+    CERTIFICATE_NAME_RE,
+    DOMAINS,
+    InvalidFactory,
+    InvalidLabel,
+    check_path,
+    claim_order,
+)
+from certbotless.labels.settle import parse_hostname as _parse_hostname
+from certbotless.labels.traefik.middlewares import (
+    NO_FILE_MIDDLEWARES,
+    FileMiddlewares,
+    Middleware,
+    MiddlewareRefused,
+    apply_middlewares,
+)
+from certbotless.labels.traefik.rules import (
+    RuleError,
+    compile_rule,
+    default_priority,
+    parse_v1_rule,
+)
+from certbotless.model import (
+    CertSpec,
+    DialectClaims,
+    LabelProblem,
+    Route,
+    ServiceInfo,
+    StatusTarget,
+)
+
+PREFIX = "traefik."
+ENABLE = "traefik.enable"
+ROUTERS = "traefik.http.routers."
+SERVICES = "traefik.http.services."
+MIDDLEWARES = "traefik.http.middlewares."
+NETWORK_LABELS = ("traefik.docker.network", "traefik.swarm.network", "traefik.backend")
+V1_RULE = "traefik.frontend.rule"
+V1_PORT = "traefik.port"
+V1_REDIRECT = "traefik.frontend.redirect.entrypoint"
+V1_BASIC_USERS = "traefik.frontend.auth.basic.users"
+V1_LABELS = (V1_RULE, V1_PORT, V1_REDIRECT, V1_BASIC_USERS, "traefik.frontend.entrypoints")
+_TRUE = {"true", "yes", "1", "on"}
+_PORT_RE = re.compile(r"^[0-9]{1,5}$", re.ASCII)
+_ROUTER_KEYS = {"rule", "entrypoints", "service", "middlewares", "tls", "tls.certresolver",
+                "priority"}  # fmt: skip
+# Entry point names as stacks write them; others are reported.
+_TLS_ENTRYPOINTS = {"websecure", "https", "web-secure", "secure", "tls", "443"}
+_PLAIN_ENTRYPOINTS = {"web", "http", "80", "insecure"}
+
+
+@dataclass
+class _Router:
+    name: str
+    keys: dict[str, tuple[str, str]] = field(default_factory=dict)  # key → (label, value)
+
+    def get(self, key: str) -> tuple[str, str] | None:
+        return self.keys.get(key)
+
+    def value(self, key: str, default: str = "") -> str:
+        found = self.keys.get(key)
+        return found[1].strip() if found else default
+
+    def label(self, key: str) -> str:
+        found = self.keys.get(key)
+        return found[0] if found else f"{ROUTERS}{self.name}.{key}"
+
+
+class _Skip(Exception):
+    """This router makes no route; `problem` says why (None: nothing to say)."""
+
+    def __init__(self, problem: LabelProblem | None) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
+
+
+def enabled(service: ServiceInfo, exposed_by_default: bool) -> bool:
+    value = service.labels.get(ENABLE, "").strip().lower()
+    return value in _TRUE if value else exposed_by_default
+
+
+def traefik_claims(
+    services: Sequence[ServiceInfo],
+    exposed_by_default: bool = False,
+    secrets: frozenset[str] | None = None,
+    files: FileMiddlewares = NO_FILE_MIDDLEWARES,
+    status_page: StatusTarget | None = None,
+) -> dict[str, DialectClaims]:
+    """What each service's traefik.* labels ask for (services with none are left out).
+    `secrets`: the swarm's secret names, for `basicauth.usersFile` (None: not known);
+    `files`: the middlewares of Traefik dynamic-configuration files (`name@file`);
+    `status_page`: where `api@internal` (Traefik's dashboard) goes, certbotless's status page
+    when it is served."""
+    ordered = sorted(services, key=claim_order)
+    taking = [s for s in ordered if _has_traefik_labels(s) and enabled(s, exposed_by_default)]
+    definitions = _middleware_definitions(taking)
+    claims: dict[str, DialectClaims] = {}
+    for service in ordered:
+        if not _has_traefik_labels(service):
+            continue
+        if service not in taking:
+            claims[service.name] = DialectClaims(problems=_not_enabled(service))
+        elif DOMAINS in service.labels:
+            claims[service.name] = DialectClaims(problems=(_both_dialects(service),))
+        else:
+            claims[service.name] = _service_claims(
+                service, _Known(definitions, ordered, secrets, files, status_page)
+            )
+    return claims
+
+
+def _has_traefik_labels(service: ServiceInfo) -> bool:
+    return any(label.startswith(PREFIX) for label in service.labels)
+
+
+def _not_enabled(service: ServiceInfo) -> tuple[LabelProblem, ...]:
+    """Silence for traefik.enable=false; a word for routers that only miss the opt-in."""
+    if ENABLE in service.labels or not any(
+        label.startswith((ROUTERS, V1_RULE)) for label in service.labels
+    ):
+        return ()
+    label = next(lbl for lbl in sorted(service.labels) if lbl.startswith((ROUTERS, V1_RULE)))
+    return (
+        LabelProblem(service.name, label, service.labels[label],
+                     "ignored: the service has no traefik.enable=true, and "
+                     "CERTBOTLESS_TRAEFIK_EXPOSED_BY_DEFAULT is false (Traefik's "
+                     "exposedByDefault); add the label or set that variable to true"),
+    )  # fmt: skip
+
+
+def _both_dialects(service: ServiceInfo) -> LabelProblem:
+    return LabelProblem(
+        service.name, DOMAINS, service.labels[DOMAINS],
+        "the service has both certbotless.* and traefik.* labels; its certbotless.* labels "
+        "are used and its traefik.* labels ignored: remove one set",
+    )  # fmt: skip
+
+
+def _middleware_definitions(services: Sequence[ServiceInfo]) -> dict[str, list[Middleware]]:
+    """Every middleware defined in labels, by name, oldest definer first."""
+    found: dict[tuple[str, str], Middleware] = {}
+    for service in services:
+        for label, value in sorted(service.labels.items()):
+            if not label.lower().startswith(MIDDLEWARES):
+                continue
+            name, _, rest = label[len(MIDDLEWARES) :].partition(".")
+            kind, _, key = rest.partition(".")
+            entry = found.setdefault(
+                (service.name, name), Middleware(name, kind.lower(), service.name, service.stack)
+            )
+            entry.fields[key.lower()] = (label, value.strip())
+            if kind.lower() != entry.kind:
+                entry.kinds.add(kind.lower())
+    by_name: dict[str, list[Middleware]] = {}
+    for middleware in found.values():
+        by_name.setdefault(middleware.name, []).append(middleware)
+    return by_name
+
+
+@dataclass(frozen=True)
+class _Known:
+    """What a service's routers may refer to beyond its own labels."""
+
+    definitions: dict[str, list[Middleware]]  # middlewares in labels, by name
+    services: Sequence[ServiceInfo]
+    secrets: frozenset[str] | None
+    files: FileMiddlewares
+    status_page: StatusTarget | None  # where api@internal goes, when the page is served
+
+
+def _service_claims(service: ServiceInfo, known: _Known) -> DialectClaims:
+    routers, unknown = _routers(service)
+    problems = [_unknown_label_problem(service, label) for label in unknown]
+    routes: list[_Made] = []
+    certificates: list[tuple[str, CertSpec]] = []
+    for router in routers.values():
+        try:
+            made, spec = _router_routes(service, router, known)
+        except _Skip as skip:
+            if skip.problem is not None:
+                problems.append(skip.problem)
+            continue
+        except MiddlewareRefused as refused:
+            problems += refused.problems
+            continue
+        except InvalidLabel as invalid:
+            problems.append(invalid.problem)
+            continue
+        priority, route_list, route_problems = made
+        problems += route_problems
+        routes += [(priority, route, router.label("rule")) for route in route_list]
+        if spec is not None:
+            certificates.append((router.label("rule"), spec))
+    merged, conflicts = _one_route_per_path(service, routes)
+    return DialectClaims(tuple(merged), tuple(certificates), tuple(problems + conflicts))
+
+
+def _routers(service: ServiceInfo) -> tuple[dict[str, _Router], list[str]]:
+    """Routers by name (v1's frontend as one named `frontend`), and labels not understood."""
+    routers: dict[str, _Router] = {}
+    unknown: list[str] = []
+    for label, value in sorted(service.labels.items()):
+        lowered = label.lower()
+        if lowered.startswith(ROUTERS):
+            name, _, key = label[len(ROUTERS) :].partition(".")
+            key = key.lower()
+            if key not in _ROUTER_KEYS:  # tls.options, tls.domains[n]…: reported
+                unknown.append(label)
+                continue
+            routers.setdefault(name, _Router(name)).keys[key] = (label, value)
+        elif lowered in (V1_RULE, V1_REDIRECT, V1_BASIC_USERS):
+            key = {V1_RULE: "v1.rule", V1_REDIRECT: "v1.redirect"}.get(lowered, "v1.basic")
+            routers.setdefault("frontend", _Router("frontend")).keys[key] = (label, value)
+        elif lowered.startswith("traefik.") and not _known_elsewhere(lowered):
+            # Only Traefik's own labels: `com.docker.stack.*`, `certbotless.*` and the
+            # operator's are none of this dialect's business.
+            unknown.append(label)
+    return routers, unknown
+
+
+def _known_elsewhere(label: str) -> bool:
+    if label in (ENABLE, *NETWORK_LABELS, *V1_LABELS) or label.startswith(MIDDLEWARES):
+        return True
+    if label.startswith(SERVICES):
+        key = label[len(SERVICES) :].partition(".")[2]
+        return key in ("loadbalancer.server.port", "loadbalancer.server.scheme",
+                       "loadbalancer.passhostheader")  # fmt: skip
+    return False
+
+
+def _unknown_label_problem(service: ServiceInfo, label: str) -> LabelProblem:
+    return LabelProblem(
+        service.name, label, service.labels[label],
+        "not read by certbotless: this Traefik label has no nginx counterpart here (see the "
+        "README's Traefik table); the rest of the service's labels are used",
+    )  # fmt: skip
+
+
+def _problem(service: ServiceInfo, label: str, message: str) -> LabelProblem:
+    return LabelProblem(service.name, label, service.labels.get(label, ""), message)
+
+
+def _router_routes(
+    service: ServiceInfo, router: _Router, known: _Known
+) -> tuple[tuple[int, list[Route], list[LabelProblem]], CertSpec | None]:
+    v1 = router.get("v1.rule") is not None
+    rule_label = router.label("v1.rule" if v1 else "rule")
+    rule = router.value("v1.rule" if v1 else "rule")
+    strip: tuple[str, ...] = ()
+    if not rule:
+        raise _Skip(_problem(service, rule_label or router.label("rule"),
+                             f"router {router.name} has no rule; Traefik would make one from "
+                             "the service's name, which is no public host: set "
+                             f"{ROUTERS}{router.name}.rule=Host(`a.example.com`)"))  # fmt: skip
+    try:
+        if v1:
+            rule, strip = parse_v1_rule(rule)
+        alternatives = compile_rule(rule)
+    except RuleError as error:
+        raise _Skip(_problem(service, rule_label, f"the rule {error}; this router is not "
+                             "routed")) from None  # fmt: skip
+    https, plain = _entrypoints(service, router, v1)
+    if not https and _redirects_only(router, known):
+        raise _Skip(None)  # a redirect router: certbotless redirects plain HTTP by itself
+    target = _status_page(service, router, known.status_page)
+    port, scheme = (target.port, "http") if target else _upstream(service, router, v1)
+    base = Route(service=target.service if target else service.name, hosts=(), port=port,
+                 upstream_scheme=scheme, strip_prefixes=strip,
+                 redirect_to_https=not plain)  # fmt: skip
+    base, problems = apply_middlewares(base, _middleware_names(router), service,
+                                       known.definitions, known.services, known.secrets,
+                                       known.files)  # fmt: skip
+    if target is not None:  # the page's own protections at the edge, whatever the router says
+        base = replace(base, auth_url=target.auth_url or base.auth_url,
+                       allow_from=target.allow_from or base.allow_from)  # fmt: skip
+    routes = []
+    invalid = _invalid_factory(service, rule_label)
+    for alternative in alternatives:
+        hosts = tuple(dict.fromkeys(_parse_hostname(h, invalid) for h in alternative.hosts))
+        check_path(alternative.path, rule_label, invalid)
+        routes.append(replace(base, hosts=hosts, path=alternative.path,
+                              exact_path=alternative.exact, methods=alternative.methods,
+                              match_headers=alternative.headers))  # fmt: skip
+    hosts = tuple(dict.fromkeys(h for route in routes for h in route.hosts))
+    priority = _priority(service, router, rule)
+    return (priority, routes, problems), _spec(hosts)
+
+
+def _redirects_only(router: _Router, known: _Known) -> bool:
+    """Whether the router only sends plain HTTP to HTTPS (its service then does not matter)."""
+
+    def candidates(name: str) -> Sequence[Middleware]:
+        bare, _, provider = name.partition("@")
+        if provider == "file":
+            found = known.files.definitions.get(bare)
+            return [found] if found is not None else []
+        return known.definitions.get(bare, [])
+
+    names = [name for _, name in _middleware_names(router)]
+    return bool(names) and any(
+        middleware.kind == "redirectscheme"
+        and middleware.fields.get("scheme", ("", ""))[1].lower() == "https"
+        for name in names
+        for middleware in candidates(name)
+    )
+
+
+def _invalid_factory(service: ServiceInfo, label: str) -> InvalidFactory:
+    """Problems about any part of a value are about `label` (the rule, usually)."""
+
+    def invalid(_label: str, message: str) -> InvalidLabel:
+        return InvalidLabel(_problem(service, label, message))
+
+    return invalid
+
+
+def _spec(hosts: tuple[str, ...]) -> CertSpec | None:
+    if not hosts or not CERTIFICATE_NAME_RE.fullmatch(hosts[0]):
+        return None
+    return CertSpec(hosts[0], hosts)
+
+
+def _priority(service: ServiceInfo, router: _Router, rule: str) -> int:
+    text = router.value("priority")
+    if text and _PORT_RE.match(text.lstrip("-")):
+        return int(text)
+    return default_priority(rule)
+
+
+def _middleware_names(router: _Router) -> list[tuple[str, str]]:
+    """(label, name) of each middleware the router uses, in order."""
+    names = []
+    found = router.get("middlewares")
+    if found is not None:
+        names += [(found[0], n.strip()) for n in found[1].split(",") if n.strip()]
+    v1_redirect = router.get("v1.redirect")
+    if v1_redirect is not None and v1_redirect[1].strip().lower() == "https":
+        names.append((v1_redirect[0], "@v1-redirect"))
+    v1_basic = router.get("v1.basic")
+    if v1_basic is not None:
+        names.append((v1_basic[0], "@v1-basicauth"))
+    return names
+
+
+def _entrypoints(service: ServiceInfo, router: _Router, v1: bool) -> tuple[bool, bool]:
+    """(serves HTTPS, serves plain HTTP) as the router's entry points and TLS labels say."""
+    tls_flag = router.value("tls").lower() in _TRUE or bool(router.value("tls.certresolver"))
+    found = router.get("entrypoints")
+    if v1:
+        return True, True  # Traefik 1's frontends: every entry point
+    if found is None:
+        return tls_flag, not tls_flag  # every entry point, TLS ones only with tls
+    names = {n.strip().lower() for n in found[1].split(",") if n.strip()}
+    unknown = names - _TLS_ENTRYPOINTS - _PLAIN_ENTRYPOINTS
+    if unknown:
+        raise _Skip(_problem(service, found[0],
+                             f"entry point {', '.join(sorted(unknown))} is unknown; the edge "
+                             "serves web (port 80) and websecure (port 443): use those "
+                             "names"))  # fmt: skip
+    # A router with TLS answers TLS requests only, whatever its entry points.
+    return tls_flag or bool(names & _TLS_ENTRYPOINTS), bool(
+        names & _PLAIN_ENTRYPOINTS
+    ) and not tls_flag
+
+
+def _status_page(
+    service: ServiceInfo, router: _Router, status_page: StatusTarget | None
+) -> StatusTarget | None:
+    """For `api@internal` (Traefik's dashboard): certbotless's status page, when served."""
+    wanted, _, provider = router.value("service").partition("@")
+    if provider != "internal":
+        return None
+    if wanted.lower() != "api":
+        raise _Skip(_problem(service, router.label("service"),
+                             f"Traefik's internal service {wanted} has no counterpart here; "
+                             "this router is not routed"))  # fmt: skip
+    if status_page is None:
+        raise _Skip(_problem(service, router.label("service"),
+                             "api@internal (Traefik's dashboard) is served by certbotless's "
+                             "status page, which is off: set CERTBOTLESS_STATUS_LISTEN and one "
+                             "of its protections; this router is not routed"))  # fmt: skip
+    return status_page
+
+
+def _upstream(service: ServiceInfo, router: _Router, v1: bool) -> tuple[int, str]:
+    """The port and scheme of the router's service, which must be defined on this service."""
+    defined = _defined_services(service)
+    wanted, _, provider = router.value("service").partition("@")
+    if provider not in ("", "docker", "swarm"):
+        raise _Skip(_problem(service, router.label("service"),
+                             f"services of the {provider} provider are not read; define the "
+                             "service in this service's labels"))  # fmt: skip
+    if v1 or (not wanted and not defined):
+        port_text = service.labels.get(V1_PORT, "").strip()
+        if port_text:
+            return _port(service, V1_PORT, port_text), "http"
+    if not wanted:
+        if len(defined) != 1:
+            raise _Skip(_problem(service, router.label("rule"), _which_service(router, defined)))
+        wanted = next(iter(defined))
+    if wanted not in defined:
+        raise _Skip(_problem(service, router.label("service"),
+                             f"service {wanted} is not defined on this service; set "
+                             f"{SERVICES}{wanted}.loadbalancer.server.port on it (certbotless "
+                             "routes a service's routers to that service)"))  # fmt: skip
+    port_label, scheme_label = defined[wanted]
+    scheme = service.labels.get(scheme_label, "http").strip().lower() or "http"
+    if scheme not in ("http", "https"):
+        raise _Skip(_problem(service, scheme_label, "nginx proxies http and https only"))
+    return _port(service, port_label, service.labels.get(port_label, "")), scheme
+
+
+def _which_service(router: _Router, defined: dict[str, tuple[str, str]]) -> str:
+    if not defined:
+        return (f"router {router.name} has no service with a port; Swarm tells no ports, so set "
+                "traefik.http.services.<name>.loadbalancer.server.port")  # fmt: skip
+    return (f"router {router.name} does not say which of {', '.join(sorted(defined))} it "
+            f"serves; set {ROUTERS}{router.name}.service")  # fmt: skip
+
+
+def _defined_services(service: ServiceInfo) -> dict[str, tuple[str, str]]:
+    """Traefik services defined on this service: name → (its port label, its scheme label)."""
+    defined: dict[str, tuple[str, str]] = {}
+    for label in service.labels:
+        if label.lower().startswith(SERVICES):
+            name = label[len(SERVICES) :].partition(".")[0]
+            port_label = f"{SERVICES}{name}.loadbalancer.server.port"
+            matching = next((lbl for lbl in service.labels if lbl.lower() == port_label.lower()),
+                            port_label)  # fmt: skip
+            defined[name] = (matching, f"{SERVICES}{name}.loadbalancer.server.scheme")
+    return defined
+
+
+def _port(service: ServiceInfo, label: str, text: str) -> int:
+    text = text.strip()
+    if not _PORT_RE.match(text) or not 1 <= int(text) <= 65535:
+        raise _Skip(_problem(service, label, "must be a port number from 1 to 65535"))
+    return int(text)
+
+
+_Made = tuple[int, Route, str]  # priority, route, the rule's label
+
+
+def _guards(route: Route) -> tuple[object, ...]:
+    return route.basic_auth, route.allow_from, route.auth_url
+
+
+def _guard_conflict(
+    service: ServiceInfo, label: str, key: tuple[str, str, bool], first_label: str
+) -> LabelProblem:
+    return _problem(
+        service, label,
+        f"{key[0]}{key[1]} is also served by {first_label} with other access middlewares "
+        "(auth, allowlist) or Header(s) conditions; certbotless serves one route per host and "
+        "path, so neither is routed there: give both routers the same ones",
+    )  # fmt: skip
+
+
+def _one_route_per_path(
+    service: ServiceInfo, made: list[_Made]
+) -> tuple[list[Route], list[LabelProblem]]:
+    """Routers of one service on the same host and path (an HTTP and an HTTPS router with one
+    rule, or overlapping rules) make one route: the highest priority's, served over plain HTTP
+    when any of them is. Routers there that guard access differently (Traefik could guard HTTPS
+    and leave HTTP open) are refused rather than merged open."""
+    chosen: dict[tuple[str, str, bool], tuple[Route, str]] = {}
+    plain: set[tuple[str, str, bool]] = set()
+    conflicts: dict[tuple[str, str, bool], LabelProblem] = {}
+    for _, route, label in sorted(made, key=lambda item: -item[0]):
+        for host in route.hosts:
+            key = (host, route.path, route.exact_path)
+            first, first_label = chosen.setdefault(key, (replace(route, hosts=(host,)), label))
+            if _guards(first) != _guards(route) or first.match_headers != route.match_headers:
+                conflicts.setdefault(key, _guard_conflict(service, label, key, first_label))
+            elif first.methods != route.methods:  # routers by method: one route for all of them
+                methods = () if not (first.methods and route.methods) else tuple(
+                    sorted({*first.methods, *route.methods})
+                )  # fmt: skip
+                chosen[key] = (replace(first, methods=methods), first_label)
+            if not route.redirect_to_https:
+                plain.add(key)
+    grouped: dict[Route, list[str]] = {}
+    for key, (route, _) in chosen.items():
+        if key not in conflicts:
+            route = replace(route, redirect_to_https=key not in plain, hosts=())
+            grouped.setdefault(route, []).append(key[0])
+    merged = [replace(route, hosts=tuple(hosts)) for route, hosts in grouped.items()]
+    return merged, list(conflicts.values())

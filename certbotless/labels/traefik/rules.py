@@ -1,0 +1,374 @@
+"""Traefik's router rule language (v2 and v3) → what nginx can express: sets of hosts, each with
+one path prefix or exact path. Pure; a rule nginx cannot express raises one RuleError that names
+the part it cannot.
+
+Grammar (Traefik's, with the usual precedence: `!` over `&&` over `||`):
+
+    rule    := or
+    or      := and ("||" and)*
+    and     := unary ("&&" unary)*
+    unary   := "!" unary | "(" or ")" | matcher
+    matcher := NAME "(" [STRING ("," STRING)*] ")"      STRING: `…` or "…" (Go escapes)
+
+v2 lets Host, Path and PathPrefix take several values (any of them); v3 takes one, and both are
+read alike. v1's `Host:a,b;PathPrefix:/x` form is read by `parse_v1_rule`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from certbotless.labels.settle import HEADER_NAME_RE, HEADER_VALUE_RE
+
+MAX_RULE_LENGTH = 4096
+MAX_DEPTH = 32  # nesting of parentheses and `!`
+MAX_ALTERNATIVES = 64  # conjunctions after expanding every `||`
+
+# Matchers nginx can express, by lowercase name; the others are named in the error.
+_HOST = {"host", "hostheader"}
+_PATHS = {"path": True, "pathprefix": False}  # → exact
+_HOST_REGEXP = "hostregexp"
+_METHOD = "method"
+_HEADER = {"headers", "header"}  # v2's Headers(`K`, `V`), v3's Header(`K`, `V`): exact value
+_METHOD_RE = re.compile(r"^[A-Z]{1,20}$", re.ASCII)
+# A regexp that is one literal name: `^a\.example\.com$` (v3) or `a.example.com` (v2).
+_LITERAL_HOST_RE = re.compile(r"^\^?((?:[A-Za-z0-9-]|\\\.)+)\$?$", re.ASCII)
+
+
+class RuleError(ValueError):
+    """The rule is malformed, or asks for something nginx cannot do here; the message says which."""
+
+
+@dataclass(frozen=True)
+class Matcher:
+    name: str  # as written
+    args: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    item: Node
+
+
+@dataclass(frozen=True)
+class All:
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Any:
+    items: tuple[Node, ...]
+
+
+Node = Matcher | Not | All | Any
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """Requests for one of `hosts` whose path starts with `path` (or is `path`, when `exact`),
+    with one of `methods` (any when empty) and every header of `headers` at its value."""
+
+    hosts: tuple[str, ...]
+    path: str = "/"
+    exact: bool = False
+    methods: tuple[str, ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+_TOKEN_RE = re.compile(
+    r"""\s*(?:(?P<op>&&|\|\||[!(),])|(?P<name>[A-Za-z][A-Za-z0-9]*)|(?P<raw>`[^`]*`)"""
+    r"""|(?P<quoted>"(?:[^"\\\n]|\\.)*"))""",
+    re.ASCII,
+)
+_Token = tuple[str, str, int]  # kind, text, position
+
+
+def tokenize(rule: str) -> list[_Token]:
+    tokens: list[_Token] = []
+    position = 0
+    while position < len(rule):
+        if rule[position:].strip() == "":
+            break
+        match = _TOKEN_RE.match(rule, position)
+        if match is None or match.lastgroup is None:
+            raise RuleError(f"cannot read the rule at character {position + 1}: "
+                            f"{rule[position:position + 20]!r}")  # fmt: skip
+        kind, text, start = (
+            match.lastgroup,
+            match.group(match.lastgroup),
+            match.start(match.lastgroup),
+        )
+        if kind == "raw":
+            kind, text = "string", text[1:-1]
+        elif kind == "quoted":
+            kind, text = "string", re.sub(r"\\(.)", r"\1", text[1:-1])
+        tokens.append((kind, text, start))
+        position = match.end()
+    return tokens
+
+
+class _Parser:
+    def __init__(self, rule: str) -> None:
+        self.tokens = tokenize(rule)
+        self.index = 0
+
+    def peek(self) -> str | None:
+        """The next operator; "" for a name or value; None at the end."""
+        if self.index >= len(self.tokens):
+            return None
+        kind, text, _ = self.tokens[self.index]
+        return text if kind == "op" else ""
+
+    def take(self, expected: str | None = None) -> _Token:
+        if self.index >= len(self.tokens):
+            raise RuleError(f"the rule ends early; expected {expected or 'more'}")
+        token = self.tokens[self.index]
+        if expected is not None and (token[0] != "op" or token[1] != expected):
+            raise RuleError(f"expected {expected!r} at character {token[2] + 1}, found "
+                            f"{token[1]!r}")  # fmt: skip
+        self.index += 1
+        return token
+
+    def parse(self) -> Node:
+        node = self.any(0)
+        if self.index < len(self.tokens):
+            _, text, position = self.tokens[self.index]
+            raise RuleError(f"unexpected {text!r} at character {position + 1}")
+        return node
+
+    def any(self, depth: int) -> Node:
+        items = [self.all(depth)]
+        while self.peek() == "||":
+            self.take("||")
+            items.append(self.all(depth))
+        return items[0] if len(items) == 1 else Any(tuple(items))
+
+    def all(self, depth: int) -> Node:
+        items = [self.unary(depth)]
+        while self.peek() == "&&":
+            self.take("&&")
+            items.append(self.unary(depth))
+        return items[0] if len(items) == 1 else All(tuple(items))
+
+    def unary(self, depth: int) -> Node:
+        if depth > MAX_DEPTH:
+            raise RuleError(f"nests deeper than {MAX_DEPTH} levels")
+        kind, text, position = self.take()
+        if kind == "op" and text == "!":
+            return Not(self.unary(depth + 1))
+        if kind == "op" and text == "(":
+            node = self.any(depth + 1)
+            self.take(")")
+            return node
+        if kind != "name":
+            raise RuleError(f"expected a matcher such as Host(`a.example.com`) at character "
+                            f"{position + 1}, found {text!r}")  # fmt: skip
+        return self.matcher(text)
+
+    def matcher(self, name: str) -> Node:
+        self.take("(")
+        args: list[str] = []
+        while self.peek() != ")":
+            if args:
+                self.take(",")
+            if self.peek() is None:
+                raise RuleError(f"{name}( is not closed")
+            kind, text, position = self.take()
+            if kind != "string":
+                raise RuleError(f"{name}: expected a `quoted` value at character {position + 1}")
+            args.append(text)
+        self.take(")")
+        if not args:
+            raise RuleError(f"{name}() has no value")
+        if name.lower() in _HOST or name.lower() in _PATHS or name.lower() == _METHOD:
+            # v2: any of several values
+            matchers = tuple(Matcher(name, (arg,)) for arg in args)
+            return matchers[0] if len(matchers) == 1 else Any(matchers)
+        return Matcher(name, tuple(args))
+
+
+def parse_rule(rule: str) -> Node:
+    if len(rule) > MAX_RULE_LENGTH:
+        raise RuleError(f"is {len(rule)} characters long; at most {MAX_RULE_LENGTH} are read")
+    if not rule.strip():
+        raise RuleError("is empty")
+    return _Parser(rule).parse()
+
+
+_Literal = tuple[bool, Matcher]  # negated, matcher
+_Conjunction = tuple[_Literal, ...]
+
+
+def _dnf(node: Node, negated: bool = False) -> list[_Conjunction]:
+    """Disjunctive normal form, `!` pushed down to the matchers (De Morgan)."""
+    if isinstance(node, Matcher):
+        return [((negated, node),)]
+    if isinstance(node, Not):
+        return _dnf(node.item, not negated)
+    parts = [_dnf(item, negated) for item in node.items]
+    if isinstance(node, Any) != negated:  # an `||`, or a negated `&&`
+        return [conjunction for part in parts for conjunction in part][: MAX_ALTERNATIVES + 1]
+    product: list[_Conjunction] = [()]
+    for part in parts:
+        product = [left + right for left in product for right in part]
+        if len(product) > MAX_ALTERNATIVES:
+            break
+    return product
+
+
+def compile_rule(rule: str) -> tuple[Alternative, ...]:
+    """The rule as host sets by path, in the order written; one Alternative per path."""
+    conjunctions = _dnf(parse_rule(rule))
+    if len(conjunctions) > MAX_ALTERNATIVES:
+        raise RuleError(f"expands to more than {MAX_ALTERNATIVES} alternatives; simplify it")
+    by_path: dict[_Where, list[str]] = {}
+    for conjunction in conjunctions:
+        compiled = _conjunction(conjunction)
+        if compiled is None:  # can never match (two different hosts, disjoint paths)
+            continue
+        hosts, where = compiled
+        by_path.setdefault(where, [])
+        by_path[where] += [h for h in hosts if h not in by_path[where]]
+    if not by_path:
+        raise RuleError("can never match (it asks for two different hosts or paths at once)")
+    return _methods_united(tuple(Alternative(tuple(h), *where) for where, h in by_path.items()))
+
+
+def _methods_united(alternatives: tuple[Alternative, ...]) -> tuple[Alternative, ...]:
+    """One alternative per host and path: nginx serves a host and path from one location, so
+    its methods are united (none: every method) and its headers must be the same."""
+    per_place: dict[tuple[str, str, bool], list[Alternative]] = {}
+    for alternative in alternatives:
+        for host in alternative.hosts:
+            per_place.setdefault((host, alternative.path, alternative.exact), []).append(
+                alternative
+            )
+    united: dict[_Where, list[str]] = {}
+    for (host, path, exact), found in per_place.items():
+        if len({a.headers for a in found}) > 1:
+            raise RuleError(f"{host}{path} is matched with different Header(s) conditions in "
+                            "different alternatives; nginx serves a host and path from one "
+                            "place: write one router per condition")  # fmt: skip
+        methods = set() if any(not a.methods for a in found) else {
+            m for a in found for m in a.methods
+        }  # fmt: skip
+        where = (path, exact, tuple(sorted(methods)), found[0].headers)
+        united.setdefault(where, []).append(host)
+    return tuple(Alternative(tuple(h), *where) for where, h in united.items())
+
+
+# path, exact, methods, headers
+_Where = tuple[str, bool, tuple[str, ...], tuple[tuple[str, str], ...]]
+
+
+def _conjunction(literals: _Conjunction) -> tuple[list[str], _Where] | None:
+    hosts: set[str] | None = None
+    order: list[str] = []
+    path, exact = "/", False
+    methods: set[str] | None = None
+    headers: dict[str, str] = {}
+    for negated, matcher in literals:
+        kind = matcher.name.lower()
+        if negated:
+            raise RuleError(f"!{_shown(matcher)}: nginx cannot serve everything but a match")
+        if kind in _HOST or kind == _HOST_REGEXP:
+            host = _host_of(matcher)
+            order.append(host)
+            hosts = {host} if hosts is None else hosts & {host}
+        elif kind in _PATHS:
+            merged = _narrower(path, exact, matcher.args[0], _PATHS[kind])
+            if merged is None:
+                return None
+            path, exact = merged
+        elif kind == _METHOD:
+            method = _method_of(matcher)
+            methods = {method} if methods is None else methods & {method}
+        elif kind in _HEADER:
+            name, value = _header_of(matcher)
+            if headers.setdefault(name.lower(), value) != value:
+                return None
+        else:
+            raise RuleError(f"{_shown(matcher)}: {matcher.name} cannot be expressed in nginx "
+                            "here; only Host, HostRegexp with one literal name, Path, "
+                            "PathPrefix, Method and Header(s) are")  # fmt: skip
+    if hosts is None:
+        raise RuleError("an alternative of the rule names no Host; certbotless serves and "
+                        "certifies named hosts only: add Host(`a.example.com`)")  # fmt: skip
+    if not hosts or methods == set():
+        return None
+    where = (path, exact, tuple(sorted(methods or ())), tuple(sorted(headers.items())))
+    return [h for h in dict.fromkeys(order) if h in hosts], where
+
+
+def _method_of(matcher: Matcher) -> str:
+    method = matcher.args[0].upper()
+    if not _METHOD_RE.match(method):
+        raise RuleError(f"{_shown(matcher)}: not an HTTP method")
+    return method
+
+
+def _header_of(matcher: Matcher) -> tuple[str, str]:
+    if len(matcher.args) != 2:
+        raise RuleError(f"{_shown(matcher)}: takes a header name and its value")
+    name, value = matcher.args
+    if not HEADER_NAME_RE.match(name) or not HEADER_VALUE_RE.match(value):
+        raise RuleError(f"{_shown(matcher)}: header names are letters, digits and '-', values "
+                        "printable ASCII without '\"', '$' and '\\'")  # fmt: skip
+    return name, value
+
+
+def _narrower(path: str, exact: bool, other: str, other_exact: bool) -> tuple[str, bool] | None:
+    """Both path conditions at once, or None when no path meets both."""
+    if exact and other_exact:
+        return (path, True) if path == other else None
+    if exact:
+        return (path, True) if path.startswith(other) else None
+    if other_exact:
+        return (other, True) if other.startswith(path) else None
+    if other.startswith(path):
+        return other, False
+    return (path, False) if path.startswith(other) else None
+
+
+def _host_of(matcher: Matcher) -> str:
+    value = matcher.args[0]
+    if matcher.name.lower() != _HOST_REGEXP:
+        return value
+    literal = _LITERAL_HOST_RE.match(value)
+    if literal is None:
+        raise RuleError(f"{_shown(matcher)}: a host pattern cannot be certified with HTTP-01; "
+                        "list each host with Host(`…`)")  # fmt: skip
+    return literal.group(1).replace("\\.", ".")
+
+
+def _shown(matcher: Matcher) -> str:
+    return f"{matcher.name}({', '.join('`' + a + '`' for a in matcher.args)})"
+
+
+def default_priority(rule: str) -> int:
+    """Traefik's: the rule's length, so longer (usually narrower) rules are tried first."""
+    return len(rule)
+
+
+_V1_MATCHERS = {"host": "Host", "path": "Path", "pathprefix": "PathPrefix",
+                "pathstrip": "Path", "pathprefixstrip": "PathPrefix"}  # fmt: skip
+V1_STRIPPING = {"pathstrip", "pathprefixstrip"}
+
+
+def parse_v1_rule(rule: str) -> tuple[str, tuple[str, ...]]:
+    """Traefik 1.x's `Host:a,b;PathPrefixStrip:/x` → the v2 rule, and the prefixes to strip."""
+    parts, strip = [], []
+    for part in rule.split(";"):
+        name, colon, values = part.strip().partition(":")
+        kind = name.strip().lower()
+        if not colon or kind not in _V1_MATCHERS:
+            raise RuleError(f"{part.strip()!r}: certbotless reads Host:, Path:, PathPrefix:, "
+                            "PathStrip: and PathPrefixStrip: of Traefik 1's rules")  # fmt: skip
+        items = [v.strip() for v in values.split(",") if v.strip()]
+        if not items or any("`" in item for item in items):
+            raise RuleError(f"{part.strip()!r} has no usable value")
+        parts.append(f"{_V1_MATCHERS[kind]}({', '.join('`' + v + '`' for v in items)})")
+        if kind in V1_STRIPPING:
+            strip += items
+    return " && ".join(parts), tuple(strip)

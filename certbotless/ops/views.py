@@ -1,0 +1,111 @@
+"""What `certbotless list` and `certbotless render` show, read through the seams."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from certbotless.acme.ari import lifetime_renewal_time
+from certbotless.daemon.alerts import is_expiring
+from certbotless.model import Condition, Listed, RenewalFailure
+from certbotless.passes.observe import discovered, edge_if_any
+from certbotless.seams import CertificateStore, EdgeDeployer, ServiceSource, StatusStore
+from certbotless.settings import Settings
+from certbotless.swarm.store import latest_per_name
+
+
+def listing(
+    settings: Settings,
+    services: ServiceSource,
+    store: CertificateStore,
+    statuses: StatusStore,
+    edge: EdgeDeployer,
+) -> list[Listed]:
+    """Each certificate's version in use, and its status record; a certificate that never got
+    a version is listed while it is failing."""
+    seen = services.services()
+    current = latest_per_name(store.inventory(), datetime.now(UTC))
+    records = statuses.load()
+    wanted = {spec.name for spec in discovered(settings, seen, None).specs}
+    edge_name = edge_if_any(settings, seen)
+    mounted = None if edge_name is None else edge.mounted_object_ids(edge_name)
+    failing = {name for name, record in records.items() if record.condition is Condition.FAILING}
+    rows = []
+    for name in sorted(set(current) | failing):
+        record = records.get(name)
+        cert = current.get(name)
+        failure = None
+        if record is not None and name in failing and record.last_failure is not None:
+            failure = RenewalFailure(record.last_failure, record.message)
+        in_use = None if mounted is None or cert is None else cert.config_id in mounted
+        rows.append(Listed(name, cert, in_use, name in wanted, failure, record))
+    return rows
+
+
+def rendered(
+    settings: Settings, services: ServiceSource, store: CertificateStore, edge: EdgeDeployer
+) -> str:
+    """What a pass would deploy: nginx.conf, or with an own nginx.conf the snippets."""
+    seen = services.services()
+    edge_name = edge_if_any(settings, seen)
+    found = discovered(settings, seen, edge_name, services.secret_names())
+    current = latest_per_name(store.inventory(), datetime.now(UTC))
+    return edge.render(edge_name, found.routes, current, [spec.name for spec in found.specs])
+
+
+def listed_json(row: Listed, now: datetime) -> dict[str, object]:
+    """One certificate as `certbotless list --json` and the status page's API show it."""
+    cert = row.cert
+    failure = row.failure
+    return {
+        "name": row.name,
+        "domains": list(cert.domains) if cert else [],
+        "not_after": cert.not_after.isoformat() if cert else None,
+        "days_left": round(days_left(cert.not_after, now), 4) if cert else None,
+        "serial": cert.serial if cert else None,
+        "key_type": cert.key_type.value if cert else None,
+        "in_use": row.in_use,
+        "wanted": row.wanted,
+        "status": listed_status(row, now),
+        "failure": _failure_json(row) if failure else None,
+        "config": cert.config_name if cert else None,
+        "secret": cert.secret_name if cert else None,
+        "label_mismatches": list(cert.mismatches) if cert else [],
+    }
+
+
+def _failure_json(row: Listed) -> dict[str, object]:
+    assert row.failure is not None
+    record = row.status
+    next_attempt = record.next_attempt if record else None
+    return {
+        "at": row.failure.at.isoformat(),
+        "error": row.failure.error,
+        "reason": record.reason.value if record and record.reason else None,
+        "failures": record.failures if record else 1,
+        "next_attempt": next_attempt.isoformat() if next_attempt else None,
+        "abandoned": bool(record and record.abandoned),
+    }
+
+
+def listed_status(row: Listed, now: datetime) -> str:
+    """expired / expiring (less than 1/6 of the lifetime left) / abandoned (failed for 30 days:
+    not ordered again until its labels change) / failed (the last renewal attempt failed) /
+    renewing (due) / unwanted (no label asks for it: not renewed) / ok."""
+    cert = row.cert
+    if cert is not None and cert.not_after <= now:
+        return "expired"
+    if cert is not None and is_expiring(cert, now):
+        return "expiring"
+    if row.failure is not None and row.status is not None and row.status.abandoned:
+        return "abandoned"
+    if row.failure is not None:
+        return "failed"
+    if not row.wanted:
+        return "unwanted"
+    if cert is not None and now >= lifetime_renewal_time(cert.not_before, cert.not_after):
+        return "renewing"
+    return "ok"
+
+
+def days_left(not_after: datetime, now: datetime) -> float:
+    return (not_after - now).total_seconds() / 86400

@@ -1,0 +1,111 @@
+"""The observe step: what the labels want, what the swarm holds, what passes remembered."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from certbotless.labels.settle import EdgeNotFound, discover, find_edge_service
+from certbotless.labels.status_route import merged, status_page_claims, status_target
+from certbotless.labels.traefik.dynamic import read_dynamic_config
+from certbotless.labels.traefik.labels import traefik_claims
+from certbotless.model import (
+    CertificateStatus,
+    CertSpec,
+    Discovery,
+    LabelProblem,
+    PastOrder,
+    ServiceInfo,
+    StoredCert,
+)
+from certbotless.seams import PassParts
+from certbotless.settings import NginxConfMode, Settings
+from certbotless.swarm.store import latest_per_name
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Observation:
+    services: tuple[ServiceInfo, ...]
+    edge: str | None  # the edge service, when one is configured or labelled
+    found: Discovery
+    wanted: dict[str, CertSpec]  # the labels' certificates and those asked for now
+    stored: tuple[StoredCert, ...]
+    current: dict[str, StoredCert]  # the version in use of each name
+    statuses: dict[str, CertificateStatus]
+    orders: tuple[PastOrder, ...]  # the last week's, for the CA's rate limits
+
+
+def edge_if_any(settings: Settings, services: Sequence[ServiceInfo]) -> str | None:
+    try:
+        return settings.nginx_service or find_edge_service(services, settings.own_service)
+    except EdgeNotFound:
+        return None
+
+
+def discovered(
+    settings: Settings,
+    services: Sequence[ServiceInfo],
+    edge: str | None,
+    secrets: frozenset[str] | None = None,
+) -> Discovery:
+    """The routes and certificates every enabled label dialect asks for, settled together: the
+    oldest claimant of a name or host+path keeps it, whichever dialect it wrote. `secrets`: the
+    swarm's secret names, which basic-auth labels name (None: not known, as for `lint`)."""
+    traefik = (
+        traefik_claims(
+            services,
+            settings.traefik_exposed_by_default,
+            secrets,
+            read_dynamic_config(settings.traefik_dynamic_config),
+            status_target(settings, services),
+        )
+        if "traefik" in settings.label_dialects
+        else {}
+    )
+    foreign = merged(traefik, status_page_claims(services, settings))
+    return discover(
+        services,
+        edge,
+        routing=settings.nginx_conf == NginxConfMode.RENDERED,
+        native="certbotless" in settings.label_dialects,
+        foreign=foreign,
+        secrets=secrets,
+    )
+
+
+def observe(
+    settings: Settings, parts: PassParts, extra_specs: Sequence[CertSpec] = ()
+) -> Observation:
+    services = parts.services.services()
+    edge = edge_if_any(settings, services)
+    found = discovered(settings, services, edge, parts.services.secret_names())
+    stored = tuple(parts.store.inventory())
+    return Observation(
+        services=tuple(services),
+        edge=edge,
+        found=found,
+        wanted={spec.name: spec for spec in (*found.specs, *extra_specs)},
+        stored=stored,
+        current=latest_per_name(stored, datetime.now(UTC)),
+        statuses=parts.statuses.load(),
+        orders=tuple(parts.orders.load()),
+    )
+
+
+class ProblemLog:
+    """Each label problem is logged once when it appears and once when it is gone."""
+
+    def __init__(self) -> None:
+        self._reported: set[LabelProblem] = set()
+
+    def log(self, problems: Sequence[LabelProblem]) -> None:
+        current = set(problems)
+        for problem in sorted(current - self._reported, key=str):
+            log.warning("label problem: %s", problem)
+        for problem in sorted(self._reported - current, key=str):
+            log.info("label problem resolved: %s", problem)
+        self._reported = current

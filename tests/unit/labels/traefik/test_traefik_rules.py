@@ -1,0 +1,161 @@
+"""Traefik's rule language: what nginx can express compiles to host sets by paths; anything else,
+hostile input included, is one RuleError and never another exception."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from certbotless.edge.render import render_nginx_conf, validate_nginx_conf
+from certbotless.labels.traefik.labels import traefik_claims
+from certbotless.labels.traefik.rules import (
+    MAX_RULE_LENGTH,
+    Alternative,
+    RuleError,
+    compile_rule,
+    default_priority,
+    parse_v1_rule,
+)
+from certbotless.model import ServiceInfo
+from tests.support.factories import CERTS_DIR, RESPONDER, certs_for
+
+
+@pytest.mark.parametrize(
+    ("rule", "alternatives"),
+    [
+        ("Host(`a.example.com`)", (Alternative(("a.example.com",)),)),
+        ("Host(`a.example.com`) && PathPrefix(`/api`)",
+         (Alternative(("a.example.com",), "/api"),)),
+        # v2: several values, any of them.
+        ("Host(`a.example.com`, `b.example.com`)",
+         (Alternative(("a.example.com", "b.example.com")),)),
+        ('Host("a.example.com") && Path("/x")', (Alternative(("a.example.com",), "/x", True),)),
+        ("Host(`a.example.com`) || Host(`b.example.com`) && PathPrefix(`/b`)",
+         (Alternative(("a.example.com",)), Alternative(("b.example.com",), "/b"))),
+        ("(Host(`a.example.com`) || Host(`b.example.com`)) && PathPrefix(`/b`)",
+         (Alternative(("a.example.com", "b.example.com"), "/b"),)),
+        ("Host(`a.example.com`) && PathPrefix(`/a`) && PathPrefix(`/a/b`)",
+         (Alternative(("a.example.com",), "/a/b"),)),
+        ("Host(`a.example.com`) && PathPrefix(`/a`) && Path(`/a/b`)",
+         (Alternative(("a.example.com",), "/a/b", True),)),
+        ("HostRegexp(`^a\\.example\\.com$`)", (Alternative(("a.example.com",)),)),
+        ("!!Host(`a.example.com`)", (Alternative(("a.example.com",)),)),
+        # De Morgan: !(!a || !b) is a && b.
+        ("!(!Host(`a.example.com`) || !PathPrefix(`/x`))",
+         (Alternative(("a.example.com",), "/x"),)),
+        # Methods of one host and path are united (v2: several values); headers must agree.
+        ("Host(`a.example.com`) && (Method(`GET`, `head`) || Method(`POST`)) "
+         "&& Headers(`X-Api`, `1`)",
+         (Alternative(("a.example.com",), "/", False, ("GET", "HEAD", "POST"),
+                      (("x-api", "1"),)),)),
+        ("Host(`a.example.com`) && Method(`GET`) || Host(`a.example.com`)",
+         (Alternative(("a.example.com",)),)),
+        ("Host(`a.example.com`) && Method(`GET`) && Method(`POST`) || Host(`b.example.com`)",
+         (Alternative(("b.example.com",)),)),
+        ("Host(`a.example.com`) && Header(`X-A`, `1`) && Header(`x-a`, `2`)"
+         " || Host(`b.example.com`)", (Alternative(("b.example.com",)),)),
+    ],
+)  # fmt: skip
+def test_rules_nginx_can_express_compile(rule: str, alternatives: tuple[Alternative, ...]) -> None:
+    assert compile_rule(rule) == alternatives
+
+
+@pytest.mark.parametrize(
+    ("rule", "words"),
+    [
+        ("Host(`a.example.com`) && Query(`a`, `1`)", "Query(`a`, `1`)"),
+        ("Host(`a.example.com`) && ClientIP(`10.0.0.0/8`)", "ClientIP(`10.0.0.0/8`)"),
+        ("Host(`a.example.com`) && !Method(`GET`)", "!Method(`GET`)"),
+        ("Host(`a.example.com`) && Method(`GET PUT`)", "not an HTTP method"),
+        ("Host(`a.example.com`) && Headers(`X-A`)", "takes a header name and its value"),
+        ("Host(`a.example.com`) && Header(`X-A`, `$x`)", "printable ASCII without"),
+        ("Host(`a.example.com`) && (Header(`X-A`, `1`) || Header(`X-A`, `2`))",
+         "different Header(s) conditions"),
+        ("Host(`a.example.com`) && !PathPrefix(`/admin`)", "!PathPrefix(`/admin`)"),
+        ("HostRegexp(`{sub:[a-z]+}.example.com`)", "cannot be certified"),
+        ("PathPrefix(`/api`)", "names no Host"),
+        ("Host(`a.example.com`) && Host(`b.example.com`)", "can never match"),
+        ("Host(`a.example.com`", "ends early"),
+        ("Host(`a.example.com`) &&", "ends early"),
+        ("Host(`a.example.com`) Host(`b`)", "unexpected"),
+        ("Host('a.example.com')", "cannot read"),
+        ("Host()", "has no value"),
+        ("(" * 100 + "Host(`a`)" + ")" * 100, "nests deeper"),
+        ("", "is empty"),
+        ("Host(`a`) && " * 400 + "Host(`a`)", "characters long"),
+    ],
+)  # fmt: skip
+def test_rules_nginx_cannot_express_are_one_error_naming_the_part(rule: str, words: str) -> None:
+    with pytest.raises(RuleError, match=None) as raised:
+        compile_rule(rule)
+    assert words in str(raised.value)
+
+
+def test_disjunctions_that_explode_are_refused() -> None:
+    rule = " && ".join(["(Host(`a.example.com`) || Host(`b.example.com`))"] * 10)
+    with pytest.raises(RuleError, match="alternatives"):
+        compile_rule(rule)
+
+
+def test_priority_is_the_rules_length() -> None:
+    assert default_priority("Host(`a.example.com`)") == 21
+
+
+def test_v1_rules_become_v2_rules() -> None:
+    assert parse_v1_rule("Host:a.example.com,b.example.com;PathPrefixStrip:/x") == (
+        "Host(`a.example.com`, `b.example.com`) && PathPrefix(`/x`)", ("/x",),
+    )  # fmt: skip
+    with pytest.raises(RuleError, match="Headers:"):
+        parse_v1_rule("Headers:X,Y")
+    assert MAX_RULE_LENGTH == 4096
+
+
+_ALPHABET = 'HostPathPrefixRegexpMethod()`"!&|, /.a\\-{}'
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=_ALPHABET, max_size=120) | st.text(max_size=60))
+def test_hostile_rules_never_raise_anything_but_a_rule_error(rule: str) -> None:
+    with contextlib.suppress(RuleError):
+        compile_rule(rule)
+
+
+# A routed service that the drawn labels then change.
+ROUTED = {"traefik.http.routers.r.rule": "Host(`a.example.com`)",
+          "traefik.http.services.s.loadbalancer.server.port": "80"}  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(
+    st.sampled_from(["traefik.enable", "traefik.http.routers.r.rule",
+                     "traefik.http.routers.r.middlewares", "traefik.http.routers.r.tls",
+                     "traefik.http.routers.r.entrypoints", "traefik.http.routers.r.service",
+                     "traefik.http.services.s.loadbalancer.server.port",
+                     "traefik.http.middlewares.m.basicauth.users",
+                     "traefik.http.middlewares.m.ipallowlist.sourcerange",
+                     "traefik.http.middlewares.m.ratelimit.average",
+                     "traefik.http.middlewares.m.stripprefix.prefixes",
+                     "traefik.http.middlewares.m.headers.customresponseheaders.X",
+                     "traefik.frontend.rule", "traefik.port"]),
+    st.text(max_size=40)
+    | st.sampled_from(["true", "m", "80", "Host(`a.example.com`)", "/api", "10.0.0.0/8",
+                       "u:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g="]),
+))  # fmt: skip
+def test_hostile_labels_give_problems_never_exceptions(changes: dict[str, str]) -> None:
+    """Never an exception; a router guarded by a basic-auth or allowlist middleware is only
+    ever served with that guard; and nginx accepts whatever is served."""
+    labels = {**ROUTED, **changes}
+    claims = traefik_claims([ServiceInfo("web", labels)], exposed_by_default=True)
+    used = [n.strip() for n in labels.get("traefik.http.routers.r.middlewares", "").split(",")]
+    routes = claims["web"].routes if "web" in claims else ()
+    for route in routes:
+        if "m" in used and "traefik.http.middlewares.m.basicauth.users" in labels:
+            assert route.basic_auth is not None
+        if "m" in used and "traefik.http.middlewares.m.ipallowlist.sourcerange" in labels:
+            assert route.allow_from
+    if routes:  # whatever was accepted, nginx accepts
+        hosts = sorted({host for route in routes for host in route.hosts})
+        validate_nginx_conf(render_nginx_conf(routes, certs_for(*hosts), RESPONDER, CERTS_DIR))
