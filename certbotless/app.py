@@ -19,16 +19,17 @@ from certbotless.acme.http01 import EdgeHttp01Solver, EdgeSelfCheck
 from certbotless.acme.issuer import AcmeIssuer, IssuerOptions
 from certbotless.acme.solvers import ChallengeSolvers
 from certbotless.daemon.alerts import Alerter, channels_for
+from certbotless.daemon.metrics import AcmeRequestMetrics
 from certbotless.daemon.pass_history import PassHistory
 from certbotless.daemon.scheduler import Daemon
 from certbotless.edge.deployer import SwarmEdgeDeployer
 from certbotless.edge.rollout import ServedCertificates
 from certbotless.edge.watch import EdgeWatch
+from certbotless.labels.dialects import edge_if_any
 from certbotless.model import Listed
 from certbotless.ops.account_key import resolve_account_key
 from certbotless.ops.doctor import Doctor
 from certbotless.ops.views import listing, rendered
-from certbotless.passes.observe import edge_if_any
 from certbotless.passes.reconcile import Reconciler
 from certbotless.seams import PassParts, Progress
 from certbotless.settings import Settings
@@ -134,6 +135,7 @@ class App:
                 eab=eab,
                 preferred_chain=settings.preferred_chain,
                 concurrency=settings.concurrency,
+                observer=AcmeRequestMetrics(),
             ),
             stop=self.stopping,
         )

@@ -23,11 +23,12 @@ from certbotless.app import App
 from certbotless.daemon.metrics import serve as serve_metrics
 from certbotless.daemon.metrics import watch_edge
 from certbotless.daemon.scheduler import Daemon
-from certbotless.edge.render import NginxConfigError
 from certbotless.edge.rollout import RolloutError
+from certbotless.edge.validation import NginxConfigError
 from certbotless.labels.compose import ComposeError, docker_cli, parse_stack_argument
 from certbotless.labels.lint import lint, report_json, report_text
-from certbotless.labels.settle import CERTIFICATE_NAME_RE, EdgeNotFound
+from certbotless.labels.settle import EdgeNotFound
+from certbotless.labels.values import CERTIFICATE_NAME_RE
 from certbotless.model import (
     CertSpec,
     ChallengeMode,
@@ -80,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="certbotless",
         description="ACME certificates for an nginx edge on Docker Swarm. "
-        "Configuration comes from CERTBOTLESS_* environment variables (see README).",
+        "Configuration comes from CERTBOTLESS_* environment variables (see docs/environment.md).",
     )
     parser.add_argument("--version", action="version", version=f"certbotless {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -218,7 +219,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     redact_logs(Redactor(settings.secrets))
     _configure_logging(settings)
     for name in unknown_variables():
-        log.warning("%s is not a certbotless setting (a typo?); the README lists them", name)
+        log.warning(
+            "%s is not a certbotless setting (a typo?); docs/environment.md lists them", name
+        )
     if args.command == "renew" and args.dry_run:
         settings = _staging_for_dry_runs(settings)
     if args.command in OFFLINE_COMMANDS:  # no App: it would reach for Docker

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum, StrEnum
@@ -347,6 +347,40 @@ class PastOrder:
     names: tuple[str, ...]  # sorted
     issued: bool
     renewal: bool = False
+
+
+def past_orders_to_json(history: Iterable[PastOrder]) -> str:
+    return json.dumps(
+        [[o.at.isoformat(), list(o.names), o.issued, o.renewal] for o in history],
+        separators=(",", ":"),
+    )
+
+
+def past_orders_from_json(text: str) -> list[PastOrder]:
+    """An unreadable history counts as empty (the CA's own limits still hold)."""
+    try:
+        return [
+            PastOrder(datetime.fromisoformat(at), tuple(names), bool(issued), bool(renewal))
+            for at, names, issued, renewal in json.loads(text)
+        ]
+    except (ValueError, TypeError):
+        return []
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """An order held back to stay within the CA's rate limits."""
+
+    reason: str
+    until: datetime  # when the order would fit
+
+
+@dataclass(frozen=True)
+class RenewalTime:
+    renew_at: datetime
+    check_again_at: datetime
+    source: str  # "ari" (the CA's window) or "lifetime" (1/3 of the lifetime left)
+    explanation_url: str | None = None
 
 
 class RevocationReason(IntEnum):

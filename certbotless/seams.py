@@ -13,7 +13,6 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
-from certbotless.acme.ari import RenewalTime
 from certbotless.acme.errors import AcmeError
 from certbotless.model import (
     CertificateStatus,
@@ -22,6 +21,7 @@ from certbotless.model import (
     DnsRecord,
     IssuedCert,
     PastOrder,
+    RenewalTime,
     RevocationReason,
     RolloutResult,
     Route,

@@ -6,27 +6,48 @@ variable, its value (secrets shown redacted) and the form expected.
 
 from __future__ import annotations
 
-import base64
-import ipaddress
 import os
 import re
-import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
-from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from apscheduler.triggers.cron import CronTrigger
+
+from certbotless.setting_values import (
+    ADDRESS,
+    ca_bundle,
+    certs_dir,
+    choice,
+    email_address,
+    flag,
+    invalid,
+    is_base64url,
+    listen_address,
+    number,
+    one_line,
+    path,
+    paths,
+    resolvers,
+    service_name,
+    subnets,
+    upstream,
+    url_parts,
+)
+
+# PREFIX and SettingsError are part of settings' interface too (`as`: re-exported).
+from certbotless.setting_values import PREFIX as PREFIX
+from certbotless.setting_values import SettingsError as SettingsError
 
 LETSENCRYPT_PRODUCTION = "https://acme-v02.api.letsencrypt.org/directory"
 LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 DIRECTORY_SHORTCUTS = {"production": LETSENCRYPT_PRODUCTION, "staging": LETSENCRYPT_STAGING}
 
-PREFIX = "CERTBOTLESS_"
-# Every variable `Settings.from_env` reads, without the prefix (the README's table lists them).
+# Every variable `Settings.from_env` reads, without the prefix (docs/environment.md lists them).
 VARIABLES = (
     "ACME_DIRECTORY", "EMAIL", "CA_BUNDLE", "ACCOUNT_KEY_FILE", "SERVICE", "NGINX_SERVICE",
     "NGINX_CONF", "SCHEDULE", "CONCURRENCY", "EAB_KID", "EAB_HMAC_KEY", "PREFERRED_CHAIN",
@@ -58,21 +79,10 @@ MAX_PROPAGATION_INTERVAL = 60
 
 # rfc2136, or a dns-lexicon provider's module name (cloudflare, route53, powerdns, …).
 DNS_PROVIDER_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}", re.ASCII)
-_SERVICE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?")
-# A host name, or a Swarm service's (which may hold '_', e.g. edge_certbotless).
-_HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
-                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*")  # fmt: skip
-_ADDRESS = re.compile(r"[^@\s:;,<>()\[\]\\\"]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 _URL_PARTS = re.compile(
     r"(?:(?P<scheme>[^:/?#@]*)://)?(?:(?P<user>[^:/?#@]*)(?::(?P<password>[^/?#@]*))?@)?"
     r"(?P<host>[^/?#@]*)(?P<rest>[/?#].*)?"
 )
-# Goes into nginx.conf and into Swarm's mount targets as it is.
-_NGINX_PATH = re.compile(r"(?:/[A-Za-z0-9._-]+)+")
-
-
-class SettingsError(ValueError):
-    """A setting is wrong; the message names the variable, its value and the form expected."""
 
 
 class NginxConfMode(StrEnum):
@@ -208,7 +218,7 @@ class Settings:
         directory = _acme_directory(get("ACME_DIRECTORY") or defaults.acme_directory)
         schedule = _schedule(get("SCHEDULE") or defaults.schedule)
         eab_kid, eab_hmac_key = _external_account_binding(get("EAB_KID"), get("EAB_HMAC_KEY"))
-        nginx_conf = _choice(
+        nginx_conf = choice(
             get("NGINX_CONF"), "NGINX_CONF", defaults.nginx_conf,
             "'rendered' (nginx.conf from labels) or 'own' (your nginx.conf includes "
             "certbotless's snippets)",
@@ -222,39 +232,39 @@ class Settings:
             smtp_url=smtp_url,
             alert_email=recipients,
             nginx_conf=nginx_conf,
-            email=_address(get("EMAIL"), "EMAIL"),
-            ca_bundle=_ca_bundle(get("CA_BUNDLE"), "CA_BUNDLE"),
-            account_key_file=_path(get("ACCOUNT_KEY_FILE"), "ACCOUNT_KEY_FILE")
+            email=email_address(get("EMAIL"), "EMAIL"),
+            ca_bundle=ca_bundle(get("CA_BUNDLE"), "CA_BUNDLE"),
+            account_key_file=path(get("ACCOUNT_KEY_FILE"), "ACCOUNT_KEY_FILE")
             or defaults.account_key_file,
-            own_service=_service(get("SERVICE"), "SERVICE"),
-            nginx_service=_service(get("NGINX_SERVICE"), "NGINX_SERVICE"),
+            own_service=service_name(get("SERVICE"), "SERVICE"),
+            nginx_service=service_name(get("NGINX_SERVICE"), "NGINX_SERVICE"),
             schedule=schedule,
-            concurrency=_number(
+            concurrency=number(
                 get("CONCURRENCY"), "CONCURRENCY", 1, MAX_CONCURRENCY, defaults.concurrency
             ),
-            responder_listen=_listen(get("RESPONDER_LISTEN"), "RESPONDER_LISTEN")
+            responder_listen=listen_address(get("RESPONDER_LISTEN"), "RESPONDER_LISTEN")
             or defaults.responder_listen,
-            responder_upstream=_upstream(get("RESPONDER_UPSTREAM"), "RESPONDER_UPSTREAM")
+            responder_upstream=upstream(get("RESPONDER_UPSTREAM"), "RESPONDER_UPSTREAM")
             or defaults.responder_upstream,
-            challenge_dir=_path(get("CHALLENGE_DIR"), "CHALLENGE_DIR") or defaults.challenge_dir,
-            lock_file=_path(get("LOCK_FILE"), "LOCK_FILE") or defaults.lock_file,
-            certs_dir=_certs_dir(get("CERTS_DIR"), "CERTS_DIR") or defaults.certs_dir,
-            rollout_timeout=_number(
+            challenge_dir=path(get("CHALLENGE_DIR"), "CHALLENGE_DIR") or defaults.challenge_dir,
+            lock_file=path(get("LOCK_FILE"), "LOCK_FILE") or defaults.lock_file,
+            certs_dir=certs_dir(get("CERTS_DIR"), "CERTS_DIR") or defaults.certs_dir,
+            rollout_timeout=number(
                 get("ROLLOUT_TIMEOUT"), "ROLLOUT_TIMEOUT", 1, MAX_ROLLOUT_TIMEOUT,
                 int(defaults.rollout_timeout),
             ),
-            self_check=_flag(get("SELF_CHECK"), "SELF_CHECK", defaults.self_check),
+            self_check=flag(get("SELF_CHECK"), "SELF_CHECK", defaults.self_check),
             log_level=_log_level(get("LOG_LEVEL"), "LOG_LEVEL") or defaults.log_level,
-            log_format=_choice(get("LOG_FORMAT"), "LOG_FORMAT", defaults.log_format),
+            log_format=choice(get("LOG_FORMAT"), "LOG_FORMAT", defaults.log_format),
             metrics_listen=_metrics_listen(get("METRICS_LISTEN")),
             eab_kid=eab_kid,
             eab_hmac_key=eab_hmac_key,
-            preferred_chain=_text(get("PREFERRED_CHAIN"), "PREFERRED_CHAIN"),
-            gc_keep_versions=_number(get("GC_KEEP_VERSIONS"), "GC_KEEP_VERSIONS", 1,
-                                     MAX_KEEP_VERSIONS, defaults.gc_keep_versions),
-            gc_keep_expired_days=_number(get("GC_KEEP_EXPIRED_DAYS"), "GC_KEEP_EXPIRED_DAYS", 0,
-                                         MAX_KEEP_EXPIRED_DAYS, defaults.gc_keep_expired_days),
-            front_subnets=_subnets(get("FRONT_SUBNET"), "FRONT_SUBNET", defaults.front_subnets),
+            preferred_chain=one_line(get("PREFERRED_CHAIN"), "PREFERRED_CHAIN"),
+            gc_keep_versions=number(get("GC_KEEP_VERSIONS"), "GC_KEEP_VERSIONS", 1,
+                                    MAX_KEEP_VERSIONS, defaults.gc_keep_versions),
+            gc_keep_expired_days=number(get("GC_KEEP_EXPIRED_DAYS"), "GC_KEEP_EXPIRED_DAYS", 0,
+                                        MAX_KEEP_EXPIRED_DAYS, defaults.gc_keep_expired_days),
+            front_subnets=subnets(get("FRONT_SUBNET"), "FRONT_SUBNET", defaults.front_subnets),
             **_dialects_settings(get, defaults),
             **_dns01(get, defaults),
             status_page=_status_page(get),
@@ -303,15 +313,10 @@ def _reader(env: Mapping[str, str]) -> Variable:
     return get
 
 
-def _invalid(name: str, value: str, expected: str) -> SettingsError:
-    gap = "" if expected.startswith(":") else " "
-    return SettingsError(f"{PREFIX}{name}={value!r}{gap}{expected}")
-
-
 def _acme_directory(value: str) -> str:
     directory = DIRECTORY_SHORTCUTS.get(value, value)
-    if _url(directory, ("https",)) is None:
-        raise _invalid(
+    if url_parts(directory, ("https",)) is None:
+        raise invalid(
             "ACME_DIRECTORY", directory,
             "is not an https:// URL; use a directory URL or one of: "
             + ", ".join(DIRECTORY_SHORTCUTS),
@@ -319,29 +324,17 @@ def _acme_directory(value: str) -> str:
     return directory
 
 
-def _url(value: str, schemes: tuple[str, ...]) -> SplitResult | None:
-    """`value` split, when it is a URL of one of `schemes` with a host and a valid port."""
-    if not value.isprintable() or any(c.isspace() for c in value):
-        return None
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018  (raises ValueError when it is not a port number)
-    except ValueError:
-        return None
-    return parts if parts.scheme in schemes and parts.hostname else None
-
-
 def _schedule(value: str) -> str:
     try:
         trigger = CronTrigger.from_crontab(value, timezone=UTC)
     except ValueError as exc:
-        raise _invalid(
+        raise invalid(
             "SCHEDULE", value, f"is not a cron expression ({exc}); "
             "write five fields, e.g. '17 */6 * * *'",
         ) from None  # fmt: skip
     if trigger.get_next_fire_time(None, datetime.now(UTC)) is None:
-        raise _invalid("SCHEDULE", value, "never fires; write a cron expression that does, "
-                       "e.g. '17 */6 * * *'")  # fmt: skip
+        raise invalid("SCHEDULE", value, "never fires; write a cron expression that does, "
+                      "e.g. '17 */6 * * *'")  # fmt: skip
     return value
 
 
@@ -355,9 +348,9 @@ def _external_account_binding(
             f"{'EAB_KID' if kid else 'EAB_HMAC_KEY'} is set"
         )
     if kid is not None:
-        _text(kid, "EAB_KID", "must be the key id from the CA's account page, without spaces",
-              spaces=False)  # fmt: skip
-    if hmac_key and not _is_base64url(hmac_key):
+        one_line(kid, "EAB_KID", "must be the key id from the CA's account page, without spaces",
+                 spaces=False)  # fmt: skip
+    if hmac_key and not is_base64url(hmac_key):
         raise SettingsError(
             f"{PREFIX}EAB_HMAC_KEY=(hidden: a secret) is not base64url text "
             "(A-Z, a-z, 0-9, - and _); paste the key exactly as the CA shows it"
@@ -367,10 +360,10 @@ def _external_account_binding(
 
 def _webhook(get: Variable, default_format: WebhookFormat) -> tuple[str | None, WebhookFormat]:
     webhook = get("ALERT_WEBHOOK")
-    if webhook is not None and _url(webhook, ("http", "https")) is None:
-        raise _invalid("ALERT_WEBHOOK", redacted_url(webhook),
-                       "(path and query hidden) must be an http(s):// URL with a host")  # fmt: skip
-    return webhook, _choice(get("ALERT_WEBHOOK_FORMAT"), "ALERT_WEBHOOK_FORMAT", default_format)
+    if webhook is not None and url_parts(webhook, ("http", "https")) is None:
+        raise invalid("ALERT_WEBHOOK", redacted_url(webhook),
+                      "(path and query hidden) must be an http(s):// URL with a host")  # fmt: skip
+    return webhook, choice(get("ALERT_WEBHOOK_FORMAT"), "ALERT_WEBHOOK_FORMAT", default_format)
 
 
 def _email_alerts(get: Variable) -> tuple[str | None, tuple[str, ...]]:
@@ -382,18 +375,18 @@ def _email_alerts(get: Variable) -> tuple[str | None, tuple[str, ...]]:
             f"and {PREFIX}ALERT_EMAIL (comma-separated addresses), or neither"
         )
     for recipient in recipients:
-        if not _ADDRESS.fullmatch(recipient):
-            raise _invalid(
+        if not ADDRESS.fullmatch(recipient):
+            raise invalid(
                 "ALERT_EMAIL",
                 get("ALERT_EMAIL") or "",
                 f"has {recipient!r}, not an e-mail address; write "
                 "comma-separated addresses, e.g. ops@example.com,oncall@example.com",
             )
     if smtp_url:
-        parts = _url(smtp_url, ("smtp", "smtps", "smtp+insecure"))
+        parts = url_parts(smtp_url, ("smtp", "smtps", "smtp+insecure"))
         sender = dict(parse_qsl(parts.query)).get("from") if parts else None
-        if parts is None or (sender is not None and not _ADDRESS.fullmatch(sender)):
-            raise _invalid(
+        if parts is None or (sender is not None and not ADDRESS.fullmatch(sender)):
+            raise invalid(
                 "SMTP_URL", redacted_url(smtp_url),
                 "(password, path and query hidden) must be smtp://host:587 (STARTTLS), "
                 "smtps://host:465 (TLS) or smtp+insecure://host:25 (no TLS), with "
@@ -404,27 +397,27 @@ def _email_alerts(get: Variable) -> tuple[str | None, tuple[str, ...]]:
 
 def _status_page(get: Variable) -> StatusPage | None:
     """The status page's settings; listening with no protection is refused."""
-    listen = _listen(get("STATUS_LISTEN"), "STATUS_LISTEN", "or unset (no status page)")
-    htpasswd = _path(get("STATUS_HTPASSWD"), "STATUS_HTPASSWD")
-    allow_from = _subnets(get("STATUS_ALLOW_FROM"), "STATUS_ALLOW_FROM", ())
+    listen = listen_address(get("STATUS_LISTEN"), "STATUS_LISTEN", "or unset (no status page)")
+    htpasswd = path(get("STATUS_HTPASSWD"), "STATUS_HTPASSWD")
+    allow_from = subnets(get("STATUS_ALLOW_FROM"), "STATUS_ALLOW_FROM", ())
     forward_auth = get("STATUS_FORWARD_AUTH")
-    if forward_auth is not None and _url(forward_auth, ("http", "https")) is None:
-        raise _invalid("STATUS_FORWARD_AUTH", forward_auth,
-                       "must be an http:// or https:// URL of a forward-auth service, e.g. "
-                       "http://authelia:9091/api/verify")  # fmt: skip
+    if forward_auth is not None and url_parts(forward_auth, ("http", "https")) is None:
+        raise invalid("STATUS_FORWARD_AUTH", forward_auth,
+                      "must be an http:// or https:// URL of a forward-auth service, e.g. "
+                      "http://authelia:9091/api/verify")  # fmt: skip
     if listen is not None and htpasswd is None and not allow_from and forward_auth is None:
-        raise _invalid(
+        raise invalid(
             "STATUS_LISTEN", get("STATUS_LISTEN") or "",
             "is set, but the status page would be open to anyone: protect it with "
             "CERTBOTLESS_STATUS_HTPASSWD (an htpasswd file of bcrypt lines, e.g. a Swarm "
             "secret), CERTBOTLESS_STATUS_ALLOW_FROM (client networks) or "
             "CERTBOTLESS_STATUS_FORWARD_AUTH (an auth service's URL)",
         )  # fmt: skip
-    actions = _flag(get("STATUS_ACTIONS"), "STATUS_ACTIONS", False)
+    actions = flag(get("STATUS_ACTIONS"), "STATUS_ACTIONS", False)
     # An allowlist tells addresses apart, not people: through the edge every visitor's address
     # is an nginx task's, which any container on the edge network shares.
     if listen is not None and actions and htpasswd is None and forward_auth is None:
-        raise _invalid(
+        raise invalid(
             "STATUS_ACTIONS", get("STATUS_ACTIONS") or "",
             "lets visitors renew and revoke certificates, which needs to know who they are: "
             "set CERTBOTLESS_STATUS_HTPASSWD or CERTBOTLESS_STATUS_FORWARD_AUTH as well, or "
@@ -438,90 +431,7 @@ def _status_page(get: Variable) -> StatusPage | None:
 def _metrics_listen(value: str | None) -> tuple[str, int] | None:
     if (value or "").lower() == "off":
         return None
-    return _listen(value, "METRICS_LISTEN", "or 'off'") or DEFAULT_METRICS_LISTEN
-
-
-def _is_base64url(value: str) -> bool:
-    if not re.fullmatch(r"[A-Za-z0-9_-]+=*", value):
-        return False
-    try:
-        base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-    except ValueError:
-        return False
-    return True
-
-
-def _text(value: str | None, name: str, expected: str = "", spaces: bool = True) -> str | None:
-    """Free text on one line (no control characters; no spaces unless `spaces`)."""
-    if value is None:
-        return None
-    if not value.isprintable() or (not spaces and any(c.isspace() for c in value)):
-        raise _invalid(name, value, expected or "must be text on one line")
-    return value
-
-
-def _address(value: str | None, name: str) -> str | None:
-    if value is not None and not _ADDRESS.fullmatch(value):
-        raise _invalid(name, value, "is not an e-mail address; write e.g. ops@example.com")
-    return value
-
-
-def _service(value: str | None, name: str) -> str | None:
-    if value is not None and not _SERVICE_NAME.fullmatch(value):
-        raise _invalid(name, value, "is not a service name: up to 63 letters, digits, '-' "
-                       "and '_', as `docker service ls` shows it")  # fmt: skip
-    return value
-
-
-def _path(value: str | None, name: str) -> Path | None:
-    if value is None:
-        return None
-    if not value.startswith("/") or not value.isprintable():
-        raise _invalid(name, value, "must be an absolute path, e.g. /run/certbotless/…")
-    return Path(value)
-
-
-def _paths(value: str | None, name: str) -> tuple[Path, ...]:
-    """Absolute paths, comma-separated."""
-    parts = [part.strip() for part in (value or "").split(",") if part.strip()]
-    if not all(part.startswith("/") and part.isprintable() for part in parts):
-        raise _invalid(name, value or "", "must be absolute paths, comma-separated, e.g. "
-                       "/etc/certbotless/traefik/dynamic.yml")  # fmt: skip
-    return tuple(Path(part) for part in parts)
-
-
-def _certs_dir(value: str | None, name: str) -> str | None:
-    """An absolute path nginx.conf can name unquoted (and Swarm mount under)."""
-    if value is None:
-        return None
-    if not _NGINX_PATH.fullmatch(value.rstrip("/") or "/"):
-        raise _invalid(name, value, "must be an absolute path of letters, digits, '.', '_' "
-                       "and '-' below /, e.g. /etc/nginx/certs")  # fmt: skip
-    return value.rstrip("/")
-
-
-def _ca_bundle(value: str | None, name: str) -> Path | None:
-    if value is None:
-        return None
-    path = Path(value)
-    if not path.is_file():
-        raise _invalid(name, value, ": no such file; mount it or unset the variable")
-    try:
-        ssl.create_default_context(cafile=str(path))
-    except (ssl.SSLError, ValueError, OSError) as error:
-        raise _invalid(name, value, f"is not a file of PEM certificates ({error}); give the "
-                       "CA's root certificate in PEM") from None  # fmt: skip
-    return path
-
-
-def _flag(value: str | None, name: str, default: bool) -> bool:
-    if value is None:
-        return default
-    if value.lower() in {"1", "true", "yes", "on"}:
-        return True
-    if value.lower() in {"0", "false", "no", "off"}:
-        return False
-    raise _invalid(name, value, "must be true or false")
+    return listen_address(value, "METRICS_LISTEN", "or 'off'") or DEFAULT_METRICS_LISTEN
 
 
 def _dialects(value: str | None, name: str) -> frozenset[str]:
@@ -529,76 +439,25 @@ def _dialects(value: str | None, name: str) -> frozenset[str]:
         return frozenset(LABEL_DIALECTS)
     chosen = {part.strip().lower() for part in value.split(",") if part.strip()}
     if not chosen or not chosen <= set(LABEL_DIALECTS):
-        raise _invalid(
-            name, value, "must be a comma-separated list of " + ", ".join(LABEL_DIALECTS)
-        )
+        raise invalid(name, value, "must be a comma-separated list of " + ", ".join(LABEL_DIALECTS))
     return frozenset(chosen)
 
 
 def _log_level(value: str | None, name: str) -> str | None:
     if value is not None and value.upper() not in LOG_LEVELS:
-        raise _invalid(name, value, "must be one of: " + ", ".join(LOG_LEVELS))
+        raise invalid(name, value, "must be one of: " + ", ".join(LOG_LEVELS))
     return value.upper() if value else None
-
-
-Mode = TypeVar("Mode", bound=StrEnum)
-
-
-def _choice(value: str | None, name: str, default: Mode, meaning: str = "") -> Mode:
-    """One of `default`'s enum, in any case. `meaning`: what each choice does, for the error."""
-    modes = type(default)
-    try:
-        return modes((value or default).lower())
-    except ValueError:
-        choices = meaning or "one of: " + ", ".join(modes)
-        raise _invalid(name, value or "", f"must be {choices}") from None
-
-
-def _number(value: str | None, name: str, low: int, high: int, default: int) -> int:
-    """A whole number in ASCII digits (int() would take '١٢' or '1_0'; '²'.isdigit() is True
-    but int('²') fails) between `low` and `high`."""
-    if value is None:
-        return default
-    if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
-        raise _invalid(name, value, f"must be a whole number from {low} to {high}")
-    return int(value)
-
-
-def _port(value: str) -> int | None:
-    if value.isascii() and value.isdigit() and 0 < int(value) < 65536:
-        return int(value)
-    return None
-
-
-def _listen(value: str | None, name: str, alternative: str = "") -> tuple[str, int] | None:
-    """IPV4:PORT to listen on (an empty address: every interface)."""
-    if value is None:
-        return None
-    host, _, port = value.rpartition(":")
-    number = _port(port)
-    try:
-        ipaddress.IPv4Address(host or "0.0.0.0")
-    except ValueError:
-        number = None
-    if number is None:
-        raise _invalid(
-            name,
-            value,
-            "must look like IPV4:PORT, e.g. 0.0.0.0:8402 (HOST:PORT "
-            f"with an IPv4 address and a port from 1 to 65535) {alternative}".strip(),
-        )
-    return (host or "0.0.0.0", number)
 
 
 def _dialects_settings(get: Variable, defaults: Settings) -> dict[str, Any]:
     """The label dialects and Traefik's settings, as Settings' fields."""
     return {
         "label_dialects": _dialects(get("LABEL_DIALECTS"), "LABEL_DIALECTS"),
-        "traefik_exposed_by_default": _flag(
+        "traefik_exposed_by_default": flag(
             get("TRAEFIK_EXPOSED_BY_DEFAULT"), "TRAEFIK_EXPOSED_BY_DEFAULT",
             defaults.traefik_exposed_by_default,
         ),
-        "traefik_dynamic_config": _paths(get("TRAEFIK_DYNAMIC_CONFIG"), "TRAEFIK_DYNAMIC_CONFIG"),
+        "traefik_dynamic_config": paths(get("TRAEFIK_DYNAMIC_CONFIG"), "TRAEFIK_DYNAMIC_CONFIG"),
     }  # fmt: skip
 
 
@@ -606,20 +465,20 @@ def _dns01(get: Variable, defaults: Settings) -> dict[str, Any]:
     """The DNS-01 settings, as Settings' fields."""
     return {
         "dns01_provider": _dns_provider(get("DNS01_PROVIDER"), "DNS01_PROVIDER"),
-        "dns01_resolvers": _resolvers(get("DNS01_RESOLVERS"), "DNS01_RESOLVERS"),
-        "dns01_propagation_timeout": _number(
+        "dns01_resolvers": resolvers(get("DNS01_RESOLVERS"), "DNS01_RESOLVERS"),
+        "dns01_propagation_timeout": number(
             get("DNS01_PROPAGATION_TIMEOUT"), "DNS01_PROPAGATION_TIMEOUT", 1,
             MAX_PROPAGATION_TIMEOUT, defaults.dns01_propagation_timeout,
         ),
-        "dns01_propagation_interval": _number(
+        "dns01_propagation_interval": number(
             get("DNS01_PROPAGATION_INTERVAL"), "DNS01_PROPAGATION_INTERVAL", 1,
             MAX_PROPAGATION_INTERVAL, defaults.dns01_propagation_interval,
         ),
-        "dns01_nameserver_port": _number(
+        "dns01_nameserver_port": number(
             get("DNS01_NAMESERVER_PORT"), "DNS01_NAMESERVER_PORT", 1, 65535,
             defaults.dns01_nameserver_port,
         ),
-        "secrets_dir": _path(get("SECRETS_DIR"), "SECRETS_DIR") or defaults.secrets_dir,
+        "secrets_dir": path(get("SECRETS_DIR"), "SECRETS_DIR") or defaults.secrets_dir,
     }  # fmt: skip
 
 
@@ -627,61 +486,7 @@ def _dns_provider(value: str | None, name: str) -> str | None:
     if value is None:
         return None
     if not DNS_PROVIDER_RE.fullmatch(value.lower()):
-        raise _invalid(
+        raise invalid(
             name, value, "must be rfc2136 or a dns-lexicon provider's name, e.g. cloudflare"
         )
     return value.lower()
-
-
-def _resolvers(value: str | None, name: str) -> tuple[tuple[str, int], ...]:
-    """IP[:PORT],… (port 53 unless given; an IPv6 address in brackets when with a port)."""
-    if value is None:
-        return ()
-    resolvers = []
-    for item in value.split(","):
-        text = item.strip()
-        host, port = text, "53"
-        if text.startswith("[") and "]:" in text:
-            host, _, port = text[1:].partition("]:")
-        elif text.count(":") == 1:
-            host, _, port = text.partition(":")
-        try:
-            address = str(ipaddress.ip_address(host.strip("[]")))
-        except ValueError:
-            address = ""
-        number = _port(port)
-        if not address or number is None:
-            raise _invalid(
-                name, value, "must be IP addresses with optional ports, separated by commas, "
-                "e.g. 10.0.0.53,10.0.0.54:5353 or [2001:db8::53]:53",
-            )  # fmt: skip
-        resolvers.append((address, number))
-    return tuple(resolvers)
-
-
-def _upstream(value: str | None, name: str) -> str | None:
-    """HOST:PORT nginx reaches the responder at (written into nginx.conf as it is)."""
-    if value is None:
-        return None
-    host, _, port = value.rpartition(":")
-    if not _HOSTNAME.fullmatch(host) or _port(port) is None:
-        raise _invalid(name, value, "must look like HOST:PORT, e.g. certbotless:8402 (a "
-                       "service or host name, and a port from 1 to 65535)")  # fmt: skip
-    return value
-
-
-def _subnets(value: str | None, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    """Comma-separated networks, or `none`."""
-    if value is None:
-        return default
-    if value.lower() == "none":
-        return ()
-    subnets = []
-    expected = ("give the subnet of the L4 front's network (e.g. 10.222.0.0/24), or `none` "
-                "when nginx publishes its own ports")  # fmt: skip
-    for part in (p.strip() for p in value.split(",")):
-        try:
-            subnets.append(str(ipaddress.ip_network(part, strict=False)))
-        except ValueError:
-            raise _invalid(name, value, f": {part!r} is not a network; {expected}") from None
-    return tuple(subnets)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import random
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography import x509
@@ -12,14 +11,6 @@ from cryptography import x509
 RENEW_AT_REMAINING_FRACTION = 1 / 3
 # RFC 9773 §4.3.3: without Retry-After, ask again in about six hours.
 DEFAULT_ARI_RECHECK = timedelta(hours=6)
-
-
-@dataclass(frozen=True)
-class RenewalTime:
-    renew_at: datetime
-    check_again_at: datetime
-    source: str  # "ari" (the CA's window) or "lifetime" (1/3 of the lifetime left)
-    explanation_url: str | None = None
 
 
 def ari_cert_id(cert: x509.Certificate) -> str:

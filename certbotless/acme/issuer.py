@@ -21,16 +21,15 @@ from cryptography import x509
 from josepy.jwk import JWK
 
 from certbotless.acme.account import ExternalAccountBinding
-from certbotless.acme.ari import RenewalTime
 from certbotless.acme.authorizations import ChallengeAnswers
 from certbotless.acme.backoff import IdentifierBackoff
 from certbotless.acme.errors import AcmeError, BadRequest, unusable_answers_as_acme_errors
 from certbotless.acme.issuance import CertificateIssuance
-from certbotless.acme.network import RetryPolicy
+from certbotless.acme.network import AcmeRequestObserver, RetryPolicy
 from certbotless.acme.orders import CaOrders
 from certbotless.acme.renewal_info import RenewalInfoClient
 from certbotless.acme.session import CaSession
-from certbotless.model import CertSpec, IssuedCert, RevocationReason, StoredCert
+from certbotless.model import CertSpec, IssuedCert, RenewalTime, RevocationReason, StoredCert
 from certbotless.seams import Progress, Solver
 
 log = logging.getLogger(__name__)
@@ -47,6 +46,7 @@ class IssuerOptions:
     order_timeout: float = 90.0  # seconds per order, from ordering to download
     max_names: int = DEFAULT_MAX_NAMES
     policy: RetryPolicy | None = None
+    observer: AcmeRequestObserver | None = None  # the daemon's metrics
 
 
 class AcmeIssuer:
@@ -77,6 +77,7 @@ class AcmeIssuer:
             eab=options.eab,
             policy=options.policy,
             pool_size=2 * options.concurrency,
+            observer=options.observer,
         )
         self.net = self.session.net
         self.solver = solver

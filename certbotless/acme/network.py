@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 from acme import client, errors, messages
@@ -37,11 +37,29 @@ from certbotless.acme.errors import (
     RateLimited,
 )
 from certbotless.acme.protocol import decoded_nonce
-from certbotless.daemon.metrics import ACME_REQUESTS, observe_acme_request
 
 log = logging.getLogger(__name__)
 
 _SERVER_INTERNAL = "urn:ietf:params:acme:error:serverInternal"
+
+
+class AcmeRequestObserver(Protocol):
+    """Told of every HTTP request to the CA and of every call's outcome (ok, bad_nonce,
+    transient, problem, rate_limited): the daemon's metrics, passed in by the app."""
+
+    def request(self, method: str, url: str, status: str, seconds: float) -> None: ...
+
+    def outcome(self, outcome: str) -> None: ...
+
+
+class Unobserved:
+    """No one is told: one-off commands and tests."""
+
+    def request(self, method: str, url: str, status: str, seconds: float) -> None:
+        pass
+
+    def outcome(self, outcome: str) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -92,6 +110,7 @@ class AcmeNetwork(client.ClientNetwork):
         pool_size: int = 10,
         policy: RetryPolicy | None = None,
         timeout: int = 30,
+        observer: AcmeRequestObserver | None = None,
     ) -> None:
         super().__init__(
             key,
@@ -108,13 +127,20 @@ class AcmeNetwork(client.ClientNetwork):
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
         self.policy = policy or RetryPolicy()
+        self.observer = observer or Unobserved()
         self._nonce_lock = threading.Lock()
 
     def sibling(self) -> AcmeNetwork:
         """A network of its own for the same key, CA bundle and policy, with no account set:
         account lookup signs with the bare key, which must not change what workers sign with."""
         assert self.key is not None, "AcmeNetwork always has the account key"
-        return AcmeNetwork(self.key, self.ca_bundle, policy=self.policy, timeout=self.timeout)
+        return AcmeNetwork(
+            self.key,
+            self.ca_bundle,
+            policy=self.policy,
+            timeout=self.timeout,
+            observer=self.observer,
+        )
 
     # --- acme overrides -------------------------------------------------------------------------
 
@@ -134,7 +160,7 @@ class AcmeNetwork(client.ClientNetwork):
             response = super()._send_request(method, url, *args, **kwargs)
             status = str(response.status_code)
         finally:
-            observe_acme_request(method, url, status, time.monotonic() - started)
+            self.observer.request(method, url, status, time.monotonic() - started)
         self._keep_nonce(response)
         return response
 
@@ -197,20 +223,20 @@ class AcmeNetwork(client.ClientNetwork):
         while True:
             try:
                 response = send()
-                ACME_REQUESTS.labels("ok").inc()
+                self.observer.outcome("ok")
                 return response
             except ProblemReply as reply:
                 if reply.problem.typ == BAD_NONCE and bad_nonces < self.policy.bad_nonce_attempts:
-                    ACME_REQUESTS.labels("bad_nonce").inc()
+                    self.observer.outcome("bad_nonce")
                     bad_nonces += 1
                     continue
                 if reply.problem.typ == RATE_LIMITED:
-                    ACME_REQUESTS.labels("rate_limited").inc()
+                    self.observer.outcome("rate_limited")
                     raise RateLimited(
                         "the CA says", reply.problem, self._retry_at(reply.retry_after)
                     ) from None
                 if not self._transient_problem(reply):
-                    ACME_REQUESTS.labels("problem").inc()
+                    self.observer.outcome("problem")
                     raise CaProblem("the CA says", reply.problem) from None
                 failure = f"HTTP {reply.status}: {reply.problem.detail}"
             except errors.ClientError as error:
@@ -218,7 +244,7 @@ class AcmeNetwork(client.ClientNetwork):
                 status = None if answer is None else answer.status_code
                 if answer is not None and status == 429:
                     # A rate limit even without a problem document (a proxy or load balancer).
-                    ACME_REQUESTS.labels("rate_limited").inc()
+                    self.observer.outcome("rate_limited")
                     raise RateLimited(
                         "the CA says",
                         messages.Error.from_json(
@@ -237,7 +263,7 @@ class AcmeNetwork(client.ClientNetwork):
                 ) from error
             except requests.RequestException as error:
                 failure = f"{type(error).__name__}: {error}"
-            ACME_REQUESTS.labels("transient").inc()
+            self.observer.outcome("transient")
             transient += 1
             if transient >= self.policy.transient_attempts:
                 raise CaUnreachable(

@@ -14,14 +14,13 @@ from josepy.errors import DeserializationError
 
 from certbotless.acme.ari import (
     DEFAULT_ARI_RECHECK,
-    RenewalTime,
     lifetime_renewal_time,
     time_in_window,
 )
 from certbotless.acme.errors import AcmeError
 from certbotless.acme.network import retry_after
 from certbotless.acme.session import CaSession
-from certbotless.model import StoredCert
+from certbotless.model import RenewalTime, StoredCert
 
 log = logging.getLogger(__name__)
 

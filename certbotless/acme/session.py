@@ -15,7 +15,7 @@ from certbotless.acme.account import (
     find_or_register,
 )
 from certbotless.acme.errors import AcmeError, unusable_answers_as_acme_errors
-from certbotless.acme.network import AcmeNetwork, RetryPolicy
+from certbotless.acme.network import AcmeNetwork, AcmeRequestObserver, RetryPolicy
 
 
 class CaSession:
@@ -32,9 +32,12 @@ class CaSession:
         *,
         policy: RetryPolicy | None = None,
         pool_size: int = 16,
+        observer: AcmeRequestObserver | None = None,
     ) -> None:
         self.directory_url = directory_url
-        self.net = AcmeNetwork(account_key, ca_bundle, pool_size=pool_size, policy=policy)
+        self.net = AcmeNetwork(
+            account_key, ca_bundle, pool_size=pool_size, policy=policy, observer=observer
+        )
         self.email = email
         self.eab = eab
         self._client: client.ClientV2 | None = None

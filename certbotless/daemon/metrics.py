@@ -3,7 +3,8 @@
 Where cert-manager has a metric of the same meaning, the shape is its own
 (`certmanager_certificate_expiration_timestamp_seconds` → `certbotless_certificate_…`), so
 that its dashboards and alerts carry over with a prefix changed. Per-certificate values are
-computed at scrape time from the last pass's status records (the README lists them all).
+computed at scrape time from the last pass's status records (docs/alerts-and-metrics.md lists
+them all).
 """
 
 from __future__ import annotations
@@ -71,8 +72,14 @@ def endpoint(url: str) -> str:
     return "/" + "/".join(segments[:2])
 
 
-def observe_acme_request(method: str, url: str, status: str, seconds: float) -> None:
-    ACME_REQUEST_SECONDS.labels(endpoint(url), method.upper(), status).observe(seconds)
+class AcmeRequestMetrics:
+    """`acme.network.AcmeRequestObserver` for the daemon's metrics."""
+
+    def request(self, method: str, url: str, status: str, seconds: float) -> None:
+        ACME_REQUEST_SECONDS.labels(endpoint(url), method.upper(), status).observe(seconds)
+
+    def outcome(self, outcome: str) -> None:
+        ACME_REQUESTS.labels(outcome).inc()
 
 
 class _Certificates(Collector):

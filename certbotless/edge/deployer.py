@@ -12,22 +12,10 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 
-from certbotless.edge.render import (
-    DEFAULT_NGINX_VERSION,
-    CertFiles,
-    NginxFiles,
-    NginxVersion,
-    cert_files,
-    certificate_per_host,
-    files_listing,
-    htpasswd_secret_target,
-    htpasswd_secrets,
-    local_nginx_version,
-    placeholder_certificate,
-    render_nginx_conf,
-    render_snippets,
-    validate_nginx_conf,
-)
+from certbotless.edge.guards import htpasswd_secrets
+from certbotless.edge.mounts import CertFiles, cert_files, htpasswd_secret_target
+from certbotless.edge.nginx_version import DEFAULT_NGINX_VERSION, NginxVersion, local_nginx_version
+from certbotless.edge.render import NginxFiles, files_listing, render_nginx_conf
 from certbotless.edge.rollout import (
     RolloutError,
     ServedCertificates,
@@ -38,6 +26,9 @@ from certbotless.edge.rollout import (
     rolls_start_first_with_rollback,
     stuck_update,
 )
+from certbotless.edge.servers import certificate_per_host
+from certbotless.edge.snippets import placeholder_certificate, render_snippets
+from certbotless.edge.validation import validate_nginx_conf
 from certbotless.model import FileReference, ObjectKind, RolloutResult, Route, StoredCert
 from certbotless.seams import Progress
 from certbotless.settings import NginxConfMode, Settings

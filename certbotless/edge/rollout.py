@@ -14,13 +14,9 @@ from typing import NamedTuple
 
 from cryptography import x509
 
-from certbotless.edge.render import (
-    HTPASSWD_SECRETS_DIR,
-    NginxConfigError,
-    NginxVersion,
-    explain_nginx_error,
-    parse_nginx_version,
-)
+from certbotless.edge.mounts import HTPASSWD_SECRETS_DIR
+from certbotless.edge.nginx_version import NginxVersion, parse_nginx_version
+from certbotless.edge.validation import NginxConfigError, explain_nginx_error
 from certbotless.model import FileReference, ObjectKind, RolloutResult
 from certbotless.proxy_protocol import connect_to_edge_task
 from certbotless.seams import Progress

@@ -1,5 +1,5 @@
 """`certbotless lint`: stacks' compose files → what the sidecar would make of them, before
-deploy. Runs the sidecar's own discovery (`observe.discovered`, every label dialect it reads)
+deploy. Runs the sidecar's own discovery (`dialects.discovered`, every label dialect it reads)
 on services built from the files, so it reports what a pass would report; it needs no swarm.
 """
 
@@ -20,11 +20,11 @@ from certbotless.labels.compose import (
     labels_mapping,
     load_stack,
 )
+from certbotless.labels.dialects import discovered
 from certbotless.model import CertSpec, Discovery, LabelProblem, Route, ServiceInfo
-from certbotless.passes.observe import discovered
 from certbotless.settings import Settings
 
-# The edge of README's set-up (`docker stack deploy -c stacks/edge.yml edge`).
+# The edge of the production guide's set-up (`docker stack deploy -c stacks/edge.yml edge`).
 DEFAULT_EDGE = "edge_nginx"
 # Stacks named earlier count as deployed earlier: they own what they claim first.
 _FIRST_DEPLOYED = datetime(2000, 1, 1, tzinfo=UTC)

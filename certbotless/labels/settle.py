@@ -1,125 +1,54 @@
 """Swarm services → routes and certificate specs. Pure: takes ServiceInfo, returns Discovery.
 
+Each dialect reads its labels (native.py, traefik/); this module settles what they claim: a
+certificate name, a host+path and a host's HSTS belong to their oldest claimant. It also finds
+the edge service by its label.
+
 Every problem is a LabelProblem naming the service, the label, the value and the fix; a bad
 service is left out and every other one goes on.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import MappingProxyType
-from urllib.parse import urlsplit
 
-import idna
-
+from certbotless.labels.native import (
+    CERTIFICATE_PREFIX,
+    DNS_PROVIDER,
+    DNS_ZONE,
+    EDGE,
+    HSTS,
+    KEY_TYPE,
+    NAME,
+    PATH,
+    REDIRECT,
+    native_route,
+    parse_certificate_label,
+    unrendered_protections,
+)
+from certbotless.labels.values import (
+    CHALLENGE,
+    DOMAINS,
+    PROFILE,
+    TRUE_WORDS,
+    InvalidLabel,
+)
 from certbotless.model import (
-    CHALLENGE_PREFIX,
-    OBJECT_NAME_PREFIX,
-    BasicAuth,
     CertSpec,
     ChallengeMode,
     DialectClaims,
     Discovery,
-    ErrorPages,
-    KeyType,
     LabelProblem,
-    RateLimit,
     Route,
     ServiceInfo,
     is_ip_address,
 )
-from certbotless.settings import DNS_PROVIDER_RE
 
-LABEL_PREFIX = "certbotless."
-DOMAINS = LABEL_PREFIX + "domains"
-NAME = LABEL_PREFIX + "name"
-PORT = LABEL_PREFIX + "port"
-PATH = LABEL_PREFIX + "path"
-REDIRECT = LABEL_PREFIX + "redirect"
-MAX_BODY_SIZE = LABEL_PREFIX + "max_body_size"
-AUTH_URL = LABEL_PREFIX + "auth_url"
-HSTS = LABEL_PREFIX + "hsts"
-ERRORS = LABEL_PREFIX + "errors"
-ERRORS_STATUS = LABEL_PREFIX + "errors_status"
-TIMEOUT = LABEL_PREFIX + "timeout"
-KEY_TYPE = LABEL_PREFIX + "key_type"
-PROFILE = LABEL_PREFIX + "profile"
-EDGE = LABEL_PREFIX + "edge"
-# Access and request shaping (what Traefik's middlewares do, in certbotless's own words).
-BASIC_AUTH_SECRET = LABEL_PREFIX + "basic_auth_secret"
-BASIC_AUTH_REALM = LABEL_PREFIX + "basic_auth_realm"
-ALLOW_FROM = LABEL_PREFIX + "allow_from"
-RATE_LIMIT = LABEL_PREFIX + "rate_limit"
-RATE_LIMIT_BURST = LABEL_PREFIX + "rate_limit_burst"
-STRIP_PREFIX = LABEL_PREFIX + "strip_prefix"
-ADD_PREFIX = LABEL_PREFIX + "add_prefix"
-REQUEST_HEADER_PREFIX = LABEL_PREFIX + "request_header."  # request_header.<Name>=<value>
-RESPONSE_HEADER_PREFIX = LABEL_PREFIX + "response_header."
-CHALLENGE = LABEL_PREFIX + "challenge"  # http-01 (default), dns-01, mixed
-DNS_PROVIDER = LABEL_PREFIX + "dns-provider"
-DNS_ZONE = LABEL_PREFIX + "dns-zone"
-CERTIFICATE_PREFIX = LABEL_PREFIX + "certificate."  # certificate.<name>=<domains>: no route
-# Every label a routed service may carry; any other certbotless.* label on it refuses the route
-# (a misspelt access label must not leave it open).
-ROUTE_LABELS = frozenset({
-    DOMAINS, NAME, PORT, PATH, REDIRECT, MAX_BODY_SIZE, AUTH_URL, HSTS, ERRORS, ERRORS_STATUS,
-    TIMEOUT, KEY_TYPE, PROFILE, EDGE, BASIC_AUTH_SECRET, BASIC_AUTH_REALM, ALLOW_FROM,
-    RATE_LIMIT, RATE_LIMIT_BURST, STRIP_PREFIX, ADD_PREFIX, CHALLENGE, DNS_PROVIDER, DNS_ZONE,
-})  # fmt: skip
-ROUTE_LABEL_PREFIXES = (CERTIFICATE_PREFIX, REQUEST_HEADER_PREFIX, RESPONSE_HEADER_PREFIX)
 NETWORKS = "networks"  # not a label: reported when a service shares no network with the edge
-
-# ASCII only throughout: str.isdigit() and \d accept "²" and fullwidth digits, which int() or
-# nginx refuse.
-_LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$", re.ASCII)
-# Certificate names: lowercase letters, digits, '-' and dots, like a hostname.
-CERTIFICATE_NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?", re.ASCII)
-_PORT_RE = re.compile(r"^[0-9]{1,5}$", re.ASCII)
-_SIZE_RE = re.compile(r"^[0-9]{1,9}[kmg]?$", re.ASCII)
-_TIME_RE = re.compile(r"^([0-9]{1,8})(ms|s|m|h)?$", re.ASCII)
-_STATUS_RANGE_RE = re.compile(r"^([0-9]{3})(?:-([0-9]{3}))?$", re.ASCII)
-_IP_RE = re.compile(r"^[0-9.]+$", re.ASCII)
-# No braces: nginx would read them as a block. `{status}` is replaced before nginx sees it.
-_URL_SAFE_RE = re.compile(r"^[A-Za-z0-9._~:/?#\[\]@!&()*+,=%-]+$", re.ASCII)
-_PATH_RE = re.compile(r"^/[A-Za-z0-9._~!&()*+,=:@%/-]*$", re.ASCII)
-HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9-]{1,100}$", re.ASCII)
-# Printable, and nothing nginx would read as a variable or the end of a quoted string.
-HEADER_VALUE_RE = re.compile(r"^[\x20\x21\x23\x25-\x5b\x5d-\x7e]{0,2000}$", re.ASCII)
-# Docker's own rule for secret names; nginx reads them as a path, unquoted.
-SECRET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", re.ASCII)
-_REALM_RE = re.compile(r"^[A-Za-z0-9 ._-]{1,64}$", re.ASCII)
-_RATE_RE = re.compile(r"^([0-9]{1,7})/(s|m)$", re.ASCII)
-_COUNT_RE = re.compile(r"^[0-9]{1,6}$", re.ASCII)
-MAX_RATE_PER_MINUTE = 60_000_000
-MAX_BURST = 100_000
-DEFAULT_BURST = 10
-STATUS_PLACEHOLDER = "{status}"
-INTERNAL_LOCATION = "/.certbotless/"  # the edge's forward-auth subrequests
-# Locations the edge keeps for itself, so no route may use them.
-RESERVED_PATHS = (CHALLENGE_PREFIX, INTERNAL_LOCATION)
-# nginx reads its configuration in 4 KiB pieces and refuses a longer word ("too long
-# parameter"), which would stop every roll: paths and URLs stay well below (a browser sends at
-# most about 2,000 characters of URL anyway).
-MAX_PATH_LENGTH = 1024
-MAX_URL_LENGTH = 2048
-_TIME_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
-MAX_TIMEOUT_MS = 86_400_000  # one day
-_TRUE = {"true", "yes", "1", "on"}
 _DAWN = datetime.min.replace(tzinfo=UTC)
-_FALSE = {"false", "no", "0", "off"}
-
-
-class InvalidLabel(Exception):
-    def __init__(self, problem: LabelProblem) -> None:
-        super().__init__(str(problem))
-        self.problem = problem
-
-
-InvalidFactory = Callable[[str, str], InvalidLabel]
 
 
 @dataclass(frozen=True)
@@ -170,9 +99,11 @@ def discover(
         claims += _certificate_claims(service, problems)
         if DOMAINS not in service.labels:
             continue
-        problems += [] if routing else _unrendered_protections(service)
+        problems += [] if routing else unrendered_protections(service)
         try:
-            route, spec = _native_route(service, routing, secrets, edge_info)
+            route, spec = native_route(service, routing, secrets)
+            if edge_info is not None and routing:
+                _check_shared_network(service, edge_info)
         except InvalidLabel as invalid:
             problems.append(invalid.problem)
             continue
@@ -188,35 +119,6 @@ def discover(
         specs=tuple(specs),
         problems=tuple(problems + refusals + conflicts + host_options + extra_addresses),
     )
-
-
-def _native_route(
-    service: ServiceInfo, routing: bool, secrets: frozenset[str] | None,
-    edge_info: ServiceInfo | None,
-) -> tuple[Route | None, CertSpec]:  # fmt: skip
-    """The route (none with an own nginx.conf and no port) and certificate that a service's
-    certbotless.* labels ask for."""
-    if not routing and PORT not in service.labels:
-        return None, _parse_spec(service)
-    route, spec = _parse_service(service, secrets)
-    if edge_info is not None and routing:
-        _check_shared_network(service, edge_info)
-    return route, spec
-
-
-# Labels that protect a route: with the operator's own nginx.conf nothing renders them.
-PROTECTIONS = (BASIC_AUTH_SECRET, ALLOW_FROM, AUTH_URL, RATE_LIMIT)
-
-
-def _unrendered_protections(service: ServiceInfo) -> list[LabelProblem]:
-    """With CERTBOTLESS_NGINX_CONF=own, a protection label would be believed and not applied:
-    each is said (the certificate is still ordered; the operator's nginx.conf routes)."""
-    words = (
-        "has no effect with CERTBOTLESS_NGINX_CONF=own: your nginx.conf routes this "
-        "service, so protect it there (auth_basic, allow/deny, auth_request, limit_req)"
-    )
-    found = [label for label in PROTECTIONS if label in service.labels]
-    return [LabelProblem(service.name, label, service.labels[label], words) for label in found]
 
 
 def _foreign_routes(
@@ -264,7 +166,7 @@ def _certificate_claims(service: ServiceInfo, problems: list[LabelProblem]) -> l
     for label, value in sorted(service.labels.items()):
         if label.startswith(CERTIFICATE_PREFIX):
             try:
-                spec = _parse_certificate_label(service, label, value)
+                spec = parse_certificate_label(service, label, value)
             except InvalidLabel as invalid:
                 problems.append(invalid.problem)
                 continue
@@ -500,435 +402,6 @@ def _check_shared_network(service: ServiceInfo, edge: ServiceInfo) -> None:
     )
 
 
-def _invalid_factory(service: ServiceInfo) -> InvalidFactory:
-    def invalid(label: str, message: str) -> InvalidLabel:
-        return InvalidLabel(
-            LabelProblem(service.name, label, service.labels.get(label, ""), message)
-        )
-
-    return invalid
-
-
-def _parse_hosts(
-    value: str, invalid: InvalidFactory, ip_allowed: bool = False, wildcards: bool = False
-) -> tuple[str, ...]:
-    return tuple(
-        dict.fromkeys(parse_hostname(h, invalid, ip_allowed, wildcards) for h in value.split(","))
-    )
-
-
-def _asks_dns01(service: ServiceInfo) -> bool:
-    """Whether its challenge label lets wildcards in (the label itself is checked later)."""
-    value = service.labels.get(CHALLENGE, "").strip().lower()
-    return value in (ChallengeMode.DNS01, ChallengeMode.MIXED)
-
-
-def _parse_challenge(
-    service: ServiceInfo, invalid: InvalidFactory
-) -> tuple[ChallengeMode, str | None, str | None]:
-    """The challenge label, and the DNS provider and zone labels (which need DNS-01)."""
-    text = service.labels.get(CHALLENGE, ChallengeMode.HTTP01.value).strip().lower()
-    try:
-        mode = ChallengeMode(text or ChallengeMode.HTTP01.value)
-    except ValueError:
-        raise invalid(
-            CHALLENGE,
-            "must be http-01 (through the edge, the default), dns-01 (every name by a TXT "
-            "record) or mixed (wildcards by DNS-01, the other names by HTTP-01)",
-        ) from None
-    provider = service.labels.get(DNS_PROVIDER, "").strip().lower() or None
-    zone = service.labels.get(DNS_ZONE, "").strip().lower().rstrip(".") or None
-    for label, value in ((DNS_PROVIDER, provider), (DNS_ZONE, zone)):
-        if value is not None and mode is ChallengeMode.HTTP01:
-            raise invalid(label, f"needs {CHALLENGE}=dns-01 or mixed")
-    if provider is not None and not DNS_PROVIDER_RE.fullmatch(provider):
-        raise invalid(
-            DNS_PROVIDER,
-            "must be rfc2136 or the name of a dns-lexicon provider, e.g. cloudflare",
-        )
-    if zone is not None:
-        zone = parse_hostname(zone, _relabelled(invalid, DNS_ZONE))
-    return mode, provider, zone
-
-
-def _relabelled(invalid: InvalidFactory, label: str) -> InvalidFactory:
-    """`invalid`, naming `label` whatever label the check names."""
-
-    def relabelled(_: str, message: str) -> InvalidLabel:
-        return invalid(label, message)
-
-    return relabelled
-
-
-def _parse_certificate_label(service: ServiceInfo, label: str, value: str) -> CertSpec:
-    invalid = _invalid_factory(service)
-    name = label[len(CERTIFICATE_PREFIX) :]
-    if not CERTIFICATE_NAME_RE.fullmatch(name):
-        raise invalid(
-            label,
-            "the part after certbotless.certificate. must be a name of "
-            "lowercase letters, digits, '-' and dots, e.g. certbotless.certificate.shop",
-        )
-    mode, provider, zone = _parse_challenge(service, invalid)
-    hosts = _parse_hosts(value, invalid, wildcards=_asks_dns01(service))
-    return CertSpec(
-        name, hosts, _parse_key_type(service, invalid), challenge=mode, dns_provider=provider,
-        dns_zone=zone,
-    )  # fmt: skip
-
-
-def _parse_spec(
-    service: ServiceInfo,
-    hosts: tuple[str, ...] | None = None,
-    invalid: InvalidFactory | None = None,
-) -> CertSpec:
-    """The certificate a service asks for (alone: for services an own nginx.conf routes)."""
-    invalid = invalid or _invalid_factory(service)
-    hosts = hosts or _parse_hosts(
-        service.labels[DOMAINS], invalid, _asks_a_profile(service), _asks_dns01(service)
-    )
-    # A wildcard's certificate is named after its domain: `*.example.com` → wildcard.example.com
-    name = service.labels.get(NAME, "").strip() or hosts[0].replace("*.", "wildcard.", 1)
-    if not CERTIFICATE_NAME_RE.fullmatch(name):
-        raise invalid(NAME, "must be a name of lowercase letters, digits, '-' and dots")
-    mode, provider, zone = _parse_challenge(service, invalid)
-    return CertSpec(
-        name,
-        hosts,
-        _parse_key_type(service, invalid),
-        service.labels.get(PROFILE, "").strip() or None,
-        challenge=mode,
-        dns_provider=provider,
-        dns_zone=zone,
-    )
-
-
-def _parse_key_type(service: ServiceInfo, invalid: InvalidFactory) -> KeyType:
-    key_text = service.labels.get(KEY_TYPE, KeyType.EC256.value).strip().lower()
-    try:
-        return KeyType(key_text)
-    except ValueError:
-        raise invalid(KEY_TYPE, "must be one of " + ", ".join(k.value for k in KeyType)) from None
-
-
-def _parse_service(
-    service: ServiceInfo, secrets: frozenset[str] | None = None
-) -> tuple[Route, CertSpec]:
-    labels = service.labels
-    invalid = _invalid_factory(service)
-    _check_known_labels(service, invalid)
-
-    def text(label: str, default: str = "") -> str:
-        return labels.get(label, default).strip()
-
-    _parse_challenge(service, invalid)  # a wrong challenge label first: wildcards hang on it
-    hosts = _parse_hosts(labels[DOMAINS], invalid, _asks_a_profile(service), _asks_dns01(service))
-
-    port_text = text(PORT)
-    if not port_text:
-        raise invalid(PORT, f"missing; set {PORT} to the port the service listens on, e.g. 8000")
-    if not _PORT_RE.match(port_text) or not 1 <= int(port_text) <= 65535:
-        raise invalid(PORT, "must be a port number from 1 to 65535")
-
-    path = text(PATH, "/") or "/"
-    check_path(path, PATH, invalid)
-
-    max_body = text(MAX_BODY_SIZE).lower() or None
-    if max_body is not None and not _SIZE_RE.match(max_body):
-        raise invalid(MAX_BODY_SIZE, "must be a size like 20m, 512k or 1g (0 means no limit)")
-
-    timeout = text(TIMEOUT) or None
-    if timeout is not None:
-        check_timeout(timeout, invalid)
-
-    auth_url = text(AUTH_URL) or None
-    if auth_url is not None:
-        check_url(auth_url, AUTH_URL, invalid, "http://auth:8000/check")
-
-    error_pages = None
-    if text(ERRORS):
-        url = text(ERRORS)
-        check_url(url, ERRORS, invalid, "http://errors:80/{status}.html", STATUS_PLACEHOLDER)
-        if STATUS_PLACEHOLDER not in url:
-            raise invalid(ERRORS, "must contain {status}, e.g. http://errors:80/{status}.html")
-        error_pages = ErrorPages(url, parse_statuses(text(ERRORS_STATUS, "400-599"), invalid))
-
-    spec = _parse_spec(service, hosts, invalid)
-    route = Route(
-        service=service.name,
-        hosts=hosts,
-        port=int(port_text),
-        path=path,
-        redirect_to_https=_flag(text(REDIRECT, "true"), REDIRECT, invalid),
-        max_body_size=max_body,
-        auth_url=auth_url,
-        hsts=_flag(text(HSTS, "false"), HSTS, invalid),
-        error_pages=error_pages,
-        timeout=timeout,
-    )
-    return _with_access_labels(route, service, invalid, secrets), spec
-
-
-def _check_known_labels(service: ServiceInfo, invalid: InvalidFactory) -> None:
-    for label in sorted(service.labels):
-        if (label.startswith(LABEL_PREFIX) and label not in ROUTE_LABELS
-                and not label.startswith(ROUTE_LABEL_PREFIXES)):  # fmt: skip
-            raise invalid(label, "is not a certbotless label (see the README's label table); "
-                          "it might be meant to guard access, so the service is not routed "
-                          "until it is fixed or removed")  # fmt: skip
-
-
-def _with_access_labels(
-    route: Route, service: ServiceInfo, invalid: InvalidFactory, secrets: frozenset[str] | None
-) -> Route:
-    """The options Traefik's middlewares also give: who gets in, how often, and what the
-    request and answer look like. A value that does not parse refuses the whole route."""
-    labels = service.labels
-
-    def text(label: str) -> str:
-        return labels.get(label, "").strip()
-
-    strip = tuple(p.strip() for p in text(STRIP_PREFIX).split(",") if p.strip())
-    for prefix in strip:
-        check_path(prefix, STRIP_PREFIX, invalid)
-    add = text(ADD_PREFIX)
-    if add:
-        check_path(add, ADD_PREFIX, invalid)
-    return replace(
-        route,
-        basic_auth=parse_basic_auth_secret(service, invalid, secrets),
-        allow_from=parse_networks(text(ALLOW_FROM), ALLOW_FROM, invalid),
-        rate_limit=_parse_rate_limit(text(RATE_LIMIT), text(RATE_LIMIT_BURST), invalid),
-        strip_prefixes=strip,
-        add_prefix=add.rstrip("/"),
-        request_headers=_headers(labels, REQUEST_HEADER_PREFIX, invalid),
-        response_headers=_headers(labels, RESPONSE_HEADER_PREFIX, invalid),
-    )
-
-
-def parse_basic_auth_secret(
-    service: ServiceInfo, invalid: InvalidFactory, secrets: frozenset[str] | None
-) -> BasicAuth | None:
-    secret = service.labels.get(BASIC_AUTH_SECRET, "").strip()
-    realm = service.labels.get(BASIC_AUTH_REALM, "").strip()
-    if not secret:
-        if realm:
-            raise invalid(BASIC_AUTH_REALM, f"has no effect without {BASIC_AUTH_SECRET}")
-        return None
-    check_secret_name(secret, BASIC_AUTH_SECRET, invalid, secrets)
-    if realm and not _REALM_RE.match(realm):
-        raise invalid(BASIC_AUTH_REALM, "must be 1 to 64 letters, digits, spaces, '.', '_', '-'")
-    return BasicAuth(realm=realm or "restricted", secret=secret)
-
-
-def refused_htpasswd_secret(secret: str) -> str | None:
-    """Why the edge may not mount `secret` as a users file, if it may not: the edge would hold
-    certbotless's own secrets (its ACME account key, certificate keys)."""
-    if secret.startswith(OBJECT_NAME_PREFIX):
-        return (f"{secret} is one of certbotless's own secrets ({OBJECT_NAME_PREFIX}…), never "
-                "an htpasswd file: name a secret made from one")  # fmt: skip
-    return None
-
-
-def check_secret_name(
-    secret: str, label: str, invalid: InvalidFactory, secrets: frozenset[str] | None
-) -> None:
-    """A Swarm secret holding htpasswd lines, which must exist when the secrets are known."""
-    if not SECRET_NAME_RE.match(secret):
-        raise invalid(label, "must name a Swarm secret (letters, digits, '_', '.', '-')")
-    if (refused := refused_htpasswd_secret(secret)) is not None:
-        raise invalid(label, refused)
-    if secrets is not None and secret not in secrets:
-        raise invalid(
-            label,
-            f"no Swarm secret is named {secret}; create it from an htpasswd file "
-            f"(`htpasswd -nB ops | docker secret create {secret} -`); until then the service "
-            "is not routed, never served without its password",
-        )
-
-
-def parse_networks(value: str, label: str, invalid: InvalidFactory) -> tuple[str, ...]:
-    """Client addresses or networks (CIDR), comma-separated."""
-    networks = []
-    for part in (p.strip() for p in value.split(",")):
-        if not part:
-            continue
-        try:
-            networks.append(str(ipaddress.ip_network(part, strict=False)))
-        except ValueError:
-            raise invalid(label, f"{part!r} is not an address or network (CIDR), e.g. "
-                          "10.0.0.0/8,192.0.2.7") from None  # fmt: skip
-    if value.strip() and not networks:
-        raise invalid(label, "names no network")
-    return tuple(dict.fromkeys(networks))
-
-
-def _parse_rate_limit(rate: str, burst: str, invalid: InvalidFactory) -> RateLimit | None:
-    if not rate:
-        if burst:
-            raise invalid(RATE_LIMIT_BURST, f"has no effect without {RATE_LIMIT}")
-        return None
-    match = _RATE_RE.match(rate)
-    per_minute = int(match.group(1)) * (60 if match.group(2) == "s" else 1) if match else 0
-    if not 0 < per_minute <= MAX_RATE_PER_MINUTE:
-        raise invalid(RATE_LIMIT, "must be requests per second or minute, e.g. 10/s or 30/m")
-    if burst and not _COUNT_RE.match(burst):
-        raise invalid(RATE_LIMIT_BURST, "must be a whole number of requests")
-    burst_count = int(burst) if burst else DEFAULT_BURST
-    if not 1 <= burst_count <= MAX_BURST:
-        raise invalid(RATE_LIMIT_BURST, f"must be from 1 to {MAX_BURST}")
-    return RateLimit(per_minute, burst_count)
-
-
-def _headers(
-    labels: Mapping[str, str], prefix: str, invalid: InvalidFactory
-) -> tuple[tuple[str, str], ...]:
-    headers = []
-    for label, value in sorted(labels.items()):
-        if label.startswith(prefix):
-            name, value = label[len(prefix) :], value.strip()
-            if not HEADER_NAME_RE.match(name) or not HEADER_VALUE_RE.match(value):
-                raise invalid(label, "header names are letters, digits and '-'; values are "
-                              "printable ASCII without '\"', '$' and '\\' (empty removes the "
-                              "header)")  # fmt: skip
-            headers.append((name, value))
-    return tuple(headers)
-
-
-def check_path(path: str, label: str, invalid: InvalidFactory) -> None:
-    """A path prefix nginx can take as a location and that is not the edge's own."""
-    if len(path) > MAX_PATH_LENGTH:
-        raise invalid(label, f"is {len(path)} characters long; nginx takes at most "
-                      f"{MAX_PATH_LENGTH} here: shorten the path prefix")  # fmt: skip
-    if not _PATH_RE.match(path) or "//" in path or "/../" in f"{path}/":
-        raise invalid(label, "must start with / and hold only URL path characters, e.g. /api")
-    reserved = next((r for r in RESERVED_PATHS if f"{path}/".startswith(r)), None)
-    if reserved is not None:
-        raise invalid(label, f"{reserved} is reserved for the edge itself; choose another path")
-
-
-def _flag(value: str, label: str, invalid: InvalidFactory) -> bool:
-    if value.lower() in _TRUE:
-        return True
-    if value.lower() in _FALSE:
-        return False
-    raise invalid(label, "must be true or false")
-
-
-def check_timeout(value: str, invalid: InvalidFactory) -> None:
-    match = _TIME_RE.match(value)
-    milliseconds = int(match.group(1)) * _TIME_UNIT_MS[match.group(2) or "s"] if match else 0
-    if not 0 < milliseconds <= MAX_TIMEOUT_MS:
-        raise invalid(
-            TIMEOUT, "must be a duration like 300s, 5m or 1h (ms, s, m or h; at most 1 day)"
-        )
-
-
-def check_url(
-    url: str, label: str, invalid: InvalidFactory, example: str, placeholder: str = ""
-) -> None:
-    if len(url) > MAX_URL_LENGTH:
-        raise invalid(label, f"is {len(url)} characters long; nginx takes at most "
-                      f"{MAX_URL_LENGTH} here: use a shorter URL")  # fmt: skip
-    try:
-        parts = urlsplit(url)
-        _ = parts.port  # raises on a port that is not a number from 0 to 65535
-    except ValueError:
-        parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise invalid(label, f"must be an http:// or https:// URL, e.g. {example}")
-    if not _URL_SAFE_RE.match(url.replace(placeholder, "") if placeholder else url):
-        raise invalid(
-            label, "contains characters a URL cannot hold (spaces, quotes, ';', '{', '}')"
-        )
-
-
-def parse_statuses(
-    value: str, invalid: InvalidFactory, label: str = ERRORS_STATUS
-) -> tuple[int, ...]:
-    statuses: set[int] = set()
-    for part in value.split(","):
-        match = _STATUS_RANGE_RE.match(part.strip())
-        low = int(match.group(1)) if match else 0
-        high = int(match.group(2) or low) if match else 0
-        if not match or not 300 <= low <= high <= 599:
-            raise invalid(label, "must be statuses or ranges from 300 to 599, e.g. 400-599")
-        statuses.update(range(low, high + 1))
-    # 499 is nginx's own "client closed the connection": nothing to show, and error_page refuses it.
-    return tuple(sorted(statuses - {499}))
-
-
-def _asks_a_profile(service: ServiceInfo) -> bool:
-    return bool(service.labels.get(PROFILE, "").strip())
-
-
-def parse_hostname(
-    raw: str, invalid: InvalidFactory, ip_allowed: bool = False, wildcard_allowed: bool = False
-) -> str:
-    """A hostname as the CA and nginx want it; an IPv4 address only when `ip_allowed` (the
-    service asks for a CA profile, which may issue for addresses); a wildcard (`*.` and a
-    hostname) only when `wildcard_allowed` (the service asks for DNS-01)."""
-    host = raw.strip().rstrip(".").lower()
-    if not host:
-        raise invalid(DOMAINS, "contains an empty name; separate hostnames with single commas")
-    if host.startswith("*."):
-        if not wildcard_allowed:
-            raise invalid(
-                DOMAINS,
-                f"{host} is a wildcard: only DNS-01 proves wildcards; set {CHALLENGE}=dns-01 "
-                "(or mixed: wildcards by DNS-01, the other names by HTTP-01) and a DNS provider, "
-                "or list each hostname instead",
-            )
-        if "*" in host[2:]:
-            raise invalid(
-                DOMAINS, f"{host}: a wildcard stands for the leftmost label only (*.example.com)"
-            )
-        return "*." + parse_hostname(host[2:], invalid)
-    if ":" in host:
-        raise invalid(
-            DOMAINS,
-            f"{host} is an IPv6 address or has a port: use a hostname (of IP addresses, only "
-            f"IPv4 ones are served, with {PROFILE})",
-        )
-    if _IP_RE.match(host):
-        return _parse_ip_address(host, invalid, ip_allowed)
-    try:
-        host = _to_ascii_hostname(host)
-    except UnicodeError:  # idna's errors are UnicodeErrors
-        raise invalid(
-            DOMAINS,
-            f"{raw.strip()} is not a valid hostname (letters, digits, '-', dots; labels of at "
-            "most 63 characters, 253 in all)",
-        ) from None
-    labels = host.split(".")
-    if len(host) > 253 or len(labels) < 2 or not all(_LABEL_RE.match(p) for p in labels):
-        raise invalid(
-            DOMAINS,
-            f"{host} is not a fully qualified hostname (letters, digits, '-', dots; labels of "
-            "at most 63 characters, 253 in all)",
-        )
-    if _IP_RE.match(labels[-1]):
-        raise invalid(DOMAINS, _ip_address_problem(host))
-    return host
-
-
-def _ip_address_problem(host: str) -> str:
-    return (
-        f"{host} is an IP address: set {PROFILE} to a CA profile that issues for IP addresses "
-        "(Let's Encrypt: shortlived, 6-day certificates), or use a hostname"
-    )
-
-
-def _parse_ip_address(host: str, invalid: InvalidFactory, ip_allowed: bool) -> str:
-    try:
-        address = ipaddress.IPv4Address(host)
-    except ValueError:
-        raise invalid(DOMAINS, f"{host} is neither a hostname nor an IPv4 address") from None
-    if not ip_allowed:
-        raise invalid(DOMAINS, _ip_address_problem(host))
-    return str(address)
-
-
 def _one_ip_address(routes: list[Route]) -> tuple[list[Route], list[LabelProblem]]:
     """Clients of an IP address send no SNI, so nginx can give only its default server's
     certificate: one IP address can be served, the first claimed; routes to others are reported."""
@@ -953,28 +426,12 @@ def _one_ip_address(routes: list[Route]) -> tuple[list[Route], list[LabelProblem
     return kept, problems
 
 
-def _to_ascii_hostname(host: str) -> str:
-    """IDNA 2008 with UTS #46 mapping, as browsers do: `straße` is `xn--strae-oqa`, where Python's
-    own IDNA 2003 codec would make it `strasse`. Plain ASCII labels are left to the LDH check
-    (IDNA would refuse DNS-valid names such as `ab--cd`)."""
-    mapped = idna.uts46_remap(host, std3_rules=False, transitional=False)
-    labels = mapped.split(".")
-    if "" in labels:
-        raise UnicodeError("empty label")
-    return ".".join(
-        label
-        if label.isascii() and not label.startswith("xn--")
-        else idna.alabel(label).decode("ascii")
-        for label in labels
-    )
-
-
 class EdgeNotFound(LookupError):
     pass
 
 
 def labelled_edge(service: ServiceInfo) -> bool:
-    return service.labels.get(EDGE, "").strip().lower() in _TRUE
+    return service.labels.get(EDGE, "").strip().lower() in TRUE_WORDS
 
 
 def find_edge_service(services: Iterable[ServiceInfo], own_service: str | None) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from certbotless.labels.settle import CERTIFICATE_NAME_RE, InvalidLabel, parse_hostname
+from certbotless.labels.values import CERTIFICATE_NAME_RE, InvalidLabel, parse_hostname
 from certbotless.model import (
     CertSpec,
     DialectClaims,
@@ -44,7 +44,7 @@ def status_page_claims(
         problem = LabelProblem(
             own.name, STATUS_PAGE_LABEL, value,
             "the status page is off: set CERTBOTLESS_STATUS_LISTEN and one of its protections "
-            "(see the README), or remove this label",
+            "(see docs/status-page.md), or remove this label",
         )  # fmt: skip
         return {own.name: DialectClaims(problems=(problem,))}
 

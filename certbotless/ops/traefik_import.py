@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from certbotless.acme.keys import private_key_pem
-from certbotless.labels.settle import CERTIFICATE_NAME_RE
+from certbotless.labels.values import CERTIFICATE_NAME_RE
 from certbotless.model import CertSpec, IssuedCert, PastOrder
 from certbotless.passes.budget import KEPT_FOR
 from certbotless.seams import CertificateStore, OrderHistory

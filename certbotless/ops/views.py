@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 from certbotless.acme.ari import lifetime_renewal_time
 from certbotless.daemon.alerts import is_expiring
+from certbotless.labels.dialects import discovered, edge_if_any
 from certbotless.model import Condition, Listed, RenewalFailure
-from certbotless.passes.observe import discovered, edge_if_any
 from certbotless.seams import CertificateStore, EdgeDeployer, ServiceSource, StatusStore
 from certbotless.settings import Settings
 from certbotless.swarm.store import latest_per_name

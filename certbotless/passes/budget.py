@@ -10,27 +10,20 @@ at Let's Encrypt. Registered domains come from the Public Suffix List bundled wi
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import cache
 
 from publicsuffixlist import PublicSuffixList
 
-from certbotless.model import CertSpec, PastOrder, Plan, is_ip_address
+from certbotless.model import CertSpec, Deferred, PastOrder, Plan, is_ip_address
 from certbotless.settings import LETSENCRYPT_PRODUCTION
 
 PER_DOMAIN = (50, timedelta(days=7))
 PER_NAME_SET = (5, timedelta(days=7))
 PER_ACCOUNT = (300, timedelta(hours=3))
 KEPT_FOR = timedelta(days=7)  # the longest window: older orders are forgotten
-
-
-@dataclass(frozen=True)
-class Deferred:
-    reason: str
-    until: datetime  # when the order would fit
 
 
 @cache
@@ -113,24 +106,6 @@ class _Ledger:
 def _span(window: timedelta) -> str:
     hours = int(window.total_seconds() // 3600)
     return f"{hours // 24} days" if hours >= 48 else f"{hours} h"
-
-
-def to_json(history: Iterable[PastOrder]) -> str:
-    return json.dumps(
-        [[o.at.isoformat(), list(o.names), o.issued, o.renewal] for o in history],
-        separators=(",", ":"),
-    )
-
-
-def from_json(text: str) -> list[PastOrder]:
-    """An unreadable history counts as empty (the CA's own limits still hold)."""
-    try:
-        return [
-            PastOrder(datetime.fromisoformat(at), tuple(names), bool(issued), bool(renewal))
-            for at, names, issued, renewal in json.loads(text)
-        ]
-    except (ValueError, TypeError):
-        return []
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from certbotless.edge.render import NginxConfigError
 from certbotless.edge.rollout import RolledBack, RolloutError
+from certbotless.edge.validation import NginxConfigError
 from certbotless.model import Route, StoredCert
 from certbotless.seams import CertificateStore, EdgeDeployer, Progress
 

@@ -7,10 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from certbotless.labels.settle import EdgeNotFound, discover, find_edge_service
-from certbotless.labels.status_route import merged, status_page_claims, status_target
-from certbotless.labels.traefik.dynamic import read_dynamic_config
-from certbotless.labels.traefik.labels import traefik_claims
+from certbotless.labels.dialects import discovered, edge_if_any
 from certbotless.model import (
     CertificateStatus,
     CertSpec,
@@ -21,7 +18,7 @@ from certbotless.model import (
     StoredCert,
 )
 from certbotless.seams import PassParts
-from certbotless.settings import NginxConfMode, Settings
+from certbotless.settings import Settings
 from certbotless.swarm.store import latest_per_name
 
 log = logging.getLogger(__name__)
@@ -37,44 +34,6 @@ class Observation:
     current: dict[str, StoredCert]  # the version in use of each name
     statuses: dict[str, CertificateStatus]
     orders: tuple[PastOrder, ...]  # the last week's, for the CA's rate limits
-
-
-def edge_if_any(settings: Settings, services: Sequence[ServiceInfo]) -> str | None:
-    try:
-        return settings.nginx_service or find_edge_service(services, settings.own_service)
-    except EdgeNotFound:
-        return None
-
-
-def discovered(
-    settings: Settings,
-    services: Sequence[ServiceInfo],
-    edge: str | None,
-    secrets: frozenset[str] | None = None,
-) -> Discovery:
-    """The routes and certificates every enabled label dialect asks for, settled together: the
-    oldest claimant of a name or host+path keeps it, whichever dialect it wrote. `secrets`: the
-    swarm's secret names, which basic-auth labels name (None: not known, as for `lint`)."""
-    traefik = (
-        traefik_claims(
-            services,
-            settings.traefik_exposed_by_default,
-            secrets,
-            read_dynamic_config(settings.traefik_dynamic_config),
-            status_target(settings, services),
-        )
-        if "traefik" in settings.label_dialects
-        else {}
-    )
-    foreign = merged(traefik, status_page_claims(services, settings))
-    return discover(
-        services,
-        edge,
-        routing=settings.nginx_conf == NginxConfMode.RENDERED,
-        native="certbotless" in settings.label_dialects,
-        foreign=foreign,
-        secrets=secrets,
-    )
 
 
 def observe(

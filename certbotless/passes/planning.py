@@ -6,9 +6,8 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from certbotless.acme.ari import RenewalTime, lifetime_renewal_time
-from certbotless.model import CertificateStatus, CertSpec, Plan, StoredCert
-from certbotless.passes.budget import Deferred
+from certbotless.acme.ari import lifetime_renewal_time
+from certbotless.model import CertificateStatus, CertSpec, Deferred, Plan, RenewalTime, StoredCert
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from certbotless.labels.dialects import discovered
 from certbotless.labels.settle import find_edge_service
 from certbotless.model import (
     PassReport,
@@ -21,7 +22,7 @@ from certbotless.passes.budget import within_budget
 from certbotless.passes.deploying import Deployed, deploy_edge, serves_none
 from certbotless.passes.garbage import collect_garbage
 from certbotless.passes.issuing import ca_unreachable, issue_planned, recorded_orders
-from certbotless.passes.observe import Observation, ProblemLog, discovered, observe
+from certbotless.passes.observe import Observation, ProblemLog, observe
 from certbotless.passes.planning import (
     Planned,
     earliest_renewal,

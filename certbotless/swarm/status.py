@@ -14,7 +14,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from certbotless.acme.ari import RenewalTime, lifetime_renewal_time
+from certbotless.acme.ari import lifetime_renewal_time
 from certbotless.acme.dns01 import DnsProblem
 from certbotless.acme.errors import (
     AcmeError,
@@ -29,13 +29,16 @@ from certbotless.model import (
     CertificateStatus,
     CertSpec,
     Condition,
+    Deferred,
     DnsRecord,
     FailureReason,
     ObjectRole,
     PastOrder,
+    RenewalTime,
     StoredCert,
+    past_orders_from_json,
+    past_orders_to_json,
 )
-from certbotless.passes.budget import Deferred, from_json, to_json
 from certbotless.swarm.api import APIError, Json, Swarm
 from certbotless.swarm.store import KIND, MANAGED, NotStored
 
@@ -324,10 +327,10 @@ class SwarmOrderHistory:
         self.config = config
 
     def load(self) -> list[PastOrder]:
-        return from_json(self.config.notes(ORDERS_LABEL).get("", "[]"))
+        return past_orders_from_json(self.config.notes(ORDERS_LABEL).get("", "[]"))
 
     def save(self, orders: Sequence[PastOrder]) -> None:
-        self.config.write_notes(ORDERS_LABEL, {"": to_json(orders)})
+        self.config.write_notes(ORDERS_LABEL, {"": past_orders_to_json(orders)})
 
 
 class SwarmDnsRecordLedger:

@@ -10,8 +10,8 @@ from typing import Protocol
 
 from certbotless.daemon.pass_history import PassHistory, PassRecord
 from certbotless.edge.watch import EdgeServing, EdgeWatch
+from certbotless.labels.dialects import discovered, edge_if_any
 from certbotless.model import Listed, PastOrder, RevocationReason, Route
-from certbotless.passes.observe import discovered, edge_if_any
 from certbotless.passes.reconcile import Reconciler
 from certbotless.seams import OrderHistory, ServiceSource
 from certbotless.settings import Settings

@@ -22,8 +22,9 @@ from certbotless.acme.errors import (
     ValidationFailed,
 )
 from certbotless.acme.http01 import EdgeHttp01Solver
-from certbotless.acme.issuer import AcmeIssuer
+from certbotless.acme.issuer import AcmeIssuer, IssuerOptions
 from certbotless.acme.keys import load_account_key
+from certbotless.daemon.metrics import AcmeRequestMetrics
 from certbotless.model import CertSpec, IssuedCert, KeyType, StoredCert
 from certbotless.passes.planning import plan_certificates
 from rig.pebble import PebbleServer
@@ -57,6 +58,7 @@ def issuer_at(ari_ca: AriCa, pebble: PebbleServer, tokens: TokenStore) -> AcmeIs
         load_account_key(None),
         EdgeHttp01Solver(tokens),
         ca_bundle=Path(pebble.ca_bundle),
+        options=IssuerOptions(observer=AcmeRequestMetrics()),  # the daemon's, as the app passes
     )
 
 

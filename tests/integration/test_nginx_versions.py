@@ -18,19 +18,19 @@ from pathlib import Path
 
 import pytest
 
-from certbotless.edge.render import (
+from certbotless.edge.nginx_version import (
     HTTP2_DIRECTIVE_SINCE,
     NginxVersion,
     local_nginx_version,
     parse_nginx_version,
-    render_snippets,
-    validate_nginx_conf,
 )
+from certbotless.edge.snippets import render_snippets
+from certbotless.edge.validation import validate_nginx_conf
 from tests.support.factories import CERTS_DIR, RESPONDER, SCENARIOS
 from tests.support.paths import REPO
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
-README = REPO / "README.md"
+NGINX_CONFIGURATION = REPO / "docs" / "nginx-configuration.md"
 
 # nginx in NEW_ROOT as in a container: a private mount namespace gives it /proc and /dev (the
 # rendered config logs to /dev/stdout), and both mounts vanish with it.
@@ -88,14 +88,14 @@ def test_rendered_config_passes_without_warnings(nginx: Nginx, scenario: str) ->
 
 
 def readme_own_nginx_conf(version: NginxVersion) -> str:
-    """The README's own-nginx.conf example, with certbotless's snippets in place of its includes
-    and a location in place of its `...`; for an nginx older than 1.25.1, HTTP/2 the way the
-    example's comment says."""
-    section = README.read_text().split("#### Bring your own nginx.conf", 1)[1]
+    """The documentation's own-nginx.conf example (docs/nginx-configuration.md), with
+    certbotless's snippets in place of its includes and a location in place of its `...`; for an
+    nginx older than 1.25.1, HTTP/2 the way the example's comment says."""
+    section = NGINX_CONFIGURATION.read_text().split("\n## Bring your own nginx.conf\n", 1)[1]
     example = section.split("```nginx\n", 1)[1].split("```", 1)[0]
     snippets = render_snippets(["shop.example.com"], RESPONDER, CERTS_DIR)
     for target, snippet in snippets.items():
-        assert f"include {target};" in example, f"the README no longer includes {target}"
+        assert f"include {target};" in example, f"the documentation no longer includes {target}"
         example = example.replace(f"include {target};", snippet)
     if version < HTTP2_DIRECTIVE_SINCE:
         example, changed = re.subn(

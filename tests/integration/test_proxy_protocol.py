@@ -16,8 +16,8 @@ from cryptography import x509
 from certbotless.acme.challenges import TokenStore
 from certbotless.acme.http01 import ChallengeNotServed, EdgeSelfCheck
 from certbotless.acme.responder import ChallengeResponder
-from certbotless.edge.render import placeholder_certificate
 from certbotless.edge.rollout import ServedCertificates
+from certbotless.edge.snippets import placeholder_certificate
 from certbotless.proxy_protocol import PROXY_V2_LOCAL
 from certbotless.swarm.store import serial_hex
 from tests.conftest import IN_CI

@@ -89,7 +89,9 @@ def test_every_panel_returns_data_from_a_real_scrape(prometheus: str, figure) ->
         for report in passes_of_every_kind():
             metrics.observe_pass(report, 2.5)
         for status in ("200", "201", "429"):
-            metrics.observe_acme_request("POST", "https://ca.test/acme/new-order", status, 0.2)
+            metrics.AcmeRequestMetrics().request(
+                "POST", "https://ca.test/acme/new-order", status, 0.2
+            )
         time.sleep(SCRAPE_SECONDS)
         try:
             empty = [expr for expr in queries() if not query(prometheus, expr)]

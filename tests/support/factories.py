@@ -5,13 +5,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from certbotless.edge.render import (
-    DEFAULT_NGINX_VERSION,
-    NginxFiles,
-    NginxVersion,
-    files_listing,
-    render_nginx_conf,
-)
+from certbotless.edge.nginx_version import DEFAULT_NGINX_VERSION, NginxVersion
+from certbotless.edge.render import NginxFiles, files_listing, render_nginx_conf
 from certbotless.model import ErrorPages, KeyType, Route, StoredCert
 
 CERTS_DIR = "/etc/nginx/certs"

@@ -10,7 +10,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from certbotless.acme.ari import RenewalTime
 from certbotless.acme.errors import AcmeError, DnsUpdateRefused
 from certbotless.edge.rollout import RolledBack
 from certbotless.model import (
@@ -22,6 +21,7 @@ from certbotless.model import (
     ObjectKind,
     ObjectRole,
     PastOrder,
+    RenewalTime,
     RevocationReason,
     RolloutResult,
     Route,

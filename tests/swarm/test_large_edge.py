@@ -22,13 +22,10 @@ from cryptography.x509.oid import NameOID
 
 from certbotless.acme.keys import private_key_pem
 from certbotless.edge.deployer import edge_references
-from certbotless.edge.render import (
-    MAX_FILE_BYTES,
-    NGINX_CONF_TARGET,
-    render_nginx_conf,
-    validate_nginx_conf,
-)
+from certbotless.edge.mounts import NGINX_CONF_TARGET
+from certbotless.edge.render import MAX_FILE_BYTES, render_nginx_conf
 from certbotless.edge.rollout import ServedCertificates, roll_service
+from certbotless.edge.validation import validate_nginx_conf
 from certbotless.model import CertSpec, IssuedCert, Route, StoredCert
 from certbotless.swarm.api import Swarm
 from certbotless.swarm.store import CertStore

@@ -23,13 +23,15 @@ from certbotless.acme.http01 import EdgeHttp01Solver
 from certbotless.acme.issuer import AcmeIssuer, IssuerOptions
 from certbotless.acme.keys import load_account_key
 from certbotless.edge.deployer import edge_references
-from certbotless.edge.render import NGINX_CONF_TARGET, NginxConfigError, render_nginx_conf
+from certbotless.edge.mounts import NGINX_CONF_TARGET
+from certbotless.edge.render import render_nginx_conf
 from certbotless.edge.rollout import (
     RolledBack,
     ServedCertificates,
     check_in_edge_image,
     roll_service,
 )
+from certbotless.edge.validation import NginxConfigError
 from certbotless.model import CertSpec, IssuedCert, ObjectRole, Route, StoredCert
 from certbotless.swarm.api import Swarm
 from certbotless.swarm.store import (

@@ -14,8 +14,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from certbotless.acme.keys import private_key_pem
+from certbotless.model import past_orders_from_json
 from certbotless.ops.account_key import key_thumbprint
-from certbotless.passes.budget import from_json
 from certbotless.swarm.status import ORDERS_LABEL, STATUS_CONFIG
 from certbotless.swarm.store import ACCOUNT_KEY_SECRET, ACCOUNT_THUMBPRINT
 from rig.stacks import (
@@ -77,7 +77,11 @@ def ordered_names() -> list[str]:
     """Every name of the week's orders the sidecar recorded (`cbl-status`)."""
     config = json.loads(docker("config", "inspect", STATUS_CONFIG))[0]
     labels = config["Spec"].get("Labels") or {}
-    return [name for order in from_json(labels.get(ORDERS_LABEL, "[]")) for name in order.names]
+    return [
+        name
+        for order in past_orders_from_json(labels.get(ORDERS_LABEL, "[]"))
+        for name in order.names
+    ]
 
 
 def test_an_acme_json_is_imported_into_the_swarm_without_an_order(

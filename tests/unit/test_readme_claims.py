@@ -1,5 +1,6 @@
-"""The README's and ARCHITECTURE.md's claims that the code can check: commands and options,
-paths and names, defaults, status words, and the figures that are settings of the code."""
+"""The documentation's claims (README.md and the pages of docs/) and ARCHITECTURE.md's that the
+code can check: commands and options, labels, paths and names, defaults, status words, and the
+figures that are settings of the code."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import argparse
 import ast
 import importlib
 import logging
+import pkgutil
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,7 +32,7 @@ from certbotless.daemon.scheduler import (
     STUCK_PASS_SECONDS,
 )
 from certbotless.edge.render import MAX_FILE_BYTES
-from certbotless.labels.settle import MAX_PATH_LENGTH, MAX_URL_LENGTH
+from certbotless.labels.values import MAX_PATH_LENGTH, MAX_URL_LENGTH
 from certbotless.model import (
     CertSpec,
     Condition,
@@ -55,12 +58,21 @@ from tests.support.paths import REPO
 ROOT = REPO
 README = (ROOT / "README.md").read_text()
 ARCHITECTURE = (ROOT / "ARCHITECTURE.md").read_text()
+DOCS = ROOT / "docs"
+# The README and every page of the documentation site, as one text: what a claim says is checked
+# wherever it lives.
+DOCUMENTATION = "\n\n".join([README, *(doc.read_text() for doc in sorted(DOCS.rglob("*.md")))])
+
+
+def page(name: str) -> str:
+    """One page of the documentation site (docs/NAME)."""
+    return (DOCS / name).read_text()
 
 
 def section(text: str, heading: str) -> str:
     """From `heading` to the next heading of the same or a higher level."""
     level = heading.split(" ", 1)[0]
-    body = text.split(f"\n{heading}\n", 1)[1]
+    body = ("\n" + text).split(f"\n{heading}\n", 1)[1]
     ends = [m.start() for m in re.finditer(rf"^#{{1,{len(level)}}} ", body, re.MULTILINE)]
     return body[: min(ends, default=len(body))]
 
@@ -93,8 +105,8 @@ def subcommands() -> dict[str, argparse.ArgumentParser]:
 
 
 def command_table() -> dict[str, tuple[str, str]]:
-    """Command → (its synopsis, what the README says it does)."""
-    rows = table_rows(section(README, "### Commands"))
+    """Command → (its synopsis, what the documentation says it does)."""
+    rows = table_rows(section(page("commands.md"), "# Commands"))
     table = {}
     for synopsis, meaning in rows:
         command = re.fullmatch(r"`certbotless ([a-z][a-z-]*)(.*)`", synopsis)
@@ -131,28 +143,80 @@ def test_the_revocation_reasons_and_key_types_are_the_codes() -> None:
     _, revoke = command_table()["revoke"]
     reasons = revoke.split("(", 1)[1].split(")", 1)[0]
     assert backticked(reasons) == [reason.name for reason in RevocationReason]
-    labels = table_rows(section(README, "### Labels (on services, under `deploy.labels`)"))
+    labels = label_table()
     key_types = next(row for row in labels if row[0].startswith("`certbotless.key_type="))
     assert backticked(key_types[1]) == [k.value for k in KeyType]
+
+
+# --- the reference tables: every label the code reads -----------------------------------------
+
+
+def defined_in(package: str, name: str) -> Any:
+    """`name` as the module of `package` that defines it has it, whichever module that is (the
+    reference tables follow the code's own tables, wherever the code keeps them)."""
+    root = importlib.import_module(package)
+    infos = pkgutil.walk_packages(root.__path__, f"{package}.")
+    for module in (root, *(importlib.import_module(info.name) for info in infos)):
+        if name in vars(module):
+            return vars(module)[name]
+    raise LookupError(f"no module of {package} defines {name}")
+
+
+def label_table() -> list[list[str]]:
+    return table_rows(section(page("labels.md"), "# Labels (on services, under `deploy.labels`)"))
+
+
+def test_the_label_table_lists_every_label_the_code_reads_and_no_other() -> None:
+    documented = {re.sub(r"<\w+>.*|=.*", "", backticked(row[0])[0]) for row in label_table()}
+    read = {
+        *defined_in("certbotless.labels", "ROUTE_LABELS"),  # names, and prefixes of `….<name>`
+        *defined_in("certbotless.labels", "ROUTE_LABEL_PREFIXES"),
+        defined_in("certbotless.labels", "STATUS_PAGE_LABEL"),  # on certbotless's own service
+    }
+    assert documented == read
+
+
+def traefik_middleware_rows() -> list[tuple[set[str], str]]:
+    """Each row of the Traefik table: the middleware kinds it names (Traefik's type names, lower
+    case, as in `ratelimit.average`), and what it says becomes of them."""
+    kind = re.compile(r"(?!traefik\.)([a-z0-9]+)(\.[A-Za-z0-9]+)*")
+    return [
+        ({m.group(1) for m in map(kind.fullmatch, backticked(label)) if m}, meaning)
+        for label, meaning in table_rows(page("traefik-labels.md"))
+    ]
+
+
+def test_the_traefik_table_says_what_becomes_of_every_middleware_kind_the_code_knows() -> None:
+    rows = traefik_middleware_rows()
+    applied = set(defined_in("certbotless.labels.traefik", "APPLY_BY_KIND"))
+    security = set(defined_in("certbotless.labels.traefik", "SECURITY_KINDS"))
+    shaping = set(defined_in("certbotless.labels.traefik", "SHAPING_KINDS"))
+    assert applied | security | shaping <= set().union(*(kinds for kinds, _ in rows))
+
+    def only(said: str) -> set[str]:
+        """The kinds of the rows that begin with `said` and of no other row."""
+        kinds = set().union(*(k for k, meaning in rows if meaning.startswith(said)))
+        return kinds - set().union(*(k for k, meaning in rows if not meaning.startswith(said)))
+
+    assert only("not yet: reported, served without them") == shaping - applied
+    assert only("refused: it may guard access") == security - applied
 
 
 # --- paths and names --------------------------------------------------------------------------
 
 TOP_LEVEL = ("certbotless/", "tests/", "stacks/", "haproxy/", "nginx/", "rig/", "scripts/",
              "bench/", ".ci/")  # fmt: skip
-# ARCHITECTURE.md's "Where new things go" names modules that do not exist yet, on purpose.
-PROPOSED = {"acme/dns01.py"}
 
 
 def named_paths() -> Iterator[str]:
-    """Repository paths the two documents name: `dir/…` ones and, in ARCHITECTURE.md, the
-    modules of certbotless by file name."""
-    for token in backticked(README) + backticked(ARCHITECTURE):
+    """Repository paths the documentation and ARCHITECTURE.md name: `dir/…` ones and, in
+    ARCHITECTURE.md, the modules of certbotless by file name."""
+    for token in backticked(DOCUMENTATION) + backticked(ARCHITECTURE):
         for word in token.split():
             if word.startswith(TOP_LEVEL) and not re.search(r"[<*…]", word):
                 yield word.rstrip(".,")
     for token in backticked(ARCHITECTURE):
-        if re.fullmatch(r"(acme/)?[a-z_0-9]+\.py", token) and token not in PROPOSED:
+        if re.fullmatch(r"([a-z_]+/)*[a-z_0-9]+\.py", token) and not token.startswith(TOP_LEVEL):
             yield f"certbotless/{token}"
 
 
@@ -162,9 +226,27 @@ def test_every_path_the_documents_name_exists() -> None:
     assert sorted(p for p in paths if not (ROOT / p).exists()) == []
 
 
-def test_every_bench_the_readme_runs_is_one_scripts_bench_knows() -> None:
+def heading_ids(markdown: str) -> set[str]:
+    """The anchors of a page's headings, as MkDocs (Python-Markdown's toc) and GitHub make them."""
+    text = re.sub(r"^```.*?^```", "", markdown, flags=re.MULTILINE | re.DOTALL)
+    headings = re.findall(r"^#+ (.+)$", text, re.MULTILINE)
+    slugs = (re.sub(r"[^\w\s-]", "", h.replace("`", "")).strip().lower() for h in headings)
+    return {re.sub(r"[-\s]+", "-", slug) for slug in slugs}
+
+
+def test_the_readme_links_to_files_and_headings_that_exist() -> None:
+    """`mkdocs build --strict` checks the links of docs/; the README's (GitHub shows them) here."""
+    local = [link for link in re.findall(r"\]\(([^)\s]+)\)", README) if "://" not in link]
+    assert len(local) > 20  # the search itself works
+    for link in local:
+        path, _, anchor = link.partition("#")
+        assert (ROOT / path).is_file(), link
+        assert not anchor or anchor in heading_ids((ROOT / path).read_text()), link
+
+
+def test_every_bench_the_documentation_runs_is_one_scripts_bench_knows() -> None:
     known = set(re.findall(r"^  ([a-z-]+)\)", (ROOT / "scripts" / "bench").read_text(), re.M))
-    named = set(re.findall(r"bash scripts/bench ([a-z-]+)", README))
+    named = set(re.findall(r"bash scripts/bench ([a-z-]+)", DOCUMENTATION))
     assert named and named <= known
 
 
@@ -213,10 +295,10 @@ def test_the_seams_table_names_protocols_and_fakes_that_exist() -> None:
 
 
 def environment_defaults() -> dict[str, str]:
-    """Variable (without the prefix) → the default the README's table shows, where it is a
+    """Variable (without the prefix) → the default the environment table shows, where it is a
     value (`…` first in its cell), not words."""
     defaults = {}
-    for row in table_rows(section(README, "### Environment (sidecar)")):
+    for row in table_rows(section(page("environment.md"), "# Environment (sidecar)")):
         names = re.findall(rf"`{PREFIX}([A-Z0-9_]+)`", row[0])
         if len(names) == 1 and row[1].startswith("`"):
             defaults[names[0]] = backticked(row[1])[0]
@@ -231,7 +313,8 @@ def test_the_environment_table_shows_the_defaults_the_code_has() -> None:
 
 
 def test_the_status_record_words_are_the_codes() -> None:
-    bullet = README.split("- each wanted certificate's status record", 1)[1].split("\n- ", 1)[0]
+    record = DOCUMENTATION.split("- each wanted certificate's status record", 1)[1]
+    bullet = record.split("\n- ", 1)[0]
     named = set(re.findall(r"`([A-Z][A-Za-z]+)`", bullet))
     assert named == {c.value for c in Condition} | {r.value for r in FailureReason}
 
@@ -259,10 +342,10 @@ def test_the_back_off_schedule_is_the_one_the_documents_give() -> None:
     assert {retry_delay(n) for n in range(11, 40)} == {retry_delay(10)}  # the cap
     said_minutes = ", ".join(map(str, minutes)) + " minutes"
     said_hours = ", ".join(map(str, hours[:-1])) + f" and at most {hours[-1]} hours"
-    for document in (README, ARCHITECTURE):
+    for document in (DOCUMENTATION, ARCHITECTURE):
         assert said_minutes in words(document) and said_hours in words(document)
-    assert f"up to {JITTER:.0%}" in words(README)
-    assert f"failing for {ABANDON_AFTER.days} days" in words(README)
+    assert f"up to {JITTER:.0%}" in words(DOCUMENTATION)
+    assert f"failing for {ABANDON_AFTER.days} days" in words(DOCUMENTATION)
 
 
 def _kib(size: int) -> str:
@@ -271,8 +354,8 @@ def _kib(size: int) -> str:
 
 @dataclass(frozen=True)
 class Figure:
-    what: str  # the code's value, as the README says it
-    where: str = "README"
+    what: str  # the code's value, as the documentation says it
+    where: str = "docs"
 
 
 def stated_figures() -> list[Figure]:
@@ -324,8 +407,8 @@ def stated_figures() -> list[Figure]:
 
 
 @pytest.mark.parametrize("figure", stated_figures(), ids=lambda f: f.what[:40])
-def test_a_figure_the_readme_states_is_the_codes(figure: Figure) -> None:
-    assert figure.what in words(README)
+def test_a_figure_the_documentation_states_is_the_codes(figure: Figure) -> None:
+    assert figure.what in words(DOCUMENTATION)
 
 
 # --- "no key ... is ever logged" ------------------------------------------------------------------
@@ -366,17 +449,17 @@ def test_a_pass_logs_and_says_nothing_of_a_private_key(caplog: pytest.LogCapture
     assert "PRIVATE KEY" not in output and not any(line in output for line in body)
 
 
-def test_the_stages_architecture_lists_are_those_the_architecture_test_enforces() -> None:
-    from tests.unit.test_architecture import STAGES
+def test_the_layers_architecture_lists_are_those_the_architecture_test_enforces() -> None:
+    from tests.unit.test_architecture import LAYERS
 
-    listed = words(ARCHITECTURE).split("never a later one: ", 1)[1].split(").", 1)[0]
-    stages = []
-    for stage in listed.split(" → "):
-        modules = set()
-        for name in backticked(stage):
-            if name == "acme.*":
-                modules |= {m for m in set().union(*STAGES) if m.startswith("acme.")} - {"acme.ari"}
-            else:
-                modules.add(name)
-        stages.append(modules)
-    assert stages == STAGES
+    listed = section(ARCHITECTURE, "## Who may import whom")
+    items = re.findall(r"^\d+\. ([a-z ]+): (.*?)(?=^\d+\. |^$)", listed, re.M | re.S)
+    documented = []
+    for name, text in items:
+        head = re.split(r" \(|\.\s", text, maxsplit=1)[0]
+        documented.append((name, set(backticked(head))))
+    enforced = []
+    for name, patterns in LAYERS:
+        packages = {p.removesuffix(".*") for p in patterns if p.endswith(".*")}
+        enforced.append((name, {p for p in patterns if p not in packages} - {"__init__"}))
+    assert documented == enforced

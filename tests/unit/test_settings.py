@@ -15,12 +15,13 @@ from certbotless.settings import (
 )
 from tests.support.paths import REPO
 
-README = REPO / "README.md"
+ENVIRONMENT = REPO / "docs" / "environment.md"
 
 
-def readme_variables() -> set[str]:
-    """The variables of the README's sidecar environment table."""
-    section = README.read_text().split("### Environment (sidecar)", 1)[1].split("\n### ", 1)[0]
+def documented_variables() -> set[str]:
+    """The variables of the documentation's sidecar environment table (docs/environment.md)."""
+    page = ENVIRONMENT.read_text()
+    section = page.split("# Environment (sidecar)\n", 1)[1].split("\n#", 1)[0]
     rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
     return {name for row in rows for name in re.findall(r"CERTBOTLESS_([A-Z0-9_]+)", row)}
 
@@ -48,8 +49,8 @@ def test_defaults_and_shortcuts() -> None:
     assert settings.concurrency == 8
 
 
-def test_the_readme_lists_every_variable_the_code_reads_and_no_other() -> None:
-    assert readme_variables() == set(VARIABLES)
+def test_the_documentation_lists_every_variable_the_code_reads_and_no_other() -> None:
+    assert documented_variables() == set(VARIABLES)
 
 
 class Recording(dict[str, str]):
@@ -73,7 +74,7 @@ PASSWORD = "pa55-w0rd-secret"
 SMTP = {"CERTBOTLESS_ALERT_EMAIL": "ops@example.com"}
 WEBHOOK = {"CERTBOTLESS_ALERT_WEBHOOK": "https://hooks.example.com/x"}
 
-# Every variable of the README, each with values that must be refused: (value, other variables).
+# Every documented variable, each with values that must be refused: (value, other variables).
 BAD: dict[str, list[tuple[str, dict[str, str]]]] = {
     "ACME_DIRECTORY": [("http://insecure/dir", {}), ("https://", {}), ("stagin", {}),
                        ("https://ca.example/dir with space", {}), ("https://ca:port/dir", {})],
@@ -143,8 +144,8 @@ BAD: dict[str, list[tuple[str, dict[str, str]]]] = {
 SECRET_VARIABLES = {"EAB_HMAC_KEY", "ALERT_WEBHOOK", "SMTP_URL"}
 
 
-def test_every_readme_variable_has_bad_values_below() -> None:
-    assert set(BAD) == readme_variables()
+def test_every_documented_variable_has_bad_values_below() -> None:
+    assert set(BAD) == documented_variables()
 
 
 def bad_cases() -> Iterator[tuple[str, str, dict[str, str]]]:

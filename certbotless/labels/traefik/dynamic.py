@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from certbotless.labels.traefik.middlewares import FileMiddlewares, Middleware
+from certbotless.labels.traefik.middlewares.options import FileMiddlewares, Middleware
 
 MAX_FILE_BYTES = 1024 * 1024
 SETTING = "CERTBOTLESS_TRAEFIK_DYNAMIC_CONFIG"

@@ -16,21 +16,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from certbotless.labels.settle import (
-    CERTIFICATE_NAME_RE,
-    DOMAINS,
-    InvalidFactory,
-    InvalidLabel,
-    check_path,
-    claim_order,
-)
-from certbotless.labels.settle import parse_hostname as _parse_hostname
-from certbotless.labels.traefik.middlewares import (
+from certbotless.labels.settle import claim_order
+from certbotless.labels.traefik.middlewares.apply import MiddlewareRefused, apply_middlewares
+from certbotless.labels.traefik.middlewares.options import (
     NO_FILE_MIDDLEWARES,
     FileMiddlewares,
     Middleware,
-    MiddlewareRefused,
-    apply_middlewares,
 )
 from certbotless.labels.traefik.rules import (
     RuleError,
@@ -38,6 +29,14 @@ from certbotless.labels.traefik.rules import (
     default_priority,
     parse_v1_rule,
 )
+from certbotless.labels.values import (
+    CERTIFICATE_NAME_RE,
+    DOMAINS,
+    InvalidFactory,
+    InvalidLabel,
+    check_path,
+)
+from certbotless.labels.values import parse_hostname as _parse_hostname
 from certbotless.model import (
     CertSpec,
     DialectClaims,
@@ -249,8 +248,8 @@ def _known_elsewhere(label: str) -> bool:
 def _unknown_label_problem(service: ServiceInfo, label: str) -> LabelProblem:
     return LabelProblem(
         service.name, label, service.labels[label],
-        "not read by certbotless: this Traefik label has no nginx counterpart here (see the "
-        "README's Traefik table); the rest of the service's labels are used",
+        "not read by certbotless: this Traefik label has no nginx counterpart here (see "
+        "docs/traefik-labels.md); the rest of the service's labels are used",
     )  # fmt: skip
 
 

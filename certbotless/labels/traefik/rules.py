@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from certbotless.labels.settle import HEADER_NAME_RE, HEADER_VALUE_RE
+from certbotless.labels.values import HEADER_NAME_RE, HEADER_VALUE_RE
 
 MAX_RULE_LENGTH = 4096
 MAX_DEPTH = 32  # nesting of parentheses and `!`

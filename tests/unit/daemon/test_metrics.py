@@ -80,7 +80,7 @@ def test_acme_requests_are_timed_by_endpoint_without_identifiers() -> None:
     )
     assert metrics.endpoint("https://localhost:14000/chalZ/Yb3yJkCk0Qx8Rz1p2Xq7aB") == "/chalZ"
     assert metrics.endpoint("https://localhost:14000/dir") == "/dir"
-    metrics.observe_acme_request("post", "https://ca.test/acme/authz/99", "200", 0.3)
+    metrics.AcmeRequestMetrics().request("post", "https://ca.test/acme/authz/99", "200", 0.3)
     found = scraped()
     labels = (("endpoint", "/acme/authz"), ("method", "POST"), ("status", "200"))
     assert found[("certbotless_acme_client_request_duration_seconds_count", labels)] >= 1

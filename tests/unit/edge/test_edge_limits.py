@@ -8,17 +8,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from certbotless.edge.deployer import SwarmEdgeDeployer
-from certbotless.edge.render import (
-    DEFAULT_NGINX_VERSION,
-    HOSTS_DIR,
-    LOCATIONS_DIR,
-    MAX_FILE_BYTES,
-    NGINX_CONF_TARGET,
-    files_listing,
-    render_nginx_conf,
-    validate_nginx_conf,
-)
-from certbotless.labels.settle import PATH, discover
+from certbotless.edge.mounts import HOSTS_DIR, LOCATIONS_DIR, NGINX_CONF_TARGET
+from certbotless.edge.nginx_version import DEFAULT_NGINX_VERSION
+from certbotless.edge.render import MAX_FILE_BYTES, files_listing, render_nginx_conf
+from certbotless.edge.validation import validate_nginx_conf
+from certbotless.labels.native import PATH
+from certbotless.labels.settle import discover
 from certbotless.model import ErrorPages, ObjectKind, ObjectRole, Route, ServiceInfo, StoredObject
 from certbotless.passes.deploying import deploy_edge
 from certbotless.settings import Settings

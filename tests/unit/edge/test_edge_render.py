@@ -4,17 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from certbotless.edge.render import (
-    NGINX_CONF_TARGET,
-    NginxConfigError,
-    explain_nginx_error,
-    files_listing,
-    local_nginx_version,
-    parse_nginx_version,
-    render_nginx_conf,
-    render_snippets,
-    validate_nginx_conf,
-)
+from certbotless.edge.mounts import NGINX_CONF_TARGET
+from certbotless.edge.nginx_version import local_nginx_version, parse_nginx_version
+from certbotless.edge.render import files_listing, render_nginx_conf
+from certbotless.edge.snippets import render_snippets
+from certbotless.edge.validation import NginxConfigError, explain_nginx_error, validate_nginx_conf
 from certbotless.model import Route
 from tests.support.factories import (
     CERTS_DIR,

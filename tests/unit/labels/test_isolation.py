@@ -10,7 +10,8 @@ from typing import Any, cast
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from certbotless.edge.render import render_nginx_conf, validate_nginx_conf
+from certbotless.edge.render import render_nginx_conf
+from certbotless.edge.validation import validate_nginx_conf
 from certbotless.labels.settle import discover
 from certbotless.model import Discovery, KeyType, ServiceInfo
 from certbotless.swarm.api import Swarm

@@ -18,14 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from certbotless.edge.deployer import edge_references, with_their_secrets
-from certbotless.edge.render import (
-    HTPASSWD_DIR,
-    HTPASSWD_SECRETS_DIR,
-    NGINX_CONF_TARGET,
-    render_nginx_conf,
-    validate_nginx_conf,
-)
+from certbotless.edge.mounts import HTPASSWD_DIR, HTPASSWD_SECRETS_DIR, NGINX_CONF_TARGET
+from certbotless.edge.render import render_nginx_conf
 from certbotless.edge.rollout import swap_references
+from certbotless.edge.validation import validate_nginx_conf
 from certbotless.labels.settle import discover
 from certbotless.labels.traefik.labels import traefik_claims
 from certbotless.model import BasicAuth, Discovery, ObjectKind, RateLimit, Route, ServiceInfo

@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from certbotless.edge.render import render_nginx_conf
+from certbotless.labels.dialects import discovered
 from certbotless.model import CertSpec, ServiceInfo
-from certbotless.passes.observe import discovered
 from certbotless.settings import Settings, StatusPage
 from tests.support.factories import CERTS_DIR, RESPONDER, certs_for
 

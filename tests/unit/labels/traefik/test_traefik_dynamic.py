@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from certbotless.edge.render import render_nginx_conf, validate_nginx_conf
+from certbotless.edge.render import render_nginx_conf
+from certbotless.edge.validation import validate_nginx_conf
+from certbotless.labels.dialects import discovered
 from certbotless.labels.settle import discover
 from certbotless.labels.traefik.dynamic import read_dynamic_config
 from certbotless.labels.traefik.labels import traefik_claims
-from certbotless.labels.traefik.middlewares import FileMiddlewares
+from certbotless.labels.traefik.middlewares.options import FileMiddlewares
 from certbotless.model import BasicAuth, Discovery, RateLimit, Route, ServiceInfo
-from certbotless.passes.observe import discovered
 from certbotless.settings import Settings
 from tests.support.factories import CERTS_DIR, RESPONDER, certs_for
 

@@ -19,7 +19,8 @@ from types import MappingProxyType
 
 import pytest
 
-from certbotless.edge.render import _write_scratch_tree, render_nginx_conf
+from certbotless.edge.render import render_nginx_conf
+from certbotless.edge.validation import _write_scratch_tree
 from certbotless.labels.traefik.labels import traefik_claims
 from certbotless.model import Route, ServiceInfo
 from tests.support.factories import CERTS_DIR, RESPONDER

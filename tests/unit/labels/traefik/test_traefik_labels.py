@@ -8,16 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from certbotless.edge.render import (
-    HTPASSWD_DIR,
-    NGINX_CONF_TARGET,
-    render_nginx_conf,
-    validate_nginx_conf,
-)
+from certbotless.edge.mounts import HTPASSWD_DIR, NGINX_CONF_TARGET
+from certbotless.edge.render import render_nginx_conf
+from certbotless.edge.validation import validate_nginx_conf
+from certbotless.labels.dialects import discovered
 from certbotless.labels.settle import discover
 from certbotless.labels.traefik.labels import traefik_claims
 from certbotless.model import BasicAuth, Cors, Discovery, RateLimit, Route, ServiceInfo
-from certbotless.passes.observe import discovered
 from certbotless.settings import Settings, SettingsError
 from tests.support.factories import CERTS_DIR, RESPONDER, certs_for
 

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from certbotless.edge.render import render_nginx_conf, validate_nginx_conf
+from certbotless.edge.render import render_nginx_conf
+from certbotless.edge.validation import validate_nginx_conf
 from certbotless.labels.traefik.labels import traefik_claims
 from certbotless.labels.traefik.rules import (
     MAX_RULE_LENGTH,

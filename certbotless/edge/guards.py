@@ -1,0 +1,121 @@
+"""Who gets through a route, checked before anything is proxied: allowed addresses, basic auth
+(users from the labels or a Swarm secret), rate and connection limits, and forward auth."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+
+from certbotless.edge.mounts import HTPASSWD_DIR, htpasswd_secret_target
+from certbotless.edge.shaping import FORWARDED_HEADERS
+from certbotless.labels.values import INTERNAL_LOCATION
+from certbotless.model import Route
+
+
+def access_directives(route: Route) -> str:
+    """Who gets in, checked before anything is proxied: address, then password, then rate."""
+    lines = [f"allow {network};" for network in route.allow_from]
+    if route.allow_from:
+        lines.append("deny all;")
+    if route.basic_auth is not None:
+        lines += [f'auth_basic "{route.basic_auth.realm}";',
+                  f"auth_basic_user_file {htpasswd_target(route)};"]  # fmt: skip
+        if route.basic_auth.remove_header:
+            lines.append('proxy_set_header Authorization "";')
+    if route.rate_limit is not None:
+        lines += [f"limit_req zone={rate_zone(route)} burst={route.rate_limit.burst} nodelay;",
+                  "limit_req_status 429;"]  # fmt: skip
+    if route.max_connections is not None:
+        lines += [f"limit_conn {connection_zone(route)} {route.max_connections};",
+                  "limit_conn_status 429;"]  # fmt: skip
+    return "".join(f"\n            {line}" for line in lines)
+
+
+def htpasswd_target(route: Route) -> str:
+    """Where the edge mounts a route's basic-auth users: the secret that holds them, by its
+    name, or the users from the labels, named by their content."""
+    assert route.basic_auth is not None
+    if route.basic_auth.secret:
+        return htpasswd_secret_target(route.basic_auth.secret)
+    digest = hashlib.sha256("\n".join(route.basic_auth.users).encode()).hexdigest()[:16]
+    return f"{HTPASSWD_DIR}/{digest}"
+
+
+def htpasswd_files(by_host: Mapping[str, list[Route]]) -> dict[str, str]:
+    """The basic-auth users the labels give, a file per set (target path → text)."""
+    return {
+        htpasswd_target(route): "\n".join(route.basic_auth.users) + "\n"
+        for host_routes in by_host.values()
+        for route in host_routes
+        if route.basic_auth is not None and not route.basic_auth.secret
+    }
+
+
+def htpasswd_secrets(routes: Iterable[Route]) -> set[str]:
+    """The Swarm secrets holding the basic-auth users of `routes`."""
+    return {r.basic_auth.secret for r in routes if r.basic_auth is not None and r.basic_auth.secret}
+
+
+def rate_zone(route: Route) -> str:
+    """The shared-memory zone counting one route's requests (a zone per route: routes never
+    share a budget)."""
+    assert route.rate_limit is not None
+    key = f"{route.service}|{route.path}|{route.exact_path}|{route.rate_limit.per_minute}"
+    return "certbotless_" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def connection_zone(route: Route) -> str:
+    """The shared-memory zone counting one route's requests in flight per client."""
+    key = f"{route.service}|{route.path}|{route.exact_path}|connections"
+    return "certbotless_" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def rate_zones(by_host: Mapping[str, list[Route]]) -> str:
+    """The http block's zones for every route's rate and connection limits."""
+    routes = {route for host_routes in by_host.values() for route in host_routes}
+    zones = sorted({
+        f"    limit_req_zone $binary_remote_addr zone={rate_zone(r)}:1m "
+        f"rate={r.rate_limit.per_minute}r/m;\n"
+        for r in routes if r.rate_limit is not None
+    } | {
+        f"    limit_conn_zone $binary_remote_addr zone={connection_zone(r)}:1m;\n"
+        for r in routes if r.max_connections is not None
+    })  # fmt: skip
+    return "".join(zones)
+
+
+def forward_auth_directives(index: int, route: Route) -> str:
+    """The route's requests asked about at its forward-auth location first, and the answer's
+    listed headers passed on to the upstream."""
+    if route.auth_url is None:
+        return ""
+    lines = [f"auth_request {INTERNAL_LOCATION}auth/{index};"]
+    for number, header in enumerate(route.auth_response_headers):
+        variable = f"$certbotless_auth_{index}_{number}"
+        upstream = "$upstream_http_" + header.lower().replace("-", "_")
+        lines += [f"auth_request_set {variable} {upstream};",
+                  f"proxy_set_header {header} {variable};"]  # fmt: skip
+    return "".join(f"\n            {line}" for line in lines)
+
+
+def auth_location(index: int, auth_url: str) -> str:
+    """Forward auth: nginx asks `auth_url` with the client's headers (and the request line in
+    both the X-Original-* and Traefik's X-Forwarded-* names); 2xx lets the request through,
+    401/403 go back to the client, anything else (a timeout included) is a 500. The timeouts
+    are short because every request of the route waits for this answer."""
+    return f"""
+        location = {INTERNAL_LOCATION}auth/{index} {{
+            internal;
+            set $auth_url {auth_url};
+            proxy_pass $auth_url;
+            proxy_ssl_server_name on;
+            proxy_connect_timeout 2s;
+            proxy_send_timeout 5s;
+            proxy_read_timeout 5s;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-URI $request_uri;
+            proxy_set_header X-Original-Method $request_method;
+            proxy_set_header X-Forwarded-Uri $request_uri;
+            proxy_set_header X-Forwarded-Method $request_method;{FORWARDED_HEADERS}
+        }}"""

@@ -1,0 +1,139 @@
+"""A host's location blocks: each route proxied to its upstream (Traefik's matchers, its
+prefix stripped or added or its path replaced), the HTTPS redirects of plain HTTP, and the
+ACME challenge location."""
+
+from __future__ import annotations
+
+import re
+
+from certbotless.edge.guards import access_directives, auth_location, forward_auth_directives
+from certbotless.edge.shaping import (
+    PROXY_HEADERS,
+    compression_directives,
+    cors_checks,
+    error_page_directives,
+    error_pages_location,
+    header_directives,
+    limit_directives,
+)
+from certbotless.model import CHALLENGE_PREFIX, Route
+
+# A redirect=true route asked for over plain HTTP before its host has a certificate.
+NO_CERTIFICATE_YET_RETRY_AFTER = 60
+
+
+def challenge_location(responder_upstream: str) -> str:
+    return f"""
+        location ^~ {CHALLENGE_PREFIX} {{
+            set $certbotless_responder {responder_upstream};
+            proxy_pass http://$certbotless_responder;
+            proxy_set_header Host $host;
+        }}"""
+
+
+def to_https_location(path: str) -> str:
+    return f"""
+        location {path} {{
+            return 308 https://$host$request_uri;
+        }}"""
+
+
+def _not_yet_https_location(path: str) -> str:
+    return f"""
+        location {path} {{
+            add_header Retry-After {NO_CERTIFICATE_YET_RETRY_AFTER} always;
+            default_type text/plain;
+            return 503 "HTTPS for this site is being set up; retry in a minute\\n";
+        }}"""
+
+
+def route_locations(
+    routes: list[Route], plain_http: bool, has_cert: bool, hsts: bool = False
+) -> list[str]:
+    """One location per route (longest path first), plus its auth and error-page locations.
+    On plain HTTP, routes that want HTTPS only redirect. Without a route at `/`, other paths get
+    a plain 404 rather than nginx's own files."""
+    blocks = []
+    # Indexes follow the host's route list, so both servers name a route's helpers alike.
+    for index, route in enumerate(routes):
+        if plain_http and route.redirect_to_https:
+            match = _location_match(route)
+            blocks.append(to_https_location(match) if has_cert else _not_yet_https_location(match))
+        else:
+            blocks.extend(_proxy_locations(index, route, hsts))
+    if not any(route.path == "/" and not route.exact_path for route in routes):
+        blocks.append("\n        location / {\n            return 404;\n        }")
+    return blocks
+
+
+def _location_match(route: Route) -> str:
+    return f"= {route.path}" if route.exact_path else route.path
+
+
+def _match_conditions(route: Route) -> str:
+    """Traefik's Method and Header(s) matchers: a request they do not match gets 404, as in
+    Traefik when no router matches (checked before access, in nginx's rewrite phase)."""
+    lines = []
+    if route.methods:
+        lines.append(f"if ($request_method !~ ^({'|'.join(route.methods)})$) {{ return 404; }}")
+    lines += [
+        f'if ($http_{name.lower().replace("-", "_")} != "{value}") {{ return 404; }}'
+        for name, value in route.match_headers
+    ]
+    return "".join(f"\n            {line}" for line in lines)
+
+
+def _proxy_locations(index: int, route: Route, hsts: bool = False) -> list[str]:
+    # The rewrite phase's checks (matchers, CORS) come before the rewrites' `break`.
+    extra = (
+        _match_conditions(route)
+        + (cors_checks(route.cors) if route.cors is not None else "")
+        + limit_directives(route)
+        + access_directives(route)
+        + _upstream_directives(route)
+        + compression_directives(route)
+        + forward_auth_directives(index, route)
+        + error_page_directives(index, route)
+        + _rewrites(route)
+        + header_directives(route, hsts)
+    )
+    blocks = [
+        f"""
+        location {_location_match(route)} {{
+            set $upstream {route.upstream_scheme}://{route.service}:{route.port};
+            proxy_pass $upstream;{PROXY_HEADERS}{extra}
+        }}"""
+    ]
+    if route.auth_url is not None:
+        blocks.append(auth_location(index, route.auth_url))
+    if route.error_pages is not None:
+        blocks.append(error_pages_location(index, route.error_pages.url))
+    return blocks
+
+
+def _upstream_directives(route: Route) -> str:
+    """Retries on another task of the service, and the upstream's name sent over TLS."""
+    lines = []
+    if route.retries:
+        lines += ["proxy_next_upstream error timeout;",
+                  f"proxy_next_upstream_tries {route.retries + 1};"]  # fmt: skip
+    if route.upstream_scheme == "https":
+        lines.append("proxy_ssl_server_name on;")
+    return "".join(f"\n            {line}" for line in lines)
+
+
+def _rewrites(route: Route) -> str:
+    """Traefik's stripPrefix then addPrefix, as one rewrite (the first that matches ends);
+    or its replacePath(Regex)."""
+    if route.replace_path is not None:
+        regex, replacement = route.replace_path
+        return f'\n            rewrite "{regex}" "{replacement}" break;'
+    lines = [
+        f"rewrite ^{re.escape(prefix.rstrip('/'))}/?(.*)$ {route.add_prefix}/$1 break;"
+        for prefix in route.strip_prefixes
+    ]
+    if route.add_prefix:
+        lines.append(f"rewrite ^(.*)$ {route.add_prefix}$1 break;")
+    if len(route.strip_prefixes) == 1:
+        lines.append(f"proxy_set_header X-Forwarded-Prefix {route.strip_prefixes[0]};")
+    return "".join(f"\n            {line}" for line in lines)

@@ -1,0 +1,33 @@
+"""Where the edge mounts each file of its configuration: nginx.conf, the hosts' and locations'
+files it includes, basic-auth users, and each certificate's chain and key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+NGINX_CONF_TARGET = "/etc/nginx/nginx.conf"
+SNIPPETS_DIR = "/etc/nginx/certbotless"
+# The rendered configuration's server blocks, which nginx.conf includes (`hosts/*.conf`), and
+# the locations of a host too large for one file, which its servers include.
+HOSTS_DIR = f"{SNIPPETS_DIR}/hosts"
+LOCATIONS_DIR = f"{SNIPPETS_DIR}/locations"
+HTPASSWD_DIR = f"{SNIPPETS_DIR}/htpasswd"  # basic-auth users, one file per set
+# Basic-auth users an operator keeps in a Swarm secret (the labels name it), mounted here by
+# its name: certbotless never reads them.
+HTPASSWD_SECRETS_DIR = f"{SNIPPETS_DIR}/htpasswd-secrets"
+
+
+@dataclass(frozen=True)
+class CertFiles:
+    fullchain: str
+    privkey: str
+
+
+def cert_files(cert_name: str, certs_dir: str) -> CertFiles:
+    return CertFiles(
+        f"{certs_dir}/{cert_name}/fullchain.pem", f"{certs_dir}/{cert_name}/privkey.pem"
+    )
+
+
+def htpasswd_secret_target(secret: str) -> str:
+    return f"{HTPASSWD_SECRETS_DIR}/{secret}"

@@ -1,0 +1,34 @@
+"""Which nginx the edge runs: its version decides how HTTP/2 is switched on."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from functools import cache
+
+NginxVersion = tuple[int, int, int]
+# From 1.25.1 nginx wants `http2 on;` and warns about `listen ... http2`; older ones reject it.
+HTTP2_DIRECTIVE_SINCE: NginxVersion = (1, 25, 1)
+# Debian bookworm's nginx, the oldest the edge image is built on.
+DEFAULT_NGINX_VERSION: NginxVersion = (1, 22, 0)
+
+_NGINX_VERSION_RE = re.compile(r"\bnginx/([0-9]+)\.([0-9]+)\.([0-9]+)", re.ASCII)
+
+
+def parse_nginx_version(text: str) -> NginxVersion:
+    """The version in `nginx -v` output: `nginx version: nginx/1.26.3`, `nginx/1.25.1 (Ubuntu)`."""
+    match = _NGINX_VERSION_RE.search(text)
+    if match is None:
+        raise ValueError(
+            f"cannot read an nginx version from {text.strip()!r}; "
+            "expected `nginx -v` output such as 'nginx version: nginx/1.26.3'"
+        )
+    major, minor, patch = (int(part) for part in match.groups())
+    return major, minor, patch
+
+
+@cache
+def local_nginx_version(nginx: str = "nginx") -> NginxVersion:
+    """The version of the nginx on this machine (`nginx -v` prints it on stderr)."""
+    result = subprocess.run([nginx, "-v"], capture_output=True, text=True, timeout=30, check=False)
+    return parse_nginx_version(result.stderr + result.stdout)

@@ -1,0 +1,127 @@
+"""A host's server blocks: port 80 (challenges, redirects to HTTPS or plain routes) and 443
+with its certificate and HSTS, the default servers for unknown names, and the listen options
+(HTTP/2, the L4 front's PROXY protocol) every server shares."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from certbotless.edge.locations import challenge_location, route_locations, to_https_location
+from certbotless.edge.mounts import CertFiles
+from certbotless.edge.shaping import HSTS_VALUE
+from certbotless.model import Route, StoredCert
+
+
+@dataclass(frozen=True)
+class Server:
+    """One server block: its directives before the locations, and the locations."""
+
+    port: int
+    head: str
+    locations: list[str] = field(default_factory=list)
+
+    def text(self, body: str | None = None) -> str:
+        """The block; `body` in place of the locations (includes of them elsewhere)."""
+        inside = "\n".join(self.locations) if body is None else body
+        return f"""
+    server {{
+        {self.head}
+{inside}
+    }}"""
+
+
+def certificate_per_host(certs: Mapping[str, StoredCert], hosts: Iterable[str]) -> dict[str, str]:
+    """Each host's certificate name: the one naming it, else a wildcard one covering it (one
+    label more), until the host has its own."""
+    named = {host: cert.name for cert in certs.values() for host in cert.domains}
+    for host in hosts:
+        wildcard = "*." + host.partition(".")[2]
+        if host not in named and wildcard in named and not host.startswith("*"):
+            named[host] = named[wildcard]
+    return named
+
+
+def listen_directives(http2_directive: bool, front_subnets: Sequence[str]) -> tuple[str, str]:
+    """The listen directives of port 80 and 443. One form on every 443 listen, the default
+    server's included: listen options are per address, so servers sharing 443 must agree."""
+    proxy_protocol = " proxy_protocol" if front_subnets else ""
+    listen_80 = f"listen 80{proxy_protocol}"
+    listen_443 = ("listen 443 ssl" if http2_directive else "listen 443 ssl http2") + proxy_protocol
+    return listen_80, listen_443
+
+
+def real_ip(front_subnets: Sequence[str]) -> str:
+    """With an L4 front, the client's address read from the PROXY protocol header."""
+    if not front_subnets:
+        return ""
+    trusted = "".join(f"\n    set_real_ip_from {subnet};" for subnet in front_subnets)
+    return f"""
+    # Behind the L4 front: the client's address is the one in its PROXY protocol header, and a
+    # header from anywhere else changes nothing.{trusted}
+    real_ip_header proxy_protocol;
+"""
+
+
+def default_servers(
+    responder_upstream: str, listen_80: str, listen_443: str, reject_unknown: bool
+) -> str:
+    """Unknown names: challenges still reach the sidecar; /healthz answers load balancers that
+    check each edge node by address; TLS handshakes are refused, unless an IP address has a
+    certificate: its clients send no name, so its server is the default one instead."""
+    reject = f"""
+
+    server {{
+        {listen_443} default_server;
+        server_name _;
+        ssl_reject_handshake on;
+    }}"""
+    return f"""
+    server {{
+        {listen_80} default_server;
+        server_name _;
+{challenge_location(responder_upstream)}
+        location = /healthz {{
+            access_log off;
+            default_type text/plain;
+            return 200 "ok\\n";
+        }}
+        location / {{
+            return 404;
+        }}
+    }}{reject if reject_unknown else ""}"""
+
+
+def http_server(
+    host: str, routes: list[Route], responder_upstream: str, listen_80: str, has_cert: bool
+) -> Server:
+    """Port 80, decided per route: redirect=false routes are proxied, every other one is sent to
+    HTTPS (or, before the certificate exists, refused) so it is never served in clear."""
+    if has_cert and all(route.redirect_to_https for route in routes):
+        body = [to_https_location("/")]
+    else:
+        body = route_locations(routes, plain_http=True, has_cert=has_cert)
+    return Server(
+        80,
+        f"{listen_80};\n        server_name {host};",
+        [challenge_location(responder_upstream), *body],
+    )
+
+
+def https_server(
+    host: str, routes: list[Route], files: CertFiles, listen_443: str, default: bool = False
+) -> Server:
+    # Never HSTS on a host that also serves a plain route: browsers would refuse that route
+    # (discovery reports the pair as a label problem).
+    hsts = any(route.hsts for route in routes) and all(r.redirect_to_https for r in routes)
+    hsts_header = (
+        f'\n        add_header Strict-Transport-Security "{HSTS_VALUE}" always;' if hsts else ""
+    )
+    return Server(
+        443,
+        f"""{listen_443}{" default_server" if default else ""};
+        server_name {host};
+        ssl_certificate {files.fullchain};
+        ssl_certificate_key {files.privkey};{hsts_header}""",
+        route_locations(routes, plain_http=False, has_cert=True, hsts=hsts),
+    )

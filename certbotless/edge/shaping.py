@@ -1,0 +1,146 @@
+"""Shaping of what passes through a location: the headers set on the request and the answer
+(forwarded headers, HSTS, CORS), size and time limits, compression, and error pages."""
+
+from __future__ import annotations
+
+import re
+
+from certbotless.model import Cors, Route
+
+HSTS_VALUE = "max-age=63072000"
+
+# The edge is the first hop: X-Forwarded-For is the client's address, never what it sent.
+# `Proxy` is cleared against httpoxy.
+FORWARDED_HEADERS = """
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $host;
+            proxy_set_header Proxy "";"""
+
+PROXY_HEADERS = (
+    """
+            proxy_http_version 1.1;
+            proxy_set_header Host $host;
+            proxy_set_header X-Real-IP $remote_addr;"""
+    + FORWARDED_HEADERS
+    + """
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;"""
+)
+
+
+def limit_directives(route: Route) -> str:
+    """How long the upstream may take, and how large a request body may be."""
+    lines = []
+    if route.timeout is not None:
+        lines += [f"proxy_read_timeout {route.timeout};", f"proxy_send_timeout {route.timeout};"]
+    if route.max_body_size is not None:
+        lines.append(f"client_max_body_size {route.max_body_size};")
+    return "".join(f"\n            {line}" for line in lines)
+
+
+_GZIP_TYPES = (
+    "text/plain text/css text/xml application/json application/javascript application/xml "
+    "image/svg+xml"
+)
+
+
+def compression_directives(route: Route) -> str:
+    if not route.compress:
+        return ""
+    lines = ["gzip on;", "gzip_proxied any;", f"gzip_types {_GZIP_TYPES};"]
+    return "".join(f"\n            {line}" for line in lines)
+
+
+def error_page_directives(index: int, route: Route) -> str:
+    """The upstream's errors of the listed statuses answered by the route's error-page
+    location instead."""
+    if route.error_pages is None:
+        return ""
+    codes = " ".join(str(code) for code in route.error_pages.statuses)
+    return (
+        "\n            proxy_intercept_errors on;"
+        f"\n            error_page {codes} @certbotless_errors_{index};"
+    )
+
+
+def error_pages_location(index: int, url: str) -> str:
+    page = url.replace("{status}", "$status")
+    return f"""
+        location @certbotless_errors_{index} {{
+            set $error_page {page};
+            proxy_pass $error_page;
+            proxy_ssl_server_name on;
+            proxy_method GET;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header Proxy "";
+        }}"""
+
+
+def header_directives(route: Route, hsts: bool) -> str:
+    lines = [f'proxy_set_header {name} "{value}";' for name, value in route.request_headers]
+    for name, value in route.response_headers:
+        lines.append(
+            f'add_header {name} "{value}" always;' if value else f"proxy_hide_header {name};"
+        )
+    if route.cors is not None:
+        lines += _cors_headers(route.cors)
+    if hsts and (route.cors is not None or any(value for _, value in route.response_headers)):
+        # add_header here stops the server's from being inherited: repeat HSTS.
+        lines.append(f'add_header Strict-Transport-Security "{HSTS_VALUE}" always;')
+    return "".join(f"\n            {line}" for line in lines)
+
+
+_ASKS = '"${certbotless_cors_preflight}m"'  # "o" (OPTIONS) then "m" (a method asked): "om"
+
+
+def cors_checks(cors: Cors) -> str:
+    """Traefik's CORS, first part (nginx's rewrite phase, so before any rewrite's `break`): the
+    request's Origin kept when listed (`*` when `*` is), and preflights (OPTIONS with
+    Access-Control-Request-Method) answered 200 here with the allowed methods, headers and max
+    age. An empty variable sends no header."""
+    origin, preflight = "$certbotless_cors_origin", "$certbotless_cors_preflight"
+    lines = [f'set {origin} "";']
+    if "*" in cors.origins:
+        lines.append(f'set {origin} "*";')
+    elif cors.origins:
+        listed = "|".join(re.escape(o) for o in cors.origins)
+        lines.append(f'if ($http_origin ~ "^({listed})$") {{ set {origin} $http_origin; }}')
+    lines += [f'set {variable} "";' for variable in _CORS_ANSWERS.values()]
+    lines += [f'set {preflight} "";',
+              f'if ($request_method = OPTIONS) {{ set {preflight} "o"; }}',
+              f"if ($http_access_control_request_method) {{ set {preflight} {_ASKS}; }}",
+              f'if ({preflight} = "om") {{ '
+              + "".join(f'set {_CORS_ANSWERS[n]} "{v}"; ' for n, v in _preflight(cors) if v)
+              + "return 200; }"]  # fmt: skip
+    return "".join(f"\n            {line}" for line in lines)
+
+
+_CORS_ANSWERS = {
+    "Access-Control-Allow-Methods": "$certbotless_cors_methods",
+    "Access-Control-Allow-Headers": "$certbotless_cors_headers",
+    "Access-Control-Max-Age": "$certbotless_cors_max_age",
+}
+
+
+def _preflight(cors: Cors) -> list[tuple[str, str]]:
+    return [
+        ("Access-Control-Allow-Methods", ", ".join(cors.methods)),
+        ("Access-Control-Allow-Headers", ", ".join(cors.headers)),
+        ("Access-Control-Max-Age", "" if cors.max_age is None else str(cors.max_age)),
+    ]
+
+
+def _cors_headers(cors: Cors) -> list[str]:
+    """Traefik's CORS, second part: the answer's headers."""
+    lines = ["add_header Access-Control-Allow-Origin $certbotless_cors_origin always;"]
+    lines += [f"add_header {name} {variable} always;" for name, variable in _CORS_ANSWERS.items()]
+    if cors.credentials:
+        lines.append('add_header Access-Control-Allow-Credentials "true" always;')
+    if cors.expose_headers:
+        exposed = ", ".join(cors.expose_headers)
+        lines.append(f'add_header Access-Control-Expose-Headers "{exposed}" always;')
+    if cors.vary:
+        lines.append("add_header Vary Origin always;")
+    return lines

@@ -1,0 +1,52 @@
+"""Every enabled label dialect read and settled together, as the settings choose them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from certbotless.labels.settle import EdgeNotFound, discover, find_edge_service
+from certbotless.labels.status_route import merged, status_page_claims, status_target
+from certbotless.labels.traefik.dynamic import read_dynamic_config
+from certbotless.labels.traefik.labels import traefik_claims
+from certbotless.model import Discovery, ServiceInfo
+from certbotless.settings import NginxConfMode, Settings
+
+
+def edge_if_any(settings: Settings, services: Sequence[ServiceInfo]) -> str | None:
+    """The edge service: the configured one, else the one labelled in certbotless's own stack;
+    None when there is neither."""
+    try:
+        return settings.nginx_service or find_edge_service(services, settings.own_service)
+    except EdgeNotFound:
+        return None
+
+
+def discovered(
+    settings: Settings,
+    services: Sequence[ServiceInfo],
+    edge: str | None,
+    secrets: frozenset[str] | None = None,
+) -> Discovery:
+    """The routes and certificates every enabled label dialect asks for, settled together: the
+    oldest claimant of a name or host+path keeps it, whichever dialect it wrote. `secrets`: the
+    swarm's secret names, which basic-auth labels name (None: not known, as for `lint`)."""
+    traefik = (
+        traefik_claims(
+            services,
+            settings.traefik_exposed_by_default,
+            secrets,
+            read_dynamic_config(settings.traefik_dynamic_config),
+            status_target(settings, services),
+        )
+        if "traefik" in settings.label_dialects
+        else {}
+    )
+    foreign = merged(traefik, status_page_claims(services, settings))
+    return discover(
+        services,
+        edge,
+        routing=settings.nginx_conf == NginxConfMode.RENDERED,
+        native="certbotless" in settings.label_dialects,
+        foreign=foreign,
+        secrets=secrets,
+    )

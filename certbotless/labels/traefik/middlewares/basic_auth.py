@@ -1,0 +1,73 @@
+"""basicAuth: `users` (htpasswd lines) or `usersFile`, read from the Swarm secret Traefik's
+service mounted at /run/secrets/<name>. Traefik 1's `frontend.auth.basic.users` uses
+`htpasswd_users` too."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+from certbotless.labels.traefik.middlewares.options import (
+    Context,
+    Middleware,
+    Unsupported,
+    flag,
+    known_fields,
+)
+from certbotless.labels.values import SECRET_NAME_RE, refused_htpasswd_secret
+from certbotless.model import BasicAuth, Route
+
+_HTPASSWD_RE = re.compile(r"^[^:\s]{1,64}:[A-Za-z0-9./$={}+-]{1,200}$", re.ASCII)
+SECRETS_DIR = "/run/secrets/"  # where Swarm mounts a secret given with no target
+
+
+def apply(route: Route, mw: Middleware, context: Context) -> Route:
+    known_fields(mw, {"users", "usersfile", "realm", "removeheader"})
+    realm = mw.value("realm", "traefik")
+    if not re.fullmatch(r"[A-Za-z0-9 ._-]{1,64}", realm):
+        raise Unsupported(mw.label("realm"), realm, "must be letters, digits, spaces, . _ -")
+    remove_header = flag(mw, "removeheader")
+    if mw.value("usersfile"):
+        if mw.value("users"):
+            raise Unsupported(mw.label("users"), mw.value("users"), "users and usersFile "
+                              "together: Traefik merges them, certbotless takes one; keep "
+                              "one")  # fmt: skip
+        secret = _users_file_secret(mw, context)
+        return replace(route, basic_auth=BasicAuth((), realm, remove_header, secret))
+    users = htpasswd_users(mw.value("users"), mw.label("users"), mw.name)
+    return replace(route, basic_auth=BasicAuth(users, realm, remove_header))
+
+
+def htpasswd_users(value: str, label: str, name: str) -> tuple[str, ...]:
+    users = tuple(u.strip() for u in value.split(",") if u.strip())
+    if not users or not all(_HTPASSWD_RE.match(user) for user in users):
+        raise Unsupported(label, value, "users must be user:hash pairs (htpasswd -nB), "
+                          "comma-separated")  # fmt: skip
+    return users
+
+
+def _users_file_secret(mw: Middleware, context: Context) -> str:
+    """The Swarm secret behind Traefik's `usersFile=/run/secrets/<target>`: a secret named
+    <target>, else the stack's (`docker stack deploy` names it <stack>_<target>)."""
+    path = mw.value("usersfile")
+    target = path[len(SECRETS_DIR) :] if path.startswith(SECRETS_DIR) else ""
+    if not SECRET_NAME_RE.match(target):
+        raise Unsupported(mw.label("usersfile"), path, "certbotless reads a users file only "
+                          "from a Swarm secret mounted at /run/secrets/<name> (the file the "
+                          "Traefik service mounted); put the users in basicauth.users or "
+                          "use certbotless.basic_auth_secret")  # fmt: skip
+    if (refused := refused_htpasswd_secret(target)) is not None:
+        raise Unsupported(mw.label("usersfile"), path, refused)
+    candidates = [target]
+    if mw.stack:
+        candidates.append(f"{mw.stack}_{target}")
+    if context.secrets is None:
+        return target
+    found = next((name for name in candidates if name in context.secrets), None)
+    if found is None:
+        raise Unsupported(mw.label("usersfile"), path, f"no Swarm secret is named "
+                          f"{' or '.join(candidates)}; create it from the htpasswd file "
+                          f"(`docker secret create {target} FILE`: one Traefik's own stack "
+                          "made, <its stack>_<name>, is another stack's and not "
+                          "used)")  # fmt: skip
+    return found

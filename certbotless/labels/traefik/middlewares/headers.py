@@ -1,0 +1,97 @@
+"""headers: custom request and response headers, the security headers Traefik sets from flags
+(frameDeny, stsSeconds…), and CORS (the accessControl* options)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+from certbotless.labels.traefik.middlewares.options import (
+    Context,
+    Middleware,
+    Unsupported,
+    flag,
+    known_fields,
+)
+from certbotless.labels.values import HEADER_NAME_RE, HEADER_VALUE_RE
+from certbotless.model import Cors, Route
+
+_HEADER_FLAGS = {
+    "framedeny": ("X-Frame-Options", "DENY"),
+    "contenttypenosniff": ("X-Content-Type-Options", "nosniff"),
+    "browserxssfilter": ("X-XSS-Protection", "1; mode=block"),
+}
+_HEADER_VALUES = {
+    "customframeoptionsvalue": "X-Frame-Options",
+    "referrerpolicy": "Referrer-Policy",
+    "contentsecuritypolicy": "Content-Security-Policy",
+    "permissionspolicy": "Permissions-Policy",
+}
+_STS = {"stsseconds", "stsincludesubdomains", "stspreload", "forcestsheader"}
+
+
+_CORS = {
+    "accesscontrolalloworiginlist", "accesscontrolallowmethods", "accesscontrolallowheaders",
+    "accesscontrolexposeheaders", "accesscontrolallowcredentials", "accesscontrolmaxage",
+    "addvaryheader",
+}  # fmt: skip
+_ORIGIN_RE = re.compile(r"^(?:\*|https?://[A-Za-z0-9.-]{1,253}(?::[0-9]{1,5})?)$", re.ASCII)
+_TOKEN_RE = re.compile(r"^(?:\*|[A-Za-z0-9-]{1,100})$", re.ASCII)
+
+
+def apply(route: Route, mw: Middleware, context: Context) -> Route:
+    known_fields(mw, {"customrequestheaders", "customresponseheaders", *_HEADER_FLAGS,
+                      *_HEADER_VALUES, *_STS, *_CORS})  # fmt: skip
+    cors = _cors(mw) or route.cors
+    request, response = list(route.request_headers), list(route.response_headers)
+    for key, (label, value) in sorted(mw.fields.items()):
+        kind = key.partition(".")[0]
+        header = label.rsplit(".", 1)[-1]  # as written: header names keep their case
+        if kind == "customrequestheaders":
+            request.append(_header(header, value, label))
+        elif kind == "customresponseheaders":
+            response.append(_header(header, value, label))
+        elif kind in _HEADER_FLAGS and flag(mw, kind):
+            response.append(_HEADER_FLAGS[kind])
+        elif kind in _HEADER_VALUES:
+            response.append(_header(_HEADER_VALUES[kind], value, label))
+    hsts = route.hsts or mw.value("stsseconds", "0") not in ("", "0")
+    return replace(route, request_headers=tuple(request), response_headers=tuple(response),
+                   hsts=hsts, cors=cors)  # fmt: skip
+
+
+def _header(name: str, value: str, label: str) -> tuple[str, str]:
+    if not HEADER_NAME_RE.match(name) or not HEADER_VALUE_RE.match(value):
+        raise Unsupported(label, value, "header names are letters, digits and '-'; values "
+                          "printable ASCII")  # fmt: skip
+    return name, value
+
+
+def _cors(mw: Middleware) -> Cors | None:
+    """Traefik's accessControl* fields (accessControlAllowOriginListRegex is refused)."""
+    if not any(key in _CORS for key in mw.fields):
+        return None
+
+    def listed(key: str, pattern: re.Pattern[str], what: str) -> tuple[str, ...]:
+        items = tuple(i.strip() for i in mw.value(key).split(",") if i.strip())
+        bad = [item for item in items if not pattern.match(item)]
+        if bad:
+            raise Unsupported(mw.label(key), mw.value(key), f"{bad[0]!r} is not {what}")
+        return items
+
+    origins = listed("accesscontrolalloworiginlist", _ORIGIN_RE,
+                     "an origin (scheme://host[:port]) or *")  # fmt: skip
+    max_age = mw.value("accesscontrolmaxage")
+    if max_age and not re.fullmatch(r"[0-9]{1,8}", max_age):
+        raise Unsupported(mw.label("accesscontrolmaxage"), max_age, "must be seconds")
+    return Cors(
+        origins=origins,
+        methods=tuple(
+            m.upper() for m in listed("accesscontrolallowmethods", _TOKEN_RE, "a method")
+        ),
+        headers=listed("accesscontrolallowheaders", _TOKEN_RE, "a header name"),
+        expose_headers=listed("accesscontrolexposeheaders", _TOKEN_RE, "a header name"),
+        credentials=flag(mw, "accesscontrolallowcredentials"),
+        max_age=int(max_age) if max_age else None,
+        vary=flag(mw, "addvaryheader"),
+    )

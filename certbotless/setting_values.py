@@ -1,0 +1,231 @@
+"""Single CERTBOTLESS_* values → what they mean, or a SettingsError naming the variable, its
+value and the form expected. `settings` reads each variable with these; nothing of certbotless
+is imported here.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import re
+import ssl
+from enum import StrEnum
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import SplitResult, urlsplit
+
+PREFIX = "CERTBOTLESS_"
+_SERVICE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?")
+# A host name, or a Swarm service's (which may hold '_', e.g. edge_certbotless).
+_HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
+                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*")  # fmt: skip
+ADDRESS = re.compile(r"[^@\s:;,<>()\[\]\\\"]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+# Goes into nginx.conf and into Swarm's mount targets as it is.
+_NGINX_PATH = re.compile(r"(?:/[A-Za-z0-9._-]+)+")
+
+
+class SettingsError(ValueError):
+    """A setting is wrong; the message names the variable, its value and the form expected."""
+
+
+def invalid(name: str, value: str, expected: str) -> SettingsError:
+    gap = "" if expected.startswith(":") else " "
+    return SettingsError(f"{PREFIX}{name}={value!r}{gap}{expected}")
+
+
+def url_parts(value: str, schemes: tuple[str, ...]) -> SplitResult | None:
+    """`value` split, when it is a URL of one of `schemes` with a host and a valid port."""
+    if not value.isprintable() or any(c.isspace() for c in value):
+        return None
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (raises ValueError when it is not a port number)
+    except ValueError:
+        return None
+    return parts if parts.scheme in schemes and parts.hostname else None
+
+
+def is_base64url(value: str) -> bool:
+    if not re.fullmatch(r"[A-Za-z0-9_-]+=*", value):
+        return False
+    try:
+        base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except ValueError:
+        return False
+    return True
+
+
+def one_line(value: str | None, name: str, expected: str = "", spaces: bool = True) -> str | None:
+    """Free text on one line (no control characters; no spaces unless `spaces`)."""
+    if value is None:
+        return None
+    if not value.isprintable() or (not spaces and any(c.isspace() for c in value)):
+        raise invalid(name, value, expected or "must be text on one line")
+    return value
+
+
+def email_address(value: str | None, name: str) -> str | None:
+    if value is not None and not ADDRESS.fullmatch(value):
+        raise invalid(name, value, "is not an e-mail address; write e.g. ops@example.com")
+    return value
+
+
+def service_name(value: str | None, name: str) -> str | None:
+    if value is not None and not _SERVICE_NAME.fullmatch(value):
+        raise invalid(name, value, "is not a service name: up to 63 letters, digits, '-' "
+                      "and '_', as `docker service ls` shows it")  # fmt: skip
+    return value
+
+
+def path(value: str | None, name: str) -> Path | None:
+    if value is None:
+        return None
+    if not value.startswith("/") or not value.isprintable():
+        raise invalid(name, value, "must be an absolute path, e.g. /run/certbotless/…")
+    return Path(value)
+
+
+def paths(value: str | None, name: str) -> tuple[Path, ...]:
+    """Absolute paths, comma-separated."""
+    parts = [part.strip() for part in (value or "").split(",") if part.strip()]
+    if not all(part.startswith("/") and part.isprintable() for part in parts):
+        raise invalid(name, value or "", "must be absolute paths, comma-separated, e.g. "
+                      "/etc/certbotless/traefik/dynamic.yml")  # fmt: skip
+    return tuple(Path(part) for part in parts)
+
+
+def certs_dir(value: str | None, name: str) -> str | None:
+    """An absolute path nginx.conf can name unquoted (and Swarm mount under)."""
+    if value is None:
+        return None
+    if not _NGINX_PATH.fullmatch(value.rstrip("/") or "/"):
+        raise invalid(name, value, "must be an absolute path of letters, digits, '.', '_' "
+                      "and '-' below /, e.g. /etc/nginx/certs")  # fmt: skip
+    return value.rstrip("/")
+
+
+def ca_bundle(value: str | None, name: str) -> Path | None:
+    if value is None:
+        return None
+    bundle = Path(value)
+    if not bundle.is_file():
+        raise invalid(name, value, ": no such file; mount it or unset the variable")
+    try:
+        ssl.create_default_context(cafile=str(bundle))
+    except (ssl.SSLError, ValueError, OSError) as error:
+        raise invalid(name, value, f"is not a file of PEM certificates ({error}); give the "
+                      "CA's root certificate in PEM") from None  # fmt: skip
+    return bundle
+
+
+def flag(value: str | None, name: str, default: bool) -> bool:
+    if value is None:
+        return default
+    if value.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if value.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise invalid(name, value, "must be true or false")
+
+
+Mode = TypeVar("Mode", bound=StrEnum)
+
+
+def choice(value: str | None, name: str, default: Mode, meaning: str = "") -> Mode:
+    """One of `default`'s enum, in any case. `meaning`: what each choice does, for the error."""
+    modes = type(default)
+    try:
+        return modes((value or default).lower())
+    except ValueError:
+        choices = meaning or "one of: " + ", ".join(modes)
+        raise invalid(name, value or "", f"must be {choices}") from None
+
+
+def number(value: str | None, name: str, low: int, high: int, default: int) -> int:
+    """A whole number in ASCII digits (int() would take '١٢' or '1_0'; '²'.isdigit() is True
+    but int('²') fails) between `low` and `high`."""
+    if value is None:
+        return default
+    if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
+        raise invalid(name, value, f"must be a whole number from {low} to {high}")
+    return int(value)
+
+
+def _port(value: str) -> int | None:
+    if value.isascii() and value.isdigit() and 0 < int(value) < 65536:
+        return int(value)
+    return None
+
+
+def listen_address(value: str | None, name: str, alternative: str = "") -> tuple[str, int] | None:
+    """IPV4:PORT to listen on (an empty address: every interface)."""
+    if value is None:
+        return None
+    host, _, port = value.rpartition(":")
+    port_number = _port(port)
+    try:
+        ipaddress.IPv4Address(host or "0.0.0.0")
+    except ValueError:
+        port_number = None
+    if port_number is None:
+        raise invalid(
+            name,
+            value,
+            "must look like IPV4:PORT, e.g. 0.0.0.0:8402 (HOST:PORT "
+            f"with an IPv4 address and a port from 1 to 65535) {alternative}".strip(),
+        )
+    return (host or "0.0.0.0", port_number)
+
+
+def resolvers(value: str | None, name: str) -> tuple[tuple[str, int], ...]:
+    """IP[:PORT],… (port 53 unless given; an IPv6 address in brackets when with a port)."""
+    if value is None:
+        return ()
+    found = []
+    for item in value.split(","):
+        text = item.strip()
+        host, port = text, "53"
+        if text.startswith("[") and "]:" in text:
+            host, _, port = text[1:].partition("]:")
+        elif text.count(":") == 1:
+            host, _, port = text.partition(":")
+        try:
+            address = str(ipaddress.ip_address(host.strip("[]")))
+        except ValueError:
+            address = ""
+        port_number = _port(port)
+        if not address or port_number is None:
+            raise invalid(
+                name, value, "must be IP addresses with optional ports, separated by commas, "
+                "e.g. 10.0.0.53,10.0.0.54:5353 or [2001:db8::53]:53",
+            )  # fmt: skip
+        found.append((address, port_number))
+    return tuple(found)
+
+
+def upstream(value: str | None, name: str) -> str | None:
+    """HOST:PORT nginx reaches the responder at (written into nginx.conf as it is)."""
+    if value is None:
+        return None
+    host, _, port = value.rpartition(":")
+    if not _HOSTNAME.fullmatch(host) or _port(port) is None:
+        raise invalid(name, value, "must look like HOST:PORT, e.g. certbotless:8402 (a "
+                      "service or host name, and a port from 1 to 65535)")  # fmt: skip
+    return value
+
+
+def subnets(value: str | None, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """Comma-separated networks, or `none`."""
+    if value is None:
+        return default
+    if value.lower() == "none":
+        return ()
+    networks = []
+    expected = ("give the subnet of the L4 front's network (e.g. 10.222.0.0/24), or `none` "
+                "when nginx publishes its own ports")  # fmt: skip
+    for part in (p.strip() for p in value.split(",")):
+        try:
+            networks.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            raise invalid(name, value, f": {part!r} is not a network; {expected}") from None
+    return tuple(networks)
