@@ -4,23 +4,15 @@ the rules load, their unit tests pass, and a wrong expectation fails (so the tes
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import yaml
 
-from tests.support.paths import REPO
+from tests.support.observability import OBSERVABILITY, promtool
 
-OBSERVABILITY = REPO / "observability"
 ALERTS = {"CertbotlessCertificateExpiringSoon", "CertbotlessCertificateExpired",
           "CertbotlessRenewalFailing", "CertbotlessRollFailed", "CertbotlessDown",
           "CertbotlessPassesStopped", "CertbotlessEdgeTaskStale"}  # fmt: skip
-
-
-def promtool(*args: str, cwd: Path = OBSERVABILITY) -> subprocess.CompletedProcess[str]:
-    found = shutil.which("promtool")
-    assert found, "promtool (Debian's prometheus package, rig/install.py) is needed"
-    return subprocess.run([found, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
 
 
 def test_the_rules_load_and_their_unit_tests_pass() -> None:

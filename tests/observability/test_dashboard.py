@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -11,15 +10,7 @@ import yaml
 from prometheus_client import REGISTRY
 
 from certbotless.daemon import metrics  # noqa: F401  (registers every certbotless metric)
-from tests.observability.test_alert_rules import OBSERVABILITY, promtool
-
-DASHBOARD = OBSERVABILITY / "grafana-dashboard.json"
-
-
-def queries() -> list[str]:
-    board = json.loads(DASHBOARD.read_text())
-    assert board["uid"] == "certbotless" and board["panels"]
-    return [target["expr"] for panel in board["panels"] for target in panel["targets"]]
+from tests.support.observability import dashboard_queries, promtool
 
 
 def exported() -> set[str]:
@@ -35,7 +26,7 @@ def exported() -> set[str]:
 def test_every_panel_query_is_valid_promql(tmp_path: Path) -> None:
     rules = {"groups": [{"name": "dashboard", "rules": [
         {"record": f"dashboard:query_{number}", "expr": expr}
-        for number, expr in enumerate(queries())
+        for number, expr in enumerate(dashboard_queries())
     ]}]}  # fmt: skip
     (tmp_path / "queries.yml").write_text(yaml.safe_dump(rules))
     checked = promtool("check", "rules", "queries.yml", cwd=tmp_path)
@@ -43,5 +34,7 @@ def test_every_panel_query_is_valid_promql(tmp_path: Path) -> None:
 
 
 def test_every_panel_reads_metrics_certbotless_exports() -> None:
-    named = {name for expr in queries() for name in re.findall(r"\bcertbotless_[a-z_]+", expr)}
+    named = {
+        name for expr in dashboard_queries() for name in re.findall(r"\bcertbotless_[a-z_]+", expr)
+    }
     assert named and named <= exported()

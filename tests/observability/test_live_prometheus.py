@@ -20,7 +20,7 @@ from prometheus_client import start_http_server
 
 from certbotless.daemon import metrics
 from certbotless.model import PassReport, PastOrder
-from tests.observability.test_dashboard import queries
+from tests.support.observability import dashboard_queries
 from tests.support.paths import REPO
 from tests.support.ports import unused_port
 from tests.web.status_data import listing
@@ -94,14 +94,14 @@ def test_every_panel_returns_data_from_a_real_scrape(prometheus: str, figure) ->
             )
         time.sleep(SCRAPE_SECONDS)
         try:
-            empty = [expr for expr in queries() if not query(prometheus, expr)]
+            empty = [expr for expr in dashboard_queries() if not query(prometheus, expr)]
         except requests.ConnectionError:
             continue  # Prometheus still starting
         if not empty and time.monotonic() - started > 5 * SCRAPE_SECONDS:
             break
     assert empty == []
-    figure(f"dashboard: {len(queries())} queries returned data from a live Prometheus after "
-           f"{time.monotonic() - started:.0f} s")  # fmt: skip
+    figure(f"dashboard: {len(dashboard_queries())} queries returned data from a live "
+           f"Prometheus after {time.monotonic() - started:.0f} s")  # fmt: skip
 
 
 def test_the_alerts_the_data_calls_for_fire(prometheus: str) -> None:

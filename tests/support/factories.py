@@ -7,10 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 from certbotless.edge.nginx_version import DEFAULT_NGINX_VERSION, NginxVersion
 from certbotless.edge.render import NginxFiles, files_listing, render_nginx_conf
-from certbotless.model import ErrorPages, KeyType, Route, StoredCert
+from certbotless.model import ErrorPages, KeyType, Route, ServiceInfo, StoredCert
 
 CERTS_DIR = "/etc/nginx/certs"
 RESPONDER = "certbotless:8402"
+T0 = datetime(2026, 1, 1, tzinfo=UTC)  # services' creation times count from here
 
 
 def stored_cert(
@@ -122,3 +123,21 @@ SCENARIOS = {
     "mixed-redirect-before-certificate": MIXED_REDIRECT_BEFORE_CERTIFICATE,
     "ip-address": IP_ADDRESS,
 }
+
+
+def labelled(
+    name: str,
+    labels: dict[str, str],
+    networks: tuple[str, ...] = (),
+    stack: str = "",
+    created: int | None = None,
+) -> ServiceInfo:
+    """A service; `created` is its creation time in minutes after a fixed moment."""
+    return ServiceInfo(
+        name=name,
+        labels=labels,
+        network_ids=networks,
+        network_names=networks,
+        stack=stack,
+        created_at=None if created is None else T0 + timedelta(minutes=created),
+    )

@@ -35,9 +35,8 @@ from certbotless.model import (
     Route,
 )
 from certbotless.seams import DnsProvider
-from tests.support.factories import CERTS_DIR, RESPONDER, stored_cert
+from tests.support.factories import CERTS_DIR, RESPONDER, labelled, stored_cert
 from tests.support.fakes import FakeDnsLedger, FakeDnsProvider, FakeSolver
-from tests.unit.labels.test_discovery import labelled
 
 DNS = ChallengeType.DNS01
 WILD = {"certbotless.domains": "*.example.com", "certbotless.port": "80"}

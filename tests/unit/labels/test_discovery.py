@@ -1,31 +1,11 @@
-from datetime import UTC, datetime, timedelta
-
 import pytest
 
 from certbotless.labels.settle import EdgeNotFound, discover, find_edge_service
-from certbotless.model import KeyType, ServiceInfo
+from certbotless.model import KeyType
+from tests.support.factories import labelled
 
 BASE = {"certbotless.domains": "a.example.com", "certbotless.port": "80"}
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
 FULLWIDTH = {ord(digit): ord(digit) + 0xFEE0 for digit in "0123456789"}  # for str.translate
-
-
-def labelled(
-    name: str,
-    labels: dict[str, str],
-    networks: tuple[str, ...] = (),
-    stack: str = "",
-    created: int | None = None,
-) -> ServiceInfo:
-    """A service; `created` is its creation time in minutes after a fixed moment."""
-    return ServiceInfo(
-        name=name,
-        labels=labels,
-        network_ids=networks,
-        network_names=networks,
-        stack=stack,
-        created_at=None if created is None else T0 + timedelta(minutes=created),
-    )
 
 
 def test_labelled_service_becomes_route_and_spec() -> None:
