@@ -32,7 +32,7 @@ class _Echo(BaseHTTPRequestHandler):
         body = f"{self.path} {self.headers.get('Authorization', '-')}".encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
-        self.send_header(ECHO_PORT_HEADER, str(self.server.server_address[1]))
+        self.send_header(ECHO_PORT_HEADER, str(self.request.getsockname()[1]))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
