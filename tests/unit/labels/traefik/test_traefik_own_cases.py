@@ -1,0 +1,74 @@
+"""Traefik's own test cases (tests/traefik_cases/, from Traefik's test files; MIT, see the README
+there) as certbotless's acceptance suite: each case's labels go through discovery and rendering,
+a real nginx on loopback answers its requests, and each case BEHAVES as in Traefik, is REFUSED
+with a LabelProblem, or is SILENT, accepted but different. A silent case fails the suite unless
+tests/traefik_cases/known_silent.json lists it, and a listed case that is no longer silent fails
+it too, so the list only shrinks. docs/traefik-labels.md carries the counts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.support.real_nginx import echo_servers
+from tests.support.traefik_cases import (
+    CASES_DIR,
+    Outcome,
+    Verdict,
+    case_files,
+    case_outcome,
+    counts_lines,
+)
+
+pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="needs nginx")
+DOCS = Path(__file__).resolve().parents[4] / "docs" / "traefik-labels.md"
+MAX_ROUTERS = 6  # routers (or Traefik services) in one case, at most: each has an echo server
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Outcome]]:
+    scratch = tmp_path_factory.mktemp("traefik-cases")
+    jobs = [(file, index, case) for file in case_files()
+            for index, case in enumerate(file.cases)]  # fmt: skip
+    with echo_servers(MAX_ROUTERS) as ports, ThreadPoolExecutor(8) as pool:
+        yield list(pool.map(
+            lambda job: case_outcome(job[0], job[2], ports, scratch / f"{job[0].stem}-{job[1]}"),
+            jobs,
+        ))  # fmt: skip
+
+
+def _known_silent() -> dict[str, str]:
+    entries = json.loads((CASES_DIR / "known_silent.json").read_text())
+    return {entry["id"]: entry["differs"] for entry in entries}
+
+
+def test_every_case_has_a_verdict(outcomes: list[Outcome]) -> None:
+    assert len(outcomes) == sum(len(file.cases) for file in case_files())
+    assert len({outcome.case_id for outcome in outcomes}) == len(outcomes)
+
+
+def test_no_silent_difference_beyond_the_known_ones(outcomes: list[Outcome]) -> None:
+    silent = {o.case_id: o.detail for o in outcomes if o.verdict is Verdict.SILENT}
+    new = {case: detail for case, detail in silent.items() if case not in _known_silent()}
+    assert new == {}, "\n".join(f"{case}: {detail}" for case, detail in new.items())
+
+
+def test_known_silent_cases_are_still_silent(outcomes: list[Outcome]) -> None:
+    """When a difference is fixed, its entry leaves known_silent.json."""
+    verdicts = {o.case_id: o.verdict for o in outcomes}
+    fixed = [case for case in _known_silent() if verdicts.get(case) is not Verdict.SILENT]
+    assert fixed == [], f"no longer silent (remove from known_silent.json): {fixed}"
+
+
+def test_the_docs_carry_the_current_counts(
+    outcomes: list[Outcome], figure: Callable[[str], None]
+) -> None:
+    table = counts_lines(outcomes)
+    for line in table.splitlines():
+        figure(f"Traefik's own test cases: {line}")
+    assert table in DOCS.read_text(), f"docs/traefik-labels.md must carry:\n{table}"
