@@ -46,6 +46,7 @@ class LintReport:
     services: tuple[ServiceReport, ...]
     specs: tuple[CertSpec, ...]
     problems: tuple[LabelProblem, ...]
+    routes: tuple[Route, ...] = ()  # every route, as the edge would serve them
 
     @property
     def ok(self) -> bool:
@@ -170,6 +171,7 @@ def _report(
         ),
         specs=found.specs,
         problems=problems,
+        routes=found.routes,
     )
 
 
