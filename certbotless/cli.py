@@ -23,7 +23,9 @@ from certbotless.app import App
 from certbotless.daemon.metrics import serve as serve_metrics
 from certbotless.daemon.metrics import watch_edge
 from certbotless.daemon.scheduler import Daemon
+from certbotless.edge.nginx_version import DEFAULT_NGINX_VERSION, nginx_version_number
 from certbotless.edge.rollout import RolloutError
+from certbotless.edge.tree import TreeError, edge_tree, write_tree
 from certbotless.edge.validation import NginxConfigError
 from certbotless.labels.compose import ComposeError, docker_cli, parse_stack_argument
 from certbotless.labels.lint import lint, report_json, report_text
@@ -154,6 +156,13 @@ def _add_lint(lint: argparse.ArgumentParser) -> None:
         action="store_true",
         help="read the files with certbotless's own reader even where the Docker CLI is present",
     )
+    lint.add_argument("--render", metavar="DIR", type=Path, help="also write what a pass would "
+                      "roll, each file where the edge mounts it, under DIR")  # fmt: skip
+    lint.add_argument("--rebase", action="store_true", help="with --render: the files' paths "
+                      "into DIR, for nginx -p DIR/ -c DIR/etc/nginx/nginx.conf")  # fmt: skip
+    lint.add_argument("--nginx-version", metavar="X.Y.Z", type=nginx_version_number,
+                      default=DEFAULT_NGINX_VERSION,
+                      help="with --render: the edge image's nginx (default: 1.22.0)")  # fmt: skip
 
 
 def _add_renew(renew: argparse.ArgumentParser) -> None:
@@ -384,7 +393,10 @@ def collect_garbage(app: App, args: argparse.Namespace) -> int:
 
 
 def lint_stacks(settings: Settings, args: argparse.Namespace) -> int:
-    """0: clean; 1: a problem; 2: input that cannot be read."""
+    """0: clean; 1: a problem; 2: input that cannot be read, or a tree that cannot be written."""
+    if args.render is None and args.rebase:
+        print("certbotless lint: --rebase goes with --render DIR", file=sys.stderr)
+        return 2
     try:
         report = lint(
             [parse_stack_argument(argument) for argument in args.stacks],
@@ -399,6 +411,14 @@ def lint_stacks(settings: Settings, args: argparse.Namespace) -> int:
             print(json.dumps({"ok": False, "error": str(error)}, indent=2))
         return 2
     print(report_json(report) if args.json else report_text(report), end="\n" if args.json else "")
+    if args.render is not None:
+        tree = edge_tree(report.routes, report.specs, settings, args.nginx_version)
+        try:
+            written = write_tree(tree, args.render, settings.certs_dir, rebase=args.rebase)
+        except (TreeError, OSError) as error:
+            print(f"certbotless lint: --render {args.render}: {error}", file=sys.stderr)
+            return 2
+        print(f"certbotless lint: wrote {len(written)} files under {args.render}", file=sys.stderr)
     return 0 if report.ok else 1
 
 

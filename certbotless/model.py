@@ -136,6 +136,7 @@ class Route:
     # The path replaced before it reaches the service: (PCRE, replacement with $1…$9).
     replace_path: tuple[str, str] | None = None
     cors: Cors | None = None
+    dialect: str = "certbotless"  # the labels that asked for it: certbotless's or traefik's
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,11 @@ def parse_nginx_version(text: str) -> NginxVersion:
     return major, minor, patch
 
 
+def nginx_version_number(text: str) -> NginxVersion:
+    """A version written alone, `1.26.3` (as `certbotless lint --nginx-version` takes it)."""
+    return parse_nginx_version(f"nginx/{text}")
+
+
 @cache
 def local_nginx_version(nginx: str = "nginx") -> NginxVersion:
     """The version of the nginx on this machine (`nginx -v` prints it on stderr)."""

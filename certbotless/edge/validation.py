@@ -62,7 +62,29 @@ def _file_named(path: str, files: Mapping[str, str]) -> str | None:
     return same_name[0] if len(same_name) == 1 else None
 
 
-_CERT_PATH_RE = re.compile(r"\bssl_certificate(_key)?\s+[^\s;]+;", re.ASCII)
+_CERT_PATH_RE = re.compile(r"\bssl_certificate(_key)?\s+([^\s;]+);", re.ASCII)
+
+
+def certificate_paths(files: Mapping[str, str]) -> dict[str, bool]:
+    """Every certificate chain and key a configuration names → whether it is a key."""
+    return {
+        match.group(2): bool(match.group(1))
+        for text in files.values()
+        for match in _CERT_PATH_RE.finditer(text)
+    }
+
+
+def moved_paths(text: str, moves: Mapping[str, str]) -> str:
+    """`text` with every absolute path under a directory of `moves` (directory → where it
+    went) pointed at the new place; the longest directory wins when they nest."""
+    if not moves:
+        return text
+    directories = sorted(moves, key=len, reverse=True)
+    under = re.compile(
+        r"(?<![\w./-])(" + "|".join(re.escape(d.rstrip("/")) for d in directories) + r")(?=/)"
+    )
+    by_directory = {d.rstrip("/"): moves[d].rstrip("/") for d in directories}
+    return under.sub(lambda match: by_directory[match.group(1)], text)
 
 
 def validate_nginx_conf(
@@ -122,9 +144,8 @@ def _write_scratch_tree(files: Mapping[str, str], root: Path, seen: PurePosixPat
         return f"ssl_certificate{match.group(1) or ''} {seen}/stand-in/{file};"
 
     for target, text in files.items():
-        local = _CERT_PATH_RE.sub(to_stand_in, text).replace(
-            SNIPPETS_DIR + "/", f"{seen}/certbotless/"
-        )
+        local = moved_paths(_CERT_PATH_RE.sub(to_stand_in, text),
+                            {SNIPPETS_DIR: f"{seen}/certbotless"})  # fmt: skip
         if target == NGINX_CONF_TARGET:
             relative = PurePosixPath("nginx.conf")
         else:

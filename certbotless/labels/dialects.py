@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from certbotless.labels.settle import EdgeNotFound, discover, find_edge_service
 from certbotless.labels.status_route import merged, status_page_claims, status_target
 from certbotless.labels.traefik.dynamic import read_dynamic_config
 from certbotless.labels.traefik.labels import traefik_claims
-from certbotless.model import Discovery, ServiceInfo
+from certbotless.model import DialectClaims, Discovery, ServiceInfo
 from certbotless.settings import NginxConfMode, Settings
 
 
@@ -41,7 +42,7 @@ def discovered(
         if "traefik" in settings.label_dialects
         else {}
     )
-    foreign = merged(traefik, status_page_claims(services, settings))
+    foreign = merged(_written_in("traefik", traefik), status_page_claims(services, settings))
     return discover(
         services,
         edge,
@@ -50,3 +51,11 @@ def discovered(
         foreign=foreign,
         secrets=secrets,
     )
+
+
+def _written_in(dialect: str, claims: Mapping[str, DialectClaims]) -> dict[str, DialectClaims]:
+    """Each route marked with the dialect whose labels asked for it (the status page says)."""
+    return {
+        service: replace(found, routes=tuple(replace(r, dialect=dialect) for r in found.routes))
+        for service, found in claims.items()
+    }

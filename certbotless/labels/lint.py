@@ -46,6 +46,7 @@ class LintReport:
     services: tuple[ServiceReport, ...]
     specs: tuple[CertSpec, ...]
     problems: tuple[LabelProblem, ...]
+    routes: tuple[Route, ...] = ()  # every route, as the edge would serve them
 
     @property
     def ok(self) -> bool:
@@ -170,6 +171,7 @@ def _report(
         ),
         specs=found.specs,
         problems=problems,
+        routes=found.routes,
     )
 
 
@@ -210,6 +212,13 @@ def _route_text(route: Route) -> str:
     targets = ", ".join(f"{host}{route.path}" for host in route.hosts)
     options = [f"port {route.port}"]
     options.append("HTTP redirected to HTTPS" if route.redirect_to_https else "HTTP and HTTPS")
+    return f"{targets} → {'; '.join(options + route_options(route))}"
+
+
+def route_options(route: Route) -> list[str]:
+    """What a route does besides proxying to its port, in words (never the users' hashes), as
+    lint reports it and the status page's routers view shows it."""
+    options = []
     if route.hsts:
         options.append("HSTS")
     if route.max_body_size:
@@ -220,7 +229,7 @@ def _route_text(route: Route) -> str:
         options.append(f"error pages {route.error_pages.url}")
     if route.timeout:
         options.append(f"timeout {route.timeout}")
-    return f"{targets} → {'; '.join(options + _access_text(route) + _shaping_text(route))}"
+    return options + _access_text(route) + _shaping_text(route)
 
 
 def _access_text(route: Route) -> list[str]:

@@ -12,9 +12,10 @@ from typing import Protocol
 from certbotless.daemon.alerts import Alert, alerts_for
 from certbotless.daemon.pass_history import PassRecord
 from certbotless.edge.watch import EdgeServing
-from certbotless.model import Listed, PastOrder, Route
+from certbotless.model import Discovery, Listed, PastOrder, Route
 from certbotless.ops.views import listed_json, listed_status
 from certbotless.passes.budget import DomainUse, domain_use
+from certbotless.web.routers import RoutersView, routers_view
 
 API_VERSION = 1
 # Most urgent first: what needs someone, then what will soon, then the rest.
@@ -34,7 +35,8 @@ class StatusSource(Protocol):
 
     def listing(self) -> list[Listed]: ...
 
-    def routes(self) -> Sequence[Route]: ...
+    def discovery(self) -> Discovery:
+        """The routes, certificates and label problems the services' labels give."""
 
     def orders(self) -> list[PastOrder]: ...
 
@@ -47,16 +49,18 @@ class StatusSource(Protocol):
 @dataclass(frozen=True)
 class Filter:
     """The page's query string: `q` searches names, domains, services, serials and errors;
-    `state` is one of STATES."""
+    `state` is one of STATES; `router` searches the routers and the label problems."""
 
     q: str = ""
     state: str = "all"
+    router: str = ""
 
     @classmethod
     def from_query(cls, query: dict[str, list[str]]) -> Filter:
         state = (query.get("state") or ["all"])[0]
         return cls((query.get("q") or [""])[0].strip()[:200],
-                   state if state in STATES else "all")  # fmt: skip
+                   state if state in STATES else "all",
+                   (query.get("router") or [""])[0].strip()[:200])  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,7 @@ class Overview:
     budget: tuple[DomainUse, ...]
     filter: Filter
     edge: EdgeServing | None
+    routers: RoutersView
 
     def stale_on(self, address: str) -> int:
         """How many certificates the edge task at `address` serves a stale version of."""
@@ -110,9 +115,10 @@ class Overview:
 
 
 def overview(source: StatusSource, wanted: Filter, now: datetime) -> Overview:
-    routes = source.routes()
+    found = source.discovery()
     edge = source.edge()
-    rows = sorted((_row(listed, routes, edge, now) for listed in source.listing()), key=_urgency)
+    listing = source.listing()
+    rows = sorted((_row(row, found.routes, edge, now) for row in listing), key=_urgency)
     passes = tuple(source.passes())
     counts = {state: sum(1 for row in rows if row.status in states)
               for state, states in STATES.items()}  # fmt: skip
@@ -131,6 +137,7 @@ def overview(source: StatusSource, wanted: Filter, now: datetime) -> Overview:
         budget=tuple(domain_use(source.orders(), now)),
         filter=wanted,
         edge=edge,
+        routers=routers_view(found, listing, wanted.router),
     )
 
 

@@ -27,6 +27,7 @@ from certbotless.web.overview import (
     overview_json,
     pass_json,
 )
+from certbotless.web.routers import routers_json
 
 log = logging.getLogger(__name__)
 
@@ -110,15 +111,21 @@ class StatusServer:
             actions=self.actions is not None,
             refresh=REFRESH_SECONDS,
             # Refreshing keeps the filter, not the message of an action.
-            refresh_url="/?" + urlencode({"q": view.filter.q, "state": view.filter.state}),
+            refresh_url="/?"
+            + urlencode(
+                {"q": view.filter.q, "state": view.filter.state, "router": view.filter.router}
+            ),
             done=(query.get("done") or [""])[0][:300],
         )
         log.debug("status page rendered in %.1f ms", (time.perf_counter() - started) * 1000)
         return text
 
-    def api(self, path: str) -> object | None:
-        """The JSON API (versioned in the path); None for an unknown path."""
-        view = overview(self.source, Filter(), self.clock())
+    def api(self, path: str, query: dict[str, list[str]]) -> object | None:
+        """The JSON API (versioned in the path); None for an unknown path. The routers' answer
+        takes the page's `router` filter."""
+        view = overview(self.source, Filter(router=Filter.from_query(query).router), self.clock())
+        if path == "/api/v1/routers":
+            return routers_json(view.routers)
         if path == "/api/v1/certificates":
             return view.certificates_json()
         if path == "/api/v1/passes":
@@ -165,7 +172,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(200, app.html(visitor, parse_qs(url.query)).encode(),
                          "text/html; charset=utf-8")  # fmt: skip
             return
-        found = app.api(url.path)
+        found = app.api(url.path, parse_qs(url.query))
         if found is None:
             self._answer(404, b"not found\n", "text/plain; charset=utf-8")
             return

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Protocol
 
 from certbotless.daemon.pass_history import PassHistory, PassRecord
 from certbotless.edge.watch import EdgeServing, EdgeWatch
 from certbotless.labels.dialects import discovered, edge_if_any
-from certbotless.model import Listed, PastOrder, RevocationReason, Route
+from certbotless.model import Discovery, Listed, PastOrder, RevocationReason
 from certbotless.passes.reconcile import Reconciler
 from certbotless.seams import OrderHistory, ServiceSource
 from certbotless.settings import Settings
@@ -42,9 +42,10 @@ class AppStatusSource:
     def listing(self) -> list[Listed]:
         return self._listing()
 
-    def routes(self) -> Sequence[Route]:
+    def discovery(self) -> Discovery:
         seen = self.services.services()
-        return discovered(self.settings, seen, edge_if_any(self.settings, seen)).routes
+        return discovered(self.settings, seen, edge_if_any(self.settings, seen),
+                          self.services.secret_names())  # fmt: skip
 
     def orders(self) -> list[PastOrder]:
         return self._orders.load()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,10 +13,13 @@ import bcrypt
 from certbotless.daemon.pass_history import PassRecord
 from certbotless.edge.watch import EdgeServing, EdgeTask
 from certbotless.model import (
+    BasicAuth,
     CertificateStatus,
     Condition,
+    Discovery,
     FailureReason,
     KeyType,
+    LabelProblem,
     Listed,
     PassReport,
     PastOrder,
@@ -30,6 +33,7 @@ from tests.support.factories import stored_cert
 # The real time: `certbotless list --json` (which the API must match) reads the clock.
 NOW = datetime.now(UTC).replace(microsecond=0)
 USER, PASSWORD = "ops", "correct horse battery staple"
+SHA_HASH = "{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ="  # a route's basic-auth users: never shown
 CA_WORDS = (
     "urn:ietf:params:acme:error:unauthorized: 203.0.113.7: Invalid response from "
     "http://api.example.test/.well-known/acme-challenge/x: 404"
@@ -82,7 +86,15 @@ ROUTES = (
     Route("shop_web", ("shop.example.test", "www.shop.example.test"), 8000),
     Route("api_app", ("api.example.test",), 5000),
     Route("legacy_site", ("old.example.test",), 80),
-)
+    Route("api_admin", ("api.example.test",), 9000, path="/admin", methods=("GET", "POST"),
+          basic_auth=BasicAuth(users=(f"ops:{SHA_HASH}",)), allow_from=("10.0.0.0/8",),
+          dialect="traefik"),
+    Route("hello_web", ("hello.example.test",), 8080, redirect_to_https=False),
+)  # fmt: skip
+# What a label problem says, in its words.
+PROBLEM = LabelProblem("blog_web", "traefik.http.middlewares.auth.digestauth.users", "ops:x",
+                       "digest auth is not something nginx can do; use basicauth")  # fmt: skip
+DISCOVERY = Discovery(ROUTES, (), (PROBLEM,))
 
 
 def passes() -> list[PassRecord]:
@@ -110,8 +122,8 @@ class FakeSource:
     def listing(self) -> list[Listed]:
         return list(self.rows)
 
-    def routes(self) -> Sequence[Route]:
-        return ROUTES
+    def discovery(self) -> Discovery:
+        return DISCOVERY
 
     def orders(self) -> list[PastOrder]:
         return list(ORDERS)

@@ -27,6 +27,8 @@ from tests.web.status_data import (
     CA_WORDS,
     NOW,
     PASSWORD,
+    PROBLEM,
+    SHA_HASH,
     USER,
     FakeSource,
     RecordedActions,
@@ -63,6 +65,7 @@ def test_no_credentials_get_401_and_wrong_ones_too(page: tuple[str, RecordedActi
         assert answer.headers["WWW-Authenticate"].startswith('Basic realm="certbotless status"')
         assert "shop" not in answer.text
     assert requests.get(url + "/api/v1/certificates", timeout=5).status_code == 401
+    assert requests.get(url + "/api/v1/routers", timeout=5).status_code == 401
 
 
 def test_the_page_lists_the_most_urgent_first_with_the_cas_words(
@@ -76,10 +79,10 @@ def test_the_page_lists_the_most_urgent_first_with_the_cas_words(
     # expiring, failing (never issued first), ok, unwanted
     assert order == ["old", "new", "api", "shop", "manual"]
     assert CA_WORDS.replace("/", "/") in html.replace("&#34;", '"')
-    assert "used by shop_web" in html and "used by api_app" in html
+    assert "used by shop_web" in html and "used by api_admin, api_app" in html
     assert "ARI window" in html and "profile shortlived" in html
     assert "3 failed in a row" in html
-    assert '<meta http-equiv="refresh" content="30; url=/?q=&amp;state=all">' in html
+    assert '<meta http-equiv="refresh" content="30; url=/?q=&amp;state=all&amp;router=">' in html
     assert "<script" not in html
     assert "script-src" not in answer.headers["Content-Security-Policy"]
     assert "default-src 'none'" in answer.headers["Content-Security-Policy"]
@@ -105,6 +108,80 @@ def test_the_filter_searches_and_selects_states(page: tuple[str, RecordedActions
     assert shown({"q": "unauthorized"}) == ["api"]  # by the CA's words
     assert shown({"q": "nothing-like-it"}) == []
     assert shown({"state": "bogus"}) == ["old", "new", "api", "shop", "manual"]
+
+
+def _routers_shown(url: str, query: dict[str, str]) -> tuple[list[str], list[str], str]:
+    """The services of the routers the page shows, those of its label problems, and the page."""
+    html = requests.get(url, params=query, auth=(USER, PASSWORD), timeout=5).text
+    routers = re.findall(r'<td data-label="Service"><b>([a-z_]+)</b>', html)
+    troubled = re.findall(r'<li class="service-problems"><b>([a-z_]+)</b>', html)
+    return routers, troubled, html
+
+
+def _router_row(html: str, rule: str) -> str:
+    start = html.rindex('<tr class="router">', 0, html.index(rule))
+    return html[start : html.index("</tr>", start)]
+
+
+def test_the_routers_view_shows_every_router_and_label_problem(
+    page: tuple[str, RecordedActions],
+) -> None:
+    url, _ = page
+    routers, troubled, html = _routers_shown(url, {})
+    assert routers == ["api_app", "api_admin", "hello_web", "legacy_site", "shop_web"]
+    assert troubled == ["blog_web"]
+    assert PROBLEM.message in html and f"{PROBLEM.label}={PROBLEM.value}" in html
+    admin = _router_row(html, "PathPrefix(`/admin`)")
+    assert "Host(`api.example.test`) &amp;&amp; PathPrefix(`/admin`) &amp;&amp; " in admin
+    assert "(Method(`GET`) || Method(`POST`))" in admin
+    assert "basic auth (1 user(s))" in admin and "only from 10.0.0.0/8" in admin
+    assert "port 9000" in admin and ">traefik<" in admin and ">api<" in admin  # its certificate
+    hello = _router_row(html, "Host(`hello.example.test`)")
+    assert "no certificate yet" in hello and "HTTP served on HTTP too" in hello
+    assert SHA_HASH not in html  # the users' hashes are never shown
+
+
+def test_the_routers_filter_keeps_what_it_names(page: tuple[str, RecordedActions]) -> None:
+    url, _ = page
+    # Its dialect, and the Traefik label of the problem.
+    assert _routers_shown(url, {"router": "TRAEFIK"})[:2] == (["api_admin"], ["blog_web"])
+    assert _routers_shown(url, {"router": "10.0.0.0/8"})[:2] == (["api_admin"], [])
+    assert _routers_shown(url, {"router": "digestauth"})[:2] == ([], ["blog_web"])
+    assert _routers_shown(url, {"router": "shop"})[:2] == (["shop_web"], [])  # certificate too
+    routers, troubled, html = _routers_shown(url, {"router": "nothing-like-it"})
+    assert (routers, troubled) == ([], [])
+    assert "No router matches this filter" in html
+    assert "No label problem matches this filter" in html
+    # The certificates' filter is its own, and each form keeps the other's.
+    assert re.findall(r'<tr id="cert-([a-z]+)"', html) == ["old", "new", "api", "shop", "manual"]
+    assert '<input type="hidden" name="router" value="nothing-like-it">' in html
+
+
+def test_the_routers_api_has_every_router_and_problem(page: tuple[str, RecordedActions]) -> None:
+    url, _ = page
+    answer = requests.get(url + "/api/v1/routers", auth=(USER, PASSWORD), timeout=5)
+    assert answer.headers["Content-Type"] == "application/json"
+    found = answer.json()
+    assert [r["service"] for r in found["routers"]] == ["api_app", "api_admin", "hello_web",
+                                                       "legacy_site", "shop_web"]  # fmt: skip
+    admin = found["routers"][1]
+    assert admin == {
+        "service": "api_admin", "dialect": "traefik", "hosts": ["api.example.test"],
+        "path": "/admin", "exact_path": False,
+        "rule": "Host(`api.example.test`) && PathPrefix(`/admin`) && "
+                "(Method(`GET`) || Method(`POST`))",
+        "priority": None, "port": 9000, "scheme": "http",
+        "middlewares": ["only GET, POST (others 404)", "basic auth (1 user(s))",
+                        "only from 10.0.0.0/8"],
+        "tls": True, "certificates": {"api.example.test": "api"}, "redirect_to_https": True,
+    }  # fmt: skip
+    assert found["routers"][2]["tls"] is False
+    assert found["problems"] == [{"service": PROBLEM.service, "label": PROBLEM.label,
+                                  "value": PROBLEM.value, "message": PROBLEM.message}]  # fmt: skip
+    assert SHA_HASH not in answer.text
+    kept = requests.get(url + "/api/v1/routers", params={"router": "hello"},
+                        auth=(USER, PASSWORD), timeout=5).json()  # fmt: skip
+    assert ([r["service"] for r in kept["routers"]], kept["problems"]) == (["hello_web"], [])
 
 
 def test_the_json_api_has_the_schema_and_data_of_list_json(

@@ -70,6 +70,10 @@ def _row_ids(chrome: webdriver.Chrome) -> list[str]:
     return re.findall(r'<tr id="cert-([a-z]+)"', chrome.page_source)
 
 
+def _router_services(chrome: webdriver.Chrome) -> list[str]:
+    return re.findall(r'<td data-label="Service"><b>([a-z_]+)</b>', chrome.page_source)
+
+
 def _screenshot(chrome: webdriver.Chrome, size: tuple[int, int], name: str) -> Path:
     """The whole page at `size`'s width (mobile layout for a phone's)."""
     width, height = size
@@ -132,6 +136,23 @@ def test_the_page_in_a_browser(browser: webdriver.Chrome, tmp_path: Path, figure
             "return document.documentElement.scrollWidth <= window.innerWidth"
         )
         browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+        # The routers view: every router, then those its own filter keeps (no script: a query).
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#routers tr.router")) == 5
+        assert (
+            "digest auth is not something nginx can do"
+            in browser.find_element(By.ID, "problems").text
+        )
+        browser.find_element(By.CSS_SELECTOR, "#routers input[name=router]").send_keys("10.0.0.0/8")
+        browser.find_element(By.CSS_SELECTOR, "#routers form.filter button").click()
+        WebDriverWait(browser, 10).until(
+            lambda chrome: (
+                "router=10.0.0.0" in chrome.current_url
+                and _router_services(chrome) == ["api_admin"]
+            )
+        )
+        assert browser.current_url.endswith("#routers")
+        assert "No label problem matches this filter" in browser.page_source
 
         search = browser.find_element(By.NAME, "q")
         search.send_keys("shop")
