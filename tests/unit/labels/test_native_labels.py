@@ -25,10 +25,8 @@ from certbotless.edge.validation import validate_nginx_conf
 from certbotless.labels.settle import discover
 from certbotless.labels.traefik.labels import traefik_claims
 from certbotless.model import BasicAuth, Discovery, ObjectKind, RateLimit, Route, ServiceInfo
+from tests.support.edge_nginx import get, serve_routes
 from tests.support.factories import CERTS_DIR, RESPONDER, certs_for
-from tests.unit.labels.traefik.test_traefik_edge_requests import _get, serve_routes, upstream
-
-__all__ = ["upstream"]  # a fixture, used by name
 
 HOST = "app.example.com"
 BASE = {"certbotless.domains": HOST, "certbotless.port": "8000"}
@@ -315,7 +313,7 @@ def serve(tmp_path: Path, upstream: int) -> Iterator[Serve]:
         found = discover([ServiceInfo("127.0.0.1", {**BASE, "certbotless.port": str(upstream),
                                                     "certbotless.redirect": "false",
                                                     **labels})])  # fmt: skip
-        nginx, port = serve_routes((only_route(found),), tmp_path / str(len(started)), extra)
+        nginx, port, _ = serve_routes((only_route(found),), tmp_path / str(len(started)), extra)
         started.append(nginx)
         return port
 
@@ -329,18 +327,18 @@ def test_basic_auth_from_a_secret_answers_401_then_200(serve: Serve) -> None:
     # The secret's file where the edge mounts it (the scratch tree maps the edge's paths).
     port = serve({"certbotless.basic_auth_secret": "ops"},
                  {f"{HTPASSWD_SECRETS_DIR}/ops": f"ops:{PASSWORD_HASH}\n"})  # fmt: skip
-    assert _get(port)[0] == 401
-    assert _get(port, auth="ops:wrong")[0] == 401
-    assert _get(port, "/x", auth="ops:secret")[0] == 200
+    assert get(port)[0] == 401
+    assert get(port, auth="ops:wrong")[0] == 401
+    assert get(port, "/x", auth="ops:secret")[0] == 200
 
 
 def test_allowlist_rate_limit_and_prefixes_answer_as_labelled(serve: Serve) -> None:
     outside = serve({"certbotless.allow_from": "10.0.0.0/8"}, {})
     inside = serve({"certbotless.allow_from": "127.0.0.1"}, {})
-    assert (_get(outside)[0], _get(inside)[0]) == (403, 200)
+    assert (get(outside)[0], get(inside)[0]) == (403, 200)
     limited = serve({"certbotless.rate_limit": "1/m", "certbotless.rate_limit_burst": "2"}, {})
-    statuses = [_get(limited)[0] for _ in range(5)]
+    statuses = [get(limited)[0] for _ in range(5)]
     assert statuses[:3] == [200, 200, 200] and statuses[-1] == 429
     prefixed = serve({"certbotless.path": "/api", "certbotless.strip_prefix": "/api",
                       "certbotless.add_prefix": "/v1"}, {})  # fmt: skip
-    assert _get(prefixed, "/api/users?page=2") == (200, "/v1/users?page=2 -")
+    assert get(prefixed, "/api/users?page=2") == (200, "/v1/users?page=2 -")

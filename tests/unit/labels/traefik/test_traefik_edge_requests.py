@@ -6,149 +6,21 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.client
 import shutil
-import socket
-import subprocess
-import threading
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path, PurePosixPath
-from types import MappingProxyType
+from collections.abc import Callable
 
 import pytest
 
-from certbotless.edge.render import render_nginx_conf
-from certbotless.edge.validation import _write_scratch_tree
-from certbotless.labels.traefik.labels import traefik_claims
-from certbotless.model import Route, ServiceInfo
-from tests.support.factories import CERTS_DIR, RESPONDER
+from tests.support.edge_nginx import HOST, ServeEdge, answer, get, one_router
 
 pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="needs nginx")
-HOST = "app.example.com"
 Serve = Callable[[dict[str, str]], int]  # labels → the port nginx serves them on
 PASSWORD_HASH = "{SHA}" + base64.b64encode(hashlib.sha1(b"secret").digest()).decode()
 
 
-class _Echo(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = f"{self.path} {self.headers.get('Authorization', '-')}".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield int(server.server_address[1])
-    server.shutdown()
-
-
-def _labels(upstream: int, middlewares: dict[str, str], path: str = "/") -> dict[str, str]:
-    rule = f"Host(`{HOST}`)" + (f" && PathPrefix(`{path}`)" if path != "/" else "")
-    return {
-        "traefik.enable": "true",
-        "traefik.http.routers.r.rule": rule,
-        "traefik.http.routers.r.entrypoints": "web",
-        "traefik.http.routers.r.middlewares": ",".join({key.split(".")[3] for key in middlewares}),
-        "traefik.http.services.s.loadbalancer.server.port": str(upstream),
-        **middlewares,
-    }
-
-
-def _serve(labels: dict[str, str], tmp_path: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """nginx with the rendered configuration of one service reached at 127.0.0.1 (an address:
-    no DNS), plain HTTP on a random port."""
-    claims = traefik_claims([ServiceInfo("127.0.0.1", labels)])["127.0.0.1"]
-    assert claims.problems == (), claims.problems
-    return serve_routes(claims.routes, tmp_path)
-
-
-def serve_routes(
-    routes: Sequence[Route], tmp_path: Path, extra: Mapping[str, str] = MappingProxyType({})
-) -> tuple[subprocess.Popen[bytes], int]:
-    """nginx serving `routes` (the rendered configuration, and `extra` files: target → text,
-    as the edge would mount them)."""
-    files = render_nginx_conf(routes, {}, RESPONDER, CERTS_DIR, front_subnets=())
-    files.update(extra)
-    port, tls_port = _free_port(), _free_port()
-    files = {
-        target: text.replace("listen 80", f"listen 127.0.0.1:{port}")
-        .replace("listen 443", f"listen 127.0.0.1:{tls_port}")
-        .replace("access_log /dev/stdout certbotless;", "access_log off;")
-        for target, text in files.items()
-    }
-    tmp_path.mkdir(parents=True)
-    _write_scratch_tree(files, Path("/"), PurePosixPath(tmp_path))
-    nginx = subprocess.Popen(
-        ["nginx", "-p", f"{tmp_path}/", "-c", f"{tmp_path}/nginx.conf", "-g",
-         f"daemon off; pid {tmp_path}/nginx.pid; user root;"],  # workers read pytest's 0700 dirs
-        stderr=(tmp_path / "stderr").open("wb"),
-    )  # fmt: skip
-    for _ in range(100):
-        if nginx.poll() is not None:
-            raise AssertionError((tmp_path / "stderr").read_text())
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            return nginx, port
-        except OSError:
-            time.sleep(0.05)
-    nginx.kill()
-    raise AssertionError("nginx did not listen within 5 s")
-
-
-def _get(
-    port: int,
-    path: str = "/",
-    auth: str | None = None,
-    method: str = "GET",
-    headers: Mapping[str, str] = MappingProxyType({}),
-) -> tuple[int, str]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    sent = {"Host": HOST, **headers}
-    if auth is not None:
-        sent["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
-    connection.request(method, path, headers=sent)
-    response = connection.getresponse()
-    return response.status, response.read().decode()
-
-
-def _answer_headers(
-    port: int, method: str, path: str, headers: Mapping[str, str]
-) -> tuple[int, str, dict[str, str]]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    connection.request(method, path, headers={"Host": HOST, **headers})
-    response = connection.getresponse()
-    return response.status, response.read().decode(), dict(response.getheaders())
-
-
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Serve]:
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(labels: dict[str, str]) -> int:
-        nginx, port = _serve(labels, tmp_path / str(len(started)))
-        started.append(nginx)
-        return port
-
-    yield start
-    for nginx in started:
-        nginx.terminate()
-        nginx.wait(timeout=10)
+def serve(edge: ServeEdge) -> Serve:
+    return lambda labels: edge(labels).port
 
 
 M = "traefik.http.middlewares."
@@ -157,48 +29,47 @@ M = "traefik.http.middlewares."
 def test_basic_auth_answers_401_without_the_password_and_200_with_it(
     upstream: int, serve: Serve
 ) -> None:
-    port = serve(_labels(upstream, {f"{M}auth.basicauth.users": f"ops:{PASSWORD_HASH}",
+    port = serve(one_router(upstream, {f"{M}auth.basicauth.users": f"ops:{PASSWORD_HASH}",
                                     f"{M}auth.basicauth.removeheader": "true"}))  # fmt: skip
-    assert _get(port)[0] == 401
-    assert _get(port, auth="ops:wrong")[0] == 401
-    status, body = _get(port, "/x", auth="ops:secret")
+    assert get(port)[0] == 401
+    assert get(port, auth="ops:wrong")[0] == 401
+    status, body = get(port, "/x", auth="ops:secret")
     assert (status, body) == (200, "/x -")  # the service does not see the password
 
 
 def test_an_allowlist_lets_only_its_networks_in(upstream: int, serve: Serve) -> None:
-    outside = serve(_labels(upstream, {f"{M}lan.ipallowlist.sourcerange": "10.0.0.0/8"}))
-    inside = serve(_labels(upstream, {f"{M}lan.ipallowlist.sourcerange": "127.0.0.0/8"}))
-    assert _get(outside)[0] == 403
-    assert _get(inside)[0] == 200
+    outside = serve(one_router(upstream, {f"{M}lan.ipallowlist.sourcerange": "10.0.0.0/8"}))
+    inside = serve(one_router(upstream, {f"{M}lan.ipallowlist.sourcerange": "127.0.0.0/8"}))
+    assert get(outside)[0] == 403
+    assert get(inside)[0] == 200
 
 
 def test_a_rate_limit_answers_429_past_the_burst(upstream: int, serve: Serve) -> None:
-    port = serve(_labels(upstream, {f"{M}slow.ratelimit.average": "1",
+    port = serve(one_router(upstream, {f"{M}slow.ratelimit.average": "1",
                                     f"{M}slow.ratelimit.period": "1m",
                                     f"{M}slow.ratelimit.burst": "2"}))  # fmt: skip
-    statuses = [_get(port)[0] for _ in range(5)]
+    statuses = [get(port)[0] for _ in range(5)]
     assert statuses[:3] == [200, 200, 200] and statuses[-1] == 429
 
 
 def test_strip_prefix_hides_the_prefix_from_the_service(upstream: int, serve: Serve) -> None:
-    port = serve(_labels(upstream, {f"{M}strip.stripprefix.prefixes": "/api"}, path="/api"))
-    assert _get(port, "/api/users?page=2") == (200, "/users?page=2 -")
-    assert _get(port, "/api") == (200, "/ -")
+    port = serve(one_router(upstream, {f"{M}strip.stripprefix.prefixes": "/api"}, path="/api"))
+    assert get(port, "/api/users?page=2") == (200, "/users?page=2 -")
+    assert get(port, "/api") == (200, "/ -")
 
 
 def test_method_and_header_matchers_answer_404_to_other_requests(
     upstream: int, serve: Serve
 ) -> None:
-    labels = _labels(upstream, {})
-    del labels["traefik.http.routers.r.middlewares"]
+    labels = one_router(upstream, {})
     labels["traefik.http.routers.r.rule"] = (
         f"Host(`{HOST}`) && Method(`GET`, `HEAD`) && Headers(`X-Api`, `v2`)"
     )
     port = serve(labels)
-    assert _get(port, headers={"X-Api": "v2"})[0] == 200
-    assert _get(port, headers={"X-Api": "v1"})[0] == 404
-    assert _get(port)[0] == 404
-    assert _get(port, method="POST", headers={"X-Api": "v2"})[0] == 404
+    assert get(port, headers={"X-Api": "v2"})[0] == 200
+    assert get(port, headers={"X-Api": "v1"})[0] == 404
+    assert get(port)[0] == 404
+    assert get(port, method="POST", headers={"X-Api": "v2"})[0] == 404
 
 
 def test_replace_path_regex_rewrites_the_path_and_keeps_the_query(
@@ -208,9 +79,9 @@ def test_replace_path_regex_rewrites_the_path_and_keeps_the_query(
         f"{M}moved.replacepathregex.regex": "^/old/(.*)",
         f"{M}moved.replacepathregex.replacement": "/new/${1}",
     }
-    port = serve(_labels(upstream, moved))
-    assert _get(port, "/old/a/b?page=2") == (200, "/new/a/b?page=2 -")
-    assert _get(port, "/other") == (200, "/other -")
+    port = serve(one_router(upstream, moved))
+    assert get(port, "/old/a/b?page=2") == (200, "/new/a/b?page=2 -")
+    assert get(port, "/other") == (200, "/other -")
 
 
 def test_cors_echoes_listed_origins_and_answers_preflights_itself(
@@ -225,20 +96,20 @@ def test_cors_echoes_listed_origins_and_answers_preflights_itself(
         f"{M}cors.headers.addvaryheader": "true",
         f"{M}strip.stripprefix.prefixes": "/api",
     }
-    labels = _labels(upstream, cors, path="/api")
+    labels = one_router(upstream, cors, path="/api")
     labels["traefik.http.routers.r.middlewares"] = "cors,strip"
     port = serve(labels)
     listed = {"Origin": "https://app.example.com"}
-    status, body, headers = _answer_headers(port, "GET", "/api/x", listed)
+    status, body, headers = answer(port, "GET", "/api/x", listed)
     assert (status, body) == (200, "/x -")  # proxied, prefix stripped
     assert headers["Access-Control-Allow-Origin"] == "https://app.example.com"
     assert headers["Access-Control-Allow-Credentials"] == "true"
     assert headers["Vary"] == "Origin"
     assert "Access-Control-Allow-Methods" not in headers  # preflights only
-    status, _, headers = _answer_headers(port, "GET", "/api/x", {"Origin": "https://evil.test"})
+    status, _, headers = answer(port, "GET", "/api/x", {"Origin": "https://evil.test"})
     assert status == 200 and "Access-Control-Allow-Origin" not in headers
     asked = {**listed, "Access-Control-Request-Method": "POST"}
-    status, body, headers = _answer_headers(port, "OPTIONS", "/api/x", asked)
+    status, body, headers = answer(port, "OPTIONS", "/api/x", asked)
     assert (status, body) == (200, "")  # answered by the edge, not the service
     assert headers["Access-Control-Allow-Methods"] == "GET, POST"
     assert headers["Access-Control-Allow-Headers"] == "Authorization"
