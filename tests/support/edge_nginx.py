@@ -2,7 +2,7 @@
 proxies to, and the requests the tests send it: what the edge does is checked by asking it.
 
 - `Echo`: the upstream; answers `<path> <Authorization or ->` and keeps each request's headers
-  (`Echo.seen`) so a test can check what reached the service.
+  (`Echo.seen`) so a test can check what reached the service (or a forward-auth server).
 - `serve_routes`: nginx serving routes over plain HTTP (and HTTPS for hosts given
   certificates: a stand-in self-signed pair).
 - `get` / `answer`: a request over plain HTTP; `answer_tls`: one over HTTPS with SNI.
@@ -44,10 +44,12 @@ NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 class Echo(BaseHTTPRequestHandler):
     """The upstream: echoes the path it was asked for and the Authorization it got."""
 
-    seen: ClassVar[list[dict[str, str]]] = []  # each request's headers, oldest first
+    # Each request's path and headers (lowercase names), oldest first, of every Echo server.
+    seen: ClassVar[list[tuple[str, dict[str, str]]]] = []
 
     def _answer(self) -> None:
-        Echo.seen.append({name.lower(): value for name, value in self.headers.items()})
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        Echo.seen.append((self.path, headers))
         body = f"{self.path} {self.headers.get('Authorization', '-')}".encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))

@@ -107,7 +107,7 @@ def test_native_labels_and_traefik_middlewares_compile_to_the_same_route() -> No
                 "certbotless.basic_auth_realm": "ops",
                 "certbotless.allow_from": "10.0.0.0/8",
                 "certbotless.rate_limit": "5/s",
-                "certbotless.rate_limit_burst": "8",
+                "certbotless.rate_limit_burst": "7",  # the first, then 7 more: Traefik's 8
                 "certbotless.strip_prefix": "/api",
                 "certbotless.add_prefix": "/v1",
                 "certbotless.request_header.X-Tenant": "blue",

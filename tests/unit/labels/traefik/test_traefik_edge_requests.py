@@ -49,7 +49,7 @@ def test_a_rate_limit_answers_429_past_the_burst(upstream: int, serve: Serve) ->
                                     f"{M}slow.ratelimit.period": "1m",
                                     f"{M}slow.ratelimit.burst": "2"}))  # fmt: skip
     statuses = [get(port)[0] for _ in range(5)]
-    assert statuses[:3] == [200, 200, 200] and statuses[-1] == 429
+    assert statuses == [200, 200, 429, 429, 429]  # Traefik's bucket holds `burst`
 
 
 def test_strip_prefix_hides_the_prefix_from_the_service(upstream: int, serve: Serve) -> None:
