@@ -42,7 +42,8 @@ NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
 class Echo(BaseHTTPRequestHandler):
-    """The upstream: echoes the path it was asked for and the Authorization it got."""
+    """The upstream: echoes the path it was asked for and the Authorization it got; answers
+    with `X-Frame-Options: SAMEORIGIN` and `X-Upstream: echo` of its own."""
 
     # Each request's path and headers (lowercase names), oldest first, of every Echo server.
     seen: ClassVar[list[tuple[str, dict[str, str]]]] = []
@@ -53,6 +54,8 @@ class Echo(BaseHTTPRequestHandler):
         body = f"{self.path} {self.headers.get('Authorization', '-')}".encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Frame-Options", "SAMEORIGIN")  # for headers the edge replaces
+        self.send_header("X-Upstream", "echo")  # for headers the edge removes
         self.end_headers()
         self.wfile.write(body)
 
@@ -162,7 +165,10 @@ def _exchange(
     response = connection.getresponse()
     body = response.read().decode()
     connection.close()
-    return response.status, body, dict(response.getheaders())
+    headers: dict[str, str] = {}
+    for name, value in response.getheaders():  # a header sent twice: its values joined
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return response.status, body, headers
 
 
 class StubDns:

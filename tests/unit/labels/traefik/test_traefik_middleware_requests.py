@@ -68,6 +68,44 @@ def test_sts_seconds_zero_sends_no_sts(upstream: int, edge: ServeEdge) -> None:
     assert STS not in headers and headers["X-Frame-Options"] == "DENY"
 
 
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"framedeny": "true"}, {"X-Frame-Options": "DENY"}),  # replaces the service's own
+        ({"framedeny": "true", "customframeoptionsvalue": "SAMEORIGIN"},
+         {"X-Frame-Options": "SAMEORIGIN"}),
+        ({"contenttypenosniff": "true"}, {"X-Content-Type-Options": "nosniff"}),
+        ({"browserxssfilter": "true"}, {"X-XSS-Protection": "1; mode=block"}),
+        ({"browserxssfilter": "true", "custombrowserxssvalue": "0"}, {"X-XSS-Protection": "0"}),
+        ({"referrerpolicy": "no-referrer"}, {"Referrer-Policy": "no-referrer"}),
+        ({"permissionspolicy": "camera=()"}, {"Permissions-Policy": "camera=()"}),
+        ({"contentsecuritypolicy": "default-src 'self'"},
+         {"Content-Security-Policy": "default-src 'self'"}),
+        ({"contentsecuritypolicyreportonly": "default-src 'none'"},
+         {"Content-Security-Policy-Report-Only": "default-src 'none'"}),
+        ({"customresponseheaders.X-Upstream": ""}, {"X-Upstream": None}),  # removed
+        ({"customresponseheaders.X-Upstream": "edge"}, {"X-Upstream": "edge"}),
+    ],
+)  # fmt: skip
+def test_security_and_custom_answer_headers_are_set_as_traefik_sets_them(
+    upstream: int, edge: ServeEdge, options: dict[str, str], expected: dict[str, str | None]
+) -> None:
+    labels = one_router(upstream, {f"{M}h.headers.{key}": v for key, v in options.items()})
+    status, _, headers = answer(edge(labels).port)
+    assert status == 200
+    assert {name: headers.get(name) for name in expected} == expected
+
+
+@pytest.mark.parametrize("option", ["featurepolicy", "publickey", "sslproxyheaders.X-Proto"])
+def test_headers_options_the_edge_cannot_honour_are_refused_by_name(option: str) -> None:
+    labels = one_router(8000, {f"{M}h.headers.{option}": "x", f"{M}h.headers.framedeny": "true"})
+    claims = traefik_claims([ServiceInfo("app", labels)])["app"]
+    [problem] = claims.problems
+    assert (
+        option.split(".")[0] in problem.message.lower() and "served without it" in problem.message
+    )
+
+
 # --- redirectScheme ---------------------------------------------------------------------------
 
 
