@@ -165,10 +165,10 @@ def _exchange(
     response = connection.getresponse()
     body = response.read().decode()
     connection.close()
-    headers: dict[str, str] = {}
+    received: dict[str, str] = {}
     for name, value in response.getheaders():  # a header sent twice: its values joined
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    return response.status, body, headers
+        received[name] = f"{received[name]}, {value}" if name in received else value
+    return response.status, body, received
 
 
 class StubDns:
