@@ -137,6 +137,14 @@ class Route:
     replace_path: tuple[str, str] | None = None
     cors: Cors | None = None
     dialect: str = "certbotless"  # the labels that asked for it: certbotless's or traefik's
+    # Traefik's Strict-Transport-Security value for this route (headers.stsSeconds…), sent on
+    # its HTTPS answers, and on plain HTTP too with `strict_transport_on_plain_http`.
+    strict_transport: str = ""
+    strict_transport_on_plain_http: bool = False
+    redirect_statuses: tuple[int, int] = (308, 308)  # plain HTTP → HTTPS: for GET, for others
+    redirect_port: int = 443
+    auth_request_headers: tuple[str, ...] = ()  # only these go to forward auth (empty: all)
+    pass_host_header: bool = True  # False: the service gets its own name:port as Host
 
 
 @dataclass(frozen=True)

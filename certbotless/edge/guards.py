@@ -23,8 +23,9 @@ def access_directives(route: Route) -> str:
         if route.basic_auth.remove_header:
             lines.append('proxy_set_header Authorization "";')
     if route.rate_limit is not None:
-        lines += [f"limit_req zone={rate_zone(route)} burst={route.rate_limit.burst} nodelay;",
-                  "limit_req_status 429;"]  # fmt: skip
+        burst = route.rate_limit.burst
+        more = f" burst={burst} nodelay" if burst else ""  # nginx refuses burst=0
+        lines += [f"limit_req zone={rate_zone(route)}{more};", "limit_req_status 429;"]
     if route.max_connections is not None:
         lines += [f"limit_conn {connection_zone(route)} {route.max_connections};",
                   "limit_conn_status 429;"]  # fmt: skip
@@ -98,11 +99,26 @@ def forward_auth_directives(index: int, route: Route) -> str:
     return "".join(f"\n            {line}" for line in lines)
 
 
-def auth_location(index: int, auth_url: str) -> str:
-    """Forward auth: nginx asks `auth_url` with the client's headers (and the request line in
-    both the X-Original-* and Traefik's X-Forwarded-* names); 2xx lets the request through,
-    401/403 go back to the client, anything else (a timeout included) is a 500. The timeouts
-    are short because every request of the route waits for this answer."""
+# What the auth location sets itself (Traefik's forward auth sets the X-Forwarded-* whatever
+# the client sent).
+_SET_FOR_AUTH = {
+    "content-length", "x-original-uri", "x-original-method", "x-forwarded-uri",
+    "x-forwarded-method", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "proxy",
+}  # fmt: skip
+
+
+def auth_location(index: int, auth_url: str, request_headers: tuple[str, ...] = ()) -> str:
+    """Forward auth: nginx asks `auth_url` with the client's headers (only `request_headers`
+    when given, as Traefik's authRequestHeaders) and the request line in both the X-Original-*
+    and Traefik's X-Forwarded-* names; 2xx lets the request through, 401/403 go back to the
+    client, anything else (a timeout included) is a 500. The timeouts are short because every
+    request of the route waits for this answer."""
+    listed = "".join(
+        f"\n            proxy_set_header {name} $http_{name.lower().replace('-', '_')};"
+        for name in request_headers
+        if name.lower() not in _SET_FOR_AUTH
+    )
+    only_listed = "\n            proxy_pass_request_headers off;" if request_headers else ""
     return f"""
         location = {INTERNAL_LOCATION}auth/{index} {{
             internal;
@@ -112,7 +128,7 @@ def auth_location(index: int, auth_url: str) -> str:
             proxy_connect_timeout 2s;
             proxy_send_timeout 5s;
             proxy_read_timeout 5s;
-            proxy_pass_request_body off;
+            proxy_pass_request_body off;{only_listed}{listed}
             proxy_set_header Content-Length "";
             proxy_set_header X-Original-URI $request_uri;
             proxy_set_header X-Original-Method $request_method;

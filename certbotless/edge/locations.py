@@ -31,10 +31,19 @@ def challenge_location(responder_upstream: str) -> str:
         }}"""
 
 
-def to_https_location(path: str) -> str:
+def to_https_location(path: str, statuses: tuple[int, int] = (308, 308), port: int = 443) -> str:
+    """Plain HTTP sent to HTTPS: `statuses` for GET and for other methods (Traefik's
+    redirectScheme: 302/307, or 301/308 when permanent), to `port`."""
+    target = "https://$host" + ("" if port == 443 else f":{port}") + "$request_uri"
+    get_status, other_status = statuses
+    other = (
+        ""
+        if get_status == other_status
+        else f"\n            if ($request_method != GET) {{ return {other_status} {target}; }}"
+    )
     return f"""
-        location {path} {{
-            return 308 https://$host$request_uri;
+        location {path} {{{other}
+            return {get_status} {target};
         }}"""
 
 
@@ -58,9 +67,13 @@ def route_locations(
     for index, route in enumerate(routes):
         if plain_http and route.redirect_to_https:
             match = _location_match(route)
-            blocks.append(to_https_location(match) if has_cert else _not_yet_https_location(match))
+            blocks.append(
+                to_https_location(match, route.redirect_statuses, route.redirect_port)
+                if has_cert
+                else _not_yet_https_location(match)
+            )
         else:
-            blocks.extend(_proxy_locations(index, route, hsts))
+            blocks.extend(_proxy_locations(index, route, hsts, plain_http))
     if not any(route.path == "/" and not route.exact_path for route in routes):
         blocks.append("\n        location / {\n            return 404;\n        }")
     return blocks
@@ -83,7 +96,9 @@ def _match_conditions(route: Route) -> str:
     return "".join(f"\n            {line}" for line in lines)
 
 
-def _proxy_locations(index: int, route: Route, hsts: bool = False) -> list[str]:
+def _proxy_locations(
+    index: int, route: Route, hsts: bool = False, plain_http: bool = False
+) -> list[str]:
     # The rewrite phase's checks (matchers, CORS) come before the rewrites' `break`.
     extra = (
         _match_conditions(route)
@@ -95,7 +110,7 @@ def _proxy_locations(index: int, route: Route, hsts: bool = False) -> list[str]:
         + forward_auth_directives(index, route)
         + error_page_directives(index, route)
         + _rewrites(route)
-        + header_directives(route, hsts)
+        + header_directives(route, hsts, plain_http)
     )
     blocks = [
         f"""
@@ -105,29 +120,45 @@ def _proxy_locations(index: int, route: Route, hsts: bool = False) -> list[str]:
         }}"""
     ]
     if route.auth_url is not None:
-        blocks.append(auth_location(index, route.auth_url))
+        blocks.append(auth_location(index, route.auth_url, route.auth_request_headers))
     if route.error_pages is not None:
         blocks.append(error_pages_location(index, route.error_pages.url))
     return blocks
 
 
 def _upstream_directives(route: Route) -> str:
-    """Retries on another task of the service, and the upstream's name sent over TLS."""
+    """Retries on another task of the service (`retries`: tries in all, as Traefik counts
+    attempts), the upstream's name sent over TLS, and as Host when the client's is not
+    passed."""
     lines = []
     if route.retries:
         lines += ["proxy_next_upstream error timeout;",
-                  f"proxy_next_upstream_tries {route.retries + 1};"]  # fmt: skip
+                  f"proxy_next_upstream_tries {route.retries};"]  # fmt: skip
+    if not route.pass_host_header:
+        lines.append(f"proxy_set_header Host {route.service}:{route.port};")
     if route.upstream_scheme == "https":
         lines.append("proxy_ssl_server_name on;")
     return "".join(f"\n            {line}" for line in lines)
 
 
+# The path as the client wrote it (escaped), before any rewrite.
+_REQUEST_PATH = """
+            set $certbotless_request_path $request_uri;
+            if ($request_uri ~ "^([^?]*)") { set $certbotless_request_path $1; }"""
+
+
 def _rewrites(route: Route) -> str:
     """Traefik's stripPrefix then addPrefix, as one rewrite (the first that matches ends);
-    or its replacePath(Regex)."""
+    or its replacePath(Regex), which tells the service the path asked for in X-Replaced-Path
+    (Traefik's: the escaped path, without the query) when it replaces it."""
     if route.replace_path is not None:
         regex, replacement = route.replace_path
-        return f'\n            rewrite "{regex}" "{replacement}" break;'
+        asked = "$certbotless_replaced_path"
+        lines = [f'set {asked} "";',
+                 f'if ($uri ~ "{regex}") {{ set {asked} $certbotless_request_path; }}',
+                 f'rewrite "{regex}" "{replacement}" break;',
+                 f"proxy_set_header X-Replaced-Path {asked};"]  # fmt: skip
+        return _REQUEST_PATH + "".join(f"\n            {line}" for line in lines)
     lines = [
         f"rewrite ^{re.escape(prefix.rstrip('/'))}/?(.*)$ {route.add_prefix}/$1 break;"
         for prefix in route.strip_prefixes

@@ -97,8 +97,9 @@ def http_server(
 ) -> Server:
     """Port 80, decided per route: redirect=false routes are proxied, every other one is sent to
     HTTPS (or, before the certificate exists, refused) so it is never served in clear."""
-    if has_cert and all(route.redirect_to_https for route in routes):
-        body = [to_https_location("/")]
+    redirects = {(r.redirect_statuses, r.redirect_port) for r in routes if r.redirect_to_https}
+    if has_cert and all(route.redirect_to_https for route in routes) and len(redirects) == 1:
+        body = [to_https_location("/", *redirects.pop())]
     else:
         body = route_locations(routes, plain_http=True, has_cert=has_cert)
     return Server(

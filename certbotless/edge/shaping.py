@@ -78,15 +78,21 @@ def error_pages_location(index: int, url: str) -> str:
         }}"""
 
 
-def header_directives(route: Route, hsts: bool) -> str:
+def header_directives(route: Route, hsts: bool, plain_http: bool = False) -> str:
+    """The route's request and answer headers. An answer header is set as Traefik sets it:
+    the upstream's own of that name is dropped."""
     lines = [f'proxy_set_header {name} "{value}";' for name, value in route.request_headers]
     for name, value in route.response_headers:
-        lines.append(
-            f'add_header {name} "{value}" always;' if value else f"proxy_hide_header {name};"
-        )
+        lines.append(f"proxy_hide_header {name};")
+        if value:
+            lines.append(f'add_header {name} "{value}" always;')
     if route.cors is not None:
         lines += _cors_headers(route.cors)
-    if hsts and (route.cors is not None or any(value for _, value in route.response_headers)):
+    if route.strict_transport and (not plain_http or route.strict_transport_on_plain_http):
+        sts = route.strict_transport
+        lines += ["proxy_hide_header Strict-Transport-Security;",
+                  f'add_header Strict-Transport-Security "{sts}" always;']  # fmt: skip
+    elif hsts and (route.cors is not None or any(value for _, value in route.response_headers)):
         # add_header here stops the server's from being inherited: repeat HSTS.
         lines.append(f'add_header Strict-Transport-Security "{HSTS_VALUE}" always;')
     return "".join(f"\n            {line}" for line in lines)

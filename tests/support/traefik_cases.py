@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from certbotless.labels.settle import discover
 from certbotless.labels.traefik.labels import traefik_claims
 from certbotless.model import LabelProblem, Route, ServiceInfo
-from tests.support.real_nginx import ECHO_PORT_HEADER, serve_routes, stop
+from tests.support.edge_nginx import ECHO_PORT_HEADER, serve_routes, stop
 
 CASES_DIR = Path(__file__).resolve().parents[1] / "traefik_cases"
 LOOPBACK = "127.0.0.1"
@@ -233,7 +233,7 @@ def answers_differing(
     requests = [r for r in case.get("requests", []) if not r.get("not_applicable")]
     if not requests:
         return []
-    nginx, port = serve_routes(routes, scratch, front_subnets=FRONT)
+    nginx, port, _ = serve_routes(routes, scratch, front_subnets=FRONT)
     try:
         differing = []
         for request in requests:

@@ -22,7 +22,9 @@ from certbotless.labels.traefik.middlewares.options import (
     NO_FILE_MIDDLEWARES,
     FileMiddlewares,
     Middleware,
+    Unsupported,
 )
+from certbotless.labels.traefik.middlewares.redirect_scheme import with_redirect
 from certbotless.labels.traefik.rules import (
     RuleError,
     compile_rule,
@@ -56,7 +58,8 @@ V1_RULE = "traefik.frontend.rule"
 V1_PORT = "traefik.port"
 V1_REDIRECT = "traefik.frontend.redirect.entrypoint"
 V1_BASIC_USERS = "traefik.frontend.auth.basic.users"
-V1_LABELS = (V1_RULE, V1_PORT, V1_REDIRECT, V1_BASIC_USERS, "traefik.frontend.entrypoints")
+V1_LABELS = (V1_RULE, V1_PORT, V1_REDIRECT, V1_BASIC_USERS, "traefik.frontend.entrypoints",
+             "traefik.frontend.redirect.permanent")  # fmt: skip
 _TRUE = {"true", "yes", "1", "on"}
 _PORT_RE = re.compile(r"^[0-9]{1,5}$", re.ASCII)
 _ROUTER_KEYS = {"rule", "entrypoints", "service", "middlewares", "tls", "tls.certresolver",
@@ -277,13 +280,14 @@ def _router_routes(
         raise _Skip(_problem(service, rule_label, f"the rule {error}; this router is not "
                              "routed")) from None  # fmt: skip
     https, plain = _entrypoints(service, router, v1)
-    if not https and _redirects_only(router, known):
-        raise _Skip(None)  # a redirect router: certbotless redirects plain HTTP by itself
+    if not https and _redirects_only(router, known) is not None:
+        raise _Skip(None)  # a redirect router: its routes' redirect answers as it would
     target = _status_page(service, router, known.status_page)
     port, scheme = (target.port, "http") if target else _upstream(service, router, v1)
     base = Route(service=target.service if target else service.name, hosts=(), port=port,
-                 upstream_scheme=scheme, strip_prefixes=strip,
-                 redirect_to_https=not plain)  # fmt: skip
+                 upstream_scheme=scheme, strip_prefixes=strip, redirect_to_https=not plain,
+                 pass_host_header=target is not None or _passes_host(service, router))  # fmt: skip
+    base = _redirect_of(service, known, base)
     base, problems = apply_middlewares(base, _middleware_names(router), service,
                                        known.definitions, known.services, known.secrets,
                                        known.files)  # fmt: skip
@@ -303,8 +307,37 @@ def _router_routes(
     return (priority, routes, problems), _spec(hosts)
 
 
-def _redirects_only(router: _Router, known: _Known) -> bool:
-    """Whether the router only sends plain HTTP to HTTPS (its service then does not matter)."""
+def _passes_host(service: ServiceInfo, router: _Router) -> bool:
+    """The router's service's passHostHeader (true unless false)."""
+    wanted = router.value("service").partition("@")[0]
+    defined = _defined_services(service)
+    if not wanted and len(defined) == 1:
+        wanted = next(iter(defined))
+    label = f"{SERVICES}{wanted}.loadbalancer.passhostheader".lower()
+    value = next((v for k, v in service.labels.items() if k.lower() == label), "true")
+    if value.strip().lower() not in ("true", "false"):
+        raise _Skip(_problem(service, label, "passHostHeader must be true or false"))
+    return value.strip().lower() == "true"
+
+
+def _redirect_of(service: ServiceInfo, known: _Known, route: Route) -> Route:
+    """A route sent to HTTPS answers plain HTTP as the service's redirect router would (its
+    redirectScheme: temporary unless permanent)."""
+    routers, _ = _routers(service)
+    for router in sorted(routers.values(), key=lambda r: r.name):
+        https, _ = _entrypoints(service, router, router.get("v1.rule") is not None)
+        redirect = None if https else _redirects_only(router, known)
+        if redirect is not None:
+            try:
+                return with_redirect(route, redirect)
+            except Unsupported as error:
+                raise _Skip(_problem(service, error.label, error.message)) from None
+    return route
+
+
+def _redirects_only(router: _Router, known: _Known) -> Middleware | None:
+    """The redirectScheme to https of a router that only sends plain HTTP to HTTPS (its
+    service then does not matter), or None."""
 
     def candidates(name: str) -> Sequence[Middleware]:
         bare, _, provider = name.partition("@")
@@ -314,11 +347,15 @@ def _redirects_only(router: _Router, known: _Known) -> bool:
         return known.definitions.get(bare, [])
 
     names = [name for _, name in _middleware_names(router)]
-    return bool(names) and any(
-        middleware.kind == "redirectscheme"
-        and middleware.fields.get("scheme", ("", ""))[1].lower() == "https"
-        for name in names
-        for middleware in candidates(name)
+    return next(
+        (
+            middleware
+            for name in names
+            for middleware in candidates(name)
+            if middleware.kind == "redirectscheme"
+            and middleware.fields.get("scheme", ("", ""))[1].lower() == "https"
+        ),
+        None,
     )
 
 

@@ -25,8 +25,8 @@ from certbotless.edge.validation import validate_nginx_conf
 from certbotless.labels.settle import discover
 from certbotless.labels.traefik.labels import traefik_claims
 from certbotless.model import BasicAuth, Discovery, ObjectKind, RateLimit, Route, ServiceInfo
+from tests.support.edge_nginx import get, serve_routes
 from tests.support.factories import CERTS_DIR, RESPONDER, certs_for
-from tests.support.real_nginx import echo_servers, get, serve_routes, stop
 
 HOST = "app.example.com"
 BASE = {"certbotless.domains": HOST, "certbotless.port": "8000"}
@@ -107,7 +107,7 @@ def test_native_labels_and_traefik_middlewares_compile_to_the_same_route() -> No
                 "certbotless.basic_auth_realm": "ops",
                 "certbotless.allow_from": "10.0.0.0/8",
                 "certbotless.rate_limit": "5/s",
-                "certbotless.rate_limit_burst": "8",
+                "certbotless.rate_limit_burst": "7",  # the first, then 7 more: Traefik's 8
                 "certbotless.strip_prefix": "/api",
                 "certbotless.add_prefix": "/v1",
                 "certbotless.request_header.X-Tenant": "blue",
@@ -302,12 +302,6 @@ def test_a_route_whose_secret_vanished_since_discovery_is_left_out_of_the_roll()
 Serve = Callable[[dict[str, str], Mapping[str, str]], int]
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[int]:
-    with echo_servers(1) as ports:
-        yield ports[0]
-
-
 @pytest.fixture
 def serve(tmp_path: Path, upstream: int) -> Iterator[Serve]:
     """Native labels of one service (reached at 127.0.0.1) → the port nginx serves them on."""
@@ -319,13 +313,14 @@ def serve(tmp_path: Path, upstream: int) -> Iterator[Serve]:
         found = discover([ServiceInfo("127.0.0.1", {**BASE, "certbotless.port": str(upstream),
                                                     "certbotless.redirect": "false",
                                                     **labels})])  # fmt: skip
-        nginx, port = serve_routes((only_route(found),), tmp_path / str(len(started)), extra)
+        nginx, port, _ = serve_routes((only_route(found),), tmp_path / str(len(started)), extra)
         started.append(nginx)
         return port
 
     yield start
     for nginx in started:
-        stop(nginx)
+        nginx.terminate()
+        nginx.wait(timeout=10)
 
 
 def test_basic_auth_from_a_secret_answers_401_then_200(serve: Serve) -> None:

@@ -21,6 +21,7 @@ from certbotless.labels.traefik.middlewares.options import (
     Middleware,
     Unsupported,
 )
+from certbotless.labels.traefik.middlewares.redirect_scheme import PERMANENT, TEMPORARY
 from certbotless.labels.values import InvalidLabel
 from certbotless.model import BasicAuth, LabelProblem, Route, ServiceInfo
 
@@ -34,6 +35,7 @@ SHAPING_KINDS = {
     "replacepathregex", "retry", "stripprefix", "stripprefixregex",
 }  # fmt: skip
 V1_REDIRECT = "@v1-redirect"
+V1_PERMANENT = "traefik.frontend.redirect.permanent"
 V1_BASIC = "@v1-basicauth"
 MAX_CHAIN_DEPTH = 8
 
@@ -160,7 +162,10 @@ def _from_file(label: str, name: str, bare: str, files: FileMiddlewares) -> Midd
 
 
 def _v1(route: Route, label: str, name: str, service: ServiceInfo) -> Route:
-    if name == V1_REDIRECT:
-        return replace(route, redirect_to_https=True)
+    if name == V1_REDIRECT:  # Traefik 1.7: temporary unless frontend.redirect.permanent
+        permanent = any(k.lower() == V1_PERMANENT and v.strip().lower() == "true"
+                        for k, v in service.labels.items())  # fmt: skip
+        statuses = PERMANENT if permanent else TEMPORARY
+        return replace(route, redirect_to_https=True, redirect_statuses=statuses)
     users = htpasswd_users(service.labels[label], label, name)
     return replace(route, basic_auth=BasicAuth(users))

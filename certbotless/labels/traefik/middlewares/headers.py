@@ -1,5 +1,6 @@
-"""headers: custom request and response headers, the security headers Traefik sets from flags
-(frameDeny, stsSeconds…), and CORS (the accessControl* options)."""
+"""headers: custom request and response headers (an empty value removes one), the security
+headers Traefik's unrolled/secure sets from its options (frameDeny, stsSeconds…), and CORS
+(the accessControl* options)."""
 
 from __future__ import annotations
 
@@ -16,18 +17,31 @@ from certbotless.labels.traefik.middlewares.options import (
 from certbotless.labels.values import HEADER_NAME_RE, HEADER_VALUE_RE
 from certbotless.model import Cors, Route
 
+# unrolled/secure (Traefik's secure headers): a flag's header, unless the value beside it is set.
 _HEADER_FLAGS = {
-    "framedeny": ("X-Frame-Options", "DENY"),
-    "contenttypenosniff": ("X-Content-Type-Options", "nosniff"),
-    "browserxssfilter": ("X-XSS-Protection", "1; mode=block"),
+    "framedeny": ("X-Frame-Options", "DENY", "customframeoptionsvalue"),
+    "contenttypenosniff": ("X-Content-Type-Options", "nosniff", ""),
+    "browserxssfilter": ("X-XSS-Protection", "1; mode=block", "custombrowserxssvalue"),
 }
 _HEADER_VALUES = {
     "customframeoptionsvalue": "X-Frame-Options",
+    "custombrowserxssvalue": "X-XSS-Protection",
     "referrerpolicy": "Referrer-Policy",
     "contentsecuritypolicy": "Content-Security-Policy",
+    "contentsecuritypolicyreportonly": "Content-Security-Policy-Report-Only",
     "permissionspolicy": "Permissions-Policy",
 }
-_STS = {"stsseconds", "stsincludesubdomains", "stspreload", "forcestsheader"}
+_STS = {"stsseconds", "stsincludesubdomains", "stspreload", "forcestsheader", "isdevelopment"}
+# Options refused by name, with the closest alternative.
+_REFUSED = {
+    "featurePolicy": "Traefik v3 ignores featurePolicy (v2 sent Feature-Policy, which browsers "
+    "no longer read): use permissionsPolicy",
+    "publicKey": "HTTP public key pinning (Public-Key-Pins) is obsolete and ignored by "
+    "browsers: remove publicKey",
+    "sslProxyHeaders": "the edge is the first hop and knows the scheme itself; a client's "
+    "header cannot make plain HTTP count as HTTPS: remove sslProxyHeaders (forceSTSHeader "
+    "sends STS over plain HTTP)",
+}
 
 
 _CORS = {
@@ -41,7 +55,11 @@ _TOKEN_RE = re.compile(r"^(?:\*|[A-Za-z0-9-]{1,100})$", re.ASCII)
 
 def apply(route: Route, mw: Middleware, context: Context) -> Route:
     known_fields(mw, {"customrequestheaders", "customresponseheaders", *_HEADER_FLAGS,
-                      *_HEADER_VALUES, *_STS, *_CORS})  # fmt: skip
+                      *_HEADER_VALUES, *_STS, *_CORS, *(n.lower() for n in _REFUSED)})  # fmt: skip
+    for name, why in _REFUSED.items():
+        key = name.lower()
+        if key in mw.fields or any(field.startswith(key + ".") for field in mw.fields):
+            raise Unsupported(mw.label(key), mw.value(key), f"headers.{name}: {why}")
     cors = _cors(mw) or route.cors
     request, response = list(route.request_headers), list(route.response_headers)
     for key, (label, value) in sorted(mw.fields.items()):
@@ -51,13 +69,32 @@ def apply(route: Route, mw: Middleware, context: Context) -> Route:
             request.append(_header(header, value, label))
         elif kind == "customresponseheaders":
             response.append(_header(header, value, label))
-        elif kind in _HEADER_FLAGS and flag(mw, kind):
-            response.append(_HEADER_FLAGS[kind])
-        elif kind in _HEADER_VALUES:
+        elif kind in _HEADER_FLAGS and flag(mw, kind) and not mw.value(_HEADER_FLAGS[kind][2]):
+            response.append(_HEADER_FLAGS[kind][:2])
+        elif kind in _HEADER_VALUES and value:
             response.append(_header(_HEADER_VALUES[kind], value, label))
-    hsts = route.hsts or mw.value("stsseconds", "0") not in ("", "0")
+    sts, sts_on_plain_http = _strict_transport(mw)
     return replace(route, request_headers=tuple(request), response_headers=tuple(response),
-                   hsts=hsts, cors=cors)  # fmt: skip
+                   strict_transport=sts or route.strict_transport,
+                   strict_transport_on_plain_http=sts_on_plain_http if sts else
+                   route.strict_transport_on_plain_http, cors=cors)  # fmt: skip
+
+
+def _strict_transport(mw: Middleware) -> tuple[str, bool]:
+    """unrolled/secure's Strict-Transport-Security: `max-age=<stsSeconds>` with
+    `; includeSubDomains` and `; preload` as flagged, when stsSeconds is not 0 and
+    isDevelopment is off; over HTTPS only unless forceSTSHeader."""
+    seconds = mw.value("stsseconds", "0")
+    if not re.fullmatch(r"[0-9]{1,10}", seconds):
+        raise Unsupported(mw.label("stsseconds"), seconds, "must be a whole number of seconds")
+    if int(seconds) == 0 or flag(mw, "isdevelopment"):
+        return "", False
+    value = f"max-age={int(seconds)}"
+    if flag(mw, "stsincludesubdomains"):
+        value += "; includeSubDomains"
+    if flag(mw, "stspreload"):
+        value += "; preload"
+    return value, flag(mw, "forcestsheader")
 
 
 def _header(name: str, value: str, label: str) -> tuple[str, str]:

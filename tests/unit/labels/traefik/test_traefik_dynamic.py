@@ -98,7 +98,7 @@ def test_file_middlewares_apply_as_label_ones_do(yaml_file: FileMiddlewares) -> 
         "app", (HOST,), 8000, path="/app",
         basic_auth=BasicAuth((f"admin:{HASH}",), "Admins", remove_header=True),
         allow_from=("10.0.0.0/8", "192.0.2.7/32"),
-        rate_limit=RateLimit(120, 5),
+        rate_limit=RateLimit(120, 4),  # Traefik's burst 5: the first and 4 more
         response_headers=(("X-Robots-Tag", "noindex"), ("X-Frame-Options", "DENY")),
         strip_prefixes=("/app",),
     )  # fmt: skip

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.real_nginx import echo_servers
+from tests.support.edge_nginx import echo_servers
 from tests.support.traefik_cases import (
     CASES_DIR,
     Outcome,

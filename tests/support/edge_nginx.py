@@ -1,0 +1,255 @@
+"""A real nginx running a rendered configuration on loopback (random ports), the upstream it
+proxies to, and the requests the tests send it: what the edge does is checked by asking it.
+
+- `Echo`: the upstream; answers `<path> <Authorization or ->` with its own port in
+  `X-Echo-Port` (which of several answered tells routers apart) and keeps each request's
+  headers (`Echo.seen`) so a test can check what reached the service (or a forward-auth server).
+- `serve_routes`: nginx serving routes over plain HTTP (and HTTPS for hosts given
+  certificates: a stand-in self-signed pair).
+- `get` / `answer`: a request over plain HTTP; `answer_tls`: one over HTTPS with SNI.
+- `StubDns`: a DNS server on loopback answering every name with the addresses given, for
+  upstream names that stand for several tasks.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path, PurePosixPath
+from types import MappingProxyType
+from typing import ClassVar
+
+import dns.message
+import dns.rdatatype
+import dns.rrset
+
+from certbotless.edge.render import render_nginx_conf
+from certbotless.edge.validation import _write_scratch_tree
+from certbotless.model import Route, StoredCert
+from tests.support.factories import CERTS_DIR, RESPONDER
+from tests.support.ports import unused_ports
+
+HOST = "app.example.com"
+NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+ECHO_PORT_HEADER = "X-Echo-Port"
+
+
+class Echo(BaseHTTPRequestHandler):
+    """The upstream: echoes the path it was asked for and the Authorization it got; answers
+    with `X-Frame-Options: SAMEORIGIN` and `X-Upstream: echo` of its own."""
+
+    # Each request's path and headers (lowercase names), oldest first, of every Echo server.
+    seen: ClassVar[list[tuple[str, dict[str, str]]]] = []
+
+    def _answer(self) -> None:
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        Echo.seen.append((self.path, headers))
+        body = f"{self.path} {self.headers.get('Authorization', '-')}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Frame-Options", "SAMEORIGIN")  # for headers the edge replaces
+        self.send_header("X-Upstream", "echo")  # for headers the edge removes
+        self.send_header(ECHO_PORT_HEADER, str(self.request.getsockname()[1]))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def echo_servers(count: int) -> Iterator[list[int]]:
+    """`count` echo upstreams on random loopback ports (their ports)."""
+    servers = [ThreadingHTTPServer(("127.0.0.1", 0), Echo) for _ in range(count)]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield [int(server.server_address[1]) for server in servers]
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+
+
+@contextmanager
+def echo_upstream() -> Iterator[int]:
+    """One echo upstream (its port)."""
+    with echo_servers(1) as ports:
+        yield ports[0]
+
+
+def serve_routes(
+    routes: Sequence[Route],
+    tmp_path: Path,
+    extra: Mapping[str, str] = NO_HEADERS,
+    certs: Mapping[str, StoredCert] = MappingProxyType({}),
+    resolver: str = "",
+    front_subnets: Sequence[str] = (),
+) -> tuple[subprocess.Popen[bytes], int, int]:
+    """nginx serving `routes` (the rendered configuration, and `extra` files: target → text,
+    as the edge would mount them): (the process, its plain HTTP port, its HTTPS port).
+    `resolver` (address:port) replaces Docker's DNS. With `front_subnets`, every connection
+    must start with a PROXY protocol header."""
+    files = render_nginx_conf(routes, certs, RESPONDER, CERTS_DIR, front_subnets=front_subnets)
+    files.update(extra)
+    port, tls_port = unused_ports(2)
+    files = {
+        target: text.replace("listen 80", f"listen 127.0.0.1:{port}")
+        .replace("listen 443", f"listen 127.0.0.1:{tls_port}")
+        .replace("access_log /dev/stdout certbotless;", "access_log off;")
+        .replace("resolver 127.0.0.11", f"resolver {resolver or '127.0.0.11'}")
+        for target, text in files.items()
+    }
+    tmp_path.mkdir(parents=True)
+    _write_scratch_tree(files, Path("/"), PurePosixPath(tmp_path))
+    nginx = subprocess.Popen(
+        ["nginx", "-p", f"{tmp_path}/", "-c", f"{tmp_path}/nginx.conf", "-g",
+         f"daemon off; pid {tmp_path}/nginx.pid; user root;"],  # workers read pytest's 0700 dirs
+        stderr=(tmp_path / "stderr").open("wb"),
+    )  # fmt: skip
+    for _ in range(100):
+        if nginx.poll() is not None:
+            raise AssertionError((tmp_path / "stderr").read_text())
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            return nginx, port, tls_port
+        except OSError:
+            time.sleep(0.05)
+    nginx.kill()
+    raise AssertionError("nginx did not listen within 5 s")
+
+
+def stop(nginx: subprocess.Popen[bytes]) -> None:
+    nginx.terminate()
+    nginx.wait(timeout=10)
+
+
+def get(
+    port: int,
+    path: str = "/",
+    auth: str | None = None,
+    method: str = "GET",
+    headers: Mapping[str, str] = NO_HEADERS,
+) -> tuple[int, str]:
+    """(status, body) of a plain HTTP request for HOST; `auth`: user:password, basic."""
+    sent = dict(headers)
+    if auth is not None:
+        sent["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+    status, body, _ = answer(port, method, path, sent)
+    return status, body
+
+
+def answer(
+    port: int, method: str = "GET", path: str = "/", headers: Mapping[str, str] = NO_HEADERS
+) -> tuple[int, str, dict[str, str]]:
+    """(status, body, headers) of a plain HTTP request for HOST."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    return _exchange(connection, method, path, headers)
+
+
+def answer_tls(
+    port: int, method: str = "GET", path: str = "/", headers: Mapping[str, str] = NO_HEADERS
+) -> tuple[int, str, dict[str, str]]:
+    """(status, body, headers) of an HTTPS request for HOST (its name in SNI; the stand-in
+    certificate is not verified)."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    connection = _LoopbackHttps(HOST, port, timeout=5, context=context)
+    return _exchange(connection, method, path, headers)
+
+
+class _LoopbackHttps(http.client.HTTPSConnection):
+    """HTTPS to 127.0.0.1 with the host's name in SNI."""
+
+    def connect(self) -> None:
+        raw = socket.create_connection(("127.0.0.1", self.port), self.timeout)
+        self.sock = self._context.wrap_socket(raw, server_hostname=self.host)  # type: ignore[attr-defined]
+
+
+def _exchange(
+    connection: http.client.HTTPConnection, method: str, path: str, headers: Mapping[str, str]
+) -> tuple[int, str, dict[str, str]]:
+    connection.request(method, path, headers={"Host": HOST, **headers})
+    response = connection.getresponse()
+    body = response.read().decode()
+    connection.close()
+    received: dict[str, str] = {}
+    for name, value in response.getheaders():  # a header sent twice: its values joined
+        received[name] = f"{received[name]}, {value}" if name in received else value
+    return response.status, body, received
+
+
+class StubDns:
+    """A DNS server on 127.0.0.1 (UDP) answering A queries for any name with `addresses`."""
+
+    def __init__(self, addresses: Sequence[str]) -> None:
+        self.addresses = tuple(addresses)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, client = self.sock.recvfrom(4096)
+            except OSError:
+                continue
+            query = dns.message.from_wire(data)
+            reply = dns.message.make_response(query)
+            question = query.question[0]
+            if question.rdtype == dns.rdatatype.A:
+                reply.answer.append(
+                    dns.rrset.from_text_list(question.name, 1, "IN", "A", list(self.addresses))
+                )
+            self.sock.sendto(reply.to_wire(), client)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.sock.close()
+
+
+def one_router(
+    upstream: int, middlewares: Mapping[str, str], path: str = "/", entrypoints: str = "web"
+) -> dict[str, str]:
+    """Traefik labels of one service: router `r` for HOST (and `path`) with every middleware
+    `middlewares` defines (their labels), to service `s` on `upstream`."""
+    rule = f"Host(`{HOST}`)" + (f" && PathPrefix(`{path}`)" if path != "/" else "")
+    names = dict.fromkeys(key.split(".")[3] for key in middlewares)
+    labels = {
+        "traefik.enable": "true",
+        "traefik.http.routers.r.rule": rule,
+        "traefik.http.routers.r.entrypoints": entrypoints,
+        "traefik.http.services.s.loadbalancer.server.port": str(upstream),
+        **middlewares,
+    }
+    if names:
+        labels["traefik.http.routers.r.middlewares"] = ",".join(names)
+    return labels
+
+
+@dataclass(frozen=True)
+class Served:
+    port: int  # plain HTTP
+    tls_port: int  # HTTPS (HOST has a stand-in certificate)
+
+
+# labels (of a service named "127.0.0.1": an address, no DNS, unless `service` is given, with
+# `resolver` answering for it) → where nginx serves them
+ServeEdge = Callable[..., Served]
