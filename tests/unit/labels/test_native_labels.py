@@ -25,8 +25,9 @@ from certbotless.edge.validation import validate_nginx_conf
 from certbotless.labels.settle import discover
 from certbotless.labels.traefik.labels import traefik_claims
 from certbotless.model import BasicAuth, Discovery, ObjectKind, RateLimit, Route, ServiceInfo
+from tests.support.edge_nginx import get as _get
+from tests.support.edge_nginx import serve_routes, upstream
 from tests.support.factories import CERTS_DIR, RESPONDER, certs_for
-from tests.unit.labels.traefik.test_traefik_edge_requests import _get, serve_routes, upstream
 
 __all__ = ["upstream"]  # a fixture, used by name
 

@@ -6,56 +6,22 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.client
 import shutil
-import socket
 import subprocess
-import threading
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path, PurePosixPath
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from types import MappingProxyType
 
 import pytest
 
-from certbotless.edge.render import render_nginx_conf
-from certbotless.edge.validation import _write_scratch_tree
 from certbotless.labels.traefik.labels import traefik_claims
-from certbotless.model import Route, ServiceInfo
-from tests.support.factories import CERTS_DIR, RESPONDER
+from certbotless.model import ServiceInfo
+from tests.support.edge_nginx import HOST, get, request, serve_routes, upstream
 
+__all__ = ["upstream"]  # the fixture, used by name
 pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="needs nginx")
-HOST = "app.example.com"
 Serve = Callable[[dict[str, str]], int]  # labels → the port nginx serves them on
 PASSWORD_HASH = "{SHA}" + base64.b64encode(hashlib.sha1(b"secret").digest()).decode()
-
-
-class _Echo(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = f"{self.path} {self.headers.get('Authorization', '-')}".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield int(server.server_address[1])
-    server.shutdown()
 
 
 def _labels(upstream: int, middlewares: dict[str, str], path: str = "/") -> dict[str, str]:
@@ -78,39 +44,6 @@ def _serve(labels: dict[str, str], tmp_path: Path) -> tuple[subprocess.Popen[byt
     return serve_routes(claims.routes, tmp_path)
 
 
-def serve_routes(
-    routes: Sequence[Route], tmp_path: Path, extra: Mapping[str, str] = MappingProxyType({})
-) -> tuple[subprocess.Popen[bytes], int]:
-    """nginx serving `routes` (the rendered configuration, and `extra` files: target → text,
-    as the edge would mount them)."""
-    files = render_nginx_conf(routes, {}, RESPONDER, CERTS_DIR, front_subnets=())
-    files.update(extra)
-    port, tls_port = _free_port(), _free_port()
-    files = {
-        target: text.replace("listen 80", f"listen 127.0.0.1:{port}")
-        .replace("listen 443", f"listen 127.0.0.1:{tls_port}")
-        .replace("access_log /dev/stdout certbotless;", "access_log off;")
-        for target, text in files.items()
-    }
-    tmp_path.mkdir(parents=True)
-    _write_scratch_tree(files, Path("/"), PurePosixPath(tmp_path))
-    nginx = subprocess.Popen(
-        ["nginx", "-p", f"{tmp_path}/", "-c", f"{tmp_path}/nginx.conf", "-g",
-         f"daemon off; pid {tmp_path}/nginx.pid; user root;"],  # workers read pytest's 0700 dirs
-        stderr=(tmp_path / "stderr").open("wb"),
-    )  # fmt: skip
-    for _ in range(100):
-        if nginx.poll() is not None:
-            raise AssertionError((tmp_path / "stderr").read_text())
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            return nginx, port
-        except OSError:
-            time.sleep(0.05)
-    nginx.kill()
-    raise AssertionError("nginx did not listen within 5 s")
-
-
 def _get(
     port: int,
     path: str = "/",
@@ -118,22 +51,13 @@ def _get(
     method: str = "GET",
     headers: Mapping[str, str] = MappingProxyType({}),
 ) -> tuple[int, str]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    sent = {"Host": HOST, **headers}
-    if auth is not None:
-        sent["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
-    connection.request(method, path, headers=sent)
-    response = connection.getresponse()
-    return response.status, response.read().decode()
+    return get(port, path, auth, method, headers)
 
 
 def _answer_headers(
     port: int, method: str, path: str, headers: Mapping[str, str]
 ) -> tuple[int, str, dict[str, str]]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    connection.request(method, path, headers={"Host": HOST, **headers})
-    response = connection.getresponse()
-    return response.status, response.read().decode(), dict(response.getheaders())
+    return request(port, path, method, list(headers.items()))
 
 
 @pytest.fixture
