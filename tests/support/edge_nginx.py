@@ -33,7 +33,7 @@ class _Echo(BaseHTTPRequestHandler):
         body = f"{self.path} {self.headers.get('Authorization', '-')}".encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("X-Served-By", str(self.server.server_address[1]))
+        self.send_header("X-Served-By", str(self.server.server_address[1]))  # type: ignore[index]
         self.end_headers()
         self.wfile.write(body)
 
