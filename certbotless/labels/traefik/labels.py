@@ -24,6 +24,9 @@ from certbotless.labels.traefik.middlewares.options import (
     Middleware,
 )
 from certbotless.labels.traefik.rules import (
+    SYNTAXES,
+    V2,
+    V3,
     RuleError,
     compile_rule,
     default_priority,
@@ -60,7 +63,7 @@ V1_LABELS = (V1_RULE, V1_PORT, V1_REDIRECT, V1_BASIC_USERS, "traefik.frontend.en
 _TRUE = {"true", "yes", "1", "on"}
 _PORT_RE = re.compile(r"^[0-9]{1,5}$", re.ASCII)
 _ROUTER_KEYS = {"rule", "entrypoints", "service", "middlewares", "tls", "tls.certresolver",
-                "priority"}  # fmt: skip
+                "priority", "rulesyntax"}  # fmt: skip
 # Entry point names as stacks write them; others are reported.
 _TLS_ENTRYPOINTS = {"websecure", "https", "web-secure", "secure", "tls", "443"}
 _PLAIN_ENTRYPOINTS = {"web", "http", "80", "insecure"}
@@ -272,7 +275,7 @@ def _router_routes(
     try:
         if v1:
             rule, strip = parse_v1_rule(rule)
-        alternatives = compile_rule(rule)
+        alternatives = compile_rule(rule, V2 if v1 else _rule_syntax(service, router))
     except RuleError as error:
         raise _Skip(_problem(service, rule_label, f"the rule {error}; this router is not "
                              "routed")) from None  # fmt: skip
@@ -301,6 +304,16 @@ def _router_routes(
     hosts = tuple(dict.fromkeys(h for route in routes for h in route.hosts))
     priority = _priority(service, router, rule)
     return (priority, routes, problems), _spec(hosts)
+
+
+def _rule_syntax(service: ServiceInfo, router: _Router) -> str:
+    """The router's ruleSyntax: v3 unless it says v2 (Traefik v3's default)."""
+    syntax = router.value("rulesyntax", V3)
+    if syntax not in SYNTAXES:
+        raise _Skip(_problem(service, router.label("rulesyntax"),
+                             "must be v2 or v3 (Traefik reads any other value as v3): write "
+                             "one of them; this router is not routed"))  # fmt: skip
+    return syntax
 
 
 def _redirects_only(router: _Router, known: _Known) -> bool:
