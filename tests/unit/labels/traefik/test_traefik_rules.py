@@ -153,7 +153,7 @@ def test_v1_rules_become_v2_rules() -> None:
     with pytest.raises(RuleError, match="Headers:"):
         parse_v1_rule("Headers:X,Y")
     # Traefik 1 takes a path without its '/' and never routes to it: said so.
-    with pytest.raises(RuleError, match="bar does not start with '/'.*write PathPrefix:/bar"):
+    with pytest.raises(RuleError, match=r"bar does not start with '/'.*write PathPrefix:/bar"):
         parse_v1_rule("Host:a.example.com;PathPrefix:bar")
     assert MAX_RULE_LENGTH == 4096
 
