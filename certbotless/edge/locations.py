@@ -77,10 +77,18 @@ def _match_conditions(route: Route) -> str:
     if route.methods:
         lines.append(f"if ($request_method !~ ^({'|'.join(route.methods)})$) {{ return 404; }}")
     lines += [
-        f'if ($http_{name.lower().replace("-", "_")} != "{value}") {{ return 404; }}'
+        f'if ($http_{name.lower().replace("-", "_")} !~ "{header_value_regex(value)}") '
+        "{ return 404; }"
         for name, value in route.match_headers
     ]
     return "".join(f"\n            {line}" for line in lines)
+
+
+def header_value_regex(value: str) -> str:
+    """Traefik matches a header sent several times when any of its lines has the value; nginx
+    (from 1.23) joins the lines with ", ", so the value must be one of the joined items. (Values
+    are checked printable ASCII without '"', '$' and '\\': nothing nginx would read.)"""
+    return f"^(.*, )?{re.escape(value)}(, .*)?$"
 
 
 def _proxy_locations(index: int, route: Route, hsts: bool = False) -> list[str]:

@@ -1,0 +1,91 @@
+"""Traefik's router rules as Traefik routes them, answered by a real nginx running the rendered
+configuration on loopback: router priority within a host, a header sent twice, percent-encoded
+reserved characters in the path."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from certbotless.edge.nginx_version import local_nginx_version
+from certbotless.labels.traefik.labels import traefik_claims
+from certbotless.model import LabelProblem, ServiceInfo
+from tests.support.edge_nginx import HOST, request, serve_routes, start_echo
+
+pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="needs nginx")
+R = "traefik.http.routers."
+# Routers by name → rule (and extra keys): each router its own upstream, which the answer's
+# X-Served-By names.
+Routers = Mapping[str, Mapping[str, str]]
+Serve = Callable[[Routers], tuple[int, dict[str, str], tuple[LabelProblem, ...]]]
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Serve]:
+    """Each router on a service of its own (reached at 127.0.0.1, its own echo upstream);
+    returns nginx's port, which router each upstream port is, and the label problems."""
+    started: list[subprocess.Popen[bytes]] = []
+    echoes = []
+
+    def start(routers: Routers) -> tuple[int, dict[str, str], tuple[LabelProblem, ...]]:
+        services, served_by = [], {}
+        for name, keys in routers.items():
+            echo, port = start_echo()
+            echoes.append(echo)
+            served_by[str(port)] = name
+            labels = {f"{R}{name}.{key}": value for key, value in keys.items()}
+            labels |= {
+                "traefik.enable": "true",
+                f"{R}{name}.entrypoints": "web",
+                f"traefik.http.services.{name}.loadbalancer.server.port": str(port),
+            }
+            services.append(ServiceInfo(name, labels))
+        claims = traefik_claims(services)
+        routes = [replace(r, service="127.0.0.1") for c in claims.values() for r in c.routes]
+        problems = tuple(p for found in claims.values() for p in found.problems)
+        nginx, port = serve_routes(routes, tmp_path / str(len(started)))
+        started.append(nginx)
+        return port, served_by, problems
+
+    yield start
+    for nginx in started:
+        nginx.terminate()
+        nginx.wait(timeout=10)
+    for echo in echoes:
+        echo.shutdown()
+
+
+def _routed(
+    port: int, served_by: dict[str, str], path: str, headers: tuple[tuple[str, str], ...] = ()
+) -> str:
+    """The router that served the request, or its status when none did."""
+    status, _, answer = request(port, path, headers=headers)
+    return served_by.get(answer.get("X-Served-By", ""), str(status))
+
+
+def test_a_header_matcher_matches_any_item_of_a_header_sent_as_a_list(serve: Serve) -> None:
+    rule = f"Host(`{HOST}`) && Header(`X-Forwarded-Proto`, `https`)"
+    port, served_by, problems = serve({"secure": {"rule": rule}})
+    assert problems == ()
+    assert _routed(port, served_by, "/", (("X-Forwarded-Proto", "https"),)) == "secure"
+    # nginx from 1.23 joins lines this way; Traefik matches either line.
+    assert _routed(port, served_by, "/", (("X-Forwarded-Proto", "http, https"),)) == "secure"
+    assert _routed(port, served_by, "/", (("X-Forwarded-Proto", "http"),)) == "404"
+    assert _routed(port, served_by, "/", (("X-Forwarded-Proto", "xhttps"),)) == "404"
+    assert _routed(port, served_by, "/") == "404"
+
+
+def test_a_header_sent_twice_matches_on_either_line(serve: Serve) -> None:
+    rule = f"Host(`{HOST}`) && Header(`X-Forwarded-Proto`, `https`)"
+    port, served_by, _ = serve({"secure": {"rule": rule}})
+    twice = (("X-Forwarded-Proto", "http"), ("X-Forwarded-Proto", "https"))
+    if local_nginx_version() >= (1, 23, 0):
+        assert _routed(port, served_by, "/", twice) == "secure"
+    else:  # older nginx sees the first line only: narrower than Traefik, never wider
+        assert _routed(port, served_by, "/", twice) == "404"
+    assert _routed(port, served_by, "/", twice[::-1]) == "secure"
