@@ -23,6 +23,7 @@ from certbotless.labels.traefik.middlewares.options import (
     FileMiddlewares,
     Middleware,
 )
+from certbotless.labels.traefik.priority import Ranked, refused_by_order
 from certbotless.labels.traefik.rules import (
     SYNTAXES,
     V2,
@@ -62,6 +63,7 @@ V1_BASIC_USERS = "traefik.frontend.auth.basic.users"
 V1_LABELS = (V1_RULE, V1_PORT, V1_REDIRECT, V1_BASIC_USERS, "traefik.frontend.entrypoints")
 _TRUE = {"true", "yes", "1", "on"}
 _PORT_RE = re.compile(r"^[0-9]{1,5}$", re.ASCII)
+_PRIORITY_RE = re.compile(r"^-?[0-9]{1,18}$", re.ASCII)
 _ROUTER_KEYS = {"rule", "entrypoints", "service", "middlewares", "tls", "tls.certresolver",
                 "priority", "rulesyntax"}  # fmt: skip
 # Entry point names as stacks write them; others are reported.
@@ -115,6 +117,7 @@ def traefik_claims(
     taking = [s for s in ordered if _has_traefik_labels(s) and enabled(s, exposed_by_default)]
     definitions = _middleware_definitions(taking)
     claims: dict[str, DialectClaims] = {}
+    ranked: list[Ranked] = []
     for service in ordered:
         if not _has_traefik_labels(service):
             continue
@@ -123,9 +126,31 @@ def traefik_claims(
         elif DOMAINS in service.labels:
             claims[service.name] = DialectClaims(problems=(_both_dialects(service),))
         else:
-            claims[service.name] = _service_claims(
+            claims[service.name], service_ranked = _service_claims(
                 service, _Known(definitions, ordered, secrets, files, status_page)
             )
+            ranked += service_ranked
+    return _in_traefiks_order(claims, ranked, {s.name: s for s in ordered})
+
+
+def _in_traefiks_order(
+    claims: dict[str, DialectClaims], ranked: list[Ranked], services: dict[str, ServiceInfo]
+) -> dict[str, DialectClaims]:
+    """Routes that Traefik's router order would route otherwise than nginx are refused, across
+    every service's routers of a host (priority.py says which and why)."""
+    refused = refused_by_order(ranked)
+    for route, message in refused.items():
+        found = claims[route.service]
+        kept = []
+        for candidate in found.routes:
+            if (candidate.path, candidate.exact_path) == (route.path, route.exact):
+                candidate = replace(candidate, hosts=tuple(h for h in candidate.hosts
+                                                           if h != route.host))  # fmt: skip
+            if candidate.hosts:
+                kept.append(candidate)
+        problem = _problem(services[route.service], route.label, message)
+        claims[route.service] = replace(found, routes=tuple(kept),
+                                        problems=(*found.problems, problem))  # fmt: skip
     return claims
 
 
@@ -188,7 +213,7 @@ class _Known:
     status_page: StatusTarget | None  # where api@internal goes, when the page is served
 
 
-def _service_claims(service: ServiceInfo, known: _Known) -> DialectClaims:
+def _service_claims(service: ServiceInfo, known: _Known) -> tuple[DialectClaims, list[Ranked]]:
     routers, unknown = _routers(service)
     problems = [_unknown_label_problem(service, label) for label in unknown]
     routes: list[_Made] = []
@@ -208,11 +233,12 @@ def _service_claims(service: ServiceInfo, known: _Known) -> DialectClaims:
             continue
         priority, route_list, route_problems = made
         problems += route_problems
-        routes += [(priority, route, router.label("rule")) for route in route_list]
+        routes += [(priority, route, router.label("rule"), router.name) for route in route_list]
         if spec is not None:
             certificates.append((router.label("rule"), spec))
-    merged, conflicts = _one_route_per_path(service, routes)
-    return DialectClaims(tuple(merged), tuple(certificates), tuple(problems + conflicts))
+    merged, conflicts, ranked = _one_route_per_path(service, routes)
+    claims = DialectClaims(tuple(merged), tuple(certificates), tuple(problems + conflicts))
+    return claims, ranked
 
 
 def _routers(service: ServiceInfo) -> tuple[dict[str, _Router], list[str]]:
@@ -272,6 +298,7 @@ def _router_routes(
                              f"router {router.name} has no rule; Traefik would make one from "
                              "the service's name, which is no public host: set "
                              f"{ROUTERS}{router.name}.rule=Host(`a.example.com`)"))  # fmt: skip
+    priority = _priority(service, router, rule)  # of the rule as written (v1's too)
     try:
         if v1:
             rule, strip = parse_v1_rule(rule)
@@ -302,7 +329,6 @@ def _router_routes(
                               exact_path=alternative.exact, methods=alternative.methods,
                               match_headers=alternative.headers))  # fmt: skip
     hosts = tuple(dict.fromkeys(h for route in routes for h in route.hosts))
-    priority = _priority(service, router, rule)
     return (priority, routes, problems), _spec(hosts)
 
 
@@ -351,10 +377,13 @@ def _spec(hosts: tuple[str, ...]) -> CertSpec | None:
 
 
 def _priority(service: ServiceInfo, router: _Router, rule: str) -> int:
+    """The priority label, else (and for 0, as Traefik) the rule's length."""
     text = router.value("priority")
-    if text and _PORT_RE.match(text.lstrip("-")):
-        return int(text)
-    return default_priority(rule)
+    if text and not _PRIORITY_RE.match(text):
+        raise _Skip(_problem(service, router.label("priority"),
+                             "must be a whole number (Traefik refuses the router): higher goes "
+                             "first; 0 or none: the rule's length"))  # fmt: skip
+    return int(text) if text and int(text) != 0 else default_priority(rule)
 
 
 def _middleware_names(router: _Router) -> list[tuple[str, str]]:
@@ -468,7 +497,7 @@ def _port(service: ServiceInfo, label: str, text: str) -> int:
     return int(text)
 
 
-_Made = tuple[int, Route, str]  # priority, route, the rule's label
+_Made = tuple[int, Route, str, str]  # priority, route, the rule's label, the router's name
 
 
 def _guards(route: Route) -> tuple[object, ...]:
@@ -488,17 +517,20 @@ def _guard_conflict(
 
 def _one_route_per_path(
     service: ServiceInfo, made: list[_Made]
-) -> tuple[list[Route], list[LabelProblem]]:
+) -> tuple[list[Route], list[LabelProblem], list[Ranked]]:
     """Routers of one service on the same host and path (an HTTP and an HTTPS router with one
     rule, or overlapping rules) make one route: the highest priority's, served over plain HTTP
     when any of them is. Routers there that guard access differently (Traefik could guard HTTPS
-    and leave HTTP open) are refused rather than merged open."""
+    and leave HTTP open) are refused rather than merged open. Also each route per host as
+    Traefik orders it (the highest priority's router)."""
     chosen: dict[tuple[str, str, bool], tuple[Route, str]] = {}
     plain: set[tuple[str, str, bool]] = set()
     conflicts: dict[tuple[str, str, bool], LabelProblem] = {}
-    for _, route, label in sorted(made, key=lambda item: -item[0]):
+    ranks: dict[tuple[str, str, bool], tuple[int, str, str]] = {}
+    for priority, route, label, router in sorted(made, key=lambda item: -item[0]):
         for host in route.hosts:
             key = (host, route.path, route.exact_path)
+            ranks.setdefault(key, (priority, label, router))
             first, first_label = chosen.setdefault(key, (replace(route, hosts=(host,)), label))
             if _guards(first) != _guards(route) or first.match_headers != route.match_headers:
                 conflicts.setdefault(key, _guard_conflict(service, label, key, first_label))
@@ -515,4 +547,16 @@ def _one_route_per_path(
             route = replace(route, redirect_to_https=key not in plain, hosts=())
             grouped.setdefault(route, []).append(key[0])
     merged = [replace(route, hosts=tuple(hosts)) for route, hosts in grouped.items()]
-    return merged, list(conflicts.values())
+    ranked = [
+        Ranked(service.name, ranks[key][2], ranks[key][1], ranks[key][0], *key, _conditions(route))
+        for key, (route, _) in chosen.items()
+        if key not in conflicts
+    ]
+    return merged, list(conflicts.values()), ranked
+
+
+def _conditions(route: Route) -> str:
+    """A route's Method and Header conditions in words ("" when it has none)."""
+    words = [f"method {' or '.join(route.methods)}"] if route.methods else []
+    words += [f"header {name}: {value}" for name, value in route.match_headers]
+    return " and ".join(words)

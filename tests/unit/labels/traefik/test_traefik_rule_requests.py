@@ -89,3 +89,68 @@ def test_a_header_sent_twice_matches_on_either_line(serve: Serve) -> None:
     else:  # older nginx sees the first line only: narrower than Traefik, never wider
         assert _routed(port, served_by, "/", twice) == "404"
     assert _routed(port, served_by, "/", twice[::-1]) == "secure"
+
+
+def test_priority_decides_between_nested_prefixes_as_in_traefik(serve: Serve) -> None:
+    """Traefik's own case (pkg/muxer/http/mux_test.go): /mypath at priority 10 loses to /my at
+    priority 20, which matches it too; the first is never reached, and said so."""
+    port, served_by, problems = serve({
+        "mypath": {"rule": f"Host(`{HOST}`) && PathPrefix(`/mypath`)", "priority": "10"},
+        "my": {"rule": f"Host(`{HOST}`) && PathPrefix(`/my`)", "priority": "20"},
+    })  # fmt: skip
+    assert _routed(port, served_by, "/mypath") == "my"
+    assert _routed(port, served_by, "/my") == "my"
+    (problem,) = problems
+    assert (problem.service, problem.label) == ("mypath", f"{R}mypath.rule")
+    assert "never reached: router my of service my (priority 20)" in problem.message
+
+
+def test_the_default_priority_is_the_rules_length(serve: Serve) -> None:
+    # The longer rule comes first in Traefik, though nginx would prefer the longer path.
+    wide = f"Host(`{HOST}`) || Host(`www.{HOST}`) || Host(`old.{HOST}`)"
+    narrow = f"Host(`{HOST}`) && PathPrefix(`/api`)"
+    assert len(wide) > len(narrow)
+    port, served_by, problems = serve({"wide": {"rule": wide}, "narrow": {"rule": narrow}})
+    assert _routed(port, served_by, "/api/x") == "wide"
+    assert [p.service for p in problems] == ["narrow"]
+    # With a priority above the wide one's, the narrow router is routed, as in Traefik.
+    port, served_by, problems = serve({"wide": {"rule": wide},
+                                       "narrow": {"rule": narrow, "priority": "100"}})  # fmt: skip
+    assert (_routed(port, served_by, "/api/x"), _routed(port, served_by, "/x")) == (
+        "narrow", "wide",
+    )  # fmt: skip
+    assert problems == ()
+
+
+def test_requests_failing_a_routers_conditions_would_go_on_in_traefik_so_it_is_refused(
+    serve: Serve,
+) -> None:
+    """Traefik sends GET /api to the host's router when the POST-only router does not match;
+    nginx would answer 404 in the POST-only router's location."""
+    port, served_by, problems = serve({
+        "posts": {"rule": f"Host(`{HOST}`) && PathPrefix(`/api`) && Method(`POST`)"},
+        "site": {"rule": f"Host(`{HOST}`)"},
+    })  # fmt: skip
+    assert _routed(port, served_by, "/api") == "site"
+    (problem,) = problems
+    assert problem.service == "posts"
+    assert "without method POST go on to router site" in problem.message
+
+
+def test_nested_routers_in_nginxs_order_are_all_routed(serve: Serve) -> None:
+    port, served_by, problems = serve({
+        "site": {"rule": f"Host(`{HOST}`)"},
+        "api": {"rule": f"Host(`{HOST}`) && PathPrefix(`/api`)"},
+        "health": {"rule": f"Host(`{HOST}`) && Path(`/api/health`)", "priority": "99"},
+    })  # fmt: skip
+    assert problems == ()
+    assert [_routed(port, served_by, p) for p in ("/", "/api/x", "/api/health")] == [
+        "site", "api", "health",
+    ]  # fmt: skip
+
+
+def test_a_priority_that_is_no_number_is_refused(serve: Serve) -> None:
+    _, _, problems = serve({"a": {"rule": f"Host(`{HOST}`)", "priority": "high"}})
+    (problem,) = problems
+    assert (problem.label, problem.value) == (f"{R}a.priority", "high")
+    assert "must be a whole number" in problem.message
