@@ -154,3 +154,22 @@ def test_a_priority_that_is_no_number_is_refused(serve: Serve) -> None:
     (problem,) = problems
     assert (problem.label, problem.value) == (f"{R}a.priority", "high")
     assert "must be a whole number" in problem.message
+
+
+def test_encoded_reserved_characters_stay_encoded_when_choosing_the_route(serve: Serve) -> None:
+    """Traefik keeps `%2F` (upper case) encoded when it matches paths: `/foo%2Fbar` is not under
+    PathPrefix(`/foo/bar`), though nginx's locations see it decoded."""
+    port, served_by, problems = serve({
+        "bar": {"rule": f"Host(`{HOST}`) && PathPrefix(`/foo/bar`)"},
+        "exact": {"rule": f"Host(`{HOST}`) && Path(`/a:b`)"},
+    })  # fmt: skip
+    assert problems == ()
+    assert _routed(port, served_by, "/foo/bar/x") == "bar"
+    assert _routed(port, served_by, "/foo%2Fbar") == "404"
+    assert _routed(port, served_by, "/foo%2Fbar/x?y=%2F") == "404"
+    # Lower case and unreserved characters are decoded by Traefik too.
+    assert _routed(port, served_by, "/foo%2fbar/x") == "bar"
+    assert _routed(port, served_by, "/f%6Fo/bar/x%2F") == "bar"
+    assert _routed(port, served_by, "/foo/bar/x?y=%2F") == "bar"
+    assert _routed(port, served_by, "/a%3Ab") == "404"
+    assert _routed(port, served_by, "/a%3ab") == "exact"
