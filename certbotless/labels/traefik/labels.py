@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from certbotless.labels.settle import claim_order
+from certbotless.labels.traefik.default_rule import NoDefaultRule, default_rule, has_one_port
 from certbotless.labels.traefik.middlewares.apply import MiddlewareRefused, apply_middlewares
 from certbotless.labels.traefik.middlewares.options import (
     NO_FILE_MIDDLEWARES,
@@ -49,6 +50,7 @@ from certbotless.model import (
     ServiceInfo,
     StatusTarget,
 )
+from certbotless.setting_values import RuleTemplate, normalize
 
 PREFIX = "traefik."
 ENABLE = "traefik.enable"
@@ -107,12 +109,13 @@ def traefik_claims(
     secrets: frozenset[str] | None = None,
     files: FileMiddlewares = NO_FILE_MIDDLEWARES,
     status_page: StatusTarget | None = None,
+    default_rule: RuleTemplate | None = None,
 ) -> dict[str, DialectClaims]:
     """What each service's traefik.* labels ask for (services with none are left out).
     `secrets`: the swarm's secret names, for `basicauth.usersFile` (None: not known);
     `files`: the middlewares of Traefik dynamic-configuration files (`name@file`);
     `status_page`: where `api@internal` (Traefik's dashboard) goes, certbotless's status page
-    when it is served."""
+    when it is served; `default_rule`: Traefik's defaultRule, for routers without a rule."""
     ordered = sorted(services, key=claim_order)
     taking = [s for s in ordered if _has_traefik_labels(s) and enabled(s, exposed_by_default)]
     definitions = _middleware_definitions(taking)
@@ -127,7 +130,7 @@ def traefik_claims(
             claims[service.name] = DialectClaims(problems=(_both_dialects(service),))
         else:
             claims[service.name], service_ranked = _service_claims(
-                service, _Known(definitions, ordered, secrets, files, status_page)
+                service, _Known(definitions, ordered, secrets, files, status_page, default_rule)
             )
             ranked += service_ranked
     return _in_traefiks_order(claims, ranked, {s.name: s for s in ordered})
@@ -211,10 +214,13 @@ class _Known:
     secrets: frozenset[str] | None
     files: FileMiddlewares
     status_page: StatusTarget | None  # where api@internal goes, when the page is served
+    default_rule: RuleTemplate | None  # Traefik's defaultRule (None: not set)
 
 
 def _service_claims(service: ServiceInfo, known: _Known) -> tuple[DialectClaims, list[Ranked]]:
     routers, unknown = _routers(service)
+    if not routers and has_one_port(service):  # Traefik makes one router, by the default rule
+        routers = {normalize(service.name): _Router(normalize(service.name))}
     problems = [_unknown_label_problem(service, label) for label in unknown]
     routes: list[_Made] = []
     certificates: list[tuple[str, CertSpec]] = []
@@ -294,10 +300,10 @@ def _router_routes(
     rule = router.value("v1.rule" if v1 else "rule")
     strip: tuple[str, ...] = ()
     if not rule:
-        raise _Skip(_problem(service, rule_label or router.label("rule"),
-                             f"router {router.name} has no rule; Traefik would make one from "
-                             "the service's name, which is no public host: set "
-                             f"{ROUTERS}{router.name}.rule=Host(`a.example.com`)"))  # fmt: skip
+        try:
+            rule = default_rule(service, router.name, router.label("rule"), known.default_rule)
+        except NoDefaultRule as missing:
+            raise _Skip(missing.problem) from None
     priority = _priority(service, router, rule)  # of the rule as written (v1's too)
     try:
         if v1:

@@ -15,6 +15,7 @@ import pytest
 from certbotless.edge.nginx_version import local_nginx_version
 from certbotless.labels.traefik.labels import traefik_claims
 from certbotless.model import LabelProblem, ServiceInfo
+from certbotless.setting_values import RuleTemplate
 from tests.support.edge_nginx import HOST, request, serve_routes, start_echo
 
 pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="needs nginx")
@@ -173,3 +174,59 @@ def test_encoded_reserved_characters_stay_encoded_when_choosing_the_route(serve:
     assert _routed(port, served_by, "/foo/bar/x?y=%2F") == "bar"
     assert _routed(port, served_by, "/a%3Ab") == "404"
     assert _routed(port, served_by, "/a%3ab") == "exact"
+
+
+DEFAULT_RULE = RuleTemplate("Host(`{{ normalize .Name }}.example.com`)")
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        {"traefik.http.services.s.loadbalancer.server.port": "PORT"},  # no router at all
+        {f"{R}r.middlewares": "", f"{R}r.tls": "true",  # routers without a rule
+         "traefik.http.services.s.loadbalancer.server.port": "PORT"},
+    ],
+)  # fmt: skip
+def test_services_without_a_rule_get_traefiks_default_rule(
+    labels: dict[str, str], tmp_path: Path
+) -> None:
+    echo, port = start_echo()
+    labels = {k: v.replace("PORT", str(port)) for k, v in labels.items()}
+    service = ServiceInfo("shop_web", {**labels, "traefik.enable": "true"})
+    unset = traefik_claims([service])["shop_web"]
+    assert unset.routes == ()
+    (problem,) = unset.problems
+    assert "CERTBOTLESS_TRAEFIK_DEFAULT_RULE does not set" in problem.message
+    claims = traefik_claims([service], default_rule=DEFAULT_RULE)["shop_web"]
+    assert claims.problems == ()
+    assert [route.hosts for route in claims.routes] == [("shop-web.example.com",)]
+    routes = [
+        replace(route, service="127.0.0.1", redirect_to_https=False) for route in claims.routes
+    ]
+    nginx, nginx_port = serve_routes(routes, tmp_path / "nginx")
+    try:
+        status, _, answer = request(nginx_port, "/x", host="shop-web.example.com")
+        assert (status, answer["X-Served-By"]) == (200, str(port))
+    finally:
+        nginx.terminate()
+        nginx.wait(timeout=10)
+        echo.shutdown()
+
+
+def test_exposed_by_default_services_with_a_port_rely_on_the_default_rule() -> None:
+    port_only = ServiceInfo("api", {"traefik.http.services.a.loadbalancer.server.port": "80"})
+    (problem,) = traefik_claims([port_only], exposed_by_default=True)["api"].problems
+    assert "router api has no rule" in problem.message
+    found = traefik_claims([port_only], exposed_by_default=True, default_rule=DEFAULT_RULE)
+    assert found["api"].routes[0].hosts == ("api.example.com",)
+    # Two services and no router: Traefik makes none ("too many services"), and neither do we.
+    two = ServiceInfo(
+        "two",
+        {
+            "traefik.http.services.a.loadbalancer.server.port": "80",
+            "traefik.http.services.b.loadbalancer.server.port": "81",
+        },
+    )
+    assert traefik_claims([two], exposed_by_default=True, default_rule=DEFAULT_RULE)["two"] == (
+        traefik_claims([two], exposed_by_default=True)["two"]
+    )  # fmt: skip
