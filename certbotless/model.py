@@ -137,6 +137,9 @@ class Route:
     replace_path: tuple[str, str] | None = None
     cors: Cors | None = None
     dialect: str = "certbotless"  # the labels that asked for it: certbotless's or traefik's
+    # Traefik's router priority (explicit, else the rule's length), shown on the status page;
+    # the order it decides was settled in labels/traefik/priority.py, so routes compare without it.
+    priority: int | None = field(default=None, compare=False)
     # Traefik's Strict-Transport-Security value for this route (headers.stsSeconds…), sent on
     # its HTTPS answers, and on plain HTTP too with `strict_transport_on_plain_http`.
     strict_transport: str = ""

@@ -229,3 +229,114 @@ def subnets(value: str | None, name: str, default: tuple[str, ...]) -> tuple[str
         except ValueError:
             raise invalid(name, value, f": {part!r} is not a network; {expected}") from None
     return tuple(networks)
+
+
+# Traefik's default-rule templates (Go's text/template, with sprig's functions and Traefik's
+# `normalize`): the actions {{ … }} certbotless evaluates. Functions: normalize, lower, upper,
+# index; fields .Name and .Labels; "strings"; ( ) and | pipes.
+_ACTION_RE = re.compile(r"\{\{-?(.*?)-?\}\}", re.DOTALL)
+_TEMPLATE_TOKEN_RE = re.compile(r'\s*(?:(\.[A-Za-z]+)|([a-z][A-Za-z]*)|("(?:[^"\\]|\\.)*"|`[^`]*`)'
+                                r"|([()|]))")  # fmt: skip
+_TEMPLATE_FUNCTIONS = ("normalize", "lower", "upper", "index")
+_Value = str | dict[str, str]
+
+
+def normalize(name: str) -> str:
+    """Traefik's provider.Normalize: runs of characters other than letters and digits become
+    one '-', none at either end."""
+    return "-".join(part for part in re.split(r"[^\w]|_", name) if part)
+
+
+class RuleTemplate:
+    """A default rule such as Host(`{{ normalize .Name }}.example.com`), checked when read."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.render("service", {})  # raises ValueError on what it cannot evaluate
+
+    def render(self, name: str, labels: dict[str, str]) -> str:
+        """The rule for a Swarm service: .Name is its normalized name, .Labels its labels."""
+        fields: dict[str, _Value] = {".Name": normalize(name), ".Labels": labels}
+
+        def action(match: re.Match[str]) -> str:
+            tokens = _template_tokens(match.group(1))
+            value, rest = _pipeline(tokens, fields)
+            if rest or not isinstance(value, str):
+                raise ValueError(f"cannot evaluate {{{{{match.group(1)}}}}}")
+            return value
+
+        if "{{" in _ACTION_RE.sub("", self.text):
+            raise ValueError("an action {{ is not closed")
+        return _ACTION_RE.sub(action, self.text)
+
+
+def _template_tokens(text: str) -> list[str]:
+    tokens, position = [], 0
+    while text[position:].strip():
+        match = _TEMPLATE_TOKEN_RE.match(text, position)
+        if match is None:
+            raise ValueError(f"cannot read {text[position:].strip()!r}")
+        tokens.append(match.group(match.lastindex or 0))
+        position = match.end()
+    return tokens
+
+
+def _pipeline(tokens: list[str], fields: dict[str, _Value]) -> tuple[_Value, list[str]]:
+    value, tokens = _command(tokens, fields, None)
+    while tokens and tokens[0] == "|":
+        value, tokens = _command(tokens[1:], fields, value)
+    return value, tokens
+
+
+def _command(
+    tokens: list[str], fields: dict[str, _Value], piped: _Value | None
+) -> tuple[_Value, list[str]]:
+    if not tokens:
+        raise ValueError("an action is empty")
+    head, tokens = tokens[0], tokens[1:]
+    if head not in _TEMPLATE_FUNCTIONS:
+        if piped is not None:
+            raise ValueError(f"{head} is not a function (read: normalize, lower, upper, index)")
+        return _operand(head, tokens, fields)
+    args: list[_Value] = []
+    while tokens and tokens[0] not in ("|", ")"):
+        arg, tokens = _operand(tokens[0], tokens[1:], fields)
+        args.append(arg)
+    args += [piped] if piped is not None else []
+    return _call(head, args), tokens
+
+
+def _operand(head: str, tokens: list[str], fields: dict[str, _Value]) -> tuple[_Value, list[str]]:
+    if head == "(":
+        value, tokens = _pipeline(tokens, fields)
+        if not tokens or tokens[0] != ")":
+            raise ValueError("a ( is not closed")
+        return value, tokens[1:]
+    if head in fields:
+        return fields[head], tokens
+    if head[:1] in ('"', "`"):
+        return (head[1:-1] if head[0] == "`" else re.sub(r"\\(.)", r"\1", head[1:-1])), tokens
+    if head.startswith("."):
+        raise ValueError(f"{head} is not read (fields: .Name, .Labels)")
+    raise ValueError(f"{head} is not a function certbotless reads (normalize, lower, upper, index)")
+
+
+def _call(function: str, args: list[_Value]) -> _Value:
+    if function == "index":
+        if len(args) != 2 or not isinstance(args[0], dict) or not isinstance(args[1], str):
+            raise ValueError('index takes .Labels and a "key"')
+        return args[0].get(args[1], "")  # Go: a missing key is ""
+    if len(args) != 1 or not isinstance(args[0], str):
+        raise ValueError(f"{function} takes one string")
+    return {"normalize": normalize, "lower": str.lower, "upper": str.upper}[function](args[0])
+
+
+def rule_template(value: str | None, name: str) -> RuleTemplate | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        return RuleTemplate(value.strip())
+    except ValueError as error:
+        raise invalid(name, value, f"is not a default rule certbotless can evaluate: {error} "
+                      '(it reads {{ normalize .Name }}, {{ index .Labels "key" }}, lower, '
+                      "upper, ( ) and |)") from None  # fmt: skip

@@ -20,6 +20,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from certbotless.setting_values import (
     ADDRESS,
+    RuleTemplate,
     ca_bundle,
     certs_dir,
     choice,
@@ -33,6 +34,7 @@ from certbotless.setting_values import (
     path,
     paths,
     resolvers,
+    rule_template,
     service_name,
     subnets,
     upstream,
@@ -55,7 +57,7 @@ VARIABLES = (
     "SELF_CHECK", "FRONT_SUBNET", "ROLLOUT_TIMEOUT", "GC_KEEP_VERSIONS", "GC_KEEP_EXPIRED_DAYS",
     "LOG_LEVEL", "LOG_FORMAT", "METRICS_LISTEN", "ALERT_WEBHOOK", "ALERT_WEBHOOK_FORMAT",
     "SMTP_URL", "ALERT_EMAIL", "LABEL_DIALECTS", "TRAEFIK_EXPOSED_BY_DEFAULT",
-    "TRAEFIK_DYNAMIC_CONFIG",
+    "TRAEFIK_DYNAMIC_CONFIG", "TRAEFIK_DEFAULT_RULE",
     "DNS01_PROVIDER", "DNS01_RESOLVERS", "DNS01_PROPAGATION_TIMEOUT",
     "DNS01_PROPAGATION_INTERVAL", "DNS01_NAMESERVER_PORT", "SECRETS_DIR",
     "STATUS_LISTEN", "STATUS_HTPASSWD", "STATUS_ALLOW_FROM", "STATUS_FORWARD_AUTH",
@@ -186,6 +188,9 @@ class Settings:
     # Traefik dynamic-configuration files (YAML or TOML) whose http.middlewares `name@file`
     # means; mounted into the sidecar as Swarm configs.
     traefik_dynamic_config: tuple[Path, ...] = ()
+    # Traefik's providers.swarm.defaultRule: the rule of routers that have none (None: such
+    # routers are reported, not routed).
+    traefik_default_rule: RuleTemplate | None = None
     # DNS-01: the provider of certificates whose labels name none (None: DNS-01 needs the
     # label); the resolvers that find zones, CNAMEs and name servers (empty: the system's);
     # how long every authoritative server has to serve a record, and how often they are asked.
@@ -458,6 +463,7 @@ def _dialects_settings(get: Variable, defaults: Settings) -> dict[str, Any]:
             defaults.traefik_exposed_by_default,
         ),
         "traefik_dynamic_config": paths(get("TRAEFIK_DYNAMIC_CONFIG"), "TRAEFIK_DYNAMIC_CONFIG"),
+        "traefik_default_rule": rule_template(get("TRAEFIK_DEFAULT_RULE"), "TRAEFIK_DEFAULT_RULE"),
     }  # fmt: skip
 
 

@@ -21,6 +21,19 @@ from certbotless.model import CHALLENGE_PREFIX, Route
 # A redirect=true route asked for over plain HTTP before its host has a certificate.
 NO_CERTIFICATE_YET_RETRY_AFTER = 60
 
+# Traefik routes on the path with reserved characters kept percent-encoded when written in
+# upper case (`%2F` stays `%2F`: pkg/muxer/http/mux.go, withRoutingPath); nginx's locations see
+# them decoded. Only such requests are checked again, on their path as sent.
+_RESERVED = ":/?#[]@!$&'()*+,;="
+_KEPT_ENCODED = "|".join(f"%{ord(c):02X}" for c in _RESERVED + "%")
+RESERVED_PATH_MAP = f"""
+    # The path as sent, when it has a percent-encoded reserved character that Traefik would
+    # keep encoded to choose the route; empty otherwise.
+    map $request_uri $certbotless_reserved_path {{
+        "~^(?<path>[^?]*(?:{_KEPT_ENCODED})[^?]*)" $path;
+        default "";
+    }}"""
+
 
 def challenge_location(responder_upstream: str) -> str:
     return f"""
@@ -90,10 +103,44 @@ def _match_conditions(route: Route) -> str:
     if route.methods:
         lines.append(f"if ($request_method !~ ^({'|'.join(route.methods)})$) {{ return 404; }}")
     lines += [
-        f'if ($http_{name.lower().replace("-", "_")} != "{value}") {{ return 404; }}'
+        f'if ($http_{name.lower().replace("-", "_")} !~ "{header_value_regex(value)}") '
+        "{ return 404; }"
         for name, value in route.match_headers
     ]
     return "".join(f"\n            {line}" for line in lines)
+
+
+def header_value_regex(value: str) -> str:
+    """Traefik matches a header sent several times when any of its lines has the value; nginx
+    (from 1.23) joins the lines with ", ", so the value must be one of the joined items. (Values
+    are checked printable ASCII without '"', '$' and '\\': nothing nginx would read.)"""
+    return f"^(.*, )?{re.escape(value)}(, .*)?$"
+
+
+def _traefik_path_regex(path: str) -> str:
+    """What Traefik's routing path must start with to match `path`, as a PCRE over the path as
+    sent: each character as written or percent-encoded, except that upper-case encodings of
+    reserved characters stay encoded (do not match the character)."""
+    parts = []
+    for char in path:
+        encoded = f"%{ord(char):02X}"
+        if char in _RESERVED + "%":  # decoded only when not written in upper case
+            forms = {encoded.lower()} - {encoded}
+        else:
+            forms = {encoded, encoded.lower()}
+        literal = re.escape(char) if not char.isalnum() else char
+        parts.append(f"(?:{'|'.join([literal, *sorted(forms)])})" if forms else literal)
+    return "".join(parts)
+
+
+def _reserved_path_check(route: Route) -> str:
+    """A request whose path matches this location only once its reserved characters are
+    decoded is not Traefik's match for this router: 404, as Traefik without another router."""
+    if route.path == "/" and not route.exact_path:
+        return ""
+    end = "$" if route.exact_path else ""
+    return (f'\n            if ($certbotless_reserved_path ~ "^(?!{_traefik_path_regex(route.path)}'
+            f'{end}).") {{ return 404; }}')  # fmt: skip
 
 
 def _proxy_locations(
@@ -102,6 +149,7 @@ def _proxy_locations(
     # The rewrite phase's checks (matchers, CORS) come before the rewrites' `break`.
     extra = (
         _match_conditions(route)
+        + _reserved_path_check(route)
         + (cors_checks(route.cors) if route.cors is not None else "")
         + limit_directives(route)
         + access_directives(route)

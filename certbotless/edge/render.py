@@ -7,6 +7,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 
 from certbotless.edge.guards import htpasswd_files, rate_zones
+from certbotless.edge.locations import RESERVED_PATH_MAP
 from certbotless.edge.mounts import HOSTS_DIR, LOCATIONS_DIR, NGINX_CONF_TARGET, cert_files
 from certbotless.edge.nginx_version import (
     DEFAULT_NGINX_VERSION,
@@ -92,6 +93,7 @@ def render_nginx_conf(
         http2=_HTTP2_ON if http2_directive else "",
         real_ip=real_ip(front_subnets),
         rate_zones=rate_zones(by_host),
+        reserved_path_map=RESERVED_PATH_MAP,
     )
     return {NGINX_CONF_TARGET: main, **_host_files(servers, max_file_bytes),
             **htpasswd_files(by_host)}  # fmt: skip
@@ -222,6 +224,7 @@ http {{
         default upgrade;
         ''      close;
     }}
+{reserved_path_map}
 
     ssl_protocols TLSv1.2 TLSv1.3;
     ssl_ciphers {ciphers};

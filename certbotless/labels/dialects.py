@@ -38,6 +38,7 @@ def discovered(
             secrets,
             read_dynamic_config(settings.traefik_dynamic_config),
             status_target(settings, services),
+            settings.traefik_default_rule,
         )
         if "traefik" in settings.label_dialects
         else {}

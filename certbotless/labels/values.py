@@ -142,16 +142,17 @@ def _parse_ip_address(host: str, invalid: InvalidFactory, ip_allowed: bool) -> s
 def _to_ascii_hostname(host: str) -> str:
     """IDNA 2008 with UTS #46 mapping, as browsers do: `straße` is `xn--strae-oqa`, where Python's
     own IDNA 2003 codec would make it `strasse`. Plain ASCII labels are left to the LDH check
-    (IDNA would refuse DNS-valid names such as `ab--cd`)."""
+    (IDNA would refuse DNS-valid names such as `ab--cd`); an ASCII `xn--` label only has to be
+    Punycode: IDNA 2008 refuses some (`xn--9t9h`, an emoji) that DNS, browsers and Traefik take."""
     mapped = idna.uts46_remap(host, std3_rules=False, transitional=False)
     labels = mapped.split(".")
     if "" in labels:
         raise UnicodeError("empty label")
+    for label in labels:
+        if label.isascii() and label.startswith("xn--"):
+            label[4:].encode("ascii").decode("punycode")  # raises UnicodeError when it is not
     return ".".join(
-        label
-        if label.isascii() and not label.startswith("xn--")
-        else idna.alabel(label).decode("ascii")
-        for label in labels
+        label if label.isascii() else idna.alabel(label).decode("ascii") for label in labels
     )
 
 

@@ -17,7 +17,7 @@ from certbotless.model import Discovery, LabelProblem, Listed, Route
 class Router:
     route: Route
     rule: str  # what it matches, in Traefik's rule syntax
-    priority: int | None  # None: not known (nginx orders a host's paths longest first)
+    priority: int | None  # Traefik's; None for native routes (nginx: longest path first)
     certificates: tuple[tuple[str, str | None], ...]  # host → its certificate (None: none yet)
     options: tuple[str, ...]  # its middlewares and protections, in words
 
@@ -82,12 +82,10 @@ def routers_view(found: Discovery, listing: Sequence[Listed], query: str = "") -
 
 
 def _router(route: Route, per_host: dict[str, str]) -> Router:
-    # Router priority comes with Traefik's rule language; until a Route carries one, unknown.
-    priority = getattr(route, "priority", None)
     return Router(
         route=route,
         rule=rule_text(route),
-        priority=priority if isinstance(priority, int) else None,
+        priority=route.priority,
         certificates=tuple((host, per_host.get(host)) for host in route.hosts),
         options=tuple(route_options(route)),
     )

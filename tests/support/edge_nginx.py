@@ -6,7 +6,8 @@ proxies to, and the requests the tests send it: what the edge does is checked by
   headers (`Echo.seen`) so a test can check what reached the service (or a forward-auth server).
 - `serve_routes`: nginx serving routes over plain HTTP (and HTTPS for hosts given
   certificates: a stand-in self-signed pair).
-- `get` / `answer`: a request over plain HTTP; `answer_tls`: one over HTTPS with SNI.
+- `get` / `answer`: a request over plain HTTP; `answer_tls`: one over HTTPS with SNI;
+  `request`: one with headers in order, a name possibly twice, for any host.
 - `StubDns`: a DNS server on loopback answering every name with the addresses given, for
   upstream names that stand for several tasks.
 """
@@ -157,6 +158,26 @@ def answer(
     """(status, body, headers) of a plain HTTP request for HOST."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     return _exchange(connection, method, path, headers)
+
+
+def request(
+    port: int,
+    path: str = "/",
+    method: str = "GET",
+    headers: Sequence[tuple[str, str]] = (),
+    host: str = HOST,
+) -> tuple[int, str, dict[str, str]]:
+    """(status, body, answer headers); `headers` in order, a name may come twice."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    connection.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+    connection.putheader("Host", host)
+    for name, value in headers:
+        connection.putheader(name, value)
+    connection.endheaders()
+    response = connection.getresponse()
+    body = response.read().decode()
+    connection.close()
+    return response.status, body, dict(response.getheaders())
 
 
 def answer_tls(

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from certbotless.labels.settle import discover
 from certbotless.labels.traefik.labels import traefik_claims
 from certbotless.model import LabelProblem, Route, ServiceInfo
+from certbotless.setting_values import SettingsError, rule_template
 from tests.support.edge_nginx import ECHO_PORT_HEADER, serve_routes, stop
 
 CASES_DIR = Path(__file__).resolve().parents[1] / "traefik_cases"
@@ -80,7 +81,12 @@ _V1_HOST_RE = re.compile(r"(?i)(\bhost\s*:)([^;]*)")
 
 
 def public_host(host: str) -> str:
-    """A single-label name N (with its port or trailing dot) → N.test; others unchanged."""
+    """A single-label name N (with its port or trailing dot) → N.test; others unchanged. A
+    default rule's template that makes a single label (`{{ normalize .Name }}`) gets `.test`
+    after it too."""
+    if "{{" in host:
+        outside = re.sub(r"\{\{.*?\}\}", "", host)
+        return host if "." in outside else f"{host}.test"
     name, colon, port = host.rpartition(":") if host.count(":") == 1 else (host, "", "")
     bare = name.rstrip(".")
     if not bare or "." in bare or not bare.isascii() or not bare.replace("-", "").isalnum():
@@ -191,11 +197,15 @@ def _problems_text(problems: Sequence[LabelProblem]) -> str:
 
 
 def discover_case(
-    services: Sequence[ServiceInfo], exposed_by_default: bool = False
+    services: Sequence[ServiceInfo],
+    exposed_by_default: bool = False,
+    default_rule: str | None = None,
 ) -> tuple[list[Route], list[LabelProblem]]:
     """Routes (every upstream at 127.0.0.1, where the echo servers listen) and problems, as
-    discovery settles them between services."""
-    claims = traefik_claims(services, exposed_by_default=exposed_by_default)
+    discovery settles them between services; `default_rule`: the provider's defaultRule, as
+    CERTBOTLESS_TRAEFIK_DEFAULT_RULE would give it."""
+    template = rule_template(default_rule, "TRAEFIK_DEFAULT_RULE")
+    claims = traefik_claims(services, exposed_by_default=exposed_by_default, default_rule=template)
     found = discover(services, native=False, foreign=claims)
     return [replace(r, service=LOOPBACK) for r in found.routes], list(found.problems)
 
@@ -283,7 +293,16 @@ def provider_case_outcome(
     if case.get("not_applicable"):
         return Outcome(case_id, area, Verdict.NOT_APPLICABLE, case["not_applicable"])
     services, service_of = provider_services(case, ports)
-    routes, problems = discover_case(services, case["provider"]["exposedByDefault"])
+    provider = case["provider"]
+    default_rule = provider.get("defaultRule")
+    try:
+        routes, problems = discover_case(
+            services,
+            provider["exposedByDefault"],
+            None if default_rule is None else public_rule(default_rule, case["syntax"]),
+        )
+    except SettingsError as refused:  # a default rule certbotless cannot evaluate: no start
+        return Outcome(case_id, area, Verdict.REFUSED, str(refused))
     differing = answers_differing(case, routes, service_of, scratch)
     if not differing:
         return Outcome(case_id, area, Verdict.BEHAVES, _problems_text(problems))

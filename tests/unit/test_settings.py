@@ -139,6 +139,10 @@ BAD: dict[str, list[tuple[str, dict[str, str]]]] = {
     "DNS01_PROPAGATION_INTERVAL": [("0", {}), ("61", {}), ("0.5", {})],
     "DNS01_NAMESERVER_PORT": [("0", {}), ("65536", {}), ("domain", {})],
     "SECRETS_DIR": [("run/secrets", {})],
+    "TRAEFIK_DEFAULT_RULE": [("Host(`{{ .Foo }}.example.com`)", {}),
+                             ('Host(`{{ printf "%s" .Name }}`)', {}),
+                             ("Host(`{{ normalize .Name`)", {}),
+                             ('Host(`{{ index .Name "x" }}`)', {})],
 }  # fmt: skip
 # Shown redacted in errors (their value is a secret, or holds one).
 SECRET_VARIABLES = {"EAB_HMAC_KEY", "ALERT_WEBHOOK", "SMTP_URL"}
@@ -189,6 +193,18 @@ def test_good_values_are_taken() -> None:
     assert (settings.certs_dir, settings.rollout_timeout) == ("/etc/nginx/certs", 300)
     assert (settings.log_level, settings.metrics_listen) == ("DEBUG", None)
     assert settings.alert_email == ("ops@example.com", "oncall@example.com")
+
+
+def test_the_default_rule_is_traefiks_template_language() -> None:
+    template = Settings.from_env({
+        "CERTBOTLESS_TRAEFIK_DEFAULT_RULE":
+            'Host(`{{ normalize .Name }}.{{ index .Labels "zone" | lower }}.example.com`)',
+    }).traefik_default_rule  # fmt: skip
+    assert template is not None
+    # .Name as Traefik's Swarm provider makes it: the service's name, normalized.
+    assert template.render("shop_web.1", {"zone": "EU"}) == "Host(`shop-web-1.eu.example.com`)"
+    assert template.render("_a__b_", {}) == "Host(`a-b..example.com`)"  # a missing label: ""
+    assert Settings.from_env({}).traefik_default_rule is None
 
 
 def test_unknown_variables_are_named() -> None:

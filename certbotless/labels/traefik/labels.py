@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from certbotless.labels.settle import claim_order
+from certbotless.labels.traefik.default_rule import NoDefaultRule, default_rule, has_one_port
+from certbotless.labels.traefik.merging import Made, one_route_per_path
 from certbotless.labels.traefik.middlewares.apply import MiddlewareRefused, apply_middlewares
 from certbotless.labels.traefik.middlewares.options import (
     NO_FILE_MIDDLEWARES,
@@ -25,7 +27,11 @@ from certbotless.labels.traefik.middlewares.options import (
     Unsupported,
 )
 from certbotless.labels.traefik.middlewares.redirect_scheme import with_redirect
+from certbotless.labels.traefik.priority import Ranked, refused_by_order
 from certbotless.labels.traefik.rules import (
+    SYNTAXES,
+    V2,
+    V3,
     RuleError,
     compile_rule,
     default_priority,
@@ -47,6 +53,7 @@ from certbotless.model import (
     ServiceInfo,
     StatusTarget,
 )
+from certbotless.setting_values import RuleTemplate, normalize
 
 PREFIX = "traefik."
 ENABLE = "traefik.enable"
@@ -62,8 +69,9 @@ V1_LABELS = (V1_RULE, V1_PORT, V1_REDIRECT, V1_BASIC_USERS, "traefik.frontend.en
              "traefik.frontend.redirect.permanent")  # fmt: skip
 _TRUE = {"true", "yes", "1", "on"}
 _PORT_RE = re.compile(r"^[0-9]{1,5}$", re.ASCII)
+_PRIORITY_RE = re.compile(r"^-?[0-9]{1,18}$", re.ASCII)
 _ROUTER_KEYS = {"rule", "entrypoints", "service", "middlewares", "tls", "tls.certresolver",
-                "priority"}  # fmt: skip
+                "priority", "rulesyntax"}  # fmt: skip
 # Entry point names as stacks write them; others are reported.
 _TLS_ENTRYPOINTS = {"websecure", "https", "web-secure", "secure", "tls", "443"}
 _PLAIN_ENTRYPOINTS = {"web", "http", "80", "insecure"}
@@ -105,16 +113,18 @@ def traefik_claims(
     secrets: frozenset[str] | None = None,
     files: FileMiddlewares = NO_FILE_MIDDLEWARES,
     status_page: StatusTarget | None = None,
+    default_rule: RuleTemplate | None = None,
 ) -> dict[str, DialectClaims]:
     """What each service's traefik.* labels ask for (services with none are left out).
     `secrets`: the swarm's secret names, for `basicauth.usersFile` (None: not known);
     `files`: the middlewares of Traefik dynamic-configuration files (`name@file`);
     `status_page`: where `api@internal` (Traefik's dashboard) goes, certbotless's status page
-    when it is served."""
+    when it is served; `default_rule`: Traefik's defaultRule, for routers without a rule."""
     ordered = sorted(services, key=claim_order)
     taking = [s for s in ordered if _has_traefik_labels(s) and enabled(s, exposed_by_default)]
     definitions = _middleware_definitions(taking)
     claims: dict[str, DialectClaims] = {}
+    ranked: list[Ranked] = []
     for service in ordered:
         if not _has_traefik_labels(service):
             continue
@@ -123,9 +133,31 @@ def traefik_claims(
         elif DOMAINS in service.labels:
             claims[service.name] = DialectClaims(problems=(_both_dialects(service),))
         else:
-            claims[service.name] = _service_claims(
-                service, _Known(definitions, ordered, secrets, files, status_page)
+            claims[service.name], service_ranked = _service_claims(
+                service, _Known(definitions, ordered, secrets, files, status_page, default_rule)
             )
+            ranked += service_ranked
+    return _in_traefiks_order(claims, ranked, {s.name: s for s in ordered})
+
+
+def _in_traefiks_order(
+    claims: dict[str, DialectClaims], ranked: list[Ranked], services: dict[str, ServiceInfo]
+) -> dict[str, DialectClaims]:
+    """Routes that Traefik's router order would route otherwise than nginx are refused, across
+    every service's routers of a host (priority.py says which and why)."""
+    refused = refused_by_order(ranked)
+    for route, message in refused.items():
+        found = claims[route.service]
+        kept = []
+        for candidate in found.routes:
+            if (candidate.path, candidate.exact_path) == (route.path, route.exact):
+                candidate = replace(candidate, hosts=tuple(h for h in candidate.hosts
+                                                           if h != route.host))  # fmt: skip
+            if candidate.hosts:
+                kept.append(candidate)
+        problem = _problem(services[route.service], route.label, message)
+        claims[route.service] = replace(found, routes=tuple(kept),
+                                        problems=(*found.problems, problem))  # fmt: skip
     return claims
 
 
@@ -186,12 +218,15 @@ class _Known:
     secrets: frozenset[str] | None
     files: FileMiddlewares
     status_page: StatusTarget | None  # where api@internal goes, when the page is served
+    default_rule: RuleTemplate | None  # Traefik's defaultRule (None: not set)
 
 
-def _service_claims(service: ServiceInfo, known: _Known) -> DialectClaims:
+def _service_claims(service: ServiceInfo, known: _Known) -> tuple[DialectClaims, list[Ranked]]:
     routers, unknown = _routers(service)
+    if not routers and has_one_port(service):  # Traefik makes one router, by the default rule
+        routers = {normalize(service.name): _Router(normalize(service.name))}
     problems = [_unknown_label_problem(service, label) for label in unknown]
-    routes: list[_Made] = []
+    routes: list[Made] = []
     certificates: list[tuple[str, CertSpec]] = []
     for router in routers.values():
         try:
@@ -208,11 +243,12 @@ def _service_claims(service: ServiceInfo, known: _Known) -> DialectClaims:
             continue
         priority, route_list, route_problems = made
         problems += route_problems
-        routes += [(priority, route, router.label("rule")) for route in route_list]
+        routes += [(priority, route, router.label("rule"), router.name) for route in route_list]
         if spec is not None:
             certificates.append((router.label("rule"), spec))
-    merged, conflicts = _one_route_per_path(service, routes)
-    return DialectClaims(tuple(merged), tuple(certificates), tuple(problems + conflicts))
+    merged, conflicts, ranked = one_route_per_path(service, routes)
+    claims = DialectClaims(tuple(merged), tuple(certificates), tuple(problems + conflicts))
+    return claims, ranked
 
 
 def _routers(service: ServiceInfo) -> tuple[dict[str, _Router], list[str]]:
@@ -268,14 +304,15 @@ def _router_routes(
     rule = router.value("v1.rule" if v1 else "rule")
     strip: tuple[str, ...] = ()
     if not rule:
-        raise _Skip(_problem(service, rule_label or router.label("rule"),
-                             f"router {router.name} has no rule; Traefik would make one from "
-                             "the service's name, which is no public host: set "
-                             f"{ROUTERS}{router.name}.rule=Host(`a.example.com`)"))  # fmt: skip
+        try:
+            rule = default_rule(service, router.name, router.label("rule"), known.default_rule)
+        except NoDefaultRule as missing:
+            raise _Skip(missing.problem) from None
+    priority = _priority(service, router, rule)  # of the rule as written (v1's too)
     try:
         if v1:
             rule, strip = parse_v1_rule(rule)
-        alternatives = compile_rule(rule)
+        alternatives = compile_rule(rule, V2 if v1 else _rule_syntax(service, router))
     except RuleError as error:
         raise _Skip(_problem(service, rule_label, f"the rule {error}; this router is not "
                              "routed")) from None  # fmt: skip
@@ -303,8 +340,17 @@ def _router_routes(
                               exact_path=alternative.exact, methods=alternative.methods,
                               match_headers=alternative.headers))  # fmt: skip
     hosts = tuple(dict.fromkeys(h for route in routes for h in route.hosts))
-    priority = _priority(service, router, rule)
     return (priority, routes, problems), _spec(hosts)
+
+
+def _rule_syntax(service: ServiceInfo, router: _Router) -> str:
+    """The router's ruleSyntax: v3 unless it says v2 (Traefik v3's default)."""
+    syntax = router.value("rulesyntax", V3)
+    if syntax not in SYNTAXES:
+        raise _Skip(_problem(service, router.label("rulesyntax"),
+                             "must be v2 or v3 (Traefik reads any other value as v3): write "
+                             "one of them; this router is not routed"))  # fmt: skip
+    return syntax
 
 
 def _passes_host(service: ServiceInfo, router: _Router) -> bool:
@@ -375,10 +421,13 @@ def _spec(hosts: tuple[str, ...]) -> CertSpec | None:
 
 
 def _priority(service: ServiceInfo, router: _Router, rule: str) -> int:
+    """The priority label, else (and for 0, as Traefik) the rule's length."""
     text = router.value("priority")
-    if text and _PORT_RE.match(text.lstrip("-")):
-        return int(text)
-    return default_priority(rule)
+    if text and not _PRIORITY_RE.match(text):
+        raise _Skip(_problem(service, router.label("priority"),
+                             "must be a whole number (Traefik refuses the router): higher goes "
+                             "first; 0 or none: the rule's length"))  # fmt: skip
+    return int(text) if text and int(text) != 0 else default_priority(rule)
 
 
 def _middleware_names(router: _Router) -> list[tuple[str, str]]:
@@ -490,53 +539,3 @@ def _port(service: ServiceInfo, label: str, text: str) -> int:
     if not _PORT_RE.match(text) or not 1 <= int(text) <= 65535:
         raise _Skip(_problem(service, label, "must be a port number from 1 to 65535"))
     return int(text)
-
-
-_Made = tuple[int, Route, str]  # priority, route, the rule's label
-
-
-def _guards(route: Route) -> tuple[object, ...]:
-    return route.basic_auth, route.allow_from, route.auth_url
-
-
-def _guard_conflict(
-    service: ServiceInfo, label: str, key: tuple[str, str, bool], first_label: str
-) -> LabelProblem:
-    return _problem(
-        service, label,
-        f"{key[0]}{key[1]} is also served by {first_label} with other access middlewares "
-        "(auth, allowlist) or Header(s) conditions; certbotless serves one route per host and "
-        "path, so neither is routed there: give both routers the same ones",
-    )  # fmt: skip
-
-
-def _one_route_per_path(
-    service: ServiceInfo, made: list[_Made]
-) -> tuple[list[Route], list[LabelProblem]]:
-    """Routers of one service on the same host and path (an HTTP and an HTTPS router with one
-    rule, or overlapping rules) make one route: the highest priority's, served over plain HTTP
-    when any of them is. Routers there that guard access differently (Traefik could guard HTTPS
-    and leave HTTP open) are refused rather than merged open."""
-    chosen: dict[tuple[str, str, bool], tuple[Route, str]] = {}
-    plain: set[tuple[str, str, bool]] = set()
-    conflicts: dict[tuple[str, str, bool], LabelProblem] = {}
-    for _, route, label in sorted(made, key=lambda item: -item[0]):
-        for host in route.hosts:
-            key = (host, route.path, route.exact_path)
-            first, first_label = chosen.setdefault(key, (replace(route, hosts=(host,)), label))
-            if _guards(first) != _guards(route) or first.match_headers != route.match_headers:
-                conflicts.setdefault(key, _guard_conflict(service, label, key, first_label))
-            elif first.methods != route.methods:  # routers by method: one route for all of them
-                methods = () if not (first.methods and route.methods) else tuple(
-                    sorted({*first.methods, *route.methods})
-                )  # fmt: skip
-                chosen[key] = (replace(first, methods=methods), first_label)
-            if not route.redirect_to_https:
-                plain.add(key)
-    grouped: dict[Route, list[str]] = {}
-    for key, (route, _) in chosen.items():
-        if key not in conflicts:
-            route = replace(route, redirect_to_https=key not in plain, hosts=())
-            grouped.setdefault(route, []).append(key[0])
-    merged = [replace(route, hosts=tuple(hosts)) for route, hosts in grouped.items()]
-    return merged, list(conflicts.values())

@@ -10,8 +10,12 @@ Grammar (Traefik's, with the usual precedence: `!` over `&&` over `||`):
     unary   := "!" unary | "(" or ")" | matcher
     matcher := NAME "(" [STRING ("," STRING)*] ")"      STRING: `…` or "…" (Go escapes)
 
-v2 lets Host, Path and PathPrefix take several values (any of them); v3 takes one, and both are
-read alike. v1's `Host:a,b;PathPrefix:/x` form is read by `parse_v1_rule`.
+Each syntax has Traefik's own matchers (pkg/muxer/http/matcher.go, matcher_v2.go), named as
+Traefik reads them (as written, lower, UPPER or Title case): v2's Host, Path, PathPrefix and Method
+take several values (any of them) and its Headers a name and a value; v3's take one value (Header
+and HeaderRegexp two), and a v2 form under v3 is refused as Traefik v3 refuses it. An empty
+value is refused in both, as Traefik's CheckRule does. v1's `Host:a,b;PathPrefix:/x` form is read
+by `parse_v1_rule`, as v2.
 """
 
 from __future__ import annotations
@@ -25,6 +29,17 @@ MAX_RULE_LENGTH = 4096
 MAX_DEPTH = 32  # nesting of parentheses and `!`
 MAX_ALTERNATIVES = 64  # conjunctions after expanding every `||`
 
+V2, V3 = "v2", "v3"
+SYNTAXES = (V2, V3)
+# Traefik's matchers by syntax, each with the number of values it takes (None: one or more).
+_MATCHERS: dict[str, dict[str, tuple[int, ...] | None]] = {
+    V3: {"ClientIP": (1,), "Method": (1,), "Host": (1,), "HostRegexp": (1,), "Path": (1,),
+         "PathRegexp": (1,), "PathPrefix": (1,), "Header": (2,), "HeaderRegexp": (2,),
+         "Query": (1, 2), "QueryRegexp": (1, 2)},
+    V2: {"Host": None, "HostHeader": None, "HostRegexp": None, "ClientIP": None, "Path": None,
+         "PathPrefix": None, "Method": None, "Headers": None, "HeadersRegexp": None,
+         "Query": None},
+}  # fmt: skip
 # Matchers nginx can express, by lowercase name; the others are named in the error.
 _HOST = {"host", "hostheader"}
 _PATHS = {"path": True, "pathprefix": False}  # → exact
@@ -108,10 +123,57 @@ def tokenize(rule: str) -> list[_Token]:
     return tokens
 
 
+def _canonical_name(name: str, syntax: str) -> str:
+    """The matcher Traefik reads `name` as under `syntax`: its own spelling, lower, UPPER or
+    Title case (pkg/rules/parser.go); any other is refused as Traefik refuses it."""
+    found = _spelled(name, syntax)
+    if found is not None:
+        return found
+    other = V2 if syntax == V3 else V3
+    if _spelled(name, other) is not None:
+        fix = (
+            "set the router's ruleSyntax=v2, or write it in v3 (Header, HeaderRegexp; one "
+            "value per matcher)"
+            if syntax == V3
+            else "set the router's ruleSyntax=v3"
+        )
+        raise RuleError(f"{name} is a Traefik {other} matcher and the rule is read as {syntax}: "
+                        f"{fix}")  # fmt: skip
+    raise RuleError(f"{name} is not a Traefik {syntax} matcher (they are "
+                    f"{', '.join(_MATCHERS[syntax])}); Traefik refuses the rule")  # fmt: skip
+
+
+def _spelled(name: str, syntax: str) -> str | None:
+    for canonical in _MATCHERS[syntax]:
+        if name in (canonical, canonical.lower(), canonical.upper(), canonical.capitalize()):
+            return canonical
+    return None
+
+
+def _check_values(name: str, args: list[str], syntax: str) -> None:
+    """Traefik's checks: no empty value (CheckRule), and v3's number of values."""
+    if not args:
+        raise RuleError(f"{name}() has no value")
+    if any(arg == "" for arg in args):
+        raise RuleError(f"{name} has an empty value; Traefik refuses the rule (\"empty args for "
+                        f"matcher {name}\"): give it a value, or drop the matcher")  # fmt: skip
+    counts = _MATCHERS[syntax][name]
+    if counts is not None and len(args) not in counts:
+        several = syntax == V3 and len(args) > max(counts)
+        raise RuleError(
+            f"{name} takes {' or '.join(map(str, counts))} value(s) in Traefik v3 and has "
+            f"{len(args)}"
+            + ("; v3 reads one value per matcher: write them as alternatives, e.g. "
+               f"{name}(`a`) || {name}(`b`), or set the router's ruleSyntax=v2"
+               if several else "")
+        )  # fmt: skip
+
+
 class _Parser:
-    def __init__(self, rule: str) -> None:
+    def __init__(self, rule: str, syntax: str) -> None:
         self.tokens = tokenize(rule)
         self.index = 0
+        self.syntax = syntax
 
     def peek(self) -> str | None:
         """The next operator; "" for a name or value; None at the end."""
@@ -179,21 +241,21 @@ class _Parser:
                 raise RuleError(f"{name}: expected a `quoted` value at character {position + 1}")
             args.append(text)
         self.take(")")
-        if not args:
-            raise RuleError(f"{name}() has no value")
+        name = _canonical_name(name, self.syntax)
+        _check_values(name, args, self.syntax)
         if name.lower() in _HOST or name.lower() in _PATHS or name.lower() == _METHOD:
-            # v2: any of several values
+            # v2: any of several values (v3 has only one)
             matchers = tuple(Matcher(name, (arg,)) for arg in args)
             return matchers[0] if len(matchers) == 1 else Any(matchers)
         return Matcher(name, tuple(args))
 
 
-def parse_rule(rule: str) -> Node:
+def parse_rule(rule: str, syntax: str = V3) -> Node:
     if len(rule) > MAX_RULE_LENGTH:
         raise RuleError(f"is {len(rule)} characters long; at most {MAX_RULE_LENGTH} are read")
     if not rule.strip():
         raise RuleError("is empty")
-    return _Parser(rule).parse()
+    return _Parser(rule, syntax).parse()
 
 
 _Literal = tuple[bool, Matcher]  # negated, matcher
@@ -217,9 +279,10 @@ def _dnf(node: Node, negated: bool = False) -> list[_Conjunction]:
     return product
 
 
-def compile_rule(rule: str) -> tuple[Alternative, ...]:
-    """The rule as host sets by path, in the order written; one Alternative per path."""
-    conjunctions = _dnf(parse_rule(rule))
+def compile_rule(rule: str, syntax: str = V3) -> tuple[Alternative, ...]:
+    """The rule as host sets by path, in the order written; one Alternative per path. `syntax`:
+    Traefik's ruleSyntax, v3 (its default) or v2."""
+    conjunctions = _dnf(parse_rule(rule, syntax))
     if len(conjunctions) > MAX_ALTERNATIVES:
         raise RuleError(f"expands to more than {MAX_ALTERNATIVES} alternatives; simplify it")
     by_path: dict[_Where, list[str]] = {}
@@ -277,6 +340,9 @@ def _conjunction(literals: _Conjunction) -> tuple[list[str], _Where] | None:
             order.append(host)
             hosts = {host} if hosts is None else hosts & {host}
         elif kind in _PATHS:
+            if not matcher.args[0].startswith("/"):
+                raise RuleError(f"{_shown(matcher)}: the path does not start with a '/'; Traefik "
+                                "refuses the rule")  # fmt: skip
             merged = _narrower(path, exact, matcher.args[0], _PATHS[kind])
             if merged is None:
                 return None
@@ -368,6 +434,11 @@ def parse_v1_rule(rule: str) -> tuple[str, tuple[str, ...]]:
         items = [v.strip() for v in values.split(",") if v.strip()]
         if not items or any("`" in item for item in items):
             raise RuleError(f"{part.strip()!r} has no usable value")
+        relative = next((i for i in items if kind != "host" and not i.startswith("/")), None)
+        if relative is not None:
+            raise RuleError(f"{part.strip()!r}: {relative} does not start with '/', so Traefik 1 "
+                            "routes no request to it (every request's path does): write "
+                            f"{name.strip()}:/{relative}")  # fmt: skip
         parts.append(f"{_V1_MATCHERS[kind]}({', '.join('`' + v + '`' for v in items)})")
         if kind in V1_STRIPPING:
             strip += items

@@ -99,7 +99,7 @@ def test_seed_scenarios_pass_nginx_t() -> None:
 def test_route_options_render_where_nginx_applies_them() -> None:
     text = SEEDS.render()
     backoffice = text[text.index("location /backoffice {") :]
-    assert "client_max_body_size 20m;" in backoffice[: backoffice.index("}")]
+    assert "client_max_body_size 20m;" in backoffice[: backoffice.index("\n        }")]
     for index in re.findall(r"auth_request /\.certbotless/auth/(\d+);", text):
         assert f"location = /.certbotless/auth/{index} {{\n            internal;" in text
     assert text.count("auth_request /.certbotless/auth/") == 2

@@ -33,6 +33,10 @@ needs_nginx = pytest.mark.skipif(shutil.which("nginx") is None, reason="needs ng
 @pytest.fixture(autouse=True)
 def _both_dialects(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CERTBOTLESS_LABEL_DIALECTS", "certbotless,traefik")
+    # seed-traefik.yml's `errors` service has no router: Traefik's default rule routes it.
+    monkeypatch.setenv(
+        "CERTBOTLESS_TRAEFIK_DEFAULT_RULE", "Host(`{{ normalize .Name }}.example.test`)"
+    )
     for name in ("CERTBOTLESS_NGINX_CONF", "CERTBOTLESS_CERTS_DIR", "CERTBOTLESS_FRONT_SUBNET"):
         monkeypatch.delenv(name, raising=False)
 

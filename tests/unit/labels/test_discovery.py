@@ -67,6 +67,11 @@ def test_services_sharing_a_host_share_one_certificate() -> None:
             "certbotless.domains",
             "not a valid hostname",
         ),
+        (  # xn-- but no Punycode
+            {"certbotless.domains": "xn--99999999999.example.com", "certbotless.port": "80"},
+            "certbotless.domains",
+            "not a valid hostname",
+        ),
         (
             {"certbotless.domains": "10.0.0.1", "certbotless.port": "80"},
             "certbotless.domains",
@@ -179,6 +184,8 @@ def test_bad_label_is_reported_and_others_go_on(
         # IDNA 2008 keeps ß (IDNA 2003 made it "strasse", another domain); UTS #46 maps case.
         ("Straße.example.com", "xn--strae-oqa.example.com"),
         ("xn--strae-oqa.example.com", "xn--strae-oqa.example.com"),
+        # Punycode IDNA 2008 refuses (an emoji) but DNS, browsers and Traefik take.
+        ("xn--9t9h.com", "xn--9t9h.com"),
     ],
 )
 def test_idn_hostnames_become_punycode(name: str, punycode: str) -> None:

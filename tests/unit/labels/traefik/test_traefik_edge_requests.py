@@ -65,6 +65,7 @@ def test_method_and_header_matchers_answer_404_to_other_requests(
     labels["traefik.http.routers.r.rule"] = (
         f"Host(`{HOST}`) && Method(`GET`, `HEAD`) && Headers(`X-Api`, `v2`)"
     )
+    labels["traefik.http.routers.r.ruleSyntax"] = "v2"  # several methods, Headers
     port = serve(labels)
     assert get(port, headers={"X-Api": "v2"})[0] == 200
     assert get(port, headers={"X-Api": "v1"})[0] == 404

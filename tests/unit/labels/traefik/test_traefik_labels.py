@@ -449,9 +449,10 @@ CASES = {
     "method-and-header-narrow-the-route": Case(
         {
             "traefik.enable": "true",
-            f"{R}a.rule": "Host(`a.example.com`) && Method(`POST`) && Headers(`X-Api`, `v2`)",
+            f"{R}a.rule": "Host(`a.example.com`) && Method(`POST`) && Header(`X-Api`, `v2`)",
             f"{R}a.tls": "true",
             f"{R}b.rule": "Host(`a.example.com`) && Method(`PUT`) && Headers(`X-Api`, `v2`)",
+            f"{R}b.ruleSyntax": "v2",
             f"{R}b.tls": "true",
             f"{S}a.loadbalancer.server.port": "80",
         },

@@ -14,6 +14,7 @@ from certbotless.edge.validation import validate_nginx_conf
 from certbotless.labels.traefik.labels import traefik_claims
 from certbotless.labels.traefik.rules import (
     MAX_RULE_LENGTH,
+    V2,
     Alternative,
     RuleError,
     compile_rule,
@@ -30,8 +31,7 @@ from tests.support.factories import CERTS_DIR, RESPONDER, certs_for
         ("Host(`a.example.com`)", (Alternative(("a.example.com",)),)),
         ("Host(`a.example.com`) && PathPrefix(`/api`)",
          (Alternative(("a.example.com",), "/api"),)),
-        # v2: several values, any of them.
-        ("Host(`a.example.com`, `b.example.com`)",
+        ("Host(`a.example.com`) || Host(`b.example.com`)",
          (Alternative(("a.example.com", "b.example.com")),)),
         ('Host("a.example.com") && Path("/x")', (Alternative(("a.example.com",), "/x", True),)),
         ("Host(`a.example.com`) || Host(`b.example.com`) && PathPrefix(`/b`)",
@@ -47,9 +47,9 @@ from tests.support.factories import CERTS_DIR, RESPONDER, certs_for
         # De Morgan: !(!a || !b) is a && b.
         ("!(!Host(`a.example.com`) || !PathPrefix(`/x`))",
          (Alternative(("a.example.com",), "/x"),)),
-        # Methods of one host and path are united (v2: several values); headers must agree.
-        ("Host(`a.example.com`) && (Method(`GET`, `head`) || Method(`POST`)) "
-         "&& Headers(`X-Api`, `1`)",
+        # Methods of one host and path are united; headers must agree.
+        ("Host(`a.example.com`) && (Method(`GET`) || Method(`head`) || Method(`POST`)) "
+         "&& Header(`X-Api`, `1`)",
          (Alternative(("a.example.com",), "/", False, ("GET", "HEAD", "POST"),
                       (("x-api", "1"),)),)),
         ("Host(`a.example.com`) && Method(`GET`) || Host(`a.example.com`)",
@@ -71,7 +71,17 @@ def test_rules_nginx_can_express_compile(rule: str, alternatives: tuple[Alternat
         ("Host(`a.example.com`) && ClientIP(`10.0.0.0/8`)", "ClientIP(`10.0.0.0/8`)"),
         ("Host(`a.example.com`) && !Method(`GET`)", "!Method(`GET`)"),
         ("Host(`a.example.com`) && Method(`GET PUT`)", "not an HTTP method"),
-        ("Host(`a.example.com`) && Headers(`X-A`)", "takes a header name and its value"),
+        ("Host(`a.example.com`) && Header(`X-A`)", "Header takes 2 value(s) in Traefik v3"),
+        # Traefik refuses empty values in every matcher (CheckRule): they would widen the route.
+        ("Host(`a.example.com`) && PathPrefix(``)", "PathPrefix has an empty value"),
+        ("Host(`a.example.com`) && Path(``, `/x`)", "Path has an empty value"),
+        ("Host(`a.example.com`) && Header(`X-A`, ``)", "Header has an empty value"),
+        ("Host(`a.example.com`) && PathPrefix(`api`)", "does not start with a '/'"),
+        # v3 takes one value per matcher, and its own matchers only.
+        ("Host(`a.example.com`, `b.example.com`)", "Host takes 1 value(s) in Traefik v3 and has 2"),
+        ("Host(`a.example.com`) && PathPrefix(`/a`, `/b`)", "set the router's ruleSyntax=v2"),
+        ("Host(`a.example.com`) && Headers(`X-A`, `1`)", "Headers is a Traefik v2 matcher"),
+        ("Host(`a.example.com`) && pathPrefix(`/a`)", "pathPrefix is not a Traefik v3 matcher"),
         ("Host(`a.example.com`) && Header(`X-A`, `$x`)", "printable ASCII without"),
         ("Host(`a.example.com`) && (Header(`X-A`, `1`) || Header(`X-A`, `2`))",
          "different Header(s) conditions"),
@@ -95,6 +105,37 @@ def test_rules_nginx_cannot_express_are_one_error_naming_the_part(rule: str, wor
     assert words in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    ("rule", "alternatives"),
+    [
+        ("Host(`a.example.com`, `b.example.com`)",
+         (Alternative(("a.example.com", "b.example.com")),)),
+        ("HOST(`a.example.com`) && (Method(`GET`, `head`) || Method(`POST`)) "
+         "&& Headers(`X-Api`, `1`)",
+         (Alternative(("a.example.com",), "/", False, ("GET", "HEAD", "POST"),
+                      (("x-api", "1"),)),)),
+    ],
+)  # fmt: skip
+def test_v2_syntax_reads_several_values_and_its_own_matchers(
+    rule: str, alternatives: tuple[Alternative, ...]
+) -> None:
+    assert compile_rule(rule, V2) == alternatives
+
+
+@pytest.mark.parametrize(
+    ("rule", "words"),
+    [
+        ("Host(`a.example.com`) && Header(`X-A`, `1`)", "Header is a Traefik v3 matcher"),
+        ("Host(`a.example.com`) && PathPrefix(``)", "PathPrefix has an empty value"),
+        ("Host(`a.example.com`) && Path(``, `/x`)", "Path has an empty value"),
+    ],
+)
+def test_v2_syntax_refuses_what_traefik_v2_refuses(rule: str, words: str) -> None:
+    with pytest.raises(RuleError, match=None) as raised:
+        compile_rule(rule, V2)
+    assert words in str(raised.value)
+
+
 def test_disjunctions_that_explode_are_refused() -> None:
     rule = " && ".join(["(Host(`a.example.com`) || Host(`b.example.com`))"] * 10)
     with pytest.raises(RuleError, match="alternatives"):
@@ -111,6 +152,9 @@ def test_v1_rules_become_v2_rules() -> None:
     )  # fmt: skip
     with pytest.raises(RuleError, match="Headers:"):
         parse_v1_rule("Headers:X,Y")
+    # Traefik 1 takes a path without its '/' and never routes to it: said so.
+    with pytest.raises(RuleError, match=r"bar does not start with '/'.*write PathPrefix:/bar"):
+        parse_v1_rule("Host:a.example.com;PathPrefix:bar")
     assert MAX_RULE_LENGTH == 4096
 
 
