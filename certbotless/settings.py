@@ -57,7 +57,7 @@ VARIABLES = (
     "SELF_CHECK", "FRONT_SUBNET", "ROLLOUT_TIMEOUT", "GC_KEEP_VERSIONS", "GC_KEEP_EXPIRED_DAYS",
     "LOG_LEVEL", "LOG_FORMAT", "METRICS_LISTEN", "ALERT_WEBHOOK", "ALERT_WEBHOOK_FORMAT",
     "SMTP_URL", "ALERT_EMAIL", "LABEL_DIALECTS", "TRAEFIK_EXPOSED_BY_DEFAULT",
-    "TRAEFIK_DYNAMIC_CONFIG", "TRAEFIK_DEFAULT_RULE",
+    "TRAEFIK_DYNAMIC_CONFIG", "TRAEFIK_DEFAULT_RULE", "TRAEFIK_RULE_SYNTAX",
     "DNS01_PROVIDER", "DNS01_RESOLVERS", "DNS01_PROPAGATION_TIMEOUT",
     "DNS01_PROPAGATION_INTERVAL", "DNS01_NAMESERVER_PORT", "SECRETS_DIR",
     "STATUS_LISTEN", "STATUS_HTPASSWD", "STATUS_ALLOW_FROM", "STATUS_FORWARD_AUTH",
@@ -103,6 +103,13 @@ class WebhookFormat(StrEnum):
 class LogFormat(StrEnum):
     TEXT = "text"
     JSON = "json"
+
+
+class RuleSyntax(StrEnum):
+    """Traefik's core.defaultRuleSyntax: how routers without a `ruleSyntax` label are read."""
+
+    V2 = "v2"
+    V3 = "v3"
 
 
 def redacted_url(url: str) -> str:
@@ -191,6 +198,8 @@ class Settings:
     # Traefik's providers.swarm.defaultRule: the rule of routers that have none (None: such
     # routers are reported, not routed).
     traefik_default_rule: RuleTemplate | None = None
+    # Traefik's core.defaultRuleSyntax: v3 as in Traefik v3; v2 for stacks written for v2.
+    traefik_rule_syntax: RuleSyntax = RuleSyntax.V3
     # DNS-01: the provider of certificates whose labels name none (None: DNS-01 needs the
     # label); the resolvers that find zones, CNAMEs and name servers (empty: the system's);
     # how long every authoritative server has to serve a record, and how often they are asked.
@@ -464,6 +473,9 @@ def _dialects_settings(get: Variable, defaults: Settings) -> dict[str, Any]:
         ),
         "traefik_dynamic_config": paths(get("TRAEFIK_DYNAMIC_CONFIG"), "TRAEFIK_DYNAMIC_CONFIG"),
         "traefik_default_rule": rule_template(get("TRAEFIK_DEFAULT_RULE"), "TRAEFIK_DEFAULT_RULE"),
+        "traefik_rule_syntax": choice(
+            get("TRAEFIK_RULE_SYNTAX"), "TRAEFIK_RULE_SYNTAX", defaults.traefik_rule_syntax,
+        ),
     }  # fmt: skip
 
 

@@ -39,6 +39,7 @@ def discovered(
             read_dynamic_config(settings.traefik_dynamic_config),
             status_target(settings, services),
             settings.traefik_default_rule,
+            settings.traefik_rule_syntax,
         )
         if "traefik" in settings.label_dialects
         else {}

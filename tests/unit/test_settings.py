@@ -102,6 +102,7 @@ BAD: dict[str, list[tuple[str, dict[str, str]]]] = {
     "FRONT_SUBNET": [("front", {}), (",", {}), ("10.0.0.0/33", {}), ("10.0.0.0/24,", {})],
     "LABEL_DIALECTS": [("nginx-proxy", {}), (",", {}), ("traefik,caddy", {})],
     "TRAEFIK_EXPOSED_BY_DEFAULT": [("maybe", {})],
+    "TRAEFIK_RULE_SYNTAX": [("v1", {}), ("3", {})],
     "TRAEFIK_DYNAMIC_CONFIG": [("dynamic.yml", {}), ("/etc/a.yml,relative.toml", {})],
     "ROLLOUT_TIMEOUT": [("0", {}), ("²", {}), ("1e30", {}), ("100000", {})],
     "GC_KEEP_VERSIONS": [("0", {}), ("²", {}), ("three", {})],

@@ -114,12 +114,14 @@ def traefik_claims(
     files: FileMiddlewares = NO_FILE_MIDDLEWARES,
     status_page: StatusTarget | None = None,
     default_rule: RuleTemplate | None = None,
+    default_syntax: str = V3,
 ) -> dict[str, DialectClaims]:
     """What each service's traefik.* labels ask for (services with none are left out).
     `secrets`: the swarm's secret names, for `basicauth.usersFile` (None: not known);
     `files`: the middlewares of Traefik dynamic-configuration files (`name@file`);
     `status_page`: where `api@internal` (Traefik's dashboard) goes, certbotless's status page
-    when it is served; `default_rule`: Traefik's defaultRule, for routers without a rule."""
+    when it is served; `default_rule`: Traefik's defaultRule, for routers without a rule;
+    `default_syntax`: Traefik's defaultRuleSyntax, for routers without a ruleSyntax label."""
     ordered = sorted(services, key=claim_order)
     taking = [s for s in ordered if _has_traefik_labels(s) and enabled(s, exposed_by_default)]
     definitions = _middleware_definitions(taking)
@@ -134,7 +136,10 @@ def traefik_claims(
             claims[service.name] = DialectClaims(problems=(_both_dialects(service),))
         else:
             claims[service.name], service_ranked = _service_claims(
-                service, _Known(definitions, ordered, secrets, files, status_page, default_rule)
+                service,
+                _Known(
+                    definitions, ordered, secrets, files, status_page, default_rule, default_syntax
+                ),
             )
             ranked += service_ranked
     return _in_traefiks_order(claims, ranked, {s.name: s for s in ordered})
@@ -219,6 +224,7 @@ class _Known:
     files: FileMiddlewares
     status_page: StatusTarget | None  # where api@internal goes, when the page is served
     default_rule: RuleTemplate | None  # Traefik's defaultRule (None: not set)
+    default_syntax: str  # Traefik's defaultRuleSyntax
 
 
 def _service_claims(service: ServiceInfo, known: _Known) -> tuple[DialectClaims, list[Ranked]]:
@@ -312,7 +318,7 @@ def _router_routes(
     try:
         if v1:
             rule, strip = parse_v1_rule(rule)
-        alternatives = compile_rule(rule, V2 if v1 else _rule_syntax(service, router))
+        alternatives = compile_rule(rule, V2 if v1 else _rule_syntax(service, router, known))
     except RuleError as error:
         raise _Skip(_problem(service, rule_label, f"the rule {error}; this router is not "
                              "routed")) from None  # fmt: skip
@@ -343,9 +349,10 @@ def _router_routes(
     return (priority, routes, problems), _spec(hosts)
 
 
-def _rule_syntax(service: ServiceInfo, router: _Router) -> str:
-    """The router's ruleSyntax: v3 unless it says v2 (Traefik v3's default)."""
-    syntax = router.value("rulesyntax", V3)
+def _rule_syntax(service: ServiceInfo, router: _Router, known: _Known) -> str:
+    """The router's ruleSyntax, else the default (CERTBOTLESS_TRAEFIK_RULE_SYNTAX: v3 unless
+    set to v2, as Traefik v3's core.defaultRuleSyntax)."""
+    syntax = router.value("rulesyntax", known.default_syntax)
     if syntax not in SYNTAXES:
         raise _Skip(_problem(service, router.label("rulesyntax"),
                              "must be v2 or v3 (Traefik reads any other value as v3): write "

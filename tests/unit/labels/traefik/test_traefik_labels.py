@@ -693,3 +693,27 @@ def test_labels_that_are_not_traefiks_are_none_of_the_dialects_business() -> Non
     }
     claims = traefik_claims([service("app", labels)])
     assert [problem for claim in claims.values() for problem in claim.problems] == []
+
+
+def test_v2_rules_are_read_under_the_rule_syntax_the_setting_gives() -> None:
+    """CERTBOTLESS_TRAEFIK_RULE_SYNTAX is Traefik's core.defaultRuleSyntax: stacks written for
+    Traefik v2 keep their several-value matchers when it says v2; a router's own ruleSyntax
+    label still wins."""
+    labels = {
+        "traefik.enable": "true",
+        "traefik.http.routers.r.rule": "Host(`a.example.com`, `b.example.com`)",
+        "traefik.http.services.s.loadbalancer.server.port": "80",
+    }
+    services = [ServiceInfo("app_web", labels, ("edge",), ("edge",))]
+    v3 = discovered(Settings.from_env({}), services, edge=None)
+    assert v3.routes == () and "v2" in v3.problems[0].message
+    v2 = discovered(Settings.from_env({"CERTBOTLESS_TRAEFIK_RULE_SYNTAX": "v2"}), services, None)
+    assert v2.problems == ()
+    assert sorted(h for route in v2.routes for h in route.hosts) == [
+        "a.example.com",
+        "b.example.com",
+    ]
+    pinned = [ServiceInfo("app_web", {**labels, "traefik.http.routers.r.ruleSyntax": "v3"},
+                          ("edge",), ("edge",))]  # fmt: skip
+    assert discovered(Settings.from_env({"CERTBOTLESS_TRAEFIK_RULE_SYNTAX": "v2"}), pinned,
+                      None).routes == ()  # fmt: skip
