@@ -107,7 +107,7 @@ class CertificateStore(Protocol):
 
 
 class EdgeDeployer(Protocol):
-    """Everything about the nginx edge (`edge_deploy.SwarmEdgeDeployer`): rendered or the
+    """Everything about the nginx edge (`edge.deployer.SwarmEdgeDeployer`): rendered or the
     operator's own nginx.conf, the references it mounts, `nginx -t`, the roll and the check
     that every task serves what was rolled."""
 

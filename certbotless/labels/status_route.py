@@ -1,6 +1,6 @@
 """The route to certbotless's own status page: a host named by the `certbotless.status_page`
-label on the sidecar's service (and Traefik's `api@internal`, see traefik_labels), on the
-page's listener. The page protects itself whatever the route; the route repeats the page's
+label on the sidecar's service (and Traefik's `api@internal`, see labels/traefik/labels.py), on
+the page's listener. The page protects itself whatever the route; the route repeats the page's
 allowlist and forward auth so that the edge refuses early too."""
 
 from __future__ import annotations
