@@ -520,13 +520,15 @@ def _upstream(service: ServiceInfo, router: _Router, v1: bool) -> tuple[int, str
                              "an upstream URL is not followed: certbotless proxies a service's "
                              "routers to its own Swarm tasks; remove server.url and set "
                              f"{SERVICES}{wanted}.loadbalancer.server.port (or route that "
-                             "address from its own service); this router is not routed"))  # fmt: skip
+                             "address from its own service); this router is not routed"),
+                    )  # fmt: skip
     scheme = service.labels.get(scheme_label, "http").strip().lower() or "http"
     if scheme not in ("http", "https"):
         raise _Skip(_problem(service, scheme_label,
                              f"scheme {scheme} is not proxied: nginx speaks http (HTTP/1.1) or "
                              "https to services, not h2c or others; have the service accept "
-                             "HTTP/1.1 and set scheme=http; this router is not routed"))  # fmt: skip
+                             "HTTP/1.1 and set scheme=http; this router is not routed"),
+                    )  # fmt: skip
     return _port(service, port_label, service.labels.get(port_label, "")), scheme
 
 
@@ -544,8 +546,10 @@ def _defined_services(service: ServiceInfo) -> dict[str, tuple[str, str]]:
     for label in service.labels:
         if label.lower().startswith(SERVICES):
             name = label[len(SERVICES) :].partition(".")[0]
-            defined[name] = (_spelled(service, f"{SERVICES}{name}.loadbalancer.server.port"),
-                             _spelled(service, f"{SERVICES}{name}.loadbalancer.server.scheme"))
+            defined[name] = (
+                _spelled(service, f"{SERVICES}{name}.loadbalancer.server.port"),
+                _spelled(service, f"{SERVICES}{name}.loadbalancer.server.scheme"),
+            )
     return defined
 
 
