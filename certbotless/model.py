@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum, StrEnum
 
+from certbotless.rewrite_phase import NOTHING, RewritePhase
+
 # Every secret and config certbotless makes is named so (its account key among them).
 OBJECT_NAME_PREFIX = "cbl-"
 
@@ -148,6 +150,7 @@ class Route:
     redirect_port: int = 443
     auth_request_headers: tuple[str, ...] = ()  # only these go to forward auth (empty: all)
     pass_host_header: bool = True  # False: the service gets its own name:port as Host
+    rewrite_phase: RewritePhase = NOTHING  # allowedHosts, redirectRegex, stripPrefixRegex
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 from certbotless.edge.guards import access_directives, auth_location, forward_auth_directives
+from certbotless.edge.rewrite_phase import early_answers, strip_prefix_regex_rewrites
 from certbotless.edge.shaping import (
     PROXY_HEADERS,
     compression_directives,
@@ -151,6 +152,7 @@ def _proxy_locations(
         _match_conditions(route)
         + _reserved_path_check(route)
         + (cors_checks(route.cors) if route.cors is not None else "")
+        + early_answers(route)
         + limit_directives(route)
         + access_directives(route)
         + _upstream_directives(route)
@@ -199,6 +201,8 @@ def _rewrites(route: Route) -> str:
     """Traefik's stripPrefix then addPrefix, as one rewrite (the first that matches ends);
     or its replacePath(Regex), which tells the service the path asked for in X-Replaced-Path
     (Traefik's: the escaped path, without the query) when it replaces it."""
+    if route.rewrite_phase.strip_prefix_regex is not None:
+        return strip_prefix_regex_rewrites(route.rewrite_phase.strip_prefix_regex)
     if route.replace_path is not None:
         regex, replacement = route.replace_path
         asked = "$certbotless_replaced_path"

@@ -268,7 +268,10 @@ def provider_services(
 ) -> tuple[list[ServiceInfo], dict[int, str]]:
     """The case's Swarm services, each Traefik service's port given as a label pointing at an
     echo server (Swarm tells Traefik no ports: its Swarm provider needs the label too, where
-    Docker detected the container's); and which Traefik service each echo port stands for."""
+    Docker detected the container's), in place of the case's own port label whatever its
+    spelling; and which Traefik service each echo port stands for. A container that exposes
+    no port (`"ports": []`) and a Traefik service with a `server.url` get no port label: Docker
+    would detect none, and Traefik proxies to the URL."""
     spare = iter(ports)
     service_of: dict[int, str] = {}
     services = []
@@ -280,7 +283,12 @@ def provider_services(
         for name in sorted(defined):
             port = next(spare)
             service_of[port] = name
-            labels[f"traefik.http.services.{name}.loadbalancer.server.port"] = str(port)
+            prefix = f"traefik.http.services.{name}.loadbalancer.server."
+            spelled = {label.lower(): label for label in labels}
+            if swarm_service.get("ports") == [] or f"{prefix}url".lower() in spelled:
+                continue
+            labels.pop(spelled.get(f"{prefix}port".lower(), ""), None)
+            labels[f"{prefix}port"] = str(port)
         services.append(ServiceInfo(swarm_service["name"], labels))
     return services, service_of
 

@@ -12,7 +12,7 @@ from certbotless.model import LabelProblem, ServiceInfo
 from certbotless.setting_values import RuleTemplate
 
 _SERVICES = "traefik.http.services."
-_PORT_KEY = "loadbalancer.server.port"
+_SERVER_KEYS = (".loadbalancer.server.port", ".loadbalancer.server.url")
 _V1_PORT = "traefik.port"
 
 
@@ -26,7 +26,7 @@ class NoDefaultRule(Exception):
 
 def has_one_port(service: ServiceInfo) -> bool:
     """Whether Traefik makes a router for a service whose labels name none: when it defines at
-    most one Traefik service, with a port (Swarm tells Traefik no ports)."""
+    most one Traefik service, with a port (Swarm tells Traefik no ports) or a server URL."""
     names = {
         label[len(_SERVICES) :].partition(".")[0]
         for label in service.labels
@@ -35,7 +35,7 @@ def has_one_port(service: ServiceInfo) -> bool:
     ports = [
         label
         for label in service.labels
-        if label.lower().startswith(_SERVICES) and label.lower().endswith("." + _PORT_KEY)
+        if label.lower().startswith(_SERVICES) and label.lower().endswith(_SERVER_KEYS)
     ]
     return len(names) <= 1 and bool(ports or _V1_PORT in service.labels)  # fmt: skip
 

@@ -286,7 +286,7 @@ def _known_elsewhere(label: str) -> bool:
     if label.startswith(SERVICES):
         key = label[len(SERVICES) :].partition(".")[2]
         return key in ("loadbalancer.server.port", "loadbalancer.server.scheme",
-                       "loadbalancer.passhostheader")  # fmt: skip
+                       "loadbalancer.server.url", "loadbalancer.passhostheader")  # fmt: skip
     return False
 
 
@@ -514,9 +514,21 @@ def _upstream(service: ServiceInfo, router: _Router, v1: bool) -> tuple[int, str
                              f"{SERVICES}{wanted}.loadbalancer.server.port on it (certbotless "
                              "routes a service's routers to that service)"))  # fmt: skip
     port_label, scheme_label = defined[wanted]
+    url_label = _spelled(service, f"{SERVICES}{wanted}.loadbalancer.server.url")
+    if url_label in service.labels:  # Traefik proxies to that address, not to the tasks
+        raise _Skip(_problem(service, url_label,
+                             "an upstream URL is not followed: certbotless proxies a service's "
+                             "routers to its own Swarm tasks; remove server.url and set "
+                             f"{SERVICES}{wanted}.loadbalancer.server.port (or route that "
+                             "address from its own service); this router is not routed"),
+                    )  # fmt: skip
     scheme = service.labels.get(scheme_label, "http").strip().lower() or "http"
     if scheme not in ("http", "https"):
-        raise _Skip(_problem(service, scheme_label, "nginx proxies http and https only"))
+        raise _Skip(_problem(service, scheme_label,
+                             f"scheme {scheme} is not proxied: nginx speaks http (HTTP/1.1) or "
+                             "https to services, not h2c or others; have the service accept "
+                             "HTTP/1.1 and set scheme=http; this router is not routed"),
+                    )  # fmt: skip
     return _port(service, port_label, service.labels.get(port_label, "")), scheme
 
 
@@ -534,11 +546,16 @@ def _defined_services(service: ServiceInfo) -> dict[str, tuple[str, str]]:
     for label in service.labels:
         if label.lower().startswith(SERVICES):
             name = label[len(SERVICES) :].partition(".")[0]
-            port_label = f"{SERVICES}{name}.loadbalancer.server.port"
-            matching = next((lbl for lbl in service.labels if lbl.lower() == port_label.lower()),
-                            port_label)  # fmt: skip
-            defined[name] = (matching, f"{SERVICES}{name}.loadbalancer.server.scheme")
+            defined[name] = (
+                _spelled(service, f"{SERVICES}{name}.loadbalancer.server.port"),
+                _spelled(service, f"{SERVICES}{name}.loadbalancer.server.scheme"),
+            )
     return defined
+
+
+def _spelled(service: ServiceInfo, label: str) -> str:
+    """The label as the service spells it (Traefik reads its labels case-insensitively)."""
+    return next((lbl for lbl in service.labels if lbl.lower() == label.lower()), label)
 
 
 def _port(service: ServiceInfo, label: str, text: str) -> int:

@@ -28,11 +28,13 @@ from certbotless.labels.traefik.middlewares import (
     in_flight_req,
     ip_allow_list,
     rate_limit,
+    redirect_regex,
     redirect_scheme,
     replace_path,
     replace_path_regex,
     retry,
     strip_prefix,
+    strip_prefix_regex,
 )
 from certbotless.labels.traefik.middlewares.options import Apply
 
@@ -49,9 +51,11 @@ APPLY_BY_KIND: dict[str, Apply] = {
     "ipallowlist": ip_allow_list.apply,
     "ipwhitelist": ip_allow_list.apply,  # Traefik v2's name for ipAllowList
     "ratelimit": rate_limit.apply,
+    "redirectregex": redirect_regex.apply,
     "redirectscheme": redirect_scheme.apply,
     "replacepath": replace_path.apply,
     "replacepathregex": replace_path_regex.apply,
     "retry": retry.apply,
     "stripprefix": strip_prefix.apply,
+    "stripprefixregex": strip_prefix_regex.apply,
 }

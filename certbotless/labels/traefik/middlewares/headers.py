@@ -16,6 +16,7 @@ from certbotless.labels.traefik.middlewares.options import (
 )
 from certbotless.labels.values import HEADER_NAME_RE, HEADER_VALUE_RE
 from certbotless.model import Cors, Route
+from certbotless.rewrite_phase import AllowedHosts
 
 # unrolled/secure (Traefik's secure headers): a flag's header, unless the value beside it is set.
 _HEADER_FLAGS = {
@@ -55,7 +56,8 @@ _TOKEN_RE = re.compile(r"^(?:\*|[A-Za-z0-9-]{1,100})$", re.ASCII)
 
 def apply(route: Route, mw: Middleware, context: Context) -> Route:
     known_fields(mw, {"customrequestheaders", "customresponseheaders", *_HEADER_FLAGS,
-                      *_HEADER_VALUES, *_STS, *_CORS, *(n.lower() for n in _REFUSED)})  # fmt: skip
+                      *_HEADER_VALUES, *_STS, *_CORS, *(n.lower() for n in _REFUSED),
+                      "allowedhosts", "hostsproxyheaders"})  # fmt: skip
     for name, why in _REFUSED.items():
         key = name.lower()
         if key in mw.fields or any(field.startswith(key + ".") for field in mw.fields):
@@ -74,6 +76,7 @@ def apply(route: Route, mw: Middleware, context: Context) -> Route:
         elif kind in _HEADER_VALUES and value:
             response.append(_header(_HEADER_VALUES[kind], value, label))
     sts, sts_on_plain_http = _strict_transport(mw)
+    route = _with_allowed_hosts(route, mw)
     return replace(route, request_headers=tuple(request), response_headers=tuple(response),
                    strict_transport=sts or route.strict_transport,
                    strict_transport_on_plain_http=sts_on_plain_http if sts else
@@ -132,3 +135,27 @@ def _cors(mw: Middleware) -> Cors | None:
         max_age=int(max_age) if max_age else None,
         vary=flag(mw, "addvaryheader"),
     )
+
+
+_HOST_RE = re.compile(r"^[A-Za-z0-9.-]{1,253}(?::[0-9]{1,5})?$", re.ASCII)
+
+
+def _with_allowed_hosts(route: Route, mw: Middleware) -> Route:
+    """unrolled/secure's allowedHosts: a request whose host (the first of hostsProxyHeaders
+    that is set, else Host) is none of them, compared without case, gets 500 "Bad Host"; not
+    checked with isDevelopment. nginx answers it before the route's access checks."""
+    hosts = tuple(h.strip().lower() for h in mw.value("allowedhosts").split(",") if h.strip())
+    headers = tuple(h.strip() for h in mw.value("hostsproxyheaders").split(",") if h.strip())
+    for host in hosts:
+        if not _HOST_RE.match(host):
+            raise Unsupported(mw.label("allowedhosts"), host, "must be a host[:port]")
+    for header in headers:
+        _header(header, "", mw.label("hostsproxyheaders"))
+    if not hosts or flag(mw, "isdevelopment"):
+        return route  # hostsProxyHeaders alone changes nothing Traefik does here
+    if route.basic_auth or route.auth_url or route.allow_from:
+        raise Unsupported(mw.label("allowedhosts"), mw.value("allowedhosts"), "nginx answers "
+                          "a bad host before the route's access checks: list this headers "
+                          "middleware before the router's access middlewares")  # fmt: skip
+    allowed = AllowedHosts(hosts, headers)
+    return replace(route, rewrite_phase=replace(route.rewrite_phase, allowed_hosts=allowed))

@@ -10,15 +10,20 @@ from certbotless.model import Route
 
 
 def not_after_replace(route: Route, mw: Middleware) -> None:
-    if route.replace_path is not None:
-        raise Unsupported(mw.label(), mw.name, "after a replacePath(Regex) middleware, "
-                          "another path change is not supported: use one "
-                          "replacePathRegex")  # fmt: skip
+    if route.replace_path is not None or route.rewrite_phase.strip_prefix_regex is not None:
+        raise Unsupported(mw.label(), mw.name, "after a replacePath(Regex) or "
+                          "stripPrefixRegex middleware, another path change is not supported: "
+                          "use one replacePathRegex")  # fmt: skip
 
 
 def with_replacement(route: Route, mw: Middleware, replacement: tuple[str, str]) -> Route:
-    if route.strip_prefixes or route.add_prefix or route.replace_path is not None:
+    if (
+        route.strip_prefixes
+        or route.add_prefix
+        or route.replace_path is not None
+        or (route.rewrite_phase.strip_prefix_regex is not None)
+    ):
         raise Unsupported(mw.label(), mw.name, "another middleware already changes the path "
-                          "(stripPrefix, addPrefix, replacePath): use one "
+                          "(stripPrefix(Regex), addPrefix, replacePath): use one "
                           "replacePathRegex")  # fmt: skip
     return replace(route, replace_path=replacement)

@@ -15,6 +15,7 @@ from certbotless.labels.dialects import discovered
 from certbotless.labels.settle import discover
 from certbotless.labels.traefik.labels import traefik_claims
 from certbotless.model import BasicAuth, Cors, Discovery, RateLimit, Route, ServiceInfo
+from certbotless.setting_values import rule_template
 from certbotless.settings import Settings, SettingsError
 from tests.support.factories import CERTS_DIR, RESPONDER, certs_for
 
@@ -717,3 +718,45 @@ def test_v2_rules_are_read_under_the_rule_syntax_the_setting_gives() -> None:
                           ("edge",), ("edge",))]  # fmt: skip
     assert discovered(Settings.from_env({"CERTBOTLESS_TRAEFIK_RULE_SYNTAX": "v2"}), pinned,
                       None).routes == ()  # fmt: skip
+
+
+def test_a_service_scheme_is_read_whatever_the_case_of_its_label() -> None:
+    """Traefik's labels are case-insensitive (its own test writes `LoadBalancer.server.scheme`):
+    an h2c scheme spelled so was not seen, and the route answered 502 without a word."""
+    labels = {
+        "traefik.enable": "true",
+        f"{R}r.rule": "Host(`a.example.com`)",
+        "traefik.http.services.s.LoadBalancer.server.port": "8080",
+        "traefik.http.services.s.LoadBalancer.server.scheme": "h2c",
+    }
+    found = find([service("web", labels)])
+    assert found.routes == ()
+    (problem,) = found.problems
+    assert problem.label == "traefik.http.services.s.LoadBalancer.server.scheme"
+    assert "h2c" in problem.message
+    https = {**labels, "traefik.http.services.s.LoadBalancer.server.scheme": "HTTPS"}
+    (route,) = find([service("web", https)]).routes
+    assert route.upstream_scheme == "https"
+
+
+@pytest.mark.parametrize("spelled", ["loadbalancer.server.url", "LoadBalancer.server.url"])
+def test_a_service_with_a_server_url_is_refused_not_served_to_the_swarm_service(
+    spelled: str,
+) -> None:
+    """Traefik proxies such a service to that URL, not to the Swarm service's tasks: serving it
+    to the tasks would send the traffic elsewhere than the label says."""
+    labels = {
+        "traefik.enable": "true",
+        f"{R}r.rule": "Host(`a.example.com`)",
+        f"{S}s.{spelled}": "http://1.2.3.4:5678",
+    }
+    for extra in ({}, {f"{S}s.loadbalancer.server.port": "80"}):
+        found = find([service("web", {**labels, **extra})])
+        assert found.routes == ()
+        (problem,) = found.problems
+        assert problem.label == f"{S}s.{spelled}" and "server.port" in problem.message
+    # The router Traefik makes by its default rule for the service is refused the same way.
+    url_only = [service("web", {f"{S}s.{spelled}": "http://1.2.3.4:5678"})]
+    template = rule_template("Host(`{{ normalize .Name }}.example.com`)", "TRAEFIK_DEFAULT_RULE")
+    claims = traefik_claims(url_only, exposed_by_default=True, default_rule=template)["web"]
+    assert claims.routes == () and [p.label for p in claims.problems] == [f"{S}s.{spelled}"]

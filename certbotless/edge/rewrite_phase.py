@@ -1,0 +1,72 @@
+"""A route's Traefik middlewares that answer or rewrite in nginx's rewrite phase, before its
+access checks (model's `RewritePhase`): the allowed hosts check (500 "Bad Host"), the regex
+redirect, and the regex prefix strip. Their regexes are PCRE already written to read as Go's."""
+
+from __future__ import annotations
+
+import re
+
+from certbotless.model import Route
+from certbotless.rewrite_phase import AllowedHosts, RedirectRegex, StripPrefixRegex
+
+# The host as Go's r.Host has it: the Host header (HTTP/2's :authority when none was sent).
+_HOST = """set $certbotless_host $http_host;
+if ($certbotless_host = "") { set $certbotless_host $host; }"""
+
+
+def early_answers(route: Route) -> str:
+    """The allowed hosts check, then the regex redirect (Traefik's headers middleware checks
+    hosts after a CORS preflight, which comes before this)."""
+    phase = route.rewrite_phase
+    lines = []
+    if phase.allowed_hosts is not None or phase.redirect_regex is not None:
+        lines += _HOST.splitlines()
+    if phase.allowed_hosts is not None:
+        lines += _allowed_hosts(phase.allowed_hosts)
+    if phase.redirect_regex is not None:
+        lines += _redirect(phase.redirect_regex)
+    return "".join(f"\n            {line}" for line in lines)
+
+
+def _allowed_hosts(allowed: AllowedHosts) -> list[str]:
+    checked = "$certbotless_checked_host"
+    lines = [f"set {checked} $certbotless_host;"]
+    for header in reversed(allowed.headers):  # the first one set wins: it is set last
+        variable = "$http_" + header.lower().replace("-", "_")
+        lines.append(f"if ({variable}) {{ set {checked} {variable}; }}")
+    listed = "|".join(re.escape(host) for host in allowed.hosts)
+    lines.append(f'if ({checked} !~* "^({listed})$") {{ return 500 "Bad Host\\n"; }}')
+    return lines
+
+
+def _redirect(redirect: RedirectRegex) -> list[str]:
+    """Go's ReplaceAllString on the URL as sent, and a redirect when it changed (a marker
+    variable: nginx's `if` has no `and`)."""
+    url, to, mark = "$certbotless_redirect_from", "$certbotless_redirect_to", "$certbotless_moved"
+    get_status, other_status = redirect.statuses
+    return [
+        f'set {url} "$scheme://$certbotless_host$request_uri";',
+        f"set {to} {url};",
+        f'if ({url} ~ "^(?>{redirect.regex})([\\s\\S]*)$") '
+        f'{{ set {to} "{redirect.replacement}"; }}',
+        f'set {mark} "";',
+        f'if ({to} != {url}) {{ set {mark} "y"; }}',
+        f'if ($request_method = GET) {{ set {mark} "${{certbotless_moved}}g"; }}',
+        f'if ({mark} = "yg") {{ return {get_status} {to}; }}',
+        f'if ({mark} = "y") {{ return {other_status} {to}; }}',
+    ]
+
+
+def strip_prefix_regex_rewrites(strip: StripPrefixRegex) -> str:
+    """Traefik's stripPrefixRegex: for each regex in turn, its match at the path's start when
+    not empty (atomic: PCRE keeps the match Go's leftmost-first search picks) is removed, the
+    rest given a leading `/`; the first that matches ends the rewrites."""
+    prefix = "$certbotless_stripped_prefix"
+    lines = [f'set {prefix} "";']
+    for regex, groups in strip.regexes:
+        matched = f"^(?>{regex})(?<=[\\s\\S])"
+        lines += [f'if ($uri ~ "^((?>{regex}))(?<=[\\s\\S])") {{ set {prefix} $1; }}',
+                  f'rewrite "{matched}(/[\\s\\S]*)$" ${groups + 1} break;',
+                  f'rewrite "{matched}([\\s\\S]*)$" /${groups + 1} break;']  # fmt: skip
+    lines.append(f"proxy_set_header X-Forwarded-Prefix {prefix};")
+    return "".join(f"\n            {line}" for line in lines)

@@ -1,0 +1,92 @@
+"""redirectRegex: the request's URL (`scheme://host[:port]/path?query`, as sent) rewritten by
+`regex` and `replacement` and, when that makes another URL, redirected there as Traefik's
+pkg/middlewares/redirect does: 302 for GET and 307 for other methods, 301 and 308 with
+`permanent`. nginx answers it before the route's access checks, so it must come before any
+access middleware (and before any path change, which Traefik's URL would see)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+from certbotless.labels.traefik.middlewares.go_regex import NotPortable, to_pcre
+from certbotless.labels.traefik.middlewares.options import (
+    Context,
+    Middleware,
+    Unsupported,
+    flag,
+    known_fields,
+)
+from certbotless.labels.traefik.middlewares.redirect_scheme import PERMANENT, TEMPORARY
+from certbotless.model import Route
+from certbotless.rewrite_phase import RedirectRegex
+
+MAX_GROUPS = 8  # nginx names captures $1…$9: the URL's rest takes one
+# Go's Expand: $name or ${name}, the longest name of letters, digits and _; $$ is a `$`.
+_REFERENCE_RE = re.compile(r"\$(?:\{([A-Za-z0-9_]*)\}|([A-Za-z0-9_]*))")
+_LITERAL_RE = re.compile(r"^[\x21\x23\x25-\x5b\x5d-\x7e]*$", re.ASCII)  # no ' " $ \ or space
+
+
+def apply(route: Route, mw: Middleware, context: Context) -> Route:
+    known_fields(mw, {"regex", "replacement", "permanent"})
+    _not_after_access_or_path_change(route, mw)
+    try:
+        pcre = to_pcre(mw.value("regex"))
+    except NotPortable as why:
+        raise Unsupported(mw.label("regex"), mw.value("regex"), str(why)) from None
+    if not pcre.text.startswith("^") or pcre.alternates_at_top:
+        raise Unsupported(mw.label("regex"), mw.value("regex"), "must start with ^ and have no "
+                          "| outside a group: Traefik replaces every match in the URL, nginx "
+                          "one match at its start (write ^…(.*) to keep the rest)")  # fmt: skip
+    if pcre.groups > MAX_GROUPS:
+        raise Unsupported(mw.label("regex"), mw.value("regex"), f"has more than {MAX_GROUPS} "
+                          "groups (nginx counts captures to 9): use (?:…) for the others",
+                          )  # fmt: skip
+    replacement = _nginx_replacement(mw, pcre.groups)
+    redirect = RedirectRegex(pcre.text, pcre.groups, replacement,
+                             PERMANENT if flag(mw, "permanent") else TEMPORARY)  # fmt: skip
+    return replace(route, rewrite_phase=replace(route.rewrite_phase, redirect_regex=redirect))
+
+
+def _not_after_access_or_path_change(route: Route, mw: Middleware) -> None:
+    guarded = route.basic_auth or route.auth_url or route.allow_from
+    changed = route.strip_prefixes or route.add_prefix or route.replace_path or (
+        route.rewrite_phase.strip_prefix_regex
+    )  # fmt: skip
+    if guarded or changed:
+        raise Unsupported(mw.label(), mw.name, "nginx answers a redirectRegex before the "
+                          "route's access checks and path changes: list it before the router's "
+                          "access and path middlewares")  # fmt: skip
+
+
+def _nginx_replacement(mw: Middleware, groups: int) -> str:
+    """Go's replacement (`$1`, `${1}`, `$name`) as nginx's value: `$N` for an existing group,
+    nothing for a name Go finds no group for (as Go), then the URL's rest."""
+    written = mw.value("replacement")
+    parts, last = [], 0
+    for reference in _REFERENCE_RE.finditer(written):
+        parts.append(_literal(mw, written[last : reference.start()]))
+        name = reference[1] if reference[1] is not None else reference[2]
+        if name == "":  # Go's `$$` or a `$` before no name: a `$` as written
+            raise Unsupported(mw.label("replacement"), written, "a literal $ cannot be written "
+                              "in nginx's redirect")  # fmt: skip
+        if name.isdigit() and 1 <= int(name) <= groups:
+            parts.append(f"${int(name)}")
+        elif name.isdigit() and int(name) == 0:
+            raise Unsupported(mw.label("replacement"), written, "$0 (the whole match) is not "
+                              "kept by nginx: capture it in a group")  # fmt: skip
+        last = reference.end()
+    parts.append(_literal(mw, written[last:]))
+    value = "".join(parts)
+    if not value.startswith(("http://", "https://")):
+        raise Unsupported(mw.label("replacement"), written, "must be a whole URL starting "
+                          "with http:// or https:// (nginx would make a relative one "
+                          "absolute)")  # fmt: skip
+    return value + f"${groups + 1}"
+
+
+def _literal(mw: Middleware, text: str) -> str:
+    if not _LITERAL_RE.match(text):
+        raise Unsupported(mw.label("replacement"), mw.value("replacement"), "must be a URL of "
+                          "printable ASCII without spaces, quotes or backslashes")  # fmt: skip
+    return text

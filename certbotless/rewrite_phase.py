@@ -1,0 +1,49 @@
+"""What a route does in nginx's rewrite phase, before its access checks, for Traefik's
+middlewares that answer or rewrite by the request's host or URL: `headers.allowedHosts`
+(with `hostsProxyHeaders`), `redirectRegex` and `stripPrefixRegex`. Imports nothing of
+certbotless (a foundation: `model.Route` holds one `RewritePhase`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class AllowedHosts:
+    """Requests whose host is none of `hosts` (lower case, `host[:port]` as the Host header
+    writes it) are answered 500 "Bad Host", as Traefik's secure headers answer them; the host
+    is the first non-empty of `headers` (hostsProxyHeaders), else the Host header."""
+
+    hosts: tuple[str, ...]
+    headers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RedirectRegex:
+    """The URL `scheme://host[:port]/path?query`, when `regex` (PCRE, anchored at its start,
+    with `groups` capturing groups) matches it and `replacement` (nginx's value, `$1`…`$9`,
+    the URL's rest after it) makes another URL, is redirected there: `statuses` for GET and
+    for other methods."""
+
+    regex: str
+    groups: int
+    replacement: str
+    statuses: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class StripPrefixRegex:
+    """The first of `regexes` (PCRE, each with its count of capturing groups) that matches a
+    non-empty start of the path removes it; X-Forwarded-Prefix tells the service what."""
+
+    regexes: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
+class RewritePhase:
+    allowed_hosts: AllowedHosts | None = None
+    redirect_regex: RedirectRegex | None = None
+    strip_prefix_regex: StripPrefixRegex | None = None
+
+
+NOTHING = RewritePhase()

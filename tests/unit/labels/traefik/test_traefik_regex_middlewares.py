@@ -1,0 +1,179 @@
+"""Traefik's middlewares that answer or rewrite by the request's host or URL, answered by a real
+nginx on loopback as Traefik answers them: headers.allowedHosts with hostsProxyHeaders,
+redirectRegex, stripPrefixRegex; and Go (RE2) regexes accepted only where nginx's PCRE reads
+them alike. Traefik's code is quoted where it decides."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from certbotless.labels.traefik.labels import traefik_claims
+from certbotless.labels.traefik.middlewares.go_regex import NotPortable, to_pcre
+from certbotless.model import ServiceInfo
+from tests.support.edge_nginx import HOST, Echo, ServeEdge, one_router, request
+
+pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="needs nginx")
+M = "traefik.http.middlewares."
+
+
+def _upstream_saw(path: str) -> dict[str, str]:
+    return next(headers for seen, headers in reversed(Echo.seen) if seen == path)
+
+
+def _refusal(middlewares: dict[str, str]) -> str:
+    claims = traefik_claims([ServiceInfo("app", one_router(8000, middlewares))])["app"]
+    [problem] = claims.problems
+    return f"{problem.label}: {problem.message}"
+
+
+# --- headers.allowedHosts, hostsProxyHeaders ------------------------------------------------
+
+
+def test_allowed_hosts_answer_bad_host_to_others(upstream: int, edge: ServeEdge) -> None:
+    # unrolled/secure: strings.EqualFold(allowedHost, r.Host), else
+    # http.Error(w, "Bad Host", http.StatusInternalServerError).
+    allowed = {f"{M}h.headers.allowedhosts": f"{HOST.upper()},other.example.com:8080"}
+    port = edge(one_router(upstream, allowed)).port
+    assert request(port, "/a")[:2] == (200, "/a -")
+    assert request(port, "/a", host=f"{HOST}:8080")[0] == 500  # the port is part of the host
+    allowed[f"{M}h.headers.allowedhosts"] = "other.example.com"
+    status, body, _ = request(edge(one_router(upstream, allowed)).port, "/a")
+    assert (status, body) == (500, "Bad Host\n")
+
+
+def test_hosts_proxy_headers_give_the_host_allowed_hosts_checks(
+    upstream: int, edge: ServeEdge
+) -> None:
+    # The first of hostsProxyHeaders that the request has is the host; else Host.
+    labels = {f"{M}h.headers.allowedhosts": "front.example.com",
+              f"{M}h.headers.hostsproxyheaders": "X-Forwarded-Host,X-Original-Host"}  # fmt: skip
+    port = edge(one_router(upstream, labels)).port
+    assert request(port)[0] == 500
+    assert request(port, headers=[("X-Original-Host", "front.example.com")])[0] == 200
+    assert request(port, headers=[("X-Forwarded-Host", "front.example.com"),
+                                  ("X-Original-Host", "bad.example.com")])[0] == 200  # fmt: skip
+    assert request(port, headers=[("X-Forwarded-Host", "bad.example.com"),
+                                  ("X-Original-Host", "front.example.com")])[0] == 500  # fmt: skip
+
+
+def test_allowed_hosts_after_an_access_middleware_are_refused_in_words() -> None:
+    labels = {f"{M}a.basicauth.users": "u:$apr1$r31.....$HqJZimcKQFAMYayBlzkrA/",
+              f"{M}h.headers.allowedhosts": HOST}  # fmt: skip
+    claims = traefik_claims([ServiceInfo("app", one_router(8000, labels))])["app"]
+    [route], [problem] = claims.routes, claims.problems  # headers only shape: served without
+    assert route.basic_auth is not None and route.rewrite_phase.allowed_hosts is None
+    assert "before the router's access middlewares" in problem.message
+    assert problem.message.endswith("the route is served without it")
+
+
+# --- redirectRegex ------------------------------------------------------------------------------
+
+
+def test_redirect_regex_redirects_the_url_as_traefik_rewrites_it(
+    upstream: int, edge: ServeEdge
+) -> None:
+    # pkg/middlewares/redirect: the URL is scheme://Host + RequestURI; a different rewritten
+    # URL is redirected to: 302 for GET, 307 otherwise (301, 308 when permanent).
+    moved = {f"{M}rr.redirectregex.regex": r"^http://app\.example\.com/old/([a-z]+)",
+             f"{M}rr.redirectregex.replacement": "https://new.example.com/${1}x"}  # fmt: skip
+    port = edge(one_router(upstream, moved)).port
+    status, _, headers = request(port, "/old/page/rest?q=1")
+    assert (status, headers["Location"]) == (302, "https://new.example.com/pagex/rest?q=1")
+    assert request(port, "/old/page", "POST")[0] == 307
+    assert request(port, "/kept")[:2] == (200, "/kept -")  # no match: on to the service
+    moved[f"{M}rr.redirectregex.permanent"] = "true"
+    port = edge(one_router(upstream, moved)).port
+    assert [request(port, "/old/a", method)[0] for method in ("GET", "PUT")] == [301, 308]
+
+
+def test_redirect_regex_to_the_same_url_is_not_a_redirect(upstream: int, edge: ServeEdge) -> None:
+    # `if newURL != oldURL` redirect; else the request goes on (no loop).
+    same = {f"{M}rr.redirectregex.regex": r"^http://(www\.)?app\.example\.com/(.*)",
+            f"{M}rr.redirectregex.replacement": "http://app.example.com/$2"}  # fmt: skip
+    port = edge(one_router(upstream, same)).port
+    assert request(port, "/a?b")[:2] == (200, "/a?b -")
+    # Go reads `$2x` as a group named 2x, which does not exist: empty.
+    named = {**same, f"{M}rr.redirectregex.replacement": "http://app.example.com/$2x"}
+    status, _, headers = request(edge(one_router(upstream, named)).port, "/a")
+    assert (status, headers["Location"]) == (302, "http://app.example.com/")
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ({"regex": "/old/(.*)", "replacement": "https://x.example.com/$1"}, "must start with ^"),
+        ({"regex": "^http://a|b", "replacement": "https://x.example.com/"}, "no | outside"),
+        ({"regex": "^(?=x)", "replacement": "https://x.example.com/"}, "(?=…"),
+        ({"regex": "^http://(.*)", "replacement": "/relative/$1"}, "whole URL"),
+        ({"regex": "^http://(.*)", "replacement": "https://x.example.com/$$1"}, "literal $"),
+    ],
+)
+def test_redirect_regex_nginx_cannot_read_alike_is_refused_by_name(
+    options: dict[str, str], words: str
+) -> None:
+    said = _refusal({f"{M}rr.redirectregex.{key}": value for key, value in options.items()})
+    assert words in said and "redirectregex" in said.lower()
+
+
+# --- stripPrefixRegex -----------------------------------------------------------------------
+
+
+def test_strip_prefix_regex_strips_the_first_match_at_the_start(
+    upstream: int, edge: ServeEdge
+) -> None:
+    # pkg/middlewares/stripprefixregex: the first regex whose match (not empty) starts the path
+    # is removed (ensureLeadingSlash), X-Forwarded-Prefix added.
+    strip = {f"{M}sp.stripprefixregex.regex": "/api/v[0-9]+, /foo/[a-z]+"}
+    port = edge(one_router(upstream, strip)).port
+    assert request(port, "/api/v2/users?q=1")[:2] == (200, "/users?q=1 -")
+    assert _upstream_saw("/users?q=1")["x-forwarded-prefix"] == "/api/v2"
+    assert request(port, "/foo/barbaz")[:2] == (200, "/ -")  # the whole path: "/" is left
+    assert request(port, "/api/v2x")[:2] == (200, "/x -")  # the rest gets a leading /
+    assert request(port, "/v1/api/v2/a")[:2] == (200, "/v1/api/v2/a -")  # not at the start
+    assert "x-forwarded-prefix" not in _upstream_saw("/v1/api/v2/a")
+
+
+def test_strip_prefix_regex_keeps_gos_leftmost_first_match(upstream: int, edge: ServeEdge) -> None:
+    # Go takes the first alternative that matches (`/a`), even where a longer one would.
+    port = edge(one_router(upstream, {f"{M}sp.stripprefixregex.regex": "/a|/ab"})).port
+    assert request(port, "/abc")[:2] == (200, "/bc -")
+
+
+def test_strip_prefix_regex_that_matches_empty_strips_nothing(
+    upstream: int, edge: ServeEdge
+) -> None:
+    # Go: `len(parts[0]) > 0`; the lazy `??` prefers the empty match, so nothing is stripped
+    # (PCRE would backtrack to `/x` without the atomic group), and the next regex is tried.
+    lazy = {f"{M}sp.stripprefixregex.regex": "(/x)??, /x/y"}
+    port = edge(one_router(upstream, lazy)).port
+    assert request(port, "/x/y/z")[:2] == (200, "/z -")
+    greedy = edge(one_router(upstream, {f"{M}sp.stripprefixregex.regex": "(/x)?"})).port
+    assert request(greedy, "/x/y")[:2] == (200, "/y -")
+    assert request(greedy, "/y")[:2] == (200, "/y -")
+
+
+# --- Go's regexes as PCRE ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("go", "pcre"),
+    [
+        (r"^/a/(.*)$", r"^/a/(.*)\z"),  # Go's $ is the end of the text
+        (r"[$a]{2,3}\.x", r"[$a]{2,3}\.x"),
+        (r"(?i)^/x{", r"(?i)^/x\{"),
+        (r"\d\w\b\x41", r"\d\w\b\x41"),
+    ],
+)
+def test_go_regexes_both_read_alike_are_written_for_pcre(go: str, pcre: str) -> None:
+    assert to_pcre(go).text == pcre
+
+
+@pytest.mark.parametrize(
+    "go", [r"\s", r"(?=a)", r"(?P<n>a)", r"\1", r"a{,3}", r"a{1001}", r"a*+", r"(?m)^a",
+           r"\pL", r"\xe9", "a\\\\b", "a\"b", r"\Z"],
+)  # fmt: skip
+def test_go_regexes_pcre_reads_otherwise_are_refused(go: str) -> None:
+    with pytest.raises(NotPortable):
+        to_pcre(go)
