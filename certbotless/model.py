@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum, StrEnum
 
+from certbotless.request_conditions import RequestCondition
+
 # Every secret and config certbotless makes is named so (its account key among them).
 OBJECT_NAME_PREFIX = "cbl-"
 
@@ -127,10 +129,11 @@ class Route:
     response_headers: tuple[tuple[str, str], ...] = ()  # set on the answer; "" removes it
     auth_response_headers: tuple[str, ...] = ()  # copied from the forward-auth answer
     compress: bool = False  # gzip the answers
-    # Only requests with one of these methods (any when empty) and these headers at these
-    # values (Traefik's Method and Header(s) matchers) are served; others get 404.
+    # Only requests with one of these methods (any when empty), these headers at these values
+    # and every other condition (Traefik's matchers) are served; others get 404.
     methods: tuple[str, ...] = ()
     match_headers: tuple[tuple[str, str], ...] = ()  # (lowercase name, exact value)
+    conditions: tuple[RequestCondition, ...] = ()
     max_connections: int | None = None  # requests in flight per client address; over it, 429
     retries: int = 0  # tries on the service's other addresses after a connection error
     # The path replaced before it reaches the service: (PCRE, replacement with $1…$9).

@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "seams",
             "redaction",
             "proxy_protocol",
+            "request_conditions",
             "acme.errors",
         ),
     ),
@@ -101,7 +102,8 @@ def test_foundations_import_only_foundations() -> None:
     for module in LAYERS[0][1]:
         assert {layer_of(name) for name in imported(trees[module])} <= {0}, module
     for module in ("model", "settings", "setting_values", "redaction", "proxy_protocol"):
-        assert imported(trees[module]) <= {"setting_values"}, module
+        assert imported(trees[module]) <= {"setting_values", "request_conditions"}, module
+    assert imported(trees["request_conditions"]) == set()
 
 
 def test_each_package_says_what_it_owns_and_may_import() -> None:
