@@ -251,6 +251,8 @@ class _Parser:
         self.take(")")
         name = _canonical_name(name, self.syntax)
         _check_values(name, args, self.syntax)
+        if self.syntax == V2 and name == "HostRegexp" and not any("{" in a for a in args):
+            name = "Host"  # gorilla/mux's host template without a variable: the names as written
         if self.syntax == V2 and name == "Query":
             raise RuleError(f"Query({', '.join(args)}): v2's Query (gorilla/mux's `key=value` "
                             "templates) is not expressed here: set the router's ruleSyntax=v3 "
@@ -487,8 +489,9 @@ def default_priority(rule: str) -> int:
     return len(rule)
 
 
-_V1_MATCHERS = {"host": "Host", "path": "Path", "pathprefix": "PathPrefix",
-                "pathstrip": "Path", "pathprefixstrip": "PathPrefix"}  # fmt: skip
+_V1_MATCHERS = {"host": "Host", "hostregexp": "HostRegexp", "path": "Path",
+                "pathprefix": "PathPrefix", "pathstrip": "Path",
+                "pathprefixstrip": "PathPrefix"}  # fmt: skip
 V1_STRIPPING = {"pathstrip", "pathprefixstrip"}
 
 
@@ -499,12 +502,14 @@ def parse_v1_rule(rule: str) -> tuple[str, tuple[str, ...]]:
         name, colon, values = part.strip().partition(":")
         kind = name.strip().lower()
         if not colon or kind not in _V1_MATCHERS:
-            raise RuleError(f"{part.strip()!r}: certbotless reads Host:, Path:, PathPrefix:, "
-                            "PathStrip: and PathPrefixStrip: of Traefik 1's rules")  # fmt: skip
+            raise RuleError(f"{part.strip()!r}: certbotless reads Host:, HostRegexp: (names "
+                            "without a {variable}), Path:, PathPrefix:, PathStrip: and "
+                            "PathPrefixStrip: of Traefik 1's rules")  # fmt: skip
         items = [v.strip() for v in values.split(",") if v.strip()]
         if not items or any("`" in item for item in items):
             raise RuleError(f"{part.strip()!r} has no usable value")
-        relative = next((i for i in items if kind != "host" and not i.startswith("/")), None)
+        relative = next((i for i in items if not kind.startswith("host") and
+                         not i.startswith("/")), None)  # fmt: skip
         if relative is not None:
             raise RuleError(f"{part.strip()!r}: {relative} does not start with '/', so Traefik 1 "
                             "routes no request to it (every request's path does): write "

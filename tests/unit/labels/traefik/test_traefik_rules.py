@@ -128,6 +128,9 @@ def test_rules_nginx_cannot_express_are_one_error_naming_the_part(rule: str, wor
     [
         ("Host(`a.example.com`, `b.example.com`)",
          (Alternative(("a.example.com", "b.example.com")),)),
+        # gorilla/mux's host template without a {variable}: the names themselves
+        ("HostRegexp(`a.example.com`, `b.example.com`)",
+         (Alternative(("a.example.com", "b.example.com")),)),
         ("HOST(`a.example.com`) && (Method(`GET`, `head`) || Method(`POST`)) "
          "&& Headers(`X-Api`, `1`)",
          (Alternative(("a.example.com",), "/", False, ("GET", "HEAD", "POST"),
