@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum, StrEnum
 
+from certbotless.request_conditions import RequestCondition
 from certbotless.rewrite_phase import NOTHING, RewritePhase
 
 # Every secret and config certbotless makes is named so (its account key among them).
@@ -129,10 +130,11 @@ class Route:
     response_headers: tuple[tuple[str, str], ...] = ()  # set on the answer; "" removes it
     auth_response_headers: tuple[str, ...] = ()  # copied from the forward-auth answer
     compress: bool = False  # gzip the answers
-    # Only requests with one of these methods (any when empty) and these headers at these
-    # values (Traefik's Method and Header(s) matchers) are served; others get 404.
+    # Only requests with one of these methods (any when empty), these headers at these values
+    # and every other condition (Traefik's matchers) are served; others get 404.
     methods: tuple[str, ...] = ()
     match_headers: tuple[tuple[str, str], ...] = ()  # (lowercase name, exact value)
+    conditions: tuple[RequestCondition, ...] = ()
     max_connections: int | None = None  # requests in flight per client address; over it, 429
     retries: int = 0  # tries on the service's other addresses after a connection error
     # The path replaced before it reaches the service: (PCRE, replacement with $1…$9).
@@ -362,24 +364,6 @@ class PastOrder:
     names: tuple[str, ...]  # sorted
     issued: bool
     renewal: bool = False
-
-
-def past_orders_to_json(history: Iterable[PastOrder]) -> str:
-    return json.dumps(
-        [[o.at.isoformat(), list(o.names), o.issued, o.renewal] for o in history],
-        separators=(",", ":"),
-    )
-
-
-def past_orders_from_json(text: str) -> list[PastOrder]:
-    """An unreadable history counts as empty (the CA's own limits still hold)."""
-    try:
-        return [
-            PastOrder(datetime.fromisoformat(at), tuple(names), bool(issued), bool(renewal))
-            for at, names, issued, renewal in json.loads(text)
-        ]
-    except (ValueError, TypeError):
-        return []
 
 
 @dataclass(frozen=True)

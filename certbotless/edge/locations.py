@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+from certbotless.edge.conditions import condition_checks
 from certbotless.edge.guards import access_directives, auth_location, forward_auth_directives
 from certbotless.edge.rewrite_phase import early_answers, strip_prefix_regex_rewrites
 from certbotless.edge.shaping import (
@@ -97,27 +98,6 @@ def _location_match(route: Route) -> str:
     return f"= {route.path}" if route.exact_path else route.path
 
 
-def _match_conditions(route: Route) -> str:
-    """Traefik's Method and Header(s) matchers: a request they do not match gets 404, as in
-    Traefik when no router matches (checked before access, in nginx's rewrite phase)."""
-    lines = []
-    if route.methods:
-        lines.append(f"if ($request_method !~ ^({'|'.join(route.methods)})$) {{ return 404; }}")
-    lines += [
-        f'if ($http_{name.lower().replace("-", "_")} !~ "{header_value_regex(value)}") '
-        "{ return 404; }"
-        for name, value in route.match_headers
-    ]
-    return "".join(f"\n            {line}" for line in lines)
-
-
-def header_value_regex(value: str) -> str:
-    """Traefik matches a header sent several times when any of its lines has the value; nginx
-    (from 1.23) joins the lines with ", ", so the value must be one of the joined items. (Values
-    are checked printable ASCII without '"', '$' and '\\': nothing nginx would read.)"""
-    return f"^(.*, )?{re.escape(value)}(, .*)?$"
-
-
 def _traefik_path_regex(path: str) -> str:
     """What Traefik's routing path must start with to match `path`, as a PCRE over the path as
     sent: each character as written or percent-encoded, except that upper-case encodings of
@@ -149,7 +129,7 @@ def _proxy_locations(
 ) -> list[str]:
     # The rewrite phase's checks (matchers, CORS) come before the rewrites' `break`.
     extra = (
-        _match_conditions(route)
+        condition_checks(route)
         + _reserved_path_check(route)
         + (cors_checks(route.cors) if route.cors is not None else "")
         + early_answers(route)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 
+from certbotless.edge.conditions import client_geos
 from certbotless.edge.guards import htpasswd_files, rate_zones
 from certbotless.edge.locations import RESERVED_PATH_MAP
 from certbotless.edge.mounts import HOSTS_DIR, LOCATIONS_DIR, NGINX_CONF_TARGET, cert_files
@@ -93,6 +94,7 @@ def render_nginx_conf(
         http2=_HTTP2_ON if http2_directive else "",
         real_ip=real_ip(front_subnets),
         rate_zones=rate_zones(by_host),
+        client_geos=client_geos(routes),
         reserved_path_map=RESERVED_PATH_MAP,
     )
     return {NGINX_CONF_TARGET: main, **_host_files(servers, max_file_bytes),
@@ -232,7 +234,7 @@ http {{
     ssl_session_cache shared:certbotless:10m;
     ssl_session_timeout 1d;
     ssl_session_tickets off;
-{http2}{real_ip}{rate_zones}{default_servers}
+{http2}{real_ip}{rate_zones}{client_geos}{default_servers}
 
     include {hosts_dir}/*.conf;
 }}

@@ -235,8 +235,9 @@ def route_options(route: Route) -> list[str]:
 def _access_text(route: Route) -> list[str]:
     """Who gets in (never the users' hashes)."""
     options = []
-    if route.methods or route.match_headers:
-        asked = [*route.methods, *(f"{name}: {value}" for name, value in route.match_headers)]
+    if route.methods or route.match_headers or route.conditions:
+        asked = [*route.methods, *(f"{name}: {value}" for name, value in route.match_headers),
+                 *(condition.words() for condition in route.conditions)]  # fmt: skip
         options.append(f"only {', '.join(asked)} (others 404)")
     if route.basic_auth is not None:
         users = (f"users of secret {route.basic_auth.secret}" if route.basic_auth.secret

@@ -36,8 +36,6 @@ from certbotless.model import (
     PastOrder,
     RenewalTime,
     StoredCert,
-    past_orders_from_json,
-    past_orders_to_json,
 )
 from certbotless.swarm.api import APIError, Json, Swarm
 from certbotless.swarm.store import KIND, MANAGED, NotStored
@@ -318,6 +316,24 @@ class SwarmStatusStore:
     def save(self, records: Mapping[str, CertificateStatus]) -> None:
         notes = {name: record.to_json() for name, record in records.items()}
         self.config.write_notes(STATUS_PREFIX, notes)
+
+
+def past_orders_to_json(history: Iterable[PastOrder]) -> str:
+    return json.dumps(
+        [[o.at.isoformat(), list(o.names), o.issued, o.renewal] for o in history],
+        separators=(",", ":"),
+    )
+
+
+def past_orders_from_json(text: str) -> list[PastOrder]:
+    """An unreadable history counts as empty (the CA's own limits still hold)."""
+    try:
+        return [
+            PastOrder(datetime.fromisoformat(at), tuple(names), bool(issued), bool(renewal))
+            for at, names, issued, renewal in json.loads(text)
+        ]
+    except (ValueError, TypeError):
+        return []
 
 
 class SwarmOrderHistory:

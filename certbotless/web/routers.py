@@ -101,6 +101,7 @@ def rule_text(route: Route) -> str:
     if route.methods:
         parts.append(_any_of("Method", route.methods))
     parts += [f"Header(`{name}`, `{value}`)" for name, value in route.match_headers]
+    parts += [condition.rule() for condition in route.conditions]
     return " && ".join(parts)
 
 

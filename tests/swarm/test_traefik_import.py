@@ -14,9 +14,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from certbotless.acme.keys import private_key_pem
-from certbotless.model import past_orders_from_json
 from certbotless.ops.account_key import key_thumbprint
-from certbotless.swarm.status import ORDERS_LABEL, STATUS_CONFIG
+from certbotless.swarm.status import ORDERS_LABEL, STATUS_CONFIG, past_orders_from_json
 from certbotless.swarm.store import ACCOUNT_KEY_SECRET, ACCOUNT_THUMBPRINT
 from rig.stacks import (
     DEMO_STACK,

@@ -344,7 +344,8 @@ def _router_routes(
         check_path(alternative.path, rule_label, invalid)
         routes.append(replace(base, hosts=hosts, path=alternative.path,
                               exact_path=alternative.exact, methods=alternative.methods,
-                              match_headers=alternative.headers))  # fmt: skip
+                              match_headers=alternative.headers,
+                              conditions=alternative.conditions))  # fmt: skip
     hosts = tuple(dict.fromkeys(h for route in routes for h in route.hosts))
     return (priority, routes, problems), _spec(hosts)
 

@@ -17,14 +17,19 @@ def _guards(route: Route) -> tuple[object, ...]:
     return route.basic_auth, route.allow_from, route.auth_url
 
 
+def _matches(route: Route) -> tuple[object, ...]:
+    """What a route's requests must carry besides a method (methods of one place unite)."""
+    return route.match_headers, route.conditions
+
+
 def _guard_conflict(
     service: ServiceInfo, label: str, key: tuple[str, str, bool], first_label: str
 ) -> LabelProblem:
     return LabelProblem(
         service.name, label, service.labels.get(label, ""),
         f"{key[0]}{key[1]} is also served by {first_label} with other access middlewares "
-        "(auth, allowlist) or Header(s) conditions; certbotless serves one route per host and "
-        "path, so neither is routed there: give both routers the same ones",
+        "(auth, allowlist) or conditions (Header, Query, ClientIP…); certbotless serves one "
+        "route per host and path, so neither is routed there: give both routers the same ones",
     )  # fmt: skip
 
 
@@ -47,7 +52,7 @@ def one_route_per_path(
             first, first_label = chosen.setdefault(
                 key, (replace(route, hosts=(host,), priority=priority), label)
             )
-            if _guards(first) != _guards(route) or first.match_headers != route.match_headers:
+            if _guards(first) != _guards(route) or _matches(first) != _matches(route):
                 conflicts.setdefault(key, _guard_conflict(service, label, key, first_label))
             elif first.methods != route.methods:  # routers by method: one route for all of them
                 methods = () if not (first.methods and route.methods) else tuple(
@@ -71,7 +76,8 @@ def one_route_per_path(
 
 
 def _conditions(route: Route) -> str:
-    """A route's Method and Header conditions in words ("" when it has none)."""
+    """A route's Method, Header and other conditions in words ("" when it has none)."""
     words = [f"method {' or '.join(route.methods)}"] if route.methods else []
     words += [f"header {name}: {value}" for name, value in route.match_headers]
+    words += [condition.words() for condition in route.conditions]
     return " and ".join(words)

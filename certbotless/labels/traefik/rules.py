@@ -20,10 +20,13 @@ by `parse_v1_rule`, as v2.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 
+from certbotless.labels.traefik.regexps import header_pcre, query_pcre, query_value_pattern
 from certbotless.labels.values import HEADER_NAME_RE, HEADER_VALUE_RE
+from certbotless.request_conditions import Check, RequestCondition
 
 MAX_RULE_LENGTH = 4096
 MAX_DEPTH = 32  # nesting of parentheses and `!`
@@ -46,6 +49,9 @@ _PATHS = {"path": True, "pathprefix": False}  # → exact
 _HOST_REGEXP = "hostregexp"
 _METHOD = "method"
 _HEADER = {"headers", "header"}  # v2's Headers(`K`, `V`), v3's Header(`K`, `V`): exact value
+_HEADER_REGEXP = {"headersregexp", "headerregexp"}
+_QUERY = {"query", "queryregexp"}
+_CLIENT_IP = "clientip"
 _METHOD_RE = re.compile(r"^[A-Z]{1,20}$", re.ASCII)
 # A regexp that is one literal name: `^a\.example\.com$` (v3) or `a.example.com` (v2).
 _LITERAL_HOST_RE = re.compile(r"^\^?((?:[A-Za-z0-9-]|\\\.)+)\$?$", re.ASCII)
@@ -82,13 +88,15 @@ Node = Matcher | Not | All | Any
 @dataclass(frozen=True)
 class Alternative:
     """Requests for one of `hosts` whose path starts with `path` (or is `path`, when `exact`),
-    with one of `methods` (any when empty) and every header of `headers` at its value."""
+    with one of `methods` (any when empty), every header of `headers` at its value, and every
+    other condition met."""
 
     hosts: tuple[str, ...]
     path: str = "/"
     exact: bool = False
     methods: tuple[str, ...] = ()
     headers: tuple[tuple[str, str], ...] = ()
+    conditions: tuple[RequestCondition, ...] = ()
 
 
 _TOKEN_RE = re.compile(
@@ -243,6 +251,12 @@ class _Parser:
         self.take(")")
         name = _canonical_name(name, self.syntax)
         _check_values(name, args, self.syntax)
+        if self.syntax == V2 and name == "HostRegexp" and not any("{" in a for a in args):
+            name = "Host"  # gorilla/mux's host template without a variable: the names as written
+        if self.syntax == V2 and name == "Query":
+            raise RuleError(f"Query({', '.join(args)}): v2's Query (gorilla/mux's `key=value` "
+                            "templates) is not expressed here: set the router's ruleSyntax=v3 "
+                            "and write Query(`key`, `value`) or QueryRegexp")  # fmt: skip
         if name.lower() in _HOST or name.lower() in _PATHS or name.lower() == _METHOD:
             # v2: any of several values (v3 has only one)
             matchers = tuple(Matcher(name, (arg,)) for arg in args)
@@ -309,20 +323,22 @@ def _methods_united(alternatives: tuple[Alternative, ...]) -> tuple[Alternative,
             )
     united: dict[_Where, list[str]] = {}
     for (host, path, exact), found in per_place.items():
-        if len({a.headers for a in found}) > 1:
-            raise RuleError(f"{host}{path} is matched with different Header(s) conditions in "
-                            "different alternatives; nginx serves a host and path from one "
-                            "place: write one router per condition")  # fmt: skip
+        if len({(a.headers, a.conditions) for a in found}) > 1:
+            raise RuleError(f"{host}{path} is matched with different conditions (Header, Query, "
+                            "ClientIP, a negated Method…) in different alternatives; nginx "
+                            "serves a host and path from one place: write one router per "
+                            "condition")  # fmt: skip
         methods = set() if any(not a.methods for a in found) else {
             m for a in found for m in a.methods
         }  # fmt: skip
-        where = (path, exact, tuple(sorted(methods)), found[0].headers)
+        where = (path, exact, tuple(sorted(methods)), found[0].headers, found[0].conditions)
         united.setdefault(where, []).append(host)
     return tuple(Alternative(tuple(h), *where) for where, h in united.items())
 
 
-# path, exact, methods, headers
-_Where = tuple[str, bool, tuple[str, ...], tuple[tuple[str, str], ...]]
+# path, exact, methods, headers, other conditions
+_Conditions = tuple[RequestCondition, ...]
+_Where = tuple[str, bool, tuple[str, ...], tuple[tuple[str, str], ...], _Conditions]
 
 
 def _conjunction(literals: _Conjunction) -> tuple[list[str], _Where] | None:
@@ -331,10 +347,13 @@ def _conjunction(literals: _Conjunction) -> tuple[list[str], _Where] | None:
     path, exact = "/", False
     methods: set[str] | None = None
     headers: dict[str, str] = {}
+    conditions: set[RequestCondition] = set()
     for negated, matcher in literals:
         kind = matcher.name.lower()
-        if negated:
-            raise RuleError(f"!{_shown(matcher)}: nginx cannot serve everything but a match")
+        if negated and (kind in _HOST or kind == _HOST_REGEXP or kind in _PATHS):
+            raise RuleError(f"!{_shown(matcher)}: nginx cannot serve everything but a host or "
+                            "path; a negated Method, Header, HeaderRegexp, Query, QueryRegexp "
+                            "or ClientIP is checked per request")  # fmt: skip
         if kind in _HOST or kind == _HOST_REGEXP:
             host = _host_of(matcher)
             order.append(host)
@@ -347,24 +366,75 @@ def _conjunction(literals: _Conjunction) -> tuple[list[str], _Where] | None:
             if merged is None:
                 return None
             path, exact = merged
-        elif kind == _METHOD:
+        elif kind == _METHOD and not negated:
             method = _method_of(matcher)
             methods = {method} if methods is None else methods & {method}
-        elif kind in _HEADER:
+        elif kind in _HEADER and not negated:
             name, value = _header_of(matcher)
             if headers.setdefault(name.lower(), value) != value:
                 return None
         else:
-            raise RuleError(f"{_shown(matcher)}: {matcher.name} cannot be expressed in nginx "
-                            "here; only Host, HostRegexp with one literal name, Path, "
-                            "PathPrefix, Method and Header(s) are")  # fmt: skip
+            conditions.add(_condition_of(matcher, negated))
     if hosts is None:
         raise RuleError("an alternative of the rule names no Host; certbotless serves and "
                         "certifies named hosts only: add Host(`a.example.com`)")  # fmt: skip
     if not hosts or methods == set():
         return None
-    where = (path, exact, tuple(sorted(methods or ())), tuple(sorted(headers.items())))
+    where = (path, exact, tuple(sorted(methods or ())), tuple(sorted(headers.items())),
+             tuple(sorted(conditions)))  # fmt: skip
     return [h for h in dict.fromkeys(order) if h in hosts], where
+
+
+def _condition_of(matcher: Matcher, negated: bool) -> RequestCondition:
+    """A matcher nginx checks per request (in the location, before anything else)."""
+    kind = matcher.name.lower()
+    if kind == _METHOD:
+        return RequestCondition(Check.METHOD, (_method_of(matcher),), negated)
+    if kind in _HEADER:
+        name, value = _header_of(matcher)
+        return RequestCondition(Check.HEADER, (name.lower(), value), negated)
+    if kind == _CLIENT_IP:
+        return RequestCondition(Check.CLIENT_IP, _networks_of(matcher), negated)
+    try:
+        if kind in _HEADER_REGEXP:
+            name, pattern = _header_of(matcher, pattern=True)
+            return RequestCondition(Check.HEADER_REGEXP, (name.lower(), pattern), negated,
+                             header_pcre(pattern))  # fmt: skip
+        if kind in _QUERY:
+            return _query_of(matcher, negated)
+    except ValueError as error:
+        raise RuleError(f"{_shown(matcher)}: {error}; certbotless takes the part of Go's RE2 "
+                        "that nginx's PCRE reads alike") from None  # fmt: skip
+    raise RuleError(f"{_shown(matcher)}: {matcher.name} cannot be expressed in nginx "
+                    "here; only Host, HostRegexp with one literal name, Path, PathPrefix, "
+                    "Method, Header(s), HeaderRegexp, Query, QueryRegexp (v3) and ClientIP "
+                    "are")  # fmt: skip
+
+
+def _query_of(matcher: Matcher, negated: bool) -> RequestCondition:
+    key = matcher.args[0]
+    regexp = matcher.name.lower() == "queryregexp" and len(matcher.args) == 2
+    check = Check.QUERY_REGEXP if regexp else Check.QUERY
+    if len(matcher.args) == 1:
+        return RequestCondition(check, (key,), negated, query_pcre(key, None))
+    value = matcher.args[1]
+    pcre = query_pcre(key, value if regexp else query_value_pattern(value))
+    return RequestCondition(check, (key, value), negated, pcre)
+
+
+def _networks_of(matcher: Matcher) -> tuple[str, ...]:
+    """ClientIP's addresses and CIDR networks, as Traefik's ip.NewChecker reads them."""
+    networks = []
+    for value in matcher.args:
+        _, slash, bits = value.partition("/")
+        try:
+            if "%" in value or (slash and not bits.isdigit()):
+                raise ValueError(value)
+            networks.append(ipaddress.ip_network(value, strict=False).with_prefixlen)
+        except ValueError:
+            raise RuleError(f"{_shown(matcher)}: {value} is not an IP address or CIDR network; "
+                            "Traefik refuses the rule") from None  # fmt: skip
+    return tuple(dict.fromkeys(networks))
 
 
 def _method_of(matcher: Matcher) -> str:
@@ -374,11 +444,13 @@ def _method_of(matcher: Matcher) -> str:
     return method
 
 
-def _header_of(matcher: Matcher) -> tuple[str, str]:
+def _header_of(matcher: Matcher, pattern: bool = False) -> tuple[str, str]:
     if len(matcher.args) != 2:
         raise RuleError(f"{_shown(matcher)}: takes a header name and its value")
     name, value = matcher.args
-    if not HEADER_NAME_RE.match(name) or not HEADER_VALUE_RE.match(value):
+    if pattern and not HEADER_NAME_RE.match(name):
+        raise RuleError(f"{_shown(matcher)}: header names are letters, digits and '-'")
+    if not pattern and (not HEADER_NAME_RE.match(name) or not HEADER_VALUE_RE.match(value)):
         raise RuleError(f"{_shown(matcher)}: header names are letters, digits and '-', values "
                         "printable ASCII without '\"', '$' and '\\'")  # fmt: skip
     return name, value
@@ -417,8 +489,9 @@ def default_priority(rule: str) -> int:
     return len(rule)
 
 
-_V1_MATCHERS = {"host": "Host", "path": "Path", "pathprefix": "PathPrefix",
-                "pathstrip": "Path", "pathprefixstrip": "PathPrefix"}  # fmt: skip
+_V1_MATCHERS = {"host": "Host", "hostregexp": "HostRegexp", "path": "Path",
+                "pathprefix": "PathPrefix", "pathstrip": "Path",
+                "pathprefixstrip": "PathPrefix"}  # fmt: skip
 V1_STRIPPING = {"pathstrip", "pathprefixstrip"}
 
 
@@ -429,12 +502,14 @@ def parse_v1_rule(rule: str) -> tuple[str, tuple[str, ...]]:
         name, colon, values = part.strip().partition(":")
         kind = name.strip().lower()
         if not colon or kind not in _V1_MATCHERS:
-            raise RuleError(f"{part.strip()!r}: certbotless reads Host:, Path:, PathPrefix:, "
-                            "PathStrip: and PathPrefixStrip: of Traefik 1's rules")  # fmt: skip
+            raise RuleError(f"{part.strip()!r}: certbotless reads Host:, HostRegexp: (names "
+                            "without a {variable}), Path:, PathPrefix:, PathStrip: and "
+                            "PathPrefixStrip: of Traefik 1's rules")  # fmt: skip
         items = [v.strip() for v in values.split(",") if v.strip()]
         if not items or any("`" in item for item in items):
             raise RuleError(f"{part.strip()!r} has no usable value")
-        relative = next((i for i in items if kind != "host" and not i.startswith("/")), None)
+        relative = next((i for i in items if not kind.startswith("host") and
+                         not i.startswith("/")), None)  # fmt: skip
         if relative is not None:
             raise RuleError(f"{part.strip()!r}: {relative} does not start with '/', so Traefik 1 "
                             "routes no request to it (every request's path does): write "

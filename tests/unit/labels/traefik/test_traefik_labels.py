@@ -467,14 +467,14 @@ CASES = {
             ),
         ),
     ),
-    "query-is-not-expressible": Case(
+    "path-regexp-is-not-expressible": Case(
         {
             "traefik.enable": "true",
-            f"{R}a.rule": "Host(`a.example.com`) && Query(`v`, `2`)",
+            f"{R}a.rule": "Host(`a.example.com`) && PathRegexp(`^/v[0-9]`)",
             f"{S}a.loadbalancer.server.port": "80",
         },
         (),
-        ("Query(`v`, `2`): Query cannot be expressed",),
+        ("PathRegexp(`^/v[0-9]`): PathRegexp cannot be expressed",),
     ),
 }
 
