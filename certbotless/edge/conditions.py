@@ -46,10 +46,10 @@ def _check(condition: RequestCondition) -> str:
         return f'if ({_header_variable(name)} {fails} "{header_value_regex(value)}") {_NOT_FOUND}'
     if condition.check is Check.HEADER_REGEXP:
         # Searched anywhere in a value that is there: a header absent (or empty) matches nothing.
-        regex = _quoted(f"^(?=.).*?(?:{condition.pcre})")
+        regex = quoted(f"^(?=.).*?(?:{condition.pcre})")
         return f'if ({_header_variable(condition.values[0])} {fails} "{regex}") {_NOT_FOUND}'
     if condition.check in (Check.QUERY, Check.QUERY_REGEXP):
-        return f'if ($args {fails} "{_quoted(condition.pcre)}") {_NOT_FOUND}'
+        return f'if ($args {fails} "{quoted(condition.pcre)}") {_NOT_FOUND}'
     inside = "0" if condition.negated else "1"
     return f"if ({client_variable(condition.values)} != {inside}) {_NOT_FOUND}"
 
@@ -58,8 +58,9 @@ def _header_variable(name: str) -> str:
     return f"$http_{name.lower().replace('-', '_')}"
 
 
-def _quoted(regex: str) -> str:
-    """A regex inside an nginx "…" string, which reads `\\\\` and `\\"` as one character."""
+def quoted(regex: str) -> str:
+    """A regex inside an nginx "…" string, which reads `\\\\` and `\\"` as one character (the
+    other escapes it reads, `\\t \\n \\r`, mean the same to PCRE)."""
     return regex.replace("\\", "\\\\").replace('"', '\\"')
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from certbotless.edge.conditions import condition_checks
+from certbotless.edge.conditions import condition_checks, quoted
 from certbotless.edge.guards import access_directives, auth_location, forward_auth_directives
 from certbotless.edge.rewrite_phase import early_answers, strip_prefix_regex_rewrites
 from certbotless.edge.shaping import (
@@ -184,7 +184,7 @@ def _rewrites(route: Route) -> str:
     if route.rewrite_phase.strip_prefix_regex is not None:
         return strip_prefix_regex_rewrites(route.rewrite_phase.strip_prefix_regex)
     if route.replace_path is not None:
-        regex, replacement = route.replace_path
+        regex, replacement = quoted(route.replace_path[0]), route.replace_path[1]
         asked = "$certbotless_replaced_path"
         lines = [f'set {asked} "";',
                  f'if ($uri ~ "{regex}") {{ set {asked} $certbotless_request_path; }}',

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+from certbotless.edge.conditions import quoted
 from certbotless.model import Route
 from certbotless.rewrite_phase import AllowedHosts, RedirectRegex, StripPrefixRegex
 
@@ -47,7 +48,7 @@ def _redirect(redirect: RedirectRegex) -> list[str]:
     return [
         f'set {url} "$scheme://$certbotless_host$request_uri";',
         f"set {to} {url};",
-        f'if ({url} ~ "^(?>{redirect.regex})([\\s\\S]*)$") '
+        f'if ({url} ~ "^(?>{quoted(redirect.regex)})([\\s\\S]*)$") '
         f'{{ set {to} "{redirect.replacement}"; }}',
         f'set {mark} "";',
         f'if ({to} != {url}) {{ set {mark} "y"; }}',
@@ -63,7 +64,8 @@ def strip_prefix_regex_rewrites(strip: StripPrefixRegex) -> str:
     rest given a leading `/`; the first that matches ends the rewrites."""
     prefix = "$certbotless_stripped_prefix"
     lines = [f'set {prefix} "";']
-    for regex, groups in strip.regexes:
+    for written, groups in strip.regexes:
+        regex = quoted(written)  # PCRE text inside nginx's "…"
         matched = f"^(?>{regex})(?<=[\\s\\S])"
         lines += [f'if ($uri ~ "^((?>{regex}))(?<=[\\s\\S])") {{ set {prefix} $1; }}',
                   f'rewrite "{matched}(/[\\s\\S]*)$" ${groups + 1} break;',

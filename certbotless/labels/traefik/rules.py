@@ -24,7 +24,8 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from certbotless.labels.traefik.regexps import header_pcre, query_pcre, query_value_pattern
+from certbotless.labels.traefik.go_regex import header_pcre
+from certbotless.labels.traefik.query_regex import query_pcre, query_value_pattern
 from certbotless.labels.values import HEADER_NAME_RE, HEADER_VALUE_RE
 from certbotless.request_conditions import Check, RequestCondition
 

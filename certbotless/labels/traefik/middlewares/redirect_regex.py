@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from certbotless.labels.traefik.middlewares.go_regex import NotPortable, to_pcre
+from certbotless.labels.traefik.go_regex import NotPortable, Pcre, to_pcre
 from certbotless.labels.traefik.middlewares.options import (
     Context,
     Middleware,
@@ -42,7 +42,7 @@ def apply(route: Route, mw: Middleware, context: Context) -> Route:
         raise Unsupported(mw.label("regex"), mw.value("regex"), f"has more than {MAX_GROUPS} "
                           "groups (nginx counts captures to 9): use (?:…) for the others",
                           )  # fmt: skip
-    replacement = _nginx_replacement(mw, pcre.groups)
+    replacement = _nginx_replacement(mw, pcre)
     redirect = RedirectRegex(pcre.text, pcre.groups, replacement,
                              PERMANENT if flag(mw, "permanent") else TEMPORARY)  # fmt: skip
     return replace(route, rewrite_phase=replace(route.rewrite_phase, redirect_regex=redirect))
@@ -59,9 +59,11 @@ def _not_after_access_or_path_change(route: Route, mw: Middleware) -> None:
                           "access and path middlewares")  # fmt: skip
 
 
-def _nginx_replacement(mw: Middleware, groups: int) -> str:
-    """Go's replacement (`$1`, `${1}`, `$name`) as nginx's value: `$N` for an existing group,
-    nothing for a name Go finds no group for (as Go), then the URL's rest."""
+def _nginx_replacement(mw: Middleware, pcre: Pcre) -> str:
+    """Go's replacement (`$1`, `${1}`, `$name`) as nginx's value: `$N` for an existing group
+    (a named one by its number), nothing for a name Go finds no group for (as Go), then the
+    URL's rest."""
+    groups, names = pcre.groups, dict(pcre.names)
     written = mw.value("replacement")
     parts, last = [], 0
     for reference in _REFERENCE_RE.finditer(written):
@@ -72,6 +74,8 @@ def _nginx_replacement(mw: Middleware, groups: int) -> str:
                               "in nginx's redirect")  # fmt: skip
         if name.isdigit() and 1 <= int(name) <= groups:
             parts.append(f"${int(name)}")
+        elif name in names:
+            parts.append(f"${names[name]}")
         elif name.isdigit() and int(name) == 0:
             raise Unsupported(mw.label("replacement"), written, "$0 (the whole match) is not "
                               "kept by nginx: capture it in a group")  # fmt: skip

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from certbotless.labels.traefik.middlewares.go_regex import NotPortable, to_pcre
+from certbotless.labels.traefik.go_regex import NotPortable, to_pcre
 from certbotless.labels.traefik.middlewares.options import (
     Context,
     Middleware,

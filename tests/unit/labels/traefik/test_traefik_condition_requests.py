@@ -150,6 +150,13 @@ def test_header_regexp_with_characters_nginx_quotes(serve: Serve) -> None:
     assert ask("/", headers=[("X-A", 'a"b$c\\\\d;{}')]) == "404"
 
 
+def test_header_regexp_reads_posix_classes_and_flags_as_go(serve: Serve) -> None:
+    # The same Go regex subset as the middlewares' (go_regex.py): POSIX names, (?i:…), \s.
+    ask, problems = serve(f"Host(`{HOST}`) && HeaderRegexp(`X-A`, `^[[:upper:]]+\\s(?i:b)$`)")
+    assert problems == ()
+    assert [ask("/", headers=[("X-A", v)]) for v in ("AB b", "AB\tB", "Ab b")] == ["r", "r", "404"]
+
+
 def test_header_regexp_that_matches_an_empty_value_still_needs_the_header(serve: Serve) -> None:
     ask, _ = serve(f"Host(`{HOST}`) && HeaderRegexp(`X-A`, `.*`)")
     assert (ask("/", headers=[("X-A", "1")]), ask("/")) == ("r", "404")

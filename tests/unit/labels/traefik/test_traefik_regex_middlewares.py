@@ -9,8 +9,8 @@ import shutil
 
 import pytest
 
+from certbotless.labels.traefik.go_regex import NotPortable, to_pcre
 from certbotless.labels.traefik.labels import traefik_claims
-from certbotless.labels.traefik.middlewares.go_regex import NotPortable, to_pcre
 from certbotless.model import ServiceInfo
 from tests.support.edge_nginx import HOST, Echo, ServeEdge, one_router, request
 
@@ -154,6 +154,30 @@ def test_strip_prefix_regex_that_matches_empty_strips_nothing(
     assert request(greedy, "/y")[:2] == (200, "/y -")
 
 
+def test_named_groups_quotes_and_spaces_read_as_go_reads_them(
+    upstream: int, edge: ServeEdge
+) -> None:
+    # Go numbers a named group and Expand finds `${name}`.
+    named = {f"{M}rr.redirectregex.regex": r"^http://[^/]+/(?P<page>[a-z]+)/(.*)",
+             f"{M}rr.redirectregex.replacement": "https://new.example.com/${page}-$2"}  # fmt: skip
+    port = edge(one_router(upstream, named)).port
+    assert request(port, "/a/b")[2]["Location"] == "https://new.example.com/a-b"
+    # On the decoded path, `"` and `\\` are literal; RE2's `\s` has no vertical tab.
+    strip = {f"{M}sp.stripprefixregex.regex": r'/(?<p>a)"?\\?\s?'}
+    port = edge(one_router(upstream, strip)).port
+    assert request(port, "/a%22%5C%09b")[:2] == (200, "/b -")
+    assert request(port, "/a%0Bb")[:2] == (200, "/%0Bb -")
+
+
+def test_replace_path_regex_dollar_is_the_end_of_the_path(upstream: int, edge: ServeEdge) -> None:
+    # Go's `$` is the end of the text; PCRE's would also match before a final newline (%0A).
+    moved = {f"{M}rp.replacepathregex.regex": "^/old/([a-z]+)$",
+             f"{M}rp.replacepathregex.replacement": "/new/$1"}  # fmt: skip
+    port = edge(one_router(upstream, moved)).port
+    assert request(port, "/old/a")[:2] == (200, "/new/a -")
+    assert request(port, "/old/a%0A")[:2] == (200, "/old/a%0A -")
+
+
 # --- Go's regexes as PCRE ---------------------------------------------------------------------
 
 
@@ -163,7 +187,13 @@ def test_strip_prefix_regex_that_matches_empty_strips_nothing(
         (r"^/a/(.*)$", r"^/a/(.*)\z"),  # Go's $ is the end of the text
         (r"[$a]{2,3}\.x", r"[$a]{2,3}\.x"),
         (r"(?i)^/x{", r"(?i)^/x\{"),
-        (r"\d\w\b\x41", r"\d\w\b\x41"),
+        (r"\d\w\b\x41", r"\d\w\bA"),
+        # RE2's \s has no vertical tab (PCRE's has): written out.
+        (r"\s[^\S]", r"[\x09\x0a\x0c\x0d ][\x09\x0a\x0c\x0d ]"),
+        (r"[[:alpha:]\d-]", r"[\-0-9A-Za-z]"),  # POSIX classes as Go defines them
+        (r"(?P<n>a)(?<m>b)", r"(a)(b)"),  # numbered as Go numbers them; no nginx variable
+        ('a\\\\b"', 'a\\\\b"'),  # PCRE text: the edge quotes it for nginx
+        (r"(?is:a.)", r"(?is:a.)"),
     ],
 )
 def test_go_regexes_both_read_alike_are_written_for_pcre(go: str, pcre: str) -> None:
@@ -171,8 +201,8 @@ def test_go_regexes_both_read_alike_are_written_for_pcre(go: str, pcre: str) -> 
 
 
 @pytest.mark.parametrize(
-    "go", [r"\s", r"(?=a)", r"(?P<n>a)", r"\1", r"a{,3}", r"a{1001}", r"a*+", r"(?m)^a",
-           r"\pL", r"\xe9", "a\\\\b", "a\"b", r"\Z"],
+    "go", [r"\v", r"(?=a)", r"(?P<n", r"\1", r"a{,3}", r"a{1001}", r"a*+", r"(?m)^a",
+           r"\pL", r"\xe9", r"[[:foo:]]", r"a(?i)b", r"[\b]", r"\Z"],
 )  # fmt: skip
 def test_go_regexes_pcre_reads_otherwise_are_refused(go: str) -> None:
     with pytest.raises(NotPortable):
