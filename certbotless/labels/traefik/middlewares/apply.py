@@ -80,7 +80,7 @@ def _apply_named(
     kind = "basicauth" if name == V1_BASIC else _kind_of(name, context)
     problem = LabelProblem(context.service.name, unsupported.label, unsupported.value,
                            f"middleware {name}: {unsupported.message}")  # fmt: skip
-    if kind not in SHAPING_KINDS:
+    if kind not in SHAPING_KINDS or _checks_hosts(name, context):
         raise MiddlewareRefused([_refusal(problem)])
     problems.append(replace(problem, message=problem.message + "; the route is served "
                             "without it"))  # fmt: skip
@@ -117,6 +117,17 @@ def _apply_one(
 def _refusal(problem: LabelProblem) -> LabelProblem:
     return replace(problem, message=problem.message + "; it may guard access, so this router "
                    "is not routed at all rather than served open")  # fmt: skip
+
+
+def _checks_hosts(name: str, context: Context) -> bool:
+    """Whether the middleware is a `headers` one asking for allowedHosts: that check guards
+    access, so a route whose headers middleware cannot be applied is refused, not served
+    without it."""
+    try:
+        middleware = _resolve("", name, context)
+    except Unsupported:
+        return False
+    return middleware.kind == "headers" and bool(middleware.value("allowedhosts").strip())
 
 
 def _kind_of(name: str, context: Context) -> str | None:

@@ -58,14 +58,23 @@ def test_hosts_proxy_headers_give_the_host_allowed_hosts_checks(
                                   ("X-Original-Host", "front.example.com")])[0] == 500  # fmt: skip
 
 
-def test_allowed_hosts_after_an_access_middleware_are_refused_in_words() -> None:
+def test_allowed_hosts_that_cannot_be_applied_refuse_the_router_in_words() -> None:
+    """allowedHosts guards access: a headers middleware asking for it that cannot be applied
+    (here after an access middleware) refuses the router rather than serving it without the
+    check, as for any middleware that guards access."""
     labels = {f"{M}a.basicauth.users": "u:$apr1$r31.....$HqJZimcKQFAMYayBlzkrA/",
               f"{M}h.headers.allowedhosts": HOST}  # fmt: skip
     claims = traefik_claims([ServiceInfo("app", one_router(8000, labels))])["app"]
-    [route], [problem] = claims.routes, claims.problems  # headers only shape: served without
-    assert route.basic_auth is not None and route.rewrite_phase.allowed_hosts is None
+    assert claims.routes == ()
+    [problem] = claims.problems
     assert "before the router's access middlewares" in problem.message
-    assert problem.message.endswith("the route is served without it")
+    assert problem.message.endswith("not routed at all rather than served open")
+    # A headers middleware without allowedHosts still only shapes: served without it.
+    shaping = {f"{M}a.basicauth.users": "u:$apr1$r31.....$HqJZimcKQFAMYayBlzkrA/",
+               f"{M}h.headers.stsseconds": "forever"}  # fmt: skip
+    served = traefik_claims([ServiceInfo("app", one_router(8000, shaping))])["app"]
+    [route], [problem] = served.routes, served.problems
+    assert route.basic_auth is not None and problem.message.endswith("served without it")
 
 
 # --- redirectRegex ------------------------------------------------------------------------------
