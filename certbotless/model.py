@@ -141,8 +141,9 @@ class Route:
     replace_path: tuple[str, str] | None = None
     cors: Cors | None = None
     dialect: str = "certbotless"  # the labels that asked for it: certbotless's or traefik's
-    # Traefik's router priority (explicit, else the rule's length), shown on the status page;
-    # the order it decides was settled in labels/traefik/priority.py, so routes compare without it.
+    # Traefik's router priority (explicit, else the rule's length): the edge tries a host's
+    # routes in this order (natives, None, by nginx's: exact path, then longest prefix). Left
+    # out of comparisons: the rendered configuration is what changes when it does.
     priority: int | None = field(default=None, compare=False)
     # Traefik's Strict-Transport-Security value for this route (headers.stsSeconds…), sent on
     # its HTTPS answers, and on plain HTTP too with `strict_transport_on_plain_http`.
@@ -153,6 +154,9 @@ class Route:
     auth_request_headers: tuple[str, ...] = ()  # only these go to forward auth (empty: all)
     pass_host_header: bool = True  # False: the service gets its own name:port as Host
     rewrite_phase: RewritePhase = NOTHING  # allowedHosts, redirectRegex, stripPrefixRegex
+    # A Traefik router without a Host: also served for names no route claims (the edge's default
+    # server); discovery adds its own stack's hosts to `hosts`.
+    every_host: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """What a route asks of a request besides its host and path: Traefik's ClientIP, HeaderRegexp,
-Query and QueryRegexp matchers, and negated Method and Header ones. Plain data (a foundation
+Query, QueryRegexp, HostRegexp and PathRegexp matchers, and negated Host, Path, Method and Header
+ones. Plain data (a foundation
 that model imports): labels/traefik/rules.py makes them, edge/conditions.py has nginx check
 them, and a request that fails one gets 404, as from Traefik when no router matches."""
 
@@ -18,6 +19,11 @@ class Check(StrEnum):
     QUERY = "Query"  # values: the key, the exact value ("" for a key sent without one)
     QUERY_REGEXP = "QueryRegexp"  # values: the key, the RE2 pattern
     CLIENT_IP = "ClientIP"  # values: the networks (any of them), as CIDR
+    HOST = "Host"  # values: the name (lower case, no trailing dot)
+    HOST_REGEXP = "HostRegexp"  # values: the pattern as written; pcre over the lower-case host
+    PATH = "Path"  # values: the path, matched whole
+    PATH_PREFIX = "PathPrefix"  # values: the path the request's starts with
+    PATH_REGEXP = "PathRegexp"  # values: the pattern as written; pcre over the routing path
 
 
 @dataclass(frozen=True, order=True)

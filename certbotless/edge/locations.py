@@ -1,12 +1,19 @@
-"""A host's location blocks: each route proxied to its upstream (Traefik's matchers, its
-prefix stripped or added or its path replaced), the HTTPS redirects of plain HTTP, and the
-ACME challenge location."""
+"""A server's location blocks: each route proxied to its upstream (its prefix stripped or added
+or its path replaced), the HTTPS redirects of plain HTTP, and the ACME challenge location; the
+routes chosen among as Traefik chooses (edge/dispatch.py)."""
 
 from __future__ import annotations
 
 import re
 
-from certbotless.edge.conditions import condition_checks, quoted
+from certbotless.edge.conditions import quoted
+from certbotless.edge.dispatch import (
+    body_size_check,
+    dispatch,
+    route_name,
+    routing_order,
+    takes_every_request,
+)
 from certbotless.edge.guards import access_directives, auth_location, forward_auth_directives
 from certbotless.edge.rewrite_phase import early_answers, strip_prefix_regex_rewrites
 from certbotless.edge.shaping import (
@@ -23,19 +30,6 @@ from certbotless.model import CHALLENGE_PREFIX, Route
 # A redirect=true route asked for over plain HTTP before its host has a certificate.
 NO_CERTIFICATE_YET_RETRY_AFTER = 60
 
-# Traefik routes on the path with reserved characters kept percent-encoded when written in
-# upper case (`%2F` stays `%2F`: pkg/muxer/http/mux.go, withRoutingPath); nginx's locations see
-# them decoded. Only such requests are checked again, on their path as sent.
-_RESERVED = ":/?#[]@!$&'()*+,;="
-_KEPT_ENCODED = "|".join(f"%{ord(c):02X}" for c in _RESERVED + "%")
-RESERVED_PATH_MAP = f"""
-    # The path as sent, when it has a percent-encoded reserved character that Traefik would
-    # keep encoded to choose the route; empty otherwise.
-    map $request_uri $certbotless_reserved_path {{
-        "~^(?<path>[^?]*(?:{_KEPT_ENCODED})[^?]*)" $path;
-        default "";
-    }}"""
-
 
 def challenge_location(responder_upstream: str) -> str:
     return f"""
@@ -46,7 +40,9 @@ def challenge_location(responder_upstream: str) -> str:
         }}"""
 
 
-def to_https_location(path: str, statuses: tuple[int, int] = (308, 308), port: int = 443) -> str:
+def to_https_location(
+    match: str, statuses: tuple[int, int] = (308, 308), port: int = 443, comment: str = ""
+) -> str:
     """Plain HTTP sent to HTTPS: `statuses` for GET and for other methods (Traefik's
     redirectScheme: 302/307, or 301/308 when permanent), to `port`."""
     target = "https://$host" + ("" if port == 443 else f":{port}") + "$request_uri"
@@ -57,14 +53,14 @@ def to_https_location(path: str, statuses: tuple[int, int] = (308, 308), port: i
         else f"\n            if ($request_method != GET) {{ return {other_status} {target}; }}"
     )
     return f"""
-        location {path} {{{other}
+        location {match} {{{comment}{other}
             return {get_status} {target};
         }}"""
 
 
-def _not_yet_https_location(path: str) -> str:
+def _not_yet_https_location(match: str, comment: str = "") -> str:
     return f"""
-        location {path} {{
+        location {match} {{{comment}
             add_header Retry-After {NO_CERTIFICATE_YET_RETRY_AFTER} always;
             default_type text/plain;
             return 503 "HTTPS for this site is being set up; retry in a minute\\n";
@@ -72,65 +68,34 @@ def _not_yet_https_location(path: str) -> str:
 
 
 def route_locations(
-    routes: list[Route], plain_http: bool, has_cert: bool, hsts: bool = False
+    server_key: str, routes: list[Route], plain_http: bool, has_cert: bool, hsts: bool = False
+) -> tuple[str, list[str]]:
+    """The http-level maps that choose a route (none when the first takes every request) and
+    the server's locations: each route's, and its auth and error-page helpers. On plain HTTP,
+    routes that want HTTPS only redirect."""
+    ordered = routing_order(routes)
+    if takes_every_request(ordered[0]):
+        return "", _route_blocks(0, ordered[0], "/", plain_http, has_cert, hsts)
+    maps, location = dispatch(server_key, ordered)
+    blocks = [location]
+    for index, route in enumerate(ordered):
+        blocks += _route_blocks(index, route, route_name(index), plain_http, has_cert, hsts)
+    return maps, blocks
+
+
+def _route_blocks(
+    index: int, route: Route, match: str, plain_http: bool, has_cert: bool, hsts: bool
 ) -> list[str]:
-    """One location per route (longest path first), plus its auth and error-page locations.
-    On plain HTTP, routes that want HTTPS only redirect. Without a route at `/`, other paths get
-    a plain 404 rather than nginx's own files."""
-    blocks = []
-    # Indexes follow the host's route list, so both servers name a route's helpers alike.
-    for index, route in enumerate(routes):
-        if plain_http and route.redirect_to_https:
-            match = _location_match(route)
-            blocks.append(
-                to_https_location(match, route.redirect_statuses, route.redirect_port)
-                if has_cert
-                else _not_yet_https_location(match)
-            )
-        else:
-            blocks.extend(_proxy_locations(index, route, hsts, plain_http))
-    if not any(route.path == "/" and not route.exact_path for route in routes):
-        blocks.append("\n        location / {\n            return 404;\n        }")
-    return blocks
-
-
-def _location_match(route: Route) -> str:
-    return f"= {route.path}" if route.exact_path else route.path
-
-
-def _traefik_path_regex(path: str) -> str:
-    """What Traefik's routing path must start with to match `path`, as a PCRE over the path as
-    sent: each character as written or percent-encoded, except that upper-case encodings of
-    reserved characters stay encoded (do not match the character)."""
-    parts = []
-    for char in path:
-        encoded = f"%{ord(char):02X}"
-        if char in _RESERVED + "%":  # decoded only when not written in upper case
-            forms = {encoded.lower()} - {encoded}
-        else:
-            forms = {encoded, encoded.lower()}
-        literal = re.escape(char) if not char.isalnum() else char
-        parts.append(f"(?:{'|'.join([literal, *sorted(forms)])})" if forms else literal)
-    return "".join(parts)
-
-
-def _reserved_path_check(route: Route) -> str:
-    """A request whose path matches this location only once its reserved characters are
-    decoded is not Traefik's match for this router: 404, as Traefik without another router."""
-    if route.path == "/" and not route.exact_path:
-        return ""
-    end = "$" if route.exact_path else ""
-    return (f'\n            if ($certbotless_reserved_path ~ "^(?!{_traefik_path_regex(route.path)}'
-            f'{end}).") {{ return 404; }}')  # fmt: skip
-
-
-def _proxy_locations(
-    index: int, route: Route, hsts: bool = False, plain_http: bool = False
-) -> list[str]:
-    # The rewrite phase's checks (matchers, CORS) come before the rewrites' `break`.
+    """The route's location (`match`: / or its name), then its helpers."""
+    if plain_http and route.redirect_to_https:
+        comment = _path_comment(route) if match.startswith("@") else ""
+        if not has_cert:
+            return [_not_yet_https_location(match, comment)]
+        return [to_https_location(match, route.redirect_statuses, route.redirect_port, comment)]
+    # The rewrite phase's checks (CORS, allowedHosts…) come before the rewrites' `break`.
+    named = match.startswith("@")
     extra = (
-        condition_checks(route)
-        + _reserved_path_check(route)
+        (body_size_check(route) if named else "")
         + (cors_checks(route.cors) if route.cors is not None else "")
         + early_answers(route)
         + limit_directives(route)
@@ -142,9 +107,11 @@ def _proxy_locations(
         + _rewrites(route)
         + header_directives(route, hsts, plain_http)
     )
+    # A named location is reached through error_page: its own error pages must still apply.
+    recursive = "\n            recursive_error_pages on;" if named else ""
     blocks = [
         f"""
-        location {_location_match(route)} {{
+        location {match} {{{_path_comment(route) if named else ""}{recursive}
             set $upstream {route.upstream_scheme}://{route.service}:{route.port};
             proxy_pass $upstream;{PROXY_HEADERS}{extra}
         }}"""
@@ -154,6 +121,11 @@ def _proxy_locations(
     if route.error_pages is not None:
         blocks.append(error_pages_location(index, route.error_pages.url))
     return blocks
+
+
+def _path_comment(route: Route) -> str:
+    """After a named location's `{`: the path its route serves, for people and nginx's errors."""
+    return f"  # {'= ' if route.exact_path else ''}{route.path}"
 
 
 def _upstream_directives(route: Route) -> str:

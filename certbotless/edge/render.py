@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 
 from certbotless.edge.conditions import client_geos
+from certbotless.edge.dispatch import ROUTING_PATH_MAPS
 from certbotless.edge.guards import htpasswd_files, rate_zones
-from certbotless.edge.locations import RESERVED_PATH_MAP
 from certbotless.edge.mounts import HOSTS_DIR, LOCATIONS_DIR, NGINX_CONF_TARGET, cert_files
 from certbotless.edge.nginx_version import (
     DEFAULT_NGINX_VERSION,
@@ -59,6 +60,7 @@ def render_nginx_conf(
     `nginx_version` is the edge's nginx: it decides how HTTP/2 is switched on. `front_subnets`:
     the L4 front's network; with one, every listener speaks PROXY protocol and the client's
     address is taken from it, trusted from those subnets only."""
+    routes = list(routes)
     by_host: dict[str, list[Route]] = {}
     for route in routes:
         for host in route.hosts:
@@ -74,7 +76,7 @@ def render_nginx_conf(
     )
     servers: dict[str, list[Server]] = {}
     for host in sorted(by_host):
-        host_routes = sorted(by_host[host], key=lambda r: r.path, reverse=True)
+        host_routes = by_host[host]
         cert_name = cert_for_host.get(host)
         servers[host] = [
             http_server(host, host_routes, responder_upstream, listen_80, cert_name is not None)
@@ -84,18 +86,21 @@ def render_nginx_conf(
             servers[host].append(
                 https_server(host, host_routes, files, listen_443, default=host == ip_default)
             )
+    defaults = default_servers(
+        responder_upstream, listen_80, listen_443, ip_default is None,
+        [route for route in routes if route.every_host],
+    )  # fmt: skip
+    maps = defaults.count("\n    map ") + sum(s.maps.count("\n    map ") for s in _all(servers))
     main = _MAIN.format(
-        default_servers=default_servers(
-            responder_upstream, listen_80, listen_443, ip_default is None
-        ),
+        default_servers=defaults,
         hosts_dir=HOSTS_DIR,
         ciphers=TLS_CIPHERS,
-        hash_sizes=_server_names_hash_sizes(by_host),
+        hash_sizes=_server_names_hash_sizes(by_host) + _variables_hash_size(maps),
         http2=_HTTP2_ON if http2_directive else "",
         real_ip=real_ip(front_subnets),
         rate_zones=rate_zones(by_host),
         client_geos=client_geos(routes),
-        reserved_path_map=RESERVED_PATH_MAP,
+        routing_path_maps=ROUTING_PATH_MAPS,
     )
     return {NGINX_CONF_TARGET: main, **_host_files(servers, max_file_bytes),
             **htpasswd_files(by_host)}  # fmt: skip
@@ -120,6 +125,19 @@ def _server_names_hash_sizes(hosts: Iterable[str]) -> str:
     bucket = _power_of_two_at_least(max(128, 4 * max(_hash_entry_bytes(n) for n in names)))
     max_size = _power_of_two_at_least(max(512, 2 * len(names)))
     return f"server_names_hash_bucket_size {bucket};\n    server_names_hash_max_size {max_size};"
+
+
+def _all(servers: Mapping[str, list[Server]]) -> list[Server]:
+    return [server for both in servers.values() for server in both]
+
+
+def _variables_hash_size(maps: int) -> str:
+    """Room in nginx's variables hash for the routing maps' variables (one each) beside nginx's
+    own several hundred, twice over so that nginx finds a layout without warning."""
+    if maps == 0:
+        return ""
+    size = _power_of_two_at_least(2 * (maps + 1024))
+    return f"\n    variables_hash_max_size {size};\n    variables_hash_bucket_size 128;"
 
 
 def _power_of_two_at_least(value: int) -> int:
@@ -158,6 +176,16 @@ def _one_host_files(host: str, servers: list[Server], text: str, max_bytes: int)
     files: NginxFiles = {}
     blocks = []
     for server in servers:
+        # Its routing maps (http level) in files of their own, included before the server.
+        maps = ["\n    map " + m for m in server.maps.split("\n    map ")[1:]]
+        map_includes = []
+        for number, chunk in enumerate(_chunks(maps, max_bytes - 200), start=1):
+            target = f"{LOCATIONS_DIR}/{stem}-{server.port}-maps-{number}.conf"
+            files[target] = _file_header(f"{host}, port {server.port}, maps {number}") + "".join(
+                chunk
+            )
+            map_includes.append(f"\n    include {target};")
+        server = replace(server, maps="".join(map_includes))
         includes = []
         for number, chunk in enumerate(_chunks(server.locations, max_bytes - 200), start=1):
             target = f"{LOCATIONS_DIR}/{stem}-{server.port}-{number}.conf"
@@ -226,7 +254,7 @@ http {{
         default upgrade;
         ''      close;
     }}
-{reserved_path_map}
+{routing_path_maps}
 
     ssl_protocols TLSv1.2 TLSv1.3;
     ssl_ciphers {ciphers};

@@ -15,16 +15,18 @@ from certbotless.model import Route, StoredCert
 
 @dataclass(frozen=True)
 class Server:
-    """One server block: its directives before the locations, and the locations."""
+    """One server block: its directives before the locations, and the locations; `maps`: the
+    http-level maps its routing reads, written before it."""
 
     port: int
     head: str
     locations: list[str] = field(default_factory=list)
+    maps: str = ""
 
     def text(self, body: str | None = None) -> str:
         """The block; `body` in place of the locations (includes of them elsewhere)."""
         inside = "\n".join(self.locations) if body is None else body
-        return f"""
+        return f"""{self.maps}
     server {{
         {self.head}
 {inside}
@@ -64,10 +66,15 @@ def real_ip(front_subnets: Sequence[str]) -> str:
 
 
 def default_servers(
-    responder_upstream: str, listen_80: str, listen_443: str, reject_unknown: bool
+    responder_upstream: str,
+    listen_80: str,
+    listen_443: str,
+    reject_unknown: bool,
+    every_host: list[Route],
 ) -> str:
     """Unknown names: challenges still reach the sidecar; /healthz answers load balancers that
-    check each edge node by address; TLS handshakes are refused, unless an IP address has a
+    check each edge node by address; Traefik routers without a Host (`every_host`) are served
+    on port 80, and nothing else is; TLS handshakes are refused, unless an IP address has a
     certificate: its clients send no name, so its server is the default one instead."""
     reject = f"""
 
@@ -76,7 +83,11 @@ def default_servers(
         server_name _;
         ssl_reject_handshake on;
     }}"""
-    return f"""
+    maps, locations = "", ["\n        location / {\n            return 404;\n        }"]
+    if every_host:
+        maps, locations = route_locations("default:80", every_host, plain_http=True,
+                                          has_cert=False)  # fmt: skip
+    return f"""{maps}
     server {{
         {listen_80} default_server;
         server_name _;
@@ -85,10 +96,7 @@ def default_servers(
             access_log off;
             default_type text/plain;
             return 200 "ok\\n";
-        }}
-        location / {{
-            return 404;
-        }}
+        }}{"".join(locations)}
     }}{reject if reject_unknown else ""}"""
 
 
@@ -100,12 +108,14 @@ def http_server(
     redirects = {(r.redirect_statuses, r.redirect_port) for r in routes if r.redirect_to_https}
     if has_cert and all(route.redirect_to_https for route in routes) and len(redirects) == 1:
         body = [to_https_location("/", *redirects.pop())]
+        maps = ""
     else:
-        body = route_locations(routes, plain_http=True, has_cert=has_cert)
+        maps, body = route_locations(f"{host}:80", routes, plain_http=True, has_cert=has_cert)
     return Server(
         80,
         f"{listen_80};\n        server_name {host};",
         [challenge_location(responder_upstream), *body],
+        maps,
     )
 
 
@@ -118,11 +128,14 @@ def https_server(
     hsts_header = (
         f'\n        add_header Strict-Transport-Security "{HSTS_VALUE}" always;' if hsts else ""
     )
+    maps, locations = route_locations(f"{host}:443", routes, plain_http=False, has_cert=True,
+                                      hsts=hsts)  # fmt: skip
     return Server(
         443,
         f"""{listen_443}{" default_server" if default else ""};
         server_name {host};
         ssl_certificate {files.fullchain};
         ssl_certificate_key {files.privkey};{hsts_header}""",
-        route_locations(routes, plain_http=False, has_cert=True, hsts=hsts),
+        locations,
+        maps,
     )

@@ -26,7 +26,8 @@ class NginxConfigError(Exception):
 
 
 _PLACE_RE = re.compile(r"(/[^\s:]*\.conf):([0-9]+)", re.ASCII)
-_CONTEXT_RE = re.compile(r"^\s*(server_name|location)\s+([^{;]+)")
+# A route's named location says its path in a comment: `location @certbotless_route_1 {  # /x`.
+_CONTEXT_RE = re.compile(r"^\s*(server_name|location)\s+([^{;]+)(?:\{\s*#\s*(.+))?")
 
 
 def explain_nginx_error(message: str, files: str | Mapping[str, str]) -> str:
@@ -48,7 +49,7 @@ def explain_nginx_error(message: str, files: str | Mapping[str, str]) -> str:
             if found.group(1) == "server_name":
                 context = {"server": found.group(2).strip()}
             else:
-                context["location"] = found.group(2).strip()
+                context["location"] = (found.group(3) or found.group(2)).strip()
     where = ", ".join(f"{key} {value}" for key, value in context.items())
     offending = lines[number - 1].strip() if 0 < number <= len(lines) else ""
     return f"{message}\n  at line {number}: {offending}" + (f" ({where})" if where else "")

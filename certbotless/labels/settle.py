@@ -112,6 +112,7 @@ def discover(
     specs, refused, refusals = _settle_certificates(claims)
     routes = [route for route in routes if route.service not in refused]
     routes, conflicts = _first_claim_per_path(routes)
+    routes = _every_host_routes_on_their_stack(routes, {s.name: s for s in services})
     routes, host_options = _host_options_of_their_owner(routes, {s.name: s for s in services})
     routes, extra_addresses = _one_ip_address(routes)
     return Discovery(
@@ -304,13 +305,16 @@ def _name_taken(claim: _Claim, owner: _Claim, spec: CertSpec) -> LabelProblem:
 
 
 def _first_claim_per_path(routes: list[Route]) -> tuple[list[Route], list[LabelProblem]]:
-    """A host+path is its first claimant's; a later one is not routed there."""
-    first: dict[tuple[str, str, bool], str] = {}
+    """A host+path (with its conditions) is its first claimant's; a later one is not routed
+    there."""
+    first: dict[tuple[object, ...], str] = {}
     kept, problems = [], []
     for route in routes:  # oldest first
         hosts = []
+        conditions = (route.methods, route.match_headers, route.conditions)
         for host in route.hosts:
-            owner = first.setdefault((host, route.path, route.exact_path), route.service)
+            owner = first.setdefault((host, route.path, route.exact_path, *conditions),
+                                     route.service)  # fmt: skip
             if owner == route.service:
                 hosts.append(host)
                 continue
@@ -319,9 +323,26 @@ def _first_claim_per_path(routes: list[Route]) -> tuple[list[Route], list[LabelP
                              f"{host}{route.path} is {owner}'s, which claimed it first; this "
                              f"service is not routed there until it changes {PATH} or {DOMAINS}")
             )  # fmt: skip
-        if hosts:
+        if hosts or route.every_host:
             kept.append(replace(route, hosts=tuple(hosts)))
     return kept, problems
+
+
+def _every_host_routes_on_their_stack(
+    routes: list[Route], services: dict[str, ServiceInfo]
+) -> list[Route]:
+    """A router without a Host is served on the hosts its own stack routes, and on names no
+    route claims; never on another stack's hosts, which it could otherwise take over by
+    priority (Traefik, with no stacks, serves it on every host)."""
+    placed = []
+    for route in routes:
+        if route.every_host:
+            owner = services[route.service]
+            team = [r for r in routes if _same_owner(owner, services[r.service])]
+            hosts = [host for other in team if not other.every_host for host in other.hosts]
+            route = replace(route, hosts=tuple(dict.fromkeys(hosts)))
+        placed.append(route)
+    return placed
 
 
 def _host_options_of_their_owner(
@@ -350,7 +371,7 @@ def _host_options_of_their_owner(
     kept = []
     for route in routes:
         hosts = tuple(h for h in route.hosts if (route.service, h) not in refused)
-        if hosts:
+        if hosts or route.every_host:
             kept.append(replace(route, hosts=hosts))
     return kept, problems
 
@@ -421,7 +442,7 @@ def _one_ip_address(routes: list[Route]) -> tuple[list[Route], list[LabelProblem
     kept = []
     for route in routes:
         hosts = tuple(h for h in route.hosts if not is_ip_address(h) or h == served)
-        if hosts:
+        if hosts or route.every_host:
             kept.append(replace(route, hosts=hosts))
     return kept, problems
 

@@ -226,13 +226,13 @@ def rule_case_outcome(
             detail = f"Traefik rejects this rule; certbotless serves it{said}"
             return Outcome(case_id, area, Verdict.SILENT, detail)
         return Outcome(case_id, area, Verdict.BEHAVES, _problems_text(problems))
-    if unrouted:
-        verdict = Verdict.REFUSED if problems else Verdict.SILENT
-        return Outcome(case_id, area, verdict, _problems_text(problems) or
-                       f"router(s) {', '.join(unrouted)} dropped without a word")  # fmt: skip
+    if unrouted and problems:
+        return Outcome(case_id, area, Verdict.REFUSED, _problems_text(problems))
+    # A router left out without a word behaves only if Traefik never reaches it either.
     differences = answers_differing(case, routes, dict(zip(ports, names, strict=False)), scratch)
     if differences:
-        return Outcome(case_id, area, Verdict.SILENT, "; ".join(differences))
+        dropped = f" (router(s) {', '.join(unrouted)} not routed)" if unrouted else ""
+        return Outcome(case_id, area, Verdict.SILENT, "; ".join(differences) + dropped)
     return Outcome(case_id, area, Verdict.BEHAVES, _problems_text(problems))
 
 

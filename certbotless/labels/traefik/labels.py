@@ -27,7 +27,6 @@ from certbotless.labels.traefik.middlewares.options import (
     Unsupported,
 )
 from certbotless.labels.traefik.middlewares.redirect_scheme import with_redirect
-from certbotless.labels.traefik.priority import Ranked, refused_by_order
 from certbotless.labels.traefik.rules import (
     SYNTAXES,
     V2,
@@ -126,7 +125,6 @@ def traefik_claims(
     taking = [s for s in ordered if _has_traefik_labels(s) and enabled(s, exposed_by_default)]
     definitions = _middleware_definitions(taking)
     claims: dict[str, DialectClaims] = {}
-    ranked: list[Ranked] = []
     for service in ordered:
         if not _has_traefik_labels(service):
             continue
@@ -135,34 +133,12 @@ def traefik_claims(
         elif DOMAINS in service.labels:
             claims[service.name] = DialectClaims(problems=(_both_dialects(service),))
         else:
-            claims[service.name], service_ranked = _service_claims(
+            claims[service.name] = _service_claims(
                 service,
                 _Known(
                     definitions, ordered, secrets, files, status_page, default_rule, default_syntax
                 ),
             )
-            ranked += service_ranked
-    return _in_traefiks_order(claims, ranked, {s.name: s for s in ordered})
-
-
-def _in_traefiks_order(
-    claims: dict[str, DialectClaims], ranked: list[Ranked], services: dict[str, ServiceInfo]
-) -> dict[str, DialectClaims]:
-    """Routes that Traefik's router order would route otherwise than nginx are refused, across
-    every service's routers of a host (priority.py says which and why)."""
-    refused = refused_by_order(ranked)
-    for route, message in refused.items():
-        found = claims[route.service]
-        kept = []
-        for candidate in found.routes:
-            if (candidate.path, candidate.exact_path) == (route.path, route.exact):
-                candidate = replace(candidate, hosts=tuple(h for h in candidate.hosts
-                                                           if h != route.host))  # fmt: skip
-            if candidate.hosts:
-                kept.append(candidate)
-        problem = _problem(services[route.service], route.label, message)
-        claims[route.service] = replace(found, routes=tuple(kept),
-                                        problems=(*found.problems, problem))  # fmt: skip
     return claims
 
 
@@ -227,7 +203,7 @@ class _Known:
     default_syntax: str  # Traefik's defaultRuleSyntax
 
 
-def _service_claims(service: ServiceInfo, known: _Known) -> tuple[DialectClaims, list[Ranked]]:
+def _service_claims(service: ServiceInfo, known: _Known) -> DialectClaims:
     routers, unknown = _routers(service)
     if not routers and has_one_port(service):  # Traefik makes one router, by the default rule
         routers = {normalize(service.name): _Router(normalize(service.name))}
@@ -252,9 +228,8 @@ def _service_claims(service: ServiceInfo, known: _Known) -> tuple[DialectClaims,
         routes += [(priority, route, router.label("rule"), router.name) for route in route_list]
         if spec is not None:
             certificates.append((router.label("rule"), spec))
-    merged, conflicts, ranked = one_route_per_path(service, routes)
-    claims = DialectClaims(tuple(merged), tuple(certificates), tuple(problems + conflicts))
-    return claims, ranked
+    merged, conflicts = one_route_per_path(service, routes)
+    return DialectClaims(tuple(merged), tuple(certificates), tuple(problems + conflicts))
 
 
 def _routers(service: ServiceInfo) -> tuple[dict[str, _Router], list[str]]:

@@ -1,6 +1,7 @@
-"""Traefik's router rule language (v2 and v3) → what nginx can express: sets of hosts, each with
-one path prefix or exact path. Pure; a rule nginx cannot express raises one RuleError that names
-the part it cannot.
+"""Traefik's router rule language (v2 and v3) → alternatives: sets of hosts (none: every host),
+each with one path prefix or exact path and the request conditions the other matchers ask
+(negated Host and Path, HostRegexp and PathRegexp patterns, Method, Header, Query, ClientIP).
+Pure; a rule nginx cannot express raises one RuleError that names the part it cannot.
 
 Grammar (Traefik's, with the usual precedence: `!` over `&&` over `||`):
 
@@ -22,10 +23,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from certbotless.labels.traefik.go_regex import header_pcre
+from certbotless.labels.traefik.go_regex import NotPortable, header_pcre, to_pcre
 from certbotless.labels.traefik.query_regex import query_pcre, query_value_pattern
+from certbotless.labels.traefik.templates import TemplateError, has_variables, template_pcre
 from certbotless.labels.values import HEADER_NAME_RE, HEADER_VALUE_RE
 from certbotless.request_conditions import Check, RequestCondition
 
@@ -48,6 +50,7 @@ _MATCHERS: dict[str, dict[str, tuple[int, ...] | None]] = {
 _HOST = {"host", "hostheader"}
 _PATHS = {"path": True, "pathprefix": False}  # → exact
 _HOST_REGEXP = "hostregexp"
+_PATH_REGEXP = "pathregexp"
 _METHOD = "method"
 _HEADER = {"headers", "header"}  # v2's Headers(`K`, `V`), v3's Header(`K`, `V`): exact value
 _HEADER_REGEXP = {"headersregexp", "headerregexp"}
@@ -66,6 +69,7 @@ class RuleError(ValueError):
 class Matcher:
     name: str  # as written
     args: tuple[str, ...]
+    template: bool = False  # v1/v2 Path, PathPrefix, HostRegexp with gorilla/mux {variables}
 
 
 @dataclass(frozen=True)
@@ -88,9 +92,9 @@ Node = Matcher | Not | All | Any
 
 @dataclass(frozen=True)
 class Alternative:
-    """Requests for one of `hosts` whose path starts with `path` (or is `path`, when `exact`),
-    with one of `methods` (any when empty), every header of `headers` at its value, and every
-    other condition met."""
+    """Requests for one of `hosts` (any host, when empty) whose path starts with `path` (or is
+    `path`, when `exact`), with one of `methods` (any when empty), every header of `headers` at
+    its value, and every other condition met."""
 
     hosts: tuple[str, ...]
     path: str = "/"
@@ -260,9 +264,20 @@ class _Parser:
                             "and write Query(`key`, `value`) or QueryRegexp")  # fmt: skip
         if name.lower() in _HOST or name.lower() in _PATHS or name.lower() == _METHOD:
             # v2: any of several values (v3 has only one)
-            matchers = tuple(Matcher(name, (arg,)) for arg in args)
+            matchers = tuple(Matcher(name, (arg,), self._template(name, arg)) for arg in args)
+            return matchers[0] if len(matchers) == 1 else Any(matchers)
+        if name == "HostRegexp":
+            matchers = tuple(Matcher(name, (arg,), self._template(name, arg)) for arg in args)
             return matchers[0] if len(matchers) == 1 else Any(matchers)
         return Matcher(name, tuple(args))
+
+    def _template(self, name: str, value: str) -> bool:
+        """Whether v2 reads the value as gorilla/mux's template (v3 reads paths as written)."""
+        return (
+            self.syntax == V2
+            and name in ("Path", "PathPrefix", "HostRegexp")
+            and (has_variables(value))
+        )
 
 
 def parse_rule(rule: str, syntax: str = V3) -> Node:
@@ -300,41 +315,37 @@ def compile_rule(rule: str, syntax: str = V3) -> tuple[Alternative, ...]:
     conjunctions = _dnf(parse_rule(rule, syntax))
     if len(conjunctions) > MAX_ALTERNATIVES:
         raise RuleError(f"expands to more than {MAX_ALTERNATIVES} alternatives; simplify it")
-    by_path: dict[_Where, list[str]] = {}
+    # (where, for every host) → hosts: an alternative without a Host is every host's
+    places: dict[tuple[_Where, bool], list[str]] = {}
     for conjunction in conjunctions:
         compiled = _conjunction(conjunction)
         if compiled is None:  # can never match (two different hosts, disjoint paths)
             continue
         hosts, where = compiled
-        by_path.setdefault(where, [])
-        by_path[where] += [h for h in hosts if h not in by_path[where]]
-    if not by_path:
+        found = places.setdefault((where, hosts is None), [])
+        found += [h for h in hosts or () if h not in found]
+    if not places:
         raise RuleError("can never match (it asks for two different hosts or paths at once)")
-    return _methods_united(tuple(Alternative(tuple(h), *where) for where, h in by_path.items()))
+    return _methods_united(tuple(Alternative(tuple(h), *where) for (where, _), h in places.items()))
 
 
 def _methods_united(alternatives: tuple[Alternative, ...]) -> tuple[Alternative, ...]:
-    """One alternative per host and path: nginx serves a host and path from one location, so
-    its methods are united (none: every method) and its headers must be the same."""
-    per_place: dict[tuple[str, str, bool], list[Alternative]] = {}
+    """Alternatives that differ by their methods only, on one host and path, are one: their
+    methods united (none: every method)."""
+    per_place: dict[tuple[str, Alternative], list[Alternative]] = {}
     for alternative in alternatives:
-        for host in alternative.hosts:
-            per_place.setdefault((host, alternative.path, alternative.exact), []).append(
-                alternative
-            )
-    united: dict[_Where, list[str]] = {}
-    for (host, path, exact), found in per_place.items():
-        if len({(a.headers, a.conditions) for a in found}) > 1:
-            raise RuleError(f"{host}{path} is matched with different conditions (Header, Query, "
-                            "ClientIP, a negated Method…) in different alternatives; nginx "
-                            "serves a host and path from one place: write one router per "
-                            "condition")  # fmt: skip
+        for host in alternative.hosts or ("",):  # "": every host
+            place = replace(alternative, hosts=(), methods=())
+            per_place.setdefault((host, place), []).append(alternative)
+    united: dict[tuple[_Where, bool], list[str]] = {}
+    for (host, place), found in per_place.items():
         methods = set() if any(not a.methods for a in found) else {
             m for a in found for m in a.methods
         }  # fmt: skip
-        where = (path, exact, tuple(sorted(methods)), found[0].headers, found[0].conditions)
-        united.setdefault(where, []).append(host)
-    return tuple(Alternative(tuple(h), *where) for where, h in united.items())
+        where = (place.path, place.exact, tuple(sorted(methods)), place.headers,
+                 place.conditions)  # fmt: skip
+        united.setdefault((where, host == ""), []).extend([host] if host else [])
+    return tuple(Alternative(tuple(h), *where) for (where, _), h in united.items())
 
 
 # path, exact, methods, headers, other conditions
@@ -342,7 +353,8 @@ _Conditions = tuple[RequestCondition, ...]
 _Where = tuple[str, bool, tuple[str, ...], tuple[tuple[str, str], ...], _Conditions]
 
 
-def _conjunction(literals: _Conjunction) -> tuple[list[str], _Where] | None:
+def _conjunction(literals: _Conjunction) -> tuple[list[str] | None, _Where] | None:
+    """The conjunction's hosts (None: every host) and where it matches; None if nowhere."""
     hosts: set[str] | None = None
     order: list[str] = []
     path, exact = "/", False
@@ -351,18 +363,16 @@ def _conjunction(literals: _Conjunction) -> tuple[list[str], _Where] | None:
     conditions: set[RequestCondition] = set()
     for negated, matcher in literals:
         kind = matcher.name.lower()
-        if negated and (kind in _HOST or kind == _HOST_REGEXP or kind in _PATHS):
-            raise RuleError(f"!{_shown(matcher)}: nginx cannot serve everything but a host or "
-                            "path; a negated Method, Header, HeaderRegexp, Query, QueryRegexp "
-                            "or ClientIP is checked per request")  # fmt: skip
+        if kind in _HOST or kind in _PATHS or kind in (_HOST_REGEXP, _PATH_REGEXP):
+            condition = _place_condition(matcher, negated)
+            if condition is not None:
+                conditions.add(condition)
+                continue
         if kind in _HOST or kind == _HOST_REGEXP:
             host = _host_of(matcher)
             order.append(host)
             hosts = {host} if hosts is None else hosts & {host}
         elif kind in _PATHS:
-            if not matcher.args[0].startswith("/"):
-                raise RuleError(f"{_shown(matcher)}: the path does not start with a '/'; Traefik "
-                                "refuses the rule")  # fmt: skip
             merged = _narrower(path, exact, matcher.args[0], _PATHS[kind])
             if merged is None:
                 return None
@@ -376,14 +386,39 @@ def _conjunction(literals: _Conjunction) -> tuple[list[str], _Where] | None:
                 return None
         else:
             conditions.add(_condition_of(matcher, negated))
-    if hosts is None:
-        raise RuleError("an alternative of the rule names no Host; certbotless serves and "
-                        "certifies named hosts only: add Host(`a.example.com`)")  # fmt: skip
-    if not hosts or methods == set():
+    if hosts == set() or methods == set():
         return None
     where = (path, exact, tuple(sorted(methods or ())), tuple(sorted(headers.items())),
              tuple(sorted(conditions)))  # fmt: skip
+    if hosts is None:
+        return None, where
     return [h for h in dict.fromkeys(order) if h in hosts], where
+
+
+def _place_condition(matcher: Matcher, negated: bool) -> RequestCondition | None:
+    """A host or path matcher checked per request: negated, a pattern, or a template. None for
+    a plain Host or path, which chooses the server and path instead."""
+    kind, value = matcher.name.lower(), matcher.args[0]
+    if kind in _PATHS and not value.startswith("/"):
+        raise RuleError(f"{_shown(matcher)}: the path does not start with a '/'; Traefik "
+                        "refuses the rule")  # fmt: skip
+    try:
+        if matcher.template:
+            host = kind == _HOST_REGEXP
+            pcre = template_pcre(value, host=host, prefix=kind == "pathprefix")
+            check = Check.HOST_REGEXP if host else Check.PATH_REGEXP
+            return RequestCondition(check, (value,), negated, pcre)
+        if kind == _PATH_REGEXP or (kind == _HOST_REGEXP and not _LITERAL_HOST_RE.match(value)):
+            check = Check.PATH_REGEXP if kind == _PATH_REGEXP else Check.HOST_REGEXP
+            return RequestCondition(check, (value,), negated, to_pcre(value).text)
+    except (TemplateError, NotPortable) as error:
+        raise RuleError(f"{_shown(matcher)}: {error}; Traefik refuses the rule or "
+                        "certbotless cannot read it as Go does") from None  # fmt: skip
+    if not negated:
+        return None
+    if kind in _PATHS:
+        return RequestCondition(Check.PATH if _PATHS[kind] else Check.PATH_PREFIX, (value,), True)
+    return RequestCondition(Check.HOST, (_host_of(matcher).lower().rstrip("."),), True)
 
 
 def _condition_of(matcher: Matcher, negated: bool) -> RequestCondition:
@@ -406,10 +441,7 @@ def _condition_of(matcher: Matcher, negated: bool) -> RequestCondition:
     except ValueError as error:
         raise RuleError(f"{_shown(matcher)}: {error}; certbotless takes the part of Go's RE2 "
                         "that nginx's PCRE reads alike") from None  # fmt: skip
-    raise RuleError(f"{_shown(matcher)}: {matcher.name} cannot be expressed in nginx "
-                    "here; only Host, HostRegexp with one literal name, Path, PathPrefix, "
-                    "Method, Header(s), HeaderRegexp, Query, QueryRegexp (v3) and ClientIP "
-                    "are")  # fmt: skip
+    raise RuleError(f"{_shown(matcher)}: {matcher.name} cannot be expressed in nginx here")
 
 
 def _query_of(matcher: Matcher, negated: bool) -> RequestCondition:
@@ -475,9 +507,7 @@ def _host_of(matcher: Matcher) -> str:
     if matcher.name.lower() != _HOST_REGEXP:
         return value
     literal = _LITERAL_HOST_RE.match(value)
-    if literal is None:
-        raise RuleError(f"{_shown(matcher)}: a host pattern cannot be certified with HTTP-01; "
-                        "list each host with Host(`…`)")  # fmt: skip
+    assert literal is not None  # other patterns are conditions (_place_condition)
     return literal.group(1).replace("\\.", ".")
 
 

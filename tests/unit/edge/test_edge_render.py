@@ -36,7 +36,9 @@ def server_block(text: str, host: str, port: int) -> str:
 
 
 def location_block(server: str, path: str) -> str:
-    start = server.index(f"location {path} {{")
+    """The location of `path`: its own, or its route's named one (which says the path)."""
+    named = f"{{  # {path}\n"
+    start = server.index(named) if named in server else server.index(f"location {path} {{")
     return server[start : server.index("\n        }", start)]
 
 
@@ -58,7 +60,7 @@ def test_paths_route_to_their_services_through_the_resolver() -> None:
     assert "resolver 127.0.0.11 valid=10s" in text
     assert "set $upstream http://plain:80;" in text
     assert "set $upstream http://demo_app:8000;" in text
-    assert "location /en_core_web_lg {" in text
+    assert "{  # /en_core_web_lg\n" in text
 
 
 def test_rendered_config_passes_nginx_t() -> None:
@@ -98,7 +100,7 @@ def test_seed_scenarios_pass_nginx_t() -> None:
 
 def test_route_options_render_where_nginx_applies_them() -> None:
     text = SEEDS.render()
-    backoffice = text[text.index("location /backoffice {") :]
+    backoffice = text[text.index("{  # /backoffice\n") :]
     assert "client_max_body_size 20m;" in backoffice[: backoffice.index("\n        }")]
     for index in re.findall(r"auth_request /\.certbotless/auth/(\d+);", text):
         assert f"location = /.certbotless/auth/{index} {{\n            internal;" in text
@@ -264,7 +266,8 @@ def test_a_host_without_a_route_at_root_answers_404_on_both_ports() -> None:
     routes = (Route("api", ("api.example.test",), 80, path="/v1", redirect_to_https=False),)
     text = EdgeScenario(routes, certs_for("api.example.test")).render()
     for port in (80, 443):
-        assert "return 404;" in location_block(server_block(text, "api.example.test", port), "/")
+        server = server_block(text, "api.example.test", port)
+        assert "return 404;" in location_block(server, "@certbotless_no_route")
 
 
 def test_an_ip_address_with_a_certificate_is_the_default_tls_server() -> None:

@@ -22,6 +22,7 @@ from certbotless.labels.traefik.rules import (
     parse_v1_rule,
 )
 from certbotless.model import ServiceInfo
+from certbotless.request_conditions import Check, RequestCondition
 from tests.support.factories import CERTS_DIR, RESPONDER, certs_for
 
 
@@ -67,10 +68,8 @@ def test_rules_nginx_can_express_compile(rule: str, alternatives: tuple[Alternat
 @pytest.mark.parametrize(
     ("rule", "words"),
     [
-        ("Host(`a.example.com`) && PathRegexp(`^/v[0-9]+`)", "PathRegexp cannot be expressed"),
         ("Host(`a.example.com`) && ClientIP(`10.0.0.0/255.0.0.0`)", "not an IP address or CIDR"),
         ("Host(`a.example.com`) && ClientIP(`fe80::1%eth0`)", "not an IP address or CIDR"),
-        ("!Host(`a.example.com`)", "cannot serve everything but a host or path"),
         # Go's RE2 and nginx's PCRE: only what both read alike.
         ("Host(`a.example.com`) && HeaderRegexp(`X-A`, `(a)\\1`)", "`\\1` is not read alike"),
         ("Host(`a.example.com`) && HeaderRegexp(`X-A`, `a*+`)", "a repetition of a repetition"),
@@ -86,8 +85,6 @@ def test_rules_nginx_can_express_compile(rule: str, alternatives: tuple[Alternat
         ("Host(`a.example.com`) && QueryRegexp(`q`, `(?i)a`)", "flags are not read here"),
         ("Host(`a.example.com`) && QueryRegexp(`q`, `a|^b`)", "`^` is read only first"),
         ("Host(`a.example.com`) && QueryRegexp(`q`, `^a|b`)", "top-level `|`"),
-        ("Host(`a.example.com`) && !(Method(`GET`) && Header(`X-A`, `1`))",
-         "different conditions"),
         ("Host(`a.example.com`) && Method(`GET PUT`)", "not an HTTP method"),
         ("Host(`a.example.com`) && Header(`X-A`)", "Header takes 2 value(s) in Traefik v3"),
         # Traefik refuses empty values in every matcher (CheckRule): they would widen the route.
@@ -101,11 +98,6 @@ def test_rules_nginx_can_express_compile(rule: str, alternatives: tuple[Alternat
         ("Host(`a.example.com`) && Headers(`X-A`, `1`)", "Headers is a Traefik v2 matcher"),
         ("Host(`a.example.com`) && pathPrefix(`/a`)", "pathPrefix is not a Traefik v3 matcher"),
         ("Host(`a.example.com`) && Header(`X-A`, `$x`)", "printable ASCII without"),
-        ("Host(`a.example.com`) && (Header(`X-A`, `1`) || Header(`X-A`, `2`))",
-         "different conditions"),
-        ("Host(`a.example.com`) && !PathPrefix(`/admin`)", "!PathPrefix(`/admin`)"),
-        ("HostRegexp(`{sub:[a-z]+}.example.com`)", "cannot be certified"),
-        ("PathPrefix(`/api`)", "names no Host"),
         ("Host(`a.example.com`) && Host(`b.example.com`)", "can never match"),
         ("Host(`a.example.com`", "ends early"),
         ("Host(`a.example.com`) &&", "ends early"),
@@ -225,3 +217,33 @@ def test_hostile_labels_give_problems_never_exceptions(changes: dict[str, str]) 
     if routes:  # whatever was accepted, nginx accepts
         hosts = sorted({host for route in routes for host in route.hosts})
         validate_nginx_conf(render_nginx_conf(routes, certs_for(*hosts), RESPONDER, CERTS_DIR))
+
+
+@pytest.mark.parametrize(
+    ("rule", "syntax", "hosts", "conditions"),
+    [
+        ("PathPrefix(`/api`)", "v3", (), ()),  # every host
+        ("Host(`a.example.com`) && !PathPrefix(`/admin`)", "v3", ("a.example.com",),
+         (RequestCondition(Check.PATH_PREFIX, ("/admin",), negated=True),)),
+        ("!Host(`a.example.com`)", "v3", (),
+         (RequestCondition(Check.HOST, ("a.example.com",), negated=True),)),
+        ("HostRegexp(`^[a-z]+\\.example\\.com$`)", "v3", (),
+         (RequestCondition(Check.HOST_REGEXP, ("^[a-z]+\\.example\\.com$",), False,
+                           "^[a-z]+\\.example\\.com\\z"),)),
+        ("HostRegexp(`{sub:[a-z]+}.example.com`)", "v2", (),
+         (RequestCondition(Check.HOST_REGEXP, ("{sub:[a-z]+}.example.com",), False,
+                           "^([a-z]+)\\.example\\.com$"),)),
+        ("Host(`a.example.com`) && PathRegexp(`^/v[0-9]+`)", "v3", ("a.example.com",),
+         (RequestCondition(Check.PATH_REGEXP, ("^/v[0-9]+",), False, "^/v[0-9]+"),)),
+    ],
+)  # fmt: skip
+def test_rules_without_a_host_negated_and_pattern_matchers_are_request_conditions(
+    rule: str, syntax: str, hosts: tuple[str, ...], conditions: tuple[RequestCondition, ...]
+) -> None:
+    (alternative,) = compile_rule(rule, syntax)
+    assert (alternative.hosts, alternative.conditions) == (hosts, conditions)
+
+
+def test_alternatives_with_different_conditions_on_one_place_are_separate_routes() -> None:
+    rule = "Host(`a.example.com`) && (Header(`X-A`, `1`) || Header(`X-A`, `2`))"
+    assert [a.headers for a in compile_rule(rule)] == [(("x-a", "1"),), (("x-a", "2"),)]
