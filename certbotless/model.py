@@ -115,6 +115,7 @@ class Route:
     path: str = "/"
     redirect_to_https: bool = True
     max_body_size: str | None = None  # nginx size syntax: 20m, 512k
+    body_buffer_size: int | None = None  # bytes of a request body kept in memory, the rest on disk
     auth_url: str | None = None  # forward auth: a 2xx from it lets the request through
     hsts: bool = False
     error_pages: ErrorPages | None = None

@@ -34,9 +34,12 @@ class RedirectRegex:
 @dataclass(frozen=True)
 class StripPrefixRegex:
     """The first of `regexes` (PCRE, each with its count of capturing groups) that matches a
-    non-empty start of the path removes it; X-Forwarded-Prefix tells the service what."""
+    non-empty start of the path removes it; X-Forwarded-Prefix tells the service what. The
+    rest then gets `add_prefix` before it (an addPrefix after the strip). Traefik's
+    stripPrefix is the same with its prefixes as literal regexes."""
 
     regexes: tuple[tuple[str, int], ...]
+    add_prefix: str = ""
 
 
 @dataclass(frozen=True)

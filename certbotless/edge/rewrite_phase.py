@@ -29,11 +29,29 @@ def early_answers(route: Route) -> str:
     return "".join(f"\n            {line}" for line in lines)
 
 
+# Traefik's entry point (no trusted IPs) replaces the client's X-Forwarded-* and X-Real-Ip
+# before any middleware: these are the values its headers middleware sees (the others of
+# them, removed and not set again, are absent).
+_ENTRY_POINT_HEADERS = {
+    "x-forwarded-host": "$certbotless_host",
+    "x-real-ip": "$remote_addr",
+    "x-forwarded-proto": "$scheme",
+}
+REMOVED_HEADERS = frozenset({
+    "x-forwarded-for", "x-forwarded-uri", "x-forwarded-method", "x-forwarded-prefix",
+    "x-forwarded-scheme", "x-scheme", "x-forwarded-tls-client-cert",
+    "x-forwarded-tls-client-cert-info",
+})  # fmt: skip
+
+
 def _allowed_hosts(allowed: AllowedHosts) -> list[str]:
     checked = "$certbotless_checked_host"
     lines = [f"set {checked} $certbotless_host;"]
     for header in reversed(allowed.headers):  # the first one set wins: it is set last
-        variable = "$http_" + header.lower().replace("-", "_")
+        name = header.lower()
+        if name in REMOVED_HEADERS:
+            continue
+        variable = _ENTRY_POINT_HEADERS.get(name, "$http_" + name.replace("-", "_"))
         lines.append(f"if ({variable}) {{ set {checked} {variable}; }}")
     listed = "|".join(re.escape(host) for host in allowed.hosts)
     lines.append(f'if ({checked} !~* "^({listed})$") {{ return 500 "Bad Host\\n"; }}')
@@ -59,16 +77,22 @@ def _redirect(redirect: RedirectRegex) -> list[str]:
 
 
 def strip_prefix_regex_rewrites(strip: StripPrefixRegex) -> str:
-    """Traefik's stripPrefixRegex: for each regex in turn, its match at the path's start when
+    """Traefik's stripPrefix(Regex): for each regex in turn, its match at the path's start when
     not empty (atomic: PCRE keeps the match Go's leftmost-first search picks) is removed, the
-    rest given a leading `/`; the first that matches ends the rewrites."""
-    prefix = "$certbotless_stripped_prefix"
+    rest given a leading `/` (none when nothing is left: the service is asked for `/`, or for
+    the added prefix alone) after the added prefix; the first that matches ends the rewrites.
+    A rest that starts with a `.` or `..` segment is answered 400, as Traefik refuses a path
+    that cleaning would change."""
+    prefix, added = "$certbotless_stripped_prefix", strip.add_prefix
     lines = [f'set {prefix} "";']
     for written, groups in strip.regexes:
         regex = quoted(written)  # PCRE text inside nginx's "…"
         matched = f"^(?>{regex})(?<=[\\s\\S])"
-        lines += [f'if ($uri ~ "^((?>{regex}))(?<=[\\s\\S])") {{ set {prefix} $1; }}',
-                  f'rewrite "{matched}(/[\\s\\S]*)$" ${groups + 1} break;',
-                  f'rewrite "{matched}([\\s\\S]*)$" /${groups + 1} break;']  # fmt: skip
+        rest = f"${groups + 1}"
+        lines += [f'if ($uri ~ "{matched}\\.\\.?(?:/|$)") {{ return 400; }}',
+                  f'if ($uri ~ "^((?>{regex}))(?<=[\\s\\S])") {{ set {prefix} $1; }}',
+                  f'rewrite "{matched}$" {added or "/"} break;',
+                  f'rewrite "{matched}(/[\\s\\S]*)$" {added}{rest} break;',
+                  f'rewrite "{matched}([\\s\\S]*)$" {added}/{rest} break;']  # fmt: skip
     lines.append(f"proxy_set_header X-Forwarded-Prefix {prefix};")
     return "".join(f"\n            {line}" for line in lines)

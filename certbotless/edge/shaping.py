@@ -30,12 +30,15 @@ PROXY_HEADERS = (
 
 
 def limit_directives(route: Route) -> str:
-    """How long the upstream may take, and how large a request body may be."""
+    """How long the upstream may take, how large a request body may be, and how much of it is
+    kept in memory (the rest in a temporary file)."""
     lines = []
     if route.timeout is not None:
         lines += [f"proxy_read_timeout {route.timeout};", f"proxy_send_timeout {route.timeout};"]
     if route.max_body_size is not None:
         lines.append(f"client_max_body_size {route.max_body_size};")
+    if route.body_buffer_size is not None:
+        lines.append(f"client_body_buffer_size {route.body_buffer_size};")
     return "".join(f"\n            {line}" for line in lines)
 
 
@@ -131,9 +134,10 @@ _CORS_ANSWERS = {
 
 
 def _preflight(cors: Cors) -> list[tuple[str, str]]:
+    """The preflight's answers, lists joined with `,` as Traefik's strings.Join writes them."""
     return [
-        ("Access-Control-Allow-Methods", ", ".join(cors.methods)),
-        ("Access-Control-Allow-Headers", ", ".join(cors.headers)),
+        ("Access-Control-Allow-Methods", ",".join(cors.methods)),
+        ("Access-Control-Allow-Headers", ",".join(cors.headers)),
         ("Access-Control-Max-Age", "" if cors.max_age is None else str(cors.max_age)),
     ]
 
@@ -145,7 +149,7 @@ def _cors_headers(cors: Cors) -> list[str]:
     if cors.credentials:
         lines.append('add_header Access-Control-Allow-Credentials "true" always;')
     if cors.expose_headers:
-        exposed = ", ".join(cors.expose_headers)
+        exposed = ",".join(cors.expose_headers)  # as Traefik joins them
         lines.append(f'add_header Access-Control-Expose-Headers "{exposed}" always;')
     if cors.vary:
         lines.append("add_header Vary Origin always;")

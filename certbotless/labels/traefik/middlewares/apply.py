@@ -72,7 +72,12 @@ def _apply_named(
     depth: int,
 ) -> Route:  # fmt: skip
     try:
-        return _apply_one(route, label, name, context, problems, depth)
+        applied = _apply_one(route, label, name, context, problems, depth)
+        problems += [LabelProblem(context.service.name, noted, value, f"middleware {name}: "
+                                  f"{message}; the rest of it is applied")
+                     for noted, value, message in context.notes]  # fmt: skip
+        context.notes.clear()
+        return applied
     except InvalidLabel as error:
         unsupported = Unsupported(error.problem.label, error.problem.value, error.problem.message)
     except Unsupported as error:

@@ -126,9 +126,7 @@ def _cors(mw: Middleware) -> Cors | None:
         raise Unsupported(mw.label("accesscontrolmaxage"), max_age, "must be seconds")
     return Cors(
         origins=origins,
-        methods=tuple(
-            m.upper() for m in listed("accesscontrolallowmethods", _TOKEN_RE, "a method")
-        ),
+        methods=listed("accesscontrolallowmethods", _TOKEN_RE, "a method"),  # as written
         headers=listed("accesscontrolallowheaders", _TOKEN_RE, "a header name"),
         expose_headers=listed("accesscontrolexposeheaders", _TOKEN_RE, "a header name"),
         credentials=flag(mw, "accesscontrolallowcredentials"),
@@ -151,6 +149,11 @@ def _with_allowed_hosts(route: Route, mw: Middleware) -> Route:
             raise Unsupported(mw.label("allowedhosts"), host, "must be a host[:port]")
     for header in headers:
         _header(header, "", mw.label("hostsproxyheaders"))
+        if header.lower() in ("x-forwarded-port", "x-forwarded-server"):
+            raise Unsupported(mw.label("hostsproxyheaders"), header, "Traefik sets this "
+                              "header itself (its entry point's port, its own host name), "
+                              "which the edge cannot repeat: name X-Forwarded-Host or the "
+                              "client's own header")  # fmt: skip
     if not hosts or flag(mw, "isdevelopment"):
         return route  # hostsProxyHeaders alone changes nothing Traefik does here
     if route.basic_auth or route.auth_url or route.allow_from:

@@ -65,6 +65,12 @@ class Context:
     services: Sequence[ServiceInfo]
     secrets: frozenset[str] | None  # the swarm's secret names (None: not known)
     files: FileMiddlewares
+    # Options applied only in part, said while the middleware is applied: (label, value, why).
+    notes: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def note(self, label: str, value: str, message: str) -> None:
+        """An option taken without doing all it asks: reported, the middleware applied."""
+        self.notes.append((label, value, message))
 
 
 # One middleware kind's `apply`: the route with the middleware applied; raises Unsupported

@@ -5,6 +5,7 @@ from __future__ import annotations
 from certbotless.labels.traefik.middlewares.options import (
     Context,
     Middleware,
+    Unsupported,
     invalid_label,
     known_fields,
 )
@@ -17,4 +18,8 @@ def apply(route: Route, mw: Middleware, context: Context) -> Route:
     known_fields(mw, {"path"})
     path = mw.value("path")
     check_path(path, mw.label("path"), invalid_label(mw.label("path"), path))
+    if "%" in path:
+        raise Unsupported(mw.label("path"), path, "a percent-encoded path: nginx would escape "
+                          "the % again (%2F reaches the service as %252F); write the "
+                          "characters themselves")  # fmt: skip
     return with_replacement(route, mw, ("^.*$", path))

@@ -16,10 +16,14 @@ from certbotless.model import Route
 
 
 def apply(route: Route, mw: Middleware, context: Context) -> Route:
-    # initialInterval (Traefik's wait before the next try) is read and not waited: nginx tries
-    # the next address at once, and the answer is the same (docs/traefik-labels.md).
     known_fields(mw, {"attempts", "initialinterval"})
     attempts = mw.value("attempts")
     if not re.fullmatch(r"[0-9]{1,2}", attempts) or int(attempts) < 1:
         raise Unsupported(mw.label("attempts"), attempts, "must be a whole number from 1 to 99")
+    interval = mw.value("initialinterval").strip()
+    if interval and not re.fullmatch(r"0+(?:\.0+)?(?:ns|us|µs|ms|s|m|h)?", interval):
+        context.note(mw.label("initialinterval"), interval, "retry.initialInterval is not "
+                     "waited: nginx tries the service's next address at once (open-source "
+                     "nginx has no back-off between tries); the answer is the same, only "
+                     "sooner")  # fmt: skip
     return replace(route, retries=int(attempts))

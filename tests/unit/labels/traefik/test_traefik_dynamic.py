@@ -16,6 +16,7 @@ from certbotless.labels.traefik.dynamic import read_dynamic_config
 from certbotless.labels.traefik.labels import traefik_claims
 from certbotless.labels.traefik.middlewares.options import FileMiddlewares
 from certbotless.model import BasicAuth, Discovery, RateLimit, Route, ServiceInfo
+from certbotless.rewrite_phase import RewritePhase, StripPrefixRegex
 from certbotless.settings import Settings
 from tests.support.factories import CERTS_DIR, RESPONDER, certs_for
 
@@ -100,7 +101,7 @@ def test_file_middlewares_apply_as_label_ones_do(yaml_file: FileMiddlewares) -> 
         allow_from=("10.0.0.0/8", "192.0.2.7/32"),
         rate_limit=RateLimit(120, 4),  # Traefik's burst 5: the first and 4 more
         response_headers=(("X-Robots-Tag", "noindex"), ("X-Frame-Options", "DENY")),
-        strip_prefixes=("/app",),
+        rewrite_phase=RewritePhase(strip_prefix_regex=StripPrefixRegex((("/app", 0),))),
     )  # fmt: skip
     files = render_nginx_conf(found.routes, certs_for(HOST), RESPONDER, CERTS_DIR)
     assert validate_nginx_conf(files) == ()

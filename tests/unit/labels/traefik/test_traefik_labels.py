@@ -15,9 +15,12 @@ from certbotless.labels.dialects import discovered
 from certbotless.labels.settle import discover
 from certbotless.labels.traefik.labels import traefik_claims
 from certbotless.model import BasicAuth, Cors, Discovery, RateLimit, Route, ServiceInfo
+from certbotless.rewrite_phase import RewritePhase, StripPrefixRegex
 from certbotless.setting_values import rule_template
 from certbotless.settings import Settings, SettingsError
 from tests.support.factories import CERTS_DIR, RESPONDER, certs_for
+
+STRIP_API = RewritePhase(strip_prefix_regex=StripPrefixRegex((("/api", 0),)))
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 HASH = "$apr1$r31.....$HqJZimcKQFAMYayBlzkrA/"  # htpasswd -nb user password (apr1)
@@ -249,7 +252,7 @@ CASES = {
                 "/api",
                 allow_from=("10.0.0.0/8", "192.168.1.7/32"),
                 rate_limit=RateLimit(6000, 49),  # nginx's burst: Traefik's less the first
-                strip_prefixes=("/api",),
+                rewrite_phase=STRIP_API,  # stripPrefix: a literal stripPrefixRegex
                 request_headers=(("X-Script-Name", "/api"),),
                 response_headers=(("X-Powered-By", ""), ("X-Frame-Options", "DENY")),
                 strict_transport="max-age=31536000",
@@ -301,7 +304,7 @@ CASES = {
             f"{S}a.loadbalancer.server.port": "80",
             f"{R}a.middlewares": "again,few,moved",
             f"{M}again.retry.attempts": "3",
-            f"{M}again.retry.initialinterval": "100ms",
+            f"{M}again.retry.initialinterval": "0",
             f"{M}few.inflightreq.amount": "10",
             f"{M}moved.replacepathregex.regex": "^/old/(.*)",
             f"{M}moved.replacepathregex.replacement": "/new/${1}",
@@ -314,7 +317,7 @@ CASES = {
                 80,
                 retries=3,
                 max_connections=10,
-                replace_path=("^/old/(.*)", "/new/$1"),
+                replace_path=("^(?>^/old/(.*))([\\s\\S]*)$", "/new/$1$2"),  # and the rest
             ),
         ),
     ),
@@ -339,7 +342,7 @@ CASES = {
                 response_headers=(("X-Served-By", "edge"),),
                 cors=Cors(
                     ("https://x.example.com", "*"),
-                    ("GET", "OPTIONS"),
+                    ("get", "OPTIONS"),  # as written: Traefik sends them so
                     (),
                     ("X-Total",),
                     max_age=100,
@@ -391,7 +394,7 @@ CASES = {
             f"{M}moved.replacepathregex.replacement": "/$1",
             f"{R}a.tls": "true",
         },
-        (Route("web", ("a.example.com",), 80, replace_path=("^/(.*)", "/$1")),),
+        (Route("web", ("a.example.com",), 80, replace_path=("^(?>^/(.*))([\\s\\S]*)$", "/$1$2")),),
     ),
     # The usual pair: an HTTP router redirecting to HTTPS, and the HTTPS one.
     "redirect-pair-and-chain": Case(
@@ -515,7 +518,7 @@ def test_security_middlewares_render_as_nginx_access_rules() -> None:
     assert "limit_req_zone $binary_remote_addr zone=certbotless_" in files[NGINX_CONF_TARGET]
     assert "rate=6000r/m;" in files[NGINX_CONF_TARGET]
     assert "limit_req_status 429;" in text and "burst=49 nodelay;" in text
-    assert r"rewrite ^/api/?(.*)$ /$1 break;" in text
+    assert r'rewrite "^(?>/api)(?<=[\s\S])(/[\s\S]*)$" $1 break;' in text
     assert 'proxy_set_header X-Script-Name "/api";' in text
     assert "proxy_hide_header X-Powered-By;" in text
     # The router's own STS (stsSeconds), on its HTTPS locations only (one per host).

@@ -21,9 +21,9 @@ from tests.support.traefik_cases import (
     Outcome,
     Verdict,
     case_files,
-    case_outcome,
     counts_lines,
 )
+from tests.support.traefik_middleware_cases import case_outcome
 
 pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="needs nginx")
 DOCS = Path(__file__).resolve().parents[4] / "docs" / "traefik-labels.md"

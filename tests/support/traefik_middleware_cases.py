@@ -1,0 +1,234 @@
+"""Traefik's middleware and service label cases (tests/traefik_cases/, kind "middlewares"): each
+case's labels define middlewares (`traefik.http.middlewares.<m>.…`) and options of the Traefik
+service `s` (`traefik.http.services.s.…`); the runner adds one router `r` for `a.test` (the
+case's `rule`, else ``Host(`a.test`)``) on the entry point `web` (`websecure` with TLS when the
+case says `"tls": true`) using those middlewares in order (or the case's `middlewares`), and
+`s`'s port, an echo server's. A real nginx answers the case's requests, and each expected
+answer is compared on what it gives: `status`, answer `headers` (a value, or null: absent),
+and what reached the service, `upstream`: its `path` (the request target as sent to it) and
+`headers` (lower-case names, a value or null), or `"upstream": null` for nothing.
+
+Verdicts: REFUSED when a LabelProblem names one of the case's middlewares or `s`'s options
+(whether the route is then served without them or not at all); otherwise BEHAVES when every
+answer is Traefik's, SILENT when one differs, when the router is dropped without a word, or
+when the case has no request to check what certbotless accepted."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from uuid import uuid4
+
+from certbotless.model import LabelProblem, Route, ServiceInfo
+from tests.support.edge_nginx import Echo, serve_routes, stop
+from tests.support.factories import certs_for
+from tests.support.traefik_cases import (
+    FRONT,
+    GO_REMOTE,
+    LOOPBACK,
+    CaseFile,
+    Outcome,
+    Verdict,
+    discover_case,
+    proxy_header,
+    request_bytes,
+)
+from tests.support.traefik_cases import case_outcome as other_case_outcome
+
+HOST = "a.test"
+MIDDLEWARES = "traefik.http.middlewares."
+SERVICE = "traefik.http.services.s."
+CASE_REQUEST = "X-Case-Request"  # a request's own id, to find what reached the echo server
+
+
+def with_echo(value: Any, port: int) -> Any:
+    """`value` (a case's JSON) with `{echo}` read as the echo server's port."""
+    return json.loads(json.dumps(value).replace("{echo}", str(port)))
+
+
+def case_labels(case: Mapping[str, Any], port: int) -> dict[str, str]:
+    """The Swarm service's labels: the case's, router `r` and service `s` on `port` (and with
+    `https_router`, a router `r-secure` for the same rule over HTTPS, as beside a router that
+    redirects to it)."""
+    labels: dict[str, str] = with_echo(case["labels"], port)
+    names = case.get("middlewares")
+    if names is None:
+        names = list(dict.fromkeys(
+            label.split(".")[3] for label in labels if label.lower().startswith(MIDDLEWARES)
+        ))  # fmt: skip
+    router = {
+        "rule": case.get("rule", f"Host(`{HOST}`)"),
+        "entrypoints": "websecure" if case.get("tls") else "web",
+        "service": "s",
+    }
+    if case.get("tls"):
+        router["tls"] = "true"
+    if names:
+        router["middlewares"] = ",".join(names)
+    if case.get("https_router"):
+        secure = {"rule": router["rule"], "entrypoints": "websecure", "tls": "true", "service": "s"}
+        labels |= {f"traefik.http.routers.r-secure.{k}": v for k, v in secure.items()}
+    spelled = {label.lower() for label in labels}
+    if f"{SERVICE}loadbalancer.server.url" not in spelled:
+        labels[f"{SERVICE}loadbalancer.server.port"] = str(port)
+    return {"traefik.enable": "true", **{f"traefik.http.routers.r.{k}": v
+                                          for k, v in router.items()}, **labels}  # fmt: skip
+
+
+def _own(problem: LabelProblem, case: Mapping[str, Any]) -> bool:
+    """Whether the problem names one of the case's labels (a middleware's or `s`'s)."""
+    label = problem.label.lower()
+    own = {key.lower() for key in case["labels"]}
+    names = {key.split(".")[3].lower() for key in own if key.startswith(MIDDLEWARES)}
+    return label in own or any(
+        label.startswith(f"{MIDDLEWARES}{name}.") or f"middleware {name}" in
+        problem.message.lower() for name in names
+    )  # fmt: skip
+
+
+def middleware_case_outcome(
+    case: Mapping[str, Any], area: str, stem: str, ports: Sequence[int], scratch: Path
+) -> Outcome:
+    case_id = f"{stem}:{case['id']}"
+    if case.get("not_applicable"):
+        return Outcome(case_id, area, Verdict.NOT_APPLICABLE, case["not_applicable"])
+    routes, problems = discover_case([ServiceInfo("svc", case_labels(case, ports[0]))])
+    routes = [_errors_on_loopback(route) for route in routes]
+    said = [p for p in problems if _own(p, case)]
+    text = " | ".join(f"{p.label}: {p.message}" for p in said)
+    if case.get("traefik_rejects"):
+        if routes and not said:
+            return Outcome(case_id, area, Verdict.SILENT,
+                           "Traefik rejects these labels; certbotless serves them")  # fmt: skip
+        return Outcome(case_id, area, Verdict.BEHAVES, text)
+    if said:
+        return Outcome(case_id, area, Verdict.REFUSED, text)
+    if not routes:
+        others = " | ".join(f"{p.label}: {p.message}" for p in problems)
+        return Outcome(case_id, area, Verdict.SILENT, f"router dropped: {others or 'no word'}")
+    requests = [r for r in case.get("requests", []) if not r.get("not_applicable")]
+    if not requests:
+        return Outcome(case_id, area, Verdict.SILENT, "accepted; no request checks it")
+    differing = answers_differing(with_echo(requests, ports[0]), routes, scratch)
+    if differing:
+        return Outcome(case_id, area, Verdict.SILENT, "; ".join(differing))
+    return Outcome(case_id, area, Verdict.BEHAVES, "")
+
+
+def _errors_on_loopback(route: Route) -> Route:
+    """The errors middleware's service, `svc`, is the echo server on loopback too."""
+    pages = route.error_pages
+    if pages is None:
+        return route
+    url = pages.url.replace("http://svc:", f"http://{LOOPBACK}:")
+    return replace(route, error_pages=replace(pages, url=url))
+
+
+def answers_differing(
+    requests: Sequence[Mapping[str, Any]], routes: Sequence[Route], scratch: Path
+) -> list[str]:
+    nginx, port, tls_port = serve_routes(routes, scratch, certs=certs_for(HOST),
+                                         front_subnets=FRONT)  # fmt: skip
+    try:
+        differing = []
+        for request in requests:
+            tls = urlsplit(request["url"]).scheme == "https"
+            got = exchange(tls_port if tls else port, request, tls)
+            differing += [f"{request['method']} {request['url']}: {d}"
+                          for d in differences(request["expect"], got)]  # fmt: skip
+        return differing
+    finally:
+        stop(nginx)
+
+
+def exchange(port: int, request: Mapping[str, Any], tls: bool) -> dict[str, Any]:
+    """The answer: status, headers (lower-case names; repeated ones joined with `, `), and
+    what reached the echo server (None: nothing)."""
+    marker = uuid4().hex
+    sent = dict(request)
+    sent["headers"] = [*request.get("headers", []), [CASE_REQUEST, marker]]
+    with socket.create_connection((LOOPBACK, port), timeout=5) as raw:
+        raw.sendall(proxy_header(request.get("remote") or GO_REMOTE))
+        connection: socket.socket = raw
+        if tls:
+            context = ssl.create_default_context()
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+            connection = context.wrap_socket(raw, server_hostname=HOST)
+        connection.sendall(_with_body(request_bytes(sent), request.get("body", "")))
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    head = answer.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    status = int(head[0].split()[1]) if head and head[0].startswith("HTTP/") else 0
+    headers: dict[str, str] = {}
+    for line in head[1:]:
+        name, _, value = line.partition(":")
+        name, value = name.strip().lower(), value.strip()
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    seen = [{"path": path, "headers": got} for path, got in Echo.seen
+            if got.get(CASE_REQUEST.lower()) == marker]  # fmt: skip
+    # A forward-auth server (the echo too) is asked first, then the service.
+    auth = seen[0] if len(seen) > 1 else None
+    return {
+        "status": status,
+        "headers": headers,
+        "upstream": seen[-1] if seen else None,
+        "auth": auth,
+    }
+
+
+def _with_body(head: bytes, body: str) -> bytes:
+    if not body:
+        return head
+    length = f"Content-Length: {len(body.encode())}\r\n\r\n".encode()
+    return head[: -len(b"\r\n")] + length + body.encode()
+
+
+def differences(expect: Mapping[str, Any], got: Mapping[str, Any]) -> list[str]:
+    found = []
+    if "status" in expect and expect["status"] != got["status"]:
+        found.append(f"status: Traefik {expect['status']}, certbotless {got['status']}")
+    for name, value in expect.get("headers", {}).items():
+        have = got["headers"].get(name.lower())
+        if have != value:
+            found.append(f"answer header {name}: Traefik {value!r}, certbotless {have!r}")
+    if "auth" in expect:
+        found += [f"forward auth: {d}" for d in _seen_differences(expect["auth"], got["auth"])]
+    if "upstream" in expect:
+        found += _seen_differences(expect["upstream"], got["upstream"])
+    return found
+
+
+def _seen_differences(upstream: Mapping[str, Any] | None, seen: Mapping[str, Any] | None
+                      ) -> list[str]:  # fmt: skip
+    found = []
+    if upstream is None or seen is None:
+        if (upstream is None) != (seen is None):
+            found.append(
+                "the service "
+                + ("is reached" if seen else "is not reached")
+                + (", Traefik does not reach it" if seen else ", Traefik reaches it")
+            )
+        return found
+    if "path" in upstream and upstream["path"] != seen["path"]:
+        found.append(f"service path: Traefik {upstream['path']}, certbotless {seen['path']}")
+    for name, value in upstream.get("headers", {}).items():
+        have = seen["headers"].get(name.lower())
+        if have != value:
+            found.append(f"service header {name}: Traefik {value!r}, certbotless {have!r}")
+    return found
+
+
+def case_outcome(
+    file: CaseFile, case: Mapping[str, Any], ports: Sequence[int], scratch: Path
+) -> Outcome:
+    """Any case: the middleware kind here, the others in traefik_cases."""
+    if file.kind == "middlewares":
+        return middleware_case_outcome(case, file.area, file.stem, ports, scratch)
+    return other_case_outcome(file, case, ports, scratch)
