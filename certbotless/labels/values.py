@@ -35,6 +35,9 @@ _IP_RE = re.compile(r"^[0-9.]+$", re.ASCII)
 # No braces: nginx would read them as a block. `{status}` is replaced before nginx sees it.
 _URL_SAFE_RE = re.compile(r"^[A-Za-z0-9._~:/?#\[\]@!&()*+,=%-]+$", re.ASCII)
 _PATH_RE = re.compile(r"^/[A-Za-z0-9._~!&()*+,=:@%/-]*$", re.ASCII)
+# A router's rule may also name a space, which requests send as %20 (it is only ever matched,
+# in a quoted regex, never written into a rewrite).
+_MATCHED_PATH_RE = re.compile(r"^/[A-Za-z0-9._~!&()*+,=:@%/ -]*$", re.ASCII)
 HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9-]{1,100}$", re.ASCII)
 # Printable, and nothing nginx would read as a variable or the end of a quoted string.
 HEADER_VALUE_RE = re.compile(r"^[\x20\x21\x23\x25-\x5b\x5d-\x7e]{0,2000}$", re.ASCII)
@@ -156,12 +159,17 @@ def _to_ascii_hostname(host: str) -> str:
     )
 
 
-def check_path(path: str, label: str, invalid: InvalidFactory) -> None:
-    """A path prefix nginx can take as a location and that is not the edge's own."""
+def check_path(path: str, label: str, invalid: InvalidFactory, matched_only: bool = False) -> None:
+    """A path prefix nginx can take as a location and that is not the edge's own;
+    `matched_only`: a path the edge only matches requests against (it may hold a space)."""
     if len(path) > MAX_PATH_LENGTH:
         raise invalid(label, f"is {len(path)} characters long; nginx takes at most "
                       f"{MAX_PATH_LENGTH} here: shorten the path prefix")  # fmt: skip
-    if not _PATH_RE.match(path) or "//" in path or "/../" in f"{path}/":
+    if (
+        not (_MATCHED_PATH_RE if matched_only else _PATH_RE).match(path)
+        or "//" in path
+        or "/../" in f"{path}/"
+    ):
         raise invalid(label, "must start with / and hold only URL path characters, e.g. /api")
     reserved = next((r for r in RESERVED_PATHS if f"{path}/".startswith(r)), None)
     if reserved is not None:

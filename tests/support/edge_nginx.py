@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import base64
 import http.client
+import os
+import shutil
+import signal
 import socket
 import ssl
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -40,6 +44,31 @@ from tests.support.factories import CERTS_DIR, RESPONDER
 from tests.support.ports import unused_ports
 
 HOST = "app.example.com"
+# nginx in a root filesystem (the rig's unpacked trixie: nginx 1.26, the generation of the edge
+# image's nginx:stable) as in a container: a private mount namespace gives it /proc and /dev,
+# both gone with it, and it dies with the command that started it.
+_IN_ROOT = (
+    'mount -t proc proc "$0/proc" && mount --rbind /dev "$0/dev" && exec chroot "$0" nginx "$@"'
+)
+
+
+@dataclass(frozen=True)
+class NginxBinary:
+    """Which nginx runs: this machine's, or the one in `root` (seen by it as `/`)."""
+
+    root: Path = Path("/")
+
+    @property
+    def command(self) -> tuple[str, ...]:
+        if self.root == Path("/"):
+            return ("nginx",)
+        return ("unshare", "--mount", "--fork", "--kill-child", "sh", "-c", _IN_ROOT,
+                str(self.root))  # fmt: skip
+
+
+LOCAL_NGINX = NginxBinary()
+# Scratch trees written inside another root, removed when their nginx stops.
+_SCRATCH_IN_ROOT: dict[int, Path] = {}
 NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 ECHO_PORT_HEADER = "X-Echo-Port"
 
@@ -98,43 +127,71 @@ def serve_routes(
     certs: Mapping[str, StoredCert] = MappingProxyType({}),
     resolver: str = "",
     front_subnets: Sequence[str] = (),
+    binary: NginxBinary = LOCAL_NGINX,
 ) -> tuple[subprocess.Popen[bytes], int, int]:
     """nginx serving `routes` (the rendered configuration, and `extra` files: target → text,
     as the edge would mount them): (the process, its plain HTTP port, its HTTPS port).
     `resolver` (address:port) replaces Docker's DNS. With `front_subnets`, every connection
-    must start with a PROXY protocol header."""
+    must start with a PROXY protocol header. `binary`: which nginx (this machine's, else one in
+    a root filesystem, whose scratch tree goes under that root's /tmp)."""
     files = render_nginx_conf(routes, certs, RESPONDER, CERTS_DIR, front_subnets=front_subnets)
     files.update(extra)
-    port, tls_port = unused_ports(2)
-    files = {
-        target: text.replace("listen 80", f"listen 127.0.0.1:{port}")
-        .replace("listen 443", f"listen 127.0.0.1:{tls_port}")
-        .replace("access_log /dev/stdout certbotless;", "access_log off;")
-        .replace("resolver 127.0.0.11", f"resolver {resolver or '127.0.0.11'}")
-        for target, text in files.items()
-    }
     tmp_path.mkdir(parents=True)
-    _write_scratch_tree(files, Path("/"), PurePosixPath(tmp_path))
-    nginx = subprocess.Popen(
-        ["nginx", "-p", f"{tmp_path}/", "-c", f"{tmp_path}/nginx.conf", "-g",
-         f"daemon off; pid {tmp_path}/nginx.pid; user root;"],  # workers read pytest's 0700 dirs
-        stderr=(tmp_path / "stderr").open("wb"),
-    )  # fmt: skip
-    for _ in range(100):
-        if nginx.poll() is not None:
-            raise AssertionError((tmp_path / "stderr").read_text())
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+    for attempt in range(3):  # another test may take a port between its pick and nginx's bind
+        port, tls_port = unused_ports(2)
+        nginx = _start({
+            target: text.replace("listen 80", f"listen 127.0.0.1:{port}")
+            .replace("listen 443", f"listen 127.0.0.1:{tls_port}")
+            .replace("access_log /dev/stdout certbotless;", "access_log off;")
+            .replace("resolver 127.0.0.11", f"resolver {resolver or '127.0.0.11'}")
+            for target, text in files.items()
+        }, tmp_path / f"attempt-{attempt}", binary)  # fmt: skip
+        if nginx is not None:
             return nginx, port, tls_port
-        except OSError:
-            time.sleep(0.05)
+    raise AssertionError((tmp_path / f"attempt-{attempt}" / "stderr").read_text())
+
+
+def _start(
+    files: Mapping[str, str], scratch: Path, binary: NginxBinary
+) -> subprocess.Popen[bytes] | None:
+    """nginx running `files`, once it has bound its ports (it writes its pid file after that,
+    so a port another nginx holds is not mistaken for its own); None when a port was taken."""
+    scratch.mkdir()
+    seen = PurePosixPath(scratch)
+    if binary.root != Path("/"):
+        inside = Path(tempfile.mkdtemp(prefix="certbotless-serve-", dir=binary.root / "tmp"))
+        seen = PurePosixPath("/") / inside.relative_to(binary.root)
+    _write_scratch_tree(files, binary.root, seen)
+    nginx = subprocess.Popen(
+        [*binary.command, "-p", f"{seen}/", "-c", f"{seen}/nginx.conf", "-g",
+         f"daemon off; pid {seen}/nginx.pid; user root;"],  # workers read pytest's 0700 dirs
+        stderr=(scratch / "stderr").open("wb"),
+    )  # fmt: skip
+    tree = binary.root / str(seen).lstrip("/")
+    if binary.root != Path("/"):
+        _SCRATCH_IN_ROOT[nginx.pid] = tree
+    for _ in range(200):
+        if nginx.poll() is not None:
+            if "Address already in use" in (scratch / "stderr").read_text():
+                shutil.rmtree(_SCRATCH_IN_ROOT.pop(nginx.pid, scratch), ignore_errors=True)
+                return None
+            raise AssertionError((scratch / "stderr").read_text())
+        if (tree / "nginx.pid").exists():
+            return nginx
+        time.sleep(0.025)
     nginx.kill()
     raise AssertionError("nginx did not listen within 5 s")
 
 
 def stop(nginx: subprocess.Popen[bytes]) -> None:
-    nginx.terminate()
+    scratch = _SCRATCH_IN_ROOT.pop(nginx.pid, None)
+    if scratch is None:
+        nginx.terminate()
+    else:  # unshare ignores SIGTERM while it waits: stop its nginx by the pid nginx wrote
+        os.kill(int((scratch / "nginx.pid").read_text()), signal.SIGTERM)
     nginx.wait(timeout=10)
+    if scratch is not None:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def get(

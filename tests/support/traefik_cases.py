@@ -25,7 +25,13 @@ from certbotless.labels.settle import discover
 from certbotless.labels.traefik.labels import traefik_claims
 from certbotless.model import LabelProblem, Route, ServiceInfo
 from certbotless.setting_values import SettingsError, rule_template
-from tests.support.edge_nginx import ECHO_PORT_HEADER, serve_routes, stop
+from tests.support.edge_nginx import (
+    ECHO_PORT_HEADER,
+    LOCAL_NGINX,
+    NginxBinary,
+    serve_routes,
+    stop,
+)
 
 CASES_DIR = Path(__file__).resolve().parents[1] / "traefik_cases"
 LOOPBACK = "127.0.0.1"
@@ -211,7 +217,12 @@ def discover_case(
 
 
 def rule_case_outcome(
-    case: Mapping[str, Any], area: str, stem: str, ports: Sequence[int], scratch: Path
+    case: Mapping[str, Any],
+    area: str,
+    stem: str,
+    ports: Sequence[int],
+    scratch: Path,
+    binary: NginxBinary = LOCAL_NGINX,
 ) -> Outcome:
     case_id = f"{stem}:{case['id']}"
     if case.get("not_applicable"):
@@ -229,7 +240,8 @@ def rule_case_outcome(
     if unrouted and problems:
         return Outcome(case_id, area, Verdict.REFUSED, _problems_text(problems))
     # A router left out without a word behaves only if Traefik never reaches it either.
-    differences = answers_differing(case, routes, dict(zip(ports, names, strict=False)), scratch)
+    router_of = dict(zip(ports, names, strict=False))
+    differences = answers_differing(case, routes, router_of, scratch, binary)
     if differences:
         dropped = f" (router(s) {', '.join(unrouted)} not routed)" if unrouted else ""
         return Outcome(case_id, area, Verdict.SILENT, "; ".join(differences) + dropped)
@@ -237,13 +249,17 @@ def rule_case_outcome(
 
 
 def answers_differing(
-    case: Mapping[str, Any], routes: Sequence[Route], router_of: Mapping[int, str], scratch: Path
+    case: Mapping[str, Any],
+    routes: Sequence[Route],
+    router_of: Mapping[int, str],
+    scratch: Path,
+    binary: NginxBinary = LOCAL_NGINX,
 ) -> list[str]:
     """Each request whose answer is not Traefik's: `METHOD url: expected X, got Y`."""
     requests = [r for r in case.get("requests", []) if not r.get("not_applicable")]
     if not requests:
         return []
-    nginx, port, _ = serve_routes(routes, scratch, front_subnets=FRONT)
+    nginx, port, _ = serve_routes(routes, scratch, front_subnets=FRONT, binary=binary)
     try:
         differing = []
         for request in requests:
@@ -294,7 +310,12 @@ def provider_services(
 
 
 def provider_case_outcome(
-    case: Mapping[str, Any], area: str, stem: str, ports: Sequence[int], scratch: Path
+    case: Mapping[str, Any],
+    area: str,
+    stem: str,
+    ports: Sequence[int],
+    scratch: Path,
+    binary: NginxBinary = LOCAL_NGINX,
 ) -> Outcome:
     """Labels of a Docker/Swarm provider case → whether each router Traefik made answers."""
     case_id = f"{stem}:{case['id']}"
@@ -311,7 +332,7 @@ def provider_case_outcome(
         )
     except SettingsError as refused:  # a default rule certbotless cannot evaluate: no start
         return Outcome(case_id, area, Verdict.REFUSED, str(refused))
-    differing = answers_differing(case, routes, service_of, scratch)
+    differing = answers_differing(case, routes, service_of, scratch, binary)
     if not differing:
         return Outcome(case_id, area, Verdict.BEHAVES, _problems_text(problems))
     served = {service_of.get(route.port) for route in routes}
@@ -330,10 +351,14 @@ def provider_case_outcome(
 
 
 def case_outcome(
-    file: CaseFile, case: Mapping[str, Any], ports: Sequence[int], scratch: Path
+    file: CaseFile,
+    case: Mapping[str, Any],
+    ports: Sequence[int],
+    scratch: Path,
+    binary: NginxBinary = LOCAL_NGINX,
 ) -> Outcome:
     run = provider_case_outcome if file.kind == "provider" else rule_case_outcome
-    return run(case, file.area, file.stem, ports, scratch)
+    return run(case, file.area, file.stem, ports, scratch, binary)
 
 
 def tally(outcomes: Sequence[Outcome]) -> list[tuple[str, int, int, int, int, int]]:

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from uuid import uuid4
 
 from certbotless.model import LabelProblem, Route, ServiceInfo
-from tests.support.edge_nginx import Echo, serve_routes, stop
+from tests.support.edge_nginx import LOCAL_NGINX, Echo, NginxBinary, serve_routes, stop
 from tests.support.factories import certs_for
 from tests.support.traefik_cases import (
     FRONT,
@@ -226,9 +226,14 @@ def _seen_differences(upstream: Mapping[str, Any] | None, seen: Mapping[str, Any
 
 
 def case_outcome(
-    file: CaseFile, case: Mapping[str, Any], ports: Sequence[int], scratch: Path
+    file: CaseFile,
+    case: Mapping[str, Any],
+    ports: Sequence[int],
+    scratch: Path,
+    binary: NginxBinary = LOCAL_NGINX,
 ) -> Outcome:
-    """Any case: the middleware kind here, the others in traefik_cases."""
+    """Any case: the middleware kind here, the others in traefik_cases; `binary`: the nginx
+    that answers."""
     if file.kind == "middlewares":
         return middleware_case_outcome(case, file.area, file.stem, ports, scratch)
-    return other_case_outcome(file, case, ports, scratch)
+    return other_case_outcome(file, case, ports, scratch, binary)

@@ -27,6 +27,7 @@ from certbotless.labels.traefik.middlewares.options import (
     Unsupported,
 )
 from certbotless.labels.traefik.middlewares.redirect_scheme import with_redirect
+from certbotless.labels.traefik.placements import placements
 from certbotless.labels.traefik.rules import (
     SYNTAXES,
     V2,
@@ -43,7 +44,6 @@ from certbotless.labels.values import (
     InvalidLabel,
     check_path,
 )
-from certbotless.labels.values import parse_hostname as _parse_hostname
 from certbotless.model import (
     CertSpec,
     DialectClaims,
@@ -315,12 +315,12 @@ def _router_routes(
     routes = []
     invalid = _invalid_factory(service, rule_label)
     for alternative in alternatives:
-        hosts = tuple(dict.fromkeys(_parse_hostname(h, invalid) for h in alternative.hosts))
-        check_path(alternative.path, rule_label, invalid)
-        routes.append(replace(base, hosts=hosts, path=alternative.path,
-                              exact_path=alternative.exact, methods=alternative.methods,
-                              match_headers=alternative.headers,
-                              conditions=alternative.conditions))  # fmt: skip
+        check_path(alternative.path, rule_label, invalid, matched_only=not strip)
+        for hosts, conditions in placements(alternative.hosts, https, invalid):
+            routes.append(replace(base, hosts=hosts, path=alternative.path,
+                                  exact_path=alternative.exact, methods=alternative.methods,
+                                  match_headers=alternative.headers,
+                                  conditions=alternative.conditions + conditions))  # fmt: skip
     hosts = tuple(dict.fromkeys(h for route in routes for h in route.hosts))
     return (priority, routes, problems), _spec(hosts)
 

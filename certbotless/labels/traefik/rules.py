@@ -256,12 +256,14 @@ class _Parser:
         self.take(")")
         name = _canonical_name(name, self.syntax)
         _check_values(name, args, self.syntax)
-        if self.syntax == V2 and name == "HostRegexp" and not any("{" in a for a in args):
+        if (
+            self.syntax == V2
+            and name == "HostRegexp"
+            and not any(self._template(name, arg) for arg in args)
+        ):
             name = "Host"  # gorilla/mux's host template without a variable: the names as written
         if self.syntax == V2 and name == "Query":
-            raise RuleError(f"Query({', '.join(args)}): v2's Query (gorilla/mux's `key=value` "
-                            "templates) is not expressed here: set the router's ruleSyntax=v3 "
-                            "and write Query(`key`, `value`) or QueryRegexp")  # fmt: skip
+            return _v2_query(args)
         if name.lower() in _HOST or name.lower() in _PATHS or name.lower() == _METHOD:
             # v2: any of several values (v3 has only one)
             matchers = tuple(Matcher(name, (arg,), self._template(name, arg)) for arg in args)
@@ -273,11 +275,29 @@ class _Parser:
 
     def _template(self, name: str, value: str) -> bool:
         """Whether v2 reads the value as gorilla/mux's template (v3 reads paths as written)."""
-        return (
-            self.syntax == V2
-            and name in ("Path", "PathPrefix", "HostRegexp")
-            and (has_variables(value))
-        )
+        if self.syntax != V2 or name not in ("Path", "PathPrefix", "HostRegexp"):
+            return False
+        # A host template that is no name is matched as written (so, by no real host).
+        literal = value.isascii() and not _V2_NAME_RE.match(value)  # non-ASCII: refused
+        return has_variables(value) or (name == "HostRegexp" and literal)
+
+
+_V2_NAME_RE = re.compile(r"^[A-Za-z0-9.-]+$", re.ASCII)
+
+
+def _v2_query(args: list[str]) -> Node:
+    """v2's Query(`k=v`, …): every pair, each a key with that value (v3's Query(`k`, `v`)); a
+    gorilla/mux template in one is refused."""
+    pairs = []
+    for arg in args:
+        key, equals, value = arg.partition("=")
+        if not equals or not key or has_variables(arg):
+            raise RuleError(f"Query({', '.join(args)}): {arg!r} is not a `key=value` pair "
+                            "certbotless reads (gorilla/mux templates are not): set the "
+                            "router's ruleSyntax=v3 and write Query(`key`, `value`) or "
+                            "QueryRegexp")  # fmt: skip
+        pairs.append(Matcher("Query", (key, value)))
+    return pairs[0] if len(pairs) == 1 else All(tuple(pairs))
 
 
 def parse_rule(rule: str, syntax: str = V3) -> Node:

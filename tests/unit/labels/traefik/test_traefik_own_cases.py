@@ -3,19 +3,24 @@ there) as certbotless's acceptance suite: each case's labels go through discover
 a real nginx on loopback answers its requests, and each case BEHAVES as in Traefik, is REFUSED
 with a LabelProblem, or is SILENT, accepted but different. A silent case fails the suite unless
 tests/traefik_cases/known_silent.json lists it, and a listed case that is no longer silent fails
-it too, so the list only shrinks. docs/traefik-labels.md carries the counts."""
+it too, so the list only shrinks. docs/traefik-labels.md carries the counts.
+
+The verdicts are those of the edge image's nginx generation (nginx:stable; here the rig's
+unpacked Debian trixie, nginx 1.26). The cases are also run on this machine's Debian bookworm
+nginx 1.22, for operators who bring their own: where it answers otherwise, the difference must be
+the one documented in tests/traefik_cases/nginx_1_22_differences.json."""
 
 from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from tests.support.edge_nginx import echo_servers
+from tests.support.edge_nginx import LOCAL_NGINX, NginxBinary, echo_servers
 from tests.support.traefik_cases import (
     CASES_DIR,
     Outcome,
@@ -30,16 +35,34 @@ DOCS = Path(__file__).resolve().parents[4] / "docs" / "traefik-labels.md"
 MAX_ROUTERS = 6  # routers (or Traefik services) in one case, at most: each has an echo server
 
 
-@pytest.fixture(scope="module")
-def outcomes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Outcome]]:
-    scratch = tmp_path_factory.mktemp("traefik-cases")
+def _run_every_case(scratch: Path, binary: NginxBinary) -> list[Outcome]:
     jobs = [(file, index, case) for file in case_files()
             for index, case in enumerate(file.cases)]  # fmt: skip
     with echo_servers(MAX_ROUTERS) as ports, ThreadPoolExecutor(8) as pool:
-        yield list(pool.map(
-            lambda job: case_outcome(job[0], job[2], ports, scratch / f"{job[0].stem}-{job[1]}"),
+        return list(pool.map(
+            lambda job: case_outcome(job[0], job[2], ports,
+                                     scratch / f"{job[0].stem}-{job[1]}", binary),
             jobs,
         ))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory: pytest.TempPathFactory, rig_env: dict[str, str]) -> list[Outcome]:
+    """On the edge image's nginx generation."""
+    root = Path(rig_env.get("CBL_NGINX_NEW_ROOT", ""))
+    if not (root / "usr/sbin/nginx").is_file():
+        pytest.fail(f"no nginx >= 1.25.1 root at {root} (`python3 -m rig up` unpacks one)")
+    return _run_every_case(tmp_path_factory.mktemp("traefik-cases"), NginxBinary(root))
+
+
+def test_bookworms_nginx_differs_only_where_documented(
+    outcomes: list[Outcome], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    on_bookworm = _run_every_case(tmp_path_factory.mktemp("traefik-cases-1.22"), LOCAL_NGINX)
+    edge = {o.case_id: o.verdict for o in outcomes}
+    differing = {o.case_id for o in on_bookworm if o.verdict is not edge[o.case_id]}
+    documented = json.loads((CASES_DIR / "nginx_1_22_differences.json").read_text())
+    assert differing == {entry["id"] for entry in documented}
 
 
 def _known_silent() -> dict[str, str]:
