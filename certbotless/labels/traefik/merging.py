@@ -17,9 +17,8 @@ def _guards(route: Route) -> tuple[object, ...]:
 
 
 def _matches(route: Route) -> tuple[object, ...]:
-    """What a route's requests must carry besides its host, path and method (methods of one
-    place unite)."""
-    return route.match_headers, route.conditions
+    """What a route's requests must carry besides its host and path."""
+    return route.methods, route.match_headers, route.conditions
 
 
 def _guard_conflict(service: ServiceInfo, label: str, place: str, first_label: str) -> LabelProblem:
@@ -50,11 +49,6 @@ def one_route_per_path(
             if _guards(first) != _guards(route):
                 place = f"{host or 'every host'}{route.path}"
                 conflicts.setdefault(key, _guard_conflict(service, label, place, first_label))
-            elif first.methods != route.methods:  # routers by method: one route for all of them
-                methods = () if not (first.methods and route.methods) else tuple(
-                    sorted({*first.methods, *route.methods})
-                )  # fmt: skip
-                chosen[key] = (replace(first, methods=methods), first_label)
             if not route.redirect_to_https:
                 plain.add(key)
     grouped: dict[Route, list[str]] = {}

@@ -13,6 +13,7 @@ the one documented in tests/traefik_cases/nginx_1_22_differences.json."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,12 +27,14 @@ from tests.support.traefik_cases import (
     Outcome,
     Verdict,
     case_files,
+    cases_page,
     counts_lines,
 )
 from tests.support.traefik_middleware_cases import case_outcome
 
 pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="needs nginx")
 DOCS = Path(__file__).resolve().parents[4] / "docs" / "traefik-labels.md"
+CASES_PAGE = DOCS.with_name("traefik-cases.md")
 MAX_ROUTERS = 6  # routers (or Traefik services) in one case, at most: each has an echo server
 
 
@@ -95,3 +98,12 @@ def test_the_docs_carry_the_current_counts(
     for line in table.splitlines():
         figure(f"Traefik's own test cases: {line}")
     assert table in DOCS.read_text(), f"docs/traefik-labels.md must carry:\n{table}"
+
+
+def test_the_cases_page_lists_every_verdict(outcomes: list[Outcome]) -> None:
+    """docs/traefik-cases.md: every case with its verdict and certbotless's words, generated
+    from this run (regenerate with CERTBOTLESS_UPDATE_CASES=1 and review the diff)."""
+    page = cases_page(outcomes)
+    if os.environ.get("CERTBOTLESS_UPDATE_CASES") == "1":
+        CASES_PAGE.write_text(page)
+    assert CASES_PAGE.read_text() == page, "regenerate: CERTBOTLESS_UPDATE_CASES=1 pytest …"
