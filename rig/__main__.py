@@ -12,7 +12,7 @@ from rig.state import RigError, StartedRecord, read_env, say, write_env
 
 def up(record: StartedRecord) -> dict[str, str]:
     from rig.engine import ensure_dockerd, ensure_gwbridge, ensure_swarm
-    from rig.images import BASE_IMAGE, NEWER_NGINX_ROOT, ensure_base_images
+    from rig.images import BASE_IMAGE, NEWER_NGINX_ROOT, NEWEST_NGINX_ROOT, ensure_base_images
     from rig.pebble import (
         PebbleServer,
         ensure_challtestsrv,
@@ -44,6 +44,7 @@ def up(record: StartedRecord) -> dict[str, str]:
         "CBL_RIG_GATEWAY": gateway,
         "CBL_RIG_BASE_IMAGE": BASE_IMAGE,
         "CBL_NGINX_NEW_ROOT": str(NEWER_NGINX_ROOT),
+        "CBL_NGINX_NEWEST_ROOT": str(NEWEST_NGINX_ROOT),
     }
     write_env(values)
     say(f"up in {time.monotonic() - started:.1f} s")

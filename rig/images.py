@@ -38,6 +38,9 @@ BOOKWORM = DebianBase(
 # nginx 1.26: the syntax of the production image (nginx:stable), where `listen … http2` is
 # deprecated in favour of `http2 on;`, which bookworm's 1.22 rejects.
 TRIXIE = DebianBase("certbotless-test-base-trixie", "trixie", "nginx-light")
+# nginx 1.30 (Debian forky): upstream servers that follow DNS (`resolve`, 1.27.3) and certificates
+# loaded on first use (`ssl_certificate_cache`, 1.27.4), as the edge image's nginx:stable has.
+FORKY = DebianBase("certbotless-test-base-forky", "forky", "nginx-light")
 BASE_IMAGE = BOOKWORM.tag
 IMAGE_PYTHON = "3.11.2"  # bookworm's python3, which runs certbotless in the sidecar image
 # A Docker-in-Docker node of the rig's multi-node cluster (rig/cluster.py).
@@ -48,11 +51,15 @@ NODE = DebianBase(
 )
 # Trixie's rootfs unpacked, so that tests can run its nginx with chroot.
 NEWER_NGINX_ROOT = CACHE_DIR / "trixie-root"
+NEWEST_NGINX_ROOT = CACHE_DIR / "forky-root"
+# Roots unpacked from a base's rootfs, for tests that run its nginx with chroot.
+_UNPACKED = ((NEWER_NGINX_ROOT, TRIXIE), (NEWEST_NGINX_ROOT, FORKY))
 PROJECT_IMAGES = [
     # (tag, Dockerfile directory, base, extra build args)
     ("certbotless:local", ".", BOOKWORM, ["--build-arg", "PIP_FIND_LINKS=/src/.build/wheels"]),
     ("certbotless-nginx:local", "nginx", BOOKWORM, []),
-    ("certbotless-nginx:trixie", "nginx", TRIXIE, []),
+    # nginx 1.30, as the edge image's nginx:stable: pooled upstreams, `http2 on;`.
+    ("certbotless-nginx:forky", "nginx", FORKY, []),
     ("certbotless-front:local", "haproxy", BOOKWORM, []),
     ("certbotless-demo-app:local", "stacks/apps/hello", BOOKWORM, []),
 ]
@@ -80,14 +87,15 @@ def image_exists(tag: str) -> bool:
 
 
 def ensure_base_images() -> None:
-    for base in (BOOKWORM, TRIXIE):
+    for base in (BOOKWORM, TRIXIE, FORKY):
         ensure_base_image(base)
-    if not NEWER_NGINX_ROOT.is_dir():
-        partial = NEWER_NGINX_ROOT.with_suffix(".partial")
-        run(["rm", "-rf", str(partial)])
-        partial.mkdir(parents=True)
-        run(["tar", "-C", str(partial), "-xf", str(TRIXIE.rootfs_tar)])
-        partial.rename(NEWER_NGINX_ROOT)
+    for root, base in _UNPACKED:
+        if not root.is_dir():
+            partial = root.with_suffix(".partial")
+            run(["rm", "-rf", str(partial)])
+            partial.mkdir(parents=True)
+            run(["tar", "-C", str(partial), "-xf", str(base.rootfs_tar)])
+            partial.rename(root)
 
 
 def ensure_base_image(base: DebianBase) -> None:
@@ -100,16 +108,11 @@ def ensure_base_image(base: DebianBase) -> None:
         started = time.monotonic()
         CACHE_DIR.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=CACHE_DIR) as rootfs:
-            run(
-                [
-                    "debootstrap",
-                    "--variant=minbase",
-                    f"--include={base.packages}",
-                    base.suite,
-                    rootfs,
-                    mirror,
-                ]
-            )
+            # Bookworm's debootstrap has no script for releases after trixie: sid's fits them.
+            known = Path(f"/usr/share/debootstrap/scripts/{base.suite}").exists()
+            script = [] if known else ["/usr/share/debootstrap/scripts/sid"]
+            run(["debootstrap", "--variant=minbase", f"--include={base.packages}", base.suite,
+                 rootfs, mirror, *script])  # fmt: skip
             partial = base.rootfs_tar.with_suffix(".partial")
             run(["tar", "-C", rootfs, "-cf", str(partial), "."])
             partial.rename(base.rootfs_tar)

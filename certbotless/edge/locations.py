@@ -25,6 +25,7 @@ from certbotless.edge.shaping import (
     header_directives,
     limit_directives,
 )
+from certbotless.edge.upstreams import upstream_url
 from certbotless.model import CHALLENGE_PREFIX, Route
 
 # A redirect=true route asked for over plain HTTP before its host has a certificate.
@@ -68,23 +69,36 @@ def _not_yet_https_location(match: str, comment: str = "") -> str:
 
 
 def route_locations(
-    server_key: str, routes: list[Route], plain_http: bool, has_cert: bool, hsts: bool = False
+    server_key: str,
+    routes: list[Route],
+    plain_http: bool,
+    has_cert: bool,
+    hsts: bool = False,
+    pooled: bool = False,
 ) -> tuple[str, list[str]]:
     """The http-level maps that choose a route (none when the first takes every request) and
     the server's locations: each route's, and its auth and error-page helpers. On plain HTTP,
-    routes that want HTTPS only redirect."""
+    routes that want HTTPS only redirect. `pooled`: services are reached through their
+    upstream blocks (edge/upstreams.py)."""
     ordered = routing_order(routes)
     if takes_every_request(ordered[0]):
-        return "", _route_blocks(0, ordered[0], "/", plain_http, has_cert, hsts)
+        return "", _route_blocks(0, ordered[0], "/", plain_http, has_cert, hsts, pooled)
     maps, location = dispatch(server_key, ordered)
     blocks = [location]
     for index, route in enumerate(ordered):
-        blocks += _route_blocks(index, route, route_name(index), plain_http, has_cert, hsts)
+        name = route_name(index)
+        blocks += _route_blocks(index, route, name, plain_http, has_cert, hsts, pooled)
     return maps, blocks
 
 
 def _route_blocks(
-    index: int, route: Route, match: str, plain_http: bool, has_cert: bool, hsts: bool
+    index: int,
+    route: Route,
+    match: str,
+    plain_http: bool,
+    has_cert: bool,
+    hsts: bool,
+    pooled: bool,
 ) -> list[str]:
     """The route's location (`match`: / or its name), then its helpers."""
     if plain_http and route.redirect_to_https:
@@ -112,7 +126,7 @@ def _route_blocks(
     blocks = [
         f"""
         location {match} {{{_path_comment(route) if named else ""}{recursive}
-            set $upstream {route.upstream_scheme}://{route.service}:{route.port};
+            set $upstream {upstream_url(route, pooled)};
             proxy_pass $upstream;{PROXY_HEADERS}{extra}
         }}"""
     ]
@@ -138,8 +152,8 @@ def _upstream_directives(route: Route) -> str:
                   f"proxy_next_upstream_tries {route.retries};"]  # fmt: skip
     if not route.pass_host_header:
         lines.append(f"proxy_set_header Host {route.service}:{route.port};")
-    if route.upstream_scheme == "https":
-        lines.append("proxy_ssl_server_name on;")
+    if route.upstream_scheme == "https":  # the service's name, not its upstream block's
+        lines += ["proxy_ssl_server_name on;", f"proxy_ssl_name {route.service};"]
     return "".join(f"\n            {line}" for line in lines)
 
 

@@ -11,6 +11,8 @@ SNIPPETS_DIR = "/etc/nginx/certbotless"
 # the locations of a host too large for one file, which its servers include.
 HOSTS_DIR = f"{SNIPPETS_DIR}/hosts"
 LOCATIONS_DIR = f"{SNIPPETS_DIR}/locations"
+# The services' upstream blocks (nginx >= 1.27.3), which nginx.conf includes.
+UPSTREAMS_DIR = f"{SNIPPETS_DIR}/upstreams"
 HTPASSWD_DIR = f"{SNIPPETS_DIR}/htpasswd"  # basic-auth users, one file per set
 # Basic-auth users an operator keeps in a Swarm secret (the labels name it), mounted here by
 # its name: certbotless never reads them.

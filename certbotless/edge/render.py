@@ -10,7 +10,13 @@ from dataclasses import replace
 from certbotless.edge.conditions import client_geos
 from certbotless.edge.dispatch import ROUTING_PATH_MAPS
 from certbotless.edge.guards import htpasswd_files, rate_zones
-from certbotless.edge.mounts import HOSTS_DIR, LOCATIONS_DIR, NGINX_CONF_TARGET, cert_files
+from certbotless.edge.mounts import (
+    HOSTS_DIR,
+    LOCATIONS_DIR,
+    NGINX_CONF_TARGET,
+    UPSTREAMS_DIR,
+    cert_files,
+)
 from certbotless.edge.nginx_version import (
     DEFAULT_NGINX_VERSION,
     HTTP2_DIRECTIVE_SINCE,
@@ -25,6 +31,7 @@ from certbotless.edge.servers import (
     listen_directives,
     real_ip,
 )
+from certbotless.edge.upstreams import pools_upstreams, upstream_files
 from certbotless.model import Route, StoredCert, is_ip_address
 
 # Each file is one Swarm config. Docker 20.10's swarmkit refuses configs over 500 KiB (newer
@@ -67,6 +74,7 @@ def render_nginx_conf(
             by_host.setdefault(host, []).append(route)
     cert_for_host = certificate_per_host(certs, by_host)
     http2_directive = nginx_version >= HTTP2_DIRECTIVE_SINCE
+    pooled = pools_upstreams(nginx_version)
     listen_80, listen_443 = listen_directives(http2_directive, front_subnets)
 
     # Clients of an IP address send no SNI: its server must be the default one (discovery lets
@@ -74,21 +82,18 @@ def render_nginx_conf(
     ip_default = next(
         (host for host in sorted(by_host) if is_ip_address(host) and host in cert_for_host), None
     )
-    servers: dict[str, list[Server]] = {}
-    for host in sorted(by_host):
-        host_routes = by_host[host]
-        cert_name = cert_for_host.get(host)
-        servers[host] = [
-            http_server(host, host_routes, responder_upstream, listen_80, cert_name is not None)
-        ]
-        if cert_name is not None:
-            files = cert_files(cert_name, certs_dir)
-            servers[host].append(
-                https_server(host, host_routes, files, listen_443, default=host == ip_default)
-            )
+    servers = _servers(
+        by_host,
+        cert_for_host,
+        certs_dir,
+        responder_upstream,
+        (listen_80, listen_443),
+        ip_default,
+        pooled,
+    )
     defaults = default_servers(
         responder_upstream, listen_80, listen_443, ip_default is None,
-        [route for route in routes if route.every_host],
+        [route for route in routes if route.every_host], pooled,
     )  # fmt: skip
     maps = defaults.count("\n    map ") + sum(s.maps.count("\n    map ") for s in _all(servers))
     main = _MAIN.format(
@@ -101,9 +106,39 @@ def render_nginx_conf(
         rate_zones=rate_zones(by_host),
         client_geos=client_geos(routes),
         routing_path_maps=ROUTING_PATH_MAPS,
+        upstreams=f"\n    include {UPSTREAMS_DIR}/*.conf;" if pooled else "",
     )
-    return {NGINX_CONF_TARGET: main, **_host_files(servers, max_file_bytes),
+    upstreams = upstream_files(routes) if pooled else {}
+    return {NGINX_CONF_TARGET: main, **upstreams, **_host_files(servers, max_file_bytes),
             **htpasswd_files(by_host)}  # fmt: skip
+
+
+def _servers(
+    by_host: Mapping[str, list[Route]],
+    cert_for_host: Mapping[str, str],
+    certs_dir: str,
+    responder_upstream: str,
+    listens: tuple[str, str],
+    ip_default: str | None,
+    pooled: bool,
+) -> dict[str, list[Server]]:
+    """Each host's server blocks: port 80, and 443 once it has a certificate."""
+    listen_80, listen_443 = listens
+    servers: dict[str, list[Server]] = {}
+    for host in sorted(by_host):
+        host_routes = by_host[host]
+        cert_name = cert_for_host.get(host)
+        servers[host] = [
+            http_server(
+                host, host_routes, responder_upstream, listen_80, cert_name is not None, pooled
+            )
+        ]
+        if cert_name is not None:
+            files = cert_files(cert_name, certs_dir)
+            servers[host].append(
+                https_server(host, host_routes, files, listen_443, host == ip_default, pooled)
+            )
+    return servers
 
 
 def files_listing(files: Mapping[str, str]) -> str:
@@ -250,9 +285,11 @@ http {{
                            'urt=$upstream_response_time agent="$http_user_agent"';
     access_log /dev/stdout certbotless;
 
+    # Upgrades (WebSocket) pass on; other requests keep the connection to the service open
+    # for the next ones (upstream keep-alive, where nginx pools them).
     map $http_upgrade $connection_upgrade {{
         default upgrade;
-        ''      close;
+        ''      "";
     }}
 {routing_path_maps}
 
@@ -264,6 +301,7 @@ http {{
     ssl_session_tickets off;
 {http2}{real_ip}{rate_zones}{client_geos}{default_servers}
 
+{upstreams}
     include {hosts_dir}/*.conf;
 }}
 """

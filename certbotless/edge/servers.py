@@ -71,6 +71,7 @@ def default_servers(
     listen_443: str,
     reject_unknown: bool,
     every_host: list[Route],
+    pooled: bool = False,
 ) -> str:
     """Unknown names: challenges still reach the sidecar; /healthz answers load balancers that
     check each edge node by address; Traefik routers without a Host (`every_host`) are served
@@ -86,7 +87,7 @@ def default_servers(
     maps, locations = "", ["\n        location / {\n            return 404;\n        }"]
     if every_host:
         maps, locations = route_locations("default:80", every_host, plain_http=True,
-                                          has_cert=False)  # fmt: skip
+                                          has_cert=False, pooled=pooled)  # fmt: skip
     return f"""{maps}
     server {{
         {listen_80} default_server;
@@ -101,7 +102,12 @@ def default_servers(
 
 
 def http_server(
-    host: str, routes: list[Route], responder_upstream: str, listen_80: str, has_cert: bool
+    host: str,
+    routes: list[Route],
+    responder_upstream: str,
+    listen_80: str,
+    has_cert: bool,
+    pooled: bool = False,
 ) -> Server:
     """Port 80, decided per route: redirect=false routes are proxied, every other one is sent to
     HTTPS (or, before the certificate exists, refused) so it is never served in clear."""
@@ -110,7 +116,8 @@ def http_server(
         body = [to_https_location("/", *redirects.pop())]
         maps = ""
     else:
-        maps, body = route_locations(f"{host}:80", routes, plain_http=True, has_cert=has_cert)
+        maps, body = route_locations(f"{host}:80", routes, plain_http=True, has_cert=has_cert,
+                                     pooled=pooled)  # fmt: skip
     return Server(
         80,
         f"{listen_80};\n        server_name {host};",
@@ -120,7 +127,12 @@ def http_server(
 
 
 def https_server(
-    host: str, routes: list[Route], files: CertFiles, listen_443: str, default: bool = False
+    host: str,
+    routes: list[Route],
+    files: CertFiles,
+    listen_443: str,
+    default: bool = False,
+    pooled: bool = False,
 ) -> Server:
     # Never HSTS on a host that also serves a plain route: browsers would refuse that route
     # (discovery reports the pair as a label problem).
@@ -129,7 +141,7 @@ def https_server(
         f'\n        add_header Strict-Transport-Security "{HSTS_VALUE}" always;' if hsts else ""
     )
     maps, locations = route_locations(f"{host}:443", routes, plain_http=False, has_cert=True,
-                                      hsts=hsts)  # fmt: skip
+                                      hsts=hsts, pooled=pooled)  # fmt: skip
     return Server(
         443,
         f"""{listen_443}{" default_server" if default else ""};

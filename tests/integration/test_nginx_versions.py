@@ -75,10 +75,12 @@ def _new_nginx(root: Path) -> Nginx:
     return Nginx(version, command, root)
 
 
-@pytest.fixture(scope="module", params=["local-1.22", "new-root"])
+@pytest.fixture(scope="module", params=["local-1.22", "new-root", "newest-root"])
 def nginx(request: pytest.FixtureRequest, rig_env: dict[str, str]) -> Nginx:
     if request.param == "local-1.22":
         return _local_nginx()
+    if request.param == "newest-root":  # forky's 1.30: pooled upstreams (edge/upstreams.py)
+        return _new_nginx(Path(rig_env.get("CBL_NGINX_NEWEST_ROOT", "")))
     return _new_nginx(Path(rig_env.get("CBL_NGINX_NEW_ROOT", "")))
 
 

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
@@ -37,6 +38,7 @@ import dns.message
 import dns.rdatatype
 import dns.rrset
 
+from certbotless.edge.nginx_version import NginxVersion, parse_nginx_version
 from certbotless.edge.render import render_nginx_conf
 from certbotless.edge.validation import _write_scratch_tree
 from certbotless.model import Route, StoredCert
@@ -44,8 +46,8 @@ from tests.support.factories import CERTS_DIR, RESPONDER
 from tests.support.ports import unused_ports
 
 HOST = "app.example.com"
-# nginx in a root filesystem (the rig's unpacked trixie: nginx 1.26, the generation of the edge
-# image's nginx:stable) as in a container: a private mount namespace gives it /proc and /dev,
+# nginx in a root filesystem (the rig's unpacked trixie, nginx 1.26, or forky, nginx 1.30: the
+# generation of the edge image's nginx:stable) as in a container: a private mount namespace gives it /proc and /dev,
 # both gone with it, and it dies with the command that started it.
 _IN_ROOT = (
     'mount -t proc proc "$0/proc" && mount --rbind /dev "$0/dev" && exec chroot "$0" nginx "$@"'
@@ -59,6 +61,11 @@ class NginxBinary:
     root: Path = Path("/")
 
     @property
+    def version(self) -> NginxVersion:
+        """Its version, which the configuration is rendered for, as the edge renders it."""
+        return _version_of(self.command)
+
+    @property
     def command(self) -> tuple[str, ...]:
         if self.root == Path("/"):
             return ("nginx",)
@@ -67,6 +74,16 @@ class NginxBinary:
 
 
 LOCAL_NGINX = NginxBinary()
+
+
+@cache
+def _version_of(command: tuple[str, ...]) -> NginxVersion:
+    found = subprocess.run(
+        [*command, "-v"], capture_output=True, text=True, timeout=60, check=False
+    )
+    return parse_nginx_version(found.stderr + found.stdout)
+
+
 # Scratch trees written inside another root, removed when their nginx stops.
 _SCRATCH_IN_ROOT: dict[int, Path] = {}
 NO_HEADERS: Mapping[str, str] = MappingProxyType({})
@@ -134,7 +151,8 @@ def serve_routes(
     `resolver` (address:port) replaces Docker's DNS. With `front_subnets`, every connection
     must start with a PROXY protocol header. `binary`: which nginx (this machine's, else one in
     a root filesystem, whose scratch tree goes under that root's /tmp)."""
-    files = render_nginx_conf(routes, certs, RESPONDER, CERTS_DIR, front_subnets=front_subnets)
+    files = render_nginx_conf(routes, certs, RESPONDER, CERTS_DIR, front_subnets=front_subnets,
+                              nginx_version=binary.version)  # fmt: skip
     files.update(extra)
     tmp_path.mkdir(parents=True)
     for attempt in range(3):  # another test may take a port between its pick and nginx's bind

@@ -1,9 +1,11 @@
 """The seeds' Traefik scenarios, deployed on certbotless + nginx, checked over HTTPS."""
 
+import http.client
 import json
 import re
 import socket
 import ssl
+import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
 
@@ -25,7 +27,7 @@ from rig.stacks import (
 
 pytestmark = pytest.mark.rig
 
-TRIXIE_EDGE_IMAGE = "certbotless-nginx:trixie"
+NEWEST_EDGE_IMAGE = "certbotless-nginx:forky"
 
 NLP = "nlp.example.test"
 API = "api.example.test"
@@ -37,8 +39,9 @@ def seeds(
     rig_env: Mapping[str, str], pebble_root: str, figure: Callable[[str], None]
 ) -> Iterator[str]:
     remove_stacks([*SEED_STACKS, DEMO_STACK, EDGE_STACK])
-    # nginx 1.26 here (1.22 in the other swarm tests): the syntax of the production image.
-    deploy_edge({**rig_env, "CBL_RIG_EDGE_IMAGE": TRIXIE_EDGE_IMAGE})
+    # nginx 1.30 here (1.22 in the other swarm tests), as the production image's nginx:stable:
+    # its syntax, and services reached through pooled upstreams (edge/upstreams.py).
+    deploy_edge({**rig_env, "CBL_RIG_EDGE_IMAGE": NEWEST_EDGE_IMAGE})
     started = time.monotonic()
     for stack, file in SEED_STACKS.items():
         deploy_stack(stack, [file], {})
@@ -170,3 +173,65 @@ def test_plain_http_redirects_with_308_and_hsts_is_sent(seeds: str) -> None:
         "--resolve", f"{NLP}:443:127.0.0.1", f"https://{NLP}/",
     )  # fmt: skip
     assert "strict-transport-security: max-age=63072000" in headers.lower()
+
+
+def test_a_roll_of_a_service_under_keep_alive_load_fails_no_request(
+    seeds: str, figure: Callable[[str], None]
+) -> None:
+    """The edge keeps pooled connections to the service's tasks (its nginx is >= 1.27.3);
+    rolling the service (each task stopped and replaced) must not cost a request. One client
+    connection, kept alive, asks again and again until the roll is over (at most 180 s)."""
+    edge = docker("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={EDGE_STACK}_nginx")
+    assert "upstream certbotless_" in docker("exec", edge.split()[0], "nginx", "-T")
+    roll = subprocess.Popen(
+        ["docker", "service", "update", "--force", "--quiet", "--update-parallelism", "1",
+         "--update-delay", "1s", "flask_api"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    client = _KeepAliveClient(API, seeds)
+    answered, failed = 0, []
+    deadline = time.monotonic() + 180
+    try:
+        while roll.poll() is None and time.monotonic() < deadline:
+            try:
+                status = client.get("/service1/predict")
+            except (OSError, http.client.HTTPException) as error:
+                failed.append(repr(error))
+                client.close()
+                continue
+            answered += 1
+            if status != 200:
+                failed.append(str(status))
+    finally:
+        client.close()
+        if roll.poll() is None:
+            roll.kill()
+    assert roll.wait(timeout=30) == 0, roll.stderr.read().decode() if roll.stderr else ""
+    figure(f"flask_api rolled under keep-alive load: {answered} requests, {len(failed)} failed")
+    assert answered > 50 and failed == []
+
+
+class _KeepAliveClient:
+    """HTTPS requests over one connection to the edge, kept alive (a new one after an error)."""
+
+    def __init__(self, host: str, cafile: str) -> None:
+        self.host = host
+        self.context = ssl.create_default_context(cafile=cafile)
+        self.tls: ssl.SSLSocket | None = None
+
+    def get(self, path: str) -> int:
+        if self.tls is None:
+            raw = socket.create_connection(("127.0.0.1", 443), timeout=30)
+            self.tls = self.context.wrap_socket(raw, server_hostname=self.host)
+        self.tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n\r\n".encode())
+        response = http.client.HTTPResponse(self.tls)
+        response.begin()
+        response.read()
+        if response.will_close:
+            self.close()
+        return response.status
+
+    def close(self) -> None:
+        if self.tls is not None:
+            self.tls.close()
+            self.tls = None

@@ -6,7 +6,7 @@ tests/traefik_cases/known_silent.json lists it, and a listed case that is no lon
 it too, so the list only shrinks. docs/traefik-labels.md carries the counts.
 
 The verdicts are those of the edge image's nginx generation (nginx:stable; here the rig's
-unpacked Debian trixie, nginx 1.26). The cases are also run on this machine's Debian bookworm
+unpacked Debian forky, nginx 1.30). The cases are also run on this machine's Debian bookworm
 nginx 1.22, for operators who bring their own: where it answers otherwise, the difference must be
 the one documented in tests/traefik_cases/nginx_1_22_differences.json."""
 
@@ -52,9 +52,9 @@ def _run_every_case(scratch: Path, binary: NginxBinary) -> list[Outcome]:
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory: pytest.TempPathFactory, rig_env: dict[str, str]) -> list[Outcome]:
     """On the edge image's nginx generation."""
-    root = Path(rig_env.get("CBL_NGINX_NEW_ROOT", ""))
+    root = Path(rig_env.get("CBL_NGINX_NEWEST_ROOT", ""))
     if not (root / "usr/sbin/nginx").is_file():
-        pytest.fail(f"no nginx >= 1.25.1 root at {root} (`python3 -m rig up` unpacks one)")
+        pytest.fail(f"no nginx >= 1.27.3 root at {root} (`python3 -m rig up` unpacks one)")
     return _run_every_case(tmp_path_factory.mktemp("traefik-cases"), NginxBinary(root))
 
 
