@@ -24,6 +24,7 @@ from certbotless.edge.validation import _write_scratch_tree
 from certbotless.labels.settle import discover
 from certbotless.labels.traefik.labels import traefik_claims
 from certbotless.model import ServiceInfo
+from tests.support.edge_nginx import NginxBinary
 from tests.support.factories import CERTS_DIR, RESPONDER, certs_for
 from tests.support.ports import unused_ports
 
@@ -57,19 +58,22 @@ def services(count: int) -> list[ServiceInfo]:
     return found
 
 
-def measure_certbotless(count: int) -> dict[str, float]:
+def measure_certbotless(count: int, binary: NginxBinary) -> dict[str, float]:
     started = time.perf_counter()
     found = services(count)
     discovery = discover(found, native=False, foreign=traefik_claims(found))
     discovered = time.perf_counter()
     hosts = {host for route in discovery.routes for host in route.hosts}
-    files = render_nginx_conf(discovery.routes, certs_for(*hosts), RESPONDER, CERTS_DIR)
+    files = render_nginx_conf(discovery.routes, certs_for(*hosts), RESPONDER, CERTS_DIR,
+                              nginx_version=binary.version)  # fmt: skip
     rendered = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="certbotless-bench-") as scratch:
-        _write_scratch_tree(files, Path("/"), PurePosixPath(scratch))
+    parent = None if binary.root == Path("/") else binary.root / "tmp"
+    with tempfile.TemporaryDirectory(prefix="certbotless-bench-", dir=parent) as scratch:
+        seen = PurePosixPath("/") / Path(scratch).relative_to(binary.root)
+        _write_scratch_tree(files, binary.root, seen)
         timed = subprocess.run(
-            ["/usr/bin/time", "-f", "%e %M", "nginx", "-t", "-q", "-p", f"{scratch}/",
-             "-c", f"{scratch}/nginx.conf", "-g", f"pid {scratch}/nginx.pid;"],
+            ["/usr/bin/time", "-f", "%e %M", *binary.command, "-t", "-q", "-p", f"{seen}/",
+             "-c", f"{seen}/nginx.conf", "-g", f"pid {seen}/nginx.pid;"],
             capture_output=True, text=True, check=False, timeout=600,
         )  # fmt: skip
     if timed.returncode != 0:
@@ -143,8 +147,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--services", type=int, default=1000, help="five routers each")
     parser.add_argument("--no-traefik", action="store_true", help="skip the Traefik peer")
+    parser.add_argument("--nginx-root", type=Path, default=Path("/"),
+                        help="run the nginx of this root filesystem (the rig's forky-root: "
+                             "nginx 1.30, as the edge image's)")  # fmt: skip
     args = parser.parse_args()
-    ours = measure_certbotless(args.services)
+    binary = NginxBinary(args.nginx_root)
+    ours = measure_certbotless(args.services, binary)
+    print(f"bench: nginx {'.'.join(map(str, binary.version))}", flush=True)
     print(f"bench: {5 * args.services} Traefik routers → {ours['routes']:.0f} routes "
           f"({ours['problems']:.0f} problems): discovery {ours['discovery_s']:.2f} s, render "
           f"{ours['render_s']:.2f} s, {ours['files']:.0f} files, "
