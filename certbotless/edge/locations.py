@@ -15,7 +15,13 @@ from certbotless.edge.dispatch import (
     takes_every_request,
 )
 from certbotless.edge.guards import access_directives, auth_location, forward_auth_directives
-from certbotless.edge.rewrite_phase import early_answers, strip_prefix_regex_rewrites
+from certbotless.edge.rewrite_phase import (
+    RAW_PATH,
+    early_answers,
+    raw_path_check,
+    raw_upstream,
+    strip_prefix_regex_rewrites,
+)
 from certbotless.edge.shaping import (
     PROXY_HEADERS,
     compression_directives,
@@ -143,30 +149,35 @@ def _upstream_directives(route: Route) -> str:
     return "".join(f"\n            {line}" for line in lines)
 
 
-# The path as the client wrote it (escaped), before any rewrite.
-_REQUEST_PATH = """
-            set $certbotless_request_path $request_uri;
-            if ($request_uri ~ "^([^?]*)") { set $certbotless_request_path $1; }"""
+# A path Go's cleaning changes (JoinPath: `//`, a `.` or `..` segment), which Traefik answers
+# 400 after replacing the path.
+_UNCLEAN = "//|(?:^|/)\\.\\.?(?:/|$)"
 
 
 def _rewrites(route: Route) -> str:
     """Traefik's stripPrefix then addPrefix, as one rewrite (the first that matches ends);
     or its replacePath(Regex), which tells the service the path asked for in X-Replaced-Path
-    (Traefik's: the escaped path, without the query) when it replaces it."""
+    (Traefik's: the escaped path, without the query) when it replaces it, and answers 400 when
+    the new path is one cleaning changes."""
     if route.rewrite_phase.strip_prefix_regex is not None:
         return strip_prefix_regex_rewrites(route.rewrite_phase.strip_prefix_regex)
     if route.replace_path is not None:
         regex, replacement = quoted(route.replace_path[0]), route.replace_path[1]
-        asked = "$certbotless_replaced_path"
-        lines = [f'set {asked} "";',
-                 f'if ($uri ~ "{regex}") {{ set {asked} $certbotless_request_path; }}',
+        asked, new = "$certbotless_replaced_path", "$certbotless_new_path"
+        lines = [RAW_PATH, f'set {asked} "";', f'set {new} "";',
+                 f'if ($uri ~ "{regex}") {{ set {asked} $certbotless_request_path; '
+                 f'set {new} "{replacement}"; }}',
+                 f'if ({new} ~ "{_UNCLEAN}") {{ return 400; }}',
                  f'rewrite "{regex}" "{replacement}" break;',
                  f"proxy_set_header X-Replaced-Path {asked};"]  # fmt: skip
-        return _REQUEST_PATH + "".join(f"\n            {line}" for line in lines)
+        return "".join(f"\n            {line}" for line in lines)
     lines = [
         f"rewrite ^{re.escape(prefix.rstrip('/'))}/?(.*)$ {route.add_prefix}/$1 break;"
         for prefix in route.strip_prefixes
     ]
+    if route.add_prefix and not route.strip_prefixes:
+        # Traefik puts the prefix before the raw path: `%2F` stays escaped.
+        lines = [*raw_path_check(), raw_upstream(f"{route.add_prefix}$certbotless_request_path")]
     if route.add_prefix:
         lines.append(f"rewrite ^(.*)$ {route.add_prefix}$1 break;")
     if len(route.strip_prefixes) == 1:
