@@ -30,6 +30,7 @@ from certbotless.edge.shaping import (
     error_pages_location,
     header_directives,
     limit_directives,
+    ssl_proxy_checks,
 )
 from certbotless.model import CHALLENGE_PREFIX, Route
 
@@ -103,6 +104,7 @@ def _route_blocks(
     extra = (
         (body_size_check(route) if named else "")
         + (cors_checks(route.cors) if route.cors is not None else "")
+        + ssl_proxy_checks(route, plain_http)
         + early_answers(route)
         + limit_directives(route)
         + access_directives(route)
@@ -123,7 +125,8 @@ def _route_blocks(
         }}"""
     ]
     if route.auth_url is not None:
-        blocks.append(auth_location(index, route.auth_url, route.auth_request_headers))
+        blocks.append(auth_location(index, route.auth_url, route.auth_request_headers,
+                                    route.auth_keeps_method))  # fmt: skip
     if route.error_pages is not None:
         blocks.append(error_pages_location(index, route.error_pages.url))
     return blocks

@@ -44,14 +44,23 @@ REMOVED_HEADERS = frozenset({
 })  # fmt: skip
 
 
+def entry_point_value(name: str, host: str = "$certbotless_host") -> str | None:
+    """The variable holding request header `name` (lower case) as Traefik's middlewares see
+    it (`host`: the variable holding the Host header); None: Traefik removed it."""
+    if name in REMOVED_HEADERS:
+        return None
+    if name == "x-forwarded-host":
+        return host
+    return _ENTRY_POINT_HEADERS.get(name, "$http_" + name.replace("-", "_"))
+
+
 def _allowed_hosts(allowed: AllowedHosts) -> list[str]:
     checked = "$certbotless_checked_host"
     lines = [f"set {checked} $certbotless_host;"]
     for header in reversed(allowed.headers):  # the first one set wins: it is set last
-        name = header.lower()
-        if name in REMOVED_HEADERS:
+        variable = entry_point_value(header.lower())
+        if variable is None:
             continue
-        variable = _ENTRY_POINT_HEADERS.get(name, "$http_" + name.replace("-", "_"))
         lines.append(f"if ({variable}) {{ set {checked} {variable}; }}")
     listed = "|".join(re.escape(host) for host in allowed.hosts)
     lines.append(f'if ({checked} !~* "^({listed})$") {{ return 500 "Bad Host\\n"; }}')
