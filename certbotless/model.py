@@ -144,6 +144,8 @@ class Route:
     max_connections: int | None = None  # requests in flight per client address; over it, 429
     connection_key: str = ""  # what max_connections counts per, as RateLimit.key
     retries: int = 0  # tries on the service's other addresses after a connection error
+    retry_on: str = "error timeout"  # nginx's proxy_next_upstream: when to try the next
+    retry_timeout: str | None = None  # nginx time syntax: no further tries after it
     # The path replaced before it reaches the service: (PCRE, replacement with $1…$9).
     replace_path: tuple[str, str] | None = None
     cors: Cors | None = None
@@ -157,9 +159,7 @@ class Route:
     strict_transport: str = ""
     strict_transport_on_plain_http: bool = False
     public_key: str = ""  # Public-Key-Pins, sent where Strict-Transport-Security would be
-    # Request headers and values (Traefik's sslProxyHeaders) that make plain HTTP count as
-    # HTTPS for those two headers.
-    ssl_proxy_headers: tuple[tuple[str, str], ...] = ()
+    ssl_proxy_headers: tuple[tuple[str, str], ...] = ()  # header values that count as HTTPS
     redirect_statuses: tuple[int, int] = (308, 308)  # plain HTTP → HTTPS: for GET, for others
     redirect_port: int = 443
     auth_request_headers: tuple[str, ...] = ()  # only these go to forward auth (empty: all)

@@ -143,8 +143,10 @@ def _upstream_directives(route: Route) -> str:
     passed."""
     lines = []
     if route.retries:
-        lines += ["proxy_next_upstream error timeout;",
+        lines += [f"proxy_next_upstream {route.retry_on};",
                   f"proxy_next_upstream_tries {route.retries};"]  # fmt: skip
+        if route.retry_timeout:
+            lines.append(f"proxy_next_upstream_timeout {route.retry_timeout};")
     if not route.pass_host_header:
         lines.append(f"proxy_set_header Host {route.service}:{route.port};")
     if route.upstream_scheme == "https":

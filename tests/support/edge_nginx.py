@@ -105,6 +105,18 @@ def serve_routes(
     must start with a PROXY protocol header."""
     files = render_nginx_conf(routes, certs, RESPONDER, CERTS_DIR, front_subnets=front_subnets)
     files.update(extra)
+    # One nginx at a time from choosing its ports to listening: a sibling thread's nginx
+    # cannot take them, and its listening cannot be mistaken for this one's.
+    with _STARTING:
+        return _start(files, tmp_path, resolver)
+
+
+_STARTING = threading.Lock()
+
+
+def _start(
+    files: dict[str, str], tmp_path: Path, resolver: str
+) -> tuple[subprocess.Popen[bytes], int, int]:
     port, tls_port = unused_ports(2)
     files = {
         target: text.replace("listen 80", f"listen 127.0.0.1:{port}")
