@@ -162,8 +162,9 @@ _UNCLEAN = "//|(?:^|/)\\.\\.?(?:/|$)"
 def _rewrites(route: Route) -> str:
     """Traefik's stripPrefix then addPrefix, as one rewrite (the first that matches ends);
     or its replacePath(Regex), which tells the service the path asked for in X-Replaced-Path
-    (Traefik's: the escaped path, without the query) when it replaces it, and answers 400 when
-    the new path is one cleaning changes."""
+    (Traefik's: the escaped path, without the query) when it replaces it; replacePathRegex
+    answers 400 when the new path is one cleaning changes, replacePath sends its path as
+    written."""
     if route.rewrite_phase.strip_prefix_regex is not None:
         return strip_prefix_regex_rewrites(route.rewrite_phase.strip_prefix_regex)
     if route.replace_path is not None:
@@ -175,6 +176,8 @@ def _rewrites(route: Route) -> str:
                  f'if ({new} ~ "{_UNCLEAN}") {{ return 400; }}',
                  f'rewrite "{regex}" "{replacement}" break;',
                  f"proxy_set_header X-Replaced-Path {asked};"]  # fmt: skip
+        if route.replace_path[0] == "^.*$":  # replacePath: its path as written (RawPath)
+            lines[4] = f'set $upstream "${{upstream}}{replacement}$is_args$args";'
         return "".join(f"\n            {line}" for line in lines)
     lines = [
         f"rewrite ^{re.escape(prefix.rstrip('/'))}/?(.*)$ {route.add_prefix}/$1 break;"
