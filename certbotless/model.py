@@ -81,6 +81,7 @@ class BasicAuth:
     realm: str = "restricted"
     remove_header: bool = False  # the service does not see the Authorization header
     secret: str = ""
+    user_header: str = ""  # a request header that tells the service the user's name
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class RateLimit:
 
     per_minute: int
     burst: int = 1
+    key: str = ""  # counted per: "" client address, "host", "header:<name>", "one": all
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ class Cors:
     credentials: bool = False
     max_age: int | None = None  # seconds a browser may keep a preflight's answer
     vary: bool = False  # send `Vary: Origin`
+    origin_regexes: tuple[str, ...] = ()  # PCRE searched in the Origin: a match is echoed
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,7 @@ class Route:
     upstream_scheme: str = "http"  # or https
     basic_auth: BasicAuth | None = None
     allow_from: tuple[str, ...] = ()  # client networks (CIDR) let through; empty: everyone
+    allow_reject_status: int = 403  # the answer to other clients
     rate_limit: RateLimit | None = None
     strip_prefixes: tuple[str, ...] = ()  # removed from the path before it reaches the service
     add_prefix: str = ""  # put before the path (after stripping)
@@ -131,13 +135,17 @@ class Route:
     response_headers: tuple[tuple[str, str], ...] = ()  # set on the answer; "" removes it
     auth_response_headers: tuple[str, ...] = ()  # copied from the forward-auth answer
     compress: bool = False  # gzip the answers
+    compress_min_bytes: int | None = None  # Traefik's: any type from that size (None: text)
     # Only requests with one of these methods (any when empty), these headers at these values
     # and every other condition (Traefik's matchers) are served; others get 404.
     methods: tuple[str, ...] = ()
     match_headers: tuple[tuple[str, str], ...] = ()  # (lowercase name, exact value)
     conditions: tuple[RequestCondition, ...] = ()
     max_connections: int | None = None  # requests in flight per client address; over it, 429
+    connection_key: str = ""  # what max_connections counts per, as RateLimit.key
     retries: int = 0  # tries on the service's other addresses after a connection error
+    retry_on: str = "error timeout"  # nginx's proxy_next_upstream: when to try the next
+    retry_timeout: str | None = None  # nginx time syntax: no further tries after it
     # The path replaced before it reaches the service: (PCRE, replacement with $1…$9).
     replace_path: tuple[str, str] | None = None
     cors: Cors | None = None
@@ -150,9 +158,12 @@ class Route:
     # its HTTPS answers, and on plain HTTP too with `strict_transport_on_plain_http`.
     strict_transport: str = ""
     strict_transport_on_plain_http: bool = False
+    public_key: str = ""  # Public-Key-Pins, sent where Strict-Transport-Security would be
+    ssl_proxy_headers: tuple[tuple[str, str], ...] = ()  # header values that count as HTTPS
     redirect_statuses: tuple[int, int] = (308, 308)  # plain HTTP → HTTPS: for GET, for others
     redirect_port: int = 443
     auth_request_headers: tuple[str, ...] = ()  # only these go to forward auth (empty: all)
+    auth_keeps_method: bool = False  # forward auth asked with the request's method, not GET
     pass_host_header: bool = True  # False: the service gets its own name:port as Host
     rewrite_phase: RewritePhase = NOTHING  # allowedHosts, redirectRegex, stripPrefixRegex
     # A Traefik router without a Host: also served for names no route claims (the edge's default

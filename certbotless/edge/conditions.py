@@ -37,14 +37,22 @@ def client_variable(networks: Iterable[str]) -> str:
     return f"$certbotless_client_{digest}"
 
 
+def rejects_otherwise(route: Route) -> bool:
+    """Whether the route's allowed networks answer other clients with another status than
+    nginx's `deny` (403): checked on a `geo` variable instead."""
+    return bool(route.allow_from) and route.allow_reject_status != 403
+
+
 def client_geos(routes: Iterable[Route]) -> str:
-    """One http-level `geo` per distinct set of client networks the routes' ClientIP ask."""
+    """One http-level `geo` per distinct set of client networks the routes' ClientIP ask (and
+    their allowed networks, when they answer others with their own status)."""
+    routes = list(routes)
     sets = {
         tuple(sorted(condition.values))
         for route in routes
         for condition in route.conditions
         if condition.check is Check.CLIENT_IP
-    }
+    } | {tuple(sorted(r.allow_from)) for r in routes if rejects_otherwise(r)}
     blocks = []
     for networks in sorted(sets):
         entries = "".join(f"\n        {network} 1;" for network in networks)

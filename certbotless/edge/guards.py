@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 
+from certbotless.edge.conditions import client_variable, rejects_otherwise
 from certbotless.edge.mounts import HTPASSWD_DIR, htpasswd_secret_target
+from certbotless.edge.rewrite_phase import entry_point_value
 from certbotless.edge.shaping import FORWARDED_HEADERS
 from certbotless.labels.values import INTERNAL_LOCATION
 from certbotless.model import Route
@@ -14,14 +16,20 @@ from certbotless.model import Route
 
 def access_directives(route: Route) -> str:
     """Who gets in, checked before anything is proxied: address, then password, then rate."""
-    lines = [f"allow {network};" for network in route.allow_from]
-    if route.allow_from:
-        lines.append("deny all;")
+    if rejects_otherwise(route):  # Traefik's rejectStatusCode: nginx's `deny` answers 403
+        lines = [f"if ({client_variable(route.allow_from)} = 0) "
+                 f"{{ return {route.allow_reject_status}; }}"]  # fmt: skip
+    else:
+        lines = [f"allow {network};" for network in route.allow_from]
+        if route.allow_from:
+            lines.append("deny all;")
     if route.basic_auth is not None:
         lines += [f'auth_basic "{route.basic_auth.realm}";',
                   f"auth_basic_user_file {htpasswd_target(route)};"]  # fmt: skip
         if route.basic_auth.remove_header:
             lines.append('proxy_set_header Authorization "";')
+        if route.basic_auth.user_header:  # Traefik's headerField: who logged in
+            lines.append(f"proxy_set_header {route.basic_auth.user_header} $remote_user;")
     if route.rate_limit is not None:
         burst = route.rate_limit.burst
         more = f" burst={burst} nodelay" if burst else ""  # nginx refuses burst=0
@@ -61,13 +69,14 @@ def rate_zone(route: Route) -> str:
     """The shared-memory zone counting one route's requests (a zone per route: routes never
     share a budget)."""
     assert route.rate_limit is not None
-    key = f"{route.service}|{route.path}|{route.exact_path}|{route.rate_limit.per_minute}"
+    key = (f"{route.service}|{route.path}|{route.exact_path}|{route.rate_limit.per_minute}"
+           f"|{route.rate_limit.key}")  # fmt: skip
     return "certbotless_" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
 def connection_zone(route: Route) -> str:
     """The shared-memory zone counting one route's requests in flight per client."""
-    key = f"{route.service}|{route.path}|{route.exact_path}|connections"
+    key = f"{route.service}|{route.path}|{route.exact_path}|connections|{route.connection_key}"
     return "certbotless_" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
@@ -75,14 +84,27 @@ def rate_zones(by_host: Mapping[str, list[Route]]) -> str:
     """The http block's zones for every route's rate and connection limits."""
     routes = {route for host_routes in by_host.values() for route in host_routes}
     zones = sorted({
-        f"    limit_req_zone $binary_remote_addr zone={rate_zone(r)}:1m "
+        f"    limit_req_zone {zone_key(r.rate_limit.key)} zone={rate_zone(r)}:1m "
         f"rate={r.rate_limit.per_minute}r/m;\n"
         for r in routes if r.rate_limit is not None
     } | {
-        f"    limit_conn_zone $binary_remote_addr zone={connection_zone(r)}:1m;\n"
+        f"    limit_conn_zone {zone_key(r.connection_key)} zone={connection_zone(r)}:1m;\n"
         for r in routes if r.max_connections is not None
     })  # fmt: skip
     return "".join(zones)
+
+
+def zone_key(key: str) -> str:
+    """nginx's key for a limit counted per `key` (model.RateLimit.key). Never empty (nginx
+    does not count an empty key; Traefik counts those requests together), so the host and a
+    header are written after a letter; every client together is one constant."""
+    if key == "host":
+        return '"h$http_host"'
+    if key.startswith("header:"):
+        name = key.removeprefix("header:").lower()
+        seen = entry_point_value(name, "$http_host")
+        return f'"h{seen or ""}"'
+    return '"one"' if key == "one" else "$binary_remote_addr"
 
 
 def forward_auth_directives(index: int, route: Route) -> str:
@@ -107,18 +129,24 @@ _SET_FOR_AUTH = {
 }  # fmt: skip
 
 
-def auth_location(index: int, auth_url: str, request_headers: tuple[str, ...] = ()) -> str:
+def auth_location(
+    index: int, auth_url: str, request_headers: tuple[str, ...] = (), keep_method: bool = False
+) -> str:
     """Forward auth: nginx asks `auth_url` with the client's headers (only `request_headers`
     when given, as Traefik's authRequestHeaders) and the request line in both the X-Original-*
     and Traefik's X-Forwarded-* names; 2xx lets the request through, 401/403 go back to the
     client, anything else (a timeout included) is a 500. The timeouts are short because every
-    request of the route waits for this answer."""
+    request of the route waits for this answer. nginx asks with GET, as Traefik; with
+    `keep_method` (preserveRequestMethod), with the request's method (the main request's, in
+    the subrequest), still without its body."""
     listed = "".join(
         f"\n            proxy_set_header {name} $http_{name.lower().replace('-', '_')};"
         for name in request_headers
         if name.lower() not in _SET_FOR_AUTH
     )
     only_listed = "\n            proxy_pass_request_headers off;" if request_headers else ""
+    if keep_method:
+        only_listed += "\n            proxy_method $request_method;"
     return f"""
         location = {INTERNAL_LOCATION}auth/{index} {{
             internal;

@@ -15,7 +15,13 @@ from certbotless.edge.dispatch import (
     takes_every_request,
 )
 from certbotless.edge.guards import access_directives, auth_location, forward_auth_directives
-from certbotless.edge.rewrite_phase import early_answers, strip_prefix_regex_rewrites
+from certbotless.edge.rewrite_phase import (
+    RAW_PATH,
+    early_answers,
+    raw_path_check,
+    raw_upstream,
+    strip_prefix_regex_rewrites,
+)
 from certbotless.edge.shaping import (
     PROXY_HEADERS,
     compression_directives,
@@ -24,6 +30,7 @@ from certbotless.edge.shaping import (
     error_pages_location,
     header_directives,
     limit_directives,
+    ssl_proxy_checks,
 )
 from certbotless.edge.upstreams import upstream_url
 from certbotless.model import CHALLENGE_PREFIX, Route
@@ -111,6 +118,7 @@ def _route_blocks(
     extra = (
         (body_size_check(route) if named else "")
         + (cors_checks(route.cors) if route.cors is not None else "")
+        + ssl_proxy_checks(route, plain_http)
         + early_answers(route)
         + limit_directives(route)
         + access_directives(route)
@@ -131,7 +139,8 @@ def _route_blocks(
         }}"""
     ]
     if route.auth_url is not None:
-        blocks.append(auth_location(index, route.auth_url, route.auth_request_headers))
+        blocks.append(auth_location(index, route.auth_url, route.auth_request_headers,
+                                    route.auth_keeps_method))  # fmt: skip
     if route.error_pages is not None:
         blocks.append(error_pages_location(index, route.error_pages.url))
     return blocks
@@ -148,8 +157,10 @@ def _upstream_directives(route: Route) -> str:
     passed."""
     lines = []
     if route.retries:
-        lines += ["proxy_next_upstream error timeout;",
+        lines += [f"proxy_next_upstream {route.retry_on};",
                   f"proxy_next_upstream_tries {route.retries};"]  # fmt: skip
+        if route.retry_timeout:
+            lines.append(f"proxy_next_upstream_timeout {route.retry_timeout};")
     if not route.pass_host_header:
         lines.append(f"proxy_set_header Host {route.service}:{route.port};")
     if route.upstream_scheme == "https":  # the service's name, not its upstream block's
@@ -157,30 +168,38 @@ def _upstream_directives(route: Route) -> str:
     return "".join(f"\n            {line}" for line in lines)
 
 
-# The path as the client wrote it (escaped), before any rewrite.
-_REQUEST_PATH = """
-            set $certbotless_request_path $request_uri;
-            if ($request_uri ~ "^([^?]*)") { set $certbotless_request_path $1; }"""
+# A path Go's cleaning changes (JoinPath: `//`, a `.` or `..` segment), which Traefik answers
+# 400 after replacing the path.
+_UNCLEAN = "//|(?:^|/)\\.\\.?(?:/|$)"
 
 
 def _rewrites(route: Route) -> str:
     """Traefik's stripPrefix then addPrefix, as one rewrite (the first that matches ends);
     or its replacePath(Regex), which tells the service the path asked for in X-Replaced-Path
-    (Traefik's: the escaped path, without the query) when it replaces it."""
+    (Traefik's: the escaped path, without the query) when it replaces it; replacePathRegex
+    answers 400 when the new path is one cleaning changes, replacePath sends its path as
+    written."""
     if route.rewrite_phase.strip_prefix_regex is not None:
         return strip_prefix_regex_rewrites(route.rewrite_phase.strip_prefix_regex)
     if route.replace_path is not None:
         regex, replacement = quoted(route.replace_path[0]), route.replace_path[1]
-        asked = "$certbotless_replaced_path"
-        lines = [f'set {asked} "";',
-                 f'if ($uri ~ "{regex}") {{ set {asked} $certbotless_request_path; }}',
+        asked, new = "$certbotless_replaced_path", "$certbotless_new_path"
+        lines = [RAW_PATH, f'set {asked} "";', f'set {new} "";',
+                 f'if ($uri ~ "{regex}") {{ set {asked} $certbotless_request_path; '
+                 f'set {new} "{replacement}"; }}',
+                 f'if ({new} ~ "{_UNCLEAN}") {{ return 400; }}',
                  f'rewrite "{regex}" "{replacement}" break;',
                  f"proxy_set_header X-Replaced-Path {asked};"]  # fmt: skip
-        return _REQUEST_PATH + "".join(f"\n            {line}" for line in lines)
+        if route.replace_path[0] == "^.*$":  # replacePath: its path as written (RawPath)
+            lines[4] = f'set $upstream "${{upstream}}{replacement}$is_args$args";'
+        return "".join(f"\n            {line}" for line in lines)
     lines = [
         f"rewrite ^{re.escape(prefix.rstrip('/'))}/?(.*)$ {route.add_prefix}/$1 break;"
         for prefix in route.strip_prefixes
     ]
+    if route.add_prefix and not route.strip_prefixes:
+        # Traefik puts the prefix before the raw path: `%2F` stays escaped.
+        lines = [*raw_path_check(), raw_upstream(f"{route.add_prefix}$certbotless_request_path")]
     if route.add_prefix:
         lines.append(f"rewrite ^(.*)$ {route.add_prefix}$1 break;")
     if len(route.strip_prefixes) == 1:

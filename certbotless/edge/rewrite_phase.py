@@ -44,14 +44,23 @@ REMOVED_HEADERS = frozenset({
 })  # fmt: skip
 
 
+def entry_point_value(name: str, host: str = "$certbotless_host") -> str | None:
+    """The variable holding request header `name` (lower case) as Traefik's middlewares see
+    it (`host`: the variable holding the Host header); None: Traefik removed it."""
+    if name in REMOVED_HEADERS:
+        return None
+    if name == "x-forwarded-host":
+        return host
+    return _ENTRY_POINT_HEADERS.get(name, "$http_" + name.replace("-", "_"))
+
+
 def _allowed_hosts(allowed: AllowedHosts) -> list[str]:
     checked = "$certbotless_checked_host"
     lines = [f"set {checked} $certbotless_host;"]
     for header in reversed(allowed.headers):  # the first one set wins: it is set last
-        name = header.lower()
-        if name in REMOVED_HEADERS:
+        variable = entry_point_value(header.lower())
+        if variable is None:
             continue
-        variable = _ENTRY_POINT_HEADERS.get(name, "$http_" + name.replace("-", "_"))
         lines.append(f"if ({variable}) {{ set {checked} {variable}; }}")
     listed = "|".join(re.escape(host) for host in allowed.hosts)
     lines.append(f'if ({checked} !~* "^({listed})$") {{ return 500 "Bad Host\\n"; }}')
@@ -76,23 +85,79 @@ def _redirect(redirect: RedirectRegex) -> list[str]:
     ]
 
 
+# The path as the client wrote it (escaped), without the query: a named capture, which nginx
+# does not escape again as it escapes `$1` once the request's URI had a `%`.
+RAW_PATH = 'if ($request_uri ~ "^(?<certbotless_request_path>[^?]*)") { }'
+# One character of the path as the client wrote it: an escape or a character (nginx refuses a
+# `%` that starts no escape, and a space).
+_UNIT = "(?:%[0-9A-Fa-f]{2}|[^% ])"
+# "<decoded> <raw>" when the raw path has as many characters as the decoded one, counted
+# in _UNITs: nginx changed nothing but the escapes (no merged slashes, no dot segments), so
+# the decoded path's characters are the raw path's, one for one.
+_SAME_LENGTH = f"^([\\s\\S](?1){_UNIT}| )"
+ALIGNED = "$certbotless_aligned"
+
+
+def raw_path_check() -> list[str]:
+    """The raw path, and ALIGNED set to "y" when each of its characters is one of $uri's."""
+    pair = "$certbotless_path_pair"
+    return [RAW_PATH, f'set {pair} "$uri $certbotless_request_path";', f'set {ALIGNED} "";',
+            f'if ({pair} ~ "{_SAME_LENGTH}$") {{ set {ALIGNED} "y"; }}']  # fmt: skip
+
+
+def raw_upstream(path: str, when: str = f'{ALIGNED} = "y"') -> str:
+    """The service asked for `path` as written (with the query), as Traefik passes on the
+    raw path: a URI in proxy_pass goes as is, where nginx would escape a rewritten $uri."""
+    return f'if ({when}) {{ set $upstream "${{upstream}}{path}$is_args$args"; }}'
+
+
 def strip_prefix_regex_rewrites(strip: StripPrefixRegex) -> str:
     """Traefik's stripPrefix(Regex): for each regex in turn, its match at the path's start when
     not empty (atomic: PCRE keeps the match Go's leftmost-first search picks) is removed, the
     rest given a leading `/` (none when nothing is left: the service is asked for `/`, or for
     the added prefix alone) after the added prefix; the first that matches ends the rewrites.
     A rest that starts with a `.` or `..` segment is answered 400, as Traefik refuses a path
-    that cleaning would change."""
+    that cleaning would change. As Traefik, the rest is taken from the raw path (as many of
+    its characters as the decoded prefix has, an escape counting one), so `%2F` stays
+    escaped; when nginx normalized the path (merged slashes, dot segments), the decoded rest
+    is sent escaped again. When no regex matches, the added prefix goes before the path."""
     prefix, added = "$certbotless_stripped_prefix", strip.add_prefix
     lines = [f'set {prefix} "";']
+    # The first regex that matches names the prefix: set last, so the list is read backwards.
+    for written, _groups in reversed(strip.regexes):
+        regex = quoted(written)
+        lines.append(f'if ($uri ~ "^(?<certbotless_stripped_prefix>(?>{regex}))(?<=[\\s\\S])") '
+                     "{ }")  # fmt: skip
+    lines += raw_path_check() + _raw_rest(added)
     for written, groups in strip.regexes:
         regex = quoted(written)  # PCRE text inside nginx's "…"
         matched = f"^(?>{regex})(?<=[\\s\\S])"
         rest = f"${groups + 1}"
         lines += [f'if ($uri ~ "{matched}\\.\\.?(?:/|$)") {{ return 400; }}',
-                  f'if ($uri ~ "^((?>{regex}))(?<=[\\s\\S])") {{ set {prefix} $1; }}',
                   f'rewrite "{matched}$" {added or "/"} break;',
                   f'rewrite "{matched}(/[\\s\\S]*)$" {added}{rest} break;',
                   f'rewrite "{matched}([\\s\\S]*)$" {added}/{rest} break;']  # fmt: skip
+    if added:  # no regex matched: the added prefix before the whole path
+        lines.append(f"rewrite ^(.*)$ {added}$1 break;")
     lines.append(f"proxy_set_header X-Forwarded-Prefix {prefix};")
     return "".join(f"\n            {line}" for line in lines)
+
+
+def _raw_rest(added: str) -> list[str]:
+    """The raw path after as many of its characters as the stripped prefix has, given a
+    leading `/` after `added`, sent to the service when the raw path is aligned with $uri."""
+    pair, rest, path = "$certbotless_strip_pair", "$certbotless_raw_rest", "$certbotless_raw_path"
+    mark = "$certbotless_raw_strip"
+    # Nothing stripped: the path as it came, after the added prefix (none: nginx's own path).
+    unstripped = f'set {path} "{added}$certbotless_request_path";' if added else f'set {mark} "";'
+    return [
+        f'set {pair} "$certbotless_stripped_prefix $certbotless_request_path";',
+        f'set {rest} "";',
+        f'if ({pair} ~ "{_SAME_LENGTH}(?<certbotless_raw_rest>[^ ]*)$") {{ }}',
+        f'set {path} "{added}/{rest}";',
+        f'if ({rest} ~ "^/") {{ set {path} "{added}{rest}"; }}',
+        f'if ({rest} = "") {{ set {path} "{added or "/"}"; }}',
+        f'set {mark} "$certbotless_aligned";',
+        f'if ($certbotless_stripped_prefix = "") {{ {unstripped} }}',
+        raw_upstream(path, f'{mark} = "y"'),
+    ]

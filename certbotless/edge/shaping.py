@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+from certbotless.edge.conditions import quoted
+from certbotless.edge.rewrite_phase import entry_point_value
 from certbotless.model import Cors, Route
 
 HSTS_VALUE = "max-age=63072000"
@@ -51,7 +53,11 @@ _GZIP_TYPES = (
 def compression_directives(route: Route) -> str:
     if not route.compress:
         return ""
-    lines = ["gzip on;", "gzip_proxied any;", f"gzip_types {_GZIP_TYPES};"]
+    lines = ["gzip on;", "gzip_proxied any;"]
+    if route.compress_min_bytes is None:
+        lines.append(f"gzip_types {_GZIP_TYPES};")
+    else:  # Traefik's compress: answers of any type (none sniffed), from that many bytes
+        lines += ["gzip_types *;", f"gzip_min_length {route.compress_min_bytes};"]
     return "".join(f"\n            {line}" for line in lines)
 
 
@@ -91,10 +97,18 @@ def header_directives(route: Route, hsts: bool, plain_http: bool = False) -> str
             lines.append(f'add_header {name} "{value}" always;')
     if route.cors is not None:
         lines += _cors_headers(route.cors)
+    if route.public_key and not plain_http:
+        lines += ["proxy_hide_header Public-Key-Pins;",
+                  f"add_header Public-Key-Pins '{route.public_key}' always;"]  # fmt: skip
+    elif route.public_key and route.ssl_proxy_headers:
+        lines.append(f"add_header Public-Key-Pins {_SSL_ANSWERS['Public-Key-Pins']} always;")
     if route.strict_transport and (not plain_http or route.strict_transport_on_plain_http):
         sts = route.strict_transport
         lines += ["proxy_hide_header Strict-Transport-Security;",
                   f'add_header Strict-Transport-Security "{sts}" always;']  # fmt: skip
+    elif route.strict_transport and plain_http and route.ssl_proxy_headers:
+        lines.append("add_header Strict-Transport-Security "
+                     f"{_SSL_ANSWERS['Strict-Transport-Security']} always;")  # fmt: skip
     elif hsts and (route.cors is not None or any(value for _, value in route.response_headers)):
         # add_header here stops the server's from being inherited: repeat HSTS.
         lines.append(f'add_header Strict-Transport-Security "{HSTS_VALUE}" always;')
@@ -113,7 +127,10 @@ def cors_checks(cors: Cors) -> str:
     lines = [f'set {origin} "";']
     if "*" in cors.origins:
         lines.append(f'set {origin} "*";')
-    elif cors.origins:
+    else:
+        lines += [f'if ($http_origin ~ "{quoted(regex)}") {{ set {origin} $http_origin; }}'
+                  for regex in cors.origin_regexes]  # fmt: skip
+    if cors.origins and "*" not in cors.origins:
         listed = "|".join(re.escape(o) for o in cors.origins)
         lines.append(f'if ($http_origin ~ "^({listed})$") {{ set {origin} $http_origin; }}')
     lines += [f'set {variable} "";' for variable in _CORS_ANSWERS.values()]
@@ -154,3 +171,33 @@ def _cors_headers(cors: Cors) -> list[str]:
     if cors.vary:
         lines.append("add_header Vary Origin always;")
     return lines
+
+
+# Traefik's sslProxyHeaders: plain HTTP counted as HTTPS for these answer headers.
+_SSL_ANSWERS = {
+    "Strict-Transport-Security": "$certbotless_ssl_sts",
+    "Public-Key-Pins": "$certbotless_ssl_pins",
+}
+
+
+def ssl_proxy_checks(route: Route, plain_http: bool) -> str:
+    """Over plain HTTP (nginx's rewrite phase, before any rewrite's `break`): a request with
+    one of the route's sslProxyHeaders at its value counts as HTTPS, as unrolled/secure's
+    isSSL, and gets the HTTPS-only headers. Traefik's entry point has set some headers itself
+    (X-Forwarded-Proto: the scheme), and removed the client's other X-Forwarded-*."""
+    if not plain_http or not route.ssl_proxy_headers:
+        return ""
+    marked = "$certbotless_ssl"
+    lines = [f'set {marked} "";', *(f'set {v} "";' for v in _SSL_ANSWERS.values())]
+    for name, value in route.ssl_proxy_headers:
+        seen = entry_point_value(name.lower(), "$http_host")
+        if seen is not None:
+            lines.append(f'if ({seen} = "{value}") {{ set {marked} "y"; }}')
+        elif not value:  # Traefik removed the header: "" is its value
+            lines.append(f'set {marked} "y";')
+    answers = {"Strict-Transport-Security": route.strict_transport,
+               "Public-Key-Pins": route.public_key}  # fmt: skip
+    sets = "".join(f"set {_SSL_ANSWERS[name]} '{value}'; " for name, value in answers.items()
+                   if value)  # fmt: skip
+    lines.append(f'if ({marked} = "y") {{ {sets}}}')
+    return "".join(f"\n            {line}" for line in lines)

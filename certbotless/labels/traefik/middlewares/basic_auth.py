@@ -1,6 +1,7 @@
 """basicAuth: `users` (htpasswd lines) or `usersFile`, read from the Swarm secret Traefik's
 service mounted at /run/secrets/<name>. Traefik 1's `frontend.auth.basic.users` uses
-`htpasswd_users` too."""
+`htpasswd_users` too. `headerField` names the request header that tells the service who
+logged in."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from certbotless.labels.traefik.middlewares.options import (
     flag,
     known_fields,
 )
-from certbotless.labels.values import SECRET_NAME_RE, refused_htpasswd_secret
+from certbotless.labels.values import HEADER_NAME_RE, SECRET_NAME_RE, refused_htpasswd_secret
 from certbotless.model import BasicAuth, Route
 
 _HTPASSWD_RE = re.compile(r"^[^:\s]{1,64}:[A-Za-z0-9./$={}+-]{1,200}$", re.ASCII)
@@ -22,7 +23,10 @@ SECRETS_DIR = "/run/secrets/"  # where Swarm mounts a secret given with no targe
 
 
 def apply(route: Route, mw: Middleware, context: Context) -> Route:
-    known_fields(mw, {"users", "usersfile", "realm", "removeheader"})
+    known_fields(mw, {"users", "usersfile", "realm", "removeheader", "headerfield"})
+    header = mw.value("headerfield").strip()
+    if header and not HEADER_NAME_RE.match(header):
+        raise Unsupported(mw.label("headerfield"), header, "must be a header name")
     realm = mw.value("realm", "traefik")
     if not re.fullmatch(r"[A-Za-z0-9 ._-]{1,64}", realm):
         raise Unsupported(mw.label("realm"), realm, "must be letters, digits, spaces, . _ -")
@@ -33,9 +37,9 @@ def apply(route: Route, mw: Middleware, context: Context) -> Route:
                               "together: Traefik merges them, certbotless takes one; keep "
                               "one")  # fmt: skip
         secret = _users_file_secret(mw, context)
-        return replace(route, basic_auth=BasicAuth((), realm, remove_header, secret))
+        return replace(route, basic_auth=BasicAuth((), realm, remove_header, secret, header))
     users = htpasswd_users(mw.value("users"), mw.label("users"), mw.name)
-    return replace(route, basic_auth=BasicAuth(users, realm, remove_header))
+    return replace(route, basic_auth=BasicAuth(users, realm, remove_header, user_header=header))
 
 
 def htpasswd_users(value: str, label: str, name: str) -> tuple[str, ...]:

@@ -1,6 +1,8 @@
 """buffering: `maxRequestBodyBytes` → the route's largest request body (larger: 413), and
 `memRequestBodyBytes` → how much of a body is kept in memory before the rest goes to a
-temporary file (nginx's client_body_buffer_size, the same split)."""
+temporary file (nginx's client_body_buffer_size, the same split). The answer's options are
+reported and the rest applied: nginx cannot refuse an answer by its size, keeps its own
+share of an answer in memory (proxy_buffers), and retries by no expression."""
 
 from __future__ import annotations
 
@@ -14,9 +16,23 @@ from certbotless.labels.traefik.middlewares.options import (
 )
 from certbotless.model import Route
 
+# Options nginx cannot honour: why, and the closest alternative.
+_NOTED = {
+    "maxresponsebodybytes": "buffering.maxResponseBodyBytes is not applied: nginx passes an "
+    "answer of any size on (it has no limit that fails it with 500); limit it in the service",
+    "memresponsebodybytes": "buffering.memResponseBodyBytes is not applied: nginx keeps its "
+    "own share of an answer in memory (proxy_buffers, a few pages) and the rest in a "
+    "temporary file, as Traefik does past this size; nothing a client sees",
+    "retryexpression": "buffering.retryExpression is not applied: nginx evaluates no "
+    "expression; use a retry middleware (attempts), which retries on connection errors",
+}
+
 
 def apply(route: Route, mw: Middleware, context: Context) -> Route:
-    known_fields(mw, {"maxrequestbodybytes", "memrequestbodybytes"})
+    known_fields(mw, {"maxrequestbodybytes", "memrequestbodybytes", *_NOTED})
+    for key, why in _NOTED.items():
+        if key in mw.fields:
+            context.note(mw.label(key), mw.value(key), why)
     value, memory = mw.value("maxrequestbodybytes"), mw.value("memrequestbodybytes")
     for key, given in (("maxrequestbodybytes", value), ("memrequestbodybytes", memory)):
         if given and (not given.isascii() or not given.isdigit() or len(given) > 12):

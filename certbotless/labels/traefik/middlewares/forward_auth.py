@@ -1,5 +1,6 @@
 """forwardAuth: each request is first asked of `address`, with only `authRequestHeaders` of
-the client's headers when listed; its `authResponseHeaders` are passed on to the service."""
+the client's headers when listed; its `authResponseHeaders` are passed on to the service.
+`preserveRequestMethod`: the auth server is asked with the request's method (else GET)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from certbotless.labels.traefik.middlewares.options import (
     Context,
     Middleware,
     Unsupported,
+    flag,
     invalid_label,
     known_fields,
 )
@@ -25,8 +27,6 @@ _REFUSED = {
     "forwardBody": "nginx's auth subrequest carries no request body: the auth server decides "
     "from the headers",
     "maxBodySize": "nginx's auth subrequest carries no request body (forwardBody)",
-    "preserveRequestMethod": "nginx asks the auth server with GET, as Traefik does by "
-    "default: remove preserveRequestMethod",
     "tls": "TLS client options for the auth server are not supported: an https address is "
     "verified by nothing and sent no client certificate",
 }
@@ -34,7 +34,8 @@ _REFUSED = {
 
 def apply(route: Route, mw: Middleware, context: Context) -> Route:
     known_fields(mw, {"address", "trustforwardheader", "authresponseheaders",
-                      "authrequestheaders", *(name.lower() for name in _REFUSED)})  # fmt: skip
+                      "authrequestheaders", "preserverequestmethod",
+                      *(name.lower() for name in _REFUSED)})  # fmt: skip
     for name, why in _REFUSED.items():
         key = name.lower()
         if key in mw.fields or any(field.startswith(key + ".") for field in mw.fields):
@@ -48,7 +49,8 @@ def apply(route: Route, mw: Middleware, context: Context) -> Route:
     response = _header_names(mw, "authresponseheaders")
     request = _header_names(mw, "authrequestheaders")
     return replace(route, auth_url=address, auth_response_headers=response,
-                   auth_request_headers=request)  # fmt: skip
+                   auth_request_headers=request,
+                   auth_keeps_method=flag(mw, "preserverequestmethod"))  # fmt: skip
 
 
 def _header_names(mw: Middleware, key: str) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
+from certbotless.labels.traefik.go_regex import NotPortable, to_pcre
 from certbotless.labels.traefik.middlewares.options import (
     Context,
     Middleware,
@@ -33,22 +34,19 @@ _HEADER_VALUES = {
     "permissionspolicy": "Permissions-Policy",
 }
 _STS = {"stsseconds", "stsincludesubdomains", "stspreload", "forcestsheader", "isdevelopment"}
-# Options refused by name, with the closest alternative.
-_REFUSED = {
-    "featurePolicy": "Traefik v3 ignores featurePolicy (v2 sent Feature-Policy, which browsers "
-    "no longer read): use permissionsPolicy",
-    "publicKey": "HTTP public key pinning (Public-Key-Pins) is obsolete and ignored by "
-    "browsers: remove publicKey",
-    "sslProxyHeaders": "the edge is the first hop and knows the scheme itself; a client's "
-    "header cannot make plain HTTP count as HTTPS: remove sslProxyHeaders (forceSTSHeader "
-    "sends STS over plain HTTP)",
-}
+# Deprecated options Traefik v3 reads and ignores (its headers middleware does not pass them
+# to unrolled/secure): taken, and ignored as well.
+_IGNORED = {"featurepolicy", "sslredirect", "ssltemporaryredirect", "sslhost", "sslforcehost"}
+# sslProxyHeaders: Traefik's entry point sets these itself (never the client's value).
+_SET_BY_ENTRY_POINT = {"x-forwarded-port", "x-forwarded-server"}
+# A Public-Key-Pins value, written in nginx's single quotes.
+_PINS_RE = re.compile(r"^[\x20-\x23\x25\x26\x28-\x5b\x5d-\x7e]{1,2000}$", re.ASCII)
 
 
 _CORS = {
     "accesscontrolalloworiginlist", "accesscontrolallowmethods", "accesscontrolallowheaders",
     "accesscontrolexposeheaders", "accesscontrolallowcredentials", "accesscontrolmaxage",
-    "addvaryheader",
+    "addvaryheader", "accesscontrolalloworiginlistregex",
 }  # fmt: skip
 _ORIGIN_RE = re.compile(r"^(?:\*|https?://[A-Za-z0-9.-]{1,253}(?::[0-9]{1,5})?)$", re.ASCII)
 _TOKEN_RE = re.compile(r"^(?:\*|[A-Za-z0-9-]{1,100})$", re.ASCII)
@@ -56,12 +54,8 @@ _TOKEN_RE = re.compile(r"^(?:\*|[A-Za-z0-9-]{1,100})$", re.ASCII)
 
 def apply(route: Route, mw: Middleware, context: Context) -> Route:
     known_fields(mw, {"customrequestheaders", "customresponseheaders", *_HEADER_FLAGS,
-                      *_HEADER_VALUES, *_STS, *_CORS, *(n.lower() for n in _REFUSED),
-                      "allowedhosts", "hostsproxyheaders"})  # fmt: skip
-    for name, why in _REFUSED.items():
-        key = name.lower()
-        if key in mw.fields or any(field.startswith(key + ".") for field in mw.fields):
-            raise Unsupported(mw.label(key), mw.value(key), f"headers.{name}: {why}")
+                      *_HEADER_VALUES, *_STS, *_CORS, *_IGNORED, "publickey",
+                      "sslproxyheaders", "allowedhosts", "hostsproxyheaders"})  # fmt: skip
     cors = _cors(mw) or route.cors
     request, response = list(route.request_headers), list(route.response_headers)
     for key, (label, value) in sorted(mw.fields.items()):
@@ -77,10 +71,33 @@ def apply(route: Route, mw: Middleware, context: Context) -> Route:
             response.append(_header(_HEADER_VALUES[kind], value, label))
     sts, sts_on_plain_http = _strict_transport(mw)
     route = _with_allowed_hosts(route, mw)
+    route = _secure_scheme(route, mw, bool(sts))
     return replace(route, request_headers=tuple(request), response_headers=tuple(response),
                    strict_transport=sts or route.strict_transport,
                    strict_transport_on_plain_http=sts_on_plain_http if sts else
                    route.strict_transport_on_plain_http, cors=cors)  # fmt: skip
+
+
+def _secure_scheme(route: Route, mw: Middleware, sts: bool) -> Route:
+    """unrolled/secure's publicKey (Public-Key-Pins over HTTPS; none with isDevelopment) and
+    sslProxyHeaders: a request whose header has the value counts as HTTPS for it and for
+    Strict-Transport-Security."""
+    key = "" if flag(mw, "isdevelopment") else mw.value("publickey")
+    if key and not _PINS_RE.match(key):  # pins are quoted: `pin-sha256="…"; max-age=…`
+        raise Unsupported(mw.label("publickey"), key, "must be printable ASCII without ', $ "
+                          "and \\")  # fmt: skip
+    proxy_headers = []
+    for field_key, (label, value) in sorted(mw.fields.items()):
+        if field_key.startswith("sslproxyheaders."):
+            header = label.rsplit(".", 1)[-1]
+            proxy_headers.append(_header(header, value, label))
+            if header.lower() in _SET_BY_ENTRY_POINT:
+                raise Unsupported(label, value, "Traefik's entry point sets this header "
+                                  "itself, which the edge cannot repeat")  # fmt: skip
+    if not (key or sts or route.public_key or route.strict_transport):
+        return route  # nothing for sslProxyHeaders to send
+    return replace(route, public_key=key or route.public_key,
+                   ssl_proxy_headers=tuple(proxy_headers) or route.ssl_proxy_headers)  # fmt: skip
 
 
 def _strict_transport(mw: Middleware) -> tuple[str, bool]:
@@ -108,7 +125,8 @@ def _header(name: str, value: str, label: str) -> tuple[str, str]:
 
 
 def _cors(mw: Middleware) -> Cors | None:
-    """Traefik's accessControl* fields (accessControlAllowOriginListRegex is refused)."""
+    """Traefik's accessControl* fields; accessControlAllowOriginListRegex's regexes are
+    searched in the Origin as Go's MatchString does (read as go_regex.py reads Go's)."""
     if not any(key in _CORS for key in mw.fields):
         return None
 
@@ -132,7 +150,19 @@ def _cors(mw: Middleware) -> Cors | None:
         credentials=flag(mw, "accesscontrolallowcredentials"),
         max_age=int(max_age) if max_age else None,
         vary=flag(mw, "addvaryheader"),
+        origin_regexes=_origin_regexes(mw),
     )
+
+
+def _origin_regexes(mw: Middleware) -> tuple[str, ...]:
+    key = "accesscontrolalloworiginlistregex"
+    regexes = []
+    for written in (r.strip() for r in mw.value(key).split(",") if r.strip()):
+        try:
+            regexes.append(to_pcre(written).text)
+        except NotPortable as why:
+            raise Unsupported(mw.label(key), written, str(why)) from None
+    return tuple(regexes)
 
 
 _HOST_RE = re.compile(r"^[A-Za-z0-9.-]{1,253}(?::[0-9]{1,5})?$", re.ASCII)

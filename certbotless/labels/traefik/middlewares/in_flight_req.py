@@ -1,4 +1,5 @@
-"""inFlightReq: at most `amount` requests in flight per client address."""
+"""inFlightReq: at most `amount` requests in flight per client address (or per what
+`sourceCriterion` says, source_criterion.py)."""
 
 from __future__ import annotations
 
@@ -11,17 +12,14 @@ from certbotless.labels.traefik.middlewares.options import (
     Unsupported,
     known_fields,
 )
+from certbotless.labels.traefik.middlewares.source_criterion import FIELDS, limit_key
 from certbotless.model import Route
 
 
 def apply(route: Route, mw: Middleware, context: Context) -> Route:
-    known_fields(mw, {"amount", "sourcecriterion.ipstrategy.depth"})
-    if mw.value("sourcecriterion.ipstrategy.depth", "0") != "0":
-        raise Unsupported(mw.label("sourcecriterion.ipstrategy.depth"),
-                          mw.value("sourcecriterion.ipstrategy.depth"),
-                          "the edge counts by the client's address, not "
-                          "X-Forwarded-For")  # fmt: skip
+    known_fields(mw, {"amount", *FIELDS})
+    key = limit_key(mw)
     amount = mw.value("amount")
     if not re.fullmatch(r"[0-9]{1,6}", amount) or int(amount) < 1:
         raise Unsupported(mw.label("amount"), amount, "must be a whole number from 1")
-    return replace(route, max_connections=int(amount))
+    return replace(route, max_connections=int(amount), connection_key=key)

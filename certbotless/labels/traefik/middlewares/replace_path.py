@@ -1,6 +1,9 @@
-"""replacePath: the service is sent `path` whatever the request's."""
+"""replacePath: the service is sent `path` whatever the request's, as written (Traefik's
+RawPath: `%2F` stays escaped)."""
 
 from __future__ import annotations
+
+import re
 
 from certbotless.labels.traefik.middlewares.options import (
     Context,
@@ -18,8 +21,7 @@ def apply(route: Route, mw: Middleware, context: Context) -> Route:
     known_fields(mw, {"path"})
     path = mw.value("path")
     check_path(path, mw.label("path"), invalid_label(mw.label("path"), path))
-    if "%" in path:
-        raise Unsupported(mw.label("path"), path, "a percent-encoded path: nginx would escape "
-                          "the % again (%2F reaches the service as %252F); write the "
-                          "characters themselves")  # fmt: skip
+    if re.search(r"%(?![0-9A-Fa-f]{2})", path):
+        raise Unsupported(mw.label("path"), path, "a % that starts no escape (%XX): Traefik "
+                          "cannot unescape it either; escape it as %25")  # fmt: skip
     return with_replacement(route, mw, ("^.*$", path))

@@ -257,10 +257,13 @@ CASES = {
                 response_headers=(("X-Powered-By", ""), ("X-Frame-Options", "DENY")),
                 strict_transport="max-age=31536000",
                 compress=True,
+                compress_min_bytes=1024,  # Traefik's default minResponseBodyBytes
             ),
         ),
     ),
-    "allowlist-depth-refused": Case(
+    # Traefik's entry point (no trusted IPs, as the edge) removed the client's X-Forwarded-For:
+    # depth finds no address, and nobody gets in.
+    "allowlist-depth-lets-nobody-in": Case(
         {
             "traefik.enable": "true",
             f"{R}a.rule": "Host(`a.example.com`)",
@@ -269,8 +272,15 @@ CASES = {
             f"{M}inside.ipwhitelist.sourcerange": "10.0.0.0/8",
             f"{M}inside.ipwhitelist.ipstrategy.depth": "2",
         },
-        (),
-        ("X-Forwarded-For|not routed at all",),
+        (
+            Route(
+                "web",
+                ("a.example.com",),
+                80,
+                allow_from=("127.0.0.255/32",),
+                redirect_to_https=False,
+            ),
+        ),
     ),
     "unknown-middleware-refused": Case(
         {

@@ -96,14 +96,28 @@ def test_security_and_custom_answer_headers_are_set_as_traefik_sets_them(
     assert {name: headers.get(name) for name in expected} == expected
 
 
-@pytest.mark.parametrize("option", ["featurepolicy", "publickey", "sslproxyheaders.X-Proto"])
-def test_headers_options_the_edge_cannot_honour_are_refused_by_name(option: str) -> None:
-    labels = one_router(8000, {f"{M}h.headers.{option}": "x", f"{M}h.headers.framedeny": "true"})
+def test_a_header_traefiks_entry_point_sets_cannot_make_a_request_count_as_https() -> None:
+    option = "sslproxyheaders.X-Forwarded-Port"
+    labels = one_router(8000, {f"{M}h.headers.{option}": "443", f"{M}h.headers.framedeny": "true"})
     claims = traefik_claims([ServiceInfo("app", labels)])["app"]
     [problem] = claims.problems
-    assert (
-        option.split(".")[0] in problem.message.lower() and "served without it" in problem.message
+    assert "entry point sets this header" in problem.message
+    assert "served without it" in problem.message
+
+
+@pytest.mark.parametrize(
+    "option", ["featurepolicy", "sslredirect", "ssltemporaryredirect", "sslhost", "sslforcehost"]
+)
+def test_deprecated_headers_options_are_ignored_as_traefik_v3_ignores_them(
+    upstream: int, edge: ServeEdge, option: str
+) -> None:
+    labels = one_router(
+        upstream, {f"{M}h.headers.{option}": "x", f"{M}h.headers.framedeny": "true"}
     )
+    assert not traefik_claims([ServiceInfo("app", labels)])["app"].problems
+    status, _, headers = answer(edge(labels).port)
+    assert status == 200
+    assert headers.get("X-Frame-Options") == "DENY" and headers.get("Feature-Policy") is None
 
 
 # --- redirectScheme ---------------------------------------------------------------------------
