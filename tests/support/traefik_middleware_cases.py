@@ -93,7 +93,12 @@ def _own(problem: LabelProblem, case: Mapping[str, Any]) -> bool:
 
 
 def middleware_case_outcome(
-    case: Mapping[str, Any], area: str, stem: str, ports: Sequence[int], scratch: Path
+    case: Mapping[str, Any],
+    area: str,
+    stem: str,
+    ports: Sequence[int],
+    scratch: Path,
+    binary: NginxBinary = LOCAL_NGINX,
 ) -> Outcome:
     case_id = f"{stem}:{case['id']}"
     if case.get("not_applicable"):
@@ -115,7 +120,7 @@ def middleware_case_outcome(
     requests = [r for r in case.get("requests", []) if not r.get("not_applicable")]
     if not requests:
         return Outcome(case_id, area, Verdict.SILENT, "accepted; no request checks it")
-    differing = answers_differing(with_echo(requests, ports[0]), routes, scratch)
+    differing = answers_differing(with_echo(requests, ports[0]), routes, scratch, binary)
     if differing:
         return Outcome(case_id, area, Verdict.SILENT, "; ".join(differing))
     return Outcome(case_id, area, Verdict.BEHAVES, "")
@@ -131,10 +136,13 @@ def _errors_on_loopback(route: Route) -> Route:
 
 
 def answers_differing(
-    requests: Sequence[Mapping[str, Any]], routes: Sequence[Route], scratch: Path
+    requests: Sequence[Mapping[str, Any]],
+    routes: Sequence[Route],
+    scratch: Path,
+    binary: NginxBinary = LOCAL_NGINX,
 ) -> list[str]:
     nginx, port, tls_port = serve_routes(routes, scratch, certs=certs_for(HOST),
-                                         front_subnets=FRONT)  # fmt: skip
+                                         front_subnets=FRONT, binary=binary)  # fmt: skip
     try:
         differing = []
         for request in requests:
@@ -235,5 +243,5 @@ def case_outcome(
     """Any case: the middleware kind here, the others in traefik_cases; `binary`: the nginx
     that answers."""
     if file.kind == "middlewares":
-        return middleware_case_outcome(case, file.area, file.stem, ports, scratch)
+        return middleware_case_outcome(case, file.area, file.stem, ports, scratch, binary)
     return other_case_outcome(file, case, ports, scratch, binary)
