@@ -47,8 +47,8 @@ from tests.support.ports import unused_ports
 
 HOST = "app.example.com"
 # nginx in a root filesystem (the rig's unpacked trixie, nginx 1.26, or forky, nginx 1.30: the
-# generation of the edge image's nginx:stable) as in a container: a private mount namespace gives it /proc and /dev,
-# both gone with it, and it dies with the command that started it.
+# generation of the edge image's nginx:stable) as in a container: a private mount namespace
+# gives it /proc and /dev, both gone with it, and it dies with the command that started it.
 _IN_ROOT = (
     'mount -t proc proc "$0/proc" && mount --rbind /dev "$0/dev" && exec chroot "$0" nginx "$@"'
 )
