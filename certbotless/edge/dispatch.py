@@ -156,10 +156,12 @@ def dispatch(server_key: str, routes: Sequence[Route]) -> tuple[str, str]:
         chosen = f"${prefix}_route_{index}"
     maps += reversed(route_maps)
     # Body sizes are checked by each route's location (body_size_check): nginx checks a request's
-    # Content-Length only in the location it first finds, this one.
+    # Content-Length only in the location it first finds, this one. Recursive error pages: or
+    # this jump would be the request's only error page, and the route's own would not apply.
     location = f"""
         location / {{
             client_max_body_size 0;
+            recursive_error_pages on;
             error_page 418 = {chosen};
             return 418;
         }}

@@ -241,18 +241,20 @@ def request(
     method: str = "GET",
     headers: Sequence[tuple[str, str]] = (),
     host: str = HOST,
+    body: bytes | None = None,
 ) -> tuple[int, str, dict[str, str]]:
-    """(status, body, answer headers); `headers` in order, a name may come twice."""
+    """(status, body, answer headers); `headers` in order, a name may come twice; `body`
+    sent after them (its Content-Length is the caller's)."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     connection.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
     connection.putheader("Host", host)
     for name, value in headers:
         connection.putheader(name, value)
-    connection.endheaders()
+    connection.endheaders(body)
     response = connection.getresponse()
-    body = response.read().decode()
+    answered = response.read().decode()
     connection.close()
-    return response.status, body, dict(response.getheaders())
+    return response.status, answered, dict(response.getheaders())
 
 
 def answer_tls(
