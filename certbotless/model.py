@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum, StrEnum
 
+from certbotless.client_tls import NO_CLIENT_TLS, ClientTls
 from certbotless.request_conditions import RequestCondition
 from certbotless.rewrite_phase import NOTHING, RewritePhase
 
@@ -158,6 +159,7 @@ class Route:
     # A Traefik router without a Host: also served for names no route claims (the edge's default
     # server); discovery adds its own stack's hosts to `hosts`.
     every_host: bool = False
+    client_tls: ClientTls = NO_CLIENT_TLS  # mTLS, passTLSClientCert, forward auth's TLS
 
 
 @dataclass(frozen=True)

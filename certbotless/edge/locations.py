@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+from certbotless.edge.client_certs import pass_cert_directives
 from certbotless.edge.conditions import quoted
 from certbotless.edge.dispatch import (
     body_size_check,
@@ -103,6 +104,7 @@ def _route_blocks(
         + _upstream_directives(route)
         + compression_directives(route)
         + forward_auth_directives(index, route)
+        + pass_cert_directives(route)
         + error_page_directives(index, route)
         + _rewrites(route)
         + header_directives(route, hsts, plain_http)

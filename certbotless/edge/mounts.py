@@ -15,6 +15,7 @@ HTPASSWD_DIR = f"{SNIPPETS_DIR}/htpasswd"  # basic-auth users, one file per set
 # Basic-auth users an operator keeps in a Swarm secret (the labels name it), mounted here by
 # its name: certbotless never reads them.
 HTPASSWD_SECRETS_DIR = f"{SNIPPETS_DIR}/htpasswd-secrets"
+CLIENT_CA_DIR = f"{SNIPPETS_DIR}/client-ca"  # the CAs of client certificates (TLS options)
 
 
 @dataclass(frozen=True)

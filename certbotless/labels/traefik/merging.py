@@ -13,7 +13,7 @@ Made = tuple[int, Route, str, str]  # priority, route, the rule's label, the rou
 
 
 def _guards(route: Route) -> tuple[object, ...]:
-    return route.basic_auth, route.allow_from, route.auth_url
+    return route.basic_auth, route.allow_from, route.auth_url, route.client_tls.client_auth
 
 
 def _matches(route: Route) -> tuple[object, ...]:
