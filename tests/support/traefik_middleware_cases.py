@@ -20,12 +20,17 @@ import socket
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from functools import cache
 from pathlib import Path
+from tempfile import mkdtemp
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import uuid4
 
+from certbotless.labels.traefik.dynamic import read_dynamic_config
+from certbotless.labels.traefik.middlewares.options import NO_FILE_MIDDLEWARES, FileMiddlewares
 from certbotless.model import LabelProblem, Route, ServiceInfo
+from tests.support.client_ca import client_certificate, throwaway_ca
 from tests.support.edge_nginx import Echo, serve_routes, stop
 from tests.support.factories import certs_for
 from tests.support.traefik_cases import (
@@ -48,8 +53,25 @@ CASE_REQUEST = "X-Case-Request"  # a request's own id, to find what reached the 
 
 
 def with_echo(value: Any, port: int) -> Any:
-    """`value` (a case's JSON) with `{echo}` read as the echo server's port."""
-    return json.loads(json.dumps(value).replace("{echo}", str(port)))
+    """`value` (a case's JSON) with `{echo}` read as the echo server's port, `{client_ca}`
+    as the PEM of the CA that signs the client's certificate, and `{client_pem}` as that
+    certificate as Traefik passes it (its PEM without BEGIN/END lines and newlines)."""
+    text = json.dumps(value).replace("{echo}", str(port))
+    if "{client_" in text:
+        pem = client_certificate().cert_pem
+        passed = "".join(line for line in pem.splitlines() if not line.startswith("-----"))
+        text = text.replace("{client_ca}", json.dumps(throwaway_ca().cert_pem)[1:-1])
+        text = text.replace("{client_pem}", passed)
+    return json.loads(text)
+
+
+def dynamic_config(case: Mapping[str, Any], port: int, scratch: Path) -> FileMiddlewares:
+    """The case's Traefik dynamic configuration (`dynamic`, as a file provider's document)."""
+    if not case.get("dynamic"):
+        return NO_FILE_MIDDLEWARES
+    path = scratch.parent / f"{scratch.name}-dynamic.yml"
+    path.write_text(json.dumps(with_echo(case["dynamic"], port)))
+    return read_dynamic_config([path])
 
 
 def case_labels(case: Mapping[str, Any], port: int) -> dict[str, str]:
@@ -69,6 +91,8 @@ def case_labels(case: Mapping[str, Any], port: int) -> dict[str, str]:
     }
     if case.get("tls"):
         router["tls"] = "true"
+    if case.get("tls_options"):
+        router["tls.options"] = case["tls_options"]
     if names:
         router["middlewares"] = ",".join(names)
     if case.get("https_router"):
@@ -98,7 +122,8 @@ def middleware_case_outcome(
     case_id = f"{stem}:{case['id']}"
     if case.get("not_applicable"):
         return Outcome(case_id, area, Verdict.NOT_APPLICABLE, case["not_applicable"])
-    routes, problems = discover_case([ServiceInfo("svc", case_labels(case, ports[0]))])
+    routes, problems = discover_case([ServiceInfo("svc", case_labels(case, ports[0]))],
+                                     files=dynamic_config(case, ports[0], scratch))  # fmt: skip
     routes = [_errors_on_loopback(route) for route in routes]
     said = [p for p in problems if _own(p, case)]
     text = " | ".join(f"{p.label}: {p.message}" for p in said)
@@ -159,6 +184,8 @@ def exchange(port: int, request: Mapping[str, Any], tls: bool) -> dict[str, Any]
         if tls:
             context = ssl.create_default_context()
             context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+            if request.get("client_cert"):  # the throwaway CA's client certificate
+                context.load_cert_chain(*_client_files())
             connection = context.wrap_socket(raw, server_hostname=HOST)
         connection.sendall(_with_body(request_bytes(sent), request.get("body", "")))
         answer = b""
@@ -181,6 +208,11 @@ def exchange(port: int, request: Mapping[str, Any], tls: bool) -> dict[str, Any]
         "upstream": seen[-1] if seen else None,
         "auth": auth,
     }
+
+
+@cache
+def _client_files() -> tuple[Path, Path]:
+    return client_certificate().files(Path(mkdtemp(prefix="cbl-client-")), "client")
 
 
 def _with_body(head: bytes, body: str) -> bytes:
