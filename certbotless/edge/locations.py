@@ -119,7 +119,8 @@ def _route_blocks(
         }}"""
     ]
     if route.auth_url is not None:
-        blocks.append(auth_location(index, route.auth_url, route.auth_request_headers))
+        blocks.append(auth_location(index, route.auth_url, route.auth_request_headers,
+                                    route.client_tls.auth_server))  # fmt: skip
     if route.error_pages is not None:
         blocks.append(error_pages_location(index, route.error_pages.url))
     return blocks

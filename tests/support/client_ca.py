@@ -1,18 +1,28 @@
 """A throwaway CA and the certificates it signs, for client certificates (mTLS) and TLS to a
-forward-auth server in tests: each as PEM, and as files an `ssl` context loads."""
+forward-auth server in tests: each as PEM, and as files an `ssl` context loads; an echo server
+over HTTPS (a forward-auth server) with a certificate from it, which notes the client
+certificate it was shown; and the Swarm secrets forward-auth cases name (`/run/secrets/auth_ca`,
+`auth_cert`, `auth_key`) as the edge would mount them."""
 
 from __future__ import annotations
 
 import ipaddress
+import ssl
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from http.server import ThreadingHTTPServer
 from pathlib import Path
+from tempfile import mkdtemp
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from certbotless.edge.mounts import auth_tls_secret_target
+from tests.support.edge_nginx import Echo
 
 # The client's names as the tests ask for them, in the certificate's order.
 CLIENT_SUBJECT = (
@@ -106,3 +116,49 @@ def throwaway_ca(common_name: str = "Simple Signing CA") -> TestCa:
 def client_certificate() -> Issued:
     """The client's certificate, signed by `throwaway_ca()`."""
     return throwaway_ca().issue(CLIENT_SUBJECT)
+
+
+@cache
+def edge_client_certificate() -> Issued:
+    """The certificate the edge shows a forward-auth server (forwardAuth.tls.cert/key)."""
+    return throwaway_ca().issue(((NameOID.COMMON_NAME, "edge.test"),))
+
+
+def auth_tls_secrets() -> dict[str, str]:
+    """The secrets forward-auth cases name, at their mount targets in the edge (target → PEM)."""
+    contents = {"auth_ca": throwaway_ca().cert_pem, "auth_cert": edge_client_certificate().cert_pem,
+                "auth_key": edge_client_certificate().key_pem}  # fmt: skip
+    return {auth_tls_secret_target(name): text for name, text in contents.items()}
+
+
+CLIENT_CERT_HEADER = "X-Test-Client-Cert"  # added to what the TLS echo server saw: the CN shown
+
+
+class _TlsEcho(Echo):
+    def _noted(self) -> None:
+        shown = self.request.getpeercert() or {}
+        names = [v for rdn in shown.get("subject", ()) for k, v in rdn if k == "commonName"]
+        self.headers[CLIENT_CERT_HEADER] = names[0] if names else "-"
+        self._answer()
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _noted
+
+
+@cache
+def tls_echo_port() -> int:
+    """An echo server over HTTPS on loopback (for the session): its certificate names
+    127.0.0.1 and comes from `throwaway_ca()`; a client certificate from that CA is noted."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _TlsEcho)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    directory = Path(mkdtemp(prefix="cbl-tls-echo-"))
+    context.load_cert_chain(
+        *throwaway_ca()
+        .issue(((NameOID.COMMON_NAME, "auth"),), ip="127.0.0.1")
+        .files(directory, "server")
+    )
+    (directory / "ca.pem").write_text(throwaway_ca().cert_pem)
+    context.load_verify_locations(directory / "ca.pem")
+    context.verify_mode = ssl.CERT_OPTIONAL
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return int(server.server_address[1])

@@ -30,7 +30,12 @@ from uuid import uuid4
 from certbotless.labels.traefik.dynamic import read_dynamic_config
 from certbotless.labels.traefik.middlewares.options import NO_FILE_MIDDLEWARES, FileMiddlewares
 from certbotless.model import LabelProblem, Route, ServiceInfo
-from tests.support.client_ca import client_certificate, throwaway_ca
+from tests.support.client_ca import (
+    auth_tls_secrets,
+    client_certificate,
+    throwaway_ca,
+    tls_echo_port,
+)
 from tests.support.edge_nginx import Echo, serve_routes, stop
 from tests.support.factories import certs_for
 from tests.support.traefik_cases import (
@@ -54,9 +59,12 @@ CASE_REQUEST = "X-Case-Request"  # a request's own id, to find what reached the 
 
 def with_echo(value: Any, port: int) -> Any:
     """`value` (a case's JSON) with `{echo}` read as the echo server's port, `{client_ca}`
-    as the PEM of the CA that signs the client's certificate, and `{client_pem}` as that
-    certificate as Traefik passes it (its PEM without BEGIN/END lines and newlines)."""
+    as the PEM of the CA that signs the client's certificate, `{client_pem}` as that
+    certificate as Traefik passes it (its PEM without BEGIN/END lines and newlines), and
+    `{echo_tls}` as the port of an echo server over HTTPS (its certificate from that CA)."""
     text = json.dumps(value).replace("{echo}", str(port))
+    if "{echo_tls}" in text:
+        text = text.replace("{echo_tls}", str(tls_echo_port()))
     if "{client_" in text:
         pem = client_certificate().cert_pem
         passed = "".join(line for line in pem.splitlines() if not line.startswith("-----"))
@@ -158,8 +166,8 @@ def _errors_on_loopback(route: Route) -> Route:
 def answers_differing(
     requests: Sequence[Mapping[str, Any]], routes: Sequence[Route], scratch: Path
 ) -> list[str]:
-    nginx, port, tls_port = serve_routes(routes, scratch, certs=certs_for(HOST),
-                                         front_subnets=FRONT)  # fmt: skip
+    nginx, port, tls_port = serve_routes(routes, scratch, extra=auth_tls_secrets(),
+                                         certs=certs_for(HOST), front_subnets=FRONT)  # fmt: skip
     try:
         differing = []
         for request in requests:

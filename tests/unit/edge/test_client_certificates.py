@@ -1,7 +1,8 @@
 """Client certificates through Traefik's labels and dynamic configuration, asked of a real nginx
 on loopback with a throwaway CA: TLS options' clientAuth (each clientAuthType) on a host's
-server, passTLSClientCert's headers as Traefik writes them, and the refusals (unknown options,
-hosts whose routers ask different ones, info fields nginx cannot give)."""
+server, passTLSClientCert's headers as Traefik writes them, the refusals (unknown options,
+hosts whose routers ask different ones, info fields nginx cannot give), and forwardAuth's TLS
+to its auth server."""
 
 from __future__ import annotations
 
@@ -18,12 +19,19 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from certbotless.edge.mounts import auth_tls_secret_target
 from certbotless.labels.settle import discover
 from certbotless.labels.traefik.dynamic import read_dynamic_config
 from certbotless.labels.traefik.labels import traefik_claims
 from certbotless.labels.traefik.middlewares.options import FileMiddlewares
 from certbotless.model import Discovery, ServiceInfo
-from tests.support.client_ca import Issued, client_certificate, throwaway_ca
+from tests.support.client_ca import (
+    Issued,
+    auth_tls_secrets,
+    client_certificate,
+    throwaway_ca,
+    tls_echo_port,
+)
 from tests.support.edge_nginx import Echo, echo_upstream, serve_routes, stop
 from tests.support.factories import certs_for
 
@@ -234,3 +242,35 @@ def test_info_fields_nginx_cannot_give_are_refused_by_name(tmp_path: Path) -> No
         assert [p.label for p in found.problems] == [
             f"traefik.http.middlewares.m.passtlsclientcert.info.{field}"
         ]
+
+
+def test_forward_auth_over_tls_verifies_the_auth_server_and_shows_the_certificate(
+    tmp_path: Path,
+) -> None:
+    """forwardAuth.tls: the auth server's certificate checked against tls.ca (another CA's: no
+    answer, 500 as from Traefik), the edge's certificate shown to it."""
+    auth = "traefik.http.middlewares.a.forwardauth."
+    secrets = auth_tls_secrets()
+    other_ca = {auth_tls_secret_target("other_ca"): throwaway_ca("Other CA").cert_pem}
+    with echo_upstream() as upstream:
+        labels = {
+            "traefik.enable": "true",
+            "traefik.http.routers.r.rule": "Host(`a.test`)",
+            "traefik.http.routers.r.middlewares": "a",
+            "traefik.http.services.s.loadbalancer.server.port": str(upstream),
+            f"{auth}address": f"https://127.0.0.1:{tls_echo_port()}/auth",
+        }
+        for ca, shown, status in (("auth_ca", "edge.test", 200), ("other_ca", None, 500)):
+            asked = {**labels, f"{auth}tls.ca": f"/run/secrets/{ca}",
+                     f"{auth}tls.cert": "/run/secrets/auth_cert",
+                     f"{auth}tls.key": "/run/secrets/auth_key"}  # fmt: skip
+            found = discovered([ServiceInfo("svc", asked)], FileMiddlewares())
+            assert found.problems == ()
+            nginx, port, _ = serve_routes(found.routes, tmp_path / ca, {**secrets, **other_ca})
+            try:
+                got, _ = ask(port, "a.test", None, tls=False)
+            finally:
+                stop(nginx)
+            assert got == status
+            noted = [h.get("x-test-client-cert") for _, h in Echo.seen if "x-test-client-cert" in h]
+            assert (noted[-1] if shown else None) == shown
