@@ -6,7 +6,9 @@ case says `"tls": true`) using those middlewares in order (or the case's `middle
 `s`'s port, an echo server's. A real nginx answers the case's requests, and each expected
 answer is compared on what it gives: `status`, answer `headers` (a value, or null: absent),
 and what reached the service, `upstream`: its `path` (the request target as sent to it) and
-`headers` (lower-case names, a value or null), or `"upstream": null` for nothing.
+`headers` (lower-case names, a value or null), or `"upstream": null` for nothing. TLS with
+clients: the case's `dynamic` configuration and router `tls_options`, and requests showing the
+throwaway CA's client certificate (`client_cert`); see tests/traefik_cases/README.md.
 
 Verdicts: REFUSED when a LabelProblem names one of the case's middlewares or `s`'s options
 (whether the route is then served without them or not at all); otherwise BEHAVES when every
