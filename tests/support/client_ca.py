@@ -9,12 +9,14 @@ from __future__ import annotations
 import ipaddress
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cache
+from functools import cache, wraps
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from tempfile import mkdtemp
+from typing import ParamSpec, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -23,6 +25,26 @@ from cryptography.x509.oid import NameOID
 
 from certbotless.edge.mounts import auth_tls_secret_target
 from tests.support.edge_nginx import Echo
+
+_MAKING = threading.RLock()
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def once(make: Callable[P, T]) -> Callable[P, T]:
+    """`functools.cache` that makes each value once even when threads (the Traefik cases run
+    in a pool) ask at the same time: two CAs would not trust each other's certificates."""
+    cached = cache(make)
+
+    @wraps(make)
+    def made(*args: P.args, **kwargs: P.kwargs) -> T:
+        with _MAKING:
+            return cached(*args, **kwargs)
+
+    return made
+
 
 # The client's names as the tests ask for them, in the certificate's order.
 CLIENT_SUBJECT = (
@@ -103,7 +125,7 @@ class TestCa:
         return Issued(cert.public_bytes(serialization.Encoding.PEM).decode(), _pem(key))
 
 
-@cache
+@once
 def throwaway_ca(common_name: str = "Simple Signing CA") -> TestCa:
     """A CA (one per name, for the session)."""
     subject = tuple((o, common_name if o == NameOID.COMMON_NAME else v) for o, v in CA_SUBJECT)
@@ -112,13 +134,13 @@ def throwaway_ca(common_name: str = "Simple Signing CA") -> TestCa:
     return TestCa(cert.public_bytes(serialization.Encoding.PEM).decode(), key)
 
 
-@cache
+@once
 def client_certificate() -> Issued:
     """The client's certificate, signed by `throwaway_ca()`."""
     return throwaway_ca().issue(CLIENT_SUBJECT)
 
 
-@cache
+@once
 def edge_client_certificate() -> Issued:
     """The certificate the edge shows a forward-auth server (forwardAuth.tls.cert/key)."""
     return throwaway_ca().issue(((NameOID.COMMON_NAME, "edge.test"),))
@@ -144,7 +166,7 @@ class _TlsEcho(Echo):
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _noted
 
 
-@cache
+@once
 def tls_echo_port() -> int:
     """An echo server over HTTPS on loopback (for the session): its certificate names
     127.0.0.1 and comes from `throwaway_ca()`; a client certificate from that CA is noted."""

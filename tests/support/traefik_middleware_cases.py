@@ -22,7 +22,6 @@ import socket
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from functools import cache
 from pathlib import Path
 from tempfile import mkdtemp
 from typing import Any
@@ -35,6 +34,7 @@ from certbotless.model import LabelProblem, Route, ServiceInfo
 from tests.support.client_ca import (
     auth_tls_secrets,
     client_certificate,
+    once,
     throwaway_ca,
     tls_echo_port,
 )
@@ -220,7 +220,7 @@ def exchange(port: int, request: Mapping[str, Any], tls: bool) -> dict[str, Any]
     }
 
 
-@cache
+@once
 def _client_files() -> tuple[Path, Path]:
     return client_certificate().files(Path(mkdtemp(prefix="cbl-client-")), "client")
 

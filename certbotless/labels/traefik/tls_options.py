@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
+
 from certbotless.client_tls import CLIENT_AUTH_TYPES, ClientAuth
 
 PEM_BEGIN = "-----BEGIN CERTIFICATE-----"
@@ -97,9 +99,11 @@ def _ca_pem(item: str, path: Path) -> str:
         if len(data) > MAX_CA_BYTES:
             raise ValueError(f"caFiles {item} is over {MAX_CA_BYTES} bytes")
         text = data.decode("ascii", "replace").strip()
-    if PEM_BEGIN not in text:
+    try:  # what nginx would fail to load, failing the whole configuration
+        x509.load_pem_x509_certificates(text.encode())
+    except ValueError:
         raise ValueError(f"caFiles {item if not item.startswith('-') else '(content)'} holds "
-                         "no PEM certificate (Traefik refuses it too)")  # fmt: skip
+                         "no valid PEM certificate (Traefik refuses it too)") from None  # fmt: skip
     return text + "\n"
 
 

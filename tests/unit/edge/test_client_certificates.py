@@ -274,3 +274,26 @@ def test_forward_auth_over_tls_verifies_the_auth_server_and_shows_the_certificat
             assert got == status
             noted = [h.get("x-test-client-cert") for _, h in Echo.seen if "x-test-client-cert" in h]
             assert (noted[-1] if shown else None) == shown
+
+
+@pytest.mark.parametrize(
+    ("client_auth", "words"),
+    [
+        ({"clientAuthType": "Sometimes"}, "unknown clientAuthType 'Sometimes'"),
+        ({"clientAuthType": "VerifyClientCertIfGiven"}, "needs caFiles"),
+        ({"caFiles": ["/nowhere/ca.pem"]}, "caFiles /nowhere/ca.pem cannot be read"),
+        (
+            {"caFiles": ["-----BEGIN CERTIFICATE-----\nnot one\n-----END CERTIFICATE-----"]},
+            "holds no valid PEM certificate",
+        ),
+    ],
+)
+def test_client_auth_a_file_cannot_give_refuses_its_routers(
+    tmp_path: Path, client_auth: dict[str, object], words: str
+) -> None:
+    path = tmp_path / "dynamic.yml"
+    path.write_text(json.dumps({"tls": {"options": {"bad": {"clientAuth": client_auth}}}}))
+    found = discovered([service(8000, "a.test", "bad@file", {})], read_dynamic_config([path]))
+    assert found.routes == ()
+    (problem,) = found.problems
+    assert words in problem.message and "never served without" in problem.message
