@@ -12,11 +12,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cache, wraps
+from functools import wraps
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from tempfile import mkdtemp
-from typing import ParamSpec, TypeVar
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -27,23 +27,22 @@ from certbotless.edge.mounts import auth_tls_secret_target
 from tests.support.edge_nginx import Echo
 
 _MAKING = threading.RLock()
-
-
-P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def once(make: Callable[P, T]) -> Callable[P, T]:
+def once(make: Callable[..., T]) -> Callable[..., T]:
     """`functools.cache` that makes each value once even when threads (the Traefik cases run
     in a pool) ask at the same time: two CAs would not trust each other's certificates."""
-    cached = cache(make)
+    made: dict[tuple[object, ...], T] = {}
 
     @wraps(make)
-    def made(*args: P.args, **kwargs: P.kwargs) -> T:
+    def cached(*args: object) -> T:
         with _MAKING:
-            return cached(*args, **kwargs)
+            if args not in made:
+                made[args] = make(*args)
+            return made[args]
 
-    return made
+    return cached
 
 
 # The client's names as the tests ask for them, in the certificate's order.
