@@ -27,8 +27,8 @@ class DynamicConfigError(ValueError):
 
 
 def read_dynamic_config(paths: Iterable[Path]) -> FileMiddlewares:
-    """The middlewares of every file, a later file's replacing an earlier one's of the same
-    name (Traefik refuses such duplicates; the problem names the name)."""
+    """The middlewares and TLS options of every file (two files defining one name: refused,
+    as Traefik refuses such duplicates; the problem names the name)."""
     paths = tuple(paths)
     if not paths:
         return FileMiddlewares()
