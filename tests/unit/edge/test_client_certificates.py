@@ -297,3 +297,15 @@ def test_client_auth_a_file_cannot_give_refuses_its_routers(
     assert found.routes == ()
     (problem,) = found.problems
     assert words in problem.message and "never served without" in problem.message
+
+
+def test_info_with_a_value_the_maps_cannot_write_is_not_sent(edge: tuple[int, int]) -> None:
+    """`Acme, Inc` comes escaped in nginx's RFC 2253 name (`Acme\\, Inc`): no info header
+    rather than another than Traefik's; the PEM still goes."""
+    _, tls_port = edge
+    odd = throwaway_ca().issue(((NameOID.ORGANIZATION_NAME, "Acme, Inc"),
+                                (NameOID.COMMON_NAME, "odd")))  # fmt: skip
+    status, seen = ask(tls_port, "verify.test", odd)
+    assert status == 200
+    assert "x-forwarded-tls-client-cert-info" not in seen
+    assert seen["x-forwarded-tls-client-cert"] == traefik_pem(odd)
