@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import shutil
 import socket
 import ssl
 import subprocess
@@ -105,7 +106,20 @@ def serve_routes(
     must start with a PROXY protocol header."""
     files = render_nginx_conf(routes, certs, RESPONDER, CERTS_DIR, front_subnets=front_subnets)
     files.update(extra)
-    port, tls_port = unused_ports(2)
+    tmp_path.mkdir(parents=True)
+    for _attempt in range(3):  # another server may take a chosen port first: choose again
+        port, tls_port = unused_ports(2)
+        nginx = _start_nginx(files, tmp_path, port, tls_port, resolver)
+        if nginx is not None:
+            return nginx, port, tls_port
+    raise AssertionError((tmp_path / "stderr").read_text())
+
+
+def _start_nginx(
+    files: Mapping[str, str], tmp_path: Path, port: int, tls_port: int, resolver: str
+) -> subprocess.Popen[bytes] | None:
+    """nginx listening on the ports, once it wrote its pid (after binding them: a port that
+    answers may be another server's); None when a port was taken."""
     files = {
         target: text.replace("listen 80", f"listen 127.0.0.1:{port}")
         .replace("listen 443", f"listen 127.0.0.1:{tls_port}")
@@ -113,23 +127,29 @@ def serve_routes(
         .replace("resolver 127.0.0.11", f"resolver {resolver or '127.0.0.11'}")
         for target, text in files.items()
     }
-    tmp_path.mkdir(parents=True)
+    shutil.rmtree(tmp_path / "stand-in", ignore_errors=True)  # an earlier attempt's
     _write_scratch_tree(files, Path("/"), PurePosixPath(tmp_path))
+    pid_file = tmp_path / "nginx.pid"
+    pid_file.unlink(missing_ok=True)
     nginx = subprocess.Popen(
         ["nginx", "-p", f"{tmp_path}/", "-c", f"{tmp_path}/nginx.conf", "-g",
-         f"daemon off; pid {tmp_path}/nginx.pid; user root;"],  # workers read pytest's 0700 dirs
+         f"daemon off; pid {pid_file}; user root;"],  # workers read pytest's 0700 dirs
         stderr=(tmp_path / "stderr").open("wb"),
     )  # fmt: skip
-    for _ in range(100):
+    for _ in range(200):
         if nginx.poll() is not None:
+            if "Address already in use" in (tmp_path / "stderr").read_text():
+                return None
             raise AssertionError((tmp_path / "stderr").read_text())
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            return nginx, port, tls_port
+            if pid_file.read_text().strip() == str(nginx.pid):
+                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                return nginx
         except OSError:
-            time.sleep(0.05)
+            pass
+        time.sleep(0.05)
     nginx.kill()
-    raise AssertionError("nginx did not listen within 5 s")
+    raise AssertionError("nginx did not listen within 10 s")
 
 
 def stop(nginx: subprocess.Popen[bytes]) -> None:
