@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum, StrEnum
 
+from certbotless.client_tls import NO_CLIENT_TLS, ClientTls
 from certbotless.request_conditions import RequestCondition
 from certbotless.rewrite_phase import NOTHING, RewritePhase
 
@@ -166,9 +167,8 @@ class Route:
     auth_keeps_method: bool = False  # forward auth asked with the request's method, not GET
     pass_host_header: bool = True  # False: the service gets its own name:port as Host
     rewrite_phase: RewritePhase = NOTHING  # allowedHosts, redirectRegex, stripPrefixRegex
-    # A Traefik router without a Host: also served for names no route claims (the edge's default
-    # server); discovery adds its own stack's hosts to `hosts`.
-    every_host: bool = False
+    every_host: bool = False  # a router without a Host: its stack's hosts and unclaimed names
+    client_tls: ClientTls = NO_CLIENT_TLS  # mTLS, passTLSClientCert, forward auth's TLS
 
 
 @dataclass(frozen=True)

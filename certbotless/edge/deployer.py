@@ -12,8 +12,13 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 
-from certbotless.edge.guards import htpasswd_secrets
-from certbotless.edge.mounts import CertFiles, cert_files, htpasswd_secret_target
+from certbotless.edge.guards import auth_tls_secrets, htpasswd_secrets
+from certbotless.edge.mounts import (
+    CertFiles,
+    auth_tls_secret_target,
+    cert_files,
+    htpasswd_secret_target,
+)
 from certbotless.edge.nginx_version import DEFAULT_NGINX_VERSION, NginxVersion, local_nginx_version
 from certbotless.edge.render import NginxFiles, files_listing, render_nginx_conf
 from certbotless.edge.rollout import (
@@ -59,6 +64,11 @@ def edge_references(
                       0o444)  # nginx's workers read it, not only its master (root)
         for name in sorted(htpasswd_secrets(routes))
     ]  # fmt: skip
+    wanted += [
+        FileReference(ObjectKind.SECRET, secret_ids[name], name, auth_tls_secret_target(name),
+                      0o400 if is_key else 0o444)  # nginx's master loads them, as root
+        for name, is_key in sorted(auth_tls_secrets(routes).items())
+    ]  # fmt: skip
     # As the rendering picks them: a host without its own certificate is served a wildcard one.
     per_host = certificate_per_host(current, routed_hosts)
     for cert in sorted(current.values(), key=lambda c: c.name):
@@ -92,17 +102,18 @@ def certificate_references(
 def with_their_secrets(
     swarm: Swarm, routes: Sequence[Route]
 ) -> tuple[Sequence[Route], dict[str, str]]:
-    """The routes whose basic-auth secret exists (discovery checked; one removed since is left
-    out, never served without its password), and each secret's ID."""
-    names = htpasswd_secrets(routes)
+    """The routes whose basic-auth and forward-auth TLS secrets exist (discovery checked; one
+    removed since is left out, never served without its password), and each secret's ID."""
+    names = htpasswd_secrets(routes) | set(auth_tls_secrets(routes))
     if not names:
         return routes, {}
     ids = swarm.secret_ids(names)
     missing = names - set(ids)
     if missing:
-        log.error("basic-auth secrets %s are gone: their routes are not served",
-                  ", ".join(sorted(missing)))  # fmt: skip
-    kept = [r for r in routes if r.basic_auth is None or r.basic_auth.secret not in missing]
+        log.error("basic-auth or forward-auth TLS secrets %s are gone: their routes are not "
+                  "served", ", ".join(sorted(missing)))  # fmt: skip
+    kept = [r for r in routes if not (htpasswd_secrets([r]) | set(auth_tls_secrets([r])))
+            & missing]  # fmt: skip
     return kept, ids
 
 

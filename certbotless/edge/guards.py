@@ -6,8 +6,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 
+from certbotless.client_tls import AuthServerTls
 from certbotless.edge.conditions import client_variable, rejects_otherwise
-from certbotless.edge.mounts import HTPASSWD_DIR, htpasswd_secret_target
+from certbotless.edge.mounts import (
+    HTPASSWD_DIR,
+    SYSTEM_CAS,
+    auth_tls_secret_target,
+    htpasswd_secret_target,
+)
 from certbotless.edge.rewrite_phase import entry_point_value
 from certbotless.edge.shaping import FORWARDED_HEADERS
 from certbotless.labels.values import INTERNAL_LOCATION
@@ -129,8 +135,41 @@ _SET_FOR_AUTH = {
 }  # fmt: skip
 
 
+def auth_tls_secrets(routes: Iterable[Route]) -> dict[str, bool]:
+    """The Swarm secrets of the routes' forward-auth TLS (name → whether it holds a key)."""
+    found: dict[str, bool] = {}
+    for route in routes:
+        tls = route.client_tls.auth_server
+        if tls is not None:
+            found.update({name: False for name in (tls.ca_secret, tls.cert_secret) if name})
+            if tls.key_secret:
+                found[tls.key_secret] = True
+    return found
+
+
+def _auth_tls_directives(tls: AuthServerTls | None) -> str:
+    """How the edge speaks TLS to the auth server, as Traefik's forwardAuth.tls: its
+    certificate verified against the CA (else the image's own CAs) unless insecureSkipVerify,
+    any chain length, and the client certificate shown."""
+    if tls is None:
+        return ""
+    lines = []
+    if tls.verify:
+        ca = auth_tls_secret_target(tls.ca_secret) if tls.ca_secret else SYSTEM_CAS
+        lines += ["proxy_ssl_verify on;", "proxy_ssl_verify_depth 100;",
+                  f"proxy_ssl_trusted_certificate {ca};"]  # fmt: skip
+    if tls.cert_secret:
+        cert, key = auth_tls_secret_target(tls.cert_secret), auth_tls_secret_target(tls.key_secret)
+        lines += [f"proxy_ssl_certificate {cert};", f"proxy_ssl_certificate_key {key};"]
+    return "".join(f"\n            {line}" for line in lines)
+
+
 def auth_location(
-    index: int, auth_url: str, request_headers: tuple[str, ...] = (), keep_method: bool = False
+    index: int,
+    auth_url: str,
+    request_headers: tuple[str, ...] = (),
+    keep_method: bool = False,
+    tls: AuthServerTls | None = None,
 ) -> str:
     """Forward auth: nginx asks `auth_url` with the client's headers (only `request_headers`
     when given, as Traefik's authRequestHeaders) and the request line in both the X-Original-*
@@ -152,7 +191,7 @@ def auth_location(
             internal;
             set $auth_url {auth_url};
             proxy_pass $auth_url;
-            proxy_ssl_server_name on;
+            proxy_ssl_server_name on;{_auth_tls_directives(tls)}
             proxy_connect_timeout 2s;
             proxy_send_timeout 5s;
             proxy_read_timeout 5s;

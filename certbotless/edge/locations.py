@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+from certbotless.edge.client_certs import pass_cert_directives
 from certbotless.edge.conditions import quoted
 from certbotless.edge.dispatch import (
     body_size_check,
@@ -125,6 +126,7 @@ def _route_blocks(
         + _upstream_directives(route)
         + compression_directives(route)
         + forward_auth_directives(index, route)
+        + pass_cert_directives(route)
         + error_page_directives(index, route)
         + _rewrites(route)
         + header_directives(route, hsts, plain_http)
@@ -140,7 +142,8 @@ def _route_blocks(
     ]
     if route.auth_url is not None:
         blocks.append(auth_location(index, route.auth_url, route.auth_request_headers,
-                                    route.auth_keeps_method))  # fmt: skip
+                                    route.auth_keeps_method,
+                                    route.client_tls.auth_server))  # fmt: skip
     if route.error_pages is not None:
         blocks.append(error_pages_location(index, route.error_pages.url))
     return blocks

@@ -1,5 +1,6 @@
 """Where the edge mounts each file of its configuration: nginx.conf, the hosts' and locations'
-files it includes, basic-auth users, and each certificate's chain and key."""
+files it includes, basic-auth users, forward auth's TLS files, and each certificate's chain
+and key."""
 
 from __future__ import annotations
 
@@ -17,6 +18,13 @@ HTPASSWD_DIR = f"{SNIPPETS_DIR}/htpasswd"  # basic-auth users, one file per set
 # Basic-auth users an operator keeps in a Swarm secret (the labels name it), mounted here by
 # its name: certbotless never reads them.
 HTPASSWD_SECRETS_DIR = f"{SNIPPETS_DIR}/htpasswd-secrets"
+CLIENT_CA_DIR = f"{SNIPPETS_DIR}/client-ca"  # the CAs of client certificates (TLS options)
+# The Swarm secrets holding forward auth's CA, client certificate and key (forwardAuth.tls),
+# mounted here by their names.
+AUTH_TLS_SECRETS_DIR = f"{SNIPPETS_DIR}/auth-tls-secrets"
+# The edge image's own CAs (Debian's and Alpine's nginx images), which Traefik's Go verifies
+# an auth server with when no CA is given.
+SYSTEM_CAS = "/etc/ssl/certs/ca-certificates.crt"
 
 
 @dataclass(frozen=True)
@@ -33,3 +41,7 @@ def cert_files(cert_name: str, certs_dir: str) -> CertFiles:
 
 def htpasswd_secret_target(secret: str) -> str:
     return f"{HTPASSWD_SECRETS_DIR}/{secret}"
+
+
+def auth_tls_secret_target(secret: str) -> str:
+    return f"{AUTH_TLS_SECRETS_DIR}/{secret}"

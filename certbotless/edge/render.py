@@ -7,6 +7,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
+from certbotless.edge.client_certs import client_ca_files, pass_cert_maps
 from certbotless.edge.conditions import client_geos
 from certbotless.edge.dispatch import ROUTING_PATH_MAPS
 from certbotless.edge.guards import htpasswd_files, rate_zones
@@ -68,10 +69,7 @@ def render_nginx_conf(
     the L4 front's network; with one, every listener speaks PROXY protocol and the client's
     address is taken from it, trusted from those subnets only."""
     routes = list(routes)
-    by_host: dict[str, list[Route]] = {}
-    for route in routes:
-        for host in route.hosts:
-            by_host.setdefault(host, []).append(route)
+    by_host = _routes_by_host(routes)
     cert_for_host = certificate_per_host(certs, by_host)
     http2_directive = nginx_version >= HTTP2_DIRECTIVE_SINCE
     pooled = pools_upstreams(nginx_version)
@@ -95,7 +93,8 @@ def render_nginx_conf(
         responder_upstream, listen_80, listen_443, ip_default is None,
         [route for route in routes if route.every_host], pooled,
     )  # fmt: skip
-    maps = defaults.count("\n    map ") + sum(s.maps.count("\n    map ") for s in _all(servers))
+    client_certs = pass_cert_maps(routes)
+    maps = sum(s.count("\n    map ") for s in (defaults, client_certs, *_all_maps(servers)))
     main = _MAIN.format(
         default_servers=defaults,
         hosts_dir=HOSTS_DIR,
@@ -105,12 +104,21 @@ def render_nginx_conf(
         real_ip=real_ip(front_subnets),
         rate_zones=rate_zones(by_host),
         client_geos=client_geos(routes),
+        client_certs=client_certs,
         routing_path_maps=ROUTING_PATH_MAPS,
         upstreams=f"\n    include {UPSTREAMS_DIR}/*.conf;" if pooled else "",
     )
     upstreams = upstream_files(routes) if pooled else {}
     return {NGINX_CONF_TARGET: main, **upstreams, **_host_files(servers, max_file_bytes),
-            **htpasswd_files(by_host)}  # fmt: skip
+            **htpasswd_files(by_host), **client_ca_files(by_host)}  # fmt: skip
+
+
+def _routes_by_host(routes: Iterable[Route]) -> dict[str, list[Route]]:
+    by_host: dict[str, list[Route]] = {}
+    for route in routes:
+        for host in route.hosts:
+            by_host.setdefault(host, []).append(route)
+    return by_host
 
 
 def _servers(
@@ -162,8 +170,8 @@ def _server_names_hash_sizes(hosts: Iterable[str]) -> str:
     return f"server_names_hash_bucket_size {bucket};\n    server_names_hash_max_size {max_size};"
 
 
-def _all(servers: Mapping[str, list[Server]]) -> list[Server]:
-    return [server for both in servers.values() for server in both]
+def _all_maps(servers: Mapping[str, list[Server]]) -> list[str]:
+    return [server.maps for both in servers.values() for server in both]
 
 
 def _variables_hash_size(maps: int) -> str:
@@ -299,7 +307,7 @@ http {{
     ssl_session_cache shared:certbotless:10m;
     ssl_session_timeout 1d;
     ssl_session_tickets off;
-{http2}{real_ip}{rate_zones}{client_geos}{default_servers}
+{http2}{real_ip}{rate_zones}{client_geos}{client_certs}{default_servers}
 
 {upstreams}
     include {hosts_dir}/*.conf;

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from cryptography import x509
 
-from certbotless.edge.mounts import HTPASSWD_SECRETS_DIR
+from certbotless.edge.mounts import AUTH_TLS_SECRETS_DIR, HTPASSWD_SECRETS_DIR
 from certbotless.edge.nginx_version import NginxVersion, parse_nginx_version
 from certbotless.edge.validation import NginxConfigError, explain_nginx_error
 from certbotless.model import FileReference, ObjectKind, RolloutResult
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 _FAILED_STATES = {"paused", "rollback_started", "rollback_paused", "rollback_completed"}
 _UPDATE_ATTEMPTS = 5
+# Where operators' secrets are mounted (by name): dropped once no route names them.
+_OPERATOR_SECRETS = (HTPASSWD_SECRETS_DIR + "/", AUTH_TLS_SECRETS_DIR + "/")
 
 
 class _SpecKeys(NamedTuple):
@@ -58,8 +60,8 @@ def swap_references(
     current: list[Json], wanted: Iterable[FileReference], kind: ObjectKind
 ) -> list[Json]:
     """The new reference list: `wanted` replaces whatever sits at the same target (keeping its
-    owner and mode), stale certbotless references are dropped (and operators' basic-auth secrets
-    that no route names any more), everything else stays untouched."""
+    owner and mode), stale certbotless references are dropped (and operators' basic-auth and
+    forward-auth TLS secrets that no route names any more), everything else stays untouched."""
     wanted = [w for w in wanted if w.kind == kind]
     _, id_key, name_key = _KEYS[kind]
     by_target = {ref.get("File", {}).get("Name"): ref for ref in current}
@@ -69,7 +71,7 @@ def swap_references(
         for ref in current
         if ref.get("File", {}).get("Name") not in wanted_targets
         and not str(ref.get(name_key, "")).startswith(NAME_PREFIX)
-        and not str(ref.get("File", {}).get("Name", "")).startswith(HTPASSWD_SECRETS_DIR + "/")
+        and not str(ref.get("File", {}).get("Name", "")).startswith(_OPERATOR_SECRETS)
     ]
     for ref in wanted:
         old_file = by_target.get(ref.target, {}).get("File", {})

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from certbotless.edge.client_certs import client_auth_directives, host_client_auth
 from certbotless.edge.locations import challenge_location, route_locations, to_https_location
 from certbotless.edge.mounts import CertFiles
 from certbotless.edge.shaping import HSTS_VALUE
@@ -142,12 +143,13 @@ def https_server(
     )
     maps, locations = route_locations(f"{host}:443", routes, plain_http=False, has_cert=True,
                                       hsts=hsts, pooled=pooled)  # fmt: skip
+    client_auth = client_auth_directives(host_client_auth(routes), default)
     return Server(
         443,
         f"""{listen_443}{" default_server" if default else ""};
         server_name {host};
         ssl_certificate {files.fullchain};
-        ssl_certificate_key {files.privkey};{hsts_header}""",
+        ssl_certificate_key {files.privkey};{hsts_header}{client_auth}""",
         locations,
         maps,
     )

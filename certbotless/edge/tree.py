@@ -1,7 +1,8 @@
 """What the edge would mount for some routes, written out as a directory tree (`certbotless lint
 --render DIR`): every file of the configuration at its mount target under DIR, and each
-certificate, key and basic-auth secret it names as a placeholder, so that a CI pipeline can run
-`nginx -t` and real requests against exactly what a pass would roll, with no swarm."""
+certificate, key, basic-auth and forward-auth TLS secret it names as a placeholder, so that a
+CI pipeline can run `nginx -t` and real requests against exactly what a pass would roll, with
+no swarm."""
 
 from __future__ import annotations
 

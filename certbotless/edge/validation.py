@@ -64,15 +64,24 @@ def _file_named(path: str, files: Mapping[str, str]) -> str | None:
 
 
 _CERT_PATH_RE = re.compile(r"\bssl_certificate(_key)?\s+([^\s;]+);", re.ASCII)
+# Forward auth's TLS files (Swarm secrets the edge mounts under SNIPPETS_DIR).
+_PROXY_TLS_RE = re.compile(
+    r"\bproxy_ssl_(certificate(_key)?|trusted_certificate)\s+(" + re.escape(SNIPPETS_DIR)
+    + r"/[^\s;]+);", re.ASCII
+)  # fmt: skip
 
 
 def certificate_paths(files: Mapping[str, str]) -> dict[str, bool]:
     """Every certificate chain and key a configuration names → whether it is a key."""
-    return {
+    found = {
         match.group(2): bool(match.group(1))
         for text in files.values()
         for match in _CERT_PATH_RE.finditer(text)
     }
+    for text in files.values():
+        found.update({m.group(3): bool(m.group(2)) for m in _PROXY_TLS_RE.finditer(text)
+                      if m.group(3) not in files})  # fmt: skip
+    return found
 
 
 def moved_paths(text: str, moves: Mapping[str, str]) -> str:
@@ -144,9 +153,15 @@ def _write_scratch_tree(files: Mapping[str, str], root: Path, seen: PurePosixPat
         file = "privkey.pem" if match.group(1) else "fullchain.pem"
         return f"ssl_certificate{match.group(1) or ''} {seen}/stand-in/{file};"
 
+    def proxy_stand_in(match: re.Match[str]) -> str:
+        if match.group(3) in files:  # given (a test's): kept
+            return match.group(0)
+        file = "privkey.pem" if match.group(2) else "fullchain.pem"
+        return f"proxy_ssl_{match.group(1)} {seen}/stand-in/{file};"
+
     for target, text in files.items():
-        local = moved_paths(_CERT_PATH_RE.sub(to_stand_in, text),
-                            {SNIPPETS_DIR: f"{seen}/certbotless"})  # fmt: skip
+        text = _PROXY_TLS_RE.sub(proxy_stand_in, _CERT_PATH_RE.sub(to_stand_in, text))
+        local = moved_paths(text, {SNIPPETS_DIR: f"{seen}/certbotless"})
         if target == NGINX_CONF_TARGET:
             relative = PurePosixPath("nginx.conf")
         else:

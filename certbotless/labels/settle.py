@@ -114,6 +114,7 @@ def discover(
     routes, conflicts = _first_claim_per_path(routes)
     routes = _every_host_routes_on_their_stack(routes, {s.name: s for s in services})
     routes, host_options = _host_options_of_their_owner(routes, {s.name: s for s in services})
+    routes, host_options = _one_client_auth_per_host(routes, host_options)
     routes, extra_addresses = _one_ip_address(routes)
     return Discovery(
         routes=tuple(routes),
@@ -373,6 +374,35 @@ def _host_options_of_their_owner(
         hosts = tuple(h for h in route.hosts if (route.service, h) not in refused)
         if hosts or route.every_host:
             kept.append(replace(route, hosts=hosts))
+    return kept, problems
+
+
+def _one_client_auth_per_host(
+    routes: list[Route], problems: list[LabelProblem]
+) -> tuple[list[Route], list[LabelProblem]]:
+    """nginx asks for client certificates per server, so a host's first route decides which
+    (its TLS options' clientAuth, or none): a later route asking other is not routed there,
+    never served under a check it did not ask for, nor the host served open."""
+    first: dict[str, Route] = {}
+    kept = []
+    problems = list(problems)
+    for route in routes:
+        wanted = route.client_tls.client_auth
+        hosts = []
+        for host in route.hosts:
+            decided = first.setdefault(host, route).client_tls.client_auth
+            if decided == wanted:
+                hosts.append(host)
+                continue
+            asked = wanted.options if wanted else "none"
+            problems.append(LabelProblem(route.service, "tls.options", asked,
+                                         f"{host} is served by {first[host].service} asking "
+                                         f"for {decided.options if decided else 'no'} client "
+                                         f"certificates (TLS options), and nginx asks them per "
+                                         f"host: this route is not routed on {host} until its "
+                                         "routers name the same tls.options"))  # fmt: skip
+        if hosts or route.every_host or not route.hosts:
+            kept.append(replace(route, hosts=tuple(hosts)))
     return kept, problems
 
 

@@ -198,7 +198,7 @@ def _start(
             return nginx
         time.sleep(0.025)
     nginx.kill()
-    raise AssertionError("nginx did not listen within 5 s")
+    raise AssertionError("nginx did not listen within 10 s")
 
 
 def stop(nginx: subprocess.Popen[bytes]) -> None:

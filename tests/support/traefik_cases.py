@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from certbotless.labels.settle import discover
 from certbotless.labels.traefik.labels import traefik_claims
+from certbotless.labels.traefik.middlewares.options import NO_FILE_MIDDLEWARES, FileMiddlewares
 from certbotless.model import LabelProblem, Route, ServiceInfo
 from certbotless.setting_values import SettingsError, rule_template
 from tests.support.edge_nginx import (
@@ -206,12 +207,14 @@ def discover_case(
     services: Sequence[ServiceInfo],
     exposed_by_default: bool = False,
     default_rule: str | None = None,
+    files: FileMiddlewares = NO_FILE_MIDDLEWARES,
 ) -> tuple[list[Route], list[LabelProblem]]:
     """Routes (every upstream at 127.0.0.1, where the echo servers listen) and problems, as
     discovery settles them between services; `default_rule`: the provider's defaultRule, as
-    CERTBOTLESS_TRAEFIK_DEFAULT_RULE would give it."""
+    CERTBOTLESS_TRAEFIK_DEFAULT_RULE would give it; `files`: Traefik's dynamic configuration."""
     template = rule_template(default_rule, "TRAEFIK_DEFAULT_RULE")
-    claims = traefik_claims(services, exposed_by_default=exposed_by_default, default_rule=template)
+    claims = traefik_claims(services, exposed_by_default=exposed_by_default, default_rule=template,
+                            files=files)  # fmt: skip
     found = discover(services, native=False, foreign=claims)
     return [replace(r, service=LOOPBACK) for r in found.routes], list(found.problems)
 

@@ -6,7 +6,9 @@ case says `"tls": true`) using those middlewares in order (or the case's `middle
 `s`'s port, an echo server's. A real nginx answers the case's requests, and each expected
 answer is compared on what it gives: `status`, answer `headers` (a value, or null: absent),
 and what reached the service, `upstream`: its `path` (the request target as sent to it) and
-`headers` (lower-case names, a value or null), or `"upstream": null` for nothing.
+`headers` (lower-case names, a value or null), or `"upstream": null` for nothing. TLS with
+clients: the case's `dynamic` configuration and router `tls_options`, and requests showing the
+throwaway CA's client certificate (`client_cert`); see tests/traefik_cases/README.md.
 
 Verdicts: REFUSED when a LabelProblem names one of the case's middlewares or `s`'s options
 (whether the route is then served without them or not at all); otherwise BEHAVES when every
@@ -21,11 +23,21 @@ import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from tempfile import mkdtemp
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import uuid4
 
+from certbotless.labels.traefik.dynamic import read_dynamic_config
+from certbotless.labels.traefik.middlewares.options import NO_FILE_MIDDLEWARES, FileMiddlewares
 from certbotless.model import LabelProblem, Route, ServiceInfo
+from tests.support.client_ca import (
+    auth_tls_secrets,
+    client_certificate,
+    once,
+    throwaway_ca,
+    tls_echo_port,
+)
 from tests.support.edge_nginx import LOCAL_NGINX, Echo, NginxBinary, serve_routes, stop
 from tests.support.factories import certs_for
 from tests.support.traefik_cases import (
@@ -48,8 +60,28 @@ CASE_REQUEST = "X-Case-Request"  # a request's own id, to find what reached the 
 
 
 def with_echo(value: Any, port: int) -> Any:
-    """`value` (a case's JSON) with `{echo}` read as the echo server's port."""
-    return json.loads(json.dumps(value).replace("{echo}", str(port)))
+    """`value` (a case's JSON) with `{echo}` read as the echo server's port, `{client_ca}`
+    as the PEM of the CA that signs the client's certificate, `{client_pem}` as that
+    certificate as Traefik passes it (its PEM without BEGIN/END lines and newlines), and
+    `{echo_tls}` as the port of an echo server over HTTPS (its certificate from that CA)."""
+    text = json.dumps(value).replace("{echo}", str(port))
+    if "{echo_tls}" in text:
+        text = text.replace("{echo_tls}", str(tls_echo_port()))
+    if "{client_" in text:
+        pem = client_certificate().cert_pem
+        passed = "".join(line for line in pem.splitlines() if not line.startswith("-----"))
+        text = text.replace("{client_ca}", json.dumps(throwaway_ca().cert_pem)[1:-1])
+        text = text.replace("{client_pem}", passed)
+    return json.loads(text)
+
+
+def dynamic_config(case: Mapping[str, Any], port: int, scratch: Path) -> FileMiddlewares:
+    """The case's Traefik dynamic configuration (`dynamic`, as a file provider's document)."""
+    if not case.get("dynamic"):
+        return NO_FILE_MIDDLEWARES
+    path = scratch.parent / f"{scratch.name}-dynamic.yml"
+    path.write_text(json.dumps(with_echo(case["dynamic"], port)))
+    return read_dynamic_config([path])
 
 
 def case_labels(case: Mapping[str, Any], port: int) -> dict[str, str]:
@@ -69,6 +101,8 @@ def case_labels(case: Mapping[str, Any], port: int) -> dict[str, str]:
     }
     if case.get("tls"):
         router["tls"] = "true"
+    if case.get("tls_options"):
+        router["tls.options"] = case["tls_options"]
     if names:
         router["middlewares"] = ",".join(names)
     if case.get("https_router"):
@@ -103,7 +137,8 @@ def middleware_case_outcome(
     case_id = f"{stem}:{case['id']}"
     if case.get("not_applicable"):
         return Outcome(case_id, area, Verdict.NOT_APPLICABLE, case["not_applicable"])
-    routes, problems = discover_case([ServiceInfo("svc", case_labels(case, ports[0]))])
+    routes, problems = discover_case([ServiceInfo("svc", case_labels(case, ports[0]))],
+                                     files=dynamic_config(case, ports[0], scratch))  # fmt: skip
     routes = [_errors_on_loopback(route) for route in routes]
     said = [p for p in problems if _own(p, case)]
     text = " | ".join(f"{p.label}: {p.message}" for p in said)
@@ -141,8 +176,9 @@ def answers_differing(
     scratch: Path,
     binary: NginxBinary = LOCAL_NGINX,
 ) -> list[str]:
-    nginx, port, tls_port = serve_routes(routes, scratch, certs=certs_for(HOST),
-                                         front_subnets=FRONT, binary=binary)  # fmt: skip
+    nginx, port, tls_port = serve_routes(routes, scratch, extra=auth_tls_secrets(),
+                                         certs=certs_for(HOST), front_subnets=FRONT,
+                                         binary=binary)  # fmt: skip
     try:
         differing = []
         for request in requests:
@@ -167,6 +203,8 @@ def exchange(port: int, request: Mapping[str, Any], tls: bool) -> dict[str, Any]
         if tls:
             context = ssl.create_default_context()
             context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+            if request.get("client_cert"):  # the throwaway CA's client certificate
+                context.load_cert_chain(*_client_files())
             connection = context.wrap_socket(raw, server_hostname=HOST)
         connection.sendall(_with_body(request_bytes(sent), request.get("body", "")))
         answer = b""
@@ -189,6 +227,11 @@ def exchange(port: int, request: Mapping[str, Any], tls: bool) -> dict[str, Any]
         "upstream": seen[-1] if seen else None,
         "auth": auth,
     }
+
+
+@once
+def _client_files() -> tuple[Path, Path]:
+    return client_certificate().files(Path(mkdtemp(prefix="cbl-client-")), "client")
 
 
 def _with_body(head: bytes, body: str) -> bytes:

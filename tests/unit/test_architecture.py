@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "proxy_protocol",
             "rewrite_phase",
             "request_conditions",
+            "client_tls",
             "acme.errors",
         ),
     ),
@@ -40,7 +41,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 PACKAGES = ("labels", "labels.traefik", "passes", "swarm", "edge", "daemon", "ops", "web", "acme")
 MAX_MODULE_LINES = 600
 # Foundations that only describe what a route does, imported by model for `model.Route`.
-ROUTE_OPTIONS = {"rewrite_phase", "request_conditions"}
+ROUTE_OPTIONS = {"rewrite_phase", "request_conditions", "client_tls"}
 
 
 def modules() -> dict[str, ast.Module]:

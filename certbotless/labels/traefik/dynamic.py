@@ -2,8 +2,9 @@
 the middlewares that routers name `name@file`, in the model labels define them in.
 
 Given to the sidecar as Swarm configs and named in CERTBOTLESS_TRAEFIK_DYNAMIC_CONFIG. Only
-`http.middlewares` is read; a file that cannot be read refuses every router using `@file`
-(never served without a middleware that may guard it), and nothing else.
+`http.middlewares` and `tls.options` are read; a file that cannot be read refuses every router
+using `@file` (never served without a middleware or client certificates that may guard it),
+and nothing else.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from certbotless.labels.traefik.middlewares.options import FileMiddlewares, Middleware
+from certbotless.labels.traefik.tls_options import TlsOptions, parse_tls_options
 
 MAX_FILE_BYTES = 1024 * 1024
 SETTING = "CERTBOTLESS_TRAEFIK_DYNAMIC_CONFIG"
@@ -25,13 +27,14 @@ class DynamicConfigError(ValueError):
 
 
 def read_dynamic_config(paths: Iterable[Path]) -> FileMiddlewares:
-    """The middlewares of every file, a later file's replacing an earlier one's of the same
-    name (Traefik refuses such duplicates; the problem names the name)."""
+    """The middlewares and TLS options of every file (two files defining one name: refused,
+    as Traefik refuses such duplicates; the problem names the name)."""
     paths = tuple(paths)
     if not paths:
         return FileMiddlewares()
     sources = ", ".join(str(p) for p in paths)
     definitions: dict[str, Middleware] = {}
+    tls_options: dict[str, TlsOptions] = {}
     try:
         for path in paths:
             try:
@@ -40,20 +43,28 @@ def read_dynamic_config(paths: Iterable[Path]) -> FileMiddlewares:
                 raise DynamicConfigError(f"cannot be read ({error.strerror})") from None
             if len(data) > MAX_FILE_BYTES:
                 raise DynamicConfigError(f"is over {MAX_FILE_BYTES} bytes")
-            found = parse_dynamic_config(data.decode("utf-8", "replace"), path)
-            twice = sorted(set(found) & set(definitions))
+            document = parse_document(data.decode("utf-8", "replace"), path)
+            found = middlewares_of(document, path)
+            options = parse_tls_options(_section(document, "tls", "options"), path)
+            twice = sorted(set(found) & set(definitions) | set(options) & set(tls_options))
             if twice:
                 raise DynamicConfigError(f"defines {', '.join(twice)} again (another file "
                                          "already did); Traefik refuses that too")  # fmt: skip
             definitions.update(found)
+            tls_options.update(options)
     except DynamicConfigError as error:
         why = f"the Traefik dynamic configuration {path} {error}"
         return FileMiddlewares(sources=sources, error=f"{why}; fix it ({SETTING})")
-    return FileMiddlewares(definitions, sources)
+    return FileMiddlewares(definitions, tls_options, sources)
 
 
 def parse_dynamic_config(text: str, path: Path) -> dict[str, Middleware]:
     """`http.middlewares` of one file: TOML when its name ends in .toml, YAML otherwise."""
+    return middlewares_of(parse_document(text, path), path)
+
+
+def parse_document(text: str, path: Path) -> object:
+    """One file's document: TOML when its name ends in .toml, YAML otherwise."""
     try:
         if path.suffix.lower() == ".toml":
             document: object = tomllib.loads(text)
@@ -63,12 +74,20 @@ def parse_dynamic_config(text: str, path: Path) -> dict[str, Middleware]:
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise DynamicConfigError(f"is not valid {path.suffix.lstrip('.') or 'YAML'}: "
                                  f"{first_line}") from None  # fmt: skip
-    http = _mapping(document, "the file").get("http") if document is not None else None
-    middlewares = _mapping(http, "http").get("middlewares") if http is not None else None
-    if middlewares is None:
-        return {}
+    return document
+
+
+def _section(document: object, top: str, inner: str) -> Mapping[str, object]:
+    """`top.inner` of a document (empty when absent)."""
+    outer = _mapping(document, "the file").get(top) if document is not None else None
+    section = _mapping(outer, top).get(inner) if outer is not None else None
+    return {} if section is None else _mapping(section, f"{top}.{inner}")
+
+
+def middlewares_of(document: object, path: Path) -> dict[str, Middleware]:
+    """`http.middlewares` of one document."""
     found = {}
-    for name, body in _mapping(middlewares, "http.middlewares").items():
+    for name, body in _section(document, "http", "middlewares").items():
         found[str(name)] = _middleware(str(name), _mapping(body, f"middleware {name}"), path)
     return found
 

@@ -37,6 +37,7 @@ from certbotless.labels.traefik.rules import (
     default_priority,
     parse_v1_rule,
 )
+from certbotless.labels.traefik.tls_options import router_client_auth
 from certbotless.labels.values import (
     CERTIFICATE_NAME_RE,
     DOMAINS,
@@ -70,7 +71,7 @@ _TRUE = {"true", "yes", "1", "on"}
 _PORT_RE = re.compile(r"^[0-9]{1,5}$", re.ASCII)
 _PRIORITY_RE = re.compile(r"^-?[0-9]{1,18}$", re.ASCII)
 _ROUTER_KEYS = {"rule", "entrypoints", "service", "middlewares", "tls", "tls.certresolver",
-                "priority", "rulesyntax"}  # fmt: skip
+                "tls.options", "priority", "rulesyntax"}  # fmt: skip
 # Entry point names as stacks write them; others are reported.
 _TLS_ENTRYPOINTS = {"websecure", "https", "web-secure", "secure", "tls", "443"}
 _PLAIN_ENTRYPOINTS = {"web", "http", "80", "insecure"}
@@ -241,7 +242,7 @@ def _routers(service: ServiceInfo) -> tuple[dict[str, _Router], list[str]]:
         if lowered.startswith(ROUTERS):
             name, _, key = label[len(ROUTERS) :].partition(".")
             key = key.lower()
-            if key not in _ROUTER_KEYS:  # tls.options, tls.domains[n]…: reported
+            if key not in _ROUTER_KEYS:  # tls.domains[n]…: reported
                 unknown.append(label)
                 continue
             routers.setdefault(name, _Router(name)).keys[key] = (label, value)
@@ -309,6 +310,7 @@ def _router_routes(
     base, problems = apply_middlewares(base, _middleware_names(router), service,
                                        known.definitions, known.services, known.secrets,
                                        known.files)  # fmt: skip
+    base, problems = _with_client_auth(service, router, known, base, problems)
     if target is not None:  # the page's own protections at the edge, whatever the router says
         base = replace(base, auth_url=target.auth_url or base.auth_url,
                        allow_from=target.allow_from or base.allow_from)  # fmt: skip
@@ -322,7 +324,35 @@ def _router_routes(
                                   match_headers=alternative.headers,
                                   conditions=alternative.conditions + conditions))  # fmt: skip
     hosts = tuple(dict.fromkeys(h for route in routes for h in route.hosts))
+    if base.client_tls.client_auth is not None and not all(route.hosts for route in routes):
+        raise _Skip(_problem(service, router.label("tls.options" if router.get("tls.options")
+                                                   else "rule"),
+                             "client certificates (TLS options) are asked per host, and this "
+                             "rule has no Host: Traefik applies the options of the name the "
+                             "client sends, not the router's; give the rule a Host; this "
+                             "router is not routed"))  # fmt: skip
     return (priority, routes, problems), _spec(hosts)
+
+
+def _with_client_auth(
+    service: ServiceInfo, router: _Router, known: _Known, route: Route,
+    problems: list[LabelProblem],
+) -> tuple[Route, list[LabelProblem]]:  # fmt: skip
+    """The route with the client certificates its TLS options ask for (`tls.options`, else the
+    dynamic configuration's default options): options that cannot be applied refuse it."""
+    files = known.files
+    try:
+        auth, note = router_client_auth(router.value("tls.options"), files.tls_options,
+                                        files.error, files.sources)  # fmt: skip
+    except ValueError as error:
+        raise _Skip(_problem(service, router.label("tls.options"),
+                             f"{error}; this router is not routed, never served without the "
+                             "client certificates it may ask for")) from None  # fmt: skip
+    if note:
+        problems = [*problems, _problem(service, router.label("tls.options"), note + " applied")]
+    if auth is None:
+        return route, problems
+    return replace(route, client_tls=replace(route.client_tls, client_auth=auth)), problems
 
 
 def _rule_syntax(service: ServiceInfo, router: _Router, known: _Known) -> str:

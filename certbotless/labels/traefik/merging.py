@@ -13,7 +13,8 @@ Made = tuple[int, Route, str, str]  # priority, route, the rule's label, the rou
 
 
 def _guards(route: Route) -> tuple[object, ...]:
-    return route.basic_auth, route.allow_from, route.auth_url
+    tls = route.client_tls
+    return route.basic_auth, route.allow_from, route.auth_url, tls.client_auth, tls.auth_server
 
 
 def _matches(route: Route) -> tuple[object, ...]:

@@ -27,6 +27,7 @@ from certbotless.labels.traefik.middlewares import (
     headers,
     in_flight_req,
     ip_allow_list,
+    pass_tls_client_cert,
     rate_limit,
     redirect_regex,
     redirect_scheme,
@@ -50,6 +51,7 @@ APPLY_BY_KIND: dict[str, Apply] = {
     "inflightreq": in_flight_req.apply,
     "ipallowlist": ip_allow_list.apply,
     "ipwhitelist": ip_allow_list.apply,  # Traefik v2's name for ipAllowList
+    "passtlsclientcert": pass_tls_client_cert.apply,
     "ratelimit": rate_limit.apply,
     "redirectregex": redirect_regex.apply,
     "redirectscheme": redirect_scheme.apply,

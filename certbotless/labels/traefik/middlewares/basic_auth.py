@@ -51,17 +51,21 @@ def htpasswd_users(value: str, label: str, name: str) -> tuple[str, ...]:
 
 
 def _users_file_secret(mw: Middleware, context: Context) -> str:
-    """The Swarm secret behind Traefik's `usersFile=/run/secrets/<target>`: a secret named
+    return mounted_secret(mw, context, "usersfile", "a users file", "put the users in "
+                          "basicauth.users or use certbotless.basic_auth_secret")  # fmt: skip
+
+
+def mounted_secret(mw: Middleware, context: Context, key: str, what: str, instead: str) -> str:
+    """The Swarm secret behind a file option `key=/run/secrets/<target>`: a secret named
     <target>, else the stack's (`docker stack deploy` names it <stack>_<target>)."""
-    path = mw.value("usersfile")
+    path = mw.value(key)
     target = path[len(SECRETS_DIR) :] if path.startswith(SECRETS_DIR) else ""
     if not SECRET_NAME_RE.match(target):
-        raise Unsupported(mw.label("usersfile"), path, "certbotless reads a users file only "
-                          "from a Swarm secret mounted at /run/secrets/<name> (the file the "
-                          "Traefik service mounted); put the users in basicauth.users or "
-                          "use certbotless.basic_auth_secret")  # fmt: skip
+        raise Unsupported(mw.label(key), path, f"certbotless reads {what} only from a Swarm "
+                          "secret mounted at /run/secrets/<name> (the file the Traefik "
+                          f"service mounted); {instead}")  # fmt: skip
     if (refused := refused_htpasswd_secret(target)) is not None:
-        raise Unsupported(mw.label("usersfile"), path, refused)
+        raise Unsupported(mw.label(key), path, refused)
     candidates = [target]
     if mw.stack:
         candidates.append(f"{mw.stack}_{target}")
@@ -69,8 +73,8 @@ def _users_file_secret(mw: Middleware, context: Context) -> str:
         return target
     found = next((name for name in candidates if name in context.secrets), None)
     if found is None:
-        raise Unsupported(mw.label("usersfile"), path, f"no Swarm secret is named "
-                          f"{' or '.join(candidates)}; create it from the htpasswd file "
+        raise Unsupported(mw.label(key), path, f"no Swarm secret is named "
+                          f"{' or '.join(candidates)}; create it from the file "
                           f"(`docker secret create {target} FILE`: one Traefik's own stack "
                           "made, <its stack>_<name>, is another stack's and not "
                           "used)")  # fmt: skip

@@ -1,11 +1,14 @@
 """forwardAuth: each request is first asked of `address`, with only `authRequestHeaders` of
 the client's headers when listed; its `authResponseHeaders` are passed on to the service.
-`preserveRequestMethod`: the auth server is asked with the request's method (else GET)."""
+`preserveRequestMethod`: the auth server is asked with the request's method (else GET); its
+`tls` options say how the edge speaks TLS to an https address."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+from certbotless.client_tls import AuthServerTls
+from certbotless.labels.traefik.middlewares.basic_auth import mounted_secret
 from certbotless.labels.traefik.middlewares.options import (
     Context,
     Middleware,
@@ -27,14 +30,14 @@ _REFUSED = {
     "forwardBody": "nginx's auth subrequest carries no request body: the auth server decides "
     "from the headers",
     "maxBodySize": "nginx's auth subrequest carries no request body (forwardBody)",
-    "tls": "TLS client options for the auth server are not supported: an https address is "
-    "verified by nothing and sent no client certificate",
 }
+_TLS_FILES = {"ca": "the auth server's CA", "cert": "a client certificate", "key": "a key"}
 
 
 def apply(route: Route, mw: Middleware, context: Context) -> Route:
     known_fields(mw, {"address", "trustforwardheader", "authresponseheaders",
-                      "authrequestheaders", "preserverequestmethod",
+                      "authrequestheaders", "preserverequestmethod", "tls.ca", "tls.cert",
+                      "tls.key", "tls.insecureskipverify", "tls.caoptional",
                       *(name.lower() for name in _REFUSED)})  # fmt: skip
     for name, why in _REFUSED.items():
         key = name.lower()
@@ -48,9 +51,36 @@ def apply(route: Route, mw: Middleware, context: Context) -> Route:
         raise Unsupported(mw.label("address"), address, error.problem.message) from None
     response = _header_names(mw, "authresponseheaders")
     request = _header_names(mw, "authrequestheaders")
-    return replace(route, auth_url=address, auth_response_headers=response,
-                   auth_request_headers=request,
-                   auth_keeps_method=flag(mw, "preserverequestmethod"))  # fmt: skip
+    route = replace(route, auth_url=address, auth_response_headers=response,
+                    auth_request_headers=request,
+                    auth_keeps_method=flag(mw, "preserverequestmethod"))  # fmt: skip
+    tls = _auth_server_tls(mw, context)
+    if tls is not None:
+        if not address.lower().startswith("https://"):
+            raise Unsupported(mw.label("tls.ca"), mw.value("tls.ca"), "forwardAuth's tls "
+                              "options are for an https address")  # fmt: skip
+        route = replace(route, client_tls=replace(route.client_tls, auth_server=tls))
+    return route
+
+
+def _auth_server_tls(mw: Middleware, context: Context) -> AuthServerTls | None:
+    """Traefik's ClientTLS for the auth server: `ca`, `cert` and `key` from Swarm secrets
+    (mounted into the edge), `insecureSkipVerify`; `caOptional` changes nothing, as in
+    Traefik (deprecated there: client auth is a server's option)."""
+    if not any(key.startswith("tls.") for key in mw.fields):
+        return None
+    secrets = {
+        key: mounted_secret(mw, context, f"tls.{key}", what,
+                            f"create a Swarm secret from it and set tls.{key}=/run/secrets/"
+                            "<its name>") if mw.value(f"tls.{key}") else ""
+        for key, what in _TLS_FILES.items()
+    }  # fmt: skip
+    if bool(secrets["cert"]) != bool(secrets["key"]):
+        given = "tls.cert" if secrets["cert"] else "tls.key"
+        raise Unsupported(mw.label(given), mw.value(given), "forwardAuth's tls.cert and tls.key "
+                          "go together (Traefik refuses one alone): set both")  # fmt: skip
+    verify = not flag(mw, "tls.insecureskipverify")
+    return AuthServerTls(secrets["ca"], secrets["cert"], secrets["key"], verify)
 
 
 def _header_names(mw: Middleware, key: str) -> tuple[str, ...]:

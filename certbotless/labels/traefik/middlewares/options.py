@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from certbotless.labels.traefik.tls_options import TlsOptions
 from certbotless.labels.values import InvalidLabel
 from certbotless.model import LabelProblem, Route, ServiceInfo
 
@@ -36,10 +37,12 @@ class Middleware:
 
 @dataclass(frozen=True)
 class FileMiddlewares:
-    """The middlewares of Traefik dynamic-configuration files (`name@file`), by name; `error`
-    says why the files could not be read (then every `@file` middleware is refused)."""
+    """The middlewares and TLS options of Traefik dynamic-configuration files (`name@file`), by
+    name; `error` says why the files could not be read (then every `@file` middleware and TLS
+    options are refused)."""
 
     definitions: dict[str, Middleware] = field(default_factory=dict)
+    tls_options: dict[str, TlsOptions] = field(default_factory=dict)
     sources: str = ""  # the files, for problems
     error: str = ""
 

@@ -653,17 +653,21 @@ def test_a_traefik_service_sharing_no_network_with_the_edge_is_reported_not_cert
     assert "shares no network with the edge" in str(problem)
 
 
-def test_tls_domains_and_options_are_reported_and_the_rule_hosts_certified() -> None:
-    labels = {
-        **CASES["seed-003"].labels,
-        f"{R}nginx-web.tls.domains[0].main": "*.mysite.com",
-        f"{R}nginx-web.tls.options": "modern@file",
-    }
+def test_tls_domains_are_reported_and_the_rule_hosts_certified() -> None:
+    labels = {**CASES["seed-003"].labels, f"{R}nginx-web.tls.domains[0].main": "*.mysite.com"}
     found = find([service("web", labels)])
     assert [spec.domains for spec in found.specs] == [("mysite.com",)]
-    assert sorted(problem.label for problem in found.problems) == sorted(
-        [f"{R}nginx-web.tls.domains[0].main", f"{R}nginx-web.tls.options"]
-    )
+    assert [problem.label for problem in found.problems] == [f"{R}nginx-web.tls.domains[0].main"]
+
+
+def test_tls_options_no_file_defines_refuse_the_router() -> None:
+    """They may ask for client certificates: never served without them."""
+    labels = {**CASES["seed-003"].labels, f"{R}nginx-web.tls.options": "modern@file"}
+    found = find([service("web", labels)])
+    assert found.routes == ()
+    (problem,) = found.problems
+    assert problem.label == f"{R}nginx-web.tls.options"
+    assert "defines no tls.options.modern" in problem.message
 
 
 def test_services_of_other_providers_are_refused() -> None:
