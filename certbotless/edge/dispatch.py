@@ -2,12 +2,15 @@
 tried in Traefik's order (priority, else nginx's own for certbotless's labels) and the first
 whose every matcher holds serves the request (pkg/muxer/http/mux.go).
 
-Each distinct matcher of the server (path, method, header, query, client address, host pattern)
-is evaluated once per request by an http-level `map` into a variable that is 1 or 0; the
-variables concatenated are the key of one more `map` whose regexes, in Traefik's order, name the
-route's named location (`@certbotless_route_N`). The server's `location /` jumps there; a request
-no route takes gets 404, as from Traefik. A server whose first route takes every request needs
-none of it: its route is `location /` itself.
+Each distinct matcher of the host's routes other than their path (method, header, query, client
+address, host pattern, a negated path) is evaluated once per request by an http-level `map`
+into a variable that is 1 or 0; those variables and the routing path make the key of one more
+`map`, whose regexes, in Traefik's order, name the route's named location
+(`@certbotless_route_N`): the bits a route asks for, then its path. The server's `location /`
+jumps there; a request no route takes gets 404, as from Traefik. A host with only paths has one
+map and one variable (nginx's `nginx -t` time grows with the square of the variables), shared by
+its two servers. A server whose first route takes every request needs none of it: its route is
+`location /` itself.
 
 Paths are matched as Traefik routes them: decoded, except for upper-case percent-encodings of
 reserved characters, which stay encoded (withRoutingPath); `$certbotless_routing_path` is nginx's
@@ -64,7 +67,11 @@ def routing_order(routes: Sequence[Route]) -> list[Route]:
 
 
 def takes_every_request(route: Route) -> bool:
-    return route.path == "/" and not route.exact_path and not route_tests(route)
+    return not _has_path(route) and not condition_tests(route)
+
+
+def _has_path(route: Route) -> bool:
+    return route.path != "/" or route.exact_path
 
 
 def traefik_path_regex(path: str) -> str:
@@ -83,11 +90,9 @@ def traefik_path_regex(path: str) -> str:
     return "".join(parts)
 
 
-def route_tests(route: Route) -> list[tuple[Test, bool]]:
-    """Each matcher of the route, and whether it must hold (False: must not)."""
+def condition_tests(route: Route) -> list[tuple[Test, bool]]:
+    """Each matcher of the route but its path, and whether it must hold (False: must not)."""
     tests: list[tuple[Test, bool]] = []
-    if route.path != "/" or route.exact_path:
-        tests.append((_path_test(route.path, route.exact_path), True))
     if route.methods:
         tests.append((Test("$request_method", f"^({'|'.join(route.methods)})$"), True))
     for name, value in route.match_headers:
@@ -96,8 +101,13 @@ def route_tests(route: Route) -> list[tuple[Test, bool]]:
     return tests
 
 
+def _path_pattern(path: str, exact: bool) -> str:
+    """The routing path (from its start) matching a route's path: exactly, or as a prefix."""
+    return traefik_path_regex(path) + ("$" if exact else "")
+
+
 def _path_test(path: str, exact: bool) -> Test:
-    return Test(_ROUTING_PATH, f"^{traefik_path_regex(path)}{'$' if exact else ''}")
+    return Test(_ROUTING_PATH, "^" + _path_pattern(path, exact))
 
 
 def _condition_test(condition: RequestCondition) -> Test:
@@ -124,37 +134,32 @@ def _condition_test(condition: RequestCondition) -> Test:
 
 def dispatch(server_key: str, routes: Sequence[Route]) -> tuple[str, str]:
     """For routes in Traefik's order: the http-level maps that choose one, and the server's
-    `location /` that jumps to it. `server_key` names the server's variables (unique per
-    server block).
-
-    Each route's map reads its own tests and names the route when they hold, else yields the
-    next route's map: nginx evaluates a map's value only when chosen, so a request's tests are
-    evaluated up to the first route that takes it, each once."""
+    `location /` that jumps to it. `server_key` names the maps' variables (the host: both of
+    its servers choose alike)."""
     prefix = "certbotless_" + hashlib.sha256(server_key.encode()).hexdigest()[:10]
-    tests: dict[Test, str] = {}
+    tests: dict[Test, int] = {}
     for route in routes:
-        for test, _ in route_tests(route):
-            tests.setdefault(test, f"${prefix}_{len(tests)}")
+        for test, _ in condition_tests(route):
+            tests.setdefault(test, len(tests))
     maps = [f"""
-    map {test.source} {variable} {{
+    map {test.source} ${prefix}_{number} {{
         "~{quoted(test.pattern)}" 1;
         default 0;
-    }}""" for test, variable in tests.items()]  # fmt: skip
-    chosen, route_maps = NO_ROUTE, []
-    for index in reversed(range(len(routes))):
-        checks = route_tests(routes[index])
-        if not checks:  # takes every request that reaches it
-            chosen = route_name(index)
-            continue
-        variables = "".join(tests[test] for test, _ in checks)
-        wanted = "".join("1" if holds else "0" for _, holds in checks)
-        route_maps.append(f"""
-    map "{variables}" ${prefix}_route_{index} {{
-        {wanted} {route_name(index)};
-        default {chosen};
+    }}""" for test, number in tests.items()]  # fmt: skip
+    entries = []
+    for index, route in enumerate(routes):
+        bits = ["."] * len(tests)
+        for test, holds in condition_tests(route):
+            bits[tests[test]] = "1" if holds else "0"
+        path = _path_pattern(route.path, route.exact_path) if _has_path(route) else ""
+        entries.append(f'\n        "~{quoted("^" + "".join(bits) + path)}" {route_name(index)};')
+        if not path and not condition_tests(route):
+            break  # it takes every request that reaches it: the routes after it never do
+    key = "".join(f"${prefix}_{number}" for number in tests.values()) + _ROUTING_PATH
+    maps.append(f"""
+    map "{key}" ${prefix}_route {{{"".join(entries)}
+        default {NO_ROUTE};
     }}""")
-        chosen = f"${prefix}_route_{index}"
-    maps += reversed(route_maps)
     # Body sizes are checked by each route's location (body_size_check): nginx checks a request's
     # Content-Length only in the location it first finds, this one. Recursive error pages: or
     # this jump would be the request's only error page, and the route's own would not apply.
@@ -162,17 +167,14 @@ def dispatch(server_key: str, routes: Sequence[Route]) -> tuple[str, str]:
         location / {{
             client_max_body_size 0;
             recursive_error_pages on;
-            error_page 418 = {chosen};
+            error_page 418 = ${prefix}_route;
             return 418;
         }}
         location {NO_ROUTE} {{
             return 404;
         }}"""
-    return (
-        f"\n    # {server_key}: its routes' tests, and the first route whose tests hold."
-        + "".join(maps),
-        location,
-    )
+    why = f"\n    # {server_key}: its routes' tests, and the first route whose tests and path hold."
+    return why + "".join(maps), location
 
 
 _NGINX_DEFAULT_BODY_LIMIT = "1m"

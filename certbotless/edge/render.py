@@ -143,9 +143,10 @@ def _servers(
         ]
         if cert_name is not None:
             files = cert_files(cert_name, certs_dir)
-            servers[host].append(
-                https_server(host, host_routes, files, listen_443, host == ip_default, pooled)
-            )
+            https = https_server(host, host_routes, files, listen_443, host == ip_default, pooled)
+            if https.maps == servers[host][0].maps:  # both choose a route alike: maps once
+                https = replace(https, maps="")
+            servers[host].append(https)
     return servers
 
 

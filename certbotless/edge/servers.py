@@ -117,7 +117,7 @@ def http_server(
         body = [to_https_location("/", *redirects.pop())]
         maps = ""
     else:
-        maps, body = route_locations(f"{host}:80", routes, plain_http=True, has_cert=has_cert,
+        maps, body = route_locations(host, routes, plain_http=True, has_cert=has_cert,
                                      pooled=pooled)  # fmt: skip
     return Server(
         80,
@@ -141,7 +141,7 @@ def https_server(
     hsts_header = (
         f'\n        add_header Strict-Transport-Security "{HSTS_VALUE}" always;' if hsts else ""
     )
-    maps, locations = route_locations(f"{host}:443", routes, plain_http=False, has_cert=True,
+    maps, locations = route_locations(host, routes, plain_http=False, has_cert=True,
                                       hsts=hsts, pooled=pooled)  # fmt: skip
     client_auth = client_auth_directives(host_client_auth(routes), default)
     return Server(
