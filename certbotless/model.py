@@ -292,6 +292,7 @@ class ObjectRole(StrEnum):
     PLACEHOLDER = "placeholder"  # the self-signed stand-in for certificates not issued yet
     STATUS = "status"  # the certificates' status records (config)
     PASS_LEASE = "pass-lease"  # who holds the swarm-wide pass lease, until when (config)
+    TICKET_KEY = "ticket-key"  # a TLS session ticket key every edge task shares (secret)
 
 
 @dataclass(frozen=True)
@@ -316,7 +317,7 @@ class StoredObject:
     object_id: str
     name: str
     created_at: str
-    role: ObjectRole  # CHAIN, KEY or NGINX_CONF
+    role: ObjectRole  # CHAIN, KEY, NGINX_CONF or TICKET_KEY
     # NGINX_CONF: where the edge mounts it ("": made before configurations were split, when
     # there was only nginx.conf).
     nginx_target: str = ""

@@ -10,6 +10,7 @@ import hashlib
 import logging
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from types import MappingProxyType
 
 from certbotless.edge.guards import auth_tls_secrets, htpasswd_secrets
@@ -18,6 +19,7 @@ from certbotless.edge.mounts import (
     auth_tls_secret_target,
     cert_files,
     htpasswd_secret_target,
+    ticket_key_target,
 )
 from certbotless.edge.nginx_version import DEFAULT_NGINX_VERSION, NginxVersion, local_nginx_version
 from certbotless.edge.render import NginxFiles, files_listing, render_nginx_conf
@@ -79,6 +81,13 @@ def edge_references(
             continue
         wanted += certificate_references(cert, cert_files(cert.name, certs_dir), served)
     return wanted
+
+
+def ticket_key_references(keys: Sequence[tuple[str, str]]) -> list[FileReference]:
+    """The TLS session ticket keys (name, id; newest first) where the rendering names them;
+    read by nginx's master (root) only."""
+    return [FileReference(ObjectKind.SECRET, key_id, name, ticket_key_target(index), 0o400)
+            for index, (name, key_id) in enumerate(keys)]  # fmt: skip
 
 
 def certificate_references(
@@ -173,8 +182,9 @@ class SwarmEdgeDeployer:
         if self.settings.nginx_conf == NginxConfMode.OWN:
             return self._snippet_references(current, wanted_names)
         routes, secret_ids = with_their_secrets(self.swarm, routes)
-        files = self._render(routes, current, self._edge_nginx_version(service))
-        self._validate(self._render(routes, current, local_nginx_version()))
+        tickets = self.store.ensure_ticket_keys(datetime.now(UTC).date())
+        files = self._render(routes, current, self._edge_nginx_version(service), len(tickets))
+        self._validate(self._render(routes, current, local_nginx_version(), len(tickets)))
         try:
             confs = self.store.ensure_nginx_confs(files)
         except APIError as error:  # a failed roll, reported; the pass (and gc) goes on
@@ -182,7 +192,8 @@ class SwarmEdgeDeployer:
                 f"{service['Spec']['Name']}: Swarm refused a file of the new configuration, "
                 f"so nothing rolled: {error}"
             ) from None
-        return files, edge_references(routes, current, confs, self.settings.certs_dir, secret_ids)
+        references = edge_references(routes, current, confs, self.settings.certs_dir, secret_ids)
+        return files, references + ticket_key_references(tickets)
 
     def _validate(self, files: NginxFiles) -> None:
         """The sidecar's own `nginx -t` (its errors name the file, line and route); a
@@ -249,7 +260,11 @@ class SwarmEdgeDeployer:
         return self.swarm.referenced_object_ids()
 
     def _render(
-        self, routes: Iterable[Route], current: Mapping[str, StoredCert], version: NginxVersion
+        self,
+        routes: Iterable[Route],
+        current: Mapping[str, StoredCert],
+        version: NginxVersion,
+        ticket_keys: int = 0,
     ) -> NginxFiles:
         return render_nginx_conf(
             routes,
@@ -258,6 +273,7 @@ class SwarmEdgeDeployer:
             self.settings.certs_dir,
             nginx_version=version,
             front_subnets=self.settings.front_subnets,
+            ticket_keys=ticket_keys,
         )
 
     def _edge_nginx_version(self, service: Json) -> NginxVersion:

@@ -12,6 +12,8 @@ SNIPPETS_DIR = "/etc/nginx/certbotless"
 # the locations of a host too large for one file, which its servers include.
 HOSTS_DIR = f"{SNIPPETS_DIR}/hosts"
 LOCATIONS_DIR = f"{SNIPPETS_DIR}/locations"
+# The TLS session ticket keys (Swarm secrets): the current one encrypts, the previous decrypts.
+TICKET_KEYS_DIR = f"{SNIPPETS_DIR}/tls-tickets"
 # The services' upstream blocks (nginx >= 1.27.3), which nginx.conf includes.
 UPSTREAMS_DIR = f"{SNIPPETS_DIR}/upstreams"
 HTPASSWD_DIR = f"{SNIPPETS_DIR}/htpasswd"  # basic-auth users, one file per set
@@ -37,6 +39,11 @@ def cert_files(cert_name: str, certs_dir: str) -> CertFiles:
     return CertFiles(
         f"{certs_dir}/{cert_name}/fullchain.pem", f"{certs_dir}/{cert_name}/privkey.pem"
     )
+
+
+def ticket_key_target(index: int) -> str:
+    """Where the edge mounts its `index`-th ticket key (0: the current one)."""
+    return f"{TICKET_KEYS_DIR}/{index}.key"
 
 
 def htpasswd_secret_target(secret: str) -> str:

@@ -17,6 +17,7 @@ from certbotless.edge.mounts import (
     NGINX_CONF_TARGET,
     UPSTREAMS_DIR,
     cert_files,
+    ticket_key_target,
 )
 from certbotless.edge.nginx_version import (
     DEFAULT_NGINX_VERSION,
@@ -62,12 +63,13 @@ def render_nginx_conf(
     nginx_version: NginxVersion = DEFAULT_NGINX_VERSION,
     front_subnets: Sequence[str] = (),
     max_file_bytes: int = MAX_FILE_BYTES,
+    ticket_keys: int = 0,
 ) -> NginxFiles:
     """nginx.conf and the files it includes, none over `max_file_bytes`. `certs` maps
     certificate name → current version; a host without one gets no 443 server.
     `nginx_version` is the edge's nginx: it decides how HTTP/2 is switched on. `front_subnets`:
     the L4 front's network; with one, every listener speaks PROXY protocol and the client's
-    address is taken from it, trusted from those subnets only."""
+    address is taken from it, trusted from those subnets only. `ticket_keys`: see _tickets."""
     routes = list(routes)
     by_host = _routes_by_host(routes)
     cert_for_host = certificate_per_host(certs, by_host)
@@ -106,6 +108,7 @@ def render_nginx_conf(
         client_geos=client_geos(routes),
         client_certs=client_certs,
         routing_path_maps=ROUTING_PATH_MAPS,
+        tickets=_tickets(ticket_keys),
         upstreams=f"\n    include {UPSTREAMS_DIR}/*.conf;" if pooled else "",
     )
     upstreams = upstream_files(routes) if pooled else {}
@@ -173,6 +176,16 @@ def _server_names_hash_sizes(hosts: Iterable[str]) -> str:
 
 def _all_maps(servers: Mapping[str, list[Server]]) -> list[str]:
     return [server.maps for both in servers.values() for server in both]
+
+
+def _tickets(keys: int) -> str:
+    """TLS session tickets with the `keys` the edge mounts (ticket_key_target), shared by every
+    task so that a client resumes its session on any; none: off (each task's own cache)."""
+    if keys == 0:
+        return "    ssl_session_tickets off;"
+    files = "".join(f"\n    ssl_session_ticket_key {ticket_key_target(i)};" for i in range(keys))
+    why = "    # Keys shared by every edge task (the first encrypts): a session resumes on any."
+    return f"{why}\n    ssl_session_tickets on;{files}"
 
 
 def _variables_hash_size(maps: int) -> str:
@@ -307,7 +320,7 @@ http {{
     ssl_prefer_server_ciphers off;
     ssl_session_cache shared:certbotless:10m;
     ssl_session_timeout 1d;
-    ssl_session_tickets off;
+{tickets}
 {http2}{real_ip}{rate_zones}{client_geos}{client_certs}{default_servers}
 
 {upstreams}

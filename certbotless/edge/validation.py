@@ -64,6 +64,7 @@ def _file_named(path: str, files: Mapping[str, str]) -> str | None:
 
 
 _CERT_PATH_RE = re.compile(r"\bssl_certificate(_key)?\s+([^\s;]+);", re.ASCII)
+_TICKET_KEY_RE = re.compile(r"\bssl_session_ticket_key\s+[^\s;]+;", re.ASCII)
 # Forward auth's TLS files (Swarm secrets the edge mounts under SNIPPETS_DIR).
 _PROXY_TLS_RE = re.compile(
     r"\bproxy_ssl_(certificate(_key)?|trusted_certificate)\s+(" + re.escape(SNIPPETS_DIR)
@@ -148,6 +149,7 @@ def _write_scratch_tree(files: Mapping[str, str], root: Path, seen: PurePosixPat
     chain_pem, key_pem = stand_in_certificate()
     (stand_in / "fullchain.pem").write_bytes(chain_pem)
     (stand_in / "privkey.pem").write_bytes(key_pem)
+    (stand_in / "ticket.key").write_bytes(bytes(80))  # a session ticket key's size
 
     def to_stand_in(match: re.Match[str]) -> str:
         file = "privkey.pem" if match.group(1) else "fullchain.pem"
@@ -161,6 +163,7 @@ def _write_scratch_tree(files: Mapping[str, str], root: Path, seen: PurePosixPat
 
     for target, text in files.items():
         text = _PROXY_TLS_RE.sub(proxy_stand_in, _CERT_PATH_RE.sub(to_stand_in, text))
+        text = _TICKET_KEY_RE.sub(f"ssl_session_ticket_key {seen}/stand-in/ticket.key;", text)
         local = moved_paths(text, {SNIPPETS_DIR: f"{seen}/certbotless"})
         if target == NGINX_CONF_TARGET:
             relative = PurePosixPath("nginx.conf")

@@ -8,7 +8,7 @@ import logging
 import re
 import secrets as random_tokens
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -58,7 +58,16 @@ ACCOUNT_THUMBPRINT = "certbotless.account.thumbprint"
 _MAX_LABEL_TEXT = 1000
 PLACEHOLDER_NAME = "cbl-placeholder"
 # What garbage collection may remove (never the account key, the placeholder or the statuses).
-_COLLECTABLE_ROLES = (ObjectRole.CHAIN, ObjectRole.KEY, ObjectRole.NGINX_CONF)
+_COLLECTABLE_ROLES = (
+    ObjectRole.CHAIN,
+    ObjectRole.KEY,
+    ObjectRole.NGINX_CONF,
+    ObjectRole.TICKET_KEY,
+)
+# TLS session ticket keys, one a day: nginx's 80-byte form (AES-256 and HMAC-SHA256 keys).
+TICKET_KEY_PREFIX = "cbl-tls-ticket-key-"
+TICKET_KEY_BYTES = 80
+TICKET_KEYS_IN_USE = 2  # the current key encrypts, the previous one decrypts
 # A key secret whose chain config is missing may be a save in progress elsewhere; wait this long.
 UNPAIRED_GRACE = timedelta(hours=1)
 
@@ -168,6 +177,18 @@ class CertStore:
         secret_id = self._create_once(ObjectKind.SECRET, role, PLACEHOLDER_NAME, key_pem)
         config_id = self._create_once(ObjectKind.CONFIG, role, PLACEHOLDER_NAME, chain_pem)
         return PLACEHOLDER_NAME, config_id, secret_id
+
+    def ensure_ticket_keys(self, today: date) -> list[tuple[str, str]]:
+        """The TLS session ticket keys the edge mounts, newest first, as (name, id): today's,
+        made if missing, and the one before it, so that tickets issued yesterday still resume.
+        A new key a day: a stolen one decrypts at most two days of sessions."""
+        name = TICKET_KEY_PREFIX + today.strftime("%Y%m%d")
+        self._create_once(ObjectKind.SECRET, ObjectRole.TICKET_KEY, name,
+                          random_tokens.token_bytes(TICKET_KEY_BYTES))  # fmt: skip
+        keys = sorted(((s["Spec"]["Name"], str(s["ID"]))
+                       for s in self.swarm.secrets(f"{KIND}={ObjectRole.TICKET_KEY}")
+                       if s["Spec"]["Name"] <= name), reverse=True)  # fmt: skip
+        return keys[:TICKET_KEYS_IN_USE]
 
     # --- the ACME account key -----------------------------------------------------------------
 
@@ -448,6 +469,9 @@ def plan_garbage(
 
     for conf, reason in _old_nginx_confs(objects, keep_versions):
         remove(conf.object_id, reason)
+    keys = sorted((o for o in objects if o.role == ObjectRole.TICKET_KEY), key=lambda o: o.name)
+    for key in keys[:-TICKET_KEYS_IN_USE]:
+        remove(key.object_id, f"TLS session ticket key older than the newest {TICKET_KEYS_IN_USE}")
     for leftover in list(by_id.values()):
         if leftover.role in (ObjectRole.CHAIN, ObjectRole.KEY) and leftover.object_id not in paired:
             created = _parse_time(leftover.created_at)

@@ -145,6 +145,7 @@ def serve_routes(
     resolver: str = "",
     front_subnets: Sequence[str] = (),
     binary: NginxBinary = LOCAL_NGINX,
+    ticket_keys: int = 0,
 ) -> tuple[subprocess.Popen[bytes], int, int]:
     """nginx serving `routes` (the rendered configuration, and `extra` files: target → text,
     as the edge would mount them): (the process, its plain HTTP port, its HTTPS port).
@@ -152,7 +153,7 @@ def serve_routes(
     must start with a PROXY protocol header. `binary`: which nginx (this machine's, else one in
     a root filesystem, whose scratch tree goes under that root's /tmp)."""
     files = render_nginx_conf(routes, certs, RESPONDER, CERTS_DIR, front_subnets=front_subnets,
-                              nginx_version=binary.version)  # fmt: skip
+                              nginx_version=binary.version, ticket_keys=ticket_keys)  # fmt: skip
     files.update(extra)
     tmp_path.mkdir(parents=True)
     for attempt in range(3):  # another test may take a port between its pick and nginx's bind

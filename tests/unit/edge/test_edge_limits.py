@@ -4,7 +4,7 @@ allows, configurations larger than one Swarm config, and label values nginx cann
 import copy
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 
 from certbotless.edge.deployer import SwarmEdgeDeployer
@@ -221,6 +221,9 @@ class ConfigStore:
             self.made.setdefault(name, f"id-{name}")
             made[target] = (name, self.made[name])
         return made
+
+    def ensure_ticket_keys(self, today: date) -> list[tuple[str, str]]:
+        return [(f"cbl-tls-ticket-key-{today:%Y%m%d}", "ticket-id")]
 
 
 def deployer() -> tuple[SwarmEdgeDeployer, OneServiceSwarm, ConfigStore]:
