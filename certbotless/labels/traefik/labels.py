@@ -266,7 +266,23 @@ def _known_elsewhere(label: str) -> bool:
     return False
 
 
+# What open-source nginx lacks for some Traefik service options, and what does the job instead.
+_INSTEAD = {
+    "loadbalancer.healthcheck": "Traefik's active health checks: open-source nginx has none; "
+    "give the service a Docker HEALTHCHECK instead: Swarm takes a task that fails it out of the "
+    "service's DNS, which the edge follows within 10 s",
+    "loadbalancer.sticky": "sticky sessions: open-source nginx sets no affinity cookie (only "
+    "nginx Plus's `sticky` does); keep sessions in a store the service's tasks share (Redis, a "
+    "database), or run one replica",
+}
+
+
 def _unknown_label_problem(service: ServiceInfo, label: str) -> LabelProblem:
+    option = label[len(SERVICES) :].partition(".")[2].lower() if label.startswith(SERVICES) else ""
+    instead = next((why for key, why in _INSTEAD.items() if option.startswith(key)), None)
+    if instead is not None:
+        return LabelProblem(service.name, label, service.labels[label], f"not applied: "
+                            f"{instead}; the rest of the service's labels are used")  # fmt: skip
     return LabelProblem(
         service.name, label, service.labels[label],
         "not read by certbotless: this Traefik label has no nginx counterpart here (see "
