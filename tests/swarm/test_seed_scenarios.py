@@ -150,7 +150,7 @@ def test_the_edge_speaks_http2_and_nginx_has_nothing_to_warn_about(seeds: str) -
         if re.search(r"\[(warn|emerg)\]", line) and not re.search(r"\d+#\d+: \*\d+ ", line)
     ]
     assert not config_warnings, nginx_log[-3000:]
-    assert "nginx 1.26" in sidecar_logs(500), "the sidecar rendered for the edge's nginx"
+    assert "nginx 1.30" in sidecar_logs(500), "the sidecar rendered for the edge's nginx"
 
 
 def test_errors_from_the_static_site_are_replaced_by_the_error_pages(seeds: str) -> None:
