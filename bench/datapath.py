@@ -311,9 +311,9 @@ def rows(counts: Counts) -> list[tuple[str, str]]:
         ("new_cpu_us", f"new TLS connection (full handshake, {counts.new}): proxy CPU, µs"),
         ("resumed_cpu_us", f"resumed TLS connection ({counts.resumed}): proxy CPU, µs"),
         ("idle_mib", "idle memory after the load (PSS), MiB"),
-        ("hosts_mib", f"{counts.hosts} hosts and certificates: memory (PSS), MiB"),
-        ("hosts_start_s", f"{counts.hosts} certificates: start → every host served, s"),
-        ("reload_s", f"{counts.hosts} certificates: reload → a new host served, s"),
+        ("hosts_mib", f"{counts.hosts:,} hosts and certificates: memory (PSS), MiB"),
+        ("hosts_start_s", f"{counts.hosts:,} certificates: start → every host served, s"),
+        ("reload_s", f"{counts.hosts:,} certificates: reload → a new host served, s"),
     ]
 
 
@@ -336,7 +336,7 @@ def table(medians: dict[str, Figures], counts: Counts) -> str:
 def _number(value: float) -> str:
     if value >= 1000:
         return f"{value:,.0f}"
-    return f"{value:.3g}" if value < 10 else f"{value:.1f}"
+    return f"{value:.2f}" if value < 10 else f"{value:.1f}"
 
 
 def where_time_goes(medians: dict[str, Figures]) -> str:
@@ -380,7 +380,12 @@ def install_tools() -> None:
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="the table shows their medians")
-    parser.add_argument("--quick", action="store_true", help=f"small counts: {QUICK}")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"small counts: {QUICK.h1:,} requests of each kind, {QUICK.new} new and "
+        f"{QUICK.resumed:,} resumed connections, {QUICK.hosts} hosts",
+    )
     for name, help_text in (
         ("h1", "HTTP/1.1 keep-alive requests"),
         ("h2", "HTTP/2 requests"),

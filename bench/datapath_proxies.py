@@ -261,10 +261,12 @@ class Nginx(Proxy):
                     .replace("listen 80", f"listen 127.0.0.1:{self.http_port}")
                     .replace("listen 443", f"listen 127.0.0.1:{self.nginx_tls_port}")
                     .replace("access_log /dev/stdout certbotless;", self.access_log))  # fmt: skip
-            under = PurePosixPath(target).relative_to(NGINX_CONF_TARGET.rsplit("/", 1)[0])
-            relative = "nginx.conf" if target == NGINX_CONF_TARGET else str(under)
-            (self.tree / relative).parent.mkdir(parents=True, exist_ok=True)
-            (self.tree / relative).write_text(text)
+            # /etc/nginx/nginx.conf → nginx.conf, /etc/nginx/certbotless/… → certbotless/…
+            path = self.tree / PurePosixPath(target).relative_to(
+                PurePosixPath(NGINX_CONF_TARGET).parent
+            )
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
 
     def start(self, hosts: Sequence[str]) -> None:
         self.http_port, self.nginx_tls_port = unused_ports(2)
