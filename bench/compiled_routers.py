@@ -107,7 +107,7 @@ def measure_traefik(count: int) -> dict[str, float]:
     traefik = install_traefik()
     web, api = unused_ports(2)
     with tempfile.TemporaryDirectory(prefix="certbotless-bench-traefik-") as scratch:
-        dynamic = Path(scratch) / "dynamic.json"
+        dynamic = Path(scratch) / "dynamic.yaml"  # JSON is YAML; the file provider reads .yaml
         dynamic.write_text(json.dumps(traefik_dynamic(count, web)))
         started = time.perf_counter()
         process = subprocess.Popen(
