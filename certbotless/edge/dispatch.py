@@ -8,7 +8,7 @@ into a variable that is 1 or 0; those variables and the routing path make the ke
 `map`, whose regexes, in Traefik's order, name the route's named location
 (`@certbotless_route_N`): the bits a route asks for, then its path. The server's `location /`
 jumps there; a request no route takes gets 404, as from Traefik. A host with only paths has one
-map and one variable (nginx's `nginx -t` time grows with the square of the variables), shared by
+map and one variable (`nginx -t` time grows faster than the number of variables), shared by
 its two servers. A server whose first route takes every request needs none of it: its route is
 `location /` itself.
 
