@@ -52,12 +52,14 @@ def one_route_per_path(
                 conflicts.setdefault(key, _guard_conflict(service, label, place, first_label))
             if not route.redirect_to_https:
                 plain.add(key)
-    grouped: dict[Route, list[str]] = {}
+    # Routes alike but for their priority (which Route equality leaves out) stay apart: the
+    # edge orders each host's routes by it.
+    grouped: dict[tuple[Route, int | None], list[str]] = {}
     for key, (route, _) in chosen.items():
         if key not in conflicts:
             host = route.hosts[0] if route.hosts else ""
             route = replace(route, redirect_to_https=key not in plain, hosts=(),
                             every_host=not host)  # fmt: skip
-            grouped.setdefault(route, []).extend([host] if host else [])
-    merged = [replace(route, hosts=tuple(hosts)) for route, hosts in grouped.items()]
+            grouped.setdefault((route, route.priority), []).extend([host] if host else [])
+    merged = [replace(route, hosts=tuple(hosts)) for (route, _), hosts in grouped.items()]
     return merged, list(conflicts.values())

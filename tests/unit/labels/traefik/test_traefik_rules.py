@@ -247,3 +247,21 @@ def test_rules_without_a_host_negated_and_pattern_matchers_are_request_condition
 def test_alternatives_with_different_conditions_on_one_place_are_separate_routes() -> None:
     rule = "Host(`a.example.com`) && (Header(`X-A`, `1`) || Header(`X-A`, `2`))"
     assert [a.headers for a in compile_rule(rule)] == [(("x-a", "1"),), (("x-a", "2"),)]
+
+
+def test_routers_alike_but_for_their_priority_keep_each_its_own() -> None:
+    """The edge orders a host's routes by priority: merging routes of one service must not give
+    one host the priority of another host's router."""
+    r = "traefik.http.routers."
+    labels = {
+        "traefik.enable": "true",
+        "traefik.http.services.s.loadbalancer.server.port": "80",
+        f"{r}a.rule": "Host(`a.example.com`) && Path(`/x`)",
+        f"{r}a.priority": "10",
+        f"{r}b.rule": "Host(`b.example.com`) && Path(`/x`)",
+        f"{r}b.priority": "20",
+    }
+    routes = traefik_claims([ServiceInfo("web", labels)])["web"].routes
+    assert sorted((route.hosts, route.priority) for route in routes) == [
+        (("a.example.com",), 10), (("b.example.com",), 20),
+    ]  # fmt: skip
