@@ -92,11 +92,12 @@ def _router(route: Route, per_host: dict[str, str]) -> Router:
 
 
 def rule_text(route: Route) -> str:
-    """What the route matches, written as a Traefik v3 rule."""
-    parts = [_any_of("Host", route.hosts)]
+    """What the route matches, written as a Traefik v3 rule (a router without a Host names
+    none: it is served on its own stack's hosts and on names no route claims)."""
+    parts = [] if route.every_host or not route.hosts else [_any_of("Host", route.hosts)]
     if route.exact_path:
         parts.append(f"Path(`{route.path}`)")
-    elif route.path != "/":
+    elif route.path != "/" or not parts:
         parts.append(f"PathPrefix(`{route.path}`)")
     if route.methods:
         parts.append(_any_of("Method", route.methods))
@@ -120,6 +121,7 @@ def routers_json(view: RoutersView) -> dict[str, object]:
                 "service": r.route.service,
                 "dialect": r.route.dialect,
                 "hosts": list(r.route.hosts),
+                "every_host": r.route.every_host,
                 "path": r.route.path,
                 "exact_path": r.route.exact_path,
                 "rule": r.rule,

@@ -167,7 +167,7 @@ def test_the_routers_api_has_every_router_and_problem(page: tuple[str, RecordedA
     admin = found["routers"][1]
     assert admin == {
         "service": "api_admin", "dialect": "traefik", "hosts": ["api.example.test"],
-        "path": "/admin", "exact_path": False,
+        "every_host": False, "path": "/admin", "exact_path": False,
         "rule": "Host(`api.example.test`) && PathPrefix(`/admin`) && "
                 "(Method(`GET`) || Method(`POST`))",
         "priority": None, "port": 9000, "scheme": "http",
