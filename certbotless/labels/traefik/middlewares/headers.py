@@ -124,6 +124,9 @@ def _header(name: str, value: str, label: str) -> tuple[str, str]:
     return name, value
 
 
+MAX_CORS_LIST = 1000  # characters of one accessControl* list
+
+
 def _cors(mw: Middleware) -> Cors | None:
     """Traefik's accessControl* fields; accessControlAllowOriginListRegex's regexes are
     searched in the Origin as Go's MatchString does (read as go_regex.py reads Go's)."""
@@ -135,6 +138,14 @@ def _cors(mw: Middleware) -> Cors | None:
         bad = [item for item in items if not pattern.match(item)]
         if bad:
             raise Unsupported(mw.label(key), mw.value(key), f"{bad[0]!r} is not {what}")
+        if len(",".join(items)) > MAX_CORS_LIST:
+            # Rendered into one nginx parameter (origins escaped into a regex): nginx reads at
+            # most 4,096 characters there, and a longer one would fail every host's roll.
+            raise Unsupported(mw.label(key), mw.value(key)[:80] + "…", f"the list is longer "
+                              f"than {MAX_CORS_LIST} characters, more than the edge writes into "
+                              "one nginx parameter: shorten it (for origins, "
+                              "accessControlAllowOriginListRegex matches many at "
+                              "once)")  # fmt: skip
         return items
 
     origins = listed("accesscontrolalloworiginlist", _ORIGIN_RE,

@@ -265,3 +265,28 @@ def test_routers_alike_but_for_their_priority_keep_each_its_own() -> None:
     assert sorted((route.hosts, route.priority) for route in routes) == [
         (("a.example.com",), 10), (("b.example.com",), 20),
     ]  # fmt: skip
+
+
+def test_a_cors_list_too_long_for_one_nginx_parameter_is_refused_and_nginx_t_passes() -> None:
+    """120 long header names once made a parameter nginx cannot read: `nginx -t` failed for
+    every host, so no roll went through for anyone."""
+    from certbotless.edge.render import render_nginx_conf
+    from certbotless.edge.validation import validate_nginx_conf
+    from tests.support.factories import CERTS_DIR, RESPONDER, certs_for
+
+    m = "traefik.http.middlewares.c.headers."
+    names = ",".join(
+        f"X-Custom-Header-Number-{i:03}-abcdefghijklmnopqrstuvwxyz" for i in range(120)
+    )
+    labels = {
+        "traefik.enable": "true",
+        "traefik.http.services.s.loadbalancer.server.port": "80",
+        "traefik.http.routers.r.rule": "Host(`a.example.com`)",
+        "traefik.http.routers.r.middlewares": "c",
+        f"{m}accessControlAllowHeaders": names,
+        f"{m}accessControlAllowOriginList": "https://a.example.com",
+    }
+    claims = traefik_claims([ServiceInfo("web", labels)])["web"]
+    assert any("longer than 1000 characters" in p.message for p in claims.problems)
+    files = render_nginx_conf(claims.routes, certs_for("a.example.com"), RESPONDER, CERTS_DIR)
+    assert validate_nginx_conf(files) == ()
