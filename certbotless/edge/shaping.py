@@ -74,7 +74,7 @@ def error_page_directives(index: int, route: Route) -> str:
 
 
 def error_pages_location(index: int, url: str) -> str:
-    page = url.replace("{status}", "$status")
+    page = url.replace("{status}", "${status}")  # `${…}`: letters after it stay letters
     return f"""
         location @certbotless_errors_{index} {{
             set $error_page {page};

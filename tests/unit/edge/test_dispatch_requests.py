@@ -47,7 +47,8 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Service)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = int(server.server_address[1])
-    errors = ErrorPages(f"http://127.0.0.1:{port}/err/{{status}}.html", (404,))
+    # Letters right after {status}: the URL once rendered the unknown variable $statuspage.
+    errors = ErrorPages(f"http://127.0.0.1:{port}/err/{{status}}page.html", (404,))
     routes = [
         Route("127.0.0.1", (HOST,), port, redirect_to_https=False, error_pages=errors),
         Route("127.0.0.1", (HOST,), port, path="/api", redirect_to_https=False,
@@ -71,7 +72,7 @@ def test_several_routes_go_through_named_locations(edge: int) -> None:
 
 def test_a_routes_error_pages_apply_in_its_named_location(edge: int) -> None:
     status, body, _ = request(edge, "/missing/page")
-    assert (status, body) == (404, "custom error page /err/404.html")
+    assert (status, body) == (404, "custom error page /err/404page.html")
 
 
 def test_forward_auth_guards_a_named_location(edge: int) -> None:

@@ -107,7 +107,7 @@ def test_route_options_render_where_nginx_applies_them() -> None:
     assert text.count("auth_request /.certbotless/auth/") == 2
     assert "set $auth_url http://nlp_auth:8000/check;" in text
     assert re.search(r"error_page 400 401 402 .* 498 500 .* 599 @certbotless_errors_\d+;", text)
-    assert "set $error_page http://nlp_errors:80/$status.html;" in text
+    assert "set $error_page http://nlp_errors:80/${status}.html;" in text
     assert text.count('add_header Strict-Transport-Security "max-age=63072000" always;') == 1
     # api.example.test has no route at /: other paths are a plain 404.
     assert "location / {\n            return 404;" in text
