@@ -318,9 +318,7 @@ class StoredObject:
     name: str
     created_at: str
     role: ObjectRole  # CHAIN, KEY, NGINX_CONF or TICKET_KEY
-    # NGINX_CONF: where the edge mounts it ("": made before configurations were split, when
-    # there was only nginx.conf).
-    nginx_target: str = ""
+    nginx_target: str = ""  # NGINX_CONF: where the edge mounts it ("": nginx.conf, made early)
 
 
 @dataclass(frozen=True)
@@ -444,6 +442,7 @@ class DnsRecord:
 class RolloutResult:
     changed: bool
     seconds: float = 0.0
+    left_out: tuple[LabelProblem, ...] = ()  # services whose part of nginx's config fails it
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from types import MappingProxyType
 
@@ -35,8 +36,15 @@ from certbotless.edge.rollout import (
 )
 from certbotless.edge.servers import certificate_per_host
 from certbotless.edge.snippets import placeholder_certificate, render_snippets
-from certbotless.edge.validation import validate_nginx_conf
-from certbotless.model import FileReference, ObjectKind, RolloutResult, Route, StoredCert
+from certbotless.edge.validation import NginxConfigError, validate_nginx_conf
+from certbotless.model import (
+    FileReference,
+    LabelProblem,
+    ObjectKind,
+    RolloutResult,
+    Route,
+    StoredCert,
+)
 from certbotless.seams import Progress
 from certbotless.settings import NginxConfMode, Settings
 from certbotless.swarm.api import APIError, Json, NotFound, Swarm
@@ -126,6 +134,46 @@ def with_their_secrets(
     return kept, ids
 
 
+def routes_nginx_passes(
+    routes: Sequence[Route],
+    render: Callable[[Sequence[Route]], NginxFiles],
+    validate: Callable[[NginxFiles], object],
+) -> tuple[list[Route], tuple[LabelProblem, ...]]:
+    """The routes whose configuration (`render`) the sidecar's nginx passes (`validate`). When
+    the whole fails, each service's routes are tried alone and those that fail alone are left
+    out, each with nginx's words: one service's labels cannot stop every other service's roll
+    (a failure no service causes alone is raised, as before)."""
+    try:
+        validate(render(routes))
+        return list(routes), ()
+    except NginxConfigError as whole:
+        by_service: dict[str, list[Route]] = {}
+        for route in routes:
+            by_service.setdefault(route.service, []).append(route)
+        failing = {}
+        for name, own in sorted(by_service.items()):
+            try:
+                validate_nginx_conf(render(own))
+            except NginxConfigError as error:
+                failing[name] = str(error)
+        if not failing:
+            raise whole from None
+    kept = [route for route in routes if route.service not in failing]
+    validate(render(kept))
+    for name, words in failing.items():
+        log.error("%s is left out of the edge's configuration: %s", name, words)
+    return kept, tuple(
+        LabelProblem(
+            name,
+            "nginx -t",
+            "",
+            f"left out of the edge's nginx configuration, which nginx refuses with this "
+            f"service's routes ({words}); every other service rolls: fix its labels",
+        )
+        for name, words in failing.items()
+    )
+
+
 class SwarmEdgeDeployer:
     """EdgeDeployer for an nginx Swarm service."""
 
@@ -148,13 +196,13 @@ class SwarmEdgeDeployer:
         progress: Progress,
     ) -> RolloutResult:
         service = self.swarm.inspect_service(edge)
-        files, wanted = self._configuration(service, routes, current, set(wanted_names))
+        files, wanted, left_out = self._configuration(service, routes, current, set(wanted_names))
         if not references_change(service, wanted):
             problem = stuck_update(service)
             if problem is not None:
                 raise RolloutError(problem)
             self._failed.clear()
-            return RolloutResult(changed=False)
+            return RolloutResult(changed=False, left_out=left_out)
         attempt = frozenset(ref.object_id for ref in wanted)
         if attempt in self._failed:
             raise RolloutError(
@@ -169,7 +217,7 @@ class SwarmEdgeDeployer:
         self._failed.clear()
         if result.changed:
             progress(f"{edge}: rolled in {result.seconds:.1f} s")
-        return result
+        return replace(result, left_out=left_out)
 
     def _configuration(
         self,
@@ -177,14 +225,19 @@ class SwarmEdgeDeployer:
         routes: Sequence[Route],
         current: Mapping[str, StoredCert],
         wanted_names: set[str],
-    ) -> tuple[NginxFiles, list[FileReference]]:
-        """The configuration's files and every reference the edge must mount."""
+    ) -> tuple[NginxFiles, list[FileReference], tuple[LabelProblem, ...]]:
+        """The configuration's files, every reference the edge must mount, and the services
+        left out of it (routes_nginx_passes)."""
         if self.settings.nginx_conf == NginxConfMode.OWN:
-            return self._snippet_references(current, wanted_names)
+            return (*self._snippet_references(current, wanted_names), ())
         routes, secret_ids = with_their_secrets(self.swarm, routes)
         tickets = self.store.ensure_ticket_keys(datetime.now(UTC).date())
+        routes, left_out = routes_nginx_passes(
+            routes,
+            lambda some: self._render(some, current, local_nginx_version(), len(tickets)),
+            self._validate,
+        )
         files = self._render(routes, current, self._edge_nginx_version(service), len(tickets))
-        self._validate(self._render(routes, current, local_nginx_version(), len(tickets)))
         try:
             confs = self.store.ensure_nginx_confs(files)
         except APIError as error:  # a failed roll, reported; the pass (and gc) goes on
@@ -193,7 +246,7 @@ class SwarmEdgeDeployer:
                 f"so nothing rolled: {error}"
             ) from None
         references = edge_references(routes, current, confs, self.settings.certs_dir, secret_ids)
-        return files, references + ticket_key_references(tickets)
+        return files, references + ticket_key_references(tickets), left_out
 
     def _validate(self, files: NginxFiles) -> None:
         """The sidecar's own `nginx -t` (its errors name the file, line and route); a

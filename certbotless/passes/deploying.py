@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from certbotless.edge.rollout import RolledBack, RolloutError
 from certbotless.edge.validation import NginxConfigError
-from certbotless.model import Route, StoredCert
+from certbotless.model import LabelProblem, Route, StoredCert
 from certbotless.seams import CertificateStore, EdgeDeployer, Progress
 
 log = logging.getLogger(__name__)
@@ -25,6 +25,7 @@ class Deployed:
     error: str | None = None
     refused: dict[str, str] = field(default_factory=dict)  # name → serial Swarm rolled back
     seconds: float = 0.0  # how long the roll took (or failed after)
+    problems: tuple[LabelProblem, ...] = ()  # services left out of the configuration
 
     @property
     def outcome(self) -> str:
@@ -66,4 +67,5 @@ def deploy_edge(
     except (RolloutError, NginxConfigError) as error:
         log.error("%s", error)
         return Deployed(error=str(error), seconds=time.monotonic() - started)
-    return Deployed(done=True, rolled=result.changed, seconds=result.seconds)
+    return Deployed(done=True, rolled=result.changed, seconds=result.seconds,
+                    problems=result.left_out)  # fmt: skip

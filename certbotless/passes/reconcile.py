@@ -108,7 +108,7 @@ class Reconciler:
             return PassReport(
                 issued=tuple(issuance.issued),
                 failed=failed,
-                problems=seen.found.problems,
+                problems=seen.found.problems + deployed.problems,
                 rolled=deployed.rolled,
                 rollout_error=deployed.error,
                 removed=tuple(removed),

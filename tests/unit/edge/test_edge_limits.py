@@ -210,6 +210,7 @@ class ConfigStore:
 
     def __init__(self) -> None:
         self.made: dict[str, str] = {}
+        self.texts: dict[str, str] = {}  # config name → its text
         self.refuse = False
 
     def ensure_nginx_confs(self, files: Mapping[str, str]) -> dict[str, tuple[str, str]]:
@@ -219,6 +220,7 @@ class ConfigStore:
         for target, text in files.items():
             name = nginx_conf_name(text)
             self.made.setdefault(name, f"id-{name}")
+            self.texts[name] = text
             made[target] = (name, self.made[name])
         return made
 
@@ -277,3 +279,24 @@ def test_wildcard_hosts_pass_nginx_t_and_a_split_one_includes_only_its_own_files
     assert not [target for target in files if "*" in target]
     assert any("_wildcard_.example.test" in target for target in files)
     assert validate_nginx_conf(files) == ()
+
+
+def test_a_service_whose_part_of_the_configuration_fails_nginx_t_is_left_out_alone() -> None:
+    """One service's fragment that nginx refuses (here a body size nginx cannot read, which
+    labels would have refused) once failed `nginx -t` for the whole configuration: nothing
+    rolled for anyone, renewed certificates included. Now only that service is left out."""
+    edge, swarm, store = deployer()
+    good = Route("shop_web", ("shop.example.test",), 8000)
+    bad = Route(
+        "other_web", ("other.example.test",), 8000, max_body_size="20q", redirect_to_https=False
+    )  # served on port 80: no certificate here
+    deployed = deploy_edge(edge, FakeStore(), "edge", [good, bad], {}, [], lambda _: None)
+    assert deployed.done and deployed.rolled
+    (problem,) = deployed.problems
+    assert problem.service == "other_web" and "left out of the edge's nginx configuration" in (
+        problem.message
+    )
+    assert 'invalid value "20q"' in problem.message or "20q" in problem.message
+    (update,) = swarm.updates
+    rolled = "".join(store.texts[name] for name in mounted(update).values())
+    assert "shop.example.test" in rolled and "other.example.test" not in rolled
