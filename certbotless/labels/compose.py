@@ -128,9 +128,44 @@ def _read_yaml(path: Path) -> Any:
     except UnicodeDecodeError:
         raise ComposeError(f"{path}: is not UTF-8 text") from None
     try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        if root is not None and _expanded_size(root) > MAX_EXPANDED_NODES:
+            raise ComposeError(f"{path}: expands to more than {MAX_EXPANDED_NODES:,} values "
+                               "through YAML aliases (*name): write the values out, or use "
+                               "fewer aliases of aliases")  # fmt: skip
         return yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise ComposeError(f"{path}: is not valid YAML: {error}") from None
+    except RecursionError:
+        raise ComposeError(
+            f"{path}: nests deeper than certbotless reads (about 900 levels)"
+        ) from None
+
+
+# Values a compose file may stand for once its aliases are expanded: far above any real stack,
+# far below what would keep `lint` (and the sidecar) busy for minutes on a tiny file.
+MAX_EXPANDED_NODES = 1_000_000
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """How many values the document stands for with every alias expanded, counted once per
+    node of YAML's graph (an alias is a shared node), in time linear in the file."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [item for pair in node.value for item in pair]
+        total = 1 + sum(size(child) for child in children)
+        sizes[id(node)] = min(total, MAX_EXPANDED_NODES + 1)
+        return sizes[id(node)]
+
+    return size(root)
 
 
 def _checked(config: Any, where: str) -> dict[str, Any]:

@@ -187,6 +187,23 @@ def test_yaml_syntax_error_and_missing_file_are_unreadable(
     assert run_cli(capsys, no_services)[0] == 2
 
 
+def test_an_alias_bomb_and_deep_nesting_are_refused_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """602 bytes of aliases of aliases (9^9 values) kept `lint` busy until killed; 5,000
+    nested lists ended in a bare RecursionError."""
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for this, previous in zip("bcdefghi", "abcdefgh", strict=True):
+        lines.append(f"{this}: &{this} [{', '.join([f'*{previous}'] * 9)}]")
+    lines.append("services:\n  web:\n    image: x\n    deploy:\n      labels: *i")
+    bomb = write(tmp_path, "bomb.yml", "\n".join(lines) + "\n")
+    code, _, err = run_cli(capsys, bomb)
+    assert code == 2 and "expands to more than 1,000,000 values through YAML aliases" in err
+    deep = write(tmp_path, "deep.yml", "services:\n  web:\n    labels: " + "[" * 5000 + "]" * 5000)
+    code, _, err = run_cli(capsys, deep)
+    assert code == 2 and "nests deeper than certbotless reads" in err
+
+
 def test_two_stacks_of_one_name_are_refused(tmp_path: Path) -> None:
     one = write(tmp_path, "one.yml", app_stack())
     with pytest.raises(ComposeError, match="two stacks are named one"):
