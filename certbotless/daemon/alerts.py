@@ -186,6 +186,12 @@ def channels_for(settings: Settings) -> list[Channel]:
     return channels
 
 
+def slack_escaped(text: str) -> str:
+    """Text as Slack's message format shows it literally: `&`, `<` and `>` escaped, so that a
+    label's value cannot mention `<!channel>` or disguise a link (`<https://…|click>`)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 class WebhookChannel:
     """JSON POST. `slack` (default: when the URL is a hooks.slack.com webhook) sends Slack's
     `{"text": …}` body, which Mattermost and Rocket.Chat accept too. The URL's path and query
@@ -209,7 +215,7 @@ class WebhookChannel:
 
     def send(self, title: str, text: str, alert: Alert, resolved: bool) -> None:
         if self.slack:
-            body: dict[str, object] = {"text": f"*{title}*\n{text}"}
+            body: dict[str, object] = {"text": f"*{slack_escaped(title)}*\n{slack_escaped(text)}"}
         else:
             body = {
                 "title": title,

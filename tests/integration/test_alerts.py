@@ -153,6 +153,18 @@ def test_slack_webhooks_get_a_text_body(receiver: WebhookReceiver) -> None:
     assert receiver.bodies == [{"text": "*nginx rollout failed*\nrolled back"}]
 
 
+def test_a_labels_words_reach_slack_as_text_not_markup(receiver: WebhookReceiver) -> None:
+    """A label's value in an alert once reached Slack as markup: `<!channel>` pinged everyone,
+    `<https://…|docs>` disguised a link."""
+    error = "bad value <!channel> <https://evil.example|docs> & more"
+    alerter = Alerter([WebhookChannel(receiver.url, slack=True)])
+    alerter.update(alerts_for(PassReport(rollout_error=error), [], NOW, NOW))
+    alerter.flush()
+    (body,) = receiver.bodies
+    assert "&lt;!channel&gt; &lt;https://evil.example|docs&gt; &amp; more" in str(body["text"])
+    assert "<!channel>" not in str(body["text"])
+
+
 def test_a_dead_channel_is_retried_and_never_blocks(
     mailbox: tuple[Mailbox, int], caplog: pytest.LogCaptureFixture
 ) -> None:
