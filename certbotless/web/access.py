@@ -29,9 +29,6 @@ _BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
 _FORWARDED_TO_AUTH = ("Cookie", "Authorization", "User-Agent", "Accept")
 FORWARD_AUTH_TIMEOUT = 5.0
 _REMEMBERED_LOGINS = 256
-_UNKNOWN_USER = bcrypt.hashpw(
-    b"no such user", bcrypt.gensalt(rounds=10)
-)  # bcrypt costs ~0.1 s a check: a verified login is remembered
 
 
 class StatusPageError(Exception):
@@ -50,6 +47,12 @@ class Visitor:
     """Who is asking, in the words the action log uses."""
 
     name: str
+
+
+def _unknown_user_hash(users: Mapping[str, bytes]) -> bytes:
+    """A hash no password matches, at the highest cost of the users' (`$2b$NN$…`)."""
+    costs = [int(hashed[4:6]) for hashed in users.values() if hashed[4:6].isdigit()]
+    return bcrypt.hashpw(b"no such user", bcrypt.gensalt(rounds=max(costs, default=10)))
 
 
 def read_htpasswd(path: Path) -> dict[str, bytes]:
@@ -88,6 +91,9 @@ class Gate:
     ) -> None:
         self.networks = [ipaddress.ip_network(n) for n in page.allow_from]
         self.users = read_htpasswd(page.htpasswd) if page.htpasswd else None
+        # An unknown user costs a bcrypt check as long as a known one's: the time taken tells
+        # no user names (htpasswd -nB uses cost 5, others more).
+        self._unknown_user = _unknown_user_hash(self.users or {})
         self.forward_auth = page.forward_auth
         self._ask = ask
         self._verified: dict[str, str] = {}
@@ -129,8 +135,7 @@ class Gate:
         with self._lock:
             if self._verified.get(digest) == user:
                 return user
-        # An unknown user costs a bcrypt check too: the time taken tells no user names.
-        hashed = self.users.get(user, _UNKNOWN_USER)
+        hashed = self.users.get(user, self._unknown_user)
         try:
             matches = bcrypt.checkpw(password.encode(), hashed)
         except ValueError:  # bcrypt 5 refuses passwords over 72 bytes: none can match
