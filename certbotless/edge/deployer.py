@@ -138,6 +138,7 @@ def routes_nginx_passes(
     routes: Sequence[Route],
     render: Callable[[Sequence[Route]], NginxFiles],
     validate: Callable[[NginxFiles], object],
+    check_alone: Callable[[NginxFiles], object] = validate_nginx_conf,
 ) -> tuple[list[Route], tuple[LabelProblem, ...]]:
     """The routes whose configuration (`render`) the sidecar's nginx passes (`validate`). When
     the whole fails, each service's routes are tried alone and those that fail alone are left
@@ -153,7 +154,7 @@ def routes_nginx_passes(
         failing = {}
         for name, own in sorted(by_service.items()):
             try:
-                validate_nginx_conf(render(own))
+                check_alone(render(own))
             except NginxConfigError as error:
                 failing[name] = str(error)
         if not failing:
@@ -174,6 +175,30 @@ def routes_nginx_passes(
     )
 
 
+class RememberedChecks:
+    """`nginx -t` of one service's routes, remembered by content: while a service's part
+    fails, each pass would otherwise check every service's part again."""
+
+    _REMEMBERED = 10_000
+
+    def __init__(self) -> None:
+        self._verdicts: dict[str, NginxConfigError | None] = {}  # digest → its verdict
+
+    def __call__(self, files: NginxFiles) -> None:
+        digest = hashlib.sha256(repr(sorted(files.items())).encode()).hexdigest()
+        if digest not in self._verdicts:
+            if len(self._verdicts) > self._REMEMBERED:
+                self._verdicts.clear()
+            try:
+                validate_nginx_conf(files)
+                self._verdicts[digest] = None
+            except NginxConfigError as error:
+                self._verdicts[digest] = error
+        failed = self._verdicts[digest]
+        if failed is not None:
+            raise failed
+
+
 class SwarmEdgeDeployer:
     """EdgeDeployer for an nginx Swarm service."""
 
@@ -186,6 +211,7 @@ class SwarmEdgeDeployer:
         self._failed: deque[frozenset[str]] = deque(maxlen=16)
         self._nginx_versions: dict[str, NginxVersion] = {}  # edge image → its nginx version
         self._validated = ""  # digest of the configuration the sidecar's nginx last passed
+        self._check_alone = RememberedChecks()
 
     def deploy(
         self,
@@ -236,6 +262,7 @@ class SwarmEdgeDeployer:
             routes,
             lambda some: self._render(some, current, local_nginx_version(), len(tickets)),
             self._validate,
+            self._check_alone,
         )
         files = self._render(routes, current, self._edge_nginx_version(service), len(tickets))
         try:
