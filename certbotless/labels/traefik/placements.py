@@ -20,14 +20,14 @@ def placements(
     if not hosts:
         return [((), ())]
     names: list[str] = []
-    placements: list[tuple[tuple[str, ...], tuple[RequestCondition, ...]]] = []
+    tested: list[tuple[tuple[str, ...], tuple[RequestCondition, ...]]] = []
     for host in hosts:
         conditions = None if https else _host_without_certificate(host)
         if conditions is None:
             names.append(parse_hostname(host, invalid))
         else:
-            placements.append(((), conditions))
-    return ([(tuple(dict.fromkeys(names)), ())] if names else []) + placements
+            tested.append(((), conditions))
+    return ([(tuple(dict.fromkeys(names)), ())] if names else []) + tested
 
 
 def _host_without_certificate(host: str) -> tuple[RequestCondition, ...] | None:
