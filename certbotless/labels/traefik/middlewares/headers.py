@@ -35,8 +35,18 @@ _HEADER_VALUES = {
 }
 _STS = {"stsseconds", "stsincludesubdomains", "stspreload", "forcestsheader", "isdevelopment"}
 # Deprecated options Traefik v3 reads and ignores (its headers middleware does not pass them
-# to unrolled/secure): taken, and ignored as well.
-_IGNORED = {"featurepolicy", "sslredirect", "ssltemporaryredirect", "sslhost", "sslforcehost"}
+# to unrolled/secure): ignored as well, and said so with what does the job.
+_REDIRECT_INSTEAD = ("not applied, as Traefik v3 does not apply it (deprecated there): a "
+                     "redirectScheme middleware sends plain HTTP to HTTPS")  # fmt: skip
+_IGNORED_WHY = {
+    "featurepolicy": "not sent, as Traefik v3 does not send it (deprecated there): use "
+    "permissionsPolicy",
+    "sslredirect": _REDIRECT_INSTEAD,
+    "ssltemporaryredirect": _REDIRECT_INSTEAD,
+    "sslhost": _REDIRECT_INSTEAD,
+    "sslforcehost": _REDIRECT_INSTEAD,
+}
+_IGNORED = set(_IGNORED_WHY)
 # sslProxyHeaders: Traefik's entry point sets these itself (never the client's value).
 _SET_BY_ENTRY_POINT = {"x-forwarded-port", "x-forwarded-server"}
 # A Public-Key-Pins value, written in nginx's single quotes.
@@ -69,6 +79,8 @@ def apply(route: Route, mw: Middleware, context: Context) -> Route:
             response.append(_HEADER_FLAGS[kind][:2])
         elif kind in _HEADER_VALUES and value:
             response.append(_header(_HEADER_VALUES[kind], value, label))
+    for key in sorted(_IGNORED & set(mw.fields)):
+        context.note(mw.label(key), mw.value(key), _IGNORED_WHY[key])
     sts, sts_on_plain_http = _strict_transport(mw)
     route = _with_allowed_hosts(route, mw)
     route = _secure_scheme(route, mw, bool(sts))

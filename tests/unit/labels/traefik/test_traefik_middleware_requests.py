@@ -108,14 +108,18 @@ def test_a_header_traefiks_entry_point_sets_cannot_make_a_request_count_as_https
 @pytest.mark.parametrize(
     "option", ["featurepolicy", "sslredirect", "ssltemporaryredirect", "sslhost", "sslforcehost"]
 )
-def test_deprecated_headers_options_are_ignored_as_traefik_v3_ignores_them(
+def test_deprecated_headers_options_are_not_applied_as_in_traefik_v3_and_said_so(
     upstream: int, edge: ServeEdge, option: str
 ) -> None:
     labels = one_router(
         upstream, {f"{M}h.headers.{option}": "x", f"{M}h.headers.framedeny": "true"}
     )
-    assert not traefik_claims([ServiceInfo("app", labels)])["app"].problems
-    status, _, headers = answer(edge(labels).port)
+    (problem,) = traefik_claims([ServiceInfo("app", labels)])["app"].problems
+    assert problem.label.endswith(option) and "as Traefik v3" in problem.message
+    served = dict((key, value) for key, value in labels.items() if not key.endswith(option))
+    routes = traefik_claims([ServiceInfo("app", labels)])["app"].routes
+    assert routes == traefik_claims([ServiceInfo("app", served)])["app"].routes  # as without it
+    status, _, headers = answer(edge(served).port)
     assert status == 200
     assert headers.get("X-Frame-Options") == "DENY" and headers.get("Feature-Policy") is None
 
