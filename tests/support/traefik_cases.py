@@ -240,7 +240,9 @@ def rule_case_outcome(
             detail = f"Traefik rejects this rule; certbotless serves it{said}"
             return Outcome(case_id, area, Verdict.SILENT, detail)
         return Outcome(case_id, area, Verdict.BEHAVES, _problems_text(problems))
-    if unrouted and problems:
+    # A router Traefik accepts but that no request can reach (`traefik_never_matches`): left
+    # out with a word, it behaves as Traefik when every answer is Traefik's.
+    if unrouted and problems and not case.get("traefik_never_matches"):
         return Outcome(case_id, area, Verdict.REFUSED, _problems_text(problems))
     # A router left out without a word behaves only if Traefik never reaches it either.
     router_of = dict(zip(ports, names, strict=False))

@@ -11,9 +11,10 @@ clients: the case's `dynamic` configuration and router `tls_options`, and reques
 throwaway CA's client certificate (`client_cert`); see tests/traefik_cases/README.md.
 
 Verdicts: REFUSED when a LabelProblem names one of the case's middlewares or `s`'s options
-(whether the route is then served without them or not at all); otherwise BEHAVES when every
-answer is Traefik's, SILENT when one differs, when the router is dropped without a word, or
-when the case has no request to check what certbotless accepted."""
+(whether the route is then served without them or not at all), unless the case says that
+Traefik ignores that option too (`traefik_ignores`) and every answer is Traefik's; otherwise
+BEHAVES when every answer is Traefik's, SILENT when one differs, when the router is dropped
+without a word, or when the case has no request to check what certbotless accepted."""
 
 from __future__ import annotations
 
@@ -147,7 +148,7 @@ def middleware_case_outcome(
             return Outcome(case_id, area, Verdict.SILENT,
                            "Traefik rejects these labels; certbotless serves them")  # fmt: skip
         return Outcome(case_id, area, Verdict.BEHAVES, text)
-    if said:
+    if said and not (case.get("traefik_ignores") and routes):
         return Outcome(case_id, area, Verdict.REFUSED, text)
     if not routes:
         others = " | ".join(f"{p.label}: {p.message}" for p in problems)
@@ -157,8 +158,11 @@ def middleware_case_outcome(
         return Outcome(case_id, area, Verdict.SILENT, "accepted; no request checks it")
     differing = answers_differing(with_echo(requests, ports[0]), routes, scratch, binary)
     if differing:
+        if said:  # says what it does not do, and that differs from Traefik's ignoring it
+            return Outcome(case_id, area, Verdict.REFUSED, text)
         return Outcome(case_id, area, Verdict.SILENT, "; ".join(differing))
-    return Outcome(case_id, area, Verdict.BEHAVES, "")
+    # An option Traefik reads and then ignores: certbotless ignores it too, and says so.
+    return Outcome(case_id, area, Verdict.BEHAVES, text)
 
 
 def _errors_on_loopback(route: Route) -> Route:
