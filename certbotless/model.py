@@ -137,8 +137,7 @@ class Route:
     auth_response_headers: tuple[str, ...] = ()  # copied from the forward-auth answer
     compress: bool = False  # gzip the answers
     compress_min_bytes: int | None = None  # Traefik's: any type from that size (None: text)
-    # Only requests with one of these methods (any when empty), these headers at these values
-    # and every other condition (Traefik's matchers) are served; others get 404.
+    # Served only if the method (any when empty), headers and conditions match; others get 404.
     methods: tuple[str, ...] = ()
     match_headers: tuple[tuple[str, str], ...] = ()  # (lowercase name, exact value)
     conditions: tuple[RequestCondition, ...] = ()
@@ -155,8 +154,7 @@ class Route:
     # routes in this order (natives, None, by nginx's: exact path, then longest prefix). Left
     # out of comparisons: the rendered configuration is what changes when it does.
     priority: int | None = field(default=None, compare=False)
-    # Traefik's Strict-Transport-Security value for this route (headers.stsSeconds…), sent on
-    # its HTTPS answers, and on plain HTTP too with `strict_transport_on_plain_http`.
+    # Strict-Transport-Security (headers.stsSeconds…), on HTTPS answers (and plain HTTP's: below)
     strict_transport: str = ""
     strict_transport_on_plain_http: bool = False
     public_key: str = ""  # Public-Key-Pins, sent where Strict-Transport-Security would be
@@ -165,6 +163,8 @@ class Route:
     redirect_port: int = 443
     auth_request_headers: tuple[str, ...] = ()  # only these go to forward auth (empty: all)
     auth_keeps_method: bool = False  # forward auth asked with the request's method, not GET
+    auth_keeps_location: bool = False  # a refusal's relative Location passed as it is
+    auth_signin_url: str = ""  # forward auth's 401 answered by a redirect to it (authSigninURL)
     pass_host_header: bool = True  # False: the service gets its own name:port as Host
     rewrite_phase: RewritePhase = NOTHING  # allowedHosts, redirectRegex, stripPrefixRegex
     every_host: bool = False  # a router without a Host: its stack's hosts and unclaimed names

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
+from urllib.parse import urlsplit
 
 from certbotless.client_tls import AuthServerTls
 from certbotless.edge.conditions import client_variable, rejects_otherwise
@@ -113,17 +114,32 @@ def zone_key(key: str) -> str:
     return '"one"' if key == "one" else "$binary_remote_addr"
 
 
+def auth_answered_statuses(route: Route) -> list[int]:
+    """The statuses of a forward-auth refusal that get the auth server's own answer: 401 and
+    403, and 500 (nginx's auth_request makes one of any other answer but a 2xx). Statuses the
+    route's error pages (errors middleware) replace stay theirs; with those pages the
+    service's errors are intercepted, so a 500 could be the service's: it stays nginx's."""
+    paged = set(route.error_pages.statuses) if route.error_pages is not None else set()
+    return [code for code in (401, 403) if code not in paged] + ([] if paged else [500])
+
+
 def forward_auth_directives(index: int, route: Route) -> str:
     """The route's requests asked about at its forward-auth location first, and the answer's
-    listed headers passed on to the upstream."""
+    listed headers passed on to the upstream. A refusal (401, 403) or any other answer but a
+    2xx (nginx's auth_request turns those into 500) is the auth server's own answer, as in
+    Traefik: see `auth_answer_location`. Statuses the route's error pages (errors
+    middleware) replace stay theirs, and with those pages a 500 stays nginx's."""
     if route.auth_url is None:
         return ""
-    lines = [f"auth_request {INTERNAL_LOCATION}auth/{index};"]
+    lines = [f"auth_request {INTERNAL_LOCATION}auth/{index};",
+             f"auth_request_set $certbotless_auth_{index}_status $upstream_status;"]  # fmt: skip
     for number, header in enumerate(route.auth_response_headers):
         variable = f"$certbotless_auth_{index}_{number}"
         upstream = "$upstream_http_" + header.lower().replace("-", "_")
         lines += [f"auth_request_set {variable} {upstream};",
                   f"proxy_set_header {header} {variable};"]  # fmt: skip
+    lines += [f"error_page {code} = @certbotless_auth_answer_{index}_{code};"
+              for code in auth_answered_statuses(route)]  # fmt: skip
     return "".join(f"\n            {line}" for line in lines)
 
 
@@ -147,6 +163,15 @@ def auth_tls_secrets(routes: Iterable[Route]) -> dict[str, bool]:
     return found
 
 
+def _auth_server_tls(route: Route) -> AuthServerTls | None:
+    """The route's forwardAuth.tls; an https auth server without it is verified against the
+    image's CAs, as Go's default client verifies it in Traefik."""
+    tls = route.client_tls.auth_server
+    if tls is None and (route.auth_url or "").lower().startswith("https://"):
+        return AuthServerTls()
+    return tls
+
+
 def _auth_tls_directives(tls: AuthServerTls | None) -> str:
     """How the edge speaks TLS to the auth server, as Traefik's forwardAuth.tls: its
     certificate verified against the CA (else the image's own CAs) unless insecureSkipVerify,
@@ -164,34 +189,24 @@ def _auth_tls_directives(tls: AuthServerTls | None) -> str:
     return "".join(f"\n            {line}" for line in lines)
 
 
-def auth_location(
-    index: int,
-    auth_url: str,
-    request_headers: tuple[str, ...] = (),
-    keep_method: bool = False,
-    tls: AuthServerTls | None = None,
-) -> str:
-    """Forward auth: nginx asks `auth_url` with the client's headers (only `request_headers`
-    when given, as Traefik's authRequestHeaders) and the request line in both the X-Original-*
-    and Traefik's X-Forwarded-* names; 2xx lets the request through, 401/403 go back to the
-    client, anything else (a timeout included) is a 500. The timeouts are short because every
-    request of the route waits for this answer. nginx asks with GET, as Traefik; with
-    `keep_method` (preserveRequestMethod), with the request's method (the main request's, in
-    the subrequest), still without its body."""
+def _asking_directives(route: Route) -> str:
+    """How nginx asks the route's auth server: its client's headers (only
+    `auth_request_headers` when given, as Traefik's authRequestHeaders), the request line in
+    both the X-Original-* and Traefik's X-Forwarded-* names, with GET as Traefik (the
+    request's method with `auth_keeps_method`, preserveRequestMethod), never its body. The
+    timeouts are short because every request of the route waits for this answer."""
     listed = "".join(
         f"\n            proxy_set_header {name} $http_{name.lower().replace('-', '_')};"
-        for name in request_headers
+        for name in route.auth_request_headers
         if name.lower() not in _SET_FOR_AUTH
     )
-    only_listed = "\n            proxy_pass_request_headers off;" if request_headers else ""
-    if keep_method:
-        only_listed += "\n            proxy_method $request_method;"
+    only_listed = "\n            proxy_pass_request_headers off;" * bool(route.auth_request_headers)
+    method = "$request_method" if route.auth_keeps_method else "GET"
     return f"""
-        location = {INTERNAL_LOCATION}auth/{index} {{
-            internal;
-            set $auth_url {auth_url};
+            set $auth_url {route.auth_url};
             proxy_pass $auth_url;
-            proxy_ssl_server_name on;{_auth_tls_directives(tls)}
+            proxy_method {method};
+            proxy_ssl_server_name on;{_auth_tls_directives(_auth_server_tls(route))}
             proxy_connect_timeout 2s;
             proxy_send_timeout 5s;
             proxy_read_timeout 5s;
@@ -200,5 +215,72 @@ def auth_location(
             proxy_set_header X-Original-URI $request_uri;
             proxy_set_header X-Original-Method $request_method;
             proxy_set_header X-Forwarded-Uri $request_uri;
-            proxy_set_header X-Forwarded-Method $request_method;{FORWARDED_HEADERS}
+            proxy_set_header X-Forwarded-Method $request_method;{FORWARDED_HEADERS}"""
+
+
+# Hop-by-hop headers of an auth answer that Traefik drops and nginx would pass on.
+_HOP_BY_HOP = ("Te", "Trailers", "Upgrade")
+
+
+def auth_location(index: int, route: Route) -> str:
+    """Forward auth: the subrequest that asks the route's auth server; a 2xx lets the request
+    through."""
+    return f"""
+        location = {INTERNAL_LOCATION}auth/{index} {{
+            internal;{_asking_directives(route)}
         }}"""
+
+
+def auth_answer_locations(index: int, route: Route) -> str:
+    """A request the auth server did not let through gets the auth server's own answer
+    (status, headers, body), as Traefik passes it on. nginx's auth subrequest keeps only its
+    status, so the auth server is asked once more and that answer passed on. A Location it
+    gives relative is made absolute against its address, unless `auth_keeps_location`
+    (preserveLocationHeader); a 401 is a redirect to `auth_signin_url` when given. The
+    status came from elsewhere when the auth server was not asked or said yes (basic auth's
+    401, an allow list's 403): it stays. An auth server that cannot be reached is a 500, as
+    in Traefik."""
+    where = urlsplit(route.auth_url or "")
+    origin = f"{where.scheme}://{where.netloc}"
+    directory = origin + (where.path or "/")[: (where.path or "/").rfind("/") + 1]
+    if route.auth_keeps_location:
+        relative = "\n            proxy_redirect off;"
+    else:
+        relative = (
+            f"\n            proxy_redirect ~^//(.*)$ {where.scheme}://$1;"
+            f"\n            proxy_redirect ~^(/.*)$ {origin}$1;"
+            f"\n            proxy_redirect ~^(?![a-zA-Z][a-zA-Z0-9+.-]*:)(.+)$ {directory}$1;"
+        )
+    signin = (
+        f"""
+            if ($certbotless_auth_{index}_status = 401) {{
+                return 302 {route.auth_signin_url};
+            }}"""
+        if route.auth_signin_url
+        else ""
+    )
+    # One gate per status: nginx's `return` takes no variable status.
+    blocks = [
+        f"""
+        location @certbotless_auth_answer_{index}_{code} {{
+            recursive_error_pages on;
+            error_page 418 = @certbotless_auth_answer_{index};{signin if code == 401 else ""}
+            if ($certbotless_auth_{index}_status ~ "^[1345]") {{
+                return 418;
+            }}
+            return {code};
+        }}"""
+        for code in auth_answered_statuses(route)
+    ]
+    hidden = "".join(f"\n            proxy_hide_header {name};" for name in _HOP_BY_HOP)
+    asking = _asking_directives(route) + relative + hidden
+    blocks.append(f"""
+        location @certbotless_auth_answer_{index} {{
+            recursive_error_pages on;
+            error_page 502 504 = @certbotless_auth_unreachable_{index};{asking}
+        }}
+
+        location @certbotless_auth_unreachable_{index} {{
+            return 500;
+        }}""")
+    return "".join(blocks)

@@ -15,7 +15,12 @@ from certbotless.edge.dispatch import (
     routing_order,
     takes_every_request,
 )
-from certbotless.edge.guards import access_directives, auth_location, forward_auth_directives
+from certbotless.edge.guards import (
+    access_directives,
+    auth_answer_locations,
+    auth_location,
+    forward_auth_directives,
+)
 from certbotless.edge.rewrite_phase import (
     RAW_PATH,
     early_answers,
@@ -131,8 +136,9 @@ def _route_blocks(
         + _rewrites(route)
         + header_directives(route, hsts, plain_http)
     )
-    # A named location is reached through error_page: its own error pages must still apply.
-    recursive = "\n            recursive_error_pages on;" if named else ""
+    # A named location is reached through error_page: its own error pages must still apply;
+    # so must those of the auth server's answer (guards.auth_answer_locations).
+    recursive = "\n            recursive_error_pages on;" * (named or route.auth_url is not None)
     blocks = [
         f"""
         location {match} {{{_path_comment(route) if named else ""}{recursive}
@@ -141,9 +147,7 @@ def _route_blocks(
         }}"""
     ]
     if route.auth_url is not None:
-        blocks.append(auth_location(index, route.auth_url, route.auth_request_headers,
-                                    route.auth_keeps_method,
-                                    route.client_tls.auth_server))  # fmt: skip
+        blocks += [auth_location(index, route), auth_answer_locations(index, route)]
     if route.error_pages is not None:
         blocks.append(error_pages_location(index, route.error_pages.url))
     return blocks

@@ -97,9 +97,16 @@ class Echo(BaseHTTPRequestHandler):
     # Each request's path and headers (lowercase names), oldest first, of every Echo server.
     seen: ClassVar[list[tuple[str, dict[str, str]]]] = []
 
+    # Answers given in place of the echo, by path: a forward-auth server's (status, headers,
+    # body), as a Traefik test's handler writes them.
+    scripted: ClassVar[dict[str, tuple[int, list[tuple[str, str]], str]]] = {}
+
     def _answer(self) -> None:
         headers = {name.lower(): value for name, value in self.headers.items()}
         Echo.seen.append((self.path, headers))
+        if self.path in Echo.scripted:
+            self._scripted(*Echo.scripted[self.path])
+            return
         body = f"{self.path} {self.headers.get('Authorization', '-')}".encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -109,6 +116,16 @@ class Echo(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+    def _scripted(self, status: int, headers: list[tuple[str, str]], body: str) -> None:
+        data = body.encode()
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _answer
 

@@ -156,6 +156,9 @@ def middleware_case_outcome(
     requests = [r for r in case.get("requests", []) if not r.get("not_applicable")]
     if not requests:
         return Outcome(case_id, area, Verdict.SILENT, "accepted; no request checks it")
+    for path, answer in case.get("auth_answers", {}).items():
+        headers = [(name, value) for name, value in answer.get("headers", [])]
+        Echo.scripted[path] = (answer["status"], headers, answer.get("body", ""))
     differing = answers_differing(with_echo(requests, ports[0]), routes, scratch, binary)
     if differing:
         if said:  # says what it does not do, and that differs from Traefik's ignoring it
@@ -214,23 +217,39 @@ def exchange(port: int, request: Mapping[str, Any], tls: bool) -> dict[str, Any]
         answer = b""
         while chunk := connection.recv(65536):
             answer += chunk
-    head = answer.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    raw_head, _, body = answer.partition(b"\r\n\r\n")
+    head = raw_head.decode("latin-1").split("\r\n")
     status = int(head[0].split()[1]) if head and head[0].startswith("HTTP/") else 0
     headers: dict[str, str] = {}
     for line in head[1:]:
         name, _, value = line.partition(":")
         name, value = name.strip().lower(), value.strip()
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    seen = [{"path": path, "headers": got} for path, got in Echo.seen
-            if got.get(CASE_REQUEST.lower()) == marker]  # fmt: skip
-    # A forward-auth server (the echo too) is asked first, then the service.
-    auth = seen[0] if len(seen) > 1 else None
+    seen: list[dict[str, Any]] = [{"path": path, "headers": got} for path, got in Echo.seen
+                                  if got.get(CASE_REQUEST.lower()) == marker]  # fmt: skip
+    # The forward-auth server (the echo too, at /auth…) is asked first, then the service.
+    auth = [one for one in seen if str(one["path"]).split("?")[0].startswith("/auth")]
+    service = [one for one in seen if one not in auth]
+    if headers.get("transfer-encoding") == "chunked":
+        body = _unchunked(body)
     return {
         "status": status,
         "headers": headers,
-        "upstream": seen[-1] if seen else None,
-        "auth": auth,
+        "body": body.decode("latin-1"),
+        "upstream": service[-1] if service else None,
+        "auth": auth[0] if auth else None,
     }
+
+
+def _unchunked(body: bytes) -> bytes:
+    whole = b""
+    while body:
+        size_line, _, body = body.partition(b"\r\n")
+        size = int(size_line.split(b";")[0] or b"0", 16)
+        if size == 0:
+            break
+        whole, body = whole + body[:size], body[size + 2 :]
+    return whole
 
 
 @once
@@ -253,6 +272,8 @@ def differences(expect: Mapping[str, Any], got: Mapping[str, Any]) -> list[str]:
         have = got["headers"].get(name.lower())
         if have != value:
             found.append(f"answer header {name}: Traefik {value!r}, certbotless {have!r}")
+    if "body" in expect and expect["body"] != got["body"]:
+        found.append(f"answer body: Traefik {expect['body']!r}, certbotless {got['body']!r}")
     if "auth" in expect:
         found += [f"forward auth: {d}" for d in _seen_differences(expect["auth"], got["auth"])]
     if "upstream" in expect:

@@ -276,6 +276,31 @@ def test_forward_auth_over_tls_verifies_the_auth_server_and_shows_the_certificat
             assert (noted[-1] if shown else None) == shown
 
 
+def test_an_https_auth_server_without_tls_options_is_verified_against_the_image_cas(
+    tmp_path: Path,
+) -> None:
+    """forwardAuth with an https address and no tls.*: Go's default client in Traefik verifies
+    the auth server against the system's CAs; one signed by a throwaway CA gets no request
+    through (500), never an unverified yes."""
+    with echo_upstream() as upstream:
+        labels = {
+            "traefik.enable": "true",
+            "traefik.http.routers.r.rule": "Host(`a.test`)",
+            "traefik.http.routers.r.middlewares": "a",
+            "traefik.http.services.s.loadbalancer.server.port": str(upstream),
+            "traefik.http.middlewares.a.forwardauth.address":
+                f"https://127.0.0.1:{tls_echo_port()}/auth",
+        }  # fmt: skip
+        found = discovered([ServiceInfo("svc", labels)], FileMiddlewares())
+        assert found.problems == ()
+        nginx, port, _ = serve_routes(found.routes, tmp_path / "edge")
+        try:
+            got, _ = ask(port, "a.test", None, tls=False)
+        finally:
+            stop(nginx)
+    assert got == 500
+
+
 @pytest.mark.parametrize(
     ("client_auth", "words"),
     [

@@ -1,7 +1,9 @@
 """forwardAuth: each request is first asked of `address`, with only `authRequestHeaders` of
 the client's headers when listed; its `authResponseHeaders` are passed on to the service.
 `preserveRequestMethod`: the auth server is asked with the request's method (else GET); its
-`tls` options say how the edge speaks TLS to an https address."""
+`tls` options say how the edge speaks TLS to an https address. A refusal is the auth server's
+own answer, its relative Location made absolute unless `preserveLocationHeader`; a 401 is a
+redirect to `authSigninURL` when given."""
 
 from __future__ import annotations
 
@@ -36,24 +38,40 @@ _TLS_FILES = {"ca": "the auth server's CA", "cert": "a client certificate", "key
 
 def apply(route: Route, mw: Middleware, context: Context) -> Route:
     known_fields(mw, {"address", "trustforwardheader", "authresponseheaders",
-                      "authrequestheaders", "preserverequestmethod", "tls.ca", "tls.cert",
-                      "tls.key", "tls.insecureskipverify", "tls.caoptional",
+                      "authrequestheaders", "preserverequestmethod", "preservelocationheader",
+                      "maxresponsebodysize", "authsigninurl", "tls.ca", "tls.cert", "tls.key",
+                      "tls.insecureskipverify", "tls.caoptional",
                       *(name.lower() for name in _REFUSED)})  # fmt: skip
     for name, why in _REFUSED.items():
         key = name.lower()
         if key in mw.fields or any(field.startswith(key + ".") for field in mw.fields):
             raise Unsupported(mw.label(key), mw.value(key), f"forwardAuth's {name}: {why}")
+    limit = mw.value("maxresponsebodysize").strip()
+    if limit and not (limit.startswith("-") and limit[1:].isdigit()):
+        raise Unsupported(mw.label("maxresponsebodysize"), limit, "forwardAuth's "
+                          "maxResponseBodySize: nginx does not measure the auth answer's body "
+                          "(it passes a refusal on whole, and reads none of a 2xx); leave it "
+                          "unset or -1 (no limit, Traefik's default)")  # fmt: skip
     address = mw.value("address")
     invalid = invalid_label(mw.label("address"), address)
     try:
         check_url(address, "", invalid, "http://auth:8000/check")
     except InvalidLabel as error:
         raise Unsupported(mw.label("address"), address, error.problem.message) from None
+    signin = mw.value("authsigninurl").strip()
+    if signin:
+        try:
+            check_url(signin, "", invalid_label(mw.label("authsigninurl"), signin),
+                      "https://auth.example.com/login")  # fmt: skip
+        except InvalidLabel as error:
+            raise Unsupported(mw.label("authsigninurl"), signin, error.problem.message) from None
     response = _header_names(mw, "authresponseheaders")
     request = _header_names(mw, "authrequestheaders")
     route = replace(route, auth_url=address, auth_response_headers=response,
                     auth_request_headers=request,
-                    auth_keeps_method=flag(mw, "preserverequestmethod"))  # fmt: skip
+                    auth_keeps_method=flag(mw, "preserverequestmethod"),
+                    auth_keeps_location=flag(mw, "preservelocationheader"),
+                    auth_signin_url=signin)  # fmt: skip
     tls = _auth_server_tls(mw, context)
     if tls is not None:
         if not address.lower().startswith("https://"):
