@@ -27,5 +27,14 @@ EXPOSE 8402
 # it short, and cheap (bash, no Python). Unhealthy after a minute of failing.
 HEALTHCHECK --interval=5s --timeout=5s --retries=12 \
   CMD ["bash", "-c", "listen=${CERTBOTLESS_RESPONDER_LISTEN:-0.0.0.0:8402}; exec 3<>/dev/tcp/127.0.0.1/${listen##*:} && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && read -r _ status _ <&3 && [ \"$status\" = 200 ]"]
+# The release, as OCI annotations: `docker image inspect` tells which version a node runs.
+# rig/images.py passes them (VERSION is pyproject.toml's); see docs/production.md, step 1.
+ARG VERSION=unknown
+ARG REVISION=
+ARG SOURCE=
+LABEL org.opencontainers.image.title="certbotless" \
+      org.opencontainers.image.version="$VERSION" \
+      org.opencontainers.image.revision="$REVISION" \
+      org.opencontainers.image.source="$SOURCE"
 ENTRYPOINT ["certbotless"]
 CMD ["run"]

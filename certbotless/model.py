@@ -293,6 +293,7 @@ class ObjectRole(StrEnum):
     STATUS = "status"  # the certificates' status records (config)
     PASS_LEASE = "pass-lease"  # who holds the swarm-wide pass lease, until when (config)
     TICKET_KEY = "ticket-key"  # a TLS session ticket key every edge task shares (secret)
+    STACK_FILE = "stack-file"  # a release's stack file made it (store.STACK_FILE_NAME)
 
 
 @dataclass(frozen=True)
@@ -317,7 +318,7 @@ class StoredObject:
     object_id: str
     name: str
     created_at: str
-    role: ObjectRole  # CHAIN, KEY, NGINX_CONF or TICKET_KEY
+    role: ObjectRole  # CHAIN, KEY, NGINX_CONF, TICKET_KEY or STACK_FILE
     nginx_target: str = ""  # NGINX_CONF: where the edge mounts it ("": nginx.conf, made early)
 
 

@@ -66,7 +66,7 @@ VARIABLES = (
 # Label dialects certbotless reads: its own certbotless.* labels, and Traefik's.
 LABEL_DIALECTS = ("certbotless", "traefik")
 # Read by `docker stack deploy` from the operator's shell (stacks/edge.yml), not by certbotless.
-STACK_VARIABLES = ("IMAGE", "EDGE_IMAGE", "FRONT_IMAGE")
+STACK_VARIABLES = ("IMAGE", "EDGE_IMAGE", "FRONT_IMAGE", "VERSION")
 # The subnet of the `front` network in stacks/edge.yml.
 DEFAULT_FRONT_SUBNET = "10.222.0.0/24"
 DEFAULT_METRICS_LISTEN = ("0.0.0.0", 9402)

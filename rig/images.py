@@ -7,6 +7,7 @@ import re
 import subprocess
 import tempfile
 import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +64,32 @@ PROJECT_IMAGES = [
     ("certbotless-front:local", "haproxy", BOOKWORM, []),
     ("certbotless-demo-app:local", "stacks/apps/hello", BOOKWORM, []),
 ]
+
+
+# The release's images, tagged with its version too (stacks/edge.yml's default tag).
+RELEASED_IMAGES = ("certbotless", "certbotless-nginx", "certbotless-front")
+
+
+def release_version() -> str:
+    """pyproject.toml's version: the one version of the release."""
+    with (REPO / "pyproject.toml").open("rb") as file:
+        return str(tomllib.load(file)["project"]["version"])
+
+
+def release_build_args() -> list[str]:
+    """The OCI annotations' values (each Dockerfile's VERSION, REVISION and SOURCE)."""
+    revision = run(["git", "-C", str(REPO), "rev-parse", "HEAD"], check=False).stdout.strip()
+    source = run(["git", "-C", str(REPO), "remote", "get-url", "origin"], check=False).stdout
+    values = {"VERSION": release_version(), "REVISION": revision, "SOURCE": source.strip()}
+    return [arg for name, value in values.items() for arg in ("--build-arg", f"{name}={value}")]
+
+
+def release_tags(tag: str) -> list[str]:
+    """`certbotless:local` is also `certbotless:<version>`; other tags stay as they are."""
+    repository, _, variant = tag.partition(":")
+    if repository in RELEASED_IMAGES and variant == "local":
+        return [tag, f"{repository}:{release_version()}"]
+    return [tag]
 
 
 def debian_mirror() -> str:
@@ -150,9 +177,9 @@ def build_project_images() -> None:
                 "-q",
                 "--build-arg",
                 f"BASE_IMAGE={base.tag}",
+                *(release_build_args() if tag.partition(":")[0] in RELEASED_IMAGES else []),
                 *extra,
-                "-t",
-                tag,
+                *[arg for name in release_tags(tag) for arg in ("-t", name)],
                 "-f",
                 str(REPO / context / "Dockerfile"),
                 str(REPO / context),

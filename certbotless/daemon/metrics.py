@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_se
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from certbotless import __version__
 from certbotless.model import Condition, PassReport
 from certbotless.passes.budget import PER_DOMAIN, domain_use
 
@@ -56,6 +57,12 @@ LAST_RENEWAL = Gauge(
     "When a certificate last renewed successfully or failed to",
     ["name", "result"],
 )
+# The release running, as Prometheus exporters say it (`…_build_info`, always 1): join on it to
+# see which version each series came from, or alert on a mixed fleet.
+BUILD_INFO = Gauge(
+    "certbotless_build_info", "The certbotless release running (always 1)", ["version"]
+)
+BUILD_INFO.labels(__version__).set(1)
 LAST_PASS = Gauge(
     "certbotless_pass_last_timestamp_seconds",
     "When the last reconcile pass ended (alert when it is old: the daemon is stuck or gone)",

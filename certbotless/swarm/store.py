@@ -68,6 +68,13 @@ _COLLECTABLE_ROLES = (
 TICKET_KEY_PREFIX = "cbl-tls-ticket-key-"
 TICKET_KEY_BYTES = 80
 TICKET_KEYS_IN_USE = 2  # the current key encrypts, the previous one decrypts
+# A config or secret a release's stack file makes (stacks/edge.yml): `certbotless_`, what it
+# is, the first 8 hex digits of its content's SHA-256, and the label KIND=stack-file. Both must
+# hold before gc removes one (tests/unit/test_stack_files.py keeps the stack files so).
+STACK_FILE_NAME = re.compile(r"certbotless_[a-z0-9_]+_[0-9a-f]{8}")
+# `docker stack deploy` creates the new configs before it updates the services: never remove
+# one younger than this, which a deploy under way may be about to mount.
+STACK_FILE_GRACE = timedelta(hours=1)
 # A key secret whose chain config is missing may be a save in progress elsewhere; wait this long.
 UNPAIRED_GRACE = timedelta(hours=1)
 
@@ -242,8 +249,9 @@ class CertStore:
     # --- garbage collection -------------------------------------------------------------------
 
     def collectable_objects(self) -> list[StoredObject]:
-        """Every chain, key and nginx.conf object certbotless made (never the account key)."""
-        objects = []
+        """Every chain, key and nginx.conf object certbotless made (never the account key), and
+        the configs and secrets stack files made under certbotless's reserved names."""
+        objects = _stack_file_objects(self._listing)
         for kind in (ObjectKind.CONFIG, ObjectKind.SECRET):
             for item in self._listing(kind)(f"{MANAGED}=true"):
                 labels = item["Spec"].get("Labels") or {}
@@ -293,6 +301,18 @@ class CertStore:
 
     def _listing(self, kind: ObjectKind) -> Callable[[str], list[Json]]:
         return self.swarm.secrets if kind == ObjectKind.SECRET else self.swarm.configs
+
+
+def _stack_file_objects(listing: Callable[[ObjectKind], Callable[[str], list[Json]]]
+                        ) -> list[StoredObject]:  # fmt: skip
+    """The configs and secrets a release's stack file made, under the reserved names only."""
+    role = ObjectRole.STACK_FILE
+    return [
+        StoredObject(kind, item["ID"], item["Spec"]["Name"], item.get("CreatedAt", ""), role)
+        for kind in (ObjectKind.CONFIG, ObjectKind.SECRET)
+        for item in listing(kind)(f"{KIND}={role}")
+        if STACK_FILE_NAME.fullmatch(item["Spec"]["Name"])
+    ]
 
 
 def _account_key_labels(thumbprint: str) -> dict[str, str]:
@@ -472,6 +492,8 @@ def plan_garbage(
     keys = sorted((o for o in objects if o.role == ObjectRole.TICKET_KEY), key=lambda o: o.name)
     for key in keys[:-TICKET_KEYS_IN_USE]:
         remove(key.object_id, f"TLS session ticket key older than the newest {TICKET_KEYS_IN_USE}")
+    for stale in _unused_stack_files(objects, now):
+        remove(stale.object_id, "a stack file's earlier version, which no service mounts")
     for leftover in list(by_id.values()):
         if leftover.role in (ObjectRole.CHAIN, ObjectRole.KEY) and leftover.object_id not in paired:
             created = _parse_time(leftover.created_at)
@@ -503,6 +525,19 @@ def _surplus_versions(
         elif cert.not_after + keep_expired < now:
             unwanted = "" if wanted else " is no longer wanted and"
             yield cert, f"{name}{unwanted} expired {cert.not_after:%Y-%m-%d}"
+
+
+def _unused_stack_files(objects: Iterable[StoredObject], now: datetime) -> list[StoredObject]:
+    """Stack-file configs and secrets under the reserved names, older than the grace (whether a
+    service mounts one is `plan_garbage`'s check, as for every object)."""
+    return [
+        item
+        for item in objects
+        if item.role == ObjectRole.STACK_FILE
+        and STACK_FILE_NAME.fullmatch(item.name)
+        and (created := _parse_time(item.created_at)) is not None
+        and now - created > STACK_FILE_GRACE
+    ]
 
 
 def _old_nginx_confs(

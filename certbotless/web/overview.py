@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from certbotless import __version__
 from certbotless.daemon.alerts import Alert, alerts_for
 from certbotless.daemon.pass_history import PassRecord
 from certbotless.edge.watch import EdgeServing
@@ -193,6 +194,7 @@ def overview_json(view: Overview) -> dict[str, object]:
     """GET /api/v1/overview: everything the page shows."""
     return {
         "version": API_VERSION,
+        "release": __version__,  # certbotless's own version (`version` is the API's)
         "now": view.now.isoformat(),
         "certificates": view.certificates_json(),
         "passes": [pass_json(record) for record in view.passes],

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from certbotless import __version__
 from certbotless.settings import StatusPage
 from certbotless.web.access import Gate, Refused, Visitor
 from certbotless.web.overview import (
@@ -110,6 +111,7 @@ class StatusServer:
             csrf=self.gate.csrf_token(visitor),
             actions=self.actions is not None,
             refresh=REFRESH_SECONDS,
+            release=__version__,
             # Refreshing keeps the filter, not the message of an action.
             refresh_url="/?"
             + urlencode(

@@ -18,7 +18,7 @@ import bcrypt
 import pytest
 import requests
 
-from certbotless import cli
+from certbotless import __version__, cli
 from certbotless.model import Listed
 from certbotless.settings import Settings, SettingsError, StatusPage
 from certbotless.web.access import Gate, StatusPageError
@@ -94,6 +94,7 @@ def test_the_page_lists_the_most_urgent_first_with_the_cas_words(
     # the edge: a task left behind on shop's previous serial
     assert "edge task 10.0.9.4 serves ab0" in html and "1 stale" in html
     assert "node2abcdef0" in html
+    assert f"certbotless {__version__} ·" in html  # the release running (issue 26)
 
 
 def test_the_filter_searches_and_selects_states(page: tuple[str, RecordedActions]) -> None:
@@ -204,6 +205,7 @@ def test_the_json_api_has_the_schema_and_data_of_list_json(
         assert {**got[name], "days_left": 0} == {**row, "days_left": 0}
     overview = requests.get(url + "/api/v1/overview", auth=(USER, PASSWORD), timeout=5).json()
     assert overview["version"] == 1
+    assert overview["release"] == __version__
     assert [p["seconds"] for p in overview["passes"]] == [12.3, 31.0]
     assert overview["edge"]["stale"] == {"shop": {"10.0.9.4": "ab0"}}
     assert [t["node"] for t in overview["edge"]["tasks"]] == ["node1abcdef0123456",

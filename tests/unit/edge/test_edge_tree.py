@@ -69,8 +69,8 @@ def test_every_file_lands_at_its_mount_target_as_deployed(tmp_path: Path) -> Non
         assert "PRIVATE KEY" in files[f"/etc/nginx/certs/{host}/privkey.pem"]
     # The paths are the edge's own: nothing points into the tree without --rebase.
     assert str(tree) not in "".join(files.values())
-    secret = files["/etc/nginx/certbotless/htpasswd-secrets/native-access_htpasswd"]
-    assert secret.startswith("# Placeholder for the Swarm secret native-access_htpasswd")
+    secret = files["/etc/nginx/certbotless/htpasswd-secrets/native-access_htpasswd_82e847d5"]
+    assert secret.startswith("# Placeholder for the Swarm secret native-access_htpasswd_82e847d5")
 
 
 def test_a_directory_with_files_in_it_is_refused(tmp_path: Path) -> None:

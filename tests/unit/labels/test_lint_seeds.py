@@ -181,7 +181,7 @@ def test_lint_shows_each_routes_access_guards(capsys: pytest.CaptureFixture[str]
     (problem,) = [line for line in out.splitlines() if "PROBLEM" in line]
     assert "router seed-traefik-errors has no rule" in problem
     assert "native.example.test/ → port 8000; HTTP redirected to HTTPS; basic auth (users of " \
-        "secret native-access_htpasswd)" in out  # fmt: skip
+        "secret native-access_htpasswd_82e847d5)" in out  # fmt: skip
     assert "tdash.example.test/internal → port 8000; HTTP redirected to HTTPS; only from " \
         "192.0.2.0/24" in out  # fmt: skip
     assert (
