@@ -125,7 +125,7 @@ class Route:
     error_pages: ErrorPages | None = None
     timeout: str | None = None  # nginx time syntax (300s, 5m): proxy read and send timeouts
     exact_path: bool = False  # `path` alone (Traefik's Path), not every path under it
-    upstream_scheme: str = "http"  # or https
+    upstream_scheme: str = "http"  # or https, or h2c (HTTP/2 without TLS: nginx's grpc_pass)
     basic_auth: BasicAuth | None = None
     allow_from: tuple[str, ...] = ()  # client networks (CIDR) let through; empty: everyone
     allow_reject_status: int = 403  # the answer to other clients
@@ -169,6 +169,7 @@ class Route:
     rewrite_phase: RewritePhase = NOTHING  # allowedHosts, redirectRegex, stripPrefixRegex
     every_host: bool = False  # a router without a Host: its stack's hosts and unclaimed names
     client_tls: ClientTls = NO_CLIENT_TLS  # mTLS, passTLSClientCert, forward auth's TLS
+    server_authority: str = ""  # a server.url's host[:port], proxied to instead of the tasks
 
 
 @dataclass(frozen=True)
