@@ -125,7 +125,7 @@ class Route:
     error_pages: ErrorPages | None = None
     timeout: str | None = None  # nginx time syntax (300s, 5m): proxy read and send timeouts
     exact_path: bool = False  # `path` alone (Traefik's Path), not every path under it
-    upstream_scheme: str = "http"  # or https
+    upstream_scheme: str = "http"  # or https, or h2c (HTTP/2 without TLS: nginx's grpc_pass)
     basic_auth: BasicAuth | None = None
     allow_from: tuple[str, ...] = ()  # client networks (CIDR) let through; empty: everyone
     allow_reject_status: int = 403  # the answer to other clients
@@ -150,9 +150,8 @@ class Route:
     replace_path: tuple[str, str] | None = None
     cors: Cors | None = None
     dialect: str = "certbotless"  # the labels that asked for it: certbotless's or traefik's
-    # Traefik's router priority (explicit, else the rule's length): the edge tries a host's
-    # routes in this order (natives, None, by nginx's: exact path, then longest prefix). Left
-    # out of comparisons: the rendered configuration is what changes when it does.
+    # Traefik's router priority (explicit, else the rule's length): a host's routes are tried in
+    # its order; None (natives): nginx's. Not compared: the rendered configuration changes.
     priority: int | None = field(default=None, compare=False)
     # Strict-Transport-Security (headers.stsSeconds…), on HTTPS answers (and plain HTTP's: below)
     strict_transport: str = ""
@@ -169,6 +168,7 @@ class Route:
     rewrite_phase: RewritePhase = NOTHING  # allowedHosts, redirectRegex, stripPrefixRegex
     every_host: bool = False  # a router without a Host: its stack's hosts and unclaimed names
     client_tls: ClientTls = NO_CLIENT_TLS  # mTLS, passTLSClientCert, forward auth's TLS
+    server_authority: str = ""  # a server.url's host[:port], proxied to instead of the tasks
 
 
 @dataclass(frozen=True)

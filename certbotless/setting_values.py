@@ -9,6 +9,7 @@ import base64
 import ipaddress
 import re
 import ssl
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
@@ -340,3 +341,49 @@ def rule_template(value: str | None, name: str) -> RuleTemplate | None:
         raise invalid(name, value, f"is not a default rule certbotless can evaluate: {error} "
                       '(it reads {{ normalize .Name }}, {{ index .Labels "key" }}, lower, '
                       "upper, ( ) and |)") from None  # fmt: skip
+
+
+# Traefik's server.url schemes certbotless proxies to (h2c: HTTP/2 without TLS).
+SERVER_URL_SCHEMES = ("http", "https", "h2c")
+
+
+@dataclass(frozen=True)
+class ServerUrlPrefix:
+    """Where services' `server.url` labels may send the edge's traffic: this scheme and host
+    (`*.example.com`: any name under it), this port (None: any), under this path."""
+
+    scheme: str
+    host: str
+    port: int | None
+    path: str  # "" or /a/b: the URL's path is it, or starts with it and a `/`
+
+    def allows(self, url: SplitResult) -> bool:
+        host = (url.hostname or "").lower()
+        wildcard = self.host.startswith("*.") and host.endswith(self.host[1:])
+        if url.scheme != self.scheme or not (host == self.host or wildcard):
+            return False
+        if self.port is not None and (url.port or _DEFAULT_PORTS[url.scheme]) != self.port:
+            return False
+        path = url.path or "/"
+        return not self.path or path == self.path or path.startswith(self.path + "/")
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443, "h2c": 80}
+
+
+def server_url_prefixes(value: str | None, name: str) -> tuple[ServerUrlPrefix, ...]:
+    """Comma-separated URL prefixes (SCHEME://HOST[:PORT][/PATH]); none: server.url refused."""
+    found = []
+    for part in (p.strip() for p in (value or "").split(",") if p.strip()):
+        host = part.partition("://")[2].partition("/")[0].rpartition("@")[2]
+        parts = url_parts(part.replace("://*.", "://wildcard.", 1), SERVER_URL_SCHEMES)
+        if parts is None or parts.query or parts.fragment or "@" in parts.netloc:
+            expected = (
+                "comma-separated SCHEME://HOST[:PORT][/PATH] (scheme http, https or "
+                "h2c; HOST may start with `*.`), e.g. http://legacy.internal:8080"
+            )
+            raise invalid(name, value or "", f": {part!r} is not a URL prefix; give {expected}")
+        bare = host.rsplit(":", 1)[0] if parts.port is not None else host
+        found.append(ServerUrlPrefix(parts.scheme, bare.lower().strip("[]"), parts.port,
+                                     parts.path.rstrip("/")))  # fmt: skip
+    return tuple(found)

@@ -21,6 +21,7 @@ from apscheduler.triggers.cron import CronTrigger
 from certbotless.setting_values import (
     ADDRESS,
     RuleTemplate,
+    ServerUrlPrefix,
     ca_bundle,
     certs_dir,
     choice,
@@ -35,6 +36,7 @@ from certbotless.setting_values import (
     paths,
     resolvers,
     rule_template,
+    server_url_prefixes,
     service_name,
     subnets,
     upstream,
@@ -58,6 +60,7 @@ VARIABLES = (
     "LOG_LEVEL", "LOG_FORMAT", "METRICS_LISTEN", "ALERT_WEBHOOK", "ALERT_WEBHOOK_FORMAT",
     "SMTP_URL", "ALERT_EMAIL", "LABEL_DIALECTS", "TRAEFIK_EXPOSED_BY_DEFAULT",
     "TRAEFIK_DYNAMIC_CONFIG", "TRAEFIK_DEFAULT_RULE", "TRAEFIK_RULE_SYNTAX",
+    "TRAEFIK_SERVER_URLS",
     "DNS01_PROVIDER", "DNS01_RESOLVERS", "DNS01_PROPAGATION_TIMEOUT",
     "DNS01_PROPAGATION_INTERVAL", "DNS01_NAMESERVER_PORT", "SECRETS_DIR",
     "STATUS_LISTEN", "STATUS_HTPASSWD", "STATUS_ALLOW_FROM", "STATUS_FORWARD_AUTH",
@@ -200,6 +203,9 @@ class Settings:
     traefik_default_rule: RuleTemplate | None = None
     # Traefik's core.defaultRuleSyntax: v3 as in Traefik v3; v2 for stacks written for v2.
     traefik_rule_syntax: RuleSyntax = RuleSyntax.V3
+    # Where services' server.url labels may send the edge's traffic (empty: refused, as any
+    # service could otherwise reach the edge's networks through it).
+    traefik_server_urls: tuple[ServerUrlPrefix, ...] = ()
     # DNS-01: the provider of certificates whose labels name none (None: DNS-01 needs the
     # label); the resolvers that find zones, CNAMEs and name servers (empty: the system's);
     # how long every authoritative server has to serve a record, and how often they are asked.
@@ -475,6 +481,9 @@ def _dialects_settings(get: Variable, defaults: Settings) -> dict[str, Any]:
         "traefik_default_rule": rule_template(get("TRAEFIK_DEFAULT_RULE"), "TRAEFIK_DEFAULT_RULE"),
         "traefik_rule_syntax": choice(
             get("TRAEFIK_RULE_SYNTAX"), "TRAEFIK_RULE_SYNTAX", defaults.traefik_rule_syntax,
+        ),
+        "traefik_server_urls": server_url_prefixes(
+            get("TRAEFIK_SERVER_URLS"), "TRAEFIK_SERVER_URLS"
         ),
     }  # fmt: skip
 

@@ -1,6 +1,6 @@
 """A server's location blocks: each route proxied to its upstream (its prefix stripped or added
-or its path replaced), the HTTPS redirects of plain HTTP, and the ACME challenge location; the
-routes chosen among as Traefik chooses (edge/dispatch.py)."""
+or its path replaced; over h2c by grpc_pass, edge/h2c.py), the HTTPS redirects of plain HTTP,
+and the ACME challenge location; the routes chosen among as Traefik chooses (edge/dispatch.py)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from certbotless.edge.guards import (
     auth_location,
     forward_auth_directives,
 )
+from certbotless.edge.h2c import as_grpc
 from certbotless.edge.rewrite_phase import (
     RAW_PATH,
     early_answers,
@@ -38,7 +39,7 @@ from certbotless.edge.shaping import (
     limit_directives,
     ssl_proxy_checks,
 )
-from certbotless.edge.upstreams import upstream_url
+from certbotless.edge.upstreams import upstream_address, upstream_url
 from certbotless.model import CHALLENGE_PREFIX, Route
 
 # A redirect=true route asked for over plain HTTP before its host has a certificate.
@@ -139,11 +140,14 @@ def _route_blocks(
     # A named location is reached through error_page: its own error pages must still apply;
     # so must those of the auth server's answer (guards.auth_answer_locations).
     recursive = "\n            recursive_error_pages on;" * (named or route.auth_url is not None)
+    proxied = f"""
+            proxy_pass $upstream;{PROXY_HEADERS}{extra}"""
+    if route.upstream_scheme == "h2c":
+        proxied = as_grpc(proxied)
     blocks = [
         f"""
         location {match} {{{_path_comment(route) if named else ""}{recursive}
-            set $upstream {upstream_url(route, pooled)};
-            proxy_pass $upstream;{PROXY_HEADERS}{extra}
+            set $upstream {upstream_url(route, pooled)};{proxied}
         }}"""
     ]
     if route.auth_url is not None:
@@ -168,10 +172,13 @@ def _upstream_directives(route: Route) -> str:
                   f"proxy_next_upstream_tries {route.retries};"]  # fmt: skip
         if route.retry_timeout:
             lines.append(f"proxy_next_upstream_timeout {route.retry_timeout};")
+    # Traefik's Host without passHostHeader: the server URL's as written, else the task's.
     if not route.pass_host_header:
-        lines.append(f"proxy_set_header Host {route.service}:{route.port};")
+        host = route.server_authority or upstream_address(route)
+        lines.append(f"proxy_set_header Host {host};")
     if route.upstream_scheme == "https":  # the service's name, not its upstream block's
-        lines += ["proxy_ssl_server_name on;", f"proxy_ssl_name {route.service};"]
+        name = upstream_address(route).rpartition(":")[0].strip("[]")
+        lines += ["proxy_ssl_server_name on;", f"proxy_ssl_name {name};"]
     return "".join(f"\n            {line}" for line in lines)
 
 

@@ -6,7 +6,8 @@ variable in `proxy_pass` at each request and connects anew each time.
 
 A location names its upstream by a variable either way (`set $upstream …; proxy_pass
 $upstream`): nginx takes a name that is an upstream block's as that block, so the pool applies,
-and nginx starts even when a service has no task yet."""
+and nginx starts even when a service has no task yet. An h2c service (HTTP/2 without TLS) is
+reached by grpc_pass, whose `grpc://` upstreams pool the same way."""
 
 from __future__ import annotations
 
@@ -33,15 +34,26 @@ def pools_upstreams(nginx_version: NginxVersion) -> bool:
     return nginx_version >= UPSTREAM_RESOLVE_SINCE
 
 
+def upstream_address(route: Route) -> str:
+    """host:port nginx connects to: a server URL's host (Traefik's server.url, its authority
+    as written in `server_authority`, its port in `port`), else the service's name."""
+    host = route.server_authority or route.service
+    if route.server_authority and not host.endswith("]") and ":" in host:
+        host = host.rpartition(":")[0]
+    return f"{host}:{route.port}"
+
+
 def upstream_url(route: Route, pooled: bool) -> str:
     """What the route's `$upstream` holds: its upstream block's name, or the service's
     address."""
-    target = _name(route) if pooled else f"{route.service}:{route.port}"
-    return f"{route.upstream_scheme}://{target}"
+    target = _name(route) if pooled else upstream_address(route)
+    scheme = "grpc" if route.upstream_scheme == "h2c" else route.upstream_scheme
+    return f"{scheme}://{target}"
 
 
 def _name(route: Route) -> str:
-    key = f"{route.upstream_scheme}|{route.service}|{route.port}"
+    host = upstream_address(route).rpartition(":")[0]
+    key = f"{route.upstream_scheme}|{host}|{route.port}"
     return "certbotless_" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -57,7 +69,7 @@ def upstream_files(routes: Iterable[Route]) -> dict[str, str]:
         by_file.setdefault(target, []).append(f"""
 upstream {name} {{
     zone {zone};
-    server {route.service}:{route.port} resolve;
+    server {upstream_address(route)} resolve;
     keepalive {POOL_CONNECTIONS};
     keepalive_timeout {POOL_IDLE_TIMEOUT};
 }}""")

@@ -40,6 +40,7 @@ def discovered(
             status_target(settings, services),
             settings.traefik_default_rule,
             settings.traefik_rule_syntax,
+            settings.traefik_server_urls,
         )
         if "traefik" in settings.label_dialects
         else {}

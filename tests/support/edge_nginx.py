@@ -8,6 +8,8 @@ proxies to, and the requests the tests send it: what the edge does is checked by
   certificates: a stand-in self-signed pair).
 - `get` / `answer`: a request over plain HTTP; `answer_tls`: one over HTTPS with SNI;
   `request`: one with headers in order, a name possibly twice, for any host.
+- `h2c_front`: an h2c server (HTTP/2 without TLS, as gRPC services speak) before an echo
+  upstream, for routes with scheme h2c.
 - `StubDns`: a DNS server on loopback answering every name with the addresses given, for
   upstream names that stand for several tasks.
 """
@@ -38,6 +40,7 @@ import dns.message
 import dns.rdatatype
 import dns.rrset
 
+from certbotless.edge.mounts import NGINX_CONF_TARGET
 from certbotless.edge.nginx_version import NginxVersion, parse_nginx_version
 from certbotless.edge.render import render_nginx_conf
 from certbotless.edge.validation import _write_scratch_tree
@@ -217,6 +220,48 @@ def _start(
         time.sleep(0.025)
     nginx.kill()
     raise AssertionError("nginx did not listen within 10 s")
+
+
+FRONT_PROTOCOL_HEADER = "X-Front-Protocol"
+_H2C_FRONT = """worker_processes 1;
+error_log stderr warn;
+events {{}}
+http {{
+    access_log off;
+    server {{
+        listen 80{listen_http2};{http2_on}
+        location / {{
+            if ($server_protocol != "HTTP/2.0") {{ return 505; }}
+            proxy_pass http://127.0.0.1:{echo};
+            proxy_set_header Host $http_host;
+            proxy_set_header {header} $server_protocol;
+        }}
+    }}
+}}
+"""
+
+
+@contextmanager
+def h2c_front(echo: int, scratch: Path, binary: NginxBinary = LOCAL_NGINX) -> Iterator[int]:
+    """An h2c server on loopback (its port) before the echo upstream on port `echo`: it answers
+    505 to a request not made over HTTP/2, passes the others on with their headers (Host
+    included) and tells the echo server the protocol in X-Front-Protocol."""
+    newer = binary.version >= (1, 25, 1)  # `http2 on`; before it, `listen … http2`
+    text = _H2C_FRONT.format(listen_http2="" if newer else " http2", echo=echo,
+                             http2_on="\n        http2 on;" if newer else "",
+                             header=FRONT_PROTOCOL_HEADER)  # fmt: skip
+    scratch.mkdir(parents=True)
+    for attempt in range(3):  # another test may take a port between its pick and nginx's bind
+        port = unused_ports(1)[0]
+        files = {NGINX_CONF_TARGET: text.replace("listen 80", f"listen 127.0.0.1:{port}")}
+        nginx = _start(files, scratch / f"attempt-{attempt}", binary)
+        if nginx is not None:
+            try:
+                yield port
+            finally:
+                stop(nginx)
+            return
+    raise AssertionError((scratch / f"attempt-{attempt}" / "stderr").read_text())
 
 
 def stop(nginx: subprocess.Popen[bytes]) -> None:

@@ -15,6 +15,7 @@ import json
 import re
 import socket
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
@@ -25,11 +26,12 @@ from certbotless.labels.settle import discover
 from certbotless.labels.traefik.labels import traefik_claims
 from certbotless.labels.traefik.middlewares.options import NO_FILE_MIDDLEWARES, FileMiddlewares
 from certbotless.model import LabelProblem, Route, ServiceInfo
-from certbotless.setting_values import SettingsError, rule_template
+from certbotless.setting_values import SettingsError, rule_template, server_url_prefixes
 from tests.support.edge_nginx import (
     ECHO_PORT_HEADER,
     LOCAL_NGINX,
     NginxBinary,
+    h2c_front,
     serve_routes,
     stop,
 )
@@ -38,6 +40,8 @@ CASES_DIR = Path(__file__).resolve().parents[1] / "traefik_cases"
 LOOPBACK = "127.0.0.1"
 FRONT = (f"{LOOPBACK}/32",)  # nginx takes the client's address from PROXY headers sent from here
 GO_REMOTE = "192.0.2.1"  # httptest.NewRequest's RemoteAddr
+# The operator's CERTBOTLESS_TRAEFIK_SERVER_URLS the cases run with: the echo servers' address.
+LOOPBACK_SERVER_URLS = f"http://{LOOPBACK},https://{LOOPBACK},h2c://{LOOPBACK}"
 AREAS = {
     "rules": "router rules, v2 and v3",
     "middlewares": "middleware and service label keys",
@@ -208,13 +212,17 @@ def discover_case(
     exposed_by_default: bool = False,
     default_rule: str | None = None,
     files: FileMiddlewares = NO_FILE_MIDDLEWARES,
+    server_urls: str = LOOPBACK_SERVER_URLS,
 ) -> tuple[list[Route], list[LabelProblem]]:
     """Routes (every upstream at 127.0.0.1, where the echo servers listen) and problems, as
     discovery settles them between services; `default_rule`: the provider's defaultRule, as
-    CERTBOTLESS_TRAEFIK_DEFAULT_RULE would give it; `files`: Traefik's dynamic configuration."""
+    CERTBOTLESS_TRAEFIK_DEFAULT_RULE would give it; `files`: Traefik's dynamic configuration;
+    `server_urls`: where server.url labels may send requests, as
+    CERTBOTLESS_TRAEFIK_SERVER_URLS would say (loopback, where the echo servers are)."""
     template = rule_template(default_rule, "TRAEFIK_DEFAULT_RULE")
+    allowed = server_url_prefixes(server_urls, "TRAEFIK_SERVER_URLS")
     claims = traefik_claims(services, exposed_by_default=exposed_by_default, default_rule=template,
-                            files=files)  # fmt: skip
+                            files=files, server_urls=allowed)  # fmt: skip
     found = discover(services, native=False, foreign=claims)
     return [replace(r, service=LOOPBACK) for r in found.routes], list(found.problems)
 
@@ -291,8 +299,9 @@ def provider_services(
     echo server (Swarm tells Traefik no ports: its Swarm provider needs the label too, where
     Docker detected the container's), in place of the case's own port label whatever its
     spelling; and which Traefik service each echo port stands for. A container that exposes
-    no port (`"ports": []`) and a Traefik service with a `server.url` get no port label: Docker
-    would detect none, and Traefik proxies to the URL."""
+    no port (`"ports": []`) gets no port label: Docker would detect none; a Traefik service with
+    a `server.url` gets none either (Traefik proxies to the URL), its URL's address is the echo
+    server's instead."""
     spare = iter(ports)
     service_of: dict[int, str] = {}
     services = []
@@ -306,12 +315,39 @@ def provider_services(
             service_of[port] = name
             prefix = f"traefik.http.services.{name}.loadbalancer.server."
             spelled = {label.lower(): label for label in labels}
-            if swarm_service.get("ports") == [] or f"{prefix}url".lower() in spelled:
+            url = spelled.get(f"{prefix}url".lower())
+            if url is not None:  # the echo server stands at the URL's address, its path kept
+                parts = urlsplit(labels[url].strip())
+                labels[url] = parts._replace(netloc=f"{LOOPBACK}:{port}").geturl()
+                continue
+            if swarm_service.get("ports") == []:
                 continue
             labels.pop(spelled.get(f"{prefix}port".lower(), ""), None)
             labels[f"{prefix}port"] = str(port)
         services.append(ServiceInfo(swarm_service["name"], labels))
     return services, service_of
+
+
+def _h2c_fronted(
+    services: Sequence[ServiceInfo], fronts: ExitStack, scratch: Path, binary: NginxBinary
+) -> list[ServiceInfo]:
+    """The services, each Traefik service with scheme h2c pointed at an h2c front before its
+    echo server (which speaks HTTP/1.1 only; the front answers over HTTP/2 only)."""
+    fronted = []
+    for service in services:
+        labels = dict(service.labels)
+        for label, value in service.labels.items():
+            name = label.split(".")[3] if label.count(".") >= 4 else ""
+            scheme = f"traefik.http.services.{name}.loadbalancer.server.scheme"
+            port_label = f"traefik.http.services.{name}.loadbalancer.server.port"
+            if label.lower() != scheme.lower() or value.strip().lower() != "h2c":
+                continue
+            if port_label in labels:
+                place = scratch.with_name(f"{scratch.name}-h2c-{name}")
+                front = fronts.enter_context(h2c_front(int(labels[port_label]), place, binary))
+                labels[port_label] = str(front)
+        fronted.append(replace(service, labels=labels))
+    return fronted
 
 
 def provider_case_outcome(
@@ -329,15 +365,16 @@ def provider_case_outcome(
     services, service_of = provider_services(case, ports)
     provider = case["provider"]
     default_rule = provider.get("defaultRule")
-    try:
-        routes, problems = discover_case(
-            services,
-            provider["exposedByDefault"],
-            None if default_rule is None else public_rule(default_rule, case["syntax"]),
-        )
-    except SettingsError as refused:  # a default rule certbotless cannot evaluate: no start
-        return Outcome(case_id, area, Verdict.REFUSED, str(refused))
-    differing = answers_differing(case, routes, service_of, scratch, binary)
+    with ExitStack() as fronts:
+        try:
+            routes, problems = discover_case(
+                _h2c_fronted(services, fronts, scratch, binary),
+                provider["exposedByDefault"],
+                None if default_rule is None else public_rule(default_rule, case["syntax"]),
+            )
+        except SettingsError as refused:  # a default rule certbotless cannot evaluate: no start
+            return Outcome(case_id, area, Verdict.REFUSED, str(refused))
+        differing = answers_differing(case, routes, service_of, scratch, binary)
     if not differing:
         return Outcome(case_id, area, Verdict.BEHAVES, _problems_text(problems))
     served = {service_of.get(route.port) for route in routes}

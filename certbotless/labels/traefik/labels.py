@@ -18,6 +18,15 @@ from dataclasses import dataclass, field, replace
 
 from certbotless.labels.settle import claim_order
 from certbotless.labels.traefik.default_rule import NoDefaultRule, default_rule, has_one_port
+from certbotless.labels.traefik.load_balancer import (
+    SERVICES,
+    V1_PORT,
+    RouterService,
+    Upstream,
+    passes_host,
+    upstream,
+    with_server_path,
+)
 from certbotless.labels.traefik.merging import Made, one_route_per_path
 from certbotless.labels.traefik.middlewares.apply import MiddlewareRefused, apply_middlewares
 from certbotless.labels.traefik.middlewares.options import (
@@ -53,22 +62,19 @@ from certbotless.model import (
     ServiceInfo,
     StatusTarget,
 )
-from certbotless.setting_values import RuleTemplate, normalize
+from certbotless.setting_values import RuleTemplate, ServerUrlPrefix, normalize
 
 PREFIX = "traefik."
 ENABLE = "traefik.enable"
 ROUTERS = "traefik.http.routers."
-SERVICES = "traefik.http.services."
 MIDDLEWARES = "traefik.http.middlewares."
 NETWORK_LABELS = ("traefik.docker.network", "traefik.swarm.network", "traefik.backend")
 V1_RULE = "traefik.frontend.rule"
-V1_PORT = "traefik.port"
 V1_REDIRECT = "traefik.frontend.redirect.entrypoint"
 V1_BASIC_USERS = "traefik.frontend.auth.basic.users"
 V1_LABELS = (V1_RULE, V1_PORT, V1_REDIRECT, V1_BASIC_USERS, "traefik.frontend.entrypoints",
              "traefik.frontend.redirect.permanent")  # fmt: skip
 _TRUE = {"true", "yes", "1", "on"}
-_PORT_RE = re.compile(r"^[0-9]{1,5}$", re.ASCII)
 _PRIORITY_RE = re.compile(r"^-?[0-9]{1,18}$", re.ASCII)
 _ROUTER_KEYS = {"rule", "entrypoints", "service", "middlewares", "tls", "tls.certresolver",
                 "tls.options", "priority", "rulesyntax"}  # fmt: skip
@@ -115,13 +121,15 @@ def traefik_claims(
     status_page: StatusTarget | None = None,
     default_rule: RuleTemplate | None = None,
     default_syntax: str = V3,
+    server_urls: tuple[ServerUrlPrefix, ...] = (),
 ) -> dict[str, DialectClaims]:
     """What each service's traefik.* labels ask for (services with none are left out).
     `secrets`: the swarm's secret names, for `basicauth.usersFile` (None: not known);
     `files`: the middlewares of Traefik dynamic-configuration files (`name@file`);
     `status_page`: where `api@internal` (Traefik's dashboard) goes, certbotless's status page
     when it is served; `default_rule`: Traefik's defaultRule, for routers without a rule;
-    `default_syntax`: Traefik's defaultRuleSyntax, for routers without a ruleSyntax label."""
+    `default_syntax`: Traefik's defaultRuleSyntax, for routers without a ruleSyntax label;
+    `server_urls`: where server.url labels may send the edge's requests (none: refused)."""
     ordered = sorted(services, key=claim_order)
     taking = [s for s in ordered if _has_traefik_labels(s) and enabled(s, exposed_by_default)]
     definitions = _middleware_definitions(taking)
@@ -134,12 +142,9 @@ def traefik_claims(
         elif DOMAINS in service.labels:
             claims[service.name] = DialectClaims(problems=(_both_dialects(service),))
         else:
-            claims[service.name] = _service_claims(
-                service,
-                _Known(
-                    definitions, ordered, secrets, files, status_page, default_rule, default_syntax
-                ),
-            )
+            known = _Known(definitions, ordered, secrets, files, status_page, default_rule,
+                           default_syntax, server_urls)  # fmt: skip
+            claims[service.name] = _service_claims(service, known)
     return claims
 
 
@@ -202,6 +207,7 @@ class _Known:
     status_page: StatusTarget | None  # where api@internal goes, when the page is served
     default_rule: RuleTemplate | None  # Traefik's defaultRule (None: not set)
     default_syntax: str  # Traefik's defaultRuleSyntax
+    server_urls: tuple[ServerUrlPrefix, ...]  # where server.url labels may send requests
 
 
 def _service_claims(service: ServiceInfo, known: _Known) -> DialectClaims:
@@ -262,7 +268,8 @@ def _known_elsewhere(label: str) -> bool:
     if label.startswith(SERVICES):
         key = label[len(SERVICES) :].partition(".")[2]
         return key in ("loadbalancer.server.port", "loadbalancer.server.scheme",
-                       "loadbalancer.server.url", "loadbalancer.passhostheader")  # fmt: skip
+                       "loadbalancer.server.url", "loadbalancer.server.preservepath",
+                       "loadbalancer.passhostheader")  # fmt: skip
     return False
 
 
@@ -318,14 +325,19 @@ def _router_routes(
     if not https and _redirects_only(router, known) is not None:
         raise _Skip(None)  # a redirect router: its routes' redirect answers as it would
     target = _status_page(service, router, known.status_page)
-    port, scheme = (target.port, "http") if target else _upstream(service, router, v1)
-    base = Route(service=target.service if target else service.name, hosts=(), port=port,
-                 upstream_scheme=scheme, strip_prefixes=strip, redirect_to_https=not plain,
-                 pass_host_header=target is not None or _passes_host(service, router))  # fmt: skip
+    found = Upstream(target.port, "http") if target else upstream(
+        service, RouterService(router.name, router.value("service"), router.label("service"),
+                               router.label("rule")), v1, known.server_urls)  # fmt: skip
+    base = Route(service=target.service if target else service.name, hosts=(),
+                 port=found.port, upstream_scheme=found.scheme,
+                 server_authority=found.server_authority, strip_prefixes=strip,
+                 redirect_to_https=not plain, pass_host_header=target is not None
+                 or passes_host(service, router.value("service")))  # fmt: skip
     base = _redirect_of(service, known, base)
     base, problems = apply_middlewares(base, _middleware_names(router), service,
                                        known.definitions, known.services, known.secrets,
                                        known.files)  # fmt: skip
+    base = with_server_path(service, base, found)
     base, problems = _with_client_auth(service, router, known, base, problems)
     if target is not None:  # the page's own protections at the edge, whatever the router says
         base = replace(base, auth_url=target.auth_url or base.auth_url,
@@ -380,19 +392,6 @@ def _rule_syntax(service: ServiceInfo, router: _Router, known: _Known) -> str:
                              "must be v2 or v3 (Traefik reads any other value as v3): write "
                              "one of them; this router is not routed"))  # fmt: skip
     return syntax
-
-
-def _passes_host(service: ServiceInfo, router: _Router) -> bool:
-    """The router's service's passHostHeader (true unless false)."""
-    wanted = router.value("service").partition("@")[0]
-    defined = _defined_services(service)
-    if not wanted and len(defined) == 1:
-        wanted = next(iter(defined))
-    label = f"{SERVICES}{wanted}.loadbalancer.passhostheader".lower()
-    value = next((v for k, v in service.labels.items() if k.lower() == label), "true")
-    if value.strip().lower() not in ("true", "false"):
-        raise _Skip(_problem(service, label, "passHostHeader must be true or false"))
-    return value.strip().lower() == "true"
 
 
 def _redirect_of(service: ServiceInfo, known: _Known, route: Route) -> Route:
@@ -512,76 +511,3 @@ def _status_page(
                              "status page, which is off: set CERTBOTLESS_STATUS_LISTEN and one "
                              "of its protections; this router is not routed"))  # fmt: skip
     return status_page
-
-
-def _upstream(service: ServiceInfo, router: _Router, v1: bool) -> tuple[int, str]:
-    """The port and scheme of the router's service, which must be defined on this service."""
-    defined = _defined_services(service)
-    wanted, _, provider = router.value("service").partition("@")
-    if provider not in ("", "docker", "swarm"):
-        raise _Skip(_problem(service, router.label("service"),
-                             f"services of the {provider} provider are not read; define the "
-                             "service in this service's labels"))  # fmt: skip
-    if v1 or (not wanted and not defined):
-        port_text = service.labels.get(V1_PORT, "").strip()
-        if port_text:
-            return _port(service, V1_PORT, port_text), "http"
-    if not wanted:
-        if len(defined) != 1:
-            raise _Skip(_problem(service, router.label("rule"), _which_service(router, defined)))
-        wanted = next(iter(defined))
-    if wanted not in defined:
-        raise _Skip(_problem(service, router.label("service"),
-                             f"service {wanted} is not defined on this service; set "
-                             f"{SERVICES}{wanted}.loadbalancer.server.port on it (certbotless "
-                             "routes a service's routers to that service)"))  # fmt: skip
-    port_label, scheme_label = defined[wanted]
-    url_label = _spelled(service, f"{SERVICES}{wanted}.loadbalancer.server.url")
-    if url_label in service.labels:  # Traefik proxies to that address, not to the tasks
-        raise _Skip(_problem(service, url_label,
-                             "an upstream URL is not followed: certbotless proxies a service's "
-                             "routers to its own Swarm tasks; remove server.url and set "
-                             f"{SERVICES}{wanted}.loadbalancer.server.port (or route that "
-                             "address from its own service); this router is not routed"),
-                    )  # fmt: skip
-    scheme = service.labels.get(scheme_label, "http").strip().lower() or "http"
-    if scheme not in ("http", "https"):
-        raise _Skip(_problem(service, scheme_label,
-                             f"scheme {scheme} is not proxied: nginx speaks http (HTTP/1.1) or "
-                             "https to services, not h2c or others; have the service accept "
-                             "HTTP/1.1 and set scheme=http; this router is not routed"),
-                    )  # fmt: skip
-    return _port(service, port_label, service.labels.get(port_label, "")), scheme
-
-
-def _which_service(router: _Router, defined: dict[str, tuple[str, str]]) -> str:
-    if not defined:
-        return (f"router {router.name} has no service with a port; Swarm tells no ports, so set "
-                "traefik.http.services.<name>.loadbalancer.server.port")  # fmt: skip
-    return (f"router {router.name} does not say which of {', '.join(sorted(defined))} it "
-            f"serves; set {ROUTERS}{router.name}.service")  # fmt: skip
-
-
-def _defined_services(service: ServiceInfo) -> dict[str, tuple[str, str]]:
-    """Traefik services defined on this service: name → (its port label, its scheme label)."""
-    defined: dict[str, tuple[str, str]] = {}
-    for label in service.labels:
-        if label.lower().startswith(SERVICES):
-            name = label[len(SERVICES) :].partition(".")[0]
-            defined[name] = (
-                _spelled(service, f"{SERVICES}{name}.loadbalancer.server.port"),
-                _spelled(service, f"{SERVICES}{name}.loadbalancer.server.scheme"),
-            )
-    return defined
-
-
-def _spelled(service: ServiceInfo, label: str) -> str:
-    """The label as the service spells it (Traefik reads its labels case-insensitively)."""
-    return next((lbl for lbl in service.labels if lbl.lower() == label.lower()), label)
-
-
-def _port(service: ServiceInfo, label: str, text: str) -> int:
-    text = text.strip()
-    if not _PORT_RE.match(text) or not 1 <= int(text) <= 65535:
-        raise _Skip(_problem(service, label, "must be a port number from 1 to 65535"))
-    return int(text)

@@ -21,6 +21,7 @@ from certbotless.labels.traefik.middlewares.options import (
     Middleware,
     Unsupported,
 )
+from certbotless.labels.traefik.middlewares.path_changes import h2c_check
 from certbotless.labels.traefik.middlewares.redirect_scheme import PERMANENT, TEMPORARY
 from certbotless.labels.values import InvalidLabel
 from certbotless.model import BasicAuth, LabelProblem, Route, ServiceInfo
@@ -116,7 +117,9 @@ def _apply_one(
     if apply is None:
         raise Unsupported(middleware.label(), name,
                           f"middleware kind {middleware.kind} is not supported")  # fmt: skip
-    return apply(route, middleware, context)
+    applied = apply(route, middleware, context)
+    h2c_check(route, applied, middleware)
+    return applied
 
 
 def _refusal(problem: LabelProblem) -> LabelProblem:

@@ -739,39 +739,45 @@ def test_v2_rules_are_read_under_the_rule_syntax_the_setting_gives() -> None:
 
 def test_a_service_scheme_is_read_whatever_the_case_of_its_label() -> None:
     """Traefik's labels are case-insensitive (its own test writes `LoadBalancer.server.scheme`):
-    an h2c scheme spelled so was not seen, and the route answered 502 without a word."""
+    a scheme spelled so was once not seen, and the route answered 502 without a word."""
     labels = {
         "traefik.enable": "true",
         f"{R}r.rule": "Host(`a.example.com`)",
         "traefik.http.services.s.LoadBalancer.server.port": "8080",
-        "traefik.http.services.s.LoadBalancer.server.scheme": "h2c",
+        "traefik.http.services.s.LoadBalancer.server.scheme": "wss",
     }
     found = find([service("web", labels)])
     assert found.routes == ()
     (problem,) = found.problems
     assert problem.label == "traefik.http.services.s.LoadBalancer.server.scheme"
-    assert "h2c" in problem.message
-    https = {**labels, "traefik.http.services.s.LoadBalancer.server.scheme": "HTTPS"}
-    (route,) = find([service("web", https)]).routes
-    assert route.upstream_scheme == "https"
+    assert "wss" in problem.message
+    for scheme in ("HTTPS", "h2c"):
+        spelled = {**labels, "traefik.http.services.s.LoadBalancer.server.scheme": scheme}
+        (route,) = find([service("web", spelled)]).routes
+        assert route.upstream_scheme == scheme.lower()
 
 
 @pytest.mark.parametrize("spelled", ["loadbalancer.server.url", "LoadBalancer.server.url"])
-def test_a_service_with_a_server_url_is_refused_not_served_to_the_swarm_service(
+def test_a_service_with_a_server_url_is_refused_unless_the_operator_allows_it(
     spelled: str,
 ) -> None:
-    """Traefik proxies such a service to that URL, not to the Swarm service's tasks: serving it
-    to the tasks would send the traffic elsewhere than the label says."""
+    """Traefik proxies such a service to that URL, not to the Swarm service's tasks; certbotless
+    does only where CERTBOTLESS_TRAEFIK_SERVER_URLS allows it (tests/unit/labels/traefik/
+    test_traefik_server_urls.py), and by default refuses it by that setting's name."""
     labels = {
         "traefik.enable": "true",
         f"{R}r.rule": "Host(`a.example.com`)",
         f"{S}s.{spelled}": "http://1.2.3.4:5678",
     }
-    for extra in ({}, {f"{S}s.loadbalancer.server.port": "80"}):
-        found = find([service("web", {**labels, **extra})])
-        assert found.routes == ()
-        (problem,) = found.problems
-        assert problem.label == f"{S}s.{spelled}" and "server.port" in problem.message
+    found = find([service("web", labels)])
+    assert found.routes == ()
+    (problem,) = found.problems
+    assert problem.label == f"{S}s.{spelled}"
+    assert "CERTBOTLESS_TRAEFIK_SERVER_URLS" in problem.message and "server.port" in problem.message
+    # Beside a port, Traefik refuses the service whatever the setting.
+    found = find([service("web", {**labels, f"{S}s.loadbalancer.server.port": "80"})])
+    assert found.routes == ()
+    assert [p.label for p in found.problems] == [f"{S}s.loadbalancer.server.port"]
     # The router Traefik makes by its default rule for the service is refused the same way.
     url_only = [service("web", {f"{S}s.{spelled}": "http://1.2.3.4:5678"})]
     template = rule_template("Host(`{{ normalize .Name }}.example.com`)", "TRAEFIK_DEFAULT_RULE")
