@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from uuid import uuid4
 
+from certbotless.edge.njs import without_njs
 from certbotless.labels.traefik.dynamic import read_dynamic_config
 from certbotless.labels.traefik.middlewares.options import NO_FILE_MIDDLEWARES, FileMiddlewares
 from certbotless.model import LabelProblem, Route, ServiceInfo
@@ -140,7 +141,9 @@ def middleware_case_outcome(
     routes, problems = discover_case([ServiceInfo("svc", case_labels(case, ports[0]))],
                                      files=dynamic_config(case, ports[0], scratch))  # fmt: skip
     routes = [_errors_on_loopback(route) for route in routes]
-    said = [p for p in problems if _own(p, case)]
+    # The edge refuses what needs njs when its nginx has none: a refusal of the case's own.
+    routes, without = without_njs(routes, binary.has_njs)
+    said = [p for p in problems if _own(p, case)] + without
     text = " | ".join(f"{p.label}: {p.message}" for p in said)
     if case.get("traefik_rejects"):
         if routes and not said:
