@@ -1,7 +1,8 @@
 """njs, nginx's JavaScript module, for what nginx's configuration language cannot say (Traefik's
-replacePathRegex on every match). The functions ship with certbotless (njs/certbotless.js) and
-are a file of the rendered configuration; nginx.conf loads the module only when a route needs
-it. An edge whose nginx has no module gets those routes refused, by name."""
+replacePathRegex on every match, passTLSClientCert's serial number and dates). The functions
+ship with certbotless (njs/certbotless.js) and are a file of the rendered configuration;
+nginx.conf loads the module only when a route needs it. An edge whose nginx has no module
+gets those routes refused, by name."""
 
 from __future__ import annotations
 
@@ -23,13 +24,20 @@ _JS_SOURCE = Path(__file__).with_name("njs") / "certbotless.js"
 # taken as written).
 DOLLAR = "${certbotless_dollar}"
 REPLACED_PATH = "$certbotless_replaced_by_njs"  # replacedPath's answer (see the .js)
+CLIENT_INFO = "$certbotless_client_info_by_njs"  # clientCertInfo's answer
 # `nginx -t` on an empty configuration that loads the module: nginx names the module only
 # when it cannot load it (the configuration fails anyway: it has no events section).
 PROBE_COMMAND = ["nginx", "-t", "-c", "/dev/null", "-g", f"load_module {NJS_MODULE};"]
 
 
 def needs_njs(route: Route) -> bool:
-    return route.replace_path_everywhere
+    return route.replace_path_everywhere or _numbers(route) != ""
+
+
+def _numbers(route: Route) -> str:
+    """The client certificate's numbers passTLSClientCert asks for (njs writes them)."""
+    passing = route.client_tls.pass_cert
+    return ", ".join(passing.numbers) if passing is not None else ""
 
 
 def module_loaded(output: str) -> bool:
@@ -52,6 +60,7 @@ def njs_directives(routes: Iterable[Route]) -> dict[str, str]:
         return {"njs_module": "", "njs_http": ""}
     http = (f"\n    js_import certbotless from {JS_TARGET};"
             f"\n    js_set {REPLACED_PATH} certbotless.replacedPath;"
+            f"\n    js_set {CLIENT_INFO} certbotless.clientCertInfo;"
             '\n    geo $certbotless_dollar { default "$"; }\n')  # fmt: skip
     return {"njs_module": f"load_module {NJS_MODULE};\n", "njs_http": http}
 
@@ -67,16 +76,19 @@ def without_njs(routes: Sequence[Route], has_njs: bool) -> tuple[list[Route], li
     if has_njs:
         return list(routes), []
     kept = [route for route in routes if not needs_njs(route)]
-    problems = {
-        route.service: LabelProblem(
-            route.service, "replacePathRegex", route.replace_path[0] if route.replace_path
-            else "", "this replacePathRegex needs njs (nginx's JavaScript module, "
-            f"{NJS_MODULE}), which the edge's nginx has not: the router is not routed; use "
-            "the edge image (nginx:stable has it), install libnginx-mod-http-js, or write the "
-            "regex as ^…(.*) so that nginx's rewrite does it")
-        for route in routes if needs_njs(route)
-    }  # fmt: skip
+    problems = {route.service: _refusal(route) for route in routes if needs_njs(route)}
     return kept, list(problems.values())
+
+
+def _refusal(route: Route) -> LabelProblem:
+    if route.replace_path_everywhere and route.replace_path is not None:
+        feature, value = "replacePathRegex", route.replace_path[0]
+    else:
+        feature, value = "passTLSClientCert", _numbers(route)
+    return LabelProblem(route.service, feature, value, f"this {feature} needs njs (nginx's "
+                        f"JavaScript module, {NJS_MODULE}), which the edge's nginx has not: the "
+                        "router is not routed; use the edge image (nginx:stable has it) or "
+                        "install libnginx-mod-http-js")  # fmt: skip
 
 
 def in_nginx_string(text: str) -> str:

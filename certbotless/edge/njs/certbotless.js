@@ -65,4 +65,68 @@ function expand(template, match) {
     });
 }
 
-export default { replacedPath };
+// Traefik's X-Forwarded-Tls-Client-Cert-Info (url-escaped) with the client certificate's
+// numbers: its serial number in decimal (SerialNumber) and validity dates in Unix seconds (NB,
+// NA). In: $certbotless_cert_names (the Subject and Issuer the maps wrote, "" for none),
+// $certbotless_cert_name_parts (a `!` in it: a name the maps cannot write as Traefik does),
+// $certbotless_cert_numbers (the numbers asked, in Traefik's order). Out: "" (no header) without
+// a client certificate, or when a part cannot be written as Traefik writes it.
+function clientCertInfo(r) {
+    var v = r.variables;
+    if (!v.ssl_client_serial || v.certbotless_cert_name_parts.indexOf('!') !== -1) {
+        return '';
+    }
+    var values = v.certbotless_cert_names ? [v.certbotless_cert_names] : [];
+    var numbers = v.certbotless_cert_numbers.split(' ');
+    for (var i = 0; i < numbers.length; i++) {
+        var value = numbers[i] === 'SerialNumber' ? decimal(v.ssl_client_serial)
+            : unixSeconds(numbers[i] === 'NB' ? v.ssl_client_v_start : v.ssl_client_v_end);
+        if (value === null) {
+            return '';
+        }
+        values.push(numbers[i] + '%3D%22' + value + '%22');
+    }
+    return values.join('%3B');
+}
+
+// OpenSSL's hexadecimal serial ($ssl_client_serial) in decimal, as Go's big.Int writes it
+// (no BigInt in njs's engine: digits of base 10^7, the lowest first).
+function decimal(hex) {
+    var match = /^(-?)([0-9A-Fa-f]+)$/.exec(hex);
+    if (match === null) {
+        return null;
+    }
+    var digits = [0];
+    for (var i = 0; i < match[2].length; i++) {
+        var carry = parseInt(match[2].charAt(i), 16);
+        for (var j = 0; j < digits.length; j++) {
+            var sum = digits[j] * 16 + carry;
+            digits[j] = sum % 10000000;
+            carry = Math.floor(sum / 10000000);
+        }
+        if (carry) {
+            digits.push(carry);
+        }
+    }
+    var out = String(digits[digits.length - 1]);
+    for (var k = digits.length - 2; k >= 0; k--) {
+        out += ('000000' + digits[k]).slice(-7);
+    }
+    return (out === '0' ? '' : match[1]) + out;
+}
+
+// OpenSSL's date ($ssl_client_v_start, `Dec  6 21:00:00 2027 GMT`) in Unix seconds; null for
+// another form, or before 1970 (Traefik writes those as uint64).
+function unixSeconds(text) {
+    var m = /^([A-Z][a-z]{2}) +([0-9]{1,2}) ([0-9]{2}):([0-9]{2}):([0-9]{2}) ([0-9]{4}) GMT$/
+        .exec(text);
+    var month = m === null ? -1 : 'JanFebMarAprMayJunJulAugSepOctNovDec'.indexOf(m[1]);
+    if (month < 0 || month % 3 !== 0) {
+        return null;
+    }
+    var ms = Date.UTC(Number(m[6]), month / 3, Number(m[2]), Number(m[3]), Number(m[4]),
+        Number(m[5]));
+    return ms < 0 ? null : String(ms / 1000);
+}
+
+export default { replacedPath, clientCertInfo };
