@@ -3,10 +3,11 @@
 ARG BASE_IMAGE=python:3.12-slim
 FROM ${BASE_IMAGE}
 
-# nginx is here only to run `nginx -t` on every rendered config before it is rolled.
+# nginx is here only to run `nginx -t` on every rendered config before it is rolled; njs (its
+# JavaScript module) for the routes that need it (certbotless/edge/njs.py).
 RUN command -v nginx >/dev/null \
  || (apt-get update && apt-get install -y --no-install-recommends nginx-light \
-     && rm -rf /var/lib/apt/lists/*)
+     libnginx-mod-http-js && rm -rf /var/lib/apt/lists/*)
 
 # With PIP_FIND_LINKS set, install offline from prebuilt wheels (no registry in the test rig).
 ARG PIP_FIND_LINKS=

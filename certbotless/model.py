@@ -148,6 +148,7 @@ class Route:
     retry_timeout: str | None = None  # nginx time syntax: no further tries after it
     # The path replaced before it reaches the service: (PCRE, replacement with $1…$9).
     replace_path: tuple[str, str] | None = None
+    replace_path_everywhere: bool = False  # by njs, every match: see edge/njs.py
     cors: Cors | None = None
     dialect: str = "certbotless"  # the labels that asked for it: certbotless's or traefik's
     # Traefik's router priority (explicit, else the rule's length): a host's routes are tried in

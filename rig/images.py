@@ -41,7 +41,10 @@ BOOKWORM = DebianBase(
 TRIXIE = DebianBase("certbotless-test-base-trixie", "trixie", "nginx-light,ca-certificates")
 # nginx 1.30 (Debian forky): upstream servers that follow DNS (`resolve`, 1.27.3) and certificates
 # loaded on first use (`ssl_certificate_cache`, 1.27.4), as the edge image's nginx:stable has.
-FORKY = DebianBase("certbotless-test-base-forky", "forky", "nginx-light,ca-certificates")
+# With njs (libnginx-mod-http-js), as nginx:stable has it.
+FORKY = DebianBase(
+    "certbotless-test-base-forky", "forky", "nginx-light,libnginx-mod-http-js,ca-certificates"
+)
 BASE_IMAGE = BOOKWORM.tag
 IMAGE_PYTHON = "3.11.2"  # bookworm's python3, which runs certbotless in the sidecar image
 # A Docker-in-Docker node of the rig's multi-node cluster (rig/cluster.py).

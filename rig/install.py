@@ -14,6 +14,8 @@ APT_PACKAGES = [
     "docker.io",
     "pebble",
     "nginx-light",
+    # njs for bookworm's nginx, which runs Traefik's cases needing it (certbotless/edge/njs.py).
+    "libnginx-mod-http-js",
     # Runs haproxy/docker-api-proxy.cfg in its integration test.
     "haproxy",
     "debootstrap",

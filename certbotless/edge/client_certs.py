@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 from certbotless.client_tls import DN_ATTRIBUTES, ClientAuth, PassClientCert
 from certbotless.edge.mounts import CLIENT_CA_DIR
+from certbotless.edge.njs import CLIENT_INFO
 from certbotless.model import Route
 
 PEM_HEADER = "X-Forwarded-Tls-Client-Cert"
@@ -75,12 +77,21 @@ def pass_cert_directives(route: Route) -> str:
     pem = _PEM if passing.pem else '""'
     info = _info_variable(passing) if passing.subject or passing.issuer else '""'
     lines = [f"proxy_set_header {PEM_HEADER} {pem};", f"proxy_set_header {INFO_HEADER} {info};"]
+    if passing.numbers:  # njs writes them after the names (clientCertInfo in the .js)
+        asked = (("s", passing.subject), ("i", passing.issuer))
+        parts = "".join(f"{_info_variable(passing)}_{dn}" for dn, names in asked if names)
+        lines[1:] = [f'set $certbotless_cert_names "{info.strip(chr(34))}";',
+                     f'set $certbotless_cert_name_parts "{parts}";',
+                     f'set $certbotless_cert_numbers "{" ".join(passing.numbers)}";',
+                     f"proxy_set_header {INFO_HEADER} {CLIENT_INFO};"]  # fmt: skip
     return "".join(f"\n            {line}" for line in lines)
 
 
 def pass_cert_maps(routes: Iterable[Route]) -> str:
     """The http-level maps the routes' passTLSClientCert headers read."""
-    wanted = {r.client_tls.pass_cert for r in routes if r.client_tls.pass_cert is not None}
+    # The names' maps, once for each set of names (njs writes the numbers).
+    wanted = {replace(r.client_tls.pass_cert, numbers=()) for r in routes
+              if r.client_tls.pass_cert is not None}  # fmt: skip
     if not wanted:
         return ""
     maps = []

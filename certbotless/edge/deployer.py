@@ -23,12 +23,15 @@ from certbotless.edge.mounts import (
     ticket_key_target,
 )
 from certbotless.edge.nginx_version import DEFAULT_NGINX_VERSION, NginxVersion, local_nginx_version
+from certbotless.edge.njs import local_has_njs, needs_njs, without_njs
 from certbotless.edge.render import NginxFiles, files_listing, render_nginx_conf
 from certbotless.edge.rollout import (
     RolloutError,
     ServedCertificates,
+    asked_once,
     check_in_edge_image,
     nginx_version_in_edge_image,
+    njs_in_edge_image,
     references_change,
     roll_service,
     rolls_start_first_with_rollback,
@@ -210,6 +213,7 @@ class SwarmEdgeDeployer:
         # (a restart tries once more). Only the latest few matter.
         self._failed: deque[frozenset[str]] = deque(maxlen=16)
         self._nginx_versions: dict[str, NginxVersion] = {}  # edge image → its nginx version
+        self._njs: dict[str, bool] = {}  # edge image → whether its nginx has njs
         self._validated = ""  # digest of the configuration the sidecar's nginx last passed
         self._check_alone = RememberedChecks()
 
@@ -257,6 +261,10 @@ class SwarmEdgeDeployer:
         if self.settings.nginx_conf == NginxConfMode.OWN:
             return (*self._snippet_references(current, wanted_names), ())
         routes, secret_ids = with_their_secrets(self.swarm, routes)
+        has_njs = not any(map(needs_njs, routes)) or (
+            local_has_njs() and self._edge_has_njs(service)
+        )
+        routes, without = without_njs(routes, has_njs)
         tickets = self.store.ensure_ticket_keys(datetime.now(UTC).date())
         routes, left_out = routes_nginx_passes(
             routes,
@@ -273,7 +281,7 @@ class SwarmEdgeDeployer:
                 f"so nothing rolled: {error}"
             ) from None
         references = edge_references(routes, current, confs, self.settings.certs_dir, secret_ids)
-        return files, references + ticket_key_references(tickets), left_out
+        return files, references + ticket_key_references(tickets), (*without, *left_out)
 
     def _validate(self, files: NginxFiles) -> None:
         """The sidecar's own `nginx -t` (its errors name the file, line and route); a
@@ -356,21 +364,17 @@ class SwarmEdgeDeployer:
             ticket_keys=ticket_keys,
         )
 
+    def _edge_has_njs(self, service: Json) -> bool:
+        """Asked once per edge image; if it cannot be asked, taken as without."""
+        ask = lambda: njs_in_edge_image(self.swarm, service, self.settings.rollout_timeout)  # noqa: E731
+        return asked_once(self._njs, service, ask, False, "njs")
+
     def _edge_nginx_version(self, service: Json) -> NginxVersion:
         """Asked once per edge image; if it cannot be asked, the syntax every version reads."""
-        image = service["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
-        if image not in self._nginx_versions:
-            try:
-                self._nginx_versions[image] = nginx_version_in_edge_image(
-                    self.swarm, service, self.settings.rollout_timeout
-                )
-            except (RolloutError, ValueError) as error:
-                log.warning("nginx version of %s unknown (%s); rendering for %s", image, error,
-                            ".".join(map(str, DEFAULT_NGINX_VERSION)))  # fmt: skip
-                return DEFAULT_NGINX_VERSION
-            log.info("the edge image %s has nginx %s", image,
-                     ".".join(map(str, self._nginx_versions[image])))  # fmt: skip
-        return self._nginx_versions[image]
+        ask = lambda: nginx_version_in_edge_image(  # noqa: E731
+            self.swarm, service, self.settings.rollout_timeout
+        )
+        return asked_once(self._nginx_versions, service, ask, DEFAULT_NGINX_VERSION, "nginx")
 
     def _snippet_references(
         self, current: Mapping[str, StoredCert], wanted_names: set[str]

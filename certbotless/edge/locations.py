@@ -22,6 +22,7 @@ from certbotless.edge.guards import (
     forward_auth_directives,
 )
 from certbotless.edge.h2c import as_grpc
+from certbotless.edge.njs import replace_everywhere_rewrites
 from certbotless.edge.rewrite_phase import (
     RAW_PATH,
     early_answers,
@@ -195,6 +196,8 @@ def _rewrites(route: Route) -> str:
     written."""
     if route.rewrite_phase.strip_prefix_regex is not None:
         return strip_prefix_regex_rewrites(route.rewrite_phase.strip_prefix_regex)
+    if route.replace_path is not None and route.replace_path_everywhere:
+        return replace_everywhere_rewrites(*route.replace_path)
     if route.replace_path is not None:
         regex, replacement = quoted(route.replace_path[0]), route.replace_path[1]
         asked, new = "$certbotless_replaced_path", "$certbotless_new_path"

@@ -24,6 +24,7 @@ from certbotless.edge.nginx_version import (
     HTTP2_DIRECTIVE_SINCE,
     NginxVersion,
 )
+from certbotless.edge.njs import js_files, njs_directives
 from certbotless.edge.servers import (
     Server,
     certificate_per_host,
@@ -73,8 +74,7 @@ def render_nginx_conf(
     routes = list(routes)
     by_host = _routes_by_host(routes)
     cert_for_host = certificate_per_host(certs, by_host)
-    http2_directive = nginx_version >= HTTP2_DIRECTIVE_SINCE
-    pooled = pools_upstreams(nginx_version)
+    pooled, http2_directive = pools_upstreams(nginx_version), nginx_version >= HTTP2_DIRECTIVE_SINCE
     listen_80, listen_443 = listen_directives(http2_directive, front_subnets)
 
     # Clients of an IP address send no SNI: its server must be the default one (discovery lets
@@ -98,6 +98,7 @@ def render_nginx_conf(
     client_certs = pass_cert_maps(routes)
     maps = sum(s.count("\n    map ") for s in (defaults, client_certs, *_all_maps(servers)))
     main = _MAIN.format(
+        **njs_directives(routes),
         default_servers=defaults,
         hosts_dir=HOSTS_DIR,
         ciphers=TLS_CIPHERS,
@@ -113,7 +114,7 @@ def render_nginx_conf(
     )
     upstreams = upstream_files(routes) if pooled else {}
     return {NGINX_CONF_TARGET: main, **upstreams, **_host_files(servers, max_file_bytes),
-            **htpasswd_files(by_host), **client_ca_files(by_host)}  # fmt: skip
+            **htpasswd_files(by_host), **client_ca_files(by_host), **js_files(routes)}  # fmt: skip
 
 
 def _routes_by_host(routes: Iterable[Route]) -> dict[str, list[Route]]:
@@ -279,7 +280,7 @@ _HTTP2_ON = """
 
 _MAIN = """\
 # Rendered by certbotless. Do not edit: the next pass replaces it.
-worker_processes auto;
+{njs_module}worker_processes auto;
 error_log stderr warn;
 
 events {{
@@ -321,7 +322,7 @@ http {{
     ssl_session_cache shared:certbotless:10m;
     ssl_session_timeout 1d;
 {tickets}
-{http2}{real_ip}{rate_zones}{client_geos}{client_certs}{default_servers}
+{http2}{real_ip}{rate_zones}{client_geos}{client_certs}{njs_http}{default_servers}
 
 {upstreams}
     include {hosts_dir}/*.conf;

@@ -10,12 +10,13 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from cryptography import x509
 
 from certbotless.edge.mounts import AUTH_TLS_SECRETS_DIR, HTPASSWD_SECRETS_DIR
 from certbotless.edge.nginx_version import NginxVersion, parse_nginx_version
+from certbotless.edge.njs import PROBE_COMMAND, module_loaded
 from certbotless.edge.validation import NginxConfigError, explain_nginx_error
 from certbotless.model import FileReference, ObjectKind, RolloutResult
 from certbotless.proxy_protocol import connect_to_edge_task
@@ -24,6 +25,7 @@ from certbotless.swarm.api import APIError, JobResult, Json, Swarm
 from certbotless.swarm.store import NAME_PREFIX, serial_hex
 
 log = logging.getLogger(__name__)
+Fact = TypeVar("Fact")
 
 _FAILED_STATES = {"paused", "rollback_started", "rollback_paused", "rollback_completed"}
 _UPDATE_ATTEMPTS = 5
@@ -465,3 +467,29 @@ def _task_errors(swarm: Swarm, service_id: str, since: str) -> str:
         and task.get("CreatedAt", "") >= since
     }
     return "".join(f"\n  task: {e}" for e in sorted(errors) if e)
+
+
+def njs_in_edge_image(swarm: Swarm, service: Json, timeout: float) -> bool:
+    """Whether the edge image's nginx has njs (its `nginx -t` of nothing but the module fails
+    either way; its words name the module only when it cannot load it)."""
+    job = _run_in_edge_image(swarm, service, list(PROBE_COMMAND), [], timeout)
+    if not job.ran:
+        raise RolloutError(f"`nginx -t` in the edge image did not run: {job.error or job.output}")
+    return module_loaded(job.output)
+
+
+def asked_once(
+    known: dict[str, Fact], service: Json, ask: Callable[[], Fact], fallback: Fact, what: str
+) -> Fact:
+    """A fact of the edge's image (`what`: its nginx version, whether it has njs), asked once
+    per image; `fallback` (not remembered) when it cannot be asked."""
+    image = service["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+    if image not in known:
+        try:
+            known[image] = ask()
+        except (RolloutError, ValueError) as error:
+            log.warning("%s of the edge image %s unknown (%s); taken as %s", what, image, error,
+                        fallback)  # fmt: skip
+            return fallback
+        log.info("the edge image %s: %s %s", image, what, known[image])
+    return known[image]

@@ -42,6 +42,7 @@ import dns.rrset
 
 from certbotless.edge.mounts import NGINX_CONF_TARGET
 from certbotless.edge.nginx_version import NginxVersion, parse_nginx_version
+from certbotless.edge.njs import PROBE_COMMAND, module_loaded
 from certbotless.edge.render import render_nginx_conf
 from certbotless.edge.validation import _write_scratch_tree
 from certbotless.model import Route, StoredCert
@@ -69,6 +70,11 @@ class NginxBinary:
         return _version_of(self.command)
 
     @property
+    def has_njs(self) -> bool:
+        """Whether it has njs, as the edge asks its nginx."""
+        return _njs_of(self.command)
+
+    @property
     def command(self) -> tuple[str, ...]:
         if self.root == Path("/"):
             return ("nginx",)
@@ -85,6 +91,14 @@ def _version_of(command: tuple[str, ...]) -> NginxVersion:
         [*command, "-v"], capture_output=True, text=True, timeout=60, check=False
     )
     return parse_nginx_version(found.stderr + found.stdout)
+
+
+@cache
+def _njs_of(command: tuple[str, ...]) -> bool:
+    found = subprocess.run(
+        [*command, *PROBE_COMMAND[1:]], capture_output=True, text=True, timeout=60, check=False
+    )
+    return module_loaded(found.stderr + found.stdout)
 
 
 # Scratch trees written inside another root, removed when their nginx stops.

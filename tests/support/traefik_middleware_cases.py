@@ -29,6 +29,9 @@ from typing import Any
 from urllib.parse import urlsplit
 from uuid import uuid4
 
+from cryptography import x509
+
+from certbotless.edge.njs import without_njs
 from certbotless.labels.traefik.dynamic import read_dynamic_config
 from certbotless.labels.traefik.middlewares.options import NO_FILE_MIDDLEWARES, FileMiddlewares
 from certbotless.model import LabelProblem, Route, ServiceInfo
@@ -63,8 +66,10 @@ CASE_REQUEST = "X-Case-Request"  # a request's own id, to find what reached the 
 def with_echo(value: Any, port: int) -> Any:
     """`value` (a case's JSON) with `{echo}` read as the echo server's port, `{client_ca}`
     as the PEM of the CA that signs the client's certificate, `{client_pem}` as that
-    certificate as Traefik passes it (its PEM without BEGIN/END lines and newlines), and
-    `{echo_tls}` as the port of an echo server over HTTPS (its certificate from that CA)."""
+    certificate as Traefik passes it (its PEM without BEGIN/END lines and newlines), its
+    `{client_serial}` (decimal), `{client_nb}` and `{client_na}` (validity dates, Unix
+    seconds), and `{echo_tls}` as the port of an echo server over HTTPS (its certificate from
+    that CA)."""
     text = json.dumps(value).replace("{echo}", str(port))
     if "{echo_tls}" in text:
         text = text.replace("{echo_tls}", str(tls_echo_port()))
@@ -73,6 +78,10 @@ def with_echo(value: Any, port: int) -> Any:
         passed = "".join(line for line in pem.splitlines() if not line.startswith("-----"))
         text = text.replace("{client_ca}", json.dumps(throwaway_ca().cert_pem)[1:-1])
         text = text.replace("{client_pem}", passed)
+        cert = x509.load_pem_x509_certificate(pem.encode())
+        text = text.replace("{client_serial}", str(cert.serial_number))
+        text = text.replace("{client_nb}", str(int(cert.not_valid_before_utc.timestamp())))
+        text = text.replace("{client_na}", str(int(cert.not_valid_after_utc.timestamp())))
     return json.loads(text)
 
 
@@ -141,7 +150,9 @@ def middleware_case_outcome(
     routes, problems = discover_case([ServiceInfo("svc", case_labels(case, ports[0]))],
                                      files=dynamic_config(case, ports[0], scratch))  # fmt: skip
     routes = [_errors_on_loopback(route) for route in routes]
-    said = [p for p in problems if _own(p, case)]
+    # The edge refuses what needs njs when its nginx has none: a refusal of the case's own.
+    routes, without = without_njs(routes, binary.has_njs)
+    said = [p for p in problems if _own(p, case)] + without
     text = " | ".join(f"{p.label}: {p.message}" for p in said)
     if case.get("traefik_rejects"):
         if routes and not said:

@@ -83,9 +83,13 @@ class GoRegex:
 
     flags_read = True  # (?i), (?s)
 
-    def __init__(self, pattern: str) -> None:
+    def __init__(self, pattern: str, flags_anywhere: bool = False) -> None:
         self.text, self.at, self.depth, self.groups = pattern, 0, 0, 0
         self.out: list[str] = []
+        # A bare flag group after the start, which PCRE reads as RE2 (to the group's end) but
+        # nginx's `(?>…)` wrapping would not: taken only for a regex used as written (njs).
+        self.flags_anywhere = flags_anywhere
+        self.bare_flags: list[int] = []  # where in `out` (Python's check leaves them out)
         self.names: list[tuple[str, int]] = []
         self.alternatives = False  # a `|` outside groups
 
@@ -215,8 +219,10 @@ class GoRegex:
             raise self.fail(f"({flags[0]}… flags are not read here: write the cases out, [aA]")
         named = _NAMED_RE.match(rest)
         if flags and flags[2] == ")":
-            if self.at != 1:  # PCRE and Python read a bare flag elsewhere differently
+            if self.at != 1 and not self.flags_anywhere:  # PCRE and Python differ here
                 raise self.fail("a flag group `(?i)` is read here only first: write (?i:…)")
+            if self.at != 1:
+                self.bare_flags.append(len(self.out))
             self.out.append(f"({flags[0]}")
             self.at += flags.end()
             return
@@ -341,11 +347,12 @@ def compiles(translated: str) -> None:
         raise NotPortable(f"the regular expression cannot be read ({error})") from None
 
 
-def to_pcre(regex: str) -> Pcre:
-    """A regex matched against a whole subject (a URL, a path) as Go matches it."""
-    walk = GoRegex(regex)
+def to_pcre(regex: str, flags_anywhere: bool = False) -> Pcre:
+    """A regex matched against a whole subject (a URL, a path) as Go matches it;
+    `flags_anywhere`: a bare flag group `(?i)` is taken after the start too."""
+    walk = GoRegex(regex, flags_anywhere)
     text = walk.translate()
-    compiles(text)
+    compiles("".join(p for i, p in enumerate(walk.out) if i not in walk.bare_flags))
     return Pcre(text, walk.groups, tuple(walk.names), walk.alternatives)
 
 

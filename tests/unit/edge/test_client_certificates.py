@@ -2,7 +2,7 @@
 on loopback with a throwaway CA: TLS options' clientAuth (each clientAuthType) on a host's
 server, passTLSClientCert's headers as Traefik writes them, the refusals (unknown options,
 hosts whose routers ask different ones, info fields nginx cannot give), and forwardAuth's TLS
-to its auth server."""
+to its auth server. The info's serial number and dates are njs's (edge/njs.py)."""
 
 from __future__ import annotations
 
@@ -46,6 +46,9 @@ OPTIONS = {  # the host → its TLS options (clientAuthType; all with caFiles)
 }
 PASS_ALL = {
     "pem": "true",
+    "info.serialnumber": "true",  # these three written by njs
+    "info.notbefore": "true",
+    "info.notafter": "true",
     **{f"info.subject.{o}": "true" for o in ("commonname", "country", "domaincomponent",
                                              "locality", "organization", "organizationalunit",
                                              "province", "serialnumber")},
@@ -137,7 +140,8 @@ def traefik_pem(issued: Issued) -> str:
 
 
 def traefik_info(issued: Issued, issuer_pem: str) -> str:
-    """Traefik's getCertInfo for every subject and issuer name, url.QueryEscape'd."""
+    """Traefik's getCertInfo for every subject and issuer name, the serial number (decimal)
+    and the validity dates (Unix seconds), url.QueryEscape'd."""
     order = [(NameOID.DOMAIN_COMPONENT, "DC"), (NameOID.COUNTRY_NAME, "C"),
              (NameOID.STATE_OR_PROVINCE_NAME, "ST"), (NameOID.LOCALITY_NAME, "L"),
              (NameOID.ORGANIZATION_NAME, "O"), (NameOID.ORGANIZATIONAL_UNIT_NAME, "OU"),
@@ -149,6 +153,8 @@ def traefik_info(issued: Issued, issuer_pem: str) -> str:
 
     cert = x509.load_pem_x509_certificate(issued.cert_pem.encode())
     info = f'Subject="{names(cert.subject, set())}";Issuer="{names(cert.issuer, {"OU"})}"'
+    dates = int(cert.not_valid_before_utc.timestamp()), int(cert.not_valid_after_utc.timestamp())
+    info += f';SerialNumber="{cert.serial_number}";NB="{dates[0]}";NA="{dates[1]}"'
     assert issuer_pem  # the issuer's names are the certificate's issuer field
     return quote_plus(info)
 
@@ -235,7 +241,7 @@ def test_options_that_cannot_be_applied_refuse_the_router(tmp_path: Path) -> Non
 
 def test_info_fields_nginx_cannot_give_are_refused_by_name(tmp_path: Path) -> None:
     files = dynamic_config(tmp_path)
-    for field in ("notafter", "notbefore", "serialnumber", "sans"):
+    for field in ("sans",):
         found = discovered([service(8000, "a.test", "verify@file", {f"info.{field}": "true"})],
                            files)  # fmt: skip
         assert found.routes == ()
