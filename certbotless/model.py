@@ -10,6 +10,7 @@ from datetime import datetime
 from enum import IntEnum, StrEnum
 
 from certbotless.client_tls import NO_CLIENT_TLS, ClientTls
+from certbotless.forward_auth_options import ASKED_AS_TRAEFIK_DOES, ForwardAuthOptions
 from certbotless.request_conditions import RequestCondition
 from certbotless.rewrite_phase import NOTHING, RewritePhase
 
@@ -134,7 +135,6 @@ class Route:
     add_prefix: str = ""  # put before the path (after stripping)
     request_headers: tuple[tuple[str, str], ...] = ()  # set on the request; "" removes it
     response_headers: tuple[tuple[str, str], ...] = ()  # set on the answer; "" removes it
-    auth_response_headers: tuple[str, ...] = ()  # copied from the forward-auth answer
     compress: bool = False  # gzip the answers
     compress_min_bytes: int | None = None  # Traefik's: any type from that size (None: text)
     # Served only if the method (any when empty), headers and conditions match; others get 404.
@@ -161,10 +161,7 @@ class Route:
     ssl_proxy_headers: tuple[tuple[str, str], ...] = ()  # header values that count as HTTPS
     redirect_statuses: tuple[int, int] = (308, 308)  # plain HTTP → HTTPS: for GET, for others
     redirect_port: int = 443
-    auth_request_headers: tuple[str, ...] = ()  # only these go to forward auth (empty: all)
-    auth_keeps_method: bool = False  # forward auth asked with the request's method, not GET
-    auth_keeps_location: bool = False  # a refusal's relative Location passed as it is
-    auth_signin_url: str = ""  # forward auth's 401 answered by a redirect to it (authSigninURL)
+    auth_options: ForwardAuthOptions = ASKED_AS_TRAEFIK_DOES  # forward auth's, beside auth_url
     pass_host_header: bool = True  # False: the service gets its own name:port as Host
     rewrite_phase: RewritePhase = NOTHING  # allowedHosts, redirectRegex, stripPrefixRegex
     every_host: bool = False  # a router without a Host: its stack's hosts and unclaimed names

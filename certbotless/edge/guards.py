@@ -133,7 +133,7 @@ def forward_auth_directives(index: int, route: Route) -> str:
         return ""
     lines = [f"auth_request {INTERNAL_LOCATION}auth/{index};",
              f"auth_request_set $certbotless_auth_{index}_status $upstream_status;"]  # fmt: skip
-    for number, header in enumerate(route.auth_response_headers):
+    for number, header in enumerate(route.auth_options.response_headers):
         variable = f"$certbotless_auth_{index}_{number}"
         upstream = "$upstream_http_" + header.lower().replace("-", "_")
         lines += [f"auth_request_set {variable} {upstream};",
@@ -191,17 +191,20 @@ def _auth_tls_directives(tls: AuthServerTls | None) -> str:
 
 def _asking_directives(route: Route) -> str:
     """How nginx asks the route's auth server: its client's headers (only
-    `auth_request_headers` when given, as Traefik's authRequestHeaders), the request line in
+    `request_headers` when given, as Traefik's authRequestHeaders), the request line in
     both the X-Original-* and Traefik's X-Forwarded-* names, with GET as Traefik (the
-    request's method with `auth_keeps_method`, preserveRequestMethod), never its body. The
+    request's method with `keeps_method`, preserveRequestMethod), never its body. The
     timeouts are short because every request of the route waits for this answer."""
+    asked = route.auth_options
     listed = "".join(
         f"\n            proxy_set_header {name} $http_{name.lower().replace('-', '_')};"
-        for name in route.auth_request_headers
+        for name in asked.request_headers
         if name.lower() not in _SET_FOR_AUTH
     )
-    only_listed = "\n            proxy_pass_request_headers off;" * bool(route.auth_request_headers)
-    method = "$request_method" if route.auth_keeps_method else "GET"
+    only_listed = "\n            proxy_pass_request_headers off;" * bool(
+        route.auth_options.request_headers
+    )
+    method = "$request_method" if route.auth_options.keeps_method else "GET"
     return f"""
             set $auth_url {route.auth_url};
             proxy_pass $auth_url;
@@ -235,15 +238,15 @@ def auth_answer_locations(index: int, route: Route) -> str:
     """A request the auth server did not let through gets the auth server's own answer
     (status, headers, body), as Traefik passes it on. nginx's auth subrequest keeps only its
     status, so the auth server is asked once more and that answer passed on. A Location it
-    gives relative is made absolute against its address, unless `auth_keeps_location`
-    (preserveLocationHeader); a 401 is a redirect to `auth_signin_url` when given. The
+    gives relative is made absolute against its address, unless `keeps_location`
+    (preserveLocationHeader); a 401 is a redirect to `signin_url` when given. The
     status came from elsewhere when the auth server was not asked or said yes (basic auth's
     401, an allow list's 403): it stays. An auth server that cannot be reached is a 500, as
     in Traefik."""
     where = urlsplit(route.auth_url or "")
     origin = f"{where.scheme}://{where.netloc}"
     directory = origin + (where.path or "/")[: (where.path or "/").rfind("/") + 1]
-    if route.auth_keeps_location:
+    if route.auth_options.keeps_location:
         relative = "\n            proxy_redirect off;"
     else:
         relative = (
@@ -254,9 +257,9 @@ def auth_answer_locations(index: int, route: Route) -> str:
     signin = (
         f"""
             if ($certbotless_auth_{index}_status = 401) {{
-                return 302 {route.auth_signin_url};
+                return 302 {route.auth_options.signin_url};
             }}"""
-        if route.auth_signin_url
+        if route.auth_options.signin_url
         else ""
     )
     # One gate per status: nginx's `return` takes no variable status.

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from certbotless.client_tls import AuthServerTls
+from certbotless.forward_auth_options import ForwardAuthOptions
 from certbotless.labels.traefik.middlewares.basic_auth import mounted_secret
 from certbotless.labels.traefik.middlewares.options import (
     Context,
@@ -67,11 +68,9 @@ def apply(route: Route, mw: Middleware, context: Context) -> Route:
             raise Unsupported(mw.label("authsigninurl"), signin, error.problem.message) from None
     response = _header_names(mw, "authresponseheaders")
     request = _header_names(mw, "authrequestheaders")
-    route = replace(route, auth_url=address, auth_response_headers=response,
-                    auth_request_headers=request,
-                    auth_keeps_method=flag(mw, "preserverequestmethod"),
-                    auth_keeps_location=flag(mw, "preservelocationheader"),
-                    auth_signin_url=signin)  # fmt: skip
+    options = ForwardAuthOptions(response, request, flag(mw, "preserverequestmethod"),
+                                 flag(mw, "preservelocationheader"), signin)  # fmt: skip
+    route = replace(route, auth_url=address, auth_options=options)
     tls = _auth_server_tls(mw, context)
     if tls is not None:
         if not address.lower().startswith("https://"):
