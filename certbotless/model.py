@@ -12,6 +12,7 @@ from enum import IntEnum, StrEnum
 from certbotless.client_tls import NO_CLIENT_TLS, ClientTls
 from certbotless.request_conditions import RequestCondition
 from certbotless.rewrite_phase import NOTHING, RewritePhase
+from certbotless.upstream_options import DEFAULT_UPSTREAM, UpstreamOptions
 
 # Every secret and config certbotless makes is named so (its account key among them).
 OBJECT_NAME_PREFIX = "cbl-"
@@ -91,7 +92,7 @@ class RateLimit:
 
     per_minute: int
     burst: int = 1
-    key: str = ""  # counted per: "" client address, "host", "header:<name>", "one": all
+    key: str = ""  # per: "" client address, "subnet:<N>", "host", "header:<name>", "one": all
 
 
 @dataclass(frozen=True)
@@ -137,8 +138,7 @@ class Route:
     auth_response_headers: tuple[str, ...] = ()  # copied from the forward-auth answer
     compress: bool = False  # gzip the answers
     compress_min_bytes: int | None = None  # Traefik's: any type from that size (None: text)
-    # Only requests with one of these methods (any when empty), these headers at these values
-    # and every other condition (Traefik's matchers) are served; others get 404.
+    # Only requests with these methods (any when empty), headers and conditions; others: 404.
     methods: tuple[str, ...] = ()
     match_headers: tuple[tuple[str, str], ...] = ()  # (lowercase name, exact value)
     conditions: tuple[RequestCondition, ...] = ()
@@ -169,6 +169,7 @@ class Route:
     rewrite_phase: RewritePhase = NOTHING  # allowedHosts, redirectRegex, stripPrefixRegex
     every_host: bool = False  # a router without a Host: its stack's hosts and unclaimed names
     client_tls: ClientTls = NO_CLIENT_TLS  # mTLS, passTLSClientCert, forward auth's TLS
+    upstream: UpstreamOptions = DEFAULT_UPSTREAM  # strategy, sticky cookie, answer buffering
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from certbotless.edge.rollout import (
 )
 from certbotless.edge.servers import certificate_per_host
 from certbotless.edge.snippets import placeholder_certificate, render_snippets
+from certbotless.edge.upstreams import without_unpooled_options
 from certbotless.edge.validation import NginxConfigError, validate_nginx_conf
 from certbotless.model import (
     FileReference,
@@ -257,6 +258,7 @@ class SwarmEdgeDeployer:
         if self.settings.nginx_conf == NginxConfMode.OWN:
             return (*self._snippet_references(current, wanted_names), ())
         routes, secret_ids = with_their_secrets(self.swarm, routes)
+        routes, not_balanced = without_unpooled_options(routes, self._edge_nginx_version(service))
         tickets = self.store.ensure_ticket_keys(datetime.now(UTC).date())
         routes, left_out = routes_nginx_passes(
             routes,
@@ -273,7 +275,7 @@ class SwarmEdgeDeployer:
                 f"so nothing rolled: {error}"
             ) from None
         references = edge_references(routes, current, confs, self.settings.certs_dir, secret_ids)
-        return files, references + ticket_key_references(tickets), left_out
+        return files, references + ticket_key_references(tickets), not_balanced + left_out
 
     def _validate(self, files: NginxFiles) -> None:
         """The sidecar's own `nginx -t` (its errors name the file, line and route); a

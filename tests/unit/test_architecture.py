@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "rewrite_phase",
             "request_conditions",
             "client_tls",
+            "upstream_options",
             "acme.errors",
         ),
     ),
@@ -41,7 +42,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 PACKAGES = ("labels", "labels.traefik", "passes", "swarm", "edge", "daemon", "ops", "web", "acme")
 MAX_MODULE_LINES = 600
 # Foundations that only describe what a route does, imported by model for `model.Route`.
-ROUTE_OPTIONS = {"rewrite_phase", "request_conditions", "client_tls"}
+ROUTE_OPTIONS = {"rewrite_phase", "request_conditions", "client_tls", "upstream_options"}
 
 
 def modules() -> dict[str, ast.Module]:

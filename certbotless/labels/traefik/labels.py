@@ -37,6 +37,12 @@ from certbotless.labels.traefik.rules import (
     default_priority,
     parse_v1_rule,
 )
+from certbotless.labels.traefik.service_options import (
+    OPTION_KEYS,
+    ServiceRefused,
+    passes_host,
+    upstream_options,
+)
 from certbotless.labels.traefik.tls_options import router_client_auth
 from certbotless.labels.values import (
     CERTIFICATE_NAME_RE,
@@ -54,6 +60,7 @@ from certbotless.model import (
     StatusTarget,
 )
 from certbotless.setting_values import RuleTemplate, normalize
+from certbotless.upstream_options import DEFAULT_UPSTREAM, UpstreamOptions
 
 PREFIX = "traefik."
 ENABLE = "traefik.enable"
@@ -262,7 +269,8 @@ def _known_elsewhere(label: str) -> bool:
     if label.startswith(SERVICES):
         key = label[len(SERVICES) :].partition(".")[2]
         return key in ("loadbalancer.server.port", "loadbalancer.server.scheme",
-                       "loadbalancer.server.url", "loadbalancer.passhostheader")  # fmt: skip
+                       "loadbalancer.server.url", "loadbalancer.passhostheader") or any(
+            key == option or key.startswith(option + ".") for option in OPTION_KEYS)  # fmt: skip
     return False
 
 
@@ -271,9 +279,6 @@ _INSTEAD = {
     "loadbalancer.healthcheck": "Traefik's active health checks: open-source nginx has none; "
     "give the service a Docker HEALTHCHECK instead: Swarm takes a task that fails it out of the "
     "service's DNS, which the edge follows within 10 s",
-    "loadbalancer.sticky": "sticky sessions: open-source nginx sets no affinity cookie (only "
-    "nginx Plus's `sticky` does); keep sessions in a store the service's tasks share (Redis, a "
-    "database), or run one replica",
 }
 
 
@@ -319,13 +324,16 @@ def _router_routes(
         raise _Skip(None)  # a redirect router: its routes' redirect answers as it would
     target = _status_page(service, router, known.status_page)
     port, scheme = (target.port, "http") if target else _upstream(service, router, v1)
+    options, noted, passes = ((DEFAULT_UPSTREAM, [], True) if target
+                              else _service_options(service, router))  # fmt: skip
     base = Route(service=target.service if target else service.name, hosts=(), port=port,
                  upstream_scheme=scheme, strip_prefixes=strip, redirect_to_https=not plain,
-                 pass_host_header=target is not None or _passes_host(service, router))  # fmt: skip
+                 pass_host_header=passes, upstream=options)  # fmt: skip
     base = _redirect_of(service, known, base)
     base, problems = apply_middlewares(base, _middleware_names(router), service,
                                        known.definitions, known.services, known.secrets,
                                        known.files)  # fmt: skip
+    problems = noted + problems
     base, problems = _with_client_auth(service, router, known, base, problems)
     if target is not None:  # the page's own protections at the edge, whatever the router says
         base = replace(base, auth_url=target.auth_url or base.auth_url,
@@ -382,17 +390,18 @@ def _rule_syntax(service: ServiceInfo, router: _Router, known: _Known) -> str:
     return syntax
 
 
-def _passes_host(service: ServiceInfo, router: _Router) -> bool:
-    """The router's service's passHostHeader (true unless false)."""
+def _service_options(
+    service: ServiceInfo, router: _Router
+) -> tuple[UpstreamOptions, list[LabelProblem], bool]:
+    """The router's Traefik service's options (service_options), what of them is not applied,
+    and its passHostHeader."""
     wanted = router.value("service").partition("@")[0]
     defined = _defined_services(service)
-    if not wanted and len(defined) == 1:
-        wanted = next(iter(defined))
-    label = f"{SERVICES}{wanted}.loadbalancer.passhostheader".lower()
-    value = next((v for k, v in service.labels.items() if k.lower() == label), "true")
-    if value.strip().lower() not in ("true", "false"):
-        raise _Skip(_problem(service, label, "passHostHeader must be true or false"))
-    return value.strip().lower() == "true"
+    wanted = next(iter(defined)) if not wanted and len(defined) == 1 else wanted
+    try:
+        return (*upstream_options(service, wanted), passes_host(service, wanted))
+    except ServiceRefused as refused:
+        raise _Skip(refused.problem) from None
 
 
 def _redirect_of(service: ServiceInfo, known: _Known, route: Route) -> Route:
