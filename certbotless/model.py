@@ -13,6 +13,7 @@ from certbotless.client_tls import NO_CLIENT_TLS, ClientTls
 from certbotless.forward_auth_options import ASKED_AS_TRAEFIK_DOES, ForwardAuthOptions
 from certbotless.request_conditions import RequestCondition
 from certbotless.rewrite_phase import NOTHING, RewritePhase
+from certbotless.upstream_options import DEFAULT_UPSTREAM, UpstreamOptions
 
 # Every secret and config certbotless makes is named so (its account key among them).
 OBJECT_NAME_PREFIX = "cbl-"
@@ -92,7 +93,7 @@ class RateLimit:
 
     per_minute: int
     burst: int = 1
-    key: str = ""  # counted per: "" client address, "host", "header:<name>", "one": all
+    key: str = ""  # per: "" client address, "subnet:<N>", "host", "header:<name>", "one": all
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,7 @@ class Route:
     every_host: bool = False  # a router without a Host: its stack's hosts and unclaimed names
     client_tls: ClientTls = NO_CLIENT_TLS  # mTLS, passTLSClientCert, forward auth's TLS
     server_authority: str = ""  # a server.url's host[:port], proxied to instead of the tasks
+    upstream: UpstreamOptions = DEFAULT_UPSTREAM  # strategy, sticky cookie, answer buffering
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from certbotless.edge.rollout import (
 )
 from certbotless.edge.servers import certificate_per_host
 from certbotless.edge.snippets import placeholder_certificate, render_snippets
+from certbotless.edge.upstreams import without_unpooled_options
 from certbotless.edge.validation import NginxConfigError, validate_nginx_conf
 from certbotless.model import (
     FileReference,
@@ -265,6 +266,7 @@ class SwarmEdgeDeployer:
             local_has_njs() and self._edge_has_njs(service)
         )
         routes, without = without_njs(routes, has_njs)
+        routes, not_balanced = without_unpooled_options(routes, self._edge_nginx_version(service))
         tickets = self.store.ensure_ticket_keys(datetime.now(UTC).date())
         routes, left_out = routes_nginx_passes(
             routes,
@@ -281,7 +283,11 @@ class SwarmEdgeDeployer:
                 f"so nothing rolled: {error}"
             ) from None
         references = edge_references(routes, current, confs, self.settings.certs_dir, secret_ids)
-        return files, references + ticket_key_references(tickets), (*without, *left_out)
+        return (
+            files,
+            references + ticket_key_references(tickets),
+            (*without, *not_balanced, *left_out),
+        )
 
     def _validate(self, files: NginxFiles) -> None:
         """The sidecar's own `nginx -t` (its errors name the file, line and route); a

@@ -98,19 +98,40 @@ def rate_zones(by_host: Mapping[str, list[Route]]) -> str:
         f"    limit_conn_zone {zone_key(r.connection_key)} zone={connection_zone(r)}:1m;\n"
         for r in routes if r.max_connections is not None
     })  # fmt: skip
-    return "".join(zones)
+    keys = {r.rate_limit.key for r in routes if r.rate_limit is not None}
+    keys |= {r.connection_key for r in routes if r.max_connections is not None}
+    subnets = sorted(int(k.removeprefix("subnet:")) for k in keys if k.startswith("subnet:"))
+    return "".join(zones) + "".join(_subnet_map(bits) for bits in subnets)
+
+
+def _subnet_variable(bits: int) -> str:
+    return f"$certbotless_ipv6_{bits}"
+
+
+def _subnet_map(bits: int) -> str:
+    """An IPv6 client's /bits network as the first bits/8 bytes of its address (16 bytes in
+    $binary_remote_addr; any byte, NUL and newline too, hence (?s)); an IPv4 client's whole
+    address (4 bytes)."""
+    size = bits // 8
+    capture = f"certbotless_ipv6_{bits}_net"
+    return (f"    map $binary_remote_addr {_subnet_variable(bits)} {{\n"
+            f'        "~(?s)^(?<{capture}>.{{{size}}}).{{{16 - size}}}$" ${capture};\n'
+            f"        default $binary_remote_addr;\n    }}\n")  # fmt: skip
 
 
 def zone_key(key: str) -> str:
     """nginx's key for a limit counted per `key` (model.RateLimit.key). Never empty (nginx
     does not count an empty key; Traefik counts those requests together), so the host and a
-    header are written after a letter; every client together is one constant."""
+    header are written after a letter; every client together is one constant; an IPv6
+    network is a map's (_subnet_map)."""
     if key == "host":
         return '"h$http_host"'
     if key.startswith("header:"):
         name = key.removeprefix("header:").lower()
         seen = entry_point_value(name, "$http_host")
         return f'"h{seen or ""}"'
+    if key.startswith("subnet:"):
+        return _subnet_variable(int(key.removeprefix("subnet:")))
     return '"one"' if key == "one" else "$binary_remote_addr"
 
 

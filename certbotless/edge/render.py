@@ -34,7 +34,11 @@ from certbotless.edge.servers import (
     listen_directives,
     real_ip,
 )
-from certbotless.edge.upstreams import pools_upstreams, upstream_files
+from certbotless.edge.upstreams import (
+    pools_upstreams,
+    upstream_files,
+    without_unpooled_options,
+)
 from certbotless.model import Route, StoredCert, is_ip_address
 
 # Each file is one Swarm config. Docker 20.10's swarmkit refuses configs over 500 KiB (newer
@@ -71,10 +75,12 @@ def render_nginx_conf(
     `nginx_version` is the edge's nginx: it decides how HTTP/2 is switched on. `front_subnets`:
     the L4 front's network; with one, every listener speaks PROXY protocol and the client's
     address is taken from it, trusted from those subnets only. `ticket_keys`: see _tickets."""
-    routes = list(routes)
+    pooled = pools_upstreams(nginx_version)
+    # Without upstream blocks, tasks are taken in turn (the deployer says so to the labels).
+    routes, _ = without_unpooled_options(list(routes), nginx_version)
     by_host = _routes_by_host(routes)
     cert_for_host = certificate_per_host(certs, by_host)
-    pooled, http2_directive = pools_upstreams(nginx_version), nginx_version >= HTTP2_DIRECTIVE_SINCE
+    http2_directive = nginx_version >= HTTP2_DIRECTIVE_SINCE
     listen_80, listen_443 = listen_directives(http2_directive, front_subnets)
 
     # Clients of an IP address send no SNI: its server must be the default one (discovery lets
@@ -82,21 +88,17 @@ def render_nginx_conf(
     ip_default = next(
         (host for host in sorted(by_host) if is_ip_address(host) and host in cert_for_host), None
     )
-    servers = _servers(
-        by_host,
-        cert_for_host,
-        certs_dir,
-        responder_upstream,
-        (listen_80, listen_443),
-        ip_default,
-        pooled,
-    )
+    servers = _servers(by_host, cert_for_host, certs_dir, responder_upstream,
+                       (listen_80, listen_443), ip_default, pooled)  # fmt: skip
     defaults = default_servers(
         responder_upstream, listen_80, listen_443, ip_default is None,
         [route for route in routes if route.every_host], pooled,
     )  # fmt: skip
     client_certs = pass_cert_maps(routes)
-    maps = sum(s.count("\n    map ") for s in (defaults, client_certs, *_all_maps(servers)))
+    zones = rate_zones(by_host)
+    upstreams = upstream_files(routes) if pooled else {}
+    maps = sum(s.count("\n    map ") for s in (defaults, client_certs, zones, *_all_maps(servers)))
+    maps += sum(text.count("\nmap ") for text in upstreams.values())  # sticky cookies'
     main = _MAIN.format(
         **njs_directives(routes),
         default_servers=defaults,
@@ -105,14 +107,13 @@ def render_nginx_conf(
         hash_sizes=_server_names_hash_sizes(by_host) + _variables_hash_size(maps),
         http2=_HTTP2_ON if http2_directive else "",
         real_ip=real_ip(front_subnets),
-        rate_zones=rate_zones(by_host),
+        rate_zones=zones,
         client_geos=client_geos(routes),
         client_certs=client_certs,
         routing_path_maps=ROUTING_PATH_MAPS,
         tickets=_tickets(ticket_keys),
         upstreams=f"\n    include {UPSTREAMS_DIR}/*.conf;" if pooled else "",
     )
-    upstreams = upstream_files(routes) if pooled else {}
     return {NGINX_CONF_TARGET: main, **upstreams, **_host_files(servers, max_file_bytes),
             **htpasswd_files(by_host), **client_ca_files(by_host), **js_files(routes)}  # fmt: skip
 

@@ -7,6 +7,7 @@ import re
 
 from certbotless.edge.conditions import quoted
 from certbotless.edge.rewrite_phase import entry_point_value
+from certbotless.edge.upstreams import sticky_cookie_variable
 from certbotless.model import Cors, Route
 
 HSTS_VALUE = "max-age=63072000"
@@ -41,7 +42,23 @@ def limit_directives(route: Route) -> str:
         lines.append(f"client_max_body_size {route.max_body_size};")
     if route.body_buffer_size is not None:
         lines.append(f"client_body_buffer_size {route.body_buffer_size};")
+    if route.upstream.flush_at_once:  # never later than Traefik's flushInterval
+        lines.append("proxy_buffering off;")
+    if route.upstream.answer_memory is not None:
+        lines.append(f"proxy_buffers {answer_pages(route.upstream.answer_memory)} {_PAGE};")
     return "".join(f"\n            {line}" for line in lines)
+
+
+_PAGE = 4096
+# nginx's floor: proxy_busy_buffers_size (two pages) must stay below all pages but one.
+_LEAST_PAGES = 4
+
+
+def answer_pages(memory: int) -> int:
+    """proxy_buffers' count of pages for `memory` bytes of an answer in memory (the rest in a
+    temporary file, as Traefik's buffering past memResponseBodyBytes): rounded up to whole
+    pages, at least nginx's floor of four."""
+    return max(-(-memory // _PAGE), _LEAST_PAGES)
 
 
 _GZIP_TYPES = (
@@ -97,6 +114,9 @@ def header_directives(route: Route, hsts: bool, plain_http: bool = False) -> str
             lines.append(f'add_header {name} "{value}" always;')
     if route.cors is not None:
         lines += _cors_headers(route.cors)
+    if route.upstream.sticky is not None:  # empty (no header) when the request had the cookie
+        cookie = sticky_cookie_variable(route.upstream.sticky)
+        lines.append(f"add_header Set-Cookie {cookie} always;")
     if route.public_key and not plain_http:
         lines += ["proxy_hide_header Public-Key-Pins;",
                   f"add_header Public-Key-Pins '{route.public_key}' always;"]  # fmt: skip
@@ -109,7 +129,8 @@ def header_directives(route: Route, hsts: bool, plain_http: bool = False) -> str
     elif route.strict_transport and plain_http and route.ssl_proxy_headers:
         lines.append("add_header Strict-Transport-Security "
                      f"{_SSL_ANSWERS['Strict-Transport-Security']} always;")  # fmt: skip
-    elif hsts and (route.cors is not None or any(value for _, value in route.response_headers)):
+    elif hsts and (route.cors is not None or route.upstream.sticky is not None
+                   or any(value for _, value in route.response_headers)):  # fmt: skip
         # add_header here stops the server's from being inherited: repeat HSTS.
         lines.append(f'add_header Strict-Transport-Security "{HSTS_VALUE}" always;')
     return "".join(f"\n            {line}" for line in lines)

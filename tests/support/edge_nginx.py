@@ -2,7 +2,8 @@
 proxies to, and the requests the tests send it: what the edge does is checked by asking it.
 
 - `Echo`: the upstream; answers `<path> <Authorization or ->` with its own port in
-  `X-Echo-Port` (which of several answered tells routers apart) and keeps each request's
+  `X-Echo-Port` (which of several answered tells routers apart) and its address in
+  `X-Echo-Address` (which task of a service, `echo_task`, answered), and keeps each request's
   headers (`Echo.seen`) so a test can check what reached the service (or a forward-auth server).
 - `serve_routes`: nginx serving routes over plain HTTP (and HTTPS for hosts given
   certificates: a stand-in self-signed pair).
@@ -105,6 +106,7 @@ def _njs_of(command: tuple[str, ...]) -> bool:
 _SCRATCH_IN_ROOT: dict[int, Path] = {}
 NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 ECHO_PORT_HEADER = "X-Echo-Port"
+ECHO_ADDRESS_HEADER = "X-Echo-Address"  # which of a service's tasks (loopback addresses)
 
 
 class Echo(BaseHTTPRequestHandler):
@@ -130,6 +132,7 @@ class Echo(BaseHTTPRequestHandler):
         self.send_header("X-Frame-Options", "SAMEORIGIN")  # for headers the edge replaces
         self.send_header("X-Upstream", "echo")  # for headers the edge removes
         self.send_header(ECHO_PORT_HEADER, str(self.request.getsockname()[1]))
+        self.send_header(ECHO_ADDRESS_HEADER, str(self.request.getsockname()[0]))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -162,6 +165,19 @@ def echo_servers(count: int) -> Iterator[list[int]]:
         for server in servers:
             server.shutdown()
             server.server_close()
+
+
+@contextmanager
+def echo_task(address: str, port: int) -> Iterator[None]:
+    """An echo server on `address` (another loopback address) at `port`: another task of the
+    service whose first task listens on 127.0.0.1 at that port."""
+    server = ThreadingHTTPServer((address, port), Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @contextmanager

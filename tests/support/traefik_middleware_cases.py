@@ -8,7 +8,10 @@ answer is compared on what it gives: `status`, answer `headers` (a value, or nul
 and what reached the service, `upstream`: its `path` (the request target as sent to it) and
 `headers` (lower-case names, a value or null), or `"upstream": null` for nothing. TLS with
 clients: the case's `dynamic` configuration and router `tls_options`, and requests showing the
-throwaway CA's client certificate (`client_cert`); see tests/traefik_cases/README.md.
+throwaway CA's client certificate (`client_cert`). A service that balances over its tasks
+(p2c, a sticky cookie) has two, on 127.0.0.1 and SECOND_TASK, and requests may be repeated,
+send back the previous answer's cookie and expect the same task or both; see
+tests/traefik_cases/README.md.
 
 Verdicts: REFUSED when a LabelProblem names one of the case's middlewares or `s`'s options
 (whether the route is then served without them or not at all), unless the case says that
@@ -19,12 +22,16 @@ without a word, or when the case has no request to check what certbotless accept
 from __future__ import annotations
 
 import json
+import re
 import socket
 import ssl
+import time
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from tempfile import mkdtemp
+from threading import Lock
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import uuid4
@@ -32,6 +39,7 @@ from uuid import uuid4
 from cryptography import x509
 
 from certbotless.edge.njs import without_njs
+from certbotless.edge.upstreams import without_unpooled_options
 from certbotless.labels.traefik.dynamic import read_dynamic_config
 from certbotless.labels.traefik.middlewares.options import NO_FILE_MIDDLEWARES, FileMiddlewares
 from certbotless.model import LabelProblem, Route, ServiceInfo
@@ -42,7 +50,16 @@ from tests.support.client_ca import (
     throwaway_ca,
     tls_echo_port,
 )
-from tests.support.edge_nginx import LOCAL_NGINX, Echo, NginxBinary, serve_routes, stop
+from tests.support.edge_nginx import (
+    ECHO_ADDRESS_HEADER,
+    LOCAL_NGINX,
+    Echo,
+    NginxBinary,
+    StubDns,
+    echo_task,
+    serve_routes,
+    stop,
+)
 from tests.support.factories import certs_for
 from tests.support.traefik_cases import (
     FRONT,
@@ -60,6 +77,7 @@ from tests.support.traefik_cases import case_outcome as other_case_outcome
 HOST = "a.test"
 MIDDLEWARES = "traefik.http.middlewares."
 SERVICE = "traefik.http.services.s."
+SECOND_TASK = "127.0.0.2"  # the service's second task, beside LOOPBACK, when it balances
 CASE_REQUEST = "X-Case-Request"  # a request's own id, to find what reached the echo server
 
 
@@ -150,9 +168,11 @@ def middleware_case_outcome(
     routes, problems = discover_case([ServiceInfo("svc", case_labels(case, ports[0]))],
                                      files=dynamic_config(case, ports[0], scratch))  # fmt: skip
     routes = [_errors_on_loopback(route) for route in routes]
-    # The edge refuses what needs njs when its nginx has none: a refusal of the case's own.
+    # The edge refuses what needs njs when its nginx has none, and what needs pooled upstreams
+    # when its nginx cannot pool: refusals of the case's own.
     routes, without = without_njs(routes, binary.has_njs)
-    said = [p for p in problems if _own(p, case)] + without
+    routes, unbalanced = without_unpooled_options(routes, binary.version)
+    said = [p for p in problems if _own(p, case)] + without + list(unbalanced)
     text = " | ".join(f"{p.label}: {p.message}" for p in said)
     if case.get("traefik_rejects"):
         if routes and not said:
@@ -194,19 +214,80 @@ def answers_differing(
     scratch: Path,
     binary: NginxBinary = LOCAL_NGINX,
 ) -> list[str]:
-    nginx, port, tls_port = serve_routes(routes, scratch, extra=auth_tls_secrets(),
-                                         certs=certs_for(HOST), front_subnets=FRONT,
-                                         binary=binary)  # fmt: skip
-    try:
-        differing = []
+    with ExitStack() as stack:
+        resolver = ""
+        if any(route.upstream.balances for route in routes):  # over `tasks.<service>`: two
+            _second_task(routes[0].port)
+            dns = StubDns([LOOPBACK, SECOND_TASK])
+            stack.callback(dns.close)
+            resolver = dns.address
+        nginx, port, tls_port = serve_routes(routes, scratch, extra=auth_tls_secrets(),
+                                             certs=certs_for(HOST), front_subnets=FRONT,
+                                             binary=binary, resolver=resolver)  # fmt: skip
+        stack.callback(stop, nginx)
+        if resolver:
+            _until_resolved(port)
+        differing: list[str] = []
+        previous: dict[str, Any] | None = None
         for request in requests:
             tls = urlsplit(request["url"]).scheme == "https"
-            got = exchange(tls_port if tls else port, request, tls)
+            sent = _with_cookie(request, previous)
+            answers = [exchange(tls_port if tls else port, sent, tls)
+                       for _ in range(request.get("repeat", 1))]  # fmt: skip
+            found = [d for got in answers for d in differences(request["expect"], got)]
+            found += _task_differences(request["expect"].get("task"), answers, previous)
             differing += [f"{request['method']} {request['url']}: {d}"
-                          for d in differences(request["expect"], got)]  # fmt: skip
+                          for d in dict.fromkeys(found)]  # fmt: skip
+            previous = answers[-1]
         return differing
-    finally:
-        stop(nginx)
+
+
+def _until_resolved(port: int) -> None:
+    """nginx resolves `tasks.<service>` after it starts: until then its upstream has no task
+    (502)."""
+    for _ in range(100):
+        if exchange(port, {"method": "GET", "url": f"http://{HOST}/"}, False)["status"] != 502:
+            return
+        time.sleep(0.05)
+
+
+_SECOND_TASKS: dict[int, ExitStack] = {}  # kept (a stack let go would stop its server)
+_SECOND_TASKS_LOCK = Lock()
+
+
+def _second_task(port: int) -> None:
+    """The service's second task (an echo server on SECOND_TASK at the first's port), started
+    once and kept: cases run side by side share the echo servers."""
+    with _SECOND_TASKS_LOCK:
+        if port not in _SECOND_TASKS:
+            _SECOND_TASKS[port] = ExitStack()
+            _SECOND_TASKS[port].enter_context(echo_task(SECOND_TASK, port))
+
+
+def _with_cookie(request: Mapping[str, Any], previous: Mapping[str, Any] | None
+                 ) -> Mapping[str, Any]:  # fmt: skip
+    """The request, with `"cookie": "previous"`: sending back the cookie the previous answer
+    set (its Set-Cookie's name=value)."""
+    if request.get("cookie") != "previous":
+        return request
+    set_cookie = (previous or {}).get("headers", {}).get("set-cookie", "")
+    cookie = set_cookie.split(";", 1)[0]
+    return {**request, "headers": [*request.get("headers", []), ["Cookie", cookie]]}
+
+
+def _task_differences(task: str | None, answers: Sequence[Mapping[str, Any]],
+                      previous: Mapping[str, Any] | None) -> list[str]:  # fmt: skip
+    """`"task"`: "same": every answer from the task that gave the previous answer; "both":
+    the service's two tasks answered (taken in turn or at random, not always one)."""
+    tasks = [got["headers"].get(ECHO_ADDRESS_HEADER.lower()) for got in answers]
+    if task == "same":
+        first = (previous or {}).get("headers", {}).get(ECHO_ADDRESS_HEADER.lower())
+        if set(tasks) != {first}:
+            return [f"task: Traefik sends each to the previous answer's ({first}), "
+                    f"certbotless to {sorted(set(map(str, tasks)))}"]  # fmt: skip
+    if task == "both" and len(set(tasks)) != 2:
+        return [f"task: Traefik takes both tasks, certbotless {sorted(set(map(str, tasks)))}"]
+    return []
 
 
 def exchange(port: int, request: Mapping[str, Any], tls: bool) -> dict[str, Any]:
@@ -281,7 +362,11 @@ def differences(expect: Mapping[str, Any], got: Mapping[str, Any]) -> list[str]:
         found.append(f"status: Traefik {expect['status']}, certbotless {got['status']}")
     for name, value in expect.get("headers", {}).items():
         have = got["headers"].get(name.lower())
-        if have != value:
+        if isinstance(value, dict):  # {"matches": a regex the whole value matches}
+            if have is None or not re.fullmatch(value["matches"], have):
+                found.append(f"answer header {name}: Traefik matches {value['matches']!r}, "
+                             f"certbotless {have!r}")  # fmt: skip
+        elif have != value:
             found.append(f"answer header {name}: Traefik {value!r}, certbotless {have!r}")
     if "body" in expect and expect["body"] != got["body"]:
         found.append(f"answer body: Traefik {expect['body']!r}, certbotless {got['body']!r}")

@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "request_conditions",
             "client_tls",
             "forward_auth_options",
+            "upstream_options",
             "acme.errors",
         ),
     ),
@@ -42,7 +43,13 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 PACKAGES = ("labels", "labels.traefik", "passes", "swarm", "edge", "daemon", "ops", "web", "acme")
 MAX_MODULE_LINES = 600
 # Foundations that only describe what a route does, imported by model for `model.Route`.
-ROUTE_OPTIONS = {"rewrite_phase", "request_conditions", "client_tls", "forward_auth_options"}
+ROUTE_OPTIONS = {
+    "rewrite_phase",
+    "request_conditions",
+    "client_tls",
+    "forward_auth_options",
+    "upstream_options",
+}
 
 
 def modules() -> dict[str, ast.Module]:

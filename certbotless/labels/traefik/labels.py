@@ -23,7 +23,7 @@ from certbotless.labels.traefik.load_balancer import (
     V1_PORT,
     RouterService,
     Upstream,
-    passes_host,
+    defined_services,
     upstream,
     with_server_path,
 )
@@ -46,6 +46,12 @@ from certbotless.labels.traefik.rules import (
     default_priority,
     parse_v1_rule,
 )
+from certbotless.labels.traefik.service_options import (
+    OPTION_KEYS,
+    ServiceRefused,
+    passes_host,
+    upstream_options,
+)
 from certbotless.labels.traefik.tls_options import router_client_auth
 from certbotless.labels.values import (
     CERTIFICATE_NAME_RE,
@@ -63,6 +69,7 @@ from certbotless.model import (
     StatusTarget,
 )
 from certbotless.setting_values import RuleTemplate, ServerUrlPrefix, normalize
+from certbotless.upstream_options import DEFAULT_UPSTREAM, UpstreamOptions
 
 PREFIX = "traefik."
 ENABLE = "traefik.enable"
@@ -269,7 +276,8 @@ def _known_elsewhere(label: str) -> bool:
         key = label[len(SERVICES) :].partition(".")[2]
         return key in ("loadbalancer.server.port", "loadbalancer.server.scheme",
                        "loadbalancer.server.url", "loadbalancer.server.preservepath",
-                       "loadbalancer.passhostheader")  # fmt: skip
+                       "loadbalancer.passhostheader") or any(
+            key == option or key.startswith(option + ".") for option in OPTION_KEYS)  # fmt: skip
     return False
 
 
@@ -278,9 +286,6 @@ _INSTEAD = {
     "loadbalancer.healthcheck": "Traefik's active health checks: open-source nginx has none; "
     "give the service a Docker HEALTHCHECK instead: Swarm takes a task that fails it out of the "
     "service's DNS, which the edge follows within 10 s",
-    "loadbalancer.sticky": "sticky sessions: open-source nginx sets no affinity cookie (only "
-    "nginx Plus's `sticky` does); keep sessions in a store the service's tasks share (Redis, a "
-    "database), or run one replica",
 }
 
 
@@ -328,16 +333,19 @@ def _router_routes(
     found = Upstream(target.port, "http") if target else upstream(
         service, RouterService(router.name, router.value("service"), router.label("service"),
                                router.label("rule")), v1, known.server_urls)  # fmt: skip
+    options, noted, passes = ((DEFAULT_UPSTREAM, [], True) if target
+                              else _service_options(service, router))  # fmt: skip
     base = Route(service=target.service if target else service.name, hosts=(),
                  port=found.port, upstream_scheme=found.scheme,
                  server_authority=found.server_authority, strip_prefixes=strip,
-                 redirect_to_https=not plain, pass_host_header=target is not None
-                 or passes_host(service, router.value("service")))  # fmt: skip
+                 redirect_to_https=not plain, pass_host_header=passes,
+                 upstream=options)  # fmt: skip
     base = _redirect_of(service, known, base)
     base, problems = apply_middlewares(base, _middleware_names(router), service,
                                        known.definitions, known.services, known.secrets,
                                        known.files)  # fmt: skip
     base = with_server_path(service, base, found)
+    problems = noted + problems
     base, problems = _with_client_auth(service, router, known, base, problems)
     if target is not None:  # the page's own protections at the edge, whatever the router says
         base = replace(base, auth_url=target.auth_url or base.auth_url,
@@ -392,6 +400,20 @@ def _rule_syntax(service: ServiceInfo, router: _Router, known: _Known) -> str:
                              "must be v2 or v3 (Traefik reads any other value as v3): write "
                              "one of them; this router is not routed"))  # fmt: skip
     return syntax
+
+
+def _service_options(
+    service: ServiceInfo, router: _Router
+) -> tuple[UpstreamOptions, list[LabelProblem], bool]:
+    """The router's Traefik service's options (service_options), what of them is not applied,
+    and its passHostHeader."""
+    wanted = router.value("service").partition("@")[0]
+    defined = defined_services(service)
+    wanted = next(iter(defined)) if not wanted and len(defined) == 1 else wanted
+    try:
+        return (*upstream_options(service, wanted), passes_host(service, wanted))
+    except ServiceRefused as refused:
+        raise _Skip(refused.problem) from None
 
 
 def _redirect_of(service: ServiceInfo, known: _Known, route: Route) -> Route:

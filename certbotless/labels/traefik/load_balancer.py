@@ -143,19 +143,6 @@ def with_server_path(service: ServiceInfo, route: Route, upstream: Upstream) -> 
     return replace(route, add_prefix=prefix + route.add_prefix)
 
 
-def passes_host(service: ServiceInfo, wanted_value: str) -> bool:
-    """The router's service's passHostHeader (true unless false)."""
-    wanted = wanted_value.partition("@")[0]
-    defined = defined_services(service)
-    if not wanted and len(defined) == 1:
-        wanted = next(iter(defined))
-    label = f"{SERVICES}{wanted}.loadbalancer.passhostheader".lower()
-    value = next((v for k, v in service.labels.items() if k.lower() == label), "true")
-    if value.strip().lower() not in ("true", "false"):
-        raise _problem(service, label, "passHostHeader must be true or false")
-    return value.strip().lower() == "true"
-
-
 def _which_service(router: RouterService, defined: dict[str, tuple[str, str]]) -> str:
     if not defined:
         return (f"router {router.router} has no service with a port; Swarm tells no ports, so "
