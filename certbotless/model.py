@@ -293,6 +293,7 @@ class ObjectRole(StrEnum):
     STATUS = "status"  # the certificates' status records (config)
     PASS_LEASE = "pass-lease"  # who holds the swarm-wide pass lease, until when (config)
     TICKET_KEY = "ticket-key"  # a TLS session ticket key every edge task shares (secret)
+    STORE_KEY = "store-key"  # the sidecar's key for the MACs of the objects it makes (secret)
 
 
 @dataclass(frozen=True)

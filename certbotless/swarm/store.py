@@ -7,7 +7,7 @@ import hashlib
 import logging
 import re
 import secrets as random_tokens
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
 
 from cryptography import x509
@@ -20,6 +20,7 @@ from certbotless.model import (
     OBJECT_NAME_PREFIX,
     IssuedCert,
     KeyType,
+    LabelProblem,
     ObjectKind,
     ObjectRole,
     Removal,
@@ -27,6 +28,7 @@ from certbotless.model import (
     StoredObject,
 )
 from certbotless.swarm.api import APIError, Json, Swarm
+from certbotless.swarm.authenticity import AuthenticObjects, StoreKey
 
 NAME_PREFIX = OBJECT_NAME_PREFIX
 MAX_OBJECT_NAME = 64
@@ -100,8 +102,11 @@ def serial_hex(serial: int) -> str:
 
 
 class CertStore:
-    def __init__(self, swarm: Swarm) -> None:
+    """`key`: the sidecar's MAC key (`swarm.authenticity`); None: nothing is authenticated."""
+
+    def __init__(self, swarm: Swarm, key: StoreKey | None = None) -> None:
         self.swarm = swarm
+        self.objects = AuthenticObjects(swarm, key)
 
     # --- certificates ---------------------------------------------------------------------------
 
@@ -109,10 +114,10 @@ class CertStore:
         """Key secret first, chain config second: a chain is only listed once its key exists."""
         name = object_name(issued.spec.name, now or datetime.now(UTC))
         labels = certificate_labels(issued, name)
-        secret_id = self.swarm.create_secret(name, issued.key_pem, {**labels, KIND: ObjectRole.KEY})
-        config_id = self.swarm.create_config(
-            name, issued.fullchain_pem, {**labels, KIND: ObjectRole.CHAIN}
-        )
+        secret_id = self.objects.create(ObjectKind.SECRET, name, issued.key_pem,
+                                        {**labels, KIND: ObjectRole.KEY})  # fmt: skip
+        config_id = self.objects.create(ObjectKind.CONFIG, name, issued.fullchain_pem,
+                                        {**labels, KIND: ObjectRole.CHAIN})  # fmt: skip
         stored = read_stored_cert(labels, name, config_id, issued.fullchain_pem, secret_id)
         assert stored is not None
         return stored
@@ -122,10 +127,10 @@ class CertStore:
         labels and data alone; where labels and certificate disagree, the certificate wins and
         the difference is listed in `mismatches`."""
         secret_ids = {
-            s["Spec"]["Name"]: s["ID"] for s in self.swarm.secrets(f"{KIND}={ObjectRole.KEY}")
+            s["Spec"]["Name"]: s["ID"] for s in self.objects.secrets(f"{KIND}={ObjectRole.KEY}")
         }
         stored = []
-        for config in self.swarm.configs(f"{KIND}={ObjectRole.CHAIN}"):
+        for config in self.objects.configs(f"{KIND}={ObjectRole.CHAIN}"):
             labels = config["Spec"].get("Labels") or {}
             secret_id = secret_ids.get(labels.get(CERT_KEY_SECRET, ""))
             if secret_id is None:
@@ -158,7 +163,7 @@ class CertStore:
         causes a roll: target → (config name, config id). One listing for all of them."""
         role = ObjectRole.NGINX_CONF
         existing = {
-            item["Spec"]["Name"]: str(item["ID"]) for item in self.swarm.configs(f"{KIND}={role}")
+            item["Spec"]["Name"]: str(item["ID"]) for item in self.objects.configs(f"{KIND}={role}")
         }
         made = {}
         for target, text in files.items():
@@ -186,7 +191,7 @@ class CertStore:
         self._create_once(ObjectKind.SECRET, ObjectRole.TICKET_KEY, name,
                           random_tokens.token_bytes(TICKET_KEY_BYTES))  # fmt: skip
         keys = sorted(((s["Spec"]["Name"], str(s["ID"]))
-                       for s in self.swarm.secrets(f"{KIND}={ObjectRole.TICKET_KEY}")
+                       for s in self.objects.secrets(f"{KIND}={ObjectRole.TICKET_KEY}")
                        if s["Spec"]["Name"] <= name), reverse=True)  # fmt: skip
         return keys[:TICKET_KEYS_IN_USE]
 
@@ -242,10 +247,11 @@ class CertStore:
     # --- garbage collection -------------------------------------------------------------------
 
     def collectable_objects(self) -> list[StoredObject]:
-        """Every chain, key and nginx.conf object certbotless made (never the account key)."""
+        """Every chain, key and nginx.conf object certbotless made (never the account key, never
+        an object it cannot tell it made)."""
         objects = []
         for kind in (ObjectKind.CONFIG, ObjectKind.SECRET):
-            for item in self._listing(kind)(f"{MANAGED}=true"):
+            for item in self.objects.listing(kind)(f"{MANAGED}=true"):
                 labels = item["Spec"].get("Labels") or {}
                 role = labels.get(KIND, "")
                 if role in _COLLECTABLE_ROLES:
@@ -260,6 +266,12 @@ class CertStore:
                         )
                     )
         return objects
+
+    def untrusted(self) -> list[LabelProblem]:  # see AuthenticObjects
+        return self.objects.survey()
+
+    def adopt(self, mounted: Collection[str]) -> list[str]:
+        return self.objects.adopt(mounted)
 
     def remove(self, target: StoredObject) -> None:
         if target.kind == ObjectKind.SECRET:
@@ -276,9 +288,8 @@ class CertStore:
     def _create(
         self, kind: ObjectKind, role: ObjectRole, name: str, data: bytes, labels: dict[str, str]
     ) -> str:
-        create = self.swarm.create_secret if kind == ObjectKind.SECRET else self.swarm.create_config
         try:
-            return create(name, data, labels)
+            return self.objects.create(kind, name, data, labels)
         except APIError as error:
             raced = self._find(kind, role, name) if error.status_code == 409 else None
             if raced is None:
@@ -286,13 +297,10 @@ class CertStore:
             return raced  # a concurrent pass (e.g. `docker exec … issue`) made it first
 
     def _find(self, kind: ObjectKind, role: ObjectRole, name: str) -> str | None:
-        for item in self._listing(kind)(f"{KIND}={role}"):
+        for item in self.objects.listing(kind)(f"{KIND}={role}"):
             if item["Spec"]["Name"] == name:
                 return str(item["ID"])
         return None
-
-    def _listing(self, kind: ObjectKind) -> Callable[[str], list[Json]]:
-        return self.swarm.secrets if kind == ObjectKind.SECRET else self.swarm.configs
 
 
 def _account_key_labels(thumbprint: str) -> dict[str, str]:
