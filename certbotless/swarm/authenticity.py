@@ -20,6 +20,8 @@ import hashlib
 import hmac
 import json
 import logging
+import re
+import secrets as random_tokens
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,7 @@ STORE_KEY_BYTES = 32
 # the pass lease are found by their own rules).
 AUTHENTICATED_ROLES = frozenset({"chain", "key", "nginx-conf", "ticket-key", "placeholder"})
 NOT_MADE_HERE = "not made by certbotless: ignored; remove it"
+_RENAMED = "-r"  # a suffix mark no name certbotless chooses ends with (then 6 hex digits)
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,11 @@ def identity(kind: ObjectKind, item: Json) -> list[str]:
         str(labels.get(CERT_KEY_SECRET, "")),
         data if kind == ObjectKind.CONFIG else "",
     ]
+
+
+def base_name(name: str) -> str:
+    """The name certbotless meant, before `create_named` had to rename it."""
+    return re.sub(_RENAMED + r"[0-9a-f]{6}$", "", name)
 
 
 def labels_of(item: Json) -> dict[str, str]:
@@ -140,6 +148,29 @@ class AuthenticObjects:
             raise
         return object_id
 
+    def create_named(
+        self, kind: ObjectKind, name: str, data: bytes, labels: dict[str, str]
+    ) -> tuple[str, str]:
+        """(name, id) of a new object named `name`, or, where an object certbotless did not
+        make holds that name, `name` with a random suffix (`base_name` drops it): a planted
+        object blocks nothing. A name one of certbotless's holds (a concurrent pass) raises."""
+        try:
+            return name, self.create(kind, name, data, labels)
+        except APIError as error:
+            if error.status_code != 409 or self.holder(kind, labels[KIND], name) is not None:
+                raise
+        other = f"{name}{_RENAMED}{random_tokens.token_hex(3)}"
+        log.warning("%s %s is taken by an object certbotless did not make: made %s instead",
+                    kind.value, name, other)  # fmt: skip
+        return other, self.create(kind, other, data, labels)
+
+    def holder(self, kind: ObjectKind, role: str, name: str) -> tuple[str, str] | None:
+        """(name, id) of certbotless's object of that role named `name` (or renamed from it)."""
+        for item in self.listing(kind)(f"{KIND}={role}"):
+            if base_name(str(item["Spec"]["Name"])) == name:
+                return str(item["Spec"]["Name"]), str(item["ID"])
+        return None
+
     def sign(self, kind: ObjectKind, object_id: str) -> None:
         """Add the MAC label to an object certbotless just made (Swarm lets labels change)."""
         if self.key is None:
@@ -165,7 +196,8 @@ class AuthenticObjects:
 
     def problems(self) -> list[LabelProblem]:
         """One problem per untrusted object seen by the latest listings."""
-        return [untrusted_problem(kind, item) for kind, item in self.untrusted.values()]
+        # A copy: the status page's thread may list while a pass does.
+        return [untrusted_problem(kind, item) for kind, item in list(self.untrusted.values())]
 
     def survey(self) -> list[LabelProblem]:
         """List every object carrying a store role (however it is labelled otherwise), noting

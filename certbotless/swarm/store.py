@@ -28,7 +28,7 @@ from certbotless.model import (
     StoredObject,
 )
 from certbotless.swarm.api import APIError, Json, Swarm
-from certbotless.swarm.authenticity import AuthenticObjects, StoreKey
+from certbotless.swarm.authenticity import AuthenticObjects, StoreKey, base_name
 
 NAME_PREFIX = OBJECT_NAME_PREFIX
 MAX_OBJECT_NAME = 64
@@ -162,16 +162,15 @@ class CertStore:
         """A config per file (target path → text), content-addressed, so an unchanged file never
         causes a roll: target → (config name, config id). One listing for all of them."""
         role = ObjectRole.NGINX_CONF
-        existing = {
-            item["Spec"]["Name"]: str(item["ID"]) for item in self.objects.configs(f"{KIND}={role}")
-        }
+        existing = {base_name(item["Spec"]["Name"]): (item["Spec"]["Name"], str(item["ID"]))
+                    for item in self.objects.configs(f"{KIND}={role}")}  # fmt: skip
         made = {}
         for target, text in files.items():
             name = nginx_conf_name(text)
             if name not in existing:
                 labels = {MANAGED: "true", KIND: role, NGINX_TARGET: target}
                 existing[name] = self._create(ObjectKind.CONFIG, role, name, text.encode(), labels)
-            made[target] = (name, existing[name])
+            made[target] = existing[name]
         return made
 
     def ensure_placeholder(self, chain_pem: bytes, key_pem: bytes) -> tuple[str, str, str]:
@@ -179,9 +178,9 @@ class CertStore:
         nginx.conf can include every snippet from the start. Made once: (name, config id,
         secret id); later calls ignore the PEMs they are given."""
         role = ObjectRole.PLACEHOLDER
-        secret_id = self._create_once(ObjectKind.SECRET, role, PLACEHOLDER_NAME, key_pem)
-        config_id = self._create_once(ObjectKind.CONFIG, role, PLACEHOLDER_NAME, chain_pem)
-        return PLACEHOLDER_NAME, config_id, secret_id
+        secret_id = self._create_once(ObjectKind.SECRET, role, PLACEHOLDER_NAME, key_pem)[1]
+        name, config_id = self._create_once(ObjectKind.CONFIG, role, PLACEHOLDER_NAME, chain_pem)
+        return name, config_id, secret_id
 
     def ensure_ticket_keys(self, today: date) -> list[tuple[str, str]]:
         """The TLS session ticket keys the edge mounts, newest first, as (name, id): today's,
@@ -192,7 +191,7 @@ class CertStore:
                           random_tokens.token_bytes(TICKET_KEY_BYTES))  # fmt: skip
         keys = sorted(((s["Spec"]["Name"], str(s["ID"]))
                        for s in self.objects.secrets(f"{KIND}={ObjectRole.TICKET_KEY}")
-                       if s["Spec"]["Name"] <= name), reverse=True)  # fmt: skip
+                       if base_name(s["Spec"]["Name"]) <= name), reverse=True)  # fmt: skip
         return keys[:TICKET_KEYS_IN_USE]
 
     # --- the ACME account key -----------------------------------------------------------------
@@ -279,28 +278,25 @@ class CertStore:
         else:
             self.swarm.remove_config(target.object_id)
 
-    def _create_once(self, kind: ObjectKind, role: ObjectRole, name: str, data: bytes) -> str:
-        existing = self._find(kind, role, name)
+    def _create_once(
+        self, kind: ObjectKind, role: ObjectRole, name: str, data: bytes
+    ) -> tuple[str, str]:
+        existing = self.objects.holder(kind, role, name)
         if existing is not None:
             return existing
         return self._create(kind, role, name, data, {MANAGED: "true", KIND: role})
 
     def _create(
         self, kind: ObjectKind, role: ObjectRole, name: str, data: bytes, labels: dict[str, str]
-    ) -> str:
+    ) -> tuple[str, str]:
+        """(name, id): `name`, or another where an object certbotless did not make holds it."""
         try:
-            return self.objects.create(kind, name, data, labels)
+            return self.objects.create_named(kind, name, data, labels)
         except APIError as error:
-            raced = self._find(kind, role, name) if error.status_code == 409 else None
+            raced = self.objects.holder(kind, role, name) if error.status_code == 409 else None
             if raced is None:
                 raise
             return raced  # a concurrent pass (e.g. `docker exec … issue`) made it first
-
-    def _find(self, kind: ObjectKind, role: ObjectRole, name: str) -> str | None:
-        for item in self.objects.listing(kind)(f"{KIND}={role}"):
-            if item["Spec"]["Name"] == name:
-                return str(item["ID"])
-        return None
 
 
 def _account_key_labels(thumbprint: str) -> dict[str, str]:

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import base64
 import itertools
+from datetime import date
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from docker.errors import APIError
 
 from certbotless.model import CertSpec, IssuedCert, ObjectKind
 from certbotless.swarm.api import Swarm
@@ -21,6 +23,7 @@ from certbotless.swarm.store import (
     MANAGED,
     CertStore,
     certificate_labels,
+    nginx_conf_name,
 )
 from tests.unit.swarm.test_store_records import chain_pem
 
@@ -199,17 +202,48 @@ def test_without_the_key_nothing_is_told_apart_or_signed() -> None:
     assert len(store.inventory()) == 2 and store.untrusted() == []
 
 
+class RefusingLabels(ObjectsSwarm):
+    def update_object_labels(self, kind: ObjectKind, item: Item, labels: dict[str, str]) -> None:
+        raise APIError("refused")
+
+
 def test_an_unsignable_object_is_removed_again() -> None:
-    class Refusing(ObjectsSwarm):
-        def update_object_labels(self, kind: ObjectKind, item: Item, labels: dict[str, str]) -> None:
-            from docker.errors import APIError
-
-            raise APIError("refused")
-
-    swarm = Refusing()
-    with pytest.raises(Exception, match="refused"):
+    swarm = RefusingLabels()
+    with pytest.raises(APIError, match="refused"):
         store_on(swarm).save(issued())
     assert swarm.items == {}
+
+
+class NamesUnique(ObjectsSwarm):
+    """Swarm refuses a second object of a kind with a name in use (409)."""
+
+    def add(self, kind: ObjectKind, name: str, data: bytes, labels: dict[str, str]) -> str:
+        if any(k == kind and i["Spec"]["Name"] == name for k, i in self.items.values()):
+            raise APIError("name conflicts", response=cast(Any, Conflict()))
+        return super().add(kind, name, data, labels)
+
+
+class Conflict:
+    status_code = 409
+    reason = "Conflict"
+    url = ""
+
+
+def test_a_planted_name_blocks_nothing_certbotless_makes_another() -> None:
+    swarm = NamesUnique()
+    today = date(2026, 12, 7)
+    swarm.add(ObjectKind.SECRET, "cbl-tls-ticket-key-20261207", b"known to them",
+              {MANAGED: "true", KIND: "ticket-key"})  # fmt: skip
+    store = store_on(swarm)
+    [(name, key_id)] = store.ensure_ticket_keys(today)
+    assert name.startswith("cbl-tls-ticket-key-20261207-r") and len(name) == 35
+    assert store.ensure_ticket_keys(today) == [(name, key_id)]  # made once, found again
+    conf = {"/etc/nginx/nginx.conf": "events {}"}
+    planted = nginx_conf_name("events {}")
+    swarm.add(ObjectKind.CONFIG, planted, b"theirs", {MANAGED: "true", KIND: "nginx-conf"})
+    made = store.ensure_nginx_confs(conf)
+    assert made["/etc/nginx/nginx.conf"][0].startswith(planted + "-r")
+    assert store.ensure_nginx_confs(conf) == made  # content-addressed still: no new roll
 
 
 def test_the_key_file(tmp_path: Path) -> None:
