@@ -179,7 +179,9 @@ class App:
         return rendered(self.settings, self.swarm, self.store, self.edge)
 
     def doctor(self) -> Doctor:
-        return Doctor(self.settings, self.swarm, self.tokens, self.make_issuer, self.lease)
+        return Doctor(
+            self.settings, self.swarm, self.tokens, self.make_issuer, self.lease, store=self.store
+        )
 
     def overview(self) -> Overview:
         """What the status page shows, as far as a one-off command knows (no daemon: no passes

@@ -14,6 +14,7 @@ import pytest
 from docker.errors import APIError
 
 from certbotless.model import CertSpec, IssuedCert, ObjectKind
+from certbotless.ops.doctor import store_check
 from certbotless.swarm.api import Swarm
 from certbotless.swarm.authenticity import MAC, NOT_MADE_HERE, StoreKey, read_store_key
 from certbotless.swarm.store import (
@@ -260,3 +261,12 @@ def test_managed_label_alone_does_not_make_an_object_collectable() -> None:
     swarm.add(ObjectKind.CONFIG, "cbl-nginx-0123", b"events {}", {MANAGED: "true",
                                                                    KIND: "nginx-conf"})  # fmt: skip
     assert store_on(swarm).collectable_objects() == []
+
+
+def test_the_doctor_names_what_certbotless_did_not_make() -> None:
+    swarm = ObjectsSwarm()
+    forged = plant_pair(swarm, "shop_forged", 0x666)
+    check = store_check(store_on(swarm))
+    assert not check.ok and all(object_id in check.detail for object_id in forged)
+    assert store_check(store_on(ObjectsSwarm())).ok
+    assert not store_check(store_on(swarm, key=None)).ok  # cannot tell: says so
