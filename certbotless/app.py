@@ -29,11 +29,13 @@ from certbotless.labels.dialects import edge_if_any
 from certbotless.model import Listed
 from certbotless.ops.account_key import resolve_account_key
 from certbotless.ops.doctor import Doctor
+from certbotless.ops.store_key import store_key_file
 from certbotless.ops.views import listing, rendered
 from certbotless.passes.reconcile import Reconciler
 from certbotless.seams import PassParts, Progress
 from certbotless.settings import Settings
 from certbotless.swarm.api import SWARM_ERRORS, Swarm
+from certbotless.swarm.authenticity import read_store_key
 from certbotless.swarm.lease import SwarmPassLock
 from certbotless.swarm.locks import FilePassLock
 from certbotless.swarm.status import (
@@ -63,7 +65,9 @@ class App:
         # the one before it.
         self.swarm.owner = settings.own_service or self.swarm.owner
         self.settings = settings
-        self.store = CertStore(self.swarm)
+        # The daemon makes the key on its first start (cli.run_daemon); where it is not mounted,
+        # the store's objects are not authenticated.
+        self.store = CertStore(self.swarm, read_store_key(store_key_file(settings)))
         status_config = StatusConfig(self.swarm)
         self.statuses = SwarmStatusStore(status_config)
         self.alert_memory = SwarmAlertMemory(status_config)
@@ -175,13 +179,15 @@ class App:
         return rendered(self.settings, self.swarm, self.store, self.edge)
 
     def doctor(self) -> Doctor:
-        return Doctor(self.settings, self.swarm, self.tokens, self.make_issuer, self.lease)
+        return Doctor(
+            self.settings, self.swarm, self.tokens, self.make_issuer, self.lease, store=self.store
+        )
 
     def overview(self) -> Overview:
         """What the status page shows, as far as a one-off command knows (no daemon: no passes
         and no edge probe)."""
         source = AppStatusSource(self.settings, self.swarm, self.orders, self.listing,
-                                 PassHistory())  # fmt: skip
+                                 PassHistory(), untrusted=self.store.untrusted)  # fmt: skip
         return overview(source, Filter(), datetime.now(UTC))
 
     def status_server(self, daemon: Daemon) -> StatusServer | None:
@@ -190,7 +196,8 @@ class App:
         if page is None:
             return None
         source = AppStatusSource(self.settings, self.swarm, self.orders, self.listing,
-                                 daemon.history, self.edge_watch)  # fmt: skip
+                                 daemon.history, self.edge_watch,
+                                 self.store.untrusted)  # fmt: skip
         return StatusServer(page, source, DaemonActions(daemon, self.reconciler))
 
     def alerter(self) -> Alerter | None:

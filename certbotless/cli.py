@@ -49,6 +49,7 @@ from certbotless.ops.account_key import (
     plan_account_key,
     resolve_account_key,
 )
+from certbotless.ops.store_key import StoreKeyMounted, resolve_store_key
 from certbotless.ops.traefik_import import (
     AcmeJson,
     AcmeJsonError,
@@ -60,7 +61,7 @@ from certbotless.ops.traefik_import import (
     other_accounts,
     parse_acme_json,
 )
-from certbotless.ops.views import days_left, listed_json, listed_status
+from certbotless.ops.views import days_left, listed_json, status_text
 from certbotless.redaction import Redactor, redact_logs
 from certbotless.settings import (
     LETSENCRYPT_PRODUCTION,
@@ -276,10 +277,11 @@ def _staging_for_dry_runs(settings: Settings) -> Settings:
 
 def run_daemon(app: App, args: argparse.Namespace) -> int:
     try:
+        app.store.objects.key = resolve_store_key(app.settings, app.swarm, True)
         app.account_key = resolve_account_key(
             app.settings, app.swarm, app.store, mount_into_own_service=True
         )
-    except AccountKeyMounted as mounted:
+    except (StoreKeyMounted, AccountKeyMounted) as mounted:
         log.info("%s", mounted)
         # As PID 1 of its container, the process ignores SIGTERM unless it says otherwise;
         # Swarm would wait the whole stop grace period.
@@ -354,7 +356,10 @@ def issue(app: App, args: argparse.Namespace) -> int:
 
 
 def list_certificates(app: App, args: argparse.Namespace) -> int:
-    return _list(app.listing(), args.json)
+    code = _list(app.listing(), args.json)
+    for problem in app.store.untrusted():  # on stderr beside --json's list
+        print(f"IGNORED: {problem.message}", file=sys.stderr if args.json else sys.stdout)
+    return code
 
 
 def status(app: App, args: argparse.Namespace) -> int:
@@ -572,26 +577,13 @@ def _list(rows: list[Listed], as_json: bool) -> int:
                 if cert is not None
                 else f"{'-':<16} {'-':>7} {'-':<7} {'-':<6} {'-':<36} "
             )
-            + _status_text(row, now)
+            + status_text(row, now)
         )
     return 0
 
 
 def _domains(row: Listed) -> str:
     return ",".join(row.cert.domains) if row.cert is not None else "-"
-
-
-def _status_text(row: Listed, now: datetime) -> str:
-    status = listed_status(row, now)
-    if row.failure is None:
-        return status
-    record = row.status
-    if record is not None and record.abandoned:
-        status += f" (failing since {record.failing_since:%Y-%m-%d})"
-    elif record is not None and record.next_attempt is not None:
-        status += (f" ({record.failures} in a row, next attempt "
-                   f"{record.next_attempt:%Y-%m-%d %H:%M} UTC)")  # fmt: skip
-    return f"{status}: {row.failure.at:%Y-%m-%d %H:%M} {row.failure.error}"
 
 
 if __name__ == "__main__":

@@ -294,6 +294,7 @@ class ObjectRole(StrEnum):
     PASS_LEASE = "pass-lease"  # who holds the swarm-wide pass lease, until when (config)
     TICKET_KEY = "ticket-key"  # a TLS session ticket key every edge task shares (secret)
     STACK_FILE = "stack-file"  # a release's stack file made it (store.STACK_FILE_NAME)
+    STORE_KEY = "store-key"  # the sidecar's key for the MACs of the objects it makes (secret)
 
 
 @dataclass(frozen=True)
@@ -305,8 +306,7 @@ class FileReference:
     object_name: str
     target: str
     mode: int
-    # For a certificate chain: (the domains nginx serves it for, its serial), checked after a
-    # roll.
+    # A certificate chain's (domains nginx serves it for, serial), checked after a roll.
     serves: tuple[tuple[str, ...], str] | None = None
 
 

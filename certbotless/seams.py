@@ -8,7 +8,7 @@ from `model` cross a seam.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -20,6 +20,7 @@ from certbotless.model import (
     Challenge,
     DnsRecord,
     IssuedCert,
+    LabelProblem,
     PastOrder,
     RenewalTime,
     RevocationReason,
@@ -104,6 +105,16 @@ class CertificateStore(Protocol):
     def remove(self, target: StoredObject) -> None: ...
 
     def chain_pem(self, cert: StoredCert) -> bytes: ...
+
+    def untrusted(self) -> list[LabelProblem]:
+        """Objects carrying the store's labels that certbotless cannot tell it made (no valid
+        MAC): ignored by every other call, and never removed."""
+        ...
+
+    def adopt(self, mounted: Collection[str]) -> list[str]:
+        """Of those `untrusted` found, sign the ones without any MAC that the edge mounts now
+        (made by a release before objects were signed); their names."""
+        ...
 
 
 class EdgeDeployer(Protocol):

@@ -388,14 +388,17 @@ def nginx_version_in_edge_image(swarm: Swarm, service: Json, timeout: float) -> 
 
 def mount_secret(swarm: Swarm, service_name: str, ref: FileReference) -> bool:
     """Add one secret reference to a service, without waiting: certbotless uses it on its own
-    service, which the update replaces. False when the secret is mounted already."""
+    service, which the update replaces. Only what sits at its target is replaced (the sidecar
+    mounts both the account key and the store key). False when the secret is mounted already."""
 
     def add(spec: Json) -> bool:
         container = spec["TaskTemplate"]["ContainerSpec"]
         current = container.get("Secrets") or []
         if any(r.get("SecretID") == ref.object_id for r in current):
             return False
-        container["Secrets"] = swap_references(current, [ref], ObjectKind.SECRET)
+        there = [r for r in current if r.get("File", {}).get("Name") == ref.target]
+        others = [r for r in current if r not in there]
+        container["Secrets"] = others + swap_references(there, [ref], ObjectKind.SECRET)
         return True
 
     return _update_with_retry(swarm, service_name, add) is not None

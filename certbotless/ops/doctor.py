@@ -20,6 +20,7 @@ from certbotless.redaction import Redactor
 from certbotless.settings import NginxConfMode, Settings
 from certbotless.swarm.api import SWARM_ERRORS, Swarm, docker_endpoint
 from certbotless.swarm.lease import LEASE_CONFIG, SwarmPassLock
+from certbotless.swarm.store import CertStore
 
 # Enough to show a pattern; a swarm with hundreds of names should not wait on each.
 MAX_DOMAINS_CHECKED = 20
@@ -44,8 +45,10 @@ class Doctor:
         issuer_factory: Callable[[], AcmeIssuer],
         lease: SwarmPassLock | None = None,
         challenge_timeout: float = 60.0,
+        store: CertStore | None = None,
     ) -> None:
         self.lease = lease
+        self.store = store
         self.settings = settings
         self.swarm = swarm
         self.tokens = tokens
@@ -91,6 +94,8 @@ class Doctor:
         checks.extend(self._acme_checks())
         if self.lease is not None:
             checks.append(self._lease_check())
+        if self.store is not None:
+            checks.append(store_check(self.store))
         return checks
 
     def _lease_check(self) -> Check:
@@ -211,3 +216,19 @@ class Doctor:
                 Check("ACME account", True, account or "none yet: registered at the first order")
             )
         return checks
+
+
+def store_check(store: CertStore) -> Check:
+    """Whether the store's objects can be authenticated here, and those certbotless did not
+    make (ignored by every pass, never removed)."""
+    if store.objects.unauthenticated:
+        return Check("certificate store", False, "the store key is not mounted here, so what "
+                     "certbotless made cannot be told from what carries its labels",
+                     "run it in the sidecar: docker exec <sidecar> certbotless doctor")  # fmt: skip
+    problems = store.untrusted()
+    if not problems:
+        return Check("certificate store", True, "every object with certbotless's labels is its own")
+    named = "; ".join(problem.message for problem in problems[:10])
+    more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+    return Check("certificate store", False, f"{len(problems)} objects: {named}{more}",
+                 "remove them (`certbotless list` names them all)")  # fmt: skip

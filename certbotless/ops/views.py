@@ -48,8 +48,10 @@ def rendered(
     seen = services.services()
     edge_name = edge_if_any(settings, seen)
     found = discovered(settings, seen, edge_name, services.secret_names())
-    current = latest_per_name(store.inventory(), datetime.now(UTC))
-    return edge.render(edge_name, found.routes, current, [spec.name for spec in found.specs])
+    wanted = {spec.name for spec in found.specs}  # only what labels want is served
+    latest = latest_per_name(store.inventory(), datetime.now(UTC))
+    current = {name: cert for name, cert in latest.items() if name in wanted}
+    return edge.render(edge_name, found.routes, current, sorted(wanted))
 
 
 def listed_json(row: Listed, now: datetime) -> dict[str, object]:
@@ -90,7 +92,7 @@ def _failure_json(row: Listed) -> dict[str, object]:
 def listed_status(row: Listed, now: datetime) -> str:
     """expired / expiring (less than 1/6 of the lifetime left) / abandoned (failed for 30 days:
     not ordered again until its labels change) / failed (the last renewal attempt failed) /
-    renewing (due) / unwanted (no label asks for it: not renewed) / ok."""
+    renewing (due) / unwanted (no label asks for it: neither served nor renewed) / ok."""
     cert = row.cert
     if cert is not None and cert.not_after <= now:
         return "expired"
@@ -109,3 +111,19 @@ def listed_status(row: Listed, now: datetime) -> str:
 
 def days_left(not_after: datetime, now: datetime) -> float:
     return (not_after - now).total_seconds() / 86400
+
+
+def status_text(row: Listed, now: datetime) -> str:
+    """A row's status as `list` words it: with the failure and what it means."""
+    status = listed_status(row, now)
+    if status == "unwanted":
+        return f"{status} (no label asks for it: neither served nor renewed)"
+    if row.failure is None:
+        return status
+    record = row.status
+    if record is not None and record.abandoned:
+        status += f" (failing since {record.failing_since:%Y-%m-%d})"
+    elif record is not None and record.next_attempt is not None:
+        status += (f" ({record.failures} in a row, next attempt "
+                   f"{record.next_attempt:%Y-%m-%d %H:%M} UTC)")  # fmt: skip
+    return f"{status}: {row.failure.at:%Y-%m-%d %H:%M} {row.failure.error}"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from certbotless.edge.rollout import RolledBack, RolloutError
 from certbotless.edge.validation import NginxConfigError
-from certbotless.model import LabelProblem, Route, StoredCert
+from certbotless.model import CertSpec, LabelProblem, Route, StoredCert
 from certbotless.seams import CertificateStore, EdgeDeployer, Progress
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,22 @@ def serves_none(deployer: EdgeDeployer, edge: str, current: Mapping[str, StoredC
     return bool(current) and not any(
         {cert.config_id, cert.secret_id} & mounted for cert in current.values()
     )
+
+
+def labelled_only(
+    current: Mapping[str, StoredCert],
+    labelled: Iterable[CertSpec],
+    asked: Collection[str],
+    progress: Progress,
+) -> dict[str, StoredCert]:
+    """The versions the edge serves: those of the certificates labels want. One stored for a
+    name no label asks for (`issue --name`) is neither mounted nor renewed; asked for now
+    (`asked`), it is said so."""
+    names = {spec.name for spec in labelled}
+    for name in sorted(set(current) - names):
+        if name in asked:
+            progress(f"{name}: stored, but no label wants it: neither mounted nor renewed")
+    return {name: cert for name, cert in current.items() if name in names}
 
 
 def deploy_edge(

@@ -34,6 +34,8 @@ class Observation:
     current: dict[str, StoredCert]  # the version in use of each name
     statuses: dict[str, CertificateStatus]
     orders: tuple[PastOrder, ...]  # the last week's, for the CA's rate limits
+    # Objects with the store's labels certbotless did not make: ignored, reported, kept.
+    untrusted: tuple[LabelProblem, ...] = ()
 
 
 def observe(
@@ -42,6 +44,11 @@ def observe(
     services = parts.services.services()
     edge = edge_if_any(settings, services)
     found = discovered(settings, services, edge, parts.services.secret_names())
+    untrusted = parts.store.untrusted()
+    # What an earlier release made and rolled is what the edge mounts now: signed once.
+    mounted = parts.edge.mounted_object_ids(edge) if untrusted and edge is not None else None
+    if mounted and parts.store.adopt(mounted):
+        untrusted = parts.store.untrusted()
     stored = tuple(parts.store.inventory())
     return Observation(
         services=tuple(services),
@@ -52,6 +59,7 @@ def observe(
         current=latest_per_name(stored, datetime.now(UTC)),
         statuses=parts.statuses.load(),
         orders=tuple(parts.orders.load()),
+        untrusted=tuple(untrusted),
     )
 
 

@@ -19,7 +19,7 @@ from certbotless.model import (
     StoredCert,
 )
 from certbotless.passes.budget import within_budget
-from certbotless.passes.deploying import Deployed, deploy_edge, serves_none
+from certbotless.passes.deploying import Deployed, deploy_edge, labelled_only, serves_none
 from certbotless.passes.garbage import collect_garbage
 from certbotless.passes.issuing import ca_unreachable, issue_planned, recorded_orders
 from certbotless.passes.observe import Observation, ProblemLog, observe
@@ -108,7 +108,7 @@ class Reconciler:
             return PassReport(
                 issued=tuple(issuance.issued),
                 failed=failed,
-                problems=seen.found.problems + deployed.problems,
+                problems=seen.found.problems + seen.untrusted + deployed.problems,
                 rolled=deployed.rolled,
                 rollout_error=deployed.error,
                 removed=tuple(removed),
@@ -160,8 +160,9 @@ class Reconciler:
         if not serves_none(self.parts.edge, edge, seen.current) and defer_roll(began):
             request.progress(f"more services changed during this pass: the next pass rolls {edge}")
             return Deployed()
-        return deploy_edge(self.parts.edge, self.parts.store, edge, seen.found.routes, current,
-                           seen.wanted, request.progress)  # fmt: skip
+        served = labelled_only(current, seen.found.specs, seen.wanted, request.progress)
+        return deploy_edge(self.parts.edge, self.parts.store, edge, seen.found.routes, served,
+                           served.keys(), request.progress)  # fmt: skip
 
     def revoke(
         self, name: str, reason: RevocationReason, progress: Callable[[str], None] = log.info,

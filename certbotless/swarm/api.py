@@ -19,7 +19,7 @@ import docker
 import requests
 from docker.errors import APIError, DockerException, NotFound
 
-from certbotless.model import ServiceInfo
+from certbotless.model import ObjectKind, ServiceInfo
 
 Json = dict[str, Any]
 
@@ -217,16 +217,23 @@ class Swarm:
     def update_config_labels(
         self, config_id: str, labels: dict[str, str], read: Json | None = None
     ) -> None:
-        """Replace a config's labels, the one thing Swarm lets change. docker-py has no call for
-        `POST /configs/{id}/update`; the spec goes back unchanged but for the labels. With
-        `read` (the config as inspected before), the update fails "out of sequence" if anyone
-        changed it since: a compare-and-swap."""
+        """Replace a config's labels; with `read` (as inspected before), a compare-and-swap."""
         config = read or self.api.inspect_config(config_id)
-        spec = {**config["Spec"], "Labels": labels}
+        self.update_object_labels(ObjectKind.CONFIG, config, labels)
+
+    def inspect_object(self, kind: ObjectKind, object_id: str) -> Json:
+        inspect = self.api.inspect_secret if kind == ObjectKind.SECRET else self.api.inspect_config
+        return cast(Json, inspect(object_id))
+
+    def update_object_labels(self, kind: ObjectKind, item: Json, labels: dict[str, str]) -> None:
+        """Replace the labels of a config or secret, the one thing Swarm lets change (docker-py
+        has no call for it). The spec goes back as inspected (`item`; a secret's comes without
+        its data, as Swarm's update wants) but for the labels, and fails "out of sequence" if
+        anyone changed it since: a compare-and-swap."""
         response = self.api._post_json(
-            self.api._url("/configs/{0}/update", config_id),
-            data=spec,
-            params={"version": config["Version"]["Index"]},
+            self.api._url(f"/{kind.value}s/{{0}}/update", item["ID"]),
+            data={**item["Spec"], "Labels": labels},
+            params={"version": item["Version"]["Index"]},
         )
         self.api._raise_for_status(response)
 

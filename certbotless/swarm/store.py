@@ -7,7 +7,7 @@ import hashlib
 import logging
 import re
 import secrets as random_tokens
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
 
 from cryptography import x509
@@ -20,6 +20,7 @@ from certbotless.model import (
     OBJECT_NAME_PREFIX,
     IssuedCert,
     KeyType,
+    LabelProblem,
     ObjectKind,
     ObjectRole,
     Removal,
@@ -27,6 +28,7 @@ from certbotless.model import (
     StoredObject,
 )
 from certbotless.swarm.api import APIError, Json, Swarm
+from certbotless.swarm.authenticity import AuthenticObjects, StoreKey, base_name
 
 NAME_PREFIX = OBJECT_NAME_PREFIX
 MAX_OBJECT_NAME = 64
@@ -107,8 +109,11 @@ def serial_hex(serial: int) -> str:
 
 
 class CertStore:
-    def __init__(self, swarm: Swarm) -> None:
+    """`key`: the sidecar's MAC key (`swarm.authenticity`); None: nothing is authenticated."""
+
+    def __init__(self, swarm: Swarm, key: StoreKey | None = None) -> None:
         self.swarm = swarm
+        self.objects = AuthenticObjects(swarm, key)
 
     # --- certificates ---------------------------------------------------------------------------
 
@@ -116,10 +121,10 @@ class CertStore:
         """Key secret first, chain config second: a chain is only listed once its key exists."""
         name = object_name(issued.spec.name, now or datetime.now(UTC))
         labels = certificate_labels(issued, name)
-        secret_id = self.swarm.create_secret(name, issued.key_pem, {**labels, KIND: ObjectRole.KEY})
-        config_id = self.swarm.create_config(
-            name, issued.fullchain_pem, {**labels, KIND: ObjectRole.CHAIN}
-        )
+        secret_id = self.objects.create(ObjectKind.SECRET, name, issued.key_pem,
+                                        {**labels, KIND: ObjectRole.KEY})  # fmt: skip
+        config_id = self.objects.create(ObjectKind.CONFIG, name, issued.fullchain_pem,
+                                        {**labels, KIND: ObjectRole.CHAIN})  # fmt: skip
         stored = read_stored_cert(labels, name, config_id, issued.fullchain_pem, secret_id)
         assert stored is not None
         return stored
@@ -129,10 +134,10 @@ class CertStore:
         labels and data alone; where labels and certificate disagree, the certificate wins and
         the difference is listed in `mismatches`."""
         secret_ids = {
-            s["Spec"]["Name"]: s["ID"] for s in self.swarm.secrets(f"{KIND}={ObjectRole.KEY}")
+            s["Spec"]["Name"]: s["ID"] for s in self.objects.secrets(f"{KIND}={ObjectRole.KEY}")
         }
         stored = []
-        for config in self.swarm.configs(f"{KIND}={ObjectRole.CHAIN}"):
+        for config in self.objects.configs(f"{KIND}={ObjectRole.CHAIN}"):
             labels = config["Spec"].get("Labels") or {}
             secret_id = secret_ids.get(labels.get(CERT_KEY_SECRET, ""))
             if secret_id is None:
@@ -164,16 +169,15 @@ class CertStore:
         """A config per file (target path → text), content-addressed, so an unchanged file never
         causes a roll: target → (config name, config id). One listing for all of them."""
         role = ObjectRole.NGINX_CONF
-        existing = {
-            item["Spec"]["Name"]: str(item["ID"]) for item in self.swarm.configs(f"{KIND}={role}")
-        }
+        existing = {base_name(item["Spec"]["Name"]): (item["Spec"]["Name"], str(item["ID"]))
+                    for item in self.objects.configs(f"{KIND}={role}")}  # fmt: skip
         made = {}
         for target, text in files.items():
             name = nginx_conf_name(text)
             if name not in existing:
                 labels = {MANAGED: "true", KIND: role, NGINX_TARGET: target}
                 existing[name] = self._create(ObjectKind.CONFIG, role, name, text.encode(), labels)
-            made[target] = (name, existing[name])
+            made[target] = existing[name]
         return made
 
     def ensure_placeholder(self, chain_pem: bytes, key_pem: bytes) -> tuple[str, str, str]:
@@ -181,9 +185,9 @@ class CertStore:
         nginx.conf can include every snippet from the start. Made once: (name, config id,
         secret id); later calls ignore the PEMs they are given."""
         role = ObjectRole.PLACEHOLDER
-        secret_id = self._create_once(ObjectKind.SECRET, role, PLACEHOLDER_NAME, key_pem)
-        config_id = self._create_once(ObjectKind.CONFIG, role, PLACEHOLDER_NAME, chain_pem)
-        return PLACEHOLDER_NAME, config_id, secret_id
+        secret_id = self._create_once(ObjectKind.SECRET, role, PLACEHOLDER_NAME, key_pem)[1]
+        name, config_id = self._create_once(ObjectKind.CONFIG, role, PLACEHOLDER_NAME, chain_pem)
+        return name, config_id, secret_id
 
     def ensure_ticket_keys(self, today: date) -> list[tuple[str, str]]:
         """The TLS session ticket keys the edge mounts, newest first, as (name, id): today's,
@@ -193,8 +197,8 @@ class CertStore:
         self._create_once(ObjectKind.SECRET, ObjectRole.TICKET_KEY, name,
                           random_tokens.token_bytes(TICKET_KEY_BYTES))  # fmt: skip
         keys = sorted(((s["Spec"]["Name"], str(s["ID"]))
-                       for s in self.swarm.secrets(f"{KIND}={ObjectRole.TICKET_KEY}")
-                       if s["Spec"]["Name"] <= name), reverse=True)  # fmt: skip
+                       for s in self.objects.secrets(f"{KIND}={ObjectRole.TICKET_KEY}")
+                       if base_name(s["Spec"]["Name"]) <= name), reverse=True)  # fmt: skip
         return keys[:TICKET_KEYS_IN_USE]
 
     # --- the ACME account key -----------------------------------------------------------------
@@ -249,11 +253,12 @@ class CertStore:
     # --- garbage collection -------------------------------------------------------------------
 
     def collectable_objects(self) -> list[StoredObject]:
-        """Every chain, key and nginx.conf object certbotless made (never the account key), and
-        the configs and secrets stack files made under certbotless's reserved names."""
-        objects = _stack_file_objects(self._listing)
+        """Every chain, key and nginx.conf object certbotless made (never the account key, never
+        an object it cannot tell it made), and the configs and secrets stack files made under
+        certbotless's reserved names."""
+        objects = _stack_file_objects(self.swarm)
         for kind in (ObjectKind.CONFIG, ObjectKind.SECRET):
-            for item in self._listing(kind)(f"{MANAGED}=true"):
+            for item in self.objects.listing(kind)(f"{MANAGED}=true"):
                 labels = item["Spec"].get("Labels") or {}
                 role = labels.get(KIND, "")
                 if role in _COLLECTABLE_ROLES:
@@ -269,48 +274,48 @@ class CertStore:
                     )
         return objects
 
+    def untrusted(self) -> list[LabelProblem]:  # see AuthenticObjects
+        return self.objects.survey()
+
+    def adopt(self, mounted: Collection[str]) -> list[str]:
+        return self.objects.adopt(mounted)
+
     def remove(self, target: StoredObject) -> None:
         if target.kind == ObjectKind.SECRET:
             self.swarm.remove_secret(target.object_id)
         else:
             self.swarm.remove_config(target.object_id)
 
-    def _create_once(self, kind: ObjectKind, role: ObjectRole, name: str, data: bytes) -> str:
-        existing = self._find(kind, role, name)
+    def _create_once(
+        self, kind: ObjectKind, role: ObjectRole, name: str, data: bytes
+    ) -> tuple[str, str]:
+        existing = self.objects.holder(kind, role, name)
         if existing is not None:
             return existing
         return self._create(kind, role, name, data, {MANAGED: "true", KIND: role})
 
     def _create(
         self, kind: ObjectKind, role: ObjectRole, name: str, data: bytes, labels: dict[str, str]
-    ) -> str:
-        create = self.swarm.create_secret if kind == ObjectKind.SECRET else self.swarm.create_config
+    ) -> tuple[str, str]:
+        """(name, id): `name`, or another where an object certbotless did not make holds it."""
         try:
-            return create(name, data, labels)
+            return self.objects.create_named(kind, name, data, labels)
         except APIError as error:
-            raced = self._find(kind, role, name) if error.status_code == 409 else None
+            raced = self.objects.holder(kind, role, name) if error.status_code == 409 else None
             if raced is None:
                 raise
             return raced  # a concurrent pass (e.g. `docker exec … issue`) made it first
 
-    def _find(self, kind: ObjectKind, role: ObjectRole, name: str) -> str | None:
-        for item in self._listing(kind)(f"{KIND}={role}"):
-            if item["Spec"]["Name"] == name:
-                return str(item["ID"])
-        return None
 
-    def _listing(self, kind: ObjectKind) -> Callable[[str], list[Json]]:
-        return self.swarm.secrets if kind == ObjectKind.SECRET else self.swarm.configs
-
-
-def _stack_file_objects(listing: Callable[[ObjectKind], Callable[[str], list[Json]]]
-                        ) -> list[StoredObject]:  # fmt: skip
-    """The configs and secrets a release's stack file made, under the reserved names only."""
+def _stack_file_objects(swarm: Swarm) -> list[StoredObject]:
+    """The configs and secrets a release's stack file made (`docker stack deploy`: unsigned,
+    known by their reserved names only)."""
     role = ObjectRole.STACK_FILE
+    listings = {ObjectKind.CONFIG: swarm.configs, ObjectKind.SECRET: swarm.secrets}
     return [
         StoredObject(kind, item["ID"], item["Spec"]["Name"], item.get("CreatedAt", ""), role)
-        for kind in (ObjectKind.CONFIG, ObjectKind.SECRET)
-        for item in listing(kind)(f"{KIND}={role}")
+        for kind, listing in listings.items()
+        for item in listing(f"{KIND}={role}")
         if STACK_FILE_NAME.fullmatch(item["Spec"]["Name"])
     ]
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Protocol
 
 from certbotless.daemon.pass_history import PassHistory, PassRecord
 from certbotless.edge.watch import EdgeServing, EdgeWatch
 from certbotless.labels.dialects import discovered, edge_if_any
-from certbotless.model import Discovery, Listed, PastOrder, RevocationReason
+from certbotless.model import Discovery, LabelProblem, Listed, PastOrder, RevocationReason
 from certbotless.passes.reconcile import Reconciler
 from certbotless.seams import OrderHistory, ServiceSource
 from certbotless.settings import Settings
@@ -31,6 +32,7 @@ class AppStatusSource:
         listing: Callable[[], list[Listed]],
         history: PassHistory,
         edge_watch: EdgeWatch | None = None,
+        untrusted: Callable[[], list[LabelProblem]] = list,
     ) -> None:
         self.settings = settings
         self.services = services
@@ -38,14 +40,17 @@ class AppStatusSource:
         self._listing = listing
         self.history = history
         self.edge_watch = edge_watch
+        # The store's objects certbotless did not make, shown among the problems.
+        self._untrusted = untrusted
 
     def listing(self) -> list[Listed]:
         return self._listing()
 
     def discovery(self) -> Discovery:
         seen = self.services.services()
-        return discovered(self.settings, seen, edge_if_any(self.settings, seen),
-                          self.services.secret_names())  # fmt: skip
+        found = discovered(self.settings, seen, edge_if_any(self.settings, seen),
+                           self.services.secret_names())  # fmt: skip
+        return replace(found, problems=found.problems + tuple(self._untrusted()))
 
     def orders(self) -> list[PastOrder]:
         return self._orders.load()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -18,6 +18,7 @@ from certbotless.model import (
     Challenge,
     DnsRecord,
     IssuedCert,
+    LabelProblem,
     ObjectKind,
     ObjectRole,
     PastOrder,
@@ -109,6 +110,12 @@ class FakeStore:
 
     def chain_pem(self, cert: StoredCert) -> bytes:
         return b"chain of " + cert.serial.encode()
+
+    def untrusted(self) -> list[LabelProblem]:
+        return []  # the fake holds only what the pass saved
+
+    def adopt(self, mounted: Collection[str]) -> list[str]:
+        return []
 
 
 @dataclass
