@@ -203,6 +203,18 @@ class RememberedChecks:
             raise failed
 
 
+def servable_routes(
+    routes: Sequence[Route], version: NginxVersion, edge_has_njs: Callable[[], bool]
+) -> tuple[list[Route], tuple[LabelProblem, ...]]:
+    """The routes the edge's nginx can serve, and a problem for each other: those that need
+    njs where the edge's nginx or the sidecar's own (which checks the configuration) has none,
+    and those that need pooled upstreams on an nginx without them."""
+    has_njs = not any(map(needs_njs, routes)) or (local_has_njs() and edge_has_njs())
+    routes, without = without_njs(routes, has_njs)
+    routes, unbalanced = without_unpooled_options(routes, version)
+    return routes, (*without, *unbalanced)
+
+
 class SwarmEdgeDeployer:
     """EdgeDeployer for an nginx Swarm service."""
 
@@ -262,11 +274,8 @@ class SwarmEdgeDeployer:
         if self.settings.nginx_conf == NginxConfMode.OWN:
             return (*self._snippet_references(current, wanted_names), ())
         routes, secret_ids = with_their_secrets(self.swarm, routes)
-        has_njs = not any(map(needs_njs, routes)) or (
-            local_has_njs() and self._edge_has_njs(service)
-        )
-        routes, without = without_njs(routes, has_njs)
-        routes, not_balanced = without_unpooled_options(routes, self._edge_nginx_version(service))
+        routes, unservable = servable_routes(routes, self._edge_nginx_version(service),
+                                             lambda: self._edge_has_njs(service))  # fmt: skip
         tickets = self.store.ensure_ticket_keys(datetime.now(UTC).date())
         routes, left_out = routes_nginx_passes(
             routes,
@@ -283,11 +292,8 @@ class SwarmEdgeDeployer:
                 f"so nothing rolled: {error}"
             ) from None
         references = edge_references(routes, current, confs, self.settings.certs_dir, secret_ids)
-        return (
-            files,
-            references + ticket_key_references(tickets),
-            (*without, *not_balanced, *left_out),
-        )
+        problems = (*unservable, *left_out)
+        return files, references + ticket_key_references(tickets), problems
 
     def _validate(self, files: NginxFiles) -> None:
         """The sidecar's own `nginx -t` (its errors name the file, line and route); a

@@ -38,8 +38,7 @@ from uuid import uuid4
 
 from cryptography import x509
 
-from certbotless.edge.njs import without_njs
-from certbotless.edge.upstreams import without_unpooled_options
+from certbotless.edge.deployer import servable_routes
 from certbotless.labels.traefik.dynamic import read_dynamic_config
 from certbotless.labels.traefik.middlewares.options import NO_FILE_MIDDLEWARES, FileMiddlewares
 from certbotless.model import LabelProblem, Route, ServiceInfo
@@ -170,9 +169,8 @@ def middleware_case_outcome(
     routes = [_errors_on_loopback(route) for route in routes]
     # The edge refuses what needs njs when its nginx has none, and what needs pooled upstreams
     # when its nginx cannot pool: refusals of the case's own.
-    routes, without = without_njs(routes, binary.has_njs)
-    routes, unbalanced = without_unpooled_options(routes, binary.version)
-    said = [p for p in problems if _own(p, case)] + without + list(unbalanced)
+    routes, unservable = servable_routes(routes, binary.version, lambda: binary.has_njs)
+    said = [p for p in problems if _own(p, case)] + list(unservable)
     text = " | ".join(f"{p.label}: {p.message}" for p in said)
     if case.get("traefik_rejects"):
         if routes and not said:

@@ -330,17 +330,9 @@ def _router_routes(
     if not https and _redirects_only(router, known) is not None:
         raise _Skip(None)  # a redirect router: its routes' redirect answers as it would
     target = _status_page(service, router, known.status_page)
-    found = Upstream(target.port, "http") if target else upstream(
-        service, RouterService(router.name, router.value("service"), router.label("service"),
-                               router.label("rule")), v1, known.server_urls)  # fmt: skip
-    options, noted, passes = ((DEFAULT_UPSTREAM, [], True) if target
-                              else _service_options(service, router))  # fmt: skip
-    base = Route(service=target.service if target else service.name, hosts=(),
-                 port=found.port, upstream_scheme=found.scheme,
-                 server_authority=found.server_authority, strip_prefixes=strip,
-                 redirect_to_https=not plain, pass_host_header=passes,
-                 upstream=options)  # fmt: skip
-    base = _redirect_of(service, known, base)
+    base, found, noted = _proxied_to(service, router, known, target, v1)
+    base = _redirect_of(service, known, replace(base, strip_prefixes=strip,
+                                                redirect_to_https=not plain))  # fmt: skip
     base, problems = apply_middlewares(base, _middleware_names(router), service,
                                        known.definitions, known.services, known.secrets,
                                        known.files)  # fmt: skip
@@ -368,6 +360,24 @@ def _router_routes(
                              "client sends, not the router's; give the rule a Host; this "
                              "router is not routed"))  # fmt: skip
     return (priority, routes, problems), _spec(hosts)
+
+
+def _proxied_to(
+    service: ServiceInfo, router: _Router, known: _Known, target: StatusTarget | None, v1: bool
+) -> tuple[Route, Upstream, list[LabelProblem]]:
+    """The router's route, hostless, as far as its service says: the status page's, or the
+    Traefik service's tasks or server URL, with that service's options (and what of them is
+    not applied)."""
+    found = Upstream(target.port, "http") if target else upstream(
+        service, RouterService(router.name, router.value("service"), router.label("service"),
+                               router.label("rule")), v1, known.server_urls)  # fmt: skip
+    options, noted, passes = ((DEFAULT_UPSTREAM, [], True) if target
+                              else _service_options(service, router))  # fmt: skip
+    route = Route(service=target.service if target else service.name, hosts=(),
+                  port=found.port, upstream_scheme=found.scheme,
+                  server_authority=found.server_authority, pass_host_header=passes,
+                  upstream=options)  # fmt: skip
+    return route, found, noted
 
 
 def _with_client_auth(
