@@ -120,12 +120,19 @@ def ensure_base_images() -> None:
     for base in (BOOKWORM, TRIXIE, FORKY):
         ensure_base_image(base)
     for root, base in _UNPACKED:
-        if not root.is_dir():
-            partial = root.with_suffix(".partial")
-            run(["rm", "-rf", str(partial)])
-            partial.mkdir(parents=True)
-            run(["tar", "-C", str(partial), "-xf", str(base.rootfs_tar)])
-            partial.rename(root)
+        # Unpacked anew when its base's package list (so its tarball) changed.
+        marker = root / ".certbotless-rootfs"
+        if root.is_dir() and marker.exists() and marker.read_text() == base.rootfs_tar.name:
+            continue
+        partial, stale = root.with_suffix(".partial"), root.with_suffix(".stale")
+        run(["rm", "-rf", str(partial), str(stale)])
+        partial.mkdir(parents=True)
+        run(["tar", "-C", str(partial), "-xf", str(base.rootfs_tar)])
+        (partial / marker.name).write_text(base.rootfs_tar.name)
+        if root.is_dir():  # a test may still run nginx in it: swapped, then removed
+            root.rename(stale)
+        partial.rename(root)
+        run(["rm", "-rf", str(stale)])
 
 
 def ensure_base_image(base: DebianBase) -> None:

@@ -226,6 +226,12 @@ def _every_swarm_call() -> dict[str, Callable[[Swarm], object]]:
         "update_config_labels": lambda s: s.update_config_labels(
             "objid0123456789abcdefghijk", {"certbotless.status.a": '{"reason": "é"}'}
         ),
+        "inspect_object": lambda s: s.inspect_object(
+            ObjectKind.SECRET, "objid0123456789abcdefghijk"
+        ),
+        "update_object_labels": lambda s: s.update_object_labels(
+            ObjectKind.SECRET, OBJECT, {"certbotless.mac": "0" * 64}
+        ),
         "remove_config": lambda s: s.remove_config("objid0123456789abcdefghijk"),
         "remove_secret": lambda s: s.remove_secret("secretid0123456789abcdefg"),
         "referenced_object_ids": lambda s: s.referenced_object_ids(),
