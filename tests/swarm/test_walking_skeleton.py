@@ -170,8 +170,9 @@ def test_doctor_metrics_and_manual_commands_inside_the_running_sidecar(
 
     doctor = run(["docker", "exec", sidecar, "certbotless", "doctor"], check=False)
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
-    # Every check passes, the pass lease and the alert channels included.
-    assert doctor.stdout.count("ok  ") == 9 and "FAIL" not in doctor.stdout, doctor.stdout
+    # Every check passes, the pass lease, the store's objects and the alert channels included.
+    assert doctor.stdout.count("ok  ") == 10 and "FAIL" not in doctor.stdout, doctor.stdout
+    assert "certificate store: every object with certbotless's labels is its own" in doctor.stdout
     assert "challenge path from outside (DNS, port 80): 1 of 1 domains checked" in doctor.stdout
 
     metrics = docker(
