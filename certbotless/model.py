@@ -78,13 +78,16 @@ class ErrorPages:
 @dataclass(frozen=True)
 class BasicAuth:
     """HTTP basic auth: `users` are htpasswd lines (`name:hash`, apr1, SHA1 or bcrypt), or
-    `secret` names the Swarm secret that holds them (the edge mounts it; nobody reads it)."""
+    `secret` names the Swarm secret that holds them (the edge mounts it; nobody reads it).
+    With `digest`, HTTP digest auth (Traefik's digestAuth, by njs: edge/njs.py): the lines are
+    htdigest's (`name:realm:md5(name:realm:password)`)."""
 
     users: tuple[str, ...] = ()
     realm: str = "restricted"
     remove_header: bool = False  # the service does not see the Authorization header
     secret: str = ""
     user_header: str = ""  # a request header that tells the service the user's name
+    digest: bool = False
 
 
 @dataclass(frozen=True)
@@ -295,6 +298,7 @@ class ObjectRole(StrEnum):
     TICKET_KEY = "ticket-key"  # a TLS session ticket key every edge task shares (secret)
     STACK_FILE = "stack-file"  # a release's stack file made it (store.STACK_FILE_NAME)
     STORE_KEY = "store-key"  # the sidecar's key for the MACs of the objects it makes (secret)
+    DIGEST_KEY = "digest-key"  # the key of digestAuth's nonces every edge task shares (secret)
 
 
 @dataclass(frozen=True)
