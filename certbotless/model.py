@@ -78,16 +78,14 @@ class ErrorPages:
 @dataclass(frozen=True)
 class BasicAuth:
     """HTTP basic auth: `users` are htpasswd lines (`name:hash`, apr1, SHA1 or bcrypt), or
-    `secret` names the Swarm secret that holds them (the edge mounts it; nobody reads it).
-    With `digest`, HTTP digest auth (Traefik's digestAuth, by njs: edge/njs.py): the lines are
-    htdigest's (`name:realm:md5(name:realm:password)`)."""
+    `secret` names the Swarm secret that holds them (the edge mounts it; nobody reads it)."""
 
     users: tuple[str, ...] = ()
     realm: str = "restricted"
     remove_header: bool = False  # the service does not see the Authorization header
     secret: str = ""
     user_header: str = ""  # a request header that tells the service the user's name
-    digest: bool = False
+    digest: bool = False  # digest auth instead (digestAuth by njs): htdigest lines
 
 
 @dataclass(frozen=True)
@@ -199,9 +197,8 @@ class CertSpec:
 
     def challenge_for(self, wildcard: bool) -> ChallengeType:
         """The challenge that proves one of its names (`wildcard`: a `*.` name)."""
-        if self.challenge is ChallengeMode.DNS01 or (
-            self.challenge is ChallengeMode.MIXED and wildcard
-        ):
+        mixed = self.challenge is ChallengeMode.MIXED
+        if self.challenge is ChallengeMode.DNS01 or (mixed and wildcard):
             return ChallengeType.DNS01
         return ChallengeType.HTTP01
 
@@ -278,8 +275,7 @@ class RenewalFailure:
 
 
 class ObjectKind(StrEnum):
-    """The two kinds of object Swarm keeps data in: a secret's data can never be read back, a
-    config's can."""
+    """Swarm's two kinds of object with data: a secret's can never be read back, a config's can."""
 
     SECRET = "secret"
     CONFIG = "config"

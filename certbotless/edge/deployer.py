@@ -53,6 +53,7 @@ from certbotless.model import (
 from certbotless.seams import Progress
 from certbotless.settings import NginxConfMode, Settings
 from certbotless.swarm.api import APIError, Json, NotFound, Swarm
+from certbotless.swarm.digest_key import ensure_digest_key
 from certbotless.swarm.store import CertStore
 
 log = logging.getLogger(__name__)
@@ -103,9 +104,13 @@ def ticket_key_references(keys: Sequence[tuple[str, str]]) -> list[FileReference
             for index, (name, key_id) in enumerate(keys)]  # fmt: skip
 
 
-def digest_key_reference(key: tuple[str, str]) -> FileReference:
-    """digestAuth's nonce key (name, id), read by njs in nginx's workers."""
-    return FileReference(ObjectKind.SECRET, key[1], key[0], DIGEST_KEY_TARGET, 0o444)
+def digest_key_references(routes: Iterable[Route], store: CertStore) -> list[FileReference]:
+    """digestAuth's nonce key, when a route checks a digest (made then, if missing); read by
+    njs in nginx's workers."""
+    if not any(map(needs_digest_key, routes)):
+        return []
+    name, key_id = ensure_digest_key(store.objects)
+    return [FileReference(ObjectKind.SECRET, key_id, name, DIGEST_KEY_TARGET, 0o444)]
 
 
 def certificate_references(
@@ -298,9 +303,7 @@ class SwarmEdgeDeployer:
                 f"so nothing rolled: {error}"
             ) from None
         references = edge_references(routes, current, confs, self.settings.certs_dir, secret_ids)
-        references += ticket_key_references(tickets)
-        if any(map(needs_digest_key, routes)):
-            references.append(digest_key_reference(self.store.ensure_digest_key()))
+        references += ticket_key_references(tickets) + digest_key_references(routes, self.store)
         return files, references, (*unservable, *left_out)
 
     def _validate(self, files: NginxFiles) -> None:

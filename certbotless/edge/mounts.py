@@ -24,6 +24,7 @@ DIGEST_KEY_TARGET = f"{SNIPPETS_DIR}/digest-nonce/key"
 # its name: certbotless never reads them.
 HTPASSWD_SECRETS_DIR = f"{SNIPPETS_DIR}/htpasswd-secrets"
 CLIENT_CA_DIR = f"{SNIPPETS_DIR}/client-ca"  # the CAs of client certificates (TLS options)
+UPSTREAM_CA_DIR = f"{SNIPPETS_DIR}/upstream-ca"  # the CAs of services' certificates (rootCAs)
 # The Swarm secrets holding forward auth's CA, client certificate and key (forwardAuth.tls),
 # mounted here by their names.
 AUTH_TLS_SECRETS_DIR = f"{SNIPPETS_DIR}/auth-tls-secrets"

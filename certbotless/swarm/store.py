@@ -70,8 +70,6 @@ _COLLECTABLE_ROLES = (
 TICKET_KEY_PREFIX = "cbl-tls-ticket-key-"
 TICKET_KEY_BYTES = 80
 TICKET_KEYS_IN_USE = 2  # the current key encrypts, the previous one decrypts
-DIGEST_KEY_NAME = "cbl-digest-nonce-key"
-DIGEST_KEY_BYTES = 32
 # A config or secret a release's stack file makes (stacks/edge.yml): `certbotless_`, what it
 # is, the first 8 hex digits of its content's SHA-256, and the label KIND=stack-file. Both must
 # hold before gc removes one (tests/unit/test_stack_files.py keeps the stack files so).
@@ -202,13 +200,6 @@ class CertStore:
                        for s in self.objects.secrets(f"{KIND}={ObjectRole.TICKET_KEY}")
                        if base_name(s["Spec"]["Name"]) <= name), reverse=True)  # fmt: skip
         return keys[:TICKET_KEYS_IN_USE]
-
-    def ensure_digest_key(self) -> tuple[str, str]:
-        """The key that signs digestAuth's nonces, which every edge task shares, so that a
-        nonce one task gave another accepts, before and after a roll: made once, (name, id).
-        Nonces expire (edge/njs/certbotless.js), so it needs no rotation."""
-        return self._create_once(ObjectKind.SECRET, ObjectRole.DIGEST_KEY, DIGEST_KEY_NAME,
-                                 random_tokens.token_bytes(DIGEST_KEY_BYTES))  # fmt: skip
 
     # --- the ACME account key -----------------------------------------------------------------
 

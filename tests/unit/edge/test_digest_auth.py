@@ -12,17 +12,21 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
+from certbotless.edge.deployer import digest_key_references
 from certbotless.edge.mounts import DIGEST_KEY_TARGET
 from certbotless.edge.njs import local_has_njs
 from certbotless.model import BasicAuth, Route
+from certbotless.swarm.api import Swarm
+from certbotless.swarm.store import CertStore
 from tests.support.digest_client import authorization, challenge_pairs
 from tests.support.edge_nginx import HOST, echo_upstream, request, serve_routes, stop
 
-pytestmark = pytest.mark.skipif(shutil.which("nginx") is None or not local_has_njs(),
-                                reason="needs nginx with njs")  # fmt: skip
+needs_njs = pytest.mark.skipif(shutil.which("nginx") is None or not local_has_njs(),
+                               reason="needs nginx with njs")  # fmt: skip
 KEY = "one edge's key\n"
 USERS = ("test:traefik:a2688e031edb4be6a3797f3882655c05",)  # test's password: test
 RIGHT = {"method": "GET", "url": f"http://{HOST}/", "digest": ["test", "test"]}
@@ -65,6 +69,7 @@ def task(upstream: int, tmp_path: Path) -> Iterator[Task]:
     stop(one.nginx)
 
 
+@needs_njs
 def test_a_nonce_of_one_task_is_taken_by_another_with_the_key(
     task: Task, upstream: int, tmp_path: Path
 ) -> None:
@@ -80,6 +85,7 @@ def test_a_nonce_of_one_task_is_taken_by_another_with_the_key(
         stop(stranger.nginx)
 
 
+@needs_njs
 def test_an_expired_nonce_is_stale_and_a_forged_one_refused(task: Task) -> None:
     challenge = task.challenge()
     old = f"{int(time.time()) - 601:x}"
@@ -95,6 +101,7 @@ def test_an_expired_nonce_is_stale_and_a_forged_one_refused(task: Task) -> None:
     assert "stale" not in answered["WWW-Authenticate"]
 
 
+@needs_njs
 def test_an_unknown_user_never_gets_in(task: Task) -> None:
     """go-http-auth hashes an empty secret for a user it does not know; the edge refuses them."""
     challenge = task.challenge()
@@ -108,9 +115,39 @@ def test_an_unknown_user_never_gets_in(task: Task) -> None:
     assert task.ask(auth=forged)[0] == 401
 
 
+@needs_njs
 def test_the_digest_may_name_a_path_the_request_is_under(task: Task) -> None:
     """go-http-auth's lenient check: the digest's uri a prefix of the request's path."""
     answer = authorization(RIGHT, task.challenge())
     assert task.ask("/sub/page", answer)[0] == 200
     elsewhere = authorization({**RIGHT, "target": "/sub"}, task.challenge())
     assert task.ask("/other", elsewhere)[0] == 401
+
+
+class SecretsSwarm:
+    """The part of the Docker API the nonce key uses: secrets, their labels, created once."""
+
+    def __init__(self) -> None:
+        self.made: list[dict[str, Any]] = []
+
+    def secrets(self, label_filter: str) -> list[dict[str, Any]]:
+        key, _, value = label_filter.partition("=")
+        return [s for s in self.made if s["Spec"]["Labels"].get(key) == value]
+
+    def create_secret(self, name: str, data: bytes, labels: dict[str, str]) -> str:
+        assert len(data) == 32
+        self.made.append({"ID": f"id-{name}", "Spec": {"Name": name, "Labels": labels}})
+        return f"id-{name}"
+
+
+def test_the_key_is_made_once_and_mounted_for_digest_routes_only() -> None:
+    swarm = SecretsSwarm()
+    store = CertStore(cast(Swarm, swarm))
+    plain = Route("app", (HOST,), 80)
+    assert digest_key_references([plain], store) == []
+    assert swarm.made == []
+    first = digest_key_references([plain, _route(80)], store)
+    assert [(r.object_name, r.target, r.mode) for r in first] == [
+        ("cbl-digest-nonce-key", DIGEST_KEY_TARGET, 0o444)]  # fmt: skip
+    assert digest_key_references([_route(80)], store) == first
+    assert len(swarm.made) == 1
