@@ -85,6 +85,7 @@ class BasicAuth:
     remove_header: bool = False  # the service does not see the Authorization header
     secret: str = ""
     user_header: str = ""  # a request header that tells the service the user's name
+    digest: bool = False  # digest auth instead (digestAuth by njs): htdigest lines
 
 
 @dataclass(frozen=True)
@@ -196,9 +197,8 @@ class CertSpec:
 
     def challenge_for(self, wildcard: bool) -> ChallengeType:
         """The challenge that proves one of its names (`wildcard`: a `*.` name)."""
-        if self.challenge is ChallengeMode.DNS01 or (
-            self.challenge is ChallengeMode.MIXED and wildcard
-        ):
+        mixed = self.challenge is ChallengeMode.MIXED
+        if self.challenge is ChallengeMode.DNS01 or (mixed and wildcard):
             return ChallengeType.DNS01
         return ChallengeType.HTTP01
 
@@ -275,8 +275,7 @@ class RenewalFailure:
 
 
 class ObjectKind(StrEnum):
-    """The two kinds of object Swarm keeps data in: a secret's data can never be read back, a
-    config's can."""
+    """Swarm's two kinds of object with data: a secret's can never be read back, a config's can."""
 
     SECRET = "secret"
     CONFIG = "config"
@@ -295,6 +294,7 @@ class ObjectRole(StrEnum):
     TICKET_KEY = "ticket-key"  # a TLS session ticket key every edge task shares (secret)
     STACK_FILE = "stack-file"  # a release's stack file made it (store.STACK_FILE_NAME)
     STORE_KEY = "store-key"  # the sidecar's key for the MACs of the objects it makes (secret)
+    DIGEST_KEY = "digest-key"  # the key of digestAuth's nonces every edge task shares (secret)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """How a route reaches its service's tasks and passes their answers on, for Traefik's service
 options and buffering: which task takes a request (loadBalancer.strategy, a sticky cookie),
-whether an answer goes on to the client as it comes (responseForwarding.flushInterval) and how
-much of it is kept in memory (memResponseBodyBytes). Imports nothing of certbotless (a
-foundation: `model.Route` holds one `UpstreamOptions`)."""
+whether an answer goes on to the client as it comes (responseForwarding.flushInterval), how
+much of it is kept in memory (memResponseBodyBytes) and the serversTransport. Imports nothing
+of certbotless (a foundation: `model.Route` holds one `UpstreamOptions`)."""
 
 from __future__ import annotations
 
@@ -46,14 +46,33 @@ class StickyCookie:
 
 
 @dataclass(frozen=True)
+class ServersTransport:
+    """Traefik's serversTransport (a file provider's `http.serversTransports.<name>`): over
+    HTTPS, the service's certificate `verify`-ed against `ca_pem` (empty: the image's CAs) for
+    `server_name` (empty: the service's name); `connect_timeout` and `response_timeout` in
+    nginx's syntax ("" for nginx's defaults)."""
+
+    verify: bool = False
+    ca_pem: str = ""
+    server_name: str = ""
+    connect_timeout: str = ""
+    response_timeout: str = ""
+
+
+DEFAULT_TRANSPORT = ServersTransport()
+
+
+@dataclass(frozen=True)
 class UpstreamOptions:
     """`flush_at_once`: the answer goes on to the client as it arrives (proxy_buffering off);
-    `answer_memory`: bytes of an answer kept in memory, the rest in a temporary file."""
+    `answer_memory`: bytes of an answer kept in memory, the rest in a temporary file;
+    `transport`: how the tasks are reached (serversTransport)."""
 
     strategy: Strategy = Strategy.ROUND_ROBIN
     sticky: StickyCookie | None = None
     flush_at_once: bool = False
     answer_memory: int | None = None
+    transport: ServersTransport = DEFAULT_TRANSPORT
 
     @property
     def balances(self) -> bool:

@@ -16,6 +16,7 @@ from types import MappingProxyType
 
 from certbotless.edge.guards import auth_tls_secrets, htpasswd_secrets
 from certbotless.edge.mounts import (
+    DIGEST_KEY_TARGET,
     CertFiles,
     auth_tls_secret_target,
     cert_files,
@@ -23,7 +24,7 @@ from certbotless.edge.mounts import (
     ticket_key_target,
 )
 from certbotless.edge.nginx_version import DEFAULT_NGINX_VERSION, NginxVersion, local_nginx_version
-from certbotless.edge.njs import local_has_njs, needs_njs, without_njs
+from certbotless.edge.njs import local_has_njs, needs_digest_key, needs_njs, without_njs
 from certbotless.edge.render import NginxFiles, files_listing, render_nginx_conf
 from certbotless.edge.rollout import (
     RolloutError,
@@ -52,6 +53,7 @@ from certbotless.model import (
 from certbotless.seams import Progress
 from certbotless.settings import NginxConfMode, Settings
 from certbotless.swarm.api import APIError, Json, NotFound, Swarm
+from certbotless.swarm.digest_key import ensure_digest_key
 from certbotless.swarm.store import CertStore
 
 log = logging.getLogger(__name__)
@@ -100,6 +102,15 @@ def ticket_key_references(keys: Sequence[tuple[str, str]]) -> list[FileReference
     read by nginx's master (root) only."""
     return [FileReference(ObjectKind.SECRET, key_id, name, ticket_key_target(index), 0o400)
             for index, (name, key_id) in enumerate(keys)]  # fmt: skip
+
+
+def digest_key_references(routes: Iterable[Route], store: CertStore) -> list[FileReference]:
+    """digestAuth's nonce key, when a route checks a digest (made then, if missing); read by
+    njs in nginx's workers."""
+    if not any(map(needs_digest_key, routes)):
+        return []
+    name, key_id = ensure_digest_key(store.objects)
+    return [FileReference(ObjectKind.SECRET, key_id, name, DIGEST_KEY_TARGET, 0o444)]
 
 
 def certificate_references(
@@ -292,8 +303,8 @@ class SwarmEdgeDeployer:
                 f"so nothing rolled: {error}"
             ) from None
         references = edge_references(routes, current, confs, self.settings.certs_dir, secret_ids)
-        problems = (*unservable, *left_out)
-        return files, references + ticket_key_references(tickets), problems
+        references += ticket_key_references(tickets) + digest_key_references(routes, self.store)
+        return files, references, (*unservable, *left_out)
 
     def _validate(self, files: NginxFiles) -> None:
         """The sidecar's own `nginx -t` (its errors name the file, line and route); a

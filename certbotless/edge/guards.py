@@ -15,6 +15,7 @@ from certbotless.edge.mounts import (
     auth_tls_secret_target,
     htpasswd_secret_target,
 )
+from certbotless.edge.njs import digest_checks
 from certbotless.edge.rewrite_phase import entry_point_value
 from certbotless.edge.shaping import FORWARDED_HEADERS
 from certbotless.labels.values import INTERNAL_LOCATION
@@ -30,7 +31,9 @@ def access_directives(route: Route) -> str:
         lines = [f"allow {network};" for network in route.allow_from]
         if route.allow_from:
             lines.append("deny all;")
-    if route.basic_auth is not None:
+    if route.basic_auth is not None and route.basic_auth.digest:
+        lines += digest_checks(route, digest_users_files(route))
+    elif route.basic_auth is not None:
         lines += [f'auth_basic "{route.basic_auth.realm}";',
                   f"auth_basic_user_file {htpasswd_target(route)};"]  # fmt: skip
         if route.basic_auth.remove_header:
@@ -53,17 +56,31 @@ def htpasswd_target(route: Route) -> str:
     assert route.basic_auth is not None
     if route.basic_auth.secret:
         return htpasswd_secret_target(route.basic_auth.secret)
-    digest = hashlib.sha256("\n".join(route.basic_auth.users).encode()).hexdigest()[:16]
+    return _users_target(route.basic_auth.users)
+
+
+def _users_target(users: tuple[str, ...]) -> str:
+    digest = hashlib.sha256("\n".join(users).encode()).hexdigest()[:16]
     return f"{HTPASSWD_DIR}/{digest}"
 
 
+def digest_users_files(route: Route) -> str:
+    """digestAuth's users files, space-separated: the secret's (usersFile), then the labels'
+    (users), whose lines win, as Traefik merges them."""
+    assert route.basic_auth is not None
+    files = [htpasswd_secret_target(route.basic_auth.secret)] if route.basic_auth.secret else []
+    if route.basic_auth.users:
+        files.append(_users_target(route.basic_auth.users))
+    return " ".join(files)
+
+
 def htpasswd_files(by_host: Mapping[str, list[Route]]) -> dict[str, str]:
-    """The basic-auth users the labels give, a file per set (target path → text)."""
+    """The basic- and digest-auth users the labels give, a file per set (target → text)."""
     return {
-        htpasswd_target(route): "\n".join(route.basic_auth.users) + "\n"
+        _users_target(route.basic_auth.users): "\n".join(route.basic_auth.users) + "\n"
         for host_routes in by_host.values()
         for route in host_routes
-        if route.basic_auth is not None and not route.basic_auth.secret
+        if route.basic_auth is not None and route.basic_auth.users
     }
 
 

@@ -40,6 +40,7 @@ from certbotless.edge.shaping import (
     limit_directives,
     ssl_proxy_checks,
 )
+from certbotless.edge.upstream_tls import transport_directives
 from certbotless.edge.upstreams import upstream_address, upstream_url
 from certbotless.model import CHALLENGE_PREFIX, Route
 
@@ -179,7 +180,9 @@ def _upstream_directives(route: Route) -> str:
         lines.append(f"proxy_set_header Host {host};")
     if route.upstream_scheme == "https":  # the service's name, not its upstream block's
         name = upstream_address(route).rpartition(":")[0].strip("[]")
+        name = route.upstream.transport.server_name or name  # serversTransport's serverName
         lines += ["proxy_ssl_server_name on;", f"proxy_ssl_name {name};"]
+    lines += transport_directives(route)
     return "".join(f"\n            {line}" for line in lines)
 
 

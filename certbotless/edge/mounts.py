@@ -17,10 +17,14 @@ TICKET_KEYS_DIR = f"{SNIPPETS_DIR}/tls-tickets"
 # The services' upstream blocks (nginx >= 1.27.3), which nginx.conf includes.
 UPSTREAMS_DIR = f"{SNIPPETS_DIR}/upstreams"
 HTPASSWD_DIR = f"{SNIPPETS_DIR}/htpasswd"  # basic-auth users, one file per set
+# The edge's key for digestAuth's nonces (a Swarm secret every task mounts; njs reads it in
+# nginx's workers, hence readable by them).
+DIGEST_KEY_TARGET = f"{SNIPPETS_DIR}/digest-nonce/key"
 # Basic-auth users an operator keeps in a Swarm secret (the labels name it), mounted here by
 # its name: certbotless never reads them.
 HTPASSWD_SECRETS_DIR = f"{SNIPPETS_DIR}/htpasswd-secrets"
 CLIENT_CA_DIR = f"{SNIPPETS_DIR}/client-ca"  # the CAs of client certificates (TLS options)
+UPSTREAM_CA_DIR = f"{SNIPPETS_DIR}/upstream-ca"  # the CAs of services' certificates (rootCAs)
 # The Swarm secrets holding forward auth's CA, client certificate and key (forwardAuth.tls),
 # mounted here by their names.
 AUTH_TLS_SECRETS_DIR = f"{SNIPPETS_DIR}/auth-tls-secrets"

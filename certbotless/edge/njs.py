@@ -1,6 +1,6 @@
 """njs, nginx's JavaScript module, for what nginx's configuration language cannot say (Traefik's
-replacePathRegex on every match, passTLSClientCert's serial number and dates). The functions
-ship with certbotless (njs/certbotless.js) and are a file of the rendered configuration;
+replacePathRegex on every match, passTLSClientCert's serial number and dates, digestAuth). The
+functions ship with certbotless (njs/certbotless.js) and are a file of the rendered configuration;
 nginx.conf loads the module only when a route needs it. An edge whose nginx has no module
 gets those routes refused, by name."""
 
@@ -12,7 +12,7 @@ from functools import cache
 from pathlib import Path
 
 from certbotless.edge.conditions import quoted
-from certbotless.edge.mounts import SNIPPETS_DIR
+from certbotless.edge.mounts import DIGEST_KEY_TARGET, SNIPPETS_DIR
 from certbotless.edge.rewrite_phase import RAW_PATH
 from certbotless.model import LabelProblem, Route
 
@@ -25,13 +25,19 @@ _JS_SOURCE = Path(__file__).with_name("njs") / "certbotless.js"
 DOLLAR = "${certbotless_dollar}"
 REPLACED_PATH = "$certbotless_replaced_by_njs"  # replacedPath's answer (see the .js)
 CLIENT_INFO = "$certbotless_client_info_by_njs"  # clientCertInfo's answer
+DIGEST_USER = "$certbotless_digest_user"  # digestUser's answer
+DIGEST_CHALLENGE = "$certbotless_digest_challenge"  # digestChallenge's answer
 # `nginx -t` on an empty configuration that loads the module: nginx names the module only
 # when it cannot load it (the configuration fails anyway: it has no events section).
 PROBE_COMMAND = ["nginx", "-t", "-c", "/dev/null", "-g", f"load_module {NJS_MODULE};"]
 
 
 def needs_njs(route: Route) -> bool:
-    return route.replace_path_everywhere or _numbers(route) != ""
+    return route.replace_path_everywhere or _numbers(route) != "" or needs_digest_key(route)
+
+
+def needs_digest_key(route: Route) -> bool:
+    return route.basic_auth is not None and route.basic_auth.digest
 
 
 def _numbers(route: Route) -> str:
@@ -61,6 +67,8 @@ def njs_directives(routes: Iterable[Route]) -> dict[str, str]:
     http = (f"\n    js_import certbotless from {JS_TARGET};"
             f"\n    js_set {REPLACED_PATH} certbotless.replacedPath;"
             f"\n    js_set {CLIENT_INFO} certbotless.clientCertInfo;"
+            f"\n    js_set {DIGEST_USER} certbotless.digestUser;"
+            f"\n    js_set {DIGEST_CHALLENGE} certbotless.digestChallenge;"
             '\n    geo $certbotless_dollar { default "$"; }\n')  # fmt: skip
     return {"njs_module": f"load_module {NJS_MODULE};\n", "njs_http": http}
 
@@ -83,6 +91,8 @@ def without_njs(routes: Sequence[Route], has_njs: bool) -> tuple[list[Route], li
 def _refusal(route: Route) -> LabelProblem:
     if route.replace_path_everywhere and route.replace_path is not None:
         feature, value = "replacePathRegex", route.replace_path[0]
+    elif route.basic_auth is not None and route.basic_auth.digest:
+        feature, value = "digestAuth", route.basic_auth.realm
     else:
         feature, value = "passTLSClientCert", _numbers(route)
     return LabelProblem(route.service, feature, value, f"this {feature} needs njs (nginx's "
@@ -114,3 +124,23 @@ def replace_everywhere_rewrites(regex: str, template: str) -> str:
         f"proxy_set_header X-Replaced-Path {asked};",
     ]
     return "".join(f"\n            {line}" for line in lines)
+
+
+def digest_checks(route: Route, users_files: str) -> list[str]:
+    """Traefik's digestAuth by njs (digestUser, digestChallenge): a request that does not
+    authenticate gets 401 with the challenge, as go-http-auth's; the service gets the user's
+    name in `user_header` (headerField), and no Authorization with `remove_header`."""
+    auth = route.basic_auth
+    assert auth is not None and auth.digest
+    lines = [
+        f'set $certbotless_digest_realm "{auth.realm}";',
+        f'set $certbotless_digest_users "{users_files}";',
+        f"set $certbotless_digest_key {DIGEST_KEY_TARGET};",
+        f'if ({DIGEST_USER} ~ "^(:|$)") {{ add_header WWW-Authenticate "{DIGEST_CHALLENGE}" '
+        'always; return 401 "401 Unauthorized\\n"; }',
+    ]
+    if auth.remove_header:
+        lines.append('proxy_set_header Authorization "";')
+    if auth.user_header:
+        lines.append(f"proxy_set_header {auth.user_header} {DIGEST_USER};")
+    return lines

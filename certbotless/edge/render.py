@@ -34,6 +34,7 @@ from certbotless.edge.servers import (
     listen_directives,
     real_ip,
 )
+from certbotless.edge.upstream_tls import upstream_ca_files
 from certbotless.edge.upstreams import (
     pools_upstreams,
     upstream_files,
@@ -115,7 +116,8 @@ def render_nginx_conf(
         upstreams=f"\n    include {UPSTREAMS_DIR}/*.conf;" if pooled else "",
     )
     return {NGINX_CONF_TARGET: main, **upstreams, **_host_files(servers, max_file_bytes),
-            **htpasswd_files(by_host), **client_ca_files(by_host), **js_files(routes)}  # fmt: skip
+            **htpasswd_files(by_host), **client_ca_files(by_host), **js_files(routes),
+            **upstream_ca_files(routes)}  # fmt: skip
 
 
 def _routes_by_host(routes: Iterable[Route]) -> dict[str, list[Route]]:

@@ -37,7 +37,8 @@ STORE_KEY_PREFIX = "cbl-store-key-"
 STORE_KEY_BYTES = 32
 # What the MAC protects: the certificate store's roles (the account key, the status records and
 # the pass lease are found by their own rules).
-AUTHENTICATED_ROLES = frozenset({"chain", "key", "nginx-conf", "ticket-key", "placeholder"})
+AUTHENTICATED_ROLES = frozenset({"chain", "key", "nginx-conf", "ticket-key", "placeholder",
+                                 "digest-key"})  # fmt: skip
 NOT_MADE_HERE = "not made by certbotless: ignored; remove it"
 _RENAMED = "-r"  # a suffix mark no name certbotless chooses ends with (then 6 hex digits)
 

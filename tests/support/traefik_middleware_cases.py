@@ -29,6 +29,7 @@ import time
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from tempfile import mkdtemp
 from threading import Lock
@@ -39,6 +40,7 @@ from uuid import uuid4
 from cryptography import x509
 
 from certbotless.edge.deployer import servable_routes
+from certbotless.edge.mounts import htpasswd_secret_target
 from certbotless.labels.traefik.dynamic import read_dynamic_config
 from certbotless.labels.traefik.middlewares.options import NO_FILE_MIDDLEWARES, FileMiddlewares
 from certbotless.model import LabelProblem, Route, ServiceInfo
@@ -49,6 +51,7 @@ from tests.support.client_ca import (
     throwaway_ca,
     tls_echo_port,
 )
+from tests.support.digest_client import DIGEST_KEY_FILE, with_digest
 from tests.support.edge_nginx import (
     ECHO_ADDRESS_HEADER,
     LOCAL_NGINX,
@@ -188,7 +191,8 @@ def middleware_case_outcome(
     for path, answer in case.get("auth_answers", {}).items():
         headers = [(name, value) for name, value in answer.get("headers", [])]
         Echo.scripted[path] = (answer["status"], headers, answer.get("body", ""))
-    differing = answers_differing(with_echo(requests, ports[0]), routes, scratch, binary)
+    secrets = {htpasswd_secret_target(name): text for name, text in case.get("secrets", {}).items()}
+    differing = answers_differing(with_echo(requests, ports[0]), routes, scratch, binary, secrets)
     if differing:
         if said:  # says what it does not do, and that differs from Traefik's ignoring it
             return Outcome(case_id, area, Verdict.REFUSED, text)
@@ -211,7 +215,10 @@ def answers_differing(
     routes: Sequence[Route],
     scratch: Path,
     binary: NginxBinary = LOCAL_NGINX,
+    secrets: Mapping[str, str] = DIGEST_KEY_FILE,
 ) -> list[str]:
+    """What differs from Traefik's answers; `secrets`: Swarm secrets' files the edge mounts
+    (target → text), beside forward auth's TLS files and digestAuth's nonce key."""
     with ExitStack() as stack:
         resolver = ""
         if any(route.upstream.balances for route in routes):  # over `tasks.<service>`: two
@@ -219,7 +226,8 @@ def answers_differing(
             dns = StubDns([LOOPBACK, SECOND_TASK])
             stack.callback(dns.close)
             resolver = dns.address
-        nginx, port, tls_port = serve_routes(routes, scratch, extra=auth_tls_secrets(),
+        extra = {**auth_tls_secrets(), **DIGEST_KEY_FILE, **secrets}
+        nginx, port, tls_port = serve_routes(routes, scratch, extra=extra,
                                              certs=certs_for(HOST), front_subnets=FRONT,
                                              binary=binary, resolver=resolver)  # fmt: skip
         stack.callback(stop, nginx)
@@ -230,7 +238,7 @@ def answers_differing(
         for request in requests:
             tls = urlsplit(request["url"]).scheme == "https"
             sent = _with_cookie(request, previous)
-            answers = [exchange(tls_port if tls else port, sent, tls)
+            answers = [with_digest(sent, partial(exchange, tls_port if tls else port, tls=tls))
                        for _ in range(request.get("repeat", 1))]  # fmt: skip
             found = [d for got in answers for d in differences(request["expect"], got)]
             found += _task_differences(request["expect"].get("task"), answers, previous)

@@ -2,6 +2,9 @@
 // language cannot say. Each is read through js_set; the route's own values come in variables
 // its location sets. Written for njs's own engine (no BigInt, ES5 syntax and a few ES6 forms).
 
+var crypto = require('crypto');
+var fs = require('fs');
+
 // Traefik's replacePathRegex: Go's regexp.ReplaceAllString(path, replacement) on the path as
 // the client wrote it (escaped, without the query). In: $certbotless_request_path,
 // $certbotless_path_regex (PCRE), $certbotless_path_replacement (Go's template with names
@@ -129,4 +132,186 @@ function unixSeconds(text) {
     return ms < 0 ? null : String(ms / 1000);
 }
 
-export default { replacedPath, clientCertInfo };
+// Traefik's digestAuth (abbot's go-http-auth: RFC 2617, MD5, qop="auth"), without its
+// in-memory nonce table, so that every task of the edge, before and after a roll, knows a
+// nonce: a nonce is its Unix time (hex) and an HMAC-SHA256 of it under the edge's key, valid
+// NONCE_SECONDS; the opaque is the key's HMAC of the realm (both hold across rolls that change
+// the users, and across the routes of one realm, as needs no state). The nonce count
+// is not tracked (a request may be replayed while its nonce is valid). In:
+// $certbotless_digest_realm, $certbotless_digest_users (the htdigest files, space-separated),
+// $certbotless_digest_key (the key's file). Out: the user's name; "" when the request does not
+// authenticate; ":stale" when it would but its nonce is too old (the challenge then says
+// stale="true", and a browser asks again with a new nonce, without prompting).
+var NONCE_SECONDS = 600;
+
+function digestUser(r) {
+    var v = r.variables;
+    var header = r.headersIn.Authorization || '';
+    var space = header.indexOf(' ');
+    if (space < 0 || header.slice(0, space) !== 'Digest') {
+        return '';
+    }
+    var auth = parsePairs(header.slice(space + 1));
+    var key = fs.readFileSync(v.certbotless_digest_key);
+    var algorithm = auth.algorithm === undefined ? 'MD5' : auth.algorithm;
+    if (auth.opaque !== opaque(key, v) || algorithm !== 'MD5' || auth.qop !== 'auth') {
+        return '';
+    }
+    var uri = auth.uri === undefined ? '' : auth.uri;
+    if (uri !== v.request_uri && !underUri(uri, v.request_uri)) {
+        return '';
+    }
+    var ha1 = secretDigest(v, auth.username);
+    if (ha1 === null) {
+        return '';  // an unknown user (go-http-auth would hash an empty secret)
+    }
+    var ha2 = md5(r.method + ':' + uri);
+    var kd = md5([ha1, auth.nonce, auth.nc, auth.cnonce, auth.qop, ha2].join(':'));
+    if (!sameText(kd, auth.response || '') || !/^[0-9A-Fa-f]{1,16}$/.test(auth.nc || '')) {
+        return '';
+    }
+    var age = nonceAge(key, v, auth.nonce || '');
+    if (age === null) {
+        return '';
+    }
+    return age > NONCE_SECONDS ? ':stale' : auth.username;
+}
+
+// The 401's WWW-Authenticate, as go-http-auth writes it, with a new nonce.
+function digestChallenge(r) {
+    var v = r.variables;
+    var key = fs.readFileSync(v.certbotless_digest_key);
+    var stale = v.certbotless_digest_user === ':stale' ? 'stale="true", ' : '';
+    return 'Digest realm="' + v.certbotless_digest_realm + '", nonce="' +
+        nonce(key, v, Math.floor(Date.now() / 1000)) + '", opaque="' + opaque(key, v) +
+        '", ' + stale + 'algorithm="MD5", qop="auth"';
+}
+
+function md5(text) {
+    return crypto.createHash('md5').update(text).digest('hex');
+}
+
+function mac(key, text) {
+    return crypto.createHmac('sha256', key).update(text).digest('hex').slice(0, 32);
+}
+
+function opaque(key, v) {
+    return mac(key, 'opaque:' + v.certbotless_digest_realm);
+}
+
+function nonce(key, v, seconds) {
+    var time = seconds.toString(16);
+    return time + '-' + mac(key, 'nonce:' + v.certbotless_digest_realm + ':' + time);
+}
+
+// A nonce's age in seconds, or null when the edge did not make it (or dates it ahead).
+function nonceAge(key, v, given) {
+    var match = /^([0-9a-f]{1,12})-[0-9a-f]{32}$/.exec(given);
+    if (match === null) {
+        return null;
+    }
+    var seconds = parseInt(match[1], 16);
+    var age = Math.floor(Date.now() / 1000) - seconds;
+    if (!sameText(nonce(key, v, seconds), given) || age < -60) {
+        return null;  // a minute's grace for the clocks of the swarm's nodes
+    }
+    return age;
+}
+
+// The user's HA1 for the realm (the last line for them: the labels' users win over the
+// file's), or null.
+function secretDigest(v, user) {
+    if (!user) {
+        return null;
+    }
+    var files = v.certbotless_digest_users.split(' ');
+    var lines = [];
+    for (var f = 0; f < files.length; f++) {
+        lines = lines.concat(fs.readFileSync(files[f], 'utf8').split('\n'));
+    }
+    var start = user + ':' + v.certbotless_digest_realm + ':';
+    var found = null;
+    for (var i = 0; i < lines.length; i++) {
+        var line = lines[i].replace(/\r$/, '');
+        if (line.indexOf(start) === 0 && line.split(':').length === 3) {
+            found = line.slice(start.length);
+        }
+    }
+    return found;
+}
+
+// go-http-auth's lenient check: the digest's uri, when not the request target, may be a
+// path the request's path starts with (both decoded).
+function underUri(uri, target) {
+    var given = decodedPath(uri.replace(/^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^\/]*/, ''));
+    var asked = decodedPath(target);
+    return given !== null && asked !== null && asked.indexOf(given) === 0;
+}
+
+function decodedPath(target) {
+    try {
+        return decodeURIComponent(target.split('#')[0].split('?')[0]);
+    } catch (e) {
+        return null;
+    }
+}
+
+function sameText(a, b) {
+    var differ = a.length ^ b.length;
+    for (var i = 0; i < a.length && i < b.length; i++) {
+        differ |= a.charCodeAt(i) ^ b.charCodeAt(i);
+    }
+    return differ === 0;
+}
+
+// go-http-auth's ParsePairs over ParseList (RFC 2068 lists: quotes, backslash escapes).
+function parsePairs(value) {
+    var pairs = {};
+    var list = parseList(value.trim());
+    for (var i = 0; i < list.length; i++) {
+        var at = list[i].indexOf('=');
+        if (at < 0) {
+            pairs[list[i]] = '';
+            continue;
+        }
+        var text = list[i].slice(at + 1);
+        if (text.length > 1 && text.charAt(0) === '"' && text.charAt(text.length - 1) === '"') {
+            text = text.slice(1, -1);
+        }
+        pairs[list[i].slice(0, at)] = text;
+    }
+    return pairs;
+}
+
+function parseList(value) {
+    var list = [];
+    var escape = false;
+    var quote = false;
+    var part = '';
+    for (var i = 0; i < value.length; i++) {
+        var c = value.charAt(i);
+        if (escape) {
+            part += c;
+            escape = false;
+        } else if (quote) {
+            if (c === '\\') {
+                escape = true;
+            } else {
+                quote = c !== '"';
+                part += c;
+            }
+        } else if (c === ',') {
+            list.push(part.trim());
+            part = '';
+        } else {
+            quote = c === '"';
+            part += c;
+        }
+    }
+    if (part !== '') {
+        list.push(part.trim());
+    }
+    return list;
+}
+
+export default { replacedPath, clientCertInfo, digestUser, digestChallenge };

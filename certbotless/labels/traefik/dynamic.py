@@ -2,9 +2,9 @@
 the middlewares that routers name `name@file`, in the model labels define them in.
 
 Given to the sidecar as Swarm configs and named in CERTBOTLESS_TRAEFIK_DYNAMIC_CONFIG. Only
-`http.middlewares` and `tls.options` are read; a file that cannot be read refuses every router
-using `@file` (never served without a middleware or client certificates that may guard it),
-and nothing else.
+`http.middlewares`, `http.serversTransports` and `tls.options` are read; a file that cannot be
+read refuses every router using `@file` (never served without a middleware or client
+certificates that may guard it), and nothing else.
 """
 
 from __future__ import annotations
@@ -15,7 +15,12 @@ from pathlib import Path
 
 import yaml
 
-from certbotless.labels.traefik.middlewares.options import FileMiddlewares, Middleware
+from certbotless.labels.traefik.middlewares.options import (
+    FileMiddlewares,
+    Middleware,
+    ReadTransport,
+)
+from certbotless.labels.traefik.servers_transport import parse_servers_transports
 from certbotless.labels.traefik.tls_options import TlsOptions, parse_tls_options
 
 MAX_FILE_BYTES = 1024 * 1024
@@ -35,6 +40,7 @@ def read_dynamic_config(paths: Iterable[Path]) -> FileMiddlewares:
     sources = ", ".join(str(p) for p in paths)
     definitions: dict[str, Middleware] = {}
     tls_options: dict[str, TlsOptions] = {}
+    transports: dict[str, ReadTransport | str] = {}
     try:
         for path in paths:
             try:
@@ -46,16 +52,21 @@ def read_dynamic_config(paths: Iterable[Path]) -> FileMiddlewares:
             document = parse_document(data.decode("utf-8", "replace"), path)
             found = middlewares_of(document, path)
             options = parse_tls_options(_section(document, "tls", "options"), path)
-            twice = sorted(set(found) & set(definitions) | set(options) & set(tls_options))
+            servers = parse_servers_transports(
+                _section(document, "http", "serversTransports"), path
+            )
+            twice = sorted(set(found) & set(definitions) | set(options) & set(tls_options)
+                           | set(servers) & set(transports))  # fmt: skip
             if twice:
                 raise DynamicConfigError(f"defines {', '.join(twice)} again (another file "
                                          "already did); Traefik refuses that too")  # fmt: skip
             definitions.update(found)
             tls_options.update(options)
+            transports.update(servers)
     except DynamicConfigError as error:
         why = f"the Traefik dynamic configuration {path} {error}"
         return FileMiddlewares(sources=sources, error=f"{why}; fix it ({SETTING})")
-    return FileMiddlewares(definitions, tls_options, sources)
+    return FileMiddlewares(definitions, tls_options, transports, sources)
 
 
 def parse_dynamic_config(text: str, path: Path) -> dict[str, Middleware]:

@@ -372,7 +372,7 @@ def _proxied_to(
         service, RouterService(router.name, router.value("service"), router.label("service"),
                                router.label("rule")), v1, known.server_urls)  # fmt: skip
     options, noted, passes = ((DEFAULT_UPSTREAM, [], True) if target
-                              else _service_options(service, router))  # fmt: skip
+                              else _service_options(service, router, known.files))  # fmt: skip
     route = Route(service=target.service if target else service.name, hosts=(),
                   port=found.port, upstream_scheme=found.scheme,
                   server_authority=found.server_authority, pass_host_header=passes,
@@ -413,7 +413,7 @@ def _rule_syntax(service: ServiceInfo, router: _Router, known: _Known) -> str:
 
 
 def _service_options(
-    service: ServiceInfo, router: _Router
+    service: ServiceInfo, router: _Router, files: FileMiddlewares
 ) -> tuple[UpstreamOptions, list[LabelProblem], bool]:
     """The router's Traefik service's options (service_options), what of them is not applied,
     and its passHostHeader."""
@@ -421,7 +421,7 @@ def _service_options(
     defined = defined_services(service)
     wanted = next(iter(defined)) if not wanted and len(defined) == 1 else wanted
     try:
-        return (*upstream_options(service, wanted), passes_host(service, wanted))
+        return (*upstream_options(service, wanted, files), passes_host(service, wanted))
     except ServiceRefused as refused:
         raise _Skip(refused.problem) from None
 

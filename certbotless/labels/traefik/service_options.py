@@ -11,13 +11,16 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+from certbotless.labels.traefik.middlewares.options import NO_FILE_MIDDLEWARES, FileMiddlewares
+from certbotless.labels.traefik.servers_transport import KEY as TRANSPORT
+from certbotless.labels.traefik.servers_transport import TransportError, named_transport
 from certbotless.model import LabelProblem, ServiceInfo
-from certbotless.upstream_options import StickyCookie, Strategy, UpstreamOptions
+from certbotless.upstream_options import ServersTransport, StickyCookie, Strategy, UpstreamOptions
 
 SERVICES = "traefik.http.services."
 # The keys read here, under traefik.http.services.<name>. (lower case).
 OPTION_KEYS = ("loadbalancer.strategy", "loadbalancer.sticky",
-               "loadbalancer.responseforwarding.flushinterval")  # fmt: skip
+               "loadbalancer.responseforwarding.flushinterval", TRANSPORT)  # fmt: skip
 _COOKIE = "loadbalancer.sticky.cookie"
 _STICKY_KEYS = {"loadbalancer.sticky", _COOKIE} | {
     f"{_COOKIE}.{option}"
@@ -67,9 +70,12 @@ class _Options:
         return LabelProblem(self.service.name, label, value, message)
 
 
-def upstream_options(service: ServiceInfo, name: str) -> tuple[UpstreamOptions, list[LabelProblem]]:
+def upstream_options(
+    service: ServiceInfo, name: str, files: FileMiddlewares = NO_FILE_MIDDLEWARES
+) -> tuple[UpstreamOptions, list[LabelProblem]]:
     """The Traefik service `name`'s options on `service`, and what of them is not applied.
-    Raises ServiceRefused for a strategy Traefik refuses."""
+    Raises ServiceRefused for a strategy Traefik refuses, or a serversTransport not applied
+    (`files`: the dynamic configuration that defines them)."""
     prefix = f"{SERVICES}{name}.".lower()
     given = {
         label.lower().removeprefix(prefix): (label, value)
@@ -89,7 +95,26 @@ def upstream_options(service: ServiceInfo, name: str) -> tuple[UpstreamOptions, 
         key = "loadbalancer.responseforwarding.flushinterval"
         problems.append(options.problem(key, "must be a duration (100ms, 1s, -1); not applied"))
         flush = ""
-    return UpstreamOptions(strategy=strategy, sticky=sticky, flush_at_once=bool(flush)), problems
+    transport = _transport(options, files, problems)
+    return UpstreamOptions(strategy=strategy, sticky=sticky, flush_at_once=bool(flush),
+                           transport=transport), problems  # fmt: skip
+
+
+def _transport(
+    options: _Options, files: FileMiddlewares, problems: list[LabelProblem]
+) -> ServersTransport:
+    """The serversTransport the service names (servers_transport), its options nginx does not
+    apply said."""
+    try:
+        transport, notes = named_transport(options.value(TRANSPORT), files.servers_transports,
+                                           files.error)  # fmt: skip
+    except TransportError as error:
+        raise ServiceRefused(options.problem(TRANSPORT, f"{error}; this router is not "
+                                             "routed")) from None  # fmt: skip
+    problems += [options.problem(TRANSPORT, f"{note}: not applied; the rest of the transport "
+                                 "and of the service's labels is used")
+                 for note in notes]  # fmt: skip
+    return transport
 
 
 def passes_host(service: ServiceInfo, name: str) -> bool:

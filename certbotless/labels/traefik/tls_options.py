@@ -70,7 +70,7 @@ def _client_auth(options: str, client: Mapping[str, object], path: Path) -> Clie
         files = [files]
     if not isinstance(files, list):
         raise ValueError("caFiles must be a list of files or PEM contents")
-    bundle = "".join(_ca_pem(str(item), path) for item in files)
+    bundle = "".join(ca_pem(str(item), path) for item in files)
     kind = str(fields.get("clientauthtype") or "")
     if not kind:
         return ClientAuth(options, "on" if bundle else "off", False, bundle)
@@ -83,26 +83,27 @@ def _client_auth(options: str, client: Mapping[str, object], path: Path) -> Clie
     return ClientAuth(options, verify, required, bundle)
 
 
-def _ca_pem(item: str, path: Path) -> str:
-    """One of caFiles: the PEM content itself, else a file the sidecar reads (mount it into
-    the sidecar at the path Traefik reads it from, as the dynamic configuration itself)."""
+def ca_pem(item: str, path: Path, option: str = "caFiles") -> str:
+    """One of caFiles (or a serversTransport's rootCAs, `option`): the PEM content itself,
+    else a file the sidecar reads (mount it into the sidecar at the path Traefik reads it
+    from, as the dynamic configuration itself)."""
     if item.lstrip().startswith(PEM_BEGIN):
         text = item.strip()
     else:
         try:
             data = Path(item).read_bytes()
         except OSError as error:
-            raise ValueError(f"caFiles {item} cannot be read by certbotless "
+            raise ValueError(f"{option} {item} cannot be read by certbotless "
                              f"({error.strerror}): mount it into the certbotless service at "
                              "that path (a Swarm config, as the dynamic configuration), or "
-                             "write the PEM itself in caFiles") from None  # fmt: skip
+                             f"write the PEM itself in {option}") from None  # fmt: skip
         if len(data) > MAX_CA_BYTES:
-            raise ValueError(f"caFiles {item} is over {MAX_CA_BYTES} bytes")
+            raise ValueError(f"{option} {item} is over {MAX_CA_BYTES} bytes")
         text = data.decode("ascii", "replace").strip()
     try:  # what nginx would fail to load, failing the whole configuration
         x509.load_pem_x509_certificates(text.encode())
     except ValueError:
-        raise ValueError(f"caFiles {item if not item.startswith('-') else '(content)'} holds "
+        raise ValueError(f"{option} {item if not item.startswith('-') else '(content)'} holds "
                          "no valid PEM certificate (Traefik refuses it too)") from None  # fmt: skip
     return text + "\n"
 

@@ -24,6 +24,10 @@ SECRETS_DIR = "/run/secrets/"  # where Swarm mounts a secret given with no targe
 
 def apply(route: Route, mw: Middleware, context: Context) -> Route:
     known_fields(mw, {"users", "usersfile", "realm", "removeheader", "headerfield"})
+    if route.basic_auth is not None and route.basic_auth.digest:
+        raise Unsupported(mw.label(), mw.name, "basicAuth after a digestAuth: both read the "
+                          "Authorization header, which holds the digest; keep one of "
+                          "them")  # fmt: skip
     header = mw.value("headerfield").strip()
     if header and not HEADER_NAME_RE.match(header):
         raise Unsupported(mw.label("headerfield"), header, "must be a header name")

@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 from certbotless.labels.traefik.tls_options import TlsOptions
 from certbotless.labels.values import InvalidLabel
 from certbotless.model import LabelProblem, Route, ServiceInfo
+from certbotless.upstream_options import ServersTransport
+
+# A serversTransport as read: what nginx applies, and what it reads and does not (why).
+ReadTransport = tuple[ServersTransport, tuple[str, ...]]
 
 
 @dataclass
@@ -43,6 +47,8 @@ class FileMiddlewares:
 
     definitions: dict[str, Middleware] = field(default_factory=dict)
     tls_options: dict[str, TlsOptions] = field(default_factory=dict)
+    # http.serversTransports: each read, or why it cannot be applied (refused by name).
+    servers_transports: dict[str, ReadTransport | str] = field(default_factory=dict)
     sources: str = ""  # the files, for problems
     error: str = ""
 
