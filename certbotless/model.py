@@ -307,6 +307,7 @@ class FileReference:
     # For a certificate chain: (the domains nginx serves it for, its serial), checked after a
     # roll.
     serves: tuple[tuple[str, ...], str] | None = None
+    gid: int | None = None  # the file's group (a secret's); None: as mounted before, else root
 
 
 @dataclass(frozen=True)

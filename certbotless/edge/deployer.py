@@ -16,6 +16,7 @@ from types import MappingProxyType
 
 from certbotless.edge.guards import auth_tls_secrets, htpasswd_secrets
 from certbotless.edge.mounts import (
+    CERTIFICATE_CHECK_CONF,
     CertFiles,
     auth_tls_secret_target,
     cert_files,
@@ -59,10 +60,12 @@ def edge_references(
     confs: Mapping[str, tuple[str, str]],
     certs_dir: str,
     secret_ids: Mapping[str, str] = MappingProxyType({}),
+    key_group: int | None = None,
 ) -> list[FileReference]:
     """What the edge must mount: its configuration's files (`confs`: target → config name and
     id), the secrets holding basic-auth users (`secret_ids`: name → id) and the current
-    version of each routed certificate."""
+    version of each routed certificate (its key readable by `key_group`, see
+    certificate_references)."""
     routes = list(routes)
     routed_hosts = {host for route in routes for host in route.hosts}
     wanted = [
@@ -87,7 +90,8 @@ def edge_references(
         served = (*own, *covered)
         if not served:
             continue
-        wanted += certificate_references(cert, cert_files(cert.name, certs_dir), served)
+        files = cert_files(cert.name, certs_dir)
+        wanted += certificate_references(cert, files, served, key_group)
     return wanted
 
 
@@ -99,10 +103,14 @@ def ticket_key_references(keys: Sequence[tuple[str, str]]) -> list[FileReference
 
 
 def certificate_references(
-    cert: StoredCert, files: CertFiles, served: tuple[str, ...]
+    cert: StoredCert, files: CertFiles, served: tuple[str, ...], key_group: int | None = None
 ) -> list[FileReference]:
     """One stored version mounted at `files`: its chain, which the roll checks is served for
-    `served`, and its key."""
+    `served`, and its key: read by nginx's master (root) only, or with `key_group` (nginx's
+    workers', which read certificates on first use) by that group too. No weaker: a worker
+    holds every key it serves in memory anyway, and nothing else runs in the edge's
+    container."""
+    key_mode = 0o400 if key_group is None else 0o440
     return [
         FileReference(
             ObjectKind.CONFIG,
@@ -112,7 +120,14 @@ def certificate_references(
             0o444,
             serves=(served, cert.serial),
         ),
-        FileReference(ObjectKind.SECRET, cert.secret_id, cert.secret_name, files.privkey, 0o400),
+        FileReference(
+            ObjectKind.SECRET,
+            cert.secret_id,
+            cert.secret_name,
+            files.privkey,
+            key_mode,
+            gid=key_group,
+        ),
     ]
 
 
@@ -199,6 +214,32 @@ class RememberedChecks:
             raise failed
 
 
+class EdgeImageNginx:
+    """The edge image's nginx version and its workers' group id (None: unknown, and then
+    certificates are loaded at start by nginx's master, as before), asked once per image (a
+    job); if it cannot be asked, the syntax every version reads."""
+
+    def __init__(self, swarm: Swarm, timeout: float) -> None:
+        self.swarm, self.timeout = swarm, timeout
+        self.versions: dict[str, NginxVersion] = {}  # edge image → its nginx version
+        self.worker_groups: dict[str, int | None] = {}  # edge image → its workers' group id
+
+    def __call__(self, service: Json) -> tuple[NginxVersion, int | None]:
+        image = service["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+        if image not in self.versions:
+            try:
+                self.versions[image], self.worker_groups[image] = nginx_version_in_edge_image(
+                    self.swarm, service, self.timeout
+                )
+            except (RolloutError, ValueError) as error:
+                log.warning("nginx version of %s unknown (%s); rendering for %s", image, error,
+                            ".".join(map(str, DEFAULT_NGINX_VERSION)))  # fmt: skip
+                return DEFAULT_NGINX_VERSION, None
+            log.info("the edge image %s has nginx %s", image,
+                     ".".join(map(str, self.versions[image])))  # fmt: skip
+        return self.versions[image], self.worker_groups.get(image)
+
+
 class SwarmEdgeDeployer:
     """EdgeDeployer for an nginx Swarm service."""
 
@@ -209,7 +250,7 @@ class SwarmEdgeDeployer:
         # Reference sets a roll failed with, so that the same roll is not retried every pass
         # (a restart tries once more). Only the latest few matter.
         self._failed: deque[frozenset[str]] = deque(maxlen=16)
-        self._nginx_versions: dict[str, NginxVersion] = {}  # edge image → its nginx version
+        self._edge_nginx = EdgeImageNginx(swarm, settings.rollout_timeout)
         self._validated = ""  # digest of the configuration the sidecar's nginx last passed
         self._check_alone = RememberedChecks()
 
@@ -258,13 +299,17 @@ class SwarmEdgeDeployer:
             return (*self._snippet_references(current, wanted_names), ())
         routes, secret_ids = with_their_secrets(self.swarm, routes)
         tickets = self.store.ensure_ticket_keys(datetime.now(UTC).date())
+        version, workers = self._edge_nginx(service)
+        on_first_use = workers is not None  # their keys are mounted readable by the workers
         routes, left_out = routes_nginx_passes(
             routes,
-            lambda some: self._render(some, current, local_nginx_version(), len(tickets)),
+            lambda some: self._render(
+                some, current, local_nginx_version(), len(tickets), on_first_use
+            ),
             self._validate,
             self._check_alone,
         )
-        files = self._render(routes, current, self._edge_nginx_version(service), len(tickets))
+        files = self._render(routes, current, version, len(tickets), on_first_use)
         try:
             confs = self.store.ensure_nginx_confs(files)
         except APIError as error:  # a failed roll, reported; the pass (and gc) goes on
@@ -272,7 +317,9 @@ class SwarmEdgeDeployer:
                 f"{service['Spec']['Name']}: Swarm refused a file of the new configuration, "
                 f"so nothing rolled: {error}"
             ) from None
-        references = edge_references(routes, current, confs, self.settings.certs_dir, secret_ids)
+        key_group = workers if CERTIFICATE_CHECK_CONF in files else None
+        references = edge_references(routes, current, confs, self.settings.certs_dir, secret_ids,
+                                     key_group)  # fmt: skip
         return files, references + ticket_key_references(tickets), left_out
 
     def _validate(self, files: NginxFiles) -> None:
@@ -304,6 +351,9 @@ class SwarmEdgeDeployer:
                 self.swarm, service, wanted, files, self.settings.rollout_timeout, progress
             ):
                 log.warning("nginx -t in the edge image: %s", warning)
+        if CERTIFICATE_CHECK_CONF in files:  # read on first use: a task starts with a bad pair
+            check_in_edge_image(self.swarm, service, wanted, files, self.settings.rollout_timeout,
+                                progress, conf=CERTIFICATE_CHECK_CONF)  # fmt: skip
         served = (
             ServedCertificates(f"tasks.{edge}", proxy_protocol=self.settings.proxy_protocol)
             if self.settings.self_check
@@ -325,10 +375,9 @@ class SwarmEdgeDeployer:
                 wanted_names, self.settings.responder_upstream, self.settings.certs_dir
             )
             return files_listing(snippets)
-        version = DEFAULT_NGINX_VERSION
-        if edge is not None:
-            version = self._edge_nginx_version(self.swarm.inspect_service(edge))
-        return files_listing(self._render(routes, current, version))
+        version, workers = (DEFAULT_NGINX_VERSION, None) if edge is None else self._edge_nginx(
+            self.swarm.inspect_service(edge))  # fmt: skip
+        return files_listing(self._render(routes, current, version, 0, workers is not None))
 
     def mounted_object_ids(self, edge: str) -> set[str] | None:
         try:
@@ -345,6 +394,7 @@ class SwarmEdgeDeployer:
         current: Mapping[str, StoredCert],
         version: NginxVersion,
         ticket_keys: int = 0,
+        on_first_use: bool = False,
     ) -> NginxFiles:
         return render_nginx_conf(
             routes,
@@ -354,23 +404,8 @@ class SwarmEdgeDeployer:
             nginx_version=version,
             front_subnets=self.settings.front_subnets,
             ticket_keys=ticket_keys,
+            certificates_on_first_use=on_first_use,
         )
-
-    def _edge_nginx_version(self, service: Json) -> NginxVersion:
-        """Asked once per edge image; if it cannot be asked, the syntax every version reads."""
-        image = service["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
-        if image not in self._nginx_versions:
-            try:
-                self._nginx_versions[image] = nginx_version_in_edge_image(
-                    self.swarm, service, self.settings.rollout_timeout
-                )
-            except (RolloutError, ValueError) as error:
-                log.warning("nginx version of %s unknown (%s); rendering for %s", image, error,
-                            ".".join(map(str, DEFAULT_NGINX_VERSION)))  # fmt: skip
-                return DEFAULT_NGINX_VERSION
-            log.info("the edge image %s has nginx %s", image,
-                     ".".join(map(str, self._nginx_versions[image])))  # fmt: skip
-        return self._nginx_versions[image]
 
     def _snippet_references(
         self, current: Mapping[str, StoredCert], wanted_names: set[str]
