@@ -276,18 +276,14 @@ def check_resumption(nginx: Nginx, load: H2load) -> str:
 
 
 def one_run(peers: Sequence[Proxy], load: H2load, counts: Counts,
-            certificates: dict[str, Certificate]) -> dict[str, Figures]:  # fmt: skip
-    """Every peer in turn: traffic with one host, then `counts.hosts` hosts."""
+            certificates: dict[str, Certificate], only_hosts: bool = False,
+            ) -> dict[str, Figures]:  # fmt: skip
+    """Every peer in turn: traffic with one host (unless `only_hosts`), then `counts.hosts`
+    hosts."""
     hosts = [host_name(index) for index in range(counts.hosts)]
     figures: dict[str, Figures] = {}
     for proxy in peers:
-        started = time.perf_counter()
-        proxy.start([HOST])
-        try:
-            serving(proxy, HOST, certificates[HOST], started + START_TIMEOUT)
-            figures[proxy.name] = measure_traffic(proxy, load, counts)
-        finally:
-            proxy.stop()
+        figures[proxy.name] = {} if only_hosts else _traffic_run(proxy, load, counts, certificates)
         figures[proxy.name] |= measure_hosts(proxy, hosts, host_name(counts.hosts), certificates)
         print(
             f"bench:   {proxy.name}: "
@@ -295,6 +291,17 @@ def one_run(peers: Sequence[Proxy], load: H2load, counts: Counts,
             flush=True,
         )
     return figures
+
+
+def _traffic_run(proxy: Proxy, load: H2load, counts: Counts,
+                 certificates: dict[str, Certificate]) -> Figures:  # fmt: skip
+    started = time.perf_counter()
+    proxy.start([HOST])
+    try:
+        serving(proxy, HOST, certificates[HOST], started + START_TIMEOUT)
+        return measure_traffic(proxy, load, counts)
+    finally:
+        proxy.stop()
 
 
 def rows(counts: Counts) -> list[tuple[str, str]]:
@@ -322,6 +329,8 @@ def table(medians: dict[str, Figures], counts: Counts) -> str:
     reference = medians.get(Edge.name)
     lines = ["| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for key, label in rows(counts):
+        if all(key not in figures for figures in medians.values()):
+            continue  # not measured (--only-hosts)
         cells = []
         for name in names:
             value = medians[name].get(key)
@@ -399,6 +408,11 @@ def arguments() -> argparse.Namespace:
                         "trixie-root: the edge image's nginx generation); default: this "
                         "machine's nginx")  # fmt: skip
     parser.add_argument(
+        "--only-hosts",
+        action="store_true",
+        help="only the rows with --hosts hosts: memory, start and reload",
+    )
+    parser.add_argument(
         "--peers",
         default="edge,nginx,traefik,caddy",
         help="which to measure, comma-separated (the edge is the reference)",
@@ -457,7 +471,7 @@ def _measure(args: argparse.Namespace, counts: Counts, workdir: Path, upstream: 
     runs = []
     for run in range(args.runs):
         print(f"bench: run {run + 1} of {args.runs}", flush=True)
-        runs.append(one_run(peers, load, counts, certificates))
+        runs.append(one_run(peers, load, counts, certificates, args.only_hosts))
     medians = medians_of(runs)
     print(f"\nbench: medians of {args.runs} runs; (x) = the peer's figure / the edge's")
     print(table(medians, counts))

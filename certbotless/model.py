@@ -306,8 +306,8 @@ class FileReference:
     object_name: str
     target: str
     mode: int
-    # A certificate chain's (domains nginx serves it for, serial), checked after a roll.
-    serves: tuple[tuple[str, ...], str] | None = None
+    serves: tuple[tuple[str, ...], str] | None = None  # a chain's (domains, serial), after a roll
+    gid: int | None = None  # the file's group (a secret's); None: as mounted before, else root
 
 
 @dataclass(frozen=True)

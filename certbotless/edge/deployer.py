@@ -16,6 +16,7 @@ from types import MappingProxyType
 
 from certbotless.edge.guards import auth_tls_secrets, htpasswd_secrets
 from certbotless.edge.mounts import (
+    CERTIFICATE_CHECK_CONF,
     DIGEST_KEY_TARGET,
     CertFiles,
     auth_tls_secret_target,
@@ -65,10 +66,12 @@ def edge_references(
     confs: Mapping[str, tuple[str, str]],
     certs_dir: str,
     secret_ids: Mapping[str, str] = MappingProxyType({}),
+    key_group: int | None = None,
 ) -> list[FileReference]:
     """What the edge must mount: its configuration's files (`confs`: target → config name and
     id), the secrets holding basic-auth users (`secret_ids`: name → id) and the current
-    version of each routed certificate."""
+    version of each routed certificate (its key readable by `key_group`, see
+    certificate_references)."""
     routes = list(routes)
     routed_hosts = {host for route in routes for host in route.hosts}
     wanted = [
@@ -93,7 +96,8 @@ def edge_references(
         served = (*own, *covered)
         if not served:
             continue
-        wanted += certificate_references(cert, cert_files(cert.name, certs_dir), served)
+        files = cert_files(cert.name, certs_dir)
+        wanted += certificate_references(cert, files, served, key_group)
     return wanted
 
 
@@ -114,10 +118,14 @@ def digest_key_references(routes: Iterable[Route], store: CertStore) -> list[Fil
 
 
 def certificate_references(
-    cert: StoredCert, files: CertFiles, served: tuple[str, ...]
+    cert: StoredCert, files: CertFiles, served: tuple[str, ...], key_group: int | None = None
 ) -> list[FileReference]:
     """One stored version mounted at `files`: its chain, which the roll checks is served for
-    `served`, and its key."""
+    `served`, and its key: read by nginx's master (root) only, or with `key_group` (nginx's
+    workers', which read certificates on first use) by that group too. No weaker: a worker
+    holds every key it serves in memory anyway, and nothing else runs in the edge's
+    container."""
+    key_mode = 0o400 if key_group is None else 0o440
     return [
         FileReference(
             ObjectKind.CONFIG,
@@ -127,7 +135,14 @@ def certificate_references(
             0o444,
             serves=(served, cert.serial),
         ),
-        FileReference(ObjectKind.SECRET, cert.secret_id, cert.secret_name, files.privkey, 0o400),
+        FileReference(
+            ObjectKind.SECRET,
+            cert.secret_id,
+            cert.secret_name,
+            files.privkey,
+            key_mode,
+            gid=key_group,
+        ),
     ]
 
 
@@ -226,6 +241,26 @@ def servable_routes(
     return routes, (*without, *unbalanced)
 
 
+class EdgeImageNginx:
+    """Facts of the edge image's nginx, each asked once per image (a job; rollout.asked_once):
+    its version and its workers' group id (None: unknown, and then certificates are loaded at
+    start by nginx's master, as before; if it cannot be asked, the syntax every version reads),
+    and whether it has njs."""
+
+    def __init__(self, swarm: Swarm, timeout: float) -> None:
+        self.swarm, self.timeout = swarm, timeout
+        self.versions: dict[str, tuple[NginxVersion, int | None]] = {}  # by edge image
+        self.njs: dict[str, bool] = {}  # by edge image
+
+    def __call__(self, service: Json) -> tuple[NginxVersion, int | None]:
+        ask = lambda: nginx_version_in_edge_image(self.swarm, service, self.timeout)  # noqa: E731
+        return asked_once(self.versions, service, ask, (DEFAULT_NGINX_VERSION, None), "nginx")
+
+    def has_njs(self, service: Json) -> bool:
+        ask = lambda: njs_in_edge_image(self.swarm, service, self.timeout)  # noqa: E731
+        return asked_once(self.njs, service, ask, False, "njs")
+
+
 class SwarmEdgeDeployer:
     """EdgeDeployer for an nginx Swarm service."""
 
@@ -236,8 +271,7 @@ class SwarmEdgeDeployer:
         # Reference sets a roll failed with, so that the same roll is not retried every pass
         # (a restart tries once more). Only the latest few matter.
         self._failed: deque[frozenset[str]] = deque(maxlen=16)
-        self._nginx_versions: dict[str, NginxVersion] = {}  # edge image → its nginx version
-        self._njs: dict[str, bool] = {}  # edge image → whether its nginx has njs
+        self._edge_nginx = EdgeImageNginx(swarm, settings.rollout_timeout)
         self._validated = ""  # digest of the configuration the sidecar's nginx last passed
         self._check_alone = RememberedChecks()
 
@@ -285,16 +319,21 @@ class SwarmEdgeDeployer:
         if self.settings.nginx_conf == NginxConfMode.OWN:
             return (*self._snippet_references(current, wanted_names), ())
         routes, secret_ids = with_their_secrets(self.swarm, routes)
-        routes, unservable = servable_routes(routes, self._edge_nginx_version(service),
-                                             lambda: self._edge_has_njs(service))  # fmt: skip
+        version, workers = self._edge_nginx(service)
+        routes, unservable = servable_routes(
+            routes, version, lambda: self._edge_nginx.has_njs(service)
+        )
         tickets = self.store.ensure_ticket_keys(datetime.now(UTC).date())
+        on_first_use = workers is not None  # their keys are mounted readable by the workers
         routes, left_out = routes_nginx_passes(
             routes,
-            lambda some: self._render(some, current, local_nginx_version(), len(tickets)),
+            lambda some: self._render(
+                some, current, local_nginx_version(), len(tickets), on_first_use
+            ),
             self._validate,
             self._check_alone,
         )
-        files = self._render(routes, current, self._edge_nginx_version(service), len(tickets))
+        files = self._render(routes, current, version, len(tickets), on_first_use)
         try:
             confs = self.store.ensure_nginx_confs(files)
         except APIError as error:  # a failed roll, reported; the pass (and gc) goes on
@@ -302,7 +341,9 @@ class SwarmEdgeDeployer:
                 f"{service['Spec']['Name']}: Swarm refused a file of the new configuration, "
                 f"so nothing rolled: {error}"
             ) from None
-        references = edge_references(routes, current, confs, self.settings.certs_dir, secret_ids)
+        key_group = workers if CERTIFICATE_CHECK_CONF in files else None
+        references = edge_references(routes, current, confs, self.settings.certs_dir, secret_ids,
+                                     key_group)  # fmt: skip
         references += ticket_key_references(tickets) + digest_key_references(routes, self.store)
         return files, references, (*unservable, *left_out)
 
@@ -335,6 +376,9 @@ class SwarmEdgeDeployer:
                 self.swarm, service, wanted, files, self.settings.rollout_timeout, progress
             ):
                 log.warning("nginx -t in the edge image: %s", warning)
+        if CERTIFICATE_CHECK_CONF in files:  # read on first use: a task starts with a bad pair
+            check_in_edge_image(self.swarm, service, wanted, files, self.settings.rollout_timeout,
+                                progress, conf=CERTIFICATE_CHECK_CONF)  # fmt: skip
         served = (
             ServedCertificates(f"tasks.{edge}", proxy_protocol=self.settings.proxy_protocol)
             if self.settings.self_check
@@ -356,10 +400,9 @@ class SwarmEdgeDeployer:
                 wanted_names, self.settings.responder_upstream, self.settings.certs_dir
             )
             return files_listing(snippets)
-        version = DEFAULT_NGINX_VERSION
-        if edge is not None:
-            version = self._edge_nginx_version(self.swarm.inspect_service(edge))
-        return files_listing(self._render(routes, current, version))
+        version, workers = (DEFAULT_NGINX_VERSION, None) if edge is None else self._edge_nginx(
+            self.swarm.inspect_service(edge))  # fmt: skip
+        return files_listing(self._render(routes, current, version, 0, workers is not None))
 
     def mounted_object_ids(self, edge: str) -> set[str] | None:
         try:
@@ -376,6 +419,7 @@ class SwarmEdgeDeployer:
         current: Mapping[str, StoredCert],
         version: NginxVersion,
         ticket_keys: int = 0,
+        on_first_use: bool = False,
     ) -> NginxFiles:
         return render_nginx_conf(
             routes,
@@ -385,19 +429,8 @@ class SwarmEdgeDeployer:
             nginx_version=version,
             front_subnets=self.settings.front_subnets,
             ticket_keys=ticket_keys,
+            certificates_on_first_use=on_first_use,
         )
-
-    def _edge_has_njs(self, service: Json) -> bool:
-        """Asked once per edge image; if it cannot be asked, taken as without."""
-        ask = lambda: njs_in_edge_image(self.swarm, service, self.settings.rollout_timeout)  # noqa: E731
-        return asked_once(self._njs, service, ask, False, "njs")
-
-    def _edge_nginx_version(self, service: Json) -> NginxVersion:
-        """Asked once per edge image; if it cannot be asked, the syntax every version reads."""
-        ask = lambda: nginx_version_in_edge_image(  # noqa: E731
-            self.swarm, service, self.settings.rollout_timeout
-        )
-        return asked_once(self._nginx_versions, service, ask, DEFAULT_NGINX_VERSION, "nginx")
 
     def _snippet_references(
         self, current: Mapping[str, StoredCert], wanted_names: set[str]

@@ -16,6 +16,13 @@ LOCATIONS_DIR = f"{SNIPPETS_DIR}/locations"
 TICKET_KEYS_DIR = f"{SNIPPETS_DIR}/tls-tickets"
 # The services' upstream blocks (nginx >= 1.27.3), which nginx.conf includes.
 UPSTREAMS_DIR = f"{SNIPPETS_DIR}/upstreams"
+# Every certificate and key the rendered configuration reads on first use, loaded at once: the
+# edge image's `nginx -t -c CERTIFICATE_CHECK_CONF` proves each pair before a roll.
+CERTIFICATE_CHECK_CONF = f"{SNIPPETS_DIR}/certificate-check.conf"
+CERTIFICATE_CHECK_DIR = f"{SNIPPETS_DIR}/certificate-check"
+# Each host's certificate name, which nginx.conf's map of certificates read on first use
+# includes.
+CERTIFICATE_MAP_DIR = f"{SNIPPETS_DIR}/certificate-map"
 HTPASSWD_DIR = f"{SNIPPETS_DIR}/htpasswd"  # basic-auth users, one file per set
 # The edge's key for digestAuth's nonces (a Swarm secret every task mounts; njs reads it in
 # nginx's workers, hence readable by them).

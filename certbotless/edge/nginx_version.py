@@ -1,4 +1,5 @@
-"""Which nginx the edge runs: its version decides how HTTP/2 is switched on."""
+"""Which nginx the edge runs: its version decides some of the syntax (HTTP/2, pooled upstreams,
+certificates read on first use), and how it was built the group its workers run as."""
 
 from __future__ import annotations
 
@@ -37,3 +38,18 @@ def local_nginx_version(nginx: str = "nginx") -> NginxVersion:
     """The version of the nginx on this machine (`nginx -v` prints it on stderr)."""
     result = subprocess.run([nginx, "-v"], capture_output=True, text=True, timeout=30, check=False)
     return parse_nginx_version(result.stderr + result.stdout)
+
+
+# The group of nginx's workers, by name as `nginx -V` shows how nginx was built, → its id in
+# the images the edge is built on: the official nginx images (Debian and Alpine) make `nginx`
+# 101; without --user nginx runs its workers as nobody, group nogroup (or nobody): 65534.
+_KNOWN_GROUP_IDS = {"nginx": 101, "www-data": 33, "nogroup": 65534, "nobody": 65534}
+_BUILD_OPTION_RE = re.compile(r"--(user|group)=(\S+)", re.ASCII)
+
+
+def worker_group_id(nginx_build: str) -> int | None:
+    """The group id of nginx's workers from `nginx -V` output (the rendered nginx.conf sets no
+    `user`, so the built-in one applies); None when the group is not one the table knows."""
+    options = dict(_BUILD_OPTION_RE.findall(nginx_build))
+    group = options.get("group") or options.get("user") or "nogroup"
+    return _KNOWN_GROUP_IDS.get(group)

@@ -7,6 +7,12 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
+from certbotless.edge.certificates import (
+    certificate_check_files,
+    certificate_map,
+    files_by_name,
+    loads_on_first_use,
+)
 from certbotless.edge.client_certs import client_ca_files, pass_cert_maps
 from certbotless.edge.conditions import client_geos
 from certbotless.edge.dispatch import ROUTING_PATH_MAPS
@@ -16,6 +22,7 @@ from certbotless.edge.mounts import (
     LOCATIONS_DIR,
     NGINX_CONF_TARGET,
     UPSTREAMS_DIR,
+    CertFiles,
     cert_files,
     ticket_key_target,
 )
@@ -70,31 +77,31 @@ def render_nginx_conf(
     front_subnets: Sequence[str] = (),
     max_file_bytes: int = MAX_FILE_BYTES,
     ticket_keys: int = 0,
+    certificates_on_first_use: bool = True,
 ) -> NginxFiles:
     """nginx.conf and the files it includes, none over `max_file_bytes`. `certs` maps
     certificate name → current version; a host without one gets no 443 server.
     `nginx_version` is the edge's nginx: it decides how HTTP/2 is switched on. `front_subnets`:
     the L4 front's network; with one, every listener speaks PROXY protocol and the client's
-    address is taken from it, trusted from those subnets only. `ticket_keys`: see _tickets."""
+    address is taken from it, trusted from those subnets only. `ticket_keys`: see _tickets.
+    `certificates_on_first_use`: where nginx allows it (edge/certificates.py); else at start."""
     pooled = pools_upstreams(nginx_version)
     # Without upstream blocks, tasks are taken in turn (the deployer says so to the labels).
     routes, _ = without_unpooled_options(list(routes), nginx_version)
     by_host = _routes_by_host(routes)
     cert_for_host = certificate_per_host(certs, by_host)
     http2_directive = nginx_version >= HTTP2_DIRECTIVE_SINCE
+    on_first_use = certificates_on_first_use and loads_on_first_use(nginx_version)
+    first_use = files_by_name(certs_dir) if on_first_use else None
     listen_80, listen_443 = listen_directives(http2_directive, front_subnets)
-
-    # Clients of an IP address send no SNI: its server must be the default one (discovery lets
-    # one IP address through).
-    ip_default = next(
-        (host for host in sorted(by_host) if is_ip_address(host) and host in cert_for_host), None
-    )
+    ip_default = _ip_default(by_host, cert_for_host)
     servers = _servers(by_host, cert_for_host, certs_dir, responder_upstream,
-                       (listen_80, listen_443), ip_default, pooled)  # fmt: skip
+                       (listen_80, listen_443), ip_default, (pooled, first_use))  # fmt: skip
     defaults = default_servers(
         responder_upstream, listen_80, listen_443, ip_default is None,
-        [route for route in routes if route.every_host], pooled,
+        [route for route in routes if route.every_host], pooled, first_use,
     )  # fmt: skip
+    cache, by_name = _read_on_first_use(on_first_use, servers, cert_for_host, certs_dir, ip_default)
     client_certs = pass_cert_maps(routes)
     zones = rate_zones(by_host)
     upstreams = upstream_files(routes) if pooled else {}
@@ -105,7 +112,7 @@ def render_nginx_conf(
         default_servers=defaults,
         hosts_dir=HOSTS_DIR,
         ciphers=TLS_CIPHERS,
-        hash_sizes=_server_names_hash_sizes(by_host) + _variables_hash_size(maps),
+        hash_sizes=_server_names_hash_sizes(by_host, on_first_use) + _variables_hash_size(maps),
         http2=_HTTP2_ON if http2_directive else "",
         real_ip=real_ip(front_subnets),
         rate_zones=zones,
@@ -113,11 +120,18 @@ def render_nginx_conf(
         client_certs=client_certs,
         routing_path_maps=ROUTING_PATH_MAPS,
         tickets=_tickets(ticket_keys),
+        certificate_cache=cache,
         upstreams=f"\n    include {UPSTREAMS_DIR}/*.conf;" if pooled else "",
     )
-    return {NGINX_CONF_TARGET: main, **upstreams, **_host_files(servers, max_file_bytes),
+    return {NGINX_CONF_TARGET: main, **upstreams, **_host_files(servers, max_file_bytes), **by_name,
             **htpasswd_files(by_host), **client_ca_files(by_host), **js_files(routes),
             **upstream_ca_files(routes)}  # fmt: skip
+
+
+def _ip_default(by_host: Mapping[str, object], cert_for_host: Mapping[str, object]) -> str | None:
+    """Clients of an IP address send no SNI: its server must be the default one (discovery lets
+    one IP address through)."""
+    return next((h for h in sorted(by_host) if is_ip_address(h) and h in cert_for_host), None)
 
 
 def _routes_by_host(routes: Iterable[Route]) -> dict[str, list[Route]]:
@@ -135,10 +149,12 @@ def _servers(
     responder_upstream: str,
     listens: tuple[str, str],
     ip_default: str | None,
-    pooled: bool,
+    loading: tuple[bool, CertFiles | None],
 ) -> dict[str, list[Server]]:
-    """Each host's server blocks: port 80, and 443 once it has a certificate."""
+    """Each host's server blocks: port 80, and 443 once it has a certificate. `loading`:
+    whether upstreams are pooled, and the files of certificates read on first use (if so)."""
     listen_80, listen_443 = listens
+    pooled, first_use = loading
     servers: dict[str, list[Server]] = {}
     for host in sorted(by_host):
         host_routes = by_host[host]
@@ -150,11 +166,31 @@ def _servers(
         ]
         if cert_name is not None:
             files = cert_files(cert_name, certs_dir)
-            https = https_server(host, host_routes, files, listen_443, host == ip_default, pooled)
+            https = https_server(host, host_routes, files, listen_443, host == ip_default, pooled,
+                                 first_use)  # fmt: skip
             if https.maps == servers[host][0].maps:  # both choose a route alike: maps once
                 https = replace(https, maps="")
             servers[host].append(https)
     return servers
+
+
+def _read_on_first_use(
+    on_first_use: bool,
+    servers: Mapping[str, list[Server]],
+    cert_for_host: Mapping[str, str],
+    certs_dir: str,
+    ip_default: str | None,
+) -> tuple[str, NginxFiles]:
+    """With certificates read on first use: nginx.conf's map and cache of them, the map's
+    entries, and the check that loads every pair at once (nginx no longer does at start: the
+    edge image's check does)."""
+    if not on_first_use:
+        return "", {}
+    certificate_of = {host: cert_for_host[host] for host, both in servers.items() if len(both) == 2}
+    default = "" if ip_default is None else cert_for_host[ip_default]
+    text, entries = certificate_map(certificate_of, default)
+    pairs = {name: cert_files(name, certs_dir) for name in set(certificate_of.values())}
+    return text, {**entries, **certificate_check_files(pairs)}
 
 
 def files_listing(files: Mapping[str, str]) -> str:
@@ -167,15 +203,19 @@ def _hash_entry_bytes(name: str) -> int:
     return (8 + len(name) + 2 + 7) // 8 * 8
 
 
-def _server_names_hash_sizes(hosts: Iterable[str]) -> str:
+def _server_names_hash_sizes(hosts: Iterable[str], certificate_map: bool = False) -> str:
     """Sizes of nginx's server-name hash from the names rendered: a bucket holds at least four
     of the longest (nginx's 128 fits one name of up to 110 characters and fails `nginx -t` on a
     longer one; DNS allows 253), and the table has room for twice as many buckets as names,
-    so that nginx finds a layout without warning. Powers of two: nginx.conf changes rarely."""
+    so that nginx finds a layout without warning. Powers of two: nginx.conf changes rarely.
+    The map of certificates read on first use has the same names: the map hash the same sizes."""
     names = ["_", *hosts]
     bucket = _power_of_two_at_least(max(128, 4 * max(_hash_entry_bytes(n) for n in names)))
     max_size = _power_of_two_at_least(max(512, 2 * len(names)))
-    return f"server_names_hash_bucket_size {bucket};\n    server_names_hash_max_size {max_size};"
+    sizes = f"server_names_hash_bucket_size {bucket};\n    server_names_hash_max_size {max_size};"
+    if certificate_map:
+        sizes += f"\n    map_hash_bucket_size {bucket};\n    map_hash_max_size {max_size};"
+    return sizes
 
 
 def _all_maps(servers: Mapping[str, list[Server]]) -> list[str]:
@@ -324,7 +364,7 @@ http {{
     ssl_prefer_server_ciphers off;
     ssl_session_cache shared:certbotless:10m;
     ssl_session_timeout 1d;
-{tickets}
+{tickets}{certificate_cache}
 {http2}{real_ip}{rate_zones}{client_geos}{client_certs}{njs_http}{default_servers}
 
 {upstreams}

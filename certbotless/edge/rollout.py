@@ -15,7 +15,7 @@ from typing import NamedTuple, TypeVar
 from cryptography import x509
 
 from certbotless.edge.mounts import AUTH_TLS_SECRETS_DIR, HTPASSWD_SECRETS_DIR
-from certbotless.edge.nginx_version import NginxVersion, parse_nginx_version
+from certbotless.edge.nginx_version import NginxVersion, parse_nginx_version, worker_group_id
 from certbotless.edge.njs import PROBE_COMMAND, module_loaded
 from certbotless.edge.validation import NginxConfigError, explain_nginx_error
 from certbotless.model import FileReference, ObjectKind, RolloutResult
@@ -84,7 +84,7 @@ def swap_references(
                 "File": {
                     "Name": ref.target,
                     "UID": old_file.get("UID", "0"),
-                    "GID": old_file.get("GID", "0"),
+                    "GID": old_file.get("GID", "0") if ref.gid is None else str(ref.gid),
                     "Mode": ref.mode
                     if ref.kind == ObjectKind.SECRET
                     else old_file.get("Mode", ref.mode),
@@ -352,14 +352,17 @@ def check_in_edge_image(
     nginx_files: Mapping[str, str],
     timeout: float,
     progress: Progress = log.info,
+    conf: str | None = None,
 ) -> tuple[str, ...]:
     """`nginx -t` in the edge's own image with the references the roll would mount (the real
-    certificates and keys), as a one-off Swarm job. Raises NginxConfigError with nginx's words
-    (a configuration that fails here is never rolled), RolloutError when the job cannot run;
-    returns nginx's warnings."""
+    certificates and keys), as a one-off Swarm job; of `conf` rather than nginx.conf if given.
+    Raises NginxConfigError with nginx's words (a configuration that fails here is never
+    rolled), RolloutError when the job cannot run; returns nginx's warnings."""
     image = service["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
-    progress(f"{service['Spec']['Name']}: checking the new configuration with its own nginx")
-    job = _run_in_edge_image(swarm, service, ["nginx", "-t"], wanted, timeout)
+    what = "the new configuration" if conf is None else "every certificate and key"
+    progress(f"{service['Spec']['Name']}: checking {what} with its own nginx")
+    command = ["nginx", "-t"] if conf is None else ["nginx", "-t", "-c", conf]
+    job = _run_in_edge_image(swarm, service, command, wanted, timeout)
     if not job.ran:
         raise RolloutError(
             f"could not run `nginx -t` in {image} ({job.state}: {job.error}); nothing rolled"
@@ -378,12 +381,15 @@ def check_in_edge_image(
     )
 
 
-def nginx_version_in_edge_image(swarm: Swarm, service: Json, timeout: float) -> NginxVersion:
-    """The version of nginx in the edge's image, which decides some of the syntax."""
-    job = _run_in_edge_image(swarm, service, ["nginx", "-v"], [], timeout)
+def nginx_version_in_edge_image(
+    swarm: Swarm, service: Json, timeout: float
+) -> tuple[NginxVersion, int | None]:
+    """The version of nginx in the edge's image, which decides some of the syntax, and the group
+    id of its workers (None: unknown), from how it was built (`nginx -V`)."""
+    job = _run_in_edge_image(swarm, service, ["nginx", "-V"], [], timeout)
     if not job.succeeded:
-        raise RolloutError(f"`nginx -v` in the edge image did not run: {job.error or job.output}")
-    return parse_nginx_version(job.output)
+        raise RolloutError(f"`nginx -V` in the edge image did not run: {job.error or job.output}")
+    return parse_nginx_version(job.output), worker_group_id(job.output)
 
 
 def mount_secret(swarm: Swarm, service_name: str, ref: FileReference) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from certbotless.edge.certificates import certificate_directives
 from certbotless.edge.client_certs import client_auth_directives, host_client_auth
 from certbotless.edge.locations import challenge_location, route_locations, to_https_location
 from certbotless.edge.mounts import CertFiles
@@ -73,17 +74,21 @@ def default_servers(
     reject_unknown: bool,
     every_host: list[Route],
     pooled: bool = False,
+    first_use: CertFiles | None = None,
 ) -> str:
     """Unknown names: challenges still reach the sidecar; /healthz answers load balancers that
     check each edge node by address; Traefik routers without a Host (`every_host`) are served
     on port 80, and nothing else is; TLS handshakes are refused, unless an IP address has a
-    certificate: its clients send no name, so its server is the default one instead."""
+    certificate: its clients send no name, so its server is the default one instead.
+    `first_use`: the files of certificates read on first use, which the default server's
+    handshake serves for every host (edge/certificates.py)."""
+    certificate = "" if first_use is None else "\n        " + certificate_directives(first_use)
     reject = f"""
 
     server {{
         {listen_443} default_server;
         server_name _;
-        ssl_reject_handshake on;
+        ssl_reject_handshake on;{certificate}
     }}"""
     maps, locations = "", ["\n        location / {\n            return 404;\n        }"]
     if every_host:
@@ -134,7 +139,12 @@ def https_server(
     listen_443: str,
     default: bool = False,
     pooled: bool = False,
+    first_use: CertFiles | None = None,
 ) -> Server:
+    """Port 443. `first_use`: certificates are read on first use through the default server's
+    handshake (edge/certificates.py), so this one names its own only if it is the default
+    server or asks for client certificates (whose CA and verification are its own context's);
+    else `files`."""
     # Never HSTS on a host that also serves a plain route: browsers would refuse that route
     # (discovery reports the pair as a label problem).
     hsts = any(route.hsts for route in routes) and all(r.redirect_to_https for r in routes)
@@ -144,12 +154,13 @@ def https_server(
     maps, locations = route_locations(host, routes, plain_http=False, has_cert=True,
                                       hsts=hsts, pooled=pooled)  # fmt: skip
     client_auth = client_auth_directives(host_client_auth(routes), default)
+    certificate = "\n        " + certificate_directives(files if first_use is None else first_use)
+    if first_use is not None and not (default or client_auth):
+        certificate = ""
     return Server(
         443,
         f"""{listen_443}{" default_server" if default else ""};
-        server_name {host};
-        ssl_certificate {files.fullchain};
-        ssl_certificate_key {files.privkey};{hsts_header}{client_auth}""",
+        server_name {host};{certificate}{hsts_header}{client_auth}""",
         locations,
         maps,
     )

@@ -34,6 +34,8 @@ def render_snippets(
 }}
 """
     }
+    # Named without the variable that reads them on first use (edge/certificates.py): that needs
+    # an http-level map and cache in the operator's nginx.conf, and nginx >= 1.27.4 there.
     for name in sorted(cert_names):
         files = cert_files(name, certs_dir)
         snippets[cert_snippet_target(name)] = (

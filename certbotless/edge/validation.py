@@ -78,6 +78,7 @@ def certificate_paths(files: Mapping[str, str]) -> dict[str, bool]:
         match.group(2): bool(match.group(1))
         for text in files.values()
         for match in _CERT_PATH_RE.finditer(text)
+        if "$" not in match.group(2)  # named by SNI (edge/certificates.py): not one file
     }
     for text in files.values():
         found.update({m.group(3): bool(m.group(2)) for m in _PROXY_TLS_RE.finditer(text)
@@ -151,6 +152,8 @@ def _write_scratch_tree(files: Mapping[str, str], root: Path, seen: PurePosixPat
     (stand_in / "privkey.pem").write_bytes(key_pem)
     (stand_in / "ticket.key").write_bytes(bytes(80))  # a session ticket key's size
 
+    # A path named by a variable (certificates read on first use) becomes the stand-in too:
+    # nginx -t then loads it, and a test's nginx serves it for every name.
     def to_stand_in(match: re.Match[str]) -> str:
         file = "privkey.pem" if match.group(1) else "fullchain.pem"
         return f"ssl_certificate{match.group(1) or ''} {seen}/stand-in/{file};"

@@ -32,7 +32,14 @@ from tests.support.client_ca import (
     throwaway_ca,
     tls_echo_port,
 )
-from tests.support.edge_nginx import Echo, echo_upstream, serve_routes, stop
+from tests.support.edge_nginx import (
+    LOCAL_NGINX,
+    Echo,
+    NginxBinary,
+    echo_upstream,
+    serve_routes,
+    stop,
+)
 from tests.support.factories import certs_for
 
 pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="needs nginx")
@@ -93,8 +100,16 @@ def discovered(services: Sequence[ServiceInfo], files: FileMiddlewares) -> Disco
     return replace(found, routes=tuple(replace(r, service="127.0.0.1") for r in found.routes))
 
 
-@pytest.fixture(scope="module")
-def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int]]:
+@pytest.fixture(scope="module", params=["this machine's nginx", "nginx 1.30"])
+def edge(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[int, int]]:
+    """On this machine's nginx (certificates loaded at start) and on the edge image's nginx
+    generation (the rig's forky root: certificates read on first use through the default
+    server's handshake, a host with client certificates keeping its own)."""
+    binary = LOCAL_NGINX
+    if request.param == "nginx 1.30":
+        binary = NginxBinary(Path(request.getfixturevalue("rig_env")["CBL_NGINX_NEWEST_ROOT"]))
     scratch = tmp_path_factory.mktemp("client-certs")
     files = dynamic_config(scratch)
     with echo_upstream() as upstream:
@@ -103,7 +118,8 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int]]:
         found = discovered(services, files)
         assert found.problems == ()
         nginx, port, tls_port = serve_routes(found.routes, scratch / "nginx",
-                                             certs=certs_for(*HOSTS, "open.test"))  # fmt: skip
+                                             certs=certs_for(*HOSTS, "open.test"),
+                                             binary=binary)  # fmt: skip
         try:
             yield port, tls_port
         finally:

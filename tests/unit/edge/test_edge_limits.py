@@ -231,7 +231,10 @@ class ConfigStore:
 def deployer() -> tuple[SwarmEdgeDeployer, OneServiceSwarm, ConfigStore]:
     swarm, store = OneServiceSwarm(), ConfigStore()
     edge = SwarmEdgeDeployer(Settings(), cast(Swarm, swarm), cast(CertStore, store))
-    edge._nginx_versions["nginx:test"] = DEFAULT_NGINX_VERSION  # no job to ask the image
+    edge._edge_nginx.versions["nginx:test"] = (
+        DEFAULT_NGINX_VERSION,
+        None,
+    )  # no job to ask the image
     return edge, swarm, store
 
 
