@@ -36,6 +36,7 @@ from certbotless.seams import PassParts, Progress
 from certbotless.settings import Settings
 from certbotless.swarm.api import SWARM_ERRORS, Swarm
 from certbotless.swarm.authenticity import read_store_key
+from certbotless.swarm.claims import SwarmClaimLedger
 from certbotless.swarm.lease import SwarmPassLock
 from certbotless.swarm.locks import FilePassLock
 from certbotless.swarm.status import (
@@ -61,8 +62,7 @@ class App:
         if settings.own_service is None:
             # Its stack is where certbotless takes the `certbotless.edge` label from.
             settings = replace(settings, own_service=self.swarm.own_service_name())
-        # The one-off jobs' owner: the sidecar's service, so a restarted task cleans up after
-        # the one before it.
+        # One-off jobs' owner: the sidecar's service (a restarted task cleans up after the last).
         self.swarm.owner = settings.own_service or self.swarm.owner
         self.settings = settings
         # The daemon makes the key on its first start (cli.run_daemon); where it is not mounted,
@@ -93,6 +93,7 @@ class App:
             store=self.store,
             statuses=self.statuses,
             orders=self.orders,
+            claims=SwarmClaimLedger(status_config, lambda: self.store.objects.key),  # signed
             edge=self.edge,
             lock=self.lease,
             issuer=lambda: self.issuer,

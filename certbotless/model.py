@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum, StrEnum
@@ -63,8 +63,9 @@ class ServiceInfo:
     labels: dict[str, str]
     network_ids: tuple[str, ...] = ()
     network_names: tuple[str, ...] = ()
-    stack: str = ""  # its `docker stack` (com.docker.stack.namespace); "" when in none
-    created_at: datetime | None = None  # Swarm's CreatedAt: the oldest claimant keeps a name
+    stack: str = ""  # com.docker.stack.namespace, as the service says: it decides no ownership
+    created_at: datetime | None = None  # Swarm's CreatedAt: orders new claims of one pass
+    id: str = ""  # Swarm's ID, which claims record ("": not known, as in lint)
 
 
 @dataclass(frozen=True)
@@ -231,6 +232,7 @@ class Discovery:
     routes: tuple[Route, ...]
     specs: tuple[CertSpec, ...]
     problems: tuple[LabelProblem, ...]
+    claims: Mapping[str, str] = field(default_factory=dict)  # key → owner's ID (labels.claims)
 
 
 @dataclass(frozen=True)
@@ -275,8 +277,7 @@ class RenewalFailure:
 
 
 class ObjectKind(StrEnum):
-    """The two kinds of object Swarm keeps data in: a secret's data can never be read back, a
-    config's can."""
+    """Where Swarm keeps data: a secret's data can never be read back, a config's can."""
 
     SECRET = "secret"
     CONFIG = "config"
@@ -525,9 +526,8 @@ class CertificateStatus:
     def same_request(self, spec: CertSpec) -> bool:
         """Whether this record is about the certificate `spec` asks for (a failure for other
         names, key type or profile says nothing about this request)."""
-        return (self.domains, self.key_type, self.profile) == (
-            spec.domains, spec.key_type, spec.profile,
-        )  # fmt: skip
+        return (self.domains, self.key_type, self.profile) == (spec.domains, spec.key_type,
+                                                               spec.profile)  # fmt: skip
 
     def waiting(self, spec: CertSpec, now: datetime) -> bool:
         """Whether `spec` failed before and must not be ordered yet."""
