@@ -174,10 +174,12 @@ class App:
         )
 
     def listing(self) -> list[Listed]:
-        return listing(self.settings, self.swarm, self.store, self.statuses, self.edge)
+        return listing(self.settings, self.swarm, self.store, self.statuses, self.edge,
+                       self.reconciler.parts.claims.load())  # fmt: skip
 
     def render(self) -> str:
-        return rendered(self.settings, self.swarm, self.store, self.edge)
+        return rendered(self.settings, self.swarm, self.store, self.edge,
+                        self.reconciler.parts.claims.load())  # fmt: skip
 
     def doctor(self) -> Doctor:
         return Doctor(
@@ -188,7 +190,8 @@ class App:
         """What the status page shows, as far as a one-off command knows (no daemon: no passes
         and no edge probe)."""
         source = AppStatusSource(self.settings, self.swarm, self.orders, self.listing,
-                                 PassHistory(), untrusted=self.store.untrusted)  # fmt: skip
+                                 PassHistory(), untrusted=self.store.untrusted,
+                                 recorded=self.reconciler.parts.claims.load)  # fmt: skip
         return overview(source, Filter(), datetime.now(UTC))
 
     def status_server(self, daemon: Daemon) -> StatusServer | None:
@@ -197,8 +200,8 @@ class App:
         if page is None:
             return None
         source = AppStatusSource(self.settings, self.swarm, self.orders, self.listing,
-                                 daemon.history, self.edge_watch,
-                                 self.store.untrusted)  # fmt: skip
+                                 daemon.history, self.edge_watch, self.store.untrusted,
+                                 self.reconciler.parts.claims.load)  # fmt: skip
         return StatusServer(page, source, DaemonActions(daemon, self.reconciler))
 
     def alerter(self) -> Alerter | None:
