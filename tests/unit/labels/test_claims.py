@@ -1,19 +1,21 @@
-"""Claims are facts the sidecar records (issue 25, items 1-3): a certificate name, a host, a host
-and path and a middleware name are their first claimant's, recorded with its Swarm ID; a
-service's own stack label decides nothing, and others join only when the owner's
-certbotless.share names them."""
+"""Claims are facts the sidecar records (issue 25, items 1-3, and 6 and 7 as they follow): a
+certificate name, a host, a host and path and a middleware name are their first claimant's,
+recorded with its Swarm ID; a service's own stack label decides nothing, and others join only
+when the owner's certbotless.share names them."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from certbotless.labels.claims import Ledger, may_join
+from certbotless.labels.dialects import discovered
 from certbotless.labels.settle import discover
 from certbotless.labels.traefik.labels import traefik_claims
 from certbotless.model import Discovery, ServiceInfo
+from certbotless.settings import Settings, StatusPage
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SHOP = {"certbotless.domains": "shop.example.com", "certbotless.port": "80",
@@ -148,6 +150,22 @@ def test_a_name_under_anothers_wildcard_is_the_wildcards_owners() -> None:
     assert [p.service for p in found.problems] == ["b_billing"]
 
 
+def test_a_router_to_the_status_page_on_anothers_host_is_refused_with_its_certificate() -> None:
+    """Item 7: the refusal follows the service whose labels asked (tenant_x), not the route's
+    upstream (certbotless's own service), so the status page does not appear on shop's host."""
+    page = Settings(
+        own_service="edge_certbotless",
+        status_page=StatusPage(("0.0.0.0", 8403), allow_from=("10.0.0.0/8",)),
+    )
+    tenant = service("tenant_x", {"traefik.enable": "true", f"{ROUTER}service": "api@internal",
+                                  f"{ROUTER}rule": "Host(`shop.example.com`) && PathPrefix(`/s`)",
+                                  f"{ROUTER}tls": "true"}, "tenant", minute=5)  # fmt: skip
+    own = service("edge_certbotless", {}, "edge")
+    found = discovered(page, [own, service("shop_web", SHOP, "shop"), tenant], None)
+    assert owners(found) == {"shop.example.com": ["shop_web/"]}
+    assert [p.service for p in found.problems] == ["tenant_x"]
+
+
 # Property: whatever a second stack's labels say (its stack label, its age, its share label
 # included), stack A's routes, certificates and protections are unchanged.
 
@@ -222,3 +240,15 @@ def test_whatever_stack_b_says_stack_as_routes_certificates_and_protections_stay
     found = settled([*TEAM_A, team_b], dict(BEFORE.claims))
     assert team_a_view(found) == team_a_view(BEFORE)
     assert not any(p.service.startswith("a_") for p in found.problems)
+
+
+@settings(max_examples=40, deadline=timedelta(seconds=5),
+          suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+@given(TEAM_B)
+def test_before_anything_is_recorded_a_newer_stack_b_changes_nothing_of_a(
+    team_b: ServiceInfo,
+) -> None:
+    # Unrecorded, an older service's claims come first (the first pass after the upgrade).
+    assume(team_b.created_at == T0 + timedelta(minutes=20))
+    found = settled([*TEAM_A, team_b], {})
+    assert team_a_view(found) == team_a_view(BEFORE)
