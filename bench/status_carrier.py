@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 
 from certbotless.model import CertificateStatus, Condition, FailureReason
 from certbotless.swarm.api import Swarm
+from certbotless.swarm.status_json import status_to_json
 
 LABEL = "certbotless.bench.status-carrier"
 
@@ -56,7 +57,7 @@ def record(index: int, failures: int) -> CertificateStatus:
 
 
 def records(count: int, failures: int) -> dict[str, str]:
-    return {f"certbotless.status.{i}": record(i, failures).to_json() for i in range(count)}
+    return {f"certbotless.status.{i}": status_to_json(record(i, failures)) for i in range(count)}
 
 
 class Carrier:
@@ -156,7 +157,7 @@ def measure(carrier: Carrier, count: int, rounds: int) -> tuple[float, float, fl
     carrier.setup(count)
     setup = time.perf_counter() - began
     read = timed(carrier.read, rounds)
-    one = {"certbotless.status.7": record(7, 2).to_json()}
+    one = {"certbotless.status.7": status_to_json(record(7, 2))}
     write_one = timed(lambda: carrier.write(one), rounds)
     every = records(count, 3)
     write_all = timed(lambda: carrier.write(every), 1)

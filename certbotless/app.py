@@ -36,6 +36,7 @@ from certbotless.seams import PassParts, Progress
 from certbotless.settings import Settings
 from certbotless.swarm.api import SWARM_ERRORS, Swarm
 from certbotless.swarm.authenticity import read_store_key
+from certbotless.swarm.claims import SwarmClaimLedger
 from certbotless.swarm.lease import SwarmPassLock
 from certbotless.swarm.locks import FilePassLock
 from certbotless.swarm.status import (
@@ -61,8 +62,7 @@ class App:
         if settings.own_service is None:
             # Its stack is where certbotless takes the `certbotless.edge` label from.
             settings = replace(settings, own_service=self.swarm.own_service_name())
-        # The one-off jobs' owner: the sidecar's service, so a restarted task cleans up after
-        # the one before it.
+        # One-off jobs' owner: the sidecar's service (a restarted task cleans up after the last).
         self.swarm.owner = settings.own_service or self.swarm.owner
         self.settings = settings
         # The daemon makes the key on its first start (cli.run_daemon); where it is not mounted,
@@ -93,6 +93,7 @@ class App:
             store=self.store,
             statuses=self.statuses,
             orders=self.orders,
+            claims=SwarmClaimLedger(status_config, lambda: self.store.objects.key),  # signed
             edge=self.edge,
             lock=self.lease,
             issuer=lambda: self.issuer,
@@ -173,10 +174,12 @@ class App:
         )
 
     def listing(self) -> list[Listed]:
-        return listing(self.settings, self.swarm, self.store, self.statuses, self.edge)
+        return listing(self.settings, self.swarm, self.store, self.statuses, self.edge,
+                       self.reconciler.parts.claims.load())  # fmt: skip
 
     def render(self) -> str:
-        return rendered(self.settings, self.swarm, self.store, self.edge)
+        return rendered(self.settings, self.swarm, self.store, self.edge,
+                        self.reconciler.parts.claims.load())  # fmt: skip
 
     def doctor(self) -> Doctor:
         return Doctor(
@@ -187,7 +190,8 @@ class App:
         """What the status page shows, as far as a one-off command knows (no daemon: no passes
         and no edge probe)."""
         source = AppStatusSource(self.settings, self.swarm, self.orders, self.listing,
-                                 PassHistory(), untrusted=self.store.untrusted)  # fmt: skip
+                                 PassHistory(), untrusted=self.store.untrusted,
+                                 recorded=self.reconciler.parts.claims.load)  # fmt: skip
         return overview(source, Filter(), datetime.now(UTC))
 
     def status_server(self, daemon: Daemon) -> StatusServer | None:
@@ -196,8 +200,8 @@ class App:
         if page is None:
             return None
         source = AppStatusSource(self.settings, self.swarm, self.orders, self.listing,
-                                 daemon.history, self.edge_watch,
-                                 self.store.untrusted)  # fmt: skip
+                                 daemon.history, self.edge_watch, self.store.untrusted,
+                                 self.reconciler.parts.claims.load)  # fmt: skip
         return StatusServer(page, source, DaemonActions(daemon, self.reconciler))
 
     def alerter(self) -> Alerter | None:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum, StrEnum
@@ -63,8 +62,9 @@ class ServiceInfo:
     labels: dict[str, str]
     network_ids: tuple[str, ...] = ()
     network_names: tuple[str, ...] = ()
-    stack: str = ""  # its `docker stack` (com.docker.stack.namespace); "" when in none
-    created_at: datetime | None = None  # Swarm's CreatedAt: the oldest claimant keeps a name
+    stack: str = ""  # com.docker.stack.namespace, as the service says: it decides no ownership
+    created_at: datetime | None = None  # Swarm's CreatedAt: orders new claims of one pass
+    id: str = ""  # Swarm's ID, which claims record ("": not known, as in lint)
 
 
 @dataclass(frozen=True)
@@ -231,6 +231,7 @@ class Discovery:
     routes: tuple[Route, ...]
     specs: tuple[CertSpec, ...]
     problems: tuple[LabelProblem, ...]
+    claims: Mapping[str, str] = field(default_factory=dict)  # key → owner's ID (labels.claims)
 
 
 @dataclass(frozen=True)
@@ -275,7 +276,7 @@ class RenewalFailure:
 
 
 class ObjectKind(StrEnum):
-    """Swarm's two kinds of object with data: a secret's can never be read back, a config's can."""
+    """Where Swarm keeps data: a secret's data can never be read back, a config's can."""
 
     SECRET = "secret"
     CONFIG = "config"
@@ -525,76 +526,11 @@ class CertificateStatus:
     def same_request(self, spec: CertSpec) -> bool:
         """Whether this record is about the certificate `spec` asks for (a failure for other
         names, key type or profile says nothing about this request)."""
-        return (self.domains, self.key_type, self.profile) == (
-            spec.domains, spec.key_type, spec.profile,
-        )  # fmt: skip
+        return (self.domains, self.key_type, self.profile) == (spec.domains, spec.key_type,
+                                                               spec.profile)  # fmt: skip
 
     def waiting(self, spec: CertSpec, now: datetime) -> bool:
         """Whether `spec` failed before and must not be ordered yet."""
         if self.condition is not Condition.FAILING or not self.same_request(spec):
             return False
         return self.abandoned or (self.next_attempt is not None and self.next_attempt > now)
-
-    def to_json(self) -> str:
-        def when(value: datetime | None) -> str | None:
-            return None if value is None else value.isoformat()
-
-        return json.dumps(
-            {
-                "domains": list(self.domains),
-                "key_type": self.key_type.value,
-                "profile": self.profile,
-                "wanted": self.wanted,
-                "serial": self.serial,
-                "not_after": when(self.not_after),
-                "condition": self.condition.value,
-                "reason": None if self.reason is None else self.reason.value,
-                "message": self.message[:1000],
-                "failures": self.failures,
-                "last_failure": when(self.last_failure),
-                "failing_since": when(self.failing_since),
-                "abandoned": self.abandoned,
-                "next_attempt": when(self.next_attempt),
-                "refused": list(self.refused[-8:]),
-                "renew_at": when(self.renew_at),
-                "renew_source": self.renew_source,
-                "last_roll": self.last_roll[:500],
-                "updated": when(self.updated),
-            },
-            separators=(",", ":"),
-        )
-
-    @classmethod
-    def from_json(cls, name: str, text: str) -> CertificateStatus | None:
-        """None for a record this version cannot read (it is then rebuilt from the swarm)."""
-
-        def when(value: object) -> datetime | None:
-            return None if value is None else datetime.fromisoformat(str(value))
-
-        try:
-            value = json.loads(text)
-            reason = value.get("reason")
-            return cls(
-                name=name,
-                domains=tuple(value.get("domains", ())),
-                key_type=KeyType(value.get("key_type", KeyType.EC256.value)),
-                profile=value.get("profile"),
-                wanted=bool(value.get("wanted", True)),
-                serial=str(value.get("serial", "")),
-                not_after=when(value.get("not_after")),
-                condition=Condition(value.get("condition", Condition.ISSUING.value)),
-                reason=None if reason is None else FailureReason(reason),
-                message=str(value.get("message", "")),
-                failures=int(value.get("failures", 0)),
-                last_failure=when(value.get("last_failure")),
-                failing_since=when(value.get("failing_since")),
-                abandoned=bool(value.get("abandoned", False)),
-                next_attempt=when(value.get("next_attempt")),
-                refused=tuple(value.get("refused", ())),
-                renew_at=when(value.get("renew_at")),
-                renew_source=str(value.get("renew_source", "")),
-                last_roll=str(value.get("last_roll", "")),
-                updated=when(value.get("updated")),
-            )
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return None

@@ -186,6 +186,18 @@ class DnsRecordLedger(Protocol):
     def save(self, records: Sequence[DnsRecord]) -> None: ...
 
 
+class ClaimLedger(Protocol):
+    """Who first claimed each certificate name, host, host and path and middleware name
+    (`labels.claims`), kept in the swarm beside the status records, authenticated
+    (`swarm.claims.SwarmClaimLedger`)."""
+
+    def load(self) -> dict[str, str]:
+        """Claim key → the claimant's Swarm ID; empty when none is recorded or it is forged."""
+
+    def save(self, claims: Mapping[str, str]) -> None:
+        """Make `claims` the whole ledger (writes only what changed)."""
+
+
 class PassLock(Protocol):
     """One pass at a time (`locks.FilePassLock`: per container; the hardening issue makes it
     swarm-wide)."""
@@ -201,6 +213,7 @@ class PassParts:
     store: CertificateStore
     statuses: StatusStore
     orders: OrderHistory
+    claims: ClaimLedger
     edge: EdgeDeployer
     lock: PassLock
     issuer: Callable[[], Issuer]  # called once, on first use: it needs the account key

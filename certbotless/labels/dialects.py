@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from types import MappingProxyType
 
+from certbotless.labels.claims import Ledger
 from certbotless.labels.settle import EdgeNotFound, discover, find_edge_service
 from certbotless.labels.status_route import merged, status_page_claims, status_target
 from certbotless.labels.traefik.dynamic import read_dynamic_config
@@ -27,10 +29,13 @@ def discovered(
     services: Sequence[ServiceInfo],
     edge: str | None,
     secrets: frozenset[str] | None = None,
+    recorded: Mapping[str, str] = MappingProxyType({}),
 ) -> Discovery:
     """The routes and certificates every enabled label dialect asks for, settled together: the
-    oldest claimant of a name or host+path keeps it, whichever dialect it wrote. `secrets`: the
-    swarm's secret names, which basic-auth labels name (None: not known, as for `lint`)."""
+    first claimant of a name, host, host+path or middleware name keeps it, whichever dialect it
+    wrote. `secrets`: the swarm's secret names, which basic-auth labels name (None: not known,
+    as for `lint`); `recorded`: the claims recorded before (`Discovery.claims`: the claims now)."""
+    ledger = Ledger(recorded)
     traefik = (
         traefik_claims(
             services,
@@ -41,6 +46,7 @@ def discovered(
             settings.traefik_default_rule,
             settings.traefik_rule_syntax,
             settings.traefik_server_urls,
+            ledger,
         )
         if "traefik" in settings.label_dialects
         else {}
@@ -53,6 +59,7 @@ def discovered(
         native="certbotless" in settings.label_dialects,
         foreign=foreign,
         secrets=secrets,
+        ledger=ledger,
     )
 
 

@@ -68,12 +68,14 @@ RESPONSE_HEADER_PREFIX = LABEL_PREFIX + "response_header."
 DNS_PROVIDER = LABEL_PREFIX + "dns-provider"
 DNS_ZONE = LABEL_PREFIX + "dns-zone"
 CERTIFICATE_PREFIX = LABEL_PREFIX + "certificate."  # certificate.<name>=<domains>: no route
+SHARE = LABEL_PREFIX + "share"  # who may join this service's claims (labels/claims.py)
 # Every label a routed service may carry; any other certbotless.* label on it refuses the route
 # (a misspelt access label must not leave it open).
 ROUTE_LABELS = frozenset({
     DOMAINS, NAME, PORT, PATH, REDIRECT, MAX_BODY_SIZE, AUTH_URL, HSTS, ERRORS, ERRORS_STATUS,
     TIMEOUT, KEY_TYPE, PROFILE, EDGE, BASIC_AUTH_SECRET, BASIC_AUTH_REALM, ALLOW_FROM,
     RATE_LIMIT, RATE_LIMIT_BURST, STRIP_PREFIX, ADD_PREFIX, CHALLENGE, DNS_PROVIDER, DNS_ZONE,
+    SHARE,
 })  # fmt: skip
 ROUTE_LABEL_PREFIXES = (CERTIFICATE_PREFIX, REQUEST_HEADER_PREFIX, RESPONSE_HEADER_PREFIX)
 # Labels that protect a route: with the operator's own nginx.conf nothing renders them.

@@ -1,8 +1,9 @@
 """Swarm services → routes and certificate specs. Pure: takes ServiceInfo, returns Discovery.
 
 Each dialect reads its labels (native.py, traefik/); this module settles what they claim: a
-certificate name, a host+path and a host's HSTS belong to their oldest claimant. It also finds
-the edge service by its label.
+certificate name, a host (and a wildcard's subtree) and a host+path belong to their first
+claimant, as the claims recorded before this pass say (`claims.Ledger`), and others join them only
+when the owner's `certbotless.share` names them. It also finds the edge service by its label.
 
 Every problem is a LabelProblem naming the service, the label, the value and the fix; a bad
 service is left out and every other one goes on.
@@ -12,9 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from types import MappingProxyType
 
+from certbotless.labels.claims import (
+    Ledger,
+    claim_order,
+    host_key,
+    may_join,
+    name_key,
+    path_key,
+    wildcard_above,
+)
 from certbotless.labels.native import (
     CERTIFICATE_PREFIX,
     DNS_PROVIDER,
@@ -25,6 +34,7 @@ from certbotless.labels.native import (
     NAME,
     PATH,
     REDIRECT,
+    SHARE,
     native_route,
     parse_certificate_label,
     unrendered_protections,
@@ -48,7 +58,6 @@ from certbotless.model import (
 )
 
 NETWORKS = "networks"  # not a label: reported when a service shares no network with the edge
-_DAWN = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -67,20 +76,20 @@ def discover(
     routing: bool = True,
     *,
     native: bool = True, foreign: Mapping[str, DialectClaims] = MappingProxyType({}),
-    secrets: frozenset[str] | None = None,
+    secrets: frozenset[str] | None = None, ledger: Ledger | None = None,
 ) -> Discovery:  # fmt: skip
     """Routes and certificates from the labels of `services`. With `edge` (the nginx service's
     name), a service that shares no network with it is reported instead of routed. Without
     `routing` (the operator writes nginx.conf), `certbotless.port` is not needed. `native`:
     whether certbotless.* labels are read; `foreign`: what Traefik's dialect read from each
-    service, settled with them; `secrets`: the swarm's secret names.
+    service, settled with them; `secrets`: the swarm's secret names; `ledger`: the claims
+    recorded before this pass (its settled claims, `Discovery.claims`, are for the next).
 
-    Oldest service first: a certificate name, a host+path and a host's HSTS belong to the
-    service that claimed them first, whatever the dialect, so a newer service can be refused
-    but never changes them."""
+    A certificate name, a host and a host+path belong to the service that claimed them first,
+    whatever the dialect, so another service can be refused but never changes them."""
     services = sorted(services, key=claim_order)
     edge_info = next((s for s in services if s.name == edge), None)
-    routes: list[Route] = []
+    routes: list[_Labelled] = []  # each with the service whose labels ask for it
     claims: list[_Claim] = []
     problems: list[LabelProblem] = []
     for service in services:
@@ -88,7 +97,7 @@ def discover(
             found = foreign[service.name]
             problems += found.problems
             reachable = _foreign_routes(service, found, edge_info, problems) if routing else []
-            routes += reachable
+            routes += [(service, route) for route in reachable]
             if not routing or reachable or not found.routes:
                 claims += [_Claim(service, label, spec, routed=bool(reachable))
                            for label, spec in found.certificates]  # fmt: skip
@@ -107,20 +116,36 @@ def discover(
         except InvalidLabel as invalid:
             problems.append(invalid.problem)
             continue
-        routes += [route] if route is not None else []
+        routes += [(service, route)] if route is not None else []
         claims.append(_Claim(service, DOMAINS, spec, routed=routing))
-    specs, refused, refusals = _settle_certificates(claims)
-    routes = [route for route in routes if route.service not in refused]
-    routes, conflicts = _first_claim_per_path(routes)
-    routes = _every_host_routes_on_their_stack(routes, {s.name: s for s in services})
-    routes, host_options = _host_options_of_their_owner(routes, {s.name: s for s in services})
-    routes, host_options = _one_client_auth_per_host(routes, host_options)
-    routes, extra_addresses = _one_ip_address(routes)
+    return _settled(services, claims, routes, problems, ledger or Ledger({}))
+
+
+def _settled(
+    services: list[ServiceInfo],
+    claims: list[_Claim],
+    routes: list[_Labelled],
+    problems: list[LabelProblem],
+    ledger: Ledger,
+) -> Discovery:
+    """Ownership settled, in this order: hosts, certificates, who may join each host, each
+    host+path, routers without a host, one client-auth setting and one IP address."""
+    by_name = {s.name: s for s in services}
+    host_owner = _host_owners(services, claims, routes, ledger)
+    specs, refused, refusals = _settle_certificates(claims, host_owner, ledger)
+    routes = [(labeller, route) for labeller, route in routes if labeller.name not in refused]
+    kept, strangers = _only_whom_the_host_owner_lets_in(routes, host_owner)
+    kept, conflicts = _first_claim_per_path(kept, by_name, ledger)
+    kept = _every_host_routes_on_their_owners_hosts(kept, by_name, host_owner)
+    kept, host_options = _one_client_auth_per_host(kept, _hsts_problems(kept))
+    kept, extra_addresses = _one_ip_address(kept)
     return Discovery(
-        routes=tuple(routes),
+        routes=tuple(kept),
         specs=tuple(specs),
-        problems=tuple(problems + refusals + conflicts + host_options + extra_addresses),
-    )
+        problems=tuple(problems + refusals + strangers + conflicts + host_options
+                       + extra_addresses),
+        claims=ledger.settled,
+    )  # fmt: skip
 
 
 def _foreign_routes(
@@ -138,19 +163,33 @@ def _foreign_routes(
     return list(found.routes)
 
 
-def claim_order(service: ServiceInfo) -> tuple[bool, datetime, str]:
-    """Oldest first by Swarm's CreatedAt; a service of unknown age after every dated one; ties
-    by name."""
-    return (service.created_at is None, service.created_at or _DAWN, service.name)
+_Labelled = tuple[ServiceInfo, Route]
 
 
-def _same_owner(one: ServiceInfo, other: ServiceInfo) -> bool:
-    """Services of one stack are one team's: they may share certificates and hosts."""
-    return one.name == other.name or (bool(one.stack) and one.stack == other.stack)
+def _host_owners(
+    services: list[ServiceInfo], claims: list[_Claim], routes: list[_Labelled], ledger: Ledger
+) -> dict[str, ServiceInfo]:
+    """Each host's owner: its recorded claimant while it still claims it, else the first in
+    claim order of the services whose certificates or routes name it, or name the wildcard
+    above it (a name under another's wildcard is the wildcard's owner's until it shares it)."""
+    named: dict[str, set[str]] = {}
+    for claim in claims:
+        for host in claim.spec.domains:
+            named.setdefault(host, set()).add(claim.service.name)
+    for labeller, route in routes:
+        for host in route.hosts:
+            named.setdefault(host, set()).add(labeller.name)
+    owners = {}
+    for host, names in named.items():
+        above = wildcard_above(host)
+        names = names | named.get(above, set()) if above else names
+        claimants = [s for s in services if s.name in names]  # in claim order
+        owners[host] = ledger.first(host_key(host), claimants, lambda s: s)[0]
+    return owners
 
 
 def _owner_words(owner: ServiceInfo) -> str:
-    return f"{owner.name} (stack {owner.stack})" if owner.stack else owner.name
+    return f"{owner.name}, which claimed it first and whose {SHARE} does not name this service"
 
 
 def _edge_label_problem(service: ServiceInfo, edge: str | None) -> LabelProblem:
@@ -177,21 +216,19 @@ def _certificate_claims(service: ServiceInfo, problems: list[LabelProblem]) -> l
 
 
 def _settle_certificates(
-    claims: list[_Claim],
+    claims: list[_Claim], host_owner: dict[str, ServiceInfo], ledger: Ledger
 ) -> tuple[list[CertSpec], set[str], list[LabelProblem]]:
-    """Each name is its first claimant's. Its stack's later claimants add their domains when
-    they ask for the same key type and profile; another stack's only share it as it is. A
-    certificate names a host only if no other stack claimed that host first. Returns the specs,
-    the services whose own route's certificate was refused (not routed either), the refusals."""
-    host_owner: dict[str, _Claim] = {}
+    """Each name is its first claimant's. The services its owner shares it with add their
+    domains when they ask for the same key type and profile; no other service may use it. A
+    certificate names a host only if the host's owner shares it. Returns the specs, the services
+    whose own route's certificate was refused (not routed either), the refusals."""
     by_name: dict[str, list[_Claim]] = {}
-    for claim in claims:  # oldest first
-        for host in claim.spec.domains:
-            host_owner.setdefault(host, claim)
+    for claim in claims:  # in claim order
         by_name.setdefault(claim.spec.name, []).append(claim)
     specs, refused, problems = [], set(), []
-    for name_claims in by_name.values():
-        spec, refusals = _settle_name(name_claims, host_owner)
+    for name, name_claims in by_name.items():
+        ordered = ledger.first(name_key(name), name_claims, lambda c: c.service)
+        spec, refusals = _settle_name(ordered, host_owner)
         if spec is not None:
             specs.append(spec)
         for claim, problem in refusals:
@@ -205,14 +242,14 @@ _Refusal = tuple[_Claim, LabelProblem]
 
 
 def _settle_name(
-    claims: list[_Claim], host_owner: dict[str, _Claim]
+    claims: list[_Claim], host_owner: dict[str, ServiceInfo]
 ) -> tuple[CertSpec | None, list[_Refusal]]:
     owner: _Claim | None = None
     spec: CertSpec | None = None
     strangers: list[_Claim] = []
     refusals: list[_Refusal] = []
     for claim in claims:
-        if owner is not None and not _same_owner(claim.service, owner.service):
+        if owner is not None and not may_join(claim.service, owner.service):
             strangers.append(claim)
             continue
         problem = _host_taken(claim, host_owner) or _options_differ(claim, owner, spec)
@@ -224,17 +261,8 @@ def _settle_name(
             spec = replace(spec, domains=tuple(dict.fromkeys((*spec.domains, *claim.spec.domains))))
     for claim in strangers:
         assert owner is not None and spec is not None
-        if not _asks_nothing_more(claim.spec, spec):
-            refusals.append((claim, _name_taken(claim, owner, spec)))
+        refusals.append((claim, _name_taken(claim, owner)))
     return spec, refusals
-
-
-def _asks_nothing_more(asked: CertSpec, spec: CertSpec) -> bool:
-    return (
-        set(asked.domains) <= set(spec.domains)
-        and (asked.key_type, asked.profile) == (spec.key_type, spec.profile)
-        and _challenge_options(asked) == _challenge_options(spec)
-    )
 
 
 def _challenge_options(spec: CertSpec) -> tuple[ChallengeMode, str | None, str | None]:
@@ -245,22 +273,16 @@ def _claim_problem(claim: _Claim, label: str, message: str) -> LabelProblem:
     return LabelProblem(claim.service.name, label, claim.service.labels.get(label, ""), message)
 
 
-def _host_taken(claim: _Claim, host_owner: dict[str, _Claim]) -> LabelProblem | None:
+def _host_taken(claim: _Claim, host_owner: dict[str, ServiceInfo]) -> LabelProblem | None:
     for host in claim.spec.domains:
         first = host_owner[host]
-        if _same_owner(first.service, claim.service):
+        if may_join(claim.service, first):
             continue
-        fix = (
-            f"to serve a path on {host}, set {NAME}={first.spec.name} to share that certificate "
-            f"as it is; or drop {host}"
-            if claim.label == DOMAINS
-            else f"drop {host} from it"
-        )
         return _claim_problem(
             claim,
             claim.label,
-            f"{host} belongs to {_owner_words(first.service)}, another stack's service that "
-            f"claimed it first, so no certificate of this service may name it; {fix}",
+            f"{host} belongs to {_owner_words(first)}, so no certificate of this service may "
+            f"name it: drop {host}, or ask {first.name}'s team to add this service to {SHARE}",
         )
     return None
 
@@ -278,8 +300,8 @@ def _options_differ(
             CHALLENGE,
             f"certificate {spec.name} is {owner.service.name}'s, with {CHALLENGE} {mode.value}, "
             f"{DNS_PROVIDER} {provider or '(default)'} and {DNS_ZONE} {zone or '(found)'}; "
-            f"services of one stack share a certificate only when these agree: set them "
-            f"alike, or choose another {NAME}",
+            f"services share a certificate only when these agree: set them alike, or choose "
+            f"another {NAME}",
         )
     label = KEY_TYPE if claim.spec.key_type != spec.key_type else PROFILE
     if claim.spec.profile == spec.profile and label == PROFILE:
@@ -288,34 +310,62 @@ def _options_differ(
         claim,
         label,
         f"certificate {spec.name} is {owner.service.name}'s, with {KEY_TYPE} "
-        f"{spec.key_type.value} and {PROFILE} {spec.profile or '(none)'}; services of one stack "
-        f"share a certificate only when these agree: set them alike, or choose another {NAME}",
+        f"{spec.key_type.value} and {PROFILE} {spec.profile or '(none)'}; services share a "
+        f"certificate only when these agree: set them alike, or choose another {NAME}",
     )
 
 
-def _name_taken(claim: _Claim, owner: _Claim, spec: CertSpec) -> LabelProblem:
+def _name_taken(claim: _Claim, owner: _Claim) -> LabelProblem:
     label = claim.label if claim.label != DOMAINS or NAME not in claim.service.labels else NAME
     return _claim_problem(
         claim,
         label,
-        f"certificate {spec.name} belongs to {_owner_words(owner.service)}, another stack's "
-        f"service that claimed it first; another stack may only share it as it is "
-        f"({', '.join(spec.domains)}, {spec.key_type.value}"
-        f"{', profile ' + spec.profile if spec.profile else ''}): choose another {NAME}",
+        f"certificate {claim.spec.name} belongs to {_owner_words(owner.service)}: choose another "
+        f"{NAME}, or ask {owner.service.name}'s team to add this service to {SHARE}",
     )
 
 
-def _first_claim_per_path(routes: list[Route]) -> tuple[list[Route], list[LabelProblem]]:
-    """A host+path (with its conditions) is its first claimant's; a later one is not routed
-    there."""
-    first: dict[tuple[object, ...], str] = {}
+def _only_whom_the_host_owner_lets_in(
+    routes: list[_Labelled], host_owner: dict[str, ServiceInfo]
+) -> tuple[list[Route], list[LabelProblem]]:
+    """A route is served on a host only when the host's owner lets the service whose labels ask
+    for it in (its own, or named by the owner's certbotless.share), whatever path or options it
+    asks for."""
     kept, problems = [], []
-    for route in routes:  # oldest first
+    for labeller, route in routes:
         hosts = []
-        conditions = (route.methods, route.match_headers, route.conditions)
         for host in route.hosts:
-            owner = first.setdefault((host, route.path, route.exact_path, *conditions),
-                                     route.service)  # fmt: skip
+            owner = host_owner[host]
+            if may_join(labeller, owner):
+                hosts.append(host)
+                continue
+            problems.append(LabelProblem(labeller.name, DOMAINS, host,
+                                         f"{host} belongs to {_owner_words(owner)}; this "
+                                         f"service is not routed there until {owner.name}'s "
+                                         f"{SHARE} names it"))  # fmt: skip
+        if hosts or route.every_host or not route.hosts:
+            kept.append(replace(route, hosts=tuple(hosts)))
+    return kept, problems
+
+
+def _first_claim_per_path(
+    routes: list[Route], services: dict[str, ServiceInfo], ledger: Ledger
+) -> tuple[list[Route], list[LabelProblem]]:
+    """A host+path (with its conditions) is its first claimant's; another is not routed
+    there."""
+    claimants: dict[str, list[str]] = {}
+    for route in routes:  # in claim order
+        for host in route.hosts:
+            key = _path_key(host, route)
+            if route.service not in claimants.setdefault(key, []):
+                claimants[key].append(route.service)
+    first = {key: ledger.first(key, names, services.__getitem__)[0]
+             for key, names in claimants.items()}  # fmt: skip
+    kept, problems = [], []
+    for route in routes:
+        hosts = []
+        for host in route.hosts:
+            owner = first[_path_key(host, route)]
             if owner == route.service:
                 hosts.append(host)
                 continue
@@ -329,52 +379,37 @@ def _first_claim_per_path(routes: list[Route]) -> tuple[list[Route], list[LabelP
     return kept, problems
 
 
-def _every_host_routes_on_their_stack(
-    routes: list[Route], services: dict[str, ServiceInfo]
+def _path_key(host: str, route: Route) -> str:
+    conditions = (route.exact_path, route.methods, route.match_headers, route.conditions)
+    return path_key(host, route.path, conditions)
+
+
+def _every_host_routes_on_their_owners_hosts(
+    routes: list[Route], services: dict[str, ServiceInfo], host_owner: dict[str, ServiceInfo]
 ) -> list[Route]:
-    """A router without a Host is served on the hosts its own stack routes, and on names no
-    route claims; never on another stack's hosts, which it could otherwise take over by
-    priority (Traefik, with no stacks, serves it on every host)."""
+    """A router without a Host is served on the hosts its service may use (its own, those
+    whose owner shares them with it) that some route serves, and on names no route claims;
+    never on others' hosts, which it could otherwise take over by priority (Traefik serves it
+    on every host)."""
     placed = []
     for route in routes:
         if route.every_host:
-            owner = services[route.service]
-            team = [r for r in routes if _same_owner(owner, services[r.service])]
-            hosts = [host for other in team if not other.every_host for host in other.hosts]
+            service = services[route.service]
+            hosts = [host for other in routes if not other.every_host for host in other.hosts
+                     if may_join(service, host_owner[host])]  # fmt: skip
             route = replace(route, hosts=tuple(dict.fromkeys(hosts)))
         placed.append(route)
     return placed
 
 
-def _host_options_of_their_owner(
-    routes: list[Route], services: dict[str, ServiceInfo]
-) -> tuple[list[Route], list[LabelProblem]]:
-    """HSTS is sent per host, so the host's first route and its stack decide it: another
-    stack's route there that would turn it on (hsts=true) or that browsers would refuse under
-    it (redirect=false) is not routed there. Within the stack, a plain-HTTP route turns HSTS off
-    for the host, and that is reported."""
+def _hsts_problems(routes: list[Route]) -> list[LabelProblem]:
+    """HSTS is sent per host: the routes there (the owner's and those it lets in) decide it. A
+    plain-HTTP route turns HSTS off for the host, and that is reported."""
     by_host: dict[str, list[Route]] = {}
     for route in routes:
         for host in route.hosts:
             by_host.setdefault(host, []).append(route)
-    refused: set[tuple[str, str]] = set()
-    problems: list[LabelProblem] = []
-    for host, host_routes in by_host.items():
-        owner = services[host_routes[0].service]
-        team = [r for r in host_routes if _same_owner(services[r.service], owner)]
-        hsts = any(r.hsts for r in team) and all(r.redirect_to_https for r in team)
-        problems += _hsts_beside_plain_http(host, team)
-        for route in host_routes:
-            problem = None if route in team else _host_option_problem(host, route, owner, hsts)
-            if problem is not None:
-                problems.append(problem)
-                refused.add((route.service, host))
-    kept = []
-    for route in routes:
-        hosts = tuple(h for h in route.hosts if (route.service, h) not in refused)
-        if hosts or route.every_host:
-            kept.append(replace(route, hosts=hosts))
-    return kept, problems
+    return [p for host, on_host in by_host.items() for p in _hsts_beside_plain_http(host, on_host)]
 
 
 def _one_client_auth_per_host(
@@ -404,23 +439,6 @@ def _one_client_auth_per_host(
         if hosts or route.every_host or not route.hosts:
             kept.append(replace(route, hosts=tuple(hosts)))
     return kept, problems
-
-
-def _host_option_problem(
-    host: str, route: Route, owner: ServiceInfo, hsts: bool
-) -> LabelProblem | None:
-    owner_words = f"{host} belongs to {_owner_words(owner)}, another stack's service"
-    if route.hsts and not hsts:
-        return LabelProblem(route.service, HSTS, "true",
-                            f"{owner_words}, which sends no HSTS there; HSTS is its choice, "
-                            f"so this route is not routed on {host} until it drops {HSTS}",
-                            )  # fmt: skip
-    if hsts and not route.redirect_to_https:
-        return LabelProblem(route.service, REDIRECT, "false",
-                            f"{owner_words}, which sends HSTS there, so browsers would refuse "
-                            f"plain HTTP; this route is not routed on {host} until it drops "
-                            f"{REDIRECT}=false")  # fmt: skip
-    return None
 
 
 def _hsts_beside_plain_http(host: str, team: list[Route]) -> list[LabelProblem]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from types import MappingProxyType
 
 from certbotless.acme.ari import lifetime_renewal_time
 from certbotless.daemon.alerts import is_expiring
@@ -19,13 +21,14 @@ def listing(
     store: CertificateStore,
     statuses: StatusStore,
     edge: EdgeDeployer,
+    recorded: Mapping[str, str] = MappingProxyType({}),
 ) -> list[Listed]:
     """Each certificate's version in use, and its status record; a certificate that never got
     a version is listed while it is failing."""
     seen = services.services()
     current = latest_per_name(store.inventory(), datetime.now(UTC))
     records = statuses.load()
-    wanted = {spec.name for spec in discovered(settings, seen, None).specs}
+    wanted = {spec.name for spec in discovered(settings, seen, None, recorded=recorded).specs}
     edge_name = edge_if_any(settings, seen)
     mounted = None if edge_name is None else edge.mounted_object_ids(edge_name)
     failing = {name for name, record in records.items() if record.condition is Condition.FAILING}
@@ -42,12 +45,17 @@ def listing(
 
 
 def rendered(
-    settings: Settings, services: ServiceSource, store: CertificateStore, edge: EdgeDeployer
+    settings: Settings,
+    services: ServiceSource,
+    store: CertificateStore,
+    edge: EdgeDeployer,
+    recorded: Mapping[str, str] = MappingProxyType({}),
 ) -> str:
-    """What a pass would deploy: nginx.conf, or with an own nginx.conf the snippets."""
+    """What a pass would deploy: nginx.conf, or with an own nginx.conf the snippets; `recorded`:
+    the claims ledger."""
     seen = services.services()
     edge_name = edge_if_any(settings, seen)
-    found = discovered(settings, seen, edge_name, services.secret_names())
+    found = discovered(settings, seen, edge_name, services.secret_names(), recorded)
     wanted = {spec.name for spec in found.specs}  # only what labels want is served
     latest = latest_per_name(store.inventory(), datetime.now(UTC))
     current = {name: cert for name, cert in latest.items() if name in wanted}

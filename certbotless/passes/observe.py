@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -34,6 +34,7 @@ class Observation:
     current: dict[str, StoredCert]  # the version in use of each name
     statuses: dict[str, CertificateStatus]
     orders: tuple[PastOrder, ...]  # the last week's, for the CA's rate limits
+    recorded: Mapping[str, str]  # the claims recorded before (found.claims: those now)
     # Objects with the store's labels certbotless did not make: ignored, reported, kept.
     untrusted: tuple[LabelProblem, ...] = ()
 
@@ -43,7 +44,8 @@ def observe(
 ) -> Observation:
     services = parts.services.services()
     edge = edge_if_any(settings, services)
-    found = discovered(settings, services, edge, parts.services.secret_names())
+    recorded = parts.claims.load()
+    found = discovered(settings, services, edge, parts.services.secret_names(), recorded)
     untrusted = parts.store.untrusted()
     # What an earlier release made and rolled is what the edge mounts now: signed once.
     mounted = parts.edge.mounted_object_ids(edge) if untrusted and edge is not None else None
@@ -59,8 +61,15 @@ def observe(
         current=latest_per_name(stored, datetime.now(UTC)),
         statuses=parts.statuses.load(),
         orders=tuple(parts.orders.load()),
+        recorded=recorded,
         untrusted=tuple(untrusted),
     )
+
+
+def wanted_names(settings: Settings, parts: PassParts) -> set[str]:
+    """The certificate names the labels want now, claims settled as recorded."""
+    found = discovered(settings, parts.services.services(), None, recorded=parts.claims.load())
+    return {spec.name for spec in found.specs}
 
 
 class ProblemLog:

@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from certbotless.labels.dialects import discovered
 from certbotless.labels.settle import find_edge_service
 from certbotless.model import (
     PassReport,
@@ -22,7 +21,7 @@ from certbotless.passes.budget import within_budget
 from certbotless.passes.deploying import Deployed, deploy_edge, labelled_only, serves_none
 from certbotless.passes.garbage import collect_garbage
 from certbotless.passes.issuing import ca_unreachable, issue_planned, recorded_orders
-from certbotless.passes.observe import Observation, ProblemLog, observe
+from certbotless.passes.observe import Observation, ProblemLog, observe, wanted_names
 from certbotless.passes.planning import (
     Planned,
     earliest_renewal,
@@ -79,8 +78,7 @@ class Reconciler:
             now = datetime.now(UTC)
             planned = self._plan(seen, request.forced(frozenset(seen.wanted)), now)
             plan, renewals = planned.plan, planned.renewals
-            # The edge is needed to roll it, or to self-check challenges through it.
-            edge = self._edge(seen, request.rolls or bool(plan.to_issue))
+            edge = self._edge(seen, request.rolls or bool(plan.to_issue))  # or to self-check
             solver = self.parts.solver_for(edge, request.progress)
             issuance = issue_planned(plan, self.issuer, solver, self.parts.store,
                                      request.progress, keep=not request.dry_run)  # fmt: skip
@@ -88,6 +86,7 @@ class Reconciler:
             if not request.dry_run:
                 orders = recorded_orders(seen.orders, plan, issuance, planned.replaces, now)
                 self.parts.orders.save(orders)
+                self.parts.claims.save(seen.found.claims)  # claims first seen now are theirs
             current = {**seen.current, **issuance.saved}
             deployed = self._deploy(edge, seen, current, request, began, defer_roll)
             outcome = PassOutcome(issuance.issued, issuance.failed, deployed.refused,
@@ -140,8 +139,7 @@ class Reconciler:
             return None
         if seen.edge is not None:
             return seen.edge
-        # Raises, saying how to mark the edge.
-        return find_edge_service(seen.services, self.settings.own_service)
+        return find_edge_service(seen.services, self.settings.own_service)  # raises: how to mark it
 
     def _deploy(
         self,
@@ -181,8 +179,8 @@ class Reconciler:
                 raise LookupError(f"{name}: serial {serial} is no longer in use; nothing revoked")
             self.issuer.revoke(self.parts.store.chain_pem(cert), reason)
             progress(f"{name}: revoked serial {cert.serial} ({reason.name})")
-            found = discovered(self.settings, self.parts.services.services(), None)
-        if name not in {spec.name for spec in found.specs}:
+            wanted = wanted_names(self.settings, self.parts)
+        if name not in wanted:
             progress(f"{name}: no label wants it any more, so no new certificate")
             return PassReport()
         return self.run_pass(PassRequest(force=frozenset({name}), progress=progress))
@@ -190,9 +188,8 @@ class Reconciler:
     def collect_garbage(self, dry_run: bool) -> list[Removal]:
         """What gc removes (or, with `dry_run`, would remove), under the pass lock."""
         with self.parts.lock.hold():
-            found = discovered(self.settings, self.parts.services.services(), None)
-            wanted = {spec.name for spec in found.specs}
-            return self._garbage(self.parts.store.inventory(), wanted, dry_run)
+            return self._garbage(self.parts.store.inventory(),
+                                 wanted_names(self.settings, self.parts), dry_run)  # fmt: skip
 
     def _garbage(self, stored: list[StoredCert], wanted: set[str], dry_run: bool) -> list[Removal]:
         return collect_garbage(self.parts.store, self.parts.edge.referenced_object_ids(), stored,

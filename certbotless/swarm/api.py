@@ -82,6 +82,7 @@ class Swarm:
                     ),
                     stack=(spec.get("Labels") or {}).get(STACK_LABEL, ""),
                     created_at=_swarm_time(service.get("CreatedAt")),
+                    id=str(service.get("ID", "")),
                 )
             )
         return infos

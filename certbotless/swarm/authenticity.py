@@ -59,6 +59,14 @@ class StoreKey:
         given = str(labels_of(item).get(MAC, ""))
         return bool(given) and hmac.compare_digest(given, self.mac(kind, item))
 
+    def mac_text(self, purpose: str, text: str) -> str:
+        """A MAC over a note certbotless keeps in labels (the claims ledger)."""
+        message = json.dumps([purpose, text], separators=(",", ":")).encode()
+        return hmac.new(self.secret, message, hashlib.sha256).hexdigest()
+
+    def verifies_text(self, purpose: str, text: str, given: str) -> bool:
+        return bool(given) and hmac.compare_digest(given, self.mac_text(purpose, text))
+
 
 def read_store_key(path: Path) -> StoreKey | None:
     """The key mounted at `path`, or None where it is not mounted (a one-off command outside

@@ -38,6 +38,7 @@ from certbotless.model import (
     StoredCert,
 )
 from certbotless.swarm.api import APIError, Json, Swarm
+from certbotless.swarm.status_json import status_from_json, status_to_json
 from certbotless.swarm.store import KIND, MANAGED, NotStored
 
 STATUS_CONFIG = "cbl-status"
@@ -308,13 +309,13 @@ class SwarmStatusStore:
     def load(self) -> dict[str, CertificateStatus]:
         records = {}
         for name, text in self.config.notes(STATUS_PREFIX).items():
-            record = CertificateStatus.from_json(name, text)
+            record = status_from_json(name, text)
             if record is not None:
                 records[name] = record
         return records
 
     def save(self, records: Mapping[str, CertificateStatus]) -> None:
-        notes = {name: record.to_json() for name, record in records.items()}
+        notes = {name: status_to_json(record) for name, record in records.items()}
         self.config.write_notes(STATUS_PREFIX, notes)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Protocol
 
@@ -33,6 +33,7 @@ class AppStatusSource:
         history: PassHistory,
         edge_watch: EdgeWatch | None = None,
         untrusted: Callable[[], list[LabelProblem]] = list,
+        recorded: Callable[[], Mapping[str, str]] = dict,
     ) -> None:
         self.settings = settings
         self.services = services
@@ -42,6 +43,7 @@ class AppStatusSource:
         self.edge_watch = edge_watch
         # The store's objects certbotless did not make, shown among the problems.
         self._untrusted = untrusted
+        self._recorded = recorded  # the claims ledger, so the page settles claims as passes do
 
     def listing(self) -> list[Listed]:
         return self._listing()
@@ -49,7 +51,7 @@ class AppStatusSource:
     def discovery(self) -> Discovery:
         seen = self.services.services()
         found = discovered(self.settings, seen, edge_if_any(self.settings, seen),
-                           self.services.secret_names())  # fmt: skip
+                           self.services.secret_names(), self._recorded())  # fmt: skip
         return replace(found, problems=found.problems + tuple(self._untrusted()))
 
     def orders(self) -> list[PastOrder]:

@@ -132,6 +132,19 @@ class FakeStatusStore:
 
 
 @dataclass
+class FakeClaims:
+    """The claims ledger, as the last pass saved it."""
+
+    claims: dict[str, str] = field(default_factory=dict)
+
+    def load(self) -> dict[str, str]:
+        return dict(self.claims)
+
+    def save(self, claims: Mapping[str, str]) -> None:
+        self.claims = dict(claims)
+
+
+@dataclass
 class FakeOrders:
     orders: list[PastOrder] = field(default_factory=list)
 
@@ -288,6 +301,7 @@ class World:
     store: FakeStore = field(default_factory=FakeStore)
     statuses: FakeStatusStore = field(default_factory=FakeStatusStore)
     orders: FakeOrders = field(default_factory=FakeOrders)
+    claims: FakeClaims = field(default_factory=FakeClaims)
     edge: FakeEdge = field(default_factory=FakeEdge)
     issuer: FakeIssuer = field(default_factory=FakeIssuer)
 
@@ -297,6 +311,7 @@ class World:
             store=self.store,
             statuses=self.statuses,
             orders=self.orders,
+            claims=self.claims,
             edge=self.edge,
             lock=NoLock(),
             issuer=lambda: self.issuer,

@@ -54,7 +54,7 @@ def test_a_newer_stack_cannot_join_a_certificate_nor_become_the_edge(services: N
     assert spec.domains == ("iso.example.test",)
     problems = {(p.service, p.label): p.message for p in found.problems}
     assert (
-        "belongs to cbl-iso-owner (stack cbl-iso-a)"
+        "belongs to cbl-iso-owner, which claimed it first"
         in problems[STRANGER, "certbotless.certificate.cbl-iso"]
     )
     assert "ignored: the edge is cbl-iso-nginx" in problems[STRANGER, "certbotless.edge"]

@@ -1,7 +1,7 @@
 """Traefik's labels (v2/v3, and v1's common ones) → the Routes, CertSpecs and LabelProblems that
 certbotless.* labels give. Pure: `traefik_claims` takes every service (middlewares may be defined
-on one and used by another) and returns what each asks for; `discovery.discover` settles them
-with the native ones, oldest claimant first.
+on one and used by another) and returns what each asks for; `settle.discover` settles them
+with the native ones, first claimant first (`claims`).
 
 Each router is its own route(s): a rule nginx cannot express, a middleware it cannot apply that
 guards access (auth, allowlist) or a service without a port is one problem and no route; a
@@ -16,7 +16,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from certbotless.labels.settle import claim_order
+from certbotless.labels.claims import Ledger, claim_order, middleware_key
 from certbotless.labels.traefik.default_rule import NoDefaultRule, default_rule, has_one_port
 from certbotless.labels.traefik.load_balancer import (
     SERVICES,
@@ -129,6 +129,7 @@ def traefik_claims(
     default_rule: RuleTemplate | None = None,
     default_syntax: str = V3,
     server_urls: tuple[ServerUrlPrefix, ...] = (),
+    ledger: Ledger | None = None,
 ) -> dict[str, DialectClaims]:
     """What each service's traefik.* labels ask for (services with none are left out).
     `secrets`: the swarm's secret names, for `basicauth.usersFile` (None: not known);
@@ -136,10 +137,11 @@ def traefik_claims(
     `status_page`: where `api@internal` (Traefik's dashboard) goes, certbotless's status page
     when it is served; `default_rule`: Traefik's defaultRule, for routers without a rule;
     `default_syntax`: Traefik's defaultRuleSyntax, for routers without a ruleSyntax label;
-    `server_urls`: where server.url labels may send the edge's requests (none: refused)."""
+    `server_urls`: where server.url labels may send the edge's requests (none: refused);
+    `ledger`: the claims recorded before, where the owner of each middleware name is noted."""
     ordered = sorted(services, key=claim_order)
     taking = [s for s in ordered if _has_traefik_labels(s) and enabled(s, exposed_by_default)]
-    definitions = _middleware_definitions(taking)
+    definitions = _middleware_definitions(taking, ledger or Ledger({}))
     claims: dict[str, DialectClaims] = {}
     for service in ordered:
         if not _has_traefik_labels(service):
@@ -182,8 +184,11 @@ def _both_dialects(service: ServiceInfo) -> LabelProblem:
     )  # fmt: skip
 
 
-def _middleware_definitions(services: Sequence[ServiceInfo]) -> dict[str, list[Middleware]]:
-    """Every middleware defined in labels, by name, oldest definer first."""
+def _middleware_definitions(
+    services: Sequence[ServiceInfo], ledger: Ledger
+) -> dict[str, list[Middleware]]:
+    """Every middleware defined in labels, by name, its owner first: the recorded one while it
+    still defines it, else the first in claim order."""
     found: dict[tuple[str, str], Middleware] = {}
     for service in services:
         for label, value in sorted(service.labels.items()):
@@ -200,7 +205,9 @@ def _middleware_definitions(services: Sequence[ServiceInfo]) -> dict[str, list[M
     by_name: dict[str, list[Middleware]] = {}
     for middleware in found.values():
         by_name.setdefault(middleware.name, []).append(middleware)
-    return by_name
+    definer = {service.name: service for service in services}
+    return {name: ledger.first(middleware_key(name), definitions, lambda m: definer[m.service])
+            for name, definitions in by_name.items()}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -285,7 +285,8 @@ def test_a_wildcard_certificate_serving_only_names_below_it_is_mounted() -> None
 
 
 def test_services_of_one_stack_share_a_certificate_only_with_the_same_challenge() -> None:
-    first = {**WILD, "certbotless.challenge": "dns-01", "certbotless.name": "shared"}
+    first = {**WILD, "certbotless.challenge": "dns-01", "certbotless.name": "shared",
+             "certbotless.share": "two"}  # fmt: skip
     other = {**first, "certbotless.domains": "x.example.com", "certbotless.challenge": "mixed"}
     found = discover([
         labelled("one", first, stack="s", created=1),

@@ -232,6 +232,7 @@ def test_a_request_without_a_name_is_misdirected(edge: tuple[int, int]) -> None:
 def test_routers_of_one_host_asking_different_options_refuse_the_later(tmp_path: Path) -> None:
     files = dynamic_config(tmp_path)
     first = service(8000, "a.test", "verify@file", {}, name="first")
+    first.labels["certbotless.share"] = "later,open"  # the host is first's
     later = service(8001, "a.test", "any@file", {}, name="later")
     later.labels["traefik.http.routers.r.rule"] = "Host(`a.test`) && PathPrefix(`/b`)"
     open_one = service(8002, "a.test", "", {}, name="open")

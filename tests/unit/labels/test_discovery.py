@@ -42,7 +42,10 @@ def test_services_sharing_a_host_share_one_certificate() -> None:
     found = discover(
         [
             labelled("sm", {**labels, "certbotless.path": "/en_core_web_sm"}),
-            labelled("lg", {**labels, "certbotless.path": "/en_core_web_lg"}),
+            # lg owns the host (the first by name, neither's age known) and lets sm in
+            labelled(
+                "lg", {**labels, "certbotless.path": "/en_core_web_lg", "certbotless.share": "sm"}
+            ),
         ]
     )
     assert len(found.routes) == 2
@@ -197,7 +200,10 @@ def test_idn_hostnames_become_punycode(name: str, punycode: str) -> None:
 def test_path_prefixes_that_only_look_reserved_are_routes() -> None:
     found = discover(
         [
-            labelled("a", {**BASE, "certbotless.path": "/.well-known/security.txt"}),
+            labelled(
+                "a",
+                {**BASE, "certbotless.path": "/.well-known/security.txt", "certbotless.share": "b"},
+            ),
             labelled("b", {**BASE, "certbotless.path": "/.certbotless-docs"}),
         ]
     )
@@ -215,8 +221,8 @@ def test_hsts_beside_a_plain_http_route_on_the_same_host_is_reported() -> None:
     found = discover(
         [
             labelled("site", {**BASE, "certbotless.hsts": "true"}, stack="web"),
-            labelled("legacy", {**BASE, "certbotless.path": "/legacy",
-                                "certbotless.redirect": "no"}, stack="web"),
+            labelled("legacy", {**BASE, "certbotless.path": "/legacy", "certbotless.redirect": "no",
+                                "certbotless.share": "site"}, stack="web"),
             labelled("other", {**BASE, "certbotless.domains": "b.example.com",
                                "certbotless.hsts": "1"}),
         ]
@@ -270,7 +276,12 @@ def test_seed_labels_become_routes_with_their_options() -> None:
             ),
             labelled(
                 "backoffice",
-                {**host, "certbotless.path": "/backoffice", "certbotless.max_body_size": "20M"},
+                {
+                    **host,
+                    "certbotless.path": "/backoffice",
+                    "certbotless.max_body_size": "20M",
+                    "certbotless.share": "corporate,sm",
+                },
                 stack="nlp",
             ),
             labelled(
@@ -299,8 +310,8 @@ def test_a_host_and_path_stay_with_the_service_that_claimed_them_first() -> None
     found = discover(
         [
             labelled("green", BASE, created=5),
-            labelled("blue", {**BASE, "certbotless.domains": "a.example.com,b.example.com"},
-                     created=0),
+            labelled("blue", {**BASE, "certbotless.domains": "a.example.com,b.example.com",
+                              "certbotless.share": "green,other"}, created=0),
             labelled("other", {**BASE, "certbotless.path": "/other"}, created=9),
         ]
     )  # fmt: skip
@@ -331,7 +342,9 @@ def test_a_service_that_shares_no_network_with_the_edge_is_reported() -> None:
 def test_services_naming_one_certificate_share_it() -> None:
     found = discover(
         [
-            labelled("a", {**BASE, "certbotless.name": "shop"}, stack="shop"),
+            labelled(
+                "a", {**BASE, "certbotless.name": "shop", "certbotless.share": "b"}, stack="shop"
+            ),
             labelled(
                 "b",
                 {
@@ -382,7 +395,11 @@ def test_ip_addresses_need_a_profile_and_only_one_is_served() -> None:
     base = {"certbotless.port": "80", "certbotless.profile": "shortlived"}
     found = discover(
         [
-            labelled("by_address", {**base, "certbotless.domains": "192.0.2.10"}, stack="ip"),
+            labelled(
+                "by_address",
+                {**base, "certbotless.domains": "192.0.2.10", "certbotless.share": "mixed"},
+                stack="ip",
+            ),
             labelled(
                 "mixed",
                 {

@@ -1,6 +1,7 @@
-"""Isolation between services (issue 14, item 4): a certificate name, a host+path and a host's
-HSTS belong to the service that claimed them first; a newer service of another stack is refused
-with a problem naming the owner, and never changes what older services get."""
+"""Isolation between services (issue 14, item 4; issue 25): a certificate name, a host and a
+host+path belong to the service that claimed them first; another service joins them only when
+the owner's certbotless.share names it, is refused otherwise with a problem naming the owner, and
+never changes what the owner gets."""
 
 from __future__ import annotations
 
@@ -40,15 +41,17 @@ def test_another_stack_cannot_join_a_certificate_and_change_it() -> None:
                                                         KeyType.EC256)  # fmt: skip
     (problem,) = found.problems
     assert (problem.service, problem.label) == ("evil_app", "certbotless.name")
-    assert "certificate shop belongs to shop_web (stack shop)" in problem.message
+    assert "certificate shop belongs to shop_web, which claimed it first" in problem.message
     assert [r.service for r in found.routes] == ["shop_web"]
 
 
-def test_another_stack_may_share_a_certificate_as_it_is() -> None:
-    found = discover([
-        service("shop_web", SHOP, "shop", minute=0),
-        service("blog_app", {**SHOP, "certbotless.path": "/blog"}, "blog", minute=1),
-    ])  # fmt: skip
+def test_another_stack_shares_a_certificate_only_when_its_owner_says_so() -> None:
+    blog = service("blog_app", {**SHOP, "certbotless.path": "/blog"}, "blog", minute=1)
+    found = discover([service("shop_web", SHOP, "shop", minute=0), blog])
+    assert [(p.service, p.label) for p in found.problems] == [("blog_app", "certbotless.name")]
+    assert {r.service for r in found.routes} == {"shop_web"}
+    shared = {**SHOP, "certbotless.share": "blog_app"}
+    found = discover([service("shop_web", shared, "shop", minute=0), blog])
     assert found.problems == ()
     assert [(s.name, s.domains) for s in found.specs] == [("shop", ("shop.example.com",))]
     assert {r.service for r in found.routes} == {"shop_web", "blog_app"}
@@ -56,7 +59,7 @@ def test_another_stack_may_share_a_certificate_as_it_is() -> None:
 
 def test_one_stack_shares_a_certificate_only_when_its_options_agree() -> None:
     found = discover([
-        service("shop_web", SHOP, "shop", minute=0),
+        service("shop_web", {**SHOP, "certbotless.share": "www,api"}, "shop", minute=0),
         service("shop_www", {**SHOP, "certbotless.domains": "www.shop.example.com"}, "shop", 1),
         service("shop_api", {**SHOP, "certbotless.domains": "api.shop.example.com",
                              "certbotless.profile": "shortlived"}, "shop", 2),
@@ -78,7 +81,7 @@ def test_a_certificate_cannot_name_a_host_another_stack_claimed_first() -> None:
     ])  # fmt: skip
     assert [s.name for s in found.specs] == ["shop"]
     problems = {p.service: p for p in found.problems}
-    assert "set certbotless.name=shop to share that certificate" in problems["evil_app"].message
+    assert "shop.example.com belongs to shop_web" in problems["evil_app"].message
     assert problems["evil_certs"].label == "certbotless.certificate.mine"
     assert [r.service for r in found.routes] == ["shop_web"]
 
@@ -96,9 +99,9 @@ def test_another_stack_cannot_drop_or_add_hsts_on_a_host() -> None:
                               "certbotless.hsts": "true"}, "evil", minute=3),
     ])  # fmt: skip
     problems = {(p.service, p.label): p.message for p in found.problems}
-    assert set(problems) == {("evil_plain", "certbotless.redirect"),
-                             ("evil_hsts", "certbotless.hsts")}  # fmt: skip
-    assert "belongs to shop_web (stack shop)" in problems["evil_plain", "certbotless.redirect"]
+    assert set(problems) == {("evil_plain", "certbotless.name"),
+                             ("evil_hsts", "certbotless.name")}  # fmt: skip
+    assert "belongs to shop_web" in problems["evil_plain", "certbotless.name"]
     assert {r.service for r in found.routes} == {"shop_web", "blog_web"}
     assert next(r for r in found.routes if r.service == "shop_web").hsts
 
@@ -118,7 +121,12 @@ def test_the_first_claimed_ip_address_stays_served() -> None:
 
 VICTIMS = (
     service("edge_nginx", {"certbotless.edge": "true"}, "edge", minute=0),
-    service("shop_web", {**SHOP, "certbotless.hsts": "true"}, "shop", minute=1),
+    service(
+        "shop_web",
+        {**SHOP, "certbotless.hsts": "true", "certbotless.share": "www"},
+        "shop",
+        minute=1,
+    ),
     service(
         "shop_www",
         {**SHOP, "certbotless.domains": "www.shop.example.com", "certbotless.path": "/www"},
@@ -133,6 +141,7 @@ VICTIMS = (
             "certbotless.path": "/en",
             "certbotless.redirect": "false",
             "certbotless.key_type": "rsa2048",
+            "certbotless.share": "auth",
         },
         "nlp",
         minute=3,

@@ -125,14 +125,14 @@ def test_two_stacks_claiming_one_host_the_first_named_owns_it(tmp_path: Path) ->
     two = write(tmp_path, "two.yml", app_stack())
     report = linted(one, two)
     assert problems(report) == [("two_web", "certbotless.domains")]
-    assert "shop.example.com/ is one_web's, which claimed it first" in report.problems[0].message
+    assert "shop.example.com belongs to one_web, which claimed" in report.problems[0].message
     assert [r.service for s in report.services for r in s.routes] == ["one_web"]
     swapped = linted(two, one)
     assert problems(swapped) == [("one_web", "certbotless.domains")]
     more = write(tmp_path, "more.yml", app_stack(host="shop.example.com,www.shop.example.com"))
     (problem,) = linted(one, more).problems
     assert problem.service == "more_web"
-    assert "shop.example.com belongs to one_web (stack one)" in problem.message
+    assert "shop.example.com belongs to one_web, which claimed" in problem.message
 
 
 def test_labels_on_the_containers_instead_of_deploy_labels(tmp_path: Path) -> None:

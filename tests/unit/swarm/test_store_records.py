@@ -22,6 +22,7 @@ from certbotless.model import (
     StoredCert,
     StoredObject,
 )
+from certbotless.swarm.status_json import status_from_json, status_to_json
 from certbotless.swarm.store import (
     CERT_DOMAINS,
     CERT_KEY_SECRET,
@@ -117,11 +118,11 @@ def test_status_records_round_trip_through_a_label() -> None:
         failures=3, last_failure=NOW, next_attempt=NOW + timedelta(minutes=20),
         refused=("ab1",), renew_at=NOW, renew_source="ari",
     )  # fmt: skip
-    read = CertificateStatus.from_json("a.example.test", record.to_json())
+    read = status_from_json("a.example.test", status_to_json(record))
     assert read == replace(record, message=record.message[:1000])
-    assert CertificateStatus.from_json("a", "not json") is None
-    assert CertificateStatus.from_json("a", '{"last_failure": "yesterday"}') is None
-    assert CertificateStatus.from_json("a", '{"condition": "Sleeping"}') is None
+    assert status_from_json("a", "not json") is None
+    assert status_from_json("a", '{"last_failure": "yesterday"}') is None
+    assert status_from_json("a", '{"condition": "Sleeping"}') is None
 
 
 def test_labels_that_lie_are_flagged_and_the_certificate_wins() -> None:

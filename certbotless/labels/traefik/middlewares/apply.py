@@ -1,6 +1,6 @@
 """Applying a router's middlewares, in order, to its route: which definition a name means
-(this service's, its stack's, the oldest, or a file's `name@file`), chains, Traefik 1's
-frontend labels, and what happens when one cannot be applied.
+(this service's, else its owner's when the owner shares it, or a file's `name@file`), chains,
+Traefik 1's frontend labels, and what happens when one cannot be applied.
 
 A middleware that decides who gets in (auth, allowlists) and is not fully understood refuses the
 route: it is never served open. One that only shapes requests or answers is reported and the
@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
+from certbotless.labels.claims import may_join
+from certbotless.labels.native import SHARE
 from certbotless.labels.traefik.middlewares import APPLY_BY_KIND
 from certbotless.labels.traefik.middlewares.basic_auth import htpasswd_users
 from certbotless.labels.traefik.middlewares.options import (
@@ -146,7 +148,9 @@ def _kind_of(name: str, context: Context) -> str | None:
 
 
 def _resolve(label: str, name: str, context: Context) -> Middleware:
-    """The definition a name means: this service's, else its stack's, else the oldest."""
+    """The definition a name means: this service's, else its owner's (the first definer,
+    `labels.claims`) when the owner's certbotless.share names this service. Another stack's
+    definition the owner does not share is never taken: the router is refused instead."""
     bare, _, provider = name.partition("@")
     if provider == "file":
         return _from_file(label, name, bare, context.files)
@@ -158,11 +162,14 @@ def _resolve(label: str, name: str, context: Context) -> Middleware:
     for middleware in candidates:
         if middleware.service == service.name:
             return middleware
-    for middleware in candidates:
-        if service.stack and middleware.stack == service.stack:
-            return middleware
     if candidates:
-        return candidates[0]
+        owner = candidates[0]
+        if may_join(service, next(s for s in context.services if s.name == owner.service)):
+            return owner
+        raise Unsupported(label, name, f"is {owner.service}'s, which defined it first and whose "
+                          f"{SHARE} does not name this service: define it in this service's "
+                          f"labels, or ask {owner.service}'s team to add this service to "
+                          f"{SHARE}")  # fmt: skip
     raise Unsupported(label, name, "is defined on no service with traefik.enable=true")
 
 

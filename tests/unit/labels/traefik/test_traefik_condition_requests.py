@@ -185,7 +185,8 @@ def test_a_router_with_conditions_inside_another_is_routed_beside_it() -> None:
         ServiceInfo("inner", {"traefik.enable": "true",
                               f"{R}a.rule": f"Host(`{HOST}`) && PathPrefix(`/admin`) && "
                                             "ClientIP(`10.0.0.0/8`)",
-                              "traefik.http.services.a.loadbalancer.server.port": "80"}),
+                              "traefik.http.services.a.loadbalancer.server.port": "80",
+                              "certbotless.share": "site"}),  # inner owns the host
         ServiceInfo("site", {"traefik.enable": "true", f"{R}b.rule": f"Host(`{HOST}`)",
                              "traefik.http.services.b.loadbalancer.server.port": "80"}),
     ]  # fmt: skip

@@ -1,0 +1,77 @@
+"""A certificate's status record as it is stored in the swarm: JSON, one label per name on the
+status config (swarm/status.py)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from certbotless.model import CertificateStatus, Condition, FailureReason, KeyType
+
+
+def status_to_json(record: CertificateStatus) -> str:
+    """The record as stored in the swarm (a label of `cbl-status`), bounded."""
+
+    def when(value: datetime | None) -> str | None:
+        return None if value is None else value.isoformat()
+
+    return json.dumps(
+        {
+            "domains": list(record.domains),
+            "key_type": record.key_type.value,
+            "profile": record.profile,
+            "wanted": record.wanted,
+            "serial": record.serial,
+            "not_after": when(record.not_after),
+            "condition": record.condition.value,
+            "reason": None if record.reason is None else record.reason.value,
+            "message": record.message[:1000],
+            "failures": record.failures,
+            "last_failure": when(record.last_failure),
+            "failing_since": when(record.failing_since),
+            "abandoned": record.abandoned,
+            "next_attempt": when(record.next_attempt),
+            "refused": list(record.refused[-8:]),
+            "renew_at": when(record.renew_at),
+            "renew_source": record.renew_source,
+            "last_roll": record.last_roll[:500],
+            "updated": when(record.updated),
+        },
+        separators=(",", ":"),
+    )
+
+
+def status_from_json(name: str, text: str) -> CertificateStatus | None:
+    """A stored record; None for one this version cannot read (it is then rebuilt from the
+    swarm)."""
+
+    def when(value: object) -> datetime | None:
+        return None if value is None else datetime.fromisoformat(str(value))
+
+    try:
+        value = json.loads(text)
+        reason = value.get("reason")
+        return CertificateStatus(
+            name=name,
+            domains=tuple(value.get("domains", ())),
+            key_type=KeyType(value.get("key_type", KeyType.EC256.value)),
+            profile=value.get("profile"),
+            wanted=bool(value.get("wanted", True)),
+            serial=str(value.get("serial", "")),
+            not_after=when(value.get("not_after")),
+            condition=Condition(value.get("condition", Condition.ISSUING.value)),
+            reason=None if reason is None else FailureReason(reason),
+            message=str(value.get("message", "")),
+            failures=int(value.get("failures", 0)),
+            last_failure=when(value.get("last_failure")),
+            failing_since=when(value.get("failing_since")),
+            abandoned=bool(value.get("abandoned", False)),
+            next_attempt=when(value.get("next_attempt")),
+            refused=tuple(value.get("refused", ())),
+            renew_at=when(value.get("renew_at")),
+            renew_source=str(value.get("renew_source", "")),
+            last_roll=str(value.get("last_roll", "")),
+            updated=when(value.get("updated")),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
