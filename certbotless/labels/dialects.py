@@ -9,6 +9,7 @@ from certbotless.labels.settle import EdgeNotFound, discover, find_edge_service
 from certbotless.labels.status_route import merged, status_page_claims, status_target
 from certbotless.labels.traefik.dynamic import read_dynamic_config
 from certbotless.labels.traefik.labels import traefik_claims
+from certbotless.labels.values import edge_may_mount
 from certbotless.model import DialectClaims, Discovery, ServiceInfo
 from certbotless.settings import NginxConfMode, Settings
 
@@ -30,7 +31,10 @@ def discovered(
 ) -> Discovery:
     """The routes and certificates every enabled label dialect asks for, settled together: the
     oldest claimant of a name or host+path keeps it, whichever dialect it wrote. `secrets`: the
-    swarm's secret names, which basic-auth labels name (None: not known, as for `lint`)."""
+    swarm's secret names, which basic-auth labels name (None: not known, as for `lint`); only
+    those the edge may mount count."""
+    if secrets is not None:
+        secrets = frozenset(s for s in secrets if edge_may_mount(s, settings.user_secrets))
     traefik = (
         traefik_claims(
             services,
