@@ -332,6 +332,16 @@ def _call(function: str, args: list[_Value]) -> _Value:
     return {"normalize": normalize, "lower": str.lower, "upper": str.upper}[function](args[0])
 
 
+def name_pattern(value: str | None, name: str) -> re.Pattern[str] | None:
+    """A regular expression whole names must match (None: unset, nothing matches)."""
+    if not value:
+        return None
+    try:
+        return re.compile(value)
+    except re.error as error:
+        raise invalid(name, value, f"must be a regular expression ({error})") from None
+
+
 def rule_template(value: str | None, name: str) -> RuleTemplate | None:
     if value is None or not value.strip():
         return None

@@ -30,6 +30,7 @@ from certbotless.setting_values import (
     invalid,
     is_base64url,
     listen_address,
+    name_pattern,
     number,
     one_line,
     path,
@@ -60,7 +61,7 @@ VARIABLES = (
     "LOG_LEVEL", "LOG_FORMAT", "METRICS_LISTEN", "ALERT_WEBHOOK", "ALERT_WEBHOOK_FORMAT",
     "SMTP_URL", "ALERT_EMAIL", "LABEL_DIALECTS", "TRAEFIK_EXPOSED_BY_DEFAULT",
     "TRAEFIK_DYNAMIC_CONFIG", "TRAEFIK_DEFAULT_RULE", "TRAEFIK_RULE_SYNTAX",
-    "TRAEFIK_SERVER_URLS",
+    "TRAEFIK_SERVER_URLS", "USER_SECRETS",
     "DNS01_PROVIDER", "DNS01_RESOLVERS", "DNS01_PROPAGATION_TIMEOUT",
     "DNS01_PROPAGATION_INTERVAL", "DNS01_NAMESERVER_PORT", "SECRETS_DIR",
     "STATUS_LISTEN", "STATUS_HTPASSWD", "STATUS_ALLOW_FROM", "STATUS_FORWARD_AUTH",
@@ -206,6 +207,10 @@ class Settings:
     # Where services' server.url labels may send the edge's traffic (empty: refused, as any
     # service could otherwise reach the edge's networks through it).
     traefik_server_urls: tuple[ServerUrlPrefix, ...] = ()
+    # Your secrets that routes may have the edge mount (htpasswd files, forward auth's TLS
+    # files): their whole names match this. The Docker API proxy refuses any other (None: none
+    # but certbotless's, cbl-… and certbotless-…).
+    user_secrets: re.Pattern[str] | None = None
     # DNS-01: the provider of certificates whose labels name none (None: DNS-01 needs the
     # label); the resolvers that find zones, CNAMEs and name servers (empty: the system's);
     # how long every authoritative server has to serve a record, and how often they are asked.
@@ -485,6 +490,7 @@ def _dialects_settings(get: Variable, defaults: Settings) -> dict[str, Any]:
         "traefik_server_urls": server_url_prefixes(
             get("TRAEFIK_SERVER_URLS"), "TRAEFIK_SERVER_URLS"
         ),
+        "user_secrets": name_pattern(get("USER_SECRETS"), "USER_SECRETS"),
     }  # fmt: skip
 
 

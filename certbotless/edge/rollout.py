@@ -338,9 +338,12 @@ def edge_job_template(service: Json, command: list[str], wanted: list[FileRefere
 def _run_in_edge_image(
     swarm: Swarm, service: Json, command: list[str], wanted: list[FileReference], timeout: float
 ) -> JobResult:
-    name = f"{NAME_PREFIX}nginx-check-{secrets.token_hex(4)}"
     try:
-        return swarm.run_job(name, edge_job_template(service, command, wanted), timeout)
+        return swarm.run_job(
+            f"nginx-check-{secrets.token_hex(4)}",
+            edge_job_template(service, command, wanted),
+            timeout,
+        )
     except APIError as error:
         raise RolloutError(f"could not start a job in the edge image: {error}") from error
 

@@ -11,6 +11,7 @@ from certbotless.labels.settle import EdgeNotFound, discover, find_edge_service
 from certbotless.labels.status_route import merged, status_page_claims, status_target
 from certbotless.labels.traefik.dynamic import read_dynamic_config
 from certbotless.labels.traefik.labels import traefik_claims
+from certbotless.labels.values import edge_may_mount
 from certbotless.model import DialectClaims, Discovery, ServiceInfo
 from certbotless.settings import NginxConfMode, Settings
 
@@ -34,7 +35,10 @@ def discovered(
     """The routes and certificates every enabled label dialect asks for, settled together: the
     first claimant of a name, host, host+path or middleware name keeps it, whichever dialect it
     wrote. `secrets`: the swarm's secret names, which basic-auth labels name (None: not known,
-    as for `lint`); `recorded`: the claims recorded before (`Discovery.claims`: the claims now)."""
+    as for `lint`); only those the edge may mount count. `recorded`: the claims recorded before
+    (`Discovery.claims`: the claims now)."""
+    if secrets is not None:
+        secrets = frozenset(s for s in secrets if edge_may_mount(s, settings.user_secrets))
     ledger = Ledger(recorded)
     traefik = (
         traefik_claims(

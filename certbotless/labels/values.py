@@ -251,6 +251,24 @@ def refused_htpasswd_secret(secret: str) -> str | None:
     return None
 
 
+# Secrets the docs have the operator make for certbotless (DNS-01 credentials, the status page's
+# users) are named so: the Docker API proxy lets specs mount them, as certbotless's own.
+OPERATOR_SECRET_PREFIX = "certbotless-"
+
+
+def edge_may_mount(secret: str, user_secrets: re.Pattern[str] | None) -> bool:
+    """Whether the Docker API proxy lets the edge mount `secret` (haproxy/docker-api-proxy.cfg):
+    certbotless's, or one of yours that CERTBOTLESS_USER_SECRETS names."""
+    if secret.startswith((OBJECT_NAME_PREFIX, OPERATOR_SECRET_PREFIX)):
+        return True
+    return user_secrets is not None and user_secrets.fullmatch(secret) is not None
+
+
+# Why a secret that exists is not among those a label may name.
+NOT_MOUNTABLE = ("(or the edge may not mount it: the Docker API proxy lets it mount only "
+                 "secrets whose whole name CERTBOTLESS_USER_SECRETS matches)")  # fmt: skip
+
+
 def check_secret_name(
     secret: str, label: str, invalid: InvalidFactory, secrets: frozenset[str] | None
 ) -> None:
@@ -262,7 +280,7 @@ def check_secret_name(
     if secrets is not None and secret not in secrets:
         raise invalid(
             label,
-            f"no Swarm secret is named {secret}; create it from an htpasswd file "
-            f"(`htpasswd -nB ops | docker secret create {secret} -`); until then the service "
-            "is not routed, never served without its password",
+            f"no Swarm secret is named {secret} {NOT_MOUNTABLE}; create it from an htpasswd "
+            f"file (`htpasswd -nB ops | docker secret create {secret} -`); until then the "
+            "service is not routed, never served without its password",
         )

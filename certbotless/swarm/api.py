@@ -19,7 +19,7 @@ import docker
 import requests
 from docker.errors import APIError, DockerException, NotFound
 
-from certbotless.model import ObjectKind, ServiceInfo
+from certbotless.model import OBJECT_NAME_PREFIX, ObjectKind, ServiceInfo
 
 Json = dict[str, Any]
 
@@ -27,6 +27,9 @@ Json = dict[str, Any]
 SWARM_ERRORS = (DockerException, requests.RequestException)
 
 JOB_LABEL = "certbotless.job"
+# Every one-off job service is named so: the Docker API proxy lets certbotless remove only
+# services named so (haproxy/docker-api-proxy.cfg; tests/unit/test_docker_api_proxy_cfg.py).
+JOB_NAME_PREFIX = OBJECT_NAME_PREFIX + "job-"
 # Who ran a job: only its owner removes it when orphaned (several sidecars may share a swarm).
 JOB_OWNER = "certbotless.job.owner"
 STACK_LABEL = "com.docker.stack.namespace"  # set by `docker stack deploy` on every service
@@ -49,7 +52,15 @@ class JobResult:
         return self.state in ("complete", "failed")
 
 
-__all__ = ["SWARM_ERRORS", "APIError", "JobResult", "NotFound", "Swarm", "docker_endpoint"]
+__all__ = [
+    "JOB_NAME_PREFIX",
+    "SWARM_ERRORS",
+    "APIError",
+    "JobResult",
+    "NotFound",
+    "Swarm",
+    "docker_endpoint",
+]
 
 
 def docker_endpoint() -> str:
@@ -91,9 +102,10 @@ class Swarm:
         return cast(Json, self.api.inspect_service(name_or_id))
 
     def update_service(self, service: Json, spec: Json) -> None:
-        """Post a whole new spec; `service` is the inspect result it was derived from."""
+        """Post a whole new spec; `service` is the inspect result it was derived from. By name:
+        the Docker API proxy knows the edge's and the sidecar's services by name only."""
         self.api.update_service(
-            service["ID"],
+            service["Spec"]["Name"],
             service["Version"]["Index"],
             task_template=spec["TaskTemplate"],
             name=spec["Name"],
@@ -104,9 +116,11 @@ class Swarm:
             endpoint_spec=spec.get("EndpointSpec"),
         )
 
-    def run_job(self, name: str, task_template: Json, timeout: float) -> JobResult:
-        """Run `task_template` once as a replicated job and remove it afterwards. The job is
-        labelled as certbotless's, so that one orphaned by a killed process can be found."""
+    def run_job(self, purpose: str, task_template: Json, timeout: float) -> JobResult:
+        """Run `task_template` once as a replicated job named JOB_NAME_PREFIX + `purpose`, and
+        remove it afterwards. The job is labelled as certbotless's, so that one orphaned by a
+        killed process can be found."""
+        name = JOB_NAME_PREFIX + purpose
         service = self.api.create_service(
             {**task_template, "RestartPolicy": {"Condition": "none"}},
             name=name,
@@ -128,7 +142,8 @@ class Swarm:
                 error = f"no result within {timeout:.0f} s (task {state}) {error}".strip()
             return JobResult(state, output, error)
         finally:
-            self.api.remove_service(service["ID"])
+            # By name: the Docker API proxy removes only services named as jobs.
+            self.api.remove_service(name)
 
     def _job_output(self, service_id: str) -> str:
         """What the job printed. Reading service logs sometimes stalls in the engine
@@ -148,7 +163,7 @@ class Swarm:
             filters={"label": [f"{JOB_LABEL}=true", f"{JOB_OWNER}={self.owner}"]}
         )
         for service in orphans:
-            self.api.remove_service(service["ID"])
+            self.api.remove_service(service["Spec"]["Name"])
         return [service["Spec"]["Name"] for service in orphans]
 
     def own_service_name(self) -> str | None:
@@ -227,22 +242,22 @@ class Swarm:
         return cast(Json, inspect(object_id))
 
     def update_object_labels(self, kind: ObjectKind, item: Json, labels: dict[str, str]) -> None:
-        """Replace the labels of a config or secret, the one thing Swarm lets change (docker-py
-        has no call for it). The spec goes back as inspected (`item`; a secret's comes without
-        its data, as Swarm's update wants) but for the labels, and fails "out of sequence" if
-        anyone changed it since: a compare-and-swap."""
+        """Replace a config's or secret's labels, all Swarm lets change (docker-py has no call):
+        its spec as inspected (`item`, a secret's without data), by name (the API proxy checks
+        it), failing "out of sequence" if anyone changed it since (a compare-and-swap)."""
         response = self.api._post_json(
-            self.api._url(f"/{kind.value}s/{{0}}/update", item["ID"]),
+            self.api._url(f"/{kind.value}s/{{0}}/update", item["Spec"]["Name"]),
             data={**item["Spec"], "Labels": labels},
             params={"version": item["Version"]["Index"]},
         )
         self.api._raise_for_status(response)
 
-    def remove_config(self, config_id: str) -> None:
-        self.api.remove_config(config_id)
+    # By name (the engine takes it as well as an ID), which the Docker API proxy checks.
+    def remove_config(self, name: str) -> None:
+        self.api.remove_config(name)
 
-    def remove_secret(self, secret_id: str) -> None:
-        self.api.remove_secret(secret_id)
+    def remove_secret(self, name: str) -> None:
+        self.api.remove_secret(name)
 
     def referenced_object_ids(self) -> set[str]:
         """IDs of every secret and config that any service's current or previous spec mounts."""

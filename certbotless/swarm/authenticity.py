@@ -153,7 +153,7 @@ class AuthenticObjects:
             remove = (
                 self.swarm.remove_secret if kind == ObjectKind.SECRET else self.swarm.remove_config
             )
-            remove(object_id)
+            remove(name)
             raise
         return object_id
 

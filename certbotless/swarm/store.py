@@ -282,9 +282,9 @@ class CertStore:
 
     def remove(self, target: StoredObject) -> None:
         if target.kind == ObjectKind.SECRET:
-            self.swarm.remove_secret(target.object_id)
+            self.swarm.remove_secret(target.name)
         else:
-            self.swarm.remove_config(target.object_id)
+            self.swarm.remove_config(target.name)
 
     def _create_once(
         self, kind: ObjectKind, role: ObjectRole, name: str, data: bytes

@@ -5,6 +5,7 @@ call, without the engine ever seeing it."""
 
 import http.client
 import json
+import os
 import shutil
 import socket
 import socketserver
@@ -29,6 +30,14 @@ from tests.support.paths import REPO
 from tests.support.ports import unused_port
 
 PROXY_CONFIG = REPO / "haproxy" / "docker-api-proxy.cfg"
+# What stacks/edge.yml tells the proxy (a stack named `edge`, an operator's htpasswd secret).
+PROXY_ENV = {
+    "EDGE_SERVICE": "edge_nginx",
+    "SIDECAR_SERVICE": "edge_certbotless",
+    "EDGE_IMAGE": "certbotless-nginx:latest",
+    "SIDECAR_IMAGE": "certbotless:0.2.0",
+    "USER_SECRETS": "site_htpasswd|shop_htpasswd_[0-9a-f]{8}",
+}
 
 # The edge's service as the engine returns it: what certbotless's updates and jobs start from.
 EDGE_SERVICE: dict[str, Any] = {
@@ -174,6 +183,7 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     (work / "haproxy.cfg").write_text(config)
     haproxy = subprocess.Popen(
         ["haproxy", "-db", "-f", str(work / "haproxy.cfg")],
+        env={**os.environ, **PROXY_ENV},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -205,7 +215,7 @@ def _every_swarm_call() -> dict[str, Callable[[Swarm], object]]:
         "inspect_service": lambda s: s.inspect_service("edge_nginx"),
         "update_service": lambda s: s.update_service(EDGE_SERVICE, EDGE_SERVICE["Spec"]),
         "run_job": lambda s: s.run_job(
-            "cbl-nginx-check-0a1b2c3d",
+            "nginx-check-0a1b2c3d",
             edge_job_template(EDGE_SERVICE, ["nginx", "-t"], [ref]),
             timeout=0,
         ),
@@ -226,14 +236,12 @@ def _every_swarm_call() -> dict[str, Callable[[Swarm], object]]:
         "update_config_labels": lambda s: s.update_config_labels(
             "objid0123456789abcdefghijk", {"certbotless.status.a": '{"reason": "é"}'}
         ),
-        "inspect_object": lambda s: s.inspect_object(
-            ObjectKind.SECRET, "objid0123456789abcdefghijk"
-        ),
+        "inspect_object": lambda s: s.inspect_object(ObjectKind.SECRET, OBJECT["ID"]),
         "update_object_labels": lambda s: s.update_object_labels(
-            ObjectKind.SECRET, OBJECT, {"certbotless.mac": "0" * 64}
+            ObjectKind.SECRET, OBJECT, {"certbotless.mac": "0"}
         ),
-        "remove_config": lambda s: s.remove_config("objid0123456789abcdefghijk"),
-        "remove_secret": lambda s: s.remove_secret("secretid0123456789abcdefg"),
+        "remove_config": lambda s: s.remove_config("cbl-a-1"),
+        "remove_secret": lambda s: s.remove_secret("certbotless_front_haproxy_cfg_0123abcd"),
         "referenced_object_ids": lambda s: s.referenced_object_ids(),
         "mounted_object_ids": lambda s: s.mounted_object_ids("edge_nginx"),
     }
@@ -318,11 +326,11 @@ def test_a_service_spec_that_reaches_the_host_is_refused(
     proxy: Proxy, addition: dict[str, Any], refusal: str
 ) -> None:
     client = docker.APIClient(base_url=proxy.url, version="1.41")
-    container = {"Image": "alpine", "Command": ["sh"], **addition}
+    container = {"Image": "certbotless-nginx:latest", "Command": ["nginx", "-t"], **addition}
     before = len(proxy.engine.calls)
     with pytest.raises(APIError, match=f"refuses POST /v1.41/services/create: .*{refusal}"):
-        client.create_service({"ContainerSpec": container}, name="cbl-evil")
-    with pytest.raises(APIError, match=f"the service spec asks for {refusal}"):
+        client.create_service({"ContainerSpec": container}, name="cbl-job-evil")
+    with pytest.raises(APIError, match=f"the body asks for {refusal}"):
         client.update_service(
             EDGE_SERVICE["ID"], 42, task_template={"ContainerSpec": container}, name="edge_nginx"
         )
@@ -361,3 +369,81 @@ def test_a_service_spec_the_proxy_cannot_read_plainly_is_refused(
     message = json.loads(text)["message"]
     assert message.startswith("the certbotless Docker API proxy refuses POST /v1.41/services/")
     assert len(proxy.engine.calls) == before
+
+
+def _spec(container: dict[str, Any]) -> bytes:
+    return json.dumps({"Name": "cbl-job-x", "TaskTemplate": {"ContainerSpec": container}}).encode()
+
+
+NGINX_CHECK = {"Image": "certbotless-nginx:latest", "Command": ["nginx", "-t"]}
+SECRET = {"SecretID": "secretid0123456789abcdefg", "File": {"Name": "/k", "UID": "0", "GID": "0"}}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        # Issue 28: what a compromised sidecar could do with the first proxy.
+        ("DELETE", "/v1.41/services/shop_db", b""),
+        ("DELETE", "/v1.41/services/edge_nginx", b""),
+        ("DELETE", "/v1.41/services/edgeserviceid0123456789abc", b""),  # by ID: unknown whose
+        ("POST", "/v1.41/services/shop_db/update?version=3",
+         json.dumps({"Name": "shop_db", "TaskTemplate": {"ContainerSpec": {"Image": "evil"}}})
+         .encode()),
+        ("DELETE", "/v1.41/configs/shop_conf", b""),
+        ("DELETE", "/v1.41/configs/confid0123456789abcdefghi", b""),
+        ("DELETE", "/v1.41/secrets/shop_db_password", b""),
+        ("POST", "/v1.41/secrets/shop_db_password/update?version=3", b'{"Name":"x"}'),
+        ("POST", "/v1.41/configs/create", b'{"Name":"shop_conf","Data":"eA=="}'),
+        ("POST", "/v1.41/configs/create",
+         b'{"Labels":{"Name":"cbl-x"},"name":"shop_conf","Data":"eA=="}'),
+        # Spec writes: another stack's secret, another image, another command, the linker.
+        ("POST", "/v1.41/services/create",
+         _spec({**NGINX_CHECK, "Secrets": [{**SECRET, "SecretName": "shop_db_password"}]})),
+        ("POST", "/v1.41/services/create",
+         _spec({**NGINX_CHECK, "secrets": [{**SECRET, "secretname": "shop_db_password"}]})),
+        ("POST", "/v1.41/services/create", _spec({**NGINX_CHECK, "Image": "alpine"})),
+        ("POST", "/v1.41/services/create",
+         _spec({**NGINX_CHECK, "Image": "certbotless-nginx:latest.evil.example/x"})),
+        ("POST", "/v1.41/services/create", _spec({**NGINX_CHECK, "Command": ["sh", "-c", "id"]})),
+        ("POST", "/v1.41/services/create", _spec({**NGINX_CHECK, "Args": ["-c", "/x.conf"]})),
+        ("POST", "/v1.41/services/create", _spec({**NGINX_CHECK, "Env": ["LD_PRELOAD=/x.so"]})),
+        ("POST", "/v1.41/services/create",
+         json.dumps({"Name": "shop_db", "TaskTemplate": {"ContainerSpec": NGINX_CHECK}}).encode()),
+        ("POST", "/v1.41/services/edge_nginx/update?version=42",
+         _spec({"Image": "alpine"})),
+        ("POST", "/v1.41/services/edge_nginx/update?version=42",
+         _spec({"Image": "certbotless-nginx:latest",
+                "Secrets": [{**SECRET, "SecretName": "shop_db_password"}]})),
+        ("POST", "/v1.41/services/edge_certbotless/update?version=42",
+         _spec({"Image": "certbotless-nginx:latest"})),
+    ],
+)  # fmt: skip
+def test_a_write_to_what_is_not_certbotlesss_is_refused(
+    proxy: Proxy, method: str, path: str, body: bytes
+) -> None:
+    before = len(proxy.engine.calls)
+    status, text = proxy.request(method, path, body)
+    assert status == 403, text
+    assert json.loads(text)["message"].startswith("the certbotless Docker API proxy refuses ")
+    assert len(proxy.engine.calls) == before, "the engine saw a refused call"
+
+
+@pytest.mark.parametrize(
+    ("path", "container"),
+    [
+        ("/v1.41/services/create",
+         {**NGINX_CHECK, "Secrets": [{**SECRET, "SecretName": "cbl-shop-1"},
+                                     {**SECRET, "SecretName": "site_htpasswd"},
+                                     {**SECRET, "SecretName": "shop_htpasswd_0a1b2c3d"}]}),
+        ("/v1.41/services/edge_nginx/update?version=42",
+         {"Image": "certbotless-nginx:latest@sha256:" + "0" * 64, "Args": ["nginx"]}),
+        ("/v1.41/services/edge_certbotless/update?version=42",
+         {"Image": "certbotless:0.2.0",
+          "Secrets": [{**SECRET, "SecretName": "certbotless-dns-rfc2136-key-secret"}]}),
+    ],
+)  # fmt: skip
+def test_certbotlesss_own_spec_writes_pass(
+    proxy: Proxy, path: str, container: dict[str, Any]
+) -> None:
+    status, text = proxy.request("POST", path, _spec(container))
+    assert status == 200, text

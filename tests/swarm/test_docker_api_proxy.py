@@ -3,6 +3,8 @@
 own commands work through it."""
 
 import json
+import re
+import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,6 +49,36 @@ attempts = {
                                        "Target": "/var/run/docker.sock"}]}},
         name="cbl-proxy-escape"),
 }
+# Issue 28: the victims' names, set by the test.
+VICTIM_SERVICE, VICTIM_SECRET, VICTIM_CONFIG = __VICTIMS__
+edge = api.inspect_service(__EDGE__)["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+victim = api.inspect_service(VICTIM_SERVICE)
+secret = api.inspect_secret(VICTIM_SECRET)
+config = api.inspect_config(VICTIM_CONFIG)
+template = victim["Spec"]["TaskTemplate"]
+other_image = {**template, "ContainerSpec": {**template["ContainerSpec"],
+                                             "Image": "certbotless-front:local"}}
+mounting_it = [{"SecretID": secret["ID"], "SecretName": VICTIM_SECRET,
+                "File": {"Name": "/x", "UID": "0", "GID": "0", "Mode": 0o400}}]
+attempts.update({
+    "a service mounting another stack's secret": lambda: api.create_service(
+        {"ContainerSpec": {"Image": "certbotless-front:local", "Command": ["cat", "/x"],
+                           "Secrets": mounting_it}}, name="cbl-proxy-escape"),
+    "a job in the edge image mounting another stack's secret": lambda: api.create_service(
+        {"ContainerSpec": {"Image": edge, "Command": ["nginx", "-t"], "Secrets": mounting_it}},
+        name="cbl-job-proxy-escape"),
+    "delete another service": lambda: api.remove_service(VICTIM_SERVICE),
+    "delete another service by ID": lambda: api.remove_service(victim["ID"]),
+    "delete another config": lambda: api.remove_config(VICTIM_CONFIG),
+    "delete another config by ID": lambda: api.remove_config(config["ID"]),
+    "delete another secret by ID": lambda: api.remove_secret(secret["ID"]),
+    "update another service's image": lambda: api.update_service(
+        victim["ID"], victim["Version"]["Index"], name=victim["Spec"]["Name"],
+        task_template=other_image),
+    "update another service's image, by name": lambda: api.update_service(
+        VICTIM_SERVICE, victim["Version"]["Index"], name=victim["Spec"]["Name"],
+        task_template=other_image),
+})
 results = {}
 for what, attempt in attempts.items():
     try:
@@ -84,14 +116,48 @@ def test_the_sidecar_has_no_socket_only_the_proxy(edge_with_app: str) -> None:
     assert probe.returncode != 0, "the sidecar still has the engine's socket"
 
 
-def test_what_would_take_a_manager_over_is_refused(edge_with_app: str) -> None:
-    output = docker("exec", edge_with_app, "python3", "-c", ATTEMPTS)
+@pytest.fixture(scope="module")
+def victims(
+    edge_with_app: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str, str]]:
+    """Another stack's service (the demo app), secret and config: what a compromised sidecar
+    must not reach (issue 28)."""
+    token = secrets.token_hex(3)
+    secret, config = f"h28-victim-password-{token}", f"h28-victim-conf-{token}"
+    data = tmp_path_factory.mktemp("victims") / "data"
+    data.write_text("hunter2")
+    docker("secret", "create", secret, str(data))
+    docker("config", "create", config, str(data))
+    try:
+        yield f"{DEMO_STACK}_app", secret, config
+    finally:
+        run(["docker", "secret", "rm", secret], check=False)
+        run(["docker", "config", "rm", config], check=False)
+
+
+def test_what_would_take_a_manager_over_is_refused(
+    edge_with_app: str, victims: tuple[str, str, str]
+) -> None:
+    script = ATTEMPTS.replace("__VICTIMS__", repr(victims)).replace(
+        "__EDGE__", repr(f"{EDGE_STACK}_nginx")
+    )
+    output = docker("exec", edge_with_app, "python3", "-c", script)
     results: dict[str, str] = json.loads(output.strip().splitlines()[-1])
+    print(json.dumps(results, indent=1))
     for what, result in results.items():
         assert result.startswith("403 the certbotless Docker API proxy refuses "), (what, result)
     assert "POST /v1.41/containers/create" in results["create a privileged container"]
     assert "/exec" in results["exec in the sidecar"]
     assert "a bind mount" in results["a service with the engine's socket"]
+    in_edge_image = results["a job in the edge image mounting another stack's secret"]
+    assert "a secret not named" in in_edge_image
+    # The victims are as they were.
+    service, secret, config = victims
+    assert docker(
+        "service", "inspect", service, "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}"
+    ).startswith("certbotless-demo-app")
+    docker("secret", "inspect", secret)
+    docker("config", "inspect", config)
     # The engine never saw them.
     assert not docker("ps", "-aq", "--filter", "name=cbl-proxy-escape").split()
     assert not docker("service", "ls", "-q", "--filter", "name=cbl-proxy-escape").split()
@@ -112,11 +178,17 @@ def test_every_command_works_through_the_proxy(edge_with_app: str) -> None:
     listed = json.loads(docker("exec", sidecar, "certbotless", "list", "--json"))
     assert DEMO_HOST in json.dumps(listed), listed
     assert DEMO_HOST in docker("exec", sidecar, "certbotless", "render")
-    for command in (["doctor"], ["renew"], ["gc", "--dry-run"]):
+    assert DEMO_HOST in docker("exec", sidecar, "certbotless", "status", "--json")
+    # issue: an order, its storing, `nginx -t` in a job, a roll of the edge; revoke: the same
+    # after revoking; gc: removals of configs and secrets (by name); renew: a whole pass.
+    cert_name = listed[0]["name"]
+    for command in (["doctor"], ["renew"], ["gc", "--dry-run"], ["issue", DEMO_HOST],
+                    ["revoke", cert_name], ["gc"], ["renew"]):  # fmt: skip
         done = run(["docker", "exec", sidecar, "certbotless", *command], check=False)
         assert done.returncode == 0, f"certbotless {' '.join(command)}:\n{done.stdout}{done.stderr}"
     # Nothing certbotless itself asked for was refused, then or since the stack started.
     assert refused_calls() == refused_before
-    assert all("cbl-proxy-escape" in line or "/exec" in line or "/containers/" in line
-               or "/images/" in line or "/swarm/" in line or "/services/create" in line
-               for line in refused_before), refused_before  # fmt: skip
+    # Before the commands: the attempts above only, nothing of certbotless's own names. (The
+    # services/create lines are the attempts': their bodies were refused.)
+    assert not [line for line in refused_before
+                if re.search(r"cbl-(?!(job-)?proxy-escape)", line)], refused_before  # fmt: skip

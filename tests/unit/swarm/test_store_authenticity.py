@@ -74,10 +74,15 @@ class ObjectsSwarm:
     def update_config_labels(self, config_id: str, labels: dict[str, str]) -> None:
         self.items[config_id][1]["Spec"]["Labels"] = dict(labels)
 
-    def remove_config(self, object_id: str) -> None:
-        del self.items[object_id]
+    def remove_config(self, name: str) -> None:  # by name, as certbotless removes
+        self._remove(ObjectKind.CONFIG, name)
 
-    def remove_secret(self, object_id: str) -> None:
+    def remove_secret(self, name: str) -> None:
+        self._remove(ObjectKind.SECRET, name)
+
+    def _remove(self, kind: ObjectKind, name: str) -> None:
+        [object_id] = [i for i, (k, item) in self.items.items()
+                       if k == kind and item["Spec"]["Name"] == name]  # fmt: skip
         del self.items[object_id]
 
     def _listed(self, kind: ObjectKind, label: str) -> list[Item]:
@@ -147,7 +152,7 @@ def test_a_mac_copied_onto_another_object_is_rejected() -> None:
     store = store_on(swarm)
     real = store.save(issued())
     real_labels = swarm.items[real.config_id][1]["Spec"]["Labels"]
-    swarm.remove_config(real.config_id)  # gone (gc), so its name is free again
+    swarm.remove_config(real.config_name)  # gone (gc), so its name is free again
     _, copy = swarm.items[swarm.add(ObjectKind.CONFIG, real.config_name,
                                     issued().fullchain_pem, real_labels)]  # fmt: skip
     assert copy["Spec"]["Labels"][MAC] == real_labels[MAC]

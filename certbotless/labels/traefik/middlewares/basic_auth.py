@@ -15,7 +15,12 @@ from certbotless.labels.traefik.middlewares.options import (
     flag,
     known_fields,
 )
-from certbotless.labels.values import HEADER_NAME_RE, SECRET_NAME_RE, refused_htpasswd_secret
+from certbotless.labels.values import (
+    HEADER_NAME_RE,
+    NOT_MOUNTABLE,
+    SECRET_NAME_RE,
+    refused_htpasswd_secret,
+)
 from certbotless.model import BasicAuth, Route
 
 _HTPASSWD_RE = re.compile(r"^[^:\s]{1,64}:[A-Za-z0-9./$={}+-]{1,200}$", re.ASCII)
@@ -78,7 +83,7 @@ def mounted_secret(mw: Middleware, context: Context, key: str, what: str, instea
     found = next((name for name in candidates if name in context.secrets), None)
     if found is None:
         raise Unsupported(mw.label(key), path, f"no Swarm secret is named "
-                          f"{' or '.join(candidates)}; create it from the file "
+                          f"{' or '.join(candidates)} {NOT_MOUNTABLE}; create it from the file "
                           f"(`docker secret create {target} FILE`: one Traefik's own stack "
                           "made, <its stack>_<name>, is another stack's and not "
                           "used)")  # fmt: skip
