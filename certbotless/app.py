@@ -64,9 +64,9 @@ class App:
             settings = replace(settings, own_service=self.swarm.own_service_name())
         # One-off jobs' owner: the sidecar's service (a restarted task cleans up after the last).
         self.swarm.owner = settings.own_service or self.swarm.owner
+        self.swarm.trusts_stacks = settings.trust_stack_namespace
         self.settings = settings
-        # The daemon makes the key on its first start (cli.run_daemon); where it is not mounted,
-        # the store's objects are not authenticated.
+        # Not authenticated where the key (made on the daemon's first start) is not mounted.
         self.store = CertStore(self.swarm, read_store_key(store_key_file(settings)))
         status_config = StatusConfig(self.swarm)
         self.statuses = SwarmStatusStore(status_config)

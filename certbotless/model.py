@@ -65,6 +65,7 @@ class ServiceInfo:
     stack: str = ""  # com.docker.stack.namespace, as the service says: it decides no ownership
     created_at: datetime | None = None  # Swarm's CreatedAt: orders new claims of one pass
     id: str = ""  # Swarm's ID, which claims record ("": not known, as in lint)
+    trusted_stack: str = ""  # `stack`, where the operator trusts it (labels.claims.may_join)
 
 
 @dataclass(frozen=True)

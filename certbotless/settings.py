@@ -61,7 +61,7 @@ VARIABLES = (
     "LOG_LEVEL", "LOG_FORMAT", "METRICS_LISTEN", "ALERT_WEBHOOK", "ALERT_WEBHOOK_FORMAT",
     "SMTP_URL", "ALERT_EMAIL", "LABEL_DIALECTS", "TRAEFIK_EXPOSED_BY_DEFAULT",
     "TRAEFIK_DYNAMIC_CONFIG", "TRAEFIK_DEFAULT_RULE", "TRAEFIK_RULE_SYNTAX",
-    "TRAEFIK_SERVER_URLS", "USER_SECRETS",
+    "TRAEFIK_SERVER_URLS", "USER_SECRETS", "TRUST_STACK_NAMESPACE",
     "DNS01_PROVIDER", "DNS01_RESOLVERS", "DNS01_PROPAGATION_TIMEOUT",
     "DNS01_PROPAGATION_INTERVAL", "DNS01_NAMESERVER_PORT", "SECRETS_DIR",
     "STATUS_LISTEN", "STATUS_HTPASSWD", "STATUS_ALLOW_FROM", "STATUS_FORWARD_AUTH",
@@ -211,6 +211,10 @@ class Settings:
     # files): their whole names match this. The Docker API proxy refuses any other (None: none
     # but certbotless's, cbl-… and certbotless-…).
     user_secrets: re.Pattern[str] | None = None
+    # Services' own com.docker.stack.namespace taken as their stack, so that one stack's services
+    # share hosts, certificates and middlewares as in Traefik: only where every service comes
+    # from `docker stack deploy` (which sets it), never where a team can create services itself.
+    trust_stack_namespace: bool = False
     # DNS-01: the provider of certificates whose labels name none (None: DNS-01 needs the
     # label); the resolvers that find zones, CNAMEs and name servers (empty: the system's);
     # how long every authoritative server has to serve a record, and how often they are asked.
@@ -491,6 +495,9 @@ def _dialects_settings(get: Variable, defaults: Settings) -> dict[str, Any]:
             get("TRAEFIK_SERVER_URLS"), "TRAEFIK_SERVER_URLS"
         ),
         "user_secrets": name_pattern(get("USER_SECRETS"), "USER_SECRETS"),
+        "trust_stack_namespace": flag(
+            get("TRUST_STACK_NAMESPACE"), "TRUST_STACK_NAMESPACE", defaults.trust_stack_namespace
+        ),
     }  # fmt: skip
 
 

@@ -48,8 +48,11 @@ def shared_with(owner: ServiceInfo) -> frozenset[str]:
 def may_join(joiner: ServiceInfo, owner: ServiceInfo) -> bool:
     """Whether `joiner` may use what `owner` holds: it is the owner, or the owner's
     `certbotless.share` names it (its Swarm name, or its name within the owner's stack as a
-    stack file writes it: `api` for `shop_api`), or is `*`."""
-    if joiner.name == owner.name:
+    stack file writes it: `api` for `shop_api`), or is `*`; or both are of one stack, where
+    the operator trusts services' stacks (CERTBOTLESS_TRUST_STACK_NAMESPACE)."""
+    if joiner.name == owner.name or (
+        joiner.trusted_stack and joiner.trusted_stack == owner.trusted_stack
+    ):
         return True
     names = shared_with(owner)
     if EVERYONE in names or joiner.name in names:

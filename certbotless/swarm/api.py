@@ -75,6 +75,7 @@ class Swarm:
         # The jobs' owner: the sidecar's service (a restarted task cleans up after the one
         # before it), else this container.
         self.owner = owner or socket.gethostname()
+        self.trusts_stacks = False  # ServiceInfo.trusted_stack (settings.trust_stack_namespace)
 
     # services -----------------------------------------------------------------------------
     def services(self) -> list[ServiceInfo]:
@@ -82,20 +83,16 @@ class Swarm:
         network_names = {n["Id"]: n["Name"] for n in self.api.networks()}
         for service in self.api.services():
             spec = service["Spec"]
+            labels = dict(spec.get("Labels") or {})
+            stack = labels.get(STACK_LABEL, "")
             networks = spec.get("TaskTemplate", {}).get("Networks") or spec.get("Networks") or []
-            infos.append(
-                ServiceInfo(
-                    name=spec["Name"],
-                    labels=dict(spec.get("Labels") or {}),
-                    network_ids=tuple(n["Target"] for n in networks),
-                    network_names=tuple(
-                        network_names.get(n["Target"], n["Target"]) for n in networks
-                    ),
-                    stack=(spec.get("Labels") or {}).get(STACK_LABEL, ""),
-                    created_at=_swarm_time(service.get("CreatedAt")),
-                    id=str(service.get("ID", "")),
-                )
-            )
+            infos.append(ServiceInfo(
+                name=spec["Name"], labels=labels,
+                network_ids=tuple(n["Target"] for n in networks),
+                network_names=tuple(network_names.get(n["Target"], n["Target"]) for n in networks),
+                stack=stack, created_at=_swarm_time(service.get("CreatedAt")),
+                id=str(service.get("ID", "")), trusted_stack=stack if self.trusts_stacks else "",
+            ))  # fmt: skip
         return infos
 
     def inspect_service(self, name_or_id: str) -> Json:

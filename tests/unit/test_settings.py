@@ -108,6 +108,7 @@ BAD: dict[str, list[tuple[str, dict[str, str]]]] = {
                             ("http://a.internal?x=1", {}), ("http://user@a.internal", {}),
                             ("http://a.internal:99999", {})],
     "USER_SECRETS": [("shop_htpasswd_(", {}), ("[a-z", {})],
+    "TRUST_STACK_NAMESPACE": [("yes please", {})],
     "ROLLOUT_TIMEOUT": [("0", {}), ("²", {}), ("1e30", {}), ("100000", {})],
     "GC_KEEP_VERSIONS": [("0", {}), ("²", {}), ("three", {})],
     "GC_KEEP_EXPIRED_DAYS": [("²", {}), ("-1", {}), ("99999999", {}), ("1.5", {})],

@@ -5,6 +5,7 @@ when the owner's certbotless.share names them."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, assume, given, settings
@@ -65,6 +66,22 @@ def test_the_owner_lets_in_the_services_its_share_label_names() -> None:
     # label (the joiner's labels count for nothing), is not let in.
     bold = service("evil_pay", {"certbotless.share": "shop_web"}, stack="shop")
     assert not may_join(bold, shop) and may_join(shop, bold)
+
+
+def test_where_the_operator_trusts_stacks_one_stacks_services_share_as_in_traefik() -> None:
+    """CERTBOTLESS_TRUST_STACK_NAMESPACE (every service from `docker stack deploy`, which sets
+    the namespace): one stack's services share a host with no share label, as Traefik's do;
+    another stack's still does not."""
+    shop = replace(service("shop_web", SHOP, stack="shop"), trusted_stack="shop")
+    pay = replace(service("shop_pay", {**SHOP, "certbotless.path": "/pay"}, stack="shop",
+                          minute=5), trusted_stack="shop")  # fmt: skip
+    other = replace(service("blog_pay", {**SHOP, "certbotless.path": "/blog"}, stack="blog",
+                            minute=6), trusted_stack="blog")  # fmt: skip
+    found = discover([shop, pay, other])
+    assert owners(found) == {"shop.example.com": ["shop_web/", "shop_pay/pay"]}
+    assert [p.service for p in found.problems] == ["blog_pay"]
+    # Untrusted (the default), the same stack label lets nothing in.
+    assert not may_join(service("shop_pay", {}, stack="shop"), service("shop_web", {}, "shop"))
 
 
 # Item 2: a service created before shop's, relabelled later.
