@@ -32,6 +32,7 @@ from certbotless.model import (
 )
 from certbotless.seams import PassParts
 from certbotless.settings import Settings
+from certbotless.swarm.api import Json
 
 DIRECTORY = "https://ca.test/directory"
 # certbotless as stacks/edge.yml runs it: its own service named, in the stack `edge`.
@@ -350,3 +351,21 @@ class World:
                           next_attempt=earlier(r.next_attempt))
             for name, r in self.statuses.records.items()
         }  # fmt: skip
+
+
+class SecretsSwarm:
+    """The part of the Docker API that the edge's own keys (TLS ticket keys, digest nonce key)
+    use: secrets, their labels, created once; each key `key_bytes` long."""
+
+    def __init__(self, key_bytes: int) -> None:
+        self.key_bytes = key_bytes
+        self.made: list[Json] = []
+
+    def secrets(self, label_filter: str) -> list[Json]:
+        key, _, value = label_filter.partition("=")
+        return [s for s in self.made if s["Spec"]["Labels"].get(key) == value]
+
+    def create_secret(self, name: str, data: bytes, labels: dict[str, str]) -> str:
+        assert len(data) == self.key_bytes
+        self.made.append({"ID": f"id-{name}", "Spec": {"Name": name, "Labels": labels}})
+        return f"id-{name}"

@@ -82,16 +82,6 @@ def _certificate(directory: Path, name: str, domains: Sequence[str]) -> bytes:
     return cert.public_bytes(serialization.Encoding.DER)
 
 
-@pytest.fixture(scope="module")
-def newest(rig_env: dict[str, str]) -> NginxBinary:
-    root = Path(rig_env.get("CBL_NGINX_NEWEST_ROOT", ""))
-    if not (root / "usr/sbin/nginx").is_file():
-        pytest.fail(f"no nginx >= 1.27.4 root at {root} (`python3 -m rig up` unpacks one)")
-    binary = NginxBinary(root)
-    assert binary.version >= CERTIFICATES_ON_FIRST_USE_SINCE
-    return binary
-
-
 class Edge:
     """The rendered configuration with real certificates, in a scratch tree under the nginx
     root (`tree` here, `seen` to nginx)."""

@@ -12,7 +12,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import pytest
 
@@ -24,6 +24,7 @@ from certbotless.swarm.api import Swarm
 from certbotless.swarm.store import CertStore
 from tests.support.digest_client import authorization, challenge_pairs
 from tests.support.edge_nginx import HOST, echo_upstream, request, serve_routes, stop
+from tests.support.fakes import SecretsSwarm
 
 needs_njs = pytest.mark.skipif(shutil.which("nginx") is None or not local_has_njs(),
                                reason="needs nginx with njs")  # fmt: skip
@@ -124,24 +125,8 @@ def test_the_digest_may_name_a_path_the_request_is_under(task: Task) -> None:
     assert task.ask("/other", elsewhere)[0] == 401
 
 
-class SecretsSwarm:
-    """The part of the Docker API the nonce key uses: secrets, their labels, created once."""
-
-    def __init__(self) -> None:
-        self.made: list[dict[str, Any]] = []
-
-    def secrets(self, label_filter: str) -> list[dict[str, Any]]:
-        key, _, value = label_filter.partition("=")
-        return [s for s in self.made if s["Spec"]["Labels"].get(key) == value]
-
-    def create_secret(self, name: str, data: bytes, labels: dict[str, str]) -> str:
-        assert len(data) == 32
-        self.made.append({"ID": f"id-{name}", "Spec": {"Name": name, "Labels": labels}})
-        return f"id-{name}"
-
-
 def test_the_key_is_made_once_and_mounted_for_digest_routes_only() -> None:
-    swarm = SecretsSwarm()
+    swarm = SecretsSwarm(32)
     store = CertStore(cast(Swarm, swarm))
     plain = Route("app", (HOST,), 80)
     assert digest_key_references([plain], store) == []

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from certbotless.edge.h2c import as_grpc
-from certbotless.edge.upstreams import UPSTREAM_RESOLVE_SINCE
 from certbotless.model import Route
 from tests.support.edge_nginx import (
     FRONT_PROTOCOL_HEADER,
@@ -24,16 +23,6 @@ from tests.support.edge_nginx import (
     serve_routes,
     stop,
 )
-
-
-@pytest.fixture(scope="module")
-def newest(rig_env: dict[str, str]) -> NginxBinary:
-    root = Path(rig_env.get("CBL_NGINX_NEWEST_ROOT", ""))
-    if not (root / "usr/sbin/nginx").is_file():
-        pytest.fail(f"no nginx >= 1.27.3 root at {root} (`python3 -m rig up` unpacks one)")
-    binary = NginxBinary(root)
-    assert binary.version >= UPSTREAM_RESOLVE_SINCE
-    return binary
 
 
 def _through_h2c(edge: NginxBinary, route: Route, tmp_path: Path) -> None:

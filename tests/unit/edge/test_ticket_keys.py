@@ -9,7 +9,7 @@ import socket
 import ssl
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 from certbotless.edge.render import render_nginx_conf
 from certbotless.model import ObjectKind, ObjectRole, Route, StoredObject
@@ -17,29 +17,14 @@ from certbotless.swarm.api import Swarm
 from certbotless.swarm.store import CertStore, plan_garbage
 from tests.support.edge_nginx import HOST, serve_routes, stop
 from tests.support.factories import CERTS_DIR, RESPONDER, certs_for
+from tests.support.fakes import SecretsSwarm
 
 TODAY = date(2026, 12, 6)
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 
 
-class SecretsSwarm:
-    """The part of the Docker API that ticket keys use: secrets, their labels, created once."""
-
-    def __init__(self) -> None:
-        self.made: list[dict[str, Any]] = []
-
-    def secrets(self, label_filter: str) -> list[dict[str, Any]]:
-        key, _, value = label_filter.partition("=")
-        return [s for s in self.made if s["Spec"]["Labels"].get(key) == value]
-
-    def create_secret(self, name: str, data: bytes, labels: dict[str, str]) -> str:
-        assert len(data) == 80
-        self.made.append({"ID": f"id-{name}", "Spec": {"Name": name, "Labels": labels}})
-        return f"id-{name}"
-
-
 def test_a_key_a_day_and_the_previous_one_are_mounted() -> None:
-    swarm = SecretsSwarm()
+    swarm = SecretsSwarm(80)
     store = CertStore(cast(Swarm, swarm))
     first = store.ensure_ticket_keys(TODAY)
     assert [name for name, _ in first] == ["cbl-tls-ticket-key-20261206"]

@@ -50,16 +50,6 @@ def service() -> Iterator[int]:
         server.server_close()
 
 
-@pytest.fixture(scope="module")
-def newest(rig_env: dict[str, str]) -> NginxBinary:
-    root = Path(rig_env.get("CBL_NGINX_NEWEST_ROOT", ""))
-    if not (root / "usr/sbin/nginx").is_file():
-        pytest.fail(f"no nginx >= 1.27.3 root at {root} (`python3 -m rig up` unpacks one)")
-    binary = NginxBinary(root)
-    assert binary.version >= UPSTREAM_RESOLVE_SINCE
-    return binary
-
-
 def _connections(binary: NginxBinary, port: int, tmp_path: Path) -> set[int]:
     route = Route("127.0.0.1", (HOST,), port, redirect_to_https=False)
     nginx, http_port, _ = serve_routes([route], tmp_path / "edge", binary=binary)
