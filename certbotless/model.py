@@ -66,6 +66,7 @@ class ServiceInfo:
     created_at: datetime | None = None  # Swarm's CreatedAt: orders new claims of one pass
     id: str = ""  # Swarm's ID, which claims record ("": not known, as in lint)
     trusted_stack: str = ""  # `stack`, where the operator trusts it (labels.claims.may_join)
+    secret_mounts: tuple[tuple[str, str], ...] = ()  # (target under /run/secrets/, secret name)
 
 
 @dataclass(frozen=True)

@@ -86,12 +86,15 @@ class Swarm:
             labels = dict(spec.get("Labels") or {})
             stack = labels.get(STACK_LABEL, "")
             networks = spec.get("TaskTemplate", {}).get("Networks") or spec.get("Networks") or []
+            mounts = spec.get("TaskTemplate", {}).get("ContainerSpec", {}).get("Secrets") or []
             infos.append(ServiceInfo(
                 name=spec["Name"], labels=labels,
                 network_ids=tuple(n["Target"] for n in networks),
                 network_names=tuple(network_names.get(n["Target"], n["Target"]) for n in networks),
                 stack=stack, created_at=_swarm_time(service.get("CreatedAt")),
                 id=str(service.get("ID", "")), trusted_stack=stack if self.trusts_stacks else "",
+                secret_mounts=tuple((m["File"]["Name"], m["SecretName"]) for m in mounts
+                                    if m.get("File") and m.get("SecretName")),
             ))  # fmt: skip
         return infos
 

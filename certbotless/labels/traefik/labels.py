@@ -197,7 +197,14 @@ def _middleware_definitions(
             name, _, rest = label[len(MIDDLEWARES) :].partition(".")
             kind, _, key = rest.partition(".")
             entry = found.setdefault(
-                (service.name, name), Middleware(name, kind.lower(), service.name, service.stack)
+                (service.name, name),
+                Middleware(
+                    name,
+                    kind.lower(),
+                    service.name,
+                    service.stack,
+                    secret_mounts=service.secret_mounts,
+                ),
             )
             entry.fields[key.lower()] = (label, value.strip())
             if kind.lower() != entry.kind:

@@ -65,7 +65,8 @@ def _users_file_secret(mw: Middleware, context: Context) -> str:
 
 
 def mounted_secret(mw: Middleware, context: Context, key: str, what: str, instead: str) -> str:
-    """The Swarm secret behind a file option `key=/run/secrets/<target>`: a secret named
+    """The Swarm secret behind a file option `key=/run/secrets/<target>`: the one the defining
+    service mounts at that target (as the Traefik service had it), else a secret named
     <target>, else the stack's (`docker stack deploy` names it <stack>_<target>)."""
     path = mw.value(key)
     target = path[len(SECRETS_DIR) :] if path.startswith(SECRETS_DIR) else ""
@@ -75,9 +76,8 @@ def mounted_secret(mw: Middleware, context: Context, key: str, what: str, instea
                           f"service mounted); {instead}")  # fmt: skip
     if (refused := refused_htpasswd_secret(target)) is not None:
         raise Unsupported(mw.label(key), path, refused)
-    candidates = [target]
-    if mw.stack:
-        candidates.append(f"{mw.stack}_{target}")
+    mounted = dict(mw.secret_mounts).get(target)
+    candidates = [mounted] if mounted else [target, *([f"{mw.stack}_{target}"] * bool(mw.stack))]
     if context.secrets is None:
         return target
     found = next((name for name in candidates if name in context.secrets), None)

@@ -27,6 +27,7 @@ class Middleware:
     stack: str
     fields: dict[str, tuple[str, str]] = field(default_factory=dict)
     kinds: set[str] = field(default_factory=set)  # further kinds under the same name (refused)
+    secret_mounts: tuple[tuple[str, str], ...] = ()  # the defining service's (ServiceInfo's)
 
     def value(self, key: str, default: str = "") -> str:
         found = self.fields.get(key)

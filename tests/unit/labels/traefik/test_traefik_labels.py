@@ -3,6 +3,7 @@ Every case is rendered and checked by a real `nginx -t`."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -697,6 +698,29 @@ def test_an_http_router_without_the_https_routers_auth_is_not_merged_open() -> N
     # With the same guard on both, one route, served over both schemes, guarded.
     (route,) = find([service("web", {**labels, f"{R}plain.middlewares": "auth"})]).routes
     assert route.basic_auth is not None and not route.redirect_to_https
+
+
+def test_a_users_file_is_the_secret_the_defining_service_mounts_there() -> None:
+    """basicauth.usersFile=/run/secrets/htpasswd, as Traefik's container had it: the secret the
+    service mounts at that target (a stack file may name it by its content hash), before the
+    names <target> and <stack>_<target>."""
+    labels = {
+        "traefik.enable": "true",
+        f"{R}admin.rule": "Host(`admin.example.com`)",
+        f"{S}admin.loadbalancer.server.port": "9000",
+        f"{M}auth.basicauth.usersfile": "/run/secrets/htpasswd",
+        f"{R}admin.middlewares": "auth",
+    }
+    hashed = "shop_htpasswd_82e847d5"
+    web = ServiceInfo("shop_web", labels, ("net",), ("edge",), stack="shop",
+                      secret_mounts=(("htpasswd", hashed),))  # fmt: skip
+    settings = Settings(user_secrets=re.compile(r"shop_htpasswd_[0-9a-f]{8}"))
+    (route,) = discovered(settings, [web], None, frozenset({hashed, "htpasswd"})).routes
+    assert route.basic_auth is not None and route.basic_auth.secret == hashed
+    # Without the mount, by name (here nothing of that name may be mounted: refused).
+    unmounted = ServiceInfo("shop_web", labels, ("net",), ("edge",), stack="shop")
+    found = discovered(settings, [unmounted], None, frozenset({hashed}))
+    assert found.routes == () and "no Swarm secret is named htpasswd" in str(found.problems)
 
 
 def test_labels_that_are_not_traefiks_are_none_of_the_dialects_business() -> None:
