@@ -254,11 +254,12 @@ class EdgeImageNginx:
 
     def __call__(self, service: Json) -> tuple[NginxVersion, int | None]:
         ask = lambda: nginx_version_in_edge_image(self.swarm, service, self.timeout)  # noqa: E731
-        return asked_once(self.versions, service, ask, (DEFAULT_NGINX_VERSION, None), "nginx")
+        return asked_once(self.versions, service, ask, (DEFAULT_NGINX_VERSION, None),
+                          lambda fact: "nginx " + ".".join(map(str, fact[0])))  # fmt: skip
 
     def has_njs(self, service: Json) -> bool:
         ask = lambda: njs_in_edge_image(self.swarm, service, self.timeout)  # noqa: E731
-        return asked_once(self.njs, service, ask, False, "njs")
+        return asked_once(self.njs, service, ask, False, lambda has: "njs" if has else "no njs")
 
 
 class SwarmEdgeDeployer:

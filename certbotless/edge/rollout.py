@@ -491,17 +491,21 @@ def njs_in_edge_image(swarm: Swarm, service: Json, timeout: float) -> bool:
 
 
 def asked_once(
-    known: dict[str, Fact], service: Json, ask: Callable[[], Fact], fallback: Fact, what: str
+    known: dict[str, Fact],
+    service: Json,
+    ask: Callable[[], Fact],
+    fallback: Fact,
+    what: Callable[[Fact], str],
 ) -> Fact:
-    """A fact of the edge's image (`what`: its nginx version, whether it has njs), asked once
-    per image; `fallback` (not remembered) when it cannot be asked."""
+    """A fact of the edge's image (its nginx version, whether it has njs), asked once per image;
+    `fallback` (not remembered) when it cannot be asked; `what` words it for the log."""
     image = service["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
     if image not in known:
         try:
             known[image] = ask()
         except (RolloutError, ValueError) as error:
-            log.warning("%s of the edge image %s unknown (%s); taken as %s", what, image, error,
-                        fallback)  # fmt: skip
+            log.warning("the edge image %s: unknown (%s); taken as %s", image, error,
+                        what(fallback))  # fmt: skip
             return fallback
-        log.info("the edge image %s: %s %s", image, what, known[image])
+        log.info("the edge image %s has %s", image, what(known[image]))
     return known[image]
