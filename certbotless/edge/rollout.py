@@ -14,7 +14,11 @@ from typing import NamedTuple, TypeVar
 
 from cryptography import x509
 
-from certbotless.edge.mounts import AUTH_TLS_SECRETS_DIR, HTPASSWD_SECRETS_DIR
+from certbotless.edge.mounts import (
+    AUTH_TLS_SECRETS_DIR,
+    CERTIFICATE_CHECK_CONF,
+    HTPASSWD_SECRETS_DIR,
+)
 from certbotless.edge.nginx_version import NginxVersion, parse_nginx_version, worker_group_id
 from certbotless.edge.njs import PROBE_COMMAND, module_loaded
 from certbotless.edge.validation import NginxConfigError, explain_nginx_error
@@ -316,6 +320,18 @@ def _serial_of(chain_pem: bytes) -> str:
     return serial_hex(x509.load_pem_x509_certificate(chain_pem).serial_number)
 
 
+# Every command certbotless runs in the edge image: the Docker API proxy lets jobs run these and
+# nothing else (haproxy/docker-api-proxy.cfg; tests/unit/test_docker_api_proxy_cfg.py checks).
+CHECK_COMMAND = ["nginx", "-t"]
+VERSION_COMMAND = ["nginx", "-V"]
+JOB_COMMANDS = (
+    CHECK_COMMAND,
+    [*CHECK_COMMAND, "-c", CERTIFICATE_CHECK_CONF],
+    VERSION_COMMAND,
+    PROBE_COMMAND,
+)
+
+
 def edge_job_template(service: Json, command: list[str], wanted: list[FileReference]) -> Json:
     """A task template that runs `command` like an edge task would: same image, user, mounts,
     networks and placement (so on a node that has the image), with `wanted` mounted."""
@@ -364,7 +380,7 @@ def check_in_edge_image(
     image = service["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
     what = "the new configuration" if conf is None else "every certificate and key"
     progress(f"{service['Spec']['Name']}: checking {what} with its own nginx")
-    command = ["nginx", "-t"] if conf is None else ["nginx", "-t", "-c", conf]
+    command = CHECK_COMMAND if conf is None else [*CHECK_COMMAND, "-c", conf]
     job = _run_in_edge_image(swarm, service, command, wanted, timeout)
     if not job.ran:
         raise RolloutError(
@@ -389,7 +405,7 @@ def nginx_version_in_edge_image(
 ) -> tuple[NginxVersion, int | None]:
     """The version of nginx in the edge's image, which decides some of the syntax, and the group
     id of its workers (None: unknown), from how it was built (`nginx -V`)."""
-    job = _run_in_edge_image(swarm, service, ["nginx", "-V"], [], timeout)
+    job = _run_in_edge_image(swarm, service, VERSION_COMMAND, [], timeout)
     if not job.succeeded:
         raise RolloutError(f"`nginx -V` in the edge image did not run: {job.error or job.output}")
     return parse_nginx_version(job.output), worker_group_id(job.output)

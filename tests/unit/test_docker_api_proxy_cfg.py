@@ -2,10 +2,12 @@
 gives its objects (issue 28): the names in its rules are the code's constants, and the stack
 tells it the services and images certbotless writes, so the two cannot drift."""
 
+import json
 import re
 
 import yaml
 
+from certbotless.edge.rollout import CHECK_COMMAND, JOB_COMMANDS
 from certbotless.labels.values import OPERATOR_SECRET_PREFIX, edge_may_mount
 from certbotless.model import OBJECT_NAME_PREFIX
 from certbotless.swarm.api import JOB_NAME_PREFIX
@@ -71,3 +73,20 @@ def test_the_secrets_a_label_may_name_are_those_the_proxy_lets_the_edge_mount() 
     assert [s for s in mountable + refused if edge_may_mount(s, pattern)] == mountable
     assert not [s for s in refused if edge_may_mount(s, None)]
     assert f"(?:{OBJECT_NAME_PREFIX}|{OPERATOR_SECRET_PREFIX})" in acl("body_foreign_secret")
+
+
+def test_jobs_may_run_certbotlesss_commands_and_no_other() -> None:
+    """The job command rule reads as the code's commands: each of JOB_COMMANDS, as docker-py
+    sends it in a spec, passes; anything else is refused."""
+    rule = acl("body_not_nginx_check")
+    assert rule.startswith("req.body -m reg '") and rule.endswith("'")
+    refuses = re.compile(rule.removeprefix("req.body -m reg '").removesuffix("'"))
+
+    def spec(command: list[str]) -> str:
+        return json.dumps({"TaskTemplate": {"ContainerSpec": {"Image": "x", "Command": command}}})
+
+    for command in JOB_COMMANDS:
+        assert not refuses.search(spec(command)), command
+    for hostile in (["sh", "-c", "id"], ["nginx", "-t", "-c", "/run/secrets/shop_db"],
+                    ["nginx", "-g", "daemon off;"], [*CHECK_COMMAND, "-p", "/"]):  # fmt: skip
+        assert refuses.search(spec(hostile)), hostile
