@@ -159,8 +159,10 @@ class Reconciler:
             request.progress(f"more services changed during this pass: the next pass rolls {edge}")
             return Deployed()
         served = labelled_only(current, seen.found.specs, seen.wanted, request.progress)
+        # Every labelled name, issued or not (an own nginx.conf includes a placeholder for it).
+        labelled = [spec.name for spec in seen.found.specs]
         return deploy_edge(self.parts.edge, self.parts.store, edge, seen.found.routes, served,
-                           served.keys(), request.progress)  # fmt: skip
+                           labelled, request.progress)  # fmt: skip
 
     def revoke(
         self, name: str, reason: RevocationReason, progress: Callable[[str], None] = log.info,
