@@ -10,6 +10,7 @@ the join last.
 
 import json
 import re
+import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -100,6 +101,23 @@ class ClusterEdge:
             for node in nodes
         ]
 
+    def wait_front(self, nodes: list[str], timeout: float = 180) -> None:
+        """Until each node's front answers HTTP on port 80 (through it, nginx), as the CA will
+        reach it: an order placed before would fail validation and wait out its back-off."""
+        deadline = time.monotonic() + timeout
+        for node in nodes:
+            while True:
+                try:
+                    with socket.create_connection((self.cluster.address(node), 80), 2) as conn:
+                        conn.sendall(b"GET /healthz HTTP/1.0\r\nHost: front\r\n\r\n")
+                        if conn.recv(12).startswith(b"HTTP/1."):
+                            break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the front on {node} did not answer in {timeout:.0f} s")
+                time.sleep(1)
+
     def labelled_app(self, name: str, host: str) -> None:
         self.cluster.resolve_to_nodes(host, self.managers)
         self.docker(
@@ -125,6 +143,7 @@ def edge(cluster: Cluster, rig_env: dict[str, str], pebble_root: str) -> Iterato
     deploy_stack(
         STACK, ["edge.yml", "test-pebble.yml"], {**rig_env, **cluster.env(cluster.manager())}
     )
+    edge.wait_front(edge.managers)
     for name, host in APPS.items():
         edge.labelled_app(name, host)
     try:
