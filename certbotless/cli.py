@@ -26,6 +26,7 @@ from certbotless.daemon.scheduler import Daemon
 from certbotless.edge.nginx_version import DEFAULT_NGINX_VERSION, nginx_version_number
 from certbotless.edge.rollout import RolloutError
 from certbotless.edge.tree import TreeError, edge_tree, write_tree
+from certbotless.edge.upstreams import without_unpooled_options
 from certbotless.edge.validation import NginxConfigError
 from certbotless.labels.compose import ComposeError, docker_cli, parse_stack_argument
 from certbotless.labels.lint import lint, report_json, report_text
@@ -35,6 +36,7 @@ from certbotless.model import (
     CertSpec,
     ChallengeMode,
     KeyType,
+    LabelProblem,
     Listed,
     PassReport,
     PassRequest,
@@ -416,7 +418,13 @@ def lint_stacks(settings: Settings, args: argparse.Namespace) -> int:
             print(json.dumps({"ok": False, "error": str(error)}, indent=2))
         return 2
     print(report_json(report) if args.json else report_text(report), end="\n" if args.json else "")
+    unserved: tuple[LabelProblem, ...] = ()
     if args.render is not None:
+        # What the deployer says to the labels for an edge of that nginx, lint says too.
+        _, unserved = without_unpooled_options(report.routes, args.nginx_version)
+        for problem in unserved:
+            print(f"certbotless lint: {problem.service}: {problem.label}: {problem.message}",
+                  file=sys.stderr)  # fmt: skip
         tree = edge_tree(report.routes, report.specs, settings, args.nginx_version)
         try:
             written = write_tree(tree, args.render, settings.certs_dir, rebase=args.rebase)
@@ -424,7 +432,7 @@ def lint_stacks(settings: Settings, args: argparse.Namespace) -> int:
             print(f"certbotless lint: --render {args.render}: {error}", file=sys.stderr)
             return 2
         print(f"certbotless lint: wrote {len(written)} files under {args.render}", file=sys.stderr)
-    return 0 if report.ok else 1
+    return 0 if report.ok and not unserved else 1
 
 
 # Commands that need no swarm: run without building the App.

@@ -176,3 +176,33 @@ def test_a_real_nginx_answers_on_the_tree_as_the_labels_ask(
     # A basic-auth secret's placeholder lets nobody in.
     assert _ask(tls_port, "native.example.test", "/", tls=True)[0].split()[1] == "401"
     assert _ask(port, "unknown.example.test", "/", tls=False)[0].split()[1] == "404"
+
+
+def test_lint_says_what_an_older_nginx_cannot_honour(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A sticky cookie rendered for nginx 1.22 (no upstream follows Swarm's DNS): served in
+    turn, and lint says so by the label's name and fails, as the deployer reports it."""
+    stack = tmp_path / "sticky.yml"
+    stack.write_text("""
+services:
+  app:
+    image: app
+    networks: [edge]
+    deploy:
+      labels:
+        traefik.enable: "true"
+        traefik.http.routers.app.rule: Host(`sticky.example.test`)
+        traefik.http.services.app.loadbalancer.server.port: "8000"
+        traefik.http.services.app.loadbalancer.sticky.cookie.name: lb
+networks:
+  edge:
+    external: true
+    name: certbotless-edge
+""")
+    args = ["lint", "--no-docker-cli", "--render"]
+    assert cli.main([*args, str(tmp_path / "new"), "--nginx-version", "1.30.0", str(stack)]) == 0
+    capsys.readouterr()
+    assert cli.main([*args, str(tmp_path / "old"), "--nginx-version", "1.22.1", str(stack)]) == 1
+    said = capsys.readouterr().err
+    assert "sticky.cookie" in said and "1.27.3" in said, said
