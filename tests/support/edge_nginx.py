@@ -154,6 +154,18 @@ class Echo(BaseHTTPRequestHandler):
 
 
 @contextmanager
+def serving(handler: type[BaseHTTPRequestHandler], host: str = "127.0.0.1") -> Iterator[int]:
+    """An HTTP server of `handler` on a random loopback port (its port), for the block."""
+    server = ThreadingHTTPServer((host, 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
 def echo_servers(count: int) -> Iterator[list[int]]:
     """`count` echo upstreams on random loopback ports (their ports)."""
     servers = [ThreadingHTTPServer(("127.0.0.1", 0), Echo) for _ in range(count)]

@@ -267,22 +267,30 @@ def test_info_fields_nginx_cannot_give_are_refused_by_name(tmp_path: Path) -> No
         ]
 
 
+FORWARD_AUTH = "traefik.http.middlewares.a.forwardauth."
+
+
+def _https_auth_labels(upstream: int) -> dict[str, str]:
+    """A router to `upstream` behind forward auth `a` at the HTTPS echo server."""
+    return {
+        "traefik.enable": "true",
+        "traefik.http.routers.r.rule": "Host(`a.test`)",
+        "traefik.http.routers.r.middlewares": "a",
+        "traefik.http.services.s.loadbalancer.server.port": str(upstream),
+        f"{FORWARD_AUTH}address": f"https://127.0.0.1:{tls_echo_port()}/auth",
+    }
+
+
 def test_forward_auth_over_tls_verifies_the_auth_server_and_shows_the_certificate(
     tmp_path: Path,
 ) -> None:
     """forwardAuth.tls: the auth server's certificate checked against tls.ca (another CA's: no
     answer, 500 as from Traefik), the edge's certificate shown to it."""
-    auth = "traefik.http.middlewares.a.forwardauth."
+    auth = FORWARD_AUTH
     secrets = auth_tls_secrets()
     other_ca = {auth_tls_secret_target("other_ca"): throwaway_ca("Other CA").cert_pem}
     with echo_upstream() as upstream:
-        labels = {
-            "traefik.enable": "true",
-            "traefik.http.routers.r.rule": "Host(`a.test`)",
-            "traefik.http.routers.r.middlewares": "a",
-            "traefik.http.services.s.loadbalancer.server.port": str(upstream),
-            f"{auth}address": f"https://127.0.0.1:{tls_echo_port()}/auth",
-        }
+        labels = _https_auth_labels(upstream)
         for ca, shown, status in (("auth_ca", "edge.test", 200), ("other_ca", None, 500)):
             asked = {**labels, f"{auth}tls.ca": f"/run/secrets/{ca}",
                      f"{auth}tls.cert": "/run/secrets/auth_cert",
@@ -306,15 +314,7 @@ def test_an_https_auth_server_without_tls_options_is_verified_against_the_image_
     the auth server against the system's CAs; one signed by a throwaway CA gets no request
     through (500), never an unverified yes."""
     with echo_upstream() as upstream:
-        labels = {
-            "traefik.enable": "true",
-            "traefik.http.routers.r.rule": "Host(`a.test`)",
-            "traefik.http.routers.r.middlewares": "a",
-            "traefik.http.services.s.loadbalancer.server.port": str(upstream),
-            "traefik.http.middlewares.a.forwardauth.address":
-                f"https://127.0.0.1:{tls_echo_port()}/auth",
-        }  # fmt: skip
-        found = discovered([ServiceInfo("svc", labels)], FileMiddlewares())
+        found = discovered([ServiceInfo("svc", _https_auth_labels(upstream))], FileMiddlewares())
         assert found.problems == ()
         nginx, port, _ = serve_routes(found.routes, tmp_path / "edge")
         try:

@@ -4,9 +4,8 @@ upgrades still pass; on bookworm's nginx 1.22 each request has its connection, a
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import ClassVar
 
@@ -14,7 +13,15 @@ import pytest
 
 from certbotless.edge.upstreams import UPSTREAM_RESOLVE_SINCE
 from certbotless.model import Route
-from tests.support.edge_nginx import HOST, LOCAL_NGINX, NginxBinary, request, serve_routes, stop
+from tests.support.edge_nginx import (
+    HOST,
+    LOCAL_NGINX,
+    NginxBinary,
+    request,
+    serve_routes,
+    serving,
+    stop,
+)
 
 REQUESTS = 30
 
@@ -41,13 +48,8 @@ class KeepAlive(BaseHTTPRequestHandler):
 @pytest.fixture
 def service() -> Iterator[int]:
     KeepAlive.seen.clear()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), KeepAlive)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield int(server.server_address[1])
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(KeepAlive) as port:
+        yield port
 
 
 def _connections(binary: NginxBinary, port: int, tmp_path: Path) -> set[int]:

@@ -7,11 +7,10 @@ two tasks are Traefik's own cases (tests/traefik_cases/middlewares_label_test.js
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from certbotless.edge.shaping import answer_pages
 from certbotless.edge.upstreams import upstream_files, without_unpooled_options
 from certbotless.model import RateLimit, Route
 from certbotless.upstream_options import StickyCookie, Strategy, UpstreamOptions
-from tests.support.edge_nginx import HOST, LOCAL_NGINX, echo_upstream, serve_routes, stop
+from tests.support.edge_nginx import HOST, LOCAL_NGINX, echo_upstream, serve_routes, serving, stop
 from tests.support.factories import CERTS_DIR, RESPONDER
 from tests.support.traefik_cases import proxy_header
 
@@ -50,13 +49,8 @@ class Streaming(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def streaming() -> Iterator[int]:
-    server = ThreadingHTTPServer((LOOPBACK, 0), Streaming)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield int(server.server_address[1])
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Streaming, LOOPBACK) as port:
+        yield port
 
 
 def _seconds_to_first_part(port: int) -> float:
