@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from josepy.jwk import JWK
 
 from certbotless.acme.account import ExternalAccountBinding
+from certbotless.acme.caa import CaaPolicy, DnsCaaRecords, caa_identity
 from certbotless.acme.challenges import TokenStore
 from certbotless.acme.dns01 import Dns01Solver, DnsLookup, PropagationPolicy
 from certbotless.acme.dns_providers import ProvidersFromSecrets
@@ -141,9 +142,17 @@ class App:
                 preferred_chain=settings.preferred_chain,
                 concurrency=settings.concurrency,
                 observer=AcmeRequestMetrics(),
+                caa=self.caa_policy(),
             ),
             stop=self.stopping,
         )
+
+    def caa_policy(self) -> CaaPolicy | None:
+        """CAA checked before each order, for a CA whose CAA identity is known or set."""
+        settings = self.settings
+        identities = caa_identity(settings.caa_identities, settings.acme_directory)
+        records = DnsCaaRecords(settings.dns01_resolvers)
+        return CaaPolicy(identities, records) if identities else None
 
     def solver_for(self, edge: str | None, progress: Progress) -> ChallengeSolvers:
         """HTTP-01 through the edge, checked through each of its tasks before the CA looks, and

@@ -65,6 +65,21 @@ def one_line(value: str | None, name: str, expected: str = "", spaces: bool = Tr
     return value
 
 
+def caa_identities(value: str | None, name: str) -> str | None:
+    """`off`, or the CA's CAA identities: domain names, comma-separated."""
+    value = one_line(value, name)
+    if value is None or value.strip().lower() == "off":
+        return value and "off"
+    parts = [part.strip() for part in value.split(",")]
+    if not all(_HOSTNAME.fullmatch(part) for part in parts):
+        raise invalid(
+            name,
+            value,
+            "the CA's CAA identities (domain names, comma-separated, e.g. letsencrypt.org), or off",
+        )
+    return ",".join(part.lower() for part in parts)
+
+
 def email_address(value: str | None, name: str) -> str | None:
     if value is not None and not ADDRESS.fullmatch(value):
         raise invalid(name, value, "is not an e-mail address; write e.g. ops@example.com")

@@ -23,6 +23,7 @@ from certbotless.setting_values import (
     RuleTemplate,
     ServerUrlPrefix,
     ca_bundle,
+    caa_identities,
     certs_dir,
     choice,
     email_address,
@@ -56,6 +57,7 @@ DIRECTORY_SHORTCUTS = {"production": LETSENCRYPT_PRODUCTION, "staging": LETSENCR
 VARIABLES = (
     "ACME_DIRECTORY", "EMAIL", "CA_BUNDLE", "ACCOUNT_KEY_FILE", "SERVICE", "NGINX_SERVICE",
     "NGINX_CONF", "SCHEDULE", "CONCURRENCY", "EAB_KID", "EAB_HMAC_KEY", "PREFERRED_CHAIN",
+    "CAA_IDENTITIES",
     "RESPONDER_LISTEN", "RESPONDER_UPSTREAM", "CHALLENGE_DIR", "LOCK_FILE", "CERTS_DIR",
     "SELF_CHECK", "FRONT_SUBNET", "ROLLOUT_TIMEOUT", "GC_KEEP_VERSIONS", "GC_KEEP_EXPIRED_DAYS",
     "LOG_LEVEL", "LOG_FORMAT", "METRICS_LISTEN", "ALERT_WEBHOOK", "ALERT_WEBHOOK_FORMAT",
@@ -182,6 +184,7 @@ class Settings:
     eab_kid: str | None = None
     eab_hmac_key: str | None = field(default=None, repr=False)
     preferred_chain: str | None = None
+    caa_identities: str | None = None  # None: the known CA's; "off": not checked
     gc_keep_versions: int = 3
     nginx_conf: NginxConfMode = NginxConfMode.RENDERED
     # Webhook URLs carry their token in the path or query: never in a repr.
@@ -289,6 +292,7 @@ class Settings:
             eab_kid=eab_kid,
             eab_hmac_key=eab_hmac_key,
             preferred_chain=one_line(get("PREFERRED_CHAIN"), "PREFERRED_CHAIN"),
+            caa_identities=caa_identities(get("CAA_IDENTITIES"), "CAA_IDENTITIES"),
             gc_keep_versions=number(get("GC_KEEP_VERSIONS"), "GC_KEEP_VERSIONS", 1,
                                     MAX_KEEP_VERSIONS, defaults.gc_keep_versions),
             gc_keep_expired_days=number(get("GC_KEEP_EXPIRED_DAYS"), "GC_KEEP_EXPIRED_DAYS", 0,

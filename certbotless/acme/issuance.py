@@ -11,6 +11,7 @@ from acme import crypto_util, messages
 
 from certbotless.acme.authorizations import ChallengeAnswers
 from certbotless.acme.backoff import IdentifierBackoff
+from certbotless.acme.caa import CaaPolicy
 from certbotless.acme.errors import (
     Abandoned,
     AcmeError,
@@ -34,6 +35,7 @@ class CertificateIssuance:
         backoff: IdentifierBackoff,
         stopping: threading.Event,
         max_names: int,
+        caa: CaaPolicy | None = None,
     ) -> None:
         self.session = session
         self.orders = orders
@@ -41,6 +43,7 @@ class CertificateIssuance:
         self.backoff = backoff
         self.stopping = stopping
         self.max_names = max_names
+        self.caa = caa
 
     def issue(
         self, spec: CertSpec, solver: Solver, progress: Progress, replaces: str | None
@@ -51,6 +54,8 @@ class CertificateIssuance:
         self._unless_stopping()
         self._check_request(spec)
         self.backoff.check(spec.domains)
+        if self.caa is not None:
+            self.caa.check(spec, lambda: str(self.session.ensure_account().uri))
         key_pem = private_key_pem(generate_private_key(spec.key_type))
         csr_pem = _csr(spec, key_pem)
         progress(f"{spec.name}: ordering {', '.join(spec.domains)}")

@@ -23,6 +23,7 @@ from josepy.jwk import JWK
 from certbotless.acme.account import ExternalAccountBinding
 from certbotless.acme.authorizations import ChallengeAnswers
 from certbotless.acme.backoff import IdentifierBackoff
+from certbotless.acme.caa import CaaPolicy
 from certbotless.acme.errors import AcmeError, BadRequest, unusable_answers_as_acme_errors
 from certbotless.acme.issuance import CertificateIssuance
 from certbotless.acme.network import AcmeRequestObserver, RetryPolicy
@@ -47,6 +48,7 @@ class IssuerOptions:
     max_names: int = DEFAULT_MAX_NAMES
     policy: RetryPolicy | None = None
     observer: AcmeRequestObserver | None = None  # the daemon's metrics
+    caa: CaaPolicy | None = None  # CAA checked before each order (None: not checked)
 
 
 class AcmeIssuer:
@@ -91,6 +93,7 @@ class AcmeIssuer:
             self.backoff,
             self.stopping,
             options.max_names,
+            options.caa,
         )
 
     # --- the CA and the account ---------------------------------------------------------------

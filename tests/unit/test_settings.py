@@ -91,6 +91,7 @@ BAD: dict[str, list[tuple[str, dict[str, str]]]] = {
     "EAB_KID": [("kid-1", {}), ("kid 1", {"CERTBOTLESS_EAB_HMAC_KEY": "zWNDZM6eQGHW"})],
     "EAB_HMAC_KEY": [("zWNDZM6eQGHW", {}), ("not base64!", {"CERTBOTLESS_EAB_KID": "kid-1"})],
     "PREFERRED_CHAIN": [("ISRG\nRoot X1", {})],
+    "CAA_IDENTITIES": [("letsencrypt.org; pki.goog", {}), ("letsencrypt.org,,pki.goog", {})],
     "RESPONDER_LISTEN": [("0.0.0.0:http", {}), ("0.0.0.0:²", {}), ("0.0.0.0:0", {}),
                          ("0.0.0.0:65536", {}), ("example.com:8402", {}), ("[::]:8402", {})],
     "RESPONDER_UPSTREAM": [("certbotless", {}), ("certbotless:port", {}),
