@@ -1,7 +1,8 @@
 """What a route does in nginx's rewrite phase, before its access checks, for Traefik's
 middlewares that answer or rewrite by the request's host or URL: `headers.allowedHosts`
-(with `hostsProxyHeaders`), `redirectRegex` and `stripPrefixRegex`. Imports nothing of
-certbotless (a foundation: `model.Route` holds one `RewritePhase`)."""
+(with `hostsProxyHeaders`), `redirectScheme` over HTTPS, `redirectRegex` and
+`stripPrefixRegex`. Imports nothing of certbotless (a foundation: `model.Route` holds one
+`RewritePhase`)."""
 
 from __future__ import annotations
 
@@ -19,16 +20,29 @@ class AllowedHosts:
 
 
 @dataclass(frozen=True)
+class SchemeRedirect:
+    """Traefik's redirectScheme (to https) on a route served over HTTPS: a request whose Host
+    names another port than `port` (a Host without one, or with :443, names 443) is redirected
+    to `https://host[:port]` and its request target, `statuses` for GET and for other methods,
+    as Traefik redirects when the URL it would make differs from the request's."""
+
+    port: int
+    statuses: tuple[int, int]
+
+
+@dataclass(frozen=True)
 class RedirectRegex:
     """The URL `scheme://host[:port]/path?query`, when `regex` (PCRE, anchored at its start,
     with `groups` capturing groups) matches it and `replacement` (nginx's value, `$1`…`$9`,
     the URL's rest after it) makes another URL, is redirected there: `statuses` for GET and
-    for other methods."""
+    for other methods. `unparsable`: the replacement is a URL Go cannot parse, so a URL the
+    regex matches is answered 502, as Traefik answers it."""
 
     regex: str
     groups: int
     replacement: str
     statuses: tuple[int, int]
+    unparsable: bool = False
 
 
 @dataclass(frozen=True)
@@ -45,6 +59,7 @@ class StripPrefixRegex:
 @dataclass(frozen=True)
 class RewritePhase:
     allowed_hosts: AllowedHosts | None = None
+    scheme_redirect: SchemeRedirect | None = None
     redirect_regex: RedirectRegex | None = None
     strip_prefix_regex: StripPrefixRegex | None = None
 

@@ -1,6 +1,7 @@
 """A route's Traefik middlewares that answer or rewrite in nginx's rewrite phase, before its
-access checks (model's `RewritePhase`): the allowed hosts check (500 "Bad Host"), the regex
-redirect, and the regex prefix strip. Their regexes are PCRE already written to read as Go's."""
+access checks (model's `RewritePhase`): the allowed hosts check (500 "Bad Host"), the scheme
+redirect over HTTPS, the regex redirect, and the regex prefix strip. Their regexes are PCRE
+already written to read as Go's."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ import re
 
 from certbotless.edge.conditions import quoted
 from certbotless.model import Route
-from certbotless.rewrite_phase import AllowedHosts, RedirectRegex, StripPrefixRegex
+from certbotless.rewrite_phase import (
+    AllowedHosts,
+    RedirectRegex,
+    SchemeRedirect,
+    StripPrefixRegex,
+)
 
 # The host as Go's r.Host has it: the Host header (HTTP/2's :authority when none was sent).
 _HOST = """set $certbotless_host $http_host;
@@ -16,14 +22,16 @@ if ($certbotless_host = "") { set $certbotless_host $host; }"""
 
 
 def early_answers(route: Route) -> str:
-    """The allowed hosts check, then the regex redirect (Traefik's headers middleware checks
-    hosts after a CORS preflight, which comes before this)."""
+    """The allowed hosts check, then the scheme and regex redirects (Traefik's headers
+    middleware checks hosts after a CORS preflight, which comes before this)."""
     phase = route.rewrite_phase
     lines = []
-    if phase.allowed_hosts is not None or phase.redirect_regex is not None:
+    if phase.allowed_hosts or phase.scheme_redirect or phase.redirect_regex:
         lines += _HOST.splitlines()
     if phase.allowed_hosts is not None:
         lines += _allowed_hosts(phase.allowed_hosts)
+    if phase.scheme_redirect is not None:
+        lines += _scheme_redirect(phase.scheme_redirect)
     if phase.redirect_regex is not None:
         lines += _redirect(phase.redirect_regex)
     return "".join(f"\n            {line}" for line in lines)
@@ -67,11 +75,35 @@ def _allowed_hosts(allowed: AllowedHosts) -> list[str]:
     return lines
 
 
+def _scheme_redirect(redirect: SchemeRedirect) -> list[str]:
+    """Over HTTPS, a Host naming another port than the redirect's is sent there (Traefik drops
+    :443 from both URLs before comparing them); a marker variable, as nginx's `if` has no
+    `and`."""
+    port, mark = "$certbotless_host_port", "$certbotless_scheme_moved"
+    target = "" if redirect.port == 443 else f":{redirect.port}"
+    location = f"https://$host{target}$request_uri"
+    get_status, other_status = redirect.statuses
+    return [
+        f'set {port} "";',
+        f'if ($certbotless_host ~ ":([0-9]+)$") {{ set {port} ":$1"; }}',
+        f'if ({port} = ":443") {{ set {port} ""; }}',
+        f'set {mark} "";',
+        f'if ({port} != "{target}") {{ set {mark} "y"; }}',
+        f'if ($https != "on") {{ set {mark} ""; }}',
+        f'if ($request_method = GET) {{ set {mark} "${{certbotless_scheme_moved}}g"; }}',
+        f'if ({mark} = "yg") {{ return {get_status} {location}; }}',
+        f'if ({mark} = "y") {{ return {other_status} {location}; }}',
+    ]
+
+
 def _redirect(redirect: RedirectRegex) -> list[str]:
     """Go's ReplaceAllString on the URL as sent, and a redirect when it changed (a marker
-    variable: nginx's `if` has no `and`)."""
+    variable: nginx's `if` has no `and`); 502 when Go cannot parse the new URL."""
     url, to, mark = "$certbotless_redirect_from", "$certbotless_redirect_to", "$certbotless_moved"
     get_status, other_status = redirect.statuses
+    if redirect.unparsable:
+        return [f'set {url} "$scheme://$certbotless_host$request_uri";',
+                f'if ({url} ~ "^(?>{quoted(redirect.regex)})") {{ return 502; }}']  # fmt: skip
     return [
         f'set {url} "$scheme://$certbotless_host$request_uri";',
         f"set {to} {url};",

@@ -43,6 +43,7 @@ from certbotless.edge.deployer import servable_routes
 from certbotless.edge.mounts import htpasswd_secret_target
 from certbotless.labels.traefik.dynamic import read_dynamic_config
 from certbotless.labels.traefik.middlewares.options import NO_FILE_MIDDLEWARES, FileMiddlewares
+from certbotless.labels.values import CERTIFICATE_NAME_RE
 from certbotless.model import LabelProblem, Route, ServiceInfo
 from tests.support.client_ca import (
     auth_tls_secrets,
@@ -72,6 +73,7 @@ from tests.support.traefik_cases import (
     Verdict,
     discover_case,
     proxy_header,
+    public_host,
     request_bytes,
 )
 from tests.support.traefik_cases import case_outcome as other_case_outcome
@@ -146,9 +148,12 @@ def case_labels(case: Mapping[str, Any], port: int) -> dict[str, str]:
 
 
 def _own(problem: LabelProblem, case: Mapping[str, Any]) -> bool:
-    """Whether the problem names one of the case's labels (a middleware's or `s`'s)."""
+    """Whether the problem names one of the case's labels (a middleware's or `s`'s), or the
+    rule the case gives its routers (`rule`)."""
     label = problem.label.lower()
     own = {key.lower() for key in case["labels"]}
+    if case.get("rule"):
+        own |= {f"traefik.http.routers.{router}.rule" for router in ("r", "r-secure")}
     names = {key.split(".")[3].lower() for key in own if key.startswith(MIDDLEWARES)}
     return label in own or any(
         label.startswith(f"{MIDDLEWARES}{name}.") or f"middleware {name}" in
@@ -228,7 +233,8 @@ def answers_differing(
             resolver = dns.address
         extra = {**auth_tls_secrets(), **DIGEST_KEY_FILE, **secrets}
         nginx, port, tls_port = serve_routes(routes, scratch, extra=extra,
-                                             certs=certs_for(HOST), front_subnets=FRONT,
+                                             certs=certs_for(*_named_hosts(routes)),
+                                             front_subnets=FRONT,
                                              binary=binary, resolver=resolver)  # fmt: skip
         stack.callback(stop, nginx)
         if resolver:
@@ -246,6 +252,13 @@ def answers_differing(
                           for d in dict.fromkeys(found)]  # fmt: skip
             previous = answers[-1]
         return differing
+
+
+def _named_hosts(routes: Sequence[Route]) -> list[str]:
+    """a.test and each host a route names that a certificate can name (a case's own `rule`)."""
+    named = [host for route in routes for host in route.hosts
+             if CERTIFICATE_NAME_RE.fullmatch(host)]  # fmt: skip
+    return list(dict.fromkeys([HOST, *named]))
 
 
 def _until_resolved(port: int) -> None:
@@ -310,7 +323,8 @@ def exchange(port: int, request: Mapping[str, Any], tls: bool) -> dict[str, Any]
             context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
             if request.get("client_cert"):  # the throwaway CA's client certificate
                 context.load_cert_chain(*_client_files())
-            connection = context.wrap_socket(raw, server_hostname=HOST)
+            named = urlsplit(request["url"]).hostname or HOST
+            connection = context.wrap_socket(raw, server_hostname=public_host(named))
         connection.sendall(_with_body(request_bytes(sent), request.get("body", "")))
         answer = b""
         while chunk := connection.recv(65536):

@@ -43,9 +43,31 @@ def apply(route: Route, mw: Middleware, context: Context) -> Route:
                           "groups (nginx counts captures to 9): use (?:…) for the others",
                           )  # fmt: skip
     replacement = _nginx_replacement(mw, pcre)
+    unparsable = _go_cannot_parse(mw.value("replacement"))
     redirect = RedirectRegex(pcre.text, pcre.groups, replacement,
-                             PERMANENT if flag(mw, "permanent") else TEMPORARY)  # fmt: skip
+                             PERMANENT if flag(mw, "permanent") else TEMPORARY,
+                             unparsable)  # fmt: skip
     return replace(route, rewrite_phase=replace(route.rewrite_phase, redirect_regex=redirect))
+
+
+# Go's url.Parse: an escape is % and two hex digits; in the host, only for bytes above 0x7f
+# (and %25); a host's characters (RFC 3986's, and Go's few more); a port of digits.
+_ESCAPE_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_HOST_ESCAPE_RE = re.compile(r"%(?!25)[0-7][0-9A-Fa-f]")
+_HOST_RE = re.compile(r"(?:\[[^\]]*\]|[A-Za-z0-9\-._~!$&'()*+,;=<>\"%]*)(?::[0-9]*)?")
+
+
+def _go_cannot_parse(replacement: str) -> bool:
+    """Whether `replacement`, a URL without group references, is one Go's url.Parse refuses
+    (Traefik then answers 502 to every URL the regex matches). One with references: the
+    captures decide, not known here (a replacement nginx takes is assumed parsable)."""
+    if _REFERENCE_RE.search(replacement):
+        return False
+    if _ESCAPE_RE.search(replacement):
+        return True
+    authority = replacement.partition("://")[2].split("/", 1)[0].split("?", 1)[0]
+    host = authority.rpartition("@")[2]
+    return bool(_HOST_ESCAPE_RE.search(host)) or not _HOST_RE.fullmatch(host)
 
 
 def _not_after_access_or_path_change(route: Route, mw: Middleware) -> None:

@@ -1,6 +1,7 @@
 """redirectScheme: plain HTTP → HTTPS, as Traefik's redirect answers: 302 for GET and 307 for
 other methods, or 301 and 308 with `permanent`, 308 for all with `forcePermanentRedirect`; to
-`port` (443 unless given)."""
+`port` (443 unless given). On the router's own HTTPS route too, as Traefik: a request whose
+Host names another port is redirected to `port`."""
 
 from __future__ import annotations
 
@@ -15,13 +16,29 @@ from certbotless.labels.traefik.middlewares.options import (
     known_fields,
 )
 from certbotless.model import Route
+from certbotless.rewrite_phase import SchemeRedirect
 
 TEMPORARY = (302, 307)  # for GET, for other methods (HEAD included)
 PERMANENT = (301, 308)
 
 
 def apply(route: Route, mw: Middleware, context: Context) -> Route:
-    return with_redirect(replace(route, redirect_to_https=True), mw)
+    """The router's own redirect: served over HTTPS (a router that only redirects plain HTTP
+    makes no route), so its HTTPS requests are checked too. nginx checks them before the
+    route's access checks and path changes (Traefik in the router's order): said when some
+    come first."""
+    route = with_redirect(replace(route, redirect_to_https=True), mw)
+    earlier = route.basic_auth or route.auth_url or route.allow_from or route.rate_limit or (
+        route.max_connections or route.strip_prefixes or route.add_prefix or route.replace_path
+        or route.rewrite_phase.strip_prefix_regex or route.rewrite_phase.redirect_regex
+    )  # fmt: skip
+    if earlier:
+        context.note(mw.label(), mw.name, "over HTTPS, nginx redirects a request whose Host "
+                     "names another port before the access checks, path changes and "
+                     "redirectRegex listed before it (Traefik in the router's order): list "
+                     "redirectScheme first")  # fmt: skip
+    moved = SchemeRedirect(route.redirect_port, route.redirect_statuses)
+    return replace(route, rewrite_phase=replace(route.rewrite_phase, scheme_redirect=moved))
 
 
 def with_redirect(route: Route, mw: Middleware) -> Route:
