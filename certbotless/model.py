@@ -115,6 +115,22 @@ class Cors:
 
 
 @dataclass(frozen=True)
+class CircuitBreaker:
+    """Traefik's circuitBreaker, kept by njs at the edge (edge/njs.py): `program` is its
+    expression compiled to JSON (labels/traefik/middlewares/breaker_expression.py); durations in
+    milliseconds; `status` and `text` the answer while it is open."""
+
+    expression: str
+    program: str
+    check_period_ms: int = 100
+    fallback_ms: int = 10_000
+    recovery_ms: int = 10_000
+    status: int = 503
+    text: str = "Service Unavailable"
+    label: str = ""  # the expression's, for problems
+
+
+@dataclass(frozen=True)
 class Route:
     """One host+path served by the edge and proxied to a service."""
 
@@ -172,6 +188,7 @@ class Route:
     client_tls: ClientTls = NO_CLIENT_TLS  # mTLS, passTLSClientCert, forward auth's TLS
     server_authority: str = ""  # a server.url's host[:port], proxied to instead of the tasks
     upstream: UpstreamOptions = DEFAULT_UPSTREAM  # strategy, sticky cookie, answer buffering
+    circuit_breaker: CircuitBreaker | None = None  # by njs: see edge/breaker.py
 
 
 @dataclass(frozen=True)

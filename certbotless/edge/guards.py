@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
 
 from certbotless.client_tls import AuthServerTls
+from certbotless.edge.breaker import breaker_logs
 from certbotless.edge.conditions import client_variable, rejects_otherwise
 from certbotless.edge.mounts import (
     HTPASSWD_DIR,
@@ -300,10 +301,12 @@ def auth_answer_locations(index: int, route: Route) -> str:
         if route.auth_options.signin_url
         else ""
     )
+    # The log phase runs where the request ends: a circuit breaker counts the answer there.
+    logs = breaker_logs(route)
     # One gate per status: nginx's `return` takes no variable status.
     blocks = [
         f"""
-        location @certbotless_auth_answer_{index}_{code} {{
+        location @certbotless_auth_answer_{index}_{code} {{{logs}
             recursive_error_pages on;
             error_page 418 = @certbotless_auth_answer_{index};{signin if code == 401 else ""}
             if ($certbotless_auth_{index}_status ~ "^[1345]") {{
@@ -316,12 +319,12 @@ def auth_answer_locations(index: int, route: Route) -> str:
     hidden = "".join(f"\n            proxy_hide_header {name};" for name in _HOP_BY_HOP)
     asking = _asking_directives(route) + relative + hidden
     blocks.append(f"""
-        location @certbotless_auth_answer_{index} {{
+        location @certbotless_auth_answer_{index} {{{logs}
             recursive_error_pages on;
             error_page 502 504 = @certbotless_auth_unreachable_{index};{asking}
         }}
 
-        location @certbotless_auth_unreachable_{index} {{
+        location @certbotless_auth_unreachable_{index} {{{logs}
             return 500;
         }}""")
     return "".join(blocks)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+from certbotless.edge.breaker import breaker_checks, breaker_logs
 from certbotless.edge.client_certs import pass_cert_directives
 from certbotless.edge.conditions import quoted
 from certbotless.edge.dispatch import (
@@ -129,6 +130,7 @@ def _route_blocks(
         + (cors_checks(route.cors) if route.cors is not None else "")
         + ssl_proxy_checks(route, plain_http)
         + early_answers(route)
+        + breaker_checks(route)
         + limit_directives(route)
         + access_directives(route)
         + _upstream_directives(route)
@@ -155,7 +157,7 @@ def _route_blocks(
     if route.auth_url is not None:
         blocks += [auth_location(index, route), auth_answer_locations(index, route)]
     if route.error_pages is not None:
-        blocks.append(error_pages_location(index, route.error_pages.url))
+        blocks.append(error_pages_location(index, route.error_pages.url, breaker_logs(route)))
     return blocks
 
 

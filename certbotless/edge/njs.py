@@ -7,10 +7,12 @@ gets those routes refused, by name."""
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 
+from certbotless.edge.breaker import breaker_files, breaker_http, breaker_needs
 from certbotless.edge.conditions import quoted
 from certbotless.edge.mounts import DIGEST_KEY_TARGET, SNIPPETS_DIR
 from certbotless.edge.rewrite_phase import RAW_PATH
@@ -33,7 +35,8 @@ PROBE_COMMAND = ["nginx", "-t", "-c", "/dev/null", "-g", f"load_module {NJS_MODU
 
 
 def needs_njs(route: Route) -> bool:
-    return route.replace_path_everywhere or _numbers(route) != "" or needs_digest_key(route)
+    return (route.replace_path_everywhere or _numbers(route) != "" or needs_digest_key(route)
+            or route.circuit_breaker is not None)  # fmt: skip
 
 
 def needs_digest_key(route: Route) -> bool:
@@ -59,6 +62,26 @@ def local_has_njs(nginx: str = "nginx") -> bool:
     return module_loaded(done.stderr + done.stdout)
 
 
+def directive_probe(directive: str) -> list[str]:
+    """`nginx -t` of nothing but the module and `directive` where no http directive may be:
+    nginx says the directive "is not allowed here" when its njs has it, "unknown directive"
+    when not (an njs older than the directive)."""
+    return [*PROBE_COMMAND[:-1], f"load_module {NJS_MODULE}; {directive};"]
+
+
+def knows_directive(output: str, directive: str) -> bool:
+    """Whether `directive_probe(directive)`'s output says nginx's njs has the directive."""
+    return module_loaded(output) and f'unknown directive "{directive}"' not in output
+
+
+@cache
+def local_knows(directive: str, nginx: str = "nginx") -> bool:
+    """Whether this machine's nginx has njs with `directive`."""
+    command = [nginx, *directive_probe(directive)[1:]]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    return knows_directive(done.stderr + done.stdout, directive)
+
+
 def njs_directives(routes: Iterable[Route]) -> dict[str, str]:
     """nginx.conf's parts when a route needs njs: the module loaded first (`njs_module`), and
     in the http block its functions and the dollar they read (`njs_http`)."""
@@ -70,22 +93,58 @@ def njs_directives(routes: Iterable[Route]) -> dict[str, str]:
             f"\n    js_set {DIGEST_USER} certbotless.digestUser;"
             f"\n    js_set {DIGEST_CHALLENGE} certbotless.digestChallenge;"
             '\n    geo $certbotless_dollar { default "$"; }\n')  # fmt: skip
+    http += breaker_http(routes)
     return {"njs_module": f"load_module {NJS_MODULE};\n", "njs_http": http}
 
 
 def js_files(routes: Iterable[Route]) -> dict[str, str]:
-    """The functions' file (target → text), when a route needs them."""
-    return {JS_TARGET: _JS_SOURCE.read_text()} if any(map(needs_njs, routes)) else {}
+    """The functions' files (target → text), when a route needs them."""
+    routes = list(routes)
+    if not any(map(needs_njs, routes)):
+        return {}
+    return {JS_TARGET: _JS_SOURCE.read_text(), **breaker_files(routes)}
 
 
-def without_njs(routes: Sequence[Route], has_njs: bool) -> tuple[list[Route], list[LabelProblem]]:
+def without_njs(
+    routes: Sequence[Route], has_njs: bool, knows: Callable[[str], bool] = lambda _: True
+) -> tuple[list[Route], list[LabelProblem]]:
     """The routes an edge serves: those needing njs are left out, each with a problem, when its
-    nginx has no module."""
+    nginx has no module; a circuitBreaker is left out of its route (reported, the route served
+    without it, as Traefik's shaping middlewares that cannot be applied) when njs lacks what
+    it needs (`knows`: whether the edge's njs has a directive)."""
+    routes, problems = _without_breakers(routes, has_njs, knows)
     if has_njs:
-        return list(routes), []
+        return routes, problems
     kept = [route for route in routes if not needs_njs(route)]
-    problems = {route.service: _refusal(route) for route in routes if needs_njs(route)}
-    return kept, list(problems.values())
+    refused = {route.service: _refusal(route) for route in routes if needs_njs(route)}
+    return kept, [*problems, *refused.values()]
+
+
+def _without_breakers(
+    routes: Sequence[Route], has_njs: bool, knows: Callable[[str], bool]
+) -> tuple[list[Route], list[LabelProblem]]:
+    kept, problems = [], []
+    for route in routes:
+        breaker = route.circuit_breaker
+        missing = [] if breaker is None else (
+            [d for d in breaker_needs() if not knows(d)] if has_njs else ["njs"])  # fmt: skip
+        if breaker is None or not missing:
+            kept.append(route)
+            continue
+        kept.append(replace(route, circuit_breaker=None))
+        problems.append(LabelProblem(route.service, breaker.label or "circuitBreaker",
+                                     breaker.expression, _breaker_refusal(missing)))  # fmt: skip
+    return kept, problems
+
+
+def _breaker_refusal(missing: list[str]) -> str:
+    lacks = (f"njs (nginx's JavaScript module, {NJS_MODULE})" if missing == ["njs"] else
+             f"njs 0.8.0 or later ({', '.join(missing)}; Debian bookworm's nginx 1.22 has njs "
+             "0.7.9)")  # fmt: skip
+    return (
+        f"this circuitBreaker needs {lacks}, which the edge's nginx has not: the router is "
+        "served without it; use the edge image (nginx:stable has it)"
+    )
 
 
 def _refusal(route: Route) -> LabelProblem:

@@ -7,6 +7,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
+from certbotless.edge.breaker import EDGE_ACCESS_LOG
 from certbotless.edge.certificates import (
     certificate_check_files,
     certificate_map,
@@ -110,6 +111,7 @@ def render_nginx_conf(
     main = _MAIN.format(
         **njs_directives(routes),
         default_servers=defaults,
+        access_log=EDGE_ACCESS_LOG,
         hosts_dir=HOSTS_DIR,
         ciphers=TLS_CIPHERS,
         hash_sizes=_server_names_hash_sizes(by_host, on_first_use) + _variables_hash_size(maps),
@@ -349,7 +351,7 @@ http {{
                            '$body_bytes_sent req=$request_length rt=$request_time '
                            'upstream="$upstream_addr" upstream_status=$upstream_status '
                            'urt=$upstream_response_time agent="$http_user_agent"';
-    access_log /dev/stdout certbotless;
+    {access_log}
 
     # Upgrades (WebSocket) pass on; other requests keep the connection to the service open
     # for the next ones (upstream keep-alive, where nginx pools them).

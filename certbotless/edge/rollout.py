@@ -20,7 +20,7 @@ from certbotless.edge.mounts import (
     HTPASSWD_SECRETS_DIR,
 )
 from certbotless.edge.nginx_version import NginxVersion, parse_nginx_version, worker_group_id
-from certbotless.edge.njs import PROBE_COMMAND, module_loaded
+from certbotless.edge.njs import PROBE_COMMAND, directive_probe, knows_directive, module_loaded
 from certbotless.edge.validation import NginxConfigError, explain_nginx_error
 from certbotless.model import FileReference, ObjectKind, RolloutResult
 from certbotless.proxy_protocol import connect_to_edge_task
@@ -504,6 +504,16 @@ def njs_in_edge_image(swarm: Swarm, service: Json, timeout: float) -> bool:
     if not job.ran:
         raise RolloutError(f"`nginx -t` in the edge image did not run: {job.error or job.output}")
     return module_loaded(job.output)
+
+
+def njs_directive_in_edge_image(
+    swarm: Swarm, service: Json, directive: str, timeout: float
+) -> bool:
+    """Whether the edge image's njs has `directive` (edge/njs.directive_probe)."""
+    job = _run_in_edge_image(swarm, service, directive_probe(directive), [], timeout)
+    if not job.ran:
+        raise RolloutError(f"`nginx -t` in the edge image did not run: {job.error or job.output}")
+    return knows_directive(job.output, directive)
 
 
 def asked_once(

@@ -90,10 +90,12 @@ def error_page_directives(index: int, route: Route) -> str:
     )
 
 
-def error_pages_location(index: int, url: str) -> str:
+def error_pages_location(index: int, url: str, extra: str = "") -> str:
+    """The route's error-page location; `extra`: more of its lines (the route's breaker counts
+    the answers given here too)."""
     page = url.replace("{status}", "${status}")  # `${…}`: letters after it stay letters
     return f"""
-        location @certbotless_errors_{index} {{
+        location @certbotless_errors_{index} {{{extra}
             set $error_page {page};
             proxy_pass $error_page;
             proxy_ssl_server_name on;

@@ -43,7 +43,7 @@ import dns.rrset
 
 from certbotless.edge.mounts import NGINX_CONF_TARGET
 from certbotless.edge.nginx_version import NginxVersion, parse_nginx_version
-from certbotless.edge.njs import PROBE_COMMAND, module_loaded
+from certbotless.edge.njs import PROBE_COMMAND, directive_probe, knows_directive, module_loaded
 from certbotless.edge.render import render_nginx_conf
 from certbotless.edge.validation import _write_scratch_tree
 from certbotless.model import Route, StoredCert
@@ -75,6 +75,10 @@ class NginxBinary:
         """Whether it has njs, as the edge asks its nginx."""
         return _njs_of(self.command)
 
+    def knows(self, directive: str) -> bool:
+        """Whether its njs has `directive`, as the edge asks its nginx."""
+        return _knows_of(self.command, directive)
+
     @property
     def command(self) -> tuple[str, ...]:
         if self.root == Path("/"):
@@ -100,6 +104,13 @@ def _njs_of(command: tuple[str, ...]) -> bool:
         [*command, *PROBE_COMMAND[1:]], capture_output=True, text=True, timeout=60, check=False
     )
     return module_loaded(found.stderr + found.stdout)
+
+
+@cache
+def _knows_of(command: tuple[str, ...], directive: str) -> bool:
+    found = subprocess.run([*command, *directive_probe(directive)[1:]], capture_output=True,
+                           text=True, timeout=60, check=False)  # fmt: skip
+    return knows_directive(found.stderr + found.stdout, directive)
 
 
 # Scratch trees written inside another root, removed when their nginx stops.
@@ -223,7 +234,8 @@ def serve_routes(
         nginx = _start({
             target: text.replace("listen 80", f"listen 127.0.0.1:{port}")
             .replace("listen 443", f"listen 127.0.0.1:{tls_port}")
-            .replace("access_log /dev/stdout certbotless;", "access_log off;")
+            # Quiet, not off: a location's own log (a circuit breaker's) must still run.
+            .replace("access_log /dev/stdout certbotless;", "access_log /dev/null certbotless;")
             .replace("resolver 127.0.0.11", f"resolver {resolver or '127.0.0.11'}")
             for target, text in files.items()
         }, tmp_path / f"attempt-{attempt}", binary)  # fmt: skip

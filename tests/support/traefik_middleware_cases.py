@@ -177,7 +177,8 @@ def middleware_case_outcome(
     routes = [_errors_on_loopback(route) for route in routes]
     # The edge refuses what needs njs when its nginx has none, and what needs pooled upstreams
     # when its nginx cannot pool: refusals of the case's own.
-    routes, unservable = servable_routes(routes, binary.version, lambda: binary.has_njs)
+    routes, unservable = servable_routes(routes, binary.version, lambda: binary.has_njs,
+                                         binary.knows, binary.knows)  # fmt: skip
     said = [p for p in problems if _own(p, case)] + list(unservable)
     text = " | ".join(f"{p.label}: {p.message}" for p in said)
     if case.get("traefik_rejects"):
