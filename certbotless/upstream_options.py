@@ -6,7 +6,7 @@ of certbotless (a foundation: `model.Route` holds one `UpstreamOptions`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -63,16 +63,42 @@ DEFAULT_TRANSPORT = ServersTransport()
 
 
 @dataclass(frozen=True)
+class HealthCheck:
+    """Traefik's active health check of a service (`loadBalancer.healthCheck`): `path` (a
+    reference resolved against the service's URL), with `scheme` and on `port` when given ("",
+    0: the service's), asked every `interval_ms` while the service is up, every
+    `unhealthy_interval_ms` while it is down, with `method`, `hostname` as Host ("": the
+    URL's) and `headers`; healthy when the answer (after up to 10 redirects when
+    `follow_redirects`) is `status`, or any 2xx or 3xx when 0, within `timeout_ms`. `label`:
+    the label a problem names when the check cannot be applied."""
+
+    path: str = ""
+    scheme: str = ""
+    port: int = 0
+    method: str = "GET"
+    hostname: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+    status: int = 0
+    follow_redirects: bool = True
+    interval_ms: int = 30_000
+    unhealthy_interval_ms: int = 30_000
+    timeout_ms: int = 5_000
+    label: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
 class UpstreamOptions:
     """`flush_at_once`: the answer goes on to the client as it arrives (proxy_buffering off);
     `answer_memory`: bytes of an answer kept in memory, the rest in a temporary file;
-    `transport`: how the tasks are reached (serversTransport)."""
+    `transport`: how the tasks are reached (serversTransport); `health_check`: Traefik's active
+    health check (None: none)."""
 
     strategy: Strategy = Strategy.ROUND_ROBIN
     sticky: StickyCookie | None = None
     flush_at_once: bool = False
     answer_memory: int | None = None
     transport: ServersTransport = DEFAULT_TRANSPORT
+    health_check: HealthCheck | None = None
 
     @property
     def balances(self) -> bool:

@@ -6,8 +6,8 @@ breaker's status while it is open) and `record` at the end of each request it le
 and checks the expression. Their state is in two njs shared dictionaries, shared by the
 workers of one nginx: each edge task keeps its own breakers, as each Traefik instance does.
 
-Needs njs 0.8.0 (js_shared_dict_zone); edge/njs.py leaves a breaker out where the edge's njs is
-older, and says so."""
+Needs njs 0.8.1 (js_shared_dict_zone, with health checks' js_periodic); edge/njs.py leaves a
+breaker out where the edge's njs is older, and says so."""
 
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from certbotless.model import Route
 
 BREAKER_JS_TARGET = f"{SNIPPETS_DIR}/njs/breaker.js"
 _JS_SOURCE = Path(__file__).with_name("njs") / "breaker.js"
-SHARED_DICT = "js_shared_dict_zone"  # njs 0.8.0
 GATE = "$certbotless_breaker_gate"  # gate's answer: "" lets the request through
 RECORD = "$certbotless_breaker_record"  # record's: always "" (nothing is logged)
 # The edge's access log (render.py's http block): a location that adds a log of its own
@@ -36,11 +35,6 @@ _ZONES = (
     "js_shared_dict_zone zone=certbotless_breaker_states:1m type=number;",
     "js_shared_dict_zone zone=certbotless_breaker_metrics:16m type=number timeout=70s evict;",
 )
-
-
-def breaker_needs() -> tuple[str, ...]:
-    """The njs directives a circuit breaker needs."""
-    return (SHARED_DICT,)
 
 
 def _has_breaker(routes: Iterable[Route]) -> bool:

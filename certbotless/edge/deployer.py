@@ -26,8 +26,9 @@ from certbotless.edge.mounts import (
 )
 from certbotless.edge.nginx_version import DEFAULT_NGINX_VERSION, NginxVersion, local_nginx_version
 from certbotless.edge.njs import (
-    local_has_njs,
-    local_knows,
+    ALL_FEATURES,
+    NjsFeatures,
+    local_njs_features,
     needs_digest_key,
     needs_njs,
     without_njs,
@@ -39,7 +40,6 @@ from certbotless.edge.rollout import (
     asked_once,
     check_in_edge_image,
     nginx_version_in_edge_image,
-    njs_directive_in_edge_image,
     njs_in_edge_image,
     references_change,
     roll_service,
@@ -237,20 +237,14 @@ class RememberedChecks:
 
 
 def servable_routes(
-    routes: Sequence[Route],
-    version: NginxVersion,
-    edge_has_njs: Callable[[], bool],
-    edge_knows: Callable[[str], bool] = lambda _: True,
-    checker_knows: Callable[[str], bool] = local_knows,
+    routes: Sequence[Route], version: NginxVersion, njs: Callable[[], NjsFeatures]
 ) -> tuple[list[Route], tuple[LabelProblem, ...]]:
     """The routes the edge's nginx can serve, and a problem for each other: those that need
-    njs (or an njs directive: `edge_knows`, `checker_knows`) where the edge's nginx or the
-    sidecar's own (which checks the configuration) has none, and those that need pooled
-    upstreams on an nginx without them."""
-    has_njs = not any(map(needs_njs, routes)) or (local_has_njs() and edge_has_njs())
-    routes, without = without_njs(
-        routes, has_njs, lambda directive: checker_knows(directive) and edge_knows(directive)
-    )
+    what njs cannot do there (`njs`: what the edge's njs and the sidecar's own, which checks
+    the configuration, both can), and those that need pooled upstreams on an nginx without
+    them."""
+    available = ALL_FEATURES if not any(map(needs_njs, routes)) else njs()
+    routes, without = without_njs(routes, available)
     routes, unbalanced = without_unpooled_options(routes, version)
     return routes, (*without, *unbalanced)
 
@@ -259,29 +253,22 @@ class EdgeImageNginx:
     """Facts of the edge image's nginx, each asked once per image (a job; rollout.asked_once):
     its version and its workers' group id (None: unknown, and then certificates are loaded at
     start by nginx's master, as before; if it cannot be asked, the syntax every version reads),
-    and whether it has njs."""
+    and what its njs can do."""
 
     def __init__(self, swarm: Swarm, timeout: float) -> None:
         self.swarm, self.timeout = swarm, timeout
         self.versions: dict[str, tuple[NginxVersion, int | None]] = {}  # by edge image
-        self.njs: dict[str, bool] = {}  # by edge image
-        self.directives: dict[str, dict[str, bool]] = {}  # njs's, by directive, by edge image
+        self.njs_features: dict[str, NjsFeatures] = {}  # by edge image
 
     def __call__(self, service: Json) -> tuple[NginxVersion, int | None]:
         ask = lambda: nginx_version_in_edge_image(self.swarm, service, self.timeout)  # noqa: E731
         return asked_once(self.versions, service, ask, (DEFAULT_NGINX_VERSION, None),
                           lambda fact: "nginx " + ".".join(map(str, fact[0])))  # fmt: skip
 
-    def has_njs(self, service: Json) -> bool:
+    def njs(self, service: Json) -> NjsFeatures:
         ask = lambda: njs_in_edge_image(self.swarm, service, self.timeout)  # noqa: E731
-        return asked_once(self.njs, service, ask, False, lambda has: "njs" if has else "no njs")
-
-    def knows(self, service: Json, directive: str) -> bool:
-        """Whether its njs has `directive` (an njs feature: edge/njs.directive_probe)."""
-        ask = lambda: njs_directive_in_edge_image(self.swarm, service, directive, self.timeout)  # noqa: E731
-        known = self.directives.setdefault(directive, {})
-        said = lambda has: f"njs with {directive}" if has else f"no {directive}"  # noqa: E731
-        return asked_once(known, service, ask, False, said)
+        return asked_once(self.njs_features, service, ask, frozenset(),
+                          lambda has: f"njs: {', '.join(sorted(has)) or 'none'}")  # fmt: skip
 
 
 class SwarmEdgeDeployer:
@@ -344,9 +331,8 @@ class SwarmEdgeDeployer:
         routes, secret_ids = with_their_secrets(self.swarm, routes)
         version, workers = self._edge_nginx(service)
         routes, unservable = servable_routes(
-            routes, version, lambda: self._edge_nginx.has_njs(service),
-            lambda directive: self._edge_nginx.knows(service, directive),
-        )  # fmt: skip
+            routes, version, lambda: local_njs_features() & self._edge_nginx.njs(service)
+        )
         tickets = self.store.ensure_ticket_keys(datetime.now(UTC).date())
         on_first_use = workers is not None  # their keys are mounted readable by the workers
         routes, left_out = routes_nginx_passes(

@@ -23,6 +23,7 @@ from certbotless.edge.guards import (
     forward_auth_directives,
 )
 from certbotless.edge.h2c import as_grpc
+from certbotless.edge.health_checks import down_answer
 from certbotless.edge.njs import replace_everywhere_rewrites
 from certbotless.edge.rewrite_phase import (
     RAW_PATH,
@@ -138,6 +139,7 @@ def _route_blocks(
         + forward_auth_directives(index, route)
         + pass_cert_directives(route)
         + error_page_directives(index, route)
+        + down_answer(route)
         + _rewrites(route)
         + header_directives(route, hsts, plain_http)
     )

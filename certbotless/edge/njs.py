@@ -1,19 +1,28 @@
 """njs, nginx's JavaScript module, for what nginx's configuration language cannot say (Traefik's
-replacePathRegex on every match, passTLSClientCert's serial number and dates, digestAuth). The
-functions ship with certbotless (njs/certbotless.js) and are a file of the rendered configuration;
-nginx.conf loads the module only when a route needs it. An edge whose nginx has no module
-gets those routes refused, by name."""
+replacePathRegex on every match, passTLSClientCert's serial number and dates, digestAuth,
+active health checks: edge/health_checks.py). The functions ship with certbotless
+(njs/certbotless.js) and are a file of the rendered configuration; nginx.conf loads the module
+only when a route needs it. What an edge's njs cannot do is refused, by name: routes that need
+the module at all, where its nginx has none; health checks (served without them), where its njs
+is older than 0.8.1 (Debian bookworm's 0.7.9), without js_periodic and js_shared_dict_zone."""
 
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from functools import cache
 from pathlib import Path
 
-from certbotless.edge.breaker import breaker_files, breaker_http, breaker_needs
+from certbotless.edge.breaker import breaker_files, breaker_http
 from certbotless.edge.conditions import quoted
+from certbotless.edge.health_checks import (
+    CHECKS,
+    SERVICE_DOWN,
+    ZONE,
+    checks_json,
+    needs_health_checks,
+)
 from certbotless.edge.mounts import DIGEST_KEY_TARGET, SNIPPETS_DIR
 from certbotless.edge.rewrite_phase import RAW_PATH
 from certbotless.model import LabelProblem, Route
@@ -29,14 +38,22 @@ REPLACED_PATH = "$certbotless_replaced_by_njs"  # replacedPath's answer (see the
 CLIENT_INFO = "$certbotless_client_info_by_njs"  # clientCertInfo's answer
 DIGEST_USER = "$certbotless_digest_user"  # digestUser's answer
 DIGEST_CHALLENGE = "$certbotless_digest_challenge"  # digestChallenge's answer
-# `nginx -t` on an empty configuration that loads the module: nginx names the module only
-# when it cannot load it (the configuration fails anyway: it has no events section).
-PROBE_COMMAND = ["nginx", "-t", "-c", "/dev/null", "-g", f"load_module {NJS_MODULE};"]
+# `nginx -t` on an empty configuration that loads the module, then names js_periodic in the
+# main context: nginx names the module only when it cannot load it, and says the directive is
+# unknown when the module has none (njs before 0.8.1), else that it is not allowed there (the
+# configuration fails either way).
+PROBE_COMMAND = ["nginx", "-t", "-c", "/dev/null", "-g",
+                 f"load_module {NJS_MODULE}; js_periodic certbotless;"]  # fmt: skip
+# What an nginx's njs can do (njs_features): NJS, the module loads; PERIODIC, it has js_periodic
+# and js_shared_dict_zone (njs >= 0.8.1), which health checks need.
+NJS, PERIODIC = "njs", "js_periodic"
+NjsFeatures = frozenset[str]
+ALL_FEATURES: NjsFeatures = frozenset({NJS, PERIODIC})
 
 
 def needs_njs(route: Route) -> bool:
     return (route.replace_path_everywhere or _numbers(route) != "" or needs_digest_key(route)
-            or route.circuit_breaker is not None)  # fmt: skip
+            or needs_health_checks(route) or route.circuit_breaker is not None)  # fmt: skip
 
 
 def needs_digest_key(route: Route) -> bool:
@@ -54,37 +71,32 @@ def module_loaded(output: str) -> bool:
     return "ngx_http_js_module" not in output
 
 
+def njs_features(output: str) -> NjsFeatures:
+    """What the njs of the nginx whose PROBE_COMMAND said `output` can do."""
+    if not module_loaded(output):
+        return frozenset()
+    if 'unknown directive "js_periodic"' in output:
+        return frozenset({NJS})
+    return ALL_FEATURES
+
+
 @cache
-def local_has_njs(nginx: str = "nginx") -> bool:
-    """Whether this machine's nginx has the module."""
+def local_njs_features(nginx: str = "nginx") -> NjsFeatures:
+    """What this machine's nginx's njs can do."""
     command = [nginx, *PROBE_COMMAND[1:]]
     done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
-    return module_loaded(done.stderr + done.stdout)
+    return njs_features(done.stderr + done.stdout)
 
 
-def directive_probe(directive: str) -> list[str]:
-    """`nginx -t` of nothing but the module and `directive` where no http directive may be:
-    nginx says the directive "is not allowed here" when its njs has it, "unknown directive"
-    when not (an njs older than the directive)."""
-    return [*PROBE_COMMAND[:-1], f"load_module {NJS_MODULE}; {directive};"]
-
-
-def knows_directive(output: str, directive: str) -> bool:
-    """Whether `directive_probe(directive)`'s output says nginx's njs has the directive."""
-    return module_loaded(output) and f'unknown directive "{directive}"' not in output
-
-
-@cache
-def local_knows(directive: str, nginx: str = "nginx") -> bool:
-    """Whether this machine's nginx has njs with `directive`."""
-    command = [nginx, *directive_probe(directive)[1:]]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
-    return knows_directive(done.stderr + done.stdout, directive)
+def local_has_njs(nginx: str = "nginx") -> bool:
+    """Whether this machine's nginx has the module."""
+    return NJS in local_njs_features(nginx)
 
 
 def njs_directives(routes: Iterable[Route]) -> dict[str, str]:
     """nginx.conf's parts when a route needs njs: the module loaded first (`njs_module`), and
     in the http block its functions and the dollar they read (`njs_http`)."""
+    routes = list(routes)
     if not any(map(needs_njs, routes)):
         return {"njs_module": "", "njs_http": ""}
     http = (f"\n    js_import certbotless from {JS_TARGET};"
@@ -93,6 +105,10 @@ def njs_directives(routes: Iterable[Route]) -> dict[str, str]:
             f"\n    js_set {DIGEST_USER} certbotless.digestUser;"
             f"\n    js_set {DIGEST_CHALLENGE} certbotless.digestChallenge;"
             '\n    geo $certbotless_dollar { default "$"; }\n')  # fmt: skip
+    if any(map(needs_health_checks, routes)):
+        http += (f"    js_shared_dict_zone zone={ZONE}:1m type=string;"
+                 f"\n    js_set {SERVICE_DOWN} certbotless.serviceDown;"
+                 f'\n    js_var {CHECKS} "{in_nginx_string(checks_json(routes))}";\n')  # fmt: skip
     http += breaker_http(routes)
     return {"njs_module": f"load_module {NJS_MODULE};\n", "njs_http": http}
 
@@ -106,45 +122,44 @@ def js_files(routes: Iterable[Route]) -> dict[str, str]:
 
 
 def without_njs(
-    routes: Sequence[Route], has_njs: bool, knows: Callable[[str], bool] = lambda _: True
+    routes: Sequence[Route], available: NjsFeatures
 ) -> tuple[list[Route], list[LabelProblem]]:
-    """The routes an edge serves: those needing njs are left out, each with a problem, when its
-    nginx has no module; a circuitBreaker is left out of its route (reported, the route served
-    without it, as Traefik's shaping middlewares that cannot be applied) when njs lacks what
-    it needs (`knows`: whether the edge's njs has a directive)."""
-    routes, problems = _without_breakers(routes, has_njs, knows)
-    if has_njs:
-        return routes, problems
-    kept = [route for route in routes if not needs_njs(route)]
-    refused = {route.service: _refusal(route) for route in routes if needs_njs(route)}
-    return kept, [*problems, *refused.values()]
-
-
-def _without_breakers(
-    routes: Sequence[Route], has_njs: bool, knows: Callable[[str], bool]
-) -> tuple[list[Route], list[LabelProblem]]:
-    kept, problems = [], []
+    """The routes an edge serves, whose njs can do `available`: a route's health check and
+    circuit breaker are left out when its njs has no js_periodic and js_shared_dict_zone, the
+    routes needing njs when its nginx has no module; each with a problem."""
+    kept, problems = [], {}
     for route in routes:
-        breaker = route.circuit_breaker
-        missing = [] if breaker is None else (
-            [d for d in breaker_needs() if not knows(d)] if has_njs else ["njs"])  # fmt: skip
-        if breaker is None or not missing:
-            kept.append(route)
+        check, breaker = route.upstream.health_check, route.circuit_breaker
+        if check is not None and PERIODIC not in available:
+            problems[(route.service, check.label)] = _no_periodic(route, check.label)
+            route = replace(route, upstream=replace(route.upstream, health_check=None))
+        if breaker is not None and PERIODIC not in available:
+            label = breaker.label or "circuitBreaker"
+            problems[(route.service, label)] = LabelProblem(
+                route.service, label, breaker.expression, _BREAKER_NEEDS
+            )
+            route = replace(route, circuit_breaker=None)
+        if needs_njs(route) and NJS not in available:
+            problems[(route.service, "")] = _refusal(route)
             continue
-        kept.append(replace(route, circuit_breaker=None))
-        problems.append(LabelProblem(route.service, breaker.label or "circuitBreaker",
-                                     breaker.expression, _breaker_refusal(missing)))  # fmt: skip
-    return kept, problems
+        kept.append(route)
+    return kept, list(problems.values())
 
 
-def _breaker_refusal(missing: list[str]) -> str:
-    lacks = (f"njs (nginx's JavaScript module, {NJS_MODULE})" if missing == ["njs"] else
-             f"njs 0.8.0 or later ({', '.join(missing)}; Debian bookworm's nginx 1.22 has njs "
-             "0.7.9)")  # fmt: skip
-    return (
-        f"this circuitBreaker needs {lacks}, which the edge's nginx has not: the router is "
-        "served without it; use the edge image (nginx:stable has it)"
-    )
+def _no_periodic(route: Route, label: str) -> LabelProblem:
+    return LabelProblem(route.service, label, "", "Traefik's active health check needs njs "
+                        "0.8.1 or later (js_periodic, js_shared_dict_zone), which the edge's "
+                        "nginx has not: the service is served without it (always up); use the "
+                        "edge image (nginx:stable has it), or give the service a Docker "
+                        "HEALTHCHECK: Swarm takes a task that fails it out of the service's "
+                        "DNS and VIP")  # fmt: skip
+
+
+_BREAKER_NEEDS = (
+    "this circuitBreaker needs njs 0.8.1 or later (js_shared_dict_zone; Debian bookworm's nginx "
+    "1.22 has njs 0.7.9), which the edge's nginx has not: the router is served without it; use "
+    "the edge image (nginx:stable has it)"
+)
 
 
 def _refusal(route: Route) -> LabelProblem:

@@ -18,6 +18,7 @@ from certbotless.edge.client_certs import client_ca_files, pass_cert_maps
 from certbotless.edge.conditions import client_geos
 from certbotless.edge.dispatch import ROUTING_PATH_MAPS
 from certbotless.edge.guards import htpasswd_files, rate_zones
+from certbotless.edge.health_checks import health_locations
 from certbotless.edge.mounts import (
     HOSTS_DIR,
     LOCATIONS_DIR,
@@ -101,10 +102,10 @@ def render_nginx_conf(
     defaults = default_servers(
         responder_upstream, listen_80, listen_443, ip_default is None,
         [route for route in routes if route.every_host], pooled, first_use,
+        health_locations(routes),
     )  # fmt: skip
     cache, by_name = _read_on_first_use(on_first_use, servers, cert_for_host, certs_dir, ip_default)
-    client_certs = pass_cert_maps(routes)
-    zones = rate_zones(by_host)
+    client_certs, zones = pass_cert_maps(routes), rate_zones(by_host)
     upstreams = upstream_files(routes) if pooled else {}
     maps = sum(s.count("\n    map ") for s in (defaults, client_certs, zones, *_all_maps(servers)))
     maps += sum(text.count("\nmap ") for text in upstreams.values())  # sticky cookies'

@@ -20,7 +20,7 @@ from certbotless.edge.mounts import (
     HTPASSWD_SECRETS_DIR,
 )
 from certbotless.edge.nginx_version import NginxVersion, parse_nginx_version, worker_group_id
-from certbotless.edge.njs import PROBE_COMMAND, directive_probe, knows_directive, module_loaded
+from certbotless.edge.njs import PROBE_COMMAND, NjsFeatures, njs_features
 from certbotless.edge.validation import NginxConfigError, explain_nginx_error
 from certbotless.model import FileReference, ObjectKind, RolloutResult
 from certbotless.proxy_protocol import connect_to_edge_task
@@ -497,23 +497,13 @@ def _task_errors(swarm: Swarm, service_id: str, since: str) -> str:
     return "".join(f"\n  task: {e}" for e in sorted(errors) if e)
 
 
-def njs_in_edge_image(swarm: Swarm, service: Json, timeout: float) -> bool:
-    """Whether the edge image's nginx has njs (its `nginx -t` of nothing but the module fails
-    either way; its words name the module only when it cannot load it)."""
+def njs_in_edge_image(swarm: Swarm, service: Json, timeout: float) -> NjsFeatures:
+    """What the edge image's njs can do (its `nginx -t` of nothing but the module and
+    js_periodic fails either way; its words tell: njs.njs_features)."""
     job = _run_in_edge_image(swarm, service, list(PROBE_COMMAND), [], timeout)
     if not job.ran:
         raise RolloutError(f"`nginx -t` in the edge image did not run: {job.error or job.output}")
-    return module_loaded(job.output)
-
-
-def njs_directive_in_edge_image(
-    swarm: Swarm, service: Json, directive: str, timeout: float
-) -> bool:
-    """Whether the edge image's njs has `directive` (edge/njs.directive_probe)."""
-    job = _run_in_edge_image(swarm, service, directive_probe(directive), [], timeout)
-    if not job.ran:
-        raise RolloutError(f"`nginx -t` in the edge image did not run: {job.error or job.output}")
-    return knows_directive(job.output, directive)
+    return njs_features(job.output)
 
 
 def asked_once(

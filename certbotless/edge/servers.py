@@ -75,13 +75,15 @@ def default_servers(
     every_host: list[Route],
     pooled: bool = False,
     first_use: CertFiles | None = None,
+    health_checks: str = "",
 ) -> str:
     """Unknown names: challenges still reach the sidecar; /healthz answers load balancers that
     check each edge node by address; Traefik routers without a Host (`every_host`) are served
     on port 80, and nothing else is; TLS handshakes are refused, unless an IP address has a
     certificate: its clients send no name, so its server is the default one instead.
     `first_use`: the files of certificates read on first use, which the default server's
-    handshake serves for every host (edge/certificates.py)."""
+    handshake serves for every host (edge/certificates.py). `health_checks`: the location that
+    runs the services' health checks (edge/health_checks.py), if any."""
     certificate = "" if first_use is None else "\n        " + certificate_directives(first_use)
     reject = f"""
 
@@ -103,7 +105,7 @@ def default_servers(
             access_log off;
             default_type text/plain;
             return 200 "ok\\n";
-        }}{"".join(locations)}
+        }}{health_checks}{"".join(locations)}
     }}{reject if reject_unknown else ""}"""
 
 

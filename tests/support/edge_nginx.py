@@ -4,7 +4,9 @@ proxies to, and the requests the tests send it: what the edge does is checked by
 - `Echo`: the upstream; answers `<path> <Authorization or ->` with its own port in
   `X-Echo-Port` (which of several answered tells routers apart) and its address in
   `X-Echo-Address` (which task of a service, `echo_task`, answered), and keeps each request's
-  headers (`Echo.seen`) so a test can check what reached the service (or a forward-auth server).
+  headers and method (`Echo.seen`) so a test can check what reached the service (or a
+  forward-auth server, or a health check); at a path given a scripted answer, gives that
+  (after a delay when `Echo.delayed` says one).
 - `serve_routes`: nginx serving routes over plain HTTP (and HTTPS for hosts given
   certificates: a stand-in self-signed pair).
 - `get` / `answer`: a request over plain HTTP; `answer_tls`: one over HTTPS with SNI;
@@ -43,7 +45,7 @@ import dns.rrset
 
 from certbotless.edge.mounts import NGINX_CONF_TARGET
 from certbotless.edge.nginx_version import NginxVersion, parse_nginx_version
-from certbotless.edge.njs import PROBE_COMMAND, directive_probe, knows_directive, module_loaded
+from certbotless.edge.njs import NJS, PROBE_COMMAND, NjsFeatures, njs_features
 from certbotless.edge.render import render_nginx_conf
 from certbotless.edge.validation import _write_scratch_tree
 from certbotless.model import Route, StoredCert
@@ -73,11 +75,12 @@ class NginxBinary:
     @property
     def has_njs(self) -> bool:
         """Whether it has njs, as the edge asks its nginx."""
-        return _njs_of(self.command)
+        return NJS in self.njs_features
 
-    def knows(self, directive: str) -> bool:
-        """Whether its njs has `directive`, as the edge asks its nginx."""
-        return _knows_of(self.command, directive)
+    @property
+    def njs_features(self) -> NjsFeatures:
+        """What its njs can do, as the edge asks its nginx."""
+        return _njs_of(self.command)
 
     @property
     def command(self) -> tuple[str, ...]:
@@ -99,18 +102,11 @@ def _version_of(command: tuple[str, ...]) -> NginxVersion:
 
 
 @cache
-def _njs_of(command: tuple[str, ...]) -> bool:
+def _njs_of(command: tuple[str, ...]) -> NjsFeatures:
     found = subprocess.run(
         [*command, *PROBE_COMMAND[1:]], capture_output=True, text=True, timeout=60, check=False
     )
-    return module_loaded(found.stderr + found.stdout)
-
-
-@cache
-def _knows_of(command: tuple[str, ...], directive: str) -> bool:
-    found = subprocess.run([*command, *directive_probe(directive)[1:]], capture_output=True,
-                           text=True, timeout=60, check=False)  # fmt: skip
-    return knows_directive(found.stderr + found.stdout, directive)
+    return njs_features(found.stderr + found.stdout)
 
 
 # Scratch trees written inside another root, removed when their nginx stops.
@@ -118,6 +114,7 @@ _SCRATCH_IN_ROOT: dict[int, Path] = {}
 NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 ECHO_PORT_HEADER = "X-Echo-Port"
 ECHO_ADDRESS_HEADER = "X-Echo-Address"  # which of a service's tasks (loopback addresses)
+METHOD_SEEN = ":method"  # the method of a request the echo server saw, among its headers
 
 
 class Echo(BaseHTTPRequestHandler):
@@ -131,9 +128,14 @@ class Echo(BaseHTTPRequestHandler):
     # body), as a Traefik test's handler writes them.
     scripted: ClassVar[dict[str, tuple[int, list[tuple[str, str]], str]]] = {}
 
+    # Seconds a scripted answer waits before it is given, by path (a slow health endpoint).
+    delayed: ClassVar[dict[str, float]] = {}
+
     def _answer(self) -> None:
         headers = {name.lower(): value for name, value in self.headers.items()}
+        headers[METHOD_SEEN] = self.command
         Echo.seen.append((self.path, headers))
+        time.sleep(Echo.delayed.get(self.path, 0))
         if self.path in Echo.scripted:
             self._scripted(*Echo.scripted[self.path])
             return

@@ -177,8 +177,7 @@ def middleware_case_outcome(
     routes = [_errors_on_loopback(route) for route in routes]
     # The edge refuses what needs njs when its nginx has none, and what needs pooled upstreams
     # when its nginx cannot pool: refusals of the case's own.
-    routes, unservable = servable_routes(routes, binary.version, lambda: binary.has_njs,
-                                         binary.knows, binary.knows)  # fmt: skip
+    routes, unservable = servable_routes(routes, binary.version, lambda: binary.njs_features)
     said = [p for p in problems if _own(p, case)] + list(unservable)
     text = " | ".join(f"{p.label}: {p.message}" for p in said)
     if case.get("traefik_rejects"):
@@ -243,12 +242,14 @@ def answers_differing(
         differing: list[str] = []
         previous: dict[str, Any] | None = None
         for request in requests:
-            tls = urlsplit(request["url"]).scheme == "https"
-            sent = _with_cookie(request, previous)
-            answers = [with_digest(sent, partial(exchange, tls_port if tls else port, tls=tls))
-                       for _ in range(request.get("repeat", 1))]  # fmt: skip
-            found = [d for got in answers for d in differences(request["expect"], got)]
-            found += _task_differences(request["expect"].get("task"), answers, previous)
+            _script(request.get("answers", {}))
+            time.sleep(request.get("after", 0))
+            deadline = time.monotonic() + request.get("within", 0)
+            while True:  # until the answer is Traefik's, or `within` seconds have passed
+                answers, found = _asked(request, previous, port, tls_port)
+                if not found or time.monotonic() >= deadline:
+                    break
+                time.sleep(0.1)
             differing += [f"{request['method']} {request['url']}: {d}"
                           for d in dict.fromkeys(found)]  # fmt: skip
             previous = answers[-1]
@@ -260,6 +261,47 @@ def _named_hosts(routes: Sequence[Route]) -> list[str]:
     named = [host for route in routes for host in route.hosts
              if CERTIFICATE_NAME_RE.fullmatch(host)]  # fmt: skip
     return list(dict.fromkeys([HOST, *named]))
+
+
+def _asked(
+    request: Mapping[str, Any], previous: Mapping[str, Any] | None, port: int, tls_port: int
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The request's answers (`repeat` times) and what differs in them from Traefik's."""
+    tls = urlsplit(request["url"]).scheme == "https"
+    sent = _with_cookie(request, previous)
+    answers = [with_digest(sent, partial(exchange, tls_port if tls else port, tls=tls))
+               for _ in range(request.get("repeat", 1))]  # fmt: skip
+    found = [d for got in answers for d in differences(request["expect"], got)]
+    found += _task_differences(request["expect"].get("task"), answers, previous)
+    return answers, found + _checked_differences(request["expect"].get("checked"))
+
+
+def _script(answers: Mapping[str, Mapping[str, Any] | None]) -> None:
+    """A request's `answers`: what the echo server answers at each path from now on (its
+    status, headers, body, and `delay` in seconds before it), or the echo again (null)."""
+    for path, answer in answers.items():
+        Echo.scripted.pop(path, None)
+        Echo.delayed.pop(path, None)
+        if answer is not None:
+            headers = [(name, value) for name, value in answer.get("headers", [])]
+            Echo.scripted[path] = (answer["status"], headers, answer.get("body", ""))
+            Echo.delayed[path] = answer.get("delay", 0)
+
+
+def _checked_differences(checked: Mapping[str, Any] | None) -> list[str]:
+    """`checked`: the last request the echo server saw at `path` (a health check's) had
+    `headers` (`:method` its method); `"seen": false`, none reached it."""
+    if checked is None:
+        return []
+    seen = [headers for path, headers in Echo.seen if path == checked["path"]]
+    if not checked.get("seen", True):
+        return [f"health check: {checked['path']} asked, Traefik does not ask it"] if seen else []
+    if not seen:
+        return [f"health check: {checked['path']} not asked, Traefik asks it"]
+    return [
+        f"health check: {d}"
+        for d in _seen_differences(checked, {"path": checked["path"], "headers": seen[-1]})
+    ]
 
 
 def _until_resolved(port: int) -> None:

@@ -1,5 +1,5 @@
 // Traefik's circuitBreaker (oxy's cbreaker), for edge/breaker.py. Written for njs's own engine
-// (ES5 syntax); needs njs 0.8.0 (shared dictionaries).
+// (ES5 syntax); needs njs 0.8.1 (shared dictionaries, probed with js_periodic).
 //
 // A route's breaker comes in $certbotless_breaker (JSON): `id`; `period`, `fallback`,
 // `recovery` (ms); `when` (the expression, see labels/traefik/middlewares/breaker_expression.py),

@@ -314,4 +314,123 @@ function parseList(value) {
     return list;
 }
 
-export default { replacedPath, clientCertInfo, digestUser, digestChallenge };
+// Traefik's active health checks (pkg/healthcheck): js_periodic runs healthCheck in one worker,
+// in each check's location, every `tick` ms (edge/health_checks.py). The service's state is in
+// the shared dict certbotless_health under the check's key ("down" or "up"; nothing yet: up,
+// as Traefik's servers start), with the time its next check is due (key + ':due'): one
+// interval after nginx starts (when the first run comes), then every interval while up, every
+// unhealthy interval while down. In: $certbotless_health_checks (every check by key,
+// JSON: url, method, host, headers, status, follow, timeout, interval, unhealthy, verify,
+// tick) and $document_root (the location's root ends with its check's key).
+var HEALTH_REDIRECTS = 10;  // Go's client stops after 10 redirects (an error: down)
+
+function healthCheck(s) {
+    var key = s.variables.document_root.split('/').pop();
+    var check = JSON.parse(s.variables.certbotless_health_checks)[key];
+    var dict = ngx.shared.certbotless_health;
+    var now = Date.now();
+    var due = dict.get(key + ':due');
+    if (due === undefined) {  // the first run, as nginx starts
+        dict.set(key + ':due', String(now + check.interval));
+        return;
+    }
+    // Half a tick early counts as due: runs come every tick, give or take a few ms.
+    if (now + check.tick / 2 < Number(due)) {
+        return;
+    }
+    return healthAnswer(check, now).then(function (healthy) {
+        dict.set(key, healthy ? 'up' : 'down');
+        dict.set(key + ':due', String(now + (healthy ? check.interval : check.unhealthy)));
+    });
+}
+
+// Whether the service answers as healthy within the check's timeout: `status` when the check
+// gives one, else any status from 200 to 399 (Go's client having followed the redirects).
+function healthAnswer(check, started) {
+    var deadline = started + check.timeout;
+    return healthFetch(check, check.url, check.method, check.host, 0, deadline)
+        .then(function (status) {
+            return check.status ? status === check.status : status >= 200 && status < 400;
+        }, function (e) {
+            ngx.log(ngx.WARN, 'health check of ' + check.url + ' failed: ' + e);
+            return false;
+        });
+}
+
+// The answer's status, after the redirects Go's client follows (301, 302, 303, 307, 308 with a
+// Location): 301-303 ask again with GET (HEAD stays HEAD); the Host the check gives is kept
+// for a relative Location only; Authorization and Cookie are not sent to another host.
+function healthFetch(check, url, method, host, hops, deadline) {
+    var left = deadline - Date.now();
+    if (left <= 0) {
+        return Promise.reject(new Error('timeout'));
+    }
+    var headers = {};
+    for (var i = 0; i < check.headers.length; i++) {
+        var name = check.headers[i][0];
+        if (hops === 0 || authority(url) === authority(check.url) ||
+                !/^(authorization|cookie|cookie2|www-authenticate)$/i.test(name)) {
+            headers[name] = check.headers[i][1];
+        }
+    }
+    if (host) {
+        headers.Host = host;
+    }
+    var timer;
+    var timeout = new Promise(function (resolve, reject) {
+        timer = setTimeout(function () { reject(new Error('timeout')); }, left);
+    });
+    var asked = ngx.fetch(url, {method: method, headers: headers, verify: check.verify});
+    return Promise.race([asked, timeout]).then(function (answer) {
+        clearTimeout(timer);
+        var location = answer.headers.get('Location');
+        if (!check.follow || [301, 302, 303, 307, 308].indexOf(answer.status) < 0 || !location) {
+            return answer.status;
+        }
+        if (hops === HEALTH_REDIRECTS) {
+            throw new Error('stopped after ' + HEALTH_REDIRECTS + ' redirects');
+        }
+        var absolute = /^[A-Za-z][A-Za-z0-9+.-]*:/.test(location);
+        var again = answer.status <= 303 && method !== 'GET' && method !== 'HEAD' ? 'GET' : method;
+        return healthFetch(check, resolvedUrl(url, location), again, absolute ? '' : host,
+            hops + 1, deadline);
+    }, function (e) {
+        clearTimeout(timer);
+        throw e;
+    });
+}
+
+function authority(url) {
+    var match = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^\/?#]*)/.exec(url);
+    return match === null ? '' : match[1].toLowerCase();
+}
+
+// A Location resolved against the URL asked (RFC 3986, as Go's URL.ResolveReference, but for
+// `.` and `..` segments, which stay).
+function resolvedUrl(base, location) {
+    if (/^[A-Za-z][A-Za-z0-9+.-]*:/.test(location)) {
+        return location;
+    }
+    var scheme = base.slice(0, base.indexOf(':') + 1);
+    if (location.slice(0, 2) === '//') {
+        return scheme + location;
+    }
+    var origin = scheme + '//' + authority(base);
+    var path = base.slice(origin.length).split(/[?#]/)[0] || '/';
+    if (location.charAt(0) === '/') {
+        return origin + location;
+    }
+    if (location.charAt(0) === '?') {
+        return origin + path + location;
+    }
+    return origin + path.slice(0, path.lastIndexOf('/') + 1) + location;
+}
+
+// "1" when the route's service ($certbotless_health_key's check) is down, else "".
+function serviceDown(r) {
+    var key = r.variables.certbotless_health_key;
+    return key && ngx.shared.certbotless_health.get(key) === 'down' ? '1' : '';
+}
+
+export default { replacedPath, clientCertInfo, digestUser, digestChallenge, healthCheck,
+    serviceDown };

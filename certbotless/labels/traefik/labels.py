@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 
 from certbotless.labels.claims import Ledger, claim_order, middleware_key
 from certbotless.labels.traefik.default_rule import NoDefaultRule, default_rule, has_one_port
+from certbotless.labels.traefik.health_check import check_problem
 from certbotless.labels.traefik.load_balancer import (
     SERVICES,
     V1_PORT,
@@ -295,20 +296,7 @@ def _known_elsewhere(label: str) -> bool:
     return False
 
 
-# What open-source nginx lacks for some Traefik service options, and what does the job instead.
-_INSTEAD = {
-    "loadbalancer.healthcheck": "Traefik's active health checks: open-source nginx has none; "
-    "give the service a Docker HEALTHCHECK instead: Swarm takes a task that fails it out of the "
-    "service's DNS, which the edge follows within 10 s",
-}
-
-
 def _unknown_label_problem(service: ServiceInfo, label: str) -> LabelProblem:
-    option = label[len(SERVICES) :].partition(".")[2].lower() if label.startswith(SERVICES) else ""
-    instead = next((why for key, why in _INSTEAD.items() if option.startswith(key)), None)
-    if instead is not None:
-        return LabelProblem(service.name, label, service.labels[label], f"not applied: "
-                            f"{instead}; the rest of the service's labels are used")  # fmt: skip
     return LabelProblem(
         service.name, label, service.labels[label],
         "not read by certbotless: this Traefik label has no nginx counterpart here (see "
@@ -387,6 +375,10 @@ def _proxied_to(
                                router.label("rule")), v1, known.server_urls)  # fmt: skip
     options, noted, passes = ((DEFAULT_UPSTREAM, [], True) if target
                               else _service_options(service, router, known.files))  # fmt: skip
+    check = options.health_check
+    unchecked = check and check_problem(check, found.scheme, options.transport, service.name)
+    if unchecked:  # served without its health check, which njs cannot make
+        noted, options = [*noted, unchecked], replace(options, health_check=None)
     route = Route(service=target.service if target else service.name, hosts=(),
                   port=found.port, upstream_scheme=found.scheme,
                   server_authority=found.server_authority, pass_host_header=passes,

@@ -1,9 +1,9 @@
 """The options of a Traefik service that say how its tasks are reached and its answers passed
 on (upstream_options): `loadbalancer.strategy` (wrr, p2c), the sticky cookie
-(`loadbalancer.sticky.cookie.*`, as Traefik 3 sets it) and
-`loadbalancer.responseForwarding.flushInterval`. What cannot be applied is said: an unknown
-strategy leaves the router unrouted (Traefik serves it no more), the others are reported and
-the rest applied."""
+(`loadbalancer.sticky.cookie.*`, as Traefik 3 sets it),
+`loadbalancer.responseForwarding.flushInterval` and the active health check (health_check).
+What cannot be applied is said: an unknown strategy leaves the router unrouted (Traefik serves
+it no more), the others are reported and the rest applied."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+from certbotless.labels.traefik.health_check import KEY as HEALTH_CHECK
+from certbotless.labels.traefik.health_check import health_check
 from certbotless.labels.traefik.middlewares.options import NO_FILE_MIDDLEWARES, FileMiddlewares
 from certbotless.labels.traefik.servers_transport import KEY as TRANSPORT
 from certbotless.labels.traefik.servers_transport import TransportError, named_transport
@@ -20,7 +22,8 @@ from certbotless.upstream_options import ServersTransport, StickyCookie, Strateg
 SERVICES = "traefik.http.services."
 # The keys read here, under traefik.http.services.<name>. (lower case).
 OPTION_KEYS = ("loadbalancer.strategy", "loadbalancer.sticky",
-               "loadbalancer.responseforwarding.flushinterval", TRANSPORT)  # fmt: skip
+               "loadbalancer.responseforwarding.flushinterval", TRANSPORT,
+               HEALTH_CHECK)  # fmt: skip
 _COOKIE = "loadbalancer.sticky.cookie"
 _STICKY_KEYS = {"loadbalancer.sticky", _COOKIE} | {
     f"{_COOKIE}.{option}"
@@ -96,8 +99,9 @@ def upstream_options(
         problems.append(options.problem(key, "must be a duration (100ms, 1s, -1); not applied"))
         flush = ""
     transport = _transport(options, files, problems)
+    checked = health_check(options.given, options.problem, problems)
     return UpstreamOptions(strategy=strategy, sticky=sticky, flush_at_once=bool(flush),
-                           transport=transport), problems  # fmt: skip
+                           transport=transport, health_check=checked), problems  # fmt: skip
 
 
 def _transport(

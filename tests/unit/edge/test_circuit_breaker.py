@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from certbotless.edge.breaker import SHARED_DICT
-from certbotless.edge.njs import without_njs
+from certbotless.edge.njs import ALL_FEATURES, NJS, PERIODIC, without_njs
 from certbotless.labels.traefik.labels import traefik_claims
 from certbotless.model import ErrorPages, Route, ServiceInfo
 from tests.support.edge_nginx import (
@@ -238,13 +237,14 @@ def test_guards_listed_before_it_are_reported() -> None:
 
 def test_an_njs_without_shared_dictionaries_leaves_it_out_by_name() -> None:
     routes, _ = _routes(8000, {"expression": "NetworkErrorRatio() > 0.5"})
-    kept, [problem] = without_njs(routes, True, lambda directive: directive != SHARED_DICT)
-    assert kept[0].circuit_breaker is None and kept[0].service == routes[0].service
-    assert "njs 0.8.0 or later" in problem.message and "served without it" in problem.message
-    assert without_njs(routes, True) == (routes, [])
+    for older in (frozenset({NJS}), frozenset()):  # njs 0.7.9; no njs at all
+        kept, [problem] = without_njs(routes, older)
+        assert kept[0].circuit_breaker is None and kept[0].service == routes[0].service
+        assert "njs 0.8.1 or later" in problem.message and "served without it" in problem.message
+    assert without_njs(routes, ALL_FEATURES) == (routes, [])
 
 
 def test_the_probe_tells_bookworms_njs_from_the_edge_images(newest: NginxBinary) -> None:
-    assert newest.knows(SHARED_DICT)
+    assert PERIODIC in newest.njs_features
     if LOCAL_NGINX.has_njs and LOCAL_NGINX.version < (1, 23, 0):  # Debian bookworm's 0.7.9
-        assert not LOCAL_NGINX.knows(SHARED_DICT)
+        assert PERIODIC not in LOCAL_NGINX.njs_features

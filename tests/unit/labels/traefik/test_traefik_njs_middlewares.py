@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from certbotless.edge.njs import JS_TARGET, NJS_MODULE, without_njs
+from certbotless.edge.njs import ALL_FEATURES, JS_TARGET, NJS_MODULE, without_njs
 from certbotless.edge.render import render_nginx_conf
 from certbotless.labels.traefik.go_template import njs_template
 from certbotless.labels.traefik.labels import traefik_claims
@@ -73,6 +73,6 @@ def test_an_edge_without_njs_refuses_the_routes_that_need_it_by_name() -> None:
                       replace_path_everywhere=True)  # fmt: skip
     files = render_nginx_conf([plain, needing], {}, RESPONDER, "/certs")
     assert files[JS_TARGET] and f"load_module {NJS_MODULE};" in files["/etc/nginx/nginx.conf"]
-    kept, [problem] = without_njs([plain, needing], has_njs=False)
+    kept, [problem] = without_njs([plain, needing], frozenset())
     assert kept == [plain] and problem.service == "other" and "njs" in problem.message
-    assert without_njs([plain, needing], has_njs=True) == ([plain, needing], [])
+    assert without_njs([plain, needing], ALL_FEATURES) == ([plain, needing], [])
