@@ -191,12 +191,13 @@ class Dns01Solver:
         record = self._record_for(challenge)
         provider = self.providers(record.provider)  # no secrets, unknown: nothing to note
         with self._lock:
-            self._records[challenge] = record
             users = self._users.get(record, 0)
+            if not users:
+                self._note(record, keep=True)  # first: a ledger that refuses it leaves no trace
+            self._records[challenge] = record
             self._users[record] = users + 1
             if users:
                 return
-            self._note(record, keep=True)
         self.progress(f"{challenge.domain}: publishing TXT {record.fqdn} in zone {record.zone}")
         try:
             provider.add_txt(record)

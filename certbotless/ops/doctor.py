@@ -101,6 +101,8 @@ class Doctor:
     def _lease_check(self) -> Check:
         assert self.lease is not None
         state = self.lease.state()
+        if state.newer:
+            return Check("pass lease", False, state.newer)
         now = datetime.now(UTC)
         if not state.holder or state.expires is None or state.expires <= now:
             return Check("pass lease", True, f"free (config {LEASE_CONFIG})")

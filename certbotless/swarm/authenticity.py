@@ -11,6 +11,10 @@ Objects without a valid MAC are ignored everywhere the store is read (versions i
 edge mounts, gc, `list`) and reported once each. Objects made before releases signed them are
 adopted when the edge's nginx mounts them right now (certbotless rolled them there), and no
 others.
+
+Each object's labels, its MAC's form included, carry their schema (`swarm.schema`, the label
+`certbotless.schema`): one a newer certbotless made is ignored the same way, before its MAC is
+looked at (its form may be another), and never signed, changed or removed.
 """
 
 from __future__ import annotations
@@ -28,6 +32,13 @@ from pathlib import Path
 
 from certbotless.model import LabelProblem, ObjectKind
 from certbotless.swarm.api import APIError, Json, Swarm
+from certbotless.swarm.schema import (
+    OBJECT_SCHEMA,
+    NewerSchema,
+    RecordKind,
+    readable_schema,
+    stamped,
+)
 
 MAC = "certbotless.mac"
 KIND = "certbotless.kind"  # the object's role (store.KIND; here to avoid a cycle)
@@ -104,6 +115,17 @@ def labels_of(item: Json) -> dict[str, str]:
     return dict(item["Spec"].get("Labels") or {})
 
 
+def newer_object(kind: ObjectKind, item: Json) -> NewerSchema | None:
+    """Whether a newer certbotless made the object (its labels are of a newer schema)."""
+    labels = labels_of(item)
+    what = f"{kind.value} {item['Spec']['Name']} ({labels.get(KIND, 'no role')})"
+    try:
+        readable_schema(RecordKind.OBJECT, what, labels.get(OBJECT_SCHEMA))
+    except NewerSchema as newer:
+        return newer
+    return None
+
+
 def untrusted_problem(kind: ObjectKind, item: Json) -> LabelProblem:
     """How an object that carries certbotless's labels without its MAC is reported."""
     role = str(labels_of(item).get(KIND, ""))
@@ -127,6 +149,8 @@ class AuthenticObjects:
         self.key = key
         # Untrusted objects seen by the latest listings, by ID; each is logged once.
         self.untrusted: dict[str, tuple[ObjectKind, Json]] = {}
+        # Objects a newer certbotless made, seen by the latest listings, by ID (logged once).
+        self.newer: dict[str, tuple[ObjectKind, Json, NewerSchema]] = {}
         self._logged: set[str] = set()
 
     @property
@@ -146,7 +170,7 @@ class AuthenticObjects:
         """Create an object and add its MAC; one that could not be signed is removed again
         (unsigned, it would be reported as not certbotless's)."""
         make = self.swarm.create_secret if kind == ObjectKind.SECRET else self.swarm.create_config
-        object_id = make(name, data, labels)
+        object_id = make(name, data, stamped(labels))
         try:
             self.sign(kind, object_id)
         except APIError:
@@ -185,7 +209,7 @@ class AuthenticObjects:
         if self.key is None:
             return
         item = self.swarm.inspect_object(kind, object_id)
-        labels = {**labels_of(item), MAC: self.key.mac(kind, item)}
+        labels = {**stamped(labels_of(item)), MAC: self.key.mac(kind, item)}
         self.swarm.update_object_labels(kind, item, labels)
 
     def adopt(self, mounted: Collection[str]) -> list[str]:
@@ -204,19 +228,45 @@ class AuthenticObjects:
         return adopted
 
     def problems(self) -> list[LabelProblem]:
-        """One problem per untrusted object seen by the latest listings."""
-        # A copy: the status page's thread may list while a pass does.
-        return [untrusted_problem(kind, item) for kind, item in list(self.untrusted.values())]
+        """One problem per untrusted object, and per object of a newer schema, seen by the
+        latest listings."""
+        # Copies: the status page's thread may list while a pass does.
+        newer = [
+            LabelProblem(f"{kind.value} {item['Spec']['Name']}", OBJECT_SCHEMA,
+                         str(labels_of(item).get(OBJECT_SCHEMA, "")), str(why))
+            for kind, item, why in list(self.newer.values())
+        ]  # fmt: skip
+        return newer + [
+            untrusted_problem(kind, item) for kind, item in list(self.untrusted.values())
+        ]
+
+    def readable(self, kind: ObjectKind, items: list[Json]) -> list[Json]:
+        """`items` but those a newer certbotless made, which are noted (and logged once)."""
+        kept = []
+        for item in items:
+            object_id = str(item["ID"])
+            newer = newer_object(kind, item)
+            if newer is None:
+                self.newer.pop(object_id, None)
+                kept.append(item)
+                continue
+            if f"newer {object_id}" not in self._logged:
+                self._logged.add(f"newer {object_id}")
+                log.warning("%s", newer)
+            self.newer[object_id] = (kind, item, newer)
+        return kept
 
     def survey(self) -> list[LabelProblem]:
         """List every object carrying a store role (however it is labelled otherwise), noting
         the untrusted ones (those gone since are forgotten), and return their problems."""
         self.untrusted = {}
+        self.newer = {}
         for kind in (ObjectKind.CONFIG, ObjectKind.SECRET):
             self.listing(kind)(KIND)
         return self.problems()
 
     def _authentic(self, kind: ObjectKind, items: list[Json]) -> list[Json]:
+        items = self.readable(kind, items)
         if self.key is None:
             if "" not in self._logged:
                 self._logged.add("")

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from certbotless.model import ObjectRole
 from certbotless.swarm.api import APIError, Json, Swarm
 from certbotless.swarm.locks import FilePassLock
+from certbotless.swarm.schema import NewerSchema, RecordKind, current_schema_text, readable_schema
 from certbotless.swarm.store import KIND, MANAGED
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 LEASE_CONFIG = "cbl-pass-lease"
 HOLDER = "certbotless.lease.holder"
 EXPIRES = "certbotless.lease.expires"
+SCHEMA = "certbotless.lease.schema"  # swarm/schema.py; a release before it wrote none (1)
 # A holder that dies blocks the others for at most this long; a live one renews every third.
 LEASE_TTL = timedelta(seconds=60)
 # A pass that cannot get the lease in this long gives up (the daemon retries later).
@@ -36,6 +38,8 @@ class LeaseBusy(Exception):
 class LeaseState:
     holder: str  # "" when free
     expires: datetime | None
+    # Why this release leaves the lease alone: a newer certbotless wrote it ("": it did not).
+    newer: str = ""
 
     def held_by_other(self, me: str, now: datetime) -> bool:
         return bool(self.holder) and self.holder != me and (self.expires or now) > now
@@ -82,6 +86,10 @@ class SwarmPassLock:
             now = datetime.now(UTC)
             config = self._config()
             current = LeaseState("", None) if config is None else _state(config)
+            if current.newer:
+                # Its rules are a newer release's: taking it could let two passes overlap.
+                raise LeaseBusy(f"{current.newer}; or, once no newer certbotless runs, remove "
+                                f"it: docker config rm {self.name}")  # fmt: skip
             if not current.held_by_other(self.holder, now):
                 # Swapped against what was read just now: a rival who took it meanwhile wins.
                 if self._swap(config, LeaseState(self.holder, now + self.ttl)):
@@ -118,6 +126,7 @@ class SwarmPassLock:
             KIND: ObjectRole.PASS_LEASE,
             HOLDER: wanted.holder,
             EXPIRES: wanted.expires.isoformat() if wanted.expires else "",
+            SCHEMA: current_schema_text(RecordKind.PASS_LEASE),
         }
         try:
             if read is None:
@@ -140,6 +149,11 @@ class SwarmPassLock:
 
 def _state(config: Json) -> LeaseState:
     labels = config["Spec"].get("Labels") or {}
+    try:
+        what = f"the pass lease (config {config['Spec']['Name']})"
+        readable_schema(RecordKind.PASS_LEASE, what, labels.get(SCHEMA))
+    except NewerSchema as newer:
+        return LeaseState("", None, str(newer))
     try:
         expires = datetime.fromisoformat(labels.get(EXPIRES, ""))
     except ValueError:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import random
 import threading
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -38,7 +38,14 @@ from certbotless.model import (
     StoredCert,
 )
 from certbotless.swarm.api import APIError, Json, Swarm
-from certbotless.swarm.status_json import status_from_json, status_to_json
+from certbotless.swarm.schema import (
+    NewerRecords,
+    NewerSchema,
+    RecordKind,
+    current_schema_text,
+    readable_schema,
+)
+from certbotless.swarm.status_json import newer_status, status_from_json, status_to_json
 from certbotless.swarm.store import KIND, MANAGED, NotStored
 
 STATUS_CONFIG = "cbl-status"
@@ -46,6 +53,9 @@ STATUS_PREFIX = "certbotless.status."
 ALERT_PREFIX = "certbotless.alert."
 ORDERS_LABEL = "certbotless.orders"
 DNS_RECORDS_LABEL = "certbotless.dns-records"
+# Under a ledger's own label (orders, DNS-01 records), its schema: `certbotless.orders.schema`.
+# A release that did not know it drops it when it writes the ledger, which is then schema 1.
+LEDGER_SCHEMA = ".schema"
 # Where renewal failures were kept before the status records: cleared on the first save.
 LEGACY_FAILURE_PREFIX = "certbotless.failure."
 _WRITE_ATTEMPTS = 5
@@ -267,14 +277,23 @@ class StatusConfig:
         labels = {} if config is None else config["Spec"].get("Labels") or {}
         return {k[len(prefix) :]: v for k, v in labels.items() if k.startswith(prefix)}
 
-    def write_notes(self, prefix: str, notes: Mapping[str, str]) -> None:
-        """Make `notes` the labels under `prefix`, leaving the others; writes only on a change."""
+    def write_notes(
+        self,
+        prefix: str,
+        notes: Mapping[str, str],
+        held: Callable[[dict[str, str]], Mapping[str, str]] | None = None,
+    ) -> None:
+        """Make `notes` the labels under `prefix`, leaving the others; writes only on a change.
+        `held` is given the notes stored under `prefix` as read for this write, and returns
+        those to keep as they are (a newer certbotless wrote them), or raises to write none."""
         with self._lock:
             for attempt in range(1, _WRITE_ATTEMPTS + 1):
                 config = self._config()
                 labels = {} if config is None else dict(config["Spec"].get("Labels") or {})
                 wanted = {k: v for k, v in labels.items() if not k.startswith(prefix)}
-                wanted.update({prefix + key: value for key, value in sorted(notes.items())})
+                stored = {k[len(prefix) :]: v for k, v in labels.items() if k.startswith(prefix)}
+                kept = {**notes, **(held(stored) if held is not None else {})}
+                wanted.update({prefix + key: value for key, value in sorted(kept.items())})
                 wanted.update({MANAGED: "true", KIND: ObjectRole.STATUS})
                 if wanted == labels:
                     return
@@ -301,22 +320,62 @@ class StatusConfig:
 
 
 class SwarmStatusStore:
-    """StatusStore: a label per certificate name on the status config."""
+    """StatusStore: a label per certificate name on the status config. A record a newer
+    certbotless wrote is not read, and kept as it is by every save (`swarm.schema`)."""
 
     def __init__(self, config: StatusConfig) -> None:
         self.config = config
+        self.newer = NewerRecords()
 
     def load(self) -> dict[str, CertificateStatus]:
         records = {}
         for name, text in self.config.notes(STATUS_PREFIX).items():
-            record = status_from_json(name, text)
+            try:
+                record = status_from_json(name, text)
+            except NewerSchema as newer:
+                self.newer.tell(newer)
+                continue
             if record is not None:
                 records[name] = record
         return records
 
     def save(self, records: Mapping[str, CertificateStatus]) -> None:
         notes = {name: status_to_json(record) for name, record in records.items()}
-        self.config.write_notes(STATUS_PREFIX, notes)
+
+        def newer_ones(stored: dict[str, str]) -> dict[str, str]:
+            kept = {}
+            for name, text in stored.items():
+                newer = newer_status(name, text)
+                if newer is not None:
+                    self.newer.tell(newer)
+                    kept[name] = text
+            return kept
+
+        self.config.write_notes(STATUS_PREFIX, notes, newer_ones)
+
+
+def ledger_text(kind: RecordKind, label: str, notes: Mapping[str, str]) -> str | None:
+    """The text of a ledger kept in one label (its schema beside it, `LEDGER_SCHEMA`): None when
+    there is none, or none this release reads. Raises NewerSchema."""
+    what = f"the {kind} (label {label} of config {STATUS_CONFIG})"
+    if readable_schema(kind, what, notes.get(LEDGER_SCHEMA)) is None:
+        return None
+    return notes.get("")
+
+
+def ledger_notes(kind: RecordKind, text: str) -> dict[str, str]:
+    """What a ledger's label and its schema's are written as."""
+    return {"": text, LEDGER_SCHEMA: current_schema_text(kind)}
+
+
+def leave_newer_ledger(kind: RecordKind, label: str) -> Callable[[dict[str, str]], dict[str, str]]:
+    """`StatusConfig.write_notes`'s `held` for a ledger: raises NewerSchema over a newer one."""
+
+    def held(stored: dict[str, str]) -> dict[str, str]:
+        ledger_text(kind, label, stored)
+        return {}
+
+    return held
 
 
 def past_orders_to_json(history: Iterable[PastOrder]) -> str:
@@ -338,34 +397,67 @@ def past_orders_from_json(text: str) -> list[PastOrder]:
 
 
 class SwarmOrderHistory:
-    """OrderHistory: one label on the status config, the last week's orders as JSON."""
+    """OrderHistory: one label on the status config, the last week's orders as JSON. One a
+    newer certbotless wrote reads as empty (the CA's own limits still hold) and is kept."""
 
     def __init__(self, config: StatusConfig) -> None:
         self.config = config
+        self.newer = NewerRecords()
 
     def load(self) -> list[PastOrder]:
-        return past_orders_from_json(self.config.notes(ORDERS_LABEL).get("", "[]"))
+        try:
+            text = ledger_text(RecordKind.ORDERS, ORDERS_LABEL, self.config.notes(ORDERS_LABEL))
+        except NewerSchema as newer:
+            self.newer.tell(newer)
+            return []
+        return past_orders_from_json(text or "[]")
 
     def save(self, orders: Sequence[PastOrder]) -> None:
-        self.config.write_notes(ORDERS_LABEL, {"": past_orders_to_json(orders)})
+        kind = RecordKind.ORDERS
+        notes = ledger_notes(kind, past_orders_to_json(orders))
+        try:
+            self.config.write_notes(ORDERS_LABEL, notes, leave_newer_ledger(kind, ORDERS_LABEL))
+        except NewerSchema as newer:
+            self.newer.tell(newer)
+
+
+class NewerDnsLedger(DnsProblem):
+    """The DNS-01 ledger was written by a newer certbotless: no record may be published that it
+    cannot note there (a crash would leave it published)."""
 
 
 class SwarmDnsRecordLedger:
-    """DnsRecordLedger: one label on the status config, the DNS-01 records not withdrawn yet."""
+    """DnsRecordLedger: one label on the status config, the DNS-01 records not withdrawn yet.
+    One a newer certbotless wrote reads as empty and is kept; noting a record there raises
+    NewerDnsLedger, so that DNS-01 publishes nothing (HTTP-01 is not concerned)."""
 
     def __init__(self, config: StatusConfig) -> None:
         self.config = config
+        self.newer = NewerRecords()
 
     def load(self) -> list[DnsRecord]:
-        text = self.config.notes(DNS_RECORDS_LABEL).get("", "[]")
+        kind = RecordKind.DNS_RECORDS
         try:
-            return [DnsRecord.from_json(entry) for entry in json.loads(text)]
+            text = ledger_text(kind, DNS_RECORDS_LABEL, self.config.notes(DNS_RECORDS_LABEL))
+        except NewerSchema as newer:
+            self.newer.tell(newer)
+            return []
+        try:
+            return [DnsRecord.from_json(entry) for entry in json.loads(text or "[]")]
         except (ValueError, KeyError, TypeError):
-            return []  # written by another version: nothing certbotless can act on
+            return []  # not a ledger certbotless wrote: nothing it can act on
 
     def save(self, records: Sequence[DnsRecord]) -> None:
+        kind = RecordKind.DNS_RECORDS
         entries = json.dumps([record.to_json() for record in records], sort_keys=True)
-        self.config.write_notes(DNS_RECORDS_LABEL, {"": entries} if records else {})
+        try:
+            self.config.write_notes(DNS_RECORDS_LABEL,
+                                    ledger_notes(kind, entries) if records else {},
+                                    leave_newer_ledger(kind, DNS_RECORDS_LABEL))  # fmt: skip
+        except NewerSchema as newer:
+            self.newer.tell(newer)
+            if records:
+                raise NewerDnsLedger(f"DNS-01 cannot note its TXT records: {newer}") from None
 
 
 class SwarmAlertMemory:

@@ -1,5 +1,5 @@
 """A certificate's status record as it is stored in the swarm: JSON, one label per name on the
-status config (swarm/status.py)."""
+status config (swarm/status.py), with its schema (swarm/schema.py) inside."""
 
 from __future__ import annotations
 
@@ -7,6 +7,15 @@ import json
 from datetime import datetime
 
 from certbotless.model import CertificateStatus, Condition, FailureReason, KeyType
+from certbotless.swarm.schema import (
+    CURRENT_SCHEMA,
+    NewerSchema,
+    RecordKind,
+    readable_schema,
+    schema_of,
+)
+
+SCHEMA_FIELD = "schema"
 
 
 def status_to_json(record: CertificateStatus) -> str:
@@ -17,6 +26,7 @@ def status_to_json(record: CertificateStatus) -> str:
 
     return json.dumps(
         {
+            SCHEMA_FIELD: CURRENT_SCHEMA[RecordKind.STATUS],
             "domains": list(record.domains),
             "key_type": record.key_type.value,
             "profile": record.profile,
@@ -42,14 +52,18 @@ def status_to_json(record: CertificateStatus) -> str:
 
 
 def status_from_json(name: str, text: str) -> CertificateStatus | None:
-    """A stored record; None for one this version cannot read (it is then rebuilt from the
-    swarm)."""
+    """A stored record of this schema or an older one (schema 1, the only one so far, is read as
+    it is); None for one this version cannot read (it is then rebuilt from the swarm). Raises
+    NewerSchema for a record a newer certbotless wrote."""
 
     def when(value: object) -> datetime | None:
         return None if value is None else datetime.fromisoformat(str(value))
 
     try:
         value = json.loads(text)
+        if readable_schema(RecordKind.STATUS, f"status record {name}",
+                           value.get(SCHEMA_FIELD)) is None:  # fmt: skip
+            return None
         reason = value.get("reason")
         return CertificateStatus(
             name=name,
@@ -75,3 +89,15 @@ def status_from_json(name: str, text: str) -> CertificateStatus | None:
         )
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+def newer_status(name: str, text: str) -> NewerSchema | None:
+    """Whether a stored record was written by a newer certbotless (then it is kept as it is)."""
+    try:
+        value = json.loads(text)
+        found = schema_of(value.get(SCHEMA_FIELD)) if isinstance(value, dict) else None
+    except ValueError:
+        return None
+    if found is None or found <= CURRENT_SCHEMA[RecordKind.STATUS]:
+        return None
+    return NewerSchema(RecordKind.STATUS, f"status record {name}", found)

@@ -29,6 +29,7 @@ from certbotless.model import (
 )
 from certbotless.swarm.api import APIError, Json, Swarm
 from certbotless.swarm.authenticity import AuthenticObjects, StoreKey, base_name
+from certbotless.swarm.schema import stamped
 
 NAME_PREFIX = OBJECT_NAME_PREFIX
 MAX_OBJECT_NAME = 64
@@ -159,8 +160,8 @@ class CertStore:
 
     def mark_refused(self, cert: StoredCert, reason: str) -> None:
         """Swarm rolled back the update that mounted this version; keep it out of use."""
-        labels = dict(self.swarm.inspect_config_labels(cert.config_id))
-        labels[CERT_REFUSED] = _label_text(reason)
+        labels = stamped({**self.swarm.inspect_config_labels(cert.config_id),
+                          CERT_REFUSED: _label_text(reason)})  # fmt: skip
         self.swarm.update_config_labels(cert.config_id, labels)
 
     # --- nginx configuration ----------------------------------------------------------------
@@ -255,8 +256,8 @@ class CertStore:
     def collectable_objects(self) -> list[StoredObject]:
         """Every chain, key and nginx.conf object certbotless made (never the account key, never
         an object it cannot tell it made), and the configs and secrets stack files made under
-        certbotless's reserved names."""
-        objects = _stack_file_objects(self.swarm)
+        certbotless's reserved names; never one a newer certbotless made (`swarm.schema`)."""
+        objects = _stack_file_objects(self.objects)
         for kind in (ObjectKind.CONFIG, ObjectKind.SECRET):
             for item in self.objects.listing(kind)(f"{MANAGED}=true"):
                 labels = item["Spec"].get("Labels") or {}
@@ -307,15 +308,15 @@ class CertStore:
             return raced  # a concurrent pass (e.g. `docker exec … issue`) made it first
 
 
-def _stack_file_objects(swarm: Swarm) -> list[StoredObject]:
+def _stack_file_objects(objects: AuthenticObjects) -> list[StoredObject]:
     """The configs and secrets a release's stack file made (`docker stack deploy`: unsigned,
-    known by their reserved names only)."""
+    known by their reserved names only), but those of a newer schema."""
     role = ObjectRole.STACK_FILE
-    listings = {ObjectKind.CONFIG: swarm.configs, ObjectKind.SECRET: swarm.secrets}
+    listings = {ObjectKind.CONFIG: objects.swarm.configs, ObjectKind.SECRET: objects.swarm.secrets}
     return [
         StoredObject(kind, item["ID"], item["Spec"]["Name"], item.get("CreatedAt", ""), role)
         for kind, listing in listings.items()
-        for item in listing(f"{KIND}={role}")
+        for item in objects.readable(kind, listing(f"{KIND}={role}"))
         if STACK_FILE_NAME.fullmatch(item["Spec"]["Name"])
     ]
 

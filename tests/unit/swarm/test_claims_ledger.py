@@ -3,7 +3,7 @@ not verify (a tenant's, or one planted before the sidecar wrote its own) is igno
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 from certbotless.swarm.authenticity import StoreKey
@@ -21,9 +21,15 @@ class Notes:
     def notes(self, prefix: str) -> dict[str, str]:
         return {k[len(prefix) :]: v for k, v in self.labels.items() if k.startswith(prefix)}
 
-    def write_notes(self, prefix: str, notes: Mapping[str, str]) -> None:
+    def write_notes(
+        self,
+        prefix: str,
+        notes: Mapping[str, str],
+        held: Callable[[dict[str, str]], Mapping[str, str]] | None = None,
+    ) -> None:
+        kept = {**notes, **(held(self.notes(prefix)) if held is not None else {})}
         self.labels = {k: v for k, v in self.labels.items() if not k.startswith(prefix)}
-        self.labels.update({prefix + k: v for k, v in notes.items()})
+        self.labels.update({prefix + k: v for k, v in kept.items()})
 
 
 def ledger(notes: Notes, key: StoreKey | None = KEY) -> SwarmClaimLedger:

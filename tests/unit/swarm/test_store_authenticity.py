@@ -71,7 +71,9 @@ class ObjectsSwarm:
     def inspect_config_labels(self, config_id: str) -> dict[str, str]:
         return dict(self.items[config_id][1]["Spec"]["Labels"])
 
-    def update_config_labels(self, config_id: str, labels: dict[str, str]) -> None:
+    def update_config_labels(
+        self, config_id: str, labels: dict[str, str], read: Item | None = None
+    ) -> None:
         self.items[config_id][1]["Spec"]["Labels"] = dict(labels)
 
     def remove_config(self, name: str) -> None:  # by name, as certbotless removes
