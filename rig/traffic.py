@@ -10,6 +10,11 @@ Two loops, for benchmarks and for tests that roll or kill edges while clients ke
   close is counted apart (`closes_absorbed`), and a retried request that then succeeds is not a
   failure.
 
+A target with `alternates` (other nodes' fronts, as several A records or an operator's load
+balancer give them) is reached as browsers reach such a name: a connection refused, timed out or
+cut before any byte of TLS came back is tried on the next address at once, and the loop keeps
+to the address that answered. Such a move is counted apart too (`failovers`), not as a failure.
+
 Both stop by themselves after `max_requests` requests or `max_seconds`, whichever comes first,
 and never aim anywhere but an IP address on loopback or in a private range: the address of a
 container the caller made, or a port it published on loopback.
@@ -39,7 +44,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Self, cast
@@ -66,6 +71,7 @@ class Target:
     `ca_file`: the roots to verify the server's certificate against (and its name against
     `host`); None: no verification at all (benchmarks that only count answers).
     `expect_status`: the status that makes a request succeed.
+    `alternates`: further addresses of the same service, tried in turn when one refuses.
     """
 
     address: str
@@ -74,18 +80,24 @@ class Target:
     ca_file: Path | None = None
     path: str = "/"
     expect_status: int = 200
+    alternates: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        try:
-            ip = ipaddress.ip_address(self.address)
-        except ValueError:
-            raise ValueError(
-                f"traffic goes to an IP address the run owns, not to a name: {self.address!r}"
-            ) from None
-        if not (ip.is_loopback or ip.is_private):
-            raise ValueError(
-                f"traffic goes to loopback or to the run's own containers, not to {ip}"
-            )
+        for address in (self.address, *self.alternates):
+            try:
+                ip = ipaddress.ip_address(address)
+            except ValueError:
+                raise ValueError(
+                    f"traffic goes to an IP address the run owns, not to a name: {address!r}"
+                ) from None
+            if not (ip.is_loopback or ip.is_private):
+                raise ValueError(
+                    f"traffic goes to loopback or to the run's own containers, not to {ip}"
+                )
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        return (self.address, *self.alternates)
 
     def tls_context(self) -> ssl.SSLContext:
         if self.ca_file is not None:
@@ -109,7 +121,8 @@ class Request:
     (the exception, or the unexpected status). Keep-alive only: `reused`, sent on a connection
     that had answered before; `retried`, that connection was closed by the server before any byte
     of the answer and the request went again on a new connection (`close_error` says how it
-    closed); `started`..`ended` then spans both attempts."""
+    closed); `started`..`ended` then spans both attempts. `failovers`: addresses that refused
+    the connection before one took it (`failover_error` says how the last refused)."""
 
     started: float
     ended: float
@@ -118,6 +131,8 @@ class Request:
     reused: bool = False
     retried: bool = False
     close_error: str = ""
+    failovers: int = 0
+    failover_error: str = ""
 
 
 @dataclass(frozen=True)
@@ -125,7 +140,8 @@ class Summary:
     """The figures of a list of requests: `requests` made, `failed` ones (after the keep-alive
     retry), `closes_absorbed` (server closes between requests that one retry absorbed, failed
     retry or not), `outage` (`longest_gap`, seconds), `errors` (message → count, failed requests
-    only) and `close_errors` (message → count, the closes that led to a retry)."""
+    only), `close_errors` (message → count, the closes that led to a retry), `failovers`
+    (requests that moved to another address) and `failover_errors` (message → count)."""
 
     requests: int
     failed: int
@@ -133,6 +149,8 @@ class Summary:
     outage: float
     errors: dict[str, int]
     close_errors: dict[str, int]
+    failovers: int = 0
+    failover_errors: dict[str, int] = field(default_factory=dict)
 
 
 def longest_gap(records: Sequence[Request]) -> float:
@@ -166,6 +184,8 @@ def summarize(records: Sequence[Request]) -> Summary:
         outage=longest_gap(records),
         errors=dict(Counter(r.error for r in records if not r.ok)),
         close_errors=dict(Counter(r.close_error for r in records if r.retried)),
+        failovers=sum(r.failovers > 0 for r in records),
+        failover_errors=dict(Counter(r.failover_error for r in records if r.failovers)),
     )
 
 
@@ -208,6 +228,9 @@ class TrafficLoop:
         self._thread: threading.Thread | None = None
         self._crash: BaseException | None = None
         self.started_at: float | None = None
+        # The address in use (an index into target.addresses), and this request's moves.
+        self._address = 0
+        self._moves: list[str] = []
 
     # --- running ----------------------------------------------------------------------------
 
@@ -262,7 +285,12 @@ class TrafficLoop:
                 now = time.monotonic()
                 if self._stop.is_set() or now >= deadline:
                     break
+                self._moves = []
                 record = self._one_request()
+                if self._moves:
+                    record = replace(
+                        record, failovers=len(self._moves), failover_error=self._moves[-1]
+                    )
                 with self._lock:
                     self._records.append(record)
                 pause = max(0.0, self.interval - (time.monotonic() - now))
@@ -282,9 +310,22 @@ class TrafficLoop:
         """Release what the loop keeps between requests."""
 
     def _connect(self) -> ssl.SSLSocket:
-        raw = socket.create_connection(
-            (self.target.address, self.target.port), timeout=self.connect_timeout
-        )
+        """A TLS connection to the address in use; with alternates, the next one in turn when it
+        refuses (each address at most once per request)."""
+        addresses = self.target.addresses
+        for attempt in range(len(addresses)):
+            address = addresses[self._address]
+            try:
+                return self._connect_to(address)
+            except OSError as refused:
+                if attempt == len(addresses) - 1 or not _refused(refused):
+                    raise
+                self._moves.append(f"{address}: {_describe(refused)}")
+                self._address = (self._address + 1) % len(addresses)
+        raise AssertionError("unreachable")
+
+    def _connect_to(self, address: str) -> ssl.SSLSocket:
+        raw = socket.create_connection((address, self.target.port), timeout=self.connect_timeout)
         try:
             raw.settimeout(self.timeout)
             return self._tls.wrap_socket(raw, server_hostname=self.target.host)
@@ -330,6 +371,16 @@ class TrafficLoop:
     @property
     def errors(self) -> dict[str, int]:
         return self.summary().errors
+
+
+def _refused(error: OSError) -> bool:
+    """Whether an address could not take the connection, before any byte of TLS came back:
+    refused (no listener), timed out or unreachable (no container behind the port), or cut
+    during the handshake (a front stopping, or started and not passing yet). A TLS alert or a
+    certificate that fails verification is an answer: not that."""
+    if isinstance(error, ssl.SSLError):
+        return isinstance(error, ssl.SSLEOFError | ssl.SSLZeroReturnError)
+    return True
 
 
 def _describe(error: BaseException) -> str:
