@@ -14,6 +14,8 @@ class ForwardAuthOptions:
     keeps_method: bool = False  # asked with the request's method, not GET
     keeps_location: bool = False  # a refusal's relative Location passed as it is
     signin_url: str = ""  # a 401 answered by a redirect to it (authSigninURL)
+    # The longest auth answer body read (maxResponseBodySize); a longer one is a 401. None: any.
+    max_answer_body: int | None = None
 
 
 ASKED_AS_TRAEFIK_DOES = ForwardAuthOptions()

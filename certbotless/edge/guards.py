@@ -15,7 +15,12 @@ from certbotless.edge.mounts import (
     auth_tls_secret_target,
     htpasswd_secret_target,
 )
-from certbotless.edge.njs import digest_checks
+from certbotless.edge.njs import (
+    AUTH_BODY_OVER,
+    digest_checks,
+    measured_auth_locations,
+    measures_auth_body,
+)
 from certbotless.edge.rewrite_phase import entry_point_value
 from certbotless.edge.shaping import FORWARDED_HEADERS
 from certbotless.labels.values import INTERNAL_LOCATION
@@ -169,11 +174,18 @@ def forward_auth_directives(index: int, route: Route) -> str:
     middleware) replace stay theirs, and with those pages a 500 stays nginx's."""
     if route.auth_url is None:
         return ""
+    # With maxResponseBodySize, njs answers the auth subrequest (njs.measured_auth_locations):
+    # the auth server's status and headers are that answer's own.
+    measured = measures_auth_body(route)
+    answered = "$sent_http_" if measured else "$upstream_http_"
     lines = [f"auth_request {INTERNAL_LOCATION}auth/{index};",
-             f"auth_request_set $certbotless_auth_{index}_status $upstream_status;"]  # fmt: skip
+             f"auth_request_set $certbotless_auth_{index}_status "
+             f"{'$status' if measured else '$upstream_status'};"]  # fmt: skip
+    if measured:
+        lines.append(f"auth_request_set $certbotless_auth_{index}_over {AUTH_BODY_OVER};")
     for number, header in enumerate(route.auth_options.response_headers):
         variable = f"$certbotless_auth_{index}_{number}"
-        upstream = "$upstream_http_" + header.lower().replace("-", "_")
+        upstream = answered + header.lower().replace("-", "_")
         lines += [f"auth_request_set {variable} {upstream};",
                   f"proxy_set_header {header} {variable};"]  # fmt: skip
     lines += [f"error_page {code} = @certbotless_auth_answer_{index}_{code};"
@@ -266,10 +278,28 @@ _HOP_BY_HOP = ("Te", "Trailers", "Upgrade")
 def auth_location(index: int, route: Route) -> str:
     """Forward auth: the subrequest that asks the route's auth server; a 2xx lets the request
     through."""
+    limit = route.auth_options.max_answer_body
+    if measures_auth_body(route) and limit is not None:
+        return measured_auth_locations(f"{INTERNAL_LOCATION}auth/{index}",
+                                       _asking_directives(route), limit)  # fmt: skip
     return f"""
         location = {INTERNAL_LOCATION}auth/{index} {{
             internal;{_asking_directives(route)}
         }}"""
+
+
+def _answer_body_over_limit(index: int, route: Route) -> str:
+    """The 401 gate's first check with maxResponseBodySize: an auth answer whose body is over
+    the limit is Traefik's own 401, without a body or a type (a `return` with text, even
+    empty, sends no error page)."""
+    if not measures_auth_body(route):
+        return ""
+    return f"""
+            set $certbotless_no_body "";
+            default_type "";
+            if ($certbotless_auth_{index}_over) {{
+                return 401 $certbotless_no_body;
+            }}"""
 
 
 def auth_answer_locations(index: int, route: Route) -> str:
@@ -300,12 +330,13 @@ def auth_answer_locations(index: int, route: Route) -> str:
         if route.auth_options.signin_url
         else ""
     )
+    over = _answer_body_over_limit(index, route)
     # One gate per status: nginx's `return` takes no variable status.
     blocks = [
         f"""
         location @certbotless_auth_answer_{index}_{code} {{
             recursive_error_pages on;
-            error_page 418 = @certbotless_auth_answer_{index};{signin if code == 401 else ""}
+            error_page 418 = @certbotless_auth_answer_{index};{over + signin if code == 401 else ""}
             if ($certbotless_auth_{index}_status ~ "^[1345]") {{
                 return 418;
             }}

@@ -1,5 +1,6 @@
 """njs, nginx's JavaScript module, for what nginx's configuration language cannot say (Traefik's
-replacePathRegex on every match, passTLSClientCert's serial number and dates, digestAuth). The
+replacePathRegex on every match, passTLSClientCert's serial number, dates and subject
+alternative names, digestAuth, forwardAuth's maxResponseBodySize). The
 functions ship with certbotless (njs/certbotless.js) and are a file of the rendered configuration;
 nginx.conf loads the module only when a route needs it. An edge whose nginx has no module
 gets those routes refused, by name."""
@@ -27,23 +28,34 @@ REPLACED_PATH = "$certbotless_replaced_by_njs"  # replacedPath's answer (see the
 CLIENT_INFO = "$certbotless_client_info_by_njs"  # clientCertInfo's answer
 DIGEST_USER = "$certbotless_digest_user"  # digestUser's answer
 DIGEST_CHALLENGE = "$certbotless_digest_challenge"  # digestChallenge's answer
+AUTH_BODY_SEEN = "$certbotless_auth_body_seen"  # authBodyMeasure's count of the body's bytes
+# The header authAnswerMeasured sets on its answer to the auth subrequest (never sent) when the
+# auth server's body is longer than the limit.
+AUTH_BODY_OVER = "$sent_http_certbotless_auth_body_over"
 # `nginx -t` on an empty configuration that loads the module: nginx names the module only
 # when it cannot load it (the configuration fails anyway: it has no events section).
 PROBE_COMMAND = ["nginx", "-t", "-c", "/dev/null", "-g", f"load_module {NJS_MODULE};"]
 
 
 def needs_njs(route: Route) -> bool:
-    return route.replace_path_everywhere or _numbers(route) != "" or needs_digest_key(route)
+    return (route.replace_path_everywhere or _njs_fields(route) != "" or needs_digest_key(route)
+            or measures_auth_body(route))  # fmt: skip
+
+
+def measures_auth_body(route: Route) -> bool:
+    """Whether the route's forward auth limits the auth answer's body (maxResponseBodySize)."""
+    return route.auth_url is not None and route.auth_options.max_answer_body is not None
 
 
 def needs_digest_key(route: Route) -> bool:
     return route.basic_auth is not None and route.basic_auth.digest
 
 
-def _numbers(route: Route) -> str:
-    """The client certificate's numbers passTLSClientCert asks for (njs writes them)."""
+def _njs_fields(route: Route) -> str:
+    """The client certificate's fields passTLSClientCert asks for that njs writes (its
+    numbers and subject alternative names)."""
     passing = route.client_tls.pass_cert
-    return ", ".join(passing.numbers) if passing is not None else ""
+    return ", ".join(passing.njs_fields) if passing is not None else ""
 
 
 def module_loaded(output: str) -> bool:
@@ -69,6 +81,7 @@ def njs_directives(routes: Iterable[Route]) -> dict[str, str]:
             f"\n    js_set {CLIENT_INFO} certbotless.clientCertInfo;"
             f"\n    js_set {DIGEST_USER} certbotless.digestUser;"
             f"\n    js_set {DIGEST_CHALLENGE} certbotless.digestChallenge;"
+            f"\n    js_var {AUTH_BODY_SEEN};"
             '\n    geo $certbotless_dollar { default "$"; }\n')  # fmt: skip
     return {"njs_module": f"load_module {NJS_MODULE};\n", "njs_http": http}
 
@@ -93,8 +106,11 @@ def _refusal(route: Route) -> LabelProblem:
         feature, value = "replacePathRegex", route.replace_path[0]
     elif route.basic_auth is not None and route.basic_auth.digest:
         feature, value = "digestAuth", route.basic_auth.realm
+    elif measures_auth_body(route):
+        feature = "forwardAuth's maxResponseBodySize"
+        value = str(route.auth_options.max_answer_body)
     else:
-        feature, value = "passTLSClientCert", _numbers(route)
+        feature, value = "passTLSClientCert", _njs_fields(route)
     return LabelProblem(route.service, feature, value, f"this {feature} needs njs (nginx's "
                         f"JavaScript module, {NJS_MODULE}), which the edge's nginx has not: the "
                         "router is not routed; use the edge image (nginx:stable has it) or "
@@ -144,3 +160,25 @@ def digest_checks(route: Route, users_files: str) -> list[str]:
     if auth.user_header:
         lines.append(f"proxy_set_header {auth.user_header} {DIGEST_USER};")
     return lines
+
+
+def measured_auth_locations(auth_uri: str, asking: str, limit: int) -> str:
+    """Forward auth with Traefik's maxResponseBodySize: the auth subrequest's location
+    (`auth_uri`) is njs's authAnswerMeasured, which asks the auth server at `<auth_uri>/asked`
+    (`asking`: how nginx asks it), where njs measures the answer's body as it streams (with or
+    without a Content-Length; unbuffered, so no temporary file) and tells whether it is longer
+    than `limit` bytes. The auth subrequest then answers with the auth server's status and
+    headers (`$status`, `$sent_http_*` for auth_request_set), or 401 and AUTH_BODY_OVER."""
+    return f"""
+        location = {auth_uri} {{
+            internal;
+            js_content certbotless.authAnswerMeasured;
+        }}
+
+        location = {auth_uri}/asked {{
+            internal;
+            set $certbotless_auth_body_limit {limit};{asking}
+            proxy_buffering off;
+            js_header_filter certbotless.authBodyHeaders;
+            js_body_filter certbotless.authBodyMeasure buffer_type=buffer;
+        }}"""
