@@ -249,7 +249,7 @@ def _asking_directives(route: Route) -> str:
     listed = "".join(
         f"\n            proxy_set_header {name} $http_{name.lower().replace('-', '_')};"
         for name in asked.request_headers
-        if name.lower() not in _SET_FOR_AUTH
+        if name.lower() not in _SET_FOR_AUTH | set(_ENTRY_POINT_SETS) | _removed_lower(route)
     )
     only_listed = "\n            proxy_pass_request_headers off;" * bool(
         route.auth_options.request_headers
@@ -268,7 +268,59 @@ def _asking_directives(route: Route) -> str:
             proxy_set_header X-Original-URI $request_uri;
             proxy_set_header X-Original-Method $request_method;
             proxy_set_header X-Forwarded-Uri $request_uri;
-            proxy_set_header X-Forwarded-Method $request_method;{FORWARDED_HEADERS}"""
+            proxy_set_header X-Forwarded-Method $request_method;{FORWARDED_HEADERS}{
+        _entry_point_headers(route)
+    }"""
+
+
+# Headers Traefik's entry point (no trusted IPs) sets itself before any middleware: the auth
+# server gets them as forwardAuth copies them (X-Forwarded-Server: Traefik's host name, here
+# the edge's). Lower-case name → (name, value).
+_ENTRY_POINT_SETS = {
+    "x-real-ip": ("X-Real-IP", "$remote_addr"),
+    "x-forwarded-server": ("X-Forwarded-Server", "$hostname"),
+    "x-forwarded-port": ("X-Forwarded-Port", "$certbotless_forwarded_port"),
+}
+_EMPTY = '""'  # a header nginx does not send
+# Traefik's forwardedPort: the Host header's port, else 443 over TLS, else 80.
+_FORWARDED_PORT = (
+    "set $certbotless_forwarded_port 80;",
+    "if ($scheme = https) { set $certbotless_forwarded_port 443; }",
+    'if ($http_host ~ "^(?:\\[[^]]*\\]|[^:\\[\\]]*):([^:]+)$") '
+    "{ set $certbotless_forwarded_port $1; }",
+)
+
+
+def _removed_by_entry(route: Route) -> set[str]:
+    """The client's headers Traefik's entry point removes and sets no other value of (those
+    passTLSClientCert sets are the service's concern when the route passes certificates)."""
+    removed = {"X-Forwarded-Prefix", "X-Forwarded-Scheme", "X-Scheme"}
+    if route.client_tls.pass_cert is None:
+        removed |= {"X-Forwarded-Tls-Client-Cert", "X-Forwarded-Tls-Client-Cert-Info"}
+    return removed
+
+
+def _removed_lower(route: Route) -> set[str]:
+    return {name.lower() for name in _removed_by_entry(route)}
+
+
+def _entry_point_headers(route: Route) -> str:
+    """What of Traefik's entry point reaches its auth server: forwardAuth copies the request's
+    headers (only the listed ones with authRequestHeaders); with trustForwardHeader=false
+    it drops the X-Forwarded-* and X-Real-Ip first, and with trustForwardHeader given
+    (either way) it sets X-Forwarded-Port when missing. Trailers, a hop-by-hop header of
+    Traefik's list that nginx passes on, never reaches it."""
+    asked = route.auth_options
+    trust, listed = asked.trusts_forward_headers, {n.lower() for n in asked.request_headers}
+    copied = {name: trust is not False and (not listed or name in listed)
+              for name in _ENTRY_POINT_SETS}  # fmt: skip
+    copied["x-forwarded-port"] = trust is not None or not listed or "x-forwarded-port" in listed
+    lines = list(_FORWARDED_PORT) if copied["x-forwarded-port"] else []
+    lines += [f"proxy_set_header {name} {value if copied[key] else _EMPTY};"
+              for key, (name, value) in _ENTRY_POINT_SETS.items()]  # fmt: skip
+    lines += [f'proxy_set_header {name} "";' for name in sorted(_removed_by_entry(route))]
+    lines.append('proxy_set_header Trailers "";')
+    return "".join(f"\n            {line}" for line in lines)
 
 
 # Hop-by-hop headers of an auth answer that Traefik drops and nginx would pass on.
@@ -280,7 +332,7 @@ def auth_location(index: int, route: Route) -> str:
     through."""
     limit = route.auth_options.max_answer_body
     if measures_auth_body(route) and limit is not None:
-        return measured_auth_locations(f"{INTERNAL_LOCATION}auth/{index}",
+        return measured_auth_locations(index, f"{INTERNAL_LOCATION}auth/{index}",
                                        _asking_directives(route), limit)  # fmt: skip
     return f"""
         location = {INTERNAL_LOCATION}auth/{index} {{

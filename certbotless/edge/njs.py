@@ -162,13 +162,15 @@ def digest_checks(route: Route, users_files: str) -> list[str]:
     return lines
 
 
-def measured_auth_locations(auth_uri: str, asking: str, limit: int) -> str:
+def measured_auth_locations(index: int, auth_uri: str, asking: str, limit: int) -> str:
     """Forward auth with Traefik's maxResponseBodySize: the auth subrequest's location
     (`auth_uri`) is njs's authAnswerMeasured, which asks the auth server at `<auth_uri>/asked`
     (`asking`: how nginx asks it), where njs measures the answer's body as it streams (with or
     without a Content-Length; unbuffered, so no temporary file) and tells whether it is longer
     than `limit` bytes. The auth subrequest then answers with the auth server's status and
-    headers (`$status`, `$sent_http_*` for auth_request_set), or 401 and AUTH_BODY_OVER."""
+    headers (`$status`, `$sent_http_*` for auth_request_set), or 401 and AUTH_BODY_OVER. An
+    auth server that cannot be reached gives nginx's 502 or 504 without a body (no error page
+    to measure), as without a limit."""
     return f"""
         location = {auth_uri} {{
             internal;
@@ -181,4 +183,10 @@ def measured_auth_locations(auth_uri: str, asking: str, limit: int) -> str:
             proxy_buffering off;
             js_header_filter certbotless.authBodyHeaders;
             js_body_filter certbotless.authBodyMeasure buffer_type=buffer;
+            error_page 502 504 = @certbotless_auth_{index}_unanswered;
+        }}
+
+        location @certbotless_auth_{index}_unanswered {{
+            set $certbotless_no_body "";
+            return 502 $certbotless_no_body;
         }}"""

@@ -113,7 +113,8 @@ class Echo(BaseHTTPRequestHandler):
     """The upstream: echoes the path it was asked for and the Authorization it got; answers
     with `X-Frame-Options: SAMEORIGIN` and `X-Upstream: echo` of its own."""
 
-    # Each request's path and headers (lowercase names), oldest first, of every Echo server.
+    # Each request's path and headers (lowercase names, and its method as `:method`, as
+    # HTTP/2 names it), oldest first, of every Echo server.
     seen: ClassVar[list[tuple[str, dict[str, str]]]] = []
 
     # Answers given in place of the echo, by path: a forward-auth server's (status, headers,
@@ -122,6 +123,7 @@ class Echo(BaseHTTPRequestHandler):
 
     def _answer(self) -> None:
         headers = {name.lower(): value for name, value in self.headers.items()}
+        headers[":method"] = self.command
         Echo.seen.append((self.path, headers))
         if self.path in Echo.scripted:
             self._scripted(*Echo.scripted[self.path])

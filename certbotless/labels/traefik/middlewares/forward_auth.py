@@ -65,8 +65,10 @@ def apply(route: Route, mw: Middleware, context: Context) -> Route:
             raise Unsupported(mw.label("authsigninurl"), signin, error.problem.message) from None
     response = _header_names(mw, "authresponseheaders")
     request = _header_names(mw, "authrequestheaders")
+    trust = flag(mw, "trustforwardheader") if mw.value("trustforwardheader").strip() else None
     options = ForwardAuthOptions(response, request, flag(mw, "preserverequestmethod"),
-                                 flag(mw, "preservelocationheader"), signin, limit)  # fmt: skip
+                                 flag(mw, "preservelocationheader"), signin, limit,
+                                 trust)  # fmt: skip
     route = replace(route, auth_url=address, auth_options=options)
     tls = _auth_server_tls(mw, context)
     if tls is not None:

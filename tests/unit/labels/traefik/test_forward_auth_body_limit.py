@@ -131,6 +131,19 @@ def test_a_zero_limit_lets_only_an_empty_body_through_and_a_large_body_is_measur
     assert _ask(port, "/p?size=2000001")[::2] == (401, "")
 
 
+@needs_nginx
+def test_an_auth_server_that_cannot_be_reached_is_a_500_with_a_limit_as_without(
+    upstream: int, auth_server: int, edge: ServeEdge
+) -> None:
+    # nginx's own 502 page is no auth answer to measure; the auth server's own 502 is.
+    with serving(_AuthServer) as gone:
+        pass
+    assert _ask(edge(_limited(upstream, gone, "10")).port, "/p")[0] == 500
+    port = edge(_limited(upstream, auth_server, "10")).port
+    assert _ask(port, "/p?status=502&size=11")[::2] == (401, "")
+    assert _ask(port, "/p?status=502&size=10")[::2] == (502, "b" * 10)
+
+
 def test_no_limit_needs_no_njs_and_a_limit_that_is_no_number_is_refused_by_name() -> None:
     for unlimited in ("-1", "-42", ""):
         [route] = traefik_claims([ServiceInfo("app", _limited(80, 81, unlimited))])["app"].routes
