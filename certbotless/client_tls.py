@@ -49,14 +49,15 @@ class ClientAuth:
 @dataclass(frozen=True)
 class PassClientCert:
     """passTLSClientCert: `pem` sends the client's certificate in X-Forwarded-Tls-Client-Cert;
-    `subject` and `issuer` (header names of DN_ATTRIBUTES, in that order) and `numbers`
-    (Traefik's names of the serial number and validity dates: SerialNumber, NB, NA, in that
-    order; njs writes them) make X-Forwarded-Tls-Client-Cert-Info."""
+    `subject` and `issuer` (header names of DN_ATTRIBUTES, in that order) and `njs_fields`
+    (Traefik's names of the serial number, validity dates and subject alternative names:
+    SerialNumber, NB, NA, SAN, in that order; njs writes them) make
+    X-Forwarded-Tls-Client-Cert-Info."""
 
     pem: bool = False
     subject: tuple[str, ...] = ()
     issuer: tuple[str, ...] = ()
-    numbers: tuple[str, ...] = ()
+    njs_fields: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,11 @@ class ForwardAuthOptions:
     keeps_method: bool = False  # asked with the request's method, not GET
     keeps_location: bool = False  # a refusal's relative Location passed as it is
     signin_url: str = ""  # a 401 answered by a redirect to it (authSigninURL)
+    # The longest auth answer body read (maxResponseBodySize); a longer one is a 401. None: any.
+    max_answer_body: int | None = None
+    # trustForwardHeader as given (None: not given, Traefik's older way of writing the
+    # headers), which decides which of its entry point's headers reach the auth server.
+    trusts_forward_headers: bool | None = None
 
 
 ASKED_AS_TRAEFIK_DOES = ForwardAuthOptions()

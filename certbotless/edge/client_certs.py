@@ -77,20 +77,20 @@ def pass_cert_directives(route: Route) -> str:
     pem = _PEM if passing.pem else '""'
     info = _info_variable(passing) if passing.subject or passing.issuer else '""'
     lines = [f"proxy_set_header {PEM_HEADER} {pem};", f"proxy_set_header {INFO_HEADER} {info};"]
-    if passing.numbers:  # njs writes them after the names (clientCertInfo in the .js)
+    if passing.njs_fields:  # njs writes them after the names (clientCertInfo in the .js)
         asked = (("s", passing.subject), ("i", passing.issuer))
         parts = "".join(f"{_info_variable(passing)}_{dn}" for dn, names in asked if names)
         lines[1:] = [f'set $certbotless_cert_names "{info.strip(chr(34))}";',
                      f'set $certbotless_cert_name_parts "{parts}";',
-                     f'set $certbotless_cert_numbers "{" ".join(passing.numbers)}";',
+                     f'set $certbotless_cert_fields "{" ".join(passing.njs_fields)}";',
                      f"proxy_set_header {INFO_HEADER} {CLIENT_INFO};"]  # fmt: skip
     return "".join(f"\n            {line}" for line in lines)
 
 
 def pass_cert_maps(routes: Iterable[Route]) -> str:
     """The http-level maps the routes' passTLSClientCert headers read."""
-    # The names' maps, once for each set of names (njs writes the numbers).
-    wanted = {replace(r.client_tls.pass_cert, numbers=()) for r in routes
+    # The names' maps, once for each set of names (njs writes the rest).
+    wanted = {replace(r.client_tls.pass_cert, njs_fields=()) for r in routes
               if r.client_tls.pass_cert is not None}  # fmt: skip
     if not wanted:
         return ""

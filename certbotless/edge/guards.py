@@ -16,7 +16,12 @@ from certbotless.edge.mounts import (
     auth_tls_secret_target,
     htpasswd_secret_target,
 )
-from certbotless.edge.njs import digest_checks
+from certbotless.edge.njs import (
+    AUTH_BODY_OVER,
+    digest_checks,
+    measured_auth_locations,
+    measures_auth_body,
+)
 from certbotless.edge.rewrite_phase import entry_point_value
 from certbotless.edge.shaping import FORWARDED_HEADERS
 from certbotless.labels.values import INTERNAL_LOCATION
@@ -170,11 +175,18 @@ def forward_auth_directives(index: int, route: Route) -> str:
     middleware) replace stay theirs, and with those pages a 500 stays nginx's."""
     if route.auth_url is None:
         return ""
+    # With maxResponseBodySize, njs answers the auth subrequest (njs.measured_auth_locations):
+    # the auth server's status and headers are that answer's own.
+    measured = measures_auth_body(route)
+    answered = "$sent_http_" if measured else "$upstream_http_"
     lines = [f"auth_request {INTERNAL_LOCATION}auth/{index};",
-             f"auth_request_set $certbotless_auth_{index}_status $upstream_status;"]  # fmt: skip
+             f"auth_request_set $certbotless_auth_{index}_status "
+             f"{'$status' if measured else '$upstream_status'};"]  # fmt: skip
+    if measured:
+        lines.append(f"auth_request_set $certbotless_auth_{index}_over {AUTH_BODY_OVER};")
     for number, header in enumerate(route.auth_options.response_headers):
         variable = f"$certbotless_auth_{index}_{number}"
-        upstream = "$upstream_http_" + header.lower().replace("-", "_")
+        upstream = answered + header.lower().replace("-", "_")
         lines += [f"auth_request_set {variable} {upstream};",
                   f"proxy_set_header {header} {variable};"]  # fmt: skip
     lines += [f"error_page {code} = @certbotless_auth_answer_{index}_{code};"
@@ -238,7 +250,7 @@ def _asking_directives(route: Route) -> str:
     listed = "".join(
         f"\n            proxy_set_header {name} $http_{name.lower().replace('-', '_')};"
         for name in asked.request_headers
-        if name.lower() not in _SET_FOR_AUTH
+        if name.lower() not in _SET_FOR_AUTH | set(_ENTRY_POINT_SETS) | _removed_lower(route)
     )
     only_listed = "\n            proxy_pass_request_headers off;" * bool(
         route.auth_options.request_headers
@@ -257,7 +269,59 @@ def _asking_directives(route: Route) -> str:
             proxy_set_header X-Original-URI $request_uri;
             proxy_set_header X-Original-Method $request_method;
             proxy_set_header X-Forwarded-Uri $request_uri;
-            proxy_set_header X-Forwarded-Method $request_method;{FORWARDED_HEADERS}"""
+            proxy_set_header X-Forwarded-Method $request_method;{FORWARDED_HEADERS}{
+        _entry_point_headers(route)
+    }"""
+
+
+# Headers Traefik's entry point (no trusted IPs) sets itself before any middleware: the auth
+# server gets them as forwardAuth copies them (X-Forwarded-Server: Traefik's host name, here
+# the edge's). Lower-case name → (name, value).
+_ENTRY_POINT_SETS = {
+    "x-real-ip": ("X-Real-IP", "$remote_addr"),
+    "x-forwarded-server": ("X-Forwarded-Server", "$hostname"),
+    "x-forwarded-port": ("X-Forwarded-Port", "$certbotless_forwarded_port"),
+}
+_EMPTY = '""'  # a header nginx does not send
+# Traefik's forwardedPort: the Host header's port, else 443 over TLS, else 80.
+_FORWARDED_PORT = (
+    "set $certbotless_forwarded_port 80;",
+    "if ($scheme = https) { set $certbotless_forwarded_port 443; }",
+    'if ($http_host ~ "^(?:\\[[^]]*\\]|[^:\\[\\]]*):([^:]+)$") '
+    "{ set $certbotless_forwarded_port $1; }",
+)
+
+
+def _removed_by_entry(route: Route) -> set[str]:
+    """The client's headers Traefik's entry point removes and sets no other value of (those
+    passTLSClientCert sets are the service's concern when the route passes certificates)."""
+    removed = {"X-Forwarded-Prefix", "X-Forwarded-Scheme", "X-Scheme"}
+    if route.client_tls.pass_cert is None:
+        removed |= {"X-Forwarded-Tls-Client-Cert", "X-Forwarded-Tls-Client-Cert-Info"}
+    return removed
+
+
+def _removed_lower(route: Route) -> set[str]:
+    return {name.lower() for name in _removed_by_entry(route)}
+
+
+def _entry_point_headers(route: Route) -> str:
+    """What of Traefik's entry point reaches its auth server: forwardAuth copies the request's
+    headers (only the listed ones with authRequestHeaders); with trustForwardHeader=false
+    it drops the X-Forwarded-* and X-Real-Ip first, and with trustForwardHeader given
+    (either way) it sets X-Forwarded-Port when missing. Trailers, a hop-by-hop header of
+    Traefik's list that nginx passes on, never reaches it."""
+    asked = route.auth_options
+    trust, listed = asked.trusts_forward_headers, {n.lower() for n in asked.request_headers}
+    copied = {name: trust is not False and (not listed or name in listed)
+              for name in _ENTRY_POINT_SETS}  # fmt: skip
+    copied["x-forwarded-port"] = trust is not None or not listed or "x-forwarded-port" in listed
+    lines = list(_FORWARDED_PORT) if copied["x-forwarded-port"] else []
+    lines += [f"proxy_set_header {name} {value if copied[key] else _EMPTY};"
+              for key, (name, value) in _ENTRY_POINT_SETS.items()]  # fmt: skip
+    lines += [f'proxy_set_header {name} "";' for name in sorted(_removed_by_entry(route))]
+    lines.append('proxy_set_header Trailers "";')
+    return "".join(f"\n            {line}" for line in lines)
 
 
 # Hop-by-hop headers of an auth answer that Traefik drops and nginx would pass on.
@@ -267,10 +331,28 @@ _HOP_BY_HOP = ("Te", "Trailers", "Upgrade")
 def auth_location(index: int, route: Route) -> str:
     """Forward auth: the subrequest that asks the route's auth server; a 2xx lets the request
     through."""
+    limit = route.auth_options.max_answer_body
+    if measures_auth_body(route) and limit is not None:
+        return measured_auth_locations(index, f"{INTERNAL_LOCATION}auth/{index}",
+                                       _asking_directives(route), limit)  # fmt: skip
     return f"""
         location = {INTERNAL_LOCATION}auth/{index} {{
             internal;{_asking_directives(route)}
         }}"""
+
+
+def _answer_body_over_limit(index: int, route: Route) -> str:
+    """The 401 gate's first check with maxResponseBodySize: an auth answer whose body is over
+    the limit is Traefik's own 401, without a body or a type (a `return` with text, even
+    empty, sends no error page)."""
+    if not measures_auth_body(route):
+        return ""
+    return f"""
+            set $certbotless_no_body "";
+            default_type "";
+            if ($certbotless_auth_{index}_over) {{
+                return 401 $certbotless_no_body;
+            }}"""
 
 
 def auth_answer_locations(index: int, route: Route) -> str:
@@ -303,12 +385,13 @@ def auth_answer_locations(index: int, route: Route) -> str:
     )
     # The log phase runs where the request ends: a circuit breaker counts the answer there.
     logs = breaker_logs(route)
+    over = _answer_body_over_limit(index, route)
     # One gate per status: nginx's `return` takes no variable status.
     blocks = [
         f"""
         location @certbotless_auth_answer_{index}_{code} {{{logs}
             recursive_error_pages on;
-            error_page 418 = @certbotless_auth_answer_{index};{signin if code == 401 else ""}
+            error_page 418 = @certbotless_auth_answer_{index};{over + signin if code == 401 else ""}
             if ($certbotless_auth_{index}_status ~ "^[1345]") {{
                 return 418;
             }}

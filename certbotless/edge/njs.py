@@ -1,10 +1,12 @@
 """njs, nginx's JavaScript module, for what nginx's configuration language cannot say (Traefik's
-replacePathRegex on every match, passTLSClientCert's serial number and dates, digestAuth,
-active health checks: edge/health_checks.py). The functions ship with certbotless
+replacePathRegex on every match, passTLSClientCert's serial number, dates and subject
+alternative names, digestAuth, forwardAuth's maxResponseBodySize, active health checks:
+edge/health_checks.py, circuit breakers: edge/breaker.py). The functions ship with certbotless
 (njs/certbotless.js) and are a file of the rendered configuration; nginx.conf loads the module
 only when a route needs it. What an edge's njs cannot do is refused, by name: routes that need
-the module at all, where its nginx has none; health checks (served without them), where its njs
-is older than 0.8.1 (Debian bookworm's 0.7.9), without js_periodic and js_shared_dict_zone."""
+the module at all, where its nginx has none; health checks and circuit breakers (served without
+them), where its njs is older than 0.8.1 (Debian bookworm's 0.7.9), without js_periodic and
+js_shared_dict_zone."""
 
 from __future__ import annotations
 
@@ -38,6 +40,10 @@ REPLACED_PATH = "$certbotless_replaced_by_njs"  # replacedPath's answer (see the
 CLIENT_INFO = "$certbotless_client_info_by_njs"  # clientCertInfo's answer
 DIGEST_USER = "$certbotless_digest_user"  # digestUser's answer
 DIGEST_CHALLENGE = "$certbotless_digest_challenge"  # digestChallenge's answer
+AUTH_BODY_SEEN = "$certbotless_auth_body_seen"  # authBodyMeasure's count of the body's bytes
+# The header authAnswerMeasured sets on its answer to the auth subrequest (never sent) when the
+# auth server's body is longer than the limit.
+AUTH_BODY_OVER = "$sent_http_certbotless_auth_body_over"
 # `nginx -t` on an empty configuration that loads the module, then names js_periodic in the
 # main context: nginx names the module only when it cannot load it, and says the directive is
 # unknown when the module has none (njs before 0.8.1), else that it is not allowed there (the
@@ -45,25 +51,32 @@ DIGEST_CHALLENGE = "$certbotless_digest_challenge"  # digestChallenge's answer
 PROBE_COMMAND = ["nginx", "-t", "-c", "/dev/null", "-g",
                  f"load_module {NJS_MODULE}; js_periodic certbotless;"]  # fmt: skip
 # What an nginx's njs can do (njs_features): NJS, the module loads; PERIODIC, it has js_periodic
-# and js_shared_dict_zone (njs >= 0.8.1), which health checks need.
+# and js_shared_dict_zone (njs >= 0.8.1), which health checks and circuit breakers need.
 NJS, PERIODIC = "njs", "js_periodic"
 NjsFeatures = frozenset[str]
 ALL_FEATURES: NjsFeatures = frozenset({NJS, PERIODIC})
 
 
 def needs_njs(route: Route) -> bool:
-    return (route.replace_path_everywhere or _numbers(route) != "" or needs_digest_key(route)
-            or needs_health_checks(route) or route.circuit_breaker is not None)  # fmt: skip
+    return (route.replace_path_everywhere or _njs_fields(route) != "" or needs_digest_key(route)
+            or measures_auth_body(route) or needs_health_checks(route)
+            or route.circuit_breaker is not None)  # fmt: skip
+
+
+def measures_auth_body(route: Route) -> bool:
+    """Whether the route's forward auth limits the auth answer's body (maxResponseBodySize)."""
+    return route.auth_url is not None and route.auth_options.max_answer_body is not None
 
 
 def needs_digest_key(route: Route) -> bool:
     return route.basic_auth is not None and route.basic_auth.digest
 
 
-def _numbers(route: Route) -> str:
-    """The client certificate's numbers passTLSClientCert asks for (njs writes them)."""
+def _njs_fields(route: Route) -> str:
+    """The client certificate's fields passTLSClientCert asks for that njs writes (its
+    numbers and subject alternative names)."""
     passing = route.client_tls.pass_cert
-    return ", ".join(passing.numbers) if passing is not None else ""
+    return ", ".join(passing.njs_fields) if passing is not None else ""
 
 
 def module_loaded(output: str) -> bool:
@@ -104,6 +117,7 @@ def njs_directives(routes: Iterable[Route]) -> dict[str, str]:
             f"\n    js_set {CLIENT_INFO} certbotless.clientCertInfo;"
             f"\n    js_set {DIGEST_USER} certbotless.digestUser;"
             f"\n    js_set {DIGEST_CHALLENGE} certbotless.digestChallenge;"
+            f"\n    js_var {AUTH_BODY_SEEN};"
             '\n    geo $certbotless_dollar { default "$"; }\n')  # fmt: skip
     if any(map(needs_health_checks, routes)):
         http += (f"    js_shared_dict_zone zone={ZONE}:1m type=string;"
@@ -167,8 +181,11 @@ def _refusal(route: Route) -> LabelProblem:
         feature, value = "replacePathRegex", route.replace_path[0]
     elif route.basic_auth is not None and route.basic_auth.digest:
         feature, value = "digestAuth", route.basic_auth.realm
+    elif measures_auth_body(route):
+        feature = "forwardAuth's maxResponseBodySize"
+        value = str(route.auth_options.max_answer_body)
     else:
-        feature, value = "passTLSClientCert", _numbers(route)
+        feature, value = "passTLSClientCert", _njs_fields(route)
     return LabelProblem(route.service, feature, value, f"this {feature} needs njs (nginx's "
                         f"JavaScript module, {NJS_MODULE}), which the edge's nginx has not: the "
                         "router is not routed; use the edge image (nginx:stable has it) or "
@@ -218,3 +235,33 @@ def digest_checks(route: Route, users_files: str) -> list[str]:
     if auth.user_header:
         lines.append(f"proxy_set_header {auth.user_header} {DIGEST_USER};")
     return lines
+
+
+def measured_auth_locations(index: int, auth_uri: str, asking: str, limit: int) -> str:
+    """Forward auth with Traefik's maxResponseBodySize: the auth subrequest's location
+    (`auth_uri`) is njs's authAnswerMeasured, which asks the auth server at `<auth_uri>/asked`
+    (`asking`: how nginx asks it), where njs measures the answer's body as it streams (with or
+    without a Content-Length; unbuffered, so no temporary file) and tells whether it is longer
+    than `limit` bytes. The auth subrequest then answers with the auth server's status and
+    headers (`$status`, `$sent_http_*` for auth_request_set), or 401 and AUTH_BODY_OVER. An
+    auth server that cannot be reached gives nginx's 502 or 504 without a body (no error page
+    to measure), as without a limit."""
+    return f"""
+        location = {auth_uri} {{
+            internal;
+            js_content certbotless.authAnswerMeasured;
+        }}
+
+        location = {auth_uri}/asked {{
+            internal;
+            set $certbotless_auth_body_limit {limit};{asking}
+            proxy_buffering off;
+            js_header_filter certbotless.authBodyHeaders;
+            js_body_filter certbotless.authBodyMeasure buffer_type=buffer;
+            error_page 502 504 = @certbotless_auth_{index}_unanswered;
+        }}
+
+        location @certbotless_auth_{index}_unanswered {{
+            set $certbotless_no_body "";
+            return 502 $certbotless_no_body;
+        }}"""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import wraps
@@ -70,6 +70,12 @@ CA_SUBJECT = (
 )
 
 
+# The client's subject alternative names, and how Traefik's info writes them (SAN="…").
+CLIENT_SANS = (x509.DNSName("client.cheese.org"), x509.RFC822Name("client@cheese.org"),
+               x509.IPAddress(ipaddress.ip_address("10.0.1.2")))  # fmt: skip
+CLIENT_SANS_WRITTEN = "client.cheese.org,client@cheese.org,10.0.1.2"
+
+
 @dataclass(frozen=True)
 class Issued:
     cert_pem: str
@@ -96,6 +102,7 @@ def _pem(key: ec.EllipticCurvePrivateKey) -> str:
 def _sign(
     subject: x509.Name, key: ec.EllipticCurvePrivateKey, issuer: x509.Name,
     issuer_key: ec.EllipticCurvePrivateKey, ca: bool, ip: str = "",
+    sans: Sequence[x509.GeneralName] = (),
 ) -> x509.Certificate:  # fmt: skip
     now = datetime.now(UTC)
     builder = (
@@ -105,8 +112,9 @@ def _sign(
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
     )  # fmt: skip
     if ip:  # nginx checks an auth server's names (not its IP addresses) against its address
-        names = [x509.DNSName(ip), x509.IPAddress(ipaddress.ip_address(ip))]
-        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        sans = [x509.DNSName(ip), x509.IPAddress(ipaddress.ip_address(ip))]
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     return builder.sign(issuer_key, hashes.SHA256())
 
 
@@ -117,10 +125,11 @@ class TestCa:
     key: ec.EllipticCurvePrivateKey
 
     def issue(self, subject: tuple[tuple[x509.ObjectIdentifier, str], ...],
-              ip: str = "") -> Issued:  # fmt: skip
+              ip: str = "", sans: Sequence[x509.GeneralName] = ()) -> Issued:  # fmt: skip
+        """A certificate for `subject`, naming `ip` (a server's) or with `sans`."""
         key = ec.generate_private_key(ec.SECP256R1())
         ca_cert = x509.load_pem_x509_certificate(self.cert_pem.encode())
-        cert = _sign(_name(subject), key, ca_cert.subject, self.key, False, ip)
+        cert = _sign(_name(subject), key, ca_cert.subject, self.key, False, ip, sans)
         return Issued(cert.public_bytes(serialization.Encoding.PEM).decode(), _pem(key))
 
 
@@ -135,8 +144,8 @@ def throwaway_ca(common_name: str = "Simple Signing CA") -> TestCa:
 
 @once
 def client_certificate() -> Issued:
-    """The client's certificate, signed by `throwaway_ca()`."""
-    return throwaway_ca().issue(CLIENT_SUBJECT)
+    """The client's certificate, signed by `throwaway_ca()`, with CLIENT_SANS."""
+    return throwaway_ca().issue(CLIENT_SUBJECT, sans=CLIENT_SANS)
 
 
 @once

@@ -121,7 +121,8 @@ class Echo(BaseHTTPRequestHandler):
     """The upstream: echoes the path it was asked for and the Authorization it got; answers
     with `X-Frame-Options: SAMEORIGIN` and `X-Upstream: echo` of its own."""
 
-    # Each request's path and headers (lowercase names), oldest first, of every Echo server.
+    # Each request's path and headers (lowercase names, and its method as `:method`, as
+    # HTTP/2 names it), oldest first, of every Echo server.
     seen: ClassVar[list[tuple[str, dict[str, str]]]] = []
 
     # Answers given in place of the echo, by path: a forward-auth server's (status, headers,

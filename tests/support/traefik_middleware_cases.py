@@ -453,6 +453,9 @@ def _seen_differences(upstream: Mapping[str, Any] | None, seen: Mapping[str, Any
         return found
     if "path" in upstream and upstream["path"] != seen["path"]:
         found.append(f"service path: Traefik {upstream['path']}, certbotless {seen['path']}")
+    method = seen["headers"].get(":method")
+    if "method" in upstream and upstream["method"] != method:
+        found.append(f"method: Traefik {upstream['method']}, certbotless {method}")
     for name, value in upstream.get("headers", {}).items():
         have = seen["headers"].get(name.lower())
         if have != value:

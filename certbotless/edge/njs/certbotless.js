@@ -68,11 +68,12 @@ function expand(template, match) {
     });
 }
 
-// Traefik's X-Forwarded-Tls-Client-Cert-Info (url-escaped) with the client certificate's
-// numbers: its serial number in decimal (SerialNumber) and validity dates in Unix seconds (NB,
-// NA). In: $certbotless_cert_names (the Subject and Issuer the maps wrote, "" for none),
+// Traefik's X-Forwarded-Tls-Client-Cert-Info (url-escaped) with what nginx has no variable
+// for: the client certificate's serial number in decimal (SerialNumber), validity dates in Unix
+// seconds (NB, NA) and subject alternative names (SAN, when it has any). In:
+// $certbotless_cert_names (the Subject and Issuer the maps wrote, "" for none),
 // $certbotless_cert_name_parts (a `!` in it: a name the maps cannot write as Traefik does),
-// $certbotless_cert_numbers (the numbers asked, in Traefik's order). Out: "" (no header) without
+// $certbotless_cert_fields (the fields asked, in Traefik's order). Out: "" (no header) without
 // a client certificate, or when a part cannot be written as Traefik writes it.
 function clientCertInfo(r) {
     var v = r.variables;
@@ -80,16 +81,207 @@ function clientCertInfo(r) {
         return '';
     }
     var values = v.certbotless_cert_names ? [v.certbotless_cert_names] : [];
-    var numbers = v.certbotless_cert_numbers.split(' ');
-    for (var i = 0; i < numbers.length; i++) {
-        var value = numbers[i] === 'SerialNumber' ? decimal(v.ssl_client_serial)
-            : unixSeconds(numbers[i] === 'NB' ? v.ssl_client_v_start : v.ssl_client_v_end);
+    var fields = v.certbotless_cert_fields.split(' ');
+    for (var i = 0; i < fields.length; i++) {
+        var value = certField(v, fields[i]);
         if (value === null) {
             return '';
         }
-        values.push(numbers[i] + '%3D%22' + value + '%22');
+        if (value !== '') {
+            values.push(fields[i] + '%3D%22' + value + '%22');
+        }
     }
     return values.join('%3B');
+}
+
+// One field's value, url-escaped; "" when Traefik leaves it out (no SAN), null when it cannot
+// be written as Traefik writes it.
+function certField(v, field) {
+    if (field === 'SAN') {
+        var sans = certSans(v.ssl_client_raw_cert);
+        return sans === null ? null : queryEscape(sans.join(','));
+    }
+    if (field === 'SerialNumber') {
+        return decimal(v.ssl_client_serial);
+    }
+    return unixSeconds(field === 'NB' ? v.ssl_client_v_start : v.ssl_client_v_end);
+}
+
+// Go's url.QueryEscape of an ASCII text.
+function queryEscape(text) {
+    return text.replace(/[^A-Za-z0-9_.~ -]/g, function (c) {
+        return '%' + ('0' + c.charCodeAt(0).toString(16).toUpperCase()).slice(-2);
+    }).replace(/ /g, '+');
+}
+
+// The subject alternative names of a PEM certificate as Go's x509 gives them to Traefik's
+// getSANs: DNS names, then email addresses, IP addresses (as net.IP writes them) and URIs, each
+// in the certificate's order; [] without the extension. null where Go's parser would refuse
+// the certificate (or a URI it would write otherwise than as given).
+function certSans(pem) {
+    var der;
+    try {
+        der = Buffer.from(pem.replace(/-----[A-Z ]+-----|\s/g, ''), 'base64');
+    } catch (e) {
+        return null;
+    }
+    var cert = derItem(der, 0, der.length);
+    var tbs = cert && cert.tag === 0x30 ? derItem(der, cert.start, cert.end) : null;
+    if (tbs === null || tbs.tag !== 0x30) {
+        return null;
+    }
+    var found = [];
+    for (var at = tbs.start; at < tbs.end;) {
+        var field = derItem(der, at, tbs.end);
+        if (field === null) {
+            return null;
+        }
+        if (field.tag === 0xa3) {  // [3] extensions
+            var list = derItem(der, field.start, field.end);
+            if (list === null || !sanValues(der, list, found)) {
+                return null;
+            }
+        }
+        at = field.end;
+    }
+    return found.length > 1 ? null : (found[0] || []);  // Go refuses a repeated extension
+}
+
+// One DER element at `at` (before `end`): its tag and its content's bounds; null if malformed.
+function derItem(der, at, end) {
+    if (at + 2 > end || (der[at] & 0x1f) === 0x1f) {
+        return null;
+    }
+    var length = der[at + 1];
+    var start = at + 2;
+    if (length & 0x80) {
+        var count = length & 0x7f;
+        if (count === 0 || count > 3 || start + count > end) {
+            return null;
+        }
+        length = 0;
+        for (var i = 0; i < count; i++) {
+            length = length * 256 + der[start + i];
+        }
+        start += count;
+    }
+    return start + length > end ? null : { tag: der[at], start: start, end: start + length };
+}
+
+// Each SubjectAltName extension's names, pushed onto `found`; false if malformed.
+function sanValues(der, list, found) {
+    for (var at = list.start; at < list.end;) {
+        var ext = derItem(der, at, list.end);
+        var oid = ext === null ? null : derItem(der, ext.start, ext.end);
+        if (oid === null || oid.tag !== 0x06) {
+            return false;
+        }
+        if (oid.end - oid.start === 3 && der[oid.start] === 0x55 && der[oid.start + 1] === 0x1d &&
+            der[oid.start + 2] === 0x11) {  // 2.5.29.17
+            var value = derItem(der, oid.end, ext.end);
+            if (value !== null && value.tag === 0x01) {  // critical
+                value = derItem(der, value.end, ext.end);
+            }
+            var names = value === null || value.tag !== 0x04 ? null
+                : generalNames(der, derItem(der, value.start, value.end));
+            if (names === null) {
+                return false;
+            }
+            found.push(names);
+        }
+        at = ext.end;
+    }
+    return true;
+}
+
+// GeneralNames as Go keeps them: dNSName [2], rfc822Name [1], iPAddress [7],
+// uniformResourceIdentifier [6]; the other kinds are skipped, as Go skips them.
+function generalNames(der, names) {
+    if (names === null || names.tag !== 0x30) {
+        return null;
+    }
+    var kinds = { 0x82: [], 0x81: [], 0x87: [], 0x86: [] };
+    for (var at = names.start; at < names.end;) {
+        var name = derItem(der, at, names.end);
+        if (name === null) {
+            return null;
+        }
+        if (kinds[name.tag] !== undefined) {
+            var text = name.tag === 0x87 ? ipText(der, name) : ia5Text(der, name);
+            if (text === null || (name.tag === 0x86 && (text = goUri(text)) === null)) {
+                return null;
+            }
+            kinds[name.tag].push(text);
+        }
+        at = name.end;
+    }
+    return kinds[0x82].concat(kinds[0x81], kinds[0x87], kinds[0x86]);
+}
+
+function ia5Text(der, item) {
+    var text = '';
+    for (var i = item.start; i < item.end; i++) {
+        if (der[i] > 0x7f) {
+            return null;  // Go: "SAN … is malformed"
+        }
+        text += String.fromCharCode(der[i]);
+    }
+    return text;
+}
+
+// An IP address as Go's net.IP.String writes it: dotted IPv4 (also an IPv4-mapped IPv6
+// address), else RFC 5952 (the first longest run of two or more zero groups as `::`).
+function ipText(der, item) {
+    var bytes = [];
+    for (var i = item.start; i < item.end; i++) {
+        bytes.push(der[i]);
+    }
+    var mapped = bytes.length === 16 && /^(0,){10}255,255,/.test(bytes.join(',') + ',');
+    if (bytes.length === 4 || mapped) {
+        return bytes.slice(-4).join('.');
+    }
+    if (bytes.length !== 16) {
+        return null;  // Go: "cannot parse IP address of length N"
+    }
+    var groups = [];
+    for (var g = 0; g < 16; g += 2) {
+        groups.push((bytes[g] * 256 + bytes[g + 1]).toString(16));
+    }
+    var best = -1;
+    var bestLength = 1;
+    for (var start = 0; start < 8; start++) {
+        var run = 0;
+        while (start + run < 8 && groups[start + run] === '0') {
+            run++;
+        }
+        if (run > bestLength) {
+            best = start;
+            bestLength = run;
+        }
+    }
+    if (best < 0) {
+        return groups.join(':');
+    }
+    return groups.slice(0, best).join(':') + '::' + groups.slice(best + bestLength).join(':');
+}
+
+// A URI SAN as Go's url.URL.String writes it once parsed: the scheme in lower case, an empty
+// fragment dropped, the rest as given; null for one outside the plain forms where that holds
+// (a host of DNS labels, an optional port; letters, digits, `-._~!$&'()*+,;=:@/?` and `%`
+// escapes) and where Go's parser would refuse it.
+function goUri(text) {
+    var plain = "[A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2}";
+    var m = new RegExp('^(?:([A-Za-z][A-Za-z0-9+.-]*):)?(?://([A-Za-z0-9.-]+)(?::[0-9]*)?' +
+        '(?=[/?#]|$))?((?:' + plain + ')*)(?:#((?:' + plain + ')*))?$').exec(text);
+    if (m === null || (m[2] !== undefined && !/^[^.]+(\.[^.]+)*$/.test(m[2]))) {
+        return null;
+    }
+    if (m[1] === undefined && m[2] === undefined && /^[^\/?]*:/.test(m[3])) {
+        return null;  // Go: "first path segment in URL cannot contain colon"
+    }
+    var scheme = m[1] === undefined ? '' : m[1].toLowerCase() + ':';
+    var rest = text.slice(m[1] === undefined ? 0 : m[1].length + 1);
+    return scheme + (m[4] === '' ? rest.slice(0, -1) : rest);
 }
 
 // OpenSSL's hexadecimal serial ($ssl_client_serial) in decimal, as Go's big.Int writes it
@@ -432,5 +624,64 @@ function serviceDown(r) {
     return key && ngx.shared.certbotless_health.get(key) === 'down' ? '1' : '';
 }
 
-export default { replacedPath, clientCertInfo, digestUser, digestChallenge, healthCheck,
-    serviceDown };
+// Traefik's forwardAuth maxResponseBodySize: Traefik reads at most the limit of the auth
+// server's answer body and answers 401 (empty) when it is longer, whatever the status. nginx's
+// auth subrequest reads no body, so its location runs authAnswerMeasured, which asks the
+// auth server through `<its uri>/asked` (whose filters below measure the body, with or without
+// a Content-Length) and answers the auth subrequest with the auth server's status and headers,
+// or 401 and AUTH_BODY_OVER when the body is longer than the limit.
+var AUTH_BODY_OVER = 'Certbotless-Auth-Body-Over';
+
+function authAnswerMeasured(r) {
+    r.subrequest(r.uri + '/asked', function (reply) {
+        var raw = reply.rawHeadersOut || [];
+        var values = {};
+        var names = [];
+        for (var i = 0; i < raw.length; i++) {
+            var key = raw[i][0].toLowerCase();
+            if (/^(content-length|transfer-encoding|connection|keep-alive)$/.test(key)) {
+                continue;
+            }
+            if (values[key] === undefined) {
+                values[key] = [];
+                names.push(raw[i][0]);
+            }
+            values[key].push(raw[i][1]);
+        }
+        for (var n = 0; n < names.length; n++) {
+            var all = values[names[n].toLowerCase()];
+            try {
+                r.headersOut[names[n]] = all.length === 1 ? all[0] : all;
+            } catch (e) {
+                r.headersOut[names[n]] = all[0];  // a header nginx keeps one of
+            }
+        }
+        if (reply.responseText) {
+            r.headersOut[AUTH_BODY_OVER] = '1';
+            r.return(401);
+            return;
+        }
+        r.return(reply.status);
+    });
+}
+
+// The asked answer's body reaches authAnswerMeasured as "!" when it is longer than
+// $certbotless_auth_body_limit bytes, else empty (so no answer outgrows the subrequest's
+// buffer). In: $certbotless_auth_body_seen (a js_var: the bytes so far).
+function authBodyHeaders(r) {
+    delete r.headersOut['Content-Length'];
+}
+
+function authBodyMeasure(r, data, flags) {
+    var v = r.variables;
+    var before = v.certbotless_auth_body_seen ? Number(v.certbotless_auth_body_seen) : 0;
+    var seen = before + data.length;
+    var limit = Number(v.certbotless_auth_body_limit);
+    v.certbotless_auth_body_seen = String(seen);
+    r.sendBuffer(before <= limit && seen > limit ? '!' : '', flags);
+}
+
+export default {
+    replacedPath, clientCertInfo, digestUser, digestChallenge, healthCheck, serviceDown,
+    authAnswerMeasured, authBodyHeaders, authBodyMeasure
+};

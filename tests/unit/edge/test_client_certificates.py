@@ -1,11 +1,12 @@
 """Client certificates through Traefik's labels and dynamic configuration, asked of a real nginx
 on loopback with a throwaway CA: TLS options' clientAuth (each clientAuthType) on a host's
 server, passTLSClientCert's headers as Traefik writes them, the refusals (unknown options,
-hosts whose routers ask different ones, info fields nginx cannot give), and forwardAuth's TLS
-to its auth server. The info's serial number and dates are njs's (edge/njs.py)."""
+hosts whose routers ask different ones), and forwardAuth's TLS to its auth server. The info's
+serial number, dates and SANs are njs's (edge/njs.py)."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import shutil
 import socket
@@ -26,6 +27,8 @@ from certbotless.labels.traefik.labels import traefik_claims
 from certbotless.labels.traefik.middlewares.options import FileMiddlewares
 from certbotless.model import Discovery, ServiceInfo
 from tests.support.client_ca import (
+    CLIENT_SANS_WRITTEN,
+    CLIENT_SUBJECT,
     Issued,
     auth_tls_secrets,
     client_certificate,
@@ -56,6 +59,7 @@ PASS_ALL = {
     "info.serialnumber": "true",  # these three written by njs
     "info.notbefore": "true",
     "info.notafter": "true",
+    "info.sans": "true",  # by njs too, from the certificate's DER
     **{f"info.subject.{o}": "true" for o in ("commonname", "country", "domaincomponent",
                                              "locality", "organization", "organizationalunit",
                                              "province", "serialnumber")},
@@ -155,9 +159,10 @@ def traefik_pem(issued: Issued) -> str:
     return "".join(line for line in issued.cert_pem.splitlines() if not line.startswith("-----"))
 
 
-def traefik_info(issued: Issued, issuer_pem: str) -> str:
-    """Traefik's getCertInfo for every subject and issuer name, the serial number (decimal)
-    and the validity dates (Unix seconds), url.QueryEscape'd."""
+def traefik_info(issued: Issued, issuer_pem: str, sans: str = "") -> str:
+    """Traefik's getCertInfo for every subject and issuer name, the serial number (decimal),
+    the validity dates (Unix seconds) and the SANs as Go writes them (`sans`, none when
+    empty), url.QueryEscape'd."""
     order = [(NameOID.DOMAIN_COMPONENT, "DC"), (NameOID.COUNTRY_NAME, "C"),
              (NameOID.STATE_OR_PROVINCE_NAME, "ST"), (NameOID.LOCALITY_NAME, "L"),
              (NameOID.ORGANIZATION_NAME, "O"), (NameOID.ORGANIZATIONAL_UNIT_NAME, "OU"),
@@ -171,6 +176,7 @@ def traefik_info(issued: Issued, issuer_pem: str) -> str:
     info = f'Subject="{names(cert.subject, set())}";Issuer="{names(cert.issuer, {"OU"})}"'
     dates = int(cert.not_valid_before_utc.timestamp()), int(cert.not_valid_after_utc.timestamp())
     info += f';SerialNumber="{cert.serial_number}";NB="{dates[0]}";NA="{dates[1]}"'
+    info += f';SAN="{sans}"' if sans else ""
     assert issuer_pem  # the issuer's names are the certificate's issuer field
     return quote_plus(info)
 
@@ -207,7 +213,7 @@ def test_pass_tls_client_cert_info_as_traefik_writes_it(edge: tuple[int, int]) -
     _, tls_port = edge
     _, seen = ask(tls_port, "verify.test", client_certificate())
     assert seen["x-forwarded-tls-client-cert-info"] == traefik_info(
-        client_certificate(), throwaway_ca().cert_pem
+        client_certificate(), throwaway_ca().cert_pem, CLIENT_SANS_WRITTEN
     )
 
 
@@ -256,15 +262,68 @@ def test_options_that_cannot_be_applied_refuse_the_router(tmp_path: Path) -> Non
         assert any(words in p.message for p in found.problems), found.problems
 
 
-def test_info_fields_nginx_cannot_give_are_refused_by_name(tmp_path: Path) -> None:
-    files = dynamic_config(tmp_path)
-    for field in ("sans",):
-        found = discovered([service(8000, "a.test", "verify@file", {f"info.{field}": "true"})],
-                           files)  # fmt: skip
-        assert found.routes == ()
-        assert [p.label for p in found.problems] == [
-            f"traefik.http.middlewares.m.passtlsclientcert.info.{field}"
-        ]
+def _ip(text: str) -> x509.IPAddress:
+    return x509.IPAddress(ipaddress.ip_address(text))
+
+
+# Traefik's SAN cases (pass_tls_client_cert_test.go: completeCheeseCrt's names in its order,
+# Test_getSANs' "all Sans"), then IP addresses as Go's net.IP.String writes them and URIs as
+# url.URL.String does: the certificate's names → Traefik's SAN="…".
+SAN_CASES: dict[str, tuple[list[x509.GeneralName], str]] = {
+    "completeCheeseCrt": (
+        [x509.DNSName("*.cheese.org"), x509.DNSName("*.cheese.net"),
+         x509.DNSName("*.cheese.com"), _ip("10.0.1.0"), _ip("10.0.1.2"),
+         x509.RFC822Name("test@cheese.org"), x509.RFC822Name("test@cheese.net")],
+        "*.cheese.org,*.cheese.net,*.cheese.com,test@cheese.org,test@cheese.net,10.0.1.0,"
+        "10.0.1.2",
+    ),
+    "all Sans, kinds Go skips among them": (
+        [x509.UniformResourceIdentifier("my.foo.com"), _ip("10.0.0.1"),
+         x509.RFC822Name("test@test.com"), x509.DNSName("foo"),
+         x509.DirectoryName(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dir")])),
+         x509.RegisteredID(NameOID.COMMON_NAME), x509.DNSName("bar"),
+         x509.OtherName(NameOID.COMMON_NAME, b"\x0c\x02hi"),
+         x509.RFC822Name("test2@test.com"), _ip("10.0.0.2"),
+         x509.UniformResourceIdentifier("my.bar.com")],
+        "foo,bar,test@test.com,test2@test.com,10.0.0.1,10.0.0.2,my.foo.com,my.bar.com",
+    ),
+    "IPv6 as net.IP writes it": (
+        [_ip("2001:db8:0:0:0:0:0:1"), _ip("::1"), _ip("::ffff:10.0.0.1"),
+         _ip("2001:db8:0:0:1:0:0:1"), _ip("2001:0:0:1:0:0:0:1"), _ip("fe80::"), _ip("::"),
+         _ip("1:2:3:4:5:6:7:8"), _ip("1:0:2:0:3:0:4:0"), _ip("0:0:0:0:0:0:a00:1")],
+        "2001:db8::1,::1,10.0.0.1,2001:db8::1:0:0:1,2001:0:0:1::1,fe80::,::,1:2:3:4:5:6:7:8,"
+        "1:0:2:0:3:0:4:0,::a00:1",
+    ),
+    "URIs as url.URL writes them": (
+        [x509.UniformResourceIdentifier("SPIFFE://Example.org/ns/a"),
+         x509.UniformResourceIdentifier("urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6"),
+         x509.UniformResourceIdentifier("https://ex.test:8443/a%2Fb!?x=1&y=%20#frag/?"),
+         x509.UniformResourceIdentifier("https://ex.test/a#")],
+        "spiffe://Example.org/ns/a,urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6,"
+        "https://ex.test:8443/a%2Fb!?x=1&y=%20#frag/?,https://ex.test/a",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(SAN_CASES))
+def test_pass_tls_client_cert_sans_as_traefik_writes_them(edge: tuple[int, int], case: str) -> None:
+    names, written = SAN_CASES[case]
+    client = throwaway_ca().issue(CLIENT_SUBJECT, sans=names)
+    _, seen = ask(edge[1], "verify.test", client)
+    assert seen["x-forwarded-tls-client-cert-info"] == traefik_info(
+        client, throwaway_ca().cert_pem, written
+    )
+
+
+def test_a_san_go_would_write_otherwise_sends_no_info(edge: tuple[int, int]) -> None:
+    """Go's url.URL writes `/a b` as `/a%20b`: no info header rather than another than
+    Traefik's; the PEM still goes."""
+    client = throwaway_ca().issue(
+        CLIENT_SUBJECT, sans=[x509.UniformResourceIdentifier("https://ex.test/a b")]
+    )
+    status, seen = ask(edge[1], "verify.test", client)
+    assert status == 200 and "x-forwarded-tls-client-cert-info" not in seen
+    assert seen["x-forwarded-tls-client-cert"] == traefik_pem(client)
 
 
 FORWARD_AUTH = "traefik.http.middlewares.a.forwardauth."

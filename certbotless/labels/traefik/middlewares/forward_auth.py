@@ -3,10 +3,12 @@ the client's headers when listed; its `authResponseHeaders` are passed on to the
 `preserveRequestMethod`: the auth server is asked with the request's method (else GET); its
 `tls` options say how the edge speaks TLS to an https address. A refusal is the auth server's
 own answer, its relative Location made absolute unless `preserveLocationHeader`; a 401 is a
-redirect to `authSigninURL` when given."""
+redirect to `authSigninURL` when given. `maxResponseBodySize`: an auth answer whose body is
+longer is a 401 without a body, as Traefik's."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 from certbotless.client_tls import AuthServerTls
@@ -47,12 +49,7 @@ def apply(route: Route, mw: Middleware, context: Context) -> Route:
         key = name.lower()
         if key in mw.fields or any(field.startswith(key + ".") for field in mw.fields):
             raise Unsupported(mw.label(key), mw.value(key), f"forwardAuth's {name}: {why}")
-    limit = mw.value("maxresponsebodysize").strip()
-    if limit and not (limit.startswith("-") and limit[1:].isdigit()):
-        raise Unsupported(mw.label("maxresponsebodysize"), limit, "forwardAuth's "
-                          "maxResponseBodySize: nginx does not measure the auth answer's body "
-                          "(it passes a refusal on whole, and reads none of a 2xx); leave it "
-                          "unset or -1 (no limit, Traefik's default)")  # fmt: skip
+    limit = _answer_body_limit(mw)
     address = mw.value("address")
     invalid = invalid_label(mw.label("address"), address)
     try:
@@ -68,8 +65,10 @@ def apply(route: Route, mw: Middleware, context: Context) -> Route:
             raise Unsupported(mw.label("authsigninurl"), signin, error.problem.message) from None
     response = _header_names(mw, "authresponseheaders")
     request = _header_names(mw, "authrequestheaders")
+    trust = flag(mw, "trustforwardheader") if mw.value("trustforwardheader").strip() else None
     options = ForwardAuthOptions(response, request, flag(mw, "preserverequestmethod"),
-                                 flag(mw, "preservelocationheader"), signin)  # fmt: skip
+                                 flag(mw, "preservelocationheader"), signin, limit,
+                                 trust)  # fmt: skip
     route = replace(route, auth_url=address, auth_options=options)
     tls = _auth_server_tls(mw, context)
     if tls is not None:
@@ -98,6 +97,22 @@ def _auth_server_tls(mw: Middleware, context: Context) -> AuthServerTls | None:
                           "go together (Traefik refuses one alone): set both")  # fmt: skip
     verify = not flag(mw, "tls.insecureskipverify")
     return AuthServerTls(secrets["ca"], secrets["cert"], secrets["key"], verify)
+
+
+def _answer_body_limit(mw: Middleware) -> int | None:
+    """maxResponseBodySize: the bytes of the auth answer's body Traefik reads at most (a
+    negative number, as its default -1: no limit)."""
+    given = mw.value("maxresponsebodysize").strip()
+    if not given:
+        return None
+    if not re.fullmatch(r"[+-]?[0-9]{1,18}", given):
+        raise Unsupported(
+            mw.label("maxresponsebodysize"),
+            given,
+            "forwardAuth's maxResponseBodySize must be a whole number of bytes (-1: no limit)",
+        )
+    limit = int(given)
+    return limit if limit >= 0 else None
 
 
 def _header_names(mw: Middleware, key: str) -> tuple[str, ...]:

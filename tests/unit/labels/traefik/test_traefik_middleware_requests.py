@@ -201,6 +201,49 @@ def test_forward_auth_trusting_forward_headers_still_sends_the_clients_address(
     assert _upstream_saw("/trusted")["x-forwarded-for"] == "127.0.0.1"
 
 
+def test_forward_auth_gets_traefiks_entry_point_headers_not_the_clients(
+    upstream: int, auth_server: int, edge: ServeEdge
+) -> None:
+    # forwardedheaders.XForwarded (no trusted IPs): the client's X-Forwarded-*, X-Real-Ip
+    # removed, then X-Real-Ip, X-Forwarded-Port (Host's port, else 80/443) and
+    # X-Forwarded-Server (its host name; here the edge's) set; forwardAuth copies them.
+    served = edge(one_router(upstream, {f"{M}fa.forwardauth.address":
+                                        f"http://127.0.0.1:{auth_server}/entry"}))  # fmt: skip
+    forged = {"X-Real-Ip": "203.0.113.9", "X-Forwarded-Port": "1", "X-Forwarded-Prefix": "/x",
+              "X-Forwarded-Server": "forged", "Host": f"{HOST}:8080"}  # fmt: skip
+    assert get(served.port, headers=forged)[0] == 200
+    seen = _upstream_saw("/entry")
+    assert (seen["x-real-ip"], seen["x-forwarded-port"]) == ("127.0.0.1", "8080")
+    assert seen["x-forwarded-server"] == socket.gethostname()
+    assert "x-forwarded-prefix" not in seen
+
+
+@pytest.mark.parametrize(
+    ("trust", "listed", "port"),
+    [(None, "X-Case", None), (None, "X-Case,X-Forwarded-Port", "80"), ("false", "X-Case", "80"),
+     ("true", "X-Case", "80"), (None, "", "80")],
+)  # fmt: skip
+def test_forward_auth_sends_x_forwarded_port_as_traefiks_two_header_writers(
+    upstream: int,
+    auth_server: int,
+    edge: ServeEdge,
+    trust: str | None,
+    listed: str,
+    port: str | None,
+) -> None:
+    """oldWriteHeader (trustForwardHeader not given) copies the entry point's port only when
+    not filtered out; writeHeader (given, either way) sets it when missing."""
+    auth = {f"{M}fa.forwardauth.address": f"http://127.0.0.1:{auth_server}/port-{trust}"}
+    if trust is not None:
+        auth[f"{M}fa.forwardauth.trustforwardheader"] = trust
+    if listed:
+        auth[f"{M}fa.forwardauth.authrequestheaders"] = listed
+    served = edge(one_router(upstream, auth))
+    assert get(served.port, headers={"X-Forwarded-Port": "1", "X-Case": "1"})[0] == 200
+    assert _upstream_saw(f"/port-{trust}").get("x-forwarded-port") == port
+    assert ("x-real-ip" in _upstream_saw(f"/port-{trust}")) == (not listed and trust != "false")
+
+
 @pytest.mark.parametrize(
     ("option", "value", "named"),
     [
