@@ -393,13 +393,15 @@ class Listed:
 
 @dataclass(frozen=True)
 class PastOrder:
-    """An order this account placed: when, for which names, whether it got a certificate, and
-    whether it was a renewal naming what it replaces (exempt from the CA's limits)."""
+    """An order this account placed: when, for which names, whether it got a certificate,
+    whether it was a renewal naming what it replaces (exempt from the CA's limits), and for
+    whom (the claimant whose share it used, `passes.budget.claimant_of`; "": the operator's)."""
 
     at: datetime
     names: tuple[str, ...]  # sorted
     issued: bool
     renewal: bool = False
+    claimant: str = ""
 
 
 @dataclass(frozen=True)

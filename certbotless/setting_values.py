@@ -10,7 +10,9 @@ import ipaddress
 import re
 import ssl
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import SplitResult, urlsplit
@@ -412,3 +414,72 @@ def server_url_prefixes(value: str | None, name: str) -> tuple[ServerUrlPrefix, 
         found.append(ServerUrlPrefix(parts.scheme, bare.lower().strip("[]"), parts.port,
                                      parts.path.rstrip("/")))  # fmt: skip
     return tuple(found)
+
+
+@dataclass(frozen=True)
+class OrderShare:
+    """Each claimant's share of the CA's orders: `orders` new orders per `window` (None: no
+    limit), a failed order counting `failed_weight` times, so that a claimant whose orders fail
+    backs off by itself."""
+
+    orders: int | None = 30
+    window: timedelta = timedelta(hours=3)
+    failed_weight: int = 3
+
+    def words(self) -> str:
+        if self.orders is None:
+            return "no limit"
+        hours = self.window.total_seconds() / 3600
+        return (f"{self.orders} per {hours:g} h, a failed order counting "
+                f"{self.failed_weight}")  # fmt: skip
+
+
+_PER_WINDOW = re.compile(r"([0-9]{1,6})/([0-9]{1,4})([mhd])")
+_UNIT = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
+
+
+def order_share(value: str | None, weight: int, name: str, default: OrderShare) -> OrderShare:
+    """N/DURATION (`30/3h`, `10/30m`, `100/1d`; within 7 days) or `off`."""
+    if value is None:
+        return OrderShare(default.orders, default.window, weight)
+    if value.lower() == "off":
+        return OrderShare(None, default.window, weight)
+    found = _PER_WINDOW.fullmatch(value)
+    window = _UNIT[found[3]] * int(found[2]) if found else timedelta(0)
+    if found is None or int(found[1]) < 1 or not timedelta(0) < window <= timedelta(days=7):
+        raise invalid(name, value, "must be ORDERS/DURATION (a duration in m, h or d, at most "
+                      "7 days), e.g. 30/3h, or off")  # fmt: skip
+    return OrderShare(int(found[1]), window, weight)
+
+
+@dataclass(frozen=True)
+class Dns01Grant:
+    """Services whose names match `services` (a shell pattern: `shop_*` is stack shop's) may
+    prove names in `zones` (a zone and every name under it; `*`: any) by DNS-01."""
+
+    services: str
+    zones: tuple[str, ...]
+
+    def allows(self, service: str, name: str) -> bool:
+        if not fnmatchcase(service, self.services):
+            return False
+        host = name.removeprefix("*.").rstrip(".").lower()
+        return any(zone == "*" or host == zone or host.endswith("." + zone) for zone in self.zones)
+
+
+def dns01_grants(value: str | None, name: str) -> tuple[Dns01Grant, ...]:
+    """`SERVICES=ZONE[,ZONE…]`, separated by `;` (unset: none, DNS-01 refused)."""
+    grants = []
+    for entry in (e.strip() for e in (value or "").split(";") if e.strip()):
+        services, _, zones = entry.partition("=")
+        listed = tuple(z.strip().rstrip(".").lower() for z in zones.split(",") if z.strip())
+        if (
+            not services.strip()
+            or not listed
+            or not all(z == "*" or _HOSTNAME.fullmatch(z) for z in listed)
+        ):
+            raise invalid(name, value or "", f": {entry!r} is not SERVICES=ZONE[,ZONE…]; give "
+                          "e.g. shop_*=shop.example.com;ops_*=example.org,example.net, or *=* "
+                          "for every service and zone")  # fmt: skip
+        grants.append(Dns01Grant(services.strip(), listed))
+    return tuple(grants)

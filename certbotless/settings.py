@@ -20,12 +20,15 @@ from apscheduler.triggers.cron import CronTrigger
 
 from certbotless.setting_values import (
     ADDRESS,
+    Dns01Grant,
+    OrderShare,
     RuleTemplate,
     ServerUrlPrefix,
     ca_bundle,
     caa_identities,
     certs_dir,
     choice,
+    dns01_grants,
     email_address,
     flag,
     invalid,
@@ -34,6 +37,7 @@ from certbotless.setting_values import (
     name_pattern,
     number,
     one_line,
+    order_share,
     path,
     paths,
     resolvers,
@@ -67,7 +71,7 @@ VARIABLES = (
     "DNS01_PROVIDER", "DNS01_RESOLVERS", "DNS01_PROPAGATION_TIMEOUT",
     "DNS01_PROPAGATION_INTERVAL", "DNS01_NAMESERVER_PORT", "SECRETS_DIR",
     "STATUS_LISTEN", "STATUS_HTPASSWD", "STATUS_ALLOW_FROM", "STATUS_FORWARD_AUTH",
-    "STATUS_ACTIONS",
+    "STATUS_ACTIONS", "ORDERS_PER_CLAIMANT", "FAILED_ORDER_WEIGHT", "DNS01_ALLOWED",
 )  # fmt: skip
 # Label dialects certbotless reads: its own certbotless.* labels, and Traefik's.
 LABEL_DIALECTS = ("certbotless", "traefik")
@@ -84,6 +88,8 @@ MAX_KEEP_VERSIONS = 1_000
 MAX_KEEP_EXPIRED_DAYS = 3_650
 MAX_PROPAGATION_TIMEOUT = 3_600
 MAX_PROPAGATION_INTERVAL = 60
+MAX_FAILED_ORDER_WEIGHT = 100
+DEFAULT_ORDER_SHARE = OrderShare()  # 30 new orders per claimant per 3 h, a failure counting 3
 
 # rfc2136, or a dns-lexicon provider's module name (cloudflare, route53, powerdns, …).
 DNS_PROVIDER_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}", re.ASCII)
@@ -226,8 +232,13 @@ class Settings:
     dns01_propagation_timeout: int = 60
     dns01_propagation_interval: int = 2
     dns01_nameserver_port: int = 53  # where the authoritative servers are asked
+    # Which services may prove which zones by DNS-01, with the operator's credentials (none:
+    # DNS-01 is refused, each certificate that needs it a label problem naming the setting).
+    dns01_allowed: tuple[Dns01Grant, ...] = ()
     secrets_dir: Path = Path("/run/secrets")  # the DNS providers' credentials, as Swarm secrets
     status_page: StatusPage | None = None  # not served unless configured
+    # Each claimant's (a certificate name's recorded owner) share of the CA's orders.
+    order_share: OrderShare = DEFAULT_ORDER_SHARE
 
     @property
     def proxy_protocol(self) -> bool:
@@ -301,6 +312,7 @@ class Settings:
             **_dialects_settings(get, defaults),
             **_dns01(get, defaults),
             status_page=_status_page(get),
+            order_share=_order_share(get, defaults.order_share),
         )  # fmt: skip
 
 
@@ -523,7 +535,14 @@ def _dns01(get: Variable, defaults: Settings) -> dict[str, Any]:
             defaults.dns01_nameserver_port,
         ),
         "secrets_dir": path(get("SECRETS_DIR"), "SECRETS_DIR") or defaults.secrets_dir,
+        "dns01_allowed": dns01_grants(get("DNS01_ALLOWED"), "DNS01_ALLOWED"),
     }  # fmt: skip
+
+
+def _order_share(get: Variable, default: OrderShare) -> OrderShare:
+    weight = number(get("FAILED_ORDER_WEIGHT"), "FAILED_ORDER_WEIGHT", 1,
+                    MAX_FAILED_ORDER_WEIGHT, default.failed_weight)  # fmt: skip
+    return order_share(get("ORDERS_PER_CLAIMANT"), weight, "ORDERS_PER_CLAIMANT", default)
 
 
 def _dns_provider(value: str | None, name: str) -> str | None:

@@ -64,6 +64,7 @@ def discovered(
         foreign=foreign,
         secrets=secrets,
         ledger=ledger,
+        dns01=settings.dns01_allowed,
     )
 
 

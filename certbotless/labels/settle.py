@@ -49,6 +49,7 @@ from certbotless.labels.values import (
 from certbotless.model import (
     CertSpec,
     ChallengeMode,
+    ChallengeType,
     DialectClaims,
     Discovery,
     LabelProblem,
@@ -56,8 +57,10 @@ from certbotless.model import (
     ServiceInfo,
     is_ip_address,
 )
+from certbotless.setting_values import PREFIX, Dns01Grant
 
 NETWORKS = "networks"  # not a label: reported when a service shares no network with the edge
+DNS_01 = ChallengeType.DNS01
 
 
 @dataclass(frozen=True)
@@ -77,13 +80,16 @@ def discover(
     *,
     native: bool = True, foreign: Mapping[str, DialectClaims] = MappingProxyType({}),
     secrets: frozenset[str] | None = None, ledger: Ledger | None = None,
+    dns01: tuple[Dns01Grant, ...] | None = None,
 ) -> Discovery:  # fmt: skip
     """Routes and certificates from the labels of `services`. With `edge` (the nginx service's
     name), a service that shares no network with it is reported instead of routed. Without
     `routing` (the operator writes nginx.conf), `certbotless.port` is not needed. `native`:
     whether certbotless.* labels are read; `foreign`: what Traefik's dialect read from each
     service, settled with them; `secrets`: the swarm's secret names; `ledger`: the claims
-    recorded before this pass (its settled claims, `Discovery.claims`, are for the next).
+    recorded before this pass (its settled claims, `Discovery.claims`, are for the next);
+    `dns01`: which services may prove which zones by DNS-01 (CERTBOTLESS_DNS01_ALLOWED; None:
+    not checked, as where no credentials are at stake).
 
     A certificate name, a host and a host+path belong to the service that claimed them first,
     whatever the dialect, so another service can be refused but never changes them."""
@@ -118,7 +124,8 @@ def discover(
             continue
         routes += [(service, route)] if route is not None else []
         claims.append(_Claim(service, DOMAINS, spec, routed=routing))
-    return _settled(services, claims, routes, problems, ledger or Ledger({}))
+    claims, denied = _dns01_allowed(claims, dns01, problems)
+    return _settled(services, claims, routes, problems, ledger or Ledger({}), denied)
 
 
 def _settled(
@@ -127,12 +134,15 @@ def _settled(
     routes: list[_Labelled],
     problems: list[LabelProblem],
     ledger: Ledger,
+    denied: set[str],
 ) -> Discovery:
     """Ownership settled, in this order: hosts, certificates, who may join each host, each
-    host+path, routers without a host, one client-auth setting and one IP address."""
+    host+path, routers without a host, one client-auth setting and one IP address. `denied`:
+    services whose route's certificate was refused already (not routed either)."""
     by_name = {s.name: s for s in services}
     host_owner = _host_owners(services, claims, routes, ledger)
     specs, refused, refusals = _settle_certificates(claims, host_owner, ledger)
+    refused |= denied
     routes = [(labeller, route) for labeller, route in routes if labeller.name not in refused]
     kept, strangers = _only_whom_the_host_owner_lets_in(routes, host_owner)
     kept, conflicts = _first_claim_per_path(kept, by_name, ledger)
@@ -200,6 +210,34 @@ def _edge_label_problem(service: ServiceInfo, edge: str | None) -> LabelProblem:
         f"ignored: the edge is {edge or 'not found'}, either CERTBOTLESS_NGINX_SERVICE or the "
         "service labelled so in certbotless's own stack; remove this label",
     )
+
+
+def _dns01_allowed(
+    claims: list[_Claim], grants: tuple[Dns01Grant, ...] | None, problems: list[LabelProblem]
+) -> tuple[list[_Claim], set[str]]:
+    """The claims whose DNS-01 names (a wildcard's, or all with `challenge=dns-01`) the grants
+    allow their service; each other one is a problem, and its service's routes are not routed
+    when they use it."""
+    if grants is None:
+        return claims, set()
+    kept, denied = [], set()
+    for claim in claims:
+        spec, service = claim.spec, claim.service.name
+        names = [n for n in spec.domains if spec.challenge_for(n.startswith("*.")) is DNS_01]
+        refused = [n for n in names if not any(g.allows(service, n) for g in grants)]
+        if not refused:
+            kept.append(claim)
+            continue
+        problems.append(_claim_problem(
+            claim, claim.label,
+            f"{refused[0]} would be proven by DNS-01 with the operator's DNS credentials, which "
+            f"{PREFIX}DNS01_ALLOWED does not allow this service for it "
+            f"({'unset: no service' if not grants else 'not among its zones'}); ask the "
+            f"operator to add {service}={refused[0].removeprefix('*.')} (or its zone) to "
+            "it, or ask for names without a wildcard by HTTP-01",
+        ))  # fmt: skip
+        denied |= {service} if claim.routed else set()
+    return kept, denied
 
 
 def _certificate_claims(service: ServiceInfo, problems: list[LabelProblem]) -> list[_Claim]:

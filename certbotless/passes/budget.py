@@ -6,24 +6,35 @@ per 7 days, 5 per exact set of names per 7 days, 300 new orders per account per 
 Renewals that name the certificate they replace (ARI `replaces`) are exempt from all three, as
 at Let's Encrypt. Registered domains come from the Public Suffix List bundled with the
 `publicsuffixlist` package (no network).
+
+Within the account's limits, each claimant has a share (`OrderShare`, CERTBOTLESS_ORDERS_PER_
+CLAIMANT), with any CA: the claimant of a certificate is the service the claims ledger records as
+its name's owner (its stack where the operator trusts stacks), never what a service says of
+itself. A failed order counts several times against its own claimant, so a claimant whose orders
+keep failing waits, and the others' orders still fit. Orders are taken in turns, one per claimant,
+so that one claimant's many certificates do not come before everyone else's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import cache
 
 from publicsuffixlist import PublicSuffixList
 
-from certbotless.model import CertSpec, Deferred, PastOrder, Plan, is_ip_address
+from certbotless.labels.claims import identity, name_key
+from certbotless.model import CertSpec, Deferred, PastOrder, Plan, ServiceInfo, is_ip_address
+from certbotless.setting_values import PREFIX, OrderShare
 from certbotless.settings import LETSENCRYPT_PRODUCTION
 
 PER_DOMAIN = (50, timedelta(days=7))
 PER_NAME_SET = (5, timedelta(days=7))
 PER_ACCOUNT = (300, timedelta(hours=3))
 KEPT_FOR = timedelta(days=7)  # the longest window: older orders are forgotten
+NO_SHARES = OrderShare(orders=None)
 
 
 @cache
@@ -39,28 +50,138 @@ def registered_domain(name: str) -> str:
     return _suffixes().privatesuffix(name.rstrip(".").lower()) or name
 
 
+def claimant_of(service: ServiceInfo) -> str:
+    """Whose share a service's orders use: its stack where the operator trusts stacks
+    (CERTBOTLESS_TRUST_STACK_NAMESPACE), else the service itself."""
+    return f"stack {service.trusted_stack}" if service.trusted_stack else f"service {service.name}"
+
+
+def claimants(
+    specs: Iterable[CertSpec], claims: Mapping[str, str], services: Iterable[ServiceInfo]
+) -> dict[str, str]:
+    """Each certificate's claimant: the owner of its name as the claims ledger settled it
+    (`Discovery.claims`). A name no service owns (`certbotless issue`) is the operator's: none."""
+    by_identity = {identity(service): service for service in services}
+    found = {}
+    for spec in specs:
+        owner = by_identity.get(claims.get(name_key(spec.name), ""))
+        if owner is not None:
+            found[spec.name] = claimant_of(owner)
+    return found
+
+
 def within_budget(
-    plan: Plan, history: Sequence[PastOrder], replaces: Mapping[str, str], now: datetime
+    plan: Plan,
+    history: Sequence[PastOrder],
+    replaces: Mapping[str, str],
+    now: datetime,
+    share: OrderShare = NO_SHARES,
+    owners: Mapping[str, str] | None = None,
 ) -> tuple[Plan, dict[str, Deferred]]:
-    """The plan without the orders that would exceed a limit (taken in plan order, each one
-    that fits counted against the next), and why each other one waits. Only for Let's Encrypt's
-    production CA: its staging CA's limits are far higher, and other CAs' are their own."""
-    if plan.directory_url != LETSENCRYPT_PRODUCTION:
-        return plan, {}
-    ledger = _Ledger(history, now)
-    kept: list[CertSpec] = []
+    """The plan without the orders that would exceed a limit (taken in turns per claimant,
+    `owners`: name → claimant, each one that fits counted against the next), and why each other
+    one waits. The claimants' shares hold with any CA; the account's limits only with Let's
+    Encrypt's production CA (its staging CA's are far higher, other CAs' are their own)."""
+    owners = owners or {}
+    account = _Ledger(history, now) if plan.directory_url == LETSENCRYPT_PRODUCTION else None
+    shares = _Shares(history, share, now)
+    kept: set[str] = set()
     deferred: dict[str, Deferred] = {}
-    for spec in plan.to_issue:
+    for spec in _in_turns(plan.to_issue, owners):
+        claimant = owners.get(spec.name, "")
         if spec.name in replaces:
-            kept.append(spec)
+            kept.add(spec.name)
             continue
-        over = ledger.over(spec.domains)
-        if over is None:
-            ledger.count(spec.domains)
-            kept.append(spec)
-        else:
+        over = shares.over(claimant) or (account.over(spec.domains) if account else None)
+        if over is not None:
             deferred[spec.name] = over
-    return replace(plan, to_issue=tuple(kept)), deferred
+            continue
+        shares.count(claimant)
+        if account is not None:
+            account.count(spec.domains)
+        kept.add(spec.name)
+    to_issue = tuple(spec for spec in plan.to_issue if spec.name in kept)
+    return replace(plan, to_issue=to_issue), deferred
+
+
+def _in_turns(specs: Sequence[CertSpec], owners: Mapping[str, str]) -> list[CertSpec]:
+    """Each claimant's first certificate, then each one's second, and so on (plan order within
+    a turn)."""
+    turns: Counter[str] = Counter()
+    ranked = []
+    for index, spec in enumerate(specs):
+        claimant = owners.get(spec.name, "")
+        ranked.append((turns[claimant], index, spec))
+        turns[claimant] += 1
+    return [spec for _, _, spec in sorted(ranked, key=lambda r: (r[0], r[1]))]
+
+
+@dataclass(frozen=True)
+class ClaimantUse:
+    """How much of its share a claimant's orders used in the share's window."""
+
+    claimant: str
+    orders: int
+    failed: int
+    used: int  # each failed order counted `failed_weight` times
+    limit: int
+    frees_at: datetime | None  # when its share fits one more order again (None: it does now)
+
+
+class _Shares:
+    """Each claimant's orders in the share's window, updated as orders are planned."""
+
+    def __init__(self, history: Sequence[PastOrder], share: OrderShare, now: datetime) -> None:
+        self.share = share
+        self.now = now
+        self.orders: dict[str, list[PastOrder]] = {}
+        for order in sorted(history, key=lambda o: o.at):
+            if order.claimant and not order.renewal and order.at > now - share.window:
+                self.orders.setdefault(order.claimant, []).append(order)
+
+    def _weight(self, order: PastOrder) -> int:
+        return 1 if order.issued else self.share.failed_weight
+
+    def use(self, claimant: str) -> ClaimantUse:
+        orders = self.orders.get(claimant, [])
+        used = sum(self._weight(order) for order in orders)
+        limit = self.share.orders or 0
+        frees_at, left = None, used
+        for order in orders:  # oldest first: when enough has left the window for one more
+            if left + 1 <= limit:
+                break
+            left -= self._weight(order)
+            frees_at = order.at + self.share.window
+        failed = sum(1 for order in orders if not order.issued)
+        return ClaimantUse(claimant, len(orders), failed, used, limit, frees_at)
+
+    def over(self, claimant: str) -> Deferred | None:
+        if not claimant or self.share.orders is None:
+            return None
+        use = self.use(claimant)
+        if use.frees_at is None:
+            return None
+        return Deferred(
+            f"{claimant} used {use.used} of its share of {use.limit} orders in the last "
+            f"{_span(self.share.window)} ({use.orders} orders, {use.failed} failed, each failed "
+            f"one counting {self.share.failed_weight}; {PREFIX}ORDERS_PER_CLAIMANT)",
+            use.frees_at,
+        )
+
+    def count(self, claimant: str) -> None:
+        if claimant:
+            self.orders.setdefault(claimant, []).append(PastOrder(self.now, (), True))
+
+
+def claimant_use(
+    history: Sequence[PastOrder], share: OrderShare, now: datetime
+) -> list[ClaimantUse]:
+    """Each claimant with orders in the share's window, the most used share first."""
+    if share.orders is None:
+        return []
+    shares = _Shares(history, share, now)
+    used = [shares.use(claimant) for claimant in shares.orders]
+    return sorted(used, key=lambda use: (-use.used, use.claimant))
 
 
 class _Ledger:
@@ -104,7 +225,10 @@ class _Ledger:
 
 
 def _span(window: timedelta) -> str:
-    hours = int(window.total_seconds() // 3600)
+    minutes = int(window.total_seconds() // 60)
+    if minutes < 120 and minutes % 60:
+        return f"{minutes} min"
+    hours = minutes // 60
     return f"{hours // 24} days" if hours >= 48 else f"{hours} h"
 
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from certbotless.acme.errors import Abandoned, AcmeError, BackingOff, CaUnreachable
 from certbotless.model import PastOrder, Plan, StoredCert
 from certbotless.passes.budget import KEPT_FOR
-from certbotless.passes.planning import replaced_certificates
+from certbotless.passes.planning import Planned, replaced_certificates
 from certbotless.seams import CertificateStore, Issuer, Progress, Solver
 from certbotless.swarm.api import SWARM_ERRORS
 from certbotless.swarm.store import NotStored
@@ -80,18 +80,14 @@ def ca_unreachable(issuance: Issuance, issuer: Issuer, ordered: bool) -> str | N
 
 
 def recorded_orders(
-    history: Iterable[PastOrder],
-    plan: Plan,
-    issuance: Issuance,
-    replaces: Mapping[str, str],
-    now: datetime,
+    history: Iterable[PastOrder], planned: Planned, issuance: Issuance, now: datetime
 ) -> list[PastOrder]:
-    """The history with this pass's orders (every one placed: a name backing off was not), and
-    without those older than every window."""
+    """The history with this pass's orders (every one placed: a name backing off was not), each
+    with its claimant, and without those older than every window."""
     placed = [
         PastOrder(now, tuple(sorted(spec.domains)), spec.name in issuance.issued,
-                  spec.name in replaces)
-        for spec in plan.to_issue
+                  spec.name in planned.replaces, planned.claimants.get(spec.name, ""))
+        for spec in planned.plan.to_issue
         if spec.name in issuance.issued
         or (spec.name in issuance.failed and not isinstance(issuance.failed[spec.name], BackingOff))
     ]  # fmt: skip

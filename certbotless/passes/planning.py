@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from certbotless.acme.ari import lifetime_renewal_time
@@ -13,14 +13,15 @@ from certbotless.model import CertificateStatus, CertSpec, Deferred, Plan, Renew
 @dataclass(frozen=True)
 class Planned:
     """The plan step's outcome: what to order now, the CA's renewal times, the names held back
-    after failures, those deferred to stay within the CA's limits, and what each renewal
-    replaces (ARI)."""
+    after failures, those deferred to stay within the CA's limits or their claimant's share,
+    what each renewal replaces (ARI), and each certificate's claimant (`budget.claimants`)."""
 
     plan: Plan
     renewals: dict[str, RenewalTime]
     held: tuple[str, ...]
     deferred: dict[str, Deferred]
     replaces: dict[str, str]
+    claimants: dict[str, str] = field(default_factory=dict)
 
 
 def plan_certificates(

@@ -10,14 +10,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from certbotless.labels.settle import find_edge_service
-from certbotless.model import (
-    PassReport,
-    PassRequest,
-    Removal,
-    RevocationReason,
-    StoredCert,
-)
-from certbotless.passes.budget import within_budget
+from certbotless.model import PassReport, PassRequest, Removal, RevocationReason, StoredCert
+from certbotless.passes.budget import claimants, within_budget
 from certbotless.passes.deploying import Deployed, deploy_edge, labelled_only, serves_none
 from certbotless.passes.garbage import collect_garbage
 from certbotless.passes.issuing import ca_unreachable, issue_planned, recorded_orders
@@ -84,7 +78,7 @@ class Reconciler:
                                      request.progress, keep=not request.dry_run)  # fmt: skip
             orders = list(seen.orders)
             if not request.dry_run:
-                orders = recorded_orders(seen.orders, plan, issuance, planned.replaces, now)
+                orders = recorded_orders(seen.orders, planned, issuance, now)
                 self.parts.orders.save(orders)
                 self.parts.claims.save(seen.found.claims)  # claims first seen now are theirs
             current = {**seen.current, **issuance.saved}
@@ -131,8 +125,10 @@ class Reconciler:
                                  directory_url)  # fmt: skip
         plan, held = hold_back(plan, seen.statuses, now, forced)
         replaces = replaced_certificates(plan)
-        plan, deferred = within_budget(plan, seen.orders, replaces, now)
-        return Planned(plan, renewals, held, deferred, replaces)
+        owners = claimants(plan.to_issue, seen.found.claims, seen.services)
+        plan, deferred = within_budget(plan, seen.orders, replaces, now,
+                                       self.settings.order_share, owners)  # fmt: skip
+        return Planned(plan, renewals, held, deferred, replaces, owners)
 
     def _edge(self, seen: Observation, needed: bool) -> str | None:
         if not needed:

@@ -380,18 +380,20 @@ def leave_newer_ledger(kind: RecordKind, label: str) -> Callable[[dict[str, str]
 
 def past_orders_to_json(history: Iterable[PastOrder]) -> str:
     return json.dumps(
-        [[o.at.isoformat(), list(o.names), o.issued, o.renewal] for o in history],
+        [[o.at.isoformat(), list(o.names), o.issued, o.renewal, o.claimant] for o in history],
         separators=(",", ":"),
     )
 
 
 def past_orders_from_json(text: str) -> list[PastOrder]:
-    """An unreadable history counts as empty (the CA's own limits still hold)."""
+    """An unreadable history counts as empty (the CA's own limits still hold). Orders recorded
+    before claimants were (four fields) are the operator's."""
     try:
         return [
-            PastOrder(datetime.fromisoformat(at), tuple(names), bool(issued), bool(renewal))
-            for at, names, issued, renewal in json.loads(text)
-        ]
+            PastOrder(datetime.fromisoformat(at), tuple(names), bool(issued), bool(renewal),
+                      str(claimant[0]) if claimant else "")
+            for at, names, issued, renewal, *claimant in json.loads(text)
+        ]  # fmt: skip
     except (ValueError, TypeError):
         return []
 

@@ -15,7 +15,8 @@ from certbotless.daemon.pass_history import PassRecord
 from certbotless.edge.watch import EdgeServing
 from certbotless.model import Discovery, Listed, PastOrder, Route
 from certbotless.ops.views import listed_json, listed_status
-from certbotless.passes.budget import DomainUse, domain_use
+from certbotless.passes.budget import ClaimantUse, DomainUse, claimant_use, domain_use
+from certbotless.setting_values import OrderShare
 from certbotless.web.routers import RoutersView, routers_view
 
 API_VERSION = 1
@@ -40,6 +41,9 @@ class StatusSource(Protocol):
         """The routes, certificates and label problems the services' labels give."""
 
     def orders(self) -> list[PastOrder]: ...
+
+    def order_share(self) -> OrderShare:
+        """Each claimant's share of the orders (CERTBOTLESS_ORDERS_PER_CLAIMANT)."""
 
     def passes(self) -> list[PassRecord]: ...
 
@@ -101,6 +105,8 @@ class Overview:
     rolls: tuple[Roll, ...]
     alerts: tuple[Alert, ...]
     budget: tuple[DomainUse, ...]
+    claimants: tuple[ClaimantUse, ...]  # each claimant's use of its share of the orders
+    share: OrderShare
     filter: Filter
     edge: EdgeServing | None
     routers: RoutersView
@@ -121,6 +127,7 @@ def overview(source: StatusSource, wanted: Filter, now: datetime) -> Overview:
     listing = source.listing()
     rows = sorted((_row(row, found.routes, edge, now) for row in listing), key=_urgency)
     passes = tuple(source.passes())
+    orders, share = source.orders(), source.order_share()
     counts = {state: sum(1 for row in rows if row.status in states)
               for state, states in STATES.items()}  # fmt: skip
     return Overview(
@@ -135,7 +142,9 @@ def overview(source: StatusSource, wanted: Filter, now: datetime) -> Overview:
             if p.report.rolled or p.report.rollout_error
         ),
         alerts=_open_alerts(passes, now),
-        budget=tuple(domain_use(source.orders(), now)),
+        budget=tuple(domain_use(orders, now)),
+        claimants=tuple(claimant_use(orders, share, now)),
+        share=share,
         filter=wanted,
         edge=edge,
         routers=routers_view(found, listing, wanted.router),
@@ -208,5 +217,18 @@ def overview_json(view: Overview) -> dict[str, object]:
                 "frees_at": u.frees_at.isoformat(),
             }
             for u in view.budget
+        ],
+        "claimants": [
+            {
+                "claimant": u.claimant,
+                "orders": u.orders,
+                "failed": u.failed,
+                "used": u.used,
+                "limit": u.limit,
+                "window_seconds": int(view.share.window.total_seconds()),
+                "failed_weight": view.share.failed_weight,
+                "frees_at": u.frees_at.isoformat() if u.frees_at else None,
+            }
+            for u in view.claimants
         ],
     }

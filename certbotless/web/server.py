@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Protocol
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -20,6 +19,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from certbotless import __version__
 from certbotless.settings import StatusPage
 from certbotless.web.access import Gate, Refused, Visitor
+from certbotless.web.connections import BoundedHTTPServer, DeadlineHandler
 from certbotless.web.overview import (
     STATES,
     Filter,
@@ -84,8 +84,7 @@ class StatusServer:
         self.templates.filters["when"] = _when
         self.templates.filters["ago"] = lambda value: _ago(value, self.clock())
         handler = type("Handler", (_Handler,), {"server_app": self})
-        self.http = ThreadingHTTPServer(page.listen, handler)
-        self.http.daemon_threads = True
+        self.http = BoundedHTTPServer(page.listen, handler)
         self._thread: threading.Thread | None = None
 
     @property
@@ -154,12 +153,10 @@ class StatusServer:
         return str(getattr(self.actions, action)(name, visitor.name))
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(DeadlineHandler):
     server_app: StatusServer
     server_version = "certbotless-status"
     sys_version = ""
-    # A client that stops sending loses its connection (and thread) after this long.
-    timeout = 15
 
     def log_message(self, format: str, *args: object) -> None:
         log.debug("status page: %s " + format, self.client_address[0], *args)

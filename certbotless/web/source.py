@@ -15,6 +15,7 @@ from certbotless.labels.dialects import discovered, edge_if_any
 from certbotless.model import Discovery, LabelProblem, Listed, PastOrder, RevocationReason
 from certbotless.passes.reconcile import Reconciler
 from certbotless.seams import OrderHistory, ServiceSource
+from certbotless.setting_values import OrderShare
 from certbotless.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,9 @@ class AppStatusSource:
 
     def orders(self) -> list[PastOrder]:
         return self._orders.load()
+
+    def order_share(self) -> OrderShare:
+        return self.settings.order_share
 
     def passes(self) -> list[PassRecord]:
         return self.history.recent()

@@ -28,6 +28,11 @@ def summary_text(view: Overview) -> str:
         if row.listed.failure is not None:
             words += f"\n          {row.listed.failure.error}"
         lines.append(words)
+    for claimant in view.claimants:
+        frees = claimant.frees_at
+        lines.append(f"orders: {claimant.claimant} {claimant.used}/{claimant.limit} of its share "
+                     f"({claimant.orders} orders, {claimant.failed} failed)"
+                     + (f", full until {frees:%Y-%m-%d %H:%M} UTC" if frees else ""))  # fmt: skip
     for use in view.budget:
         lines.append(f"rate limit: {use.domain} {use.used}/{use.limit} new certificates in 7 "
                      f"days (one frees up {use.frees_at:%Y-%m-%d %H:%M} UTC)")  # fmt: skip

@@ -128,6 +128,8 @@ def edge(
         "CBL_DNS01_RESOLVER": bind.address,
         "CBL_DNS01_PORT": str(bind.port),
         "CBL_DNS01_SECRETS": str(secrets),
+        # CHANGELOG 0.2.0, Upgrading: DNS-01 only for the services and zones allowed.
+        "CERTBOTLESS_DNS01_ALLOWED": "cbl-up-*=wild.test",
     }
     edge = UpgradeEdge(cluster, env)
     # The HA test's edge (same ports, same front subnet) and an earlier run of this one.

@@ -26,6 +26,7 @@ from certbotless.model import (
     RenewalFailure,
     Route,
 )
+from certbotless.setting_values import OrderShare
 from certbotless.settings import StatusPage
 from certbotless.web.server import StatusServer
 from tests.support.factories import stored_cert
@@ -113,6 +114,9 @@ def passes() -> list[PassRecord]:
 
 
 ORDERS = [PastOrder(NOW - timedelta(days=d), ("shop.example.test",), True) for d in range(6)]
+# A claimant whose orders failed: 10 in the last hour, each counting 3 against its share of 30.
+ORDERS += [PastOrder(NOW - timedelta(minutes=m), (f"n{m}.example",), False,
+                     claimant="service evil_app") for m in range(10)]  # fmt: skip
 
 
 @dataclass
@@ -127,6 +131,9 @@ class FakeSource:
 
     def orders(self) -> list[PastOrder]:
         return list(ORDERS)
+
+    def order_share(self) -> OrderShare:
+        return OrderShare()
 
     def passes(self) -> list[PassRecord]:
         return passes()

@@ -91,6 +91,8 @@ def test_the_page_lists_the_most_urgent_first_with_the_cas_words(
     assert "12.3 s" in html and "4.2 s" in html and "nginx -t: unknown directive" in html
     assert "rollout_failed" in html and "renewal_failed" in html
     assert "6 / 50" in html and "example.test" in html
+    assert "Orders per claimant: 30 per 3 h, a failed order counting 3" in html
+    assert "service evil_app</td><td>30 / 30" in html and "10 (10)" in html
     # the edge: a task left behind on shop's previous serial
     assert "edge task 10.0.9.4 serves ab0" in html and "1 stale" in html
     assert "node2abcdef0" in html
@@ -212,6 +214,11 @@ def test_the_json_api_has_the_schema_and_data_of_list_json(
                                                              "node2abcdef0123456"]  # fmt: skip
     use = overview["budget"][0]
     assert (use["registered_domain"], use["used"], use["limit"]) == ("example.test", 6, 50)
+    share = overview["claimants"][0]
+    assert (share["claimant"], share["orders"], share["failed"], share["used"], share["limit"],
+            share["window_seconds"], share["failed_weight"]) == (
+        "service evil_app", 10, 10, 30, 30, 10800, 3)  # fmt: skip
+    assert share["frees_at"] is not None
     assert requests.get(url + "/api/v2/x", auth=(USER, PASSWORD), timeout=5).status_code == 404
 
 

@@ -156,6 +156,8 @@ def test_no_limit_needs_no_njs_and_a_limit_that_is_no_number_is_refused_by_name(
 def test_an_edge_without_njs_refuses_a_limited_forward_auth_by_name() -> None:
     [route] = traefik_claims([ServiceInfo("app", _limited(80, 81, "100"))])["app"].routes
     assert route.auth_options.max_answer_body == 100 and needs_njs(route)
-    kept, [problem] = without_njs([route, replace(route, service="other", auth_url=None)], frozenset())
+    kept, [problem] = without_njs(
+        [route, replace(route, service="other", auth_url=None)], frozenset()
+    )
     assert [r.service for r in kept] == ["other"]
     assert "maxResponseBodySize" in problem.label and "njs" in problem.message
