@@ -36,10 +36,11 @@ def apply(route: Route, mw: Middleware, context: Context) -> Route:
         or route.rewrite_phase.strip_prefix_regex or route.rewrite_phase.redirect_regex
     )  # fmt: skip
     if earlier:
-        context.note(mw.label(), mw.name, "over HTTPS, nginx redirects a request whose Host "
-                     "names another port before the access checks, path changes and "
-                     "redirectRegex listed before it (Traefik in the router's order): list "
-                     "redirectScheme first")  # fmt: skip
+        context.note(mw.label(), mw.name, "nginx redirects plain HTTP, and over HTTPS a "
+                     "request whose Host names another port, before the access checks, path "
+                     "changes and redirectRegex listed before it (Traefik in the router's "
+                     "order: its Location has the changed path): list redirectScheme first",
+                     )  # fmt: skip
     moved = SchemeRedirect(route.redirect_port, route.redirect_statuses)
     return replace(route, rewrite_phase=replace(route.rewrite_phase, scheme_redirect=moved))
 
