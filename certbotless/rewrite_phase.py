@@ -24,10 +24,14 @@ class SchemeRedirect:
     """Traefik's redirectScheme (to https) on a route served over HTTPS: a request whose Host
     names another port than `port` (a Host without one, or with :443, names 443) is redirected
     to `https://host[:port]` and its request target, `statuses` for GET and for other methods,
-    as Traefik redirects when the URL it would make differs from the request's."""
+    as Traefik redirects when the URL it would make differs from the request's. To another
+    `scheme` (than https), on every route of the router, plain HTTP too: to
+    `scheme://host[:port]` (`port` 0: none), when it differs from the request's URL (the
+    default ports of http and https dropped from both)."""
 
     port: int
     statuses: tuple[int, int]
+    scheme: str = "https"
 
 
 @dataclass(frozen=True)
@@ -36,13 +40,16 @@ class RedirectRegex:
     with `groups` capturing groups) matches it and `replacement` (nginx's value, `$1`…`$9`,
     the URL's rest after it) makes another URL, is redirected there: `statuses` for GET and
     for other methods. `unparsable`: the replacement is a URL Go cannot parse, so a URL the
-    regex matches is answered 502, as Traefik answers it."""
+    regex matches is answered 502, as Traefik answers it. `by_njs`: any other regex, replacing
+    every match as Go's ReplaceAllString (edge/njs.py), `replacement` the njs function's
+    template (go_template.py)."""
 
     regex: str
     groups: int
     replacement: str
     statuses: tuple[int, int]
     unparsable: bool = False
+    by_njs: bool = False
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,16 @@ def quoted(regex: str) -> str:
     return regex.replace("\\", "\\\\").replace('"', '\\"')
 
 
+# The dollar sign for values nginx would otherwise read as a variable (njs.py's nginx.conf part
+# defines it by a geo, whose values are taken as written).
+DOLLAR = "${certbotless_dollar}"
+
+
+def in_nginx_string(text: str) -> str:
+    """`text` inside an nginx "…" string that nginx reads as written (no variables)."""
+    return quoted(text).replace("$", DOLLAR)
+
+
 def client_variable(networks: Iterable[str]) -> str:
     """The variable that is 1 when the client's address is in one of `networks`, else 0."""
     digest = hashlib.sha256(" ".join(sorted(networks)).encode()).hexdigest()[:12]

@@ -17,7 +17,7 @@ from functools import cache
 from pathlib import Path
 
 from certbotless.edge.breaker import breaker_files, breaker_http
-from certbotless.edge.conditions import quoted
+from certbotless.edge.conditions import in_nginx_string
 from certbotless.edge.health_checks import (
     CHECKS,
     SERVICE_DOWN,
@@ -26,16 +26,13 @@ from certbotless.edge.health_checks import (
     needs_health_checks,
 )
 from certbotless.edge.mounts import DIGEST_KEY_TARGET, SNIPPETS_DIR
-from certbotless.edge.rewrite_phase import RAW_PATH
+from certbotless.edge.rewrite_phase import RAW_PATH, REDIRECTED_URL
 from certbotless.model import LabelProblem, Route
 
 # Where nginx:stable (nginx.org's packages) and Debian's libnginx-mod-http-js put it.
 NJS_MODULE = "/usr/lib/nginx/modules/ngx_http_js_module.so"
 JS_TARGET = f"{SNIPPETS_DIR}/njs/certbotless.js"
 _JS_SOURCE = Path(__file__).with_name("njs") / "certbotless.js"
-# The dollar sign for values nginx would otherwise read as a variable (a geo's values are
-# taken as written).
-DOLLAR = "${certbotless_dollar}"
 REPLACED_PATH = "$certbotless_replaced_by_njs"  # replacedPath's answer (see the .js)
 CLIENT_INFO = "$certbotless_client_info_by_njs"  # clientCertInfo's answer
 DIGEST_USER = "$certbotless_digest_user"  # digestUser's answer
@@ -58,9 +55,10 @@ ALL_FEATURES: NjsFeatures = frozenset({NJS, PERIODIC})
 
 
 def needs_njs(route: Route) -> bool:
-    return (route.replace_path_everywhere or _njs_fields(route) != "" or needs_digest_key(route)
-            or measures_auth_body(route) or needs_health_checks(route)
-            or route.circuit_breaker is not None)  # fmt: skip
+    redirect = route.rewrite_phase.redirect_regex
+    return (route.replace_path_everywhere or (redirect is not None and redirect.by_njs)
+            or _njs_fields(route) != "" or needs_digest_key(route) or measures_auth_body(route)
+            or needs_health_checks(route) or route.circuit_breaker is not None)  # fmt: skip
 
 
 def measures_auth_body(route: Route) -> bool:
@@ -114,6 +112,7 @@ def njs_directives(routes: Iterable[Route]) -> dict[str, str]:
         return {"njs_module": "", "njs_http": ""}
     http = (f"\n    js_import certbotless from {JS_TARGET};"
             f"\n    js_set {REPLACED_PATH} certbotless.replacedPath;"
+            f"\n    js_set {REDIRECTED_URL} certbotless.redirectedUrl;"
             f"\n    js_set {CLIENT_INFO} certbotless.clientCertInfo;"
             f"\n    js_set {DIGEST_USER} certbotless.digestUser;"
             f"\n    js_set {DIGEST_CHALLENGE} certbotless.digestChallenge;"
@@ -179,6 +178,8 @@ _BREAKER_NEEDS = (
 def _refusal(route: Route) -> LabelProblem:
     if route.replace_path_everywhere and route.replace_path is not None:
         feature, value = "replacePathRegex", route.replace_path[0]
+    elif (redirect := route.rewrite_phase.redirect_regex) is not None and redirect.by_njs:
+        feature, value = "redirectRegex", redirect.regex
     elif route.basic_auth is not None and route.basic_auth.digest:
         feature, value = "digestAuth", route.basic_auth.realm
     elif measures_auth_body(route):
@@ -190,11 +191,6 @@ def _refusal(route: Route) -> LabelProblem:
                         f"JavaScript module, {NJS_MODULE}), which the edge's nginx has not: the "
                         "router is not routed; use the edge image (nginx:stable has it) or "
                         "install libnginx-mod-http-js")  # fmt: skip
-
-
-def in_nginx_string(text: str) -> str:
-    """`text` inside an nginx "…" string that nginx reads as written (no variables)."""
-    return quoted(text).replace("$", DOLLAR)
 
 
 def replace_everywhere_rewrites(regex: str, template: str) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from certbotless.edge.conditions import quoted
+from certbotless.edge.conditions import in_nginx_string, quoted
 from certbotless.model import Route
 from certbotless.rewrite_phase import (
     AllowedHosts,
@@ -82,6 +82,8 @@ def _scheme_redirect(redirect: SchemeRedirect) -> list[str]:
     port, mark = "$certbotless_host_port", "$certbotless_scheme_moved"
     target = "" if redirect.port == 443 else f":{redirect.port}"
     location = f"https://$host{target}$request_uri"
+    if redirect.scheme != "https":
+        return _other_scheme(redirect)
     get_status, other_status = redirect.statuses
     return [
         f'set {port} "";',
@@ -96,11 +98,40 @@ def _scheme_redirect(redirect: SchemeRedirect) -> list[str]:
     ]
 
 
+def _other_scheme(redirect: SchemeRedirect) -> list[str]:
+    """Traefik's URL of the request (the host split from its port, as Go's SplitHostPort;
+    http's :80 and https's :443 dropped) against the redirect's: redirected when they differ."""
+    host, port, old, new = ("$certbotless_bare_host", "$certbotless_host_port",
+                            "$certbotless_scheme_from", "$certbotless_scheme_to")  # fmt: skip
+    mark = "$certbotless_scheme_moved"
+    target = f":{redirect.port}" if redirect.port else ""
+    get_status, other_status = redirect.statuses
+    return [
+        f'set {host} $certbotless_host; set {port} "";',
+        f'if ($certbotless_host ~ "^(\\[[^\\]]*\\]|[^:]*)(:[0-9]*)$") '
+        f"{{ set {host} $1; set {port} $2; }}",
+        f'set {mark} "$scheme{port}";',
+        f'if ({mark} ~ "^(http:80|https:443)$") {{ set {port} ""; }}',
+        f'set {old} "$scheme://{host}{port}$request_uri";',
+        f'set {new} "{redirect.scheme}://{host}{target}$request_uri";',
+        f'set {mark} "";',
+        f'if ({old} != {new}) {{ set {mark} "y"; }}',
+        f'if ($request_method = GET) {{ set {mark} "${{certbotless_scheme_moved}}g"; }}',
+        f'if ({mark} = "yg") {{ return {get_status} {new}; }}',
+        f'if ({mark} = "y") {{ return {other_status} {new}; }}',
+    ]
+
+
+REDIRECTED_URL = "$certbotless_redirected_by_njs"  # njs's redirectedUrl (see the .js)
+
+
 def _redirect(redirect: RedirectRegex) -> list[str]:
     """Go's ReplaceAllString on the URL as sent, and a redirect when it changed (a marker
     variable: nginx's `if` has no `and`); 502 when Go cannot parse the new URL."""
     url, to, mark = "$certbotless_redirect_from", "$certbotless_redirect_to", "$certbotless_moved"
     get_status, other_status = redirect.statuses
+    if redirect.by_njs:
+        return _redirect_by_njs(redirect)
     if redirect.unparsable:
         return [f'set {url} "$scheme://$certbotless_host$request_uri";',
                 f'if ({url} ~ "^(?>{quoted(redirect.regex)})") {{ return 502; }}']  # fmt: skip
@@ -111,6 +142,25 @@ def _redirect(redirect: RedirectRegex) -> list[str]:
         f'{{ set {to} "{redirect.replacement}"; }}',
         f'set {mark} "";',
         f'if ({to} != {url}) {{ set {mark} "y"; }}',
+        f'if ($request_method = GET) {{ set {mark} "${{certbotless_moved}}g"; }}',
+        f'if ({mark} = "yg") {{ return {get_status} {to}; }}',
+        f'if ({mark} = "y") {{ return {other_status} {to}; }}',
+    ]
+
+
+def _redirect_by_njs(redirect: RedirectRegex) -> list[str]:
+    """njs's redirectedUrl: "" for no redirect, "!502" for Traefik's 502, else the new URL."""
+    to, mark = "$certbotless_redirect_to", "$certbotless_moved"
+    get_status, other_status = redirect.statuses
+    return [
+        "absolute_redirect off;",  # Traefik's Location as made, even a relative one
+        'set $certbotless_redirect_from "$scheme://$certbotless_host$request_uri";',
+        f'set $certbotless_redirect_regex "{in_nginx_string(redirect.regex)}";',
+        f'set $certbotless_redirect_replacement "{in_nginx_string(redirect.replacement)}";',
+        f"set {to} {REDIRECTED_URL};",
+        f'if ({to} = "!502") {{ return 502; }}',
+        f'set {mark} "";',
+        f'if ({to} != "") {{ set {mark} "y"; }}',
         f'if ($request_method = GET) {{ set {mark} "${{certbotless_moved}}g"; }}',
         f'if ({mark} = "yg") {{ return {get_status} {to}; }}',
         f'if ({mark} = "y") {{ return {other_status} {to}; }}',

@@ -58,6 +58,43 @@ function goReplaceAll(regex, text, template) {
     return out + text.slice(lastEnd);
 }
 
+// Traefik's redirectRegex: Go's ReplaceAllString(url, replacement) on the URL
+// `scheme://host[:port]/path?query` as sent. In: $certbotless_redirect_from (that URL),
+// $certbotless_redirect_regex (PCRE), $certbotless_redirect_replacement (as replacedPath's).
+// Out: "" when the regex does not match or the URL is the same; "!502" when the new URL is one
+// Go's url.Parse refuses (Traefik's answer); else the new URL.
+function redirectedUrl(r) {
+    var url = r.variables.certbotless_redirect_from;
+    var regex = new RegExp(r.variables.certbotless_redirect_regex, 'g');
+    regex.lastIndex = 0;
+    if (!regex.test(url)) {
+        return '';
+    }
+    var replaced = goReplaceAll(regex, url, r.variables.certbotless_redirect_replacement);
+    if (!goParses(replaced)) {
+        return '!502';
+    }
+    return replaced === url ? '' : replaced;
+}
+
+// Whether Go's url.Parse takes `url`: every `%` starts an escape; the host's characters are
+// RFC 3986's (and Go's few more), escaped only above 0x7f (or %25), its port digits.
+function goParses(url) {
+    if (/%(?![0-9A-Fa-f]{2})/.test(url)) {
+        return false;
+    }
+    var at = url.indexOf('://');
+    if (at < 0) {
+        return true;
+    }
+    var host = url.slice(at + 3).split('/')[0].split('?')[0];
+    host = host.slice(host.lastIndexOf('@') + 1);
+    if (/%(?!25)[0-7][0-9A-Fa-f]/.test(host)) {
+        return false;
+    }
+    return /^(?:\[[^\]]*\]|[A-Za-z0-9\-._~!$&'()*+,;=<>"%]*)(?::[0-9]*)?$/.test(host);
+}
+
 function expand(template, match) {
     return template.replace(/\$(?:\$|\{([0-9]+)\})/g, function (all, group) {
         if (group === undefined) {
@@ -682,6 +719,6 @@ function authBodyMeasure(r, data, flags) {
 }
 
 export default {
-    replacedPath, clientCertInfo, digestUser, digestChallenge, healthCheck, serviceDown,
-    authAnswerMeasured, authBodyHeaders, authBodyMeasure
+    replacedPath, redirectedUrl, clientCertInfo, digestUser, digestChallenge, healthCheck,
+    serviceDown, authAnswerMeasured, authBodyHeaders, authBodyMeasure
 };

@@ -440,6 +440,14 @@ def _redirect_of(service: ServiceInfo, known: _Known, route: Route) -> Route:
         https, _ = _entrypoints(service, router, router.get("v1.rule") is not None)
         redirect = None if https else _redirects_only(router, known)
         if redirect is not None:
+            changed = _path_changed_before(router, known, redirect)
+            if changed is not None:
+                label = _middleware_names(router)[0][0]
+                raise _Skip(_problem(service, label, f"{changed} is listed before the "
+                                     f"redirectScheme {redirect.name}: Traefik's redirect then "
+                                     "has the changed path, the edge's plain-HTTP redirect "
+                                     "keeps the request's; list the redirectScheme first",
+                                     ))  # fmt: skip
             try:
                 return with_redirect(route, redirect)
             except Unsupported as error:
@@ -450,25 +458,41 @@ def _redirect_of(service: ServiceInfo, known: _Known, route: Route) -> Route:
 def _redirects_only(router: _Router, known: _Known) -> Middleware | None:
     """The redirectScheme to https of a router that only sends plain HTTP to HTTPS (its
     service then does not matter), or None."""
-
-    def candidates(name: str) -> Sequence[Middleware]:
-        bare, _, provider = name.partition("@")
-        if provider == "file":
-            found = known.files.definitions.get(bare)
-            return [found] if found is not None else []
-        return known.definitions.get(bare, [])
-
     names = [name for _, name in _middleware_names(router)]
     return next(
         (
             middleware
             for name in names
-            for middleware in candidates(name)
+            for middleware in _candidates(name, known)
             if middleware.kind == "redirectscheme"
             and middleware.fields.get("scheme", ("", ""))[1].lower() == "https"
         ),
         None,
     )
+
+
+def _candidates(name: str, known: _Known) -> Sequence[Middleware]:
+    bare, _, provider = name.partition("@")
+    if provider == "file":
+        found = known.files.definitions.get(bare)
+        return [found] if found is not None else []
+    return known.definitions.get(bare, [])
+
+
+_PATH_CHANGES = frozenset({"stripprefix", "stripprefixregex", "addprefix", "replacepath",
+                           "replacepathregex"})  # fmt: skip
+
+
+def _path_changed_before(router: _Router, known: _Known, redirect: Middleware) -> str | None:
+    """The name of a path middleware the router lists before `redirect` (Traefik's Location
+    then has the changed path; the edge's plain-HTTP redirect keeps the request's)."""
+    for _, name in _middleware_names(router):
+        found = _candidates(name, known)
+        if redirect in found:
+            return None
+        if any(middleware.kind in _PATH_CHANGES for middleware in found):
+            return name
+    return None
 
 
 def _invalid_factory(service: ServiceInfo, label: str) -> InvalidFactory:

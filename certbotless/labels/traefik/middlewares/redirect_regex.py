@@ -2,7 +2,9 @@
 `regex` and `replacement` and, when that makes another URL, redirected there as Traefik's
 pkg/middlewares/redirect does: 302 for GET and 307 for other methods, 301 and 308 with
 `permanent`. nginx answers it before the route's access checks, so it must come before any
-access middleware (and before any path change, which Traefik's URL would see)."""
+access middleware (and before any path change, which Traefik's URL would see). A regex
+anchored with `^` whose replacement nginx can write is nginx's own `if`; any other is done by
+njs (edge/njs.py), which replaces every match as Go does."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import re
 from dataclasses import replace
 
 from certbotless.labels.traefik.go_regex import NotPortable, Pcre, to_pcre
+from certbotless.labels.traefik.go_template import njs_template
 from certbotless.labels.traefik.middlewares.options import (
     Context,
     Middleware,
@@ -30,24 +33,31 @@ _LITERAL_RE = re.compile(r"^[\x21\x23\x25-\x5b\x5d-\x7e]*$", re.ASCII)  # no ' "
 def apply(route: Route, mw: Middleware, context: Context) -> Route:
     known_fields(mw, {"regex", "replacement", "permanent"})
     _not_after_access_or_path_change(route, mw)
+    statuses = PERMANENT if flag(mw, "permanent") else TEMPORARY
     try:
-        pcre = to_pcre(mw.value("regex"))
+        pcre = to_pcre(mw.value("regex"), flags_anywhere=True)
     except NotPortable as why:
         raise Unsupported(mw.label("regex"), mw.value("regex"), str(why)) from None
-    if not pcre.text.startswith("^") or pcre.alternates_at_top:
-        raise Unsupported(mw.label("regex"), mw.value("regex"), "must start with ^ and have no "
-                          "| outside a group: Traefik replaces every match in the URL, nginx "
-                          "one match at its start (write ^…(.*) to keep the rest)")  # fmt: skip
-    if pcre.groups > MAX_GROUPS:
-        raise Unsupported(mw.label("regex"), mw.value("regex"), f"has more than {MAX_GROUPS} "
-                          "groups (nginx counts captures to 9): use (?:…) for the others",
-                          )  # fmt: skip
-    replacement = _nginx_replacement(mw, pcre)
-    unparsable = _go_cannot_parse(mw.value("replacement"))
-    redirect = RedirectRegex(pcre.text, pcre.groups, replacement,
-                             PERMANENT if flag(mw, "permanent") else TEMPORARY,
-                             unparsable)  # fmt: skip
+    redirect = _by_rewrite(mw, pcre, statuses)
+    if redirect is None:  # every match, as Go's ReplaceAllString: njs (edge/njs.py)
+        template = njs_template(mw.value("replacement"), pcre.groups, pcre.names)
+        redirect = RedirectRegex(pcre.text, pcre.groups, template, statuses, by_njs=True)
     return replace(route, rewrite_phase=replace(route.rewrite_phase, redirect_regex=redirect))
+
+
+def _by_rewrite(mw: Middleware, pcre: Pcre, statuses: tuple[int, int]) -> RedirectRegex | None:
+    """The redirect nginx's own regex does (no njs): one match at the URL's start, at most
+    MAX_GROUPS groups, a replacement nginx can write; None for any other."""
+    try:
+        to_pcre(mw.value("regex"))  # a bare flag group after the start: nginx's wrapping ends it
+        replacement = _nginx_replacement(mw, pcre)
+    except (NotPortable, Unsupported):
+        return None
+    one_at_start = pcre.text.startswith("^") and not pcre.alternates_at_top
+    if not one_at_start or pcre.groups > MAX_GROUPS:
+        return None
+    unparsable = _go_cannot_parse(mw.value("replacement"))
+    return RedirectRegex(pcre.text, pcre.groups, replacement, statuses, unparsable)
 
 
 # Go's url.Parse: an escape is % and two hex digits; in the host, only for bytes above 0x7f

@@ -808,3 +808,26 @@ def test_a_service_with_a_server_url_is_refused_unless_the_operator_allows_it(
     template = rule_template("Host(`{{ normalize .Name }}.example.com`)", "TRAEFIK_DEFAULT_RULE")
     claims = traefik_claims(url_only, exposed_by_default=True, default_rule=template)["web"]
     assert claims.routes == () and [p.label for p in claims.problems] == [f"{S}s.{spelled}"]
+
+
+def test_a_path_change_before_the_plain_redirect_is_refused_by_name() -> None:
+    """Traefik's redirect router applies its stripPrefix first (its Location has the stripped
+    path); the edge's plain-HTTP redirect keeps the request's, so that order is refused."""
+    labels = {
+        "traefik.enable": "true",
+        f"{R}http.rule": "Host(`a.example.com`)",
+        f"{R}http.entrypoints": "web",
+        f"{R}http.middlewares": "strip,to-https",
+        f"{M}strip.stripprefix.prefixes": "/api",
+        f"{M}to-https.redirectscheme.scheme": "https",
+        f"{R}https.rule": "Host(`a.example.com`)",
+        f"{R}https.entrypoints": "websecure",
+        f"{R}https.tls": "true",
+        f"{S}a.loadbalancer.server.port": "3000",
+    }
+    found = find([service("web", labels)])
+    assert found.routes == ()
+    (problem,) = found.problems
+    assert "strip is listed before the redirectScheme to-https" in problem.message
+    reordered = {**labels, f"{R}http.middlewares": "to-https,strip"}
+    assert len(find([service("web", reordered)]).routes) == 1
