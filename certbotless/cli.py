@@ -43,7 +43,6 @@ from certbotless.model import (
     RevocationReason,
 )
 from certbotless.ops.account_key import (
-    AccountKeyAction,
     AccountKeyExists,
     AccountKeyMounted,
     AccountKeyUnavailable,
@@ -51,16 +50,14 @@ from certbotless.ops.account_key import (
     plan_account_key,
     resolve_account_key,
 )
+from certbotless.ops.account_rollover import RolloverFailed, roll_over_account_key
 from certbotless.ops.store_key import StoreKeyMounted, resolve_store_key
 from certbotless.ops.traefik_import import (
-    AcmeJson,
     AcmeJsonError,
-    TraefikAccount,
     choose_account,
-    describe_account,
     describe_certificate,
     import_certificates,
-    other_accounts,
+    import_plan,
     parse_acme_json,
 )
 from certbotless.ops.views import days_left, listed_json, status_text
@@ -124,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="RFC 5280 reason (default: unspecified; keyCompromise if the key leaked)",
     )
 
+    account = commands.add_parser("account", help="the ACME account: `rollover` gives it a new "
+                                  "key (RFC 8555 keyChange), keeping the account")  # fmt: skip
+    account.add_argument("action", choices=["rollover"])
     commands.add_parser("doctor", help="check everything certbotless needs, with fixes")
     _add_lint(
         commands.add_parser(
@@ -245,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         NginxConfigError,
         RolloutError,
         AccountKeyUnavailable,
+        RolloverFailed,
         AcmeError,
         LeaseBusy,
         LookupError,
@@ -381,6 +382,13 @@ def revoke(app: App, args: argparse.Namespace) -> int:
     return _summarize(app.reconciler.revoke(args.name, reason, progress=_say))
 
 
+def account(app: App, args: argparse.Namespace) -> int:
+    """`account rollover`: its key replaced; the new key's secret mounted, the old one retired."""
+    for line in roll_over_account_key(app.settings, app.swarm, app.store, app.issuer.session):
+        print(line)
+    return 0
+
+
 def doctor(app: App, args: argparse.Namespace) -> int:
     checks = app.doctor().run()
     for check in checks:
@@ -463,7 +471,8 @@ def import_traefik(app: App, args: argparse.Namespace) -> int:
         if not args.dry_run:
             return 1
         action = None
-    _say_import_plan(parsed, account, action, args.dry_run)
+    for line in import_plan(parsed, account, action, args.dry_run):
+        print(line)
     if args.dry_run:
         return 1 if account is not None and action is None else 0  # the account is refused
     imported = import_certificates(parsed.certificates, app.store, app.orders, now)
@@ -477,30 +486,6 @@ def import_traefik(app: App, args: argparse.Namespace) -> int:
     return 1 if parsed.skipped else 0
 
 
-def _say_import_plan(
-    parsed: AcmeJson, account: TraefikAccount | None, action: AccountKeyAction | None,
-    dry_run: bool,
-) -> None:  # fmt: skip
-    if account is None:
-        print("acme.json holds no usable account: certbotless keeps its own")
-    else:
-        verb = "would become" if dry_run else "becomes"
-        outcome = {
-            AccountKeyAction.CREATE: f"{verb} certbotless's ACME account",
-            AccountKeyAction.REPLACE: f"{verb} certbotless's ACME account, replacing its key",
-            AccountKeyAction.KEEP: "is certbotless's ACME account already",
-            None: "is not imported (see above)",
-        }[action]
-        print(f"{describe_account(account)} {outcome}")
-        for other in other_accounts(parsed, account):
-            print(f"not imported: {describe_account(other)} (certbotless uses one account)")
-    if dry_run:
-        for cert in parsed.certificates:
-            print(f"would import {describe_certificate(cert)}")
-    for skipped in parsed.skipped:
-        print(f"skipped {skipped}")
-
-
 COMMANDS: dict[str, Callable[[App, argparse.Namespace], int]] = {
     "run": run_daemon,
     "renew": renew,
@@ -509,6 +494,7 @@ COMMANDS: dict[str, Callable[[App, argparse.Namespace], int]] = {
     "status": status,
     "render": render,
     "revoke": revoke,
+    "account": account,
     "doctor": doctor,
     "gc": collect_garbage,
     "import-traefik": import_traefik,

@@ -33,6 +33,8 @@ APT_PACKAGES = [
     "chromium-driver",
     # promtool, for the alerting rules' tests (observability/).
     "prometheus",
+    # Caddy's ACME server: a second CA implementation for the engine's tests (rig/caddy.py).
+    "caddy",
 ]
 REPO = Path(__file__).resolve().parent.parent
 VENV = REPO / ".venv"

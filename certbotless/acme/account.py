@@ -6,10 +6,12 @@ Both sign with the bare key (no account URL), so they run on a client of their o
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 
-from acme import client, messages
+from acme import client, jws, messages
+from josepy.jwk import JWK
 
 from certbotless.acme import protocol
 from certbotless.acme.errors import (
@@ -18,7 +20,7 @@ from certbotless.acme.errors import (
     CaProblem,
     UnexpectedAnswer,
 )
-from certbotless.acme.network import AcmeNetwork
+from certbotless.acme.network import AcmeNetwork, signing_algorithm
 
 log = logging.getLogger(__name__)
 
@@ -92,3 +94,23 @@ def _register(
     account = acme.new_account(registration)
     log.info("registered a new ACME account %s", account.uri)
     return account
+
+
+def change_key(acme: client.ClientV2, account_url: str, old_key: JWK, new_key: JWK) -> None:
+    """RFC 8555 §7.3.5 keyChange: the inner JWS, signed by `new_key` (with its `jwk` and the
+    URL, no nonce), names the account and the old key; `acme` (the account's client) signs the
+    outer one with the old key and the account's URL."""
+    try:
+        url = acme.directory["keyChange"]
+    except KeyError:
+        raise BadRequest("this CA offers no key rollover (no keyChange in its directory)") from None
+    payload = {"account": account_url, "oldKey": old_key.public_key().to_json()}
+    inner = jws.JWS.sign(
+        json.dumps(payload).encode(),
+        key=new_key,
+        alg=signing_algorithm(new_key),
+        nonce=None,
+        url=url,
+    )
+    protocol.post(acme, url, inner)
+    log.info("the ACME account %s now signs with the new key", account_url)

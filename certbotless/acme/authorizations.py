@@ -128,9 +128,26 @@ class ChallengeAnswers:
             c.chall.typ == challenge_type and c.status in started for c in current.body.challenges
         )
 
+    def challenge_failed(self, order: messages.OrderResource) -> bool:
+        """Whether a challenge of the order failed. Pebble and Boulder make its authorization
+        (and the order) `invalid`; Caddy's and step-ca's CAs leave it `pending` with the
+        challenge's `error` set, and the order pending until it expires. An authorization
+        that cannot be read tells nothing: the order's own status still decides."""
+        for authorization in order.authorizations:
+            if authorization.body.status == messages.STATUS_VALID:
+                continue
+            try:
+                current, _ = self.session.client.poll(authorization)
+            except (AcmeError, *UNUSABLE_ANSWER):
+                continue
+            if _failed(current):
+                return True
+        return False
+
     def why_validation_failed(self, order: messages.OrderResource) -> ValidationFailed:
-        """Why each name failed. Only names whose authorization is `invalid` back off: a
-        pending one was never tried, so it did not count against the CA's limits."""
+        """Why each name failed. Only names whose authorization is `invalid`, or whose challenge
+        carries an error, back off: a pending one was never tried, so it did not count against
+        the CA's limits."""
         failures = []
         for authorization in order.authorizations:
             name = authorization.body.identifier.value
@@ -142,7 +159,7 @@ class ChallengeAnswers:
             status = current.body.status
             if status == messages.STATUS_VALID:
                 continue
-            if status != messages.STATUS_INVALID:
+            if not _failed(current):
                 failures.append(f"{name}: still {status.name}, not tried")
                 continue
             retry_at = self.backoff.validation_failed(name)
@@ -156,6 +173,13 @@ class ChallengeAnswers:
                 f"the order is {order.body.status.name}: {describe_problem(order.body.error)}"
             )
         return ValidationFailed("validation failed: " + " | ".join(failures))
+
+
+def _failed(authorization: messages.AuthorizationResource) -> bool:
+    body = authorization.body
+    return body.status == messages.STATUS_INVALID or (
+        body.status == messages.STATUS_PENDING and any(c.error for c in body.challenges)
+    )
 
 
 def _offered(

@@ -17,10 +17,11 @@ ACCOUNT_DOES_NOT_EXIST = "urn:ietf:params:acme:error:accountDoesNotExist"
 ALREADY_REPLACED = "urn:ietf:params:acme:error:alreadyReplaced"
 EXTERNAL_ACCOUNT_REQUIRED = "urn:ietf:params:acme:error:externalAccountRequired"
 ORDER_NOT_READY = "urn:ietf:params:acme:error:orderNotReady"
+UNAUTHORIZED = "urn:ietf:params:acme:error:unauthorized"
 
 _PLAIN_WORDS = {
     "urn:ietf:params:acme:error:connection": "the CA could not connect to the challenge URL",
-    "urn:ietf:params:acme:error:unauthorized": "the challenge answer was wrong or missing",
+    UNAUTHORIZED: "the challenge answer was wrong or missing",
     "urn:ietf:params:acme:error:dns": "the CA could not resolve the domain",
     "urn:ietf:params:acme:error:rejectedIdentifier": "the CA will not issue for this name",
     "urn:ietf:params:acme:error:caa": "a CAA record forbids this CA",
@@ -29,13 +30,25 @@ _PLAIN_WORDS = {
     "(set CERTBOTLESS_EAB_KID and CERTBOTLESS_EAB_HMAC_KEY)",
 }
 
+# A revocation has no challenge: the same problem types mean something else there.
+REVOCATION_WORDS = {
+    **_PLAIN_WORDS,
+    UNAUTHORIZED: "the CA refused the revocation: this account did not order the certificate "
+    "and holds no valid authorization for all its names (revoke it with the account that "
+    "ordered it, or with the certificate's own key)",
+    "urn:ietf:params:acme:error:alreadyRevoked": "the certificate is revoked already",
+}
 
-def describe_problem(problem: messages.Error | None) -> str:
-    """A CA problem document (type, detail, subproblems) as one sentence for an operator."""
+
+def describe_problem(
+    problem: messages.Error | None, plain_words: dict[str, str] = _PLAIN_WORDS
+) -> str:
+    """A CA problem document (type, detail, subproblems) as one sentence for an operator, the
+    type in `plain_words` (those of an order, unless told)."""
     if problem is None:
         return "no details from the CA"
     kind = str(problem.typ)
-    text = _PLAIN_WORDS.get(kind, kind.rsplit(":", 1)[-1])
+    text = plain_words.get(kind, kind.rsplit(":", 1)[-1])
     if problem.detail:
         text += f": {problem.detail}"
     text += f" [{kind}]"
@@ -52,8 +65,10 @@ class AcmeError(Exception):
 class CaProblem(AcmeError):
     """The CA answered with a problem document."""
 
-    def __init__(self, context: str, problem: messages.Error) -> None:
-        super().__init__(f"{context}: {describe_problem(problem)}")
+    def __init__(
+        self, context: str, problem: messages.Error, plain_words: dict[str, str] = _PLAIN_WORDS
+    ) -> None:
+        super().__init__(f"{context}: {describe_problem(problem, plain_words)}")
         self.problem = problem
 
     @property
@@ -68,6 +83,13 @@ class RateLimited(CaProblem):
         super().__init__(context, problem)
         self.retry_at = retry_at
         self.args = (f"{self.args[0]}; next attempt after {retry_at:%Y-%m-%d %H:%M:%S} UTC",)
+
+
+class RevocationRefused(CaProblem):
+    """The CA would not revoke the certificate."""
+
+    def __init__(self, problem: messages.Error) -> None:
+        super().__init__("revocation refused", problem, REVOCATION_WORDS)
 
 
 class ValidationFailed(AcmeError):

@@ -65,7 +65,9 @@ class CertificateIssuance:
                 progress(f"{spec.name}: waiting for the CA to validate")
                 # Not stoppable: the CA is fetching the challenges, and withdrawing them now
                 # would turn a good name into a failed validation that counts against its limits.
-                order = self.orders.wait(order, deadline, "validation")
+                order = self.orders.wait(
+                    order, deadline, "validation", self.answers.challenge_failed
+                )
             if order.body.status != messages.STATUS_READY:
                 raise self.answers.why_validation_failed(order)
             # The last way out: once finalization is asked for, the CA may issue.

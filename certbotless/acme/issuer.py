@@ -24,7 +24,14 @@ from certbotless.acme.account import ExternalAccountBinding
 from certbotless.acme.authorizations import ChallengeAnswers
 from certbotless.acme.backoff import IdentifierBackoff
 from certbotless.acme.caa import CaaPolicy
-from certbotless.acme.errors import AcmeError, BadRequest, unusable_answers_as_acme_errors
+from certbotless.acme.errors import (
+    AcmeError,
+    BadRequest,
+    CaProblem,
+    RateLimited,
+    RevocationRefused,
+    unusable_answers_as_acme_errors,
+)
 from certbotless.acme.issuance import CertificateIssuance
 from certbotless.acme.network import AcmeRequestObserver, RetryPolicy
 from certbotless.acme.orders import CaOrders
@@ -183,5 +190,11 @@ class AcmeIssuer:
         except ValueError as error:
             raise BadRequest(f"cannot revoke: not a PEM certificate ({error})") from error
         with unusable_answers_as_acme_errors():
-            self.session.ensure_account()
-            self.session.client.revoke(certificate, int(reason))
+            try:
+                self.session.with_account(
+                    lambda: self.session.client.revoke(certificate, int(reason))
+                )
+            except RateLimited:
+                raise
+            except CaProblem as problem:
+                raise RevocationRefused(problem.problem) from None

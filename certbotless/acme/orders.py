@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import requests
 from acme import messages
@@ -19,10 +20,8 @@ from josepy.json_util import field
 
 from certbotless.acme import protocol
 from certbotless.acme.errors import (
-    ACCOUNT_DOES_NOT_EXIST,
     ALREADY_REPLACED,
     ORDER_NOT_READY,
-    AcmeError,
     CaProblem,
     OrderTimedOut,
     UnexpectedAnswer,
@@ -78,37 +77,39 @@ class CaOrders:
             )
             for name in spec.domains
         ]
-        for attempt in range(3):
-            self.session.ensure_account()
+
+        def post() -> requests.Response:
             request = NewOrderWithReplaces(
                 identifiers=identifiers, profile=spec.profile or None, replaces=replaces
             )
             acme = self.session.client
-            try:
-                return protocol.post(acme, acme.directory["newOrder"], request)
-            except CaProblem as problem:
-                if problem.typ == ALREADY_REPLACED and replaces:
-                    log.warning(
-                        "%s: %s was already replaced; ordering without `replaces`",
-                        spec.name,
-                        replaces,
-                    )
-                    replaces = None
-                elif problem.typ == ACCOUNT_DOES_NOT_EXIST and attempt == 0:
-                    log.warning("the CA no longer knows our account; looking it up again")
-                    self.session.forget_account()
-                else:
-                    raise
-        raise AcmeError("the CA refused the order three times")
+            return protocol.post(acme, acme.directory["newOrder"], request)
+
+        try:
+            return self.session.with_account(post)
+        except CaProblem as problem:
+            if problem.typ != ALREADY_REPLACED or not replaces:
+                raise
+        log.warning("%s: %s was already replaced; ordering without `replaces`", spec.name, replaces)
+        replaces = None
+        return self.session.with_account(post)
 
     def wait(
-        self, order: messages.OrderResource, deadline: float, stage: str
+        self,
+        order: messages.OrderResource,
+        deadline: float,
+        stage: str,
+        failed: Callable[[messages.OrderResource], bool] | None = None,
     ) -> messages.OrderResource:
         """Poll until the order leaves pending/processing: the CA updates it when the
-        authorizations are decided and again when the certificate is issued."""
+        authorizations are decided and again when the certificate is issued. Also returns,
+        still pending, as soon as `failed` says the order cannot succeed (some CAs leave it
+        pending after a failed challenge)."""
         waiting = (messages.STATUS_PENDING, messages.STATUS_PROCESSING)
         delay = _FIRST_POLL
         while order.body.status in waiting:
+            if failed is not None and failed(order):
+                return order
             if time.monotonic() + delay > deadline:
                 raise OrderTimedOut(
                     f"{stage} did not finish within {self.order_timeout:.0f} s; the CA is slow "

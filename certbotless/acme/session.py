@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from acme import client, messages
 from josepy.jwk import JWK
@@ -11,11 +14,26 @@ from josepy.jwk import JWK
 from certbotless.acme.account import (
     ExternalAccountBinding,
     account_client,
+    change_key,
     find_existing,
     find_or_register,
 )
-from certbotless.acme.errors import AcmeError, unusable_answers_as_acme_errors
-from certbotless.acme.network import AcmeNetwork, AcmeRequestObserver, RetryPolicy
+from certbotless.acme.errors import (
+    ACCOUNT_DOES_NOT_EXIST,
+    AcmeError,
+    CaProblem,
+    CaUnreachable,
+    unusable_answers_as_acme_errors,
+)
+from certbotless.acme.network import (
+    AcmeNetwork,
+    AcmeRequestObserver,
+    RetryPolicy,
+    signing_algorithm,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class CaSession:
@@ -88,6 +106,54 @@ class CaSession:
         """The CA no longer knows it: the next `ensure_account` looks it up again."""
         with self._lock:
             self._account = None
+
+    def with_account(self, operation: Callable[[], T]) -> T:
+        """`operation`, signed by the account; run once more, registered again with the same
+        key, when the CA has lost the account. CAs say so differently: `accountDoesNotExist`
+        (RFC 8555), or HTTP 500 to every request of it (Caddy's, restarted on a fresh
+        database), so any refusal or outage is followed by asking the CA with the bare key."""
+        self.ensure_account()
+        try:
+            return operation()
+        except (CaProblem, CaUnreachable) as error:
+            if isinstance(error, CaProblem) and error.typ != ACCOUNT_DOES_NOT_EXIST:
+                raise
+            if not self.account_lost():
+                raise
+            log.warning(
+                "the CA no longer knows our account (%s); registering again with the same key",
+                error,
+            )
+        self.ensure_account()
+        return operation()
+
+    def account_lost(self) -> bool:
+        """Whether the CA no longer knows the account this session uses (then forgotten, so
+        that the next `ensure_account` registers again). False when the CA cannot say."""
+        with self._lock:
+            known = None if self._account is None else str(self._account.uri)
+        try:
+            found = self.existing_account()
+        except AcmeError:
+            return False
+        if found is not None and found == known:
+            return False
+        self.forget_account()
+        return True
+
+    def change_key(self, new_key: JWK) -> str:
+        """Roll the account over to `new_key` (RFC 8555 §7.3.5); every later request signs with
+        it. Returns the account's URL. For a one-off command: orders in flight on this session
+        would sign with either key."""
+        with unusable_answers_as_acme_errors():
+            account = self.ensure_account()
+            old_key = self.net.key
+            assert old_key is not None, "AcmeNetwork always has the account key"
+            change_key(self.client, str(account.uri), old_key, new_key)
+            with self._lock:
+                self.net.key = new_key
+                self.net.alg = signing_algorithm(new_key)
+        return str(account.uri)
 
     def unreachable(self) -> str | None:
         """Why the CA cannot be reached right now (its directory, fetched afresh), or None.

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from certbotless.acme.keys import private_key_pem
 from certbotless.labels.values import CERTIFICATE_NAME_RE
 from certbotless.model import CertSpec, IssuedCert, PastOrder
+from certbotless.ops.account_key import AccountKeyAction
 from certbotless.passes.budget import KEPT_FOR
 from certbotless.seams import CertificateStore, OrderHistory
 from certbotless.settings import LETSENCRYPT_PRODUCTION, LETSENCRYPT_STAGING
@@ -359,3 +360,29 @@ def other_accounts(parsed: AcmeJson, chosen: TraefikAccount) -> list[TraefikAcco
             taken.add(account.key_pem)
             others.append(account)
     return others
+
+
+def import_plan(
+    parsed: AcmeJson, account: TraefikAccount | None, action: AccountKeyAction | None,
+    dry_run: bool,
+) -> Iterator[str]:  # fmt: skip
+    """What `certbotless import-traefik` does (or would do) with acme.json's account and
+    certificates, line by line."""
+    if account is None:
+        yield "acme.json holds no usable account: certbotless keeps its own"
+    else:
+        verb = "would become" if dry_run else "becomes"
+        outcome = {
+            AccountKeyAction.CREATE: f"{verb} certbotless's ACME account",
+            AccountKeyAction.REPLACE: f"{verb} certbotless's ACME account, replacing its key",
+            AccountKeyAction.KEEP: "is certbotless's ACME account already",
+            None: "is not imported (see above)",
+        }[action]
+        yield f"{describe_account(account)} {outcome}"
+        for other in other_accounts(parsed, account):
+            yield f"not imported: {describe_account(other)} (certbotless uses one account)"
+    if dry_run:
+        for cert in parsed.certificates:
+            yield f"would import {describe_certificate(cert)}"
+    for skipped in parsed.skipped:
+        yield f"skipped {skipped}"

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.serialization import (
 from cryptography.x509.oid import NameOID
 from josepy.jwk import JWK, JWKEC, JWKRSA
 
+from certbotless.acme import protocol
 from certbotless.acme.account import ExternalAccountBinding
 from certbotless.acme.challenges import TokenStore
 from certbotless.acme.errors import (
@@ -508,3 +509,25 @@ def test_the_acme_issuer_is_the_issuer_seam(
 ) -> None:
     issuer: Issuer = make_issuer(pebble_for_acme)  # mypy checks AcmeIssuer against the Protocol
     assert issuer.unreachable() is None
+
+
+def test_a_rolled_over_account_keeps_its_url_orders_with_the_new_key_and_not_the_old(
+    make_issuer: MakeIssuer, pebble_for_acme: PebbleServer, figure: Callable[[str], None]
+) -> None:
+    old_key = load_account_key(None)
+    issuer = make_issuer(pebble_for_acme, account_key=old_key)
+    account = issuer.ensure_account()
+    new_key = load_account_key(None)
+    started = time.monotonic()
+    assert issuer.session.change_key(new_key) == str(account.uri)
+    issued = issuer.issue(CertSpec("rolled.example.test", ("rolled.example.test",)))
+    figure(f"Pebble: key rollover, then an order with the new key, in "
+           f"{time.monotonic() - started:.2f} s")  # fmt: skip
+    assert issued.fullchain_pem.count(b"BEGIN CERTIFICATE") >= 2
+    assert issuer.net.key is new_key
+    assert issuer.existing_account() == str(account.uri), "the same account, found by the new key"
+    old = make_issuer(pebble_for_acme, account_key=old_key)
+    assert old.existing_account() is None, "the CA knows no account for the old key"
+    old.net.account = account  # a request signed by the old key, as the account's
+    with pytest.raises(CaProblem):
+        protocol.post_as_get(old.acme, str(account.uri))

@@ -187,3 +187,12 @@ def test_each_account_key_signs_with_its_own_algorithm(key: JWK, algorithm: JWAS
 def test_an_account_key_acme_cannot_use_is_refused_clearly(key: JWK, named: str) -> None:
     with pytest.raises(BadRequest, match=f"the ACME account key is {named}.*P-521"):
         signing_algorithm(key)
+
+
+def test_a_refused_revocation_is_worded_as_one_not_as_a_challenge() -> None:
+    from certbotless.acme.errors import RevocationRefused
+
+    problem = messages.Error.with_code("unauthorized", detail="not authorized")
+    words = str(RevocationRefused(problem))
+    assert words.startswith("revocation refused: the CA refused the revocation")
+    assert "challenge" not in words and "not authorized" in words
