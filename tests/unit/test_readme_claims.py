@@ -41,6 +41,7 @@ from certbotless.model import (
     KeyType,
     PassRequest,
     RevocationReason,
+    StoredCert,
 )
 from certbotless.ops import views
 from certbotless.ops.doctor import MAX_DOMAINS_CHECKED
@@ -425,7 +426,7 @@ class RealKeyIssuer(FakeIssuer):
         specs: Iterable[CertSpec],
         progress: object = None,
         solver: object = None,
-        replaces: Mapping[str, str] | None = None,
+        replaces: Mapping[str, StoredCert] | None = None,
     ) -> Iterator[tuple[CertSpec, IssuedCert | AcmeError]]:
         for spec, result in super().issue_many(specs, progress, solver, replaces):
             if isinstance(result, IssuedCert):
