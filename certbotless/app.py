@@ -16,8 +16,10 @@ from certbotless.acme.caa import CaaPolicy, DnsCaaRecords, caa_identity
 from certbotless.acme.challenges import TokenStore
 from certbotless.acme.dns01 import Dns01Solver, DnsLookup, PropagationPolicy
 from certbotless.acme.dns_providers import ProvidersFromSecrets
+from certbotless.acme.errors import AcmeError
 from certbotless.acme.http01 import EdgeHttp01Solver, EdgeSelfCheck
 from certbotless.acme.issuer import AcmeIssuer, IssuerOptions
+from certbotless.acme.issuer_chain import IssuerChain
 from certbotless.acme.solvers import ChallengeSolvers
 from certbotless.daemon.alerts import Alerter, channels_for
 from certbotless.daemon.metrics import AcmeRequestMetrics
@@ -26,9 +28,10 @@ from certbotless.daemon.scheduler import Daemon
 from certbotless.edge.deployer import SwarmEdgeDeployer
 from certbotless.edge.rollout import ServedCertificates
 from certbotless.edge.watch import EdgeWatch
+from certbotless.issuer_settings import IssuerSetting
 from certbotless.labels.dialects import edge_if_any
 from certbotless.model import Listed
-from certbotless.ops.account_key import resolve_account_key
+from certbotless.ops.account_key import key_owners, resolve_account_key
 from certbotless.ops.doctor import Doctor
 from certbotless.ops.store_key import store_key_file
 from certbotless.ops.views import listing, rendered
@@ -56,9 +59,8 @@ log = logging.getLogger(__name__)
 
 
 class App:
-    def __init__(
-        self, settings: Settings, swarm: Swarm | None = None, issuer: AcmeIssuer | None = None
-    ) -> None:
+    def __init__(self, settings: Settings, swarm: Swarm | None = None,
+                 issuer: AcmeIssuer | IssuerChain[AcmeIssuer] | None = None) -> None:  # fmt: skip
         self.swarm = swarm or Swarm()
         if settings.own_service is None:
             # Its stack is where certbotless takes the `certbotless.edge` label from.
@@ -87,8 +89,8 @@ class App:
         self.stopping = threading.Event()
         # The daemon resolves it itself (it may mount the key into its own service first);
         # other commands read it on first use.
-        self.account_key: JWK | None = None
-        self._issuer = issuer
+        self.account_keys: dict[str, JWK] | None = None
+        self._issuer = IssuerChain([issuer]) if isinstance(issuer, AcmeIssuer) else issuer
         parts = PassParts(
             services=self.swarm,
             store=self.store,
@@ -118,39 +120,59 @@ class App:
         )
 
     @property
-    def issuer(self) -> AcmeIssuer:
+    def issuer(self) -> IssuerChain[AcmeIssuer]:
         if self._issuer is None:
-            self._issuer = self.make_issuer()
+            self._issuer = IssuerChain(self.make_issuers())
         return self._issuer
 
-    def make_issuer(self) -> AcmeIssuer:
+    def make_issuers(self) -> list[AcmeIssuer]:
+        """One AcmeIssuer per CA of CERTBOTLESS_ACME_ISSUERS, each with its own account."""
         settings = self.settings
-        eab = None
-        if settings.eab_kid and settings.eab_hmac_key:
-            eab = ExternalAccountBinding(settings.eab_kid, settings.eab_hmac_key)
-        account_key = self.account_key or resolve_account_key(
-            settings, self.swarm, self.store, mount_into_own_service=False
-        )
-        return AcmeIssuer(
-            settings.acme_directory,
-            account_key,
-            ChallengeSolvers(EdgeHttp01Solver(self.tokens), self.dns01_solver(log.info)),
-            email=settings.email,
-            ca_bundle=settings.ca_bundle,
-            options=IssuerOptions(
-                eab=eab,
-                preferred_chain=settings.preferred_chain,
-                concurrency=settings.concurrency,
-                observer=AcmeRequestMetrics(),
-                caa=self.caa_policy(),
-            ),
-            stop=self.stopping,
-        )
+        keys = dict(self.account_keys or {})
+        owners = key_owners(settings)
+        issuers = []
+        for issuer in settings.issuers:
+            key = keys.get(issuer.name) or resolve_account_key(
+                settings, self.swarm, self.store, False, owners[issuer.name]
+            )
+            eab = issuer.external_account_binding(settings.secrets_dir)
+            issuers.append(AcmeIssuer(
+                issuer.directory,
+                key,
+                ChallengeSolvers(EdgeHttp01Solver(self.tokens), self.dns01_solver(log.info)),
+                email=settings.email,
+                ca_bundle=settings.ca_bundle,
+                options=IssuerOptions(
+                    eab=None if eab is None else ExternalAccountBinding(*eab),
+                    preferred_chain=issuer.preferred_chain,
+                    concurrency=settings.concurrency,
+                    observer=AcmeRequestMetrics(),
+                    caa=self.caa_policy(issuer),
+                    name=issuer.name,
+                    profile=issuer.profile,
+                ),
+                stop=self.stopping,
+            ))  # fmt: skip
+        return issuers
 
-    def caa_policy(self) -> CaaPolicy | None:
-        """CAA checked before each order, for a CA whose CAA identity is known or set."""
+    def ensure_accounts(self) -> None:
+        """Each issuer's account registered or found (a failure is logged: a pass retries)."""
+        for issuer in self.issuer.members:
+            try:
+                issuer.ensure_account()
+            except AcmeError as error:
+                log.warning("issuer %s: ACME account not checked yet: %s", issuer.name, error)
+
+    def make_issuer(self) -> AcmeIssuer:
+        """The first issuer (what `doctor` checks)."""
+        return self.issuer.members[0]
+
+    def caa_policy(self, issuer: IssuerSetting) -> CaaPolicy | None:
+        """CAA checked before each order, for a CA whose CAA identity is known or set (an
+        issuer's `caa`, else CERTBOTLESS_CAA_IDENTITIES when it is `off`)."""
         settings = self.settings
-        identities = caa_identity(settings.caa_identities, settings.acme_directory)
+        off = (settings.caa_identities or "").strip().lower() == "off"
+        identities = caa_identity(issuer.caa or ("off" if off else None), issuer.directory)
         records = DnsCaaRecords(settings.dns01_resolvers)
         return CaaPolicy(identities, records) if identities else None
 

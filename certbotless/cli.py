@@ -48,7 +48,7 @@ from certbotless.ops.account_key import (
     AccountKeyUnavailable,
     install_account_key,
     plan_account_key,
-    resolve_account_key,
+    resolve_account_keys,
 )
 from certbotless.ops.account_rollover import RolloverFailed, roll_over_account_key
 from certbotless.ops.store_key import StoreKeyMounted, resolve_store_key
@@ -249,6 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         AcmeError,
         LeaseBusy,
         LookupError,
+        SettingsError,  # an issuer's EAB secret, read when the issuers are built
     ) as error:
         print(f"certbotless: {error}", file=sys.stderr)
         return 1
@@ -273,15 +274,17 @@ def _configure_logging(settings: Settings) -> None:
 
 def _staging_for_dry_runs(settings: Settings) -> Settings:
     """A dry run against Let's Encrypt goes to its staging CA, whose limits are for this."""
-    if settings.acme_directory != LETSENCRYPT_PRODUCTION:
-        return settings
-    return dataclasses.replace(settings, acme_directory=LETSENCRYPT_STAGING)
+    staging = {LETSENCRYPT_PRODUCTION: LETSENCRYPT_STAGING}
+    issuers = tuple(dataclasses.replace(i, directory=staging.get(i.directory, i.directory))
+                    for i in settings.acme_issuers)  # fmt: skip
+    directory = staging.get(settings.acme_directory, settings.acme_directory)
+    return dataclasses.replace(settings, acme_directory=directory, acme_issuers=issuers)
 
 
 def run_daemon(app: App, args: argparse.Namespace) -> int:
     try:
         app.store.objects.key = resolve_store_key(app.settings, app.swarm, True)
-        app.account_key = resolve_account_key(
+        app.account_keys = resolve_account_keys(
             app.settings, app.swarm, app.store, mount_into_own_service=True
         )
     except (StoreKeyMounted, AccountKeyMounted) as mounted:
@@ -293,10 +296,7 @@ def run_daemon(app: App, args: argparse.Namespace) -> int:
             time.sleep(60)
     for orphan in app.swarm.remove_orphaned_jobs():
         log.info("removed %s, a check job a stopped certbotless left behind", orphan)
-    try:  # early word on the CA and the account, which a restart must find again
-        app.issuer.ensure_account()
-    except AcmeError as error:
-        log.warning("ACME account not checked yet: %s", error)
+    app.ensure_accounts()  # early word on each CA and account (a restart must find them)
     daemon = Daemon(app.reconciler, app.swarm, app.settings.schedule, app.alerter(),
                     app.pass_history)  # fmt: skip
     responder = ChallengeResponder(app.tokens, *app.settings.responder_listen, health=daemon.health)
@@ -383,8 +383,10 @@ def revoke(app: App, args: argparse.Namespace) -> int:
 
 
 def account(app: App, args: argparse.Namespace) -> int:
-    """`account rollover`: its key replaced; the new key's secret mounted, the old one retired."""
-    for line in roll_over_account_key(app.settings, app.swarm, app.store, app.issuer.session):
+    """`account rollover`: its key replaced; the new key's secret mounted, the old one retired.
+    The first issuer's account: the one whose key is cbl-acme-account-key."""
+    first = app.issuer.members[0]
+    for line in roll_over_account_key(app.settings, app.swarm, app.store, first.session):
         print(line)
     return 0
 

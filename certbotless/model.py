@@ -213,6 +213,7 @@ class CertSpec:
     challenge: ChallengeMode = ChallengeMode.HTTP01
     dns_provider: str | None = None  # None: the sidecar's default provider
     dns_zone: str | None = None  # None: found by asking DNS
+    issuer: str | None = None  # pinned to this issuer of CERTBOTLESS_ACME_ISSUERS (None: any)
 
     def challenge_for(self, wildcard: bool) -> ChallengeType:
         """The challenge that proves one of its names (`wildcard`: a `*.` name)."""
@@ -261,6 +262,8 @@ class IssuedCert:
     fullchain_pem: bytes
     key_pem: bytes = field(repr=False)
     directory_url: str = ""
+    issuer: str = ""  # the name of the issuer (CERTBOTLESS_ACME_ISSUERS) it came from
+    skipped: tuple[str, ...] = ()  # why each issuer before it was passed over, in its words
 
 
 @dataclass(frozen=True)
@@ -355,7 +358,9 @@ class Plan:
     to_issue: tuple[CertSpec, ...]
     reasons: dict[str, str]
     current: dict[str, StoredCert]
-    directory_url: str = ""  # the CA the renewals go to
+    directory_url: str = ""  # the (first) CA the renewals go to
+    # name → the CAs whose versions count as its own (CERTBOTLESS_ACME_ISSUERS, or its pin)
+    accepted: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -543,12 +548,15 @@ class CertificateStatus:
     renew_source: str = ""  # "ari" (inside the CA's window) or "lifetime" (1/3 left)
     last_roll: str = ""  # "ok at …" or the roll's error
     updated: datetime | None = None
+    issuer: str = ""  # the issuer that issued the version in use ("": not known)
+    pinned: str | None = None  # the issuer a label pins it to (certbotless.issuer)
+    skipped: tuple[str, ...] = ()  # why the issuers before it were passed over for that version
 
     def same_request(self, spec: CertSpec) -> bool:
         """Whether this record is about the certificate `spec` asks for (a failure for other
         names, key type or profile says nothing about this request)."""
-        return (self.domains, self.key_type, self.profile) == (spec.domains, spec.key_type,
-                                                               spec.profile)  # fmt: skip
+        return (self.domains, self.key_type, self.profile, self.pinned) == (
+            spec.domains, spec.key_type, spec.profile, spec.issuer)  # fmt: skip
 
     def waiting(self, spec: CertSpec, now: datetime) -> bool:
         """Whether `spec` failed before and must not be ordered yet."""

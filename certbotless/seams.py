@@ -65,28 +65,36 @@ class Solver(Protocol):
 
 
 class Issuer(Protocol):
-    """Orders certificates from one CA (`acme.issuer.AcmeIssuer`)."""
+    """Orders certificates from the CAs of CERTBOTLESS_ACME_ISSUERS, in order
+    (`acme.issuer_chain.IssuerChain` over one `acme.issuer.AcmeIssuer` per CA)."""
 
-    directory_url: str
+    directory_url: str  # the first issuer's
+
+    def directories(self, spec: CertSpec) -> tuple[str, ...]:
+        """The CAs whose versions of `spec` count as its own (not reordered elsewhere before
+        they come due): every issuer's, or the one its label pins it to."""
+        ...
 
     def issue_many(
         self,
         specs: Iterable[CertSpec],
         progress: Progress,
         solver: Solver | None = None,
-        replaces: Mapping[str, str] | None = None,
+        replaces: Mapping[str, StoredCert] | None = None,
     ) -> Iterator[tuple[CertSpec, IssuedCert | AcmeError]]:
         """Each spec's outcome as it completes; closing early cancels orders not started.
-        `solver` None: the issuer's own. `replaces`: spec name → ARI id of the certificate
-        each order renews."""
+        `solver` None: the issuer's own. `replaces`: spec name → the version each order renews
+        (ARI's `replaces` names it only to the CA that issued it)."""
 
     def renewal_times(self, certs: Iterable[StoredCert]) -> dict[str, RenewalTime]:
-        """The CA's renewal window per name, where it gives one (ARI)."""
+        """The CA's renewal window per name, where it gives one (ARI), asked of the CA that
+        issued each version."""
 
     def unreachable(self) -> str | None:
-        """Why the CA cannot be reached right now, or None."""
+        """Why a CA cannot be reached right now, or None."""
 
-    def revoke(self, chain_pem: bytes, reason: RevocationReason) -> None: ...
+    def revoke(self, chain_pem: bytes, reason: RevocationReason, directory_url: str = "") -> None:
+        """Revoke through the CA at `directory_url` (the one that issued it)."""
 
 
 class CertificateStore(Protocol):

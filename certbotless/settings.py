@@ -6,6 +6,7 @@ variable, its value (secrets shown redacted) and the form expected.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -18,6 +19,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from apscheduler.triggers.cron import CronTrigger
 
+from certbotless.issuer_settings import DEFAULT_NAME, IssuerSetting, parse_issuers
 from certbotless.setting_values import (
     ADDRESS,
     Dns01Grant,
@@ -72,6 +74,7 @@ VARIABLES = (
     "DNS01_PROPAGATION_INTERVAL", "DNS01_NAMESERVER_PORT", "SECRETS_DIR",
     "STATUS_LISTEN", "STATUS_HTPASSWD", "STATUS_ALLOW_FROM", "STATUS_FORWARD_AUTH",
     "STATUS_ACTIONS", "ORDERS_PER_CLAIMANT", "FAILED_ORDER_WEIGHT", "DNS01_ALLOWED",
+    "ACME_ISSUERS",
 )  # fmt: skip
 # Label dialects certbotless reads: its own certbotless.* labels, and Traefik's.
 LABEL_DIALECTS = ("certbotless", "traefik")
@@ -191,6 +194,8 @@ class Settings:
     eab_hmac_key: str | None = field(default=None, repr=False)
     preferred_chain: str | None = None
     caa_identities: str | None = None  # None: the known CA's; "off": not checked
+    # CERTBOTLESS_ACME_ISSUERS, in order (empty: the one issuer of the settings above).
+    acme_issuers: tuple[IssuerSetting, ...] = ()
     gc_keep_versions: int = 3
     nginx_conf: NginxConfMode = NginxConfMode.RENDERED
     # Webhook URLs carry their token in the path or query: never in a repr.
@@ -245,9 +250,24 @@ class Settings:
         return bool(self.front_subnets)
 
     @property
+    def issuers(self) -> tuple[IssuerSetting, ...]:
+        """The CAs certificates are ordered from, in order: CERTBOTLESS_ACME_ISSUERS, or the one
+        of CERTBOTLESS_ACME_DIRECTORY and CERTBOTLESS_EAB_* (named `default`)."""
+        if self.acme_issuers:
+            return self.acme_issuers
+        legacy = IssuerSetting(DEFAULT_NAME, self.acme_directory, self.eab_kid,
+                               eab_hmac_key=self.eab_hmac_key,
+                               preferred_chain=self.preferred_chain,
+                               caa=self.caa_identities)  # fmt: skip
+        return (legacy,)
+
+    @property
     def secrets(self) -> frozenset[str]:
         """Texts that must never be logged or shown (redaction.Redactor replaces them)."""
         found = {self.eab_hmac_key or ""}
+        for issuer in self.acme_issuers:  # their EAB keys, where the secrets are mounted
+            with contextlib.suppress(SettingsError):
+                found.add((issuer.external_account_binding(self.secrets_dir) or ("", ""))[1])
         for url in (self.alert_webhook, self.smtp_url):
             found |= url_secrets(url) if url else set()
         found |= dns_provider_secrets(self.secrets_dir)
@@ -258,7 +278,7 @@ class Settings:
         get = _reader(os.environ if env is None else env)
         defaults = cls()
         # Checked in this order, so that the first error named stays the same.
-        directory = _acme_directory(get("ACME_DIRECTORY") or defaults.acme_directory)
+        directory, issuers = _issuers(get, defaults.acme_directory)
         schedule = _schedule(get("SCHEDULE") or defaults.schedule)
         eab_kid, eab_hmac_key = _external_account_binding(get("EAB_KID"), get("EAB_HMAC_KEY"))
         nginx_conf = choice(
@@ -269,7 +289,7 @@ class Settings:
         webhook, webhook_format = _webhook(get, defaults.alert_webhook_format)
         smtp_url, recipients = _email_alerts(get)
         return cls(
-            acme_directory=directory,
+            acme_directory=directory, acme_issuers=issuers,
             alert_webhook=webhook,
             alert_webhook_format=webhook_format,
             smtp_url=smtp_url,
@@ -367,6 +387,26 @@ def _acme_directory(value: str) -> str:
             + ", ".join(DIRECTORY_SHORTCUTS),
         )  # fmt: skip
     return directory
+
+
+def _issuers(get: Variable, default: str) -> tuple[str, tuple[IssuerSetting, ...]]:
+    """The (first) ACME directory, and CERTBOTLESS_ACME_ISSUERS where it is set."""
+    directory = _acme_directory(get("ACME_DIRECTORY") or default)
+    value = get("ACME_ISSUERS")
+    if value is None:
+        return directory, ()
+    single = [name for name in ("ACME_DIRECTORY", "EAB_KID", "EAB_HMAC_KEY", "PREFERRED_CHAIN")
+              if get(name) is not None]  # fmt: skip
+    try:
+        if single:
+            raise SettingsError(
+                f"{PREFIX}ACME_ISSUERS lists the issuers with their settings; "
+                f"remove {PREFIX}{single[0]} (or write it into the list)"
+            )
+        issuers = parse_issuers(value, DIRECTORY_SHORTCUTS)
+    except SettingsError as error:  # the whole value too, as every setting's error shows it
+        raise SettingsError(f"{error} (in {value.strip()!r})") from None
+    return issuers[0].directory, issuers
 
 
 def _schedule(value: str) -> str:

@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 
 from certbotless.acme.errors import BackingOff
 
+_RATE_LIMIT = "the CA's rate limit"
+
 
 @dataclass
 class _NameState:
@@ -47,6 +49,7 @@ class IdentifierBackoff:
                         f"{name}: not asking the CA again before "
                         f"{state.blocked_until:%Y-%m-%d %H:%M:%S} UTC after {state.reason}",
                         state.blocked_until,
+                        rate_limited=state.reason == _RATE_LIMIT,
                     )
 
     def validation_failed(self, name: str) -> datetime:
@@ -63,7 +66,7 @@ class IdentifierBackoff:
             for name in names:
                 state = self._names.setdefault(name, _NameState())
                 state.blocked_until = max(until, state.blocked_until or until)
-                state.reason = "the CA's rate limit"
+                state.reason = _RATE_LIMIT
 
     def succeeded(self, names: Iterable[str]) -> None:
         with self._lock:

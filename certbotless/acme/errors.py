@@ -17,6 +17,7 @@ ACCOUNT_DOES_NOT_EXIST = "urn:ietf:params:acme:error:accountDoesNotExist"
 ALREADY_REPLACED = "urn:ietf:params:acme:error:alreadyReplaced"
 EXTERNAL_ACCOUNT_REQUIRED = "urn:ietf:params:acme:error:externalAccountRequired"
 ORDER_NOT_READY = "urn:ietf:params:acme:error:orderNotReady"
+REJECTED_IDENTIFIER = "urn:ietf:params:acme:error:rejectedIdentifier"
 UNAUTHORIZED = "urn:ietf:params:acme:error:unauthorized"
 
 _PLAIN_WORDS = {
@@ -107,9 +108,10 @@ class OrderTimedOut(AcmeError):
 class BackingOff(AcmeError):
     """Recent failures for a name: no order until `retry_at`, to spare the CA's limits."""
 
-    def __init__(self, message: str, retry_at: datetime) -> None:
+    def __init__(self, message: str, retry_at: datetime, rate_limited: bool = False) -> None:
         super().__init__(message)
         self.retry_at = retry_at
+        self.rate_limited = rate_limited  # after the CA's rateLimited, not failed validations
 
 
 class BadRequest(AcmeError):

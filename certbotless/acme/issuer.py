@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Generator, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from acme import client, messages
@@ -56,6 +56,8 @@ class IssuerOptions:
     policy: RetryPolicy | None = None
     observer: AcmeRequestObserver | None = None  # the daemon's metrics
     caa: CaaPolicy | None = None  # CAA checked before each order (None: not checked)
+    name: str = ""  # its name in CERTBOTLESS_ACME_ISSUERS
+    profile: str | None = None  # for certificates that ask for none
 
 
 class AcmeIssuer:
@@ -106,6 +108,10 @@ class AcmeIssuer:
     # --- the CA and the account ---------------------------------------------------------------
 
     @property
+    def name(self) -> str:
+        return self.options.name
+
+    @property
     def acme(self) -> client.ClientV2:
         """acme's client for this CA (its directory fetched on first use)."""
         return self.session.client
@@ -133,30 +139,36 @@ class AcmeIssuer:
     ) -> IssuedCert:
         """One certificate for all of `spec.domains`, with a fresh private key. Every failure is
         an AcmeError whose message starts with the spec's name."""
+        asked = replace(spec, profile=spec.profile or self.options.profile)
         try:
             with unusable_answers_as_acme_errors():
-                return self._issuance.issue(spec, solver or self.solver, progress, replaces)
+                issued = self._issuance.issue(asked, solver or self.solver, progress, replaces)
         except AcmeError as error:
             error.args = (f"{spec.name}: {error}",)
             raise
+        return replace(issued, spec=spec, issuer=self.options.name)
 
     def issue_many(
         self,
         specs: Iterable[CertSpec],
         progress: Progress = log.info,
         solver: Solver | None = None,
-        replaces: Mapping[str, str] | None = None,
+        replaces: Mapping[str, StoredCert] | None = None,
     ) -> Generator[tuple[CertSpec, IssuedCert | AcmeError], None, None]:
         """Issue with up to `concurrency` orders in flight; yields each outcome as it completes.
-        Closing the generator early cancels the orders not started yet."""
-        replaces = replaces or {}
+        Closing the generator early cancels the orders not started yet. `replaces`: the version
+        each order renews; ARI's `replaces` names it only if this CA issued it."""
+        ari_ids = {
+            name: old.ari_id for name, old in (replaces or {}).items()
+            if old.ari_id and old.directory_url in ("", self.directory_url)
+        }  # fmt: skip
         specs = list(specs)
         if not specs:
             return
         pool = ThreadPoolExecutor(self.options.concurrency, thread_name_prefix="acme-order")
         try:
             futures = {
-                pool.submit(self._outcome, spec, progress, solver, replaces.get(spec.name)): spec
+                pool.submit(self._outcome, spec, progress, solver, ari_ids.get(spec.name)): spec
                 for spec in specs
             }
             for future in as_completed(futures):
@@ -179,12 +191,16 @@ class AcmeIssuer:
 
     # --- renewal information and revocation ---------------------------------------------------
 
+    def directories(self, spec: CertSpec) -> tuple[str, ...]:
+        return (self.directory_url,)
+
     def renewal_times(self, certs: Iterable[StoredCert]) -> dict[str, RenewalTime]:
         return self._renewal_info.renewal_times(certs)
 
     def revoke(
-        self, chain_pem: bytes, reason: RevocationReason = RevocationReason.unspecified
-    ) -> None:
+        self, chain_pem: bytes, reason: RevocationReason = RevocationReason.unspecified,
+        directory_url: str = "",
+    ) -> None:  # fmt: skip
         try:
             certificate = x509.load_pem_x509_certificate(chain_pem)
         except ValueError as error:

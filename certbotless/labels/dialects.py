@@ -65,6 +65,7 @@ def discovered(
         secrets=secrets,
         ledger=ledger,
         dns01=settings.dns01_allowed,
+        issuers=tuple(issuer.name for issuer in settings.issuers),
     )
 
 

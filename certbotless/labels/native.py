@@ -5,9 +5,10 @@ and its label problems. `settle` decides which of them it keeps.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import replace
 
+from certbotless.issuer_settings import ISSUER_NAME_RE
 from certbotless.labels.values import (
     CERTIFICATE_NAME_RE,
     CHALLENGE,
@@ -69,13 +70,14 @@ DNS_PROVIDER = LABEL_PREFIX + "dns-provider"
 DNS_ZONE = LABEL_PREFIX + "dns-zone"
 CERTIFICATE_PREFIX = LABEL_PREFIX + "certificate."  # certificate.<name>=<domains>: no route
 SHARE = LABEL_PREFIX + "share"  # who may join this service's claims (labels/claims.py)
+ISSUER = LABEL_PREFIX + "issuer"  # pins its certificates to one CA of CERTBOTLESS_ACME_ISSUERS
 # Every label a routed service may carry; any other certbotless.* label on it refuses the route
 # (a misspelt access label must not leave it open).
 ROUTE_LABELS = frozenset({
     DOMAINS, NAME, PORT, PATH, REDIRECT, MAX_BODY_SIZE, AUTH_URL, HSTS, ERRORS, ERRORS_STATUS,
     TIMEOUT, KEY_TYPE, PROFILE, EDGE, BASIC_AUTH_SECRET, BASIC_AUTH_REALM, ALLOW_FROM,
     RATE_LIMIT, RATE_LIMIT_BURST, STRIP_PREFIX, ADD_PREFIX, CHALLENGE, DNS_PROVIDER, DNS_ZONE,
-    SHARE,
+    SHARE, ISSUER,
 })  # fmt: skip
 ROUTE_LABEL_PREFIXES = (CERTIFICATE_PREFIX, REQUEST_HEADER_PREFIX, RESPONSE_HEADER_PREFIX)
 # Labels that protect a route: with the operator's own nginx.conf nothing renders them.
@@ -177,7 +179,7 @@ def parse_certificate_label(service: ServiceInfo, label: str, value: str) -> Cer
     hosts = parse_hosts(value, invalid, wildcards=_asks_dns01(service))
     return CertSpec(
         name, hosts, _parse_key_type(service, invalid), challenge=mode, dns_provider=provider,
-        dns_zone=zone,
+        dns_zone=zone, issuer=_parse_issuer(service, invalid),
     )  # fmt: skip
 
 
@@ -204,6 +206,25 @@ def _parse_spec(
         challenge=mode,
         dns_provider=provider,
         dns_zone=zone,
+        issuer=_parse_issuer(service, invalid),
+    )
+
+
+def _parse_issuer(service: ServiceInfo, invalid: InvalidFactory) -> str | None:
+    name = service.labels.get(ISSUER, "").strip()
+    if name and not ISSUER_NAME_RE.fullmatch(name):
+        raise invalid(ISSUER, "must name an issuer of CERTBOTLESS_ACME_ISSUERS (lowercase "
+                      "letters, digits and '-'), e.g. letsencrypt")  # fmt: skip
+    return name or None
+
+
+def unknown_issuer(spec: CertSpec, issuers: Collection[str]) -> str:
+    """Why `spec`'s pinned issuer cannot be used ("": it can, or it names none)."""
+    if spec.issuer is None or spec.issuer in issuers:
+        return ""
+    return (
+        f"no issuer is named {spec.issuer!r}: CERTBOTLESS_ACME_ISSUERS names "
+        f"{', '.join(issuers)}; name one of them, or remove the label to let any issue it"
     )
 
 

@@ -30,6 +30,7 @@ from certbotless.labels.native import (
     DNS_ZONE,
     EDGE,
     HSTS,
+    ISSUER,
     KEY_TYPE,
     NAME,
     PATH,
@@ -37,6 +38,7 @@ from certbotless.labels.native import (
     SHARE,
     native_route,
     parse_certificate_label,
+    unknown_issuer,
     unrendered_protections,
 )
 from certbotless.labels.values import (
@@ -80,7 +82,7 @@ def discover(
     *,
     native: bool = True, foreign: Mapping[str, DialectClaims] = MappingProxyType({}),
     secrets: frozenset[str] | None = None, ledger: Ledger | None = None,
-    dns01: tuple[Dns01Grant, ...] | None = None,
+    dns01: tuple[Dns01Grant, ...] | None = None, issuers: tuple[str, ...] | None = None,
 ) -> Discovery:  # fmt: skip
     """Routes and certificates from the labels of `services`. With `edge` (the nginx service's
     name), a service that shares no network with it is reported instead of routed. Without
@@ -89,7 +91,8 @@ def discover(
     service, settled with them; `secrets`: the swarm's secret names; `ledger`: the claims
     recorded before this pass (its settled claims, `Discovery.claims`, are for the next);
     `dns01`: which services may prove which zones by DNS-01 (CERTBOTLESS_DNS01_ALLOWED; None:
-    not checked, as where no credentials are at stake).
+    not checked, as where no credentials are at stake); `issuers`: the names
+    `certbotless.issuer` may pin to (None: not checked).
 
     A certificate name, a host and a host+path belong to the service that claimed them first,
     whatever the dialect, so another service can be refused but never changes them."""
@@ -125,6 +128,11 @@ def discover(
         routes += [(service, route)] if route is not None else []
         claims.append(_Claim(service, DOMAINS, spec, routed=routing))
     claims, denied = _dns01_allowed(claims, dns01, problems)
+    if issuers is not None:  # a certificate pinned to no issuer is refused, with its routes
+        pinned = [(claim, unknown_issuer(claim.spec, issuers)) for claim in claims]
+        problems += [_claim_problem(c, ISSUER, why) for c, why in pinned if why]
+        denied |= {c.service.name for c, why in pinned if why and c.routed}
+        claims = [claim for claim, why in pinned if not why]
     return _settled(services, claims, routes, problems, ledger or Ledger({}), denied)
 
 
@@ -341,6 +349,12 @@ def _options_differ(
             f"services share a certificate only when these agree: set them alike, or choose "
             f"another {NAME}",
         )
+    if claim.spec.issuer != spec.issuer:
+        return _claim_problem(
+            claim, ISSUER, f"certificate {spec.name} is {owner.service.name}'s, pinned to issuer "
+            f"{spec.issuer or '(any)'}; services share a certificate only when their "
+            f"{ISSUER} agree: set it alike, or choose another {NAME}",
+        )  # fmt: skip
     label = KEY_TYPE if claim.spec.key_type != spec.key_type else PROFILE
     if claim.spec.profile == spec.profile and label == PROFILE:
         return None

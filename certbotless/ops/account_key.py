@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from enum import StrEnum
+from pathlib import Path
 
 from josepy.jwk import JWK
 
@@ -30,22 +31,54 @@ class AccountKeyUnavailable(Exception):
     """The account key exists as a secret, but this process cannot see it."""
 
 
-def resolve_account_key(
+def account_key_file(settings: Settings, issuer: str = "") -> Path:
+    """Where an issuer's account key is mounted: CERTBOTLESS_ACCOUNT_KEY_FILE for the first
+    (""), the same path with `.<name>` added for each other of CERTBOTLESS_ACME_ISSUERS."""
+    base = settings.account_key_file
+    return base.with_name(f"{base.name}.{issuer}") if issuer else base
+
+
+def key_owners(settings: Settings) -> dict[str, str]:
+    """Issuer name → the name its account key secret and file carry ("" for the first)."""
+    return {issuer.name: "" if index == 0 else issuer.name
+            for index, issuer in enumerate(settings.issuers)}  # fmt: skip
+
+
+def resolve_account_keys(
     settings: Settings, swarm: Swarm, store: CertStore, mount_into_own_service: bool
-) -> JWK:
-    """The ACME account key, which lives only in a Swarm secret mounted at
-    `settings.account_key_file`. The first daemon makes the secret and mounts it into its own
-    service (one self-update, once), so a restart or a move to another manager keeps the account.
-    """
-    if settings.account_key_file.is_file():
-        return load_account_key(settings.account_key_file)
-    secret = store.account_key_secret()
+) -> dict[str, JWK]:
+    """Every issuer's account key (`resolve_account_key`). Secrets mounted now are all mounted
+    before AccountKeyMounted is raised, so that Swarm restarts the sidecar once."""
+    keys, mounted = {}, []
+    for name, owner in key_owners(settings).items():
+        try:
+            keys[name] = resolve_account_key(settings, swarm, store, mount_into_own_service,
+                                             owner)  # fmt: skip
+        except AccountKeyMounted as done:
+            mounted.append(str(done))
+    if mounted:
+        raise AccountKeyMounted("; ".join(mounted))
+    return keys
+
+
+def resolve_account_key(
+    settings: Settings, swarm: Swarm, store: CertStore, mount_into_own_service: bool,
+    issuer: str = "",
+) -> JWK:  # fmt: skip
+    """An ACME account key, which lives only in a Swarm secret mounted at `account_key_file`
+    (`issuer`: "" for the first issuer, whose secret is the one of releases before several
+    issuers). The first daemon makes the secret and mounts it into its own service (one
+    self-update, once), so a restart or a move to another manager keeps the account."""
+    key_file = account_key_file(settings, issuer)
+    if key_file.is_file():
+        return load_account_key(key_file)
+    secret = store.account_key_secret(issuer)
     fresh_pem = None
     if secret is None:
         fresh_pem = private_key_pem(generate_private_key(KeyType.EC256))
-        secret = store.create_account_key_secret(fresh_pem, key_thumbprint(fresh_pem))
+        secret = store.create_account_key_secret(fresh_pem, key_thumbprint(fresh_pem), issuer)
         if secret is None:  # a concurrent start stored its key first: that one is the account's
-            fresh_pem, secret = None, store.account_key_secret()
+            fresh_pem, secret = None, store.account_key_secret(issuer)
         else:
             log.info("created the ACME account key secret %s", secret[0])
     if secret is None:
@@ -53,24 +86,22 @@ def resolve_account_key(
     if mount_into_own_service:
         service = settings.own_service or swarm.own_service_name()
         if service is not None:
-            ref = FileReference(
-                ObjectKind.SECRET, secret[1], secret[0], str(settings.account_key_file), 0o400
-            )
+            ref = FileReference(ObjectKind.SECRET, secret[1], secret[0], str(key_file), 0o400)
             if not mount_secret(swarm, service, ref):
                 raise AccountKeyUnavailable(
                     f"secret {secret[0]} is mounted into service {service}, but not at "
-                    f"{settings.account_key_file}: set CERTBOTLESS_ACCOUNT_KEY_FILE to its target"
+                    f"{key_file}: set CERTBOTLESS_ACCOUNT_KEY_FILE to its target"
                 )
             raise AccountKeyMounted(
                 f"mounted secret {secret[0]} into service {service} at "
-                f"{settings.account_key_file}; Swarm restarts this task with it"
+                f"{key_file}; Swarm restarts this task with it"
             )
     if fresh_pem is not None:
         return load_account_key_pem(fresh_pem)
     raise AccountKeyUnavailable(
-        f"the ACME account key is in secret {secret[0]}, but {settings.account_key_file} does "
+        f"the ACME account key is in secret {secret[0]}, but {key_file} does "
         f"not exist here: mount the secret there (docker service update --secret-add "
-        f"source={secret[0]},target={settings.account_key_file},mode=0400 …)"
+        f"source={secret[0]},target={key_file},mode=0400 …)"
     )
 
 

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from certbotless.acme.errors import Abandoned, AcmeError, BackingOff, CaUnreachable
-from certbotless.model import PastOrder, Plan, StoredCert
+from certbotless.model import Deferred, PastOrder, Plan, StoredCert
 from certbotless.passes.budget import KEPT_FOR
 from certbotless.passes.planning import Planned, replaced_certificates
 from certbotless.seams import CertificateStore, Issuer, Progress, Solver
 from certbotless.swarm.api import SWARM_ERRORS
+from certbotless.swarm.status import PassOutcome
 from certbotless.swarm.store import NotStored
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,14 @@ class Issuance:
     failed: dict[str, AcmeError] = field(default_factory=dict)
     saved: dict[str, StoredCert] = field(default_factory=dict)
     ca_unreachable: str | None = None
+    # name → the issuer it came from, and why the issuers before it were passed over
+    issued_by: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
+
+    def outcome(
+        self, refused: Mapping[str, str], roll: str, deferred: Mapping[str, Deferred]
+    ) -> PassOutcome:
+        """The pass's outcome as the status records need it, with the roll's."""
+        return PassOutcome(self.issued, self.failed, refused, roll, deferred, self.issued_by)
 
 
 def issue_planned(
@@ -39,7 +48,8 @@ def issue_planned(
     result = Issuance()
     for spec in plan.to_issue:
         progress(f"{spec.name}: {plan.reasons[spec.name]}")
-    outcomes = issuer.issue_many(plan.to_issue, progress, solver, replaced_certificates(plan))
+    replaces = {name: plan.current[name] for name in replaced_certificates(plan)}
+    outcomes = issuer.issue_many(plan.to_issue, progress, solver, replaces)
     for spec, outcome in outcomes:
         if isinstance(outcome, Abandoned):
             progress(str(outcome))  # not a failure: the next start orders it
@@ -50,6 +60,10 @@ def issue_planned(
             if isinstance(outcome, CaUnreachable):
                 result.ca_unreachable = str(outcome)
             continue
+        if outcome.skipped:
+            progress(f"{spec.name}: issued by {outcome.issuer}; passed over "
+                     + "; ".join(outcome.skipped))  # fmt: skip
+        result.issued_by[spec.name] = (outcome.issuer, outcome.skipped)
         if not keep:
             result.issued.append(spec.name)
             progress(f"{spec.name}: dry run: the CA issued it (not stored, not rolled)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -31,11 +31,16 @@ def plan_certificates(
     forced: Collection[str] = (),
     renew_at: Mapping[str, datetime] | None = None,
     directory_url: str = "",
+    directories: Callable[[CertSpec], tuple[str, ...]] | None = None,
 ) -> Plan:
     """`current`: the version in use per name; `renew_at`: the CA's (ARI) renewal time per name,
-    where it gave one (otherwise 1/3 of the lifetime left); `directory_url`: the CA configured
-    now, so that certificates from another one (say, staging) are replaced."""
+    where it gave one (otherwise 1/3 of the lifetime left); `directory_url`: the (first) CA
+    configured now, so that certificates from another one (say, staging) are replaced;
+    `directories`: each spec's CAs (CERTBOTLESS_ACME_ISSUERS), whose versions count as its own
+    (one from the second issuer is kept until it comes due, then ordered from the first)."""
     renew_at = renew_at or {}
+    accepted = {spec.name: directories(spec) if directories else (directory_url,)
+                for spec in specs if spec.name in current}  # fmt: skip
     to_issue: list[CertSpec] = []
     reasons: dict[str, str] = {}
     for spec in specs:
@@ -46,7 +51,7 @@ def plan_certificates(
             reason = "domains changed"
         elif cert.key_type != spec.key_type:
             reason = "key type changed"
-        elif not from_ca(cert, directory_url):
+        elif not from_any_ca(cert, accepted[spec.name]):
             reason = f"issued by another CA ({cert.directory_url})"
         elif spec.name in forced:
             reason = "requested now"
@@ -56,7 +61,7 @@ def plan_certificates(
             continue
         to_issue.append(spec)
         reasons[spec.name] = reason
-    return Plan(tuple(to_issue), reasons, dict(current), directory_url)
+    return Plan(tuple(to_issue), reasons, dict(current), directory_url, accepted)
 
 
 def hold_back(
@@ -80,16 +85,22 @@ def from_ca(cert: StoredCert, directory_url: str) -> bool:
     return not (cert.directory_url and directory_url) or cert.directory_url == directory_url
 
 
+def from_any_ca(cert: StoredCert, directory_urls: Collection[str]) -> bool:
+    """Whether `cert` came from one of these CAs (unknown on either side counts as yes)."""
+    return any(from_ca(cert, url) for url in directory_urls) or not directory_urls
+
+
 def replaced_certificates(plan: Plan) -> dict[str, str]:
-    """ARI `replaces`: the identifier of the version each renewal supersedes (same name, same CA,
-    and at least one name in common, as RFC 9773 requires)."""
+    """ARI `replaces`: the identifier of the version each renewal supersedes (same name, one of
+    its CAs, and at least one name in common, as RFC 9773 requires); the issuer names it only to
+    the CA that issued it."""
     replaces = {}
     for spec in plan.to_issue:
         old = plan.current.get(spec.name)
         if (
             old is not None
             and old.ari_id
-            and from_ca(old, plan.directory_url)
+            and from_any_ca(old, plan.accepted.get(spec.name, (plan.directory_url,)))
             and set(old.domains) & set(spec.domains)
         ):
             replaces[spec.name] = old.ari_id

@@ -19,14 +19,14 @@ from certbotless.passes.observe import Observation, ProblemLog, observe, wanted_
 from certbotless.passes.planning import (
     Planned,
     earliest_renewal,
-    from_ca,
+    from_any_ca,
     hold_back,
     plan_certificates,
     replaced_certificates,
 )
 from certbotless.seams import Issuer, PassParts
 from certbotless.settings import Settings
-from certbotless.swarm.status import PassOutcome, collect_statuses, next_attempt
+from certbotless.swarm.status import collect_statuses, next_attempt
 from certbotless.swarm.store import latest_per_name
 
 log = logging.getLogger(__name__)
@@ -83,8 +83,7 @@ class Reconciler:
                 self.parts.claims.save(seen.found.claims)  # claims first seen now are theirs
             current = {**seen.current, **issuance.saved}
             deployed = self._deploy(edge, seen, current, request, began, defer_roll)
-            outcome = PassOutcome(issuance.issued, issuance.failed, deployed.refused,
-                                  deployed.outcome, planned.deferred)  # fmt: skip
+            outcome = issuance.outcome(deployed.refused, deployed.outcome, planned.deferred)
             statuses = collect_statuses(seen.statuses, seen.wanted.values(), current, renewals,
                                         outcome, now)  # fmt: skip
             if not request.dry_run:
@@ -115,14 +114,14 @@ class Reconciler:
             )
 
     def _plan(self, seen: Observation, forced: frozenset[str], now: datetime) -> Planned:
-        directory_url = self.issuer.directory_url
-        renewals = self.issuer.renewal_times(
+        issuer = self.issuer
+        renewals = issuer.renewal_times(  # each asked of the CA that issued it
             cert for name, cert in seen.current.items()
-            if name in seen.wanted and from_ca(cert, directory_url)
+            if name in seen.wanted and from_any_ca(cert, issuer.directories(seen.wanted[name]))
         )  # fmt: skip
         renew_at = {name: renewal.renew_at for name, renewal in renewals.items()}
         plan = plan_certificates(seen.wanted.values(), seen.current, now, forced, renew_at,
-                                 directory_url)  # fmt: skip
+                                 issuer.directory_url, issuer.directories)  # fmt: skip
         plan, held = hold_back(plan, seen.statuses, now, forced)
         replaces = replaced_certificates(plan)
         owners = claimants(plan.to_issue, seen.found.claims, seen.services)
@@ -175,7 +174,7 @@ class Reconciler:
                 )
             if serial and cert.serial != serial:  # a second click must not revoke the new one
                 raise LookupError(f"{name}: serial {serial} is no longer in use; nothing revoked")
-            self.issuer.revoke(self.parts.store.chain_pem(cert), reason)
+            self.issuer.revoke(self.parts.store.chain_pem(cert), reason, cert.directory_url)
             progress(f"{name}: revoked serial {cert.serial} ({reason.name})")
             wanted = wanted_names(self.settings, self.parts)
         if name not in wanted:

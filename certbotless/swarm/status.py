@@ -141,9 +141,14 @@ def failed(
     )
 
 
-def after_issuance(previous: CertificateStatus, now: datetime) -> CertificateStatus:
+def after_issuance(
+    previous: CertificateStatus, now: datetime, issued_by: tuple[str, tuple[str, ...]] = ("", ())
+) -> CertificateStatus:
+    """Issued now: by `issued_by`'s issuer, the issuers before it passed over for its reasons."""
     return replace(
         previous,
+        issuer=issued_by[0],
+        skipped=issued_by[1],
         condition=Condition.READY,
         reason=None,
         message="",
@@ -198,12 +203,17 @@ def described(
             lifetime_renewal_time(current.not_before, current.not_after), current.not_after,
             "lifetime",
         )  # fmt: skip
+    same_version = current is not None and current.serial == record.serial
     return replace(
         record,
         domains=spec.domains,
         key_type=spec.key_type,
         profile=spec.profile,
+        pinned=spec.issuer,
         wanted=True,
+        # The issuer is known for the version it was recorded with (a pass that issued it).
+        issuer=record.issuer if same_version else "",
+        skipped=record.skipped if same_version else (),
         serial="" if current is None else current.serial,
         not_after=None if current is None else current.not_after,
         condition=condition,
@@ -221,6 +231,8 @@ class PassOutcome:
     refused: Mapping[str, str] = field(default_factory=dict)  # name → serial rolled back
     roll: str = ""  # "" (no roll), "ok", or the roll's error
     deferred: Mapping[str, Deferred] = field(default_factory=dict)  # over the CA's limits
+    # name → the issuer that issued it, and why those before it were passed over
+    issued_by: Mapping[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
 
 
 def collect_statuses(
@@ -243,7 +255,7 @@ def collect_statuses(
             # so that rolls Swarm keeps refusing back off further each time.
             record = after_rollback(record, outcome.refused[spec.name], outcome.roll, now)
         elif spec.name in outcome.issued:
-            record = after_issuance(record, now)
+            record = after_issuance(record, now, outcome.issued_by.get(spec.name, ("", ())))
         elif spec.name in outcome.failed:
             record = after_failure(record, outcome.failed[spec.name], now)
         elif spec.name in outcome.deferred:

@@ -46,6 +46,9 @@ def status_to_json(record: CertificateStatus) -> str:
             "renew_source": record.renew_source,
             "last_roll": record.last_roll[:500],
             "updated": when(record.updated),
+            "issuer": record.issuer,
+            "skipped": [reason[:300] for reason in record.skipped[:8]],
+            "pinned": record.pinned,
         },
         separators=(",", ":"),
     )
@@ -86,6 +89,9 @@ def status_from_json(name: str, text: str) -> CertificateStatus | None:
             renew_source=str(value.get("renew_source", "")),
             last_roll=str(value.get("last_roll", "")),
             updated=when(value.get("updated")),
+            issuer=str(value.get("issuer", "")),
+            skipped=tuple(str(reason) for reason in value.get("skipped", ())),
+            pinned=value.get("pinned"),
         )
     except (ValueError, KeyError, TypeError, AttributeError):
         return None

@@ -204,50 +204,45 @@ class CertStore:
 
     # --- the ACME account key -----------------------------------------------------------------
 
-    def account_key_secret(self) -> tuple[str, str] | None:
-        """(name, id) of the account key secret in use: the newest made (an import with
-        `--replace-account` adds a version beside the first), or None if none was made."""
-        versions = self._account_key_versions()
+    def account_key_secret(self, issuer: str = "") -> tuple[str, str] | None:
+        """(name, id) of `issuer`'s account key secret in use (`account_key_secret_name`): the
+        newest made (an import with `--replace-account` adds a version), or None."""
+        versions = self._account_key_versions(issuer)
         return (versions[-1]["Spec"]["Name"], str(versions[-1]["ID"])) if versions else None
 
-    def account_key_thumbprint(self) -> str:
+    def account_key_thumbprint(self, issuer: str = "") -> str:
         """The JWK thumbprint its label records for the account key in use ("" when unknown:
         secrets made before the label existed)."""
-        versions = self._account_key_versions()
+        versions = self._account_key_versions(issuer)
         labels = (versions[-1]["Spec"].get("Labels") or {}) if versions else {}
         return str(labels.get(ACCOUNT_THUMBPRINT, ""))
 
     def create_account_key_secret(
-        self, key_pem: bytes, thumbprint: str = ""
+        self, key_pem: bytes, thumbprint: str = "", issuer: str = ""
     ) -> tuple[str, str] | None:
-        """Make the account key secret: (name, id), or None when a concurrent start made it
-        first (that one wins, and `key_pem` is not stored)."""
+        """Make it: (name, id), or None when a concurrent start made it first (that one wins)."""
+        name = account_key_secret_name(issuer)
         try:
-            return ACCOUNT_KEY_SECRET, self.swarm.create_secret(
-                ACCOUNT_KEY_SECRET, key_pem, _account_key_labels(thumbprint)
-            )
+            return name, self.swarm.create_secret(name, key_pem, _account_key_labels(thumbprint))
         except APIError as error:
             if error.status_code == 409:
                 return None
             raise
 
     def add_account_key_version(
-        self, key_pem: bytes, thumbprint: str, now: datetime | None = None
+        self, key_pem: bytes, thumbprint: str, now: datetime | None = None, issuer: str = ""
     ) -> tuple[str, str]:
         """A newer account key secret beside the current one (secrets cannot change, and the one
         in use cannot be removed): (name, id). It becomes the one `account_key_secret` names."""
         stamp = (now or datetime.now(UTC)).strftime("%Y%m%d%H%M%S") + random_tokens.token_hex(3)
-        name = f"{ACCOUNT_KEY_SECRET}-{stamp}"
+        name = f"{account_key_secret_name(issuer)}-{stamp}"
         return name, self.swarm.create_secret(name, key_pem, _account_key_labels(thumbprint))
 
-    def _account_key_versions(self) -> list[Json]:
-        """The account key secrets, oldest first."""
-        versions = [
-            secret
-            for secret in self.swarm.secrets(f"{KIND}={ObjectRole.ACCOUNT_KEY}")
-            if secret["Spec"]["Name"] == ACCOUNT_KEY_SECRET
-            or secret["Spec"]["Name"].startswith(ACCOUNT_KEY_SECRET + "-")
-        ]
+    def _account_key_versions(self, issuer: str = "") -> list[Json]:
+        """The account key secrets of `issuer`, oldest first."""
+        version = re.compile(re.escape(account_key_secret_name(issuer)) + r"(-\d{14}[0-9a-f]{6})?")
+        versions = [secret for secret in self.swarm.secrets(f"{KIND}={ObjectRole.ACCOUNT_KEY}")
+                    if version.fullmatch(secret["Spec"]["Name"])]  # fmt: skip
         return sorted(versions, key=lambda s: (_created_order(s.get("CreatedAt", "")),
                                                 s["Spec"]["Name"]))  # fmt: skip
 
@@ -319,6 +314,12 @@ def _stack_file_objects(objects: AuthenticObjects) -> list[StoredObject]:
         for item in objects.readable(kind, listing(f"{KIND}={role}"))
         if STACK_FILE_NAME.fullmatch(item["Spec"]["Name"])
     ]
+
+
+def account_key_secret_name(issuer: str = "") -> str:
+    """An issuer's account key secret: the first's ("") is the one of releases before several
+    issuers; the others' carry their name after a dot (which issuer names never contain)."""
+    return f"{ACCOUNT_KEY_SECRET}.{issuer}" if issuer else ACCOUNT_KEY_SECRET
 
 
 def _account_key_labels(thumbprint: str) -> dict[str, str]:

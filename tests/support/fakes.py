@@ -217,15 +217,20 @@ class FakeIssuer:
         specs: Iterable[CertSpec],
         progress: object = None,
         solver: object = None,
-        replaces: Mapping[str, str] | None = None,
+        replaces: Mapping[str, StoredCert] | None = None,
     ) -> Iterator[tuple[CertSpec, IssuedCert | AcmeError]]:
         for spec in specs:
             self.ordered.append(spec.name)
-            self.replaced.update({k: v for k, v in (replaces or {}).items() if k == spec.name})
+            self.replaced.update(
+                {k: v.ari_id for k, v in (replaces or {}).items() if k == spec.name}
+            )
             if spec.name in self.failing:
                 yield spec, self.failing[spec.name]
             else:
                 yield spec, IssuedCert(spec, b"chain", b"key", directory_url=self.directory_url)
+
+    def directories(self, spec: CertSpec) -> tuple[str, ...]:
+        return (self.directory_url,)
 
     def renewal_times(self, certs: Iterable[StoredCert]) -> dict[str, RenewalTime]:
         return {}
@@ -233,7 +238,7 @@ class FakeIssuer:
     def unreachable(self) -> str | None:
         return None
 
-    def revoke(self, chain_pem: bytes, reason: RevocationReason) -> None:
+    def revoke(self, chain_pem: bytes, reason: RevocationReason, directory_url: str = "") -> None:
         self.revoked.append(chain_pem)
 
 

@@ -41,6 +41,7 @@ from certbotless.model import (
     KeyType,
     PassRequest,
     RevocationReason,
+    StoredCert,
 )
 from certbotless.ops import views
 from certbotless.ops.doctor import MAX_DOMAINS_CHECKED
@@ -130,9 +131,12 @@ def test_each_command_has_the_options_its_synopsis_shows(command: str) -> None:
         for option in action.option_strings
         if option not in ("-h", "--help")
     }
-    # Optional parts of a positional ("[NAME=]FILE[,FILE…]") are written the same in both.
+    # Optional parts of a positional ("[NAME=]FILE[,FILE…]") are written the same in both; a
+    # positional with choices ("account rollover") is written as its words.
     positionals = [re.sub(r"\[[^]]*\]", "", str(a.metavar))
-                   for a in parser._actions if not a.option_strings]  # fmt: skip
+                   for a in parser._actions if not a.option_strings and not a.choices]  # fmt: skip
+    words = [c for a in parser._actions if not a.option_strings for c in a.choices or ()]
+    assert all(f" {word}" in synopsis for word in words), (synopsis, words)
     assert set(re.findall(r"--[a-z-]+", synopsis)) == options
     assert (
         re.findall(r"\b([A-Z_]+)…?(?=[ \]]|$)", re.sub(r"\[[^]]*\]", "", synopsis)) == positionals
@@ -425,7 +429,7 @@ class RealKeyIssuer(FakeIssuer):
         specs: Iterable[CertSpec],
         progress: object = None,
         solver: object = None,
-        replaces: Mapping[str, str] | None = None,
+        replaces: Mapping[str, StoredCert] | None = None,
     ) -> Iterator[tuple[CertSpec, IssuedCert | AcmeError]]:
         for spec, result in super().issue_many(specs, progress, solver, replaces):
             if isinstance(result, IssuedCert):

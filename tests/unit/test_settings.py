@@ -88,6 +88,8 @@ BAD: dict[str, list[tuple[str, dict[str, str]]]] = {
     "SCHEDULE": [("every day", {}), ("0 0 31 2 *", {}), ("²", {}), ("*/0 * * * *", {})],
     "CONCURRENCY": [("0", {}), ("²", {}), ("١٢", {}), ("1_0", {}), ("-1", {}), ("8.5", {}),
                     ("257", {})],
+    "ACME_ISSUERS": [("a http://x.test/dir", {}), ("a production; a staging", {}),
+                     ("a production", {"CERTBOTLESS_ACME_DIRECTORY": "staging"})],
     "EAB_KID": [("kid-1", {}), ("kid 1", {"CERTBOTLESS_EAB_HMAC_KEY": "zWNDZM6eQGHW"})],
     "EAB_HMAC_KEY": [("zWNDZM6eQGHW", {}), ("not base64!", {"CERTBOTLESS_EAB_KID": "kid-1"})],
     "PREFERRED_CHAIN": [("ISRG\nRoot X1", {})],
