@@ -65,7 +65,7 @@ VARIABLES = (
     "DNS01_PROVIDER", "DNS01_RESOLVERS", "DNS01_PROPAGATION_TIMEOUT",
     "DNS01_PROPAGATION_INTERVAL", "DNS01_NAMESERVER_PORT", "SECRETS_DIR",
     "STATUS_LISTEN", "STATUS_HTPASSWD", "STATUS_ALLOW_FROM", "STATUS_FORWARD_AUTH",
-    "STATUS_ACTIONS",
+    "STATUS_ACTIONS", "STATUS_DIRECT_FROM",
 )  # fmt: skip
 # Label dialects certbotless reads: its own certbotless.* labels, and Traefik's.
 LABEL_DIALECTS = ("certbotless", "traefik")
@@ -144,6 +144,11 @@ def url_secrets(url: str) -> set[str]:
     return {text for piece in pieces if piece for text in (piece, unquote(piece))}
 
 
+# The sidecar's own loopback (`docker exec … curl`): the page is reached directly from nowhere
+# else unless CERTBOTLESS_STATUS_DIRECT_FROM says so.
+STATUS_DIRECT_FROM = ("127.0.0.0/8", "::1/128")
+
+
 @dataclass(frozen=True)
 class StatusPage:
     """The status page's listener and protections (at least one; several must all pass)."""
@@ -153,6 +158,9 @@ class StatusPage:
     allow_from: tuple[str, ...] = ()  # client networks let in (the TCP peer's address)
     forward_auth: str | None = None  # an auth service asked about every request
     actions: bool = False  # renew, retry and revoke buttons (else read-only)
+    # Who may reach the page other than through the edge's nginx tasks (the TCP peer's
+    # network); their X-Forwarded-* are ignored. Not the networks tenants share with the page.
+    direct_from: tuple[str, ...] = STATUS_DIRECT_FROM
 
     @property
     def port(self) -> int:
@@ -452,9 +460,10 @@ def _status_page(get: Variable) -> StatusPage | None:
             "set CERTBOTLESS_STATUS_HTPASSWD or CERTBOTLESS_STATUS_FORWARD_AUTH as well, or "
             "leave the page read-only",
         )  # fmt: skip
+    direct_from = subnets(get("STATUS_DIRECT_FROM"), "STATUS_DIRECT_FROM", STATUS_DIRECT_FROM)
     if listen is None:
         return None
-    return StatusPage(listen, htpasswd, allow_from, forward_auth, actions)
+    return StatusPage(listen, htpasswd, allow_from, forward_auth, actions, direct_from)
 
 
 def _metrics_listen(value: str | None) -> tuple[str, int] | None:
