@@ -52,6 +52,7 @@ from certbotless.swarm.status import (
 )
 from certbotless.swarm.store import CertStore
 from certbotless.web.overview import Filter, Overview, overview
+from certbotless.web.peers import EdgePeers
 from certbotless.web.server import StatusServer
 from certbotless.web.source import AppStatusSource, DaemonActions
 
@@ -233,7 +234,9 @@ class App:
         source = AppStatusSource(self.settings, self.swarm, self.orders, self.listing,
                                  daemon.history, self.edge_watch, self.store.untrusted,
                                  self.reconciler.parts.claims.load)  # fmt: skip
-        return StatusServer(page, source, DaemonActions(daemon, self.reconciler))
+        # The edge's nginx tasks: the only peers whose forwarded headers the page believes.
+        edge = EdgePeers(lambda: edge_if_any(self.settings, self.swarm.services()))
+        return StatusServer(page, source, DaemonActions(daemon, self.reconciler), edge=edge)
 
     def alerter(self) -> Alerter | None:
         channels = channels_for(self.settings)

@@ -4,15 +4,21 @@ configured secrets (webhook paths and queries, the SMTP password, the EAB key) r
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterable
 from types import TracebackType
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 REDACTED = "[redacted]"
 # Shorter pieces are no secret worth the name, and replacing them would garble every log line.
 MIN_SECRET_LENGTH = 4
+_URL_PARTS = re.compile(
+    r"(?:(?P<scheme>[^:/?#@]*)://)?(?:(?P<user>[^:/?#@]*)(?::(?P<password>[^/?#@]*))?@)?"
+    r"(?P<host>[^/?#@]*)(?P<rest>[/?#].*)?"
+)
 
 
 class Redactor:
@@ -80,3 +86,31 @@ def _redact_record(record: logging.LogRecord, redactor: Redactor) -> None:
         # Formatters use exc_text, once set, instead of formatting the traceback again.
         text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
         record.exc_text = redactor(text)
+
+
+def redacted_url(url: str) -> str:
+    """`url` as it may be shown: scheme, user and host (port included); the password, path and
+    query (where webhooks carry their tokens) replaced by `…`. Parses what urlsplit refuses."""
+    parts = _URL_PARTS.fullmatch(url)
+    if parts is None:  # a newline, say
+        return "…"
+    scheme = f"{parts['scheme']}://" if parts["scheme"] is not None else ""
+    user = f"{parts['user']}{':…' if parts['password'] is not None else ''}@"
+    hidden = "/…" if (parts["rest"] or "").strip("/") else ""
+    return f"{scheme}{user if parts['user'] is not None else ''}{parts['host']}{hidden}"
+
+
+def url_secrets(url: str) -> set[str]:
+    """The parts of `url` that are secret, as they may appear in text: the whole URL, the
+    password, the path and the query (also percent-decoded), and each query value."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return {url}
+    pieces = {url, parts.query, parts.fragment, *(v for _, v in parse_qsl(parts.query))}
+    if parts.path.strip("/"):
+        pieces |= {parts.path, f"{parts.path}?{parts.query}" if parts.query else parts.path}
+    if password:
+        pieces.add(password)
+    return {text for piece in pieces if piece for text in (piece, unquote(piece))}

@@ -15,11 +15,12 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl
 
 from apscheduler.triggers.cron import CronTrigger
 
 from certbotless.issuer_settings import DEFAULT_NAME, IssuerSetting, parse_issuers
+from certbotless.redaction import redacted_url, url_secrets
 from certbotless.setting_values import (
     ADDRESS,
     Dns01Grant,
@@ -73,8 +74,8 @@ VARIABLES = (
     "DNS01_PROVIDER", "DNS01_RESOLVERS", "DNS01_PROPAGATION_TIMEOUT",
     "DNS01_PROPAGATION_INTERVAL", "DNS01_NAMESERVER_PORT", "SECRETS_DIR",
     "STATUS_LISTEN", "STATUS_HTPASSWD", "STATUS_ALLOW_FROM", "STATUS_FORWARD_AUTH",
-    "STATUS_ACTIONS", "ORDERS_PER_CLAIMANT", "FAILED_ORDER_WEIGHT", "DNS01_ALLOWED",
-    "ACME_ISSUERS",
+    "STATUS_ACTIONS", "STATUS_DIRECT_FROM", "ORDERS_PER_CLAIMANT", "FAILED_ORDER_WEIGHT",
+    "DNS01_ALLOWED", "ACME_ISSUERS",
 )  # fmt: skip
 # Label dialects certbotless reads: its own certbotless.* labels, and Traefik's.
 LABEL_DIALECTS = ("certbotless", "traefik")
@@ -96,10 +97,6 @@ DEFAULT_ORDER_SHARE = OrderShare()  # 30 new orders per claimant per 3 h, a fail
 
 # rfc2136, or a dns-lexicon provider's module name (cloudflare, route53, powerdns, …).
 DNS_PROVIDER_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}", re.ASCII)
-_URL_PARTS = re.compile(
-    r"(?:(?P<scheme>[^:/?#@]*)://)?(?:(?P<user>[^:/?#@]*)(?::(?P<password>[^/?#@]*))?@)?"
-    r"(?P<host>[^/?#@]*)(?P<rest>[/?#].*)?"
-)
 
 
 class NginxConfMode(StrEnum):
@@ -127,32 +124,9 @@ class RuleSyntax(StrEnum):
     V3 = "v3"
 
 
-def redacted_url(url: str) -> str:
-    """`url` as it may be shown: scheme, user and host (port included); the password, path and
-    query (where webhooks carry their tokens) replaced by `…`. Parses what urlsplit refuses."""
-    parts = _URL_PARTS.fullmatch(url)
-    if parts is None:  # a newline, say
-        return "…"
-    scheme = f"{parts['scheme']}://" if parts["scheme"] is not None else ""
-    user = f"{parts['user']}{':…' if parts['password'] is not None else ''}@"
-    hidden = "/…" if (parts["rest"] or "").strip("/") else ""
-    return f"{scheme}{user if parts['user'] is not None else ''}{parts['host']}{hidden}"
-
-
-def url_secrets(url: str) -> set[str]:
-    """The parts of `url` that are secret, as they may appear in text: the whole URL, the
-    password, the path and the query (also percent-decoded), and each query value."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return {url}
-    pieces = {url, parts.query, parts.fragment, *(v for _, v in parse_qsl(parts.query))}
-    if parts.path.strip("/"):
-        pieces |= {parts.path, f"{parts.path}?{parts.query}" if parts.query else parts.path}
-    if password:
-        pieces.add(password)
-    return {text for piece in pieces if piece for text in (piece, unquote(piece))}
+# The sidecar's own loopback (`docker exec … curl`): the page is reached directly from nowhere
+# else unless CERTBOTLESS_STATUS_DIRECT_FROM says so.
+STATUS_DIRECT_FROM = ("127.0.0.0/8", "::1/128")
 
 
 @dataclass(frozen=True)
@@ -164,6 +138,9 @@ class StatusPage:
     allow_from: tuple[str, ...] = ()  # client networks let in (the TCP peer's address)
     forward_auth: str | None = None  # an auth service asked about every request
     actions: bool = False  # renew, retry and revoke buttons (else read-only)
+    # Who may reach the page other than through the edge's nginx tasks (the TCP peer's
+    # network); their X-Forwarded-* are ignored. Not the networks tenants share with the page.
+    direct_from: tuple[str, ...] = STATUS_DIRECT_FROM
 
     @property
     def port(self) -> int:
@@ -508,9 +485,10 @@ def _status_page(get: Variable) -> StatusPage | None:
             "set CERTBOTLESS_STATUS_HTPASSWD or CERTBOTLESS_STATUS_FORWARD_AUTH as well, or "
             "leave the page read-only",
         )  # fmt: skip
+    direct_from = subnets(get("STATUS_DIRECT_FROM"), "STATUS_DIRECT_FROM", STATUS_DIRECT_FROM)
     if listen is None:
         return None
-    return StatusPage(listen, htpasswd, allow_from, forward_auth, actions)
+    return StatusPage(listen, htpasswd, allow_from, forward_auth, actions, direct_from)
 
 
 def _metrics_listen(value: str | None) -> tuple[str, int] | None:

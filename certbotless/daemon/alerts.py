@@ -29,8 +29,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import requests
 
 from certbotless.model import CertificateStatus, PassReport, StoredCert
-from certbotless.redaction import Redactor
-from certbotless.settings import Settings, WebhookFormat, redacted_url, url_secrets
+from certbotless.redaction import Redactor, redacted_url, url_secrets
+from certbotless.settings import Settings, WebhookFormat
 
 log = logging.getLogger(__name__)
 

@@ -107,7 +107,7 @@ class Swarm:
         self.api.update_service(
             service["Spec"]["Name"],
             service["Version"]["Index"],
-            task_template=spec["TaskTemplate"],
+            task_template=_networks_by_name(self.api, spec["TaskTemplate"]),
             name=spec["Name"],
             labels=spec.get("Labels"),
             mode=spec.get("Mode"),
@@ -122,7 +122,7 @@ class Swarm:
         killed process can be found."""
         name = JOB_NAME_PREFIX + purpose
         service = self.api.create_service(
-            {**task_template, "RestartPolicy": {"Condition": "none"}},
+            {**_networks_by_name(self.api, task_template), "RestartPolicy": {"Condition": "none"}},
             name=name,
             labels={JOB_LABEL: "true", JOB_OWNER: self.owner},
             mode={"ReplicatedJob": {"MaxConcurrent": 1, "TotalCompletions": 1}},
@@ -269,6 +269,20 @@ class Swarm:
     def mounted_object_ids(self, service_name: str) -> set[str]:
         """IDs of the secrets and configs that one service's current spec mounts."""
         return _mounted_ids(self.inspect_service(service_name).get("Spec"))
+
+
+def _networks_by_name(api: docker.APIClient, task_template: Json) -> Json:
+    """`task_template` with each network named rather than given by ID (as the engine's inspect
+    gives it): the Docker API proxy knows the edge's and the sidecar's networks by name only
+    (swarm network names are unique), and the engine takes either and stores the ID."""
+    attached = task_template.get("Networks") or []
+    if not attached:
+        return task_template
+    names = {n["Id"]: n["Name"] for n in api.networks()}
+    return {**task_template, "Networks": [
+        {**network, "Target": names.get(network["Target"], network["Target"])}
+        for network in attached
+    ]}  # fmt: skip
 
 
 def _swarm_time(text: str | None) -> datetime | None:

@@ -12,7 +12,7 @@ import ipaddress
 import logging
 import secrets
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +20,7 @@ import bcrypt
 import requests
 
 from certbotless.settings import StatusPage
+from certbotless.web.peers import in_networks
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,8 @@ REALM = "certbotless status"
 _BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
 # Headers a forward-auth service decides on (Traefik's and nginx's names).
 _FORWARDED_TO_AUTH = ("Cookie", "Authorization", "User-Agent", "Accept")
+# What a proxy says about the client: believed from the edge's nginx only, which sets them.
+_PROXY_HEADERS = ("X-Forwarded-", "Forwarded", "X-Real-Ip", "X-Original-")
 FORWARD_AUTH_TIMEOUT = 5.0
 _REMEMBERED_LOGINS = 256
 
@@ -88,8 +91,12 @@ class Gate:
         self,
         page: StatusPage,
         ask: Callable[..., requests.Response] = requests.get,
+        edge: Container[str] = frozenset(),
     ) -> None:
         self.networks = [ipaddress.ip_network(n) for n in page.allow_from]
+        # The edge's nginx tasks (web.peers.EdgePeers), and who may reach the page without it.
+        self.edge = edge
+        self.direct_from = page.direct_from
         self.users = read_htpasswd(page.htpasswd) if page.htpasswd else None
         # An unknown user costs a bcrypt check as long as a known one's: the time taken tells
         # no user names (htpasswd -nB uses cost 5, others more).
@@ -101,10 +108,30 @@ class Gate:
         # For cookie-free tokens: binds a CSRF token to a visitor and this process.
         self.secret = secrets.token_bytes(32)
 
+    def trusted_headers(self, peer: str, headers: Mapping[str, str]) -> dict[str, str]:
+        """The request's headers as far as they are believed: an nginx task of the edge's as
+        they are (nginx replaced the client's X-Forwarded-*); a peer of
+        CERTBOTLESS_STATUS_DIRECT_FROM's without what a proxy would say about the client;
+        anyone else (a tenant's container on the edge network) is refused before anything."""
+        if peer in self.edge:
+            return dict(headers)
+        if not in_networks(peer, self.direct_from):
+            raise Refused(403, f"{peer} is not an nginx task of the edge: the page answers "
+                          "through the edge (or from CERTBOTLESS_STATUS_DIRECT_FROM)")  # fmt: skip
+        return {name: value for name, value in headers.items()
+                if not name.startswith(_PROXY_HEADERS)}  # fmt: skip
+
     def admit(
-        self, peer: str, headers: Mapping[str, str], target: str, method: str = "GET"
+        self,
+        peer: str,
+        headers: Mapping[str, str],
+        target: str,
+        method: str = "GET",
+        listener: str = "",
     ) -> Visitor:
-        """`headers` with title-cased names (X-Forwarded-Host)."""
+        """`headers` with title-cased names (X-Forwarded-Host); `listener`: the address the
+        peer reached (what forward auth is told the host is, for a peer not through the edge)."""
+        headers = self.trusted_headers(peer, headers)
         who = peer
         if self.networks and not any(
             ipaddress.ip_address(peer) in network for network in self.networks
@@ -113,7 +140,7 @@ class Gate:
         if self.users is not None:
             who = self._basic(headers.get("Authorization", ""))
         if self.forward_auth is not None:
-            who = self._forwarded(peer, headers, target, method) or who
+            who = self._forwarded(peer, headers, target, method, listener) or who
         return Visitor(who)
 
     def csrf_token(self, visitor: Visitor) -> str:
@@ -149,16 +176,18 @@ class Gate:
         return user
 
     def _forwarded(
-        self, peer: str, headers: Mapping[str, str], target: str, method: str
+        self, peer: str, headers: Mapping[str, str], target: str, method: str, listener: str
     ) -> str | None:
         """Asks the forward-auth service as the edge would: 2xx lets in (its Remote-User
-        names the visitor)."""
+        names the visitor). The host is the edge's word, else the listener's address: never a
+        name a client picked, which an auth service's rules could let through."""
         assert self.forward_auth is not None
         sent = {name: headers[name] for name in _FORWARDED_TO_AUTH if name in headers}
+        host = headers.get("X-Forwarded-Host") or listener or headers.get("Host", "")
         sent |= {
             "X-Forwarded-Method": method,
             "X-Forwarded-Proto": headers.get("X-Forwarded-Proto", "http"),
-            "X-Forwarded-Host": headers.get("X-Forwarded-Host", headers.get("Host", "")),
+            "X-Forwarded-Host": host,
             "X-Forwarded-Uri": target,
             "X-Forwarded-For": headers.get("X-Forwarded-For", peer),
         }

@@ -8,7 +8,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Protocol
@@ -69,11 +69,13 @@ class StatusServer:
         actions: Actions | None,
         gate: Gate | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        edge: Container[str] = frozenset(),
     ) -> None:
+        """`edge`: the addresses of the edge's nginx tasks (web.peers.EdgePeers)."""
         self.page = page
         self.source = source
         self.actions = actions if page.actions else None
-        self.gate = gate or Gate(page)
+        self.gate = gate or Gate(page, edge=edge)
         self.clock = clock
         self.templates = Environment(
             loader=PackageLoader("certbotless.web", "templates"),
@@ -155,6 +157,7 @@ class StatusServer:
 
 class _Handler(DeadlineHandler):
     server_app: StatusServer
+    _trusted_headers: dict[str, str]  # the request's, as the gate believes them
     server_version = "certbotless-status"
     sys_version = ""
 
@@ -199,21 +202,25 @@ class _Handler(DeadlineHandler):
 
     def _same_origin(self) -> None:
         """Browsers say where a form came from: a cross-site one is refused before its token
-        is even looked at."""
+        is even looked at. The host is the edge's X-Forwarded-Host, else the request's own."""
         if self.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
             raise Refused(403, "cross-site request refused")
         origin = self.headers.get("Origin")
-        host = self.headers.get("X-Forwarded-Host") or self.headers.get("Host", "")
+        trusted = self._trusted_headers
+        host = trusted.get("X-Forwarded-Host") or trusted.get("Host", "")
         if origin is not None and origin != "null" and urlsplit(origin).netloc != host:
             raise Refused(403, "cross-site request refused")
         if origin == "null":
             raise Refused(403, "cross-site request refused")
 
     def _admitted(self) -> Visitor | None:
+        gate, peer = self.server_app.gate, self.client_address[0]
         try:
             headers = {name.title(): value for name, value in self.headers.items()}
-            return self.server_app.gate.admit(self.client_address[0], headers, self.path,
-                                              self.command)  # fmt: skip
+            self._trusted_headers = gate.trusted_headers(peer, headers)
+            host, port = self.connection.getsockname()[:2]
+            listener = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            return gate.admit(peer, headers, self.path, self.command, listener)
         except Refused as refused:
             self._refuse(refused)
             return None

@@ -37,7 +37,12 @@ PROXY_ENV = {
     "EDGE_IMAGE": "certbotless-nginx:latest",
     "SIDECAR_IMAGE": "certbotless:0.2.0",
     "USER_SECRETS": "site_htpasswd|shop_htpasswd_[0-9a-f]{8}",
+    "EDGE_NETWORKS": "certbotless-edge|edge_front",
+    "SIDECAR_NETWORKS": "certbotless-edge|edge_docker-api",
 }
+# The networks the engine lists: the edge's, by the ID its spec gives, and another stack's.
+NETWORKS = [{"Id": "netid0123456789abcdefghij", "Name": "certbotless-edge"},
+            {"Id": "shopnetid0123456789abcdef", "Name": "shop_default"}]  # fmt: skip
 
 # The edge's service as the engine returns it: what certbotless's updates and jobs start from.
 EDGE_SERVICE: dict[str, Any] = {
@@ -52,7 +57,7 @@ EDGE_SERVICE: dict[str, Any] = {
                 "Args": ["nginx", "-g", "daemon off;"],
                 "Env": ["NOTE=café"],
                 "StopSignal": "SIGQUIT",
-                "Mounts": [{"Type": "volume", "Source": "edge_logs", "Target": "/var/log/nginx"}],
+                "Ulimits": [{"Name": "nofile", "Hard": 65536, "Soft": 65536}],
                 "Configs": [
                     {
                         "File": {
@@ -99,7 +104,9 @@ class StandInEngine:
             return "OK"
         if route.endswith(("/services/create", "/configs/create", "/secrets/create")):
             return {"ID": "createdid0123456789abcdef"}
-        if route.endswith(("/services", "/tasks", "/networks", "/secrets", "/configs", "/nodes")):
+        if route.endswith("/networks"):
+            return NETWORKS
+        if route.endswith(("/services", "/tasks", "/secrets", "/configs", "/nodes")):
             return []
         if route.endswith(("/events", "/logs")):
             return ""
@@ -375,7 +382,14 @@ def _spec(container: dict[str, Any]) -> bytes:
     return json.dumps({"Name": "cbl-job-x", "TaskTemplate": {"ContainerSpec": container}}).encode()
 
 
+def _job(**template: Any) -> bytes:
+    """A job's spec as docker-py sends it, with `template` beside the container spec."""
+    return json.dumps({"Name": "cbl-job-x", "TaskTemplate": {"ContainerSpec": NGINX_CHECK,
+                                                             **template}}).encode()  # fmt: skip
+
+
 NGINX_CHECK = {"Image": "certbotless-nginx:latest", "Command": ["nginx", "-t"]}
+VOLUME = {"Type": "volume", "Source": "shop_db_data", "Target": "/var/lib/x"}
 SECRET = {"SecretID": "secretid0123456789abcdefg", "File": {"Name": "/k", "UID": "0", "GID": "0"}}
 
 
@@ -416,6 +430,37 @@ SECRET = {"SecretID": "secretid0123456789abcdefg", "File": {"Name": "/k", "UID":
                 "Secrets": [{**SECRET, "SecretName": "shop_db_password"}]})),
         ("POST", "/v1.41/services/edge_certbotless/update?version=42",
          _spec({"Image": "certbotless-nginx:latest"})),
+        ("POST", "/v1.41/services/edge_certbotless/update?version=42",
+         _spec({"Image": "certbotless:0.2.0",
+                "Secrets": [{**SECRET, "SecretName": "shop_db_password"}]})),
+        # Issue 28's remaining gaps: another stack's network (by name or by ID), a volume or a
+        # tmpfs, a job's name anywhere but first, or a second name.
+        ("POST", "/v1.41/services/create", _job(Networks=[{"Target": "shop_default"}])),
+        ("POST", "/v1.41/services/create",
+         _job(Networks=[{"Target": "shopnetid0123456789abcdef"}])),
+        ("POST", "/v1.41/services/create",
+         _job(Networks=[{"Target": "certbotless-edge"}, {"target": "shop_default"}])),
+        ("POST", "/v1.41/services/edge_nginx/update?version=42",
+         json.dumps({"Name": "edge_nginx", "TaskTemplate": {
+             "ContainerSpec": NGINX_CHECK, "Networks": [{"Target": "shop_default"}]}}).encode()),
+        ("POST", "/v1.41/services/edge_certbotless/update?version=42",
+         json.dumps({"Name": "edge_certbotless", "TaskTemplate": {
+             "ContainerSpec": {"Image": "certbotless:0.2.0"},
+             "Networks": [{"Target": "edge_front"}]}}).encode()),
+        ("POST", "/v1.41/services/create", _spec({**NGINX_CHECK, "Mounts": [VOLUME]})),
+        ("POST", "/v1.41/services/create",
+         _spec({**NGINX_CHECK, "Mounts": [{"Type": "tmpfs", "Target": "/tmp"}]})),
+        ("POST", "/v1.41/services/edge_nginx/update?version=42",
+         _spec({"Image": "certbotless-nginx:latest", "mounts": [VOLUME]})),
+        ("POST", "/v1.41/services/create",
+         json.dumps({"Name": "cbl-job-x", "TaskTemplate": {"ContainerSpec": NGINX_CHECK},
+                     "name": "shop_evil"}).encode()),
+        ("POST", "/v1.41/services/create",
+         json.dumps({"Labels": {"Name": "cbl-job-x"}, "Name": "shop_evil",
+                     "TaskTemplate": {"ContainerSpec": NGINX_CHECK}}).encode()),
+        ("POST", "/v1.41/services/create",
+         json.dumps({"Labels": {"a": '{"Name": "cbl-job-x"}'}, "Name": "shop_evil",
+                     "TaskTemplate": {"ContainerSpec": NGINX_CHECK}}).encode()),
     ],
 )  # fmt: skip
 def test_a_write_to_what_is_not_certbotlesss_is_refused(
@@ -440,10 +485,32 @@ def test_a_write_to_what_is_not_certbotlesss_is_refused(
         ("/v1.41/services/edge_certbotless/update?version=42",
          {"Image": "certbotless:0.2.0",
           "Secrets": [{**SECRET, "SecretName": "certbotless-dns-rfc2136-key-secret"}]}),
+        ("/v1.41/services/create",
+         {**NGINX_CHECK, "Mounts": [], "Ulimits": [{"Name": "nofile", "Hard": 1, "Soft": 1}],
+          "Secrets": [{"File": {"Name": "/k", "UID": "0"}, "SecretName": "cbl-shop-1"}]}),
     ],
 )  # fmt: skip
 def test_certbotlesss_own_spec_writes_pass(
     proxy: Proxy, path: str, container: dict[str, Any]
 ) -> None:
     status, text = proxy.request("POST", path, _spec(container))
+    assert status == 200, text
+
+
+@pytest.mark.parametrize(
+    ("path", "networks"),
+    [
+        ("/v1.41/services/create", ["certbotless-edge", "edge_front"]),
+        ("/v1.41/services/edge_nginx/update?version=42", ["certbotless-edge", "edge_front"]),
+        ("/v1.41/services/edge_certbotless/update?version=42",
+         ["certbotless-edge", "edge_docker-api"]),
+    ],
+)  # fmt: skip
+def test_the_stacks_own_networks_pass_by_name(proxy: Proxy, path: str, networks: list[str]) -> None:
+    image = "certbotless:0.2.0" if "certbotless/" in path else NGINX_CHECK["Image"]
+    name = "cbl-job-x" if path.endswith("create") else path.split("/")[3]
+    body = {"Name": name, "TaskTemplate": {
+        "ContainerSpec": {**NGINX_CHECK, "Image": image},
+        "Networks": [{"Target": n, "Aliases": ["nginx"]} for n in networks]}}  # fmt: skip
+    status, text = proxy.request("POST", path, json.dumps(body).encode())
     assert status == 200, text

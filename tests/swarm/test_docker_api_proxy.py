@@ -50,7 +50,7 @@ attempts = {
         name="cbl-proxy-escape"),
 }
 # Issue 28: the victims' names, set by the test.
-VICTIM_SERVICE, VICTIM_SECRET, VICTIM_CONFIG = __VICTIMS__
+VICTIM_SERVICE, VICTIM_SECRET, VICTIM_CONFIG, VICTIM_NETWORK = __VICTIMS__
 edge = api.inspect_service(__EDGE__)["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
 victim = api.inspect_service(VICTIM_SERVICE)
 secret = api.inspect_secret(VICTIM_SECRET)
@@ -78,6 +78,63 @@ attempts.update({
     "update another service's image, by name": lambda: api.update_service(
         VICTIM_SERVICE, victim["Version"]["Index"], name=victim["Spec"]["Name"],
         task_template=other_image),
+})
+# Issue 28's remaining gaps: the edge, a job or the sidecar attached to another stack's network,
+# mounting a volume or a tmpfs, to another image or another stack's secret; a job's name not
+# the first key of the body, or given twice. Specs as certbotless sends them (networks by name),
+# with one thing changed.
+names = {n["Id"]: n["Name"] for n in api.networks()}
+def spec_of(service, **container):
+    found = api.inspect_service(service)
+    template = found["Spec"]["TaskTemplate"]
+    networks = [{**n, "Target": names[n["Target"]]} for n in template.get("Networks") or []]
+    spec = {**template, "Networks": networks,
+            "ContainerSpec": {**template["ContainerSpec"], **container}}
+    return found, spec
+def update(service, extra_network=None, **container):
+    found, spec = spec_of(service, **container)
+    if extra_network:
+        spec["Networks"] = spec["Networks"] + [{"Target": extra_network}]
+    return lambda: api.update_service(service, found["Version"]["Index"],
+                                      name=found["Spec"]["Name"], task_template=spec)
+def job(extra_network=None, **container):
+    _, spec = spec_of(__EDGE__, Command=["nginx", "-t"], **container)
+    spec["ContainerSpec"].pop("Args", None)
+    networks = [{"Target": n["Target"]} for n in spec["Networks"]]
+    if extra_network:
+        networks.append({"Target": extra_network})
+    template = {"ContainerSpec": spec["ContainerSpec"], "Networks": networks}
+    return lambda: api.create_service(template, name="cbl-job-proxy-escape")
+def raw_create(body):
+    def post():
+        answer = api._post(api._url("/services/create"), data=body,
+                           headers={"Content-Type": "application/json"})
+        api._raise_for_status(answer)
+    return post
+SIDECAR = __SIDECAR__
+volume = [{"Type": "volume", "Source": "h28-victim-data", "Target": "/var/lib/x"}]
+tmpfs = [{"Type": "tmpfs", "Target": "/tmp/x"}]
+job_container = json.dumps({"Image": edge, "Command": ["nginx", "-t"]})
+attempts.update({
+    "attach the edge to another stack's network": update(__EDGE__, VICTIM_NETWORK),
+    "attach the edge to another stack's network, by ID": update(
+        __EDGE__, {name: id for id, name in names.items()}[VICTIM_NETWORK]),
+    "attach the sidecar to another stack's network": update(SIDECAR, VICTIM_NETWORK),
+    "a job on another stack's network": job(VICTIM_NETWORK),
+    "a job mounting a named volume": job(Mounts=volume),
+    "a job mounting a tmpfs": job(Mounts=tmpfs),
+    "mount a named volume into the edge": update(__EDGE__, Mounts=volume),
+    "mount a tmpfs into the sidecar": update(SIDECAR, Mounts=tmpfs),
+    "update the edge to another image": update(__EDGE__, Image="certbotless-front:local"),
+    "update the sidecar to another image": update(SIDECAR, Image="certbotless-front:local"),
+    "update the edge to mount another stack's secret": update(__EDGE__, Secrets=mounting_it),
+    "update the sidecar to mount another stack's secret": update(SIDECAR, Secrets=mounting_it),
+    "a job named twice, another name last": raw_create(
+        '{"Name": "cbl-job-proxy-escape", "TaskTemplate": {"ContainerSpec": %s}, '
+        '"name": "h28-proxy-escape"}' % job_container),
+    "a job whose job name is in a label": raw_create(
+        '{"Labels": {"Name": "cbl-job-proxy-escape"}, "Name": "h28-proxy-escape", '
+        '"TaskTemplate": {"ContainerSpec": %s}}' % job_container),
 })
 results = {}
 for what, attempt in attempts.items():
@@ -119,28 +176,44 @@ def test_the_sidecar_has_no_socket_only_the_proxy(edge_with_app: str) -> None:
 @pytest.fixture(scope="module")
 def victims(
     edge_with_app: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, str, str]]:
-    """Another stack's service (the demo app), secret and config: what a compromised sidecar
-    must not reach (issue 28)."""
+) -> Iterator[tuple[str, str, str, str]]:
+    """Another stack's service (the demo app), secret, config and network: what a compromised
+    sidecar must not reach (issue 28)."""
     token = secrets.token_hex(3)
     secret, config = f"h28-victim-password-{token}", f"h28-victim-conf-{token}"
+    network = f"h28-victim-net-{token}"
     data = tmp_path_factory.mktemp("victims") / "data"
     data.write_text("hunter2")
     docker("secret", "create", secret, str(data))
     docker("config", "create", config, str(data))
+    docker("network", "create", "--driver", "overlay", network)
     try:
-        yield f"{DEMO_STACK}_app", secret, config
+        yield f"{DEMO_STACK}_app", secret, config, network
     finally:
         run(["docker", "secret", "rm", secret], check=False)
         run(["docker", "config", "rm", config], check=False)
+        run(["docker", "network", "rm", network], check=False)
+
+
+def _attached(service: str) -> tuple[list[str], list[str], str]:
+    """A service's networks (IDs), mounts and image: what the attempts must leave as it was."""
+    spec = json.loads(docker("service", "inspect", service))[0]["Spec"]["TaskTemplate"]
+    container = spec["ContainerSpec"]
+    networks = [n["Target"] for n in spec.get("Networks") or []]
+    return (
+        networks,
+        [m.get("Source", "") for m in container.get("Mounts") or []],
+        container["Image"],
+    )
 
 
 def test_what_would_take_a_manager_over_is_refused(
-    edge_with_app: str, victims: tuple[str, str, str]
+    edge_with_app: str, victims: tuple[str, str, str, str]
 ) -> None:
-    script = ATTEMPTS.replace("__VICTIMS__", repr(victims)).replace(
-        "__EDGE__", repr(f"{EDGE_STACK}_nginx")
-    )
+    edge, sidecar = f"{EDGE_STACK}_nginx", f"{EDGE_STACK}_certbotless"
+    before = {name: _attached(name) for name in (edge, sidecar)}
+    script = (ATTEMPTS.replace("__VICTIMS__", repr(victims)).replace("__EDGE__", repr(edge))
+              .replace("__SIDECAR__", repr(sidecar)))  # fmt: skip
     output = docker("exec", edge_with_app, "python3", "-c", script)
     results: dict[str, str] = json.loads(output.strip().splitlines()[-1])
     print(json.dumps(results, indent=1))
@@ -151,16 +224,37 @@ def test_what_would_take_a_manager_over_is_refused(
     assert "a bind mount" in results["a service with the engine's socket"]
     in_edge_image = results["a job in the edge image mounting another stack's secret"]
     assert "a secret not named" in in_edge_image
+    # Issue 28's remaining gaps, each refused for what it asks.
+    reasons = {
+        "attach the edge to another stack's network": "a network other than those of the edge",
+        "attach the edge to another stack's network, by ID": "a network other than those",
+        "attach the sidecar to another stack's network": "those of the sidecar",
+        "a job on another stack's network": "a network other than those of the edge",
+        "a job mounting a named volume": "a volume or tmpfs mount",
+        "a job mounting a tmpfs": "a volume or tmpfs mount",
+        "mount a named volume into the edge": "a volume or tmpfs mount",
+        "mount a tmpfs into the sidecar": "a volume or tmpfs mount",
+        "update the edge to another image": "an image other than that of the edge",
+        "update the sidecar to another image": "an image other than that of the sidecar",
+        "update the edge to mount another stack's secret": "a secret not named",
+        "update the sidecar to mount another stack's secret": "a secret not named",
+        "a job named twice, another name last": "a second service name",
+        "a job whose job name is in a label": "as the first key",
+    }
+    for what, reason in reasons.items():
+        assert reason in results[what], (what, results[what])
     # The victims are as they were.
-    service, secret, config = victims
+    service, secret, config, _network = victims
     assert docker(
         "service", "inspect", service, "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}"
     ).startswith("certbotless-demo-app")
     docker("secret", "inspect", secret)
     docker("config", "inspect", config)
-    # The engine never saw them.
-    assert not docker("ps", "-aq", "--filter", "name=cbl-proxy-escape").split()
-    assert not docker("service", "ls", "-q", "--filter", "name=cbl-proxy-escape").split()
+    # The engine never saw them: the edge and the sidecar are as they were, no service exists.
+    assert {name: _attached(name) for name in (edge, sidecar)} == before
+    for name in ("cbl-proxy-escape", "h28-proxy-escape"):
+        assert not docker("ps", "-aq", "--filter", f"name={name}").split()
+        assert not docker("service", "ls", "-q", "--filter", f"name={name}").split()
     assert docker("info", "--format", "{{.Swarm.LocalNodeState}}").strip() == "active"
     # The proxy's log names each refused call.
     refused = [line for line in service_logs(PROXY_SERVICE).splitlines() if " 403 " in line]

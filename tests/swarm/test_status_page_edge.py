@@ -113,6 +113,23 @@ def test_the_page_is_not_served_without_the_password(page: str) -> None:
     assert https_get(STATUS_HOST, page, "/api/v1/certificates").status == 401
 
 
+def test_a_tenant_on_the_edge_network_cannot_reach_the_page_itself(page: str) -> None:
+    """Issue 25, item 9: the page listens on the certbotless-edge network every tenant joins.
+    A container there that asks the page itself, not through the edge's nginx, is refused,
+    whatever X-Forwarded-* it sends and even with the password; the edge's requests pass."""
+    forged = ["-H", "X-Forwarded-For: 10.0.0.1", "-H", f"X-Forwarded-Host: {STATUS_HOST}",
+              "-H", "X-Forwarded-Proto: https"]  # fmt: skip
+    for credentials in ([], ["-H", f"Authorization: {AUTH['Authorization']}"]):
+        url = f"http://{EDGE_STACK}_certbotless:8403/"
+        probe = run(["docker", "run", "--rm", "--network", EDGE_NETWORK, "--entrypoint", "curl",
+                     "certbotless-front:local", "-s", "-w", "\n%{http_code}", *forged,
+                     *credentials, url], check=False)  # fmt: skip
+        body, _, status = probe.stdout.rpartition("\n")
+        print(f"a tenant's direct request ({len(credentials) // 2} credentials): {status}")
+        assert status == "403" and "not an nginx task of the edge" in body, probe
+    assert https_get(STATUS_HOST, page, headers=AUTH).status == 200
+
+
 def test_the_page_and_its_json_show_what_nginx_serves(page: str) -> None:
     served = https_get(DEMO_HOST, page).serial
     html = https_get(STATUS_HOST, page, headers=AUTH).body

@@ -5,12 +5,12 @@ from pathlib import Path
 import certifi
 import pytest
 
+from certbotless.redaction import redacted_url
 from certbotless.settings import (
     LETSENCRYPT_STAGING,
     VARIABLES,
     Settings,
     SettingsError,
-    redacted_url,
     unknown_variables,
 )
 from tests.support.paths import REPO
@@ -125,6 +125,8 @@ BAD: dict[str, list[tuple[str, dict[str, str]]]] = {
     "STATUS_ALLOW_FROM": [("10.0.0.0/33", {"CERTBOTLESS_STATUS_LISTEN": ":8403"}),
                           ("everyone", {"CERTBOTLESS_STATUS_LISTEN": ":8403"})],
     "STATUS_FORWARD_AUTH": [("authelia:9091/api/verify", {"CERTBOTLESS_STATUS_LISTEN": ":8403"})],
+    "STATUS_DIRECT_FROM": [("edge", {"CERTBOTLESS_STATUS_LISTEN": ":8403",
+                                     "CERTBOTLESS_STATUS_ALLOW_FROM": "10.0.0.0/8"})],
     "STATUS_ACTIONS": [("sure", {"CERTBOTLESS_STATUS_LISTEN": ":8403",
                                  "CERTBOTLESS_STATUS_ALLOW_FROM": "10.0.0.0/8"}),
                        # an allowlist alone does not say who renews or revokes

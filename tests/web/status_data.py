@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -177,9 +177,11 @@ def write_htpasswd(directory: Path) -> Path:
 
 @contextlib.contextmanager
 def serving(page: StatusPage, source: FakeSource | None = None,
-            actions: RecordedActions | None = None) -> Iterator[StatusServer]:  # fmt: skip
-    """The real server on a free loopback port (`page.listen` should say port 0)."""
-    server = StatusServer(page, source or FakeSource(), actions or RecordedActions())
+            actions: RecordedActions | None = None,
+            edge: Container[str] = frozenset()) -> Iterator[StatusServer]:  # fmt: skip
+    """The real server on a free loopback port (`page.listen` should say port 0); `edge`: the
+    addresses of the edge's nginx tasks."""
+    server = StatusServer(page, source or FakeSource(), actions or RecordedActions(), edge=edge)
     server.start()
     try:
         yield server

@@ -365,3 +365,107 @@ def test_a_thousand_certificates_render_within_200_ms(htpasswd: Path, figure) ->
     figure(f"status page with 1,000 certificates: {best:.0f} ms (best of 5, over HTTP), "
            f"{len(answer.content) / 1024:.0f} KiB")  # fmt: skip
     assert best <= 200
+
+
+class _BypassingAuthService(BaseHTTPRequestHandler):
+    """A forward-auth service with an auth service's ordinary bypass rules: the public host and
+    the internal network pass without a login (2xx, no Remote-User); anything else is 401."""
+
+    asked: ClassVar[list[dict[str, str]]] = []
+
+    def do_GET(self) -> None:
+        _BypassingAuthService.asked.append(dict(self.headers.items()))
+        public = self.headers.get("X-Forwarded-Host") == "public.example.com"
+        internal = self.headers.get("X-Forwarded-For", "").startswith("10.")
+        self.send_response(200 if public or internal else 401)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def bypassing_auth() -> Iterator[str]:
+    auth = ThreadingHTTPServer(LOOPBACK, _BypassingAuthService)
+    threading.Thread(target=auth.serve_forever, daemon=True).start()
+    _BypassingAuthService.asked.clear()
+    try:
+        yield f"http://127.0.0.1:{auth.server_address[1]}/api/verify"
+    finally:
+        auth.shutdown()
+        auth.server_close()
+
+
+FORGED = {"X-Forwarded-Host": "public.example.com", "X-Forwarded-For": "10.1.2.3",
+          "X-Forwarded-Proto": "https", "Forwarded": "for=10.1.2.3"}  # fmt: skip
+
+
+def test_forged_forwarded_headers_from_a_peer_not_of_the_edge_are_ignored(
+    bypassing_auth: str,
+) -> None:
+    """Issue 25, item 9: a client that reaches the page itself, not through the edge, named the
+    host and address the auth service lets through, read a CSRF token and posted revoke."""
+    actions = RecordedActions()
+    page = StatusPage(LOOPBACK, forward_auth=bypassing_auth, actions=True)
+    with serving(page, actions=actions) as server:
+        url = f"http://127.0.0.1:{server.port}"
+        answer = requests.get(url + "/", headers=FORGED, timeout=5)
+        assert answer.status_code == 401, answer.text
+        told = _BypassingAuthService.asked[-1]
+        # The auth service was told what the page itself knows: its listener, the TCP peer.
+        assert told["X-Forwarded-Host"] == f"127.0.0.1:{server.port}"
+        assert told["X-Forwarded-For"] == "127.0.0.1"
+        assert told["X-Forwarded-Proto"] == "http"
+        posted = requests.post(
+            url + "/actions", headers={**FORGED, "Origin": "https://public.example.com"},
+            data={"action": "revoke", "name": "shop", "confirm": "shop", "csrf": "0" * 64},
+            timeout=5, allow_redirects=False,
+        )  # fmt: skip
+        assert posted.status_code == 401, posted.text
+    assert actions.asked == []
+
+
+def test_a_peer_neither_of_the_edge_nor_allowed_directly_is_refused_first(
+    bypassing_auth: str,
+) -> None:
+    """A tenant's container on the edge network reaches the page's listener: refused before
+    the auth service is even asked."""
+    page = StatusPage(LOOPBACK, forward_auth=bypassing_auth, actions=True, direct_from=())
+    with serving(page) as server:
+        answer = requests.get(f"http://127.0.0.1:{server.port}/", headers=FORGED, timeout=5)
+        assert answer.status_code == 403 and "not an nginx task of the edge" in answer.text
+        assert _BypassingAuthService.asked == []
+    with serving(StatusPage(LOOPBACK, allow_from=("127.0.0.0/8",), direct_from=())) as server:
+        answer = requests.get(f"http://127.0.0.1:{server.port}/", timeout=5)
+        assert answer.status_code == 403, "an allowlist does not open the page to tenants"
+
+
+def test_the_edges_forwarded_headers_are_believed(bypassing_auth: str) -> None:
+    """From an nginx task of the edge the X-Forwarded-* are nginx's own (it replaces the
+    client's): the auth service decides on them, and the form's origin is the edge's host."""
+    actions = RecordedActions()
+    page = StatusPage(LOOPBACK, forward_auth=bypassing_auth, actions=True, direct_from=())
+    with serving(page, actions=actions, edge={"127.0.0.1"}) as server:
+        url = f"http://127.0.0.1:{server.port}"
+        html = requests.get(url + "/", headers=FORGED, timeout=5)
+        assert html.status_code == 200
+        assert _BypassingAuthService.asked[-1]["X-Forwarded-Host"] == "public.example.com"
+        done = requests.post(
+            url + "/actions", headers={**FORGED, "Origin": "https://public.example.com"},
+            data={"action": "renew", "name": "shop", "csrf": _csrf(html.text)}, timeout=5,
+            allow_redirects=False,
+        )  # fmt: skip
+        assert done.status_code == 303, done.text
+    assert actions.asked == [("renew", "shop", "127.0.0.1")]
+
+
+def test_the_direct_networks_are_a_setting() -> None:
+    env = {"CERTBOTLESS_STATUS_LISTEN": ":8403", "CERTBOTLESS_STATUS_ALLOW_FROM": "10.0.0.0/8"}
+    assert Settings.from_env(env).status_page.direct_from == ("127.0.0.0/8", "::1/128")  # type: ignore[union-attr]
+    env["CERTBOTLESS_STATUS_DIRECT_FROM"] = "10.9.0.0/24"
+    assert Settings.from_env(env).status_page.direct_from == ("10.9.0.0/24",)  # type: ignore[union-attr]
+    env["CERTBOTLESS_STATUS_DIRECT_FROM"] = "none"
+    assert Settings.from_env(env).status_page.direct_from == ()  # type: ignore[union-attr]
+    with pytest.raises(SettingsError, match="STATUS_DIRECT_FROM"):
+        Settings.from_env({**env, "CERTBOTLESS_STATUS_DIRECT_FROM": "shop"})
