@@ -203,7 +203,7 @@ def _middleware_definitions(
                     name,
                     kind.lower(),
                     service.name,
-                    service.stack,
+                    service.trusted_stack,  # a stack's secret only where stacks are trusted
                     secret_mounts=service.secret_mounts,
                 ),
             )

@@ -177,16 +177,20 @@ def test_traefik_users_file_names_the_secret_or_the_stacks_secret() -> None:
         "traefik.http.services.s.loadbalancer.server.port": "80",
         "traefik.http.middlewares.auth.basicauth.usersfile": "/run/secrets/users",
     }
-    service = ServiceInfo("app", labels, stack="site")
+    # The stack's secret (site_users) only where the operator trusts stack labels: any
+    # service may write `com.docker.stack.namespace=site` in its own.
+    trusted = ServiceInfo("app", labels, stack="site", trusted_stack="site")
+    claimed = ServiceInfo("app", labels, stack="site")
 
-    def route_with(secrets: frozenset[str]) -> tuple[Route, ...]:
+    def route_with(service: ServiceInfo, secrets: frozenset[str]) -> tuple[Route, ...]:
         return traefik_claims([service], False, secrets)["app"].routes
 
-    (own,) = route_with(frozenset({"users", "site_users"}))
-    (stacks,) = route_with(frozenset({"site_users"}))
+    (own,) = route_with(trusted, frozenset({"users", "site_users"}))
+    (stacks,) = route_with(trusted, frozenset({"site_users"}))
     assert own.basic_auth is not None and own.basic_auth.secret == "users"
     assert stacks.basic_auth is not None and stacks.basic_auth.secret == "site_users"
-    refused = traefik_claims([service], False, frozenset())["app"]
+    assert route_with(claimed, frozenset({"site_users"})) == ()
+    refused = traefik_claims([trusted], False, frozenset())["app"]
     assert refused.routes == ()
     (problem,) = refused.problems
     assert "no Swarm secret is named users or site_users" in problem.message

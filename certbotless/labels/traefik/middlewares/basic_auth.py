@@ -67,7 +67,9 @@ def _users_file_secret(mw: Middleware, context: Context) -> str:
 def mounted_secret(mw: Middleware, context: Context, key: str, what: str, instead: str) -> str:
     """The Swarm secret behind a file option `key=/run/secrets/<target>`: the one the defining
     service mounts at that target (as the Traefik service had it), else a secret named
-    <target>, else the stack's (`docker stack deploy` names it <stack>_<target>)."""
+    <target>, else, where the operator trusts stack labels (CERTBOTLESS_TRUST_STACK_NAMESPACE),
+    the stack's (`docker stack deploy` names it <stack>_<target>): any service may claim any
+    stack in its labels, and so another stack's secret."""
     path = mw.value(key)
     target = path[len(SECRETS_DIR) :] if path.startswith(SECRETS_DIR) else ""
     if not SECRET_NAME_RE.match(target):
@@ -86,5 +88,6 @@ def mounted_secret(mw: Middleware, context: Context, key: str, what: str, instea
                           f"{' or '.join(candidates)} {NOT_MOUNTABLE}; create it from the file "
                           f"(`docker secret create {target} FILE`: one Traefik's own stack "
                           "made, <its stack>_<name>, is another stack's and not "
-                          "used)")  # fmt: skip
+                          "used; mount a secret of your stack into the service that defines "
+                          "the middleware, at that path)")  # fmt: skip
     return found
