@@ -23,6 +23,7 @@ from certbotless.labels.traefik.middlewares.options import (
     Context,
     Middleware,
     Unsupported,
+    access_checks_applied,
     known_fields,
 )
 from certbotless.model import CircuitBreaker, Route
@@ -110,12 +111,7 @@ def _status(mw: Middleware) -> int:
 
 def _note_guards_before(route: Route, mw: Middleware, context: Context) -> None:
     """nginx asks the breaker before its access checks: one listed before it is asked after."""
-    earlier = [name for name, there in (
-        ("basicAuth or digestAuth", route.basic_auth is not None),
-        ("forwardAuth", route.auth_url is not None), ("ipAllowList", bool(route.allow_from)),
-        ("rateLimit", route.rate_limit is not None),
-        ("inFlightReq", route.max_connections is not None),
-    ) if there]  # fmt: skip
+    earlier = access_checks_applied(route)
     if earlier:
         guards = ", ".join(earlier)
         context.note(mw.label(), mw.name, f"nginx asks the circuit breaker before the route's "

@@ -18,6 +18,7 @@ from certbotless.labels.traefik.middlewares.options import (
     Context,
     Middleware,
     Unsupported,
+    access_checks_applied,
     flag,
     known_fields,
 )
@@ -60,12 +61,7 @@ def _htdigest_users(mw: Middleware) -> tuple[str, ...]:
 def _checked_first(route: Route, mw: Middleware) -> None:
     """nginx checks the digest before its access phase: a guard listed earlier would be asked
     after it, unlike Traefik."""
-    earlier = [name for name, there in (
-        ("basicAuth or digestAuth", route.basic_auth is not None),
-        ("forwardAuth", route.auth_url is not None), ("ipAllowList", bool(route.allow_from)),
-        ("rateLimit", route.rate_limit is not None),
-        ("inFlightReq", route.max_connections is not None),
-    ) if there]  # fmt: skip
+    earlier = access_checks_applied(route)
     if earlier:
         raise Unsupported(mw.label(), mw.name, f"nginx checks digestAuth before the route's "
                           f"{', '.join(earlier)} (listed before it here): list digestAuth "

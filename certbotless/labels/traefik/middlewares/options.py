@@ -106,3 +106,14 @@ def invalid_label(label: str, value: str) -> Callable[[str, str], InvalidLabel]:
         return InvalidLabel(LabelProblem("", label, value, message))
 
     return invalid
+
+
+def access_checks_applied(route: Route) -> list[str]:
+    """The access middlewares a route has so far (those listed before the one being applied),
+    which nginx asks in its access phase, after the rewrite phase's answers."""
+    return [name for name, there in (
+        ("basicAuth or digestAuth", route.basic_auth is not None),
+        ("forwardAuth", route.auth_url is not None), ("ipAllowList", bool(route.allow_from)),
+        ("rateLimit", route.rate_limit is not None),
+        ("inFlightReq", route.max_connections is not None),
+    ) if there]  # fmt: skip
