@@ -33,13 +33,13 @@ from certbotless.edge.rewrite_phase import (
     strip_prefix_regex_rewrites,
 )
 from certbotless.edge.shaping import (
-    PROXY_HEADERS,
     compression_directives,
     cors_checks,
     error_page_directives,
     error_pages_location,
     header_directives,
     limit_directives,
+    proxy_headers,
     ssl_proxy_checks,
 )
 from certbotless.edge.upstream_tls import transport_directives
@@ -147,7 +147,7 @@ def _route_blocks(
     # so must those of the auth server's answer (guards.auth_answer_locations).
     recursive = "\n            recursive_error_pages on;" * (named or route.auth_url is not None)
     proxied = f"""
-            proxy_pass $upstream;{PROXY_HEADERS}{extra}"""
+            proxy_pass $upstream;{proxy_headers(route)}{extra}"""
     if route.upstream_scheme == "h2c":
         proxied = as_grpc(proxied)
     blocks = [

@@ -43,6 +43,7 @@ from certbotless.edge.servers import (
     listen_directives,
     real_ip,
 )
+from certbotless.edge.shaping import cors_maps
 from certbotless.edge.upstream_tls import upstream_ca_files
 from certbotless.edge.upstreams import (
     pools_upstreams,
@@ -105,10 +106,9 @@ def render_nginx_conf(
         health_locations(routes),
     )  # fmt: skip
     cache, by_name = _read_on_first_use(on_first_use, servers, cert_for_host, certs_dir, ip_default)
-    client_certs, zones = pass_cert_maps(routes), rate_zones(by_host)
+    client_certs, zones, cors = pass_cert_maps(routes), rate_zones(by_host), cors_maps(routes)
     upstreams = upstream_files(routes) if pooled else {}
-    maps = sum(s.count("\n    map ") for s in (defaults, client_certs, zones, *_all_maps(servers)))
-    maps += sum(text.count("\nmap ") for text in upstreams.values())  # sticky cookies'
+    maps = _map_count(servers, defaults, client_certs, zones, cors, *upstreams.values())
     main = _MAIN.format(
         **njs_directives(routes),
         default_servers=defaults,
@@ -121,6 +121,7 @@ def render_nginx_conf(
         rate_zones=zones,
         client_geos=client_geos(routes),
         client_certs=client_certs,
+        cors_maps=cors,
         routing_path_maps=ROUTING_PATH_MAPS,
         tickets=_tickets(ticket_keys),
         certificate_cache=cache,
@@ -221,8 +222,11 @@ def _server_names_hash_sizes(hosts: Iterable[str], certificate_map: bool = False
     return sizes
 
 
-def _all_maps(servers: Mapping[str, list[Server]]) -> list[str]:
-    return [server.maps for both in servers.values() for server in both]
+def _map_count(servers: Mapping[str, list[Server]], *http_level: str) -> int:
+    """The http-level maps: the servers' routing maps and those of `http_level` texts (an
+    upstream file's sticky cookie maps start its lines)."""
+    texts = [*http_level, *(server.maps for both in servers.values() for server in both)]
+    return sum(text.count("\n    map ") + text.count("\nmap ") for text in texts)
 
 
 def _tickets(keys: int) -> str:
@@ -368,7 +372,7 @@ http {{
     ssl_session_cache shared:certbotless:10m;
     ssl_session_timeout 1d;
 {tickets}{certificate_cache}
-{http2}{real_ip}{rate_zones}{client_geos}{client_certs}{njs_http}{default_servers}
+{http2}{real_ip}{rate_zones}{client_geos}{client_certs}{cors_maps}{njs_http}{default_servers}
 
 {upstreams}
     include {hosts_dir}/*.conf;

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from certbotless.edge.conditions import quoted
 from certbotless.edge.rewrite_phase import entry_point_value
@@ -30,6 +31,39 @@ PROXY_HEADERS = (
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection $connection_upgrade;"""
 )
+
+
+def proxy_headers(route: Route) -> str:
+    """PROXY_HEADERS, but for the headers the route's customRequestHeaders set themselves: those
+    are sent once, with the route's value (Traefik's middleware replaces the entry point's; two
+    Host lines would make a bad request)."""
+    own = {name.lower() for name, _ in request_headers(route)}
+    if not route.pass_host_header:  # the service's own name: _upstream_directives sends it
+        own.add("host")
+    lines = [line for line in PROXY_HEADERS.split("\n")
+             if not line.strip().startswith("proxy_set_header ") or line.split()[1].lower()
+             not in own]  # fmt: skip
+    return "\n".join(lines)
+
+
+def request_headers(route: Route) -> list[tuple[str, str]]:
+    """The route's customRequestHeaders as Traefik's proxy sends them: the last middleware's
+    value of a name wins; an empty Host changes nothing (Go's Host is no header to delete); an
+    X-Forwarded-For value is followed by the client's address, which Traefik's proxy appends,
+    and an empty one sends none only when spelled `X-Forwarded-For` (Traefik marks exactly that
+    name; another spelling is deleted, and the proxy adds the client's address again)."""
+    sent: dict[str, tuple[str, str]] = {}
+    for name, value in route.request_headers:
+        key = name.lower()
+        if key == "host" and (not value or not route.pass_host_header):
+            continue  # without passHostHeader, Traefik's proxy sends the service's name
+        if key == "x-forwarded-for":
+            if not value and name != "X-Forwarded-For":
+                sent.pop(key, None)
+                continue
+            value = f"{value}, $remote_addr" if value else ""
+        sent[key] = (name, value)
+    return list(sent.values())
 
 
 def limit_directives(route: Route) -> str:
@@ -109,7 +143,7 @@ def error_pages_location(index: int, url: str, extra: str = "") -> str:
 def header_directives(route: Route, hsts: bool, plain_http: bool = False) -> str:
     """The route's request and answer headers. An answer header is set as Traefik sets it:
     the upstream's own of that name is dropped."""
-    lines = [f'proxy_set_header {name} "{value}";' for name, value in route.request_headers]
+    lines = [f'proxy_set_header {name} "{value}";' for name, value in request_headers(route)]
     for name, value in route.response_headers:
         lines.append(f"proxy_hide_header {name};")
         if value:
@@ -138,32 +172,59 @@ def header_directives(route: Route, hsts: bool, plain_http: bool = False) -> str
     return "".join(f"\n            {line}" for line in lines)
 
 
+_STAR = '"*"'  # nginx reads a bare * as text too; quoted as the other values
 _ASKS = '"${certbotless_cors_preflight}m"'  # "o" (OPTIONS) then "m" (a method asked): "om"
 
 
 def cors_checks(cors: Cors) -> str:
     """Traefik's CORS, first part (nginx's rewrite phase, so before any rewrite's `break`): the
-    request's Origin kept when listed (`*` when `*` is), and preflights (OPTIONS with
-    Access-Control-Request-Method) answered 200 here with the allowed methods, headers and max
-    age. An empty variable sends no header."""
+    request's Origin kept when it matches, as Traefik's matchOrigin reads the list in order (`*`
+    sends `*`, or the Origin itself with credentials), and preflights (OPTIONS with an Origin
+    and Access-Control-Request-Method) answered 200 here with the allowed methods, headers and
+    max age. An empty variable sends no header."""
     origin, preflight = "$certbotless_cors_origin", "$certbotless_cors_preflight"
     lines = [f'set {origin} "";']
-    if "*" in cors.origins:
-        lines.append(f'set {origin} "*";')
+    star = "*" in cors.origins
+    listed = cors.origins[: cors.origins.index("*")] if star else cors.origins
+    if star:  # the regexes are read after the list: never reached
+        lines.append(f"set {origin} {'$http_origin' if cors.credentials else _STAR};")
     else:
         lines += [f'if ($http_origin ~ "{quoted(regex)}") {{ set {origin} $http_origin; }}'
                   for regex in cors.origin_regexes]  # fmt: skip
-    if cors.origins and "*" not in cors.origins:
-        listed = "|".join(re.escape(o) for o in cors.origins)
-        lines.append(f'if ($http_origin ~ "^({listed})$") {{ set {origin} $http_origin; }}')
+    if listed:
+        exact = "|".join(re.escape(o) for o in listed)
+        lines.append(f'if ($http_origin ~ "^({exact})$") {{ set {origin} $http_origin; }}')
     lines += [f'set {variable} "";' for variable in _CORS_ANSWERS.values()]
     lines += [f'set {preflight} "";',
               f'if ($request_method = OPTIONS) {{ set {preflight} "o"; }}',
               f"if ($http_access_control_request_method) {{ set {preflight} {_ASKS}; }}",
+              f'if ($http_origin = "") {{ set {preflight} ""; }}',
               f'if ({preflight} = "om") {{ '
               + "".join(f'set {_CORS_ANSWERS[n]} "{v}"; ' for n, v in _preflight(cors) if v)
               + "return 200; }"]  # fmt: skip
     return "".join(f"\n            {line}" for line in lines)
+
+
+# http-level maps for the answer's CORS headers, which read the service's answer: its
+# Access-Control-Allow-Origin stays when the Origin matched nothing (Traefik sets it only on a
+# match), and addVaryHeader adds `Origin` to its Vary as Traefik writes it (`Testing,Origin`;
+# `Origin` alone once), but not to a preflight's answer, which Traefik answers without Vary.
+CORS_MAPS = """
+    map $certbotless_cors_origin $certbotless_cors_answer_origin {
+        "" $upstream_http_access_control_allow_origin;
+        default $certbotless_cors_origin;
+    }
+    map "${certbotless_cors_preflight}|$upstream_http_vary" $certbotless_cors_vary {
+        default "${upstream_http_vary},Origin";
+        "om|" "";
+        ~^[om]*\\|$ Origin;
+        ~^[om]*\\|Origin$ Origin;
+    }"""
+
+
+def cors_maps(routes: Iterable[Route]) -> str:
+    """CORS_MAPS when a route has CORS (they read its variables, which nginx must know)."""
+    return CORS_MAPS if any(route.cors is not None for route in routes) else ""
 
 
 _CORS_ANSWERS = {
@@ -183,16 +244,22 @@ def _preflight(cors: Cors) -> list[tuple[str, str]]:
 
 
 def _cors_headers(cors: Cors) -> list[str]:
-    """Traefik's CORS, second part: the answer's headers."""
-    lines = ["add_header Access-Control-Allow-Origin $certbotless_cors_origin always;"]
+    """Traefik's CORS, second part: the answer's headers, each replacing the service's own of
+    that name when Traefik sets it."""
+    lines = [
+        "proxy_hide_header Access-Control-Allow-Origin;",
+        "add_header Access-Control-Allow-Origin $certbotless_cors_answer_origin always;",
+    ]
     lines += [f"add_header {name} {variable} always;" for name, variable in _CORS_ANSWERS.items()]
     if cors.credentials:
-        lines.append('add_header Access-Control-Allow-Credentials "true" always;')
-    if cors.expose_headers:
+        lines += ["proxy_hide_header Access-Control-Allow-Credentials;",
+                  'add_header Access-Control-Allow-Credentials "true" always;']  # fmt: skip
+    if cors.expose_headers and not ("*" in cors.expose_headers and cors.credentials):
         exposed = ",".join(cors.expose_headers)  # as Traefik joins them
-        lines.append(f'add_header Access-Control-Expose-Headers "{exposed}" always;')
+        lines += ["proxy_hide_header Access-Control-Expose-Headers;",
+                  f'add_header Access-Control-Expose-Headers "{exposed}" always;']  # fmt: skip
     if cors.vary:
-        lines.append("add_header Vary Origin always;")
+        lines += ["proxy_hide_header Vary;", "add_header Vary $certbotless_cors_vary always;"]
     return lines
 
 

@@ -133,7 +133,10 @@ class Echo(BaseHTTPRequestHandler):
     delayed: ClassVar[dict[str, float]] = {}
 
     def _answer(self) -> None:
-        headers = {name.lower(): value for name, value in self.headers.items()}
+        headers: dict[str, str] = {}
+        for name, value in self.headers.items():  # a header sent twice: both, joined
+            key = name.lower()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
         headers[METHOD_SEEN] = self.command
         Echo.seen.append((self.path, headers))
         time.sleep(Echo.delayed.get(self.path, 0))

@@ -63,6 +63,10 @@ _TOKEN_RE = re.compile(r"^(?:\*|[A-Za-z0-9-]{1,100})$", re.ASCII)
 
 
 def apply(route: Route, mw: Middleware, context: Context) -> Route:
+    if set(mw.fields) <= {""}:  # `…m.headers=true`: Traefik's dynamic.Headers{}
+        raise Unsupported(mw.label(""), mw.value(""), "a headers middleware without an option, "
+                          "which Traefik refuses (headers configuration not valid): give it "
+                          "the headers to set")  # fmt: skip
     known_fields(mw, {"customrequestheaders", "customresponseheaders", *_HEADER_FLAGS,
                       *_HEADER_VALUES, *_STS, *_CORS, *_IGNORED, "publickey",
                       "sslproxyheaders", "allowedhosts", "hostsproxyheaders"})  # fmt: skip
