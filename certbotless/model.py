@@ -71,10 +71,13 @@ class ServiceInfo:
 
 @dataclass(frozen=True)
 class ErrorPages:
-    """Error responses replaced by pages from another service: `url` has `{status}` in it."""
+    """Error responses replaced by pages from another service: `url`, where `{status}` is
+    the answer's status. `client_host`: the page is asked with the client's Host, as Traefik's
+    errors middleware asks its service (which passes the Host on unless told not to)."""
 
     url: str
     statuses: tuple[int, ...]
+    client_host: bool = False
 
 
 @dataclass(frozen=True)

@@ -159,7 +159,10 @@ def _route_blocks(
     if route.auth_url is not None:
         blocks += [auth_location(index, route), auth_answer_locations(index, route)]
     if route.error_pages is not None:
-        blocks.append(error_pages_location(index, route.error_pages.url, breaker_logs(route)))
+        pages = route.error_pages
+        blocks.append(
+            error_pages_location(index, pages.url, breaker_logs(route), pages.client_host)
+        )
     return blocks
 
 

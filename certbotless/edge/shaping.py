@@ -124,10 +124,12 @@ def error_page_directives(index: int, route: Route) -> str:
     )
 
 
-def error_pages_location(index: int, url: str, extra: str = "") -> str:
+def error_pages_location(index: int, url: str, extra: str = "", client_host: bool = False) -> str:
     """The route's error-page location; `extra`: more of its lines (the route's breaker counts
-    the answers given here too)."""
+    the answers given here too); `client_host`: the page is asked with the client's Host."""
     page = url.replace("{status}", "${status}")  # `${…}`: letters after it stay letters
+    if client_host:
+        extra += "\n            proxy_set_header Host $host;"
     return f"""
         location @certbotless_errors_{index} {{{extra}
             set $error_page {page};

@@ -195,7 +195,7 @@ def middleware_case_outcome(
         return Outcome(case_id, area, Verdict.SILENT, "accepted; no request checks it")
     for path, answer in case.get("auth_answers", {}).items():
         headers = [(name, value) for name, value in answer.get("headers", [])]
-        Echo.scripted[path] = (answer["status"], headers, answer.get("body", ""))
+        Echo.scripted[path] = (answer["status"], headers, answer_body(answer.get("body", "")))
     secrets = {htpasswd_secret_target(name): text for name, text in case.get("secrets", {}).items()}
     differing = answers_differing(with_echo(requests, ports[0]), routes, scratch, binary, secrets)
     if differing:
@@ -284,8 +284,17 @@ def _script(answers: Mapping[str, Mapping[str, Any] | None]) -> None:
         Echo.delayed.pop(path, None)
         if answer is not None:
             headers = [(name, value) for name, value in answer.get("headers", [])]
-            Echo.scripted[path] = (answer["status"], headers, answer.get("body", ""))
+            Echo.scripted[path] = (answer["status"], headers, answer_body(answer.get("body", "")))
             Echo.delayed[path] = answer.get("delay", 0)
+
+
+def answer_body(body: str | Mapping[str, int]) -> str:
+    """A body as a case gives it: its text, or `{"generated": N}`, N bytes as the letters a to z
+    in turn (a Go test's generateBytes(N), whose bytes run through every value, kept to ASCII:
+    the same length, as compressible)."""
+    if isinstance(body, str):
+        return body
+    return "".join(chr(0x61 + i % 26) for i in range(body["generated"]))
 
 
 def _checked_differences(checked: Mapping[str, Any] | None) -> list[str]:
@@ -431,8 +440,9 @@ def differences(expect: Mapping[str, Any], got: Mapping[str, Any]) -> list[str]:
                              f"certbotless {have!r}")  # fmt: skip
         elif have != value:
             found.append(f"answer header {name}: Traefik {value!r}, certbotless {have!r}")
-    if "body" in expect and expect["body"] != got["body"]:
-        found.append(f"answer body: Traefik {expect['body']!r}, certbotless {got['body']!r}")
+    if "body" in expect and answer_body(expect["body"]) != got["body"]:
+        found.append(f"answer body: Traefik {str(expect['body'])[:80]!r}, "
+                     f"certbotless {got['body'][:80]!r} ({len(got['body'])} bytes)")  # fmt: skip
     if "auth" in expect:
         found += [f"forward auth: {d}" for d in _seen_differences(expect["auth"], got["auth"])]
     if "upstream" in expect:

@@ -34,9 +34,20 @@ def apply(route: Route, mw: Middleware, context: Context) -> Route:
         statuses = parse_statuses(mw.value("status", "400-599"), invalid)
     except InvalidLabel as error:
         raise Unsupported(error.problem.label, error.problem.value, error.problem.message) from None
-    if STATUS_PLACEHOLDER not in url:
-        url += "?status=" + STATUS_PLACEHOLDER
-    return replace(route, error_pages=ErrorPages(url, statuses))
+    # The page is asked for at `query` as it is (Traefik adds no status of its own).
+    return replace(route, error_pages=ErrorPages(url, statuses, _passes_host(mw, context)))
+
+
+def _passes_host(mw: Middleware, context: Context) -> bool:
+    """Whether the error service gets the client's Host (its passHostHeader, true unless
+    set false)."""
+    wanted = mw.value("service").split("@")[0].lower()
+    option = f"traefik.http.services.{wanted}.loadbalancer.passhostheader"
+    return not any(
+        label.lower() == option and value.strip().lower() == "false"
+        for service in context.services
+        for label, value in service.labels.items()
+    )
 
 
 def _error_service(mw: Middleware, context: Context) -> str:
