@@ -28,7 +28,7 @@ class Stored:
     """What the swarm holds for certbotless at one moment."""
 
     records: dict[str, dict[str, object]]  # certificate name → its status record
-    orders: list[dict[str, object]]  # the order history (label certbotless.orders)
+    orders: list[list[object]]  # the order history (label certbotless.orders), entry by entry
     objects: frozenset[str]  # every config's and secret's name, "config:…" / "secret:…"
 
     def carried(self, name: str) -> tuple[object, object]:
