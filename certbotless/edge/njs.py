@@ -99,11 +99,6 @@ def local_njs_features(nginx: str = "nginx") -> NjsFeatures:
     return njs_features(done.stderr + done.stdout)
 
 
-def local_has_njs(nginx: str = "nginx") -> bool:
-    """Whether this machine's nginx has the module."""
-    return NJS in local_njs_features(nginx)
-
-
 def njs_directives(routes: Iterable[Route]) -> dict[str, str]:
     """nginx.conf's parts when a route needs njs: the module loaded first (`njs_module`), and
     in the http block its functions and the dollar they read (`njs_http`)."""

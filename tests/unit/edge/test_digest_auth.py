@@ -18,7 +18,7 @@ import pytest
 
 from certbotless.edge.deployer import digest_key_references
 from certbotless.edge.mounts import DIGEST_KEY_TARGET
-from certbotless.edge.njs import local_has_njs
+from certbotless.edge.njs import NJS, local_njs_features
 from certbotless.model import BasicAuth, Route
 from certbotless.swarm.api import Swarm
 from certbotless.swarm.store import CertStore
@@ -26,7 +26,7 @@ from tests.support.digest_client import authorization, challenge_pairs
 from tests.support.edge_nginx import HOST, echo_upstream, request, serve_routes, stop
 from tests.support.fakes import SecretsSwarm
 
-needs_njs = pytest.mark.skipif(shutil.which("nginx") is None or not local_has_njs(),
+needs_njs = pytest.mark.skipif(shutil.which("nginx") is None or NJS not in local_njs_features(),
                                reason="needs nginx with njs")  # fmt: skip
 KEY = "one edge's key\n"
 USERS = ("test:traefik:a2688e031edb4be6a3797f3882655c05",)  # test's password: test

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from certbotless.edge.njs import local_has_njs
+from certbotless.edge.njs import NJS, local_njs_features
 from certbotless.labels.traefik.go_regex import NotPortable, to_pcre
 from certbotless.labels.traefik.labels import traefik_claims
 from certbotless.model import ServiceInfo
@@ -115,7 +115,7 @@ def test_redirect_regex_nginx_cannot_read_alike_is_refused_by_name() -> None:
     assert "(?=…" in said and "redirectregex" in said.lower()
 
 
-@pytest.mark.skipif(not local_has_njs(), reason="needs njs")
+@pytest.mark.skipif(NJS not in local_njs_features(), reason="needs njs")
 @pytest.mark.parametrize(
     ("regex", "replacement", "location"),
     [  # every match replaced, as Go's ReplaceAllString; the Location as Go makes it
