@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from certbotless import __version__
+from certbotless.acme.alpn_responder import AlpnResponder
 from certbotless.acme.challenges import TokenStore
 from certbotless.acme.errors import AcmeError
 from certbotless.acme.responder import ChallengeResponder
@@ -200,7 +201,8 @@ def _add_issue(issue: argparse.ArgumentParser) -> None:
         type=ChallengeMode,
         choices=list(ChallengeMode),
         default=ChallengeMode.HTTP01,
-        help="http-01 (default), dns-01, or mixed (wildcards by DNS-01); a wildcard needs DNS-01",
+        help="http-01 (default), dns-01, mixed (wildcards by DNS-01) or tls-alpn-01 (port "
+        "443, through the front); a wildcard needs DNS-01",
     )
     issue.add_argument(
         "--dns-provider", help="DNS-01 provider (default: CERTBOTLESS_DNS01_PROVIDER)"
@@ -302,6 +304,9 @@ def run_daemon(app: App, args: argparse.Namespace) -> int:
     responder = ChallengeResponder(app.tokens, *app.settings.responder_listen, health=daemon.health)
     responder.start()
     log.info("challenge responder and /healthz on port %d", responder.port)
+    if (alpn := _alpn_responder(app.tokens, app.settings)) is not None:
+        alpn.start()
+        log.info("TLS-ALPN-01 responder on port %d", alpn.port)
     if app.settings.metrics_listen is not None:
         serve_metrics(app.settings.metrics_listen)
         watch_edge(lambda: None if (s := app.edge_watch.latest) is None else s.stale_per_task())
@@ -340,7 +345,9 @@ def issue(app: App, args: argparse.Namespace) -> int:
         print(f"certbotless: --name {name!r}: use lowercase letters, digits, '-' "
               "and dots, e.g. --name shop", file=sys.stderr)  # fmt: skip
         return 2
-    if args.challenge is ChallengeMode.HTTP01 and any(d.startswith("*.") for d in domains):
+    if args.challenge not in (ChallengeMode.DNS01, ChallengeMode.MIXED) and any(
+        d.startswith("*.") for d in domains
+    ):
         print("certbotless: a wildcard needs --challenge dns-01 (or mixed)", file=sys.stderr)
         return 2
     spec = CertSpec(
@@ -521,18 +528,24 @@ class _JsonFormatter(logging.Formatter):
 
 @contextlib.contextmanager
 def _responder_unless_running(tokens: TokenStore, settings: Settings) -> Iterator[None]:
-    """One-shot commands answer HTTP-01 themselves (a cron-style job has no daemon), unless a
-    daemon in this container already listens: it serves the shared token directory."""
-    try:
-        responder = ChallengeResponder(tokens, *settings.responder_listen)
-    except OSError:
+    """One-shot commands answer HTTP-01 and TLS-ALPN-01 themselves (a cron-style job has no
+    daemon), unless a daemon in this container already listens: it serves the shared directory."""
+    with contextlib.ExitStack() as running:
+        for listener in (lambda: ChallengeResponder(tokens, *settings.responder_listen),
+                         lambda: _alpn_responder(tokens, settings)):  # fmt: skip
+            try:
+                responder = listener()
+            except OSError:
+                continue
+            if responder is not None:
+                responder.start()
+                running.callback(responder.stop)
         yield
-        return
-    responder.start()
-    try:
-        yield
-    finally:
-        responder.stop()
+
+
+def _alpn_responder(tokens: TokenStore, settings: Settings) -> AlpnResponder | None:
+    listen = settings.tls_alpn_listen
+    return None if listen is None else AlpnResponder(tokens.alpn, *listen)
 
 
 def _say(message: str) -> None:

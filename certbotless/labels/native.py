@@ -140,12 +140,13 @@ def _parse_challenge(
         raise invalid(
             CHALLENGE,
             "must be http-01 (through the edge, the default), dns-01 (every name by a TXT "
-            "record) or mixed (wildcards by DNS-01, the other names by HTTP-01)",
+            "record), mixed (wildcards by DNS-01, the other names by HTTP-01) or tls-alpn-01 "
+            "(every name on port 443, through the front)",
         ) from None
     provider = service.labels.get(DNS_PROVIDER, "").strip().lower() or None
     zone = service.labels.get(DNS_ZONE, "").strip().lower().rstrip(".") or None
     for label, value in ((DNS_PROVIDER, provider), (DNS_ZONE, zone)):
-        if value is not None and mode is ChallengeMode.HTTP01:
+        if value is not None and mode in (ChallengeMode.HTTP01, ChallengeMode.TLS_ALPN01):
             raise invalid(label, f"needs {CHALLENGE}=dns-01 or mixed")
     if provider is not None and not DNS_PROVIDER_RE.fullmatch(provider):
         raise invalid(
