@@ -31,7 +31,7 @@ from certbotless.edge.validation import NginxConfigError
 from certbotless.labels.compose import ComposeError, docker_cli, parse_stack_argument
 from certbotless.labels.lint import lint, report_json, report_text
 from certbotless.labels.settle import EdgeNotFound
-from certbotless.labels.values import CERTIFICATE_NAME_RE
+from certbotless.labels.values import CERTIFICATE_NAME_RE, certificate_name_for
 from certbotless.model import (
     CertSpec,
     ChallengeMode,
@@ -338,7 +338,7 @@ def _forced(names: list[str] | None) -> bool | frozenset[str]:
 
 def issue(app: App, args: argparse.Namespace) -> int:
     domains = tuple(d.strip().lower() for d in args.domains)
-    name = (args.name or domains[0].replace("*.", "wildcard.", 1)).strip().lower()
+    name = (args.name or certificate_name_for(domains[0])).strip().lower()
     if not CERTIFICATE_NAME_RE.fullmatch(name):
         print(f"certbotless: --name {name!r}: use lowercase letters, digits, '-' "
               "and dots, e.g. --name shop", file=sys.stderr)  # fmt: skip

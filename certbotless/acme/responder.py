@@ -208,7 +208,8 @@ class ChallengeResponder:
         self._tokens = tokens
         self._limits = limits
         self._health = health
-        self._socket = socket.create_server((host, port), backlog=LISTEN_BACKLOG)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET  # a CA dials an IPv6 name
+        self._socket = socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
         self.waiting = _WaitingConnections(
             waiting_room(limits.max_waiting), limits.max_waiting_per_client
         )
