@@ -23,7 +23,7 @@ from certbotless.acme.issuer_chain import IssuerChain
 from certbotless.acme.solvers import ChallengeSolvers
 from certbotless.acme.tls_alpn01 import TlsAlpn01Solver
 from certbotless.daemon.alerts import Alerter, channels_for
-from certbotless.daemon.metrics import AcmeRequestMetrics
+from certbotless.daemon.metrics import AcmeRequestMetrics, IssuerOrderMetrics
 from certbotless.daemon.pass_history import PassHistory
 from certbotless.daemon.scheduler import Daemon
 from certbotless.edge.deployer import SwarmEdgeDeployer
@@ -124,7 +124,7 @@ class App:
     @property
     def issuer(self) -> IssuerChain[AcmeIssuer]:
         if self._issuer is None:
-            self._issuer = IssuerChain(self.make_issuers())
+            self._issuer = IssuerChain(self.make_issuers(), IssuerOrderMetrics())
         return self._issuer
 
     def make_issuers(self) -> list[AcmeIssuer]:
@@ -149,7 +149,7 @@ class App:
                     eab=None if eab is None else ExternalAccountBinding(*eab),
                     preferred_chain=issuer.preferred_chain,
                     concurrency=settings.concurrency,
-                    observer=AcmeRequestMetrics(),
+                    observer=AcmeRequestMetrics(issuer.name),
                     caa=self.caa_policy(issuer),
                     name=issuer.name,
                     profile=issuer.profile,

@@ -32,7 +32,7 @@ from certbotless.edge.validation import NginxConfigError
 from certbotless.labels.compose import ComposeError, docker_cli, parse_stack_argument
 from certbotless.labels.lint import lint, report_json, report_text
 from certbotless.labels.settle import EdgeNotFound
-from certbotless.labels.values import CERTIFICATE_NAME_RE
+from certbotless.labels.values import CERTIFICATE_NAME_RE, certificate_name_for
 from certbotless.model import (
     CertSpec,
     ChallengeMode,
@@ -48,6 +48,7 @@ from certbotless.ops.account_key import (
     AccountKeyMounted,
     AccountKeyUnavailable,
     install_account_key,
+    key_owners,
     plan_account_key,
     resolve_account_keys,
 )
@@ -61,7 +62,7 @@ from certbotless.ops.traefik_import import (
     import_plan,
     parse_acme_json,
 )
-from certbotless.ops.views import days_left, listed_json, status_text
+from certbotless.ops.views import days_left, issuer_text, listed_json, status_text
 from certbotless.redaction import Redactor, redact_logs
 from certbotless.settings import (
     LETSENCRYPT_PRODUCTION,
@@ -125,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     account = commands.add_parser("account", help="the ACME account: `rollover` gives it a new "
                                   "key (RFC 8555 keyChange), keeping the account")  # fmt: skip
     account.add_argument("action", choices=["rollover"])
+    account.add_argument("--issuer", metavar="NAME", help="whose account, of "
+                         "CERTBOTLESS_ACME_ISSUERS (default: the first)")  # fmt: skip
     commands.add_parser("doctor", help="check everything certbotless needs, with fixes")
     _add_lint(
         commands.add_parser(
@@ -340,7 +343,7 @@ def _forced(names: list[str] | None) -> bool | frozenset[str]:
 
 def issue(app: App, args: argparse.Namespace) -> int:
     domains = tuple(d.strip().lower() for d in args.domains)
-    name = (args.name or domains[0].replace("*.", "wildcard.", 1)).strip().lower()
+    name = (args.name or certificate_name_for(domains[0])).strip().lower()
     if not CERTIFICATE_NAME_RE.fullmatch(name):
         print(f"certbotless: --name {name!r}: use lowercase letters, digits, '-' "
               "and dots, e.g. --name shop", file=sys.stderr)  # fmt: skip
@@ -390,10 +393,17 @@ def revoke(app: App, args: argparse.Namespace) -> int:
 
 
 def account(app: App, args: argparse.Namespace) -> int:
-    """`account rollover`: its key replaced; the new key's secret mounted, the old one retired.
-    The first issuer's account: the one whose key is cbl-acme-account-key."""
-    first = app.issuer.members[0]
-    for line in roll_over_account_key(app.settings, app.swarm, app.store, first.session):
+    """`account rollover [--issuer NAME]`: that issuer's account key replaced (the first's by
+    default); the new key's secret mounted, the old one retired."""
+    owners = key_owners(app.settings)
+    name = args.issuer or app.settings.issuers[0].name
+    if name not in owners:
+        print(f"certbotless account rollover: no issuer is named {name!r}; "
+              f"CERTBOTLESS_ACME_ISSUERS names: {', '.join(owners)}", file=sys.stderr)  # fmt: skip
+        return 2
+    member = next(m for m in app.issuer.members if m.name == name)
+    for line in roll_over_account_key(app.settings, app.swarm, app.store, member.session,
+                                      owner=owners[name]):  # fmt: skip
         print(line)
     return 0
 
@@ -573,7 +583,7 @@ def _list(rows: list[Listed], as_json: bool) -> int:
         return 0
     print(
         f"{'NAME':<28} {'DOMAINS':<32} {'NOT AFTER (UTC)':<16} {'DAYS':>7} {'KEY':<7} "
-        f"{'IN USE':<6} {'SERIAL':<36} STATUS"
+        f"{'IN USE':<6} {'ISSUER':<14} {'SERIAL':<36} STATUS"
     )
     for row in rows:
         cert = row.cert
@@ -582,9 +592,9 @@ def _list(rows: list[Listed], as_json: bool) -> int:
             f"{row.name:<28} {_domains(row):<32} "
             + (
                 f"{cert.not_after:%Y-%m-%d %H:%M} {days_left(cert.not_after, now):>7.2f} "
-                f"{cert.key_type.value:<7} {used:<6} {cert.serial:<36} "
+                f"{cert.key_type.value:<7} {used:<6} {issuer_text(row):<14} {cert.serial:<36} "
                 if cert is not None
-                else f"{'-':<16} {'-':>7} {'-':<7} {'-':<6} {'-':<36} "
+                else f"{'-':<16} {'-':>7} {'-':<7} {'-':<6} {'-':<14} {'-':<36} "
             )
             + status_text(row, now)
         )

@@ -56,6 +56,12 @@ def is_ip_address(name: str) -> bool:
     return True
 
 
+def host_form(name: str) -> str:
+    """A certificate name as a Host header and nginx's `server_name` write it: an IPv6 address
+    in brackets (RFC 3986), anything else as it is."""
+    return f"[{name}]" if ":" in name and is_ip_address(name) else name
+
+
 @dataclass(frozen=True)
 class ServiceInfo:
     """What discovery needs to know about one swarm service."""

@@ -201,7 +201,8 @@ class LoopServer:
     def __init__(self, host: str, port: int, max_waiting: int, max_per_client: int,
                  stream_limit: int = 2**16) -> None:  # fmt: skip
         self._stream_limit = stream_limit
-        self._socket = socket.create_server((host, port), backlog=LISTEN_BACKLOG)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET  # a CA dials an IPv6 name
+        self._socket = socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
         self.waiting = WaitingConnections(waiting_room(max_waiting), max_per_client)
         self._loop = asyncio.new_event_loop()
         self._stopping = asyncio.Event()

@@ -20,6 +20,7 @@ from certbotless.labels.values import (
     STATUS_PLACEHOLDER,
     InvalidFactory,
     InvalidLabel,
+    certificate_name_for,
     check_path,
     check_secret_name,
     check_timeout,
@@ -194,8 +195,7 @@ def _parse_spec(
     hosts = hosts or parse_hosts(
         service.labels[DOMAINS], invalid, _asks_a_profile(service), _asks_dns01(service)
     )
-    # A wildcard's certificate is named after its domain: `*.example.com` → wildcard.example.com
-    name = service.labels.get(NAME, "").strip() or hosts[0].replace("*.", "wildcard.", 1)
+    name = service.labels.get(NAME, "").strip() or certificate_name_for(hosts[0])
     if not CERTIFICATE_NAME_RE.fullmatch(name):
         raise invalid(NAME, "must be a name of lowercase letters, digits, '-' and dots")
     mode, provider, zone = _parse_challenge(service, invalid)

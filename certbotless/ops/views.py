@@ -80,7 +80,27 @@ def listed_json(row: Listed, now: datetime) -> dict[str, object]:
         "config": cert.config_name if cert else None,
         "secret": cert.secret_name if cert else None,
         "label_mismatches": list(cert.mismatches) if cert else [],
+        **issuer_json(row),
     }
+
+
+def issuer_json(row: Listed) -> dict[str, object]:
+    """Which issuer the version in use came from, the one a label pins, and why the issuers
+    before it were passed over for that version."""
+    record = row.status
+    return {
+        "issuer": (record.issuer or None) if record else None,
+        "pinned_issuer": record.pinned if record else None,
+        "passed_over": list(record.skipped) if record else [],
+    }
+
+
+def issuer_text(row: Listed) -> str:
+    """The issuer column of `list`: its name, `*` after it when issuers were passed over."""
+    record = row.status
+    if record is None or not record.issuer:
+        return "-"
+    return record.issuer + ("*" if record.skipped else "")
 
 
 def _failure_json(row: Listed) -> dict[str, object]:
@@ -126,9 +146,11 @@ def status_text(row: Listed, now: datetime) -> str:
     status = listed_status(row, now)
     if status == "unwanted":
         return f"{status} (no label asks for it: neither served nor renewed)"
+    record = row.status
+    if row.failure is None and record is not None and record.skipped:
+        return f"{status} (from issuer {record.issuer}, passed over: {'; '.join(record.skipped)})"
     if row.failure is None:
         return status
-    record = row.status
     if record is not None and record.abandoned:
         status += f" (failing since {record.failing_since:%Y-%m-%d})"
     elif record is not None and record.next_attempt is not None:
