@@ -62,7 +62,7 @@ from certbotless.ops.traefik_import import (
     import_plan,
     parse_acme_json,
 )
-from certbotless.ops.views import days_left, issuer_text, listed_json, status_text
+from certbotless.ops.views import listed_json, listed_table
 from certbotless.redaction import Redactor, redact_logs
 from certbotless.settings import (
     LETSENCRYPT_PRODUCTION,
@@ -580,29 +580,9 @@ def _list(rows: list[Listed], as_json: bool) -> int:
     now = datetime.now(UTC)
     if as_json:
         print(json.dumps([listed_json(row, now) for row in rows], indent=2))
-        return 0
-    print(
-        f"{'NAME':<28} {'DOMAINS':<32} {'NOT AFTER (UTC)':<16} {'DAYS':>7} {'KEY':<7} "
-        f"{'IN USE':<6} {'ISSUER':<14} {'SERIAL':<36} STATUS"
-    )
-    for row in rows:
-        cert = row.cert
-        used = "?" if row.in_use is None else ("yes" if row.in_use else "no")
-        print(
-            f"{row.name:<28} {_domains(row):<32} "
-            + (
-                f"{cert.not_after:%Y-%m-%d %H:%M} {days_left(cert.not_after, now):>7.2f} "
-                f"{cert.key_type.value:<7} {used:<6} {issuer_text(row):<14} {cert.serial:<36} "
-                if cert is not None
-                else f"{'-':<16} {'-':>7} {'-':<7} {'-':<6} {'-':<14} {'-':<36} "
-            )
-            + status_text(row, now)
-        )
+    else:
+        print("\n".join(listed_table(rows, now)))
     return 0
-
-
-def _domains(row: Listed) -> str:
-    return ",".join(row.cert.domains) if row.cert is not None else "-"
 
 
 if __name__ == "__main__":

@@ -157,3 +157,26 @@ def status_text(row: Listed, now: datetime) -> str:
         status += (f" ({record.failures} in a row, next attempt "
                    f"{record.next_attempt:%Y-%m-%d %H:%M} UTC)")  # fmt: skip
     return f"{status}: {row.failure.at:%Y-%m-%d %H:%M} {row.failure.error}"
+
+
+def listed_table(rows: list[Listed], now: datetime) -> list[str]:
+    """`certbotless list`'s lines: a header, then one per certificate."""
+    lines = [
+        f"{'NAME':<28} {'DOMAINS':<32} {'NOT AFTER (UTC)':<16} {'DAYS':>7} {'KEY':<7} "
+        f"{'IN USE':<6} {'ISSUER':<14} {'SERIAL':<36} STATUS"
+    ]
+    for row in rows:
+        cert = row.cert
+        used = "?" if row.in_use is None else ("yes" if row.in_use else "no")
+        domains = ",".join(cert.domains) if cert is not None else "-"
+        lines.append(
+            f"{row.name:<28} {domains:<32} "
+            + (
+                f"{cert.not_after:%Y-%m-%d %H:%M} {days_left(cert.not_after, now):>7.2f} "
+                f"{cert.key_type.value:<7} {used:<6} {issuer_text(row):<14} {cert.serial:<36} "
+                if cert is not None
+                else f"{'-':<16} {'-':>7} {'-':<7} {'-':<6} {'-':<14} {'-':<36} "
+            )
+            + status_text(row, now)
+        )
+    return lines
