@@ -125,6 +125,8 @@ class TlsAlpn01Solver:
             )
         pem = challenge_certificate(challenge.domain, challenge.key_authorization)
         self.certificates.put(server_name(challenge.domain), pem)
+        self.progress(f"{challenge.domain}: TLS-ALPN-01 certificate ready for the CA's "
+                      "acme-tls/1 handshake on port 443")  # fmt: skip
 
     def wait_until_visible(
         self, challenge: Challenge, deadline: float, stop: threading.Event

@@ -246,6 +246,31 @@ def test_an_ip_address_gets_its_certificate_and_is_served_without_sni(
         docker("service", "rm", "cbl-ip-app", check=False)
 
 
+def test_a_tls_alpn_01_certificate_is_issued_through_the_front_on_port_443(
+    served: HttpsAnswer, pebble_root: str, figure: Callable[[str], None]
+) -> None:
+    """The CA (the rig's Pebble, validating on the swarm's published 443) reaches the front,
+    which passes its acme-tls/1 ClientHello over the acme-tls network to the sidecar."""
+    host = "alpn.example.test"
+    started = time.monotonic()
+    docker(
+        "service", "create", "--detach", "--name", "cbl-alpn-app",
+        "--network", "certbotless-edge", "--endpoint-mode", "dnsrr",
+        "--label", f"certbotless.domains={host}", "--label", "certbotless.port=8000",
+        "--label", "certbotless.challenge=tls-alpn-01",
+        "certbotless-demo-app:local",
+    )  # fmt: skip
+    try:
+        answer = wait_for_https(host, pebble_root, timeout=120, every=30)
+        seconds = answer.answering_since - started
+    finally:
+        docker("service", "rm", "cbl-alpn-app", check=False)
+    assert json.loads(answer.body)["host"] == host
+    assert f"{host}: TLS-ALPN-01 certificate ready" in sidecar_logs(400)
+    assert f"{host}: checking the edge serves the challenge" not in sidecar_logs(400)
+    figure(f"TLS-ALPN-01 on the swarm: docker service create → HTTPS answering: {seconds:.1f} s")
+
+
 def served_refs() -> tuple[set[str], set[str]]:
     """The config and secret IDs the nginx service's current and previous specs mount."""
     service = json.loads(docker("service", "inspect", f"{EDGE_STACK}_nginx"))[0]
