@@ -168,6 +168,7 @@ class Route:
     response_headers: tuple[tuple[str, str], ...] = ()  # set on the answer; "" removes it
     compress: bool = False  # gzip the answers
     compress_min_bytes: int | None = None  # Traefik's: any type from that size (None: text)
+    compress_encodings: tuple[str, ...] = ()  # Traefik's, in its order (empty: not Traefik's)
     # Served only if the method (any when empty), headers and conditions match; others get 404.
     methods: tuple[str, ...] = ()
     match_headers: tuple[tuple[str, str], ...] = ()  # (lowercase name, exact value)
@@ -244,6 +245,9 @@ class LabelProblem:
     label: str
     value: str
     message: str
+    # The label is applied, and differs from what it asks only in the situation the message
+    # names (a kind of request or answer): requests outside it are answered as asked.
+    situational: bool = False
 
     def __str__(self) -> str:
         return f"service {self.service}: label {self.label}={self.value!r}: {self.message}"

@@ -8,6 +8,7 @@ import re
 
 from certbotless.edge.breaker import breaker_checks, breaker_logs
 from certbotless.edge.client_certs import pass_cert_directives
+from certbotless.edge.compression import compression_directives, with_traefik_skips
 from certbotless.edge.conditions import quoted
 from certbotless.edge.dispatch import (
     body_size_check,
@@ -33,7 +34,6 @@ from certbotless.edge.rewrite_phase import (
     strip_prefix_regex_rewrites,
 )
 from certbotless.edge.shaping import (
-    compression_directives,
     cors_checks,
     error_page_directives,
     error_pages_location,
@@ -143,6 +143,7 @@ def _route_blocks(
         + _rewrites(route)
         + header_directives(route, hsts, plain_http)
     )
+    extra = with_traefik_skips(route, extra)  # no gzip where Traefik's compress steps aside
     # A named location is reached through error_page: its own error pages must still apply;
     # so must those of the auth server's answer (guards.auth_answer_locations).
     recursive = "\n            recursive_error_pages on;" * (named or route.auth_url is not None)

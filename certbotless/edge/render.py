@@ -15,6 +15,7 @@ from certbotless.edge.certificates import (
     loads_on_first_use,
 )
 from certbotless.edge.client_certs import client_ca_files, pass_cert_maps
+from certbotless.edge.compression import compress_maps
 from certbotless.edge.conditions import client_geos
 from certbotless.edge.dispatch import ROUTING_PATH_MAPS
 from certbotless.edge.guards import htpasswd_files, rate_zones
@@ -106,9 +107,9 @@ def render_nginx_conf(
         health_locations(routes),
     )  # fmt: skip
     cache, by_name = _read_on_first_use(on_first_use, servers, cert_for_host, certs_dir, ip_default)
-    client_certs, zones, cors = pass_cert_maps(routes), rate_zones(by_host), cors_maps(routes)
+    client_certs, zones, answers = pass_cert_maps(routes), rate_zones(by_host), _answer_maps(routes)
     upstreams = upstream_files(routes) if pooled else {}
-    maps = _map_count(servers, defaults, client_certs, zones, cors, *upstreams.values())
+    maps = _map_count(servers, defaults, client_certs, zones, answers, *upstreams.values())
     main = _MAIN.format(
         **njs_directives(routes),
         default_servers=defaults,
@@ -121,7 +122,7 @@ def render_nginx_conf(
         rate_zones=zones,
         client_geos=client_geos(routes),
         client_certs=client_certs,
-        cors_maps=cors,
+        answer_maps=answers,
         routing_path_maps=ROUTING_PATH_MAPS,
         tickets=_tickets(ticket_keys),
         certificate_cache=cache,
@@ -130,6 +131,11 @@ def render_nginx_conf(
     return {NGINX_CONF_TARGET: main, **upstreams, **_host_files(servers, max_file_bytes), **by_name,
             **htpasswd_files(by_host), **client_ca_files(by_host), **js_files(routes),
             **upstream_ca_files(routes)}  # fmt: skip
+
+
+def _answer_maps(routes: Sequence[Route]) -> str:
+    """The maps the answers' headers read: CORS's and Traefik's compress's."""
+    return cors_maps(routes) + compress_maps(routes)
 
 
 def _ip_default(by_host: Mapping[str, object], cert_for_host: Mapping[str, object]) -> str | None:
@@ -372,7 +378,7 @@ http {{
     ssl_session_cache shared:certbotless:10m;
     ssl_session_timeout 1d;
 {tickets}{certificate_cache}
-{http2}{real_ip}{rate_zones}{client_geos}{client_certs}{cors_maps}{njs_http}{default_servers}
+{http2}{real_ip}{rate_zones}{client_geos}{client_certs}{answer_maps}{njs_http}{default_servers}
 
 {upstreams}
     include {hosts_dir}/*.conf;

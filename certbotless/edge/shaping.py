@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from certbotless.edge.compression import vary_directives
 from certbotless.edge.conditions import quoted
 from certbotless.edge.rewrite_phase import entry_point_value
 from certbotless.edge.upstreams import sticky_cookie_variable
@@ -95,23 +96,6 @@ def answer_pages(memory: int) -> int:
     return max(-(-memory // _PAGE), _LEAST_PAGES)
 
 
-_GZIP_TYPES = (
-    "text/plain text/css text/xml application/json application/javascript application/xml "
-    "image/svg+xml"
-)
-
-
-def compression_directives(route: Route) -> str:
-    if not route.compress:
-        return ""
-    lines = ["gzip on;", "gzip_proxied any;"]
-    if route.compress_min_bytes is None:
-        lines.append(f"gzip_types {_GZIP_TYPES};")
-    else:  # Traefik's compress: answers of any type (none sniffed), from that many bytes
-        lines += ["gzip_types *;", f"gzip_min_length {route.compress_min_bytes};"]
-    return "".join(f"\n            {line}" for line in lines)
-
-
 def error_page_directives(index: int, route: Route) -> str:
     """The upstream's errors of the listed statuses answered by the route's error-page
     location instead."""
@@ -152,6 +136,7 @@ def header_directives(route: Route, hsts: bool, plain_http: bool = False) -> str
             lines.append(f'add_header {name} "{value}" always;')
     if route.cors is not None:
         lines += _cors_headers(route.cors)
+    lines += vary_directives(route)
     if route.upstream.sticky is not None:  # empty (no header) when the request had the cookie
         cookie = sticky_cookie_variable(route.upstream.sticky)
         lines.append(f"add_header Set-Cookie {cookie} always;")
@@ -168,6 +153,7 @@ def header_directives(route: Route, hsts: bool, plain_http: bool = False) -> str
         lines.append("add_header Strict-Transport-Security "
                      f"{_SSL_ANSWERS['Strict-Transport-Security']} always;")  # fmt: skip
     elif hsts and (route.cors is not None or route.upstream.sticky is not None
+                   or bool(route.compress_encodings)
                    or any(value for _, value in route.response_headers)):  # fmt: skip
         # add_header here stops the server's from being inherited: repeat HSTS.
         lines.append(f'add_header Strict-Transport-Security "{HSTS_VALUE}" always;')

@@ -15,7 +15,10 @@ tests/traefik_cases/README.md.
 
 Verdicts: REFUSED when a LabelProblem names one of the case's middlewares or `s`'s options
 (whether the route is then served without them or not at all), unless the case says that
-Traefik ignores that option too (`traefik_ignores`) and every answer is Traefik's; otherwise
+Traefik ignores that option too (`traefik_ignores`) and every answer is Traefik's; a problem
+saying the middleware differs in a situation only (`situational`) is judged by the answers:
+BEHAVES when every one is Traefik's, REFUSED when one differs and the words name that
+difference (the case's `difference_said` is in them), else SILENT; otherwise
 BEHAVES when every answer is Traefik's, SILENT when one differs, when the router is dropped
 without a word, or when the case has no request to check what certbotless accepted."""
 
@@ -185,7 +188,9 @@ def middleware_case_outcome(
             return Outcome(case_id, area, Verdict.SILENT,
                            "Traefik rejects these labels; certbotless serves them")  # fmt: skip
         return Outcome(case_id, area, Verdict.BEHAVES, text)
-    if said and not (case.get("traefik_ignores") and routes):
+    # Said to differ in a situation only (LabelProblem.situational): the answers tell.
+    situational = bool(said) and all(p.situational for p in said) and bool(routes)
+    if said and not (case.get("traefik_ignores") and routes) and not situational:
         return Outcome(case_id, area, Verdict.REFUSED, text)
     if not routes:
         others = " | ".join(f"{p.label}: {p.message}" for p in problems)
@@ -199,6 +204,10 @@ def middleware_case_outcome(
     secrets = {htpasswd_secret_target(name): text for name, text in case.get("secrets", {}).items()}
     differing = answers_differing(with_echo(requests, ports[0]), routes, scratch, binary, secrets)
     if differing:
+        if situational:  # refused in words only where the words name this case's difference
+            named = case.get("difference_said", "")
+            verdict = Verdict.REFUSED if named and named in text else Verdict.SILENT
+            return Outcome(case_id, area, verdict, text if named in text else "; ".join(differing))
         if said:  # says what it does not do, and that differs from Traefik's ignoring it
             return Outcome(case_id, area, Verdict.REFUSED, text)
         return Outcome(case_id, area, Verdict.SILENT, "; ".join(differing))

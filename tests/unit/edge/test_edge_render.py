@@ -306,3 +306,29 @@ def test_behind_the_front_every_listener_takes_the_client_address_from_its_netwo
     assert validate_nginx_conf(files) == ()
     # Without a front: no PROXY protocol, and no address taken from headers.
     assert "proxy_protocol" not in DEMO.render() and "real_ip" not in DEMO.render()
+
+
+def test_traefiks_compress_steps_aside_for_head_and_grpc_and_says_vary() -> None:
+    """gzip takes no variables: it is turned off by an `if`, which nginx applies only when it is
+    the last to match, so it stands before each `rewrite … break` (ending the rewrite phase)
+    and last; the Vary header is read from a map of the client's Accept-Encoding."""
+    traefiks = Route("api", ("api.example.test",), 80, path="/v1", strip_prefixes=("/v1",),
+                     compress=True, compress_min_bytes=1024, compress_encodings=("gzip", "br"),
+                     redirect_to_https=False)  # fmt: skip
+    own = Route("www", ("www.example.test",), 80, compress=True, redirect_to_https=False)
+    scenario = EdgeScenario((traefiks, own), certs_for())
+    text = scenario.render()
+    location = location_block(server_block(text, "api.example.test", 80), "/v1")
+    skip = "if ($certbotless_compress_skipped) { gzip off; }"
+    lines = [line.strip() for line in location.splitlines()]
+    rewrites = [i for i, line in enumerate(lines) if line.startswith("rewrite ")]
+    assert rewrites and all(lines[i - 1] == skip for i in rewrites)
+    assert lines[-1] == skip and "gzip_min_length 1024;" in lines
+    assert "add_header Vary $certbotless_compress_vary_gzip_br always;" in lines
+    # One map of the requests it skips, one per list of encodings, in the http context.
+    assert text.count("$certbotless_compress_skipped {") == 1
+    assert text.count("$certbotless_compress_vary_gzip_br {") == 1
+    # certbotless's own compress label is nginx's gzip as it is.
+    www = location_block(server_block(text, "www.example.test", 80), "/")
+    assert "gzip on;" in www and "compress" not in www and "Vary" not in www
+    assert validate_nginx_conf(scenario.files()) == ()

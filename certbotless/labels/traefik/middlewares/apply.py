@@ -76,9 +76,8 @@ def _apply_named(
 ) -> Route:  # fmt: skip
     try:
         applied = _apply_one(route, label, name, context, problems, depth)
-        problems += [LabelProblem(context.service.name, noted, value, f"middleware {name}: "
-                                  f"{message}; the rest of it is applied")
-                     for noted, value, message in context.notes]  # fmt: skip
+        problems += [replace(note, message=f"middleware {name}: {note.message}; the rest of "
+                             "it is applied") for note in context.notes]  # fmt: skip
         context.notes.clear()
         return applied
     except InvalidLabel as error:

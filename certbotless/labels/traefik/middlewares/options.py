@@ -75,12 +75,13 @@ class Context:
     services: Sequence[ServiceInfo]
     secrets: frozenset[str] | None  # the swarm's secret names (None: not known)
     files: FileMiddlewares
-    # Options applied only in part, said while the middleware is applied: (label, value, why).
-    notes: list[tuple[str, str, str]] = field(default_factory=list)
+    # Options applied only in part, said while the middleware is applied.
+    notes: list[LabelProblem] = field(default_factory=list)
 
-    def note(self, label: str, value: str, message: str) -> None:
-        """An option taken without doing all it asks: reported, the middleware applied."""
-        self.notes.append((label, value, message))
+    def note(self, label: str, value: str, message: str, situational: bool = False) -> None:
+        """An option taken without doing all it asks: reported, the middleware applied;
+        `situational`: it differs only in the situation `message` names."""
+        self.notes.append(LabelProblem(self.service.name, label, value, message, situational))
 
 
 # One middleware kind's `apply`: the route with the middleware applied; raises Unsupported

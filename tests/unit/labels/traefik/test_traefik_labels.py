@@ -260,8 +260,11 @@ CASES = {
                 strict_transport="max-age=31536000",
                 compress=True,
                 compress_min_bytes=1024,  # Traefik's default minResponseBodyBytes
+                compress_encodings=("gzip", "br", "zstd"),  # Traefik's default encodings
             ),
         ),
+        # What nginx's gzip cannot do, said on the route (which is served).
+        ("compress|status 200, 403 and 404 only|201", "compress|prefers br or zstd gets gzip"),
     ),
     # Traefik's entry point (no trusted IPs, as the edge) removed the client's X-Forwarded-For:
     # depth finds no address, and nobody gets in.
@@ -534,6 +537,10 @@ def test_security_middlewares_render_as_nginx_access_rules() -> None:
     assert "proxy_hide_header X-Powered-By;" in text
     # The router's own STS (stsSeconds), on its HTTPS locations only (one per host).
     assert text.count('add_header Strict-Transport-Security "max-age=31536000" always;') == 2
+    # Traefik's compress: no gzip for HEAD or gRPC requests, its Vary.
+    assert "if ($certbotless_compress_skipped) { gzip off; }" in text
+    assert "add_header Vary $certbotless_compress_vary_gzip_br_zstd always;" in text
+    assert 'map "$request_method:$content_type" $certbotless_compress_skipped' in text
 
 
 def test_basic_auth_users_are_a_file_of_the_configuration() -> None:
