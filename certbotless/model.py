@@ -80,12 +80,17 @@ class ServiceInfo:
 @dataclass(frozen=True)
 class ErrorPages:
     """Error responses replaced by pages from another service: `url`, where `{status}` is
-    the answer's status. `client_host`: the page is asked with the client's Host, as Traefik's
-    errors middleware asks its service (which passes the Host on unless told not to)."""
+    the answer's status and `{url}` the request's URL, query-escaped. `client_host`: the page is
+    asked with the client's Host, as Traefik's errors middleware asks its service (which passes
+    the Host on unless told not to). `request_headers`: only these request headers reach it
+    (None: all). `nginx_headers` (name, value): sent with ingress-nginx's X-Code, X-Format,
+    X-Original-Uri and X-Request-ID, and the answer keeps the page's status."""
 
     url: str
     statuses: tuple[int, ...]
     client_host: bool = False
+    request_headers: tuple[str, ...] | None = None
+    nginx_headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from certbotless.edge.njs import (
     measured_auth_locations,
     measures_auth_body,
 )
-from certbotless.edge.rewrite_phase import entry_point_value
+from certbotless.edge.rewrite_phase import FORWARDED_PORT, entry_point_value
 from certbotless.edge.shaping import FORWARDED_HEADERS
 from certbotless.labels.values import INTERNAL_LOCATION
 from certbotless.model import Route
@@ -283,13 +283,6 @@ _ENTRY_POINT_SETS = {
     "x-forwarded-port": ("X-Forwarded-Port", "$certbotless_forwarded_port"),
 }
 _EMPTY = '""'  # a header nginx does not send
-# Traefik's forwardedPort: the Host header's port, else 443 over TLS, else 80.
-_FORWARDED_PORT = (
-    "set $certbotless_forwarded_port 80;",
-    "if ($scheme = https) { set $certbotless_forwarded_port 443; }",
-    'if ($http_host ~ "^(?:\\[[^]]*\\]|[^:\\[\\]]*):([^:]+)$") '
-    "{ set $certbotless_forwarded_port $1; }",
-)
 
 
 def _removed_by_entry(route: Route) -> set[str]:
@@ -316,7 +309,7 @@ def _entry_point_headers(route: Route) -> str:
     copied = {name: trust is not False and (not listed or name in listed)
               for name in _ENTRY_POINT_SETS}  # fmt: skip
     copied["x-forwarded-port"] = trust is not None or not listed or "x-forwarded-port" in listed
-    lines = list(_FORWARDED_PORT) if copied["x-forwarded-port"] else []
+    lines = list(FORWARDED_PORT) if copied["x-forwarded-port"] else []
     lines += [f"proxy_set_header {name} {value if copied[key] else _EMPTY};"
               for key, (name, value) in _ENTRY_POINT_SETS.items()]  # fmt: skip
     lines += [f'proxy_set_header {name} "";' for name in sorted(_removed_by_entry(route))]

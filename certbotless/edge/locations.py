@@ -17,6 +17,7 @@ from certbotless.edge.dispatch import (
     routing_order,
     takes_every_request,
 )
+from certbotless.edge.error_pages import error_page_directives, error_pages_location
 from certbotless.edge.guards import (
     access_directives,
     auth_answer_locations,
@@ -35,8 +36,6 @@ from certbotless.edge.rewrite_phase import (
 )
 from certbotless.edge.shaping import (
     cors_checks,
-    error_page_directives,
-    error_pages_location,
     header_directives,
     limit_directives,
     proxy_headers,
@@ -145,8 +144,12 @@ def _route_blocks(
     )
     extra = with_traefik_skips(route, extra)  # no gzip where Traefik's compress steps aside
     # A named location is reached through error_page: its own error pages must still apply;
-    # so must those of the auth server's answer (guards.auth_answer_locations).
-    recursive = "\n            recursive_error_pages on;" * (named or route.auth_url is not None)
+    # so must those of the auth server's answer (guards.auth_answer_locations) and of the
+    # error page that keeps the page's status (error_pages.error_pages_location).
+    paged = route.error_pages is not None and bool(route.error_pages.nginx_headers)
+    recursive = "\n            recursive_error_pages on;" * (
+        named or route.auth_url is not None or paged
+    )
     proxied = f"""
             proxy_pass $upstream;{proxy_headers(route)}{extra}"""
     if route.upstream_scheme == "h2c":
@@ -160,10 +163,7 @@ def _route_blocks(
     if route.auth_url is not None:
         blocks += [auth_location(index, route), auth_answer_locations(index, route)]
     if route.error_pages is not None:
-        pages = route.error_pages
-        blocks.append(
-            error_pages_location(index, pages.url, breaker_logs(route), pages.client_host)
-        )
+        blocks.append(error_pages_location(index, route.error_pages, breaker_logs(route)))
     return blocks
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from certbotless.edge.breaker import breaker_files, breaker_http
 from certbotless.edge.conditions import in_nginx_string
+from certbotless.edge.error_pages import PAGE_URL, needs_page_url
 from certbotless.edge.health_checks import (
     CHECKS,
     SERVICE_DOWN,
@@ -58,7 +59,8 @@ def needs_njs(route: Route) -> bool:
     redirect = route.rewrite_phase.redirect_regex
     return (route.replace_path_everywhere or (redirect is not None and redirect.by_njs)
             or _njs_fields(route) != "" or needs_digest_key(route) or measures_auth_body(route)
-            or needs_health_checks(route) or route.circuit_breaker is not None)  # fmt: skip
+            or needs_health_checks(route) or route.circuit_breaker is not None
+            or needs_page_url(route))  # fmt: skip
 
 
 def measures_auth_body(route: Route) -> bool:
@@ -111,6 +113,7 @@ def njs_directives(routes: Iterable[Route]) -> dict[str, str]:
             f"\n    js_set {CLIENT_INFO} certbotless.clientCertInfo;"
             f"\n    js_set {DIGEST_USER} certbotless.digestUser;"
             f"\n    js_set {DIGEST_CHALLENGE} certbotless.digestChallenge;"
+            f"\n    js_set {PAGE_URL} certbotless.errorPageUrl;"
             f"\n    js_var {AUTH_BODY_SEEN};"
             '\n    geo $certbotless_dollar { default "$"; }\n')  # fmt: skip
     if any(map(needs_health_checks, routes)):
@@ -180,6 +183,8 @@ def _refusal(route: Route) -> LabelProblem:
     elif measures_auth_body(route):
         feature = "forwardAuth's maxResponseBodySize"
         value = str(route.auth_options.max_answer_body)
+    elif needs_page_url(route) and route.error_pages is not None:
+        feature, value = "errors' {url}", route.error_pages.url
     else:
         feature, value = "passTLSClientCert", _njs_fields(route)
     return LabelProblem(route.service, feature, value, f"this {feature} needs njs (nginx's "

@@ -52,6 +52,15 @@ REMOVED_HEADERS = frozenset({
 })  # fmt: skip
 
 
+# Traefik's forwardedPort: the Host header's port, else 443 over TLS, else 80.
+FORWARDED_PORT = (
+    "set $certbotless_forwarded_port 80;",
+    "if ($scheme = https) { set $certbotless_forwarded_port 443; }",
+    'if ($http_host ~ "^(?:\\[[^]]*\\]|[^:\\[\\]]*):([^:]+)$") '
+    "{ set $certbotless_forwarded_port $1; }",
+)
+
+
 def entry_point_value(name: str, host: str = "$certbotless_host") -> str | None:
     """The variable holding request header `name` (lower case) as Traefik's middlewares see
     it (`host`: the variable holding the Host header); None: Traefik removed it."""

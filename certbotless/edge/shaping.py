@@ -96,36 +96,6 @@ def answer_pages(memory: int) -> int:
     return max(-(-memory // _PAGE), _LEAST_PAGES)
 
 
-def error_page_directives(index: int, route: Route) -> str:
-    """The upstream's errors of the listed statuses answered by the route's error-page
-    location instead."""
-    if route.error_pages is None:
-        return ""
-    codes = " ".join(str(code) for code in route.error_pages.statuses)
-    return (
-        "\n            proxy_intercept_errors on;"
-        f"\n            error_page {codes} @certbotless_errors_{index};"
-    )
-
-
-def error_pages_location(index: int, url: str, extra: str = "", client_host: bool = False) -> str:
-    """The route's error-page location; `extra`: more of its lines (the route's breaker counts
-    the answers given here too); `client_host`: the page is asked with the client's Host."""
-    page = url.replace("{status}", "${status}")  # `${…}`: letters after it stay letters
-    if client_host:
-        extra += "\n            proxy_set_header Host $host;"
-    return f"""
-        location @certbotless_errors_{index} {{{extra}
-            set $error_page {page};
-            proxy_pass $error_page;
-            proxy_ssl_server_name on;
-            proxy_method GET;
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header Proxy "";
-        }}"""
-
-
 def header_directives(route: Route, hsts: bool, plain_http: bool = False) -> str:
     """The route's request and answer headers. An answer header is set as Traefik sets it:
     the upstream's own of that name is dropped."""

@@ -151,6 +151,37 @@ function queryEscape(text) {
     }).replace(/ /g, '+');
 }
 
+// Traefik's errors {url}: the request's URL as Go's url.URL writes it (the scheme, the Host,
+// the escaped path and the query as sent, no `?` without one), query-escaped as Go's
+// url.QueryEscape does, byte by byte.
+function errorPageUrl(r) {
+    var raw = r.rawVariables.request_uri;
+    var target = '';
+    for (var i = 0; i < raw.length; i++) {
+        target += String.fromCharCode(raw[i]);
+    }
+    var at = target.indexOf('?');
+    var path = at < 0 ? target : target.slice(0, at);
+    var query = at < 0 ? '' : target.slice(at + 1);
+    var host = r.headersIn.Host || r.variables.host;
+    return queryEscape(r.variables.scheme + '://' + host + goEscapedPath(path) +
+        (query === '' ? '' : '?' + query));
+}
+
+// Go's URL.EscapedPath of a path as sent (a byte string): as sent when Go takes it for a
+// valid escaping, else decoded and escaped again as Go escapes a path.
+function goEscapedPath(raw) {
+    if (/^[A-Za-z0-9\-._~!$&'()*+,;=:@\[\]\/%]*$/.test(raw)) {
+        return raw;
+    }
+    var decoded = raw.replace(/%([0-9A-Fa-f]{2})/g, function (m, hex) {
+        return String.fromCharCode(parseInt(hex, 16));
+    });
+    return decoded.replace(/[^A-Za-z0-9\-._~$&+,\/:;=@]/g, function (c) {
+        return '%' + ('0' + c.charCodeAt(0).toString(16).toUpperCase()).slice(-2);
+    });
+}
+
 // The subject alternative names of a PEM certificate as Go's x509 gives them to Traefik's
 // getSANs: DNS names, then email addresses, IP addresses (as net.IP writes them) and URIs, each
 // in the certificate's order; [] without the extension. null where Go's parser would refuse
@@ -720,5 +751,5 @@ function authBodyMeasure(r, data, flags) {
 
 export default {
     replacedPath, redirectedUrl, clientCertInfo, digestUser, digestChallenge, healthCheck,
-    serviceDown, authAnswerMeasured, authBodyHeaders, authBodyMeasure
+    serviceDown, authAnswerMeasured, authBodyHeaders, authBodyMeasure, errorPageUrl
 };
