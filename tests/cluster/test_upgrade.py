@@ -9,11 +9,13 @@ says: the new images on every node, then `docker stack deploy` of the new stack 
 CHANGELOG.md's "Upgrading" asks of this rig: nothing more, see there). It must drop no request,
 order nothing, carry every status record over (failures, next attempt) and move the front and
 the Docker API proxy to the new configuration. "Drop no request" holds for the fronts' own
-roll (each refusal found another front) and for keep-alive clients; new connections still meet
-nginx tasks on the stack file's bootstrap spec for a moment (BOOTSTRAP_REFUSAL): that figure is
-printed and the only failure allowed. Then the downgrade: the previous release's stack
-file and images deployed again; its certificates still served, nothing deleted (its traffic is
-measured, not judged: the previous release mounts certificates again only at its next pass).
+roll (each refusal found another front), for keep-alive clients and for new connections: the
+deploy puts back the stack file's nginx spec, whose bootstrap configuration serves no TLS, and
+the front passes connections only to tasks that still run a rendered configuration until the
+sidecar rolls its own in again (haproxy/haproxy.cfg). Then the downgrade: the previous release's
+stack file and images deployed again; its certificates still served, nothing deleted (its
+traffic is measured, not judged: the previous release's front passes connections to its
+bootstrap tasks, and it mounts certificates again only at its next pass).
 
 The clients are the cluster suite's loops, given every manager's front as browsers are given a
 name's A records: a front that refuses a connection (its task restarting) is left for the next
@@ -56,11 +58,6 @@ NEW_IMAGES = {
     "nginx": "certbotless-nginx:local",
     "certbotless": "certbotless:local",
 }
-# The one failure an upgrade still shows (issue 26, left open): `docker stack deploy` puts back
-# the stack file's nginx spec, whose bootstrap configuration refuses every TLS name, until the
-# sidecar mounts the certificates again (docs/production.md, step 3); the front passes new
-# connections to those tasks meanwhile. Anything else (a front refusing, a reset) fails the test.
-BOOTSTRAP_REFUSAL = "SSLError: [SSL: TLSV1_UNRECOGNIZED_NAME] tlsv1 unrecognized name (_ssl.c:1006)"
 HA_STACK = "certbotless"  # tests/cluster/test_ha_edge.py's, on the same ports
 
 
@@ -245,6 +242,10 @@ def test_an_upgrade_from_the_previous_release_and_back_keeps_everything(
 
     upgraded, loops = upgrade(edge, root, phases)
     figure(f"upgrade: traffic during the upgrade: {traffic_figures(loops)}")
+    figure("upgrade: DIAG nginx tasks:\n" + nginx_timeline(edge))
+    keys = ("rolling", "pass done", "every task", "responder", "signal", "stopped")
+    figure("upgrade: DIAG sidecar:\n" + "\n".join(
+        line for line in upgraded.splitlines() if any(k in line for k in keys)))
     after = edge.stored()
     figure(f"upgrade: records after: {records_figures(after)}")
     orders_after = pebble_counts(pebble_log)
@@ -265,8 +266,7 @@ def test_an_upgrade_from_the_previous_release_and_back_keeps_everything(
         assert serials(edge, host, root) == serial
     assert pebble_counts(pebble_log) == orders_before
     for loop in loops:
-        assert set(loop.errors) <= {BOOTSTRAP_REFUSAL}, (type(loop).__name__, loop.errors)
-    assert loops[2].failed == 0, loops[2].errors
+        assert loop.failed == 0, (type(loop).__name__, loop.errors)
 
 
 def wait_https_everywhere(edge: UpgradeEdge, host: str, root: Path, timeout: float = 300) -> None:
@@ -299,6 +299,7 @@ def upgrade(
         started = time.monotonic()
         edge.cluster.load_images()
         phases["new images on every node"] = time.monotonic() - started
+        print(f"DIAG stack deploy at {time.strftime('%H:%M:%S', time.gmtime())}", flush=True)
         phases["docker stack deploy (new)"] = edge.deploy(stack_files(None))
         log = edge.wait_taken_over(NEW_IMAGES)
         phases["upgrade, deploy to the new release's first pass done"] = time.monotonic() - started
@@ -359,3 +360,20 @@ def new_stack_configs() -> set[str]:
     """The config names the working tree's stacks/edge.yml gives."""
     stack = yaml.safe_load((STACKS / "edge.yml").read_text())
     return {str(config["name"]) for config in stack["configs"].values()}
+
+
+def nginx_timeline(edge: UpgradeEdge) -> str:  # DIAG, temporary
+    import json as _json
+
+    ids = edge.docker("service", "ps", "-q", f"{STACK}_nginx").split()
+    tasks = _json.loads(edge.docker("inspect", *ids))
+    lines = []
+    for t in sorted(tasks, key=lambda t: t["CreatedAt"]):
+        spec = t["Spec"]["ContainerSpec"]
+        rendered = any(str(x.get("SecretName", "")).startswith("cbl-") for x in spec.get("Secrets") or [])
+        lines.append(
+            f"{t['CreatedAt'][11:23]} {t['NodeID'][:6]} {spec['Image'].split('@')[0]:40} "
+            f"{'rendered' if rendered else 'bootstrap':9} {t['DesiredState']:8} "
+            f"{t['Status']['State']:9} {t['Status']['Timestamp'][11:23]}"
+        )
+    return "\n".join(lines)
