@@ -21,8 +21,9 @@ from certbotless.acme.http01 import EdgeHttp01Solver, EdgeSelfCheck
 from certbotless.acme.issuer import AcmeIssuer, IssuerOptions
 from certbotless.acme.issuer_chain import IssuerChain
 from certbotless.acme.solvers import ChallengeSolvers
+from certbotless.acme.tls_alpn01 import TlsAlpn01Solver
 from certbotless.daemon.alerts import Alerter, channels_for
-from certbotless.daemon.metrics import AcmeRequestMetrics
+from certbotless.daemon.metrics import AcmeRequestMetrics, IssuerOrderMetrics
 from certbotless.daemon.pass_history import PassHistory
 from certbotless.daemon.scheduler import Daemon
 from certbotless.edge.deployer import SwarmEdgeDeployer
@@ -123,7 +124,7 @@ class App:
     @property
     def issuer(self) -> IssuerChain[AcmeIssuer]:
         if self._issuer is None:
-            self._issuer = IssuerChain(self.make_issuers())
+            self._issuer = IssuerChain(self.make_issuers(), IssuerOrderMetrics())
         return self._issuer
 
     def make_issuers(self) -> list[AcmeIssuer]:
@@ -140,14 +141,15 @@ class App:
             issuers.append(AcmeIssuer(
                 issuer.directory,
                 key,
-                ChallengeSolvers(EdgeHttp01Solver(self.tokens), self.dns01_solver(log.info)),
+                ChallengeSolvers(EdgeHttp01Solver(self.tokens), self.dns01_solver(log.info),
+                                 self.tls_alpn01_solver(log.info)),
                 email=settings.email,
                 ca_bundle=settings.ca_bundle,
                 options=IssuerOptions(
                     eab=None if eab is None else ExternalAccountBinding(*eab),
                     preferred_chain=issuer.preferred_chain,
                     concurrency=settings.concurrency,
-                    observer=AcmeRequestMetrics(),
+                    observer=AcmeRequestMetrics(issuer.name),
                     caa=self.caa_policy(issuer),
                     name=issuer.name,
                     profile=issuer.profile,
@@ -190,7 +192,15 @@ class App:
                 log.warning("%s", problem)
         except SWARM_ERRORS as error:
             log.warning("cannot read the DNS-01 records left from before: %s", error)
-        return ChallengeSolvers(EdgeHttp01Solver(self.tokens, check, progress), dns01)
+        return ChallengeSolvers(
+            EdgeHttp01Solver(self.tokens, check, progress), dns01, self.tls_alpn01_solver(progress)
+        )
+
+    def tls_alpn01_solver(self, progress: Progress) -> TlsAlpn01Solver | None:
+        """TLS-ALPN-01's certificates, for this container's responder (None: it is off)."""
+        if self.settings.tls_alpn_listen is None:
+            return None
+        return TlsAlpn01Solver(self.tokens.alpn, progress)
 
     def dns01_solver(self, progress: Progress) -> Dns01Solver:
         settings = self.settings

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from certbotless import __version__
+from certbotless.acme.alpn_responder import AlpnResponder
 from certbotless.acme.challenges import TokenStore
 from certbotless.acme.errors import AcmeError
 from certbotless.acme.responder import ChallengeResponder
@@ -31,7 +32,7 @@ from certbotless.edge.validation import NginxConfigError
 from certbotless.labels.compose import ComposeError, docker_cli, parse_stack_argument
 from certbotless.labels.lint import lint, report_json, report_text
 from certbotless.labels.settle import EdgeNotFound
-from certbotless.labels.values import CERTIFICATE_NAME_RE
+from certbotless.labels.values import CERTIFICATE_NAME_RE, certificate_name_for
 from certbotless.model import (
     CertSpec,
     ChallengeMode,
@@ -47,6 +48,7 @@ from certbotless.ops.account_key import (
     AccountKeyMounted,
     AccountKeyUnavailable,
     install_account_key,
+    key_owners,
     plan_account_key,
     resolve_account_keys,
 )
@@ -60,7 +62,7 @@ from certbotless.ops.traefik_import import (
     import_plan,
     parse_acme_json,
 )
-from certbotless.ops.views import days_left, listed_json, status_text
+from certbotless.ops.views import listed_json, listed_table
 from certbotless.redaction import Redactor, redact_logs
 from certbotless.settings import (
     LETSENCRYPT_PRODUCTION,
@@ -124,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     account = commands.add_parser("account", help="the ACME account: `rollover` gives it a new "
                                   "key (RFC 8555 keyChange), keeping the account")  # fmt: skip
     account.add_argument("action", choices=["rollover"])
+    account.add_argument("--issuer", metavar="NAME", help="whose account, of "
+                         "CERTBOTLESS_ACME_ISSUERS (default: the first)")  # fmt: skip
     commands.add_parser("doctor", help="check everything certbotless needs, with fixes")
     _add_lint(
         commands.add_parser(
@@ -200,7 +204,8 @@ def _add_issue(issue: argparse.ArgumentParser) -> None:
         type=ChallengeMode,
         choices=list(ChallengeMode),
         default=ChallengeMode.HTTP01,
-        help="http-01 (default), dns-01, or mixed (wildcards by DNS-01); a wildcard needs DNS-01",
+        help="http-01 (default), dns-01, mixed (wildcards by DNS-01) or tls-alpn-01 (port "
+        "443, through the front); a wildcard needs DNS-01",
     )
     issue.add_argument(
         "--dns-provider", help="DNS-01 provider (default: CERTBOTLESS_DNS01_PROVIDER)"
@@ -302,6 +307,9 @@ def run_daemon(app: App, args: argparse.Namespace) -> int:
     responder = ChallengeResponder(app.tokens, *app.settings.responder_listen, health=daemon.health)
     responder.start()
     log.info("challenge responder and /healthz on port %d", responder.port)
+    if (alpn := _alpn_responder(app.tokens, app.settings)) is not None:
+        alpn.start()
+        log.info("TLS-ALPN-01 responder on port %d", alpn.port)
     if app.settings.metrics_listen is not None:
         serve_metrics(app.settings.metrics_listen)
         watch_edge(lambda: None if (s := app.edge_watch.latest) is None else s.stale_per_task())
@@ -335,12 +343,14 @@ def _forced(names: list[str] | None) -> bool | frozenset[str]:
 
 def issue(app: App, args: argparse.Namespace) -> int:
     domains = tuple(d.strip().lower() for d in args.domains)
-    name = (args.name or domains[0].replace("*.", "wildcard.", 1)).strip().lower()
+    name = (args.name or certificate_name_for(domains[0])).strip().lower()
     if not CERTIFICATE_NAME_RE.fullmatch(name):
         print(f"certbotless: --name {name!r}: use lowercase letters, digits, '-' "
               "and dots, e.g. --name shop", file=sys.stderr)  # fmt: skip
         return 2
-    if args.challenge is ChallengeMode.HTTP01 and any(d.startswith("*.") for d in domains):
+    if args.challenge not in (ChallengeMode.DNS01, ChallengeMode.MIXED) and any(
+        d.startswith("*.") for d in domains
+    ):
         print("certbotless: a wildcard needs --challenge dns-01 (or mixed)", file=sys.stderr)
         return 2
     spec = CertSpec(
@@ -383,10 +393,17 @@ def revoke(app: App, args: argparse.Namespace) -> int:
 
 
 def account(app: App, args: argparse.Namespace) -> int:
-    """`account rollover`: its key replaced; the new key's secret mounted, the old one retired.
-    The first issuer's account: the one whose key is cbl-acme-account-key."""
-    first = app.issuer.members[0]
-    for line in roll_over_account_key(app.settings, app.swarm, app.store, first.session):
+    """`account rollover [--issuer NAME]`: that issuer's account key replaced (the first's by
+    default); the new key's secret mounted, the old one retired."""
+    owners = key_owners(app.settings)
+    name = args.issuer or app.settings.issuers[0].name
+    if name not in owners:
+        print(f"certbotless account rollover: no issuer is named {name!r}; "
+              f"CERTBOTLESS_ACME_ISSUERS names: {', '.join(owners)}", file=sys.stderr)  # fmt: skip
+        return 2
+    member = next(m for m in app.issuer.members if m.name == name)
+    for line in roll_over_account_key(app.settings, app.swarm, app.store, member.session,
+                                      owner=owners[name]):  # fmt: skip
         print(line)
     return 0
 
@@ -521,18 +538,24 @@ class _JsonFormatter(logging.Formatter):
 
 @contextlib.contextmanager
 def _responder_unless_running(tokens: TokenStore, settings: Settings) -> Iterator[None]:
-    """One-shot commands answer HTTP-01 themselves (a cron-style job has no daemon), unless a
-    daemon in this container already listens: it serves the shared token directory."""
-    try:
-        responder = ChallengeResponder(tokens, *settings.responder_listen)
-    except OSError:
+    """One-shot commands answer HTTP-01 and TLS-ALPN-01 themselves (a cron-style job has no
+    daemon), unless a daemon in this container already listens: it serves the shared directory."""
+    with contextlib.ExitStack() as running:
+        for listener in (lambda: ChallengeResponder(tokens, *settings.responder_listen),
+                         lambda: _alpn_responder(tokens, settings)):  # fmt: skip
+            try:
+                responder = listener()
+            except OSError:
+                continue
+            if responder is not None:
+                responder.start()
+                running.callback(responder.stop)
         yield
-        return
-    responder.start()
-    try:
-        yield
-    finally:
-        responder.stop()
+
+
+def _alpn_responder(tokens: TokenStore, settings: Settings) -> AlpnResponder | None:
+    listen = settings.tls_alpn_listen
+    return None if listen is None else AlpnResponder(tokens.alpn, *listen)
 
 
 def _say(message: str) -> None:
@@ -557,29 +580,9 @@ def _list(rows: list[Listed], as_json: bool) -> int:
     now = datetime.now(UTC)
     if as_json:
         print(json.dumps([listed_json(row, now) for row in rows], indent=2))
-        return 0
-    print(
-        f"{'NAME':<28} {'DOMAINS':<32} {'NOT AFTER (UTC)':<16} {'DAYS':>7} {'KEY':<7} "
-        f"{'IN USE':<6} {'SERIAL':<36} STATUS"
-    )
-    for row in rows:
-        cert = row.cert
-        used = "?" if row.in_use is None else ("yes" if row.in_use else "no")
-        print(
-            f"{row.name:<28} {_domains(row):<32} "
-            + (
-                f"{cert.not_after:%Y-%m-%d %H:%M} {days_left(cert.not_after, now):>7.2f} "
-                f"{cert.key_type.value:<7} {used:<6} {cert.serial:<36} "
-                if cert is not None
-                else f"{'-':<16} {'-':>7} {'-':<7} {'-':<6} {'-':<36} "
-            )
-            + status_text(row, now)
-        )
+    else:
+        print("\n".join(listed_table(rows, now)))
     return 0
-
-
-def _domains(row: Listed) -> str:
-    return ",".join(row.cert.domains) if row.cert is not None else "-"
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ class ChallengeType(StrEnum):
 
     HTTP01 = "http-01"
     DNS01 = "dns-01"
+    TLS_ALPN01 = "tls-alpn-01"
 
 
 class ChallengeMode(StrEnum):
@@ -35,6 +36,7 @@ class ChallengeMode(StrEnum):
     HTTP01 = "http-01"  # every name through the edge
     DNS01 = "dns-01"  # every name by a TXT record
     MIXED = "mixed"  # wildcards by DNS-01, the other names by HTTP-01
+    TLS_ALPN01 = "tls-alpn-01"  # every name on port 443, through the front (RFC 8737)
 
 
 class KeyType(StrEnum):
@@ -52,6 +54,12 @@ def is_ip_address(name: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def host_form(name: str) -> str:
+    """A certificate name as a Host header and nginx's `server_name` write it: an IPv6 address
+    in brackets (RFC 3986), anything else as it is."""
+    return f"[{name}]" if ":" in name and is_ip_address(name) else name
 
 
 @dataclass(frozen=True)
@@ -223,6 +231,8 @@ class CertSpec:
         mixed = self.challenge is ChallengeMode.MIXED
         if self.challenge is ChallengeMode.DNS01 or (mixed and wildcard):
             return ChallengeType.DNS01
+        if self.challenge is ChallengeMode.TLS_ALPN01:
+            return ChallengeType.TLS_ALPN01
         return ChallengeType.HTTP01
 
 

@@ -64,7 +64,7 @@ DIRECTORY_SHORTCUTS = {"production": LETSENCRYPT_PRODUCTION, "staging": LETSENCR
 VARIABLES = (
     "ACME_DIRECTORY", "EMAIL", "CA_BUNDLE", "ACCOUNT_KEY_FILE", "SERVICE", "NGINX_SERVICE",
     "NGINX_CONF", "SCHEDULE", "CONCURRENCY", "EAB_KID", "EAB_HMAC_KEY", "PREFERRED_CHAIN",
-    "CAA_IDENTITIES",
+    "CAA_IDENTITIES", "TLS_ALPN_LISTEN",
     "RESPONDER_LISTEN", "RESPONDER_UPSTREAM", "CHALLENGE_DIR", "LOCK_FILE", "CERTS_DIR",
     "SELF_CHECK", "FRONT_SUBNET", "ROLLOUT_TIMEOUT", "GC_KEEP_VERSIONS", "GC_KEEP_EXPIRED_DAYS",
     "LOG_LEVEL", "LOG_FORMAT", "METRICS_LISTEN", "ALERT_WEBHOOK", "ALERT_WEBHOOK_FORMAT",
@@ -84,6 +84,8 @@ STACK_VARIABLES = ("IMAGE", "EDGE_IMAGE", "FRONT_IMAGE", "VERSION")
 # The subnet of the `front` network in stacks/edge.yml.
 DEFAULT_FRONT_SUBNET = "10.222.0.0/24"
 DEFAULT_METRICS_LISTEN = ("0.0.0.0", 9402)
+# The TLS-ALPN-01 responder; haproxy/haproxy.cfg's acme_tls_alpn backend names this port.
+DEFAULT_TLS_ALPN_LISTEN = ("0.0.0.0", 8403)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Bounds past which a number is a typo (and time or date arithmetic would overflow).
 MAX_CONCURRENCY = 256
@@ -159,6 +161,7 @@ class Settings:
     concurrency: int = 8
     responder_listen: tuple[str, int] = ("0.0.0.0", 8402)
     responder_upstream: str = "certbotless:8402"
+    tls_alpn_listen: tuple[str, int] | None = DEFAULT_TLS_ALPN_LISTEN  # None: off
     challenge_dir: Path = Path("/run/certbotless/challenges")
     lock_file: Path = Path("/run/certbotless/pass.lock")
     certs_dir: str = "/etc/nginx/certs"
@@ -282,10 +285,10 @@ class Settings:
             concurrency=number(
                 get("CONCURRENCY"), "CONCURRENCY", 1, MAX_CONCURRENCY, defaults.concurrency
             ),
-            responder_listen=listen_address(get("RESPONDER_LISTEN"), "RESPONDER_LISTEN")
-            or defaults.responder_listen,
+            responder_listen=_listen(get, "RESPONDER_LISTEN", defaults.responder_listen),
             responder_upstream=upstream(get("RESPONDER_UPSTREAM"), "RESPONDER_UPSTREAM")
             or defaults.responder_upstream,
+            tls_alpn_listen=_optional_listen(get, "TLS_ALPN_LISTEN", DEFAULT_TLS_ALPN_LISTEN),
             challenge_dir=path(get("CHALLENGE_DIR"), "CHALLENGE_DIR") or defaults.challenge_dir,
             lock_file=path(get("LOCK_FILE"), "LOCK_FILE") or defaults.lock_file,
             certs_dir=certs_dir(get("CERTS_DIR"), "CERTS_DIR") or defaults.certs_dir,
@@ -296,7 +299,7 @@ class Settings:
             self_check=flag(get("SELF_CHECK"), "SELF_CHECK", defaults.self_check),
             log_level=_log_level(get("LOG_LEVEL"), "LOG_LEVEL") or defaults.log_level,
             log_format=choice(get("LOG_FORMAT"), "LOG_FORMAT", defaults.log_format),
-            metrics_listen=_metrics_listen(get("METRICS_LISTEN")),
+            metrics_listen=_optional_listen(get, "METRICS_LISTEN", DEFAULT_METRICS_LISTEN),
             eab_kid=eab_kid,
             eab_hmac_key=eab_hmac_key,
             preferred_chain=one_line(get("PREFERRED_CHAIN"), "PREFERRED_CHAIN"),
@@ -491,10 +494,16 @@ def _status_page(get: Variable) -> StatusPage | None:
     return StatusPage(listen, htpasswd, allow_from, forward_auth, actions, direct_from)
 
 
-def _metrics_listen(value: str | None) -> tuple[str, int] | None:
+def _listen(get: Variable, name: str, default: tuple[str, int]) -> tuple[str, int]:
+    return listen_address(get(name), name) or default
+
+
+def _optional_listen(get: Variable, name: str, default: tuple[str, int]) -> tuple[str, int] | None:
+    """A listener that is on unless `off`."""
+    value = get(name)
     if (value or "").lower() == "off":
         return None
-    return listen_address(value, "METRICS_LISTEN", "or 'off'") or DEFAULT_METRICS_LISTEN
+    return listen_address(value, name, "or 'off'") or default
 
 
 def _dialects(value: str | None, name: str) -> frozenset[str]:

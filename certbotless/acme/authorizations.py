@@ -26,6 +26,7 @@ from certbotless.acme.errors import (
     describe_problem,
 )
 from certbotless.acme.session import CaSession
+from certbotless.acme.tls_alpn01 import TLSALPN01  # registers the type the library lacks
 from certbotless.model import CertSpec, Challenge
 from certbotless.seams import Progress, Solver
 
@@ -194,5 +195,10 @@ def _offered(
         raise BadRequest(
             f"{domain}: the CA offers no HTTP-01 challenge for this name "
             "(wildcards need DNS-01: set certbotless.challenge=dns-01 or mixed)"
+        )
+    if challenge_type == TLSALPN01.typ:
+        raise BadRequest(
+            f"{domain}: the CA offers no TLS-ALPN-01 challenge for this name (wildcards need "
+            "DNS-01; otherwise use certbotless.challenge=http-01 or dns-01)"
         )
     raise BadRequest(f"{domain}: the CA offers no {challenge_type} challenge for this name")

@@ -12,7 +12,7 @@ import time
 
 from certbotless.acme.challenges import TokenStore
 from certbotless.acme.errors import Abandoned, AcmeError, BadRequest, UnexpectedAnswer
-from certbotless.model import CHALLENGE_PREFIX, Challenge, ChallengeType
+from certbotless.model import CHALLENGE_PREFIX, Challenge, ChallengeType, host_form
 from certbotless.proxy_protocol import connect_to_edge_task
 from certbotless.seams import Progress
 
@@ -84,7 +84,9 @@ class EdgeSelfCheck:
                 connection.sock = connect_to_edge_task(
                     str(address), self.port, 3, self.proxy_protocol
                 )
-                connection.request("GET", CHALLENGE_PREFIX + token, headers={"Host": domain})
+                connection.request(
+                    "GET", CHALLENGE_PREFIX + token, headers={"Host": host_form(domain)}
+                )
                 response = connection.getresponse()
                 body = response.read(4096).decode(errors="replace")
             except (OSError, http.client.HTTPException) as error:

@@ -55,6 +55,20 @@ class Member(Protocol):
     def revoke(self, chain_pem: bytes, reason: RevocationReason) -> None: ...
 
 
+class OrderObserver(Protocol):
+    """Told what came of each certificate asked of an issuer: `issued`, `passed_over` (the next
+    issuer is asked) or `failed` (the daemon's metrics, passed in by the app)."""
+
+    def order(self, issuer: str, outcome: str) -> None: ...
+
+
+class UnobservedOrders:
+    """No one is told: one-off commands and tests."""
+
+    def order(self, issuer: str, outcome: str) -> None:
+        pass
+
+
 def passed_over(error: AcmeError) -> str | None:
     """Why another CA could issue what this one did not, in a few words (None: it could not,
     such as a failed validation, which fails the same with any CA)."""
@@ -84,10 +98,11 @@ M = TypeVar("M", bound=Member)
 class IssuerChain(Generic[M]):
     """`seams.Issuer` over several issuers, tried in order for each certificate."""
 
-    def __init__(self, members: Sequence[M]) -> None:
+    def __init__(self, members: Sequence[M], observer: OrderObserver | None = None) -> None:
         if not members:
             raise ValueError("an issuer chain needs at least one issuer")
         self.members = tuple(members)
+        self.observer = observer or UnobservedOrders()
         self.names = tuple(member.name for member in members)
         self.directory_url = members[0].directory_url  # the first: where orders go first
 
@@ -125,12 +140,14 @@ class IssuerChain(Generic[M]):
                          f"{member.name}")  # fmt: skip
             for spec, outcome in member.issue_many(batch, progress, solver, replaces):
                 if isinstance(outcome, IssuedCert):
+                    self.observer.order(member.name, "issued")
                     del waiting[spec.name]
                     yield spec, replace(outcome, issuer=member.name,
                                         skipped=tuple(skipped.get(spec.name, ())))  # fmt: skip
                     continue
                 why = passed_over(outcome)
                 last = _position(spec, index) == len(candidates(spec, self.names)) - 1
+                self.observer.order(member.name, "failed" if why is None or last else "passed_over")
                 if why is None or last:
                     del waiting[spec.name]
                     yield spec, _naming_others(outcome, member.name, skipped.get(spec.name, ()))

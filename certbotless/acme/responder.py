@@ -66,7 +66,7 @@ def waiting_room(wanted: int) -> int:
     return max(1, min(wanted, soft - FD_RESERVE))
 
 
-class _WaitingConnections:
+class WaitingConnections:
     """Connections whose request has not fully arrived, oldest first, in all and per client."""
 
     def __init__(self, max_waiting: int, max_per_client: int) -> None:
@@ -186,35 +186,27 @@ def _response(reply: _Reply, head_only: bool) -> bytes:
     return head if head_only else head + reply.body
 
 
-def _client_address(writer: asyncio.StreamWriter) -> str:
+def client_address(writer: asyncio.StreamWriter) -> str:
     peer = writer.get_extra_info("peername")
     return str(peer[0]) if isinstance(peer, tuple) else "unknown"
 
 
-class ChallengeResponder:
-    """Serves /.well-known/acme-challenge/<token> and /healthz (for Swarm's health check: 200, or
-    503 and why, as `health` says) on its own thread; everything else is 4xx. Only GET and HEAD,
-    one request per connection, within the `limits` the module describes.
-    """
+class LoopServer:
+    """A listener whose connections one event loop holds, on its own thread, within the bounds
+    the module describes (`waiting`: connections not yet done with their request or handshake).
+    Subclasses answer in `_serve`; `stream_limit` bounds one line a reader reads."""
 
-    def __init__(
-        self,
-        tokens: TokenStore,
-        host: str,
-        port: int,
-        limits: ResponderLimits = ResponderLimits(),
-        health: HealthProblem = lambda: None,
-    ) -> None:
-        self._tokens = tokens
-        self._limits = limits
-        self._health = health
-        self._socket = socket.create_server((host, port), backlog=LISTEN_BACKLOG)
-        self.waiting = _WaitingConnections(
-            waiting_room(limits.max_waiting), limits.max_waiting_per_client
-        )
+    thread_name = "loop-server"
+
+    def __init__(self, host: str, port: int, max_waiting: int, max_per_client: int,
+                 stream_limit: int = 2**16) -> None:  # fmt: skip
+        self._stream_limit = stream_limit
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET  # a CA dials an IPv6 name
+        self._socket = socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
+        self.waiting = WaitingConnections(waiting_room(max_waiting), max_per_client)
         self._loop = asyncio.new_event_loop()
         self._stopping = asyncio.Event()
-        self._thread = threading.Thread(target=self._run, name="challenge-responder", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
 
     @property
     def port(self) -> int:
@@ -235,10 +227,7 @@ class ChallengeResponder:
 
     async def _serve_until_stopped(self) -> None:
         server = await asyncio.start_server(
-            self._serve,
-            sock=self._socket,
-            limit=self._limits.max_request_bytes,
-            backlog=LISTEN_BACKLOG,
+            self._serve, sock=self._socket, limit=self._stream_limit, backlog=LISTEN_BACKLOG
         )
         sweeper = asyncio.create_task(self._sweep_forever())
         await self._stopping.wait()
@@ -260,7 +249,33 @@ class ChallengeResponder:
             self.waiting.sweep()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        client = _client_address(writer)
+        raise NotImplementedError
+
+
+class ChallengeResponder(LoopServer):
+    """Serves /.well-known/acme-challenge/<token> and /healthz (for Swarm's health check: 200, or
+    503 and why, as `health` says) on its own thread; everything else is 4xx. Only GET and HEAD,
+    one request per connection, within the `limits` the module describes.
+    """
+
+    thread_name = "challenge-responder"
+
+    def __init__(
+        self,
+        tokens: TokenStore,
+        host: str,
+        port: int,
+        limits: ResponderLimits = ResponderLimits(),
+        health: HealthProblem = lambda: None,
+    ) -> None:
+        super().__init__(host, port, limits.max_waiting, limits.max_waiting_per_client,
+                         limits.max_request_bytes)  # fmt: skip
+        self._tokens = tokens
+        self._limits = limits
+        self._health = health
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        client = client_address(writer)
         self.waiting.add(writer.transport, client)
         try:
             try:

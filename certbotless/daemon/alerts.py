@@ -44,7 +44,8 @@ DELIVERY_ATTEMPTS = 4
 @dataclass(frozen=True)
 class Alert:
     key: str  # what the problem is about; stays the same while it lasts
-    # renewal_failed, expiring, rollout_failed, label_problem, ca_unreachable, pass_failed
+    # renewal_failed, expiring, rollout_failed, label_problem, ca_unreachable, pass_failed,
+    # issuer_fallback
     kind: str
     title: str
     detail: str  # a change here is news, and sent again (unless `fingerprint` says otherwise)
@@ -118,6 +119,8 @@ def alerts_for(
                 str(problem),
             )
         )
+    alerts.extend(issuer_fallback_alert(record) for record in report.statuses
+                  if record.issuer and record.skipped)  # fmt: skip
     if report.ca_unreachable:
         alerts.append(
             Alert(
@@ -146,6 +149,20 @@ def renewal_failed_alert(
         error,
         note=note,
         fingerprint=stable_words(error),
+    )
+
+
+def issuer_fallback_alert(record: CertificateStatus) -> Alert:
+    """The version in use came from an issuer after the first: it holds until a renewal comes
+    from the first issuer again (each pass starts from it)."""
+    return Alert(
+        f"issuer_fallback:{record.name}",
+        "issuer_fallback",
+        f"certificate {record.name} came from fallback issuer {record.issuer}",
+        f"{record.name} ({', '.join(record.domains)}) is served from issuer {record.issuer}; "
+        f"passed over: {'; '.join(record.skipped)}.",
+        note="Its renewals go to the first issuer again once that one works.",
+        fingerprint=stable_words(f"{record.issuer} {' '.join(record.skipped)}"),
     )
 
 

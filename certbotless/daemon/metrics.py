@@ -28,6 +28,17 @@ ACME_REQUESTS = Counter(
     "Requests to the ACME CA by outcome (ok, bad_nonce, transient, problem, rate_limited)",
     ["outcome"],
 )
+ISSUER_REQUESTS = Counter(
+    "certbotless_issuer_requests",
+    "Requests to each issuer of CERTBOTLESS_ACME_ISSUERS by outcome",
+    ["issuer", "outcome"],
+)
+ISSUER_ORDERS = Counter(
+    "certbotless_issuer_orders",
+    "Certificates asked of each issuer by outcome: issued, passed_over (the next issuer was "
+    "asked: unreachable, rate limited, name refused, CAA, no account) or failed",
+    ["issuer", "outcome"],
+)
 ACME_REQUEST_SECONDS = Histogram(
     "certbotless_acme_client_request_duration_seconds",
     "Duration of each HTTP request to the ACME CA, by endpoint (the URL's path without its "
@@ -80,13 +91,24 @@ def endpoint(url: str) -> str:
 
 
 class AcmeRequestMetrics:
-    """`acme.network.AcmeRequestObserver` for the daemon's metrics."""
+    """`acme.network.AcmeRequestObserver` for the daemon's metrics, of one issuer."""
+
+    def __init__(self, issuer: str = "") -> None:
+        self.issuer = issuer
 
     def request(self, method: str, url: str, status: str, seconds: float) -> None:
         ACME_REQUEST_SECONDS.labels(endpoint(url), method.upper(), status).observe(seconds)
 
     def outcome(self, outcome: str) -> None:
         ACME_REQUESTS.labels(outcome).inc()
+        ISSUER_REQUESTS.labels(self.issuer, outcome).inc()
+
+
+class IssuerOrderMetrics:
+    """`acme.issuer_chain.OrderObserver` for the daemon's metrics."""
+
+    def order(self, issuer: str, outcome: str) -> None:
+        ISSUER_ORDERS.labels(issuer, outcome).inc()
 
 
 class _Certificates(Collector):
@@ -143,6 +165,11 @@ class _Certificates(Collector):
             "certbotless_certificate_next_attempt_timestamp_seconds",
             "Back-off: not retried before this (only failing certificates)", labels=["name"],
         )  # fmt: skip
+        issuer = GaugeMetricFamily(
+            "certbotless_certificate_issuer",
+            "1 for the issuer of CERTBOTLESS_ACME_ISSUERS the version in use came from, with "
+            "how many issuers before it were passed over", labels=["name", "issuer", "fallback"],
+        )  # fmt: skip
         for record in self.report.statuses:
             for condition in ("True", "False", "Unknown"):
                 ready.add_metric([record.name, condition],
@@ -153,7 +180,9 @@ class _Certificates(Collector):
             failures.add_metric([record.name, reason], record.failures)
             if record.condition is Condition.FAILING and record.next_attempt is not None:
                 next_attempt.add_metric([record.name], record.next_attempt.timestamp())
-        yield from (ready, renewal, failures, next_attempt)
+            if record.issuer:
+                issuer.add_metric([record.name, record.issuer, str(len(record.skipped))], 1.0)
+        yield from (ready, renewal, failures, next_attempt, issuer)
 
     def _budget(self, now: datetime) -> Iterator[GaugeMetricFamily]:
         used = GaugeMetricFamily(

@@ -12,7 +12,7 @@ from certbotless.edge.client_certs import client_auth_directives, host_client_au
 from certbotless.edge.locations import challenge_location, route_locations, to_https_location
 from certbotless.edge.mounts import CertFiles
 from certbotless.edge.shaping import HSTS_VALUE
-from certbotless.model import Route, StoredCert
+from certbotless.model import Route, StoredCert, host_form
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ def http_server(
                                      pooled=pooled)  # fmt: skip
     return Server(
         80,
-        f"{listen_80};\n        server_name {host};",
+        f"{listen_80};\n        server_name {host_form(host)};",
         [challenge_location(responder_upstream), *body],
         maps,
     )
@@ -162,7 +162,7 @@ def https_server(
     return Server(
         443,
         f"""{listen_443}{" default_server" if default else ""};
-        server_name {host};{certificate}{hsts_header}{client_auth}""",
+        server_name {host_form(host)};{certificate}{hsts_header}{client_auth}""",
         locations,
         maps,
     )

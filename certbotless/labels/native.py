@@ -20,6 +20,7 @@ from certbotless.labels.values import (
     STATUS_PLACEHOLDER,
     InvalidFactory,
     InvalidLabel,
+    certificate_name_for,
     check_path,
     check_secret_name,
     check_timeout,
@@ -140,12 +141,13 @@ def _parse_challenge(
         raise invalid(
             CHALLENGE,
             "must be http-01 (through the edge, the default), dns-01 (every name by a TXT "
-            "record) or mixed (wildcards by DNS-01, the other names by HTTP-01)",
+            "record), mixed (wildcards by DNS-01, the other names by HTTP-01) or tls-alpn-01 "
+            "(every name on port 443, through the front)",
         ) from None
     provider = service.labels.get(DNS_PROVIDER, "").strip().lower() or None
     zone = service.labels.get(DNS_ZONE, "").strip().lower().rstrip(".") or None
     for label, value in ((DNS_PROVIDER, provider), (DNS_ZONE, zone)):
-        if value is not None and mode is ChallengeMode.HTTP01:
+        if value is not None and mode in (ChallengeMode.HTTP01, ChallengeMode.TLS_ALPN01):
             raise invalid(label, f"needs {CHALLENGE}=dns-01 or mixed")
     if provider is not None and not DNS_PROVIDER_RE.fullmatch(provider):
         raise invalid(
@@ -193,8 +195,7 @@ def _parse_spec(
     hosts = hosts or parse_hosts(
         service.labels[DOMAINS], invalid, _asks_a_profile(service), _asks_dns01(service)
     )
-    # A wildcard's certificate is named after its domain: `*.example.com` → wildcard.example.com
-    name = service.labels.get(NAME, "").strip() or hosts[0].replace("*.", "wildcard.", 1)
+    name = service.labels.get(NAME, "").strip() or certificate_name_for(hosts[0])
     if not CERTIFICATE_NAME_RE.fullmatch(name):
         raise invalid(NAME, "must be a name of lowercase letters, digits, '-' and dots")
     mode, provider, zone = _parse_challenge(service, invalid)

@@ -29,6 +29,14 @@ CHALLENGE = LABEL_PREFIX + "challenge"  # http-01 (default), dns-01, mixed
 _LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$", re.ASCII)
 # Certificate names: lowercase letters, digits, '-' and dots, like a hostname.
 CERTIFICATE_NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?", re.ASCII)
+
+
+def certificate_name_for(host: str) -> str:
+    """The certificate a first name names when no label does: a wildcard's is its domain's
+    (`*.example.com` → wildcard.example.com), an IPv6 address's has `-` for its colons."""
+    return host.replace("*.", "wildcard.", 1).replace(":", "-")
+
+
 _TIME_RE = re.compile(r"^([0-9]{1,8})(ms|s|m|h)?$", re.ASCII)
 _STATUS_RANGE_RE = re.compile(r"^([0-9]{3})(?:-([0-9]{3}))?$", re.ASCII)
 _IP_RE = re.compile(r"^[0-9.]+$", re.ASCII)
@@ -98,11 +106,7 @@ def parse_hostname(
             )
         return "*." + parse_hostname(host[2:], invalid)
     if ":" in host:
-        raise invalid(
-            DOMAINS,
-            f"{host} is an IPv6 address or has a port: use a hostname (of IP addresses, only "
-            f"IPv4 ones are served, with {PROFILE})",
-        )
+        return _parse_ipv6_address(host, invalid, ip_allowed)
     if _IP_RE.match(host):
         return _parse_ip_address(host, invalid, ip_allowed)
     try:
@@ -139,6 +143,22 @@ def _parse_ip_address(host: str, invalid: InvalidFactory, ip_allowed: bool) -> s
         raise invalid(DOMAINS, f"{host} is neither a hostname nor an IPv4 address") from None
     if not ip_allowed:
         raise invalid(DOMAINS, _ip_address_problem(host))
+    return str(address)
+
+
+def _parse_ipv6_address(host: str, invalid: InvalidFactory, ip_allowed: bool) -> str:
+    """An IPv6 address (brackets allowed), in RFC 5952's form: what the CA's identifier
+    (RFC 8738) and a browser's Host header write."""
+    try:
+        address = ipaddress.IPv6Address(host.removeprefix("[").removesuffix("]"))
+    except ValueError:
+        raise invalid(
+            DOMAINS,
+            f"{host} is neither an IPv6 address nor a hostname (a name has no port: the edge "
+            "serves ports 80 and 443)",
+        ) from None
+    if not ip_allowed:
+        raise invalid(DOMAINS, _ip_address_problem(str(address)))
     return str(address)
 
 

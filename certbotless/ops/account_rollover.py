@@ -20,7 +20,7 @@ from certbotless.acme.keys import generate_private_key, load_account_key_pem, pr
 from certbotless.acme.session import CaSession
 from certbotless.edge.rollout import RolloutError, mount_secret
 from certbotless.model import FileReference, KeyType, ObjectKind, ObjectRole
-from certbotless.ops.account_key import key_thumbprint
+from certbotless.ops.account_key import account_key_file, key_thumbprint
 from certbotless.settings import Settings
 from certbotless.swarm.api import Swarm
 from certbotless.swarm.store import KIND, CertStore
@@ -40,18 +40,21 @@ def roll_over_account_key(
     store: CertStore,
     session: CaSession,
     key_type: KeyType = KeyType.EC256,
+    owner: str = "",
 ) -> list[str]:
-    """Replace the account's key with a fresh one; returns what was done, line by line."""
+    """Replace the account's key with a fresh one; returns what was done, line by line.
+    `owner`: whose key it is, as `account_key.key_owners` names it ("": the first issuer's)."""
     account_url = session.existing_account()
     if account_url is None:
         raise RolloverFailed(
             "the CA knows no account for the current key: nothing to roll over (certbotless "
             "registers one when it first orders)"
         )
-    old = store.account_key_secret()
+    old = store.account_key_secret(owner)
     new_pem = private_key_pem(generate_private_key(key_type))
     # Stored before the CA is told: from then on, it is the only key that works.
-    name, secret_id = store.add_account_key_version(new_pem, key_thumbprint(new_pem))
+    name, secret_id = store.add_account_key_version(new_pem, key_thumbprint(new_pem),
+                                                    issuer=owner)  # fmt: skip
     try:
         session.change_key(load_account_key_pem(new_pem))
     except AcmeError as error:
@@ -67,7 +70,8 @@ def roll_over_account_key(
             f"{account_url}; secret {name} holds the new key and the old secret is kept"
         )
     said.append("a request signed with the new key succeeded: the account URL is unchanged")
-    said.append(_mount(settings, swarm, name, secret_id, None if old is None else old[0]))
+    target = str(account_key_file(settings, owner))
+    said.append(_mount(settings, swarm, (name, secret_id), target, None if old is None else old[0]))
     if old is not None:
         _retire(swarm, old[0])
         said.append(
@@ -92,9 +96,9 @@ def _withdraw(swarm: Swarm, name: str) -> None:
 
 
 def _mount(
-    settings: Settings, swarm: Swarm, name: str, secret_id: str, old_name: str | None
+    settings: Settings, swarm: Swarm, new: tuple[str, str], target: str, old_name: str | None
 ) -> str:
-    target = str(settings.account_key_file)
+    name, secret_id = new
     service = settings.own_service or swarm.own_service_name()
     if service is not None:
         reference = FileReference(ObjectKind.SECRET, secret_id, name, target, 0o400)

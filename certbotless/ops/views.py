@@ -80,7 +80,27 @@ def listed_json(row: Listed, now: datetime) -> dict[str, object]:
         "config": cert.config_name if cert else None,
         "secret": cert.secret_name if cert else None,
         "label_mismatches": list(cert.mismatches) if cert else [],
+        **issuer_json(row),
     }
+
+
+def issuer_json(row: Listed) -> dict[str, object]:
+    """Which issuer the version in use came from, the one a label pins, and why the issuers
+    before it were passed over for that version."""
+    record = row.status
+    return {
+        "issuer": (record.issuer or None) if record else None,
+        "pinned_issuer": record.pinned if record else None,
+        "passed_over": list(record.skipped) if record else [],
+    }
+
+
+def issuer_text(row: Listed) -> str:
+    """The issuer column of `list`: its name, `*` after it when issuers were passed over."""
+    record = row.status
+    if record is None or not record.issuer:
+        return "-"
+    return record.issuer + ("*" if record.skipped else "")
 
 
 def _failure_json(row: Listed) -> dict[str, object]:
@@ -126,12 +146,37 @@ def status_text(row: Listed, now: datetime) -> str:
     status = listed_status(row, now)
     if status == "unwanted":
         return f"{status} (no label asks for it: neither served nor renewed)"
+    record = row.status
+    if row.failure is None and record is not None and record.skipped:
+        return f"{status} (from issuer {record.issuer}, passed over: {'; '.join(record.skipped)})"
     if row.failure is None:
         return status
-    record = row.status
     if record is not None and record.abandoned:
         status += f" (failing since {record.failing_since:%Y-%m-%d})"
     elif record is not None and record.next_attempt is not None:
         status += (f" ({record.failures} in a row, next attempt "
                    f"{record.next_attempt:%Y-%m-%d %H:%M} UTC)")  # fmt: skip
     return f"{status}: {row.failure.at:%Y-%m-%d %H:%M} {row.failure.error}"
+
+
+def listed_table(rows: list[Listed], now: datetime) -> list[str]:
+    """`certbotless list`'s lines: a header, then one per certificate."""
+    lines = [
+        f"{'NAME':<28} {'DOMAINS':<32} {'NOT AFTER (UTC)':<16} {'DAYS':>7} {'KEY':<7} "
+        f"{'IN USE':<6} {'ISSUER':<14} {'SERIAL':<36} STATUS"
+    ]
+    for row in rows:
+        cert = row.cert
+        used = "?" if row.in_use is None else ("yes" if row.in_use else "no")
+        domains = ",".join(cert.domains) if cert is not None else "-"
+        lines.append(
+            f"{row.name:<28} {domains:<32} "
+            + (
+                f"{cert.not_after:%Y-%m-%d %H:%M} {days_left(cert.not_after, now):>7.2f} "
+                f"{cert.key_type.value:<7} {used:<6} {issuer_text(row):<14} {cert.serial:<36} "
+                if cert is not None
+                else f"{'-':<16} {'-':>7} {'-':<7} {'-':<6} {'-':<14} {'-':<36} "
+            )
+            + status_text(row, now)
+        )
+    return lines

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import socket
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import docker
@@ -34,6 +35,17 @@ JOB_NAME_PREFIX = OBJECT_NAME_PREFIX + "job-"
 JOB_OWNER = "certbotless.job.owner"
 STACK_LABEL = "com.docker.stack.namespace"  # set by `docker stack deploy` on every service
 _JOB_ENDS = ("complete", "failed", "rejected")
+_CREATED_AT = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?")
+
+
+def created_order(text: str) -> tuple[datetime, int]:
+    """Swarm's CreatedAt as (second, nanoseconds); Go trims trailing zeros of the fraction, so
+    the text itself does not sort. Unknown: the earliest."""
+    match = _CREATED_AT.match(text)
+    if match is None:
+        return datetime.min.replace(tzinfo=UTC), 0
+    second = datetime.fromisoformat(match.group(1)).replace(tzinfo=UTC)
+    return second, int((match.group(2) or "").ljust(9, "0")[:9])
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,8 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from certbotless.model import LabelProblem, ObjectKind
-from certbotless.swarm.api import APIError, Json, Swarm
+from certbotless.model import LabelProblem, ObjectKind, ObjectRole
+from certbotless.swarm.api import APIError, Json, Swarm, created_order
 from certbotless.swarm.schema import (
     OBJECT_SCHEMA,
     NewerSchema,
@@ -211,6 +211,32 @@ class AuthenticObjects:
         item = self.swarm.inspect_object(kind, object_id)
         labels = {**stamped(labels_of(item)), MAC: self.key.mac(kind, item)}
         self.swarm.update_object_labels(kind, item, labels)
+
+    def account_keys(self, items: list[Json]) -> list[Json]:
+        """The ACME account key secrets among `items` that certbotless made: signed, or made
+        before the store key was (by a release before objects were signed: signed now). Any
+        other, such as a newer "version" a tenant's stack file made, is noted as untrusted: its
+        key would make the account the tenant's."""
+        if self.key is None:
+            return items
+        keys = self.swarm.secrets(f"{KIND}={ObjectRole.STORE_KEY}")
+        first_key = min((created_order(str(k.get("CreatedAt", ""))) for k in keys), default=None)
+        kept = []
+        for item in items:
+            object_id = str(item["ID"])
+            legacy = (MAC not in labels_of(item) and first_key is not None
+                      and created_order(str(item.get("CreatedAt", ""))) < first_key)  # fmt: skip
+            if legacy:
+                self.sign(ObjectKind.SECRET, object_id)
+            if legacy or self.key.verifies(ObjectKind.SECRET, item):
+                self.untrusted.pop(object_id, None)
+                kept.append(item)
+                continue
+            self.untrusted[object_id] = (ObjectKind.SECRET, item)
+            if object_id not in self._logged:
+                self._logged.add(object_id)
+                log.warning("%s", untrusted_problem(ObjectKind.SECRET, item).message)
+        return kept
 
     def adopt(self, mounted: Collection[str]) -> list[str]:
         """Sign the objects without any MAC that the edge mounts right now: made by a release

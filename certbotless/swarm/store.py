@@ -27,14 +27,13 @@ from certbotless.model import (
     StoredCert,
     StoredObject,
 )
-from certbotless.swarm.api import APIError, Json, Swarm
+from certbotless.swarm.api import APIError, Json, Swarm, created_order
 from certbotless.swarm.authenticity import AuthenticObjects, StoreKey, base_name
 from certbotless.swarm.schema import stamped
 
 NAME_PREFIX = OBJECT_NAME_PREFIX
 MAX_OBJECT_NAME = 64
 _UNSAFE_NAME_CHARS = re.compile(r"[^a-zA-Z0-9_.-]")
-_CREATED_AT = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?")
 
 MANAGED = "certbotless.managed"
 KIND = "certbotless.kind"  # its value is an ObjectRole
@@ -223,7 +222,8 @@ class CertStore:
         """Make it: (name, id), or None when a concurrent start made it first (that one wins)."""
         name = account_key_secret_name(issuer)
         try:
-            return name, self.swarm.create_secret(name, key_pem, _account_key_labels(thumbprint))
+            return name, self.objects.create(ObjectKind.SECRET, name, key_pem,
+                                             _account_key_labels(thumbprint))  # fmt: skip
         except APIError as error:
             if error.status_code == 409:
                 return None
@@ -236,14 +236,17 @@ class CertStore:
         in use cannot be removed): (name, id). It becomes the one `account_key_secret` names."""
         stamp = (now or datetime.now(UTC)).strftime("%Y%m%d%H%M%S") + random_tokens.token_hex(3)
         name = f"{account_key_secret_name(issuer)}-{stamp}"
-        return name, self.swarm.create_secret(name, key_pem, _account_key_labels(thumbprint))
+        return name, self.objects.create(ObjectKind.SECRET, name, key_pem,
+                                         _account_key_labels(thumbprint))  # fmt: skip
 
     def _account_key_versions(self, issuer: str = "") -> list[Json]:
         """The account key secrets of `issuer`, oldest first."""
         version = re.compile(re.escape(account_key_secret_name(issuer)) + r"(-\d{14}[0-9a-f]{6})?")
-        versions = [secret for secret in self.swarm.secrets(f"{KIND}={ObjectRole.ACCOUNT_KEY}")
-                    if version.fullmatch(secret["Spec"]["Name"])]  # fmt: skip
-        return sorted(versions, key=lambda s: (_created_order(s.get("CreatedAt", "")),
+        versions = self.objects.account_keys(
+            [secret for secret in self.swarm.secrets(f"{KIND}={ObjectRole.ACCOUNT_KEY}")
+             if version.fullmatch(secret["Spec"]["Name"])]
+        )  # fmt: skip
+        return sorted(versions, key=lambda s: (created_order(s.get("CreatedAt", "")),
                                                 s["Spec"]["Name"]))  # fmt: skip
 
     # --- garbage collection -------------------------------------------------------------------
@@ -357,7 +360,7 @@ def issuance_order(cert: StoredCert) -> tuple[datetime, tuple[datetime, int], st
     """Sort key of the versions of a certificate, oldest issued first: by notBefore, then by when
     Swarm created it, then by name. Never by expiry: a renewal may be shorter-lived than the
     version it replaces (another profile, another CA, shorter lifetimes)."""
-    return cert.not_before, _created_order(cert.created_at), cert.config_name
+    return cert.not_before, created_order(cert.created_at), cert.config_name
 
 
 def usable(cert: StoredCert, now: datetime) -> bool:
@@ -582,16 +585,6 @@ def _ari_id_or_blank(leaf: x509.Certificate) -> str:
         return ari_cert_id(leaf)
     except (x509.ExtensionNotFound, ValueError):
         return ""
-
-
-def _created_order(text: str) -> tuple[datetime, int]:
-    """Swarm's CreatedAt as (second, nanoseconds); Go trims trailing zeros of the fraction, so
-    the text itself does not sort. Unknown: the earliest."""
-    match = _CREATED_AT.match(text)
-    if match is None:
-        return datetime.min.replace(tzinfo=UTC), 0
-    second = datetime.fromisoformat(match.group(1)).replace(tzinfo=UTC)
-    return second, int((match.group(2) or "").ljust(9, "0")[:9])
 
 
 def _parse_time(text: str) -> datetime | None:

@@ -36,10 +36,11 @@ from certbotless.acme.errors import (
 from certbotless.acme.http01 import ChallengeNotServed, EdgeHttp01Solver, EdgeSelfCheck
 from certbotless.acme.issuer import AcmeIssuer, IssuerOptions
 from certbotless.acme.keys import load_account_key
+from certbotless.acme.responder import ChallengeResponder
 from certbotless.model import CertSpec, IssuedCert, KeyType, RevocationReason
 from certbotless.seams import Issuer
 from rig.pebble import PebbleServer
-from tests.conftest import loopback_pebble
+from tests.conftest import ACME_TEST_HTTP_PORT, loopback_pebble
 from tests.support.ports import unused_port
 
 pytestmark = pytest.mark.rig
@@ -152,6 +153,22 @@ def test_ip_addresses_are_ordered_as_ip_identifiers(issuer: AcmeIssuer) -> None:
     )
     assert names.get_values_for_type(x509.DNSName) == ["ip.example.test"]
     assert [str(a) for a in names.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+
+
+def test_an_ipv6_address_is_validated_at_that_address_and_named_in_rfc_5952_form(
+    issuer: AcmeIssuer, acme_tokens: TokenStore
+) -> None:
+    """Pebble dials [::1] on the HTTP-01 port, where a second responder over the same tokens
+    listens; the certificate names ::1 as an IP address."""
+    responder = ChallengeResponder(acme_tokens, "::1", ACME_TEST_HTTP_PORT)
+    responder.start()
+    try:
+        spec = CertSpec("ip6", ("ip6.example.test", "::1"), profile="shortlived")
+        leaf = leaf_of(issuer.issue(spec))
+    finally:
+        responder.stop()
+    names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(a) for a in names.get_values_for_type(x509.IPAddress)] == ["::1"]
 
 
 def test_many_orders_run_concurrently(

@@ -38,7 +38,7 @@ PROXY_ENV = {
     "SIDECAR_IMAGE": "certbotless:0.2.0",
     "USER_SECRETS": "site_htpasswd|shop_htpasswd_[0-9a-f]{8}",
     "EDGE_NETWORKS": "certbotless-edge|edge_front",
-    "SIDECAR_NETWORKS": "certbotless-edge|edge_docker-api",
+    "SIDECAR_NETWORKS": "certbotless-edge|edge_docker-api|edge_acme-tls",
 }
 # The networks the engine lists: the edge's, by the ID its spec gives, and another stack's.
 NETWORKS = [{"Id": "netid0123456789abcdefghij", "Name": "certbotless-edge"},

@@ -12,7 +12,8 @@ from tests.support.observability import OBSERVABILITY, promtool
 
 ALERTS = {"CertbotlessCertificateExpiringSoon", "CertbotlessCertificateExpired",
           "CertbotlessRenewalFailing", "CertbotlessRollFailed", "CertbotlessDown",
-          "CertbotlessPassesStopped", "CertbotlessEdgeTaskStale"}  # fmt: skip
+          "CertbotlessPassesStopped", "CertbotlessEdgeTaskStale",
+          "CertbotlessFallbackIssuer"}  # fmt: skip
 
 
 def test_the_rules_load_and_their_unit_tests_pass() -> None:

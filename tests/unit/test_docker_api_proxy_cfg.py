@@ -103,7 +103,7 @@ STACK_ENV = {
     "SIDECAR_IMAGE": "certbotless:0.2.0",
     "USER_SECRETS": "site_htpasswd",
     "EDGE_NETWORKS": "certbotless-edge|edge_front",
-    "SIDECAR_NETWORKS": "certbotless-edge|edge_docker-api",
+    "SIDECAR_NETWORKS": "certbotless-edge|edge_docker-api|edge_acme-tls",
 }
 NETWORKS = [{"Id": "edgenetid0123456789abcdef", "Name": "certbotless-edge"},
             {"Id": "frontnetid0123456789abcde", "Name": "edge_front"},

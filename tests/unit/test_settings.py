@@ -118,6 +118,7 @@ BAD: dict[str, list[tuple[str, dict[str, str]]]] = {
     "LOG_LEVEL": [("verbose", {}), ("TRACE", {})],
     "LOG_FORMAT": [("yaml", {})],
     "METRICS_LISTEN": [("on", {}), ("0.0.0.0:99999", {}), ("9402x", {})],
+    "TLS_ALPN_LISTEN": [("on", {}), ("0.0.0.0:0", {}), ("[::]:8403", {})],
     # A status page with no protection is refused as much as a malformed address.
     "STATUS_LISTEN": [("0.0.0.0:8403", {}),
                       ("localhost:8403", {"CERTBOTLESS_STATUS_ALLOW_FROM": "10.0.0.0/8"})],
@@ -201,12 +202,16 @@ def test_good_values_are_taken() -> None:
         "CERTBOTLESS_GC_KEEP_EXPIRED_DAYS": "0",
         "CERTBOTLESS_LOG_LEVEL": "debug",
         "CERTBOTLESS_METRICS_LISTEN": "OFF",
+        "CERTBOTLESS_TLS_ALPN_LISTEN": "127.0.0.1:9443",
         "CERTBOTLESS_SMTP_URL": "smtps://ops:p%40ss@mail.example.com:465?from=cbl@example.com",
         "CERTBOTLESS_ALERT_EMAIL": "ops@example.com, oncall@example.com",
     })  # fmt: skip
     assert settings.responder_listen == ("0.0.0.0", 8402)
     assert (settings.certs_dir, settings.rollout_timeout) == ("/etc/nginx/certs", 300)
     assert (settings.log_level, settings.metrics_listen) == ("DEBUG", None)
+    assert settings.tls_alpn_listen == ("127.0.0.1", 9443)
+    assert Settings().tls_alpn_listen == ("0.0.0.0", 8403)
+    assert Settings.from_env({"CERTBOTLESS_TLS_ALPN_LISTEN": "off"}).tls_alpn_listen is None
     assert settings.alert_email == ("ops@example.com", "oncall@example.com")
 
 

@@ -46,6 +46,9 @@ def _record(listed_name: str, domains: tuple[str, ...], **changes: object) -> Ce
     return replace(record, **changes)  # type: ignore[arg-type]
 
 
+FALLBACK_REASON = "letsencrypt: unreachable (newOrder failed 6 times)"
+
+
 def listing() -> list[Listed]:
     """An ok certificate, one expiring, one failing with the CA's words, one never issued and
     failing, one nobody asks for any more."""
@@ -71,10 +74,11 @@ def listing() -> list[Listed]:
         Listed("shop", shop, True, True, None,
                _record("shop", shop.domains, serial=shop.serial, not_after=shop.not_after,
                        condition=Condition.READY, renew_at=NOW + timedelta(days=40),
-                       renew_source="ari", profile="shortlived")),
+                       renew_source="ari", profile="shortlived", issuer="letsencrypt")),
         Listed("old", old, True, True, None,
                _record("old", old.domains, serial=old.serial, not_after=old.not_after,
-                       condition=Condition.READY, renew_at=NOW - timedelta(days=27))),
+                       condition=Condition.READY, renew_at=NOW - timedelta(days=27),
+                       issuer="zerossl", skipped=(FALLBACK_REASON,))),
         Listed("api", api, True, True, RenewalFailure(NOW - timedelta(minutes=10), CA_WORDS),
                failing),
         Listed("new", None, None, True,

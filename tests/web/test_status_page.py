@@ -26,6 +26,7 @@ from certbotless.web.server import StatusServer
 from tests.support.factories import stored_cert
 from tests.web.status_data import (
     CA_WORDS,
+    FALLBACK_REASON,
     NOW,
     PASSWORD,
     PROBLEM,
@@ -82,6 +83,8 @@ def test_the_page_lists_the_most_urgent_first_with_the_cas_words(
     assert CA_WORDS.replace("/", "/") in html.replace("&#34;", '"')
     assert "used by shop_web" in html and "used by api_admin, api_app" in html
     assert "ARI window" in html and "profile shortlived" in html
+    assert "issuer letsencrypt" in html and "issuer zerossl" in html
+    assert f"passed over {FALLBACK_REASON}" in html
     assert "3 failed in a row" in html
     assert '<meta http-equiv="refresh" content="30; url=/?q=&amp;state=all&amp;router=">' in html
     assert "<script" not in html

@@ -43,8 +43,9 @@ WILD = {"certbotless.domains": "*.example.com", "certbotless.port": "80"}
 
 
 def test_the_spec_chooses_the_challenge_per_name() -> None:
-    http, dns, mixed = (CertSpec("c", ("x",), challenge=mode) for mode in ChallengeMode)
+    http, dns, mixed, tls = (CertSpec("c", ("x",), challenge=mode) for mode in ChallengeMode)
     assert [http.challenge_for(w) for w in (False, True)] == [ChallengeType.HTTP01] * 2
+    assert tls.challenge_for(False) is ChallengeType.TLS_ALPN01
     assert [dns.challenge_for(w) for w in (False, True)] == [DNS] * 2
     assert [mixed.challenge_for(w) for w in (False, True)] == [ChallengeType.HTTP01, DNS]
 

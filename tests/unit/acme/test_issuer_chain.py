@@ -253,3 +253,26 @@ def test_issuers_that_cannot_be_used_are_refused_by_name(value: str, words: str)
     with pytest.raises(SettingsError, match="remove CERTBOTLESS_ACME_DIRECTORY"):
         Settings.from_env({"CERTBOTLESS_ACME_ISSUERS": "a production",
                            "CERTBOTLESS_ACME_DIRECTORY": "staging"})  # fmt: skip
+
+
+@dataclass
+class Counted:
+    orders: list[tuple[str, str]] = field(default_factory=list)
+
+    def order(self, issuer: str, outcome: str) -> None:
+        self.orders.append((issuer, outcome))
+
+
+def test_each_issuers_outcome_is_counted() -> None:
+    """What the daemon's `certbotless_issuer_orders_total` counts: per issuer, issued, passed
+    over (the next was asked) or failed."""
+    counted = Counted()
+    first = Member("le", "https://le.test/dir", CaUnreachable("down"))
+    second = Member("zerossl", "https://zerossl.test/dir")
+    outcomes(IssuerChain([first, second], counted), SPEC)
+    assert counted.orders == [("le", "passed_over"), ("zerossl", "issued")]
+    counted.orders.clear()
+    second.failing = ValidationFailed("the CA could not fetch the token")
+    first.failing = None
+    outcomes(IssuerChain([second, first], counted), SPEC)
+    assert counted.orders == [("zerossl", "failed")]

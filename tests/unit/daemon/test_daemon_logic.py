@@ -112,3 +112,29 @@ def test_list_status_says_what_needs_attention_first() -> None:
     assert listed_status(replace(row, cert=dead), NOW) == "expired"
     assert listed_status(replace(row, wanted=False), NOW) == "unwanted"
     assert listed_status(Listed("new.example.test", None, None, True, failure), NOW) == "failed"
+
+
+def test_a_version_from_a_fallback_issuer_is_said_by_alert_list_and_json() -> None:
+    """Issue 27 item 7: a certificate served from an issuer after the first says which and
+    why, until a renewal comes from the first issuer again."""
+    from certbotless.model import CertificateStatus, Condition
+    from certbotless.ops.views import issuer_text, listed_json, status_text
+
+    cert = stored_cert("shop", ("shop.example.test",), issued=NOW - timedelta(days=1))
+    why = "letsencrypt: rate limited (too many certificates)"
+    record = CertificateStatus("shop", ("shop.example.test",), serial=cert.serial,
+                               condition=Condition.READY, issuer="zerossl",
+                               skipped=(why,))  # fmt: skip
+    alerts = alerts_for(PassReport(statuses=(record,)), [cert], NOW, NOW)
+    assert [(a.kind, a.title) for a in alerts] == [
+        ("issuer_fallback", "certificate shop came from fallback issuer zerossl")]  # fmt: skip
+    assert why in alerts[0].detail
+    row = Listed("shop", cert, True, True, None, record)
+    assert issuer_text(row) == "zerossl*"
+    assert status_text(row, NOW) == f"ok (from issuer zerossl, passed over: {why})"
+    shown = listed_json(row, NOW)
+    assert (shown["issuer"], shown["pinned_issuer"], shown["passed_over"]) == (
+        "zerossl", None, [why])  # fmt: skip
+    first = replace(record, issuer="letsencrypt", skipped=())
+    assert alerts_for(PassReport(statuses=(first,)), [cert], NOW, NOW) == []
+    assert issuer_text(replace(row, status=first)) == "letsencrypt"

@@ -69,6 +69,25 @@ def test_a_pass_shows_in_cert_managers_shapes() -> None:
     assert found[("certbotless_roll_duration_seconds_sum", ())] >= 7.5
     task = (("address", "10.0.9.4"), ("node", "n2"))
     assert found[("certbotless_edge_task_stale_certificates", task)] == 2
+    issuers = {labels: value for (metric, labels), value in found.items()
+               if metric == "certbotless_certificate_issuer"}  # fmt: skip
+    assert issuers == {
+        (("fallback", "0"), ("issuer", "letsencrypt"), *name): 1.0,
+        (("fallback", "1"), ("issuer", "zerossl"), ("name", "old")): 1.0,
+    }
+
+
+def test_requests_and_orders_are_counted_per_issuer() -> None:
+    before = scraped()
+    metrics.AcmeRequestMetrics("zerossl").outcome("rate_limited")
+    metrics.IssuerOrderMetrics().order("letsencrypt", "passed_over")
+    after = scraped()
+    for key in (("certbotless_issuer_requests_total",
+                 (("issuer", "zerossl"), ("outcome", "rate_limited")))  ,
+                ("certbotless_issuer_orders_total",
+                 (("issuer", "letsencrypt"), ("outcome", "passed_over"))),
+                ("certbotless_acme_requests_total", (("outcome", "rate_limited"),))):  # fmt: skip
+        assert after[key] == before.get(key, 0) + 1
 
 
 def test_acme_requests_are_timed_by_endpoint_without_identifiers() -> None:

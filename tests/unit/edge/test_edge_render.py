@@ -22,6 +22,7 @@ from tests.support.factories import (
     SEEDS,
     EdgeScenario,
     certs_for,
+    stored_cert,
 )
 
 NEW_NGINX = (1, 26, 3)
@@ -281,6 +282,16 @@ def test_an_ip_address_with_a_certificate_is_the_default_tls_server() -> None:
     # Until the address has its certificate, unknown names are refused as always.
     waiting = EdgeScenario(IP_ADDRESS.routes, certs_for("app.example.test")).render()
     assert "ssl_reject_handshake on;" in waiting
+
+
+def test_an_ipv6_address_is_its_server_name_in_brackets_as_host_headers_write_it() -> None:
+    """Browsers send `Host: [2001:db8::7]`; nginx matches `server_name [2001:db8::7]` (asked of
+    a real nginx in tests/unit/edge/test_ip_hosts.py)."""
+    cert = stored_cert(name="2001-db8--7", domains=("2001:db8::7",))
+    scenario = EdgeScenario((Route("v6", ("2001:db8::7",), 8000),), {"2001-db8--7": cert})
+    text = scenario.render()
+    assert text.count("server_name [2001:db8::7];") == 2
+    validate_nginx_conf(scenario.files())
 
 
 def test_behind_the_front_every_listener_takes_the_client_address_from_its_network_only() -> None:

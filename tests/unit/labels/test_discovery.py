@@ -423,3 +423,19 @@ def test_ip_addresses_need_a_profile_and_only_one_is_served() -> None:
     problems = {problem.service: problem.message for problem in found.problems}
     assert "only one IP address can be served and 192.0.2.10 is" in problems["second"]
     assert "set certbotless.profile to a CA profile that issues for IP" in problems["no_profile"]
+
+
+def test_an_ipv6_address_is_written_as_rfc_5952_and_names_its_certificate_with_dashes() -> None:
+    base = {"certbotless.port": "80", "certbotless.profile": "shortlived"}
+    plain = {"certbotless.port": "80"}
+    found = discover([
+        labelled("v6", {**base, "certbotless.domains": "[2001:DB8:0:0::7]"}),
+        labelled("v6_no_profile", {**plain, "certbotless.domains": "2001:db8::8"}),
+        labelled("port", {**plain, "certbotless.domains": "shop.example.test:8443"}),
+    ])  # fmt: skip
+    assert [(route.service, route.hosts) for route in found.routes] == [("v6", ("2001:db8::7",))]
+    assert [(spec.name, spec.domains) for spec in found.specs] == [
+        ("2001-db8--7", ("2001:db8::7",))]  # fmt: skip
+    problems = {problem.service: problem.message for problem in found.problems}
+    assert "2001:db8::8 is an IP address: set certbotless.profile" in problems["v6_no_profile"]
+    assert "neither an IPv6 address nor a hostname (a name has no port" in problems["port"]

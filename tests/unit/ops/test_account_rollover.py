@@ -86,3 +86,19 @@ def test_without_its_own_service_it_says_how_to_mount_the_new_key() -> None:
     swarm, store = swarm_with_a_key()
     said = roll_over_account_key(settings(None), swarm, store, FakeSession())  # type: ignore[arg-type]
     assert any(f"--secret-rm {ACCOUNT_KEY_SECRET} --secret-add" in line for line in said)
+
+
+def test_another_issuers_account_is_rolled_with_its_own_secret_and_file() -> None:
+    """`--issuer zerossl`: that issuer's key secret (`cbl-acme-account-key.zerossl`) gets a new
+    version, mounted at its own file; the first issuer's secret is untouched."""
+    swarm, store = swarm_with_a_key()
+    theirs = f"{ACCOUNT_KEY_SECRET}.zerossl"
+    swarm.create_secret(theirs, b"old", {KIND: ObjectRole.ACCOUNT_KEY})
+    roll_over_account_key(settings(), swarm, store, FakeSession(), owner="zerossl")  # type: ignore[arg-type]
+    newest = store.account_key_secret("zerossl")
+    assert newest is not None and newest[0].startswith(theirs + "-")
+    assert swarm.mounted() == [(newest[0], KEY_FILE + ".zerossl")]
+    first = store.account_key_secret()
+    assert first is not None and first[0] == ACCOUNT_KEY_SECRET
+    labels = {s["Spec"]["Name"]: s["Spec"]["Labels"] for s in swarm.objects["secret"]}
+    assert RETIRED in labels[theirs] and RETIRED not in labels[ACCOUNT_KEY_SECRET]

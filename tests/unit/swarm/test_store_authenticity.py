@@ -18,6 +18,7 @@ from certbotless.ops.doctor import store_check
 from certbotless.swarm.api import Swarm
 from certbotless.swarm.authenticity import MAC, NOT_MADE_HERE, StoreKey, read_store_key
 from certbotless.swarm.store import (
+    ACCOUNT_KEY_SECRET,
     CERT_KEY_SECRET,
     CERT_NAME,
     KIND,
@@ -43,11 +44,14 @@ class ObjectsSwarm:
 
     def add(self, kind: ObjectKind, name: str, data: bytes, labels: dict[str, str]) -> str:
         """What anyone may do: create an object with any labels (a tenant's stack file)."""
-        object_id = f"{kind.value}-{next(self._ids)}"
+        number = next(self._ids)
+        object_id = f"{kind.value}-{number}"
         spec: Item = {"Name": name, "Labels": dict(labels)}
         if kind == ObjectKind.CONFIG:
             spec["Data"] = base64.b64encode(data).decode()
-        self.items[object_id] = (kind, {"ID": object_id, "Spec": spec, "Version": {"Index": 1}})
+        created = f"2026-12-01T00:{number // 60:02d}:{number % 60:02d}.5Z"  # in creation order
+        self.items[object_id] = (kind, {"ID": object_id, "CreatedAt": created, "Spec": spec,
+                                        "Version": {"Index": 1}})  # fmt: skip
         return object_id
 
     def create_config(self, name: str, data: bytes, labels: dict[str, str]) -> str:
@@ -277,3 +281,23 @@ def test_the_doctor_names_what_certbotless_did_not_make() -> None:
     assert not check.ok and all(object_id in check.detail for object_id in forged)
     assert store_check(store_on(ObjectsSwarm())).ok
     assert not store_check(store_on(swarm, key=None)).ok  # cannot tell: says so
+
+
+def test_an_account_key_version_a_tenant_planted_is_never_the_accounts() -> None:
+    """Anyone's stack file may make a secret named like a newer account key version, with its
+    labels: taken, its key would make the ACME account the tenant's. Only a version certbotless
+    signed counts, or one made before the store key (by a release before signing: signed now)."""
+    swarm = ObjectsSwarm()
+    legacy = swarm.add(ObjectKind.SECRET, ACCOUNT_KEY_SECRET, b"k", {KIND: "account-key"})
+    swarm.add(ObjectKind.SECRET, "cbl-store-key-20261201", b"s" * 32, {KIND: "store-key"})
+    store = CertStore(cast(Swarm, swarm), KEY)
+    assert store.account_key_secret() == (ACCOUNT_KEY_SECRET, legacy)
+    assert MAC in swarm.items[legacy][1]["Spec"]["Labels"], "the legacy key is signed now"
+    planted = f"{ACCOUNT_KEY_SECRET}-20991231235959abcdef"
+    planted_id = swarm.add(ObjectKind.SECRET, planted, b"tenant's", {KIND: "account-key"})
+    assert store.account_key_secret() == (ACCOUNT_KEY_SECRET, legacy)
+    assert [p.message for p in store.objects.problems()] == [
+        f"secret {planted} (ID {planted_id}) is {NOT_MADE_HERE} (docker secret rm {planted_id})"
+    ]
+    made = store.add_account_key_version(b"rolled", "thumb")
+    assert store.account_key_secret() == made, "a version certbotless made is signed, and used"
