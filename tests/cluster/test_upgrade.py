@@ -10,9 +10,10 @@ CHANGELOG.md's "Upgrading" asks of this rig: nothing more, see there). It must d
 order nothing, carry every status record over (failures, next attempt) and move the front and
 the Docker API proxy to the new configuration. "Drop no request" holds for the fronts' own
 roll (each refusal found another front), for keep-alive clients and for new connections: the
-deploy puts back the stack file's nginx spec, whose bootstrap configuration serves no TLS, and
-the front passes connections only to tasks that still run a rendered configuration until the
-sidecar rolls its own in again (haproxy/haproxy.cfg). Then the downgrade: the previous release's
+deploy puts back the stack file's nginx spec, whose bootstrap configuration serves no TLS; the
+front passes connections only to tasks that run a rendered configuration (haproxy/haproxy.cfg),
+and the stack file's roll leaves such tasks (one node every 20 s) until a sidecar rolls its own
+in again (stacks/edge.yml). Then the downgrade: the previous release's
 stack file and images deployed again; its certificates still served, nothing deleted (its
 traffic is measured, not judged: the previous release's front passes connections to its
 bootstrap tasks, and it mounts certificates again only at its next pass).
@@ -242,10 +243,6 @@ def test_an_upgrade_from_the_previous_release_and_back_keeps_everything(
 
     upgraded, loops = upgrade(edge, root, phases)
     figure(f"upgrade: traffic during the upgrade: {traffic_figures(loops)}")
-    figure("upgrade: DIAG nginx tasks:\n" + nginx_timeline(edge))
-    keys = ("rolling", "pass done", "every task", "responder", "signal", "stopped")
-    figure("upgrade: DIAG sidecar:\n" + "\n".join(
-        line for line in upgraded.splitlines() if any(k in line for k in keys)))
     after = edge.stored()
     figure(f"upgrade: records after: {records_figures(after)}")
     orders_after = pebble_counts(pebble_log)
@@ -299,7 +296,6 @@ def upgrade(
         started = time.monotonic()
         edge.cluster.load_images()
         phases["new images on every node"] = time.monotonic() - started
-        print(f"DIAG stack deploy at {time.strftime('%H:%M:%S', time.gmtime())}", flush=True)
         phases["docker stack deploy (new)"] = edge.deploy(stack_files(None))
         log = edge.wait_taken_over(NEW_IMAGES)
         phases["upgrade, deploy to the new release's first pass done"] = time.monotonic() - started
@@ -360,20 +356,3 @@ def new_stack_configs() -> set[str]:
     """The config names the working tree's stacks/edge.yml gives."""
     stack = yaml.safe_load((STACKS / "edge.yml").read_text())
     return {str(config["name"]) for config in stack["configs"].values()}
-
-
-def nginx_timeline(edge: UpgradeEdge) -> str:  # DIAG, temporary
-    import json as _json
-
-    ids = edge.docker("service", "ps", "-q", f"{STACK}_nginx").split()
-    tasks = _json.loads(edge.docker("inspect", *ids))
-    lines = []
-    for t in sorted(tasks, key=lambda t: t["CreatedAt"]):
-        spec = t["Spec"]["ContainerSpec"]
-        rendered = any(str(x.get("SecretName", "")).startswith("cbl-") for x in spec.get("Secrets") or [])
-        lines.append(
-            f"{t['CreatedAt'][11:23]} {t['NodeID'][:6]} {spec['Image'].split('@')[0]:40} "
-            f"{'rendered' if rendered else 'bootstrap':9} {t['DesiredState']:8} "
-            f"{t['Status']['State']:9} {t['Status']['Timestamp'][11:23]}"
-        )
-    return "\n".join(lines)

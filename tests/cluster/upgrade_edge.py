@@ -61,7 +61,6 @@ class UpgradeEdge:
                 env={**self.env, **self.cluster.env(self.cluster.manager())},
             )
             if result.returncode == 0:
-                print("DIAG deploy:", result.stdout.replace("\n", " | "), flush=True)
                 return time.monotonic() - started
             assert "out of sequence" in result.stderr, result.stdout + result.stderr
         raise AssertionError(f"docker stack deploy kept failing: {result.stderr}")

@@ -24,6 +24,7 @@ from tests.support.factories import (
     certs_for,
     stored_cert,
 )
+from tests.support.paths import REPO
 
 NEW_NGINX = (1, 26, 3)
 
@@ -306,3 +307,13 @@ def test_behind_the_front_every_listener_takes_the_client_address_from_its_netwo
     assert validate_nginx_conf(files) == ()
     # Without a front: no PROXY protocol, and no address taken from headers.
     assert "proxy_protocol" not in DEMO.render() and "real_ip" not in DEMO.render()
+
+
+def test_every_rendered_configuration_listens_on_443() -> None:
+    """The front takes a task whose port 443 opens for one that runs the rendered configuration
+    (haproxy/haproxy.cfg; the image's bootstrap configuration does not listen there): so even
+    a configuration with no route and no certificate has its 443 default server."""
+    for scenario in (EdgeScenario((), {}), DEMO, IP_ADDRESS):
+        assert "listen 443 ssl" in scenario.render()
+    bootstrap = (REPO / "nginx" / "bootstrap.conf").read_text().splitlines()
+    assert not [line for line in bootstrap if "listen 443" in line.split("#")[0]]
