@@ -269,6 +269,10 @@ class _ReferenceSwap:
         old_configs = container.get("Configs") or []
         self.mounted_before = {r["File"]["Name"]: r["ConfigID"] for r in old_configs}
         _mount(container, self.wanted)
+        # The stack file's delay paces only the roll a `docker stack deploy` makes to its own
+        # spec, so that tasks of the rendered configuration serve until this roll starts
+        # (stacks/edge.yml); this roll goes on without one.
+        (spec.get("UpdateConfig") or {}).pop("Delay", None)
         return True
 
     def rotated(self) -> list[FileReference]:

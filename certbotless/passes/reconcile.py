@@ -10,11 +10,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from certbotless.labels.settle import find_edge_service
-from certbotless.model import PassReport, PassRequest, Removal, RevocationReason, StoredCert
+from certbotless.model import PassReport, PassRequest, Plan, Removal, RevocationReason, StoredCert
 from certbotless.passes.budget import claimants, within_budget
 from certbotless.passes.deploying import Deployed, deploy_edge, labelled_only, serves_none
 from certbotless.passes.garbage import collect_garbage
-from certbotless.passes.issuing import ca_unreachable, issue_planned, recorded_orders
+from certbotless.passes.issuing import Issuance, ca_unreachable, issue_planned, recorded_orders
 from certbotless.passes.observe import Observation, ProblemLog, observe, wanted_names
 from certbotless.passes.planning import (
     Planned,
@@ -73,9 +73,7 @@ class Reconciler:
             planned = self._plan(seen, request.forced(frozenset(seen.wanted)), now)
             plan, renewals = planned.plan, planned.renewals
             edge = self._edge(seen, request.rolls or bool(plan.to_issue))  # or to self-check
-            solver = self.parts.solver_for(edge, request.progress)
-            issuance = issue_planned(plan, self.issuer, solver, self.parts.store,
-                                     request.progress, keep=not request.dry_run)  # fmt: skip
+            issuance, restored = self._issue(plan, edge, seen, request)
             orders = list(seen.orders)
             if not request.dry_run:
                 orders = recorded_orders(seen.orders, planned, issuance, now)
@@ -101,7 +99,7 @@ class Reconciler:
                 issued=tuple(issuance.issued),
                 failed=failed,
                 problems=seen.found.problems + seen.untrusted + deployed.problems,
-                rolled=deployed.rolled,
+                rolled=deployed.rolled or restored.rolled,
                 rollout_error=deployed.error,
                 removed=tuple(removed),
                 ca_unreachable=ca_unreachable(issuance, self.issuer, bool(plan.to_issue)),
@@ -136,15 +134,23 @@ class Reconciler:
             return seen.edge
         return find_edge_service(seen.services, self.settings.own_service)  # raises: how to mark it
 
-    def _deploy(
-        self,
-        edge: str | None,
-        seen: Observation,
-        current: dict[str, StoredCert],
-        request: PassRequest,
-        began: float,
-        defer_roll: Callable[[float], bool],
-    ) -> Deployed:
+    def _issue(self, plan: Plan, edge: str | None, seen: Observation,
+               request: PassRequest) -> tuple[Issuance, Deployed]:  # fmt: skip
+        """The orders, after a roll of an edge that serves no stored certificate (a `docker stack
+        deploy` put its spec back: its roll to the bootstrap config may end before orders do)."""
+        restored = Deployed()
+        if plan.to_issue and edge and serves_none(self.parts.edge, edge, seen.current):
+            restored = self._deploy(edge, seen, dict(seen.current), request, 0.0, lambda b: False)
+            if restored.rolled:
+                request.progress(f"{edge} served none of the stored certificates: rolled first")
+        solver = self.parts.solver_for(edge, request.progress)
+        issuance = issue_planned(plan, self.issuer, solver, self.parts.store, request.progress,
+                                 keep=not request.dry_run)  # fmt: skip
+        return issuance, restored
+
+    def _deploy(self, edge: str | None, seen: Observation, current: dict[str, StoredCert],
+                request: PassRequest, began: float,
+                defer_roll: Callable[[float], bool]) -> Deployed:  # fmt: skip
         if not request.rolls or edge is None:
             return Deployed()
         if self.stopping.is_set():

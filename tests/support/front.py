@@ -41,8 +41,10 @@ def on_loopback(config: str, ports: dict[str, int]) -> str:
         "bind :8443": f"bind 127.0.0.1:{ports['front_https']}",
         "init-addr none resolvers docker": "init-addr libc",
         "check port 80 ": f"check port {ports['nginx_http']} ",
+        # The check of port 443 (only a rendered configuration listens there), then the rest.
+        "tasks.nginx:80 port 443": f"127.0.0.1:{ports['nginx_http']} port {ports['nginx_https']}",
+        "tasks.nginx:443 port 443": f"127.0.0.1:{ports['nginx_https']} port {ports['nginx_https']}",
         "tasks.nginx:80": f"127.0.0.1:{ports['nginx_http']}",
-        "tasks.nginx:443": f"127.0.0.1:{ports['nginx_https']}",
         "tasks.certbotless:8403": f"127.0.0.1:{ports['responder']}",
         "server-template nginx 16": "server-template nginx 1",
     }

@@ -205,17 +205,19 @@ def test_doctor_metrics_and_manual_commands_inside_the_running_sidecar(
     assert after.serial != first.serial, "revoke re-issues a name a label still wants"
 
 
+def demo_app(name: str, labels: Mapping[str, str]) -> None:
+    """A service of the demo app's image on the edge network, labelled `labels`."""
+    given = [arg for label, value in labels.items() for arg in ("--label", f"{label}={value}")]
+    docker("service", "create", "--detach", "--name", name, "--network", "certbotless-edge",
+           "--endpoint-mode", "dnsrr", *given, "certbotless-demo-app:local")  # fmt: skip
+
+
 def test_a_new_labelled_service_gets_https_from_docker_events(
     served: HttpsAnswer, pebble_root: str, figure: Callable[[str], None]
 ) -> None:
     host = "events.example.test"
     started = time.monotonic()
-    docker(
-        "service", "create", "--detach", "--name", "cbl-events-app",
-        "--network", "certbotless-edge", "--endpoint-mode", "dnsrr",
-        "--label", f"certbotless.domains={host}", "--label", "certbotless.port=8000",
-        "certbotless-demo-app:local",
-    )  # fmt: skip
+    demo_app("cbl-events-app", {"certbotless.domains": host, "certbotless.port": "8000"})
     try:
         answer = wait_for_https(host, pebble_root, timeout=120, every=30)
         seconds = answer.answering_since - started
@@ -228,13 +230,14 @@ def test_a_new_labelled_service_gets_https_from_docker_events(
 def test_an_ip_address_gets_its_certificate_and_is_served_without_sni(
     served: HttpsAnswer, pebble_root: str
 ) -> None:
-    docker(
-        "service", "create", "--detach", "--name", "cbl-ip-app",
-        "--network", "certbotless-edge", "--endpoint-mode", "dnsrr",
-        "--label", "certbotless.domains=127.0.0.1", "--label", "certbotless.port=8000",
-        "--label", "certbotless.profile=shortlived",
-        "certbotless-demo-app:local",
-    )  # fmt: skip
+    demo_app(
+        "cbl-ip-app",
+        {
+            "certbotless.domains": "127.0.0.1",
+            "certbotless.port": "8000",
+            "certbotless.profile": "shortlived",
+        },
+    )
     try:
         # Verified against Pebble's root with the address as the name: no SNI is sent.
         answer = wait_for_https("127.0.0.1", pebble_root, timeout=120)
@@ -253,13 +256,14 @@ def test_a_tls_alpn_01_certificate_is_issued_through_the_front_on_port_443(
     which passes its acme-tls/1 ClientHello over the acme-tls network to the sidecar."""
     host = "alpn.example.test"
     started = time.monotonic()
-    docker(
-        "service", "create", "--detach", "--name", "cbl-alpn-app",
-        "--network", "certbotless-edge", "--endpoint-mode", "dnsrr",
-        "--label", f"certbotless.domains={host}", "--label", "certbotless.port=8000",
-        "--label", "certbotless.challenge=tls-alpn-01",
-        "certbotless-demo-app:local",
-    )  # fmt: skip
+    demo_app(
+        "cbl-alpn-app",
+        {
+            "certbotless.domains": host,
+            "certbotless.port": "8000",
+            "certbotless.challenge": "tls-alpn-01",
+        },
+    )
     try:
         answer = wait_for_https(host, pebble_root, timeout=120, every=30)
         seconds = answer.answering_since - started
@@ -346,13 +350,14 @@ def test_failures_and_label_problems_are_listed_and_alerted_until_fixed(
     served: HttpsAnswer, alerts: WebhookReceiver
 ) -> None:
     too_many = ",".join(f"n{i}.crowd.example.test" for i in range(101))
-    docker(
-        "service", "create", "--detach", "--name", "cbl-crowd-app",
-        "--network", "certbotless-edge", "--endpoint-mode", "dnsrr",
-        "--label", f"certbotless.domains={too_many}", "--label", "certbotless.name=crowd",
-        "--label", "certbotless.port=http",
-        "certbotless-demo-app:local",
-    )  # fmt: skip
+    demo_app(
+        "cbl-crowd-app",
+        {
+            "certbotless.domains": too_many,
+            "certbotless.name": "crowd",
+            "certbotless.port": "http",
+        },
+    )
     try:
         problem = alerts.wait_for(lambda b: b["kind"] == "label_problem", timeout=60)
         assert "certbotless.port" in problem["text"] and problem["state"] == "firing"
@@ -401,12 +406,14 @@ def test_a_restarted_sidecar_keeps_each_failures_count_and_next_attempt(
     """The status record lives in the swarm: a new sidecar task neither forgets a failure nor
     retries it before its time."""
     too_many = ",".join(f"n{i}.held.example.test" for i in range(101))
-    docker(
-        "service", "create", "--detach", "--name", "cbl-held-app",
-        "--network", "certbotless-edge", "--endpoint-mode", "dnsrr",
-        "--label", f"certbotless.domains={too_many}", "--label", "certbotless.name=held",
-        "--label", "certbotless.port=8000", "certbotless-demo-app:local",
-    )  # fmt: skip
+    demo_app(
+        "cbl-held-app",
+        {
+            "certbotless.domains": too_many,
+            "certbotless.name": "held",
+            "certbotless.port": "8000",
+        },
+    )
     try:
         deadline = time.monotonic() + 60
         while (before := status_record("held")) is None or before["condition"] != "Failing":

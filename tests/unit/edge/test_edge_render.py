@@ -24,6 +24,7 @@ from tests.support.factories import (
     certs_for,
     stored_cert,
 )
+from tests.support.paths import REPO
 
 NEW_NGINX = (1, 26, 3)
 
@@ -332,3 +333,13 @@ def test_traefiks_compress_steps_aside_for_head_and_grpc_and_says_vary() -> None
     www = location_block(server_block(text, "www.example.test", 80), "/")
     assert "gzip on;" in www and "compress" not in www and "Vary" not in www
     assert validate_nginx_conf(scenario.files()) == ()
+
+
+def test_every_rendered_configuration_listens_on_443() -> None:
+    """The front takes a task whose port 443 opens for one that runs the rendered configuration
+    (haproxy/haproxy.cfg; the image's bootstrap configuration does not listen there): so even
+    a configuration with no route and no certificate has its 443 default server."""
+    for scenario in (EdgeScenario((), {}), DEMO, IP_ADDRESS):
+        assert "listen 443 ssl" in scenario.render()
+    bootstrap = (REPO / "nginx" / "bootstrap.conf").read_text().splitlines()
+    assert not [line for line in bootstrap if "listen 443" in line.split("#")[0]]

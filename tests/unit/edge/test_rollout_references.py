@@ -133,6 +133,7 @@ class RollingBackSwarm:
                              "TaskTemplate": {"ContainerSpec": {"Configs": [chain]}}},
         }  # fmt: skip
         self.updated = False
+        self.posted: dict[str, Any] = {}
 
     def inspect_service(self, name: str) -> dict[str, Any]:
         if self.updated:
@@ -141,6 +142,7 @@ class RollingBackSwarm:
 
     def update_service(self, service: dict[str, Any], spec: dict[str, Any]) -> None:
         self.updated = True
+        self.posted = spec
 
     def tasks(self, service_id: str) -> list[dict[str, Any]]:
         return []
@@ -162,3 +164,18 @@ def test_a_rollback_after_a_stack_deploy_refuses_only_the_new_chains() -> None:
     with pytest.raises(RolledBack) as refused:
         roll_service(swarm, "edge_nginx", wanted, timeout=5)  # type: ignore[arg-type]
     assert refused.value.rotated == ("chain-b",)
+
+
+def test_a_roll_goes_on_without_the_stack_files_delay() -> None:
+    """The stack file's delay paces the roll a `docker stack deploy` makes to its bootstrap
+    spec (stacks/edge.yml); certbotless's roll, which supersedes it, keeps the rest."""
+    wanted = [
+        FileReference(ObjectKind.CONFIG, "conf", "cbl-nginx-1", "/etc/nginx/nginx.conf", 0o444)
+    ]
+    swarm = RollingBackSwarm(previous_chain="chain-a")
+    update = {"Parallelism": 1, "Delay": 20_000_000_000, "Order": "start-first"}
+    swarm.service["Spec"]["UpdateConfig"] = update
+    with pytest.raises(RolledBack):
+        roll_service(swarm, "edge_nginx", wanted, timeout=5)  # type: ignore[arg-type]
+    assert swarm.posted["UpdateConfig"] == {"Parallelism": 1, "Order": "start-first"}
+    assert update["Delay"] == 20_000_000_000  # the service as read stays as it was

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -216,6 +217,27 @@ def test_a_roll_waits_for_more_changes_unless_the_edge_serves_none_of_the_certif
     world.edge.references, world.edge.mounted = frozenset(), frozenset()
     urgent = busy.run_pass(QUIET, defer_roll=lambda began: True)
     assert urgent.rolled and world.edge.references
+
+
+def test_an_edge_reset_to_its_stack_spec_gets_the_stored_certificates_back_before_any_order(
+    world: World,
+) -> None:
+    run(world)
+    served = world.edge.mounted
+    world.label("other", "other.example.test")
+    world.edge.references, world.edge.mounted = frozenset(), frozenset()
+    mounted_while_ordering: list[frozenset[str]] = []
+    order = world.issuer.issue_many
+
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        mounted_while_ordering.append(world.edge.mounted)
+        return order(*args, **kwargs)
+
+    world.issuer.issue_many = watched  # type: ignore[method-assign]
+    report = run(world)
+    assert mounted_while_ordering == [served]  # the stored one back before the order
+    assert report.issued == ("other.example.test",) and world.edge.rolls == 3
+    assert len(world.edge.mounted) == 2
 
 
 def test_a_dns01_failure_is_a_dns_problem_backed_off_like_any_other(world: World) -> None:
