@@ -146,6 +146,10 @@ class CircuitBreaker:
     label: str = ""  # the expression's, for problems
 
 
+# The request media types Traefik's compress never compresses answers for.
+GRPC_TYPES = ("application/grpc",)
+
+
 @dataclass(frozen=True)
 class Route:
     """One host+path served by the edge and proxied to a service."""
@@ -174,6 +178,8 @@ class Route:
     compress: bool = False  # gzip the answers
     compress_min_bytes: int | None = None  # Traefik's: any type from that size (None: text)
     compress_encodings: tuple[str, ...] = ()  # Traefik's, in its order (empty: not Traefik's)
+    compress_types: tuple[str, ...] = ()  # Traefik's includedContentTypes (empty: any type)
+    compress_skipped_types: tuple[str, ...] = ()  # request media types not compressed (GRPC_TYPES…)
     # Served only if the method (any when empty), headers and conditions match; others get 404.
     methods: tuple[str, ...] = ()
     match_headers: tuple[tuple[str, str], ...] = ()  # (lowercase name, exact value)

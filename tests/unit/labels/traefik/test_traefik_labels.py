@@ -261,6 +261,7 @@ CASES = {
                 compress=True,
                 compress_min_bytes=1024,  # Traefik's default minResponseBodyBytes
                 compress_encodings=("gzip", "br", "zstd"),  # Traefik's default encodings
+                compress_skipped_types=("application/grpc",),  # Traefik never compresses gRPC
             ),
         ),
         # What nginx's gzip cannot do, said on the route (which is served).
