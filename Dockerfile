@@ -22,7 +22,7 @@ RUN python3 -m venv /opt/certbotless \
 
 ENV PATH=/opt/certbotless/bin:$PATH \
     PYTHONUNBUFFERED=1
-EXPOSE 8402 8403
+EXPOSE 8402 8404
 # Swarm puts a task in DNS only once it is healthy, and nginx reaches the responder by that name:
 # the first check comes one interval after start (Docker 20.10 has no start-interval), so keep
 # it short, and cheap (bash, no Python). Unhealthy after a minute of failing.

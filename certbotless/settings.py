@@ -85,7 +85,7 @@ STACK_VARIABLES = ("IMAGE", "EDGE_IMAGE", "FRONT_IMAGE", "VERSION")
 DEFAULT_FRONT_SUBNET = "10.222.0.0/24"
 DEFAULT_METRICS_LISTEN = ("0.0.0.0", 9402)
 # The TLS-ALPN-01 responder; haproxy/haproxy.cfg's acme_tls_alpn backend names this port.
-DEFAULT_TLS_ALPN_LISTEN = ("0.0.0.0", 8403)
+DEFAULT_TLS_ALPN_LISTEN = ("0.0.0.0", 8404)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Bounds past which a number is a typo (and time or date arithmetic would overflow).
 MAX_CONCURRENCY = 256
@@ -268,7 +268,7 @@ class Settings:
         )  # fmt: skip
         webhook, webhook_format = _webhook(get, defaults.alert_webhook_format)
         smtp_url, recipients = _email_alerts(get)
-        return cls(
+        return _own_ports(cls(
             acme_directory=directory, acme_issuers=issuers,
             alert_webhook=webhook,
             alert_webhook_format=webhook_format,
@@ -313,7 +313,21 @@ class Settings:
             **_dns01(get, defaults),
             status_page=_status_page(get),
             order_share=_order_share(get, defaults.order_share),
-        )  # fmt: skip
+        ))  # fmt: skip
+
+
+def _own_ports(settings: Settings) -> Settings:
+    """The sidecar's listeners on ports of their own: two on one would stop it at start."""
+    page = settings.status_page
+    seen: dict[int, str] = {}
+    for name, listen in (("RESPONDER_LISTEN", settings.responder_listen),
+                         ("TLS_ALPN_LISTEN", settings.tls_alpn_listen),
+                         ("METRICS_LISTEN", settings.metrics_listen),
+                         ("STATUS_LISTEN", page.listen if page else None)):  # fmt: skip
+        if listen is not None and listen[1] and seen.setdefault(listen[1], name) != name:
+            raise SettingsError(f"{PREFIX}{name} and {PREFIX}{seen[listen[1]]} both listen on "
+                                f"port {listen[1]}: give each its own port")  # fmt: skip
+    return settings
 
 
 # DNS providers' options that are credentials (a TSIG key's secret, API tokens and passwords);

@@ -45,7 +45,7 @@ def on_loopback(config: str, ports: dict[str, int]) -> str:
         "tasks.nginx:80 port 443": f"127.0.0.1:{ports['nginx_http']} port {ports['nginx_https']}",
         "tasks.nginx:443 port 443": f"127.0.0.1:{ports['nginx_https']} port {ports['nginx_https']}",
         "tasks.nginx:80": f"127.0.0.1:{ports['nginx_http']}",
-        "tasks.certbotless:8403": f"127.0.0.1:{ports['responder']}",
+        "tasks.certbotless:8404": f"127.0.0.1:{ports['responder']}",
         "server-template nginx 16": "server-template nginx 1",
     }
     for swarm, loopback in replaced.items():

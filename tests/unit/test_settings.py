@@ -210,7 +210,7 @@ def test_good_values_are_taken() -> None:
     assert (settings.certs_dir, settings.rollout_timeout) == ("/etc/nginx/certs", 300)
     assert (settings.log_level, settings.metrics_listen) == ("DEBUG", None)
     assert settings.tls_alpn_listen == ("127.0.0.1", 9443)
-    assert Settings().tls_alpn_listen == ("0.0.0.0", 8403)
+    assert Settings().tls_alpn_listen == ("0.0.0.0", 8404)
     assert Settings.from_env({"CERTBOTLESS_TLS_ALPN_LISTEN": "off"}).tls_alpn_listen is None
     assert settings.alert_email == ("ops@example.com", "oncall@example.com")
 
@@ -274,3 +274,14 @@ def test_the_dns_providers_credentials_are_secrets_and_their_names_are_not(tmp_p
     secrets = Settings(secrets_dir=tmp_path).secrets
     assert {"c2VjcmV0IHRzaWcga2V5", "pdns-api-key", "ovh-secret"} <= secrets
     assert not {"ns1.example.com", "certbotless", "AKIDEXAMPLE"} & secrets
+
+
+def test_two_listeners_on_one_port_are_refused_by_name() -> None:
+    env = {"CERTBOTLESS_STATUS_LISTEN": ":8404", "CERTBOTLESS_STATUS_ALLOW_FROM": "10.0.0.0/8"}
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env(env)
+    assert str(refused.value) == (
+        "CERTBOTLESS_STATUS_LISTEN and CERTBOTLESS_TLS_ALPN_LISTEN both listen on port 8404: "
+        "give each its own port"
+    )
+    assert Settings.from_env({**env, "CERTBOTLESS_TLS_ALPN_LISTEN": "off"}).status_page
