@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
 
 from certbotless.client_tls import AuthServerTls
 from certbotless.edge.breaker import breaker_logs
-from certbotless.edge.conditions import client_variable, rejects_otherwise
+from certbotless.edge.conditions import client_variable, quoted, rejects_otherwise
 from certbotless.edge.mounts import (
     HTPASSWD_DIR,
     SYSTEM_CAS,
@@ -40,8 +41,7 @@ def access_directives(route: Route) -> str:
     if route.basic_auth is not None and route.basic_auth.digest:
         lines += digest_checks(route, digest_users_files(route))
     elif route.basic_auth is not None:
-        lines += [f'auth_basic "{route.basic_auth.realm}";',
-                  f"auth_basic_user_file {htpasswd_target(route)};"]  # fmt: skip
+        lines += _basic_auth_checks(route)
         if route.basic_auth.remove_header:
             lines.append('proxy_set_header Authorization "";')
         if route.basic_auth.user_header:  # Traefik's headerField: who logged in
@@ -63,6 +63,30 @@ def htpasswd_target(route: Route) -> str:
     if route.basic_auth.secret:
         return htpasswd_secret_target(route.basic_auth.secret)
     return _users_target(route.basic_auth.users)
+
+
+def merges_users(route: Route) -> bool:
+    """Whether the route's basic auth takes users from the labels and a secret both (Traefik's
+    users and usersFile, merged)."""
+    auth = route.basic_auth
+    return auth is not None and not auth.digest and bool(auth.users) and bool(auth.secret)
+
+
+def _basic_auth_checks(route: Route) -> list[str]:
+    """auth_basic on the route's users file. With users and usersFile both (merges_users),
+    Traefik's merge, the labels' users winning: nginx reads one users file a request, so the
+    user's name (`$remote_user`, before any password is checked) picks it: the labels' users
+    for a name they give, whatever the secret says of it, else the secret's."""
+    auth = route.basic_auth
+    assert auth is not None
+    if not merges_users(route):
+        return [f'auth_basic "{auth.realm}";', f"auth_basic_user_file {htpasswd_target(route)};"]
+    users = "$certbotless_basic_users"
+    lines = [f"set {users} {htpasswd_secret_target(auth.secret)};"]
+    lines += [f'if ($remote_user ~ "^{quoted(re.escape(user.partition(":")[0]))}$") '
+              f"{{ set {users} {_users_target(auth.users)}; }}"
+              for user in auth.users]  # fmt: skip
+    return [*lines, f'auth_basic "{auth.realm}";', f"auth_basic_user_file {users};"]
 
 
 def _users_target(users: tuple[str, ...]) -> str:
