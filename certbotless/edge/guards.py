@@ -19,7 +19,10 @@ from certbotless.edge.mounts import (
 )
 from certbotless.edge.njs import (
     AUTH_BODY_OVER,
+    BODY_DROPPED,
+    BODY_HEADER,
     digest_checks,
+    forwards_body,
     measured_auth_locations,
     measures_auth_body,
 )
@@ -199,6 +202,11 @@ def forward_auth_directives(index: int, route: Route) -> str:
     middleware) replace stay theirs, and with those pages a 500 stays nginx's."""
     if route.auth_url is None:
         return ""
+    if forwards_body(route):  # njs asked it (njs.body_reading_location) and copied these
+        return "".join(
+            f"\n            proxy_set_header {header} {BODY_HEADER}{number};"
+            for number, header in enumerate(route.auth_options.response_headers)
+        )
     # With maxResponseBodySize, njs answers the auth subrequest (njs.measured_auth_locations):
     # the auth server's status and headers are that answer's own.
     measured = measures_auth_body(route)
@@ -268,8 +276,9 @@ def _asking_directives(route: Route) -> str:
     """How nginx asks the route's auth server: its client's headers (only
     `request_headers` when given, as Traefik's authRequestHeaders), the request line in
     both the X-Original-* and Traefik's X-Forwarded-* names, with GET as Traefik (the
-    request's method with `keeps_method`, preserveRequestMethod), never its body. The
-    timeouts are short because every request of the route waits for this answer."""
+    request's method with `keeps_method`, preserveRequestMethod), its body only with
+    forwardBody (read before: njs.body_reading_location). The timeouts are short because
+    every request of the route waits for this answer."""
     asked = route.auth_options
     listed = "".join(
         f"\n            proxy_set_header {name} $http_{name.lower().replace('-', '_')};"
@@ -287,15 +296,22 @@ def _asking_directives(route: Route) -> str:
             proxy_ssl_server_name on;{_auth_tls_directives(_auth_server_tls(route))}
             proxy_connect_timeout 2s;
             proxy_send_timeout 5s;
-            proxy_read_timeout 5s;
-            proxy_pass_request_body off;{only_listed}{listed}
-            proxy_set_header Content-Length "";
+            proxy_read_timeout 5s;{_body_directives(route)}{only_listed}{listed}
             proxy_set_header X-Original-URI $request_uri;
             proxy_set_header X-Original-Method $request_method;
             proxy_set_header X-Forwarded-Uri $request_uri;
             proxy_set_header X-Forwarded-Method $request_method;{FORWARDED_HEADERS}{
         _entry_point_headers(route)
     }"""
+
+
+def _body_directives(route: Route) -> str:
+    """The request's body to the auth server with forwardBody (nginx's own Content-Length),
+    else none."""
+    if forwards_body(route):
+        return "\n            proxy_pass_request_body on;"
+    lines = ["proxy_pass_request_body off;", 'proxy_set_header Content-Length "";']
+    return "".join(f"\n            {line}" for line in lines)
 
 
 # Headers Traefik's entry point (no trusted IPs) sets itself before any middleware: the auth
@@ -359,9 +375,10 @@ def auth_location(index: int, route: Route) -> str:
     if measures_auth_body(route) and limit is not None:
         return measured_auth_locations(index, f"{INTERNAL_LOCATION}auth/{index}",
                                        _asking_directives(route), limit)  # fmt: skip
+    dropped = BODY_DROPPED if forwards_body(route) else ""
     return f"""
         location = {INTERNAL_LOCATION}auth/{index} {{
-            internal;{_asking_directives(route)}
+            internal;{_asking_directives(route)}{dropped}
         }}"""
 
 
