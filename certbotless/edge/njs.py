@@ -1,12 +1,12 @@
 """njs, nginx's JavaScript module, for what nginx's configuration language cannot say (Traefik's
 replacePathRegex on every match, passTLSClientCert's serial number, dates and subject
-alternative names, digestAuth, forwardAuth's maxResponseBodySize, active health checks:
-edge/health_checks.py, circuit breakers: edge/breaker.py). The functions ship with certbotless
-(njs/certbotless.js) and are a file of the rendered configuration; nginx.conf loads the module
-only when a route needs it. What an edge's njs cannot do is refused, by name: routes that need
-the module at all, where its nginx has none; health checks and circuit breakers (served without
-them), where its njs is older than 0.8.1 (Debian bookworm's 0.7.9), without js_periodic and
-js_shared_dict_zone."""
+alternative names, digestAuth, forwardAuth's maxResponseBodySize and forwardBody, active
+health checks: edge/health_checks.py, circuit breakers: edge/breaker.py). The functions ship
+with certbotless (njs/certbotless.js) and are a file of the rendered configuration; nginx.conf
+loads the module only when a route needs it. What an edge's njs cannot do is refused, by
+name: routes that need the module at all, where its nginx has none; health checks and circuit
+breakers (served without them), where its njs is older than 0.8.1 (Debian bookworm's 0.7.9),
+without js_periodic and js_shared_dict_zone."""
 
 from __future__ import annotations
 

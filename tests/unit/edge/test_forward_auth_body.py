@@ -83,8 +83,10 @@ def _edge(
 ) -> tuple[subprocess.Popen[bytes], int]:
     """An edge whose route /x (beside another on /, so that /x is reached by name) asks `auth`
     with the body; `auth` on port 1 (nothing listens): an auth server that cannot be reached."""
-    options = ForwardAuthOptions(("X-Auth-User",), forwards_body=True, max_request_body=limit)
+    options = ForwardAuthOptions(("X-Auth-User",), keeps_method=auth == "method",
+                                 forwards_body=True, max_request_body=limit)  # fmt: skip
     address = f"http://127.0.0.1:{1 if auth == 'down' else backend}/auth/{auth}"
+    address = address.replace("/auth/method", "/auth/ok")
     pages = ErrorPages(f"http://127.0.0.1:{backend}/page/{{status}}", (403,))
     route = Route("127.0.0.1", (HOST,), backend, path="/x", redirect_to_https=False,
                   auth_url=address.replace("paged", "deny"), auth_options=options,
@@ -99,7 +101,8 @@ def edges(
     request: pytest.FixtureRequest, backend: int, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, int]]:
     """Edges by name: `any` (no limit), `four` (maxBodySize=4), `zero`, `deny` (refused),
-    `down` (the auth server cannot be reached), `paged` (refused, and error pages for 403); on
+    `down` (the auth server cannot be reached), `paged` (refused, and error pages for 403),
+    `method` (preserveRequestMethod); on
     this machine's nginx (njs 0.7.9) and the edge image's generation (the rig's forky root)."""
     binary = LOCAL_NGINX
     if request.param == "nginx 1.30":
@@ -107,7 +110,7 @@ def edges(
     scratch = tmp_path_factory.mktemp("forward-body")
     made = {name: _edge(backend, scratch / name, auth, limit, binary) for name, auth, limit in (
         ("any", "ok", None), ("four", "ok", 4), ("zero", "ok", 0), ("deny", "deny", None),
-        ("down", "down", None), ("paged", "paged", None),
+        ("down", "down", None), ("paged", "paged", None), ("method", "method", None),
     )}  # fmt: skip
     try:
         yield {name: port for name, (_, port) in made.items()}
@@ -177,3 +180,15 @@ def test_a_refusal_the_routes_error_pages_replace_is_their_page(edges: dict[str,
         ("/auth/deny", b"hello"),
         ("/page/403", b""),
     ]
+
+
+def test_a_body_in_a_temporary_file_reaches_both(edges: dict[str, int]) -> None:
+    """Over client_body_buffer_size (16k), nginx keeps the body in a file: sent from there."""
+    large = bytes(range(256)) * 400  # 100 KiB, every byte value
+    assert _post(edges["any"], large)[0] == 200
+    assert BodyEcho.seen == [("/auth/ok", "GET", large), ("/x", "POST", large)]
+
+
+def test_preserve_request_method_asks_with_the_requests_method(edges: dict[str, int]) -> None:
+    assert _post(edges["method"], b"hello")[0] == 200
+    assert BodyEcho.seen[0] == ("/auth/ok", "POST", b"hello")
