@@ -19,6 +19,11 @@ class ForwardAuthOptions:
     # trustForwardHeader as given (None: not given, Traefik's older way of writing the
     # headers), which decides which of its entry point's headers reach the auth server.
     trusts_forward_headers: bool | None = None
+    # forwardBody: the request's body goes to the auth server too.
+    forwards_body: bool = False
+    # maxBodySize, with forwards_body: the longest request body sent (a longer one is a 401);
+    # None: any.
+    max_request_body: int | None = None
 
 
 ASKED_AS_TRAEFIK_DOES = ForwardAuthOptions()

@@ -187,8 +187,11 @@ def body_size_check(route: Route) -> str:
     found a location. A chunked body is checked while read, by the route's own directive."""
     size = (route.max_body_size or _NGINX_DEFAULT_BODY_LIMIT).lower()
     limit = int(size.rstrip("kmg")) * _SIZE_UNITS[size[-1] if size[-1] in "kmg" else ""]
-    if limit == 0:
-        return ""
+    return content_length_check(limit) if limit else ""
+
+
+def content_length_check(limit: int) -> str:
+    """413 for a request whose Content-Length is over `limit` bytes."""
     return f'\n            if ($content_length ~ "{_greater_than(limit)}") {{ return 413; }}'
 
 

@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
 
 from certbotless.client_tls import AuthServerTls
 from certbotless.edge.breaker import breaker_logs
-from certbotless.edge.conditions import client_variable, rejects_otherwise
+from certbotless.edge.conditions import client_variable, quoted, rejects_otherwise
 from certbotless.edge.mounts import (
     HTPASSWD_DIR,
     SYSTEM_CAS,
@@ -18,7 +19,10 @@ from certbotless.edge.mounts import (
 )
 from certbotless.edge.njs import (
     AUTH_BODY_OVER,
+    BODY_DROPPED,
+    BODY_HEADER,
     digest_checks,
+    forwards_body,
     measured_auth_locations,
     measures_auth_body,
 )
@@ -40,8 +44,7 @@ def access_directives(route: Route) -> str:
     if route.basic_auth is not None and route.basic_auth.digest:
         lines += digest_checks(route, digest_users_files(route))
     elif route.basic_auth is not None:
-        lines += [f'auth_basic "{route.basic_auth.realm}";',
-                  f"auth_basic_user_file {htpasswd_target(route)};"]  # fmt: skip
+        lines += _basic_auth_checks(route)
         if route.basic_auth.remove_header:
             lines.append('proxy_set_header Authorization "";')
         if route.basic_auth.user_header:  # Traefik's headerField: who logged in
@@ -63,6 +66,30 @@ def htpasswd_target(route: Route) -> str:
     if route.basic_auth.secret:
         return htpasswd_secret_target(route.basic_auth.secret)
     return _users_target(route.basic_auth.users)
+
+
+def merges_users(route: Route) -> bool:
+    """Whether the route's basic auth takes users from the labels and a secret both (Traefik's
+    users and usersFile, merged)."""
+    auth = route.basic_auth
+    return auth is not None and not auth.digest and bool(auth.users) and bool(auth.secret)
+
+
+def _basic_auth_checks(route: Route) -> list[str]:
+    """auth_basic on the route's users file. With users and usersFile both (merges_users),
+    Traefik's merge, the labels' users winning: nginx reads one users file a request, so the
+    user's name (`$remote_user`, before any password is checked) picks it: the labels' users
+    for a name they give, whatever the secret says of it, else the secret's."""
+    auth = route.basic_auth
+    assert auth is not None
+    if not merges_users(route):
+        return [f'auth_basic "{auth.realm}";', f"auth_basic_user_file {htpasswd_target(route)};"]
+    users = "$certbotless_basic_users"
+    lines = [f"set {users} {htpasswd_secret_target(auth.secret)};"]
+    lines += [f'if ($remote_user ~ "^{quoted(re.escape(user.partition(":")[0]))}$") '
+              f"{{ set {users} {_users_target(auth.users)}; }}"
+              for user in auth.users]  # fmt: skip
+    return [*lines, f'auth_basic "{auth.realm}";', f"auth_basic_user_file {users};"]
 
 
 def _users_target(users: tuple[str, ...]) -> str:
@@ -175,6 +202,11 @@ def forward_auth_directives(index: int, route: Route) -> str:
     middleware) replace stay theirs, and with those pages a 500 stays nginx's."""
     if route.auth_url is None:
         return ""
+    if forwards_body(route):  # njs asked it (njs.body_reading_location) and copied these
+        return "".join(
+            f"\n            proxy_set_header {header} {BODY_HEADER}{number};"
+            for number, header in enumerate(route.auth_options.response_headers)
+        )
     # With maxResponseBodySize, njs answers the auth subrequest (njs.measured_auth_locations):
     # the auth server's status and headers are that answer's own.
     measured = measures_auth_body(route)
@@ -244,8 +276,9 @@ def _asking_directives(route: Route) -> str:
     """How nginx asks the route's auth server: its client's headers (only
     `request_headers` when given, as Traefik's authRequestHeaders), the request line in
     both the X-Original-* and Traefik's X-Forwarded-* names, with GET as Traefik (the
-    request's method with `keeps_method`, preserveRequestMethod), never its body. The
-    timeouts are short because every request of the route waits for this answer."""
+    request's method with `keeps_method`, preserveRequestMethod), its body only with
+    forwardBody (read before: njs.body_reading_location). The timeouts are short because
+    every request of the route waits for this answer."""
     asked = route.auth_options
     listed = "".join(
         f"\n            proxy_set_header {name} $http_{name.lower().replace('-', '_')};"
@@ -263,15 +296,22 @@ def _asking_directives(route: Route) -> str:
             proxy_ssl_server_name on;{_auth_tls_directives(_auth_server_tls(route))}
             proxy_connect_timeout 2s;
             proxy_send_timeout 5s;
-            proxy_read_timeout 5s;
-            proxy_pass_request_body off;{only_listed}{listed}
-            proxy_set_header Content-Length "";
+            proxy_read_timeout 5s;{_body_directives(route)}{only_listed}{listed}
             proxy_set_header X-Original-URI $request_uri;
             proxy_set_header X-Original-Method $request_method;
             proxy_set_header X-Forwarded-Uri $request_uri;
             proxy_set_header X-Forwarded-Method $request_method;{FORWARDED_HEADERS}{
         _entry_point_headers(route)
     }"""
+
+
+def _body_directives(route: Route) -> str:
+    """The request's body to the auth server with forwardBody (nginx's own Content-Length),
+    else none."""
+    if forwards_body(route):
+        return "\n            proxy_pass_request_body on;"
+    lines = ["proxy_pass_request_body off;", 'proxy_set_header Content-Length "";']
+    return "".join(f"\n            {line}" for line in lines)
 
 
 # Headers Traefik's entry point (no trusted IPs) sets itself before any middleware: the auth
@@ -328,9 +368,10 @@ def auth_location(index: int, route: Route) -> str:
     if measures_auth_body(route) and limit is not None:
         return measured_auth_locations(index, f"{INTERNAL_LOCATION}auth/{index}",
                                        _asking_directives(route), limit)  # fmt: skip
+    dropped = BODY_DROPPED if forwards_body(route) else ""
     return f"""
         location = {INTERNAL_LOCATION}auth/{index} {{
-            internal;{_asking_directives(route)}
+            internal;{_asking_directives(route)}{dropped}
         }}"""
 
 

@@ -12,6 +12,7 @@ from certbotless.edge.compression import compression_directives, with_traefik_sk
 from certbotless.edge.conditions import quoted
 from certbotless.edge.dispatch import (
     body_size_check,
+    content_length_check,
     dispatch,
     route_name,
     routing_order,
@@ -21,12 +22,13 @@ from certbotless.edge.error_pages import error_page_directives, error_pages_loca
 from certbotless.edge.guards import (
     access_directives,
     auth_answer_locations,
+    auth_answered_statuses,
     auth_location,
     forward_auth_directives,
 )
 from certbotless.edge.h2c import as_grpc
 from certbotless.edge.health_checks import down_answer
-from certbotless.edge.njs import replace_everywhere_rewrites
+from certbotless.edge.njs import body_reading_location, forwards_body, replace_everywhere_rewrites
 from certbotless.edge.rewrite_phase import (
     RAW_PATH,
     early_answers,
@@ -123,6 +125,10 @@ def _route_blocks(
         if not has_cert:
             return [_not_yet_https_location(match, comment)]
         return [to_https_location(match, route.redirect_statuses, route.redirect_port, comment)]
+    blocks = []
+    if forwards_body(route):  # the body is read first, then the route's own location
+        reading, match = _read_body_first(index, route, match)
+        blocks.append(reading)
     # The rewrite phase's checks (CORS, allowedHosts…) come before the rewrites' `break`.
     named = match.startswith("@")
     extra = (
@@ -154,17 +160,30 @@ def _route_blocks(
             proxy_pass $upstream;{proxy_headers(route)}{extra}"""
     if route.upstream_scheme == "h2c":
         proxied = as_grpc(proxied)
-    blocks = [
-        f"""
+    blocks.append(f"""
         location {match} {{{_path_comment(route) if named else ""}{recursive}
             set $upstream {upstream_url(route, pooled)};{proxied}
-        }}"""
-    ]
+        }}""")
     if route.auth_url is not None:
         blocks += [auth_location(index, route), auth_answer_locations(index, route)]
     if route.error_pages is not None:
         blocks.append(error_pages_location(index, route.error_pages, breaker_logs(route)))
     return blocks
+
+
+def _read_body_first(index: int, route: Route, match: str) -> tuple[str, str]:
+    """forwardBody: the location `match` that reads the body (its size checked as the route's
+    own location would, body_size_check, or against maxBodySize), and the name of the route's
+    own location, which it passes the request on to (njs.body_reading_location)."""
+    limit = route.auth_options.max_request_body
+    named = match.startswith("@")
+    if limit is not None:
+        checks = content_length_check(limit) if named else ""
+    else:
+        checks = body_size_check(route) if named else ""
+        if route.max_body_size is not None:
+            checks += f"\n            client_max_body_size {route.max_body_size};"
+    return body_reading_location(index, route, match, checks, auth_answered_statuses(route))
 
 
 def _path_comment(route: Route) -> str:

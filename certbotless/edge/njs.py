@@ -1,12 +1,12 @@
 """njs, nginx's JavaScript module, for what nginx's configuration language cannot say (Traefik's
 replacePathRegex on every match, passTLSClientCert's serial number, dates and subject
-alternative names, digestAuth, forwardAuth's maxResponseBodySize, active health checks:
-edge/health_checks.py, circuit breakers: edge/breaker.py). The functions ship with certbotless
-(njs/certbotless.js) and are a file of the rendered configuration; nginx.conf loads the module
-only when a route needs it. What an edge's njs cannot do is refused, by name: routes that need
-the module at all, where its nginx has none; health checks and circuit breakers (served without
-them), where its njs is older than 0.8.1 (Debian bookworm's 0.7.9), without js_periodic and
-js_shared_dict_zone."""
+alternative names, digestAuth, forwardAuth's maxResponseBodySize and forwardBody, active
+health checks: edge/health_checks.py, circuit breakers: edge/breaker.py). The functions ship
+with certbotless (njs/certbotless.js) and are a file of the rendered configuration; nginx.conf
+loads the module only when a route needs it. What an edge's njs cannot do is refused, by
+name: routes that need the module at all, where its nginx has none; health checks and circuit
+breakers (served without them), where its njs is older than 0.8.1 (Debian bookworm's 0.7.9),
+without js_periodic and js_shared_dict_zone."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from dataclasses import replace
 from functools import cache
 from pathlib import Path
 
-from certbotless.edge.breaker import breaker_files, breaker_http
+from certbotless.edge.breaker import breaker_files, breaker_http, breaker_logs
 from certbotless.edge.conditions import in_nginx_string
 from certbotless.edge.error_pages import PAGE_URL, needs_page_url
 from certbotless.edge.health_checks import (
@@ -28,6 +28,7 @@ from certbotless.edge.health_checks import (
 )
 from certbotless.edge.mounts import DIGEST_KEY_TARGET, SNIPPETS_DIR
 from certbotless.edge.rewrite_phase import RAW_PATH, REDIRECTED_URL
+from certbotless.labels.values import INTERNAL_LOCATION
 from certbotless.model import LabelProblem, Route
 
 # Where nginx:stable (nginx.org's packages) and Debian's libnginx-mod-http-js put it.
@@ -60,12 +61,17 @@ def needs_njs(route: Route) -> bool:
     return (route.replace_path_everywhere or (redirect is not None and redirect.by_njs)
             or _njs_fields(route) != "" or needs_digest_key(route) or measures_auth_body(route)
             or needs_health_checks(route) or route.circuit_breaker is not None
-            or needs_page_url(route))  # fmt: skip
+            or needs_page_url(route) or forwards_body(route))  # fmt: skip
 
 
 def measures_auth_body(route: Route) -> bool:
     """Whether the route's forward auth limits the auth answer's body (maxResponseBodySize)."""
     return route.auth_url is not None and route.auth_options.max_answer_body is not None
+
+
+def forwards_body(route: Route) -> bool:
+    """Whether the route's forward auth sends the request's body (forwardBody)."""
+    return route.auth_url is not None and route.auth_options.forwards_body
 
 
 def needs_digest_key(route: Route) -> bool:
@@ -180,6 +186,8 @@ def _refusal(route: Route) -> LabelProblem:
         feature, value = "redirectRegex", redirect.regex
     elif route.basic_auth is not None and route.basic_auth.digest:
         feature, value = "digestAuth", route.basic_auth.realm
+    elif forwards_body(route):
+        feature, value = "forwardAuth's forwardBody", "true"
     elif measures_auth_body(route):
         feature = "forwardAuth's maxResponseBodySize"
         value = str(route.auth_options.max_answer_body)
@@ -231,6 +239,61 @@ def digest_checks(route: Route, users_files: str) -> list[str]:
     if auth.user_header:
         lines.append(f"proxy_set_header {auth.user_header} {DIGEST_USER};")
     return lines
+
+
+def body_reading_location(
+    index: int, route: Route, match: str, checks: str, gates: Sequence[int]
+) -> tuple[str, str]:
+    """forwardAuth's forwardBody: the route's location `match` reads the request's body, within
+    `checks` (the size checks of the route's body), then njs's forwardBodyRead asks the auth
+    server with it and passes the request on to the route's own location, or the refusal to
+    the gates of `gates` (guards.auth_answer_locations): (the reading location, the name of
+    the route's own). A body over maxBodySize is Traefik's 401 without a body or a type. An
+    edge keeps a body in memory up to client_body_buffer_size, the rest in a temporary file,
+    where Traefik holds it all in memory."""
+    route_location, over = f"@certbotless_body_read_{index}", f"@certbotless_body_over_{index}"
+    asked = route.auth_options
+    limit = asked.max_request_body
+    lines = [f"set $certbotless_body_next {route_location};",
+             f"set $certbotless_body_over {over};",
+             f"set $certbotless_body_limit {-1 if limit is None else limit};",
+             f"set $certbotless_body_auth {INTERNAL_LOCATION}auth/{index};",
+             f"set $certbotless_body_index {index};",
+             f'set $certbotless_body_gates "{" ".join(map(str, gates))}";',
+             f'set $certbotless_body_names "{" ".join(asked.response_headers)}";',
+             f'set $certbotless_auth_{index}_status "";',
+             *(f'set {BODY_HEADER}{number} "";'
+               for number in range(len(asked.response_headers)))]  # fmt: skip
+    if limit is not None:  # client_max_body_size 0 is no limit: forwardBodyRead checks 0
+        lines += [f"client_max_body_size {max(limit, 1)};", f"error_page 413 = {over};"]
+    if route.body_buffer_size is not None:
+        lines.append(f"client_body_buffer_size {route.body_buffer_size};")
+    if route.error_pages is not None:  # a refusal's status they replace is theirs
+        codes = " ".join(str(code) for code in route.error_pages.statuses)
+        lines.append(f"error_page {codes} @certbotless_errors_{index};")
+    lines.append("js_content certbotless.forwardBodyRead;")
+    body = "".join(f"\n            {line}" for line in lines)
+    recursive = "\n            recursive_error_pages on;" * match.startswith("@")
+    return (
+        f"""
+        location {match} {{{recursive}{checks}{body}
+        }}
+
+        location {over} {{{breaker_logs(route)}
+            set $certbotless_no_body "";
+            default_type "";
+            return 401 $certbotless_no_body;
+        }}""",
+        route_location,
+    )
+
+
+BODY_HEADER = "$certbotless_body_header_"  # + n: forwardBodyRead's copy of a listed header
+# How the auth location answers forwardBodyRead: the auth server's status and headers, no body.
+BODY_DROPPED = """
+            proxy_buffering off;
+            js_header_filter certbotless.authBodyHeaders;
+            js_body_filter certbotless.authBodyDrop;"""
 
 
 def measured_auth_locations(index: int, auth_uri: str, asking: str, limit: int) -> str:

@@ -240,8 +240,10 @@ def _access_text(route: Route) -> list[str]:
                  *(condition.words() for condition in route.conditions)]  # fmt: skip
         options.append(f"only {', '.join(asked)} (others 404)")
     if route.basic_auth is not None:
-        users = (f"users of secret {route.basic_auth.secret}" if route.basic_auth.secret
-                 else f"{len(route.basic_auth.users)} user(s)")  # fmt: skip
+        given = [f"{len(route.basic_auth.users)} user(s)"] * bool(route.basic_auth.users)
+        if route.basic_auth.secret:
+            given.append(f"users of secret {route.basic_auth.secret}")
+        users = " and ".join(given)
         options.append(f"basic auth ({users})")
     if route.allow_from:
         options.append(f"only from {', '.join(route.allow_from)}")

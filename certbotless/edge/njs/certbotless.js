@@ -749,7 +749,53 @@ function authBodyMeasure(r, data, flags) {
     r.sendBuffer(before <= limit && seen > limit ? '!' : '', flags);
 }
 
+// Traefik's forwardAuth forwardBody. nginx's auth_request sends its subrequest no body, so
+// the route's location runs this once nginx has read the body (js_content reads it first; a
+// body over maxBodySize is nginx's 413 there, sent to $certbotless_body_over; maxBodySize=0,
+// which client_max_body_size cannot say, is checked here). It asks the auth server at
+// $certbotless_body_auth, whose subrequest carries the parent's body; a 2xx passes the request
+// on to the route's own location ($certbotless_body_next) with the answer's listed headers
+// ($certbotless_body_names, in $certbotless_body_header_<n>). Any other answer goes where
+// auth_request's would: 401 and 403 as they are, any other 500, to the gate that passes the
+// auth server's own answer on (@certbotless_auth_answer_<index>_<code>, when listed in
+// $certbotless_body_gates), else answered as that status (the route's error pages).
+function forwardBodyRead(r) {
+    var v = r.variables;
+    if (v.certbotless_body_limit === '0' && r.requestBuffer !== undefined &&
+            r.requestBuffer.length > 0) {
+        r.internalRedirect(v.certbotless_body_over);
+        return;
+    }
+    r.subrequest(v.certbotless_body_auth, { method: 'GET' }, function (reply) {
+        var status = reply.status;
+        if (status >= 200 && status < 300) {
+            var names = v.certbotless_body_names ? v.certbotless_body_names.split(' ') : [];
+            for (var i = 0; i < names.length; i++) {
+                var value = reply.headersOut[names[i]];
+                v['certbotless_body_header_' + i] = value === undefined ? '' : String(value);
+            }
+            r.internalRedirect(v.certbotless_body_next);
+            return;
+        }
+        var code = status === 401 || status === 403 ? status : 500;
+        v['certbotless_auth_' + v.certbotless_body_index + '_status'] = String(status);
+        if (v.certbotless_body_gates.split(' ').indexOf(String(code)) >= 0) {
+            r.internalRedirect('@certbotless_auth_answer_' + v.certbotless_body_index + '_' +
+                               code);
+            return;
+        }
+        r.return(code);
+    });
+}
+
+// The auth answer forwardBodyRead reads: its status and headers; its body dropped (a
+// subrequest's answer must fit a buffer; a refusal's body is asked again by the gate).
+function authBodyDrop(r, data, flags) {
+    r.sendBuffer('', flags);
+}
+
 export default {
     replacedPath, redirectedUrl, clientCertInfo, digestUser, digestChallenge, healthCheck,
-    serviceDown, authAnswerMeasured, authBodyHeaders, authBodyMeasure, errorPageUrl
+    serviceDown, authAnswerMeasured, authBodyHeaders, authBodyMeasure, errorPageUrl,
+    forwardBodyRead, authBodyDrop
 };

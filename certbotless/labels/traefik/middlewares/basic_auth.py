@@ -1,7 +1,7 @@
-"""basicAuth: `users` (htpasswd lines) or `usersFile`, read from the Swarm secret Traefik's
-service mounted at /run/secrets/<name>. Traefik 1's `frontend.auth.basic.users` uses
-`htpasswd_users` too. `headerField` names the request header that tells the service who
-logged in."""
+"""basicAuth: `users` (htpasswd lines) and `usersFile`, read from the Swarm secret Traefik's
+service mounted at /run/secrets/<name>; both given are merged, `users` winning, as Traefik's.
+Traefik 1's `frontend.auth.basic.users` uses `htpasswd_users` too. `headerField` names the
+request header that tells the service who logged in."""
 
 from __future__ import annotations
 
@@ -40,15 +40,11 @@ def apply(route: Route, mw: Middleware, context: Context) -> Route:
     if not re.fullmatch(r"[A-Za-z0-9 ._-]{1,64}", realm):
         raise Unsupported(mw.label("realm"), realm, "must be letters, digits, spaces, . _ -")
     remove_header = flag(mw, "removeheader")
-    if mw.value("usersfile"):
-        if mw.value("users"):
-            raise Unsupported(mw.label("users"), mw.value("users"), "users and usersFile "
-                              "together: Traefik merges them, certbotless takes one; keep "
-                              "one")  # fmt: skip
-        secret = _users_file_secret(mw, context)
-        return replace(route, basic_auth=BasicAuth((), realm, remove_header, secret, header))
-    users = htpasswd_users(mw.value("users"), mw.label("users"), mw.name)
-    return replace(route, basic_auth=BasicAuth(users, realm, remove_header, user_header=header))
+    secret = _users_file_secret(mw, context) if mw.value("usersfile") else ""
+    users: tuple[str, ...] = ()
+    if mw.value("users") or not secret:
+        users = htpasswd_users(mw.value("users"), mw.label("users"), mw.name)
+    return replace(route, basic_auth=BasicAuth(users, realm, remove_header, secret, header))
 
 
 def htpasswd_users(value: str, label: str, name: str) -> tuple[str, ...]:

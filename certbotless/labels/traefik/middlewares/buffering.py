@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from certbotless.labels.traefik.middlewares.forward_auth import BODY_LIMITS_TOGETHER
 from certbotless.labels.traefik.middlewares.options import (
     Context,
     Middleware,
@@ -45,4 +46,6 @@ def apply(route: Route, mw: Middleware, context: Context) -> Route:
         route = replace(route, upstream=replace(route.upstream, answer_memory=int(answer)))
     if not value:
         return route
+    if route.auth_options.max_request_body is not None:
+        raise Unsupported(mw.label("maxrequestbodybytes"), value, BODY_LIMITS_TOGETHER)
     return replace(route, max_body_size=value if int(value) else "0")

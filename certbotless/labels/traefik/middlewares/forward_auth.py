@@ -4,7 +4,8 @@ the client's headers when listed; its `authResponseHeaders` are passed on to the
 `tls` options say how the edge speaks TLS to an https address. A refusal is the auth server's
 own answer, its relative Location made absolute unless `preserveLocationHeader`; a 401 is a
 redirect to `authSigninURL` when given. `maxResponseBodySize`: an auth answer whose body is
-longer is a 401 without a body, as Traefik's."""
+longer is a 401 without a body, as Traefik's. `forwardBody`: the request's body goes to the auth
+server too, a body longer than `maxBodySize` a 401 without a body."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from certbotless.labels.traefik.middlewares.options import (
     Context,
     Middleware,
     Unsupported,
+    access_checks_applied,
     flag,
     invalid_label,
     known_fields,
@@ -32,10 +34,13 @@ _REFUSED = {
     "addAuthCookiesToResponse": "nginx cannot pick cookies out of the auth answer's "
     "Set-Cookie headers: have the service set them, or the auth server redirect to a page "
     "that does",
-    "forwardBody": "nginx's auth subrequest carries no request body: the auth server decides "
-    "from the headers",
-    "maxBodySize": "nginx's auth subrequest carries no request body (forwardBody)",
 }
+# maxBodySize beside buffering's maxRequestBodyBytes: which answers a body over both (401 or
+# 413) would be the order of the middlewares, which the edge does not keep for bodies.
+BODY_LIMITS_TOGETHER = (
+    "forwardAuth's maxBodySize beside buffering's maxRequestBodyBytes on one router: keep one "
+    "of the two limits"
+)
 _TLS_FILES = {"ca": "the auth server's CA", "cert": "a client certificate", "key": "a key"}
 
 
@@ -43,13 +48,30 @@ def apply(route: Route, mw: Middleware, context: Context) -> Route:
     known_fields(mw, {"address", "trustforwardheader", "authresponseheaders",
                       "authrequestheaders", "preserverequestmethod", "preservelocationheader",
                       "maxresponsebodysize", "authsigninurl", "tls.ca", "tls.cert", "tls.key",
-                      "tls.insecureskipverify", "tls.caoptional",
+                      "tls.insecureskipverify", "tls.caoptional", "forwardbody", "maxbodysize",
                       *(name.lower() for name in _REFUSED)})  # fmt: skip
     for name, why in _REFUSED.items():
         key = name.lower()
         if key in mw.fields or any(field.startswith(key + ".") for field in mw.fields):
             raise Unsupported(mw.label(key), mw.value(key), f"forwardAuth's {name}: {why}")
-    limit = _answer_body_limit(mw)
+    limit = _byte_limit(mw, "maxresponsebodysize", "maxResponseBodySize")
+    forwards_body = flag(mw, "forwardbody")
+    # Traefik reads maxBodySize only with forwardBody.
+    body_limit = _byte_limit(mw, "maxbodysize", "maxBodySize")
+    body_limit = body_limit if forwards_body else None
+    if forwards_body and (before := _answered_before(route)):
+        raise Unsupported(mw.label("forwardbody"), mw.value("forwardbody"), "forwardAuth's "
+                          f"forwardBody after {', '.join(before)}: the edge asks the auth server "
+                          "with the body before anything else of the router, where Traefik "
+                          "runs the middlewares listed before it first; list the forwardAuth "
+                          "first")  # fmt: skip
+    if forwards_body and limit is not None:
+        raise Unsupported(mw.label("forwardbody"), mw.value("forwardbody"), "forwardAuth's "
+                          "forwardBody beside maxResponseBodySize: the edge measures the auth "
+                          "answer's body and sends the request's by two different subrequests, "
+                          "which do not combine; keep one of the two")  # fmt: skip
+    if body_limit is not None and route.max_body_size is not None:
+        raise Unsupported(mw.label("maxbodysize"), mw.value("maxbodysize"), BODY_LIMITS_TOGETHER)
     address = mw.value("address")
     invalid = invalid_label(mw.label("address"), address)
     try:
@@ -68,7 +90,7 @@ def apply(route: Route, mw: Middleware, context: Context) -> Route:
     trust = flag(mw, "trustforwardheader") if mw.value("trustforwardheader").strip() else None
     options = ForwardAuthOptions(response, request, flag(mw, "preserverequestmethod"),
                                  flag(mw, "preservelocationheader"), signin, limit,
-                                 trust)  # fmt: skip
+                                 trust, forwards_body, body_limit)  # fmt: skip
     route = replace(route, auth_url=address, auth_options=options)
     tls = _auth_server_tls(mw, context)
     if tls is not None:
@@ -77,6 +99,19 @@ def apply(route: Route, mw: Middleware, context: Context) -> Route:
                               "options are for an https address")  # fmt: skip
         route = replace(route, client_tls=replace(route.client_tls, auth_server=tls))
     return route
+
+
+def _answered_before(route: Route) -> list[str]:
+    """The middlewares applied so far that answer or refuse a request: with forwardBody, njs
+    asks the auth server before any of them (edge/njs.py, body_reading_location)."""
+    phase = route.rewrite_phase
+    return [*access_checks_applied(route), *(name for name, there in (
+        ("headers (CORS)", route.cors is not None),
+        ("headers (allowedHosts)", phase.allowed_hosts is not None),
+        ("redirectScheme", phase.scheme_redirect is not None),
+        ("redirectRegex", phase.redirect_regex is not None),
+        ("circuitBreaker", route.circuit_breaker is not None),
+    ) if there)]  # fmt: skip
 
 
 def _auth_server_tls(mw: Middleware, context: Context) -> AuthServerTls | None:
@@ -99,18 +134,15 @@ def _auth_server_tls(mw: Middleware, context: Context) -> AuthServerTls | None:
     return AuthServerTls(secrets["ca"], secrets["cert"], secrets["key"], verify)
 
 
-def _answer_body_limit(mw: Middleware) -> int | None:
-    """maxResponseBodySize: the bytes of the auth answer's body Traefik reads at most (a
-    negative number, as its default -1: no limit)."""
-    given = mw.value("maxresponsebodysize").strip()
+def _byte_limit(mw: Middleware, key: str, name: str) -> int | None:
+    """maxResponseBodySize or maxBodySize: the bytes of the auth answer's or the request's body
+    Traefik reads at most (a negative number, as its default -1: no limit)."""
+    given = mw.value(key).strip()
     if not given:
         return None
     if not re.fullmatch(r"[+-]?[0-9]{1,18}", given):
-        raise Unsupported(
-            mw.label("maxresponsebodysize"),
-            given,
-            "forwardAuth's maxResponseBodySize must be a whole number of bytes (-1: no limit)",
-        )
+        raise Unsupported(mw.label(key), given, f"forwardAuth's {name} must be a whole number "
+                          "of bytes (-1: no limit)")  # fmt: skip
     limit = int(given)
     return limit if limit >= 0 else None
 

@@ -227,6 +227,25 @@ CASES = {
             ),
         ),
     ),
+    "basic-auth-users-and-users-file-merged": Case(
+        {
+            "traefik.enable": "true",
+            f"{R}admin.rule": "Host(`admin.example.com`)",
+            f"{S}admin.loadbalancer.server.port": "9000",
+            f"{M}auth.basicauth.usersfile": "/run/secrets/users",
+            f"{M}auth.basicauth.users": f"admin:{HASH}",
+            f"{R}admin.middlewares": "auth",
+        },
+        (
+            Route(
+                "web",
+                ("admin.example.com",),
+                9000,
+                redirect_to_https=False,
+                basic_auth=BasicAuth((f"admin:{HASH}",), "traefik", secret="users"),
+            ),
+        ),
+    ),
     "allowlist-rate-limit-prefixes-headers": Case(
         {
             "traefik.enable": "true",
