@@ -30,6 +30,7 @@ from certbotless.labels.values import (
     parse_hosts,
     parse_networks,
     parse_statuses,
+    profile_for,
 )
 from certbotless.model import (
     BasicAuth,
@@ -192,9 +193,7 @@ def _parse_spec(
 ) -> CertSpec:
     """The certificate a service asks for (alone: for services an own nginx.conf routes)."""
     invalid = invalid or _invalid_factory(service)
-    hosts = hosts or parse_hosts(
-        service.labels[DOMAINS], invalid, _asks_a_profile(service), _asks_dns01(service)
-    )
+    hosts = hosts or parse_hosts(service.labels[DOMAINS], invalid, True, _asks_dns01(service))
     name = service.labels.get(NAME, "").strip() or certificate_name_for(hosts[0])
     if not CERTIFICATE_NAME_RE.fullmatch(name):
         raise invalid(NAME, "must be a name of lowercase letters, digits, '-' and dots")
@@ -203,7 +202,7 @@ def _parse_spec(
         name,
         hosts,
         _parse_key_type(service, invalid),
-        service.labels.get(PROFILE, "").strip() or None,
+        profile_for(hosts, service.labels.get(PROFILE, "").strip() or None),
         challenge=mode,
         dns_provider=provider,
         dns_zone=zone,
@@ -248,7 +247,7 @@ def _parse_service(
         return labels.get(label, default).strip()
 
     _parse_challenge(service, invalid)  # a wrong challenge label first: wildcards hang on it
-    hosts = parse_hosts(labels[DOMAINS], invalid, _asks_a_profile(service), _asks_dns01(service))
+    hosts = parse_hosts(labels[DOMAINS], invalid, True, _asks_dns01(service))
 
     port_text = text(PORT)
     if not port_text:
@@ -378,7 +377,3 @@ def _headers(
                               "header)")  # fmt: skip
             headers.append((name, value))
     return tuple(headers)
-
-
-def _asks_a_profile(service: ServiceInfo) -> bool:
-    return bool(service.labels.get(PROFILE, "").strip())

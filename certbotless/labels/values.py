@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import idna
 
-from certbotless.model import CHALLENGE_PREFIX, OBJECT_NAME_PREFIX, LabelProblem
+from certbotless.model import CHALLENGE_PREFIX, OBJECT_NAME_PREFIX, LabelProblem, is_ip_address
 
 # The native labels a host's problems name in every dialect: a host is reported under
 # certbotless.domains, and the fixes for wildcards and IP addresses name the challenge and
@@ -31,10 +31,26 @@ _LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$", re.ASCII)
 CERTIFICATE_NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?", re.ASCII)
 
 
+# The CA profile an IP address is ordered under when the labels name none: Let's Encrypt issues
+# for addresses (RFC 8738) only under `shortlived` (6-day certificates).
+IP_ADDRESS_PROFILE = "shortlived"
+
+
 def certificate_name_for(host: str) -> str:
     """The certificate a first name names when no label does: a wildcard's is its domain's
-    (`*.example.com` → wildcard.example.com), an IPv6 address's has `-` for its colons."""
-    return host.replace("*.", "wildcard.", 1).replace(":", "-")
+    (`*.example.com` → wildcard.example.com), an IPv6 address's has `-` for its colons, and a
+    `0` where it would begin or end with one (`::1` → 0--1)."""
+    name = host.replace("*.", "wildcard.", 1).replace(":", "-")
+    return ("0" if name.startswith("-") else "") + name + ("0" if name.endswith("-") else "")
+
+
+def profile_for(hosts: tuple[str, ...], asked: str | None) -> str | None:
+    """The CA profile of a certificate for `hosts`: the one the labels ask for, else
+    IP_ADDRESS_PROFILE when a name is an IP address (no other profile issues for one at Let's
+    Encrypt), else none (the CA's default)."""
+    if asked:
+        return asked
+    return IP_ADDRESS_PROFILE if any(is_ip_address(host) for host in hosts) else None
 
 
 _TIME_RE = re.compile(r"^([0-9]{1,8})(ms|s|m|h)?$", re.ASCII)
@@ -86,9 +102,9 @@ def parse_hosts(
 def parse_hostname(
     raw: str, invalid: InvalidFactory, ip_allowed: bool = False, wildcard_allowed: bool = False
 ) -> str:
-    """A hostname as the CA and nginx want it; an IPv4 address only when `ip_allowed` (the
-    service asks for a CA profile, which may issue for addresses); a wildcard (`*.` and a
-    hostname) only when `wildcard_allowed` (the service asks for DNS-01)."""
+    """A hostname as the CA and nginx want it; an IP address only when `ip_allowed` (a name
+    the service may have a certificate for, ordered under profile_for's profile); a wildcard
+    (`*.` and a hostname) only when `wildcard_allowed` (the service asks for DNS-01)."""
     host = raw.strip().rstrip(".").lower()
     if not host:
         raise invalid(DOMAINS, "contains an empty name; separate hostnames with single commas")
@@ -125,15 +141,13 @@ def parse_hostname(
             "at most 63 characters, 253 in all)",
         )
     if _IP_RE.match(labels[-1]):
-        raise invalid(DOMAINS, _ip_address_problem(host))
+        raise invalid(DOMAINS, f"{host} ends in a numeric label, as no DNS name does: use a "
+                      "hostname, or an IP address as four numbers")  # fmt: skip
     return host
 
 
 def _ip_address_problem(host: str) -> str:
-    return (
-        f"{host} is an IP address: set {PROFILE} to a CA profile that issues for IP addresses "
-        "(Let's Encrypt: shortlived, 6-day certificates), or use a hostname"
-    )
+    return f"{host} is an IP address, which is not accepted here: use a hostname"
 
 
 def _parse_ip_address(host: str, invalid: InvalidFactory, ip_allowed: bool) -> str:

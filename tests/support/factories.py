@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from certbotless.edge.nginx_version import DEFAULT_NGINX_VERSION, NginxVersion
 from certbotless.edge.render import NginxFiles, files_listing, render_nginx_conf
+from certbotless.labels.values import certificate_name_for
 from certbotless.model import ErrorPages, KeyType, Route, ServiceInfo, StoredCert
 
 CERTS_DIR = "/etc/nginx/certs"
@@ -37,8 +38,11 @@ def stored_cert(
 
 
 def certs_for(*hosts: str) -> dict[str, StoredCert]:
-    """One current certificate per host, named after it."""
-    return {host: stored_cert(name=host, domains=(host,)) for host in hosts}
+    """One current certificate per host, named after it as discovery names it."""
+    return {
+        certificate_name_for(host): stored_cert(name=certificate_name_for(host), domains=(host,))
+        for host in hosts
+    }
 
 
 @dataclass(frozen=True)

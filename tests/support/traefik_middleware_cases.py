@@ -46,7 +46,6 @@ from certbotless.edge.deployer import servable_routes
 from certbotless.edge.mounts import htpasswd_secret_target
 from certbotless.labels.traefik.dynamic import read_dynamic_config
 from certbotless.labels.traefik.middlewares.options import NO_FILE_MIDDLEWARES, FileMiddlewares
-from certbotless.labels.values import CERTIFICATE_NAME_RE
 from certbotless.model import LabelProblem, Route, ServiceInfo
 from tests.support.client_ca import (
     auth_tls_secrets,
@@ -266,10 +265,8 @@ def answers_differing(
 
 
 def _named_hosts(routes: Sequence[Route]) -> list[str]:
-    """a.test and each host a route names that a certificate can name (a case's own `rule`)."""
-    named = [host for route in routes for host in route.hosts
-             if CERTIFICATE_NAME_RE.fullmatch(host)]  # fmt: skip
-    return list(dict.fromkeys([HOST, *named]))
+    """a.test and each host a route names (a case's own `rule`): hostnames and IP addresses."""
+    return list(dict.fromkeys([HOST, *(host for route in routes for host in route.hosts)]))
 
 
 def _asked(

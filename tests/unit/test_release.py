@@ -68,6 +68,8 @@ def test_the_rig_tags_and_annotates_images_with_the_version() -> None:
 def test_the_changelog_starts_with_this_version() -> None:
     changelog = (REPO / "CHANGELOG.md").read_text()
     entries = re.findall(r"^## \[([^\]]+)\]", changelog, re.MULTILINE)
-    assert entries[0] == PYPROJECT
+    # Keep a Changelog's [Unreleased] section gathers what main has that no release has yet.
+    assert next(entry for entry in entries if entry != "Unreleased") == PYPROJECT
+    assert "Unreleased" not in entries[1:]
     first = changelog.split(f"## [{PYPROJECT}]")[1].split("\n## [")[0]
     assert "### Upgrading" in first

@@ -55,11 +55,12 @@ from certbotless.labels.traefik.service_options import (
 )
 from certbotless.labels.traefik.tls_options import router_client_auth
 from certbotless.labels.values import (
-    CERTIFICATE_NAME_RE,
     DOMAINS,
     InvalidFactory,
     InvalidLabel,
+    certificate_name_for,
     check_path,
+    profile_for,
 )
 from certbotless.model import (
     CertSpec,
@@ -505,9 +506,9 @@ def _invalid_factory(service: ServiceInfo, label: str) -> InvalidFactory:
 
 
 def _spec(hosts: tuple[str, ...]) -> CertSpec | None:
-    if not hosts or not CERTIFICATE_NAME_RE.fullmatch(hosts[0]):
+    if not hosts:
         return None
-    return CertSpec(hosts[0], hosts)
+    return CertSpec(certificate_name_for(hosts[0]), hosts, profile=profile_for(hosts, None))
 
 
 def _priority(service: ServiceInfo, router: _Router, rule: str) -> int:

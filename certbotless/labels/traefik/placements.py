@@ -1,6 +1,7 @@
-"""Where a rule's alternative is served: its hostnames, or every host (a rule without a Host);
-on a router served over plain HTTP only, which needs no certificate, also hosts no certificate
-could name (an IP address, a wildcard, `*`), as Host tests of each request. Pure."""
+"""Where a rule's alternative is served: its hostnames (over HTTPS an IP address too: its
+certificate is ordered under labels.values.profile_for's profile), or every host (a rule without
+a Host); on a router served over plain HTTP only, which needs no certificate, also hosts no
+certificate could name (a wildcard, `*`) and IP addresses, as Host tests of each request. Pure."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def placements(
     for host in hosts:
         conditions = None if https else _host_without_certificate(host)
         if conditions is None:
-            names.append(parse_hostname(host, invalid))
+            names.append(parse_hostname(host, invalid, ip_allowed=True))
         else:
             tested.append(((), conditions))
     return ([(tuple(dict.fromkeys(names)), ())] if names else []) + tested

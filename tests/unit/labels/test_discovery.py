@@ -76,9 +76,9 @@ def test_services_sharing_a_host_share_one_certificate() -> None:
             "not a valid hostname",
         ),
         (
-            {"certbotless.domains": "10.0.0.1", "certbotless.port": "80"},
+            {"certbotless.domains": "10.0.0.256", "certbotless.port": "80"},
             "certbotless.domains",
-            "IP address",
+            "neither a hostname nor an IPv4 address",
         ),
         ({"certbotless.domains": "a.example.com"}, "certbotless.port", "missing"),
         (
@@ -162,9 +162,9 @@ def test_services_sharing_a_host_share_one_certificate() -> None:
             "at most 63 characters",
         ),
         (
-            {"certbotless.domains": "[2001:db8::1]", "certbotless.port": "80"},
+            {"certbotless.domains": "[2001:db8::g]", "certbotless.port": "80"},
             "certbotless.domains",
-            "IP address",
+            "neither an IPv6 address nor a hostname",
         ),
     ],
 )
@@ -391,7 +391,7 @@ def test_with_an_own_nginx_conf_a_protection_label_is_said_to_do_nothing() -> No
     assert all("protect it there" in p.message for p in found.problems)
 
 
-def test_ip_addresses_need_a_profile_and_only_one_is_served() -> None:
+def test_only_one_ip_address_is_served() -> None:
     base = {"certbotless.port": "80", "certbotless.profile": "shortlived"}
     found = discover(
         [
@@ -422,7 +422,19 @@ def test_ip_addresses_need_a_profile_and_only_one_is_served() -> None:
     assert specs["shop.example.test"] == ("shop.example.test", "192.0.2.10")
     problems = {problem.service: problem.message for problem in found.problems}
     assert "only one IP address can be served and 192.0.2.10 is" in problems["second"]
-    assert "set certbotless.profile to a CA profile that issues for IP" in problems["no_profile"]
+    assert "only one IP address can be served and 192.0.2.10 is" in problems["no_profile"]
+
+
+def test_an_ip_address_is_ordered_under_the_shortlived_profile_unless_a_label_names_one() -> None:
+    plain = {"certbotless.port": "80"}
+    for labels, profile in [({}, "shortlived"), ({"certbotless.profile": "ip"}, "ip")]:
+        found = discover([labelled("v6", {**plain, **labels, "certbotless.domains": "::1"})])
+        assert not found.problems
+        assert [(s.name, s.domains, s.profile) for s in found.specs] == [
+            ("0--1", ("::1",), profile)
+        ]
+    named = discover([labelled("name", {**plain, "certbotless.domains": "shop.example.test"})])
+    assert [spec.profile for spec in named.specs] == [None]
 
 
 def test_an_ipv6_address_is_written_as_rfc_5952_and_names_its_certificate_with_dashes() -> None:
@@ -430,12 +442,10 @@ def test_an_ipv6_address_is_written_as_rfc_5952_and_names_its_certificate_with_d
     plain = {"certbotless.port": "80"}
     found = discover([
         labelled("v6", {**base, "certbotless.domains": "[2001:DB8:0:0::7]"}),
-        labelled("v6_no_profile", {**plain, "certbotless.domains": "2001:db8::8"}),
         labelled("port", {**plain, "certbotless.domains": "shop.example.test:8443"}),
     ])  # fmt: skip
     assert [(route.service, route.hosts) for route in found.routes] == [("v6", ("2001:db8::7",))]
     assert [(spec.name, spec.domains) for spec in found.specs] == [
         ("2001-db8--7", ("2001:db8::7",))]  # fmt: skip
     problems = {problem.service: problem.message for problem in found.problems}
-    assert "2001:db8::8 is an IP address: set certbotless.profile" in problems["v6_no_profile"]
     assert "neither an IPv6 address nor a hostname (a name has no port" in problems["port"]

@@ -858,3 +858,17 @@ def test_a_path_change_before_the_plain_redirect_is_refused_by_name() -> None:
     assert "strip is listed before the redirectScheme to-https" in problem.message
     reordered = {**labels, f"{R}http.middlewares": "to-https,strip"}
     assert len(find([service("web", reordered)]).routes) == 1
+
+
+def test_a_tls_router_on_an_ip_address_gets_a_certificate_of_the_shortlived_profile() -> None:
+    found = find([service("t", {
+        "traefik.enable": "true", "traefik.http.routers.r.rule": "Host(`[::1]`)",
+        "traefik.http.routers.r.tls": "true",
+        "traefik.http.services.s.loadbalancer.server.port": "80",
+    })])  # fmt: skip
+    assert not found.problems
+    assert [(s.name, s.domains, s.profile) for s in found.specs] == [
+        ("0--1", ("::1",), "shortlived")
+    ]
+    assert [route.hosts for route in found.routes] == [("::1",)]
+    render_and_check(found)
