@@ -43,9 +43,13 @@ def resolve_store_key(
     be had: a one-off command outside the sidecar, or a sidecar that is not a Swarm service."""
     path = store_key_file(settings)
     key = read_store_key(path)
-    if key is not None or not mount_into_own_service:
+    if not mount_into_own_service:
         return key
     service = settings.own_service or swarm.own_service_name()
+    if key is not None:
+        if service is not None:
+            _report_other_keys(swarm, service, path)
+        return key
     if service is None:
         log.warning("not running as a Swarm service: no store key, so the objects of the "
                     "certificate store are not authenticated")  # fmt: skip
@@ -57,6 +61,19 @@ def resolve_store_key(
         f"mounted the store key secret {name} into service {service} at {path}; Swarm restarts "
         "this task with it"
     )
+
+
+def _report_other_keys(swarm: Swarm, service: str, path: Path) -> None:
+    """Every secret labelled as a store key but the one the service mounts at `path` (the one
+    the sidecar made, or one the operator made and named in the stack file) is someone else's."""
+    refs = swarm.inspect_service(service)["Spec"]["TaskTemplate"]["ContainerSpec"]
+    mounted = {str(r.get("SecretID")) for r in refs.get("Secrets") or []
+               if r.get("File", {}).get("Name") == str(path)}  # fmt: skip
+    for secret in swarm.secrets(f"{KIND}={ObjectRole.STORE_KEY}"):
+        if secret["ID"] not in mounted:
+            log.warning("secret %s (ID %s) has the store key's label but is not the key mounted "
+                        "into %s: %s", secret["Spec"]["Name"], secret["ID"], service,
+                        NOT_MADE_HERE)  # fmt: skip
 
 
 def _oldest_key_secret(swarm: Swarm) -> tuple[str, str] | None:

@@ -97,3 +97,23 @@ def test_a_mounted_key_is_used_and_one_off_commands_make_none(tmp_path: Path) ->
     store_key_file(settings(tmp_path)).write_bytes(b"s" * 32)
     assert resolve_store_key(settings(tmp_path), cast(Swarm, swarm), True) == StoreKey(b"s" * 32)
     assert swarm.made == []
+
+
+def test_the_mounted_key_is_the_store_key_and_any_other_labelled_one_is_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A store key secret a tenant labelled before certbotless's first start is older than the
+    one the operator made and named in the stack file: the mounted one is the key."""
+    swarm = OwnService()
+    labels = {"certbotless.managed": "true", "certbotless.kind": "store-key"}
+    swarm.create_secret("cbl-store-key-planted", b"p" * 32, labels)
+    own = swarm.create_secret("cbl-store-key-own", b"o" * 32, labels)
+    path = store_key_file(settings(tmp_path))
+    swarm.spec["TaskTemplate"]["ContainerSpec"]["Secrets"].append(
+        {"File": {"Name": str(path)}, "SecretID": own, "SecretName": "cbl-store-key-own"}
+    )
+    path.write_bytes(b"o" * 32)
+    key = resolve_store_key(settings(tmp_path), cast(Swarm, swarm), True)
+    assert key == StoreKey(b"o" * 32)
+    [warning] = [r.getMessage() for r in caplog.records if "store key's label" in r.getMessage()]
+    assert "cbl-store-key-planted" in warning and "not made by certbotless" in warning
