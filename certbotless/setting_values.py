@@ -12,7 +12,6 @@ import ssl
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import SplitResult, urlsplit
@@ -454,17 +453,26 @@ def order_share(value: str | None, weight: int, name: str, default: OrderShare) 
 
 @dataclass(frozen=True)
 class Dns01Grant:
-    """Services whose names match `services` (a shell pattern: `shop_*` is stack shop's) may
-    prove names in `zones` (a zone and every name under it; `*`: any) by DNS-01."""
+    """Services whose names match `services` (a shell pattern whose `*` and `?` never stand for
+    `_`: `shop_*` is stack shop's services, not stack shop_evil's `shop_evil_x`; `*` alone: any
+    service) may prove names in `zones` (a zone and every name under it; `*`: any) by DNS-01."""
 
     services: str
     zones: tuple[str, ...]
 
     def allows(self, service: str, name: str) -> bool:
-        if not fnmatchcase(service, self.services):
+        if self.services != "*" and not _within_one_stack(self.services).fullmatch(service):
             return False
         host = name.removeprefix("*.").rstrip(".").lower()
         return any(zone == "*" or host == zone or host.endswith("." + zone) for zone in self.zones)
+
+
+def _within_one_stack(pattern: str) -> re.Pattern[str]:
+    """A service-name pattern whose wildcards stop at `_`, the separator `docker stack deploy`
+    puts between a stack's name and its service's: a stack named `shop_evil` cannot match
+    `shop_*`."""
+    pieces = {"*": "[^_]*", "?": "[^_]"}
+    return re.compile("".join(pieces.get(c, re.escape(c)) for c in pattern))
 
 
 def dns01_grants(value: str | None, name: str) -> tuple[Dns01Grant, ...]:

@@ -75,3 +75,17 @@ def test_the_setting_is_read_and_checked() -> None:
     assert Settings.from_env({}).dns01_allowed == ()
     with pytest.raises(SettingsError, match="SERVICES=ZONE"):
         Settings.from_env({"CERTBOTLESS_DNS01_ALLOWED": "shop_*"})
+
+
+def test_a_pattern_of_one_stack_does_not_reach_a_stack_whose_name_extends_it() -> None:
+    """`docker stack deploy -c x.yml shop_evil` names its service `x` shop_evil_x, which a shell
+    pattern `shop_*` would match: the grant's wildcards stop at `_`."""
+    result = found(
+        "shop_*=shop.example.com;sh?p_api=api.example.com",
+        app("shop_web", "*.shop.example.com"),
+        app("shop_evil_x", "*.pay.shop.example.com"),
+        app("shop_api", "*.api.example.com"),
+    )
+    assert sorted(s.name for s in result.specs) == ["wildcard.api.example.com",
+                                                     "wildcard.shop.example.com"]  # fmt: skip
+    assert [p.service for p in result.problems] == ["shop_evil_x"]
