@@ -11,7 +11,7 @@ from pathlib import Path
 from certbotless.edge.rollout import mount_secret
 from certbotless.model import FileReference, ObjectKind, ObjectRole
 from certbotless.settings import Settings
-from certbotless.swarm.api import Swarm
+from certbotless.swarm.api import SWARM_ERRORS, Swarm
 from certbotless.swarm.authenticity import (
     NOT_MADE_HERE,
     STORE_KEY_BYTES,
@@ -66,10 +66,15 @@ def resolve_store_key(
 def _report_other_keys(swarm: Swarm, service: str, path: Path) -> None:
     """Every secret labelled as a store key but the one the service mounts at `path` (the one
     the sidecar made, or one the operator made and named in the stack file) is someone else's."""
-    refs = swarm.inspect_service(service)["Spec"]["TaskTemplate"]["ContainerSpec"]
+    try:
+        refs = swarm.inspect_service(service)["Spec"]["TaskTemplate"]["ContainerSpec"]
+        labelled = swarm.secrets(f"{KIND}={ObjectRole.STORE_KEY}")
+    except SWARM_ERRORS as error:  # a report only: the key in hand is used either way
+        log.warning("could not list the store key secrets: %s", error)
+        return
     mounted = {str(r.get("SecretID")) for r in refs.get("Secrets") or []
                if r.get("File", {}).get("Name") == str(path)}  # fmt: skip
-    for secret in swarm.secrets(f"{KIND}={ObjectRole.STORE_KEY}"):
+    for secret in labelled:
         if secret["ID"] not in mounted:
             log.warning("secret %s (ID %s) has the store key's label but is not the key mounted "
                         "into %s: %s", secret["Spec"]["Name"], secret["ID"], service,
