@@ -30,11 +30,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from bench.peers import install_traefik
-from certbotless.edge.mounts import NGINX_CONF_TARGET, SNIPPETS_DIR
+from certbotless.edge.mounts import NGINX_CONF_TARGET, SNIPPETS_DIR, ticket_key_target
 from certbotless.edge.nginx_version import parse_nginx_version
 from certbotless.edge.render import render_nginx_conf
 from certbotless.edge.validation import moved_paths
 from certbotless.model import Route
+from certbotless.swarm.store import TICKET_KEY_BYTES, TICKET_KEYS_IN_USE
 from tests.support.edge_nginx import NginxBinary, StubDns
 from tests.support.factories import CERTS_DIR, RESPONDER, certs_for
 from tests.support.ports import unused_ports
@@ -250,6 +251,7 @@ class Nginx(Proxy):
         files = render_nginx_conf(
             routes, certs_for(*hosts), RESPONDER, CERTS_DIR,
             nginx_version=self.version, front_subnets=self.front_subnets,
+            ticket_keys=TICKET_KEYS_IN_USE,
         )  # fmt: skip
         shutil.rmtree(self.tree / "certbotless", ignore_errors=True)  # hosts files of before
         self.tree.mkdir(exist_ok=True)
@@ -267,6 +269,13 @@ class Nginx(Proxy):
             )
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
+        # The session ticket keys the sidecar makes and mounts (Store.ensure_ticket_keys).
+        for index in range(TICKET_KEYS_IN_USE):
+            key = self.tree / PurePosixPath(ticket_key_target(index)).relative_to(
+                PurePosixPath(NGINX_CONF_TARGET).parent
+            )
+            key.parent.mkdir(parents=True, exist_ok=True)
+            key.write_bytes(os.urandom(TICKET_KEY_BYTES))
 
     def start(self, hosts: Sequence[str]) -> None:
         self.http_port, self.nginx_tls_port = unused_ports(2)
