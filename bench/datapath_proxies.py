@@ -196,12 +196,26 @@ class Proxy(ABC):
         self.tls_port = 0
 
     @abstractmethod
-    def start(self, hosts: Sequence[str]) -> None:
-        """Launch with `hosts` (not waiting for it to answer)."""
+    def prepare(self, hosts: Sequence[str]) -> None:
+        """Write the configuration for `hosts` where the proxy will read it: what a deployment
+        does before a proxy starts or reloads (certbotless's sidecar renders and mounts the
+        edge's), so the start and reload rows do not time it."""
 
     @abstractmethod
+    def launch(self) -> None:
+        """Start the proxy on the prepared configuration (not waiting for it to answer)."""
+
+    @abstractmethod
+    def apply(self) -> None:
+        """Ask the running proxy to take the prepared configuration (not waiting for it)."""
+
+    def start(self, hosts: Sequence[str]) -> None:
+        self.prepare(hosts)
+        self.launch()
+
     def reload(self, hosts: Sequence[str]) -> None:
-        """Ask the running proxy to serve `hosts` instead (not waiting for it)."""
+        self.prepare(hosts)
+        self.apply()
 
     def pids(self) -> list[int]:
         return descendants([process.pid for process in self.processes])
@@ -277,13 +291,13 @@ class Nginx(Proxy):
             key.parent.mkdir(parents=True, exist_ok=True)
             key.write_bytes(os.urandom(TICKET_KEY_BYTES))
 
-    def start(self, hosts: Sequence[str]) -> None:
-        self.http_port, self.nginx_tls_port = unused_ports(2)
-        self.tls_port = self.nginx_tls_port
+    def prepare(self, hosts: Sequence[str]) -> None:
+        if not self.processes:  # a new start: new ports
+            self.http_port, self.nginx_tls_port = unused_ports(2)
+            self.tls_port = self.nginx_tls_port
         self.write(hosts)
-        self.launch_nginx()
 
-    def launch_nginx(self) -> None:
+    def launch(self) -> None:
         seen = self.seen(self.tree)
         self._launch([*self.binary.command, "-p", f"{seen}/", "-c", f"{seen}/nginx.conf", "-g",
                       f"daemon off; pid {seen}/nginx.pid; user root;"], "nginx")  # fmt: skip
@@ -294,8 +308,7 @@ class Nginx(Proxy):
         except (OSError, ValueError):
             return None
 
-    def reload(self, hosts: Sequence[str]) -> None:
-        self.write(hosts)
+    def apply(self) -> None:
         master = self.master_pid()
         if master is None:
             raise SystemExit(f"bench: {self.name} has no master pid to reload")
@@ -342,14 +355,18 @@ class Edge(Nginx):
                                  f"not {expected}")  # fmt: skip
         return text
 
-    def start(self, hosts: Sequence[str]) -> None:
-        self.http_port, self.nginx_tls_port, front_http, self.tls_port = unused_ports(4)
-        self.dns = StubDns(["127.0.0.1"])
-        cfg = self.workdir / "haproxy.cfg"
-        cfg.write_text(self.haproxy_cfg(front_http, self.tls_port, self.dns.address))
-        self._launch(["haproxy", "-f", str(cfg), "-db"], "haproxy")
+    def prepare(self, hosts: Sequence[str]) -> None:
+        """Also starts the front, on a new start: in a swarm it runs before any nginx task and
+        is never restarted by certbotless, so the start row times the nginx task's start
+        behind a running front (found by the front's checks, as a new task is)."""
+        if not self.processes:  # a new start: new ports, and the front running
+            self.http_port, self.nginx_tls_port, front_http, self.tls_port = unused_ports(4)
+            self.dns = StubDns(["127.0.0.1"])
+            cfg = self.workdir / "haproxy.cfg"
+            cfg.write_text(self.haproxy_cfg(front_http, self.tls_port, self.dns.address))
+            self._launch(["haproxy", "-f", str(cfg), "-db"], "haproxy")
+            _until_listening(self.tls_port)
         self.write(hosts)
-        self.launch_nginx()
 
     def stop(self) -> None:
         haproxy, nginx = self.processes[:1], self.processes[1:]
@@ -360,6 +377,17 @@ class Edge(Nginx):
         if self.dns is not None:
             self.dns.close()
             self.dns = None
+
+
+def _until_listening(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return
+        except OSError:
+            time.sleep(0.01)
+    raise SystemExit(f"bench: nothing listens on port {port} after {timeout:.0f} s")
 
 
 class Traefik(Proxy):
@@ -378,26 +406,29 @@ class Traefik(Proxy):
         return {"http": {"routers": routers, "services": {"upstream": upstream}},
                 "tls": {"certificates": certificates}}  # fmt: skip
 
-    def write(self, hosts: Sequence[str]) -> None:
+    def prepare(self, hosts: Sequence[str]) -> None:
+        if not self.processes:
+            (self.tls_port,) = unused_ports(1)
+        # The provider reads .yaml (and .toml) files: JSON is YAML.
+        self._staged.write_text(json.dumps(self.dynamic(hosts)))
+
+    @property
+    def _staged(self) -> Path:
+        return self.workdir / "traefik-dynamic.yaml"
+
+    def apply(self) -> None:
         directory = self.workdir / "traefik-dynamic"
         directory.mkdir(exist_ok=True)
-        # The provider reads .yaml (and .toml) files: JSON is YAML.
-        staged = self.workdir / "traefik-dynamic.yaml"
-        staged.write_text(json.dumps(self.dynamic(hosts)))
-        staged.replace(directory / "dynamic.yaml")  # one event: the whole file at once
+        self._staged.replace(directory / "dynamic.yaml")  # one event: the whole file at once
 
-    def start(self, hosts: Sequence[str]) -> None:
-        (self.tls_port,) = unused_ports(1)
-        self.write(hosts)
+    def launch(self) -> None:
+        self.apply()
         self._launch([str(install_traefik()),
                       f"--entrypoints.websecure.address=127.0.0.1:{self.tls_port}",
                       f"--providers.file.directory={self.workdir / 'traefik-dynamic'}",
                       "--providers.file.watch=true", "--log.level=ERROR",
                       "--global.checkNewVersion=false", "--global.sendAnonymousUsage=false"],
                      "traefik")  # fmt: skip
-
-    def reload(self, hosts: Sequence[str]) -> None:
-        self.write(hosts)
 
 
 class Caddy(Proxy):
@@ -424,18 +455,22 @@ class Caddy(Proxy):
                      "tls": {"certificates": {"load_files": files}}},
         }  # fmt: skip
 
-    def start(self, hosts: Sequence[str]) -> None:
-        self.tls_port, self.admin_port = unused_ports(2)
+    def prepare(self, hosts: Sequence[str]) -> None:
+        if not self.processes:
+            self.tls_port, self.admin_port = unused_ports(2)
+        self.prepared = json.dumps(self.config(hosts))
+
+    def launch(self) -> None:
         config = self.workdir / "caddy.json"
-        config.write_text(json.dumps(self.config(hosts)))
+        config.write_text(self.prepared)
         home = str(self.workdir / "caddy-home")
         self._launch(["caddy", "run", "--config", str(config)], "caddy",
                      {"HOME": home, "XDG_DATA_HOME": home, "XDG_CONFIG_HOME": home})  # fmt: skip
 
-    def reload(self, hosts: Sequence[str]) -> None:
+    def apply(self) -> None:
         request = urllib.request.Request(
             f"http://127.0.0.1:{self.admin_port}/load",
-            json.dumps(self.config(hosts)).encode(),
+            self.prepared.encode(),
             {"Content-Type": "application/json"},
             method="POST",
         )
