@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from bench.peers import install_traefik
+from certbotless.edge.deployer import workers_for_cpu_limit
 from certbotless.edge.mounts import NGINX_CONF_TARGET, SNIPPETS_DIR, ticket_key_target
 from certbotless.edge.nginx_version import parse_nginx_version
 from certbotless.edge.render import render_nginx_conf
@@ -182,6 +183,12 @@ def pinned(command: Sequence[str], cpu: str = PROXY_CPU) -> list[str]:
     return ["taskset", "-c", cpu, *command]
 
 
+# The edge service as a stack file limits it to one CPU (`deploy.resources.limits.cpus: 1`): every
+# proxy here runs on one CPU (`taskset`), and Go's runtime sizes Traefik and Caddy to it, where
+# nginx's `worker_processes auto` would count the machine's.
+ONE_CPU_EDGE = {"Spec": {"TaskTemplate": {"Resources": {"Limits": {"NanoCPUs": 1_000_000_000}}}}}
+
+
 class Proxy(ABC):
     """One peer: started with a set of hosts, each with its certificate, proxying to the
     upstream; `tls_port` is where clients connect."""
@@ -265,7 +272,7 @@ class Nginx(Proxy):
         files = render_nginx_conf(
             routes, certs_for(*hosts), RESPONDER, CERTS_DIR,
             nginx_version=self.version, front_subnets=self.front_subnets,
-            ticket_keys=TICKET_KEYS_IN_USE,
+            ticket_keys=TICKET_KEYS_IN_USE, workers=workers_for_cpu_limit(ONE_CPU_EDGE),
         )  # fmt: skip
         shutil.rmtree(self.tree / "certbotless", ignore_errors=True)  # hosts files of before
         self.tree.mkdir(exist_ok=True)

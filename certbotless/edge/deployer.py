@@ -338,7 +338,12 @@ class SwarmEdgeDeployer:
         routes, left_out = routes_nginx_passes(
             routes,
             lambda some: self._render(
-                some, current, local_nginx_version(), len(tickets), on_first_use
+                some,
+                current,
+                local_nginx_version(),
+                len(tickets),
+                on_first_use,
+                workers_for_cpu_limit(service),
             ),
             self._validate,
             self._check_alone,
@@ -430,6 +435,7 @@ class SwarmEdgeDeployer:
         version: NginxVersion,
         ticket_keys: int = 0,
         on_first_use: bool = False,
+        workers: int | None = None,
     ) -> NginxFiles:
         return render_nginx_conf(
             routes,
@@ -440,6 +446,7 @@ class SwarmEdgeDeployer:
             front_subnets=self.settings.front_subnets,
             ticket_keys=ticket_keys,
             certificates_on_first_use=on_first_use,
+            workers=workers,
         )
 
     def _snippet_references(
@@ -468,3 +475,12 @@ class SwarmEdgeDeployer:
                 FileReference(ObjectKind.SECRET, secret_id, name, files.privkey, 0o400),
             ]
         return snippets, wanted
+
+
+def workers_for_cpu_limit(service: Json) -> int | None:
+    """nginx's worker processes for the edge service's CPU limit (`deploy.resources.limits.cpus`,
+    rounded up): nginx's `auto` counts the node's CPUs, not a limit, and more workers than CPUs
+    only cost memory (each worker keeps its own certificates). None: no limit, `auto`."""
+    limits = service["Spec"]["TaskTemplate"].get("Resources", {}).get("Limits", {})
+    nano_cpus = int(limits.get("NanoCPUs") or 0)
+    return -(-nano_cpus // 1_000_000_000) if nano_cpus > 0 else None

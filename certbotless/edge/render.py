@@ -82,13 +82,15 @@ def render_nginx_conf(
     max_file_bytes: int = MAX_FILE_BYTES,
     ticket_keys: int = 0,
     certificates_on_first_use: bool = True,
+    workers: int | None = None,
 ) -> NginxFiles:
     """nginx.conf and the files it includes, none over `max_file_bytes`. `certs` maps
     certificate name → current version; a host without one gets no 443 server.
     `nginx_version` is the edge's nginx: it decides how HTTP/2 is switched on. `front_subnets`:
     the L4 front's network; with one, every listener speaks PROXY protocol and the client's
     address is taken from it, trusted from those subnets only. `ticket_keys`: see _tickets.
-    `certificates_on_first_use`: where nginx allows it (edge/certificates.py); else at start."""
+    `certificates_on_first_use`: where nginx allows it (edge/certificates.py); else at start.
+    `workers`: nginx's worker processes (the edge service's CPU limit); None: one per CPU."""
     pooled = pools_upstreams(nginx_version)
     # Without upstream blocks, tasks are taken in turn (the deployer says so to the labels).
     routes, _ = without_unpooled_options(list(routes), nginx_version)
@@ -112,6 +114,7 @@ def render_nginx_conf(
     maps = _map_count(servers, defaults, client_certs, zones, answers, *upstreams.values())
     main = _MAIN.format(
         **njs_directives(routes),
+        workers=workers or "auto",
         default_servers=defaults,
         access_log=EDGE_ACCESS_LOG,
         hosts_dir=HOSTS_DIR,
@@ -336,7 +339,7 @@ _HTTP2_ON = """
 
 _MAIN = """\
 # Rendered by certbotless. Do not edit: the next pass replaces it.
-{njs_module}worker_processes auto;
+{njs_module}worker_processes {workers};
 error_log stderr warn;
 
 events {{
