@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from types import MappingProxyType
 
 from certbotless.edge.guards import auth_tls_secrets, htpasswd_secrets
@@ -335,20 +336,16 @@ class SwarmEdgeDeployer:
         )
         tickets = self.store.ensure_ticket_keys(datetime.now(UTC).date())
         on_first_use = workers is not None  # their keys are mounted readable by the workers
+        render = partial(self._render, current=current, ticket_keys=len(tickets),
+                         on_first_use=on_first_use,
+                         workers=workers_for_cpu_limit(service))  # fmt: skip
         routes, left_out = routes_nginx_passes(
             routes,
-            lambda some: self._render(
-                some,
-                current,
-                local_nginx_version(),
-                len(tickets),
-                on_first_use,
-                workers_for_cpu_limit(service),
-            ),
+            lambda some: render(some, version=local_nginx_version()),
             self._validate,
             self._check_alone,
         )
-        files = self._render(routes, current, version, len(tickets), on_first_use)
+        files = render(routes, version=version)
         try:
             confs = self.store.ensure_nginx_confs(files)
         except APIError as error:  # a failed roll, reported; the pass (and gc) goes on

@@ -84,13 +84,10 @@ def render_nginx_conf(
     certificates_on_first_use: bool = True,
     workers: int | None = None,
 ) -> NginxFiles:
-    """nginx.conf and the files it includes, none over `max_file_bytes`. `certs` maps
-    certificate name → current version; a host without one gets no 443 server.
-    `nginx_version` is the edge's nginx: it decides how HTTP/2 is switched on. `front_subnets`:
-    the L4 front's network; with one, every listener speaks PROXY protocol and the client's
-    address is taken from it, trusted from those subnets only. `ticket_keys`: see _tickets.
-    `certificates_on_first_use`: where nginx allows it (edge/certificates.py); else at start.
-    `workers`: nginx's worker processes (the edge service's CPU limit); None: one per CPU."""
+    """nginx.conf and its included files, none over `max_file_bytes`. `certs`: certificate name →
+    current version (a host without one gets no 443 server). `front_subnets`: the L4 front's,
+    whose PROXY header alone gives the client's address. `ticket_keys`: see _tickets.
+    `certificates_on_first_use` where nginx allows it. `workers`: None: one per CPU."""
     pooled = pools_upstreams(nginx_version)
     # Without upstream blocks, tasks are taken in turn (the deployer says so to the labels).
     routes, _ = without_unpooled_options(list(routes), nginx_version)

@@ -193,7 +193,9 @@ def _parse_spec(
 ) -> CertSpec:
     """The certificate a service asks for (alone: for services an own nginx.conf routes)."""
     invalid = invalid or _invalid_factory(service)
-    hosts = hosts or parse_hosts(service.labels[DOMAINS], invalid, True, _asks_dns01(service))
+    hosts = hosts or parse_hosts(
+        service.labels[DOMAINS], invalid, ip_allowed=True, wildcards=_asks_dns01(service)
+    )
     name = service.labels.get(NAME, "").strip() or certificate_name_for(hosts[0])
     if not CERTIFICATE_NAME_RE.fullmatch(name):
         raise invalid(NAME, "must be a name of lowercase letters, digits, '-' and dots")
@@ -247,7 +249,7 @@ def _parse_service(
         return labels.get(label, default).strip()
 
     _parse_challenge(service, invalid)  # a wrong challenge label first: wildcards hang on it
-    hosts = parse_hosts(labels[DOMAINS], invalid, True, _asks_dns01(service))
+    hosts = parse_hosts(labels[DOMAINS], invalid, ip_allowed=True, wildcards=_asks_dns01(service))
 
     port_text = text(PORT)
     if not port_text:

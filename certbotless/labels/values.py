@@ -17,8 +17,8 @@ import idna
 from certbotless.model import CHALLENGE_PREFIX, OBJECT_NAME_PREFIX, LabelProblem, is_ip_address
 
 # The native labels a host's problems name in every dialect: a host is reported under
-# certbotless.domains, and the fixes for wildcards and IP addresses name the challenge and
-# profile labels. native.py holds the other labels.
+# certbotless.domains, and the fix for wildcards names the challenge label. native.py holds the
+# other labels.
 LABEL_PREFIX = "certbotless."
 DOMAINS = LABEL_PREFIX + "domains"
 PROFILE = LABEL_PREFIX + "profile"
