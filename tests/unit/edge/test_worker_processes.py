@@ -11,6 +11,7 @@ from certbotless.edge.mounts import NGINX_CONF_TARGET
 from certbotless.edge.render import render_nginx_conf
 from certbotless.model import Route
 from tests.support.factories import CERTS_DIR, RESPONDER, certs_for
+from tests.unit.edge.test_edge_limits import deployer, mounted
 
 
 @pytest.mark.parametrize(
@@ -30,3 +31,13 @@ def test_the_main_file_says_them(workers: int | None, line: str) -> None:
     files = render_nginx_conf(routes, certs_for("app.example.test"), RESPONDER, CERTS_DIR,
                               workers=workers)  # fmt: skip
     assert f"\nworker_processes {line};\n" in files[NGINX_CONF_TARGET]
+
+
+def test_the_rolled_configuration_has_the_edge_services_limit() -> None:
+    edge, swarm, store = deployer()
+    task = swarm.service["Spec"]["TaskTemplate"]
+    task["Resources"] = {"Limits": {"NanoCPUs": 1_500_000_000}}
+    edge.deploy("edge", [Route("app", ("app.example.test",), 8000)], {}, [], lambda _: None)
+    (update,) = swarm.updates
+    rolled = store.texts[mounted(update)[NGINX_CONF_TARGET]]
+    assert "\nworker_processes 2;\n" in rolled
