@@ -32,7 +32,7 @@ from certbotless.edge.validation import NginxConfigError
 from certbotless.labels.compose import ComposeError, docker_cli, parse_stack_argument
 from certbotless.labels.lint import lint, report_json, report_text
 from certbotless.labels.settle import EdgeNotFound
-from certbotless.labels.values import CERTIFICATE_NAME_RE, certificate_name_for
+from certbotless.labels.values import CERTIFICATE_NAME_RE, certificate_name_for, profile_for
 from certbotless.model import (
     CertSpec,
     ChallengeMode,
@@ -197,7 +197,9 @@ def _add_issue(issue: argparse.ArgumentParser) -> None:
         default=KeyType.EC256,
         help="private key type (default: ec256)",
     )
-    issue.add_argument("--profile", help="ACME profile to request")
+    issue.add_argument(
+        "--profile", help="ACME profile to request (an IP address: shortlived unless given)"
+    )
     issue.add_argument("--name", help="certificate name (default: the first domain)")
     issue.add_argument(
         "--challenge",
@@ -354,7 +356,7 @@ def issue(app: App, args: argparse.Namespace) -> int:
         print("certbotless: a wildcard needs --challenge dns-01 (or mixed)", file=sys.stderr)
         return 2
     spec = CertSpec(
-        name, domains, args.key_type, args.profile, challenge=args.challenge,
+        name, domains, args.key_type, profile_for(domains, args.profile), challenge=args.challenge,
         dns_provider=args.dns_provider, dns_zone=args.dns_zone,
     )  # fmt: skip
     with _responder_unless_running(app.tokens, app.settings):
