@@ -271,14 +271,34 @@ def _host_files(servers: Mapping[str, list[Server]], max_bytes: int) -> NginxFil
         groups.setdefault(_host_group(host), []).append(host)
     files: NginxFiles = {}
     for group, hosts in sorted(groups.items()):
-        blocks = {host: "\n".join(server.text() for server in servers[host]) for host in hosts}
-        text = _file_header(f"hosts whose name hashes to {group}") + "\n".join(blocks.values())
+        blocks = _alike_as_one(server for host in hosts for server in servers[host])
+        text = _file_header(f"hosts whose name hashes to {group}") + "\n".join(
+            block.text() for block in blocks
+        )
         if len(text.encode()) <= max_bytes:
             files[f"{HOSTS_DIR}/{group}.conf"] = text + "\n"
             continue
         for host in hosts:
-            files.update(_one_host_files(host, servers[host], blocks[host], max_bytes))
+            text = "\n".join(server.text() for server in servers[host])
+            files.update(_one_host_files(host, servers[host], text, max_bytes))
     return files
+
+
+def _alike_as_one(servers: Iterable[Server]) -> list[Server]:
+    """Servers alike but for their names as one block naming them all: most hosts' port 80 is
+    the same redirect to HTTPS, and nginx holds every module's configuration for each block and
+    location (1,000 hosts' redirects took 44 of the edge's 92 MiB). Servers with routing maps
+    of their own stay apart."""
+    alike: dict[tuple[int, str, str, tuple[str, ...]], Server] = {}
+    apart: list[Server] = []
+    for server in servers:
+        if server.maps:
+            apart.append(server)
+            continue
+        key = (server.port, server.listen, server.directives, tuple(server.locations))
+        first = alike.get(key)
+        alike[key] = server if first is None else replace(first, names=first.names + server.names)
+    return [*alike.values(), *apart]
 
 
 def _one_host_files(host: str, servers: list[Server], text: str, max_bytes: int) -> NginxFiles:

@@ -17,20 +17,24 @@ from certbotless.model import Route, StoredCert, host_form
 
 @dataclass(frozen=True)
 class Server:
-    """One server block: its directives before the locations, and the locations; `maps`: the
-    http-level maps its routing reads, written before it."""
+    """One server block: its listen directive, its names, the directives before the locations,
+    and the locations; `maps`: the http-level maps its routing reads, written before it."""
 
     port: int
-    head: str
+    listen: str
+    names: tuple[str, ...]
+    directives: str = ""
     locations: list[str] = field(default_factory=list)
     maps: str = ""
 
     def text(self, body: str | None = None) -> str:
         """The block; `body` in place of the locations (includes of them elsewhere)."""
         inside = "\n".join(self.locations) if body is None else body
+        names = "\n                    ".join(host_form(name) for name in self.names)
         return f"""{self.maps}
     server {{
-        {self.head}
+        {self.listen};
+        server_name {names};{self.directives}
 {inside}
     }}"""
 
@@ -126,12 +130,7 @@ def http_server(
     else:
         maps, body = route_locations(host, routes, plain_http=True, has_cert=has_cert,
                                      pooled=pooled)  # fmt: skip
-    return Server(
-        80,
-        f"{listen_80};\n        server_name {host_form(host)};",
-        [challenge_location(responder_upstream), *body],
-        maps,
-    )
+    return Server(80, listen_80, (host,), "", [challenge_location(responder_upstream), *body], maps)
 
 
 def https_server(
@@ -161,8 +160,9 @@ def https_server(
         certificate = ""
     return Server(
         443,
-        f"""{listen_443}{" default_server" if default else ""};
-        server_name {host_form(host)};{certificate}{hsts_header}{client_auth}""",
+        listen_443 + (" default_server" if default else ""),
+        (host,),
+        certificate + hsts_header + client_auth,
         locations,
         maps,
     )
