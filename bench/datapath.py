@@ -328,17 +328,19 @@ def rows(counts: Counts) -> list[tuple[str, str]]:
     ]
 
 
-def table(medians: dict[str, Figures], counts: Counts) -> str:
+def table(medians: dict[str, Figures], labelled: list[tuple[str, str]]) -> str:
+    """The markdown table of `labelled` rows ((figure, label), see `rows`), a column per
+    proxy, each figure's ratio to the edge's beside it."""
     names = list(medians)
     reference = medians.get(Edge.name)
     lines = ["| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-    for key, label in rows(counts):
+    for key, label in labelled:
         if all(key not in figures for figures in medians.values()):
             continue  # not measured (--only-hosts)
         cells = []
         for name in names:
             value = medians[name].get(key)
-            cell = "—" if value is None else _number(value)
+            cell = "—" if value is None else number_cell(value)
             if value is not None and reference and reference.get(key) and name != Edge.name:
                 cell += f" ({value / reference[key]:.2f}x)"
             cells.append(cell)
@@ -346,7 +348,7 @@ def table(medians: dict[str, Figures], counts: Counts) -> str:
     return "\n".join(lines)
 
 
-def _number(value: float) -> str:
+def number_cell(value: float) -> str:
     if value >= 1000:
         return f"{value:,.0f}"
     return f"{value:.2f}" if value < 10 else f"{value:.1f}"
@@ -478,7 +480,7 @@ def _measure(args: argparse.Namespace, counts: Counts, workdir: Path, upstream: 
         runs.append(one_run(peers, load, counts, certificates, args.only_hosts))
     medians = medians_of(runs)
     print(f"\nbench: medians of {args.runs} runs; (x) = the peer's figure / the edge's")
-    print(table(medians, counts))
+    print(table(medians, rows(counts)))
     print(where_time_goes(medians))
     failed = {
         name: sum(v for k, v in f.items() if k.endswith("failed")) for name, f in medians.items()
