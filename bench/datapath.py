@@ -368,6 +368,12 @@ def where_time_goes(medians: dict[str, Figures]) -> str:
     )
 
 
+def failed_requests(runs: Sequence[dict[str, Figures]]) -> dict[str, float]:
+    """Each peer's failed requests (every `…failed` figure), summed over `runs`."""
+    return {name: sum(value for run in runs for key, value in run[name].items()
+                      if key.endswith("failed")) for name in runs[0]}  # fmt: skip
+
+
 def medians_of(runs: Sequence[dict[str, Figures]]) -> dict[str, Figures]:
     medians: dict[str, Figures] = {}
     for name in runs[0]:
@@ -482,9 +488,7 @@ def _measure(args: argparse.Namespace, counts: Counts, workdir: Path, upstream: 
     print(f"\nbench: medians of {args.runs} runs; (x) = the peer's figure / the edge's")
     print(table(medians, rows(counts)))
     print(where_time_goes(medians))
-    failed = {
-        name: sum(v for k, v in f.items() if k.endswith("failed")) for name, f in medians.items()
-    }
+    failed = failed_requests([medians])
     if any(failed.values()):
         print(f"bench: failed requests (medians): {failed}")
         return 1

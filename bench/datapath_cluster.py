@@ -68,6 +68,7 @@ from bench.datapath import (
     H2load,
     Load,
     counts_asked,
+    failed_requests,
     medians_of,
     table,
 )
@@ -539,8 +540,7 @@ def main() -> int:
     print(f"\nbench: medians of {args.runs} runs through {topology.asked}'s address; "
           f"(x) = the peer's figure / the edge's")  # fmt: skip
     print(table(medians, rows(counts)))
-    failed = {name: sum(value for run in measured for key, value in run[name].items()
-                        if key.endswith("failed")) for name in peers}  # fmt: skip
+    failed = failed_requests(measured)
     if any(failed.values()):
         print(f"bench: failed requests (all runs): {failed}")
         return 1
