@@ -369,16 +369,20 @@ def test_a_node_that_joins_serves_every_certificate_with_nothing_done_by_the_sid
     rolls_before = edge.logs(sidecar_node, container).count(f"rolling {NGINX}")
     started = time.monotonic()
     joined = edge.cluster.add_node("worker")
-    deadline = time.monotonic() + 120
-    while joined not in edge.cluster.task_nodes(NGINX):
-        assert time.monotonic() < deadline, "no nginx task on the new node"
-        time.sleep(1)
-    hosts = [*APPS.values(), NEW_HOST]
-    expected = {host: serials_everywhere(edge, host) for host in hosts}
-    served = edge.served_by_every_task(*hosts)
-    for host in hosts:
-        assert len(served[host]) == len(edge.cluster.task_nodes(NGINX)), served
-        assert {*served[host].values()} == expected[host], served
-    figure(f"cluster: a node joined → its nginx task serves every certificate: "
-           f"{time.monotonic() - started:.1f} s")  # fmt: skip
-    assert edge.logs(sidecar_node, container).count(f"rolling {NGINX}") == rolls_before
+    try:
+        deadline = time.monotonic() + 120
+        while joined not in edge.cluster.task_nodes(NGINX):
+            assert time.monotonic() < deadline, "no nginx task on the new node"
+            time.sleep(1)
+        hosts = [*APPS.values(), NEW_HOST]
+        expected = {host: serials_everywhere(edge, host) for host in hosts}
+        served = edge.served_by_every_task(*hosts)
+        for host in hosts:
+            assert len(served[host]) == len(edge.cluster.task_nodes(NGINX)), served
+            assert {*served[host].values()} == expected[host], served
+        figure(f"cluster: a node joined → its nginx task serves every certificate: "
+               f"{time.monotonic() - started:.1f} s")  # fmt: skip
+        assert edge.logs(sidecar_node, container).count(f"rolling {NGINX}") == rolls_before
+    finally:
+        # A cluster this run did not make stays up after it, as it was: four nodes.
+        edge.cluster.remove_node(joined)
