@@ -251,6 +251,20 @@ def wait_for_serial(
     return answer
 
 
+def wait_for_roll(service: str, timeout: float = 60) -> None:
+    """Until no update of `service` is under way (a roll's old task drains after the new one
+    answers), so that a test starts on a settled edge."""
+    deadline = time.monotonic() + timeout
+    shown = "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}"
+    while (state := docker("service", "inspect", service, "--format", shown).strip()) in (
+        "updating",
+        "rollback_started",
+    ):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{service}: still {state} after {timeout:.0f} s")
+        time.sleep(0.5)
+
+
 def container_logs(container: str, tail: str = "all") -> str:
     result = run(["docker", "logs", "--tail", tail, container], check=False)
     return result.stdout + result.stderr

@@ -1,8 +1,9 @@
 """The release before the working tree, as an operator ran it: its checkout (a `git worktree`) for
 its stack files, and its three images built from that checkout with plain `docker build`.
 
-The previous release is the newest tag reachable from HEAD; until the first tag exists, the
-commit issue 26 started from (BASE_COMMIT). Its images are tagged `<repository>:upgrade-from-
+The previous release is the newest tag reachable from HEAD; in a clone without tags, the newest
+commit titled "Release x.y.z"; before the first release, the commit issue 26 started from
+(BASE_COMMIT). Its images are tagged `<repository>:upgrade-from-
 <commit>`, never `:local` (the working tree's), and built once per machine: a commit never
 changes. The rig's own image builder is not used for them: it would re-unpack the nginx roots
 other tests run and retag the `:local` images.
@@ -56,9 +57,12 @@ class PreviousRelease:
 
 
 def previous_commit() -> str:
-    """The newest tag reachable from HEAD, else BASE_COMMIT; as a full commit hash."""
+    """The newest tag reachable from HEAD; in a clone without tags (CI's), the newest commit
+    titled "Release x.y.z" (each release is one); else BASE_COMMIT. As a full commit hash."""
     described = run(["git", "-C", str(REPO), "describe", "--tags", "--abbrev=0"], check=False)
-    ref = described.stdout.strip() if described.returncode == 0 else BASE_COMMIT
+    released = run(["git", "-C", str(REPO), "log", "-1", "--format=%H", "--extended-regexp",
+                    "--grep=^Release [0-9]+\\.[0-9]+\\.[0-9]+"]).stdout.strip()  # fmt: skip
+    ref = described.stdout.strip() if described.returncode == 0 else released or BASE_COMMIT
     return run(["git", "-C", str(REPO), "rev-parse", f"{ref}^{{commit}}"]).stdout.strip()
 
 

@@ -1,8 +1,8 @@
 """An upgrade from the previous release to the working tree, and back, on the real multi-node
 swarm (issue 26), while clients keep asking through the fronts.
 
-The previous release (tests/cluster/previous_release.py: the last tag, else the commit issue 26
-started from) is deployed from its own checkout and images, with three certificates: one by
+The previous release (tests/cluster/previous_release.py: the last tag, else the newest "Release
+x.y.z" commit) is deployed from its own checkout and images, with three certificates: one by
 HTTP-01, a wildcard by DNS-01 (the test's own BIND, which the test's own Pebble resolves
 through), and one the CA refuses, failing and backing off. Then the upgrade, as docs/upgrades.md
 says: the new images on every node, then `docker stack deploy` of the new stack file (with what

@@ -38,6 +38,7 @@ from rig.stacks import (
     remove_stacks,
     sidecar_logs,
     wait_for_https,
+    wait_for_roll,
 )
 from rig.state import run
 from tests.web.test_status_page_browser import (
@@ -186,6 +187,7 @@ def test_in_a_browser_the_page_lists_the_swarms_certificates_and_renew_now_rolls
     page: str, browser: webdriver.Chrome, figure: Callable[[str], None]
 ) -> None:
     url = f"https://{STATUS_HOST}/"
+    wait_for_roll(f"{EDGE_STACK}_nginx")  # the previous test's renewal rolls the edge
     browser.get(url)  # no credentials: nothing of the page
     assert _statuses(browser, url) == [401]
     assert DEMO_HOST not in browser.page_source

@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -55,14 +56,25 @@ def _log_in(chrome: webdriver.Chrome, user: str, password: str) -> None:
                            {"headers": {"Authorization": f"Basic {token}"}})  # fmt: skip
 
 
-def _statuses(chrome: webdriver.Chrome, url: str) -> list[int]:
-    """The HTTP statuses of the documents loaded from `url` since the last call."""
-    found = []
-    for entry in chrome.get_log("performance"):  # type: ignore[no-untyped-call]
-        message = json.loads(entry["message"])["message"]
-        response = message.get("params", {}).get("response", {})
-        if message["method"] == "Network.responseReceived" and response.get("url") == url:
-            found.append(int(response["status"]))
+def _statuses(chrome: webdriver.Chrome, url: str, timeout: float = 10) -> list[int]:
+    """The HTTP statuses of the documents loaded from `url` since the last call. The driver's
+    log may trail the navigation it returned from, so it is read until a document's answer (or
+    its failure, named in the assertion) is there."""
+    found: list[int] = []
+    failures: list[str] = []
+    deadline = time.monotonic() + timeout
+    while not found and time.monotonic() < deadline:
+        for entry in chrome.get_log("performance"):  # type: ignore[no-untyped-call]
+            message = json.loads(entry["message"])["message"]
+            params = message.get("params", {})
+            response = params.get("response", {})
+            if message["method"] == "Network.responseReceived" and response.get("url") == url:
+                found.append(int(response["status"]))
+            elif message["method"] == "Network.loadingFailed" and params.get("type") == "Document":
+                failures.append(str(params.get("errorText")))
+        if not found:
+            time.sleep(0.2)
+    assert found or not failures, f"{url}: the browser's load failed: {failures}"
     return found
 
 
