@@ -15,8 +15,8 @@ front passes connections only to tasks that run a rendered configuration (haprox
 and the stack file's roll leaves such tasks (one node every 20 s) until a sidecar rolls its own
 in again (stacks/edge.yml). Then the downgrade: the previous release's
 stack file and images deployed again; its certificates still served, nothing deleted (its
-traffic is measured, not judged: the previous release's front passes connections to its
-bootstrap tasks, and it mounts certificates again only at its next pass).
+traffic is measured, not judged: what an older release does is not this tree's to fix; a
+release before 0.2.0 passed connections to its bootstrap tasks).
 
 The clients are the cluster suite's loops, given every manager's front as browsers are given a
 name's A records: a front that refuses a connection (its task restarting) is left for the next
