@@ -3,10 +3,10 @@ its stack files, and its three images built from that checkout with plain `docke
 
 The previous release is the newest tag reachable from HEAD; in a clone without tags, the newest
 commit titled "Release x.y.z"; before the first release, the commit issue 26 started from
-(BASE_COMMIT). Its images are tagged `<repository>:upgrade-from-
-<commit>`, never `:local` (the working tree's), and built once per machine: a commit never
-changes. The rig's own image builder is not used for them: it would re-unpack the nginx roots
-other tests run and retag the `:local` images.
+(BASE_COMMIT). Its images are tagged `<repository>:upgrade-from-<commit>`, never `:local` (the
+working tree's), and built once per machine: a commit never changes. The rig's own image builder is
+not used for them: it would re-unpack the nginx roots other tests run and retag the `:local`
+images.
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ def _statuses(chrome: webdriver.Chrome, url: str, timeout: float = 10) -> list[i
     found: list[int] = []
     failures: list[str] = []
     deadline = time.monotonic() + timeout
-    while not found and time.monotonic() < deadline:
+    while not found and not failures and time.monotonic() < deadline:
         for entry in chrome.get_log("performance"):  # type: ignore[no-untyped-call]
             message = json.loads(entry["message"])["message"]
             params = message.get("params", {})
@@ -72,7 +72,7 @@ def _statuses(chrome: webdriver.Chrome, url: str, timeout: float = 10) -> list[i
                 found.append(int(response["status"]))
             elif message["method"] == "Network.loadingFailed" and params.get("type") == "Document":
                 failures.append(str(params.get("errorText")))
-        if not found:
+        if not (found or failures):
             time.sleep(0.2)
     assert found or not failures, f"{url}: the browser's load failed: {failures}"
     return found
