@@ -60,9 +60,12 @@ def previous_commit() -> str:
     """The newest tag reachable from HEAD; in a clone without tags (CI's), the newest commit
     titled "Release x.y.z" (each release is one); else BASE_COMMIT. As a full commit hash."""
     described = run(["git", "-C", str(REPO), "describe", "--tags", "--abbrev=0"], check=False)
-    released = run(["git", "-C", str(REPO), "log", "-1", "--format=%H", "--extended-regexp",
-                    "--grep=^Release [0-9]+\\.[0-9]+\\.[0-9]+"]).stdout.strip()  # fmt: skip
-    ref = described.stdout.strip() if described.returncode == 0 else released or BASE_COMMIT
+    if described.returncode == 0:
+        ref = described.stdout.strip()
+    else:
+        released = run(["git", "-C", str(REPO), "log", "-1", "--format=%H", "--extended-regexp",
+                        "--grep=^Release [0-9]+\\.[0-9]+\\.[0-9]+"]).stdout.strip()  # fmt: skip
+        ref = released or BASE_COMMIT
     return run(["git", "-C", str(REPO), "rev-parse", f"{ref}^{{commit}}"]).stdout.strip()
 
 
