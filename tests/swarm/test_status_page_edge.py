@@ -44,9 +44,9 @@ from rig.state import run
 from tests.web.test_status_page_browser import (
     CHROMIUM_FLAGS,
     LAPTOP,
+    _load,
     _log_in,
     _screenshot,
-    _statuses,
 )
 
 pytestmark = pytest.mark.rig
@@ -188,12 +188,10 @@ def test_in_a_browser_the_page_lists_the_swarms_certificates_and_renew_now_rolls
 ) -> None:
     url = f"https://{STATUS_HOST}/"
     wait_for_roll(f"{EDGE_STACK}_nginx")  # the previous test's renewal rolls the edge
-    browser.get(url)  # no credentials: nothing of the page
-    assert _statuses(browser, url) == [401]
+    assert _load(browser, url) == [401]  # no credentials: nothing of the page
     assert DEMO_HOST not in browser.page_source
     _log_in(browser, USER, PASSWORD)
-    browser.get(url)
-    assert _statuses(browser, url) == [200]
+    assert _load(browser, url) == [200]
     before = https_get(DEMO_HOST, page).serial
     row = browser.find_element(By.ID, f"cert-{DEMO_HOST}")
     assert DEMO_HOST in row.text
@@ -208,7 +206,7 @@ def test_in_a_browser_the_page_lists_the_swarms_certificates_and_renew_now_rolls
     assert "failed" in blocked and words[:60] in blocked, (words, blocked)
     shot = _screenshot(browser, LAPTOP, "status-page-swarm.png")
     browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
-    browser.get(url)
+    assert _load(browser, url) == [200]
     row = browser.find_element(By.ID, f"cert-{DEMO_HOST}")
     row.find_element(By.XPATH, ".//button[text()='Renew now']").click()
     WebDriverWait(browser, 10).until(lambda chrome: "done=" in chrome.current_url)
